@@ -1,0 +1,190 @@
+//! The build graph: the frontend's output and the builder's input.
+//!
+//! A `BuildGraph` is a DAG of ops in topological order. Every filesystem-producing op
+//! (`Exec`, `Copy`, `Mkdir`) takes one rootfs input and yields that rootfs plus exactly one
+//! new layer; `Image` and `Scratch` are the roots a stage starts from. The final image is
+//! the chain of layers from `output.root` down to its `Image`/`Scratch` op, with
+//! `output.config` and `output.history`.
+
+use serde::Serialize;
+
+use crate::{HistoryEntry, ImageConfig, Span};
+
+/// Index of an op in [`BuildGraph::ops`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct OpId(pub usize);
+
+/// The definition digest of an op: `sha256:<hex>` of its canonical definition, with its
+/// inputs represented by their own definition digests. Stable across runs and machines;
+/// it never depends on spans, descriptions or op indexes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct OpDigest(pub String);
+
+impl std::fmt::Display for OpDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A solved Dockerfile: ops in topological order (inputs always before the ops using them)
+/// and the image the build produces.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildGraph {
+    pub ops: Vec<Op>,
+    pub output: ImageOutput,
+}
+
+impl BuildGraph {
+    pub fn op(&self, id: OpId) -> &Op {
+        &self.ops[id.0]
+    }
+}
+
+/// The image the target stage produces.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageOutput {
+    /// The last op of the target stage's FROM chain.
+    pub root: OpId,
+    /// The complete runtime config of the result, base image fields included.
+    pub config: ImageConfig,
+    /// History entries added by the Dockerfile along the FROM chain, in order. The builder
+    /// prepends the base image's own history. Entries with `empty_layer: false` correspond
+    /// one to one, in order, to the layer-producing ops on the chain from the bottom up.
+    pub history: Vec<HistoryEntry>,
+    /// The external image at the bottom of the FROM chain, `None` for `scratch`.
+    pub base: Option<String>,
+}
+
+/// The stage an op belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StageId {
+    /// 0-based position of the stage in the Dockerfile.
+    pub index: usize,
+    /// The `AS name`, lower-cased.
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Op {
+    pub kind: OpKind,
+    /// The instruction the op comes from (for `Image`/`Scratch`: the FROM line).
+    pub span: Span,
+    pub stage: StageId,
+    /// What progress output shows, e.g. `RUN echo hi` (variables as written).
+    pub description: String,
+    pub digest: OpDigest,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub enum OpKind {
+    /// An empty filesystem (`FROM scratch`).
+    Scratch,
+    /// The layers of an external image, by normalized reference (e.g. `busybox:latest`).
+    Image {
+        reference: String,
+    },
+    Exec(ExecOp),
+    Copy(CopyOp),
+    Mkdir(MkdirOp),
+}
+
+impl OpKind {
+    /// The ops this op reads from.
+    pub fn inputs(&self) -> Vec<OpId> {
+        match self {
+            OpKind::Scratch | OpKind::Image { .. } => vec![],
+            OpKind::Exec(exec) => vec![exec.rootfs],
+            OpKind::Copy(copy) => match copy.source {
+                CopySource::Op(source) => vec![copy.rootfs, source],
+                CopySource::Context | CopySource::Inline(_) => vec![copy.rootfs],
+            },
+            OpKind::Mkdir(mkdir) => vec![mkdir.rootfs],
+        }
+    }
+
+    /// The op whose filesystem this op builds on, for layer-producing ops.
+    pub fn rootfs(&self) -> Option<OpId> {
+        match self {
+            OpKind::Scratch | OpKind::Image { .. } => None,
+            OpKind::Exec(exec) => Some(exec.rootfs),
+            OpKind::Copy(copy) => Some(copy.rootfs),
+            OpKind::Mkdir(mkdir) => Some(mkdir.rootfs),
+        }
+    }
+}
+
+/// RUN: one process in a sandbox over the rootfs; its changes become the layer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecOp {
+    pub rootfs: OpId,
+    /// The complete argv: shell form is already wrapped in the stage's SHELL.
+    pub args: Vec<String>,
+    /// `KEY=value` entries the process sees: the config's Env, then ARGs in scope not
+    /// overridden by ENV.
+    pub env: Vec<String>,
+    /// Absolute working directory.
+    pub cwd: String,
+    /// The USER in effect (`name`, `uid`, `name:group`, `uid:gid`), empty for root.
+    pub user: String,
+    pub network: NetworkMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum NetworkMode {
+    /// The build's default (a builder option).
+    #[default]
+    Default,
+    None,
+    Host,
+}
+
+/// COPY or ADD: files from a source into the rootfs; the changes become the layer.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyOp {
+    pub rootfs: OpId,
+    pub source: CopySource,
+    pub kind: CopyKind,
+    /// Source paths or patterns after variable expansion, as written (relative to the root
+    /// of the source: the context, or the source op's filesystem root).
+    pub sources: Vec<String>,
+    /// Absolute destination after WORKDIR resolution; a trailing `/` is kept because it
+    /// means "into this directory".
+    pub destination: String,
+    /// `--chown` after expansion, unresolved (`user`, `uid`, `user:group`, ...).
+    pub chown: Option<String>,
+    /// `--chmod` after expansion.
+    pub chmod: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CopyKind {
+    Copy,
+    Add,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub enum CopySource {
+    /// The build context.
+    Context,
+    /// The filesystem of another op: a stage's last op or an `Image` op (`--from=image`).
+    Op(OpId),
+    /// Files written in the Dockerfile (`COPY <<EOF dest`).
+    Inline(Vec<InlineFile>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InlineFile {
+    pub name: String,
+    pub content: String,
+}
+
+/// WORKDIR (other than `/`): creates the directory and its missing parents, owned by `owner`.
+/// When the directory already exists the diff is empty, and the builder then adds no layer
+/// and marks the op's history entry `empty_layer`, as Docker does.
+#[derive(Debug, Clone, Serialize)]
+pub struct MkdirOp {
+    pub rootfs: OpId,
+    pub path: String,
+    /// The USER in effect, as for [`ExecOp::user`]; the new directories belong to it.
+    pub owner: String,
+}
