@@ -1,0 +1,199 @@
+//! Images: names → manifests → config and layers; making layers; unpacking them.
+
+use std::path::Path;
+
+use flate2::write::GzEncoder;
+
+use crate::error::{Error, Result};
+use crate::layer::{self, LayerOptions};
+use crate::meta::ImageRecord;
+use crate::oci::{self, Descriptor, ImageConfiguration, Manifest};
+use crate::{Digest, HashingWriter, ImageName, SnapshotName, Store};
+
+/// An image read from the store: its manifest and config, both verified.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub manifest_digest: Digest,
+    pub manifest: Manifest,
+    pub config_digest: Digest,
+    pub config: ImageConfiguration,
+}
+
+impl Image {
+    /// The snapshot names of the image's layer stack, bottom first.
+    pub fn chain(&self) -> Vec<SnapshotName> {
+        let mut chain: Vec<SnapshotName> = Vec::new();
+        for diff_id in &self.config.rootfs.diff_ids {
+            let next = SnapshotName::chain(chain.last(), diff_id);
+            chain.push(next);
+        }
+        chain
+    }
+
+    /// The top of the layer stack, `None` for an image without layers.
+    pub fn top(&self) -> Option<SnapshotName> {
+        self.chain().pop()
+    }
+
+    /// Sum of the layer blob sizes.
+    pub fn size(&self) -> u64 {
+        self.manifest.layers.iter().map(|l| l.size).sum()
+    }
+}
+
+/// A layer blob made by [`Store::create_layer`].
+#[derive(Debug, Clone)]
+pub struct NewLayer {
+    pub descriptor: Descriptor,
+    /// sha256 of the uncompressed tar.
+    pub diff_id: Digest,
+    /// Whether the tar holds no entries at all.
+    pub empty: bool,
+}
+
+impl Store {
+    pub fn images(&self) -> Result<Vec<ImageRecord>> {
+        self.inner.meta.images()
+    }
+
+    pub fn image_record(&self, name: &ImageName) -> Result<Option<ImageRecord>> {
+        self.inner.meta.image(name)
+    }
+
+    /// Looks up `name` and reads its manifest and config.
+    pub fn image(&self, name: &ImageName) -> Result<Image> {
+        let record = self
+            .inner
+            .meta
+            .image(name)?
+            .ok_or_else(|| Error::ImageNotFound { name: name.clone() })?;
+        self.image_by_manifest(&record.manifest)
+    }
+
+    pub fn image_by_manifest(&self, manifest_digest: &Digest) -> Result<Image> {
+        let manifest: Manifest = self.read_json("manifest", manifest_digest)?;
+        let config: ImageConfiguration = self.read_json("image config", &manifest.config.digest)?;
+        if config.rootfs.diff_ids.len() != manifest.layers.len() {
+            return Err(Error::LayerCountMismatch {
+                name: manifest_digest.to_string(),
+                layers: manifest.layers.len(),
+                diff_ids: config.rootfs.diff_ids.len(),
+            });
+        }
+        Ok(Image {
+            manifest_digest: manifest_digest.clone(),
+            config_digest: manifest.config.digest.clone(),
+            manifest,
+            config,
+        })
+    }
+
+    pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+        digest: &Digest,
+    ) -> Result<T> {
+        let bytes = self.read_blob(digest)?;
+        serde_json::from_slice(&bytes).map_err(|source| Error::InvalidJson {
+            what,
+            digest: digest.clone(),
+            source,
+        })
+    }
+
+    /// Points `name` at `manifest`, which must be in the store.
+    pub fn tag(&self, name: &ImageName, manifest: &Digest) -> Result<()> {
+        if !self.has_blob(manifest) {
+            return Err(Error::BlobNotFound {
+                digest: manifest.clone(),
+            });
+        }
+        self.inner.meta.put_image(&ImageRecord {
+            name: name.clone(),
+            manifest: manifest.clone(),
+            tagged: crate::time::rfc3339(crate::time::now_unix()),
+        })
+    }
+
+    /// Removes the name `name`; returns whether it existed. Blobs stay until GC.
+    pub fn untag(&self, name: &ImageName) -> Result<bool> {
+        self.inner.meta.remove_image(name)
+    }
+
+    /// Writes `config` and a manifest over `layers`; returns the manifest's descriptor.
+    pub fn write_image(&self, config: &ImageConfiguration, layers: Vec<Descriptor>) -> Result<Descriptor> {
+        let config_bytes = oci::canonical_json(config);
+        let config_digest = self.write_blob(&config_bytes)?;
+        let manifest = Manifest::new(
+            Descriptor::new(oci::MEDIA_TYPE_CONFIG, config_digest, config_bytes.len() as u64),
+            layers,
+        );
+        let manifest_bytes = oci::canonical_json(&manifest);
+        let manifest_digest = self.write_blob(&manifest_bytes)?;
+        Ok(Descriptor::new(
+            oci::MEDIA_TYPE_MANIFEST,
+            manifest_digest,
+            manifest_bytes.len() as u64,
+        ))
+    }
+
+    /// Makes a gzip-compressed layer blob from the overlay upper dir `upper`.
+    pub fn create_layer(&self, upper: &Path, opts: LayerOptions) -> Result<NewLayer> {
+        let ingest = self.ingest()?;
+        // Layer tar → diff id hasher → gzip → blob hasher (inside ingest) → file.
+        let gzip = GzEncoder::new(ingest, flate2::Compression::new(6));
+        let hashing = layer::write_layer(upper, HashingWriter::new(gzip), opts)
+            .map_err(Error::io("write layer from", upper))?;
+        let (gzip, diff_id, size) = hashing.finish();
+        let ingest = gzip.finish().map_err(Error::io("compress layer from", upper))?;
+        let (digest, compressed_size) = ingest.commit(None)?;
+        Ok(NewLayer {
+            descriptor: Descriptor::new(oci::MEDIA_TYPE_LAYER_GZIP, digest, compressed_size),
+            diff_id,
+            // An empty tar is just the two 512-byte end-of-archive blocks.
+            empty: size <= 1024,
+        })
+    }
+
+    /// Makes sure every layer of `image` is unpacked as a snapshot; returns the top one.
+    pub fn unpack(&self, image: &Image) -> Result<Option<SnapshotName>> {
+        let chain = image.chain();
+        let mut parent: Option<SnapshotName> = None;
+        for ((descriptor, diff_id), name) in image
+            .manifest
+            .layers
+            .iter()
+            .zip(&image.config.rootfs.diff_ids)
+            .zip(&chain)
+        {
+            if self.snapshot(name)?.is_none() {
+                if !oci::is_layer_media_type(&descriptor.media_type) {
+                    return Err(Error::InvalidLayer {
+                        digest: descriptor.digest.clone(),
+                        reason: format!("unsupported media type `{}`", descriptor.media_type),
+                    });
+                }
+                let active = self.prepare(parent.as_ref())?;
+                let blob = self.open_blob(&descriptor.digest, Some(descriptor.size))?;
+                let unpacked = match layer::unpack_layer(blob, &active.upper, &descriptor.digest) {
+                    Ok(unpacked) => unpacked,
+                    Err(err) => {
+                        let _ = self.discard(active);
+                        return Err(err);
+                    }
+                };
+                if &unpacked.diff_id != diff_id {
+                    let _ = self.discard(active);
+                    return Err(Error::DiffIdMismatch {
+                        diff_id: diff_id.clone(),
+                        actual: unpacked.diff_id,
+                    });
+                }
+                let committed = self.commit(active, diff_id)?;
+                debug_assert_eq!(&committed, name);
+            }
+            parent = Some(name.clone());
+        }
+        Ok(parent)
+    }
+}

@@ -1,0 +1,199 @@
+//! Snapshots: one directory per layer diff in overlay format, stacked as overlay lower dirs.
+//!
+//! An *active* snapshot (`SnapshotKey`) is an upper and a work directory being written, on
+//! top of a committed parent. Committing names it by its chain id (`SnapshotName`, the OCI
+//! chain id of its layer stack), so identical layer stacks share one snapshot whoever made
+//! them. A committed snapshot is never written again.
+
+use std::fmt;
+use std::fs;
+use std::path::PathBuf;
+
+use crate::blobs::sync_dir;
+use crate::error::{Error, Result};
+use crate::meta::SnapshotRecord;
+use crate::{Digest, Store};
+
+/// A committed snapshot, named by the chain id of its layer stack.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SnapshotName(Digest);
+
+impl SnapshotName {
+    /// The chain id of `diff_id` on top of `parent`: `parent` for a first layer is none and
+    /// the chain id is the diff id itself; otherwise `sha256("<parent> <diff_id>")`.
+    pub fn chain(parent: Option<&SnapshotName>, diff_id: &Digest) -> SnapshotName {
+        match parent {
+            None => SnapshotName(diff_id.clone()),
+            Some(parent) => SnapshotName(Digest::of(format!("{} {}", parent.0, diff_id).as_bytes())),
+        }
+    }
+
+    pub fn digest(&self) -> &Digest {
+        &self.0
+    }
+}
+
+impl fmt::Display for SnapshotName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The number of an active snapshot's directory under `snapshots/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SnapshotKey(u64);
+
+impl fmt::Display for SnapshotKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A snapshot being written: mount `lowers` (top first) with `upper` and `work` as an
+/// overlay, write, then [`Store::commit`] or [`Store::discard`] it.
+#[derive(Debug)]
+pub struct ActiveSnapshot {
+    pub key: SnapshotKey,
+    pub parent: Option<SnapshotName>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    /// The parent chain's directories, top-most first (overlay's `lowerdir` order).
+    pub lowers: Vec<PathBuf>,
+}
+
+impl Store {
+    fn snapshot_dir(&self, id: u64) -> PathBuf {
+        self.root().join("snapshots").join(id.to_string())
+    }
+
+    /// An always-empty directory, for overlays that have no lower layer.
+    pub fn empty_dir(&self) -> Result<PathBuf> {
+        let path = self.root().join("snapshots").join("empty");
+        fs::create_dir_all(&path).map_err(Error::io("create", &path))?;
+        Ok(path)
+    }
+
+    /// The committed snapshot `name`, if the store has it.
+    pub fn snapshot(&self, name: &SnapshotName) -> Result<Option<SnapshotRecord>> {
+        let Some(record) = self.inner.meta.snapshot(&name.0)? else {
+            return Ok(None);
+        };
+        // A record whose directory is gone (removed by hand) is treated as absent, so the
+        // layer is unpacked again.
+        Ok(self.snapshot_dir(record.id).join("fs").is_dir().then_some(record))
+    }
+
+    /// The directories of `name` and its ancestors, top-most first.
+    pub fn lowers(&self, name: &SnapshotName) -> Result<Vec<PathBuf>> {
+        let mut dirs = Vec::new();
+        let mut next = Some(name.0.clone());
+        while let Some(digest) = next {
+            let record = self
+                .inner
+                .meta
+                .snapshot(&digest)?
+                .ok_or_else(|| Error::SnapshotNotFound {
+                    name: digest.to_string(),
+                })?;
+            dirs.push(self.snapshot_dir(record.id).join("fs"));
+            next = record.parent;
+        }
+        Ok(dirs)
+    }
+
+    /// Starts a snapshot on top of `parent`.
+    pub fn prepare(&self, parent: Option<&SnapshotName>) -> Result<ActiveSnapshot> {
+        let lowers = match parent {
+            Some(parent) => self.lowers(parent)?,
+            None => Vec::new(),
+        };
+        let id = self.inner.meta.next_id("snapshot")?;
+        let dir = self.snapshot_dir(id);
+        let upper = dir.join("fs");
+        let work = dir.join("work");
+        for path in [&upper, &work] {
+            fs::create_dir_all(path).map_err(Error::io("create", path.as_path()))?;
+        }
+        Ok(ActiveSnapshot {
+            key: SnapshotKey(id),
+            parent: parent.cloned(),
+            upper,
+            work,
+            lowers,
+        })
+    }
+
+    /// Commits `active`, whose upper dir holds the diff `diff_id`. When the store already
+    /// has the same chain (another build was first), `active` is discarded and the
+    /// existing snapshot is used.
+    pub fn commit(&self, active: ActiveSnapshot, diff_id: &Digest) -> Result<SnapshotName> {
+        let name = SnapshotName::chain(active.parent.as_ref(), diff_id);
+        if self.snapshot(&name)?.is_some() {
+            self.discard(active)?;
+            return Ok(name);
+        }
+        let _ = fs::remove_dir_all(&active.work);
+        // The files must be on disk before the record that names them.
+        let dir = fs::File::open(&active.upper).map_err(Error::io("open", &active.upper))?;
+        rustix::fs::syncfs(&dir).map_err(|e| Error::io("sync", &active.upper)(e.into()))?;
+        sync_dir(&self.root().join("snapshots"))?;
+        let record = SnapshotRecord {
+            id: active.key.0,
+            parent: active.parent.as_ref().map(|p| p.0.clone()),
+            diff_id: diff_id.clone(),
+        };
+        let stored = self.inner.meta.insert_snapshot(&name.0, &record)?;
+        if stored.id != record.id {
+            // Lost a race with another process committing the same chain.
+            let _ = fs::remove_dir_all(self.snapshot_dir(active.key.0));
+        }
+        Ok(name)
+    }
+
+    /// Throws an active snapshot away.
+    pub fn discard(&self, active: ActiveSnapshot) -> Result<()> {
+        let dir = self.snapshot_dir(active.key.0);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(Error::io("remove", dir)(err)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_oci_definition() {
+        let a = Digest::of(b"a");
+        let b = Digest::of(b"b");
+        let first = SnapshotName::chain(None, &a);
+        assert_eq!(first.digest(), &a);
+        let second = SnapshotName::chain(Some(&first), &b);
+        assert_eq!(second.digest(), &Digest::of(format!("{a} {b}").as_bytes()));
+    }
+
+    #[test]
+    fn commit_and_lowers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let first = store.prepare(None).unwrap();
+        fs::write(first.upper.join("a"), "1").unwrap();
+        let first = store.commit(first, &Digest::of(b"one")).unwrap();
+        let second = store.prepare(Some(&first)).unwrap();
+        assert_eq!(second.lowers.len(), 1);
+        let second_upper = second.upper.clone();
+        let second = store.commit(second, &Digest::of(b"two")).unwrap();
+        let lowers = store.lowers(&second).unwrap();
+        assert_eq!(lowers[0], second_upper);
+        assert!(lowers[1].join("a").is_file());
+
+        // The same chain committed twice keeps one snapshot.
+        let again = store.prepare(Some(&first)).unwrap();
+        let again_dir = again.upper.parent().unwrap().to_owned();
+        assert_eq!(store.commit(again, &Digest::of(b"two")).unwrap(), second);
+        assert!(!again_dir.exists());
+    }
+}
