@@ -1,1 +1,34 @@
-fn main() {}
+//! The `rbuild` command: build Dockerfiles into OCI images, run them, move them around.
+
+mod cli;
+mod commands;
+mod progress;
+mod report;
+mod size;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // The sandbox helper is this same binary, re-executed: it must start before anything
+    // else (no threads, no async runtime) because it forks into new namespaces.
+    if std::env::args_os().nth(1).as_deref() == Some(rbuild_runtime::INIT_ARG.as_ref()) {
+        rbuild_runtime::init_main();
+    }
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: failed to start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::dispatch(cli)) {
+        Ok(code) => code,
+        Err(report) => {
+            eprintln!("{report:?}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,10 @@
-mod placeholder {}
+//! End-to-end tests of the `rbuild` binary, on real parts: a real store on disk, real
+//! sandboxes, images checked by real tools.
+
+#[macro_use]
+mod support;
+
+mod build;
+mod errors;
+mod images;
+mod run;

@@ -160,7 +160,10 @@ impl Unpacker {
         let Some((name, parents)) = components.split_last() else {
             // The root of the layer itself (`./`): its attributes apply to the target.
             if entry_type == EntryType::Directory {
-                let dir = self.open_dir(&[], true).map_err(unpack_err)?;
+                let dir = self
+                    .open_dir(&[], true)
+                    .and_then(|root| open_existing_dir(&root, None))
+                    .map_err(unpack_err)?;
                 set_owner_mode(&dir, owner, mode).map_err(unpack_err)?;
                 self.directory_times.push((Vec::new(), mtime));
             }

@@ -1,0 +1,343 @@
+//! COPY and ADD of local files, and WORKDIR's directory creation, inside a mounted rootfs.
+//!
+//! Everything here works on host paths of directories the caller mounted privately: the
+//! source root (the context, or another stage's filesystem) and the destination root (the
+//! overlay the new layer is written through). Every path a Dockerfile names is resolved
+//! with [`resolve_in_root`], so neither side can be left through `..` or a symlink.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::glob;
+use crate::owner::Owner;
+use crate::resolve::{display_in_root, resolve_in_root};
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CopyError {
+    #[error("`{path}` not found in {origin}")]
+    NotFound { path: String, origin: String },
+    #[error("no source files were specified")]
+    NoSources,
+    #[error("when using COPY with more than one source file, the destination must be a directory and end with a /")]
+    DestinationNotDirectory,
+    #[error("cannot copy to non-directory: {path}")]
+    NotADirectory { path: String },
+    #[error("cannot replace directory {path} with a file")]
+    DirectoryExists { path: String },
+    #[error(transparent)]
+    Pattern(#[from] glob::BadPattern),
+    #[error("invalid --chmod value `{value}`: only octal modes are supported")]
+    InvalidChmod { value: String },
+    #[error("failed to copy {path}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+pub(crate) struct CopyRequest<'a> {
+    pub source_root: &'a Path,
+    /// What the source root is, for errors: "the build context", "stage `builder`".
+    pub origin: &'a str,
+    /// Source operands as written in the Dockerfile (after variable expansion).
+    pub sources: &'a [String],
+    pub dest_root: &'a Path,
+    /// Absolute destination; a trailing `/` means "into this directory".
+    pub destination: &'a str,
+    /// `--chown`, resolved. Without it, context files belong to root and files from another
+    /// stage keep their owner (`preserve_owner`).
+    pub owner: Option<Owner>,
+    pub preserve_owner: bool,
+    /// `--chmod`, parsed.
+    pub mode: Option<u32>,
+}
+
+/// Parses `--chmod`: octal only for now.
+pub(crate) fn parse_chmod(value: &str) -> Result<u32, CopyError> {
+    u32::from_str_radix(value, 8)
+        .ok()
+        .filter(|mode| *mode <= 0o7777)
+        .ok_or_else(|| CopyError::InvalidChmod {
+            value: value.to_owned(),
+        })
+}
+
+pub(crate) fn copy(req: &CopyRequest<'_>) -> Result<(), CopyError> {
+    if req.sources.is_empty() {
+        return Err(CopyError::NoSources);
+    }
+    let mut matched: Vec<String> = Vec::new();
+    for source in req.sources {
+        if glob::has_wildcards(source) {
+            // A wildcard that matches nothing is fine as long as something else matched.
+            matched.extend(glob::expand(req.source_root, source)?);
+        } else {
+            matched.push(source.clone());
+        }
+    }
+    if matched.is_empty() {
+        return Err(CopyError::NotFound {
+            path: req.sources[0].clone(),
+            origin: req.origin.to_owned(),
+        });
+    }
+    if req.sources.len() > 1 && !req.destination.ends_with('/') {
+        return Err(CopyError::DestinationNotDirectory);
+    }
+    let dest = resolve_in_root(req.dest_root, req.destination, true).map_err(|source| CopyError::Io {
+        path: req.destination.to_owned(),
+        source,
+    })?;
+    let dest_is_dir = req.destination.ends_with('/') || matched.len() > 1 || dest.is_dir();
+    let mut copier = Copier {
+        req,
+        hardlinks: HashMap::new(),
+        dir_times: Vec::new(),
+    };
+    for source in &matched {
+        let clean = source.trim_start_matches('/');
+        let host = resolve_in_root(req.source_root, clean, true).map_err(|e| copier.io_err(source, e))?;
+        let meta = match fs::metadata(&host) {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                return Err(CopyError::NotFound {
+                    path: source.clone(),
+                    origin: req.origin.to_owned(),
+                });
+            }
+            Err(err) => return Err(copier.io_err(source, err)),
+        };
+        if meta.is_dir() {
+            // A directory source copies its contents, not the directory itself.
+            copier.ensure_dir(&dest)?;
+            copier.copy_children(&host, &dest)?;
+        } else {
+            let target = if dest_is_dir {
+                copier.ensure_dir(&dest)?;
+                let name = Path::new(clean).file_name().map(|n| n.to_owned()).unwrap_or_default();
+                dest.join(name)
+            } else {
+                if let Some(parent) = dest.parent() {
+                    copier.ensure_dir(parent)?;
+                }
+                dest.clone()
+            };
+            copier.copy_entry(&host, &target, &meta)?;
+        }
+    }
+    copier.finish()
+}
+
+struct Copier<'a> {
+    req: &'a CopyRequest<'a>,
+    /// (dev, ino) of multiply-linked source files → where the first copy went.
+    hardlinks: HashMap<(u64, u64), PathBuf>,
+    /// mtimes of copied directories, applied last (writing children changes them).
+    dir_times: Vec<(PathBuf, i64, i64)>,
+}
+
+impl Copier<'_> {
+    fn io_err(&self, path: impl AsRef<Path>, source: io::Error) -> CopyError {
+        let path = path.as_ref();
+        let shown = if path.starts_with(self.req.dest_root) {
+            display_in_root(self.req.dest_root, path)
+        } else if path.starts_with(self.req.source_root) {
+            display_in_root(self.req.source_root, path)
+        } else {
+            path.display().to_string()
+        };
+        CopyError::Io { path: shown, source }
+    }
+
+    fn owner_of(&self, meta: &fs::Metadata) -> Owner {
+        match self.req.owner {
+            Some(owner) => owner,
+            None if self.req.preserve_owner => Owner {
+                uid: meta.uid(),
+                gid: meta.gid(),
+            },
+            None => Owner::ROOT,
+        }
+    }
+
+    /// Creates `dir` and missing parents (mode 0755, owned by `--chown` or root); an
+    /// existing directory keeps its owner and mode.
+    fn ensure_dir(&mut self, dir: &Path) -> Result<(), CopyError> {
+        match fs::symlink_metadata(dir) {
+            Ok(meta) if meta.is_dir() => return Ok(()),
+            Ok(_) => {
+                return Err(CopyError::NotADirectory {
+                    path: display_in_root(self.req.dest_root, dir),
+                });
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(self.io_err(dir, err)),
+        }
+        if let Some(parent) = dir.parent()
+            && parent.starts_with(self.req.dest_root)
+            && parent != dir
+        {
+            self.ensure_dir(parent)?;
+        }
+        fs::create_dir(dir).map_err(|e| self.io_err(dir, e))?;
+        let owner = self.req.owner.unwrap_or(Owner::ROOT);
+        std::os::unix::fs::lchown(dir, Some(owner.uid), Some(owner.gid)).map_err(|e| self.io_err(dir, e))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(|e| self.io_err(dir, e))?;
+        Ok(())
+    }
+
+    fn copy_children(&mut self, source: &Path, target: &Path) -> Result<(), CopyError> {
+        let mut names: Vec<_> = fs::read_dir(source)
+            .map_err(|e| self.io_err(source, e))?
+            .map(|entry| entry.map(|e| e.file_name()))
+            .collect::<io::Result<_>>()
+            .map_err(|e| self.io_err(source, e))?;
+        names.sort();
+        for name in names {
+            let child = source.join(&name);
+            let meta = fs::symlink_metadata(&child).map_err(|e| self.io_err(&child, e))?;
+            self.copy_entry(&child, &target.join(&name), &meta)?;
+        }
+        Ok(())
+    }
+
+    /// Copies one entry (recursively for directories) to `target`.
+    fn copy_entry(&mut self, source: &Path, target: &Path, meta: &fs::Metadata) -> Result<(), CopyError> {
+        let owner = self.owner_of(meta);
+        let mode = self.req.mode.unwrap_or(meta.mode() & 0o7777);
+        let file_type = meta.file_type();
+        let existing = fs::symlink_metadata(target).ok();
+        if file_type.is_dir() {
+            match existing {
+                // Directories merge; an existing one keeps its owner and mode.
+                Some(existing) if existing.is_dir() => {}
+                other => {
+                    if other.is_some() {
+                        fs::remove_file(target).map_err(|e| self.io_err(target, e))?;
+                    }
+                    fs::create_dir(target).map_err(|e| self.io_err(target, e))?;
+                    self.set_owner_mode(target, owner, mode)?;
+                    self.dir_times.push((target.to_owned(), meta.mtime(), meta.mtime_nsec()));
+                }
+            }
+            return self.copy_children(source, target);
+        }
+        if let Some(existing) = existing {
+            if existing.is_dir() {
+                return Err(CopyError::DirectoryExists {
+                    path: display_in_root(self.req.dest_root, target),
+                });
+            }
+            fs::remove_file(target).map_err(|e| self.io_err(target, e))?;
+        }
+        if file_type.is_symlink() {
+            let link = fs::read_link(source).map_err(|e| self.io_err(source, e))?;
+            symlink(&link, target).map_err(|e| self.io_err(target, e))?;
+            std::os::unix::fs::lchown(target, Some(owner.uid), Some(owner.gid))
+                .map_err(|e| self.io_err(target, e))?;
+            return self.set_times(target, meta, false);
+        }
+        if meta.nlink() > 1 && file_type.is_file() {
+            let key = (meta.dev(), meta.ino());
+            if let Some(first) = self.hardlinks.get(&key) {
+                return fs::hard_link(first, target).map_err(|e| self.io_err(target, e));
+            }
+            self.hardlinks.insert(key, target.to_owned());
+        }
+        if file_type.is_file() || file_type.is_socket() {
+            // Sockets become empty regular files, as with Docker.
+            let mut out = File::options()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .mode(0o600)
+                .open(target)
+                .map_err(|e| self.io_err(target, e))?;
+            if file_type.is_file() {
+                let mut input = File::open(source).map_err(|e| self.io_err(source, e))?;
+                io::copy(&mut input, &mut out).map_err(|e| self.io_err(target, e))?;
+            }
+        } else {
+            let kind = if file_type.is_fifo() {
+                libc::S_IFIFO
+            } else if file_type.is_char_device() {
+                libc::S_IFCHR
+            } else {
+                libc::S_IFBLK
+            };
+            nix::sys::stat::mknod(
+                target,
+                nix::sys::stat::SFlag::from_bits_truncate(kind),
+                nix::sys::stat::Mode::from_bits_truncate(0o600),
+                meta.rdev(),
+            )
+            .map_err(|e| self.io_err(target, e.into()))?;
+        }
+        self.set_owner_mode(target, owner, mode)?;
+        self.set_times(target, meta, true)
+    }
+
+    fn set_owner_mode(&self, path: &Path, owner: Owner, mode: u32) -> Result<(), CopyError> {
+        // chown first: it clears setuid/setgid bits that chmod then sets.
+        std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid)).map_err(|e| self.io_err(path, e))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| self.io_err(path, e))
+    }
+
+    fn set_times(&self, path: &Path, meta: &fs::Metadata, follow: bool) -> Result<(), CopyError> {
+        set_mtime(path, meta.mtime(), meta.mtime_nsec(), follow).map_err(|e| self.io_err(path, e))
+    }
+
+    fn finish(mut self) -> Result<(), CopyError> {
+        for (dir, secs, nanos) in std::mem::take(&mut self.dir_times).into_iter().rev() {
+            set_mtime(&dir, secs, nanos, true).map_err(|e| self.io_err(&dir, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn set_mtime(path: &Path, secs: i64, nanos: i64, follow: bool) -> io::Result<()> {
+    let time = nix::sys::time::TimeSpec::new(secs, nanos);
+    let flag = if follow {
+        nix::sys::stat::UtimensatFlags::FollowSymlink
+    } else {
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink
+    };
+    nix::sys::stat::utimensat(None, path, &time, &time, flag).map_err(io::Error::from)
+}
+
+/// WORKDIR: creates `path` and its missing parents inside `root`, owned by `owner`, mode
+/// 0755. Existing directories are left as they are.
+pub(crate) fn make_workdir(root: &Path, path: &str, owner: Owner) -> Result<(), CopyError> {
+    let target = resolve_in_root(root, path, true).map_err(|source| CopyError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut missing = Vec::new();
+    let mut current = target.as_path();
+    while current.starts_with(root) && current != root {
+        match fs::symlink_metadata(current) {
+            Ok(meta) if meta.is_dir() => break,
+            Ok(_) => {
+                return Err(CopyError::NotADirectory {
+                    path: display_in_root(root, current),
+                });
+            }
+            Err(_) => missing.push(current.to_owned()),
+        }
+        current = current.parent().unwrap_or(root);
+    }
+    for dir in missing.into_iter().rev() {
+        let err = |source| CopyError::Io {
+            path: display_in_root(root, &dir),
+            source,
+        };
+        fs::create_dir(&dir).map_err(err)?;
+        std::os::unix::fs::lchown(&dir, Some(owner.uid), Some(owner.gid)).map_err(err)?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).map_err(err)?;
+    }
+    Ok(())
+}

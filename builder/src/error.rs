@@ -1,0 +1,72 @@
+//! Why a build failed, with the Dockerfile span to point at when there is one.
+
+use rbuild_frontend::Span;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Dockerfile(#[from] rbuild_frontend::Error),
+    #[error("base image `{reference}` is not in the store")]
+    BaseImageNotFound { reference: String },
+    #[error("invalid image reference `{reference}`")]
+    InvalidReference {
+        reference: String,
+        #[source]
+        source: rbuild_store::Error,
+    },
+    #[error("`{description}` did not complete successfully: exit code {code}")]
+    RunFailed {
+        span: Span,
+        description: String,
+        code: i32,
+        /// The last lines of the step's output.
+        tail: Vec<String>,
+    },
+    #[error("`{description}` was killed: out of memory (limit {limit} bytes)")]
+    OutOfMemory {
+        span: Span,
+        description: String,
+        limit: u64,
+        tail: Vec<String>,
+    },
+    #[error("`{description}` failed")]
+    StepFailed {
+        span: Span,
+        description: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("the build context {path} is not a readable directory")]
+    Context {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] rbuild_store::Error),
+    #[error(transparent)]
+    Runtime(#[from] rbuild_runtime::Error),
+    #[error("build task failed")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+impl BuildError {
+    /// Where in the Dockerfile the problem is, if it is tied to an instruction.
+    pub fn span(&self) -> Option<Span> {
+        match self {
+            BuildError::Dockerfile(err) => Some(err.span()),
+            BuildError::RunFailed { span, .. }
+            | BuildError::OutOfMemory { span, .. }
+            | BuildError::StepFailed { span, .. } => Some(*span),
+            _ => None,
+        }
+    }
+
+    /// Output lines worth showing with the error.
+    pub fn output_tail(&self) -> &[String] {
+        match self {
+            BuildError::RunFailed { tail, .. } | BuildError::OutOfMemory { tail, .. } => tail,
+            _ => &[],
+        }
+    }
+}

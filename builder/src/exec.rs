@@ -1,0 +1,185 @@
+//! RUN: one process in the sandbox over an overlay of the parent's layers and a fresh upper
+//! dir, whose changes become the step's layer.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use rbuild_frontend::{ExecOp, NetworkMode, Op};
+use rbuild_runtime::{ExitStatus, Mount, Network, Process, SandboxSpec, StdioMode};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+use crate::error::BuildError;
+use crate::progress::{Event, Stream};
+use crate::solve::{SolveContext, State};
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Output lines kept for the error message of a failed step.
+const TAIL_LINES: usize = 20;
+/// Longest line passed on; longer ones are cut (the rest of the line is dropped).
+const MAX_LINE: usize = 64 * 1024;
+
+/// RUN's network when neither the step nor the build chooses one: the host's, as with
+/// BuildKit's OCI worker without CNI and `docker build`'s default bridge in effect —
+/// package installs work out of the box. `--network none` makes a step hermetic.
+pub const DEFAULT_NETWORK: Network = Network::Host;
+
+impl SolveContext<'_> {
+    pub(crate) async fn exec(&self, op: &Op, exec: &ExecOp, parent: &State, step: usize) -> Result<State, BuildError> {
+        let store = self.builder.store.clone();
+        let parent_top = parent.top.clone();
+        let (active, empty) = tokio::task::spawn_blocking(move || {
+            Ok::<_, rbuild_store::Error>((store.prepare(parent_top.as_ref())?, store.empty_dir()?))
+        })
+        .await??;
+        let network = match exec.network {
+            NetworkMode::None => Network::None,
+            NetworkMode::Host => Network::Host,
+            NetworkMode::Default => self.opts.network.unwrap_or(DEFAULT_NETWORK),
+        };
+        let mut env = exec.env.clone();
+        // A base image without PATH (`FROM scratch`, an imported tarball) still gets the
+        // usual one for RUN, as with BuildKit.
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(format!("PATH={DEFAULT_PATH}"));
+        }
+        let spec = SandboxSpec {
+            root: overlay(&active.lowers, Some((active.upper.clone(), active.work.clone())), empty),
+            mounts: Vec::new(),
+            process: Process {
+                args: exec.args.clone(),
+                env,
+                cwd: exec.cwd.clone(),
+                user: exec.user.clone(),
+                terminal: false,
+            },
+            hostname: "rbuild".to_owned(),
+            network,
+            limits: self.opts.limits.clone(),
+            readonly_root: false,
+        };
+        let outcome = self.run_sandbox(&spec, step).await;
+        let (outcome, tail) = match outcome {
+            Ok(result) => result,
+            Err(err) => {
+                self.discard(active).await;
+                return Err(BuildError::StepFailed {
+                    span: op.span,
+                    description: op.description.clone(),
+                    source: Box::new(err),
+                });
+            }
+        };
+        if outcome.oom_killed {
+            self.discard(active).await;
+            return Err(BuildError::OutOfMemory {
+                span: op.span,
+                description: op.description.clone(),
+                limit: self.opts.limits.memory_bytes.unwrap_or(0),
+                tail,
+            });
+        }
+        if !outcome.status.success() {
+            self.discard(active).await;
+            let code = match outcome.status {
+                ExitStatus::Exited(code) => code,
+                signaled => signaled.code(),
+            };
+            return Err(BuildError::RunFailed {
+                span: op.span,
+                description: op.description.clone(),
+                code,
+                tail,
+            });
+        }
+        self.commit_layer(active, parent, true).await
+    }
+
+    /// Runs the sandbox, passing its output on line by line; returns how it ended and the
+    /// last lines of output.
+    async fn run_sandbox(
+        &self,
+        spec: &SandboxSpec,
+        step: usize,
+    ) -> Result<(rbuild_runtime::Outcome, Vec<String>), rbuild_runtime::Error> {
+        let mut child = self.builder.runtime.spawn(spec, StdioMode::Piped)?;
+        let tail = Mutex::new(VecDeque::with_capacity(TAIL_LINES));
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        tokio::join!(
+            self.forward(stdout, Stream::Stdout, step, &tail),
+            self.forward(stderr, Stream::Stderr, step, &tail),
+        );
+        let outcome = child.wait().await?;
+        let tail = tail.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().collect();
+        Ok((outcome, tail))
+    }
+
+    async fn forward(
+        &self,
+        pipe: Option<impl AsyncRead + Unpin>,
+        stream: Stream,
+        step: usize,
+        tail: &Mutex<VecDeque<String>>,
+    ) {
+        let Some(pipe) = pipe else { return };
+        let mut reader = BufReader::with_capacity(64 * 1024, pipe);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match read_line(&mut reader, &mut line).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                line.pop();
+            }
+            self.progress.event(Event::Log {
+                step,
+                stream,
+                line: &line,
+            });
+            let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(String::from_utf8_lossy(&line).into_owned());
+        }
+    }
+}
+
+/// Reads up to a newline, keeping at most [`MAX_LINE`] bytes of it.
+async fn read_line<R: AsyncBufReadExt + Unpin>(reader: &mut R, line: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut total = 0;
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(total);
+        }
+        let (chunk, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (&buf[..=i], true),
+            None => (buf, false),
+        };
+        let room = MAX_LINE.saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = chunk.len();
+        reader.consume(used);
+        total += used;
+        if done {
+            return Ok(total);
+        }
+    }
+}
+
+/// The overlay for a step: `lowers` top first.
+pub(crate) fn overlay(
+    lowers: &[std::path::PathBuf],
+    upper: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    empty: std::path::PathBuf,
+) -> Mount {
+    let mut mount = Mount::overlay(lowers, upper, empty);
+    // Plain overlay semantics only: layers are made from the upper dir, which must not
+    // depend on features (index, redirects, metacopy) that store state elsewhere.
+    mount.options.extend(["index=off", "redirect_dir=off", "metacopy=off"].map(String::from));
+    mount
+}

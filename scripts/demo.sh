@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# rbuild's demo, on a fresh machine: installs busybox-static, builds rbuild, makes a busybox
+# base image locally (no network), builds fixtures/contexts/demo and runs the result.
+# Uses the default store (/var/lib/rbuild as root) unless RBUILD_ROOT says otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "the demo needs root: rbuild's sandbox uses namespaces, overlayfs and cgroups" >&2
+  exit 1
+fi
+if [ ! -x /bin/busybox ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends busybox-static >/dev/null
+fi
+
+echo "==> building rbuild (release)"
+CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}" cargo build --release --quiet
+rbuild="$PWD/target/release/rbuild"
+
+echo "==> making a busybox base image from Debian's busybox-static"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/rootfs"/{bin,dev,etc,home/app,proc,root,sys,tmp,usr,var}
+chmod 1777 "$work/rootfs/tmp"
+cp /bin/busybox "$work/rootfs/bin/busybox"
+for applet in $(/bin/busybox --list); do
+  [ "$applet" = busybox ] || ln -s busybox "$work/rootfs/bin/$applet"
+done
+printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$work/rootfs/etc/passwd"
+printf 'root:x:0:\napp:x:1000:\nnogroup:x:65534:\n' > "$work/rootfs/etc/group"
+chown 1000:1000 "$work/rootfs/home/app"
+tar --numeric-owner --sort=name --mtime=@0 -C "$work/rootfs" -cf "$work/rootfs.tar" .
+"$rbuild" import "$work/rootfs.tar" busybox:latest
+
+echo "==> rbuild build -t demo fixtures/contexts/demo"
+start=$(date +%s.%N)
+"$rbuild" build -t demo fixtures/contexts/demo
+end=$(date +%s.%N)
+printf '==> build took %.2fs\n' "$(echo "$end - $start" | bc 2>/dev/null || python3 -c "print($end - $start)")"
+
+echo "==> rbuild run demo"
+"$rbuild" run demo
+echo "==> rbuild images"
+"$rbuild" images

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs rbuild's whole test suite. Installs the Debian packages the tests use when they are
+# missing (busybox-static for base images; skopeo and umoci to check images). Needs root for
+# the privileged tests (namespaces, overlayfs, cgroups); without root they skip, unless
+# RBUILD_PRIVILEGED_TESTS=1 makes a skip a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=()
+[ -x /bin/busybox ] || packages+=(busybox-static)
+command -v skopeo >/dev/null || packages+=(skopeo)
+command -v umoci >/dev/null || packages+=(umoci)
+if [ ${#packages[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing packages: ${packages[*]} (run as root, or: sudo apt-get install ${packages[*]})" >&2
+    exit 1
+  fi
+  echo "installing ${packages[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+fi
+
+if [ "${RBUILD_REQUIRE_CONFORMANCE:-}" = 1 ] && [ ! -d ../shared/conformance/buildkit ]; then
+  echo "BuildKit conformance data not found at ../shared/conformance/buildkit" >&2
+  exit 1
+fi
+
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+if cargo nextest --version >/dev/null 2>&1; then
+  exec cargo nextest run --workspace --no-fail-fast "$@"
+else
+  exec cargo test --workspace --no-fail-fast "$@"
+fi

@@ -1,0 +1,70 @@
+//! One module per group of commands; each returns the process exit code or a report.
+
+mod build;
+mod images;
+mod run;
+
+use std::process::ExitCode;
+
+use miette::{IntoDiagnostic, Result, WrapErr};
+use rbuild_runtime::{Runtime, RuntimeOptions};
+use rbuild_store::{ImageName, Store};
+
+use crate::cli::{Cli, Command, NetworkArg};
+
+pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match (cli.command, cli.build) {
+        (Some(Command::Build(args)), _) | (None, Some(args)) => build::build(args).await,
+        (Some(Command::Run(args)), _) => run::run(args).await,
+        (Some(Command::Images(args)), _) => images::images(args),
+        (Some(Command::Inspect(args)), _) => images::inspect(args),
+        (Some(Command::Save(args)), _) => images::save(args),
+        (Some(Command::Load(args)), _) => images::load(args),
+        (Some(Command::Import(args)), _) => images::import(args),
+        (None, None) => {
+            use clap::CommandFactory;
+            Cli::command().print_help().into_diagnostic()?;
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+pub fn open_store() -> Result<Store> {
+    let root = Store::default_root();
+    Store::open(&root)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot open the store at {}", root.display()))
+}
+
+pub fn open_runtime(store: &Store) -> Result<Runtime> {
+    let helper = std::env::current_exe()
+        .into_diagnostic()
+        .wrap_err("cannot find the rbuild executable to start sandboxes")?;
+    Runtime::new(RuntimeOptions {
+        helper,
+        state_dir: store.root().join("sandboxes"),
+        ..Default::default()
+    })
+    .into_diagnostic()
+    .wrap_err("cannot set up the sandbox runtime")
+}
+
+pub fn parse_name(text: &str) -> Result<ImageName> {
+    text.parse::<ImageName>().into_diagnostic()
+}
+
+pub fn network(arg: Option<NetworkArg>) -> Option<rbuild_runtime::Network> {
+    arg.map(|n| match n {
+        NetworkArg::None => rbuild_runtime::Network::None,
+        NetworkArg::Host => rbuild_runtime::Network::Host,
+    })
+}
+
+/// `KEY=VALUE`, or `KEY` alone to take the value from rbuild's own environment (skipped
+/// when unset), as docker does for `--build-arg` and `-e`.
+pub fn key_value(entry: &str) -> Option<(String, String)> {
+    match entry.split_once('=') {
+        Some((key, value)) => Some((key.to_owned(), value.to_owned())),
+        None => std::env::var(entry).ok().map(|value| (entry.to_owned(), value)),
+    }
+}

@@ -1,0 +1,43 @@
+//! Byte sizes as users write them: `512`, `64k`, `512m`, `2g` (binary units, like docker).
+
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let lower = text.to_ascii_lowercase();
+    let trimmed = lower.trim_end_matches(['b', 'i']);
+    let (digits, unit) = match trimmed.char_indices().find(|(_, c)| !c.is_ascii_digit() && *c != '.') {
+        Some((index, _)) => trimmed.split_at(index),
+        None => (trimmed, ""),
+    };
+    let multiplier: u64 = match unit {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => return Err(format!("invalid size `{text}`: use a number with an optional k, m, g or t suffix")),
+    };
+    let value: f64 = digits
+        .parse()
+        .map_err(|_| format!("invalid size `{text}`: use a number with an optional k, m, g or t suffix"))?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("invalid size `{text}`"));
+    }
+    Ok((value * multiplier as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_docker_style_sizes() {
+        assert_eq!(parse_size("512").unwrap(), 512);
+        assert_eq!(parse_size("64k").unwrap(), 65536);
+        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
+        assert_eq!(parse_size("1.5g").unwrap(), 3 << 29);
+        assert_eq!(parse_size("100MiB").unwrap(), 100 << 20);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5x").is_err());
+    }
+}

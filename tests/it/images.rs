@@ -1,0 +1,93 @@
+//! Saved archives are real OCI image layouts: skopeo and umoci accept them, and a file a
+//! RUN deleted is gone from the unpacked filesystem.
+
+use std::fs;
+use std::process::Command;
+
+use crate::support::*;
+
+#[test]
+fn saved_archive_is_accepted_by_skopeo_and_umoci() {
+    require_privileges!();
+    require_tool("skopeo");
+    require_tool("umoci");
+    let env = TestEnv::with_busybox();
+    let dockerfile = "FROM busybox\n\
+        RUN echo keep > /kept.txt && echo gone > /gone.txt\n\
+        RUN rm /gone.txt /bin/vi\n\
+        CMD [\"cat\", \"/kept.txt\"]\n";
+    let ctx = env.context("saved", &[("Dockerfile", dockerfile)]);
+    assert_success(&env.build(&ctx, "saved:v1"));
+    let tar = env.path("saved.tar");
+    assert_success(&env.rbuild(&["save", "saved:v1", "-o", tar.to_str().unwrap()]));
+
+    let out = Command::new("skopeo")
+        .args(["inspect", &format!("oci-archive:{}", tar.display())])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let inspected: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(inspected["Layers"].as_array().unwrap().len(), 3, "{inspected:#}");
+    assert_eq!(inspected["Os"], "linux");
+
+    // umoci works on an OCI layout directory.
+    let layout = env.path("layout");
+    fs::create_dir(&layout).unwrap();
+    let status = Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&layout).status().unwrap();
+    assert!(status.success());
+    let index: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"], "saved:v1");
+    let bundle = env.path("bundle");
+    let out = Command::new("umoci")
+        .args(["unpack", "--image", &format!("{}:saved:v1", layout.display())])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let rootfs = bundle.join("rootfs");
+    assert_eq!(fs::read_to_string(rootfs.join("kept.txt")).unwrap(), "keep\n");
+    assert!(!rootfs.join("gone.txt").exists(), "a file made and deleted by RUN is gone");
+    assert!(!rootfs.join("bin/vi").exists(), "a base file deleted by RUN is gone");
+    assert!(rootfs.join("bin/sh").exists());
+
+    // And back: a fresh store loads the archive and runs it.
+    let other = TestEnv::new();
+    let out = other.rbuild(&["load", "-i", tar.to_str().unwrap()]);
+    assert_success(&out);
+    assert!(stdout(&out).contains("saved:v1"));
+    let out = other.rbuild(&["run", "saved:v1"]);
+    assert_eq!(stdout(&out), "keep\n");
+    let a = env.rbuild(&["inspect", "--manifest", "saved:v1"]);
+    let b = other.rbuild(&["inspect", "--manifest", "saved:v1"]);
+    assert_eq!(a.stdout, b.stdout, "the same manifest in both stores");
+    verify_blobs(&other.root());
+}
+
+#[test]
+fn load_with_tag_and_import_of_a_rootfs_tarball() {
+    require_privileges!();
+    let env = TestEnv::new();
+    let tar = env.path("busybox.tar");
+    write_busybox_image(&tar);
+    let out = env.rbuild(&["load", "-i", tar.to_str().unwrap(), "-t", "mine/base:1"]);
+    assert_success(&out);
+    assert!(stdout(&out).contains("mine/base:1"));
+
+    // import: a plain filesystem tarball becomes a one-layer image.
+    let rootfs = env.path("rootfs");
+    fs::create_dir_all(rootfs.join("bin")).unwrap();
+    fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/echo")).unwrap();
+    let rootfs_tar = env.path("rootfs.tar");
+    let status = Command::new("tar").arg("-cf").arg(&rootfs_tar).arg("-C").arg(&rootfs).arg(".").status().unwrap();
+    assert!(status.success());
+    let out = env.rbuild(&["import", rootfs_tar.to_str().unwrap(), "imported:1"]);
+    assert_success(&out);
+    let out = env.rbuild(&["run", "imported:1", "/bin/echo", "imported works"]);
+    assert_eq!(stdout(&out), "imported works\n");
+
+    let out = env.rbuild(&["load", "-i", env.path("nope.tar").to_str().unwrap()]);
+    assert_failure(&out);
+    assert!(stderr(&out).contains("nope.tar"), "{}", stderr(&out));
+}

@@ -1,0 +1,267 @@
+//! Test support: a store per test, the `rbuild` binary, and a busybox base image made
+//! locally from Debian's busybox-static (no network).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use sha2::{Digest, Sha256};
+
+/// Skips a test that needs root when not root; with `RBUILD_PRIVILEGED_TESTS=1` (set by
+/// `.ci/run`) a skip is a failure.
+macro_rules! require_privileges {
+    () => {
+        if !$crate::support::is_root() {
+            if std::env::var_os("RBUILD_PRIVILEGED_TESTS").is_some_and(|v| v == "1") {
+                panic!("RBUILD_PRIVILEGED_TESTS=1 but the tests are not running as root");
+            }
+            eprintln!("skipped: this test needs root (namespaces, overlayfs, cgroups)");
+            return;
+        }
+    };
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Where busybox-static installs its binary.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// A scratch directory with its own store, for one test.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        TestEnv {
+            dir: tempfile::Builder::new().prefix("rbuild-it-").tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// A new environment with `busybox:latest` loaded through `rbuild load`.
+    pub fn with_busybox() -> TestEnv {
+        let env = TestEnv::new();
+        let tar = env.path("busybox.tar");
+        write_busybox_image(&tar);
+        let out = env.rbuild(&["load", "-i", tar.to_str().unwrap()]);
+        assert_success(&out);
+        assert!(stdout(&out).contains("busybox:latest"), "{}", stdout(&out));
+        env
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbuild"));
+        cmd.env("RBUILD_ROOT", self.root()).env_remove("SOURCE_DATE_EPOCH");
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn rbuild(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("run rbuild")
+    }
+
+    /// Writes `files` (path → content) under `name/` and returns that directory.
+    pub fn context(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = self.path(name);
+        for (path, content) in files {
+            let path = dir.join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, content).unwrap();
+        }
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Builds `context` (which holds a Dockerfile) as `tag`.
+    pub fn build(&self, context: &Path, tag: &str) -> Output {
+        self.rbuild(&["build", "--progress", "plain", "-t", tag, context.to_str().unwrap()])
+    }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[track_caller]
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "rbuild failed with {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    );
+}
+
+#[track_caller]
+pub fn assert_failure(out: &Output) {
+    assert!(
+        !out.status.success(),
+        "rbuild should have failed\n--- stdout\n{}\n--- stderr\n{}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Checks every blob in the store against its name; returns how many there are.
+pub fn verify_blobs(root: &Path) -> usize {
+    let dir = root.join("blobs/sha256");
+    let mut count = 0;
+    for entry in fs::read_dir(&dir).unwrap() {
+        let entry = entry.unwrap();
+        let bytes = fs::read(entry.path()).unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        assert_eq!(digest(&bytes), format!("sha256:{name}"), "blob {name} does not match its digest");
+        count += 1;
+    }
+    count
+}
+
+/// Writes an OCI image layout tar holding `busybox:latest`: busybox-static with a symlink per
+/// applet in `/bin`, `/etc/passwd` and `/etc/group` with root, `app` (1000) and nobody,
+/// and the usual empty directories.
+pub fn write_busybox_image(out: &Path) {
+    assert!(
+        Path::new(BUSYBOX).is_file(),
+        "{BUSYBOX} is missing: install Debian's busybox-static"
+    );
+    let applets = Command::new(BUSYBOX).arg("--list").output().expect("busybox --list");
+    let applets = String::from_utf8(applets.stdout).unwrap();
+
+    let mut layer = tar::Builder::new(Vec::new());
+    let dir = |tar: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32| {
+        let mut header = header(tar::EntryType::Directory, mode, 0);
+        tar.append_data(&mut header, path, std::io::empty()).unwrap();
+    };
+    for (path, mode) in [
+        ("bin/", 0o755),
+        ("dev/", 0o755),
+        ("etc/", 0o755),
+        ("home/", 0o755),
+        ("proc/", 0o555),
+        ("root/", 0o700),
+        ("sys/", 0o555),
+        ("tmp/", 0o1777),
+        ("usr/", 0o755),
+        ("var/", 0o755),
+    ] {
+        dir(&mut layer, path, mode);
+    }
+    let busybox = fs::read(BUSYBOX).unwrap();
+    let mut h = header(tar::EntryType::Regular, 0o755, busybox.len() as u64);
+    layer.append_data(&mut h, "bin/busybox", busybox.as_slice()).unwrap();
+    for applet in applets.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "busybox") {
+        let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+        layer.append_link(&mut h, format!("bin/{applet}"), "busybox").unwrap();
+    }
+    let files = [
+        (
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        ),
+        ("etc/group", "root:x:0:\nstaff:x:50:app\napp:x:1000:\nnogroup:x:65534:\n"),
+    ];
+    for (path, content) in files {
+        let mut h = header(tar::EntryType::Regular, 0o644, content.len() as u64);
+        layer.append_data(&mut h, path, content.as_bytes()).unwrap();
+    }
+    let layer = layer.into_inner().unwrap();
+    let diff_id = digest(&layer);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&layer).unwrap();
+    let layer_gz = gz.finish().unwrap();
+
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "2024-01-01T00:00:00Z",
+        "config": {
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Cmd": ["sh"],
+        },
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created": "2024-01-01T00:00:00Z", "created_by": "busybox-static from Debian, by rbuild's tests"}],
+    });
+    let config = serde_json::to_vec(&config).unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(&layer_gz), "size": layer_gz.len()}],
+    }))
+    .unwrap();
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest(&manifest),
+            "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "busybox:latest"},
+        }],
+    }))
+    .unwrap();
+
+    let mut blobs = BTreeMap::new();
+    for blob in [&config, &manifest, &layer_gz] {
+        blobs.insert(digest(blob).trim_start_matches("sha256:").to_owned(), blob.clone());
+    }
+    let mut archive = tar::Builder::new(fs::File::create(out).unwrap());
+    let mut add = |path: &str, bytes: &[u8]| {
+        let mut h = header(tar::EntryType::Regular, 0o644, bytes.len() as u64);
+        archive.append_data(&mut h, path, bytes).unwrap();
+    };
+    add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+    add("index.json", &index);
+    for (hex, bytes) in &blobs {
+        add(&format!("blobs/sha256/{hex}"), bytes);
+    }
+    archive.into_inner().unwrap().sync_all().unwrap();
+}
+
+fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_size(size);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(1_704_067_200);
+    header
+}
+
+/// Whether a program is on PATH.
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Requires a tool the tests check images with (installed by `.ci/run`).
+#[track_caller]
+pub fn require_tool(program: &str) {
+    assert!(have(program), "`{program}` is not installed: `.ci/run` installs it (apt-get install {program})");
+}
