@@ -1,0 +1,304 @@
+//! Conversion: a parsed Dockerfile, the build options and the base images' configs →
+//! a [`BuildGraph`] holding only what the target stage needs, in topological order.
+
+mod digest;
+mod dispatch;
+mod dump;
+mod plan;
+mod values;
+
+pub use dump::dump_graph;
+
+use std::collections::BTreeMap;
+
+use crate::instructions::{Dockerfile, parse_trigger};
+use crate::shell::ShellError;
+use crate::{
+    BuildGraph, Error, ErrorKind, HistoryEntry, ImageConfig, ImageOutput, Op, OpId, OpKind, Span,
+    StageId,
+};
+
+use plan::{Base, FromSource, Plan};
+
+/// The default `PATH` a stage gets when its base sets none (as BuildKit does on Linux).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// How to convert a Dockerfile.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConvertOptions {
+    /// `--build-arg` values; they apply only to ARGs the Dockerfile declares.
+    pub build_args: BTreeMap<String, String>,
+    /// The stage to build (case-insensitive name); the last stage when `None`.
+    pub target: Option<String>,
+    pub platform: Platform,
+}
+
+/// The platform the image is built for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Platform {
+            os: "linux".to_string(),
+            architecture: "amd64".to_string(),
+            variant: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        match &self.variant {
+            Some(variant) => write!(f, "/{variant}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The external images (normalized references, e.g. `busybox:latest`,
+/// `reg:5000/a/b:t`, `x@sha256:..`) the build needs: FROM bases and `COPY --from=<image>`,
+/// only for stages the target needs, in order of first use.
+///
+/// `COPY --from` in ONBUILD triggers of base images cannot be known before the base
+/// configs are loaded; `convert` reports such an image if its config is missing.
+pub fn image_references(df: &Dockerfile, opts: &ConvertOptions) -> Result<Vec<String>, Error> {
+    let plan = Plan::new(df, opts, None)?;
+    let mut references: Vec<String> = Vec::new();
+    let mut add = |reference: &str| {
+        if !references.iter().any(|r| r == reference) {
+            references.push(reference.to_string());
+        }
+    };
+    for stage in df.stages.iter().filter(|s| plan.needed[s.index]) {
+        if let Base::Image(reference) = &plan.bases[stage.index] {
+            add(reference);
+        }
+        for instruction in &stage.instructions {
+            if let crate::InstructionKind::Copy(copy) = &instruction.kind
+                && let Some((from, span)) = &copy.from
+                && let FromSource::Image(reference) =
+                    plan.copy_source(df, stage.index, from, *span)?
+            {
+                add(&reference);
+            }
+        }
+    }
+    Ok(references)
+}
+
+/// Converts `df` into a build graph. `bases` maps each reference [`image_references`]
+/// returned to that image's config.
+pub fn convert(
+    df: &Dockerfile,
+    opts: &ConvertOptions,
+    bases: &BTreeMap<String, ImageConfig>,
+) -> Result<BuildGraph, Error> {
+    let plan = Plan::new(df, opts, Some(bases))?;
+    let mut converter = Converter {
+        df,
+        opts,
+        bases,
+        plan: &plan,
+        ops: Vec::new(),
+        stages: vec![None; df.stages.len()],
+    };
+    // Dependencies are always earlier stages, so index order is a topological order.
+    for index in 0..df.stages.len() {
+        if plan.needed[index] {
+            let state = converter.convert_stage(index)?;
+            converter.stages[index] = Some(state);
+        }
+    }
+    let target = converter
+        .stages
+        .get_mut(plan.target)
+        .and_then(Option::take)
+        .expect("the target stage is always converted");
+    Ok(BuildGraph {
+        ops: converter.ops,
+        output: ImageOutput {
+            root: target.root,
+            config: target.config,
+            history: target.history,
+            base: target.base,
+        },
+    })
+}
+
+/// A stage being converted: the last op of its FROM chain and the image so far.
+#[derive(Debug, Clone)]
+pub(crate) struct StageState {
+    pub id: StageId,
+    pub root: OpId,
+    pub config: ImageConfig,
+    pub history: Vec<HistoryEntry>,
+    /// The external image at the bottom of the chain.
+    pub base: Option<String>,
+    /// ARGs in scope, in declaration order: `None` for declared but unset.
+    pub args: Vec<(String, Option<String>)>,
+    /// Whether CMD was set in this stage (an inherited CMD is cleared by ENTRYPOINT).
+    pub cmd_set: bool,
+}
+
+impl StageState {
+    /// The variables expansion sees: the config's Env, then ARGs not overridden by ENV.
+    pub fn vars(&self) -> BTreeMap<String, String> {
+        let mut vars: BTreeMap<String, String> = BTreeMap::new();
+        for (name, value) in self.args.iter().filter_map(|(n, v)| Some((n, v.as_ref()?))) {
+            vars.insert(name.clone(), value.clone());
+        }
+        for entry in &self.config.env {
+            let (key, value) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
+            vars.insert(key.to_string(), value.to_string());
+        }
+        vars
+    }
+
+    /// The environment of a RUN: the config's Env, then ARGs in scope not overridden by ENV.
+    pub fn exec_env(&self) -> Vec<String> {
+        let mut env = self.config.env.clone();
+        for (name, value) in self.args.iter().filter_map(|(n, v)| Some((n, v.as_ref()?))) {
+            if self.config.env_value(name).is_none() {
+                env.push(format!("{name}={value}"));
+            }
+        }
+        env
+    }
+
+    pub fn declare_arg(&mut self, name: &str, value: Option<String>) {
+        match self.args.iter_mut().find(|(n, _)| n == name) {
+            Some(existing) => existing.1 = value,
+            None => self.args.push((name.to_string(), value)),
+        }
+    }
+
+    pub fn commit(&mut self, created_by: String, empty_layer: bool) {
+        self.history.push(HistoryEntry {
+            created_by,
+            comment: Some("rbuild.dockerfile.v0".to_string()),
+            empty_layer,
+        });
+    }
+}
+
+pub(crate) struct Converter<'a> {
+    pub df: &'a Dockerfile,
+    pub opts: &'a ConvertOptions,
+    bases: &'a BTreeMap<String, ImageConfig>,
+    pub plan: &'a Plan,
+    ops: Vec<Op>,
+    /// Converted stages, by index.
+    pub stages: Vec<Option<StageState>>,
+}
+
+impl Converter<'_> {
+    /// Appends an op; its inputs must already be in the graph.
+    pub fn add_op(
+        &mut self,
+        kind: OpKind,
+        span: Span,
+        stage: &StageId,
+        description: String,
+    ) -> OpId {
+        let digest = digest::op_digest(&kind, &self.ops, &self.opts.platform);
+        self.ops.push(Op {
+            kind,
+            span,
+            stage: stage.clone(),
+            description,
+            digest,
+        });
+        OpId(self.ops.len() - 1)
+    }
+
+    fn convert_stage(&mut self, index: usize) -> Result<StageState, Error> {
+        let df = self.df;
+        let stage = &df.stages[index];
+        let id = StageId {
+            index,
+            name: stage.name.clone(),
+        };
+        let mut triggers = Vec::new();
+        let mut state = match &self.plan.bases[index] {
+            Base::Scratch => {
+                let root = self.add_op(OpKind::Scratch, stage.span, &id, stage.text.clone());
+                new_state(id, root, ImageConfig::default(), None)
+            }
+            Base::Image(reference) => {
+                let mut config = self.bases.get(reference).cloned().ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::MissingBaseConfig,
+                        stage.base_span,
+                        format!("no config was given for base image `{reference}`"),
+                    )
+                    .with_help("pass the configs of all references `image_references` returns")
+                })?;
+                // Triggers run now and are not passed on to images built from this one.
+                triggers = std::mem::take(&mut config.on_build);
+                let kind = OpKind::Image {
+                    reference: reference.clone(),
+                };
+                let root = self.add_op(kind, stage.span, &id, stage.text.clone());
+                new_state(id, root, config, Some(reference.clone()))
+            }
+            Base::Stage(base) => {
+                let mut state = self.stages[*base]
+                    .clone()
+                    .expect("base stages are converted before the stages using them");
+                state.id = id;
+                state.cmd_set = false;
+                state.config.on_build.clear();
+                state
+            }
+        };
+        if state.config.env_value("PATH").is_none() {
+            state.config.env.push(format!("PATH={DEFAULT_PATH}"));
+        }
+        for trigger in &triggers {
+            let instruction = parse_trigger(trigger, stage.span)?;
+            self.dispatch(&mut state, &instruction)?;
+        }
+        for instruction in &stage.instructions {
+            self.dispatch(&mut state, instruction)?;
+        }
+        Ok(state)
+    }
+
+    /// The final state of a stage a `COPY --from` reads.
+    pub fn stage_root(&self, index: usize) -> OpId {
+        self.stages[index]
+            .as_ref()
+            .expect("stages a needed stage copies from are converted before it")
+            .root
+    }
+}
+
+fn new_state(id: StageId, root: OpId, config: ImageConfig, base: Option<String>) -> StageState {
+    StageState {
+        id,
+        root,
+        config,
+        history: Vec::new(),
+        base,
+        args: Vec::new(),
+        cmd_set: false,
+    }
+}
+
+/// The error for a word that failed to expand.
+pub(crate) fn expansion_error(error: ShellError, word: &str, span: Span) -> Error {
+    let kind = ErrorKind::Expansion;
+    match error {
+        ShellError::Required { .. } => Error::new(kind, span, error.to_string()),
+        _ => Error::new(kind, span, format!("failed to expand `{word}`: {error}")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,268 @@
+//! Resolving stages before converting them: global ARGs, what each FROM and each
+//! `COPY --from` refers to, the target, and which stages the target needs.
+
+use std::collections::BTreeMap;
+
+use crate::instructions::{Dockerfile, InstructionKind, Stage, parse_trigger};
+use crate::shell::Lexer;
+use crate::{Error, ErrorKind, ImageConfig, Span};
+
+use super::values::normalize_reference;
+use super::{ConvertOptions, Platform, expansion_error};
+
+/// What a stage starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Base {
+    Scratch,
+    Stage(usize),
+    Image(String),
+}
+
+/// What a `COPY --from` reads from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FromSource {
+    Stage(usize),
+    Image(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// Global ARG values (after `--build-arg`) and the predefined platform ARGs: the
+    /// variables of FROM lines and `COPY --from`.
+    pub meta: BTreeMap<String, String>,
+    pub bases: Vec<Base>,
+    pub target: usize,
+    /// Stages the target needs, by index.
+    pub needed: Vec<bool>,
+}
+
+impl Plan {
+    pub fn new(
+        df: &Dockerfile,
+        opts: &ConvertOptions,
+        configs: Option<&BTreeMap<String, ImageConfig>>,
+    ) -> Result<Plan, Error> {
+        let lexer = Lexer::new(df.directives.escape);
+        let meta = meta_args(df, opts, &lexer)?;
+        let mut bases = Vec::new();
+        for stage in &df.stages {
+            bases.push(resolve_base(df, stage, &meta, &lexer)?);
+        }
+        let target = match &opts.target {
+            None => df.stages.len().saturating_sub(1),
+            Some(target) => df
+                .stages
+                .iter()
+                .position(|s| s.name.as_deref() == Some(target.to_ascii_lowercase().as_str()))
+                .ok_or_else(|| unknown_target(df, target))?,
+        };
+        let mut plan = Plan {
+            meta,
+            bases,
+            target,
+            needed: vec![false; df.stages.len()],
+        };
+        let mut stack = vec![target];
+        while let Some(index) = stack.pop() {
+            if std::mem::replace(&mut plan.needed[index], true) {
+                continue;
+            }
+            for dependency in plan.dependencies(df, index, configs)? {
+                if !plan.needed[dependency] {
+                    stack.push(dependency);
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The stages stage `index` reads from: its base and its `COPY --from` stages
+    /// (including those of ONBUILD triggers of its base image, when configs are known).
+    fn dependencies(
+        &self,
+        df: &Dockerfile,
+        index: usize,
+        configs: Option<&BTreeMap<String, ImageConfig>>,
+    ) -> Result<Vec<usize>, Error> {
+        let stage = &df.stages[index];
+        let mut dependencies = Vec::new();
+        match &self.bases[index] {
+            Base::Stage(base) => dependencies.push(*base),
+            Base::Image(reference) => {
+                let triggers = configs
+                    .and_then(|c| c.get(reference))
+                    .map(|c| c.on_build.as_slice());
+                for trigger in triggers.unwrap_or_default() {
+                    let instruction = parse_trigger(trigger, stage.span)?;
+                    if let InstructionKind::Copy(copy) = &instruction.kind
+                        && let Some((from, span)) = &copy.from
+                        && let FromSource::Stage(source) =
+                            self.copy_source(df, index, from, *span)?
+                    {
+                        dependencies.push(source);
+                    }
+                }
+            }
+            Base::Scratch => {}
+        }
+        for instruction in &stage.instructions {
+            if let InstructionKind::Copy(copy) = &instruction.kind
+                && let Some((from, span)) = &copy.from
+                && let FromSource::Stage(source) = self.copy_source(df, index, from, *span)?
+            {
+                dependencies.push(source);
+            }
+        }
+        Ok(dependencies)
+    }
+
+    /// Resolves `--from=<from>` in stage `current`: a stage name, a stage index, or else
+    /// an image. Only stages defined before the current one can be used.
+    pub fn copy_source(
+        &self,
+        df: &Dockerfile,
+        current: usize,
+        from: &str,
+        span: Span,
+    ) -> Result<FromSource, Error> {
+        let lexer = Lexer::new(df.directives.escape);
+        let value = lexer
+            .process_word(from, &self.meta)
+            .map_err(|e| expansion_error(e, from, span))?;
+        let index = if !value.is_empty() && value.chars().all(|c| c.is_ascii_digit()) {
+            match value.parse::<usize>().ok().filter(|&i| i < df.stages.len()) {
+                Some(index) => Some(index),
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::StageOrder,
+                        span,
+                        format!("invalid stage index `{value}`"),
+                    )
+                    .with_help(format!("the dockerfile has {} stages", df.stages.len())));
+                }
+            }
+        } else {
+            let name = value.to_ascii_lowercase();
+            df.stages
+                .iter()
+                .position(|s| s.name.as_deref() == Some(name.as_str()))
+        };
+        match index {
+            Some(index) if index >= current => {
+                let current_name = df.stages[current].name.as_deref().unwrap_or("");
+                Err(Error::new(
+                    ErrorKind::StageOrder,
+                    span,
+                    format!(
+                        "cannot copy from stage `{value}`, it needs to be defined before current stage `{}`",
+                        if current_name.is_empty() {
+                            current.to_string()
+                        } else {
+                            current_name.to_string()
+                        }
+                    ),
+                ))
+            }
+            Some(index) => Ok(FromSource::Stage(index)),
+            None => normalize_reference(&value)
+                .map(FromSource::Image)
+                .map_err(|message| Error::new(ErrorKind::InvalidReference, span, message)),
+        }
+    }
+}
+
+/// The predefined platform ARGs. rbuild does not cross-build, so the build platform is
+/// the target platform.
+fn platform_args(platform: &Platform) -> BTreeMap<String, String> {
+    let mut args = BTreeMap::new();
+    for prefix in ["TARGET", "BUILD"] {
+        args.insert(format!("{prefix}PLATFORM"), platform.to_string());
+        args.insert(format!("{prefix}OS"), platform.os.clone());
+        args.insert(format!("{prefix}ARCH"), platform.architecture.clone());
+        args.insert(
+            format!("{prefix}VARIANT"),
+            platform.variant.clone().unwrap_or_default(),
+        );
+    }
+    args
+}
+
+fn meta_args(
+    df: &Dockerfile,
+    opts: &ConvertOptions,
+    lexer: &Lexer,
+) -> Result<BTreeMap<String, String>, Error> {
+    let mut meta = platform_args(&opts.platform);
+    for instruction in &df.global_args {
+        let InstructionKind::Arg(decls) = &instruction.kind else {
+            continue;
+        };
+        for decl in decls {
+            let value = match (opts.build_args.get(&decl.name), &decl.default) {
+                (Some(value), _) => Some(value.clone()),
+                (None, Some(default)) => Some(
+                    lexer
+                        .process_word(default, &meta)
+                        .map_err(|e| expansion_error(e, default, instruction.args_span))?,
+                ),
+                (None, None) => None,
+            };
+            if let Some(value) = value {
+                meta.insert(decl.name.clone(), value);
+            }
+        }
+    }
+    Ok(meta)
+}
+
+fn resolve_base(
+    df: &Dockerfile,
+    stage: &Stage,
+    meta: &BTreeMap<String, String>,
+    lexer: &Lexer,
+) -> Result<Base, Error> {
+    let name = lexer
+        .process_word(&stage.base, meta)
+        .map_err(|e| expansion_error(e, &stage.base, stage.base_span))?;
+    if name.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidReference,
+            stage.base_span,
+            format!("base name `{}` expands to an empty string", stage.base),
+        )
+        .with_help("set the variable with `ARG` before the first `FROM`, or with `--build-arg`"));
+    }
+    if name.eq_ignore_ascii_case("scratch") {
+        return Ok(Base::Scratch);
+    }
+    let lower = name.to_ascii_lowercase();
+    // Only earlier stages can be a base; a later stage of that name is an image name.
+    if let Some(index) = df.stages[..stage.index]
+        .iter()
+        .position(|s| s.name.as_deref() == Some(lower.as_str()))
+    {
+        return Ok(Base::Stage(index));
+    }
+    normalize_reference(&name)
+        .map(Base::Image)
+        .map_err(|message| Error::new(ErrorKind::InvalidReference, stage.base_span, message))
+}
+
+fn unknown_target(df: &Dockerfile, target: &str) -> Error {
+    let names: Vec<String> = df
+        .stages
+        .iter()
+        .filter_map(|s| s.name.as_ref().map(|n| format!("`{n}`")))
+        .collect();
+    let error = Error::new(
+        ErrorKind::UnknownTarget,
+        Span::default(),
+        format!("target stage `{target}` could not be found"),
+    );
+    if names.is_empty() {
+        error
+            .with_help("the dockerfile has no named stages; name one with `FROM <image> AS <name>`")
+    } else {
+        error.with_help(format!("named stages are {}", names.join(", ")))
+    }
+}
