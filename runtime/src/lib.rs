@@ -1,8 +1,6 @@
 //! rbuild's sandbox: runs one process in new namespaces over the mounts it is given,
 //! with cgroup limits (v1 and v2). It never reads the store.
 //!
-//! API (to be implemented; the builder and the CLI are written against it):
-//!
 //! ```ignore
 //! let runtime = Runtime::new(RuntimeOptions { helper: std::env::current_exe()?, state_dir, ..Default::default() })?;
 //! let mut child = runtime.spawn(&spec, StdioMode::Piped)?;   // callable from a tokio task
@@ -15,7 +13,27 @@
 //! // run a closure on a dedicated thread with mounts private to that thread (for COPY):
 //! let n = rbuild_runtime::with_mounts(&[HostMount { mount, at: dir }], || count_files(&dir))?;
 //! ```
+//!
+//! Lifecycle: `spawn` creates `<state_dir>/<id>/` (config, status, `rootfs` mount point)
+//! and the cgroup `<parent>/<id>` with the limits, then starts `helper __sandbox-init
+//! <state dir>`. The helper joins the cgroup, unshares the namespaces and forks the
+//! sandbox's init (pid 1), which mounts the root and everything else in its own mount
+//! namespace, pivots, and runs the command. `wait` reads the status the sandbox wrote,
+//! then removes the cgroup and the state dir. See `init` for the process tree.
 
+mod cgroup;
+mod error;
+mod host_mount;
+mod init;
+mod mount;
+mod runtime;
 mod spec;
+mod state;
+mod user;
 
+pub use cgroup::CgroupVersion;
+pub use error::{Error, SetupKind};
+pub use host_mount::{HostMount, with_mounts};
+pub use init::{INIT_ARG, init_main};
+pub use runtime::{Child, ExitStatus, Outcome, Runtime, RuntimeOptions, StdioMode};
 pub use spec::{Limits, Mount, Network, Process, SandboxSpec};

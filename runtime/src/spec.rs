@@ -103,8 +103,10 @@ pub enum Network {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
-    /// Memory limit in bytes (swap is not allowed beyond it).
+    /// Memory limit in bytes (swap is not allowed beyond it). The runtime's helper and
+    /// init, about a megabyte, are charged to it too.
     pub memory_bytes: Option<u64>,
-    /// Maximum number of processes and threads.
+    /// Maximum number of processes and threads of the sandboxed process tree (the
+    /// runtime's own helper and init, two processes, come on top).
     pub pids: Option<u64>,
 }

@@ -1,0 +1,359 @@
+//! The command: finding it in the sandbox's `PATH`, and the fork + exec that starts it as
+//! the resolved user, with its exact environment and no inherited descriptor above 2.
+
+use std::ffi::{CString, c_char};
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::wait::waitpid;
+use nix::unistd::{ForkResult, Pid, fork, pipe2};
+
+use super::SetupError;
+use crate::spec::Process;
+use crate::user::ExecUser;
+
+/// The `PATH` used when `process.env` has none (Docker's default).
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Wording as Docker's, so that messages read the same as with `docker build`.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LookupError {
+    #[error("exec: \"{name}\": executable file not found in $PATH")]
+    NotFound { name: String },
+    #[error("exec: \"{name}\": stat {name}")]
+    Stat {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("exec: \"{name}\": is a directory")]
+    Directory { name: String },
+}
+
+/// Finds `name` as execvp(3) would: a name with a `/` is used as is (relative to the
+/// current directory), others are searched in `path` (an empty entry is `.`). A candidate
+/// must be a regular file with an execute bit.
+pub(crate) fn lookup_executable(name: &str, path: Option<&str>) -> Result<PathBuf, LookupError> {
+    if name.contains('/') {
+        let meta = fs::metadata(name).map_err(|source| LookupError::Stat {
+            name: name.to_owned(),
+            source,
+        })?;
+        if meta.is_dir() {
+            return Err(LookupError::Directory {
+                name: name.to_owned(),
+            });
+        }
+        return Ok(PathBuf::from(name));
+    }
+    if !name.is_empty() {
+        for dir in path.unwrap_or(DEFAULT_PATH).split(':') {
+            let candidate = Path::new(if dir.is_empty() { "." } else { dir }).join(name);
+            let executable = fs::metadata(&candidate)
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0);
+            if executable {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(LookupError::NotFound {
+        name: name.to_owned(),
+    })
+}
+
+/// Everything the child needs, allocated before the fork.
+pub(super) struct Command {
+    path: CString,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    user: ExecUser,
+}
+
+/// Steps of the child that can fail, reported through the error pipe.
+const STEP_TERMINAL: u32 = 1;
+const STEP_GROUPS: u32 = 2;
+const STEP_GID: u32 = 3;
+const STEP_UID: u32 = 4;
+const STEP_EXEC: u32 = 5;
+
+impl Command {
+    /// Resolves the executable; the current directory must already be `process.cwd`.
+    pub(super) fn prepare(process: &Process, user: ExecUser) -> Result<Command, SetupError> {
+        let name = process.args.first().ok_or(SetupError::NoCommand)?;
+        let path_var = process
+            .env
+            .iter()
+            .rev()
+            .find_map(|entry| entry.strip_prefix("PATH="));
+        let path = lookup_executable(name, path_var)?;
+        let cstring =
+            |bytes: &[u8], what| CString::new(bytes).map_err(|_| SetupError::Nul { what });
+        Ok(Command {
+            path: cstring(path.as_os_str().as_bytes(), "the executable path")?,
+            argv: process
+                .args
+                .iter()
+                .map(|arg| cstring(arg.as_bytes(), "an argument"))
+                .collect::<Result<_, _>>()?,
+            env: process
+                .env
+                .iter()
+                .map(String::as_str)
+                .map(str::to_owned)
+                // As runc does, a process without HOME gets the user's home directory.
+                .chain(
+                    (!process.env.iter().any(|entry| entry.starts_with("HOME=")))
+                        .then(|| format!("HOME={}", user.home)),
+                )
+                .map(|entry| cstring(entry.as_bytes(), "an environment variable"))
+                .collect::<Result<_, _>>()?,
+            user,
+        })
+    }
+
+    /// Forks and execs the command; returns once exec succeeded (the close-on-exec error
+    /// pipe reads end-of-file) or with the step that failed.
+    pub(super) fn spawn(&self, tty: Option<RawFd>) -> Result<Pid, SetupError> {
+        let argv: Vec<*const c_char> = self
+            .argv
+            .iter()
+            .map(|arg| arg.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        let env: Vec<*const c_char> = self
+            .env
+            .iter()
+            .map(|entry| entry.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        let groups: Vec<libc::gid_t> = self.user.groups.clone();
+        let (reader, writer) = pipe2(OFlag::O_CLOEXEC).map_err(|source| SetupError::Fork {
+            what: "the command",
+            source,
+        })?;
+
+        // SAFETY: init is single-threaded. The child only makes async-signal-safe calls on
+        // memory prepared above, then execs or `_exit`s.
+        match unsafe { fork() }.map_err(|source| SetupError::Fork {
+            what: "the command",
+            source,
+        })? {
+            ForkResult::Child => {
+                // SAFETY: we are the freshly forked child; the pointers stay valid because
+                // nothing is freed before exec or `_exit`.
+                unsafe {
+                    exec_child(
+                        &self.path,
+                        &argv,
+                        &env,
+                        &groups,
+                        self.user.uid,
+                        self.user.gid,
+                        tty,
+                        writer.as_raw_fd(),
+                    )
+                }
+            }
+            ForkResult::Parent { child } => {
+                drop(writer);
+                let mut report = [0u8; 8];
+                let mut filled = 0;
+                while filled < report.len() {
+                    match nix::unistd::read(reader.as_raw_fd(), &mut report[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(Errno::EINTR) => {}
+                        Err(_) => break,
+                    }
+                }
+                if filled < report.len() {
+                    return Ok(child);
+                }
+                // The child `_exit`ed: reap it so it is not mistaken for the command later.
+                let _ = waitpid(child, None);
+                let step = u32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
+                let errno = i32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
+                let source = Errno::from_raw(errno);
+                Err(match step {
+                    STEP_TERMINAL => SetupError::Terminal { source },
+                    STEP_GROUPS | STEP_GID | STEP_UID => SetupError::SwitchUser {
+                        uid: self.user.uid,
+                        gid: self.user.gid,
+                        source,
+                    },
+                    _ => SetupError::Exec {
+                        path: PathBuf::from(std::ffi::OsStr::from_bytes(self.path.as_bytes())),
+                        source,
+                    },
+                })
+            }
+        }
+    }
+}
+
+/// The forked child: signals back to default, controlling terminal, user, descriptors,
+/// exec. Only raw async-signal-safe calls, no allocation.
+///
+/// # Safety
+/// Must be called in a freshly forked child with valid NUL-terminated pointer arrays.
+#[allow(clippy::too_many_arguments)]
+unsafe fn exec_child(
+    path: &CString,
+    argv: &[*const c_char],
+    env: &[*const c_char],
+    groups: &[libc::gid_t],
+    uid: u32,
+    gid: u32,
+    tty: Option<RawFd>,
+    report: RawFd,
+) -> ! {
+    // SAFETY (whole block): plain syscalls on values prepared before the fork; all are
+    // async-signal-safe.
+    unsafe {
+        // Rust ignores SIGPIPE and the helper blocks the forwarded signals; both would be
+        // inherited through exec.
+        for signal in 1..32 {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+
+        if let Some(tty) = tty {
+            if libc::setsid() < 0 || libc::ioctl(tty, libc::TIOCSCTTY, 0) < 0 {
+                fail(report, STEP_TERMINAL);
+            }
+            for fd in 0..3 {
+                if libc::dup2(tty, fd) < 0 {
+                    fail(report, STEP_TERMINAL);
+                }
+            }
+        }
+        if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+            fail(report, STEP_GROUPS);
+        }
+        if libc::setgid(gid) != 0 {
+            fail(report, STEP_GID);
+        }
+        if libc::setuid(uid) != 0 {
+            fail(report, STEP_UID);
+        }
+        // Close-on-exec rather than close: the report pipe must outlive a failed exec.
+        // The raw syscall (Linux 5.11), not glibc's wrapper, which needs glibc 2.34.
+        let cloexec = libc::CLOSE_RANGE_CLOEXEC as libc::c_uint;
+        if libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            cloexec,
+        ) != 0
+        {
+            for fd in 3..4096 {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+        libc::execve(path.as_ptr(), argv.as_ptr(), env.as_ptr());
+        fail(report, STEP_EXEC)
+    }
+}
+
+/// Reports `step` and errno to init and exits with 127.
+///
+/// # Safety
+/// Async-signal-safe; for the forked child only.
+unsafe fn fail(report: RawFd, step: u32) -> ! {
+    // SAFETY: errno location is thread-local and valid; write and _exit are
+    // async-signal-safe.
+    unsafe {
+        let errno = *libc::__errno_location();
+        let mut buffer = [0u8; 8];
+        buffer[..4].copy_from_slice(&step.to_ne_bytes());
+        buffer[4..].copy_from_slice(&errno.to_ne_bytes());
+        libc::write(report, buffer.as_ptr().cast(), buffer.len());
+        libc::_exit(127)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn write_file(path: &Path, mode: u32) {
+        fs::write(path, "#!/bin/sh\n").unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn finds_the_first_executable_in_path() {
+        let temp = tempfile::tempdir().unwrap();
+        let first = temp.path().join("first");
+        let second = temp.path().join("second");
+        fs::create_dir_all(&first).unwrap();
+        fs::create_dir_all(&second).unwrap();
+        write_file(&first.join("tool"), 0o644);
+        write_file(&second.join("tool"), 0o755);
+        fs::create_dir(first.join("dir")).unwrap();
+        write_file(&second.join("dir"), 0o700);
+        let path = format!("{}:{}", first.display(), second.display());
+        assert_eq!(
+            lookup_executable("tool", Some(&path)).unwrap(),
+            second.join("tool")
+        );
+        assert_eq!(
+            lookup_executable("dir", Some(&path)).unwrap(),
+            second.join("dir")
+        );
+        let err = lookup_executable("missing", Some(&path)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "exec: \"missing\": executable file not found in $PATH"
+        );
+        assert!(matches!(
+            lookup_executable("", Some(&path)),
+            Err(LookupError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn uses_names_with_a_slash_as_they_are() {
+        let temp = tempfile::tempdir().unwrap();
+        let tool = temp.path().join("tool");
+        write_file(&tool, 0o755);
+        let name = tool.to_str().unwrap();
+        assert_eq!(lookup_executable(name, Some("")).unwrap(), tool);
+        let missing = temp.path().join("missing");
+        let err = lookup_executable(missing.to_str().unwrap(), None).unwrap_err();
+        assert!(
+            err.to_string().starts_with(&format!(
+                "exec: \"{}\": stat {}",
+                missing.display(),
+                missing.display()
+            )),
+            "{err}"
+        );
+        assert!(matches!(
+            lookup_executable(temp.path().to_str().unwrap(), None),
+            Err(LookupError::Directory { .. })
+        ));
+    }
+
+    #[test]
+    fn default_path_is_dockers() {
+        assert_eq!(
+            DEFAULT_PATH,
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        );
+        assert!(lookup_executable("sh", None).is_ok());
+    }
+}

@@ -1,0 +1,293 @@
+//! The sandbox's filesystem: root and caller mounts, `/proc`, `/dev`, `/sys`, the host's
+//! resolver files, then pivot_root; and the undoing of the mount points it had to create.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, unshare};
+use nix::unistd::{chdir, pivot_root};
+
+use super::SetupError;
+use crate::mount::{
+    MountError, MountPoint, MountPointKind, Stub, ensure_mount_point, mount_at, plan,
+    resolve_in_root,
+};
+use crate::spec::{Network, SandboxSpec};
+use crate::state::{HOSTS_FILE, RESOLV_CONF_FILE};
+
+/// What setup changed in the root that must be undone after the command exits, so that a
+/// RUN over a bare root leaves no empty `/proc`, `/dev`, `/sys` or mount-point stubs in its
+/// layer (BuildKit removes them too).
+#[derive(Debug, Default)]
+pub(super) struct Undo {
+    /// Where the sandbox's `/` is: the rootfs dir before pivot_root, `/` after.
+    root: PathBuf,
+    /// Mount targets in the root, in mount order, as sandbox paths.
+    mounts: Vec<PathBuf>,
+    /// Files and dirs created as mount points, parents first.
+    stubs: Vec<Stub>,
+    readonly: bool,
+}
+
+impl Undo {
+    pub(super) fn has_stubs(&self) -> bool {
+        !self.stubs.is_empty()
+    }
+
+    fn host_path(&self, sandbox_path: &Path) -> PathBuf {
+        self.root
+            .join(sandbox_path.strip_prefix("/").unwrap_or(sandbox_path))
+    }
+
+    /// Unmounts what covers the stubs and removes the stubs that are still empty. Every
+    /// other process of the sandbox must be gone: a busy mount would only be detached,
+    /// which still frees its mount point.
+    pub(super) fn remove_stubs(&self) {
+        if self.stubs.is_empty() {
+            return;
+        }
+        if self.readonly {
+            let _ = mount(
+                None::<&str>,
+                &self.root,
+                None::<&str>,
+                MsFlags::MS_REMOUNT | MsFlags::MS_BIND,
+                None::<&str>,
+            );
+        }
+        for target in self.mounts.iter().rev() {
+            let _ = umount2(&self.host_path(target), MntFlags::MNT_DETACH);
+        }
+        for stub in self.stubs.iter().rev() {
+            stub.remove(&self.host_path(&stub.path));
+        }
+    }
+}
+
+/// Builds the sandbox's filesystem under `rootfs` and pivots into it.
+pub(super) fn setup(
+    state_dir: &Path,
+    rootfs: &Path,
+    spec: &SandboxSpec,
+    undo: &mut Undo,
+) -> Result<(), SetupError> {
+    undo.root = rootfs.to_owned();
+    // A mount namespace of its own, detached from the host's propagation: nothing mounted
+    // here shows on the host, and it all goes away with the namespace.
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|source| SetupError::Unshare { source })?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|source| SetupError::PrivateMounts { source })?;
+
+    mount_at(&spec.root, rootfs)?;
+
+    for spec_mount in &spec.mounts {
+        let bind = plan(&spec_mount.fstype, &spec_mount.options).bind;
+        let kind = if bind && fs::metadata(&spec_mount.source).is_ok_and(|meta| !meta.is_dir()) {
+            MountPointKind::File
+        } else {
+            MountPointKind::Dir
+        };
+        let target = mount_point(rootfs, &spec_mount.target, kind, undo)?;
+        mount_at(spec_mount, &target.path)?;
+        undo.mounts.push(target.sandbox_path);
+    }
+
+    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    special(
+        rootfs,
+        "/proc",
+        "proc",
+        "proc",
+        nosuid_nodev_noexec,
+        None,
+        undo,
+    )?;
+    let dev = special(
+        rootfs,
+        "/dev",
+        "tmpfs",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+        undo,
+    )?;
+    populate_dev(&dev)?;
+    special(
+        rootfs,
+        "/sys",
+        "sysfs",
+        "sysfs",
+        nosuid_nodev_noexec | MsFlags::MS_RDONLY,
+        None,
+        undo,
+    )?;
+
+    if spec.network == Network::Host {
+        bind_host_files(state_dir, rootfs, undo)?;
+    }
+
+    // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves
+    // the new root alone, with no directory needed to park the old one in.
+    chdir(rootfs).map_err(|source| SetupError::PivotRoot { source })?;
+    pivot_root(".", ".").map_err(|source| SetupError::PivotRoot { source })?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|source| SetupError::PivotRoot { source })?;
+    chdir("/").map_err(|source| SetupError::PivotRoot { source })?;
+    undo.root = PathBuf::from("/");
+
+    if spec.readonly_root {
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(|source| SetupError::ReadonlyRoot { source })?;
+        undo.readonly = true;
+    }
+    Ok(())
+}
+
+fn mount_point(
+    rootfs: &Path,
+    target: &Path,
+    kind: MountPointKind,
+    undo: &mut Undo,
+) -> Result<MountPoint, SetupError> {
+    let point =
+        ensure_mount_point(rootfs, target, kind).map_err(|source| SetupError::MountPoint {
+            path: target.to_owned(),
+            source,
+        })?;
+    undo.stubs.extend(point.created.iter().cloned());
+    Ok(point)
+}
+
+/// Mounts a kernel filesystem at `target` in the root; returns the host path.
+fn special(
+    rootfs: &Path,
+    target: &str,
+    fstype: &str,
+    source: &str,
+    flags: MsFlags,
+    data: Option<&str>,
+    undo: &mut Undo,
+) -> Result<PathBuf, SetupError> {
+    let point = mount_point(rootfs, Path::new(target), MountPointKind::Dir, undo)?;
+    mount(Some(source), &point.path, Some(fstype), flags, data).map_err(|errno| MountError {
+        fstype: fstype.to_owned(),
+        origin: source.to_owned(),
+        target: target.into(),
+        errno,
+    })?;
+    undo.mounts.push(point.sandbox_path);
+    Ok(point.path)
+}
+
+/// Device nodes bound from the host (no mknod: it would need the nodes to be allowed on
+/// the root's filesystem), a private devpts, shm, mqueue and the usual symlinks.
+fn populate_dev(dev: &Path) -> Result<(), SetupError> {
+    let create_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| SetupError::CreateDevice { path, source }
+    };
+    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let host = Path::new("/dev").join(name);
+        if !host.exists() {
+            continue;
+        }
+        let target = dev.join(name);
+        fs::File::create(&target).map_err(create_error(&target))?;
+        mount(
+            Some(&host),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|errno| MountError {
+            fstype: "bind".into(),
+            origin: host.display().to_string(),
+            target: Path::new("/dev").join(name),
+            errno,
+        })?;
+    }
+    let kernel_fs = |name: &str, fstype: &str, flags: MsFlags, data: &str| {
+        let target = dev.join(name);
+        fs::create_dir(&target).map_err(create_error(&target))?;
+        mount(Some(fstype), &target, Some(fstype), flags, Some(data)).map_err(|errno| {
+            SetupError::Mount(MountError {
+                fstype: fstype.into(),
+                origin: fstype.into(),
+                target: Path::new("/dev").join(name),
+                errno,
+            })
+        })
+    };
+    kernel_fs(
+        "pts",
+        "devpts",
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        "newinstance,ptmxmode=0666,mode=0620,gid=5",
+    )?;
+    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    kernel_fs("shm", "tmpfs", nosuid_nodev_noexec, "mode=1777,size=65536k")?;
+    kernel_fs("mqueue", "mqueue", nosuid_nodev_noexec, "")?;
+    for (name, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        let path = dev.join(name);
+        symlink(target, &path).map_err(create_error(&path))?;
+    }
+    Ok(())
+}
+
+/// Read-only private copies of the host's `/etc/resolv.conf` and `/etc/hosts`, when the
+/// root has an `/etc` (a root without one, such as `FROM scratch`, gets none).
+fn bind_host_files(state_dir: &Path, rootfs: &Path, undo: &mut Undo) -> Result<(), SetupError> {
+    let etc =
+        resolve_in_root(rootfs, Path::new("/etc")).map_err(|source| SetupError::MountPoint {
+            path: "/etc".into(),
+            source,
+        })?;
+    if !rootfs.join(etc).is_dir() {
+        return Ok(());
+    }
+    for (name, file) in [("resolv.conf", RESOLV_CONF_FILE), ("hosts", HOSTS_FILE)] {
+        let host = Path::new("/etc").join(name);
+        let copy = state_dir.join(file);
+        match fs::copy(&host, &copy) {
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(SetupError::CopyHostFile { path: host, source }),
+        }
+        let target = mount_point(rootfs, &host, MountPointKind::File, undo)?;
+        let bind = crate::spec::Mount {
+            fstype: "bind".into(),
+            source: copy,
+            target: host,
+            options: vec![
+                "ro".into(),
+                "nosuid".into(),
+                "nodev".into(),
+                "noexec".into(),
+            ],
+        };
+        mount_at(&bind, &target.path)?;
+        undo.mounts.push(target.sandbox_path);
+    }
+    Ok(())
+}

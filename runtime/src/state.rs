@@ -1,0 +1,59 @@
+//! The per-sandbox state directory: the config the parent writes for the helper, the
+//! status the sandbox writes back, and the empty `rootfs` mount point.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::SetupKind;
+use crate::spec::SandboxSpec;
+
+pub(crate) const CONFIG_FILE: &str = "config.json";
+pub(crate) const STATUS_FILE: &str = "status.json";
+pub(crate) const ROOTFS_DIR: &str = "rootfs";
+/// Private copies of the host's files bound into sandboxes with the host network.
+pub(crate) const RESOLV_CONF_FILE: &str = "resolv.conf";
+pub(crate) const HOSTS_FILE: &str = "hosts";
+
+/// What the helper needs besides the spec.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct InitConfig {
+    pub spec: SandboxSpec,
+    /// `cgroup.procs` files the helper joins before creating namespaces.
+    pub cgroup_procs: Vec<PathBuf>,
+    /// The rbuild process; the sandbox is killed when it dies.
+    pub parent_pid: i32,
+}
+
+/// How the sandbox ended, as written to `status.json` by the sandbox's init (or by the
+/// helper when init could not write it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub(crate) enum Status {
+    Exited { code: i32 },
+    Signaled { signal: i32 },
+    SetupFailed { kind: SetupKind, message: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips_as_tagged_json() {
+        let status = Status::SetupFailed {
+            kind: SetupKind::User,
+            message: "unable to find user x: no matching entries in passwd file".into(),
+        };
+        let json = serde_json::to_string(&status).unwrap();
+        assert_eq!(
+            json,
+            r#"{"result":"setup_failed","kind":"user","message":"unable to find user x: no matching entries in passwd file"}"#
+        );
+        assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), status);
+        assert_eq!(
+            serde_json::to_string(&Status::Exited { code: 3 }).unwrap(),
+            r#"{"result":"exited","code":3}"#
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! The user a sandboxed process runs as, resolved from the sandbox's own `/etc/passwd` and
+//! `/etc/group` with Docker's (runc's) rules.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Ids to switch to before exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ExecUser {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups; always set (empty drops the helper's own groups).
+    pub groups: Vec<u32>,
+    /// The home directory from passwd, `/` for a uid without an entry (as runc).
+    pub home: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UserError {
+    #[error("unable to find user {name}: no matching entries in passwd file")]
+    UnknownUser { name: String },
+    #[error("unable to find group {name}: no matching entries in group file")]
+    UnknownGroup { name: String },
+    #[error("failed to read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+struct PasswdEntry<'a> {
+    name: &'a str,
+    uid: u32,
+    gid: u32,
+    home: &'a str,
+}
+
+struct GroupEntry<'a> {
+    name: &'a str,
+    gid: u32,
+    members: Vec<&'a str>,
+}
+
+/// `name:password:uid:gid:gecos:home:shell`; malformed lines are skipped, as libc does.
+fn parse_passwd(text: &str) -> Vec<PasswdEntry<'_>> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                return None;
+            }
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let _password = fields.next()?;
+            let uid = fields.next()?.parse().ok()?;
+            let gid = fields.next()?.parse().ok()?;
+            let _gecos = fields.next();
+            let home = fields.next().unwrap_or("");
+            Some(PasswdEntry {
+                name,
+                uid,
+                gid,
+                home,
+            })
+        })
+        .collect()
+}
+
+/// `name:password:gid:member,member`.
+fn parse_group(text: &str) -> Vec<GroupEntry<'_>> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                return None;
+            }
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let _password = fields.next()?;
+            let gid = fields.next()?.parse().ok()?;
+            let members = fields
+                .next()
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|member| !member.is_empty())
+                .collect();
+            Some(GroupEntry { name, gid, members })
+        })
+        .collect()
+}
+
+/// Resolves `user` (`""`, `name`, `uid`, `name:group`, `uid:gid`, `uid:group`, ...).
+///
+/// As runc: a numeric user is always a uid, and a uid missing from passwd is fine (gid 0);
+/// a name must exist. Without an explicit group, the primary group comes from passwd and
+/// the supplementary groups are those of `/etc/group` that list the user's name; with an
+/// explicit group there are none. The primary group is not left out of the supplementary
+/// ones when `/etc/group` lists the user in it (as runc). `""` is uid 0, with root's groups.
+pub(crate) fn resolve(user: &str, passwd: &str, group: &str) -> Result<ExecUser, UserError> {
+    let (user_part, group_part) = match user.split_once(':') {
+        Some((user, group)) => (user, group),
+        None => (user, ""),
+    };
+    let users = parse_passwd(passwd);
+    let numeric_uid = if user_part.is_empty() {
+        Some(0)
+    } else {
+        user_part.parse::<u32>().ok()
+    };
+    let entry = match numeric_uid {
+        Some(uid) => users.iter().find(|entry| entry.uid == uid),
+        None => Some(
+            users
+                .iter()
+                .find(|entry| entry.name == user_part)
+                .ok_or_else(|| UserError::UnknownUser {
+                    name: user_part.to_owned(),
+                })?,
+        ),
+    };
+    let uid = match (entry, numeric_uid) {
+        (Some(entry), _) => entry.uid,
+        (None, Some(uid)) => uid,
+        (None, None) => unreachable!("a named user without an entry returned above"),
+    };
+    let home = match entry.map(|entry| entry.home) {
+        Some(home) if !home.is_empty() => home.to_owned(),
+        _ => "/".to_owned(),
+    };
+    let groups = parse_group(group);
+    if !group_part.is_empty() {
+        let gid = match group_part.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => groups
+                .iter()
+                .find(|entry| entry.name == group_part)
+                .map(|entry| entry.gid)
+                .ok_or_else(|| UserError::UnknownGroup {
+                    name: group_part.to_owned(),
+                })?,
+        };
+        return Ok(ExecUser {
+            uid,
+            gid,
+            groups: Vec::new(),
+            home,
+        });
+    }
+    let gid = entry.map_or(0, |entry| entry.gid);
+    let mut supplementary = Vec::new();
+    if let Some(entry) = entry {
+        for group in &groups {
+            if group.members.contains(&entry.name) && !supplementary.contains(&group.gid) {
+                supplementary.push(group.gid);
+            }
+        }
+    }
+    Ok(ExecUser {
+        uid,
+        gid,
+        groups: supplementary,
+        home,
+    })
+}
+
+/// Resolves `user` from `<etc>/passwd` and `<etc>/group`; a missing file counts as empty.
+pub(crate) fn resolve_from(user: &str, etc: &Path) -> Result<ExecUser, UserError> {
+    let passwd = read_optional(&etc.join("passwd"))?;
+    let group = read_optional(&etc.join("group"))?;
+    resolve(user, &passwd, &group)
+}
+
+fn read_optional(path: &Path) -> Result<String, UserError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+        Err(source) => Err(UserError::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "\
+root:x:0:0:root:/root:/bin/sh
+# a comment
+bin:x:1:1:bin:/bin:/sbin/nologin
+broken line
+alice:x:1000:1000:Alice:/home/alice:/bin/sh
+nobody:x:65534:65534:nobody:/:/sbin/nologin
+";
+
+    const GROUP: &str = "\
+root:x:0:root
+bin:x:1:root,bin,daemon
+wheel:x:10:root, alice
+alice:x:1000:alice
+video:x:27:alice
+staff:x:50:
+nogroup:x:65533
+nobody:x:65534:
+";
+
+    fn user(uid: u32, gid: u32, groups: &[u32]) -> (u32, u32, Vec<u32>) {
+        (uid, gid, groups.to_vec())
+    }
+
+    fn ids(user: ExecUser) -> (u32, u32, Vec<u32>) {
+        (user.uid, user.gid, user.groups)
+    }
+
+    #[test]
+    fn home_comes_from_passwd_or_is_root_dir() {
+        assert_eq!(resolve("alice", PASSWD, GROUP).unwrap().home, "/home/alice");
+        assert_eq!(resolve("", PASSWD, GROUP).unwrap().home, "/root");
+        assert_eq!(resolve("4242", PASSWD, GROUP).unwrap().home, "/");
+    }
+
+    #[test]
+    fn empty_is_root_with_roots_groups() {
+        assert_eq!(
+            ids(resolve("", PASSWD, GROUP).unwrap()),
+            user(0, 0, &[0, 1, 10])
+        );
+        assert_eq!(ids(resolve("", "", "").unwrap()), user(0, 0, &[]));
+    }
+
+    #[test]
+    fn name_gets_primary_and_supplementary_groups() {
+        assert_eq!(
+            ids(resolve("alice", PASSWD, GROUP).unwrap()),
+            user(1000, 1000, &[10, 1000, 27])
+        );
+        assert_eq!(
+            ids(resolve("nobody", PASSWD, GROUP).unwrap()),
+            user(65534, 65534, &[])
+        );
+    }
+
+    #[test]
+    fn numeric_uid_uses_passwd_when_present() {
+        assert_eq!(
+            ids(resolve("1000", PASSWD, GROUP).unwrap()),
+            user(1000, 1000, &[10, 1000, 27])
+        );
+        assert_eq!(
+            ids(resolve("4242", PASSWD, GROUP).unwrap()),
+            user(4242, 0, &[])
+        );
+        assert_eq!(ids(resolve("4242", "", "").unwrap()), user(4242, 0, &[]));
+    }
+
+    #[test]
+    fn explicit_group_drops_supplementary_groups() {
+        assert_eq!(
+            ids(resolve("alice:video", PASSWD, GROUP).unwrap()),
+            user(1000, 27, &[])
+        );
+        assert_eq!(
+            ids(resolve("1000:1000", PASSWD, GROUP).unwrap()),
+            user(1000, 1000, &[])
+        );
+        assert_eq!(
+            ids(resolve("1000:1000", "", "").unwrap()),
+            user(1000, 1000, &[])
+        );
+        assert_eq!(
+            ids(resolve("4242:staff", PASSWD, GROUP).unwrap()),
+            user(4242, 50, &[])
+        );
+        assert_eq!(
+            ids(resolve("root:", PASSWD, GROUP).unwrap()),
+            user(0, 0, &[0, 1, 10])
+        );
+    }
+
+    #[test]
+    fn unknown_names_are_errors() {
+        let err = resolve("mallory", PASSWD, GROUP).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unable to find user mallory: no matching entries in passwd file"
+        );
+        let err = resolve("alice:nope", PASSWD, GROUP).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unable to find group nope: no matching entries in group file"
+        );
+        assert!(resolve("alice", "", "").is_err());
+    }
+
+    #[test]
+    fn reads_files_and_treats_missing_ones_as_empty() {
+        let temp = tempfile::tempdir().unwrap();
+        assert_eq!(ids(resolve_from("", temp.path()).unwrap()), user(0, 0, &[]));
+        fs::write(temp.path().join("passwd"), PASSWD).unwrap();
+        assert_eq!(
+            ids(resolve_from("alice", temp.path()).unwrap()),
+            user(1000, 1000, &[])
+        );
+        fs::write(temp.path().join("group"), GROUP).unwrap();
+        assert_eq!(
+            ids(resolve_from("alice", temp.path()).unwrap()),
+            user(1000, 1000, &[10, 1000, 27])
+        );
+    }
+}
