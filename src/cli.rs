@@ -8,7 +8,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///
 /// `rbuild -t NAME CONTEXT` is short for `rbuild build -t NAME CONTEXT`.
 #[derive(Debug, Parser)]
-#[command(name = "rbuild", version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    name = "rbuild",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -28,11 +28,15 @@ impl std::error::Error for DockerfileDiagnostic {}
 
 impl Diagnostic for DockerfileDiagnostic {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.code.as_ref().map(|c| Box::new(c) as Box<dyn fmt::Display>)
+        self.code
+            .as_ref()
+            .map(|c| Box::new(c) as Box<dyn fmt::Display>)
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
@@ -82,7 +86,11 @@ pub fn build_error(err: BuildError, dockerfile_path: &Path, dockerfile: &str) ->
             Some("raise the limit with `--memory`".to_owned()),
             "killed: out of memory".to_owned(),
         ),
-        _ => (Some("build::step_failed".to_owned()), None, "this step".to_owned()),
+        _ => (
+            Some("build::step_failed".to_owned()),
+            None,
+            "this step".to_owned(),
+        ),
     };
     let mut message = err.to_string();
     // Name the cause too: "`COPY x /` failed: `x` not found in the build context".

@@ -4,7 +4,10 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let lower = text.to_ascii_lowercase();
     let trimmed = lower.trim_end_matches(['b', 'i']);
-    let (digits, unit) = match trimmed.char_indices().find(|(_, c)| !c.is_ascii_digit() && *c != '.') {
+    let (digits, unit) = match trimmed
+        .char_indices()
+        .find(|(_, c)| !c.is_ascii_digit() && *c != '.')
+    {
         Some((index, _)) => trimmed.split_at(index),
         None => (trimmed, ""),
     };
@@ -14,11 +17,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "m" => 1 << 20,
         "g" => 1 << 30,
         "t" => 1 << 40,
-        _ => return Err(format!("invalid size `{text}`: use a number with an optional k, m, g or t suffix")),
+        _ => {
+            return Err(format!(
+                "invalid size `{text}`: use a number with an optional k, m, g or t suffix"
+            ));
+        }
     };
-    let value: f64 = digits
-        .parse()
-        .map_err(|_| format!("invalid size `{text}`: use a number with an optional k, m, g or t suffix"))?;
+    let value: f64 = digits.parse().map_err(|_| {
+        format!("invalid size `{text}`: use a number with an optional k, m, g or t suffix")
+    })?;
     if !value.is_finite() || value < 0.0 {
         return Err(format!("invalid size `{text}`"));
     }

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use crate::glob;
@@ -21,7 +21,9 @@ pub(crate) enum CopyError {
     NotFound { path: String, origin: String },
     #[error("no source files were specified")]
     NoSources,
-    #[error("when using COPY with more than one source file, the destination must be a directory and end with a /")]
+    #[error(
+        "when using COPY with more than one source file, the destination must be a directory and end with a /"
+    )]
     DestinationNotDirectory,
     #[error("cannot copy to non-directory: {path}")]
     NotADirectory { path: String },
@@ -88,10 +90,11 @@ pub(crate) fn copy(req: &CopyRequest<'_>) -> Result<(), CopyError> {
     if req.sources.len() > 1 && !req.destination.ends_with('/') {
         return Err(CopyError::DestinationNotDirectory);
     }
-    let dest = resolve_in_root(req.dest_root, req.destination, true).map_err(|source| CopyError::Io {
-        path: req.destination.to_owned(),
-        source,
-    })?;
+    let dest =
+        resolve_in_root(req.dest_root, req.destination, true).map_err(|source| CopyError::Io {
+            path: req.destination.to_owned(),
+            source,
+        })?;
     let dest_is_dir = req.destination.ends_with('/') || matched.len() > 1 || dest.is_dir();
     let mut copier = Copier {
         req,
@@ -100,7 +103,8 @@ pub(crate) fn copy(req: &CopyRequest<'_>) -> Result<(), CopyError> {
     };
     for source in &matched {
         let clean = source.trim_start_matches('/');
-        let host = resolve_in_root(req.source_root, clean, true).map_err(|e| copier.io_err(source, e))?;
+        let host =
+            resolve_in_root(req.source_root, clean, true).map_err(|e| copier.io_err(source, e))?;
         let meta = match fs::metadata(&host) {
             Ok(meta) => meta,
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
@@ -118,7 +122,10 @@ pub(crate) fn copy(req: &CopyRequest<'_>) -> Result<(), CopyError> {
         } else {
             let target = if dest_is_dir {
                 copier.ensure_dir(&dest)?;
-                let name = Path::new(clean).file_name().map(|n| n.to_owned()).unwrap_or_default();
+                let name = Path::new(clean)
+                    .file_name()
+                    .map(|n| n.to_owned())
+                    .unwrap_or_default();
                 dest.join(name)
             } else {
                 if let Some(parent) = dest.parent() {
@@ -150,7 +157,10 @@ impl Copier<'_> {
         } else {
             path.display().to_string()
         };
-        CopyError::Io { path: shown, source }
+        CopyError::Io {
+            path: shown,
+            source,
+        }
     }
 
     fn owner_of(&self, meta: &fs::Metadata) -> Owner {
@@ -185,8 +195,10 @@ impl Copier<'_> {
         }
         fs::create_dir(dir).map_err(|e| self.io_err(dir, e))?;
         let owner = self.req.owner.unwrap_or(Owner::ROOT);
-        std::os::unix::fs::lchown(dir, Some(owner.uid), Some(owner.gid)).map_err(|e| self.io_err(dir, e))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(|e| self.io_err(dir, e))?;
+        std::os::unix::fs::lchown(dir, Some(owner.uid), Some(owner.gid))
+            .map_err(|e| self.io_err(dir, e))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
+            .map_err(|e| self.io_err(dir, e))?;
         Ok(())
     }
 
@@ -206,7 +218,12 @@ impl Copier<'_> {
     }
 
     /// Copies one entry (recursively for directories) to `target`.
-    fn copy_entry(&mut self, source: &Path, target: &Path, meta: &fs::Metadata) -> Result<(), CopyError> {
+    fn copy_entry(
+        &mut self,
+        source: &Path,
+        target: &Path,
+        meta: &fs::Metadata,
+    ) -> Result<(), CopyError> {
         let owner = self.owner_of(meta);
         let mode = self.req.mode.unwrap_or(meta.mode() & 0o7777);
         let file_type = meta.file_type();
@@ -221,7 +238,8 @@ impl Copier<'_> {
                     }
                     fs::create_dir(target).map_err(|e| self.io_err(target, e))?;
                     self.set_owner_mode(target, owner, mode)?;
-                    self.dir_times.push((target.to_owned(), meta.mtime(), meta.mtime_nsec()));
+                    self.dir_times
+                        .push((target.to_owned(), meta.mtime(), meta.mtime_nsec()));
                 }
             }
             return self.copy_children(source, target);
@@ -283,8 +301,10 @@ impl Copier<'_> {
 
     fn set_owner_mode(&self, path: &Path, owner: Owner, mode: u32) -> Result<(), CopyError> {
         // chown first: it clears setuid/setgid bits that chmod then sets.
-        std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid)).map_err(|e| self.io_err(path, e))?;
-        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| self.io_err(path, e))
+        std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid))
+            .map_err(|e| self.io_err(path, e))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .map_err(|e| self.io_err(path, e))
     }
 
     fn set_times(&self, path: &Path, meta: &fs::Metadata, follow: bool) -> Result<(), CopyError> {

@@ -25,7 +25,13 @@ const MAX_LINE: usize = 64 * 1024;
 pub const DEFAULT_NETWORK: Network = Network::Host;
 
 impl SolveContext<'_> {
-    pub(crate) async fn exec(&self, op: &Op, exec: &ExecOp, parent: &State, step: usize) -> Result<State, BuildError> {
+    pub(crate) async fn exec(
+        &self,
+        op: &Op,
+        exec: &ExecOp,
+        parent: &State,
+        step: usize,
+    ) -> Result<State, BuildError> {
         let store = self.builder.store.clone();
         let parent_top = parent.top.clone();
         let (active, empty) = tokio::task::spawn_blocking(move || {
@@ -44,7 +50,11 @@ impl SolveContext<'_> {
             env.push(format!("PATH={DEFAULT_PATH}"));
         }
         let spec = SandboxSpec {
-            root: overlay(&active.lowers, Some((active.upper.clone(), active.work.clone())), empty),
+            root: overlay(
+                &active.lowers,
+                Some((active.upper.clone(), active.work.clone())),
+                empty,
+            ),
             mounts: Vec::new(),
             process: Process {
                 args: exec.args.clone(),
@@ -111,7 +121,11 @@ impl SolveContext<'_> {
             self.forward(stderr, Stream::Stderr, step, &tail),
         );
         let outcome = child.wait().await?;
-        let tail = tail.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().collect();
+        let tail = tail
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .into_iter()
+            .collect();
         Ok((outcome, tail))
     }
 
@@ -149,7 +163,10 @@ impl SolveContext<'_> {
 }
 
 /// Reads up to a newline, keeping at most [`MAX_LINE`] bytes of it.
-async fn read_line<R: AsyncBufReadExt + Unpin>(reader: &mut R, line: &mut Vec<u8>) -> std::io::Result<usize> {
+async fn read_line<R: AsyncBufReadExt + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+) -> std::io::Result<usize> {
     let mut total = 0;
     loop {
         let buf = reader.fill_buf().await?;
@@ -180,6 +197,8 @@ pub(crate) fn overlay(
     let mut mount = Mount::overlay(lowers, upper, empty);
     // Plain overlay semantics only: layers are made from the upper dir, which must not
     // depend on features (index, redirects, metacopy) that store state elsewhere.
-    mount.options.extend(["index=off", "redirect_dir=off", "metacopy=off"].map(String::from));
+    mount
+        .options
+        .extend(["index=off", "redirect_dir=off", "metacopy=off"].map(String::from));
     mount
 }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use rbuild_frontend::{CopyOp, CopySource, MkdirOp, Op};
 use rbuild_runtime::HostMount;
-use rbuild_store::layer::LayerOptions;
 use rbuild_store::ActiveSnapshot;
+use rbuild_store::layer::LayerOptions;
 
 use crate::copy::{self, CopyRequest};
 use crate::error::BuildError;
@@ -39,7 +39,11 @@ impl SolveContext<'_> {
                 let rootfs = scratch.join("rootfs");
                 fs::create_dir(&rootfs).map_err(|e| step_err(e.into()))?;
                 let mut mounts = vec![HostMount {
-                    mount: overlay(&active.lowers, Some((active.upper.clone(), active.work.clone())), empty.clone()),
+                    mount: overlay(
+                        &active.lowers,
+                        Some((active.upper.clone(), active.work.clone())),
+                        empty.clone(),
+                    ),
                     at: rootfs.clone(),
                 }];
                 let (source_root, sources) = match &copy_op.source {
@@ -61,7 +65,8 @@ impl SolveContext<'_> {
                         fs::create_dir(&at).map_err(|e| step_err(e.into()))?;
                         for file in files {
                             let name = Path::new(&file.name).file_name().unwrap_or_default();
-                            fs::write(at.join(name), &file.content).map_err(|e| step_err(e.into()))?;
+                            fs::write(at.join(name), &file.content)
+                                .map_err(|e| step_err(e.into()))?;
                         }
                         let names = files.iter().map(|f| f.name.clone()).collect();
                         (at, names)
@@ -107,7 +112,12 @@ impl SolveContext<'_> {
         self.commit_layer(active, parent, true).await
     }
 
-    pub(crate) async fn mkdir(&self, op: &Op, mkdir: &MkdirOp, parent: &State) -> Result<State, BuildError> {
+    pub(crate) async fn mkdir(
+        &self,
+        op: &Op,
+        mkdir: &MkdirOp,
+        parent: &State,
+    ) -> Result<State, BuildError> {
         let store = self.builder.store.clone();
         let parent_top = parent.top.clone();
         let mkdir = mkdir.clone();
@@ -129,7 +139,9 @@ impl SolveContext<'_> {
                 rbuild_runtime::with_mounts(&[mount], || -> Result<(), BuildError> {
                     let owner = match mkdir.owner.as_str() {
                         "" => Owner::ROOT,
-                        user => owner::resolve_user(&rootfs, user).map_err(|e| step_err(e.into()))?,
+                        user => {
+                            owner::resolve_user(&rootfs, user).map_err(|e| step_err(e.into()))?
+                        }
                     };
                     copy::make_workdir(&rootfs, &mkdir.path, owner).map_err(|e| step_err(e.into()))
                 })?
@@ -158,24 +170,29 @@ impl SolveContext<'_> {
     ) -> Result<State, BuildError> {
         let store = self.builder.store.clone();
         let opts = LayerOptions {
-            clamp_mtime: self.opts.source_date_epoch.and_then(|e| u64::try_from(e).ok()),
+            clamp_mtime: self
+                .opts
+                .source_date_epoch
+                .and_then(|e| u64::try_from(e).ok()),
         };
         let mut state = parent.clone();
-        let layer = tokio::task::spawn_blocking(move || -> Result<Option<(Layer, rbuild_store::SnapshotName)>, BuildError> {
-            if !keep_empty && is_empty_dir(&active.upper) {
-                store.discard(active)?;
-                return Ok(None);
-            }
-            let layer = store.create_layer(&active.upper, opts)?;
-            let name = store.commit(active, &layer.diff_id)?;
-            Ok(Some((
-                Layer {
-                    descriptor: layer.descriptor,
-                    diff_id: layer.diff_id,
-                },
-                name,
-            )))
-        })
+        let layer = tokio::task::spawn_blocking(
+            move || -> Result<Option<(Layer, rbuild_store::SnapshotName)>, BuildError> {
+                if !keep_empty && is_empty_dir(&active.upper) {
+                    store.discard(active)?;
+                    return Ok(None);
+                }
+                let layer = store.create_layer(&active.upper, opts)?;
+                let name = store.commit(active, &layer.diff_id)?;
+                Ok(Some((
+                    Layer {
+                        descriptor: layer.descriptor,
+                        diff_id: layer.diff_id,
+                    },
+                    name,
+                )))
+            },
+        )
         .await??;
         if let Some((layer, name)) = layer {
             state.layers.push(layer);
@@ -191,10 +208,14 @@ impl SolveContext<'_> {
 }
 
 fn is_empty_dir(path: &PathBuf) -> bool {
-    fs::read_dir(path).map(|mut d| d.next().is_none()).unwrap_or(false)
+    fs::read_dir(path)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false)
 }
 
-fn step_error(op: &Op) -> impl Fn(Box<dyn std::error::Error + Send + Sync>) -> BuildError + Send + Clone + 'static {
+fn step_error(
+    op: &Op,
+) -> impl Fn(Box<dyn std::error::Error + Send + Sync>) -> BuildError + Send + Clone + 'static {
     let span = op.span;
     let description = op.description.clone();
     move |source| BuildError::StepFailed {

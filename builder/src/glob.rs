@@ -197,7 +197,11 @@ mod tests {
             ("*.txt", ".hidden.txt", true),
         ];
         for (pattern, name, expected) in cases {
-            assert_eq!(matches(pattern, name).unwrap(), expected, "{pattern} vs {name}");
+            assert_eq!(
+                matches(pattern, name).unwrap(),
+                expected,
+                "{pattern} vs {name}"
+            );
         }
         assert!(matches("[", "a").is_err());
         assert!(matches("a[", "b").is_err());

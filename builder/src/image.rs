@@ -46,7 +46,10 @@ pub(crate) fn assemble(
     }
     chain.reverse();
 
-    let base = output.base.as_ref().and_then(|reference| bases.get(reference));
+    let base = output
+        .base
+        .as_ref()
+        .and_then(|reference| bases.get(reference));
     let created = time::rfc3339(opts.source_date_epoch.unwrap_or_else(time::now_unix));
     let mut history: Vec<History> = base.map(|b| b.config.history.clone()).unwrap_or_default();
     let mut added = chain.into_iter();
@@ -66,7 +69,8 @@ pub(crate) fn assemble(
         });
     }
 
-    let mut config_value = serde_json::to_value(&output.config).expect("image configs always serialize");
+    let mut config_value =
+        serde_json::to_value(&output.config).expect("image configs always serialize");
     if config_value.as_object().is_some_and(|m| m.is_empty()) {
         config_value = serde_json::Value::Null;
     }

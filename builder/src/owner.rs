@@ -114,15 +114,46 @@ mod tests {
             "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
         )
         .unwrap();
-        fs::write(dir.path().join("etc/group"), "root:x:0:\nstaff:x:50:app\napp:x:1001:\n").unwrap();
+        fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\nstaff:x:50:app\napp:x:1001:\n",
+        )
+        .unwrap();
         let root = dir.path();
-        assert_eq!(resolve_owner(root, "app").unwrap(), Owner { uid: 1000, gid: 1001 });
-        assert_eq!(resolve_owner(root, "app:staff").unwrap(), Owner { uid: 1000, gid: 50 });
-        assert_eq!(resolve_owner(root, "42").unwrap(), Owner { uid: 42, gid: 42 });
-        assert_eq!(resolve_owner(root, "42:7").unwrap(), Owner { uid: 42, gid: 7 });
+        assert_eq!(
+            resolve_owner(root, "app").unwrap(),
+            Owner {
+                uid: 1000,
+                gid: 1001
+            }
+        );
+        assert_eq!(
+            resolve_owner(root, "app:staff").unwrap(),
+            Owner { uid: 1000, gid: 50 }
+        );
+        assert_eq!(
+            resolve_owner(root, "42").unwrap(),
+            Owner { uid: 42, gid: 42 }
+        );
+        assert_eq!(
+            resolve_owner(root, "42:7").unwrap(),
+            Owner { uid: 42, gid: 7 }
+        );
         assert_eq!(resolve_user(root, "42").unwrap(), Owner { uid: 42, gid: 0 });
-        assert_eq!(resolve_user(root, "1000").unwrap(), Owner { uid: 1000, gid: 1001 });
-        assert!(matches!(resolve_owner(root, "nobody"), Err(OwnerError::UnknownUser { .. })));
-        assert!(matches!(resolve_owner(root, "app:nogroup"), Err(OwnerError::UnknownGroup { .. })));
+        assert_eq!(
+            resolve_user(root, "1000").unwrap(),
+            Owner {
+                uid: 1000,
+                gid: 1001
+            }
+        );
+        assert!(matches!(
+            resolve_owner(root, "nobody"),
+            Err(OwnerError::UnknownUser { .. })
+        ));
+        assert!(matches!(
+            resolve_owner(root, "app:nogroup"),
+            Err(OwnerError::UnknownGroup { .. })
+        ));
     }
 }

@@ -11,12 +11,27 @@ pub enum Stream {
 #[derive(Debug)]
 pub enum Event<'a> {
     /// The graph is known: `steps` ops will run.
-    Started { steps: usize },
-    StepStarted { step: usize, description: &'a str },
+    Started {
+        steps: usize,
+    },
+    StepStarted {
+        step: usize,
+        description: &'a str,
+    },
     /// One line of a RUN step's output, without its newline.
-    Log { step: usize, stream: Stream, line: &'a [u8] },
-    StepFinished { step: usize, elapsed: Duration },
-    StepFailed { step: usize, elapsed: Duration },
+    Log {
+        step: usize,
+        stream: Stream,
+        line: &'a [u8],
+    },
+    StepFinished {
+        step: usize,
+        elapsed: Duration,
+    },
+    StepFailed {
+        step: usize,
+        elapsed: Duration,
+    },
     /// Writing config and manifest, naming the image.
     Exporting,
 }

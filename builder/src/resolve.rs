@@ -97,11 +97,26 @@ mod tests {
         symlink("/a/b", root.join("abs")).unwrap();
         symlink("loop", root.join("loop")).unwrap();
 
-        assert_eq!(resolve_in_root(root, "../../etc", true).unwrap(), root.join("etc"));
-        assert_eq!(resolve_in_root(root, "a/up/etc", true).unwrap(), root.join("etc"));
-        assert_eq!(resolve_in_root(root, "a/b/dots/x", true).unwrap(), root.join("x"));
-        assert_eq!(resolve_in_root(root, "/abs/c", true).unwrap(), root.join("a/b/c"));
-        assert_eq!(resolve_in_root(root, "abs", false).unwrap(), root.join("abs"));
+        assert_eq!(
+            resolve_in_root(root, "../../etc", true).unwrap(),
+            root.join("etc")
+        );
+        assert_eq!(
+            resolve_in_root(root, "a/up/etc", true).unwrap(),
+            root.join("etc")
+        );
+        assert_eq!(
+            resolve_in_root(root, "a/b/dots/x", true).unwrap(),
+            root.join("x")
+        );
+        assert_eq!(
+            resolve_in_root(root, "/abs/c", true).unwrap(),
+            root.join("a/b/c")
+        );
+        assert_eq!(
+            resolve_in_root(root, "abs", false).unwrap(),
+            root.join("abs")
+        );
         assert!(resolve_in_root(root, "loop", true).is_err());
     }
 }

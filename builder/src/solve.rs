@@ -70,11 +70,16 @@ impl Builder {
         Builder { store, runtime }
     }
 
-    pub async fn build(&self, opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildResult, BuildError> {
-        let context = std::fs::canonicalize(&opts.context).map_err(|source| BuildError::Context {
-            path: opts.context.clone(),
-            source,
-        })?;
+    pub async fn build(
+        &self,
+        opts: &BuildOptions,
+        progress: &dyn Progress,
+    ) -> Result<BuildResult, BuildError> {
+        let context =
+            std::fs::canonicalize(&opts.context).map_err(|source| BuildError::Context {
+                path: opts.context.clone(),
+                source,
+            })?;
         if !context.is_dir() {
             return Err(BuildError::Context {
                 path: opts.context.clone(),
@@ -91,7 +96,10 @@ impl Builder {
         let mut base_configs = BTreeMap::new();
         for reference in frontend::image_references(&dockerfile, &convert_opts)? {
             let image = self.base_image(&reference).await?;
-            base_configs.insert(reference.clone(), crate::image::frontend_config(&image.config.config));
+            base_configs.insert(
+                reference.clone(),
+                crate::image::frontend_config(&image.config.config),
+            );
             bases.insert(reference, image);
         }
         let graph = frontend::convert(&dockerfile, &convert_opts, &base_configs)?;
@@ -123,10 +131,12 @@ impl Builder {
     }
 
     async fn base_image(&self, reference: &str) -> Result<Image, BuildError> {
-        let name: ImageName = reference.parse().map_err(|source| BuildError::InvalidReference {
-            reference: reference.to_owned(),
-            source,
-        })?;
+        let name: ImageName = reference
+            .parse()
+            .map_err(|source| BuildError::InvalidReference {
+                reference: reference.to_owned(),
+                source,
+            })?;
         let store = self.store.clone();
         let reference = reference.to_owned();
         tokio::task::spawn_blocking(move || match store.image(&name) {
@@ -189,17 +199,23 @@ impl SolveContext<'_> {
         Ok(states)
     }
 
-    async fn run_op(&self, graph: &BuildGraph, id: OpId, states: &[State], step: usize) -> Result<State, BuildError> {
+    async fn run_op(
+        &self,
+        graph: &BuildGraph,
+        id: OpId,
+        states: &[State],
+        step: usize,
+    ) -> Result<State, BuildError> {
         let op = graph.op(id);
         match &op.kind {
             OpKind::Scratch => Ok(State::default()),
             OpKind::Image { reference } => {
-                let image = self
-                    .bases
-                    .get(reference)
-                    .ok_or_else(|| BuildError::BaseImageNotFound {
-                        reference: reference.clone(),
-                    })?;
+                let image =
+                    self.bases
+                        .get(reference)
+                        .ok_or_else(|| BuildError::BaseImageNotFound {
+                            reference: reference.clone(),
+                        })?;
                 Ok(State {
                     layers: image
                         .manifest
@@ -231,7 +247,8 @@ impl SolveContext<'_> {
                     }
                     _ => "the build context".to_owned(),
                 };
-                self.copy(op, copy, &states[copy.rootfs.0], source_state, &origin).await
+                self.copy(op, copy, &states[copy.rootfs.0], source_state, &origin)
+                    .await
             }
             OpKind::Mkdir(mkdir) => self.mkdir(op, mkdir, &states[mkdir.rootfs.0]).await,
         }

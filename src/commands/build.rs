@@ -15,15 +15,29 @@ use crate::report::build_error;
 use crate::size::parse_size;
 
 pub async fn build(args: BuildArgs) -> Result<ExitCode> {
-    let tags = args.tags.iter().map(|t| parse_name(t)).collect::<Result<Vec<_>>>()?;
-    let dockerfile_path: PathBuf = args.file.clone().unwrap_or_else(|| args.context.join("Dockerfile"));
+    let tags = args
+        .tags
+        .iter()
+        .map(|t| parse_name(t))
+        .collect::<Result<Vec<_>>>()?;
+    let dockerfile_path: PathBuf = args
+        .file
+        .clone()
+        .unwrap_or_else(|| args.context.join("Dockerfile"));
     let dockerfile = std::fs::read(&dockerfile_path)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot read the Dockerfile {}", dockerfile_path.display()))?;
     let dockerfile = String::from_utf8(dockerfile).map_err(|_| {
-        miette::miette!("the Dockerfile {} is not valid UTF-8", dockerfile_path.display())
+        miette::miette!(
+            "the Dockerfile {} is not valid UTF-8",
+            dockerfile_path.display()
+        )
     })?;
-    let build_args: BTreeMap<String, String> = args.build_args.iter().filter_map(|a| key_value(a)).collect();
+    let build_args: BTreeMap<String, String> = args
+        .build_args
+        .iter()
+        .filter_map(|a| key_value(a))
+        .collect();
     let memory = args
         .memory
         .as_deref()

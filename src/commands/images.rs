@@ -69,7 +69,13 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
                     .iter()
                     .zip(widths)
                     .enumerate()
-                    .map(|(i, (cell, width))| if i == 4 { cell.clone() } else { format!("{cell:<width$}") })
+                    .map(|(i, (cell, width))| {
+                        if i == 4 {
+                            cell.clone()
+                        } else {
+                            format!("{cell:<width$}")
+                        }
+                    })
                     .collect();
                 writeln!(out, "{}", line.join("   ")).into_diagnostic()?;
             }
@@ -82,7 +88,11 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
     let store = open_store()?;
     let name = parse_name(&args.image)?;
     let image = store.image(&name).map_err(not_found)?;
-    let digest = if args.manifest { &image.manifest_digest } else { &image.config_digest };
+    let digest = if args.manifest {
+        &image.manifest_digest
+    } else {
+        &image.config_digest
+    };
     let bytes = store.read_blob(digest).into_diagnostic()?;
     let value: serde_json::Value = serde_json::from_slice(&bytes).into_diagnostic()?;
     let mut text = serde_json::to_string_pretty(&value).into_diagnostic()?;
@@ -93,9 +103,17 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
 
 pub fn save(args: SaveArgs) -> Result<ExitCode> {
     let store = open_store()?;
-    let names = args.images.iter().map(|n| parse_name(n)).collect::<Result<Vec<_>>>()?;
+    let names = args
+        .images
+        .iter()
+        .map(|n| parse_name(n))
+        .collect::<Result<Vec<_>>>()?;
     store.save(&names, &args.output).map_err(not_found)?;
-    eprintln!("saved {} image(s) to {}", names.len(), args.output.display());
+    eprintln!(
+        "saved {} image(s) to {}",
+        names.len(),
+        args.output.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -103,7 +121,9 @@ pub fn load(args: LoadArgs) -> Result<ExitCode> {
     let store = open_store()?;
     let tag = args.tag.as_deref().map(parse_name).transpose()?;
     let input = open_input(&args.input)?;
-    let loaded = store.load(input, &args.input, tag.as_ref()).into_diagnostic()?;
+    let loaded = store
+        .load(input, &args.input, tag.as_ref())
+        .into_diagnostic()?;
     for image in loaded {
         match image.name {
             Some(name) => println!("Loaded image: {name}"),

@@ -65,6 +65,8 @@ pub fn network(arg: Option<NetworkArg>) -> Option<rbuild_runtime::Network> {
 pub fn key_value(entry: &str) -> Option<(String, String)> {
     match entry.split_once('=') {
         Some((key, value)) => Some((key.to_owned(), value.to_owned())),
-        None => std::env::var(entry).ok().map(|value| (entry.to_owned(), value)),
+        None => std::env::var(entry)
+            .ok()
+            .map(|value| (entry.to_owned(), value)),
     }
 }

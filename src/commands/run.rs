@@ -42,19 +42,32 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     })?;
     let config = &image.config.config;
     let strings = |key: &str| -> Option<Vec<String>> {
+        config.get(key).and_then(|v| v.as_array()).map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+    };
+    let string = |key: &str| {
         config
             .get(key)
-            .and_then(|v| v.as_array())
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_owned()
     };
-    let string = |key: &str| config.get(key).and_then(|v| v.as_str()).unwrap_or("").to_owned();
 
     // Docker's rules: `--entrypoint` replaces the entrypoint and drops the image's cmd;
     // arguments replace the cmd.
     let (entrypoint, cmd) = match &args.entrypoint {
         Some(entrypoint) => (vec![entrypoint.clone()], args.command.clone()),
-        None if !args.command.is_empty() => (strings("Entrypoint").unwrap_or_default(), args.command.clone()),
-        None => (strings("Entrypoint").unwrap_or_default(), strings("Cmd").unwrap_or_default()),
+        None if !args.command.is_empty() => (
+            strings("Entrypoint").unwrap_or_default(),
+            args.command.clone(),
+        ),
+        None => (
+            strings("Entrypoint").unwrap_or_default(),
+            strings("Cmd").unwrap_or_default(),
+        ),
     };
     let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if argv.is_empty() {
@@ -75,14 +88,23 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.push(format!("PATH={DEFAULT_PATH}"));
     }
-    let cwd = args.workdir.clone().unwrap_or_else(|| match string("WorkingDir") {
-        dir if dir.is_empty() => "/".to_owned(),
-        dir => dir,
-    });
+    let cwd = args
+        .workdir
+        .clone()
+        .unwrap_or_else(|| match string("WorkingDir") {
+            dir if dir.is_empty() => "/".to_owned(),
+            dir => dir,
+        });
     let spec = SandboxSpec {
         root: {
-            let mut mount = Mount::overlay(&active.lowers, Some((active.upper.clone(), active.work.clone())), empty);
-            mount.options.extend(["index=off", "redirect_dir=off", "metacopy=off"].map(String::from));
+            let mut mount = Mount::overlay(
+                &active.lowers,
+                Some((active.upper.clone(), active.work.clone())),
+                empty,
+            );
+            mount
+                .options
+                .extend(["index=off", "redirect_dir=off", "metacopy=off"].map(String::from));
             mount
         },
         mounts: Vec::new(),
@@ -93,7 +115,10 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             user: args.user.clone().unwrap_or_else(|| string("User")),
             terminal: false,
         },
-        hostname: args.hostname.clone().unwrap_or_else(|| image.config_digest.short().to_owned()),
+        hostname: args
+            .hostname
+            .clone()
+            .unwrap_or_else(|| image.config_digest.short().to_owned()),
         network: network(args.network).unwrap_or(Network::Host),
         limits: Limits {
             memory_bytes: memory,
@@ -112,5 +137,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     if outcome.oom_killed {
         eprintln!("rbuild: the process was killed: out of memory");
     }
-    Ok(ExitCode::from(u8::try_from(outcome.status.code()).unwrap_or(255)))
+    Ok(ExitCode::from(
+        u8::try_from(outcome.status.code()).unwrap_or(255),
+    ))
 }

@@ -9,7 +9,7 @@ use flate2::write::GzEncoder;
 use tar::{EntryType, Header};
 
 use crate::error::{Error, Result};
-use crate::layer::{detect_compression, Compression};
+use crate::layer::{Compression, detect_compression};
 use crate::oci::{self, Descriptor, History, ImageConfiguration, Index, RootFs};
 use crate::{Digest, HashingWriter, ImageName, Store};
 
@@ -42,14 +42,20 @@ impl Store {
                 .insert(oci::ANNOTATION_REF_NAME.to_owned(), name.to_string());
             manifests.push(descriptor);
             blobs.insert(image.manifest_digest.clone(), None);
-            blobs.insert(image.config_digest.clone(), Some(image.manifest.config.size));
+            blobs.insert(
+                image.config_digest.clone(),
+                Some(image.manifest.config.size),
+            );
             for layer in &image.manifest.layers {
                 blobs.insert(layer.digest.clone(), Some(layer.size));
             }
         }
         let index = oci::canonical_json(&Index::new(manifests));
 
-        let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let tmp = tempfile_in(dir, out)?;
         let result = (|| -> Result<()> {
             let file = File::create(&tmp).map_err(Error::io("create", &tmp))?;
@@ -64,8 +70,18 @@ impl Store {
                 tar.append_data(&mut header, path, data)
             };
             (|| -> io::Result<()> {
-                append(&mut tar, "oci-layout", OCI_LAYOUT.len() as u64, &mut &OCI_LAYOUT[..])?;
-                append(&mut tar, "index.json", index.len() as u64, &mut index.as_slice())?;
+                append(
+                    &mut tar,
+                    "oci-layout",
+                    OCI_LAYOUT.len() as u64,
+                    &mut &OCI_LAYOUT[..],
+                )?;
+                append(
+                    &mut tar,
+                    "index.json",
+                    index.len() as u64,
+                    &mut index.as_slice(),
+                )?;
                 for dir in ["blobs/", "blobs/sha256/"] {
                     let mut header = Header::new_gnu();
                     header.set_mode(0o755);
@@ -85,15 +101,19 @@ impl Store {
                         .len(),
                 };
                 let mut blob = self.open_blob(digest, Some(size))?;
-                append(&mut tar, &format!("blobs/sha256/{}", digest.hex()), size, &mut blob).map_err(
-                    |source| match source.kind() {
-                        io::ErrorKind::InvalidData => Error::CorruptBlob {
-                            digest: digest.clone(),
-                            source,
-                        },
-                        _ => Error::io("write", &tmp)(source),
+                append(
+                    &mut tar,
+                    &format!("blobs/sha256/{}", digest.hex()),
+                    size,
+                    &mut blob,
+                )
+                .map_err(|source| match source.kind() {
+                    io::ErrorKind::InvalidData => Error::CorruptBlob {
+                        digest: digest.clone(),
+                        source,
                     },
-                )?;
+                    _ => Error::io("write", &tmp)(source),
+                })?;
             }
             let file = tar
                 .into_inner()
@@ -111,7 +131,12 @@ impl Store {
     /// Loads an OCI image layout tar (plain or gzip-compressed). Every blob is verified
     /// against its name; names are set only once every blob they need is in the store.
     /// `tag` names the archive's only image (an error when it holds several).
-    pub fn load(&self, input: impl Read, source: &Path, tag: Option<&ImageName>) -> Result<Vec<LoadedImage>> {
+    pub fn load(
+        &self,
+        input: impl Read,
+        source: &Path,
+        tag: Option<&ImageName>,
+    ) -> Result<Vec<LoadedImage>> {
         let invalid = |reason: String| Error::InvalidArchive {
             path: source.to_owned(),
             reason,
@@ -122,7 +147,9 @@ impl Store {
         let stream: Box<dyn Read> = match detect_compression(&head) {
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
             Compression::None => Box::new(reader),
-            Compression::Zstd => return Err(invalid("zstd-compressed archives are not supported".into())),
+            Compression::Zstd => {
+                return Err(invalid("zstd-compressed archives are not supported".into()));
+            }
         };
         let mut archive = tar::Archive::new(stream);
         let mut index_bytes = None;
@@ -221,7 +248,11 @@ impl Store {
         index
             .manifests
             .iter()
-            .find(|m| m.platform.as_ref().is_none_or(|p| p.os == "linux" && p.architecture == arch))
+            .find(|m| {
+                m.platform
+                    .as_ref()
+                    .is_none_or(|p| p.os == "linux" && p.architecture == arch)
+            })
             .map(|m| m.digest.clone())
             .ok_or_else(|| Error::InvalidLayer {
                 digest: descriptor.digest.clone(),
@@ -270,7 +301,11 @@ impl Store {
         };
         let manifest = self.write_image(
             &config,
-            vec![Descriptor::new(oci::MEDIA_TYPE_LAYER_GZIP, layer_digest, layer_size)],
+            vec![Descriptor::new(
+                oci::MEDIA_TYPE_LAYER_GZIP,
+                layer_digest,
+                layer_size,
+            )],
         )?;
         // Fail now rather than at the first build if the tarball cannot be unpacked.
         self.unpack(&self.image_by_manifest(&manifest.digest)?)?;

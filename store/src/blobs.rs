@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::Digest;
 use crate::digest::{Hasher, VerifyingReader};
 use crate::error::{Error, Result};
-use crate::Digest;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Blobs {
@@ -59,7 +59,11 @@ impl Blobs {
 
     /// Opens a blob for reading; the reader fails at end of stream unless the content
     /// matches `digest` (and `size`, when given).
-    pub(crate) fn open(&self, digest: &Digest, size: Option<u64>) -> Result<VerifyingReader<BufReader<File>>> {
+    pub(crate) fn open(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+    ) -> Result<VerifyingReader<BufReader<File>>> {
         let path = self.path(digest);
         let file = File::open(&path).map_err(|source| match source.kind() {
             io::ErrorKind::NotFound => Error::BlobNotFound {
@@ -116,7 +120,9 @@ impl Blobs {
             return Ok(digest);
         }
         let mut ingest = self.ingest()?;
-        ingest.write_all(bytes).map_err(Error::io("write ingest", ingest.path.clone()))?;
+        ingest
+            .write_all(bytes)
+            .map_err(Error::io("write ingest", ingest.path.clone()))?;
         ingest.commit(Some(&digest))?;
         Ok(digest)
     }
@@ -140,13 +146,11 @@ impl Ingest {
     /// anything else is refused and removed.
     pub fn commit(mut self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
         let writer = self.file.take().expect("commit consumes the ingest");
-        let file = writer
-            .into_inner()
-            .map_err(|err| Error::Io {
-                action: "write ingest",
-                path: self.path.clone(),
-                source: err.into_error(),
-            })?;
+        let file = writer.into_inner().map_err(|err| Error::Io {
+            action: "write ingest",
+            path: self.path.clone(),
+            source: err.into_error(),
+        })?;
         let size = self.hasher.size();
         let digest = std::mem::take(&mut self.hasher).finish();
         if let Some(expected) = expected
@@ -157,7 +161,8 @@ impl Ingest {
                 actual: digest,
             });
         }
-        file.sync_all().map_err(Error::io("fsync ingest", &self.path))?;
+        file.sync_all()
+            .map_err(Error::io("fsync ingest", &self.path))?;
         file.set_permissions(fs::Permissions::from_mode(0o444))
             .map_err(Error::io("chmod ingest", &self.path))?;
         drop(file);
@@ -179,7 +184,10 @@ impl Write for Ingest {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.as_mut().expect("ingest is open until commit").flush()
+        self.file
+            .as_mut()
+            .expect("ingest is open until commit")
+            .flush()
     }
 }
 
@@ -223,7 +231,10 @@ mod tests {
         assert_eq!(digest, Digest::of(b"hello"));
         assert_eq!(blobs.write(b"hello").unwrap(), digest);
         assert_eq!(blobs.read(&digest, 100).unwrap(), b"hello");
-        let mode = fs::metadata(blobs.path(&digest)).unwrap().permissions().mode();
+        let mode = fs::metadata(blobs.path(&digest))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o444);
 
         let mut ingest = blobs.ingest().unwrap();

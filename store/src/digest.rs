@@ -40,7 +40,9 @@ impl Digest {
 
     pub fn from_hex(hex: &str) -> Result<Digest, InvalidDigest> {
         if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            Ok(Digest { hex: hex.to_owned() })
+            Ok(Digest {
+                hex: hex.to_owned(),
+            })
         } else {
             Err(InvalidDigest {
                 input: hex.to_owned(),

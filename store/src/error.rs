@@ -84,7 +84,10 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io {
             action,
@@ -97,7 +100,9 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,
-            Error::BlobNotFound { .. } | Error::ImageNotFound { .. } | Error::SnapshotNotFound { .. }
+            Error::BlobNotFound { .. }
+                | Error::ImageNotFound { .. }
+                | Error::SnapshotNotFound { .. }
         )
     }
 }

@@ -121,11 +121,19 @@ impl Store {
     }
 
     /// Writes `config` and a manifest over `layers`; returns the manifest's descriptor.
-    pub fn write_image(&self, config: &ImageConfiguration, layers: Vec<Descriptor>) -> Result<Descriptor> {
+    pub fn write_image(
+        &self,
+        config: &ImageConfiguration,
+        layers: Vec<Descriptor>,
+    ) -> Result<Descriptor> {
         let config_bytes = oci::canonical_json(config);
         let config_digest = self.write_blob(&config_bytes)?;
         let manifest = Manifest::new(
-            Descriptor::new(oci::MEDIA_TYPE_CONFIG, config_digest, config_bytes.len() as u64),
+            Descriptor::new(
+                oci::MEDIA_TYPE_CONFIG,
+                config_digest,
+                config_bytes.len() as u64,
+            ),
             layers,
         );
         let manifest_bytes = oci::canonical_json(&manifest);
@@ -145,7 +153,9 @@ impl Store {
         let hashing = layer::write_layer(upper, HashingWriter::new(gzip), opts)
             .map_err(Error::io("write layer from", upper))?;
         let (gzip, diff_id, size) = hashing.finish();
-        let ingest = gzip.finish().map_err(Error::io("compress layer from", upper))?;
+        let ingest = gzip
+            .finish()
+            .map_err(Error::io("compress layer from", upper))?;
         let (digest, compressed_size) = ingest.commit(None)?;
         Ok(NewLayer {
             descriptor: Descriptor::new(oci::MEDIA_TYPE_LAYER_GZIP, digest, compressed_size),

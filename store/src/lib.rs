@@ -28,7 +28,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use archive::{host_architecture, LoadedImage};
+pub use archive::{LoadedImage, host_architecture};
 pub use blobs::Ingest;
 pub use digest::{Digest, Hasher, HashingWriter, InvalidDigest, VerifyingReader};
 pub use error::{Error, Result};

@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::{Digest, ImageName};
@@ -81,7 +81,10 @@ impl Meta {
         Ok(value)
     }
 
-    fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>) -> Result<T> {
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T> {
         let tx = self.db.begin_read().map_err(|e| self.error()(e.into()))?;
         f(&tx).map_err(self.error())
     }
@@ -99,7 +102,8 @@ impl Meta {
         let key = record.name.to_string();
         let value = serde_json::to_vec(record).expect("records always serialize");
         self.write(|tx| {
-            tx.open_table(IMAGES)?.insert(key.as_str(), value.as_slice())?;
+            tx.open_table(IMAGES)?
+                .insert(key.as_str(), value.as_slice())?;
             Ok(())
         })
     }
@@ -146,7 +150,11 @@ impl Meta {
 
     /// Records a snapshot unless one with the same name exists; returns the record that is
     /// in the store afterwards (the existing one when another writer was first).
-    pub(crate) fn insert_snapshot(&self, name: &Digest, record: &SnapshotRecord) -> Result<SnapshotRecord> {
+    pub(crate) fn insert_snapshot(
+        &self,
+        name: &Digest,
+        record: &SnapshotRecord,
+    ) -> Result<SnapshotRecord> {
         let key = name.to_string();
         let value = serde_json::to_vec(record).expect("records always serialize");
         let existing = self.write(|tx| {

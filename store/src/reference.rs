@@ -143,8 +143,19 @@ mod tests {
 
     #[test]
     fn rejects_bad_names() {
-        for input in ["", "Busybox", "app:", "app:-x", "a//b", "../x", "app@sha256:00"] {
-            assert!(input.parse::<ImageName>().is_err(), "{input} should be rejected");
+        for input in [
+            "",
+            "Busybox",
+            "app:",
+            "app:-x",
+            "a//b",
+            "../x",
+            "app@sha256:00",
+        ] {
+            assert!(
+                input.parse::<ImageName>().is_err(),
+                "{input} should be rejected"
+            );
         }
     }
 }

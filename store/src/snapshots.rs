@@ -24,7 +24,9 @@ impl SnapshotName {
     pub fn chain(parent: Option<&SnapshotName>, diff_id: &Digest) -> SnapshotName {
         match parent {
             None => SnapshotName(diff_id.clone()),
-            Some(parent) => SnapshotName(Digest::of(format!("{} {}", parent.0, diff_id).as_bytes())),
+            Some(parent) => {
+                SnapshotName(Digest::of(format!("{} {}", parent.0, diff_id).as_bytes()))
+            }
         }
     }
 
@@ -80,7 +82,11 @@ impl Store {
         };
         // A record whose directory is gone (removed by hand) is treated as absent, so the
         // layer is unpacked again.
-        Ok(self.snapshot_dir(record.id).join("fs").is_dir().then_some(record))
+        Ok(self
+            .snapshot_dir(record.id)
+            .join("fs")
+            .is_dir()
+            .then_some(record))
     }
 
     /// The directories of `name` and its ancestors, top-most first.
@@ -88,13 +94,13 @@ impl Store {
         let mut dirs = Vec::new();
         let mut next = Some(name.0.clone());
         while let Some(digest) = next {
-            let record = self
-                .inner
-                .meta
-                .snapshot(&digest)?
-                .ok_or_else(|| Error::SnapshotNotFound {
-                    name: digest.to_string(),
-                })?;
+            let record =
+                self.inner
+                    .meta
+                    .snapshot(&digest)?
+                    .ok_or_else(|| Error::SnapshotNotFound {
+                        name: digest.to_string(),
+                    })?;
             dirs.push(self.snapshot_dir(record.id).join("fs"));
             next = record.parent;
         }

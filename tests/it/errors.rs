@@ -13,7 +13,10 @@ fn failing_build(env: &TestEnv, name: &str, dockerfile: &str, files: &[(&str, &s
     assert_failure(&out);
     assert_ne!(out.status.code(), Some(0));
     let images = stdout(&env.rbuild(&["images"]));
-    assert!(!images.lines().any(|l| l.starts_with("bad ")), "no image is tagged after a failed build: {images}");
+    assert!(
+        !images.lines().any(|l| l.starts_with("bad ")),
+        "no image is tagged after a failed build: {images}"
+    );
     verify_blobs(&env.root());
     stderr(&out)
 }
@@ -39,7 +42,12 @@ fn a_dockerfile_without_from_is_refused() {
 fn missing_copy_source_names_the_file_and_line() {
     require_privileges!();
     let env = TestEnv::with_busybox();
-    let err = failing_build(&env, "missing", "FROM busybox\nCOPY present.txt /\nCOPY absent.txt /\n", &[("present.txt", "x")]);
+    let err = failing_build(
+        &env,
+        "missing",
+        "FROM busybox\nCOPY present.txt /\nCOPY absent.txt /\n",
+        &[("present.txt", "x")],
+    );
     assert!(err.contains("absent.txt"), "{err}");
     assert!(err.contains("Dockerfile:3:1"), "{err}");
 }
@@ -56,7 +64,10 @@ fn failing_run_names_its_line_exit_code_and_output() {
     );
     assert!(err.contains("Dockerfile:3:1"), "{err}");
     assert!(err.contains("exit code 3"), "{err}");
-    assert!(err.contains("about to fail") && err.contains("on stderr"), "output tail: {err}");
+    assert!(
+        err.contains("about to fail") && err.contains("on stderr"),
+        "output tail: {err}"
+    );
     assert!(!err.contains("[4/4]"), "later steps do not run: {err}");
 }
 
@@ -64,5 +75,8 @@ fn failing_run_names_its_line_exit_code_and_output() {
 fn missing_base_image_is_a_clear_error() {
     let env = TestEnv::new();
     let err = failing_build(&env, "nobase", "FROM doesnotexist:1.0\nRUN true\n", &[]);
-    assert!(err.contains("`doesnotexist:1.0` is not in the store"), "{err}");
+    assert!(
+        err.contains("`doesnotexist:1.0` is not in the store"),
+        "{err}"
+    );
 }

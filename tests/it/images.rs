@@ -27,27 +27,54 @@ fn saved_archive_is_accepted_by_skopeo_and_umoci() {
         .unwrap();
     assert_success(&out);
     let inspected: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(inspected["Layers"].as_array().unwrap().len(), 3, "{inspected:#}");
+    assert_eq!(
+        inspected["Layers"].as_array().unwrap().len(),
+        3,
+        "{inspected:#}"
+    );
     assert_eq!(inspected["Os"], "linux");
 
     // umoci works on an OCI layout directory.
     let layout = env.path("layout");
     fs::create_dir(&layout).unwrap();
-    let status = Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&layout).status().unwrap();
+    let status = Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&layout)
+        .status()
+        .unwrap();
     assert!(status.success());
-    let index: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
-    assert_eq!(index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"], "saved:v1");
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+        "saved:v1"
+    );
     let bundle = env.path("bundle");
     let out = Command::new("umoci")
-        .args(["unpack", "--image", &format!("{}:saved:v1", layout.display())])
+        .args([
+            "unpack",
+            "--image",
+            &format!("{}:saved:v1", layout.display()),
+        ])
         .arg(&bundle)
         .output()
         .unwrap();
     assert_success(&out);
     let rootfs = bundle.join("rootfs");
-    assert_eq!(fs::read_to_string(rootfs.join("kept.txt")).unwrap(), "keep\n");
-    assert!(!rootfs.join("gone.txt").exists(), "a file made and deleted by RUN is gone");
-    assert!(!rootfs.join("bin/vi").exists(), "a base file deleted by RUN is gone");
+    assert_eq!(
+        fs::read_to_string(rootfs.join("kept.txt")).unwrap(),
+        "keep\n"
+    );
+    assert!(
+        !rootfs.join("gone.txt").exists(),
+        "a file made and deleted by RUN is gone"
+    );
+    assert!(
+        !rootfs.join("bin/vi").exists(),
+        "a base file deleted by RUN is gone"
+    );
     assert!(rootfs.join("bin/sh").exists());
 
     // And back: a fresh store loads the archive and runs it.
@@ -80,7 +107,14 @@ fn load_with_tag_and_import_of_a_rootfs_tarball() {
     std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
     std::os::unix::fs::symlink("busybox", rootfs.join("bin/echo")).unwrap();
     let rootfs_tar = env.path("rootfs.tar");
-    let status = Command::new("tar").arg("-cf").arg(&rootfs_tar).arg("-C").arg(&rootfs).arg(".").status().unwrap();
+    let status = Command::new("tar")
+        .arg("-cf")
+        .arg(&rootfs_tar)
+        .arg("-C")
+        .arg(&rootfs)
+        .arg(".")
+        .status()
+        .unwrap();
     assert!(status.success());
     let out = env.rbuild(&["import", rootfs_tar.to_str().unwrap(), "imported:1"]);
     assert_success(&out);

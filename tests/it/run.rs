@@ -18,10 +18,22 @@ fn exit_status_becomes_rbuilds() {
 fn run_changes_are_discarded() {
     require_privileges!();
     let env = TestEnv::with_busybox();
-    let out = env.rbuild(&["run", "busybox", "sh", "-c", "echo x > /etc/changed && rm /bin/vi && cat /etc/changed"]);
+    let out = env.rbuild(&[
+        "run",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /etc/changed && rm /bin/vi && cat /etc/changed",
+    ]);
     assert_success(&out);
     assert_eq!(stdout(&out), "x\n");
-    let out = env.rbuild(&["run", "busybox", "sh", "-c", "test ! -e /etc/changed && test -e /bin/vi && echo clean"]);
+    let out = env.rbuild(&[
+        "run",
+        "busybox",
+        "sh",
+        "-c",
+        "test ! -e /etc/changed && test -e /bin/vi && echo clean",
+    ]);
     assert_eq!(stdout(&out), "clean\n");
 }
 
@@ -31,7 +43,11 @@ fn unknown_image_and_command_are_clear_errors() {
     let env = TestEnv::with_busybox();
     let out = env.rbuild(&["run", "nothere"]);
     assert_failure(&out);
-    assert!(stderr(&out).contains("image `nothere:latest` not found"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("image `nothere:latest` not found"),
+        "{}",
+        stderr(&out)
+    );
     let out = env.rbuild(&["run", "busybox", "no-such-command"]);
     assert_failure(&out);
     assert!(stderr(&out).contains("no-such-command"), "{}", stderr(&out));

@@ -39,7 +39,10 @@ pub struct TestEnv {
 impl TestEnv {
     pub fn new() -> TestEnv {
         TestEnv {
-            dir: tempfile::Builder::new().prefix("rbuild-it-").tempdir().expect("temp dir"),
+            dir: tempfile::Builder::new()
+                .prefix("rbuild-it-")
+                .tempdir()
+                .expect("temp dir"),
         }
     }
 
@@ -64,7 +67,8 @@ impl TestEnv {
 
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbuild"));
-        cmd.env("RBUILD_ROOT", self.root()).env_remove("SOURCE_DATE_EPOCH");
+        cmd.env("RBUILD_ROOT", self.root())
+            .env_remove("SOURCE_DATE_EPOCH");
         cmd.stdin(Stdio::null());
         cmd
     }
@@ -87,7 +91,14 @@ impl TestEnv {
 
     /// Builds `context` (which holds a Dockerfile) as `tag`.
     pub fn build(&self, context: &Path, tag: &str) -> Output {
-        self.rbuild(&["build", "--progress", "plain", "-t", tag, context.to_str().unwrap()])
+        self.rbuild(&[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            tag,
+            context.to_str().unwrap(),
+        ])
     }
 }
 
@@ -133,7 +144,11 @@ pub fn verify_blobs(root: &Path) -> usize {
         let entry = entry.unwrap();
         let bytes = fs::read(entry.path()).unwrap();
         let name = entry.file_name().into_string().unwrap();
-        assert_eq!(digest(&bytes), format!("sha256:{name}"), "blob {name} does not match its digest");
+        assert_eq!(
+            digest(&bytes),
+            format!("sha256:{name}"),
+            "blob {name} does not match its digest"
+        );
         count += 1;
     }
     count
@@ -147,13 +162,17 @@ pub fn write_busybox_image(out: &Path) {
         Path::new(BUSYBOX).is_file(),
         "{BUSYBOX} is missing: install Debian's busybox-static"
     );
-    let applets = Command::new(BUSYBOX).arg("--list").output().expect("busybox --list");
+    let applets = Command::new(BUSYBOX)
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
     let applets = String::from_utf8(applets.stdout).unwrap();
 
     let mut layer = tar::Builder::new(Vec::new());
     let dir = |tar: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32| {
         let mut header = header(tar::EntryType::Directory, mode, 0);
-        tar.append_data(&mut header, path, std::io::empty()).unwrap();
+        tar.append_data(&mut header, path, std::io::empty())
+            .unwrap();
     };
     for (path, mode) in [
         ("bin/", 0o755),
@@ -171,17 +190,28 @@ pub fn write_busybox_image(out: &Path) {
     }
     let busybox = fs::read(BUSYBOX).unwrap();
     let mut h = header(tar::EntryType::Regular, 0o755, busybox.len() as u64);
-    layer.append_data(&mut h, "bin/busybox", busybox.as_slice()).unwrap();
-    for applet in applets.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "busybox") {
+    layer
+        .append_data(&mut h, "bin/busybox", busybox.as_slice())
+        .unwrap();
+    for applet in applets
+        .lines()
+        .map(str::trim)
+        .filter(|a| !a.is_empty() && *a != "busybox")
+    {
         let mut h = header(tar::EntryType::Symlink, 0o777, 0);
-        layer.append_link(&mut h, format!("bin/{applet}"), "busybox").unwrap();
+        layer
+            .append_link(&mut h, format!("bin/{applet}"), "busybox")
+            .unwrap();
     }
     let files = [
         (
             "etc/passwd",
             "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
         ),
-        ("etc/group", "root:x:0:\nstaff:x:50:app\napp:x:1000:\nnogroup:x:65534:\n"),
+        (
+            "etc/group",
+            "root:x:0:\nstaff:x:50:app\napp:x:1000:\nnogroup:x:65534:\n",
+        ),
     ];
     for (path, content) in files {
         let mut h = header(tar::EntryType::Regular, 0o644, content.len() as u64);
@@ -225,7 +255,10 @@ pub fn write_busybox_image(out: &Path) {
 
     let mut blobs = BTreeMap::new();
     for blob in [&config, &manifest, &layer_gz] {
-        blobs.insert(digest(blob).trim_start_matches("sha256:").to_owned(), blob.clone());
+        blobs.insert(
+            digest(blob).trim_start_matches("sha256:").to_owned(),
+            blob.clone(),
+        );
     }
     let mut archive = tar::Builder::new(fs::File::create(out).unwrap());
     let mut add = |path: &str, bytes: &[u8]| {
@@ -263,5 +296,8 @@ pub fn have(program: &str) -> bool {
 /// Requires a tool the tests check images with (installed by `.ci/run`).
 #[track_caller]
 pub fn require_tool(program: &str) {
-    assert!(have(program), "`{program}` is not installed: `.ci/run` installs it (apt-get install {program})");
+    assert!(
+        have(program),
+        "`{program}` is not installed: `.ci/run` installs it (apt-get install {program})"
+    );
 }

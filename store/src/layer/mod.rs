@@ -3,8 +3,8 @@
 mod unpack;
 mod write;
 
-pub use unpack::{detect_compression, unpack_layer, Compression, Unpacked};
-pub use write::{write_layer, LayerOptions};
+pub use unpack::{Compression, Unpacked, detect_compression, unpack_layer};
+pub use write::{LayerOptions, write_layer};
 
 #[cfg(test)]
 mod tests;

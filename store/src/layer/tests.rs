@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 
 use super::*;
@@ -57,11 +57,37 @@ fn upper_dir_round_trips_through_a_layer() {
     fs::hard_link(u.join("etc/hosts"), u.join("etc/hosts.link")).unwrap();
     symlink("conf.d/a.conf", u.join("etc/a")).unwrap();
     fs::set_permissions(u.join("etc/hosts"), fs::Permissions::from_mode(0o4755)).unwrap();
-    rustix::fs::mknodat(rustix::fs::CWD, u.join("etc/deleted"), rustix::fs::FileType::CharacterDevice, rustix::fs::Mode::empty(), 0).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        u.join("etc/deleted"),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::empty(),
+        0,
+    )
+    .unwrap();
     fs::create_dir(u.join("opaque")).unwrap();
-    rustix::fs::setxattr(u.join("opaque"), "trusted.overlay.opaque", b"y", rustix::fs::XattrFlags::empty()).unwrap();
-    rustix::fs::setxattr(u.join("etc/hosts"), "user.note", b"kept", rustix::fs::XattrFlags::empty()).unwrap();
-    rustix::fs::mknodat(rustix::fs::CWD, u.join("fifo"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
+    rustix::fs::setxattr(
+        u.join("opaque"),
+        "trusted.overlay.opaque",
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    rustix::fs::setxattr(
+        u.join("etc/hosts"),
+        "user.note",
+        b"kept",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        u.join("fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
 
     let tar = layer_of(u);
     assert_eq!(tar, layer_of(u), "the same tree gives the same bytes");
@@ -87,16 +113,28 @@ fn upper_dir_round_trips_through_a_layer() {
     let t = target.path();
     let unpacked = unpack_layer(tar.as_slice(), t, &Digest::of(&tar)).unwrap();
     assert_eq!(unpacked.diff_id, Digest::of(&tar));
-    assert_eq!(fs::read_to_string(t.join("etc/conf.d/a.conf")).unwrap(), "a=1\n");
-    assert_eq!(fs::read_link(t.join("etc/a")).unwrap(), Path::new("conf.d/a.conf"));
+    assert_eq!(
+        fs::read_to_string(t.join("etc/conf.d/a.conf")).unwrap(),
+        "a=1\n"
+    );
+    assert_eq!(
+        fs::read_link(t.join("etc/a")).unwrap(),
+        Path::new("conf.d/a.conf")
+    );
     let hosts = fs::metadata(t.join("etc/hosts")).unwrap();
     assert_eq!(hosts.mode() & 0o7777, 0o4755);
-    assert_eq!(hosts.ino(), fs::metadata(t.join("etc/hosts.link")).unwrap().ino());
+    assert_eq!(
+        hosts.ino(),
+        fs::metadata(t.join("etc/hosts.link")).unwrap().ino()
+    );
     let deleted = fs::symlink_metadata(t.join("etc/deleted")).unwrap();
-    assert!(std::os::unix::fs::FileTypeExt::is_char_device(&deleted.file_type()));
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(
+        &deleted.file_type()
+    ));
     assert_eq!(deleted.rdev(), 0);
     let mut value = [0u8; 8];
-    let len = rustix::fs::getxattr(t.join("opaque"), "trusted.overlay.opaque", &mut value[..]).unwrap();
+    let len =
+        rustix::fs::getxattr(t.join("opaque"), "trusted.overlay.opaque", &mut value[..]).unwrap();
     assert_eq!(&value[..len], b"y");
     let len = rustix::fs::getxattr(t.join("etc/hosts"), "user.note", &mut value[..]).unwrap();
     assert_eq!(&value[..len], b"kept");
@@ -108,7 +146,14 @@ fn upper_dir_round_trips_through_a_layer() {
 fn mtimes_are_clamped_to_source_date_epoch() {
     let upper = tempfile::tempdir().unwrap();
     fs::write(upper.path().join("f"), "x").unwrap();
-    let tar = write_layer(upper.path(), Vec::new(), LayerOptions { clamp_mtime: Some(10) }).unwrap();
+    let tar = write_layer(
+        upper.path(),
+        Vec::new(),
+        LayerOptions {
+            clamp_mtime: Some(10),
+        },
+    )
+    .unwrap();
     let mut archive = tar::Archive::new(tar.as_slice());
     let entry = archive.entries().unwrap().next().unwrap().unwrap();
     assert_eq!(entry.header().mtime().unwrap(), 10);
@@ -143,8 +188,14 @@ fn hostile_layers_stay_inside_the_target() {
     fs::write(&victim, "original").unwrap();
     let o = outside.path().display().to_string();
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("dot-dot", raw_tar(&[("../escape", tar::EntryType::Regular, "", b"x")])),
-        ("nested dot-dot", raw_tar(&[("a/../../escape", tar::EntryType::Regular, "", b"x")])),
+        (
+            "dot-dot",
+            raw_tar(&[("../escape", tar::EntryType::Regular, "", b"x")]),
+        ),
+        (
+            "nested dot-dot",
+            raw_tar(&[("a/../../escape", tar::EntryType::Regular, "", b"x")]),
+        ),
         (
             "write through symlink",
             raw_tar(&[
@@ -177,7 +228,13 @@ fn hostile_layers_stay_inside_the_target() {
     let target = tempfile::tempdir().unwrap();
     unpack_layer(tar.as_slice(), target.path(), &Digest::of(&tar)).unwrap();
     assert!(!outside.path().join("abs").exists());
-    assert!(target.path().join(o.trim_start_matches('/')).join("abs").is_file());
+    assert!(
+        target
+            .path()
+            .join(o.trim_start_matches('/'))
+            .join("abs")
+            .is_file()
+    );
 }
 
 #[test]
@@ -189,5 +246,8 @@ fn gzip_layers_are_detected_by_content() {
     let target = tempfile::tempdir().unwrap();
     let unpacked = unpack_layer(gz.as_slice(), target.path(), &Digest::of(&gz)).unwrap();
     assert_eq!(unpacked.diff_id, Digest::of(&tar));
-    assert_eq!(fs::read_to_string(target.path().join("f")).unwrap(), "hello");
+    assert_eq!(
+        fs::read_to_string(target.path().join("f")).unwrap(),
+        "hello"
+    );
 }

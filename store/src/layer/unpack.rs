@@ -20,9 +20,9 @@ use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid
 use rustix::io::Errno;
 use tar::EntryType;
 
+use crate::Digest;
 use crate::digest::Hasher;
 use crate::error::{Error, Result};
-use crate::Digest;
 
 /// What unpacking a layer found.
 #[derive(Debug, Clone)]
@@ -140,7 +140,10 @@ impl Unpacker {
         let entry_type = entry.header().entry_type();
         if matches!(
             entry_type,
-            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink
+            EntryType::XGlobalHeader
+                | EntryType::XHeader
+                | EntryType::GNULongName
+                | EntryType::GNULongLink
         ) {
             return Ok(());
         }
@@ -175,8 +178,13 @@ impl Unpacker {
         if let Some(hidden) = name.strip_prefix(".wh.") {
             if hidden == ".wh..opq" {
                 let dir = open_existing_dir(&parent, None).map_err(unpack_err)?;
-                rustix::fs::fsetxattr(&dir, "trusted.overlay.opaque", b"y", rustix::fs::XattrFlags::empty())
-                    .map_err(|e| unpack_err(e.into()))?;
+                rustix::fs::fsetxattr(
+                    &dir,
+                    "trusted.overlay.opaque",
+                    b"y",
+                    rustix::fs::XattrFlags::empty(),
+                )
+                .map_err(|e| unpack_err(e.into()))?;
                 return Ok(());
             }
             if hidden.is_empty() || hidden == "." || hidden == ".." {
@@ -209,7 +217,11 @@ impl Unpacker {
                 let file = rustix::fs::openat(
                     &parent,
                     name,
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o600),
                 )
                 .map_err(|e| unpack_err(e.into()))?;
@@ -221,7 +233,8 @@ impl Unpacker {
                 // chown before chmod: chown clears setuid and setgid bits.
                 set_owner_mode(&file, owner, mode).map_err(unpack_err)?;
                 set_xattrs(&file, &xattrs).map_err(unpack_err)?;
-                rustix::fs::futimens(&file, &timestamps(mtime)).map_err(|e| unpack_err(e.into()))?;
+                rustix::fs::futimens(&file, &timestamps(mtime))
+                    .map_err(|e| unpack_err(e.into()))?;
             }
             EntryType::Symlink => {
                 let target = entry
@@ -255,8 +268,14 @@ impl Unpacker {
                 };
                 let target_parent = self.open_dir(target_parents, false).map_err(unpack_err)?;
                 remove_existing(&parent, name).map_err(unpack_err)?;
-                rustix::fs::linkat(&target_parent, target_name.as_str(), &parent, name, AtFlags::empty())
-                    .map_err(|e| unpack_err(e.into()))?;
+                rustix::fs::linkat(
+                    &target_parent,
+                    target_name.as_str(),
+                    &parent,
+                    name,
+                    AtFlags::empty(),
+                )
+                .map_err(|e| unpack_err(e.into()))?;
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 let file_type = match entry_type {
@@ -290,7 +309,10 @@ impl Unpacker {
                     .map_err(|e| unpack_err(e.into()))?;
             }
             other => {
-                return Err(unsafe_entry(&raw_path, &format!("unsupported entry type {other:?}")));
+                return Err(unsafe_entry(
+                    &raw_path,
+                    &format!("unsupported entry type {other:?}"),
+                ));
             }
         }
         Ok(())
@@ -310,7 +332,11 @@ impl Unpacker {
             current = match rustix::fs::openat(&current, component.as_str(), flags, Mode::empty()) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) if create => {
-                    match rustix::fs::mkdirat(&current, component.as_str(), Mode::from_raw_mode(0o755)) {
+                    match rustix::fs::mkdirat(
+                        &current,
+                        component.as_str(),
+                        Mode::from_raw_mode(0o755),
+                    ) {
                         Ok(()) | Err(Errno::EXIST) => {}
                         Err(err) => return Err(err.into()),
                     }
@@ -330,7 +356,8 @@ impl Unpacker {
 
     fn finish(mut self) -> Result<()> {
         // Deepest first, so setting a child's time does not disturb its parent's.
-        self.directory_times.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        self.directory_times
+            .sort_by(|a, b| b.0.len().cmp(&a.0.len()));
         for (components, mtime) in std::mem::take(&mut self.directory_times) {
             let path = components.join("/");
             let dir = self
@@ -356,7 +383,9 @@ fn split_path(path: &str) -> Result<Vec<String>> {
         match component {
             "" | "." => {}
             ".." => return Err(unsafe_entry(path, "the path leaves the layer root (`..`)")),
-            name if name.as_bytes().contains(&0) => return Err(unsafe_entry(path, "NUL in the path")),
+            name if name.as_bytes().contains(&0) => {
+                return Err(unsafe_entry(path, "NUL in the path"));
+            }
             name => out.push(name.to_owned()),
         }
     }
@@ -396,7 +425,10 @@ fn remove_dir_all_at(parent: &OwnedFd, name: &str) -> io::Result<()> {
         let entry = entry?;
         let entry_name = entry.file_name().to_bytes();
         if entry_name != b"." && entry_name != b".." {
-            names.push((String::from_utf8_lossy(entry_name).into_owned(), entry.file_type()));
+            names.push((
+                String::from_utf8_lossy(entry_name).into_owned(),
+                entry.file_type(),
+            ));
         }
     }
     for (child, file_type) in names {
@@ -411,14 +443,23 @@ fn remove_dir_all_at(parent: &OwnedFd, name: &str) -> io::Result<()> {
 }
 
 fn set_owner_mode(fd: &impl AsFd, owner: (u32, u32), mode: u32) -> io::Result<()> {
-    rustix::fs::fchown(fd, Some(Uid::from_raw(owner.0)), Some(Gid::from_raw(owner.1)))?;
+    rustix::fs::fchown(
+        fd,
+        Some(Uid::from_raw(owner.0)),
+        Some(Gid::from_raw(owner.1)),
+    )?;
     rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))?;
     Ok(())
 }
 
 fn set_xattrs(fd: &impl AsFd, xattrs: &[(Vec<u8>, Vec<u8>)]) -> io::Result<()> {
     for (name, value) in xattrs {
-        rustix::fs::fsetxattr(fd, OsStr::from_bytes(name), value, rustix::fs::XattrFlags::empty())?;
+        rustix::fs::fsetxattr(
+            fd,
+            OsStr::from_bytes(name),
+            value,
+            rustix::fs::XattrFlags::empty(),
+        )?;
     }
     Ok(())
 }

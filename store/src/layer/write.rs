@@ -66,7 +66,12 @@ impl<W: Write> LayerWriter<W> {
         let mut header = self.header(&meta);
         if file_type.is_dir() {
             header.set_entry_type(EntryType::Directory);
-            self.append(&mut header, &format!("{tar_path}/"), &xattrs.kept, io::empty())?;
+            self.append(
+                &mut header,
+                &format!("{tar_path}/"),
+                &xattrs.kept,
+                io::empty(),
+            )?;
             if xattrs.opaque {
                 self.marker(&format!("{tar_path}/.wh..wh..opq"))?;
             }
@@ -227,10 +232,14 @@ fn read_xattrs(path: &Path) -> io::Result<Xattrs> {
             Err(err) => return Err(err.into()),
         }
     };
-    let mut names: Vec<&[u8]> = list[..len].split(|b| *b == 0).filter(|n| !n.is_empty()).collect();
+    let mut names: Vec<&[u8]> = list[..len]
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .collect();
     names.sort();
     for name in names {
-        let is_overlay = name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.");
+        let is_overlay =
+            name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.");
         let value = get_xattr(path, name)?;
         if is_overlay {
             if name.ends_with(b".opaque") && value == b"y" {
