@@ -4,15 +4,60 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::{Args, ValueEnum};
 use miette::{IntoDiagnostic, Result, WrapErr};
 use rbuild_builder::{BuildOptions, Builder, Progress};
 use rbuild_runtime::Limits;
 
 use super::{key_value, network, open_runtime, open_store, parse_name};
-use crate::cli::{BuildArgs, ProgressArg};
+use crate::cli::NetworkArg;
 use crate::progress::{PlainProgress, QuietProgress};
 use crate::report::build_error;
 use crate::size::parse_size;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressArg {
+    /// Plain text when stderr is not a terminal (always plain, for now)
+    Auto,
+    /// Numbered steps, their output and timings, for logs
+    Plain,
+    /// Nothing but errors and the image id
+    Quiet,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Name for the image (`name[:tag]`); may be repeated
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    pub tags: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Set a build argument (`KEY=VALUE`, or `KEY` to take it from the environment)
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+    /// Build this stage and what it needs
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Network for RUN steps that do not choose one [default: host]
+    #[arg(long, value_enum)]
+    pub network: Option<NetworkArg>,
+    /// Memory limit for each RUN step (e.g. `512m`, `2g`)
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Maximum number of processes in each RUN step
+    #[arg(long = "pids-limit", value_name = "N")]
+    pub pids_limit: Option<u64>,
+    /// How to show progress
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    pub progress: ProgressArg,
+    /// Write the image id (config digest) to this file
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// The build context directory
+    #[arg(value_name = "CONTEXT")]
+    pub context: PathBuf,
+}
 
 pub async fn build(args: BuildArgs) -> Result<ExitCode> {
     let tags = args

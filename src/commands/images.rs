@@ -2,13 +2,62 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Args, ValueEnum};
 use miette::{IntoDiagnostic, Result, WrapErr};
 use rbuild_store::time;
 
 use super::{open_store, parse_name};
-use crate::cli::{FormatArg, ImagesArgs, ImportArgs, InspectArgs, LoadArgs, SaveArgs};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = FormatArg::Table)]
+    pub format: FormatArg,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Print the manifest instead of the config
+    #[arg(long)]
+    pub manifest: bool,
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Output file
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Input file (`-` for stdin)
+    #[arg(short = 'i', long = "input", value_name = "FILE")]
+    pub input: PathBuf,
+    /// Name the loaded image
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Filesystem tarball (plain or gzip; `-` for stdin)
+    pub file: PathBuf,
+    /// Name for the image
+    pub name: String,
+}
 
 pub fn images(args: ImagesArgs) -> Result<ExitCode> {
     let store = open_store()?;

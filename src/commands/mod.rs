@@ -1,8 +1,8 @@
 //! One module per group of commands; each returns the process exit code or a report.
 
-mod build;
-mod images;
-mod run;
+pub mod build;
+pub mod images;
+pub mod run;
 
 use std::process::ExitCode;
 

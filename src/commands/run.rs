@@ -3,14 +3,51 @@
 
 use std::process::ExitCode;
 
+use clap::Args;
 use miette::{IntoDiagnostic, Result, WrapErr};
 use rbuild_runtime::{Limits, Mount, Network, Process, SandboxSpec, StdioMode};
 
 use super::{key_value, network, open_runtime, open_store, parse_name};
-use crate::cli::RunArgs;
+use crate::cli::NetworkArg;
 use crate::size::parse_size;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Set an environment variable (`KEY=VALUE`, or `KEY` to take it from the environment)
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory inside the sandbox
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User (`name`, `uid`, `name:group`, `uid:gid`)
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// Override the image's entrypoint
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Network [default: host]
+    #[arg(long, value_enum)]
+    pub network: Option<NetworkArg>,
+    /// Memory limit (e.g. `512m`)
+    #[arg(short = 'm', long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Maximum number of processes
+    #[arg(long = "pids-limit", value_name = "N")]
+    pub pids_limit: Option<u64>,
+    /// Hostname inside the sandbox
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Mount the image's filesystem read-only
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// The image to run
+    pub image: String,
+    /// Command and arguments (default: the image's entrypoint and cmd)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
 
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let name = parse_name(&args.image)?;
