@@ -141,7 +141,9 @@ impl Builder {
         let reference = reference.to_owned();
         tokio::task::spawn_blocking(move || match store.image(&name) {
             Ok(image) => {
-                // Unpack now so every RUN on top finds its lower dirs.
+                // Keep it (and its snapshots) from GC for the whole build, even if its name
+                // is removed meanwhile; unpack now so every RUN finds its lower dirs.
+                store.protect_image(&image.manifest_digest)?;
                 store.unpack(&image)?;
                 Ok(image)
             }

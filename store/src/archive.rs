@@ -164,7 +164,7 @@ impl Store {
             if let Some(hex) = path.strip_prefix("blobs/sha256/") {
                 let digest = Digest::from_hex(hex)
                     .map_err(|_| invalid(format!("`{path}` is not named by a sha256 digest")))?;
-                if self.has_blob(&digest) {
+                if self.keep_existing_blob(&digest)? {
                     continue;
                 }
                 let mut ingest = self.ingest()?;

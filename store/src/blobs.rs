@@ -16,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::Digest;
 use crate::digest::{Hasher, VerifyingReader};
 use crate::error::{Error, Result};
+use crate::owner::Owner;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Blobs {
@@ -54,6 +55,7 @@ impl Blobs {
             path,
             hasher: Hasher::new(),
             blobs: self.blobs.clone(),
+            store: None,
         })
     }
 
@@ -113,19 +115,6 @@ impl Blobs {
             })?;
         Ok(bytes)
     }
-
-    pub(crate) fn write(&self, bytes: &[u8]) -> Result<Digest> {
-        let digest = Digest::of(bytes);
-        if self.contains(&digest) {
-            return Ok(digest);
-        }
-        let mut ingest = self.ingest()?;
-        ingest
-            .write_all(bytes)
-            .map_err(Error::io("write ingest", ingest.path.clone()))?;
-        ingest.commit(Some(&digest))?;
-        Ok(digest)
-    }
 }
 
 /// A blob being written. Dropping it without [`Ingest::commit`] removes the temporary file.
@@ -134,6 +123,8 @@ pub struct Ingest {
     path: PathBuf,
     hasher: Hasher,
     blobs: PathBuf,
+    /// The store whose process lease records the blob when it is committed.
+    pub(crate) store: Option<crate::Store>,
 }
 
 impl Ingest {
@@ -166,11 +157,20 @@ impl Ingest {
         file.set_permissions(fs::Permissions::from_mode(0o444))
             .map_err(Error::io("chmod ingest", &self.path))?;
         drop(file);
+        // Under the write lock, GC cannot run between the rename and the lease record.
+        let _lock = self
+            .store
+            .as_ref()
+            .map(|store| store.write_lock())
+            .transpose()?;
         let target = self.blobs.join(digest.hex());
         fs::rename(&self.path, &target).map_err(Error::io("commit blob", &target))?;
-        sync_dir(&self.blobs)?;
         // Renamed: nothing left for Drop to remove.
         self.path = PathBuf::new();
+        sync_dir(&self.blobs)?;
+        if let Some(store) = &self.store {
+            store.lease_add(std::slice::from_ref(&digest), &[], &[])?;
+        }
         Ok((digest, size))
     }
 }
@@ -205,7 +205,9 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(Error::io("fsync directory", dir))
 }
 
-/// A name no other writer of this store uses: pid, time and a per-process counter.
+/// A name no other writer of this store uses: the owning process (see [`Owner`]), the time
+/// and a per-process counter. Cleanup reads the owner back from the part before the first
+/// `-` (see [`owner_of_name`]).
 pub(crate) fn unique_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
@@ -213,10 +215,15 @@ pub(crate) fn unique_name() -> String {
         .map_or(0, |d| d.as_nanos());
     format!(
         "{}-{:x}-{}",
-        std::process::id(),
+        Owner::current(),
         nanos,
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// The owner encoded in a name made by [`unique_name`] after `prefix-`.
+pub(crate) fn owner_of_name(name: &str) -> Option<Owner> {
+    name.split('-').find_map(|part| part.parse().ok())
 }
 
 #[cfg(test)]
@@ -226,10 +233,11 @@ mod tests {
     #[test]
     fn commit_verifies_and_is_idempotent() {
         let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(dir.path()).unwrap();
         let blobs = Blobs::ensure(dir.path()).unwrap();
-        let digest = blobs.write(b"hello").unwrap();
+        let digest = store.write_blob(b"hello").unwrap();
         assert_eq!(digest, Digest::of(b"hello"));
-        assert_eq!(blobs.write(b"hello").unwrap(), digest);
+        assert_eq!(store.write_blob(b"hello").unwrap(), digest);
         assert_eq!(blobs.read(&digest, 100).unwrap(), b"hello");
         let mode = fs::metadata(blobs.path(&digest))
             .unwrap()
@@ -247,8 +255,9 @@ mod tests {
     #[test]
     fn read_detects_corruption() {
         let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(dir.path()).unwrap();
         let blobs = Blobs::ensure(dir.path()).unwrap();
-        let digest = blobs.write(b"hello").unwrap();
+        let digest = store.write_blob(b"hello").unwrap();
         let path = blobs.path(&digest);
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         fs::write(&path, b"jello").unwrap();

@@ -6,7 +6,7 @@ use flate2::write::GzEncoder;
 
 use crate::error::{Error, Result};
 use crate::layer::{self, LayerOptions};
-use crate::meta::ImageRecord;
+use crate::meta::{self, ImageRecord};
 use crate::oci::{self, Descriptor, ImageConfiguration, Manifest};
 use crate::{Digest, HashingWriter, ImageName, SnapshotName, Store};
 
@@ -53,19 +53,23 @@ pub struct NewLayer {
 
 impl Store {
     pub fn images(&self) -> Result<Vec<ImageRecord>> {
-        self.inner.meta.images()
+        Ok(self
+            .inner
+            .meta
+            .list::<ImageRecord>(meta::IMAGES)?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect())
     }
 
     pub fn image_record(&self, name: &ImageName) -> Result<Option<ImageRecord>> {
-        self.inner.meta.image(name)
+        self.inner.meta.get(meta::IMAGES, &name.to_string())
     }
 
     /// Looks up `name` and reads its manifest and config.
     pub fn image(&self, name: &ImageName) -> Result<Image> {
         let record = self
-            .inner
-            .meta
-            .image(name)?
+            .image_record(name)?
             .ok_or_else(|| Error::ImageNotFound { name: name.clone() })?;
         self.image_by_manifest(&record.manifest)
     }
@@ -108,16 +112,19 @@ impl Store {
                 digest: manifest.clone(),
             });
         }
-        self.inner.meta.put_image(&ImageRecord {
+        let record = ImageRecord {
             name: name.clone(),
             manifest: manifest.clone(),
             tagged: crate::time::rfc3339(crate::time::now_unix()),
-        })
+        };
+        self.inner
+            .meta
+            .put(meta::IMAGES, &name.to_string(), &record)
     }
 
     /// Removes the name `name`; returns whether it existed. Blobs stay until GC.
     pub fn untag(&self, name: &ImageName) -> Result<bool> {
-        self.inner.meta.remove_image(name)
+        self.inner.meta.remove(meta::IMAGES, &name.to_string())
     }
 
     /// Writes `config` and a manifest over `layers`; returns the manifest's descriptor.

@@ -16,10 +16,12 @@ mod archive;
 mod blobs;
 mod digest;
 mod error;
+pub mod gc;
 mod images;
 pub mod layer;
 mod meta;
 pub mod oci;
+mod owner;
 mod reference;
 mod snapshots;
 pub mod time;
@@ -32,6 +34,7 @@ pub use archive::{LoadedImage, host_architecture};
 pub use blobs::Ingest;
 pub use digest::{Digest, Hasher, HashingWriter, InvalidDigest, VerifyingReader};
 pub use error::{Error, Result};
+pub use gc::{GcOptions, GcReport};
 pub use images::{Image, NewLayer};
 pub use meta::{ImageRecord, SnapshotRecord};
 pub use reference::ImageName;
@@ -51,6 +54,15 @@ struct Inner {
     root: PathBuf,
     blobs: blobs::Blobs,
     meta: meta::Meta,
+    /// The key of this handle's lease (see `gc`): unique per `Store::open`.
+    lease: String,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The lease ends with the last clone of the handle.
+        let _ = self.meta.remove(meta::LEASES, &self.lease);
+    }
 }
 
 impl Store {
@@ -63,13 +75,16 @@ impl Store {
             fs::create_dir_all(&path).map_err(Error::io("create", &path))?;
         }
         let meta = meta::Meta::open(&root.join("meta.redb"))?;
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 root: root.to_owned(),
                 blobs,
                 meta,
+                lease: blobs::unique_name(),
             }),
-        })
+        };
+        store.cleanup()?;
+        Ok(store)
     }
 
     /// The default root: `RBUILD_ROOT`, else `/var/lib/rbuild` for root, else
@@ -108,14 +123,35 @@ impl Store {
         self.inner.blobs.contains(digest)
     }
 
-    /// Starts writing a blob.
+    /// Starts writing a blob; committing it records it in this process's lease.
     pub fn ingest(&self) -> Result<Ingest> {
-        self.inner.blobs.ingest()
+        let mut ingest = self.inner.blobs.ingest()?;
+        ingest.store = Some(self.clone());
+        Ok(ingest)
     }
 
-    /// Writes `bytes` as a blob (no-op when it exists) and returns its digest.
+    /// Writes `bytes` as a blob (no rewrite when it exists) and returns its digest.
     pub fn write_blob(&self, bytes: &[u8]) -> Result<Digest> {
-        self.inner.blobs.write(bytes)
+        let digest = Digest::of(bytes);
+        if self.keep_existing_blob(&digest)? {
+            return Ok(digest);
+        }
+        let mut ingest = self.ingest()?;
+        std::io::Write::write_all(&mut ingest, bytes)
+            .map_err(Error::io("write blob", self.root()))?;
+        ingest.commit(Some(&digest))?;
+        Ok(digest)
+    }
+
+    /// If the blob exists, records it in this process's lease (an unreferenced blob could
+    /// otherwise be collected while this process comes to reference it) and returns true.
+    pub fn keep_existing_blob(&self, digest: &Digest) -> Result<bool> {
+        let _lock = self.write_lock()?;
+        if !self.has_blob(digest) {
+            return Ok(false);
+        }
+        self.lease_add(std::slice::from_ref(digest), &[], &[])?;
+        Ok(true)
     }
 
     /// Reads a small blob whole, verified against its digest.

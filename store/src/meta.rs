@@ -1,4 +1,4 @@
-//! Metadata in redb: image names, committed snapshots and counters.
+//! Metadata in redb: image names, committed and active snapshots, leases, counters.
 //!
 //! The database is opened in redb's multi-writer mode, so several rbuild processes can
 //! share a store: each write is one short transaction. Records are JSON values keyed by
@@ -12,10 +12,16 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::owner::Owner;
 use crate::{Digest, ImageName};
 
-const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
-const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
+pub(crate) type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+
+pub(crate) const IMAGES: Table = TableDefinition::new("images");
+pub(crate) const SNAPSHOTS: Table = TableDefinition::new("snapshots");
+/// Snapshot dir number → the process writing it.
+pub(crate) const ACTIVE: Table = TableDefinition::new("active");
+pub(crate) const LEASES: Table = TableDefinition::new("leases");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
 /// What a name points to.
@@ -34,6 +40,29 @@ pub struct SnapshotRecord {
     pub id: u64,
     pub parent: Option<Digest>,
     pub diff_id: Digest,
+    /// Disk usage of the directory in bytes (allocated blocks), measured at commit.
+    #[serde(default)]
+    pub size: u64,
+}
+
+/// An active snapshot: who is writing it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ActiveRecord {
+    pub owner: Owner,
+}
+
+/// What a lease keeps from GC while its owner runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LeaseRecord {
+    pub owner: Option<Owner>,
+    pub created: i64,
+    #[serde(default)]
+    pub blobs: Vec<Digest>,
+    #[serde(default)]
+    pub snapshots: Vec<Digest>,
+    /// Manifests kept with everything they reference.
+    #[serde(default)]
+    pub manifests: Vec<Digest>,
 }
 
 pub(crate) struct Meta {
@@ -56,9 +85,10 @@ impl Meta {
         };
         // Tables must exist before a read transaction can open them.
         meta.write(|tx| {
-            tx.open_table(IMAGES)?;
-            tx.open_table(SNAPSHOTS)?;
-            tx.open_table(COUNTERS)?;
+            for table in [IMAGES, SNAPSHOTS, ACTIVE, LEASES] {
+                tx.tx.open_table(table)?;
+            }
+            tx.tx.open_table(COUNTERS)?;
             Ok(())
         })?;
         Ok(meta)
@@ -71,17 +101,15 @@ impl Meta {
         }
     }
 
-    fn write<T>(
-        &self,
-        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
-    ) -> Result<T> {
+    /// Runs `f` in one write transaction and commits it.
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, redb::Error>) -> Result<T> {
         let tx = self.db.begin_write().map_err(|e| self.error()(e.into()))?;
-        let value = f(&tx).map_err(self.error())?;
+        let value = f(&Tx { tx: &tx }).map_err(self.error())?;
         tx.commit().map_err(|e| self.error()(e.into()))?;
         Ok(value)
     }
 
-    fn read<T>(
+    fn read_raw<T>(
         &self,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
     ) -> Result<T> {
@@ -89,44 +117,16 @@ impl Meta {
         f(&tx).map_err(self.error())
     }
 
-    pub(crate) fn next_id(&self, counter: &str) -> Result<u64> {
-        self.write(|tx| {
-            let mut table = tx.open_table(COUNTERS)?;
-            let next = table.get(counter)?.map_or(1, |v| v.value() + 1);
-            table.insert(counter, next)?;
-            Ok(next)
-        })
+    pub(crate) fn get<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>> {
+        let bytes =
+            self.read_raw(|tx| Ok(tx.open_table(table)?.get(key)?.map(|v| v.value().to_vec())))?;
+        bytes.map(|b| decode(key, &b)).transpose()
     }
 
-    pub(crate) fn put_image(&self, record: &ImageRecord) -> Result<()> {
-        let key = record.name.to_string();
-        let value = serde_json::to_vec(record).expect("records always serialize");
-        self.write(|tx| {
-            tx.open_table(IMAGES)?
-                .insert(key.as_str(), value.as_slice())?;
-            Ok(())
-        })
-    }
-
-    pub(crate) fn remove_image(&self, name: &ImageName) -> Result<bool> {
-        let key = name.to_string();
-        self.write(|tx| Ok(tx.open_table(IMAGES)?.remove(key.as_str())?.is_some()))
-    }
-
-    pub(crate) fn image(&self, name: &ImageName) -> Result<Option<ImageRecord>> {
-        let key = name.to_string();
-        let bytes = self.read(|tx| {
-            Ok(tx
-                .open_table(IMAGES)?
-                .get(key.as_str())?
-                .map(|v| v.value().to_vec()))
-        })?;
-        bytes.map(|b| decode(&key, &b)).transpose()
-    }
-
-    pub(crate) fn images(&self) -> Result<Vec<ImageRecord>> {
-        let rows = self.read(|tx| {
-            let table = tx.open_table(IMAGES)?;
+    /// Every record of `table`, in key order.
+    pub(crate) fn list<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<(String, T)>> {
+        let rows = self.read_raw(|tx| {
+            let table = tx.open_table(table)?;
             let mut rows = Vec::new();
             for row in table.iter()? {
                 let (key, value) = row?;
@@ -134,34 +134,46 @@ impl Meta {
             }
             Ok(rows)
         })?;
-        rows.iter().map(|(key, bytes)| decode(key, bytes)).collect()
+        rows.into_iter()
+            .map(|(key, bytes)| Ok((key.clone(), decode(&key, &bytes)?)))
+            .collect()
     }
 
-    pub(crate) fn snapshot(&self, name: &Digest) -> Result<Option<SnapshotRecord>> {
-        let key = name.to_string();
-        let bytes = self.read(|tx| {
-            Ok(tx
-                .open_table(SNAPSHOTS)?
-                .get(key.as_str())?
-                .map(|v| v.value().to_vec()))
-        })?;
-        bytes.map(|b| decode(&key, &b)).transpose()
+    pub(crate) fn put<T: Serialize>(&self, table: Table, key: &str, value: &T) -> Result<()> {
+        self.write(|tx| tx.put(table, key, value))
     }
 
-    /// Records a snapshot unless one with the same name exists; returns the record that is
-    /// in the store afterwards (the existing one when another writer was first).
-    pub(crate) fn insert_snapshot(
+    pub(crate) fn remove(&self, table: Table, key: &str) -> Result<bool> {
+        self.write(|tx| tx.remove(table, key))
+    }
+
+    /// Allocates a snapshot dir number and records this process as its writer, in one
+    /// transaction: a directory is never without an owner or a record.
+    pub(crate) fn begin_snapshot(&self, owner: Owner) -> Result<u64> {
+        self.write(|tx| {
+            let mut table = tx.tx.open_table(COUNTERS)?;
+            let id = table.get("snapshot")?.map_or(1, |v| v.value() + 1);
+            table.insert("snapshot", id)?;
+            drop(table);
+            tx.put(ACTIVE, &id.to_string(), &ActiveRecord { owner })?;
+            Ok(id)
+        })
+    }
+
+    /// Records a committed snapshot unless one with the same name exists, and drops the
+    /// active record; returns the record in the store afterwards (the existing one when
+    /// another writer was first).
+    pub(crate) fn commit_snapshot(
         &self,
         name: &Digest,
         record: &SnapshotRecord,
     ) -> Result<SnapshotRecord> {
         let key = name.to_string();
-        let value = serde_json::to_vec(record).expect("records always serialize");
         let existing = self.write(|tx| {
-            let mut table = tx.open_table(SNAPSHOTS)?;
-            let existing = table.get(key.as_str())?.map(|v| v.value().to_vec());
+            tx.remove(ACTIVE, &record.id.to_string())?;
+            let existing: Option<Vec<u8>> = tx.get_raw(SNAPSHOTS, &key)?;
             if existing.is_none() {
-                table.insert(key.as_str(), value.as_slice())?;
+                tx.put(SNAPSHOTS, &key, record)?;
             }
             Ok(existing)
         })?;
@@ -169,6 +181,36 @@ impl Meta {
             Some(bytes) => decode(&key, &bytes),
             None => Ok(record.clone()),
         }
+    }
+}
+
+/// A write transaction with JSON-record helpers.
+pub(crate) struct Tx<'a> {
+    tx: &'a redb::WriteTransaction,
+}
+
+impl Tx<'_> {
+    pub(crate) fn get_raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, redb::Error> {
+        Ok(self
+            .tx
+            .open_table(table)?
+            .get(key)?
+            .map(|v| v.value().to_vec()))
+    }
+
+    pub(crate) fn put<T: Serialize>(
+        &self,
+        table: Table,
+        key: &str,
+        value: &T,
+    ) -> Result<(), redb::Error> {
+        let bytes = serde_json::to_vec(value).expect("records always serialize");
+        self.tx.open_table(table)?.insert(key, bytes.as_slice())?;
+        Ok(())
+    }
+
+    pub(crate) fn remove(&self, table: Table, key: &str) -> Result<bool, redb::Error> {
+        Ok(self.tx.open_table(table)?.remove(key)?.is_some())
     }
 }
 

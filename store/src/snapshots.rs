@@ -11,7 +11,8 @@ use std::path::PathBuf;
 
 use crate::blobs::sync_dir;
 use crate::error::{Error, Result};
-use crate::meta::SnapshotRecord;
+use crate::meta::{self, SnapshotRecord};
+use crate::owner::Owner;
 use crate::{Digest, Store};
 
 /// A committed snapshot, named by the chain id of its layer stack.
@@ -77,7 +78,7 @@ impl Store {
 
     /// The committed snapshot `name`, if the store has it.
     pub fn snapshot(&self, name: &SnapshotName) -> Result<Option<SnapshotRecord>> {
-        let Some(record) = self.inner.meta.snapshot(&name.0)? else {
+        let Some(record) = self.snapshot_record(&name.0)? else {
             return Ok(None);
         };
         // A record whose directory is gone (removed by hand) is treated as absent, so the
@@ -94,13 +95,11 @@ impl Store {
         let mut dirs = Vec::new();
         let mut next = Some(name.0.clone());
         while let Some(digest) = next {
-            let record =
-                self.inner
-                    .meta
-                    .snapshot(&digest)?
-                    .ok_or_else(|| Error::SnapshotNotFound {
-                        name: digest.to_string(),
-                    })?;
+            let record = self
+                .snapshot_record(&digest)?
+                .ok_or_else(|| Error::SnapshotNotFound {
+                    name: digest.to_string(),
+                })?;
             dirs.push(self.snapshot_dir(record.id).join("fs"));
             next = record.parent;
         }
@@ -113,7 +112,7 @@ impl Store {
             Some(parent) => self.lowers(parent)?,
             None => Vec::new(),
         };
-        let id = self.inner.meta.next_id("snapshot")?;
+        let id = self.inner.meta.begin_snapshot(Owner::current())?;
         let dir = self.snapshot_dir(id);
         let upper = dir.join("fs");
         let work = dir.join("work");
@@ -136,6 +135,8 @@ impl Store {
         let name = SnapshotName::chain(active.parent.as_ref(), diff_id);
         if self.snapshot(&name)?.is_some() {
             self.discard(active)?;
+            let _lock = self.write_lock()?;
+            self.lease_add(&[], std::slice::from_ref(&name.0), &[])?;
             return Ok(name);
         }
         let _ = fs::remove_dir_all(&active.work);
@@ -147,12 +148,15 @@ impl Store {
             id: active.key.0,
             parent: active.parent.as_ref().map(|p| p.0.clone()),
             diff_id: diff_id.clone(),
+            size: crate::gc::disk_usage(&active.upper),
         };
-        let stored = self.inner.meta.insert_snapshot(&name.0, &record)?;
+        let _lock = self.write_lock()?;
+        let stored = self.inner.meta.commit_snapshot(&name.0, &record)?;
         if stored.id != record.id {
             // Lost a race with another process committing the same chain.
             let _ = fs::remove_dir_all(self.snapshot_dir(active.key.0));
         }
+        self.lease_add(&[], std::slice::from_ref(&name.0), &[])?;
         Ok(name)
     }
 
@@ -160,10 +164,22 @@ impl Store {
     pub fn discard(&self, active: ActiveSnapshot) -> Result<()> {
         let dir = self.snapshot_dir(active.key.0);
         match fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(err) => Err(Error::io("remove", dir)(err)),
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(Error::io("remove", dir)(err)),
         }
+        self.inner
+            .meta
+            .remove(meta::ACTIVE, &active.key.0.to_string())?;
+        Ok(())
+    }
+
+    pub(crate) fn snapshot_record(&self, name: &Digest) -> Result<Option<SnapshotRecord>> {
+        self.inner.meta.get(meta::SNAPSHOTS, &name.to_string())
+    }
+
+    pub(crate) fn snapshot_dir_of(&self, record: &SnapshotRecord) -> PathBuf {
+        self.snapshot_dir(record.id)
     }
 }
 

@@ -1,0 +1,445 @@
+//! Garbage collection, process leases, leftover cleanup and disk usage.
+//!
+//! **Leases.** Everything a process creates (blobs, committed snapshots) and every image it
+//! builds on is recorded in the lease of its store handle (`leases` table; each
+//! `Store::open` has its own, owned by the process) until the handle is dropped or the
+//! process ends. GC keeps whatever a live lease names; a lease whose owner died
+//! is dropped. Objects are committed and added to the lease under a shared lock on
+//! `gc.lock`; GC takes it exclusively for mark and sweep, so nothing is collected between
+//! being written and being recorded.
+//!
+//! **Roots.** Named images (their manifests, configs, layers and the snapshots of their
+//! layer chains), live leases, and build cache records once there are any. Everything
+//! else under `blobs/` and `snapshots/` is garbage.
+//!
+//! **Leftovers** of killed processes (ingest files, scratch dirs, active snapshots, leases)
+//! are recognised by their dead owner and removed by [`Store::cleanup`], which every
+//! [`Store::open`] runs.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use rustix::fs::FlockOperation;
+
+use crate::blobs::owner_of_name;
+use crate::error::{Error, Result};
+use crate::meta::{self, ActiveRecord, LeaseRecord, SnapshotRecord};
+use crate::oci::{ImageConfiguration, Manifest};
+use crate::owner::Owner;
+use crate::{Digest, SnapshotName, Store};
+
+/// What [`Store::gc`] may remove.
+#[derive(Debug, Clone, Default)]
+pub struct GcOptions {
+    /// Report what would be removed without removing it.
+    pub dry_run: bool,
+}
+
+/// What a GC removed (or would remove).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    pub blobs: usize,
+    pub snapshots: usize,
+    /// Disk space given back, in bytes.
+    pub bytes: u64,
+}
+
+/// A held lock on `gc.lock`; released on drop.
+pub(crate) struct GcLock {
+    _file: fs::File,
+}
+
+impl Store {
+    fn lock(&self, operation: FlockOperation) -> Result<GcLock> {
+        let path = self.root().join("gc.lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(Error::io("open", &path))?;
+        rustix::fs::flock(&file, operation).map_err(|e| Error::io("lock", &path)(e.into()))?;
+        Ok(GcLock { _file: file })
+    }
+
+    /// Held while an object is committed and recorded in this process's lease.
+    pub(crate) fn write_lock(&self) -> Result<GcLock> {
+        self.lock(FlockOperation::LockShared)
+    }
+
+    /// Records objects in this process's lease, so GC keeps them while it runs.
+    pub(crate) fn lease_add(
+        &self,
+        blobs: &[Digest],
+        snapshots: &[Digest],
+        manifests: &[Digest],
+    ) -> Result<()> {
+        let owner = Owner::current();
+        let key = self.inner.lease.as_str();
+        self.inner.meta.write(|tx| {
+            let mut lease: LeaseRecord = match tx.get_raw(meta::LEASES, key)? {
+                Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+                None => LeaseRecord {
+                    owner: Some(owner),
+                    created: crate::time::now_unix(),
+                    ..Default::default()
+                },
+            };
+            let mut changed = false;
+            for (list, items) in [
+                (&mut lease.blobs, blobs),
+                (&mut lease.snapshots, snapshots),
+                (&mut lease.manifests, manifests),
+            ] {
+                for item in items {
+                    if !list.contains(item) {
+                        list.push(item.clone());
+                        changed = true;
+                    }
+                }
+            }
+            if changed {
+                tx.put(meta::LEASES, key, &lease)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Keeps the image `manifest` (and all it references) from GC while this process runs,
+    /// e.g. a base image a build is using, even if its name is removed meanwhile.
+    pub fn protect_image(&self, manifest: &Digest) -> Result<()> {
+        self.lease_add(&[], &[], std::slice::from_ref(manifest))
+    }
+
+    /// Removes what killed processes left behind: ingest files, scratch dirs, active
+    /// snapshots, snapshot dirs without any record, and their leases.
+    pub fn cleanup(&self) -> Result<()> {
+        let root = self.root().to_owned();
+        for dir in ["ingest", "tmp"] {
+            for entry in read_dir_names(&root.join(dir))? {
+                if owner_of_name(&entry).is_some_and(|owner| !owner.is_alive()) {
+                    let path = root.join(dir).join(&entry);
+                    let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
+                }
+            }
+        }
+        // List directories before reading the tables: a snapshot's record is written before
+        // its directory is made, so any directory listed here has its record visible below.
+        let dirs: Vec<u64> = read_dir_names(&root.join("snapshots"))?
+            .iter()
+            .filter_map(|name| name.parse().ok())
+            .collect();
+        let committed: HashSet<u64> = self
+            .inner
+            .meta
+            .list::<SnapshotRecord>(meta::SNAPSHOTS)?
+            .into_iter()
+            .map(|(_, record)| record.id)
+            .collect();
+        let active = self.inner.meta.list::<ActiveRecord>(meta::ACTIVE)?;
+        let mut live = HashSet::new();
+        for (key, record) in &active {
+            if record.owner.is_alive() {
+                if let Ok(id) = key.parse::<u64>() {
+                    live.insert(id);
+                }
+            } else {
+                self.inner.meta.remove(meta::ACTIVE, key)?;
+            }
+        }
+        for id in dirs {
+            if !committed.contains(&id) && !live.contains(&id) {
+                let _ = fs::remove_dir_all(root.join("snapshots").join(id.to_string()));
+            }
+        }
+        for (key, lease) in self.inner.meta.list::<LeaseRecord>(meta::LEASES)? {
+            if lease.owner.is_some_and(|owner| !owner.is_alive()) {
+                self.inner.meta.remove(meta::LEASES, &key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Mark and sweep: removes every blob and snapshot no root reaches.
+    pub fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
+        let _lock = self.lock(FlockOperation::LockExclusive)?;
+        self.cleanup()?;
+        let mut blobs: HashSet<Digest> = HashSet::new();
+        let mut snapshots: HashSet<Digest> = HashSet::new();
+        let mut manifests: Vec<Digest> = self
+            .images()?
+            .into_iter()
+            .map(|image| image.manifest)
+            .collect();
+        for (_, lease) in self.inner.meta.list::<LeaseRecord>(meta::LEASES)? {
+            blobs.extend(lease.blobs);
+            manifests.extend(lease.manifests);
+            for snapshot in lease.snapshots {
+                self.mark_snapshot_chain(&snapshot, &mut snapshots)?;
+            }
+        }
+        for manifest in manifests {
+            self.mark_image(&manifest, &mut blobs, &mut snapshots)?;
+        }
+
+        let mut report = GcReport::default();
+        let blob_dir = self.root().join("blobs/sha256");
+        for name in read_dir_names(&blob_dir)? {
+            let Ok(digest) = Digest::from_hex(&name) else {
+                continue;
+            };
+            if blobs.contains(&digest) {
+                continue;
+            }
+            let path = blob_dir.join(&name);
+            report.blobs += 1;
+            report.bytes += fs::symlink_metadata(&path).map_or(0, |m| m.blocks() * 512);
+            if !opts.dry_run {
+                fs::remove_file(&path).map_err(Error::io("remove", &path))?;
+            }
+        }
+        for (key, record) in self.inner.meta.list::<SnapshotRecord>(meta::SNAPSHOTS)? {
+            let Ok(digest) = key.parse::<Digest>() else {
+                continue;
+            };
+            if snapshots.contains(&digest) {
+                continue;
+            }
+            report.snapshots += 1;
+            report.bytes += record.size;
+            if !opts.dry_run {
+                // Record first: a crash before the directory goes leaves an orphan directory,
+                // which cleanup removes; never a record without its directory.
+                self.inner.meta.remove(meta::SNAPSHOTS, &key)?;
+                let dir = self.snapshot_dir_of(&record);
+                fs::remove_dir_all(&dir)
+                    .or_else(ignore_not_found)
+                    .map_err(Error::io("remove", &dir))?;
+            }
+        }
+        Ok(report)
+    }
+
+    fn mark_image(
+        &self,
+        manifest: &Digest,
+        blobs: &mut HashSet<Digest>,
+        snapshots: &mut HashSet<Digest>,
+    ) -> Result<()> {
+        blobs.insert(manifest.clone());
+        let Ok(manifest) = self.read_json::<Manifest>("manifest", manifest) else {
+            // A missing or corrupt manifest roots nothing more; `store verify` reports it.
+            return Ok(());
+        };
+        blobs.insert(manifest.config.digest.clone());
+        blobs.extend(manifest.layers.iter().map(|layer| layer.digest.clone()));
+        if let Ok(config) =
+            self.read_json::<ImageConfiguration>("image config", &manifest.config.digest)
+        {
+            let mut parent: Option<SnapshotName> = None;
+            for diff_id in &config.rootfs.diff_ids {
+                let name = SnapshotName::chain(parent.as_ref(), diff_id);
+                snapshots.insert(name.digest().clone());
+                parent = Some(name);
+            }
+        }
+        Ok(())
+    }
+
+    fn mark_snapshot_chain(&self, name: &Digest, snapshots: &mut HashSet<Digest>) -> Result<()> {
+        let mut next = Some(name.clone());
+        while let Some(digest) = next {
+            if !snapshots.insert(digest.clone()) {
+                break;
+            }
+            next = self
+                .snapshot_record(&digest)?
+                .and_then(|record| record.parent);
+        }
+        Ok(())
+    }
+}
+
+fn ignore_not_found(err: io::Error) -> io::Result<()> {
+    if err.kind() == io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
+fn read_dir_names(dir: &Path) -> Result<Vec<String>> {
+    match fs::read_dir(dir) {
+        Ok(entries) => Ok(entries
+            .filter_map(|entry| entry.ok())
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .collect()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(err) => Err(Error::io("list", dir)(err)),
+    }
+}
+
+/// Disk usage of a tree as `du` counts it: allocated blocks, each inode once.
+pub fn disk_usage(path: &Path) -> u64 {
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![path.to_owned()];
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if seen.insert((meta.dev(), meta.ino())) {
+            total += meta.blocks() * 512;
+        }
+        if meta.is_dir()
+            && let Ok(entries) = fs::read_dir(&path)
+        {
+            stack.extend(entries.filter_map(|e| e.ok()).map(|e| e.path()));
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::layer::LayerOptions;
+    use crate::oci::{ImageConfiguration, RootFs};
+
+    fn image_config(diff_ids: Vec<Digest>) -> ImageConfiguration {
+        ImageConfiguration {
+            created: None,
+            author: None,
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            variant: None,
+            config: serde_json::Value::Null,
+            rootfs: RootFs::layers(diff_ids),
+            history: vec![],
+        }
+    }
+
+    #[test]
+    fn gc_keeps_what_images_and_leases_reach_and_removes_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kept, garbage) = {
+            let store = Store::open(dir.path()).unwrap();
+            let active = store.prepare(None).unwrap();
+            fs::write(active.upper.join("kept"), "kept").unwrap();
+            let layer = store
+                .create_layer(&active.upper, LayerOptions::default())
+                .unwrap();
+            let base = store.commit(active, &layer.diff_id).unwrap();
+            let manifest = store
+                .write_image(
+                    &image_config(vec![layer.diff_id.clone()]),
+                    vec![layer.descriptor],
+                )
+                .unwrap();
+            store
+                .tag(&"kept:1".parse().unwrap(), &manifest.digest)
+                .unwrap();
+
+            let garbage = store.write_blob(b"garbage").unwrap();
+            let active = store.prepare(Some(&base)).unwrap();
+            fs::write(active.upper.join("gone"), "gone").unwrap();
+            store.commit(active, &Digest::of(b"gone")).unwrap();
+            // Everything is leased while this handle lives.
+            assert_eq!(
+                store.gc(&GcOptions::default()).unwrap(),
+                GcReport::default()
+            );
+            (manifest.digest, garbage)
+        };
+        let store = Store::open(dir.path()).unwrap();
+        let dry = store.gc(&GcOptions { dry_run: true }).unwrap();
+        assert_eq!((dry.blobs, dry.snapshots), (1, 1));
+        assert!(store.has_blob(&garbage));
+        let report = store.gc(&GcOptions::default()).unwrap();
+        assert_eq!(report, dry);
+        assert!(report.bytes > 0);
+        assert!(!store.has_blob(&garbage));
+        let image = store.image(&"kept:1".parse().unwrap()).unwrap();
+        assert_eq!(image.manifest_digest, kept);
+        let top = image.top().unwrap();
+        assert!(store.lowers(&top).unwrap()[0].join("kept").is_file());
+        let dirs: Vec<_> = fs::read_dir(dir.path().join("snapshots"))
+            .unwrap()
+            .collect();
+        assert_eq!(
+            dirs.len(),
+            1,
+            "only the image's snapshot remains: {dirs:?}"
+        );
+
+        // Removing the name makes the image garbage too.
+        store.untag(&"kept:1".parse().unwrap()).unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let report = store.gc(&GcOptions::default()).unwrap();
+        assert_eq!((report.blobs, report.snapshots), (3, 1));
+    }
+
+    #[test]
+    fn cleanup_removes_what_dead_processes_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = Owner {
+            pid: child.id(),
+            start: 1,
+        };
+        child.wait().unwrap();
+        let ingest = dir.path().join(format!("ingest/{dead}-1-0"));
+        fs::write(&ingest, "partial").unwrap();
+        let scratch = dir.path().join(format!("tmp/copy-{dead}-1-0"));
+        fs::create_dir_all(scratch.join("rootfs")).unwrap();
+        let live_ingest = dir.path().join(format!("ingest/{}-1-0", Owner::current()));
+        fs::write(&live_ingest, "in progress").unwrap();
+        // An active snapshot of the dead process, and a directory nobody recorded.
+        let id = store.inner.meta.begin_snapshot(dead).unwrap();
+        fs::create_dir_all(dir.path().join(format!("snapshots/{id}/fs"))).unwrap();
+        fs::create_dir_all(dir.path().join("snapshots/999/fs")).unwrap();
+        let mine = store.prepare(None).unwrap();
+        store
+            .inner
+            .meta
+            .put(
+                meta::LEASES,
+                "dead-lease",
+                &LeaseRecord {
+                    owner: Some(dead),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+
+        store.cleanup().unwrap();
+        assert!(!ingest.exists() && !scratch.exists());
+        assert!(live_ingest.exists(), "a live process's ingest stays");
+        assert!(!dir.path().join(format!("snapshots/{id}")).exists());
+        assert!(!dir.path().join("snapshots/999").exists());
+        assert!(mine.upper.is_dir(), "this process's active snapshot stays");
+        let active: BTreeMap<String, ActiveRecord> = store
+            .inner
+            .meta
+            .list(meta::ACTIVE)
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(active.len(), 1);
+        assert!(
+            store
+                .inner
+                .meta
+                .get::<LeaseRecord>(meta::LEASES, "dead-lease")
+                .unwrap()
+                .is_none()
+        );
+    }
+}
