@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands::{build, images, run};
+use crate::commands::{archive, build, images, run, store};
 
 /// rbuild: a Dockerfile image builder with a daemonless store and sandbox.
 ///
@@ -32,12 +32,26 @@ pub enum Command {
     Images(images::ImagesArgs),
     /// Show an image's OCI config (or its manifest)
     Inspect(images::InspectArgs),
-    /// Write images to an OCI image layout tar
-    Save(images::SaveArgs),
-    /// Load images from an OCI image layout tar
-    Load(images::LoadArgs),
+    /// Write images to an OCI image layout tar (or a docker-archive)
+    Save(archive::SaveArgs),
+    /// Load images from an OCI image layout tar or a docker-archive
+    Load(archive::LoadArgs),
     /// Make an image from a filesystem tarball
-    Import(images::ImportArgs),
+    Import(archive::ImportArgs),
+    /// Write an image's flattened filesystem as a tar
+    Export(archive::ExportArgs),
+    /// Give an image another name
+    Tag(images::TagArgs),
+    /// Remove image names (and the space only they used)
+    Rmi(images::RmiArgs),
+    /// Show an image's history
+    History(images::HistoryArgs),
+    /// Show the store's disk usage
+    Du(store::DuArgs),
+    /// Remove everything no image, build or cache uses
+    Prune(store::PruneArgs),
+    /// Check the store's integrity
+    Store(store::StoreArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,8 +1,6 @@
-//! `rbuild images`, `inspect`, `save`, `load`, `import`.
+//! `rbuild images`, `inspect`, `tag`, `rmi`, `history`.
 
-use std::fs::File;
-use std::io::{self, Read, Write};
-use std::path::PathBuf;
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
@@ -33,30 +31,28 @@ pub struct InspectArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct SaveArgs {
-    /// Output file
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
-    pub output: PathBuf,
+pub struct TagArgs {
+    /// The image to name
+    pub source: String,
+    /// The new name
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RmiArgs {
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct LoadArgs {
-    /// Input file (`-` for stdin)
-    #[arg(short = 'i', long = "input", value_name = "FILE")]
-    pub input: PathBuf,
-    /// Name the loaded image
-    #[arg(short = 't', long = "tag", value_name = "NAME")]
-    pub tag: Option<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct ImportArgs {
-    /// Filesystem tarball (plain or gzip; `-` for stdin)
-    pub file: PathBuf,
-    /// Name for the image
-    pub name: String,
+pub struct HistoryArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = FormatArg::Table)]
+    pub format: FormatArg,
+    /// Show full `CREATED BY` commands
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    pub image: String,
 }
 
 pub fn images(args: ImagesArgs) -> Result<ExitCode> {
@@ -150,59 +146,7 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn save(args: SaveArgs) -> Result<ExitCode> {
-    let store = open_store()?;
-    let names = args
-        .images
-        .iter()
-        .map(|n| parse_name(n))
-        .collect::<Result<Vec<_>>>()?;
-    store.save(&names, &args.output).map_err(not_found)?;
-    eprintln!(
-        "saved {} image(s) to {}",
-        names.len(),
-        args.output.display()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn load(args: LoadArgs) -> Result<ExitCode> {
-    let store = open_store()?;
-    let tag = args.tag.as_deref().map(parse_name).transpose()?;
-    let input = open_input(&args.input)?;
-    let loaded = store
-        .load(input, &args.input, tag.as_ref())
-        .into_diagnostic()?;
-    for image in loaded {
-        match image.name {
-            Some(name) => println!("Loaded image: {name}"),
-            None => println!("Loaded image ID: {}", image.manifest),
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn import(args: ImportArgs) -> Result<ExitCode> {
-    let store = open_store()?;
-    let name = parse_name(&args.name)?;
-    let input = open_input(&args.file)?;
-    let manifest = store.import(input, &args.file, &name).into_diagnostic()?;
-    let image = store.image_by_manifest(&manifest).into_diagnostic()?;
-    println!("{}", image.config_digest);
-    Ok(ExitCode::SUCCESS)
-}
-
-fn open_input(path: &std::path::Path) -> Result<Box<dyn Read>> {
-    if path.as_os_str() == "-" {
-        return Ok(Box::new(io::stdin().lock()));
-    }
-    let file = File::open(path)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot open {}", path.display()))?;
-    Ok(Box::new(file))
-}
-
-fn not_found(err: rbuild_store::Error) -> miette::Report {
+pub(super) fn not_found(err: rbuild_store::Error) -> miette::Report {
     match err {
         rbuild_store::Error::ImageNotFound { name } => miette::miette!(
             help = "`rbuild images` lists the images in the store",
@@ -225,7 +169,7 @@ fn ago(seconds: i64) -> String {
     format!("{value} {unit}{plural} ago")
 }
 
-fn human_size(bytes: u64) -> String {
+pub(super) fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -238,4 +182,123 @@ fn human_size(bytes: u64) -> String {
     } else {
         format!("{value:.3}{}", UNITS[unit]).replace(".000", "")
     }
+}
+
+pub fn tag(args: TagArgs) -> Result<ExitCode> {
+    let store = open_store()?;
+    let source = parse_name(&args.source)?;
+    let target = parse_name(&args.target)?;
+    let record = store
+        .image_record(&source)
+        .into_diagnostic()?
+        .ok_or_else(|| {
+            not_found(rbuild_store::Error::ImageNotFound {
+                name: source.clone(),
+            })
+        })?;
+    store.tag(&target, &record.manifest).into_diagnostic()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Removes names; the space their layers used comes back right away unless another image
+/// or a running build still uses them.
+pub fn rmi(args: RmiArgs) -> Result<ExitCode> {
+    let store = open_store()?;
+    let names = args
+        .images
+        .iter()
+        .map(|n| parse_name(n))
+        .collect::<Result<Vec<_>>>()?;
+    let mut failed = false;
+    for name in &names {
+        if store.untag(name).into_diagnostic()? {
+            println!("Untagged: {name}");
+        } else {
+            eprintln!("error: image `{name}` not found");
+            failed = true;
+        }
+    }
+    let report = store
+        .gc(&rbuild_store::GcOptions::default())
+        .into_diagnostic()?;
+    if report.bytes > 0 {
+        eprintln!("freed {}", human_size(report.bytes));
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub fn history(args: HistoryArgs) -> Result<ExitCode> {
+    let store = open_store()?;
+    let name = parse_name(&args.image)?;
+    let image = store.image(&name).map_err(not_found)?;
+    let mut layers = image.manifest.layers.iter();
+    let now = time::now_unix();
+    let mut rows = Vec::new();
+    for entry in image
+        .config
+        .history
+        .iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
+        let size = if entry.empty_layer {
+            0
+        } else {
+            layers.next().map_or(0, |l| l.size)
+        };
+        rows.push((entry, size));
+    }
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    match args.format {
+        FormatArg::Json => {
+            for (entry, size) in rows.iter().rev() {
+                let row = serde_json::json!({
+                    "CreatedAt": entry.created,
+                    "CreatedBy": entry.created_by,
+                    "Comment": entry.comment,
+                    "EmptyLayer": entry.empty_layer,
+                    "Size": size,
+                });
+                writeln!(out, "{row}").into_diagnostic()?;
+            }
+        }
+        FormatArg::Table => {
+            writeln!(
+                out,
+                "{:<20} {:<48} {:>10}   COMMENT",
+                "CREATED", "CREATED BY", "SIZE"
+            )
+            .into_diagnostic()?;
+            for (entry, size) in rows.iter().rev() {
+                let created = entry
+                    .created
+                    .as_deref()
+                    .and_then(time::parse_rfc3339)
+                    .map_or_else(|| "N/A".to_owned(), |t| ago(now - t));
+                let mut created_by = entry
+                    .created_by
+                    .clone()
+                    .unwrap_or_default()
+                    .replace('\n', " ");
+                if !args.no_trunc && created_by.chars().count() > 45 {
+                    created_by = created_by.chars().take(44).collect::<String>() + "…";
+                }
+                writeln!(
+                    out,
+                    "{created:<20} {created_by:<48} {:>10}   {}",
+                    human_size(*size),
+                    entry.comment.as_deref().unwrap_or("")
+                )
+                .into_diagnostic()?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

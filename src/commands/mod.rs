@@ -1,8 +1,10 @@
 //! One module per group of commands; each returns the process exit code or a report.
 
+pub mod archive;
 pub mod build;
 pub mod images;
 pub mod run;
+pub mod store;
 
 use std::process::ExitCode;
 
@@ -18,9 +20,16 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         (Some(Command::Run(args)), _) => run::run(args).await,
         (Some(Command::Images(args)), _) => images::images(args),
         (Some(Command::Inspect(args)), _) => images::inspect(args),
-        (Some(Command::Save(args)), _) => images::save(args),
-        (Some(Command::Load(args)), _) => images::load(args),
-        (Some(Command::Import(args)), _) => images::import(args),
+        (Some(Command::Save(args)), _) => archive::save(args),
+        (Some(Command::Load(args)), _) => archive::load(args),
+        (Some(Command::Import(args)), _) => archive::import(args),
+        (Some(Command::Export(args)), _) => archive::export(args),
+        (Some(Command::Tag(args)), _) => images::tag(args),
+        (Some(Command::Rmi(args)), _) => images::rmi(args),
+        (Some(Command::History(args)), _) => images::history(args),
+        (Some(Command::Du(args)), _) => store::du(args),
+        (Some(Command::Prune(args)), _) => store::prune(args),
+        (Some(Command::Store(args)), _) => store::store(args),
         (None, None) => {
             use clap::CommandFactory;
             Cli::command().print_help().into_diagnostic()?;

@@ -21,17 +21,54 @@ pub struct LoadedImage {
     pub name: Option<ImageName>,
 }
 
+/// The kind of image archive `save` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArchiveFormat {
+    /// An OCI image layout.
+    #[default]
+    Oci,
+    /// An OCI image layout plus docker's `manifest.json` and `repositories`, which
+    /// `docker load` reads.
+    Docker,
+}
+
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 const CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
 
 impl Store {
     /// Writes `names` as an OCI image layout tar to `out`. The file appears whole or not at
     /// all: it is written next to `out` and renamed when complete.
-    pub fn save(&self, names: &[ImageName], out: &Path) -> Result<()> {
+    pub fn save(&self, names: &[ImageName], out: &Path, format: ArchiveFormat) -> Result<()> {
         let mut manifests = Vec::new();
         let mut blobs = BTreeMap::new();
+        // docker-archive: `manifest.json` (config and layer paths per image, with its names)
+        // and `repositories`, beside the OCI layout, as docker itself writes since v25.
+        let mut docker_manifest: Vec<serde_json::Value> = Vec::new();
+        let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for name in names {
             let image = self.image(name)?;
+            if format == ArchiveFormat::Docker {
+                let path = |d: &Digest| format!("blobs/sha256/{}", d.hex());
+                match docker_manifest
+                    .iter_mut()
+                    .find(|entry| entry["Config"] == path(&image.config_digest))
+                {
+                    Some(entry) => {
+                        if let Some(tags) = entry["RepoTags"].as_array_mut() {
+                            tags.push(name.to_string().into());
+                        }
+                    }
+                    None => docker_manifest.push(serde_json::json!({
+                        "Config": path(&image.config_digest),
+                        "RepoTags": [name.to_string()],
+                        "Layers": image.manifest.layers.iter().map(|l| path(&l.digest)).collect::<Vec<_>>(),
+                    })),
+                }
+                repositories
+                    .entry(name.repository().to_owned())
+                    .or_default()
+                    .insert(name.tag().to_owned(), image.config_digest.hex().to_owned());
+            }
             let mut descriptor = Descriptor::new(
                 oci::MEDIA_TYPE_MANIFEST,
                 image.manifest_digest.clone(),
@@ -51,6 +88,11 @@ impl Store {
             }
         }
         let index = oci::canonical_json(&Index::new(manifests));
+        let mut extra_files: Vec<(&str, Vec<u8>)> = Vec::new();
+        if format == ArchiveFormat::Docker {
+            extra_files.push(("manifest.json", oci::canonical_json(&docker_manifest)));
+            extra_files.push(("repositories", oci::canonical_json(&repositories)));
+        }
 
         let dir = out
             .parent()
@@ -82,6 +124,9 @@ impl Store {
                     index.len() as u64,
                     &mut index.as_slice(),
                 )?;
+                for (path, bytes) in &extra_files {
+                    append(&mut tar, path, bytes.len() as u64, &mut bytes.as_slice())?;
+                }
                 for dir in ["blobs/", "blobs/sha256/"] {
                     let mut header = Header::new_gnu();
                     header.set_mode(0o755);
@@ -153,7 +198,10 @@ impl Store {
         };
         let mut archive = tar::Archive::new(stream);
         let mut index_bytes = None;
-        let mut saw_docker_manifest = false;
+        let mut docker_manifest = None;
+        // Every file of the archive that may be a blob, by path (docker-archives name layers
+        // and configs by path, not by digest).
+        let mut files: BTreeMap<String, (Digest, u64)> = BTreeMap::new();
         for entry in archive.entries().map_err(read_err)? {
             let mut entry = entry.map_err(read_err)?;
             if entry.header().entry_type() != EntryType::Regular {
@@ -164,37 +212,56 @@ impl Store {
             if let Some(hex) = path.strip_prefix("blobs/sha256/") {
                 let digest = Digest::from_hex(hex)
                     .map_err(|_| invalid(format!("`{path}` is not named by a sha256 digest")))?;
+                let size = entry.header().size().map_err(read_err)?;
+                files.insert(path.to_owned(), (digest.clone(), size));
                 if self.keep_existing_blob(&digest)? {
                     continue;
                 }
                 let mut ingest = self.ingest()?;
                 io::copy(&mut entry, &mut ingest).map_err(read_err)?;
                 ingest.commit(Some(&digest))?;
-            } else if path == "index.json" {
+            } else if path == "index.json" || path == "manifest.json" {
                 let size = entry.header().size().map_err(read_err)?;
                 if size > crate::MAX_JSON_BLOB {
                     return Err(Error::TooLarge {
-                        what: "index.json",
+                        what: "an archive's index",
                         size,
                         limit: crate::MAX_JSON_BLOB,
                     });
                 }
                 let mut bytes = Vec::new();
                 entry.read_to_end(&mut bytes).map_err(read_err)?;
-                index_bytes = Some(bytes);
-            } else if path == "manifest.json" {
-                saw_docker_manifest = true;
+                if path == "index.json" {
+                    index_bytes = Some(bytes);
+                } else {
+                    docker_manifest = Some(bytes);
+                }
+            } else if path != "oci-layout" && path != "repositories" {
+                // A docker-archive's config or layer under its own name.
+                let mut ingest = self.ingest()?;
+                io::copy(&mut entry, &mut ingest).map_err(read_err)?;
+                let (digest, size) = ingest.commit(None)?;
+                files.insert(path.to_owned(), (digest, size));
             }
         }
-        let Some(index_bytes) = index_bytes else {
-            let reason = if saw_docker_manifest {
-                "a docker-archive; only OCI image layout archives are supported for now"
-            } else {
-                "not an OCI image layout (no index.json)"
-            };
-            return Err(invalid(reason.into()));
+        let loaded = match (index_bytes, docker_manifest) {
+            (Some(index), _) => self.load_oci_index(&index, source)?,
+            (None, Some(manifest)) => self.load_docker_manifest(&manifest, &files, source)?,
+            (None, None) => {
+                return Err(invalid(
+                    "neither an OCI image layout (no index.json) nor a docker-archive (no manifest.json)".into(),
+                ));
+            }
         };
-        let index: Index = serde_json::from_slice(&index_bytes)
+        self.name_loaded(loaded, tag, source)
+    }
+
+    fn load_oci_index(&self, index_bytes: &[u8], source: &Path) -> Result<Vec<LoadedImage>> {
+        let invalid = |reason: String| Error::InvalidArchive {
+            path: source.to_owned(),
+            reason,
+        };
+        let index: Index = serde_json::from_slice(index_bytes)
             .map_err(|e| invalid(format!("index.json is not a valid OCI index: {e}")))?;
         let mut loaded = Vec::new();
         for descriptor in &index.manifests {
@@ -216,6 +283,107 @@ impl Store {
                 .and_then(|name| name.parse::<ImageName>().ok());
             loaded.push(LoadedImage { manifest, name });
         }
+        Ok(loaded)
+    }
+
+    /// Makes OCI manifests for the images a docker-archive's `manifest.json` lists.
+    fn load_docker_manifest(
+        &self,
+        manifest_bytes: &[u8],
+        files: &BTreeMap<String, (Digest, u64)>,
+        source: &Path,
+    ) -> Result<Vec<LoadedImage>> {
+        let invalid = |reason: String| Error::InvalidArchive {
+            path: source.to_owned(),
+            reason,
+        };
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Entry {
+            config: String,
+            #[serde(default)]
+            repo_tags: Option<Vec<String>>,
+            layers: Vec<String>,
+        }
+        let entries: Vec<Entry> = serde_json::from_slice(manifest_bytes).map_err(|e| {
+            invalid(format!(
+                "manifest.json is not a docker-archive manifest: {e}"
+            ))
+        })?;
+        let file = |path: &str| {
+            files
+                .get(path.trim_start_matches("./"))
+                .cloned()
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "manifest.json names `{path}`, which the archive lacks"
+                    ))
+                })
+        };
+        let mut loaded = Vec::new();
+        for entry in entries {
+            let (config_digest, config_size) = file(&entry.config)?;
+            let config: ImageConfiguration = self.read_json("image config", &config_digest)?;
+            if config.rootfs.diff_ids.len() != entry.layers.len() {
+                return Err(invalid(format!(
+                    "`{}` lists {} diff ids for {} layers",
+                    entry.config,
+                    config.rootfs.diff_ids.len(),
+                    entry.layers.len()
+                )));
+            }
+            let mut layers = Vec::new();
+            for path in &entry.layers {
+                let (digest, size) = file(path)?;
+                let mut head = [0u8; 4];
+                let mut blob = self.open_blob(&digest, Some(size))?;
+                let read = blob
+                    .read(&mut head)
+                    .map_err(Error::io("read", self.blob_path(&digest)))?;
+                let media_type = match detect_compression(&head[..read]) {
+                    Compression::Gzip => oci::MEDIA_TYPE_LAYER_GZIP,
+                    Compression::Zstd => oci::MEDIA_TYPE_LAYER_ZSTD,
+                    Compression::None => oci::MEDIA_TYPE_LAYER,
+                };
+                layers.push(Descriptor::new(media_type, digest, size));
+            }
+            let manifest = crate::oci::Manifest::new(
+                Descriptor::new(oci::MEDIA_TYPE_CONFIG, config_digest, config_size),
+                layers,
+            );
+            let manifest = self.write_blob(&oci::canonical_json(&manifest))?;
+            let names = entry.repo_tags.unwrap_or_default();
+            if names.is_empty() {
+                loaded.push(LoadedImage {
+                    manifest: manifest.clone(),
+                    name: None,
+                });
+            }
+            for name in names {
+                let name = name.parse::<ImageName>().map_err(|_| {
+                    invalid(format!(
+                        "`{name}` in manifest.json is not a valid image name"
+                    ))
+                })?;
+                loaded.push(LoadedImage {
+                    manifest: manifest.clone(),
+                    name: Some(name),
+                });
+            }
+        }
+        Ok(loaded)
+    }
+
+    fn name_loaded(
+        &self,
+        mut loaded: Vec<LoadedImage>,
+        tag: Option<&ImageName>,
+        source: &Path,
+    ) -> Result<Vec<LoadedImage>> {
+        let invalid = |reason: String| Error::InvalidArchive {
+            path: source.to_owned(),
+            reason,
+        };
         if let Some(tag) = tag {
             let unique: BTreeSet<_> = loaded.iter().map(|l| l.manifest.clone()).collect();
             if unique.len() != 1 {

@@ -371,11 +371,7 @@ mod tests {
         let dirs: Vec<_> = fs::read_dir(dir.path().join("snapshots"))
             .unwrap()
             .collect();
-        assert_eq!(
-            dirs.len(),
-            1,
-            "only the image's snapshot remains: {dirs:?}"
-        );
+        assert_eq!(dirs.len(), 1, "only the image's snapshot remains: {dirs:?}");
 
         // Removing the name makes the image garbage too.
         store.untag(&"kept:1".parse().unwrap()).unwrap();

@@ -25,12 +25,14 @@ mod owner;
 mod reference;
 mod snapshots;
 pub mod time;
+mod usage;
+mod verify;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use archive::{LoadedImage, host_architecture};
+pub use archive::{ArchiveFormat, LoadedImage, host_architecture};
 pub use blobs::Ingest;
 pub use digest::{Digest, Hasher, HashingWriter, InvalidDigest, VerifyingReader};
 pub use error::{Error, Result};
@@ -39,6 +41,8 @@ pub use images::{Image, NewLayer};
 pub use meta::{ImageRecord, SnapshotRecord};
 pub use reference::ImageName;
 pub use snapshots::{ActiveSnapshot, SnapshotKey, SnapshotName};
+pub use usage::{ImageUsage, Usage};
+pub use verify::VerifyReport;
 
 /// The largest manifest or config rbuild reads (registries use the same bound).
 pub const MAX_JSON_BLOB: u64 = 4 * 1024 * 1024;

@@ -357,7 +357,7 @@ impl Unpacker {
     fn finish(mut self) -> Result<()> {
         // Deepest first, so setting a child's time does not disturb its parent's.
         self.directory_times
-            .sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+            .sort_by_key(|(components, _)| std::cmp::Reverse(components.len()));
         for (components, mtime) in std::mem::take(&mut self.directory_times) {
             let path = components.join("/");
             let dir = self

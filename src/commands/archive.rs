@@ -1,0 +1,156 @@
+//! Image archives: `rbuild save`, `load`, `import`, `export`.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use miette::{IntoDiagnostic, Result, WrapErr};
+use rbuild_store::ArchiveFormat;
+
+use super::images::not_found;
+use super::{open_store, parse_name};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArchiveFormatArg {
+    /// An OCI image layout
+    Oci,
+    /// An OCI image layout with docker's manifest.json, for `docker load`
+    Docker,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Output file
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
+    /// Archive format
+    #[arg(long, value_enum, default_value_t = ArchiveFormatArg::Oci)]
+    pub format: ArchiveFormatArg,
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Input file (`-` for stdin)
+    #[arg(short = 'i', long = "input", value_name = "FILE")]
+    pub input: PathBuf,
+    /// Name the loaded image
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Filesystem tarball (plain or gzip; `-` for stdin)
+    pub file: PathBuf,
+    /// Name for the image
+    pub name: String,
+}
+
+pub fn save(args: SaveArgs) -> Result<ExitCode> {
+    let store = open_store()?;
+    let names = args
+        .images
+        .iter()
+        .map(|n| parse_name(n))
+        .collect::<Result<Vec<_>>>()?;
+    let format = match args.format {
+        ArchiveFormatArg::Oci => ArchiveFormat::Oci,
+        ArchiveFormatArg::Docker => ArchiveFormat::Docker,
+    };
+    store
+        .save(&names, &args.output, format)
+        .map_err(not_found)?;
+    eprintln!(
+        "saved {} image(s) to {}",
+        names.len(),
+        args.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn load(args: LoadArgs) -> Result<ExitCode> {
+    let store = open_store()?;
+    let tag = args.tag.as_deref().map(parse_name).transpose()?;
+    let input = open_input(&args.input)?;
+    let loaded = store
+        .load(input, &args.input, tag.as_ref())
+        .into_diagnostic()?;
+    for image in loaded {
+        match image.name {
+            Some(name) => println!("Loaded image: {name}"),
+            None => println!("Loaded image ID: {}", image.manifest),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn import(args: ImportArgs) -> Result<ExitCode> {
+    let store = open_store()?;
+    let name = parse_name(&args.name)?;
+    let input = open_input(&args.file)?;
+    let manifest = store.import(input, &args.file, &name).into_diagnostic()?;
+    let image = store.image_by_manifest(&manifest).into_diagnostic()?;
+    println!("{}", image.config_digest);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open_input(path: &std::path::Path) -> Result<Box<dyn Read>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(io::stdin().lock()));
+    }
+    let file = File::open(path)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot open {}", path.display()))?;
+    Ok(Box::new(file))
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Output file (`-` for stdout)
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
+    pub image: String,
+}
+
+/// Writes the image's filesystem, all layers applied, as one tar.
+pub fn export(args: ExportArgs) -> Result<ExitCode> {
+    let store = open_store()?;
+    let name = parse_name(&args.image)?;
+    let image = store.image(&name).map_err(not_found)?;
+    let top = store.unpack(&image).into_diagnostic()?;
+    let scratch = store.temp_dir("export").into_diagnostic()?;
+    let result = (|| -> Result<()> {
+        let empty = store.empty_dir().into_diagnostic()?;
+        let lowers = match &top {
+            Some(top) => store.lowers(top).into_diagnostic()?,
+            None => Vec::new(),
+        };
+        let rootfs = scratch.join("rootfs");
+        std::fs::create_dir(&rootfs).into_diagnostic()?;
+        let mount = rbuild_runtime::HostMount {
+            mount: rbuild_runtime::Mount::overlay(&lowers, None, empty),
+            at: rootfs.clone(),
+        };
+        let write = |out: Box<dyn io::Write>| -> io::Result<()> {
+            let mut out = rbuild_store::layer::write_layer(&rootfs, out, Default::default())?;
+            out.flush()
+        };
+        rbuild_runtime::with_mounts(std::slice::from_ref(&mount), || {
+            if args.output.as_os_str() == "-" {
+                write(Box::new(io::BufWriter::new(io::stdout().lock())))
+            } else {
+                let file = File::create(&args.output)?;
+                write(Box::new(io::BufWriter::new(file)))
+            }
+        })
+        .into_diagnostic()?
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot write {}", args.output.display()))
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result.map(|()| ExitCode::SUCCESS)
+}

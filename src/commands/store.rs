@@ -1,0 +1,205 @@
+//! The store itself: `rbuild du`, `rbuild prune`, `rbuild store verify`.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use miette::{IntoDiagnostic, Result};
+use rbuild_store::GcOptions;
+
+use super::images::{FormatArg, human_size};
+use super::open_store;
+
+#[derive(Debug, Args)]
+pub struct DuArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = FormatArg::Table)]
+    pub format: FormatArg,
+    /// List each image's size and the part it shares with other images
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Only show what would be removed
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    #[command(subcommand)]
+    pub command: StoreCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Rehash every blob and check every image and snapshot; exit non-zero on problems
+    Verify {
+        /// Remove what is broken (and the names of images that need it) so that later
+        /// builds and loads recreate it
+        #[arg(long)]
+        repair: bool,
+    },
+}
+
+pub fn du(args: DuArgs) -> Result<ExitCode> {
+    let store = open_store()?;
+    let usage = store.usage().into_diagnostic()?;
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    match args.format {
+        FormatArg::Json => {
+            let images: Vec<_> = usage
+                .images
+                .iter()
+                .map(|i| serde_json::json!({"Name": i.name.to_string(), "Size": i.size, "SharedSize": i.shared}))
+                .collect();
+            let value = serde_json::json!({
+                "Total": usage.total,
+                "Blobs": {"Count": usage.blob_count, "Size": usage.blobs},
+                "Snapshots": {"Count": usage.snapshot_count, "Size": usage.snapshots},
+                "Metadata": usage.metadata,
+                "Other": usage.total.saturating_sub(usage.blobs + usage.snapshots + usage.metadata),
+                "Reclaimable": usage.reclaimable,
+                "Images": images,
+            });
+            writeln!(out, "{value}").into_diagnostic()?;
+        }
+        FormatArg::Table => {
+            let other = usage
+                .total
+                .saturating_sub(usage.blobs + usage.snapshots + usage.metadata);
+            writeln!(out, "{:<12} {:>7} {:>12}", "TYPE", "COUNT", "SIZE").into_diagnostic()?;
+            writeln!(
+                out,
+                "{:<12} {:>7} {:>12}",
+                "blobs",
+                usage.blob_count,
+                human_size(usage.blobs)
+            )
+            .into_diagnostic()?;
+            writeln!(
+                out,
+                "{:<12} {:>7} {:>12}",
+                "snapshots",
+                usage.snapshot_count,
+                human_size(usage.snapshots)
+            )
+            .into_diagnostic()?;
+            writeln!(
+                out,
+                "{:<12} {:>7} {:>12}",
+                "metadata",
+                "",
+                human_size(usage.metadata)
+            )
+            .into_diagnostic()?;
+            writeln!(out, "{:<12} {:>7} {:>12}", "other", "", human_size(other))
+                .into_diagnostic()?;
+            writeln!(
+                out,
+                "{:<12} {:>7} {:>12}",
+                "total",
+                "",
+                human_size(usage.total)
+            )
+            .into_diagnostic()?;
+            writeln!(
+                out,
+                "reclaimable by `rbuild prune`: {}",
+                human_size(usage.reclaimable)
+            )
+            .into_diagnostic()?;
+            if args.verbose {
+                writeln!(out).into_diagnostic()?;
+                writeln!(
+                    out,
+                    "{:<40} {:>12} {:>12} {:>12}",
+                    "IMAGE", "SIZE", "SHARED", "UNIQUE"
+                )
+                .into_diagnostic()?;
+                for image in &usage.images {
+                    writeln!(
+                        out,
+                        "{:<40} {:>12} {:>12} {:>12}",
+                        image.name.to_string(),
+                        human_size(image.size),
+                        human_size(image.shared),
+                        human_size(image.size - image.shared)
+                    )
+                    .into_diagnostic()?;
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn prune(args: PruneArgs) -> Result<ExitCode> {
+    let store = open_store()?;
+    let report = store
+        .gc(&GcOptions {
+            dry_run: args.dry_run,
+        })
+        .into_diagnostic()?;
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    println!(
+        "{verb} {} blob(s) and {} snapshot(s): {}",
+        report.blobs,
+        report.snapshots,
+        human_size(report.bytes)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn store(args: StoreArgs) -> Result<ExitCode> {
+    match args.command {
+        StoreCommand::Verify { repair } => verify(repair),
+    }
+}
+
+fn verify(repair: bool) -> Result<ExitCode> {
+    let store = open_store()?;
+    let report = store.verify().into_diagnostic()?;
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    for digest in &report.corrupt {
+        writeln!(out, "corrupt blob {digest}").into_diagnostic()?;
+    }
+    for (digest, images) in &report.missing {
+        let names: Vec<String> = images.iter().map(ToString::to_string).collect();
+        writeln!(
+            out,
+            "missing blob {digest} (needed by {})",
+            names.join(", ")
+        )
+        .into_diagnostic()?;
+    }
+    for name in &report.broken_images {
+        writeln!(out, "broken image {name}").into_diagnostic()?;
+    }
+    for digest in &report.broken_snapshots {
+        writeln!(out, "broken snapshot {digest}").into_diagnostic()?;
+    }
+    if report.is_clean() {
+        writeln!(out, "{} blobs verified, no problems found", report.blobs).into_diagnostic()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if repair {
+        store.repair(&report).into_diagnostic()?;
+        writeln!(
+            out,
+            "repaired: broken objects removed; build or load the images again"
+        )
+        .into_diagnostic()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("help: `rbuild store verify --repair` removes what is broken");
+    Ok(ExitCode::FAILURE)
+}

@@ -1,0 +1,437 @@
+//! The store under the user's commands: disk usage, GC, verify and repair, archives in both
+//! formats, concurrent loads, crashes at random moments and a full disk.
+
+use std::fs;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::*;
+
+/// Builds two images on the same base, so layers are shared.
+fn two_images(env: &TestEnv) {
+    for (name, content) in [("one", "first"), ("two", "second")] {
+        let dockerfile = format!("FROM busybox\nRUN echo {content} > /{name}.txt\n");
+        let ctx = env.context(name, &[("Dockerfile", &dockerfile)]);
+        assert_success(&env.build(&ctx, &format!("{name}:1")));
+    }
+}
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)))
+}
+
+#[test]
+fn du_matches_du_s_and_counts_shared_layers_once() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    two_images(&env);
+    let usage = json(&env.rbuild(&["du", "--format", "json"]));
+    let out = Command::new("du")
+        .args(["-s", "--block-size=1"])
+        .arg(env.root())
+        .output()
+        .unwrap();
+    let du_s: u64 = stdout(&out)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let total = usage["Total"].as_u64().unwrap();
+    let diff = (total as f64 - du_s as f64).abs() / du_s as f64;
+    assert!(diff < 0.03, "rbuild du {total} vs du -s {du_s}");
+
+    let images = usage["Images"].as_array().unwrap();
+    let size = |name: &str| {
+        let image = images.iter().find(|i| i["Name"] == name).unwrap();
+        (
+            image["Size"].as_u64().unwrap(),
+            image["SharedSize"].as_u64().unwrap(),
+        )
+    };
+    let (busybox, busybox_shared) = size("busybox:latest");
+    let (one, one_shared) = size("one:1");
+    // busybox's layer (blob and snapshot) is shared; its manifest and config are its own.
+    assert!(
+        busybox > busybox_shared && busybox - busybox_shared <= 4 * 4096,
+        "{busybox} {busybox_shared}"
+    );
+    assert!(
+        one > one_shared && one_shared >= busybox_shared - 8192,
+        "one:1 = busybox + its own layer"
+    );
+    // Shared layers count once: the snapshots and blobs together stay below the sum of the
+    // images' sizes.
+    let sum: u64 = images.iter().map(|i| i["Size"].as_u64().unwrap()).sum();
+    let objects =
+        usage["Blobs"]["Size"].as_u64().unwrap() + usage["Snapshots"]["Size"].as_u64().unwrap();
+    assert!(objects < sum, "{objects} < {sum}");
+}
+
+#[test]
+fn rmi_and_prune_give_space_back_and_keep_what_is_used() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    two_images(&env);
+    let before = json(&env.rbuild(&["du", "--format", "json"]))["Blobs"]["Count"]
+        .as_u64()
+        .unwrap();
+    assert_success(&env.rbuild(&["tag", "one:1", "one:again"]));
+    let out = env.rbuild(&["rmi", "one:1"]);
+    assert_success(&out);
+    assert_eq!(stdout(&out), "Untagged: one:1\n");
+    // Still named one:again: nothing is freed.
+    let after = json(&env.rbuild(&["du", "--format", "json"]))["Blobs"]["Count"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(before, after);
+    assert_success(&env.rbuild(&["rmi", "one:again"]));
+    let after = json(&env.rbuild(&["du", "--format", "json"]))["Blobs"]["Count"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        after,
+        before - 3,
+        "one:1's config, manifest and layer are gone"
+    );
+    let out = env.rbuild(&["run", "two:1", "cat", "/two.txt"]);
+    assert_eq!(stdout(&out), "second\n");
+    let out = env.rbuild(&["prune"]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).starts_with("removed 0 blob(s)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = env.rbuild(&["rmi", "nothere"]);
+    assert_failure(&out);
+}
+
+#[test]
+fn verify_names_corrupt_blobs_and_repair_lets_builds_recreate_them() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    two_images(&env);
+    let out = env.rbuild(&["store", "verify"]);
+    assert_success(&out);
+    assert!(stdout(&out).contains("no problems found"));
+
+    let manifest = json(&env.rbuild(&["inspect", "--manifest", "one:1"]));
+    let layer = manifest["layers"][1]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_owned();
+    let path = env.root().join("blobs/sha256").join(&layer);
+    let mut perms = fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    fs::set_permissions(&path, perms).unwrap();
+    fs::write(&path, "bit rot").unwrap();
+
+    let out = env.rbuild(&["store", "verify"]);
+    assert_failure(&out);
+    assert!(
+        stdout(&out).contains(&format!("corrupt blob sha256:{layer}")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("broken image one:1"),
+        "{}",
+        stdout(&out)
+    );
+    let out = env.rbuild(&["save", "one:1", "-o", env.path("one.tar").to_str().unwrap()]);
+    assert_failure(&out);
+    assert!(
+        stderr(&out).contains(&layer),
+        "save refuses corrupt content: {}",
+        stderr(&out)
+    );
+
+    assert_success(&env.rbuild(&["store", "verify", "--repair"]));
+    assert_success(&env.rbuild(&["store", "verify"]));
+    assert!(!stdout(&env.rbuild(&["images"])).contains("one "));
+    assert_success(&env.build(&env.path("one"), "one:1"));
+    assert_eq!(
+        stdout(&env.rbuild(&["run", "one:1", "cat", "/one.txt"])),
+        "first\n"
+    );
+}
+
+#[test]
+fn docker_archives_save_and_load() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    two_images(&env);
+    let tar = env.path("docker.tar");
+    assert_success(&env.rbuild(&[
+        "save",
+        "--format",
+        "docker",
+        "one:1",
+        "two:1",
+        "-o",
+        tar.to_str().unwrap(),
+    ]));
+    let out = Command::new("tar")
+        .arg("-xOf")
+        .arg(&tar)
+        .arg("manifest.json")
+        .output()
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = manifest.as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    for entry in entries {
+        let config = entry["Config"].as_str().unwrap();
+        assert!(config.starts_with("blobs/sha256/"));
+        assert_eq!(entry["Layers"].as_array().unwrap().len(), 2);
+        assert_eq!(entry["RepoTags"].as_array().unwrap().len(), 1);
+    }
+    let out = Command::new("tar")
+        .arg("-xOf")
+        .arg(&tar)
+        .arg("repositories")
+        .output()
+        .unwrap();
+    let repositories: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(repositories["one"]["1"].is_string());
+
+    // A docker-archive without the OCI index (as older docker writes) loads by manifest.json.
+    let dir = env.path("unpacked");
+    fs::create_dir(&dir).unwrap();
+    assert!(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&dir)
+            .status()
+            .unwrap()
+            .success()
+    );
+    fs::remove_file(dir.join("index.json")).unwrap();
+    fs::remove_file(dir.join("oci-layout")).unwrap();
+    let docker_only = env.path("docker-only.tar");
+    assert!(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&docker_only)
+            .arg("-C")
+            .arg(&dir)
+            .arg(".")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let other = TestEnv::new();
+    let out = other.rbuild(&["load", "-i", docker_only.to_str().unwrap()]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("one:1") && stdout(&out).contains("two:1"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        stdout(&other.rbuild(&["run", "two:1", "cat", "/two.txt"])),
+        "second\n"
+    );
+    assert_success(&other.rbuild(&["store", "verify"]));
+}
+
+#[test]
+fn export_writes_the_flattened_filesystem_and_history_lists_steps() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "flat",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo a > /a.txt && echo b > /b.txt\nRUN rm /b.txt /bin/vi\n",
+        )],
+    );
+    assert_success(&env.build(&ctx, "flat:1"));
+    let tar = env.path("flat.tar");
+    assert_success(&env.rbuild(&["export", "flat:1", "-o", tar.to_str().unwrap()]));
+    let listing = stdout(&Command::new("tar").arg("-tf").arg(&tar).output().unwrap());
+    assert!(listing.lines().any(|l| l == "a.txt"), "{listing}");
+    assert!(listing.lines().any(|l| l == "bin/busybox"));
+    assert!(
+        !listing
+            .lines()
+            .any(|l| l == "b.txt" || l == "bin/vi" || l.contains(".wh.")),
+        "{listing}"
+    );
+
+    let out = env.rbuild(&["history", "--no-trunc", "flat:1"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("CREATED"));
+    assert!(
+        lines[1].contains("rm /b.txt /bin/vi"),
+        "newest first: {text}"
+    );
+    assert_eq!(lines.len(), 4, "{text}");
+}
+
+#[test]
+fn concurrent_loads_of_one_image_all_succeed() {
+    require_privileges!();
+    let env = TestEnv::new();
+    let tar = env.path("busybox.tar");
+    write_busybox_image(&tar);
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            env.command()
+                .args(["load", "-i", tar.to_str().unwrap()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert_success(&out);
+    }
+    assert_success(&env.rbuild(&["store", "verify"]));
+    let out = env.rbuild(&["run", "busybox", "echo", "ok"]);
+    assert_eq!(stdout(&out), "ok\n");
+}
+
+/// SIGKILLs `rbuild load` and `rbuild build` at random moments; after every round the store
+/// verifies clean, what was committed before is unchanged and the next command cleans up.
+#[test]
+fn killed_at_random_moments_the_store_stays_consistent() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    // A bigger image to load, so kills land in the middle of ingest and unpack.
+    let ctx = env.context(
+        "big",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN dd if=/dev/urandom of=/a bs=1M count=6 2>/dev/null\nRUN dd if=/dev/urandom of=/b bs=1M count=6 2>/dev/null\nRUN echo done\n",
+        )],
+    );
+    assert_success(&env.build(&ctx, "big:1"));
+    let big_tar = env.path("big.tar");
+    assert_success(&env.rbuild(&["save", "big:1", "-o", big_tar.to_str().unwrap()]));
+    let reference = stdout(&env.rbuild(&["inspect", "--manifest", "busybox"]));
+
+    let rounds: u64 = std::env::var("RBUILD_CRASH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(50);
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for round in 0..rounds {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let target = env.path(&format!("target-{round}"));
+        let mut cmd = if round % 2 == 0 {
+            let mut cmd = env.command();
+            cmd.args([
+                "load",
+                "-i",
+                big_tar.to_str().unwrap(),
+                "-t",
+                &format!("loaded:{round}"),
+            ]);
+            cmd.env("RBUILD_ROOT", &target);
+            cmd
+        } else {
+            let mut cmd = env.command();
+            cmd.args([
+                "build",
+                "--progress",
+                "quiet",
+                "-t",
+                &format!("built:{round}"),
+                ctx.to_str().unwrap(),
+            ]);
+            cmd
+        };
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(seed % 400));
+        let _ = child.kill();
+        let _ = child.wait();
+
+        let root = if round % 2 == 0 {
+            target.clone()
+        } else {
+            env.root()
+        };
+        let out = env
+            .command()
+            .env("RBUILD_ROOT", &root)
+            .args(["store", "verify"])
+            .output()
+            .unwrap();
+        assert_success(&out);
+        // The command above opened the store: what the killed process left is gone.
+        let leftovers: Vec<_> = ["ingest", "tmp"]
+            .iter()
+            .flat_map(|d| fs::read_dir(root.join(d)).into_iter().flatten())
+            .collect();
+        assert!(leftovers.is_empty(), "round {round}: {leftovers:?}");
+        if round % 2 == 0 {
+            let _ = fs::remove_dir_all(&target);
+        }
+    }
+    assert_eq!(
+        stdout(&env.rbuild(&["inspect", "--manifest", "busybox"])),
+        reference
+    );
+    assert_success(&env.rbuild(&["store", "verify"]));
+    assert_success(&env.build(&ctx, "big:2"));
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_leaves_the_store_consistent() {
+    require_privileges!();
+    let env = TestEnv::new();
+    let root = env.root();
+    fs::create_dir_all(&root).unwrap();
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=12m", "tmpfs"])
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mount a small tmpfs for the store");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(root.clone());
+    let tar = env.path("busybox.tar");
+    write_busybox_image(&tar);
+    assert_success(&env.rbuild(&["load", "-i", tar.to_str().unwrap()]));
+    let ctx = env.context(
+        "fill",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN dd if=/dev/zero of=/fill bs=1M count=64\n",
+        )],
+    );
+    let out = env.build(&ctx, "fill:1");
+    assert_failure(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("No space left on device") || err.contains("space"),
+        "{err}"
+    );
+    assert_success(&env.rbuild(&["store", "verify"]));
+    assert!(fs::read_dir(root.join("ingest")).unwrap().next().is_none());
+    assert!(fs::read_dir(root.join("tmp")).unwrap().next().is_none());
+    assert_eq!(
+        stdout(&env.rbuild(&["run", "busybox", "echo", "still works"])),
+        "still works\n"
+    );
+}
