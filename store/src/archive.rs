@@ -2,14 +2,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
 
 use flate2::write::GzEncoder;
 use tar::{EntryType, Header};
 
 use crate::error::{Error, Result};
-use crate::layer::{Compression, detect_compression};
+use crate::layer::{Compression, decompress, detect_compression};
 use crate::oci::{self, Descriptor, History, ImageConfiguration, Index, RootFs};
 use crate::{Digest, HashingWriter, ImageName, Store};
 
@@ -187,15 +187,7 @@ impl Store {
             reason,
         };
         let read_err = |e: io::Error| Error::io("read", source)(e);
-        let mut reader = BufReader::with_capacity(1 << 20, input);
-        let head = reader.fill_buf().map_err(read_err)?.to_vec();
-        let stream: Box<dyn Read> = match detect_compression(&head) {
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
-            Compression::None => Box::new(reader),
-            Compression::Zstd => {
-                return Err(invalid("zstd-compressed archives are not supported".into()));
-            }
-        };
+        let (_, stream) = decompress(BufReader::with_capacity(1 << 20, input)).map_err(read_err)?;
         let mut archive = tar::Archive::new(stream);
         let mut index_bytes = None;
         let mut docker_manifest = None;
@@ -432,18 +424,8 @@ impl Store {
     /// `docker import`, and names it.
     pub fn import(&self, input: impl Read, source: &Path, name: &ImageName) -> Result<Digest> {
         let read_err = |e: io::Error| Error::io("read", source)(e);
-        let mut reader = BufReader::with_capacity(1 << 20, input);
-        let head = reader.fill_buf().map_err(read_err)?.to_vec();
-        let mut stream: Box<dyn Read> = match detect_compression(&head) {
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
-            Compression::None => Box::new(reader),
-            Compression::Zstd => {
-                return Err(Error::InvalidArchive {
-                    path: source.to_owned(),
-                    reason: "zstd-compressed tarballs are not supported".into(),
-                });
-            }
-        };
+        let (_, mut stream) =
+            decompress(BufReader::with_capacity(1 << 20, input)).map_err(read_err)?;
         let ingest = self.ingest()?;
         let mut hashing = HashingWriter::new(GzEncoder::new(ingest, flate2::Compression::new(6)));
         io::copy(&mut stream, &mut hashing).map_err(read_err)?;

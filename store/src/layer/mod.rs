@@ -3,7 +3,9 @@
 mod unpack;
 mod write;
 
-pub use unpack::{Compression, Unpacked, detect_compression, unpack_layer};
+pub use unpack::{
+    Compression, DEFAULT_MAX_EXPANSION, Unpacked, decompress, detect_compression, unpack_layer,
+};
 pub use write::{LayerOptions, write_layer};
 
 #[cfg(test)]

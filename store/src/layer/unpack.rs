@@ -9,12 +9,14 @@
 //! Whiteouts become overlay's encoding: `.wh.<name>` → a 0/0 character device `<name>`,
 //! `.wh..wh..opq` → the `trusted.overlay.opaque=y` xattr on the directory.
 
+use std::cell::Cell;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::rc::Rc;
 
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
@@ -54,25 +56,10 @@ pub fn detect_compression(head: &[u8]) -> Compression {
 /// Unpacks the (possibly compressed) layer `blob` into the existing empty directory `target`.
 /// `what` names the layer in errors.
 pub fn unpack_layer(blob: impl Read, target: &Path, what: &Digest) -> Result<Unpacked> {
-    let mut reader = BufReader::with_capacity(256 * 1024, blob);
-    let head = reader
-        .fill_buf()
-        .map_err(|source| Error::CorruptBlob {
-            digest: what.clone(),
-            source,
-        })?
-        .to_vec();
-    let decompressed: Box<dyn Read> = match detect_compression(&head) {
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
-        Compression::None => Box::new(reader),
-        Compression::Zstd => {
-            // TODO(#4): zstd layers.
-            return Err(Error::InvalidLayer {
-                digest: what.clone(),
-                reason: "zstd-compressed layers are not supported yet".into(),
-            });
-        }
-    };
+    let (_, decompressed) = decompress(blob).map_err(|source| Error::CorruptBlob {
+        digest: what.clone(),
+        source,
+    })?;
     let mut hashing = HashingReader {
         inner: decompressed,
         hasher: Hasher::new(),
@@ -112,6 +99,91 @@ pub fn unpack_layer(blob: impl Read, target: &Path, what: &Digest) -> Result<Unp
         diff_id: hashing.hasher.finish(),
         size,
     })
+}
+
+/// How far a compressed stream may expand before rbuild calls it a decompression bomb:
+/// past 1 GiB of output, more than this many times the input read so far.
+/// `RBUILD_MAX_EXPANSION` overrides it.
+pub const DEFAULT_MAX_EXPANSION: u64 = 200;
+const EXPANSION_CHECK_AFTER: u64 = 1 << 30;
+
+/// Detects the compression of `input` from its first bytes and returns the decompressed
+/// stream, guarded against decompression bombs.
+pub fn decompress<'a>(input: impl Read + 'a) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
+    let ratio = std::env::var("RBUILD_MAX_EXPANSION")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_MAX_EXPANSION);
+    decompress_with(input, EXPANSION_CHECK_AFTER, ratio)
+}
+
+fn decompress_with<'a>(
+    input: impl Read + 'a,
+    check_after: u64,
+    limit: u64,
+) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
+    let consumed = Rc::new(Cell::new(0u64));
+    let counting = CountingReader {
+        inner: input,
+        count: consumed.clone(),
+    };
+    let mut reader = BufReader::with_capacity(256 * 1024, counting);
+    let compression = detect_compression(reader.fill_buf()?);
+    let decompressed: Box<dyn Read + 'a> = match compression {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+        Compression::Zstd => Box::new(zstd::Decoder::with_buffer(reader)?),
+        Compression::None => return Ok((compression, Box::new(reader))),
+    };
+    Ok((
+        compression,
+        Box::new(BombGuard {
+            inner: decompressed,
+            consumed,
+            produced: 0,
+            check_after,
+            limit,
+        }),
+    ))
+}
+
+struct CountingReader<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+struct BombGuard<R> {
+    inner: R,
+    consumed: Rc<Cell<u64>>,
+    produced: u64,
+    check_after: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for BombGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.produced += n as u64;
+        let consumed = self.consumed.get().max(1);
+        if self.produced > self.check_after && self.produced / consumed > self.limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} compressed bytes expanded to more than {} (over {}:1): a decompression bomb? \
+                     (RBUILD_MAX_EXPANSION raises the limit)",
+                    consumed, self.produced, self.limit
+                ),
+            ));
+        }
+        Ok(n)
+    }
 }
 
 struct HashingReader<R> {
@@ -488,5 +560,79 @@ fn timestamps(mtime: u64) -> Timestamps {
     Timestamps {
         last_access: time,
         last_modification: time,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn decompression_bombs_are_stopped() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        gz.write_all(&vec![0u8; 8 << 20]).unwrap();
+        let bomb = gz.finish().unwrap();
+        let (compression, mut stream) = decompress_with(bomb.as_slice(), 1 << 20, 100).unwrap();
+        assert_eq!(compression, Compression::Gzip);
+        let err = io::copy(&mut stream, &mut io::sink()).unwrap_err();
+        assert!(err.to_string().contains("decompression bomb"), "{err}");
+        // The same data under a generous limit passes.
+        let (_, mut stream) = decompress_with(bomb.as_slice(), 1 << 20, 100_000).unwrap();
+        assert_eq!(io::copy(&mut stream, &mut io::sink()).unwrap(), 8 << 20);
+    }
+
+    #[test]
+    fn zstd_layers_are_detected_and_read() {
+        let tar = {
+            let mut builder = tar::Builder::new(Vec::new());
+            let mut header = tar::Header::new_gnu();
+            header.set_size(5);
+            header.set_mode(0o644);
+            header.set_mtime(0);
+            header.set_uid(0);
+            header.set_gid(0);
+            builder
+                .append_data(&mut header, "hello.txt", &b"hello"[..])
+                .unwrap();
+            builder.into_inner().unwrap()
+        };
+        let compressed = zstd::encode_all(tar.as_slice(), 3).unwrap();
+        let target = tempfile::tempdir().unwrap();
+        let unpacked = unpack_layer(
+            compressed.as_slice(),
+            target.path(),
+            &Digest::of(&compressed),
+        )
+        .unwrap();
+        assert_eq!(unpacked.diff_id, Digest::of(&tar));
+        assert_eq!(
+            std::fs::read_to_string(target.path().join("hello.txt")).unwrap(),
+            "hello"
+        );
+    }
+
+    #[test]
+    fn an_absurd_size_field_on_a_short_stream_is_a_clear_error() {
+        let mut header = tar::Header::new_gnu();
+        header.set_path("huge").unwrap();
+        header.set_size(1 << 40);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_cksum();
+        let mut tar = header.as_bytes().to_vec();
+        tar.extend_from_slice(&[b'x'; 4096]);
+        let target = tempfile::tempdir().unwrap();
+        let err = unpack_layer(tar.as_slice(), target.path(), &Digest::of(&tar)).unwrap_err();
+        let message = format!(
+            "{err}: {}",
+            std::error::Error::source(&err)
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        );
+        assert!(message.contains("corrupt"), "{message}");
     }
 }
