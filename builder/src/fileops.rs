@@ -183,7 +183,7 @@ impl SolveContext<'_> {
                     return Ok(None);
                 }
                 let layer = store.create_layer(&active.upper, opts)?;
-                let name = store.commit(active, &layer.diff_id)?;
+                let name = store.commit_layer(active, &layer)?;
                 Ok(Some((
                     Layer {
                         descriptor: layer.descriptor,

@@ -145,7 +145,7 @@ impl Store {
                         .map_err(Error::io("stat blob", self.blob_path(digest)))?
                         .len(),
                 };
-                let mut blob = self.open_blob(digest, Some(size))?;
+                let mut blob = self.open_content(digest, Some(size))?;
                 append(
                     &mut tar,
                     &format!("blobs/sha256/{}", digest.hex()),

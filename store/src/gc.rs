@@ -334,7 +334,7 @@ mod tests {
             let layer = store
                 .create_layer(&active.upper, LayerOptions::default())
                 .unwrap();
-            let base = store.commit(active, &layer.diff_id).unwrap();
+            let base = store.commit_layer(active, &layer).unwrap();
             let manifest = store
                 .write_image(
                     &image_config(vec![layer.diff_id.clone()]),
@@ -378,7 +378,8 @@ mod tests {
         drop(store);
         let store = Store::open(dir.path()).unwrap();
         let report = store.gc(&GcOptions::default()).unwrap();
-        assert_eq!((report.blobs, report.snapshots), (3, 1));
+        // Its manifest and config; the layer was kept only as its snapshot.
+        assert_eq!((report.blobs, report.snapshots), (2, 1));
     }
 
     #[test]

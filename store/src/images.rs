@@ -1,14 +1,10 @@
 //! Images: names → manifests → config and layers; making layers; unpacking them.
 
-use std::path::Path;
-
-use flate2::write::GzEncoder;
-
 use crate::error::{Error, Result};
-use crate::layer::{self, LayerOptions};
+use crate::layer;
 use crate::meta::{self, ImageRecord};
 use crate::oci::{self, Descriptor, ImageConfiguration, Manifest};
-use crate::{Digest, HashingWriter, ImageName, SnapshotName, Store};
+use crate::{Digest, ImageName, SnapshotName, Store};
 
 /// An image read from the store: its manifest and config, both verified.
 #[derive(Debug, Clone)]
@@ -39,16 +35,6 @@ impl Image {
     pub fn size(&self) -> u64 {
         self.manifest.layers.iter().map(|l| l.size).sum()
     }
-}
-
-/// A layer blob made by [`Store::create_layer`].
-#[derive(Debug, Clone)]
-pub struct NewLayer {
-    pub descriptor: Descriptor,
-    /// sha256 of the uncompressed tar.
-    pub diff_id: Digest,
-    /// Whether the tar holds no entries at all.
-    pub empty: bool,
 }
 
 impl Store {
@@ -152,26 +138,6 @@ impl Store {
         ))
     }
 
-    /// Makes a gzip-compressed layer blob from the overlay upper dir `upper`.
-    pub fn create_layer(&self, upper: &Path, opts: LayerOptions) -> Result<NewLayer> {
-        let ingest = self.ingest()?;
-        // Layer tar → diff id hasher → gzip → blob hasher (inside ingest) → file.
-        let gzip = GzEncoder::new(ingest, flate2::Compression::new(6));
-        let hashing = layer::write_layer(upper, HashingWriter::new(gzip), opts)
-            .map_err(Error::io("write layer from", upper))?;
-        let (gzip, diff_id, size) = hashing.finish();
-        let ingest = gzip
-            .finish()
-            .map_err(Error::io("compress layer from", upper))?;
-        let (digest, compressed_size) = ingest.commit(None)?;
-        Ok(NewLayer {
-            descriptor: Descriptor::new(oci::MEDIA_TYPE_LAYER_GZIP, digest, compressed_size),
-            diff_id,
-            // An empty tar is just the two 512-byte end-of-archive blocks.
-            empty: size <= 1024,
-        })
-    }
-
     /// Makes sure every layer of `image` is unpacked as a snapshot; returns the top one.
     pub fn unpack(&self, image: &Image) -> Result<Option<SnapshotName>> {
         let chain = image.chain();
@@ -191,7 +157,7 @@ impl Store {
                     });
                 }
                 let active = self.prepare(parent.as_ref())?;
-                let blob = self.open_blob(&descriptor.digest, Some(descriptor.size))?;
+                let blob = self.open_content(&descriptor.digest, Some(descriptor.size))?;
                 let unpacked = match layer::unpack_layer(blob, &active.upper, &descriptor.digest) {
                     Ok(unpacked) => unpacked,
                     Err(err) => {

@@ -14,6 +14,7 @@
 
 mod archive;
 mod blobs;
+mod built;
 mod digest;
 mod error;
 pub mod gc;
@@ -34,10 +35,11 @@ use std::sync::Arc;
 
 pub use archive::{ArchiveFormat, LoadedImage, host_architecture};
 pub use blobs::Ingest;
+pub use built::NewLayer;
 pub use digest::{Digest, Hasher, HashingWriter, InvalidDigest, VerifyingReader};
 pub use error::{Error, Result};
 pub use gc::{GcOptions, GcReport};
-pub use images::{Image, NewLayer};
+pub use images::Image;
 pub use meta::{ImageRecord, SnapshotRecord};
 pub use reference::ImageName;
 pub use snapshots::{ActiveSnapshot, SnapshotKey, SnapshotName};

@@ -43,6 +43,10 @@ pub struct SnapshotRecord {
     /// Disk usage of the directory in bytes (allocated blocks), measured at commit.
     #[serde(default)]
     pub size: u64,
+    /// Set when rbuild made this layer (a build step): its tar is not kept as a blob but
+    /// written again from the directory, with these options, whenever it is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built: Option<crate::layer::LayerOptions>,
 }
 
 /// An active snapshot: who is writing it.

@@ -128,10 +128,30 @@ impl Store {
         })
     }
 
-    /// Commits `active`, whose upper dir holds the diff `diff_id`. When the store already
-    /// has the same chain (another build was first), `active` is discarded and the
-    /// existing snapshot is used.
+    /// Commits `active`, whose upper dir holds the diff `diff_id` of a layer unpacked from a
+    /// blob. When the store already has the same chain (another build was first), `active`
+    /// is discarded and the existing snapshot is used.
     pub fn commit(&self, active: ActiveSnapshot, diff_id: &Digest) -> Result<SnapshotName> {
+        self.commit_snapshot(active, diff_id, None)
+    }
+
+    /// Commits `active` as the layer `layer` that [`Store::create_layer`] measured from its
+    /// upper dir: the directory is the layer's only copy, its tar is written again from it
+    /// whenever the layer is read.
+    pub fn commit_layer(
+        &self,
+        active: ActiveSnapshot,
+        layer: &crate::NewLayer,
+    ) -> Result<SnapshotName> {
+        self.commit_snapshot(active, &layer.diff_id, Some(layer.options))
+    }
+
+    fn commit_snapshot(
+        &self,
+        active: ActiveSnapshot,
+        diff_id: &Digest,
+        built: Option<crate::layer::LayerOptions>,
+    ) -> Result<SnapshotName> {
         let name = SnapshotName::chain(active.parent.as_ref(), diff_id);
         if self.snapshot(&name)?.is_some() {
             self.discard(active)?;
@@ -149,6 +169,7 @@ impl Store {
             parent: active.parent.as_ref().map(|p| p.0.clone()),
             diff_id: diff_id.clone(),
             size: crate::gc::disk_usage(&active.upper),
+            built,
         };
         let _lock = self.write_lock()?;
         let stored = self.inner.meta.commit_snapshot(&name.0, &record)?;

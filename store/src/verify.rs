@@ -22,8 +22,11 @@ pub struct VerifyReport {
     pub missing: BTreeMap<Digest, BTreeSet<ImageName>>,
     /// Images that cannot be used: a needed blob is missing, corrupt or unreadable.
     pub broken_images: BTreeSet<ImageName>,
-    /// Snapshots whose directory or parent is gone.
+    /// Snapshots whose directory or parent is gone, or whose built layer no longer matches
+    /// its digest.
     pub broken_snapshots: BTreeSet<Digest>,
+    /// Layers rbuild built, written again from their snapshots and rehashed.
+    pub built_layers: usize,
 }
 
 impl VerifyReport {
@@ -59,6 +62,7 @@ impl Store {
             }
         }
 
+        let mut verified_layers = BTreeSet::new();
         for image in self.images()? {
             let mut needed = vec![image.manifest.clone()];
             match self.read_json::<Manifest>("manifest", &image.manifest) {
@@ -79,7 +83,29 @@ impl Store {
             for digest in needed {
                 if report.corrupt.contains(&digest) {
                     report.broken_images.insert(image.name.clone());
-                } else if !self.has_blob(&digest) {
+                } else if self.has_blob(&digest) || verified_layers.contains(&digest) {
+                    continue;
+                } else if let Some((snapshot, _)) = self.built_layer(&digest)? {
+                    // A layer kept only as its snapshot: write it again and rehash it.
+                    let mut reader = self.open_content(&digest, None)?;
+                    match io::copy(&mut reader, &mut io::sink()) {
+                        Ok(_) => {
+                            report.built_layers += 1;
+                            verified_layers.insert(digest);
+                        }
+                        Err(err) if err.kind() == io::ErrorKind::InvalidData => {
+                            report.corrupt.insert(digest);
+                            report.broken_images.insert(image.name.clone());
+                            report.broken_snapshots.insert(snapshot);
+                        }
+                        Err(err) => {
+                            return Err(Error::io(
+                                "read the snapshot of layer",
+                                digest.to_string(),
+                            )(err));
+                        }
+                    }
+                } else {
                     report.broken_images.insert(image.name.clone());
                     report
                         .missing
@@ -170,7 +196,7 @@ mod tests {
         let layer = store
             .create_layer(&active.upper, LayerOptions::default())
             .unwrap();
-        let snapshot = store.commit(active, &layer.diff_id).unwrap();
+        let snapshot = store.commit_layer(active, &layer).unwrap();
         let config = ImageConfiguration {
             created: None,
             author: None,
@@ -186,19 +212,25 @@ mod tests {
             .unwrap();
         let name: ImageName = "app:1".parse().unwrap();
         store.tag(&name, &manifest.digest).unwrap();
-        assert!(store.verify().unwrap().is_clean());
+        let report = store.verify().unwrap();
+        assert!(report.is_clean());
+        assert_eq!(
+            report.built_layers, 1,
+            "the built layer is written again and rehashed"
+        );
 
-        // Corrupt the layer blob and remove the snapshot's directory.
-        let path = store.blob_path(&layer.descriptor.digest);
+        // Corrupt the config blob and the layer's only copy, its snapshot.
+        let config = manifest_config(&store, &manifest.digest);
+        let path = store.blob_path(&config);
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        fs::write(&path, "not a layer").unwrap();
-        fs::remove_dir_all(store.lowers(&snapshot).unwrap()[0].parent().unwrap()).unwrap();
+        fs::write(&path, "not a config").unwrap();
+        fs::write(store.lowers(&snapshot).unwrap()[0].join("f"), "changed").unwrap();
 
         let report = store.verify().unwrap();
         assert!(!report.is_clean());
         assert_eq!(
             report.corrupt,
-            BTreeSet::from([layer.descriptor.digest.clone()])
+            BTreeSet::from([config, layer.diff_id.clone()])
         );
         assert_eq!(report.broken_images, BTreeSet::from([name.clone()]));
         assert_eq!(
@@ -209,6 +241,14 @@ mod tests {
         store.repair(&report).unwrap();
         assert!(store.verify().unwrap().is_clean());
         assert!(store.image_record(&name).unwrap().is_none());
-        assert!(!store.has_blob(&layer.descriptor.digest));
+        assert!(!store.has_content(&layer.diff_id).unwrap());
+    }
+
+    fn manifest_config(store: &Store, manifest: &Digest) -> Digest {
+        store
+            .read_json::<Manifest>("manifest", manifest)
+            .unwrap()
+            .config
+            .digest
     }
 }

@@ -89,10 +89,13 @@ fn rmi_and_prune_give_space_back_and_keep_what_is_used() {
     let after = json(&env.rbuild(&["du", "--format", "json"]))["Blobs"]["Count"]
         .as_u64()
         .unwrap();
+    assert_eq!(after, before - 2, "one:1's config and manifest are gone");
+    let snapshots = json(&env.rbuild(&["du", "--format", "json"]))["Snapshots"]["Count"]
+        .as_u64()
+        .unwrap();
     assert_eq!(
-        after,
-        before - 3,
-        "one:1's config, manifest and layer are gone"
+        snapshots, 2,
+        "busybox's and two:1's; one:1's layer is gone with it"
     );
     let out = env.rbuild(&["run", "two:1", "cat", "/two.txt"]);
     assert_eq!(stdout(&out), "second\n");
@@ -116,37 +119,56 @@ fn verify_names_corrupt_blobs_and_repair_lets_builds_recreate_them() {
     assert_success(&out);
     assert!(stdout(&out).contains("no problems found"));
 
+    // Corrupt one:1's config blob, and two:1's own layer, which is kept only as its
+    // snapshot directory.
     let manifest = json(&env.rbuild(&["inspect", "--manifest", "one:1"]));
-    let layer = manifest["layers"][1]["digest"]
+    let config = manifest["config"]["digest"]
         .as_str()
         .unwrap()
         .trim_start_matches("sha256:")
         .to_owned();
-    let path = env.root().join("blobs/sha256").join(&layer);
+    let path = env.root().join("blobs/sha256").join(&config);
     let mut perms = fs::metadata(&path).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
     fs::set_permissions(&path, perms).unwrap();
     fs::write(&path, "bit rot").unwrap();
+    let two_layer = json(&env.rbuild(&["inspect", "--manifest", "two:1"]))["layers"][1]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let snapshot_file = fs::read_dir(env.root().join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("fs/two.txt"))
+        .find(|p| p.is_file())
+        .expect("two:1's snapshot");
+    fs::write(&snapshot_file, "changed behind rbuild's back\n").unwrap();
 
     let out = env.rbuild(&["store", "verify"]);
     assert_failure(&out);
+    let report = stdout(&out);
     assert!(
-        stdout(&out).contains(&format!("corrupt blob sha256:{layer}")),
-        "{}",
-        stdout(&out)
+        report.contains(&format!("corrupt blob sha256:{config}")),
+        "{report}"
     );
     assert!(
-        stdout(&out).contains("broken image one:1"),
-        "{}",
-        stdout(&out)
+        report.contains(&format!("corrupt blob {two_layer}")),
+        "{report}"
     );
+    assert!(
+        report.contains("broken image one:1") && report.contains("broken image two:1"),
+        "{report}"
+    );
+    assert!(!report.contains("broken image busybox"), "{report}");
     let out = env.rbuild(&["save", "one:1", "-o", env.path("one.tar").to_str().unwrap()]);
     assert_failure(&out);
     assert!(
-        stderr(&out).contains(&layer),
+        stderr(&out).contains(&config),
         "save refuses corrupt content: {}",
         stderr(&out)
     );
+    let out = env.rbuild(&["save", "two:1", "-o", env.path("two.tar").to_str().unwrap()]);
+    assert_failure(&out);
+    assert!(!env.path("two.tar").exists(), "no partial archive is left");
 
     assert_success(&env.rbuild(&["store", "verify", "--repair"]));
     assert_success(&env.rbuild(&["store", "verify"]));

@@ -18,7 +18,7 @@ use std::path::Path;
 use tar::{EntryType, Header};
 
 /// Options for [`write_layer`].
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LayerOptions {
     /// `SOURCE_DATE_EPOCH`: mtimes later than this are written as this.
     pub clamp_mtime: Option<u64>,
