@@ -457,3 +457,48 @@ fn a_full_disk_is_a_clear_error_and_leaves_the_store_consistent() {
         "still works\n"
     );
 }
+
+/// Images with hostile layers load (their blobs are sound) but never unpack outside the
+/// snapshot: each use is a clear error and nothing appears outside the store.
+#[test]
+fn hostile_layers_are_refused_when_used_and_nothing_escapes() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let outside = env.path("outside");
+    fs::create_dir(&outside).unwrap();
+    let target = outside.display().to_string();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "dotdot",
+            raw_tar(&[("../../../../escape", tar::EntryType::Regular, "", b"x")]),
+            "leaves the layer root",
+        ),
+        (
+            "symlink-then-write",
+            raw_tar(&[
+                ("link", tar::EntryType::Symlink, &target, b""),
+                ("link/escape", tar::EntryType::Regular, "", b"x"),
+            ]),
+            "not a directory",
+        ),
+        (
+            "hardlink-out",
+            raw_tar(&[("h", tar::EntryType::Link, "../../../../etc/passwd", b"")]),
+            "leaves the layer root",
+        ),
+    ];
+    for (name, layer, expected) in cases {
+        let tar = env.path(&format!("{name}.tar"));
+        write_image(&tar, &format!("hostile/{name}:1"), &[layer]);
+        assert_success(&env.rbuild(&["load", "-i", tar.to_str().unwrap()]));
+        let out = env.rbuild(&["run", &format!("hostile/{name}:1"), "true"]);
+        assert_failure(&out);
+        assert!(stderr(&out).contains(expected), "{name}: {}", stderr(&out));
+        assert!(
+            fs::read_dir(&outside).unwrap().next().is_none(),
+            "{name}: nothing outside"
+        );
+        assert!(!std::path::Path::new("/escape").exists());
+    }
+    assert_success(&env.rbuild(&["store", "verify"]));
+}

@@ -218,11 +218,21 @@ pub fn write_busybox_image(out: &Path) {
         layer.append_data(&mut h, path, content.as_bytes()).unwrap();
     }
     let layer = layer.into_inner().unwrap();
-    let diff_id = digest(&layer);
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&layer).unwrap();
-    let layer_gz = gz.finish().unwrap();
+    write_image(out, "busybox:latest", &[layer]);
+}
 
+/// Writes an OCI image layout tar named `name` whose layers are the given (uncompressed)
+/// tars, gzip-compressed, with a busybox-like config.
+pub fn write_image(out: &Path, name: &str, layers: &[Vec<u8>]) {
+    let diff_ids: Vec<String> = layers.iter().map(|l| digest(l)).collect();
+    let compressed: Vec<Vec<u8>> = layers
+        .iter()
+        .map(|layer| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(layer).unwrap();
+            gz.finish().unwrap()
+        })
+        .collect();
     let config = serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
@@ -231,15 +241,15 @@ pub fn write_busybox_image(out: &Path) {
             "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
             "Cmd": ["sh"],
         },
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created": "2024-01-01T00:00:00Z", "created_by": "busybox-static from Debian, by rbuild's tests"}],
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": layers.iter().map(|_| serde_json::json!({"created": "2024-01-01T00:00:00Z", "created_by": "made by rbuild's tests"})).collect::<Vec<_>>(),
     });
     let config = serde_json::to_vec(&config).unwrap();
     let manifest = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(&config), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(&layer_gz), "size": layer_gz.len()}],
+        "layers": compressed.iter().map(|l| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(l), "size": l.len()})).collect::<Vec<_>>(),
     }))
     .unwrap();
     let index = serde_json::to_vec(&serde_json::json!({
@@ -248,13 +258,13 @@ pub fn write_busybox_image(out: &Path) {
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "digest": digest(&manifest),
             "size": manifest.len(),
-            "annotations": {"org.opencontainers.image.ref.name": "busybox:latest"},
+            "annotations": {"org.opencontainers.image.ref.name": name},
         }],
     }))
     .unwrap();
 
     let mut blobs = BTreeMap::new();
-    for blob in [&config, &manifest, &layer_gz] {
+    for blob in [&config, &manifest].into_iter().chain(&compressed) {
         blobs.insert(
             digest(blob).trim_start_matches("sha256:").to_owned(),
             blob.clone(),
@@ -271,6 +281,24 @@ pub fn write_busybox_image(out: &Path) {
         add(&format!("blobs/sha256/{hex}"), bytes);
     }
     archive.into_inner().unwrap().sync_all().unwrap();
+}
+
+/// A tar whose entries are written byte for byte, without the tar crate's path checks, for
+/// hostile archives: (path, type, link target, content).
+pub fn raw_tar(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (path, kind, link, data) in entries {
+        let mut h = header(*kind, 0o644, data.len() as u64);
+        h.as_old_mut().name = [0; 100];
+        h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    out
 }
 
 fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
