@@ -60,6 +60,7 @@ impl Progress for PlainProgress {
                 let _ = out.write_all(line);
                 writeln!(out)
             }
+            Event::StepCached { step } => writeln!(out, "#{step} CACHED"),
             Event::StepFinished { step, elapsed } => {
                 writeln!(out, "#{step} DONE {:.1}s", elapsed.as_secs_f64())
             }

@@ -32,6 +32,40 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok((value * multiplier as f64) as u64)
 }
 
+/// Durations as users write them: `90s`, `30m`, `24h`, `7d`, `1h30m` (seconds when bare).
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let invalid = || format!("invalid duration `{text}`: use e.g. `90s`, `30m`, `24h` or `7d`");
+    let mut total: i64 = 0;
+    let mut number = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(invalid()),
+        };
+        let value: i64 = number.parse().map_err(|_| invalid())?;
+        total = total
+            .checked_add(value.checked_mul(unit).ok_or_else(invalid)?)
+            .ok_or_else(invalid)?;
+        number.clear();
+    }
+    if !number.is_empty() {
+        total = total
+            .checked_add(number.parse().map_err(|_| invalid())?)
+            .ok_or_else(invalid)?;
+    }
+    if text.trim().is_empty() {
+        return Err(invalid());
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,5 +80,16 @@ mod tests {
         assert_eq!(parse_size("100MiB").unwrap(), 100 << 20);
         assert!(parse_size("lots").is_err());
         assert!(parse_size("5x").is_err());
+    }
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("90").unwrap(), 90);
+        assert_eq!(parse_duration("30m").unwrap(), 1800);
+        assert_eq!(parse_duration("1h30m").unwrap(), 5400);
+        assert_eq!(parse_duration("7d").unwrap(), 604_800);
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("3w").is_err());
     }
 }

@@ -12,6 +12,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt
 use std::path::{Path, PathBuf};
 
 use crate::glob;
+use crate::ignore::IgnoreMatcher;
 use crate::owner::Owner;
 use crate::resolve::{display_in_root, resolve_in_root};
 
@@ -56,6 +57,8 @@ pub(crate) struct CopyRequest<'a> {
     pub preserve_owner: bool,
     /// `--chmod`, parsed.
     pub mode: Option<u32>,
+    /// The context's ignore rules: excluded paths are as good as absent.
+    pub ignore: Option<&'a IgnoreMatcher>,
 }
 
 /// Parses `--chmod`: octal only for now.
@@ -68,6 +71,12 @@ pub(crate) fn parse_chmod(value: &str) -> Result<u32, CopyError> {
         })
 }
 
+impl CopyRequest<'_> {
+    fn is_excluded(&self, rel: &str) -> bool {
+        self.ignore.is_some_and(|ignore| ignore.is_excluded(rel))
+    }
+}
+
 pub(crate) fn copy(req: &CopyRequest<'_>) -> Result<(), CopyError> {
     if req.sources.is_empty() {
         return Err(CopyError::NoSources);
@@ -76,7 +85,8 @@ pub(crate) fn copy(req: &CopyRequest<'_>) -> Result<(), CopyError> {
     for source in req.sources {
         if glob::has_wildcards(source) {
             // A wildcard that matches nothing is fine as long as something else matched.
-            matched.extend(glob::expand(req.source_root, source)?);
+            let found = glob::expand(req.source_root, source)?;
+            matched.extend(found.into_iter().filter(|rel| !req.is_excluded(rel)));
         } else {
             matched.push(source.clone());
         }
@@ -103,6 +113,12 @@ pub(crate) fn copy(req: &CopyRequest<'_>) -> Result<(), CopyError> {
     };
     for source in &matched {
         let clean = source.trim_start_matches('/');
+        if req.is_excluded(clean) {
+            return Err(CopyError::NotFound {
+                path: source.clone(),
+                origin: req.origin.to_owned(),
+            });
+        }
         let host =
             resolve_in_root(req.source_root, clean, true).map_err(|e| copier.io_err(source, e))?;
         let meta = match fs::metadata(&host) {
@@ -211,6 +227,11 @@ impl Copier<'_> {
         names.sort();
         for name in names {
             let child = source.join(&name);
+            if let Ok(rel) = child.strip_prefix(self.req.source_root)
+                && self.req.is_excluded(&rel.to_string_lossy())
+            {
+                continue;
+            }
             let meta = fs::symlink_metadata(&child).map_err(|e| self.io_err(&child, e))?;
             self.copy_entry(&child, &target.join(&name), &meta)?;
         }

@@ -48,6 +48,8 @@ pub enum BuildError {
     Runtime(#[from] rbuild_runtime::Error),
     #[error("build task failed")]
     Join(#[from] tokio::task::JoinError),
+    #[error("the build was cancelled")]
+    Cancelled,
 }
 
 impl BuildError {

@@ -24,7 +24,7 @@ const MAX_LINE: usize = 64 * 1024;
 /// package installs work out of the box. `--network none` makes a step hermetic.
 pub const DEFAULT_NETWORK: Network = Network::Host;
 
-impl SolveContext<'_> {
+impl SolveContext {
     pub(crate) async fn exec(
         &self,
         op: &Op,
@@ -69,6 +69,10 @@ impl SolveContext<'_> {
             readonly_root: false,
         };
         let outcome = self.run_sandbox(&spec, step).await;
+        if self.cancel.is_cancelled() {
+            self.discard(active).await;
+            return Err(BuildError::Cancelled);
+        }
         let (outcome, tail) = match outcome {
             Ok(result) => result,
             Err(err) => {
@@ -116,11 +120,35 @@ impl SolveContext<'_> {
         let tail = Mutex::new(VecDeque::with_capacity(TAIL_LINES));
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
-        tokio::join!(
-            self.forward(stdout, Stream::Stdout, step, &tail),
-            self.forward(stderr, Stream::Stderr, step, &tail),
-        );
-        let outcome = child.wait().await?;
+        // Killing the helper ends the sandbox: its init dies with it (parent-death signal)
+        // and the whole PID namespace with the init; `wait` then cleans up.
+        let helper = child.id();
+        let kill = || {
+            if let Some(pid) = helper {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        };
+        let outcome = {
+            let run = async {
+                tokio::join!(
+                    self.forward(stdout, Stream::Stdout, step, &tail),
+                    self.forward(stderr, Stream::Stderr, step, &tail),
+                );
+                child.wait().await
+            };
+            tokio::pin!(run);
+            let outcome = tokio::select! {
+                outcome = &mut run => outcome?,
+                () = self.cancel.cancelled() => {
+                    kill();
+                    run.await?
+                }
+            };
+            outcome
+        };
         let tail = tail
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())

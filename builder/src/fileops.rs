@@ -15,7 +15,7 @@ use crate::exec::overlay;
 use crate::owner::{self, Owner};
 use crate::solve::{Layer, SolveContext, State};
 
-impl SolveContext<'_> {
+impl SolveContext {
     pub(crate) async fn copy(
         &self,
         op: &Op,
@@ -27,7 +27,8 @@ impl SolveContext<'_> {
         let store = self.builder.store.clone();
         let parent_top = parent.top.clone();
         let source_top = source.and_then(|s| s.top.clone());
-        let context = self.context.clone();
+        let context = self.context.root.clone();
+        let context_ignore = self.context.ignore.clone();
         let copy_op = copy_op.clone();
         let origin = origin.to_owned();
         let step_err = step_error(op);
@@ -95,6 +96,9 @@ impl SolveContext<'_> {
                         owner,
                         preserve_owner,
                         mode,
+                        // Only the context has an ignore file.
+                        ignore: matches!(copy_op.source, CopySource::Context)
+                            .then_some(&context_ignore),
                     })
                     .map_err(|e| step_err(e.into()))
                 })?

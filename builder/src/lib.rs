@@ -1,18 +1,23 @@
 //! rbuild's builder: solves a `BuildGraph` through the store (bytes, snapshots, images) and
 //! the runtime (RUN steps), and assembles the image.
 
+mod cache;
+mod context;
 mod copy;
 mod error;
 mod exec;
 mod fileops;
 mod glob;
+mod ignore;
 mod image;
 mod owner;
 mod progress;
 mod resolve;
 mod solve;
 
+pub use cache::CacheKey;
 pub use error::BuildError;
 pub use exec::DEFAULT_NETWORK;
+pub use ignore::IgnoreMatcher;
 pub use progress::{Event, Progress, Silent, Stream};
-pub use solve::{BuildOptions, BuildResult, Builder};
+pub use solve::{BuildOptions, BuildResult, Builder, Cancel};

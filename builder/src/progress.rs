@@ -28,6 +28,10 @@ pub enum Event<'a> {
         step: usize,
         elapsed: Duration,
     },
+    /// The step\'s result came from the cache.
+    StepCached {
+        step: usize,
+    },
     StepFailed {
         step: usize,
         elapsed: Duration,

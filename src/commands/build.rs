@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use miette::{IntoDiagnostic, Result, WrapErr};
-use rbuild_builder::{BuildOptions, Builder, Progress};
+use rbuild_builder::{BuildOptions, Builder, Cancel, Progress};
 use rbuild_runtime::Limits;
 
 use super::{key_value, network, open_runtime, open_store, parse_name};
@@ -51,6 +52,12 @@ pub struct BuildArgs {
     /// How to show progress
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
+    /// Run every step; reuse nothing from the build cache
+    #[arg(long = "no-cache")]
+    pub no_cache: bool,
+    /// Run every step of this stage, without the cache; may be repeated
+    #[arg(long = "no-cache-filter", value_name = "STAGE")]
+    pub no_cache_filter: Vec<String>,
     /// Write the image id (config digest) to this file
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
@@ -107,30 +114,54 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
             pids: args.pids_limit,
         },
         source_date_epoch,
+        ignore: read_ignore_file(&dockerfile_path, &args.context)?,
+        no_cache: args.no_cache,
+        no_cache_filter: args.no_cache_filter.clone(),
     };
     let store = open_store()?;
     let runtime = open_runtime(&store)?;
     let builder = Builder::new(store, runtime);
-    let plain;
-    let quiet;
-    let progress: &dyn Progress = match args.progress {
-        ProgressArg::Quiet => {
-            quiet = QuietProgress;
-            &quiet
-        }
-        ProgressArg::Auto | ProgressArg::Plain => {
-            plain = PlainProgress::new();
-            &plain
-        }
+    let progress: Arc<dyn Progress> = match args.progress {
+        ProgressArg::Quiet => Arc::new(QuietProgress),
+        ProgressArg::Auto | ProgressArg::Plain => Arc::new(PlainProgress::new()),
     };
-    let result = builder
-        .build(&opts, progress)
-        .await
-        .map_err(|err| build_error(err, &dockerfile_path, &dockerfile))?;
+    // Ctrl-C and SIGTERM cancel the build; it stops its sandboxes and cleans up first.
+    let cancel = Cancel::default();
+    let signals = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let terminated = async {
+                match terminate.as_mut() {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = terminated => {}
+            }
+            cancel.cancel();
+        }
+    });
+    let result = builder.build(opts, progress, cancel.clone()).await;
+    signals.abort();
+    let result = match result {
+        Ok(result) => result,
+        Err(rbuild_builder::BuildError::Cancelled) => {
+            eprintln!("build cancelled");
+            return Ok(ExitCode::from(130));
+        }
+        Err(err) => return Err(build_error(err, &dockerfile_path, &dockerfile)),
+    };
     if let Some(path) = &args.iidfile {
         write_iidfile(path, &result.config.to_string())?;
     }
     if args.progress != ProgressArg::Quiet {
+        eprintln!("{} step(s) cached, {} run", result.cached, result.executed);
         eprintln!("writing image {}", result.config);
         for tag in &result.tags {
             eprintln!("naming to {tag}");
@@ -138,6 +169,24 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
     }
     println!("{}", result.config);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The ignore file for a build: `<Dockerfile>.dockerignore` beside the Dockerfile when it
+/// exists, else `.dockerignore` at the context root.
+fn read_ignore_file(dockerfile: &Path, context: &Path) -> Result<Option<String>> {
+    let mut beside = dockerfile.as_os_str().to_owned();
+    beside.push(".dockerignore");
+    for path in [PathBuf::from(beside), context.join(".dockerignore")] {
+        match std::fs::read(&path) {
+            Ok(bytes) => return Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(miette::Report::from_err(err)
+                    .wrap_err(format!("cannot read {}", path.display())));
+            }
+        }
+    }
+    Ok(None)
 }
 
 fn write_iidfile(path: &Path, id: &str) -> Result<()> {

@@ -5,10 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use miette::{IntoDiagnostic, Result};
-use rbuild_store::GcOptions;
+use rbuild_store::{CachePrune, GcOptions};
 
 use super::images::{FormatArg, human_size};
 use super::open_store;
+use crate::size::{parse_duration, parse_size};
 
 #[derive(Debug, Args)]
 pub struct DuArgs {
@@ -22,6 +23,16 @@ pub struct DuArgs {
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
+    /// Remove all build cache, not only the steps no image uses
+    #[arg(short, long)]
+    pub all: bool,
+    /// Remove build cache, least recently used first, until the store takes at most this
+    /// much (e.g. `10g`)
+    #[arg(long = "keep-storage", value_name = "SIZE")]
+    pub keep_storage: Option<String>,
+    /// `until=DURATION`: only remove build cache unused for at least this long (e.g. `24h`)
+    #[arg(long, value_name = "FILTER")]
+    pub filter: Vec<String>,
     /// Only show what would be removed
     #[arg(long = "dry-run")]
     pub dry_run: bool,
@@ -138,10 +149,39 @@ pub fn du(args: DuArgs) -> Result<ExitCode> {
 }
 
 pub fn prune(args: PruneArgs) -> Result<ExitCode> {
+    let keep_storage = args
+        .keep_storage
+        .as_deref()
+        .map(parse_size)
+        .transpose()
+        .map_err(|e| miette::miette!("--keep-storage: {e}"))?;
+    let mut unused_for = None;
+    for filter in &args.filter {
+        match filter.split_once('=') {
+            Some(("until", duration)) => {
+                unused_for =
+                    Some(parse_duration(duration).map_err(|e| miette::miette!("--filter: {e}"))?);
+            }
+            _ => {
+                return Err(miette::miette!(
+                    help = "the supported filter is `until=DURATION`, e.g. `until=24h`",
+                    "unknown filter `{filter}`"
+                ));
+            }
+        }
+    }
+    let cache = match (args.all, keep_storage) {
+        (true, _) => CachePrune::All,
+        (false, Some(_)) => CachePrune::Keep,
+        (false, None) => CachePrune::Dangling,
+    };
     let store = open_store()?;
     let report = store
         .gc(&GcOptions {
             dry_run: args.dry_run,
+            cache,
+            unused_for,
+            keep_storage,
         })
         .into_diagnostic()?;
     let verb = if args.dry_run {
@@ -150,7 +190,8 @@ pub fn prune(args: PruneArgs) -> Result<ExitCode> {
         "removed"
     };
     println!(
-        "{verb} {} blob(s) and {} snapshot(s): {}",
+        "{verb} {} cache record(s), {} blob(s) and {} snapshot(s): {}",
+        report.cache_records,
         report.blobs,
         report.snapshots,
         human_size(report.bytes)

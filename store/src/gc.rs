@@ -24,6 +24,7 @@ use std::path::Path;
 
 use rustix::fs::FlockOperation;
 
+use crate::CacheRecord;
 use crate::blobs::owner_of_name;
 use crate::error::{Error, Result};
 use crate::meta::{self, ActiveRecord, LeaseRecord, SnapshotRecord};
@@ -31,11 +32,30 @@ use crate::oci::{ImageConfiguration, Manifest};
 use crate::owner::Owner;
 use crate::{Digest, SnapshotName, Store};
 
-/// What [`Store::gc`] may remove.
+/// What [`Store::gc`] may remove. Blobs and snapshots nothing roots always go; build
+/// cache records are roots unless these options pick them.
 #[derive(Debug, Clone, Default)]
 pub struct GcOptions {
     /// Report what would be removed without removing it.
     pub dry_run: bool,
+    pub cache: CachePrune,
+    /// Only cache records unused for at least this many seconds may go.
+    pub unused_for: Option<i64>,
+    /// Drop further cache records, least recently used first, until the store takes at
+    /// most this many bytes (or no record is left to drop).
+    pub keep_storage: Option<u64>,
+}
+
+/// Which build cache records a GC drops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CachePrune {
+    /// None (as for `rbuild rmi`).
+    #[default]
+    Keep,
+    /// Those whose snapshot no named image uses: intermediate steps, other stages.
+    Dangling,
+    /// All of them.
+    All,
 }
 
 /// What a GC removed (or would remove).
@@ -43,8 +63,14 @@ pub struct GcOptions {
 pub struct GcReport {
     pub blobs: usize,
     pub snapshots: usize,
+    pub cache_records: usize,
     /// Disk space given back, in bytes.
     pub bytes: u64,
+}
+
+struct Roots {
+    blobs: HashSet<Digest>,
+    snapshots: HashSet<Digest>,
 }
 
 /// A held lock on `gc.lock`; released on drop.
@@ -163,41 +189,111 @@ impl Store {
         Ok(())
     }
 
-    /// Mark and sweep: removes every blob and snapshot no root reaches.
+    /// Mark and sweep: removes every blob and snapshot no root reaches, after dropping the
+    /// cache records `opts` selects.
     pub fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
         let _lock = self.lock(FlockOperation::LockExclusive)?;
         self.cleanup()?;
-        let mut blobs: HashSet<Digest> = HashSet::new();
-        let mut snapshots: HashSet<Digest> = HashSet::new();
+        let now = crate::time::now_unix();
+        let mut roots = Roots {
+            blobs: HashSet::new(),
+            snapshots: HashSet::new(),
+        };
         let mut manifests: Vec<Digest> = self
             .images()?
             .into_iter()
             .map(|image| image.manifest)
             .collect();
         for (_, lease) in self.inner.meta.list::<LeaseRecord>(meta::LEASES)? {
-            blobs.extend(lease.blobs);
+            roots.blobs.extend(lease.blobs);
             manifests.extend(lease.manifests);
             for snapshot in lease.snapshots {
-                self.mark_snapshot_chain(&snapshot, &mut snapshots)?;
+                self.mark_snapshot_chain(&snapshot, &mut roots.snapshots)?;
             }
         }
         for manifest in manifests {
-            self.mark_image(&manifest, &mut blobs, &mut snapshots)?;
+            self.mark_image(&manifest, &mut roots.blobs, &mut roots.snapshots)?;
         }
 
+        // Which cache records go: those the policy picks among the ones unused long enough;
+        // then, with a storage bound, the least recently used of the rest until it is met.
+        let mut records = self.cache_records()?;
+        records.sort_by_key(|(_, record)| record.last_used);
+        let selectable = |record: &CacheRecord| {
+            opts.unused_for
+                .is_none_or(|age| now - record.last_used >= age)
+        };
+        let mut dropped: HashSet<String> = HashSet::new();
+        for (key, record) in &records {
+            let picked = match opts.cache {
+                CachePrune::Keep => false,
+                CachePrune::All => true,
+                CachePrune::Dangling => record
+                    .snapshot
+                    .as_ref()
+                    .is_none_or(|s| !roots.snapshots.contains(s)),
+            };
+            if picked && selectable(record) {
+                dropped.insert(key.clone());
+            }
+        }
+        let mut marked = self.mark_cache(&records, &dropped, &roots)?;
+        if let Some(bound) = opts.keep_storage {
+            let total = disk_usage(self.root());
+            for (key, record) in &records {
+                if total.saturating_sub(self.sweep(&marked, true)?.bytes) <= bound {
+                    break;
+                }
+                if dropped.contains(key) || !selectable(record) {
+                    continue;
+                }
+                dropped.insert(key.clone());
+                marked = self.mark_cache(&records, &dropped, &roots)?;
+            }
+        }
+        let mut report = self.sweep(&marked, opts.dry_run)?;
+        report.cache_records = dropped.len();
+        if !opts.dry_run {
+            for key in &dropped {
+                self.cache_remove(key)?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// The roots plus the snapshot chains of the cache records that stay.
+    fn mark_cache(
+        &self,
+        records: &[(String, CacheRecord)],
+        dropped: &HashSet<String>,
+        roots: &Roots,
+    ) -> Result<Roots> {
+        let mut marked = Roots {
+            blobs: roots.blobs.clone(),
+            snapshots: roots.snapshots.clone(),
+        };
+        for (key, record) in records {
+            if let (false, Some(snapshot)) = (dropped.contains(key), &record.snapshot) {
+                self.mark_snapshot_chain(snapshot, &mut marked.snapshots)?;
+            }
+        }
+        Ok(marked)
+    }
+
+    fn sweep(&self, marked: &Roots, dry_run: bool) -> Result<GcReport> {
         let mut report = GcReport::default();
         let blob_dir = self.root().join("blobs/sha256");
         for name in read_dir_names(&blob_dir)? {
             let Ok(digest) = Digest::from_hex(&name) else {
                 continue;
             };
-            if blobs.contains(&digest) {
+            if marked.blobs.contains(&digest) {
                 continue;
             }
             let path = blob_dir.join(&name);
             report.blobs += 1;
             report.bytes += fs::symlink_metadata(&path).map_or(0, |m| m.blocks() * 512);
-            if !opts.dry_run {
+            if !dry_run {
                 fs::remove_file(&path).map_err(Error::io("remove", &path))?;
             }
         }
@@ -205,12 +301,12 @@ impl Store {
             let Ok(digest) = key.parse::<Digest>() else {
                 continue;
             };
-            if snapshots.contains(&digest) {
+            if marked.snapshots.contains(&digest) {
                 continue;
             }
             report.snapshots += 1;
             report.bytes += record.size;
-            if !opts.dry_run {
+            if !dry_run {
                 // Record first: a crash before the directory goes leaves an orphan directory,
                 // which cleanup removes; never a record without its directory.
                 self.inner.meta.remove(meta::SNAPSHOTS, &key)?;
@@ -357,7 +453,12 @@ mod tests {
             (manifest.digest, garbage)
         };
         let store = Store::open(dir.path()).unwrap();
-        let dry = store.gc(&GcOptions { dry_run: true }).unwrap();
+        let dry = store
+            .gc(&GcOptions {
+                dry_run: true,
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!((dry.blobs, dry.snapshots), (1, 1));
         assert!(store.has_blob(&garbage));
         let report = store.gc(&GcOptions::default()).unwrap();

@@ -22,6 +22,10 @@ pub(crate) const SNAPSHOTS: Table = TableDefinition::new("snapshots");
 /// Snapshot dir number → the process writing it.
 pub(crate) const ACTIVE: Table = TableDefinition::new("active");
 pub(crate) const LEASES: Table = TableDefinition::new("leases");
+/// Build cache records, keyed by the builder's cache key.
+pub(crate) const CACHE: Table = TableDefinition::new("cache");
+/// Small documents other crates keep in the store (e.g. context file hashes), by name.
+pub(crate) const STATE: Table = TableDefinition::new("state");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
 /// What a name points to.
@@ -89,7 +93,7 @@ impl Meta {
         };
         // Tables must exist before a read transaction can open them.
         meta.write(|tx| {
-            for table in [IMAGES, SNAPSHOTS, ACTIVE, LEASES] {
+            for table in [IMAGES, SNAPSHOTS, ACTIVE, LEASES, CACHE, STATE] {
                 tx.tx.open_table(table)?;
             }
             tx.tx.open_table(COUNTERS)?;

@@ -34,6 +34,11 @@ impl SnapshotName {
     pub fn digest(&self) -> &Digest {
         &self.0
     }
+
+    /// The snapshot whose chain id is `digest`.
+    pub fn from_digest(digest: Digest) -> SnapshotName {
+        SnapshotName(digest)
+    }
 }
 
 impl fmt::Display for SnapshotName {

@@ -108,7 +108,13 @@ impl Store {
                 .sum();
             usage.images.push(ImageUsage { name, size, shared });
         }
-        usage.reclaimable = self.gc(&GcOptions { dry_run: true })?.bytes;
+        usage.reclaimable = self
+            .gc(&GcOptions {
+                dry_run: true,
+                cache: crate::gc::CachePrune::Dangling,
+                ..Default::default()
+            })?
+            .bytes;
         Ok(usage)
     }
 }

@@ -90,22 +90,43 @@ fn rmi_and_prune_give_space_back_and_keep_what_is_used() {
         .as_u64()
         .unwrap();
     assert_eq!(after, before - 2, "one:1's config and manifest are gone");
-    let snapshots = json(&env.rbuild(&["du", "--format", "json"]))["Snapshots"]["Count"]
-        .as_u64()
-        .unwrap();
-    assert_eq!(
-        snapshots, 2,
-        "busybox's and two:1's; one:1's layer is gone with it"
-    );
-    let out = env.rbuild(&["run", "two:1", "cat", "/two.txt"]);
-    assert_eq!(stdout(&out), "second\n");
+    let snapshots = |env: &TestEnv| {
+        json(&env.rbuild(&["du", "--format", "json"]))["Snapshots"]["Count"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(snapshots(&env), 3, "one:1's step stays in the build cache");
+    let out = env.build(&env.path("one"), "one:1");
+    assert!(stderr(&out).contains("CACHED"), "{}", stderr(&out));
+    assert_success(&env.rbuild(&["rmi", "one:1"]));
+
+    // prune drops cache no image uses: one:1's step; two:1 and busybox stay.
     let out = env.rbuild(&["prune"]);
     assert_success(&out);
     assert!(
-        stdout(&out).starts_with("removed 0 blob(s)"),
+        stdout(&out).starts_with("removed 1 cache record(s), 0 blob(s) and 1 snapshot(s)"),
         "{}",
         stdout(&out)
     );
+    assert_eq!(snapshots(&env), 2);
+    let out = env.rbuild(&["run", "two:1", "cat", "/two.txt"]);
+    assert_eq!(stdout(&out), "second\n");
+    let out = env.build(&env.path("two"), "two:1");
+    assert!(
+        stderr(&out).contains("CACHED"),
+        "two:1's cache stays: {}",
+        stderr(&out)
+    );
+    // --all drops it too; the image itself stays. (The rebuild gave two:1 a new config
+    // and manifest, so the old ones go as well.)
+    let out = env.rbuild(&["prune", "--all"]);
+    assert!(
+        stdout(&out).starts_with("removed 1 cache record(s), 2 blob(s) and 0 snapshot(s)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = env.build(&env.path("two"), "two:1");
+    assert!(!stderr(&out).contains("CACHED"), "{}", stderr(&out));
     let out = env.rbuild(&["rmi", "nothere"]);
     assert_failure(&out);
 }
