@@ -52,6 +52,8 @@ pub enum Command {
     Prune(store::PruneArgs),
     /// Check the store's integrity
     Store(store::StoreArgs),
+    /// Show the full log of the last build
+    Logs(store::LogsArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -127,10 +127,13 @@ impl Context {
             for name in names {
                 let child = host.join(&name);
                 let rel = self.relative(&child);
-                if self.ignore.is_excluded(&rel) {
+                let child_meta = fs::symlink_metadata(&child)?;
+                // An excluded directory still counts for what `!` patterns re-include in it.
+                if self.ignore.is_excluded(&rel)
+                    && !(child_meta.is_dir() && self.ignore.has_exceptions())
+                {
                     continue;
                 }
-                let child_meta = fs::symlink_metadata(&child)?;
                 key.part("child").part(&name.to_string_lossy());
                 self.entry(key, &child, &child_meta, false)?;
             }

@@ -227,13 +227,23 @@ impl Copier<'_> {
         names.sort();
         for name in names {
             let child = source.join(&name);
-            if let Ok(rel) = child.strip_prefix(self.req.source_root)
-                && self.req.is_excluded(&rel.to_string_lossy())
-            {
-                continue;
-            }
             let meta = fs::symlink_metadata(&child).map_err(|e| self.io_err(&child, e))?;
-            self.copy_entry(&child, &target.join(&name), &meta)?;
+            let excluded = child
+                .strip_prefix(self.req.source_root)
+                .is_ok_and(|rel| self.req.is_excluded(&rel.to_string_lossy()));
+            if !excluded {
+                self.copy_entry(&child, &target.join(&name), &meta)?;
+            } else if meta.is_dir() && self.req.ignore.is_some_and(|i| i.has_exceptions()) {
+                // An excluded directory may still hold files a `!` pattern re-includes: copy
+                // those, and keep the directory only if one turned up.
+                let existed = target.join(&name).exists();
+                self.copy_entry(&child, &target.join(&name), &meta)?;
+                let created = target.join(&name);
+                if !existed && fs::read_dir(&created).is_ok_and(|mut d| d.next().is_none()) {
+                    fs::remove_dir(&created).map_err(|e| self.io_err(&created, e))?;
+                    self.dir_times.retain(|(dir, _, _)| dir != &created);
+                }
+            }
         }
         Ok(())
     }

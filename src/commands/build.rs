@@ -1,6 +1,7 @@
 //! `rbuild build`.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,16 +13,20 @@ use rbuild_runtime::Limits;
 
 use super::{key_value, network, open_runtime, open_store, parse_name};
 use crate::cli::NetworkArg;
-use crate::progress::{PlainProgress, QuietProgress};
+use crate::progress::{BuildLog, JsonProgress, PlainProgress, QuietProgress, Tee, TtyProgress};
 use crate::report::build_error;
 use crate::size::parse_size;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProgressArg {
-    /// Plain text when stderr is not a terminal (always plain, for now)
+    /// A live view on a terminal, plain text otherwise
     Auto,
-    /// Numbered steps, their output and timings, for logs
+    /// The live view
+    Tty,
+    /// Numbered steps, each step's output grouped, with timings: for logs and CI
     Plain,
+    /// One JSON object per event, on stderr
+    Json,
     /// Nothing but errors and the image id
     Quiet,
 }
@@ -120,11 +125,21 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
     };
     let store = open_store()?;
     let runtime = open_runtime(&store)?;
+    let builder_root = store.root().to_owned();
     let builder = Builder::new(store, runtime);
-    let progress: Arc<dyn Progress> = match args.progress {
+    let shown: Arc<dyn Progress> = match args.progress {
         ProgressArg::Quiet => Arc::new(QuietProgress),
+        ProgressArg::Json => Arc::new(JsonProgress::new()),
+        ProgressArg::Tty => Arc::new(TtyProgress::new()),
+        ProgressArg::Auto if std::io::stderr().is_terminal() => Arc::new(TtyProgress::new()),
         ProgressArg::Auto | ProgressArg::Plain => Arc::new(PlainProgress::new()),
     };
+    // The whole log, whatever is shown, for `rbuild logs`.
+    let mut renderers = vec![shown];
+    if let Ok(log) = BuildLog::create(builder_root.as_path()) {
+        renderers.push(Arc::new(log));
+    }
+    let progress: Arc<dyn Progress> = Arc::new(Tee(renderers));
     // Ctrl-C and SIGTERM cancel the build; it stops its sandboxes and cleans up first.
     let cancel = Cancel::default();
     let signals = tokio::spawn({

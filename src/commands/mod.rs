@@ -30,6 +30,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         (Some(Command::Du(args)), _) => store::du(args),
         (Some(Command::Prune(args)), _) => store::prune(args),
         (Some(Command::Store(args)), _) => store::store(args),
+        (Some(Command::Logs(args)), _) => store::logs(args),
         (None, None) => {
             use clap::CommandFactory;
             Cli::command().print_help().into_diagnostic()?;

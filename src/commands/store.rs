@@ -9,6 +9,7 @@ use rbuild_store::{CachePrune, GcOptions};
 
 use super::images::{FormatArg, human_size};
 use super::open_store;
+use crate::progress::{latest_log, list_logs};
 use crate::size::{parse_duration, parse_size};
 
 #[derive(Debug, Args)]
@@ -36,6 +37,15 @@ pub struct PruneArgs {
     /// Only show what would be removed
     #[arg(long = "dry-run")]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// List the kept build logs instead
+    #[arg(long)]
+    pub list: bool,
+    /// A log's name (or its start) from `--list`; the latest build by default
+    pub build: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +206,45 @@ pub fn prune(args: PruneArgs) -> Result<ExitCode> {
         report.snapshots,
         human_size(report.bytes)
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rbuild logs`: the full log of the last build (or of a given one).
+pub fn logs(args: LogsArgs) -> Result<ExitCode> {
+    let store = open_store()?;
+    let dir = store.root().join("logs");
+    let logs = list_logs(&dir);
+    if args.list {
+        for log in &logs {
+            println!(
+                "{}",
+                log.file_stem()
+                    .map(|s| s.to_string_lossy())
+                    .unwrap_or_default()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let log = match &args.build {
+        Some(name) => logs
+            .iter()
+            .rev()
+            .find(|log| {
+                log.file_name()
+                    .is_some_and(|f| f.to_string_lossy().starts_with(name.as_str()))
+            })
+            .cloned()
+            .ok_or_else(|| {
+                miette::miette!(
+                    help = "`rbuild logs --list` lists them",
+                    "no build log `{name}`"
+                )
+            })?,
+        None => latest_log(&dir)
+            .ok_or_else(|| miette::miette!("no build has run with this store yet"))?,
+    };
+    let text = std::fs::read(&log).into_diagnostic()?;
+    io::stdout().write_all(&text).into_diagnostic()?;
     Ok(ExitCode::SUCCESS)
 }
 

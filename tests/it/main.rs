@@ -5,6 +5,7 @@
 mod support;
 
 mod build;
+mod cache;
 mod errors;
 mod images;
 mod run;

@@ -1,0 +1,364 @@
+//! The build cache as a user sees it: which steps say CACHED, and what invalidates them.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+
+use crate::support::*;
+
+/// Builds `ctx` as `tag` and returns the descriptions of the steps that were CACHED and
+/// of those that ran, from the JSON progress events.
+fn build_steps(
+    env: &TestEnv,
+    ctx: &std::path::Path,
+    tag: &str,
+    extra: &[&str],
+) -> (Vec<String>, Vec<String>) {
+    let mut args = vec!["build", "--progress", "json", "-t", tag];
+    args.extend_from_slice(extra);
+    args.push(ctx.to_str().unwrap());
+    let out = env.rbuild(&args);
+    assert_success(&out);
+    let events: Vec<serde_json::Value> = stderr(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let description = |step: &serde_json::Value| -> String {
+        events
+            .iter()
+            .find(|e| e["event"] == "step_started" && e["step"] == *step)
+            .and_then(|e| e["description"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let of = |kind: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["event"] == kind)
+            .map(|e| description(&e["step"]))
+            .collect()
+    };
+    let ran = of("step_finished")
+        .into_iter()
+        .filter(|d| !d.starts_with("FROM"))
+        .collect();
+    (of("step_cached"), ran)
+}
+
+const DOCKERFILE: &str = "FROM busybox\n\
+    RUN echo base > /base.txt\n\
+    COPY app/ /app/\n\
+    ARG VERSION=1\n\
+    RUN echo no version here > /plain.txt\n\
+    RUN echo version $VERSION > /version.txt\n";
+
+fn project(env: &TestEnv) -> std::path::PathBuf {
+    env.context(
+        "project",
+        &[
+            ("Dockerfile", DOCKERFILE),
+            ("app/main.sh", "echo main\n"),
+            ("app/lib.sh", "echo lib\n"),
+        ],
+    )
+}
+
+#[test]
+fn a_warm_rebuild_is_all_cached_and_mtimes_do_not_count() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = project(&env);
+    let (cached, ran) = build_steps(&env, &ctx, "app:1", &[]);
+    assert!(cached.is_empty(), "{cached:?}");
+    assert_eq!(ran.len(), 4, "{ran:?}");
+    let (cached, ran) = build_steps(&env, &ctx, "app:2", &[]);
+    assert_eq!((cached.len(), ran.len()), (4, 0), "{cached:?} {ran:?}");
+
+    // Same content, new mtime: still cached.
+    let file = fs::File::options()
+        .write(true)
+        .open(ctx.join("app/main.sh"))
+        .unwrap();
+    file.set_modified(SystemTime::now() + Duration::from_secs(3600))
+        .unwrap();
+    drop(file);
+    let (cached, ran) = build_steps(&env, &ctx, "app:3", &[]);
+    assert_eq!((cached.len(), ran.len()), (4, 0), "mtime alone: {ran:?}");
+    assert_eq!(
+        stdout(&env.rbuild(&["run", "app:3", "cat", "/version.txt"])),
+        "version 1\n"
+    );
+}
+
+#[test]
+fn a_changed_file_invalidates_from_its_copy_on() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = project(&env);
+    build_steps(&env, &ctx, "app:1", &[]);
+    fs::write(ctx.join("app/lib.sh"), "echo lib v2\n").unwrap();
+    let (cached, ran) = build_steps(&env, &ctx, "app:2", &[]);
+    assert_eq!(cached, ["RUN echo base > /base.txt"]);
+    assert_eq!(ran.len(), 3, "{ran:?}");
+    assert_eq!(
+        stdout(&env.rbuild(&["run", "app:2", "cat", "/app/lib.sh"])),
+        "echo lib v2\n"
+    );
+}
+
+#[test]
+fn a_changed_build_arg_invalidates_only_from_its_declaration() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = project(&env);
+    build_steps(&env, &ctx, "app:1", &[]);
+    let (cached, ran) = build_steps(&env, &ctx, "app:2", &["--build-arg", "VERSION=2"]);
+    assert_eq!(
+        cached,
+        ["RUN echo base > /base.txt", "COPY app/ /app/"],
+        "{ran:?}"
+    );
+    assert_eq!(
+        ran.len(),
+        2,
+        "the RUNs after `ARG VERSION` see it in their environment"
+    );
+    assert_eq!(
+        stdout(&env.rbuild(&["run", "app:2", "cat", "/version.txt"])),
+        "version 2\n"
+    );
+}
+
+#[test]
+fn no_cache_and_no_cache_filter() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "stages",
+        &[(
+            "Dockerfile",
+            "FROM busybox AS deps\nRUN echo deps > /deps.txt\n\
+             FROM busybox AS final\nCOPY --from=deps /deps.txt /\nRUN cat /deps.txt\n",
+        )],
+    );
+    build_steps(&env, &ctx, "s:1", &[]);
+    let (cached, ran) = build_steps(&env, &ctx, "s:2", &["--no-cache"]);
+    assert_eq!((cached.len(), ran.len()), (0, 3), "{cached:?}");
+    let (cached, ran) = build_steps(&env, &ctx, "s:3", &["--no-cache-filter", "FINAL"]);
+    assert_eq!(cached, ["RUN echo deps > /deps.txt"]);
+    assert_eq!(ran.len(), 2, "{ran:?}");
+}
+
+#[test]
+fn dockerignore_hides_files_from_copy_and_from_the_cache_key() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "ignored",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY . /src/\nRUN ls -a /src | sort > /listing.txt\n",
+            ),
+            (".dockerignore", "*.log\nsecrets/\n!secrets/public.txt\n"),
+            ("main.sh", "echo hi\n"),
+            ("debug.log", "noise\n"),
+            ("secrets/key.pem", "private\n"),
+            ("secrets/public.txt", "public\n"),
+        ],
+    );
+    build_steps(&env, &ctx, "ig:1", &[]);
+    let out = env.rbuild(&[
+        "run",
+        "ig:1",
+        "sh",
+        "-c",
+        "cat /listing.txt; ls /src/secrets",
+    ]);
+    let listing = stdout(&out);
+    assert!(
+        listing.contains("main.sh") && listing.contains("Dockerfile"),
+        "{listing}"
+    );
+    assert!(
+        !listing.contains("debug.log") && !listing.contains("key.pem"),
+        "{listing}"
+    );
+    assert!(listing.contains("public.txt"), "`!` re-includes: {listing}");
+
+    fs::write(ctx.join("debug.log"), "more noise\n").unwrap();
+    let (cached, ran) = build_steps(&env, &ctx, "ig:2", &[]);
+    assert_eq!(
+        (cached.len(), ran.len()),
+        (2, 0),
+        "an ignored file does not invalidate: {ran:?}"
+    );
+
+    // `<Dockerfile>.dockerignore` beside the Dockerfile wins over the context's.
+    fs::write(ctx.join("Dockerfile.dockerignore"), "main.sh\n").unwrap();
+    build_steps(&env, &ctx, "ig:3", &[]);
+    let listing = stdout(&env.rbuild(&["run", "ig:3", "cat", "/listing.txt"]));
+    assert!(
+        !listing.contains("main.sh") && listing.contains("debug.log"),
+        "{listing}"
+    );
+}
+
+#[test]
+fn independent_stages_run_at_the_same_time() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "parallel",
+        &[(
+            "Dockerfile",
+            "FROM busybox AS a\nRUN sleep 1 && echo a > /a\n\
+             FROM busybox AS b\nRUN sleep 1 && echo b > /b\n\
+             FROM busybox\nCOPY --from=a /a /\nCOPY --from=b /b /\n",
+        )],
+    );
+    let out = env.rbuild(&[
+        "build",
+        "--progress",
+        "json",
+        "-t",
+        "par:1",
+        ctx.to_str().unwrap(),
+    ]);
+    assert_success(&out);
+    let events: Vec<serde_json::Value> = stderr(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let position = |kind: &str, what: &str| {
+        let step = events
+            .iter()
+            .find(|e| {
+                e["event"] == "step_started"
+                    && e["description"].as_str().is_some_and(|d| d.contains(what))
+            })
+            .map(|e| e["step"].clone())
+            .unwrap();
+        events
+            .iter()
+            .position(|e| e["event"] == kind && e["step"] == step)
+            .unwrap()
+    };
+    // Both RUNs started before either finished: they overlapped.
+    assert!(position("step_started", "echo b") < position("step_finished", "echo a"));
+    assert!(position("step_started", "echo a") < position("step_finished", "echo b"));
+    assert_eq!(
+        stdout(&env.rbuild(&["run", "par:1", "cat", "/a", "/b"])),
+        "a\nb\n"
+    );
+}
+
+#[test]
+fn sigterm_cancels_the_build_and_leaves_nothing_behind() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "cancel",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo started && sleep 300 && echo never\n",
+        )],
+    );
+    let mut child = env
+        .command()
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "cancel:1",
+            ctx.to_str().unwrap(),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    while !log.contains("started") {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "build ended early: {log}"
+        );
+        log.push_str(&line);
+    }
+    nix_kill(child.id(), libc::SIGTERM);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{log}");
+
+    let root = env.root();
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(root.to_str().unwrap()),
+        "no mounts left: {mounts}"
+    );
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    assert!(
+        !stdout(&ps).lines().any(|l| l.contains("sleep 300")),
+        "no processes left"
+    );
+    for dir in ["tmp", "sandboxes"] {
+        let left: Vec<_> = fs::read_dir(root.join(dir)).into_iter().flatten().collect();
+        assert!(left.is_empty(), "{dir}: {left:?}");
+    }
+    let cgroups = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("find /sys/fs/cgroup -mindepth 2 -maxdepth 3 -path '*rbuild*' -type d")
+        .output()
+        .unwrap();
+    assert!(
+        !stdout(&cgroups).lines().any(|l| l
+            .rsplit('/')
+            .next()
+            .is_some_and(|n| n.contains(&child.id().to_string()))),
+        "no cgroups left: {}",
+        stdout(&cgroups)
+    );
+    assert!(!stdout(&env.rbuild(&["images"])).contains("cancel"));
+    assert_success(&env.rbuild(&["store", "verify"]));
+}
+
+#[test]
+fn logs_show_the_last_build_in_full() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "logged",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN for i in 1 2 3; do echo line $i; done\n",
+        )],
+    );
+    assert_success(&env.rbuild(&[
+        "build",
+        "--progress",
+        "quiet",
+        "-t",
+        "logged:1",
+        ctx.to_str().unwrap(),
+    ]));
+    let out = env.rbuild(&["logs"]);
+    assert_success(&out);
+    let log = stdout(&out);
+    for expected in ["[2/2] RUN for i in 1 2 3", "line 1", "line 3", "#2 DONE"] {
+        assert!(log.contains(expected), "{log}");
+    }
+    let listed = stdout(&env.rbuild(&["logs", "--list"]));
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+}
+
+fn nix_kill(pid: u32, signal: i32) {
+    // SAFETY: sending a signal to a child this test spawned.
+    unsafe {
+        libc::kill(pid as i32, signal);
+    }
+}
