@@ -276,10 +276,9 @@ impl SolveContext {
             let graph = graph.clone();
             tasks.spawn(async move { (index, ctx.step(&graph, OpId(index), inputs).await) });
         };
-        for index in 0..count {
-            if waiting[index] == 0 {
-                spawn(&mut tasks, index, &done);
-            }
+        let ready: Vec<usize> = (0..count).filter(|&index| waiting[index] == 0).collect();
+        for index in ready {
+            spawn(&mut tasks, index, &done);
         }
         while let Some(joined) = tasks.join_next().await {
             let (index, result) = match joined {
