@@ -50,6 +50,11 @@ pub enum BuildError {
     Join(#[from] tokio::task::JoinError),
     #[error("the build was cancelled")]
     Cancelled,
+    #[error("failed to export the image's filesystem")]
+    Export {
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl BuildError {

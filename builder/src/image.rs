@@ -69,8 +69,10 @@ pub(crate) fn assemble(
         });
     }
 
+    let mut runtime_config = output.config.clone();
+    runtime_config.labels.extend(opts.labels.clone());
     let mut config_value =
-        serde_json::to_value(&output.config).expect("image configs always serialize");
+        serde_json::to_value(&runtime_config).expect("image configs always serialize");
     if config_value.as_object().is_some_and(|m| m.is_empty()) {
         config_value = serde_json::Value::Null;
     }

@@ -44,6 +44,8 @@ pub struct BuildOptions {
     /// `SOURCE_DATE_EPOCH`: the time in the config and history, and the latest mtime in
     /// layers rbuild creates.
     pub source_date_epoch: Option<i64>,
+    /// `--label`: set on the image, over the Dockerfile's.
+    pub labels: BTreeMap<String, String>,
     /// Run every step, reusing nothing.
     pub no_cache: bool,
     /// Run every step of these stages (by name, any case, or index).

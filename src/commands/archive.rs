@@ -1,7 +1,7 @@
 //! Image archives: `rbuild save`, `load`, `import`, `export`.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -121,36 +121,15 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
     let store = open_store()?;
     let name = parse_name(&args.image)?;
     let image = store.image(&name).map_err(not_found)?;
-    let top = store.unpack(&image).into_diagnostic()?;
-    let scratch = store.temp_dir("export").into_diagnostic()?;
-    let result = (|| -> Result<()> {
-        let empty = store.empty_dir().into_diagnostic()?;
-        let lowers = match &top {
-            Some(top) => store.lowers(top).into_diagnostic()?,
-            None => Vec::new(),
-        };
-        let rootfs = scratch.join("rootfs");
-        std::fs::create_dir(&rootfs).into_diagnostic()?;
-        let mount = rbuild_runtime::HostMount {
-            mount: rbuild_runtime::Mount::overlay(&lowers, None, empty),
-            at: rootfs.clone(),
-        };
-        let write = |out: Box<dyn io::Write>| -> io::Result<()> {
-            let mut out = rbuild_store::layer::write_layer(&rootfs, out, Default::default())?;
-            out.flush()
-        };
-        rbuild_runtime::with_mounts(std::slice::from_ref(&mount), || {
-            if args.output.as_os_str() == "-" {
-                write(Box::new(io::BufWriter::new(io::stdout().lock())))
-            } else {
-                let file = File::create(&args.output)?;
-                write(Box::new(io::BufWriter::new(file)))
-            }
-        })
-        .into_diagnostic()?
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot write {}", args.output.display()))
-    })();
-    let _ = std::fs::remove_dir_all(&scratch);
-    result.map(|()| ExitCode::SUCCESS)
+    let out: Box<dyn io::Write + Send> = if args.output.as_os_str() == "-" {
+        Box::new(io::BufWriter::new(io::stdout()))
+    } else {
+        let file = File::create(&args.output)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot create {}", args.output.display()))?;
+        Box::new(io::BufWriter::new(file))
+    };
+    rbuild_builder::export_rootfs(&store, &image, rbuild_builder::RootfsOutput::Tar(out))
+        .map_err(miette::Report::from_err)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -63,9 +63,19 @@ pub struct BuildArgs {
     /// Run every step of this stage, without the cache; may be repeated
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     pub no_cache_filter: Vec<String>,
+    /// Set a label on the image (`KEY=VALUE`); may be repeated
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Also write the result: `type=oci,dest=FILE`, `type=docker,dest=FILE`,
+    /// `type=tar,dest=FILE` (the filesystem), `type=local,dest=DIR`, or just `DIR`
+    #[arg(short = 'o', long = "output", value_name = "OUTPUT")]
+    pub outputs: Vec<String>,
     /// Write the image id (config digest) to this file
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
+    /// Write the build's result as JSON (image and manifest digests, names, cache counts)
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
     /// The build context directory
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
@@ -121,11 +131,26 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         source_date_epoch,
         ignore: read_ignore_file(&dockerfile_path, &args.context)?,
         no_cache: args.no_cache,
+        labels: args
+            .labels
+            .iter()
+            .map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .ok_or_else(|| miette::miette!("--label `{l}`: expected KEY=VALUE"))
+            })
+            .collect::<Result<_>>()?,
         no_cache_filter: args.no_cache_filter.clone(),
     };
+    let outputs = args
+        .outputs
+        .iter()
+        .map(|o| parse_output(o))
+        .collect::<Result<Vec<_>>>()?;
     let store = open_store()?;
     let runtime = open_runtime(&store)?;
     let builder_root = store.root().to_owned();
+    let output_store = store.clone();
     let builder = Builder::new(store, runtime);
     let shown: Arc<dyn Progress> = match args.progress {
         ProgressArg::Quiet => Arc::new(QuietProgress),
@@ -175,6 +200,24 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
     if let Some(path) = &args.iidfile {
         write_iidfile(path, &result.config.to_string())?;
     }
+    for output in outputs {
+        write_output(&output_store, &result, output).await?;
+    }
+    if let Some(path) = &args.metadata_file {
+        let metadata = serde_json::json!({
+            "containerimage.config.digest": result.config.to_string(),
+            "containerimage.digest": result.manifest.digest.to_string(),
+            "image.name": result.tags.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            "rbuild.steps.cached": result.cached,
+            "rbuild.steps.run": result.executed,
+        });
+        std::fs::write(
+            path,
+            serde_json::to_vec_pretty(&metadata).into_diagnostic()?,
+        )
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot write {}", path.display()))?;
+    }
     if args.progress != ProgressArg::Quiet {
         eprintln!("{} step(s) cached, {} run", result.cached, result.executed);
         eprintln!("writing image {}", result.config);
@@ -208,4 +251,80 @@ fn write_iidfile(path: &Path, id: &str) -> Result<()> {
     std::fs::write(path, id)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot write the image id to {}", path.display()))
+}
+
+/// Where `-o` sends the result.
+enum Output {
+    Archive(rbuild_store::ArchiveFormat, PathBuf),
+    Tar(PathBuf),
+    Local(PathBuf),
+}
+
+/// `type=oci|docker|tar|local,dest=PATH`, or a bare `PATH` for `type=local`, as docker does.
+fn parse_output(text: &str) -> Result<Output> {
+    if !text.contains('=') {
+        return Ok(Output::Local(PathBuf::from(text)));
+    }
+    let mut kind = None;
+    let mut dest = None;
+    for field in text.split(',') {
+        match field.split_once('=') {
+            Some(("type", value)) => kind = Some(value.to_owned()),
+            Some(("dest", value)) => dest = Some(PathBuf::from(value)),
+            _ => return Err(miette::miette!("-o `{text}`: unknown field `{field}`")),
+        }
+    }
+    let dest = dest.ok_or_else(|| miette::miette!("-o `{text}`: `dest=` is missing"))?;
+    match kind.as_deref() {
+        Some("oci") => Ok(Output::Archive(rbuild_store::ArchiveFormat::Oci, dest)),
+        Some("docker") => Ok(Output::Archive(rbuild_store::ArchiveFormat::Docker, dest)),
+        Some("tar") => Ok(Output::Tar(dest)),
+        Some("local") | None => Ok(Output::Local(dest)),
+        Some(other) => Err(miette::miette!(
+            help = "the output types are `oci`, `docker`, `tar` and `local`",
+            "-o `{text}`: unknown type `{other}`"
+        )),
+    }
+}
+
+async fn write_output(
+    store: &rbuild_store::Store,
+    result: &rbuild_builder::BuildResult,
+    output: Output,
+) -> Result<()> {
+    let store = store.clone();
+    let manifest = result.manifest.digest.clone();
+    let tags = result.tags.clone();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        match output {
+            Output::Archive(format, dest) => store
+                .save_manifests(&[(manifest, tags)], &dest, format)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("cannot write {}", dest.display())),
+            Output::Tar(dest) => {
+                let image = store.image_by_manifest(&manifest).into_diagnostic()?;
+                let file = std::fs::File::create(&dest)
+                    .into_diagnostic()
+                    .wrap_err_with(|| format!("cannot create {}", dest.display()))?;
+                let out = Box::new(std::io::BufWriter::new(file));
+                rbuild_builder::export_rootfs(
+                    &store,
+                    &image,
+                    rbuild_builder::RootfsOutput::Tar(out),
+                )
+                .map_err(miette::Report::from_err)
+            }
+            Output::Local(dest) => {
+                let image = store.image_by_manifest(&manifest).into_diagnostic()?;
+                rbuild_builder::export_rootfs(
+                    &store,
+                    &image,
+                    rbuild_builder::RootfsOutput::Dir(dest),
+                )
+                .map_err(miette::Report::from_err)
+            }
+        }
+    })
+    .await
+    .into_diagnostic()?
 }

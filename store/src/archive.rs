@@ -39,44 +39,72 @@ impl Store {
     /// Writes `names` as an OCI image layout tar to `out`. The file appears whole or not at
     /// all: it is written next to `out` and renamed when complete.
     pub fn save(&self, names: &[ImageName], out: &Path, format: ArchiveFormat) -> Result<()> {
+        let mut images = Vec::new();
+        for name in names {
+            images.push((self.image(name)?.manifest_digest, vec![name.clone()]));
+        }
+        self.save_manifests(&images, out, format)
+    }
+
+    /// Writes images given by manifest digest, each with the names to record for it
+    /// (possibly none), as an archive.
+    pub fn save_manifests(
+        &self,
+        images: &[(Digest, Vec<ImageName>)],
+        out: &Path,
+        format: ArchiveFormat,
+    ) -> Result<()> {
         let mut manifests = Vec::new();
         let mut blobs = BTreeMap::new();
         // docker-archive: `manifest.json` (config and layer paths per image, with its names)
         // and `repositories`, beside the OCI layout, as docker itself writes since v25.
         let mut docker_manifest: Vec<serde_json::Value> = Vec::new();
         let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        for name in names {
-            let image = self.image(name)?;
+        let mut named: Vec<(Option<&ImageName>, &Digest)> = Vec::new();
+        for (manifest, names) in images {
+            if names.is_empty() {
+                named.push((None, manifest));
+            }
+            named.extend(names.iter().map(|name| (Some(name), manifest)));
+        }
+        for (name, manifest) in named {
+            let image = self.image_by_manifest(manifest)?;
             if format == ArchiveFormat::Docker {
                 let path = |d: &Digest| format!("blobs/sha256/{}", d.hex());
+                let tags: Vec<serde_json::Value> =
+                    name.iter().map(|n| n.to_string().into()).collect();
                 match docker_manifest
                     .iter_mut()
                     .find(|entry| entry["Config"] == path(&image.config_digest))
                 {
                     Some(entry) => {
-                        if let Some(tags) = entry["RepoTags"].as_array_mut() {
-                            tags.push(name.to_string().into());
+                        if let Some(existing) = entry["RepoTags"].as_array_mut() {
+                            existing.extend(tags);
                         }
                     }
                     None => docker_manifest.push(serde_json::json!({
                         "Config": path(&image.config_digest),
-                        "RepoTags": [name.to_string()],
+                        "RepoTags": tags,
                         "Layers": image.manifest.layers.iter().map(|l| path(&l.digest)).collect::<Vec<_>>(),
                     })),
                 }
-                repositories
-                    .entry(name.repository().to_owned())
-                    .or_default()
-                    .insert(name.tag().to_owned(), image.config_digest.hex().to_owned());
+                if let Some(name) = name {
+                    repositories
+                        .entry(name.repository().to_owned())
+                        .or_default()
+                        .insert(name.tag().to_owned(), image.config_digest.hex().to_owned());
+                }
             }
             let mut descriptor = Descriptor::new(
                 oci::MEDIA_TYPE_MANIFEST,
                 image.manifest_digest.clone(),
                 self.read_blob(&image.manifest_digest)?.len() as u64,
             );
-            descriptor
-                .annotations
-                .insert(oci::ANNOTATION_REF_NAME.to_owned(), name.to_string());
+            if let Some(name) = name {
+                descriptor
+                    .annotations
+                    .insert(oci::ANNOTATION_REF_NAME.to_owned(), name.to_string());
+            }
             manifests.push(descriptor);
             blobs.insert(image.manifest_digest.clone(), None);
             blobs.insert(

@@ -220,3 +220,132 @@ fn run_steps_are_isolated_from_the_host() {
         "RUN's hostname: {text}"
     );
 }
+
+#[test]
+fn source_date_epoch_makes_rebuilds_bit_for_bit_identical() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "repro",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY app /app\nRUN mkdir -p /out && echo built > /out/result && rm /bin/vi\n"),
+            ("app/main.sh", "echo hi\n"),
+        ],
+    );
+    let build = |tag: &str| {
+        let out = env
+            .command()
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args([
+                "build",
+                "--no-cache",
+                "--progress",
+                "quiet",
+                "-t",
+                tag,
+                ctx.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert_success(&out);
+        stdout(&out).trim().to_owned()
+    };
+    let first = build("repro:1");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = build("repro:2");
+    assert_eq!(
+        first, second,
+        "the same image id from two builds without cache"
+    );
+    let a = env.rbuild(&["inspect", "--manifest", "repro:1"]).stdout;
+    let b = env.rbuild(&["inspect", "--manifest", "repro:2"]).stdout;
+    assert_eq!(a, b);
+    let config: serde_json::Value =
+        serde_json::from_slice(&env.rbuild(&["inspect", "repro:1"]).stdout).unwrap();
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+}
+
+#[test]
+fn labels_outputs_and_metadata_file() {
+    require_privileges!();
+    require_tool("skopeo");
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "outputs",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nLABEL from.dockerfile=yes team=a\nRUN echo out > /result.txt\n",
+        )],
+    );
+    let oci = env.path("out-oci.tar");
+    let docker = env.path("out-docker.tar");
+    let local = env.path("out-local");
+    let rootfs = env.path("out-rootfs.tar");
+    let metadata = env.path("metadata.json");
+    let out = env.rbuild(&[
+        "build",
+        "--progress",
+        "quiet",
+        "--label",
+        "team=b",
+        "--label",
+        "ci=yes",
+        "-o",
+        &format!("type=oci,dest={}", oci.display()),
+        "-o",
+        &format!("type=docker,dest={}", docker.display()),
+        "-o",
+        &format!("type=tar,dest={}", rootfs.display()),
+        "-o",
+        local.to_str().unwrap(),
+        "--metadata-file",
+        metadata.to_str().unwrap(),
+        ctx.to_str().unwrap(),
+    ]);
+    assert_success(&out);
+    let id = stdout(&out).trim().to_owned();
+    assert_eq!(
+        std::fs::read_to_string(local.join("result.txt")).unwrap(),
+        "out\n"
+    );
+    assert!(local.join("bin/busybox").is_file());
+    let listing = stdout(
+        &std::process::Command::new("tar")
+            .arg("-tf")
+            .arg(&rootfs)
+            .output()
+            .unwrap(),
+    );
+    assert!(listing.lines().any(|l| l == "result.txt"), "{listing}");
+    let inspected = std::process::Command::new("skopeo")
+        .args([
+            "inspect",
+            "--config",
+            &format!("oci-archive:{}", oci.display()),
+        ])
+        .output()
+        .unwrap();
+    assert_success(&inspected);
+    let config: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    let labels = &config["config"]["Labels"];
+    assert_eq!(labels["team"], "b", "--label wins over LABEL");
+    assert_eq!(labels["ci"], "yes");
+    assert_eq!(labels["from.dockerfile"], "yes");
+    let listing = stdout(
+        &std::process::Command::new("tar")
+            .arg("-tf")
+            .arg(&docker)
+            .output()
+            .unwrap(),
+    );
+    assert!(listing.lines().any(|l| l == "manifest.json"), "{listing}");
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&metadata).unwrap()).unwrap();
+    assert_eq!(metadata["containerimage.config.digest"], id.as_str());
+    assert!(
+        metadata["containerimage.digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+}

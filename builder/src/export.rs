@@ -1,0 +1,73 @@
+//! An image's flattened filesystem, out of the store: as one tar (`rbuild export`,
+//! `-o type=tar`) or as files in a directory (`-o type=local`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rbuild_runtime::HostMount;
+use rbuild_store::{Image, Store};
+
+use crate::copy::{self, CopyRequest};
+use crate::error::BuildError;
+use crate::exec::overlay;
+
+/// Where a filesystem goes.
+pub enum RootfsOutput {
+    Tar(Box<dyn Write + Send>),
+    Dir(PathBuf),
+}
+
+/// Writes `image`'s filesystem, all layers applied, to `output`. Blocking: call it from a
+/// blocking thread.
+pub fn export_rootfs(store: &Store, image: &Image, output: RootfsOutput) -> Result<(), BuildError> {
+    let top = store.unpack(image)?;
+    let scratch = store.temp_dir("export")?;
+    let result = (|| -> Result<(), BuildError> {
+        let empty = store.empty_dir()?;
+        let lowers = match &top {
+            Some(top) => store.lowers(top)?,
+            None => Vec::new(),
+        };
+        let rootfs = scratch.join("rootfs");
+        std::fs::create_dir(&rootfs).map_err(|e| io_error(&rootfs, e))?;
+        let mount = HostMount {
+            mount: overlay(&lowers, None, empty),
+            at: rootfs.clone(),
+        };
+        rbuild_runtime::with_mounts(std::slice::from_ref(&mount), || match output {
+            RootfsOutput::Tar(out) => {
+                let mut out = rbuild_store::layer::write_layer(&rootfs, out, Default::default())
+                    .map_err(|e| io_error(&rootfs, e))?;
+                out.flush().map_err(|e| io_error(&rootfs, e))
+            }
+            RootfsOutput::Dir(dest) => {
+                std::fs::create_dir_all(&dest).map_err(|e| io_error(&dest, e))?;
+                copy::copy(&CopyRequest {
+                    source_root: &rootfs,
+                    origin: "the image",
+                    sources: &[".".to_owned()],
+                    dest_root: &dest,
+                    destination: "/",
+                    owner: None,
+                    preserve_owner: true,
+                    mode: None,
+                    ignore: None,
+                })
+                .map_err(|e| BuildError::Export {
+                    source: Box::new(e),
+                })
+            }
+        })?
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> BuildError {
+    BuildError::Export {
+        source: Box::new(std::io::Error::new(
+            source.kind(),
+            format!("{}: {source}", path.display()),
+        )),
+    }
+}
