@@ -32,6 +32,12 @@ pub(crate) enum CopyError {
     DirectoryExists { path: String },
     #[error(transparent)]
     Pattern(#[from] glob::BadPattern),
+    #[error("failed to extract `{path}`")]
+    Extract {
+        path: String,
+        #[source]
+        source: rbuild_store::Error,
+    },
     #[error("invalid --chmod value `{value}`: only octal modes are supported")]
     InvalidChmod { value: String },
     #[error("failed to copy {path}")]
@@ -59,6 +65,8 @@ pub(crate) struct CopyRequest<'a> {
     pub mode: Option<u32>,
     /// The context's ignore rules: excluded paths are as good as absent.
     pub ignore: Option<&'a IgnoreMatcher>,
+    /// ADD: local tar archives (plain, gzip, bzip2, xz, zstd) are extracted.
+    pub extract_archives: bool,
 }
 
 /// Parses `--chmod`: octal only for now.
@@ -135,6 +143,22 @@ pub(crate) fn copy(req: &CopyRequest<'_>) -> Result<(), CopyError> {
             // A directory source copies its contents, not the directory itself.
             copier.ensure_dir(&dest)?;
             copier.copy_children(&host, &dest)?;
+        } else if let Some(archive) = req
+            .extract_archives
+            .then(|| crate::unarchive::open_archive(&host))
+            .transpose()
+            .map_err(|e| copier.io_err(&host, e))?
+            .flatten()
+        {
+            // ADD of a local archive: its contents go into the destination directory.
+            copier.ensure_dir(&dest)?;
+            let owner = req.owner.map(|o| (o.uid, o.gid));
+            rbuild_store::layer::extract_archive(archive, &dest, owner, source).map_err(
+                |source_err| CopyError::Extract {
+                    path: source.clone(),
+                    source: source_err,
+                },
+            )?;
         } else {
             let target = if dest_is_dir {
                 copier.ensure_dir(&dest)?;

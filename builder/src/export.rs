@@ -52,6 +52,7 @@ pub fn export_rootfs(store: &Store, image: &Image, output: RootfsOutput) -> Resu
                     preserve_owner: true,
                     mode: None,
                     ignore: None,
+                    extract_archives: false,
                 })
                 .map_err(|e| BuildError::Export {
                     source: Box::new(e),

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use rbuild_frontend::{CopyOp, CopySource, MkdirOp, Op};
+use rbuild_frontend::{CopyKind, CopyOp, CopySource, MkdirOp, Op};
 use rbuild_runtime::HostMount;
 use rbuild_store::ActiveSnapshot;
 use rbuild_store::layer::LayerOptions;
@@ -99,6 +99,8 @@ impl SolveContext {
                         // Only the context has an ignore file.
                         ignore: matches!(copy_op.source, CopySource::Context)
                             .then_some(&context_ignore),
+                        extract_archives: copy_op.kind == CopyKind::Add
+                            && matches!(copy_op.source, CopySource::Context),
                     })
                     .map_err(|e| step_err(e.into()))
                 })?

@@ -4,7 +4,8 @@ mod unpack;
 mod write;
 
 pub use unpack::{
-    Compression, DEFAULT_MAX_EXPANSION, Unpacked, decompress, detect_compression, unpack_layer,
+    Compression, DEFAULT_MAX_EXPANSION, Unpacked, decompress, detect_compression, extract_archive,
+    unpack_layer,
 };
 pub use write::{LayerOptions, write_layer};
 

@@ -73,6 +73,8 @@ pub fn unpack_layer(blob: impl Read, target: &Path, what: &Digest) -> Result<Unp
     let mut unpacker = Unpacker {
         root,
         directory_times: Vec::new(),
+        whiteouts: true,
+        owner: None,
     };
     {
         let mut archive = tar::Archive::new(&mut hashing);
@@ -203,6 +205,44 @@ struct Unpacker {
     root: OwnedFd,
     /// Directory mtimes are set last: creating children changes them.
     directory_times: Vec<(Vec<String>, u64)>,
+    /// Layer mode: `.wh.` entries are whiteouts. Archives (ADD) keep them as files.
+    whiteouts: bool,
+    /// Every entry's owner, instead of the archive's (ADD `--chown`).
+    owner: Option<(u32, u32)>,
+}
+
+/// Extracts a plain (already decompressed) tar `archive` into the directory `target`, with
+/// the same containment as layers but without layer semantics: `.wh.` names are ordinary
+/// files, and existing files are replaced, existing directories merged, as `tar -x` does.
+/// `owner` replaces every entry's owner. Used by ADD for local archives.
+pub fn extract_archive(
+    archive: impl Read,
+    target: &Path,
+    owner: Option<(u32, u32)>,
+    what: &str,
+) -> Result<()> {
+    let corrupt = |source: io::Error| Error::Unpack {
+        path: what.to_owned(),
+        source,
+    };
+    let root = rustix::fs::open(
+        target,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io("open", target)(e.into()))?;
+    let mut unpacker = Unpacker {
+        root,
+        directory_times: Vec::new(),
+        whiteouts: false,
+        owner,
+    };
+    let mut archive = tar::Archive::new(archive);
+    let placeholder = Digest::of(what.as_bytes());
+    for entry in archive.entries().map_err(corrupt)? {
+        unpacker.entry(entry.map_err(corrupt)?, &placeholder)?;
+    }
+    unpacker.finish()
 }
 
 impl Unpacker {
@@ -228,10 +268,13 @@ impl Unpacker {
         let uid = header.uid().map_err(unpack_err)?;
         let gid = header.gid().map_err(unpack_err)?;
         let mtime = header.mtime().map_err(unpack_err)?;
-        let owner = (
-            u32::try_from(uid).map_err(|_| unsafe_entry(&raw_path, "uid out of range"))?,
-            u32::try_from(gid).map_err(|_| unsafe_entry(&raw_path, "gid out of range"))?,
-        );
+        let owner = match self.owner {
+            Some(owner) => owner,
+            None => (
+                u32::try_from(uid).map_err(|_| unsafe_entry(&raw_path, "uid out of range"))?,
+                u32::try_from(gid).map_err(|_| unsafe_entry(&raw_path, "gid out of range"))?,
+            ),
+        };
         let Some((name, parents)) = components.split_last() else {
             // The root of the layer itself (`./`): its attributes apply to the target.
             if entry_type == EntryType::Directory {
@@ -247,7 +290,7 @@ impl Unpacker {
         let name = name.as_str();
         let parent = self.open_dir(parents, true).map_err(unpack_err)?;
 
-        if let Some(hidden) = name.strip_prefix(".wh.") {
+        if let Some(hidden) = name.strip_prefix(".wh.").filter(|_| self.whiteouts) {
             if hidden == ".wh..opq" {
                 let dir = open_existing_dir(&parent, None).map_err(unpack_err)?;
                 rustix::fs::fsetxattr(
