@@ -66,7 +66,7 @@ rbuild_base() {
 prune() { # tool
   case $1 in
     rbuild)
-      "$RBUILD" images --format json | python3 -c 'import json,sys; [print(f"{r[\"Repository\"]}:{r[\"Tag\"]}") for r in map(json.loads, sys.stdin) if r["Repository"].startswith("bench/")]' \
+      "$RBUILD" images --format json | jq -r 'select(.Repository | startswith("bench/")) | "\(.Repository):\(.Tag)"' \
         | xargs -r "$RBUILD" rmi >/dev/null 2>&1 || true
       "$RBUILD" prune --all >/dev/null
       rbuild_base
