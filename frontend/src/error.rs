@@ -23,8 +23,6 @@ pub enum ErrorKind {
     NoStages,
     /// An instruction other than `ARG` before the first `FROM`.
     InstructionBeforeFrom,
-    /// Two stages with the same name.
-    DuplicateStage,
     /// Variable expansion failed (`${v:?msg}`, bad substitution, unterminated quote).
     Expansion,
     /// `--target` names no stage.
@@ -55,7 +53,6 @@ impl ErrorKind {
             ErrorKind::InvalidFlag => "dockerfile::invalid_flag",
             ErrorKind::NoStages => "dockerfile::no_stages",
             ErrorKind::InstructionBeforeFrom => "dockerfile::instruction_before_from",
-            ErrorKind::DuplicateStage => "dockerfile::duplicate_stage",
             ErrorKind::Expansion => "dockerfile::expansion",
             ErrorKind::UnknownTarget => "dockerfile::unknown_target",
             ErrorKind::StageOrder => "dockerfile::stage_order",

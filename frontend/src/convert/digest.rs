@@ -1,6 +1,7 @@
 //! Op definition digests: sha256 of a canonical JSON serialization of the op's kind,
 //! with each input replaced by that input's own digest. Spans, descriptions, stages and
-//! op indexes never enter, so equal definitions get equal digests on every run.
+//! op indexes never enter, so equal definitions get equal digests on every run. An exec's
+//! `cache_excluded_env` entries (undeclared proxy build arguments) do not enter either.
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -26,7 +27,14 @@ pub(super) fn op_digest(kind: &OpKind, ops: &[Op], platform: &Platform) -> OpDig
             "op": "exec",
             "rootfs": input(exec.rootfs),
             "args": exec.args,
-            "env": exec.env,
+            "env": exec
+                .env
+                .iter()
+                .filter(|entry| {
+                    let key = entry.split_once('=').map_or(entry.as_str(), |(k, _)| k);
+                    !exec.cache_excluded_env.iter().any(|excluded| excluded == key)
+                })
+                .collect::<Vec<_>>(),
             "cwd": exec.cwd,
             "user": exec.user,
             "network": match exec.network {

@@ -102,6 +102,7 @@ pub(super) fn node_from_line(
         args_span,
         heredocs: Vec::new(),
         original: trimmed.to_string(),
+        empty_continuation: false,
     })
 }
 
