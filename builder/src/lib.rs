@@ -14,5 +14,6 @@ mod solve;
 
 pub use error::BuildError;
 pub use exec::DEFAULT_NETWORK;
+pub use image::frontend_config;
 pub use progress::{Event, Progress, Silent, Stream};
 pub use solve::{BuildOptions, BuildResult, Builder};

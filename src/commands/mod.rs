@@ -1,6 +1,7 @@
 //! One module per group of commands; each returns the process exit code or a report.
 
 pub mod build;
+pub mod check;
 pub mod images;
 pub mod run;
 
@@ -15,6 +16,7 @@ use crate::cli::{Cli, Command, NetworkArg};
 pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match (cli.command, cli.build) {
         (Some(Command::Build(args)), _) | (None, Some(args)) => build::build(args).await,
+        (Some(Command::Check(args)), _) => check::check(args),
         (Some(Command::Run(args)), _) => run::run(args).await,
         (Some(Command::Images(args)), _) => images::images(args),
         (Some(Command::Inspect(args)), _) => images::inspect(args),
