@@ -155,3 +155,74 @@ pub fn build_error(err: BuildError, dockerfile_path: &Path, dockerfile: &str) ->
     diagnostic.label = label;
     Report::new(diagnostic)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+
+    use miette::{GraphicalReportHandler, GraphicalTheme};
+    use rbuild_frontend::{ConvertOptions, ImageConfig, convert, image_references, parse};
+
+    use super::*;
+
+    fn render(report: &Report) -> String {
+        let mut out = String::new();
+        GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
+            .with_width(100)
+            .with_links(false)
+            .render_report(&mut out, report.as_ref())
+            .expect("rendering to a string cannot fail");
+        out
+    }
+
+    /// Every `fixtures/dockerfiles/invalid/*.Dockerfile` fails to convert (with empty base
+    /// configs) and renders with file:line:col, a caret, the code and a help line.
+    #[test]
+    fn invalid_fixtures_render() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dockerfiles/invalid");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .expect("the fixtures directory")
+            .map(|entry| entry.expect("a directory entry").path())
+            .collect();
+        files.sort();
+        assert!(files.len() >= 20);
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("a fixture");
+            let name = file.file_stem().expect("a name").to_string_lossy();
+            let error = parse(&text)
+                .and_then(|df| {
+                    let opts = ConvertOptions::default();
+                    let bases: BTreeMap<String, ImageConfig> = image_references(&df, &opts)?
+                        .into_iter()
+                        .map(|reference| (reference, ImageConfig::default()))
+                        .collect();
+                    convert(&df, &opts, &bases)
+                })
+                .expect_err(&name);
+            let path = Path::new("invalid").join(file.file_name().expect("a name"));
+            let rendered = render(&dockerfile_error(&error, &path, &text));
+            assert!(rendered.contains("dockerfile::"), "{rendered}");
+            insta::assert_snapshot!(name.to_string(), rendered);
+        }
+    }
+
+    #[test]
+    fn warnings_render_with_rule_and_url() {
+        let text = "FROM alpine\nCMD echo hi\n";
+        let checks = rbuild_frontend::check(text).expect("valid");
+        let rendered = render(&warning(&checks.warnings[0], Path::new("Dockerfile"), text));
+        insta::assert_snapshot!(rendered, @r#"
+        JSONArgsRecommended (https://docs.docker.com/go/dockerfile/rule/json-args-recommended/)
+
+          ⚠ JSON arguments recommended for `CMD` to prevent unintended behavior related to OS signals
+           ╭─[Dockerfile:2:1]
+         1 │ FROM alpine
+         2 │ CMD echo hi
+           · ─────┬─────
+           ·      ╰── here
+           ╰────
+          help: write `CMD ["echo", "hi"]`, or set the shell explicitly with `SHELL` if a shell is wanted
+        "#);
+    }
+}

@@ -120,6 +120,11 @@ impl Error {
 /// The candidate closest to `word` by edit distance (case-insensitive), if it is close
 /// enough to be a plausible typo.
 pub(crate) fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    // Edit distance costs len × len; a word far longer than every candidate is no typo.
+    let longest = candidates.iter().map(|c| c.len()).max().unwrap_or(0);
+    if word.len() > 2 * longest + 8 {
+        return None;
+    }
     let word = word.to_ascii_lowercase();
     let mut best: Option<(usize, &'a str)> = None;
     for candidate in candidates {
@@ -131,6 +136,14 @@ pub(crate) fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str>
     let (distance, candidate) = best?;
     let limit = (word.chars().count().max(candidate.len()) / 3).max(1);
     (distance <= limit).then_some(candidate)
+}
+
+/// `text` for a message: at most 40 characters, the rest elided.
+pub(crate) fn shorten(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
 }
 
 /// Optimal-string-alignment distance: insertions, deletions, substitutions and swaps of
@@ -170,6 +183,13 @@ mod tests {
         assert_eq!(suggest("workdri", &keywords), Some("WORKDIR"));
         assert_eq!(suggest("banana", &keywords), None);
         assert_eq!(suggest("chwon", &["from", "chown"]), Some("chown"));
+        assert_eq!(suggest(&"R".repeat(100), &keywords), None);
+    }
+
+    #[test]
+    fn shortens_long_literals() {
+        assert_eq!(shorten("abc"), "abc");
+        assert_eq!(shorten(&"x".repeat(100)), format!("{}…", "x".repeat(40)));
     }
 
     #[test]

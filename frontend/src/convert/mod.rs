@@ -378,8 +378,17 @@ impl<'a> Converter<'a> {
 /// The error for a word that failed to expand.
 pub(crate) fn expansion_error(error: ShellError, word: &str, span: Span) -> Error {
     let kind = ErrorKind::Expansion;
-    match error {
-        ShellError::Required { .. } => Error::new(kind, span, error.to_string()),
+    match &error {
+        ShellError::Required { name, .. } => Error::new(kind, span, error.to_string())
+            .with_help(format!(
+                "set `{name}` before this instruction: `--build-arg {name}=<value>` for an `ARG`, or `ENV {name}=<value>`"
+            )),
+        ShellError::UnterminatedQuote { kind: quote } => {
+            let quote = if *quote == "single" { "'" } else { "\"" };
+            Error::new(kind, span, format!("failed to expand `{word}`: {error}"))
+                .with_help(format!("close the `{quote}`, or escape it with a backslash"))
+        }
+        ShellError::TooDeep => Error::new(kind, span, error.to_string()),
         _ => Error::new(kind, span, format!("failed to expand `{word}`: {error}")),
     }
 }

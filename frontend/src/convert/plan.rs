@@ -162,6 +162,14 @@ impl Plan {
         match index {
             Some(index) if index >= current => {
                 let current_name = df.stages[current].name.as_deref().unwrap_or("");
+                let help = if index == current {
+                    "a stage cannot copy from itself; copy from an earlier stage or an image"
+                        .to_string()
+                } else {
+                    format!(
+                        "a stage can copy only from stages above it: move stage `{value}` before this one"
+                    )
+                };
                 Err(Error::new(
                     ErrorKind::StageOrder,
                     span,
@@ -173,7 +181,8 @@ impl Plan {
                             current_name.to_string()
                         }
                     ),
-                ))
+                )
+                .with_help(help))
             }
             Some(index) => Ok(FromSource::Stage(index)),
             None => normalize_reference(&value)

@@ -6,7 +6,7 @@ pub(crate) mod duration;
 mod flags;
 mod parse;
 
-use crate::lint::{Warning, syntax::parse_warnings};
+use crate::lint::{CheckConfig, Warning, syntax::parse_warnings};
 use crate::syntax::{self, Directives, Heredoc, Keyword};
 use crate::{Error, ErrorKind, HealthConfig, NetworkMode, Span};
 
@@ -150,6 +150,13 @@ pub(crate) enum Parsed {
 /// Parses a Dockerfile into stages.
 pub fn parse(text: &str) -> Result<Dockerfile, Error> {
     let tree = syntax::parse(text)?;
+    if let Some(check) = &tree.directives.check {
+        // As BuildKit: a `check` directive that does not parse fails the build.
+        CheckConfig::parse(check).map_err(|message| {
+            Error::new(ErrorKind::Syntax, tree.directives.check_span, message)
+                .with_help("write `# check=skip=<Rule>,<Rule>;error=<true|false>`")
+        })?;
+    }
     let mut global_args = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
     for node in &tree.nodes {
@@ -232,6 +239,7 @@ pub(crate) fn forbidden_trigger(keyword: Keyword, span: Span) -> Error {
         format!("`{keyword}` isn't allowed as an `ONBUILD` trigger")
     };
     Error::new(ErrorKind::InvalidOnbuild, span, message)
+        .with_help("`ONBUILD` can wrap any instruction except `FROM`, `MAINTAINER` and `ONBUILD`")
 }
 
 #[cfg(test)]

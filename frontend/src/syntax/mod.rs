@@ -11,7 +11,7 @@ mod lines;
 pub(crate) use dump::go_quote;
 pub(crate) use heredoc::parse_heredoc_word;
 
-use crate::error::suggest;
+use crate::error::{shorten, suggest};
 use crate::{Error, ErrorKind, Span};
 
 use lines::{DirectiveScanner, Line, LogicalLine};
@@ -355,7 +355,7 @@ pub(crate) fn unknown_instruction(word: &str, span: Span) -> Error {
     let error = Error::new(
         ErrorKind::UnknownInstruction,
         span,
-        format!("unknown instruction `{word}`"),
+        format!("unknown instruction `{}`", shorten(word)),
     );
     match suggest(word, &names) {
         Some(name) => error.with_help(format!("did you mean `{name}`?")),
