@@ -394,4 +394,6 @@ pub(crate) fn expansion_error(error: ShellError, word: &str, span: Span) -> Erro
 }
 
 #[cfg(test)]
+mod semantics_tests;
+#[cfg(test)]
 mod tests;
