@@ -11,8 +11,8 @@ use crate::{CopyKind, CopySource, NetworkMode, Op, OpDigest, OpId, OpKind};
 use super::Platform;
 
 // The definitions below serialize to JSON objects with their keys in sorted order (the
-// fields are declared alphabetically), straight into the hasher: that text is the
-// canonical form, and no intermediate JSON values or strings are built.
+// fields are declared alphabetically): that text is the canonical form. They borrow from
+// the op, so no intermediate JSON values are built.
 
 #[derive(Serialize)]
 struct Scratch {
@@ -74,27 +74,14 @@ struct Mkdir<'a> {
     rootfs: &'a str,
 }
 
-/// Feeds what serde_json writes to the hasher.
-struct HashWriter(Sha256);
-
-impl std::io::Write for HashWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.update(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 pub(super) fn op_digest(kind: &OpKind, ops: &[Op], platform: &Platform) -> OpDigest {
     let input = |id: OpId| -> &str {
         ops.get(id.0)
             .map(|op| op.digest.0.as_str())
             .expect("an op's inputs are added to the graph before it")
     };
-    let mut hasher = HashWriter(Sha256::new());
+    // serde_json writes in many small pieces: buffer them, then hash once.
+    let mut hasher: Vec<u8> = Vec::with_capacity(512);
     let written = match kind {
         OpKind::Scratch => serde_json::to_writer(&mut hasher, &Scratch { op: "scratch" }),
         OpKind::Image { reference } => serde_json::to_writer(
@@ -169,8 +156,16 @@ pub(super) fn op_digest(kind: &OpKind, ops: &[Op], platform: &Platform) -> OpDig
             },
         ),
     };
-    written.expect("definitions always serialize, and hashing cannot fail");
-    OpDigest(format!("sha256:{}", hex::encode(hasher.0.finalize())))
+    written.expect("definitions always serialize to memory");
+    let hash = Sha256::digest(&hasher);
+    let mut digest = String::with_capacity(71);
+    digest.push_str("sha256:");
+    for byte in hash {
+        for nibble in [byte >> 4, byte & 0xf] {
+            digest.push(char::from(b"0123456789abcdef"[usize::from(nibble)]));
+        }
+    }
+    OpDigest(digest)
 }
 
 #[cfg(test)]

@@ -263,20 +263,29 @@ fn run_history(
     declared: &[(String, Option<String>)],
     vars: &BTreeMap<String, String>,
 ) -> String {
-    let mut parts = Vec::new();
+    let mut history = String::new();
     if !declared.is_empty() {
-        parts.push(format!("|{}", declared.len()));
+        history.push('|');
+        history.push_str(&declared.len().to_string());
         for (name, value) in declared {
             let value = vars
                 .get(name)
                 .map(String::as_str)
                 .or(value.as_deref())
                 .unwrap_or("");
-            parts.push(format!("{name}={value}"));
+            history.push(' ');
+            history.push_str(name);
+            history.push('=');
+            history.push_str(value);
         }
     }
-    parts.extend(args.iter().cloned());
-    parts.join(" ")
+    for (index, arg) in args.iter().enumerate() {
+        if index > 0 || !declared.is_empty() {
+            history.push(' ');
+        }
+        history.push_str(arg);
+    }
+    history
 }
 
 #[cfg(test)]

@@ -123,11 +123,11 @@ fn from_warnings(node: &Node, names: &mut BTreeSet<String>, warnings: &mut Vec<W
 }
 
 fn is_upper(word: &str) -> bool {
-    word == word.to_ascii_uppercase()
+    !word.bytes().any(|b| b.is_ascii_lowercase())
 }
 
 fn is_lower(word: &str) -> bool {
-    word == word.to_ascii_lowercase()
+    !word.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 /// `ConsistentInstructionCasing`: the case most self-consistent keywords use (upper on

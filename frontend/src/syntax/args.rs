@@ -261,6 +261,9 @@ pub(super) fn parse_words(text: &str, escape: char) -> Vec<String> {
 /// word that is not a flag or a `--`. Returns each flag with its byte range, and the
 /// offset where the arguments start.
 fn extract_flags(text: &str) -> (Vec<(String, usize, usize)>, usize) {
+    if !text.trim_start().starts_with("--") {
+        return (Vec::new(), text.len() - text.trim_start().len());
+    }
     let chars: Vec<(usize, char)> = text.char_indices().collect();
     let offset = |i: usize| chars.get(i).map_or(text.len(), |&(at, _)| at);
     let mut flags = Vec::new();
