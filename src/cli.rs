@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands::{archive, build, images, run, store};
+use crate::commands::{archive, build, check, images, run, store};
 
 /// rbuild: a Dockerfile image builder with a daemonless store and sandbox.
 ///
@@ -26,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Build an image from a Dockerfile
     Build(build::BuildArgs),
+    /// Check a Dockerfile without building: parse, convert and lint (build checks)
+    Check(check::CheckArgs),
     /// Run a command in a new sandbox from an image; changes are discarded
     Run(run::RunArgs),
     /// List images

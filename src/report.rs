@@ -1,11 +1,13 @@
 //! Errors as the user sees them: Dockerfile problems with file, line, column and a caret
-//! under the instruction; failed RUN steps with their exit code and output tail.
+//! under the instruction; failed RUN steps with their exit code and output tail; build-check
+//! warnings the same way, with the rule name as the code.
 
 use std::fmt;
 use std::path::Path;
 
-use miette::{Diagnostic, LabeledSpan, NamedSource, Report, SourceCode};
+use miette::{Diagnostic, LabeledSpan, NamedSource, Report, Severity, SourceCode};
 use rbuild_builder::BuildError;
+use rbuild_frontend::{ErrorKind, Span, Warning};
 
 /// A problem located in the Dockerfile.
 #[derive(Debug)]
@@ -13,9 +15,28 @@ struct DockerfileDiagnostic {
     message: String,
     code: Option<String>,
     help: Option<String>,
+    url: Option<String>,
+    severity: Severity,
     label: String,
     span: miette::SourceSpan,
     source: NamedSource<String>,
+}
+
+impl DockerfileDiagnostic {
+    fn new(message: String, span: Span, path: &Path, text: &str) -> Self {
+        let start = span.start.min(text.len());
+        let end = span.end.clamp(start, text.len());
+        DockerfileDiagnostic {
+            message,
+            code: None,
+            help: None,
+            url: None,
+            severity: Severity::Error,
+            label: "here".to_owned(),
+            span: (start, end - start).into(),
+            source: NamedSource::new(path.display().to_string(), text.to_owned()),
+        }
+    }
 }
 
 impl fmt::Display for DockerfileDiagnostic {
@@ -39,6 +60,16 @@ impl Diagnostic for DockerfileDiagnostic {
             .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
+    fn url<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.url
+            .as_ref()
+            .map(|u| Box::new(u) as Box<dyn fmt::Display>)
+    }
+
+    fn severity(&self) -> Option<Severity> {
+        Some(self.severity)
+    }
+
     fn source_code(&self) -> Option<&dyn SourceCode> {
         Some(&self.source)
     }
@@ -51,8 +82,37 @@ impl Diagnostic for DockerfileDiagnostic {
     }
 }
 
+/// A frontend error (parse or conversion) with the Dockerfile's line, column and caret.
+pub fn dockerfile_error(err: &rbuild_frontend::Error, path: &Path, text: &str) -> Report {
+    if err.kind() == ErrorKind::UnknownTarget {
+        // Not about a place in the file.
+        return match err.help() {
+            Some(help) => miette::miette!(code = err.code(), help = help.to_owned(), "{err}"),
+            None => miette::miette!(code = err.code(), "{err}"),
+        };
+    }
+    let mut diagnostic = DockerfileDiagnostic::new(err.to_string(), err.span(), path, text);
+    diagnostic.code = Some(err.code().to_owned());
+    diagnostic.help = err.help().map(str::to_owned);
+    Report::new(diagnostic)
+}
+
+/// A build-check warning, rendered like an error with the rule name as its code.
+pub fn warning(warning: &Warning, path: &Path, text: &str) -> Report {
+    let mut diagnostic =
+        DockerfileDiagnostic::new(warning.message.clone(), warning.span, path, text);
+    diagnostic.code = Some(warning.rule.name().to_owned());
+    diagnostic.help = warning.help.clone();
+    diagnostic.url = Some(warning.rule.url());
+    diagnostic.severity = Severity::Warning;
+    Report::new(diagnostic)
+}
+
 /// Turns a build failure into a report; for a failed step, prints its output tail first.
 pub fn build_error(err: BuildError, dockerfile_path: &Path, dockerfile: &str) -> Report {
+    if let BuildError::Dockerfile(inner) = &err {
+        return dockerfile_error(inner, dockerfile_path, dockerfile);
+    }
     let Some(span) = err.span() else {
         return match err {
             BuildError::BaseImageNotFound { reference } => miette::miette!(
@@ -71,26 +131,15 @@ pub fn build_error(err: BuildError, dockerfile_path: &Path, dockerfile: &str) ->
         eprintln!("------");
     }
     let (code, help, label) = match &err {
-        BuildError::Dockerfile(inner) => (
-            Some(inner.code().to_string()),
-            inner.help().map(str::to_owned),
-            "here".to_owned(),
-        ),
-        BuildError::RunFailed { code, .. } => (
-            Some("build::run_failed".to_owned()),
-            None,
-            format!("exit code {code}"),
-        ),
+        BuildError::RunFailed { code, .. } => {
+            ("build::run_failed", None, format!("exit code {code}"))
+        }
         BuildError::OutOfMemory { .. } => (
-            Some("build::out_of_memory".to_owned()),
+            "build::out_of_memory",
             Some("raise the limit with `--memory`".to_owned()),
             "killed: out of memory".to_owned(),
         ),
-        _ => (
-            Some("build::step_failed".to_owned()),
-            None,
-            "this step".to_owned(),
-        ),
+        _ => ("build::step_failed", None, "this step".to_owned()),
     };
     let mut message = err.to_string();
     // Name the cause too: "`COPY x /` failed: `x` not found in the build context".
@@ -100,14 +149,80 @@ pub fn build_error(err: BuildError, dockerfile_path: &Path, dockerfile: &str) ->
         message.push_str(&inner.to_string());
         cause = inner.source();
     }
-    let start = span.start.min(dockerfile.len());
-    let end = span.end.clamp(start, dockerfile.len());
-    Report::new(DockerfileDiagnostic {
-        message,
-        code,
-        help,
-        label,
-        span: (start, end - start).into(),
-        source: NamedSource::new(dockerfile_path.display().to_string(), dockerfile.to_owned()),
-    })
+    let mut diagnostic = DockerfileDiagnostic::new(message, span, dockerfile_path, dockerfile);
+    diagnostic.code = Some(code.to_owned());
+    diagnostic.help = help;
+    diagnostic.label = label;
+    Report::new(diagnostic)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+
+    use miette::{GraphicalReportHandler, GraphicalTheme};
+    use rbuild_frontend::{ConvertOptions, ImageConfig, convert, image_references, parse};
+
+    use super::*;
+
+    fn render(report: &Report) -> String {
+        let mut out = String::new();
+        GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
+            .with_width(100)
+            .with_links(false)
+            .render_report(&mut out, report.as_ref())
+            .expect("rendering to a string cannot fail");
+        out
+    }
+
+    /// Every `fixtures/dockerfiles/invalid/*.Dockerfile` fails to convert (with empty base
+    /// configs) and renders with file:line:col, a caret, the code and a help line.
+    #[test]
+    fn invalid_fixtures_render() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dockerfiles/invalid");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .expect("the fixtures directory")
+            .map(|entry| entry.expect("a directory entry").path())
+            .collect();
+        files.sort();
+        assert!(files.len() >= 20);
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("a fixture");
+            let name = file.file_stem().expect("a name").to_string_lossy();
+            let error = parse(&text)
+                .and_then(|df| {
+                    let opts = ConvertOptions::default();
+                    let bases: BTreeMap<String, ImageConfig> = image_references(&df, &opts)?
+                        .into_iter()
+                        .map(|reference| (reference, ImageConfig::default()))
+                        .collect();
+                    convert(&df, &opts, &bases)
+                })
+                .expect_err(&name);
+            let path = Path::new("invalid").join(file.file_name().expect("a name"));
+            let rendered = render(&dockerfile_error(&error, &path, &text));
+            assert!(rendered.contains("dockerfile::"), "{rendered}");
+            insta::assert_snapshot!(name.to_string(), rendered);
+        }
+    }
+
+    #[test]
+    fn warnings_render_with_rule_and_url() {
+        let text = "FROM alpine\nCMD echo hi\n";
+        let checks = rbuild_frontend::check(text).expect("valid");
+        let rendered = render(&warning(&checks.warnings[0], Path::new("Dockerfile"), text));
+        insta::assert_snapshot!(rendered, @r#"
+        JSONArgsRecommended (https://docs.docker.com/go/dockerfile/rule/json-args-recommended/)
+
+          ⚠ JSON arguments recommended for `CMD` to prevent unintended behavior related to OS signals
+           ╭─[Dockerfile:2:1]
+         1 │ FROM alpine
+         2 │ CMD echo hi
+           · ─────┬─────
+           ·      ╰── here
+           ╰────
+          help: write `CMD ["echo", "hi"]`, or set the shell explicitly with `SHELL` if a shell is wanted
+        "#);
+    }
 }

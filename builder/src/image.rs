@@ -11,7 +11,7 @@ use crate::solve::{BuildOptions, State};
 
 /// The frontend's view of an image config: the `config` object of an OCI image config.
 /// Docker writes `null` for empty lists and maps; those are dropped first.
-pub(crate) fn frontend_config(config: &serde_json::Value) -> ImageConfig {
+pub fn frontend_config(config: &serde_json::Value) -> ImageConfig {
     let mut config = config.clone();
     if let serde_json::Value::Object(map) = &mut config {
         map.retain(|_, value| !value.is_null());

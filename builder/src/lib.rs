@@ -22,5 +22,6 @@ pub use error::BuildError;
 pub use exec::DEFAULT_NETWORK;
 pub use export::{RootfsOutput, export_rootfs};
 pub use ignore::IgnoreMatcher;
+pub use image::frontend_config;
 pub use progress::{Event, Progress, Silent, Stream};
 pub use solve::{BuildOptions, BuildResult, Builder, Cancel};

@@ -23,8 +23,6 @@ pub enum ErrorKind {
     NoStages,
     /// An instruction other than `ARG` before the first `FROM`.
     InstructionBeforeFrom,
-    /// Two stages with the same name.
-    DuplicateStage,
     /// Variable expansion failed (`${v:?msg}`, bad substitution, unterminated quote).
     Expansion,
     /// `--target` names no stage.
@@ -55,7 +53,6 @@ impl ErrorKind {
             ErrorKind::InvalidFlag => "dockerfile::invalid_flag",
             ErrorKind::NoStages => "dockerfile::no_stages",
             ErrorKind::InstructionBeforeFrom => "dockerfile::instruction_before_from",
-            ErrorKind::DuplicateStage => "dockerfile::duplicate_stage",
             ErrorKind::Expansion => "dockerfile::expansion",
             ErrorKind::UnknownTarget => "dockerfile::unknown_target",
             ErrorKind::StageOrder => "dockerfile::stage_order",
@@ -123,6 +120,11 @@ impl Error {
 /// The candidate closest to `word` by edit distance (case-insensitive), if it is close
 /// enough to be a plausible typo.
 pub(crate) fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    // Edit distance costs len × len; a word far longer than every candidate is no typo.
+    let longest = candidates.iter().map(|c| c.len()).max().unwrap_or(0);
+    if word.len() > 2 * longest + 8 {
+        return None;
+    }
     let word = word.to_ascii_lowercase();
     let mut best: Option<(usize, &'a str)> = None;
     for candidate in candidates {
@@ -134,6 +136,14 @@ pub(crate) fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str>
     let (distance, candidate) = best?;
     let limit = (word.chars().count().max(candidate.len()) / 3).max(1);
     (distance <= limit).then_some(candidate)
+}
+
+/// `text` for a message: at most 40 characters, the rest elided.
+pub(crate) fn shorten(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
 }
 
 /// Optimal-string-alignment distance: insertions, deletions, substitutions and swaps of
@@ -173,6 +183,13 @@ mod tests {
         assert_eq!(suggest("workdri", &keywords), Some("WORKDIR"));
         assert_eq!(suggest("banana", &keywords), None);
         assert_eq!(suggest("chwon", &["from", "chown"]), Some("chown"));
+        assert_eq!(suggest(&"R".repeat(100), &keywords), None);
+    }
+
+    #[test]
+    fn shortens_long_literals() {
+        assert_eq!(shorten("abc"), "abc");
+        assert_eq!(shorten(&"x".repeat(100)), format!("{}…", "x".repeat(40)));
     }
 
     #[test]

@@ -120,8 +120,13 @@ pub struct ExecOp {
     /// The complete argv: shell form is already wrapped in the stage's SHELL.
     pub args: Vec<String>,
     /// `KEY=value` entries the process sees: the config's Env, then ARGs in scope not
-    /// overridden by ENV.
+    /// overridden by ENV, then proxy build arguments (see `cache_excluded_env`).
     pub env: Vec<String>,
+    /// Keys of `env` entries that are not part of the op's definition digest, so not of
+    /// its cache key either: the predefined proxy ARGs (`HTTP_PROXY`, `https_proxy`, ...)
+    /// given with `--build-arg` and not declared with `ARG`. A cache must not key on them;
+    /// they are not in the image's history either (BuildKit does the same).
+    pub cache_excluded_env: Vec<String>,
     /// Absolute working directory.
     pub cwd: String,
     /// The USER in effect (`name`, `uid`, `name:group`, `uid:gid`), empty for root.

@@ -27,6 +27,7 @@ mod convert;
 mod error;
 mod graph;
 mod instructions;
+mod lint;
 mod shell;
 mod span;
 mod syntax;
@@ -45,5 +46,6 @@ pub use instructions::{
     ArgDecl, Command, Copy, Dockerfile, InlineSource, Instruction, InstructionKind, Onbuild, Pair,
     Run, Stage, parse,
 };
+pub use lint::{CheckConfig, Checks, LintScope, Rule, Warning, check, lint};
 pub use span::Span;
 pub use syntax::{Directives, Heredoc, Keyword, dump_syntax};

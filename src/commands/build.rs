@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use miette::{IntoDiagnostic, Result, WrapErr};
-use rbuild_builder::{BuildOptions, Builder, Cancel, Progress};
+use rbuild_builder::{BuildError, BuildOptions, Builder, Cancel, Progress};
 use rbuild_runtime::Limits;
 
+use super::check::{base_configs, read_dockerfile, warn_before_build};
 use super::{key_value, network, open_runtime, open_store, parse_name};
 use crate::cli::NetworkArg;
 use crate::progress::{BuildLog, JsonProgress, PlainProgress, QuietProgress, Tee, TtyProgress};
@@ -29,6 +30,12 @@ pub enum ProgressArg {
     Json,
     /// Nothing but errors and the image id
     Quiet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PrintArg {
+    /// The build graph: ops with digests and definitions, then the image config and history
+    Graph,
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +83,9 @@ pub struct BuildArgs {
     /// Write the build's result as JSON (image and manifest digests, names, cache counts)
     #[arg(long = "metadata-file", value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
+    /// Print this to stdout instead of building
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub print: Option<PrintArg>,
     /// The build context directory
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
@@ -91,15 +101,7 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         .file
         .clone()
         .unwrap_or_else(|| args.context.join("Dockerfile"));
-    let dockerfile = std::fs::read(&dockerfile_path)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot read the Dockerfile {}", dockerfile_path.display()))?;
-    let dockerfile = String::from_utf8(dockerfile).map_err(|_| {
-        miette::miette!(
-            "the Dockerfile {} is not valid UTF-8",
-            dockerfile_path.display()
-        )
-    })?;
+    let dockerfile = read_dockerfile(&dockerfile_path)?;
     let build_args: BTreeMap<String, String> = args
         .build_args
         .iter()
@@ -148,6 +150,23 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         .map(|o| parse_output(o))
         .collect::<Result<Vec<_>>>()?;
     let store = open_store()?;
+    let convert_opts = rbuild_frontend::ConvertOptions {
+        build_args: opts.build_args.clone(),
+        target: opts.target.clone(),
+        ..Default::default()
+    };
+    if args.print == Some(PrintArg::Graph) {
+        let graph = rbuild_frontend::parse(&dockerfile)
+            .map_err(BuildError::from)
+            .and_then(|df| {
+                let bases = base_configs(&store, &df, &convert_opts, true)?;
+                Ok(rbuild_frontend::convert(&df, &convert_opts, &bases)?)
+            })
+            .map_err(|err| build_error(err, &dockerfile_path, &dockerfile))?;
+        print!("{}", rbuild_frontend::dump_graph(&graph));
+        return Ok(ExitCode::SUCCESS);
+    }
+    warn_before_build(&store, &dockerfile_path, &dockerfile, &convert_opts)?;
     let runtime = open_runtime(&store)?;
     let builder_root = store.root().to_owned();
     let output_store = store.clone();

@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod check;
 pub mod images;
 pub mod run;
 pub mod store;
@@ -17,6 +18,7 @@ use crate::cli::{Cli, Command, NetworkArg};
 pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match (cli.command, cli.build) {
         (Some(Command::Build(args)), _) | (None, Some(args)) => build::build(args).await,
+        (Some(Command::Check(args)), _) => check::check(args),
         (Some(Command::Run(args)), _) => run::run(args).await,
         (Some(Command::Images(args)), _) => images::images(args),
         (Some(Command::Inspect(args)), _) => images::inspect(args),

@@ -4,8 +4,8 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use ring::digest::{Context, SHA256};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A validated `sha256:<64 lowercase hex>` digest. Only sha256 is accepted: it is what every
 /// registry and tool produces, and refusing the rest keeps blob paths predictable.

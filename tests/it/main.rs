@@ -6,6 +6,7 @@ mod support;
 
 mod build;
 mod cache;
+mod check;
 mod copy;
 mod errors;
 mod images;

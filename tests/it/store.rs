@@ -117,13 +117,14 @@ fn rmi_and_prune_give_space_back_and_keep_what_is_used() {
         "two:1's cache stays: {}",
         stderr(&out)
     );
-    // --all drops it too; the image itself stays. (The rebuild gave two:1 a new config
-    // and manifest, so the old ones go as well.)
+    // --all drops it too; the image itself stays. (Whether the rebuild gave two:1 a new
+    // config, and so left the old one to remove, depends on the clock's second.)
     let out = env.rbuild(&["prune", "--all"]);
+    let text = stdout(&out);
     assert!(
-        stdout(&out).starts_with("removed 1 cache record(s), 2 blob(s) and 0 snapshot(s)"),
-        "{}",
-        stdout(&out)
+        text.starts_with("removed 1 cache record(s), ")
+            && text.contains(" blob(s) and 0 snapshot(s)"),
+        "{text}"
     );
     let out = env.build(&env.path("two"), "two:1");
     assert!(!stderr(&out).contains("CACHED"), "{}", stderr(&out));

@@ -1,76 +1,171 @@
 //! Op definition digests: sha256 of a canonical JSON serialization of the op's kind,
 //! with each input replaced by that input's own digest. Spans, descriptions, stages and
-//! op indexes never enter, so equal definitions get equal digests on every run.
+//! op indexes never enter, so equal definitions get equal digests on every run. An exec's
+//! `cache_excluded_env` entries (undeclared proxy build arguments) do not enter either.
 
-use serde_json::{Value, json};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::{CopyKind, CopySource, NetworkMode, Op, OpDigest, OpId, OpKind};
 
 use super::Platform;
 
+// The definitions below serialize to JSON objects with their keys in sorted order (the
+// fields are declared alphabetically): that text is the canonical form. They borrow from
+// the op, so no intermediate JSON values are built.
+
+#[derive(Serialize)]
+struct Scratch {
+    op: &'static str,
+}
+
+#[derive(Serialize)]
+struct Image<'a> {
+    op: &'static str,
+    platform: String,
+    reference: &'a str,
+}
+
+#[derive(Serialize)]
+struct Exec<'a> {
+    args: &'a [String],
+    cwd: &'a str,
+    env: Vec<&'a String>,
+    network: &'static str,
+    op: &'static str,
+    rootfs: &'a str,
+    user: &'a str,
+}
+
+#[derive(Serialize)]
+struct Copy<'a> {
+    chmod: &'a Option<String>,
+    chown: &'a Option<String>,
+    destination: &'a str,
+    kind: &'static str,
+    op: &'static str,
+    rootfs: &'a str,
+    source: Source<'a>,
+    sources: &'a [String],
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Source<'a> {
+    Context { context: Empty },
+    Op { op: &'a str },
+    Inline(Vec<File<'a>>),
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Serialize)]
+struct File<'a> {
+    content: &'a str,
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct Mkdir<'a> {
+    op: &'static str,
+    owner: &'a str,
+    path: &'a str,
+    rootfs: &'a str,
+}
+
 pub(super) fn op_digest(kind: &OpKind, ops: &[Op], platform: &Platform) -> OpDigest {
-    let input = |id: OpId| -> String {
+    let input = |id: OpId| -> &str {
         ops.get(id.0)
-            .map(|op| op.digest.0.clone())
+            .map(|op| op.digest.0.as_str())
             .expect("an op's inputs are added to the graph before it")
     };
-    let definition = match kind {
-        OpKind::Scratch => json!({ "op": "scratch" }),
-        OpKind::Image { reference } => json!({
-            "op": "image",
-            "reference": reference,
-            "platform": platform.to_string(),
-        }),
-        OpKind::Exec(exec) => json!({
-            "op": "exec",
-            "rootfs": input(exec.rootfs),
-            "args": exec.args,
-            "env": exec.env,
-            "cwd": exec.cwd,
-            "user": exec.user,
-            "network": match exec.network {
-                NetworkMode::Default => "default",
-                NetworkMode::None => "none",
-                NetworkMode::Host => "host",
+    // serde_json writes in many small pieces: buffer them, then hash once.
+    let mut hasher: Vec<u8> = Vec::with_capacity(512);
+    let written = match kind {
+        OpKind::Scratch => serde_json::to_writer(&mut hasher, &Scratch { op: "scratch" }),
+        OpKind::Image { reference } => serde_json::to_writer(
+            &mut hasher,
+            &Image {
+                op: "image",
+                platform: platform.to_string(),
+                reference,
             },
-        }),
-        OpKind::Copy(copy) => json!({
-            "op": "copy",
-            "kind": match copy.kind {
-                CopyKind::Copy => "copy",
-                CopyKind::Add => "add",
+        ),
+        OpKind::Exec(exec) => serde_json::to_writer(
+            &mut hasher,
+            &Exec {
+                args: &exec.args,
+                cwd: &exec.cwd,
+                env: exec
+                    .env
+                    .iter()
+                    .filter(|entry| {
+                        let key = entry.split_once('=').map_or(entry.as_str(), |(k, _)| k);
+                        !exec
+                            .cache_excluded_env
+                            .iter()
+                            .any(|excluded| excluded == key)
+                    })
+                    .collect(),
+                network: match exec.network {
+                    NetworkMode::Default => "default",
+                    NetworkMode::None => "none",
+                    NetworkMode::Host => "host",
+                },
+                op: "exec",
+                rootfs: input(exec.rootfs),
+                user: &exec.user,
             },
-            "rootfs": input(copy.rootfs),
-            "source": match &copy.source {
-                CopySource::Context => json!({ "context": {} }),
-                CopySource::Op(id) => json!({ "op": input(*id) }),
-                CopySource::Inline(files) => Value::Array(
-                    files
-                        .iter()
-                        .map(|f| json!({ "name": f.name, "content": f.content }))
-                        .collect(),
-                ),
+        ),
+        OpKind::Copy(copy) => serde_json::to_writer(
+            &mut hasher,
+            &Copy {
+                chmod: &copy.chmod,
+                chown: &copy.chown,
+                destination: &copy.destination,
+                kind: match copy.kind {
+                    CopyKind::Copy => "copy",
+                    CopyKind::Add => "add",
+                },
+                op: "copy",
+                rootfs: input(copy.rootfs),
+                source: match &copy.source {
+                    CopySource::Context => Source::Context { context: Empty {} },
+                    CopySource::Op(id) => Source::Op { op: input(*id) },
+                    CopySource::Inline(files) => Source::Inline(
+                        files
+                            .iter()
+                            .map(|f| File {
+                                content: &f.content,
+                                name: &f.name,
+                            })
+                            .collect(),
+                    ),
+                },
+                sources: &copy.sources,
             },
-            "sources": copy.sources,
-            "destination": copy.destination,
-            "chown": copy.chown,
-            "chmod": copy.chmod,
-        }),
-        OpKind::Mkdir(mkdir) => json!({
-            "op": "mkdir",
-            "rootfs": input(mkdir.rootfs),
-            "path": mkdir.path,
-            "owner": mkdir.owner,
-        }),
+        ),
+        OpKind::Mkdir(mkdir) => serde_json::to_writer(
+            &mut hasher,
+            &Mkdir {
+                op: "mkdir",
+                owner: &mkdir.owner,
+                path: &mkdir.path,
+                rootfs: input(mkdir.rootfs),
+            },
+        ),
     };
-    // serde_json writes object keys in a fixed order (sorted, or insertion order with
-    // `preserve_order`), so the text is canonical either way.
-    let text = serde_json::to_string(&definition).expect("JSON values always serialize");
-    OpDigest(format!(
-        "sha256:{}",
-        hex::encode(Sha256::digest(text.as_bytes()))
-    ))
+    written.expect("definitions always serialize to memory");
+    let hash = Sha256::digest(&hasher);
+    let mut digest = String::with_capacity(71);
+    digest.push_str("sha256:");
+    for byte in hash {
+        for nibble in [byte >> 4, byte & 0xf] {
+            digest.push(char::from(b"0123456789abcdef"[usize::from(nibble)]));
+        }
+    }
+    OpDigest(digest)
 }
 
 #[cfg(test)]

@@ -1,41 +1,74 @@
-//! Applying one instruction to a stage: config changes, history entries, and the ops
-//! for RUN, COPY/ADD and WORKDIR.
+//! Applying one instruction to a stage: config changes, history entries, WORKDIR's op,
+//! and the build checks that need the stage's state. RUN and COPY/ADD are in `ops`.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::instructions::{Command, Copy, Instruction, InstructionKind, Run};
-use crate::shell::Lexer;
-use crate::syntax::parse_heredoc_word;
-use crate::{
-    CopyKind, CopyOp, CopySource, Error, ErrorKind, ExecOp, InlineFile, MkdirOp, OpKind, Span,
-};
+use crate::instructions::{Command, Instruction, InstructionKind};
+use crate::lint::{Rule, Warning, is_secret_name, port_warnings};
+use crate::shell::{Lexer, Lookup};
+use crate::{CopyKind, Error, ErrorKind, MkdirOp, OpKind, Span};
 
-use super::plan::FromSource;
 use super::values::{
-    go_list, go_quoted_list, health_history, is_valid_chmod, is_valid_signal, parse_port_spec,
-    resolve_destination, resolve_path,
+    go_list, go_quoted_list, health_history, is_valid_signal, parse_port_spec, resolve_path,
 };
 use super::{Converter, StageState, expansion_error};
 
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
 
-/// Expands words against the variables as they were before the instruction.
-struct Expander {
-    lexer: Lexer,
-    vars: BTreeMap<String, String>,
-    span: Span,
+/// Expands words of one instruction, remembering (when linting) the variables it looked
+/// up and did not find.
+pub(super) struct Expander {
+    pub lexer: Lexer,
+    pub span: Span,
+    missing: Option<RefCell<BTreeSet<String>>>,
+}
+
+/// The stage's variables, seen through an [`Expander`].
+struct Seen<'a> {
+    vars: &'a BTreeMap<String, String>,
+    missing: Option<&'a RefCell<BTreeSet<String>>>,
+}
+
+impl Lookup for Seen<'_> {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        let value = self.vars.get(name).map(String::as_str);
+        if value.is_none()
+            && let Some(missing) = self.missing
+        {
+            missing.borrow_mut().insert(name.to_string());
+        }
+        value
+    }
 }
 
 impl Expander {
-    fn word(&self, word: &str) -> Result<String, Error> {
-        self.lexer
-            .process_word(word, &self.vars)
+    fn seen<'a>(&'a self, vars: &'a BTreeMap<String, String>) -> Seen<'a> {
+        Seen {
+            vars,
+            missing: self.missing.as_ref(),
+        }
+    }
+
+    pub fn word(&self, word: &str, vars: &BTreeMap<String, String>) -> Result<String, Error> {
+        self.with(self.lexer, word, vars)
+    }
+
+    /// Expands with other lexer settings (heredoc bodies).
+    pub fn with(
+        &self,
+        lexer: Lexer,
+        word: &str,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<String, Error> {
+        lexer
+            .process_word(word, &self.seen(vars))
             .map_err(|e| expansion_error(e, word, self.span))
     }
 
-    fn words(&self, word: &str) -> Result<Vec<String>, Error> {
+    pub fn words(&self, word: &str, vars: &BTreeMap<String, String>) -> Result<Vec<String>, Error> {
         self.lexer
-            .process_words(word, &self.vars)
+            .process_words(word, &self.seen(vars))
             .map_err(|e| expansion_error(e, word, self.span))
     }
 }
@@ -44,7 +77,7 @@ fn invalid(span: Span, message: String) -> Error {
     Error::new(ErrorKind::InvalidValue, span, message)
 }
 
-fn shell_wrap(state: &StageState, command: String) -> Vec<String> {
+pub(super) fn shell_wrap(state: &StageState, command: String) -> Vec<String> {
     let mut args: Vec<String> = match &state.config.shell {
         Some(shell) => shell.clone(),
         None => DEFAULT_SHELL.iter().map(|s| s.to_string()).collect(),
@@ -61,41 +94,61 @@ impl Converter<'_> {
     ) -> Result<(), Error> {
         let expand = Expander {
             lexer: Lexer::new(self.df.directives.escape),
-            vars: state.vars(),
             span: instruction.args_span,
+            missing: self.lint.is_some().then(RefCell::default),
         };
+        self.dispatch_with(state, instruction, &expand)?;
+        if let Some(missing) = expand.missing {
+            self.undefined_vars(state, instruction, missing.into_inner());
+        }
+        Ok(())
+    }
+
+    fn dispatch_with(
+        &mut self,
+        state: &mut StageState,
+        instruction: &Instruction,
+        expand: &Expander,
+    ) -> Result<(), Error> {
+        let span = instruction.args_span;
         match &instruction.kind {
-            InstructionKind::Env(pairs) => {
-                let mut message = String::from("ENV");
+            InstructionKind::Env(pairs) | InstructionKind::Label(pairs) => {
+                let env = matches!(instruction.kind, InstructionKind::Env(_));
+                let keyword = if env { "ENV" } else { "LABEL" };
+                // Every value is expanded with the variables as they were before.
+                let mut expanded = Vec::new();
                 for pair in pairs {
-                    let (key, value) = (expand.word(&pair.key)?, expand.word(&pair.value)?);
-                    message.push_str(&format!(" {key}={value}"));
-                    state.config.set_env(&key, &value);
+                    let key = expand.word(&pair.key, &state.vars)?;
+                    let value = expand.word(&pair.value, &state.vars)?;
+                    if pair.legacy {
+                        self.warn(legacy_key_value(keyword, &key, &value, span));
+                    }
+                    if env && is_secret_name(&key) {
+                        self.warn(secret(keyword, &key, span));
+                    }
+                    expanded.push((key, value));
                 }
-                state.commit(message, true);
-            }
-            InstructionKind::Label(pairs) => {
-                let mut message = String::from("LABEL");
-                for pair in pairs {
-                    let (key, value) = (expand.word(&pair.key)?, expand.word(&pair.value)?);
+                let mut message = String::from(keyword);
+                for (key, value) in expanded {
                     message.push_str(&format!(" {key}={value}"));
-                    state.config.labels.insert(key, value);
+                    if env {
+                        state.set_env(&key, &value);
+                    } else {
+                        state.config.labels.insert(key, value);
+                    }
                 }
                 state.commit(message, true);
             }
             InstructionKind::Arg(decls) => {
                 let mut parts = Vec::new();
                 for decl in decls {
+                    if is_secret_name(&decl.name) {
+                        self.warn(secret("ARG", &decl.name, span));
+                    }
                     let value = match (self.opts.build_args.get(&decl.name), &decl.default) {
                         (Some(value), _) => Some(value.clone()),
                         // Each ARG sees the ones declared before it on the same line.
-                        (None, Some(default)) => Some(
-                            Expander {
-                                vars: state.vars(),
-                                ..expand.clone_settings()
-                            }
-                            .word(default)?,
-                        ),
+                        (None, Some(default)) => Some(expand.word(default, &state.vars)?),
                         (None, None) => self.plan.meta.get(&decl.name).cloned(),
                     };
                     parts.push(match &value {
@@ -106,83 +159,76 @@ impl Converter<'_> {
                 }
                 state.commit(format!("ARG {}", parts.join(" ")), true);
             }
-            InstructionKind::Run(run) => self.run(state, instruction, run, &expand)?,
-            InstructionKind::Cmd(command) => {
+            InstructionKind::Run(run) => self.run(state, instruction, run)?,
+            InstructionKind::Cmd(command) | InstructionKind::Entrypoint(command) => {
+                let cmd = matches!(instruction.kind, InstructionKind::Cmd(_));
+                let keyword = if cmd { "CMD" } else { "ENTRYPOINT" };
+                let last = if cmd {
+                    &mut state.last_cmd
+                } else {
+                    &mut state.last_entrypoint
+                };
+                if let Some(previous) = last.replace(instruction.span) {
+                    self.warn(used_once(keyword, previous));
+                }
                 let args = match command {
                     Command::Exec(argv) => argv.clone(),
-                    Command::Shell(text) => shell_wrap(state, text.clone()),
+                    Command::Shell(text) => {
+                        if state.config.shell.is_none() {
+                            self.warn(json_args(keyword, text, instruction.span));
+                        }
+                        shell_wrap(state, text.clone())
+                    }
                 };
-                state.commit(format!("CMD {}", go_quoted_list(&args)), true);
-                state.config.cmd = Some(args);
-                state.cmd_set = true;
-            }
-            InstructionKind::Entrypoint(command) => {
-                let args = match command {
-                    Command::Exec(argv) => argv.clone(),
-                    Command::Shell(text) => shell_wrap(state, text.clone()),
-                };
-                state.commit(format!("ENTRYPOINT {}", go_quoted_list(&args)), true);
-                state.config.entrypoint = (!args.is_empty()).then_some(args);
-                // An ENTRYPOINT drops the CMD it inherited, but not one this stage set.
-                if !state.cmd_set {
-                    state.config.cmd = None;
+                state.commit(format!("{keyword} {}", go_quoted_list(&args)), true);
+                if cmd {
+                    state.config.cmd = Some(args);
+                    state.cmd_set = true;
+                } else {
+                    state.config.entrypoint = (!args.is_empty()).then_some(args);
+                    // An ENTRYPOINT drops the CMD it inherited, but not one this stage set.
+                    if !state.cmd_set {
+                        state.config.cmd = None;
+                    }
                 }
             }
             InstructionKind::Shell(shell) => {
                 state.commit(format!("SHELL {}", go_list(shell)), true);
                 state.config.shell = Some(shell.clone());
             }
-            InstructionKind::Workdir(path) => {
-                let path = expand.word(path)?;
-                if path.is_empty() {
-                    return Err(
-                        invalid(instruction.args_span, "`WORKDIR` path is empty".into()).with_help(
-                            "the path expanded to an empty string; check the variables it uses",
-                        ),
-                    );
-                }
-                let workdir = resolve_path(&state.config.working_dir, &path);
-                state.config.working_dir = workdir.clone();
-                let layer = workdir != "/";
-                if layer {
-                    let kind = OpKind::Mkdir(MkdirOp {
-                        rootfs: state.root,
-                        path: workdir.clone(),
-                        owner: state.config.user.clone(),
-                    });
-                    state.root =
-                        self.add_op(kind, instruction.span, &state.id, instruction.text.clone());
-                }
-                state.commit(format!("WORKDIR {workdir}"), !layer);
-            }
+            InstructionKind::Workdir(path) => self.workdir(state, instruction, path, expand)?,
             InstructionKind::User(user) => {
-                let user = expand.word(user)?;
+                let user = expand.word(user, &state.vars)?;
                 state.commit(format!("USER {user}"), true);
                 state.config.user = user;
             }
             InstructionKind::Volume(volumes) => {
                 let mut expanded = Vec::new();
                 for volume in volumes {
-                    let volume = expand.word(volume)?;
+                    // One word per path, as BuildKit: a variable holding spaces is one path.
+                    let volume = expand.word(volume, &state.vars)?;
                     if volume.is_empty() {
-                        return Err(invalid(
-                            instruction.args_span,
-                            "`VOLUME` path is empty".into(),
-                        ));
+                        return Err(invalid(span, "`VOLUME` path is empty".into()));
                     }
-                    state.config.volumes.insert(volume.clone(), crate::Empty {});
                     expanded.push(volume);
+                }
+                for volume in &expanded {
+                    state.config.volumes.insert(volume.clone(), crate::Empty {});
                 }
                 state.commit(format!("VOLUME {}", go_list(&expanded)), true);
             }
             InstructionKind::Expose(ports) => {
-                let mut exposed = Vec::new();
+                let mut words = Vec::new();
                 for port in ports {
-                    for word in expand.words(port)? {
-                        let specs = parse_port_spec(&word)
-                            .map_err(|message| invalid(instruction.args_span, message))?;
-                        exposed.extend(specs);
+                    words.extend(expand.words(port, &state.vars)?);
+                }
+                let mut exposed = Vec::new();
+                for word in words {
+                    for warning in port_warnings(&word, span) {
+                        self.warn(warning);
                     }
+                    exposed
+                        .extend(parse_port_spec(&word).map_err(|message| invalid(span, message))?);
                 }
                 for port in &exposed {
                     state
@@ -193,13 +239,10 @@ impl Converter<'_> {
                 state.commit(format!("EXPOSE {}", go_list(&exposed)), true);
             }
             InstructionKind::StopSignal(signal) => {
-                let signal = expand.word(signal)?;
+                let signal = expand.word(signal, &state.vars)?;
                 if !is_valid_signal(&signal) {
-                    return Err(invalid(
-                        instruction.args_span,
-                        format!("invalid signal `{signal}`"),
-                    )
-                    .with_help("use a signal name such as `SIGTERM` or a number"));
+                    return Err(invalid(span, format!("invalid signal `{signal}`"))
+                        .with_help("use a signal name such as `SIGTERM` or a number"));
                 }
                 state.commit(format!("STOPSIGNAL {signal}"), true);
                 state.config.stop_signal = Some(signal);
@@ -209,6 +252,9 @@ impl Converter<'_> {
                 state.commit(format!("MAINTAINER {maintainer}"), true);
             }
             InstructionKind::Healthcheck(health) => {
+                if let Some(previous) = state.last_healthcheck.replace(instruction.span) {
+                    self.warn(used_once("HEALTHCHECK", previous));
+                }
                 state.commit(health_history(health), true);
                 state.config.healthcheck = Some(health.clone());
             }
@@ -216,265 +262,143 @@ impl Converter<'_> {
                 state.config.on_build.push(onbuild.expression.clone());
             }
             InstructionKind::Copy(copy) => {
-                self.copy(state, instruction, copy, CopyKind::Copy, &expand)?
+                self.copy(state, instruction, copy, CopyKind::Copy, expand)?
             }
             InstructionKind::Add(copy) => {
-                self.copy(state, instruction, copy, CopyKind::Add, &expand)?
+                self.copy(state, instruction, copy, CopyKind::Add, expand)?
             }
         }
         Ok(())
     }
 
-    fn run(
+    fn workdir(
         &mut self,
         state: &mut StageState,
         instruction: &Instruction,
-        run: &Run,
+        path: &str,
         expand: &Expander,
     ) -> Result<(), Error> {
-        let args = match &run.command {
-            Command::Exec(argv) => argv.clone(),
-            Command::Shell(text) => {
-                let script = match run.heredocs.as_slice() {
-                    [] => text.clone(),
-                    // `RUN <<EOF` alone: the body is the script.
-                    [heredoc] if is_only_heredoc(text) => {
-                        let body = heredoc.body();
-                        if body.starts_with("#!") {
-                            shebang_script(&body)
-                        } else {
-                            body
-                        }
-                    }
-                    // Anything else: hand the shell the line and the bodies, as written.
-                    heredocs => {
-                        let mut script = text.clone();
-                        for heredoc in heredocs {
-                            script.push('\n');
-                            script.push_str(&heredoc.content);
-                            script.push_str(&heredoc.name);
-                        }
-                        script
-                    }
-                };
-                shell_wrap(state, script)
-            }
-        };
-        let history = run_history(&args, &state.args, &expand.vars);
-        let kind = OpKind::Exec(ExecOp {
-            rootfs: state.root,
-            args,
-            env: state.exec_env(),
-            cwd: match state.config.working_dir.as_str() {
-                "" => "/".to_string(),
-                dir => dir.to_string(),
-            },
-            user: state.config.user.clone(),
-            network: run.network,
-        });
-        state.root = self.add_op(kind, instruction.span, &state.id, instruction.text.clone());
-        state.commit(format!("RUN {history} # buildkit"), false);
-        Ok(())
-    }
-
-    fn copy(
-        &mut self,
-        state: &mut StageState,
-        instruction: &Instruction,
-        copy: &Copy,
-        kind: CopyKind,
-        expand: &Expander,
-    ) -> Result<(), Error> {
-        let keyword = if kind == CopyKind::Copy {
-            "COPY"
-        } else {
-            "ADD"
-        };
-        let span = instruction.args_span;
-        let sources = copy
-            .sources
-            .iter()
-            .map(|s| expand.word(s))
-            .collect::<Result<Vec<_>, _>>()?;
-        for source in &sources {
-            let remote = ["http://", "https://", "git@", "git://"]
-                .iter()
-                .any(|p| source.starts_with(p));
-            if remote && kind == CopyKind::Copy {
-                return Err(invalid(span, format!("`COPY` source `{source}` is a URL"))
-                    .with_help("use `ADD` for remote sources"));
-            }
-            if remote {
-                return Err(Error::new(
-                    ErrorKind::Unsupported,
-                    span,
+        let path = expand.word(path, &state.vars)?;
+        if path.is_empty() {
+            return Err(
+                invalid(instruction.args_span, "`WORKDIR` path is empty".into())
+                    .with_help("the path expanded to an empty string; check the variables it uses"),
+            );
+        }
+        // Only the first WORKDIR of the FROM chain is checked: fixing it fixes the others.
+        if !state.workdir_set && !path.starts_with('/') {
+            self.warn(
+                Warning::new(
+                    Rule::WorkdirRelativePath,
+                    instruction.args_span,
                     format!(
-                        "`ADD` from a remote source (`{source}`) is not supported by rbuild yet"
+                        "relative workdir `{path}` can have unexpected results if the base image changes"
                     ),
-                ));
-            }
+                )
+                .with_help(format!("use an absolute path, e.g. `WORKDIR /{path}`")),
+            );
         }
-        if !copy.inline.is_empty() && (!sources.is_empty() || copy.from.is_some()) {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                span,
-                format!(
-                    "`{keyword}` with both heredoc and other sources is not supported by rbuild yet"
-                ),
-            )
-            .with_help("split it into one instruction per kind of source"));
+        state.workdir_set = true;
+        let workdir = resolve_path(&state.config.working_dir, &path);
+        state.config.working_dir = workdir.clone();
+        let layer = workdir != "/";
+        if layer {
+            let kind = OpKind::Mkdir(MkdirOp {
+                rootfs: state.root,
+                path: workdir.clone(),
+                owner: state.config.user.clone(),
+            });
+            state.root = self.add_op(kind, instruction.span, &state.id, instruction.text.clone());
         }
-        let source = if let Some((from, from_span)) = &copy.from {
-            match self
-                .plan
-                .copy_source(self.df, state.id.index, from, *from_span)?
-            {
-                FromSource::Stage(index) => CopySource::Op(self.stage_root(index)),
-                FromSource::Image(reference) => {
-                    let image = OpKind::Image { reference };
-                    let description = format!("{keyword} --from={from}");
-                    CopySource::Op(self.add_op(image, *from_span, &state.id, description))
-                }
-            }
-        } else if !copy.inline.is_empty() {
-            let raw = Lexer {
-                skip_quotes: true,
-                ..Lexer::new('\\')
-            };
-            let mut files = Vec::new();
-            for file in &copy.inline {
-                let content = if file.expand {
-                    raw.process_word(&file.content, &expand.vars)
-                        .map_err(|e| expansion_error(e, &file.name, span))?
-                } else {
-                    file.content.clone()
-                };
-                files.push(InlineFile {
-                    name: file.name.clone(),
-                    content,
-                });
-            }
-            CopySource::Inline(files)
-        } else {
-            CopySource::Context
-        };
-        let chown = copy.chown.as_deref().map(|c| expand.word(c)).transpose()?;
-        let chmod = copy.chmod.as_deref().map(|c| expand.word(c)).transpose()?;
-        if let Some(mode) = chmod.as_deref().filter(|m| !is_valid_chmod(m)) {
-            return Err(invalid(
-                instruction.span,
-                format!("invalid `--chmod` value `{mode}`"),
-            )
-            .with_help("use an octal mode up to `7777` or a symbolic mode such as `u+x`"));
-        }
-        let destination = expand.word(&copy.destination)?;
-        let mut message = keyword.to_string();
-        if let Some(chown) = &chown {
-            message.push_str(&format!(" --chown={chown}"));
-        }
-        if let Some(chmod) = &chmod {
-            message.push_str(&format!(" --chmod={chmod}"));
-        }
-        for source in &sources {
-            message.push_str(&format!(" {source}"));
-        }
-        for file in &copy.inline {
-            message.push_str(&format!(" <<{}", file.name));
-        }
-        message.push_str(&format!(" {destination} # buildkit"));
-        let op = OpKind::Copy(CopyOp {
-            rootfs: state.root,
-            source,
-            kind,
-            sources,
-            destination: resolve_destination(&state.config.working_dir, &destination),
-            chown,
-            chmod,
-        });
-        state.root = self.add_op(op, instruction.span, &state.id, instruction.text.clone());
-        state.commit(message, false);
+        state.commit(format!("WORKDIR {workdir}"), !layer);
         Ok(())
     }
-}
 
-impl Expander {
-    fn clone_settings(&self) -> Expander {
-        Expander {
-            lexer: self.lexer,
-            vars: BTreeMap::new(),
-            span: self.span,
+    /// `UndefinedVar`: variables an instruction used that are neither set nor declared
+    /// with a value-less `ARG`.
+    fn undefined_vars(
+        &mut self,
+        state: &StageState,
+        instruction: &Instruction,
+        missing: BTreeSet<String>,
+    ) {
+        let known: Vec<&str> = state.vars.keys().map(String::as_str).collect();
+        for name in missing {
+            if state.args.iter().any(|(arg, _)| *arg == name) {
+                continue;
+            }
+            let warning = Warning::new(
+                Rule::UndefinedVar,
+                instruction.args_span,
+                format!("usage of undefined variable `${name}`"),
+            );
+            self.warn(match crate::error::suggest(&name, &known) {
+                Some(similar) => warning.with_help(format!("did you mean `${similar}`?")),
+                None => warning.with_help(format!(
+                    "declare it with `ARG {name}` or set it with `ENV {name}=<value>` before using it"
+                )),
+            });
         }
     }
 }
 
-fn is_only_heredoc(command: &str) -> bool {
-    matches!(parse_heredoc_word(command.trim()), Ok(Some(_)))
-}
-
-/// BuildKit runs a `#!` heredoc as an executable file it mounts into the container. The
-/// graph has no mounts, so rbuild writes the script to a temporary file with `/bin/sh`,
-/// runs it and removes it; the script's exit code is the RUN's.
-fn shebang_script(body: &str) -> String {
-    let mut delimiter = String::from("RBUILD_SCRIPT_EOF");
-    while body.lines().any(|line| line == delimiter) {
-        delimiter.push('_');
-    }
-    format!(
-        "set -e; f=$(mktemp); trap 'rm -f \"$f\"' EXIT; cat > \"$f\" <<'{delimiter}'\n{body}{delimiter}\nchmod +x \"$f\"; \"$f\""
+fn legacy_key_value(keyword: &str, key: &str, value: &str, span: Span) -> Warning {
+    let value = if value.contains(char::is_whitespace) || value.is_empty() {
+        format!("\"{}\"", value.replace('"', "\\\""))
+    } else {
+        value.to_string()
+    };
+    let fix = if value.len() > 60 {
+        format!("{keyword} {key}=<value>")
+    } else {
+        format!("{keyword} {key}={value}")
+    };
+    Warning::new(
+        Rule::LegacyKeyValueFormat,
+        span,
+        format!(
+            "`{keyword} key=value` should be used instead of legacy `{keyword} key value` format"
+        ),
     )
+    .with_help(format!("write `{fix}`"))
 }
 
-/// `RUN`'s history text: `|2 A=1 B=2 /bin/sh -c cmd` when ARGs are in scope (their
-/// current values; ENV of the same name wins), as BuildKit writes it.
-fn run_history(
-    args: &[String],
-    declared: &[(String, Option<String>)],
-    vars: &BTreeMap<String, String>,
-) -> String {
-    let mut parts = Vec::new();
-    if !declared.is_empty() {
-        parts.push(format!("|{}", declared.len()));
-        for (name, value) in declared {
-            let value = vars
-                .get(name)
-                .map(String::as_str)
-                .or(value.as_deref())
-                .unwrap_or("");
-            parts.push(format!("{name}={value}"));
-        }
-    }
-    parts.extend(args.iter().cloned());
-    parts.join(" ")
+fn secret(keyword: &str, key: &str, span: Span) -> Warning {
+    Warning::new(
+        Rule::SecretsUsedInArgOrEnv,
+        span,
+        format!("do not use `ARG` or `ENV` instructions for sensitive data (`{keyword} {key}`)"),
+    )
+    .with_help("their values are kept in the image's config or history; pass secrets in at run time instead")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+fn used_once(keyword: &str, previous: Span) -> Warning {
+    Warning::new(
+        Rule::MultipleInstructionsDisallowed,
+        previous,
+        format!(
+            "multiple `{keyword}` instructions should not be used in the same stage because only the last one will be used"
+        ),
+    )
+    .with_help(format!("remove this `{keyword}`: a later one replaces it"))
+}
 
-    #[test]
-    fn run_history_lists_args() {
-        let args = vec![
-            "/bin/sh".to_string(),
-            "-c".to_string(),
-            "echo hi".to_string(),
-        ];
-        assert_eq!(
-            run_history(&args, &[], &BTreeMap::new()),
-            "/bin/sh -c echo hi"
-        );
-        let declared = vec![
-            ("A".to_string(), Some("1".to_string())),
-            ("B".to_string(), None),
-        ];
-        assert_eq!(
-            run_history(&args, &declared, &BTreeMap::new()),
-            "|2 A=1 B= /bin/sh -c echo hi"
-        );
-    }
-
-    #[test]
-    fn shebang_script_avoids_delimiter_clash() {
-        let script = shebang_script("#!/bin/sh\nRBUILD_SCRIPT_EOF\n");
-        assert!(script.contains("<<'RBUILD_SCRIPT_EOF_'"));
-    }
+fn json_args(keyword: &str, text: &str, span: Span) -> Warning {
+    let argv: Vec<String> = text
+        .split_whitespace()
+        .map(|w| format!("\"{w}\""))
+        .collect();
+    let example = if argv.is_empty() || text.contains(['&', '|', ';', '$', '>', '<', '"', '\'']) {
+        format!("{keyword} [\"executable\", \"arg\"]")
+    } else {
+        format!("{keyword} [{}]", argv.join(", "))
+    };
+    Warning::new(
+        Rule::JsonArgsRecommended,
+        span,
+        format!("JSON arguments recommended for `{keyword}` to prevent unintended behavior related to OS signals"),
+    )
+    .with_help(format!(
+        "write `{example}`, or set the shell explicitly with `SHELL` if a shell is wanted"
+    ))
 }

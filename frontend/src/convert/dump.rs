@@ -51,18 +51,24 @@ fn definition(kind: &OpKind) -> String {
     match kind {
         OpKind::Scratch => "scratch".to_string(),
         OpKind::Image { reference } => format!("image {reference}"),
-        OpKind::Exec(exec) => format!(
-            "exec {} env={} cwd={} user={} network={}",
-            json(&exec.args),
-            json(&exec.env),
-            exec.cwd,
-            exec.user,
-            match exec.network {
-                NetworkMode::Default => "default",
-                NetworkMode::None => "none",
-                NetworkMode::Host => "host",
+        OpKind::Exec(exec) => {
+            let mut text = format!(
+                "exec {} env={} cwd={} user={} network={}",
+                json(&exec.args),
+                json(&exec.env),
+                exec.cwd,
+                exec.user,
+                match exec.network {
+                    NetworkMode::Default => "default",
+                    NetworkMode::None => "none",
+                    NetworkMode::Host => "host",
+                }
+            );
+            if !exec.cache_excluded_env.is_empty() {
+                let _ = write!(text, " uncached_env={}", json(&exec.cache_excluded_env));
             }
-        ),
+            text
+        }
         OpKind::Copy(copy) => {
             let source = match &copy.source {
                 CopySource::Context => "context".to_string(),

@@ -4,6 +4,7 @@
 mod digest;
 mod dispatch;
 mod dump;
+mod ops;
 mod plan;
 mod values;
 
@@ -12,6 +13,7 @@ pub use dump::dump_graph;
 use std::collections::BTreeMap;
 
 use crate::instructions::{Dockerfile, parse_trigger};
+use crate::lint::{Lint, LintScope, Warning};
 use crate::shell::ShellError;
 use crate::{
     BuildGraph, Error, ErrorKind, HistoryEntry, ImageConfig, ImageOutput, Op, OpId, OpKind, Span,
@@ -100,35 +102,26 @@ pub fn convert(
     bases: &BTreeMap<String, ImageConfig>,
 ) -> Result<BuildGraph, Error> {
     let plan = Plan::new(df, opts, Some(bases))?;
-    let mut converter = Converter {
-        df,
-        opts,
-        bases,
-        plan: &plan,
-        ops: Vec::new(),
-        stages: vec![None; df.stages.len()],
-    };
-    // Dependencies are always earlier stages, so index order is a topological order.
-    for index in 0..df.stages.len() {
-        if plan.needed[index] {
-            let state = converter.convert_stage(index)?;
-            converter.stages[index] = Some(state);
-        }
-    }
-    let target = converter
-        .stages
-        .get_mut(plan.target)
-        .and_then(Option::take)
-        .expect("the target stage is always converted");
-    Ok(BuildGraph {
-        ops: converter.ops,
-        output: ImageOutput {
-            root: target.root,
-            config: target.config,
-            history: target.history,
-            base: target.base,
-        },
-    })
+    let mut converter = Converter::new(df, opts, bases, &plan);
+    converter.convert_stages(|index| plan.needed[index])?;
+    Ok(converter.finish())
+}
+
+/// Converts for the build checks: every stage (or the ones the target needs), base
+/// images without a config taken as empty images, and the warnings found on the way.
+pub(crate) fn lint_stages(
+    df: &Dockerfile,
+    opts: &ConvertOptions,
+    bases: &BTreeMap<String, ImageConfig>,
+    scope: LintScope,
+) -> Result<Vec<Warning>, Error> {
+    let plan = Plan::new(df, opts, Some(bases))?;
+    let mut lint = Lint::default();
+    plan::lint_from_lines(df, opts, &mut lint);
+    let mut converter = Converter::new(df, opts, bases, &plan);
+    converter.lint = Some(lint);
+    converter.convert_stages(|index| scope == LintScope::AllStages || plan.needed[index])?;
+    Ok(converter.lint.map(|lint| lint.warnings).unwrap_or_default())
 }
 
 /// A stage being converted: the last op of its FROM chain and the image so far.
@@ -142,36 +135,75 @@ pub(crate) struct StageState {
     pub base: Option<String>,
     /// ARGs in scope, in declaration order: `None` for declared but unset.
     pub args: Vec<(String, Option<String>)>,
+    /// The variables expansion sees: ARGs with a value, overridden by the config's Env.
+    /// Kept up to date by `set_env` and `declare_arg`.
+    pub vars: BTreeMap<String, String>,
     /// Whether CMD was set in this stage (an inherited CMD is cleared by ENTRYPOINT).
     pub cmd_set: bool,
+    /// A WORKDIR was set in this Dockerfile along the FROM chain (`WorkdirRelativePath`).
+    pub workdir_set: bool,
+    /// The last CMD, ENTRYPOINT and HEALTHCHECK of this stage
+    /// (`MultipleInstructionsDisallowed`).
+    pub last_cmd: Option<Span>,
+    pub last_entrypoint: Option<Span>,
+    pub last_healthcheck: Option<Span>,
 }
 
 impl StageState {
-    /// The variables expansion sees: the config's Env, then ARGs not overridden by ENV.
-    pub fn vars(&self) -> BTreeMap<String, String> {
-        let mut vars: BTreeMap<String, String> = BTreeMap::new();
-        for (name, value) in self.args.iter().filter_map(|(n, v)| Some((n, v.as_ref()?))) {
-            vars.insert(name.clone(), value.clone());
+    fn new(id: StageId, root: OpId, config: ImageConfig, base: Option<String>) -> StageState {
+        let vars = config
+            .env
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
+                (key.to_string(), value.to_string())
+            })
+            .collect();
+        StageState {
+            id,
+            root,
+            config,
+            history: Vec::new(),
+            base,
+            args: Vec::new(),
+            vars,
+            cmd_set: false,
+            workdir_set: false,
+            last_cmd: None,
+            last_entrypoint: None,
+            last_healthcheck: None,
         }
-        for entry in &self.config.env {
-            let (key, value) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
-            vars.insert(key.to_string(), value.to_string());
-        }
-        vars
     }
 
     /// The environment of a RUN: the config's Env, then ARGs in scope not overridden by ENV.
     pub fn exec_env(&self) -> Vec<String> {
         let mut env = self.config.env.clone();
+        let keys: std::collections::BTreeSet<&str> = self
+            .config
+            .env
+            .iter()
+            .map(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k))
+            .collect();
         for (name, value) in self.args.iter().filter_map(|(n, v)| Some((n, v.as_ref()?))) {
-            if self.config.env_value(name).is_none() {
+            if !keys.contains(name.as_str()) {
                 env.push(format!("{name}={value}"));
             }
         }
         env
     }
 
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.config.set_env(key, value);
+        self.vars.insert(key.to_string(), value.to_string());
+    }
+
     pub fn declare_arg(&mut self, name: &str, value: Option<String>) {
+        if self.config.env_value(name).is_none() {
+            match &value {
+                Some(value) => self.vars.insert(name.to_string(), value.clone()),
+                None => self.vars.remove(name),
+            };
+        }
         match self.args.iter_mut().find(|(n, _)| n == name) {
             Some(existing) => existing.1 = value,
             None => self.args.push((name.to_string(), value)),
@@ -195,9 +227,64 @@ pub(crate) struct Converter<'a> {
     ops: Vec<Op>,
     /// Converted stages, by index.
     pub stages: Vec<Option<StageState>>,
+    /// Set when linting: warnings go here, and a base image without a config is taken as
+    /// an empty image instead of failing.
+    pub lint: Option<Lint>,
 }
 
-impl Converter<'_> {
+impl<'a> Converter<'a> {
+    fn new(
+        df: &'a Dockerfile,
+        opts: &'a ConvertOptions,
+        bases: &'a BTreeMap<String, ImageConfig>,
+        plan: &'a Plan,
+    ) -> Self {
+        Converter {
+            df,
+            opts,
+            bases,
+            plan,
+            ops: Vec::new(),
+            stages: vec![None; df.stages.len()],
+            lint: None,
+        }
+    }
+
+    /// Converts the stages `wanted` selects, in index order: dependencies are always
+    /// earlier stages, so that is a topological order.
+    fn convert_stages(&mut self, wanted: impl Fn(usize) -> bool) -> Result<(), Error> {
+        for index in 0..self.df.stages.len() {
+            if wanted(index) {
+                let state = self.convert_stage(index)?;
+                self.stages[index] = Some(state);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> BuildGraph {
+        let target = self
+            .stages
+            .get_mut(self.plan.target)
+            .and_then(Option::take)
+            .expect("the target stage is always converted");
+        BuildGraph {
+            ops: self.ops,
+            output: ImageOutput {
+                root: target.root,
+                config: target.config,
+                history: target.history,
+                base: target.base,
+            },
+        }
+    }
+
+    pub fn warn(&mut self, warning: Warning) {
+        if let Some(lint) = &mut self.lint {
+            lint.push(warning);
+        }
+    }
+
     /// Appends an op; its inputs must already be in the graph.
     pub fn add_op(
         &mut self,
@@ -228,24 +315,28 @@ impl Converter<'_> {
         let mut state = match &self.plan.bases[index] {
             Base::Scratch => {
                 let root = self.add_op(OpKind::Scratch, stage.span, &id, stage.text.clone());
-                new_state(id, root, ImageConfig::default(), None)
+                StageState::new(id, root, ImageConfig::default(), None)
             }
             Base::Image(reference) => {
-                let mut config = self.bases.get(reference).cloned().ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::MissingBaseConfig,
-                        stage.base_span,
-                        format!("no config was given for base image `{reference}`"),
-                    )
-                    .with_help("pass the configs of all references `image_references` returns")
-                })?;
-                // Triggers run now and are not passed on to images built from this one.
-                triggers = std::mem::take(&mut config.on_build);
+                let config = match self.bases.get(reference) {
+                    Some(config) => config.clone(),
+                    None if self.lint.is_some() => ImageConfig::default(),
+                    None => {
+                        return Err(Error::new(
+                            ErrorKind::MissingBaseConfig,
+                            stage.base_span,
+                            format!("no config was given for base image `{reference}`"),
+                        )
+                        .with_help(
+                            "pass the configs of all references `image_references` returns",
+                        ));
+                    }
+                };
                 let kind = OpKind::Image {
                     reference: reference.clone(),
                 };
                 let root = self.add_op(kind, stage.span, &id, stage.text.clone());
-                new_state(id, root, config, Some(reference.clone()))
+                StageState::new(id, root, config, Some(reference.clone()))
             }
             Base::Stage(base) => {
                 let mut state = self.stages[*base]
@@ -253,12 +344,17 @@ impl Converter<'_> {
                     .expect("base stages are converted before the stages using them");
                 state.id = id;
                 state.cmd_set = false;
-                state.config.on_build.clear();
+                state.last_cmd = None;
+                state.last_entrypoint = None;
+                state.last_healthcheck = None;
                 state
             }
         };
+        // Triggers run now and are not passed on: those of a base image's config, or the
+        // ONBUILD instructions of a base stage (as BuildKit does).
+        triggers.append(&mut state.config.on_build);
         if state.config.env_value("PATH").is_none() {
-            state.config.env.push(format!("PATH={DEFAULT_PATH}"));
+            state.set_env("PATH", DEFAULT_PATH);
         }
         for trigger in &triggers {
             let instruction = parse_trigger(trigger, stage.span)?;
@@ -279,26 +375,25 @@ impl Converter<'_> {
     }
 }
 
-fn new_state(id: StageId, root: OpId, config: ImageConfig, base: Option<String>) -> StageState {
-    StageState {
-        id,
-        root,
-        config,
-        history: Vec::new(),
-        base,
-        args: Vec::new(),
-        cmd_set: false,
-    }
-}
-
 /// The error for a word that failed to expand.
 pub(crate) fn expansion_error(error: ShellError, word: &str, span: Span) -> Error {
     let kind = ErrorKind::Expansion;
-    match error {
-        ShellError::Required { .. } => Error::new(kind, span, error.to_string()),
+    match &error {
+        ShellError::Required { name, .. } => Error::new(kind, span, error.to_string())
+            .with_help(format!(
+                "set `{name}` before this instruction: `--build-arg {name}=<value>` for an `ARG`, or `ENV {name}=<value>`"
+            )),
+        ShellError::UnterminatedQuote { kind: quote } => {
+            let quote = if *quote == "single" { "'" } else { "\"" };
+            Error::new(kind, span, format!("failed to expand `{word}`: {error}"))
+                .with_help(format!("close the `{quote}`, or escape it with a backslash"))
+        }
+        ShellError::TooDeep => Error::new(kind, span, error.to_string()),
         _ => Error::new(kind, span, format!("failed to expand `{word}`: {error}")),
     }
 }
 
+#[cfg(test)]
+mod semantics_tests;
 #[cfg(test)]
 mod tests;

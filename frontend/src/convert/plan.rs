@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 
 use crate::instructions::{Dockerfile, InstructionKind, Stage, parse_trigger};
-use crate::shell::Lexer;
+use crate::lint::{Lint, Rule, Warning};
+use crate::shell::{Lexer, Recording};
 use crate::{Error, ErrorKind, ImageConfig, Span};
 
 use super::values::normalize_reference;
-use super::{ConvertOptions, Platform, expansion_error};
+use super::{ConvertOptions, expansion_error};
 
 /// What a stage starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,24 +87,34 @@ impl Plan {
     ) -> Result<Vec<usize>, Error> {
         let stage = &df.stages[index];
         let mut dependencies = Vec::new();
+        let mut triggers = Vec::new();
         match &self.bases[index] {
-            Base::Stage(base) => dependencies.push(*base),
-            Base::Image(reference) => {
-                let triggers = configs
-                    .and_then(|c| c.get(reference))
-                    .map(|c| c.on_build.as_slice());
-                for trigger in triggers.unwrap_or_default() {
-                    let instruction = parse_trigger(trigger, stage.span)?;
-                    if let InstructionKind::Copy(copy) = &instruction.kind
-                        && let Some((from, span)) = &copy.from
-                        && let FromSource::Stage(source) =
-                            self.copy_source(df, index, from, *span)?
-                    {
-                        dependencies.push(source);
+            Base::Stage(base) => {
+                dependencies.push(*base);
+                // The base stage's own ONBUILD instructions run in this stage.
+                for instruction in &df.stages[*base].instructions {
+                    if let InstructionKind::Onbuild(onbuild) = &instruction.kind {
+                        triggers.push((*onbuild.trigger).clone());
                     }
                 }
             }
+            Base::Image(reference) => {
+                let on_build = configs
+                    .and_then(|c| c.get(reference))
+                    .map(|c| c.on_build.as_slice());
+                for trigger in on_build.unwrap_or_default() {
+                    triggers.push(parse_trigger(trigger, stage.span)?);
+                }
+            }
             Base::Scratch => {}
+        }
+        for instruction in &triggers {
+            if let InstructionKind::Copy(copy) = &instruction.kind
+                && let Some((from, span)) = &copy.from
+                && let FromSource::Stage(source) = self.copy_source(df, index, from, *span)?
+            {
+                dependencies.push(source);
+            }
         }
         for instruction in &stage.instructions {
             if let InstructionKind::Copy(copy) = &instruction.kind
@@ -142,14 +153,23 @@ impl Plan {
                 }
             }
         } else {
+            // With duplicate names the last stage of that name wins, as in BuildKit.
             let name = value.to_ascii_lowercase();
             df.stages
                 .iter()
-                .position(|s| s.name.as_deref() == Some(name.as_str()))
+                .rposition(|s| s.name.as_deref() == Some(name.as_str()))
         };
         match index {
             Some(index) if index >= current => {
                 let current_name = df.stages[current].name.as_deref().unwrap_or("");
+                let help = if index == current {
+                    "a stage cannot copy from itself; copy from an earlier stage or an image"
+                        .to_string()
+                } else {
+                    format!(
+                        "a stage can copy only from stages above it: move stage `{value}` before this one"
+                    )
+                };
                 Err(Error::new(
                     ErrorKind::StageOrder,
                     span,
@@ -161,7 +181,8 @@ impl Plan {
                             current_name.to_string()
                         }
                     ),
-                ))
+                )
+                .with_help(help))
             }
             Some(index) => Ok(FromSource::Stage(index)),
             None => normalize_reference(&value)
@@ -171,18 +192,35 @@ impl Plan {
     }
 }
 
-/// The predefined platform ARGs. rbuild does not cross-build, so the build platform is
-/// the target platform.
-fn platform_args(platform: &Platform) -> BTreeMap<String, String> {
+/// The predefined ARGs of the global scope: the platform ARGs and `TARGETSTAGE`. rbuild
+/// does not cross-build, so the build platform is the target platform. `--build-arg`
+/// overrides them, as in BuildKit.
+fn predefined_args(df: &Dockerfile, opts: &ConvertOptions) -> BTreeMap<String, String> {
+    let platform = &opts.platform;
     let mut args = BTreeMap::new();
     for prefix in ["TARGET", "BUILD"] {
         args.insert(format!("{prefix}PLATFORM"), platform.to_string());
         args.insert(format!("{prefix}OS"), platform.os.clone());
+        args.insert(format!("{prefix}OSVERSION"), String::new());
         args.insert(format!("{prefix}ARCH"), platform.architecture.clone());
         args.insert(
             format!("{prefix}VARIANT"),
             platform.variant.clone().unwrap_or_default(),
         );
+    }
+    let target = match &opts.target {
+        Some(target) => target.clone(),
+        None => df
+            .stages
+            .last()
+            .and_then(|stage| stage.name.clone())
+            .unwrap_or_default(),
+    };
+    args.insert("TARGETSTAGE".to_string(), target);
+    for value in args.iter_mut() {
+        if let Some(overridden) = opts.build_args.get(value.0) {
+            *value.1 = overridden.clone();
+        }
     }
     args
 }
@@ -192,7 +230,7 @@ fn meta_args(
     opts: &ConvertOptions,
     lexer: &Lexer,
 ) -> Result<BTreeMap<String, String>, Error> {
-    let mut meta = platform_args(&opts.platform);
+    let mut meta = predefined_args(df, opts);
     for instruction in &df.global_args {
         let InstructionKind::Arg(decls) = &instruction.kind else {
             continue;
@@ -213,6 +251,79 @@ fn meta_args(
         }
     }
     Ok(meta)
+}
+
+/// The build checks of FROM lines: `UndefinedArgInFrom` (a variable that is neither a
+/// global ARG nor predefined) and `InvalidDefaultArgInFrom` (without `--build-arg`s the
+/// base name is empty or invalid). Expansion errors are left to the conversion.
+pub(crate) fn lint_from_lines(df: &Dockerfile, opts: &ConvertOptions, lint: &mut Lint) {
+    let lexer = Lexer::new(df.directives.escape);
+    let declared: Vec<&str> = df
+        .global_args
+        .iter()
+        .filter_map(|instruction| match &instruction.kind {
+            InstructionKind::Arg(decls) => Some(decls.iter().map(|d| d.name.as_str())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let Ok(meta) = meta_args(df, opts, &lexer) else {
+        return;
+    };
+    let defaults_only = ConvertOptions {
+        build_args: BTreeMap::new(),
+        ..opts.clone()
+    };
+    let defaults = meta_args(df, &defaults_only, &lexer).ok();
+    let mut known: Vec<&str> = meta.keys().map(String::as_str).collect();
+    known.extend(&declared);
+    for stage in &df.stages {
+        let words = std::iter::once((&stage.base, stage.base_span))
+            .chain(stage.platform.iter().map(|p| (p, stage.span)));
+        for (word, span) in words {
+            let recording = Recording::new(&meta);
+            if lexer.process_word(word, &recording).is_err() {
+                continue;
+            }
+            for name in recording.missing.into_inner() {
+                if declared.contains(&name.as_str()) {
+                    continue;
+                }
+                let warning = Warning::new(
+                    Rule::UndefinedArgInFrom,
+                    span,
+                    format!("`FROM` argument `{name}` is not declared"),
+                );
+                lint.push(match crate::error::suggest(&name, &known) {
+                    Some(known) => warning.with_help(format!("did you mean `{known}`?")),
+                    None => warning.with_help(format!(
+                        "declare it with `ARG {name}=<default>` before the first `FROM`"
+                    )),
+                });
+            }
+        }
+        let Some(defaults) = &defaults else { continue };
+        let Ok(name) = lexer.process_word(&stage.base, defaults) else {
+            continue;
+        };
+        if name.is_empty()
+            || (!name.eq_ignore_ascii_case("scratch") && normalize_reference(&name).is_err())
+        {
+            lint.push(
+                Warning::new(
+                    Rule::InvalidDefaultArgInFrom,
+                    stage.base_span,
+                    format!(
+                        "without build arguments, `{}` expands to the invalid base name `{name}`",
+                        stage.base
+                    ),
+                )
+                .with_help(
+                    "give the global `ARG`s it uses default values that make a valid image name",
+                ),
+            );
+        }
+    }
 }
 
 fn resolve_base(
@@ -239,7 +350,7 @@ fn resolve_base(
     // Only earlier stages can be a base; a later stage of that name is an image name.
     if let Some(index) = df.stages[..stage.index]
         .iter()
-        .position(|s| s.name.as_deref() == Some(lower.as_str()))
+        .rposition(|s| s.name.as_deref() == Some(lower.as_str()))
     {
         return Ok(Base::Stage(index));
     }

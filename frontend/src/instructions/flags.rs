@@ -1,7 +1,7 @@
 //! Reading an instruction's `--name=value` flags: each instruction asks for the flags it
 //! knows, and whatever is left over is an unknown flag.
 
-use crate::error::suggest;
+use crate::error::{shorten, suggest};
 use crate::syntax::{Flag, Node};
 use crate::{Error, ErrorKind, Span};
 
@@ -105,7 +105,7 @@ impl<'a> Flags<'a> {
             flag.span,
             format!(
                 "unknown flag `--{}` for `{}`",
-                flag.name(),
+                shorten(flag.name()),
                 self.node.keyword
             ),
         );

@@ -6,6 +6,7 @@ pub(crate) mod duration;
 mod flags;
 mod parse;
 
+use crate::lint::{CheckConfig, Warning, syntax::parse_warnings};
 use crate::syntax::{self, Directives, Heredoc, Keyword};
 use crate::{Error, ErrorKind, HealthConfig, NetworkMode, Span};
 
@@ -19,6 +20,8 @@ pub struct Dockerfile {
     /// them with a value-less `ARG name`.
     pub global_args: Vec<Instruction>,
     pub stages: Vec<Stage>,
+    /// Parse-time build-check findings, before `# check=` filtering.
+    pub(crate) warnings: Vec<Warning>,
 }
 
 /// One `FROM` and the instructions after it.
@@ -94,6 +97,8 @@ pub struct Run {
 pub struct Pair {
     pub key: String,
     pub value: String,
+    /// Written in the legacy `KEY value` form (the `LegacyKeyValueFormat` check).
+    pub legacy: bool,
 }
 
 /// An `ARG name[=default]`; the default is still to be expanded.
@@ -145,24 +150,18 @@ pub(crate) enum Parsed {
 /// Parses a Dockerfile into stages.
 pub fn parse(text: &str) -> Result<Dockerfile, Error> {
     let tree = syntax::parse(text)?;
+    if let Some(check) = &tree.directives.check {
+        // As BuildKit: a `check` directive that does not parse fails the build.
+        CheckConfig::parse(check).map_err(|message| {
+            Error::new(ErrorKind::Syntax, tree.directives.check_span, message)
+                .with_help("write `# check=skip=<Rule>,<Rule>;error=<true|false>`")
+        })?;
+    }
     let mut global_args = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
     for node in &tree.nodes {
         match instruction_from_node(node, stages.len())? {
             Parsed::From(stage) => {
-                if let Some(name) = &stage.name
-                    && let Some(other) = stages.iter().find(|s| s.name.as_ref() == Some(name))
-                {
-                    return Err(Error::new(
-                        ErrorKind::DuplicateStage,
-                        stage.span,
-                        format!("duplicate stage name `{name}`"),
-                    )
-                    .with_help(format!(
-                        "stage {} is already named `{name}`; stage names are case-insensitive",
-                        other.index
-                    )));
-                }
                 stages.push(stage);
             }
             Parsed::Instruction(instruction) => match stages.last_mut() {
@@ -191,6 +190,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, Error> {
         .with_help("start a stage with `FROM <image>` or `FROM scratch`"));
     }
     Ok(Dockerfile {
+        warnings: parse_warnings(&tree.nodes),
         directives: tree.directives,
         global_args,
         stages,
@@ -239,6 +239,7 @@ pub(crate) fn forbidden_trigger(keyword: Keyword, span: Span) -> Error {
         format!("`{keyword}` isn't allowed as an `ONBUILD` trigger")
     };
     Error::new(ErrorKind::InvalidOnbuild, span, message)
+        .with_help("`ONBUILD` can wrap any instruction except `FROM`, `MAINTAINER` and `ONBUILD`")
 }
 
 #[cfg(test)]
@@ -265,9 +266,10 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_stage_names() {
-        let error = parse("FROM a AS x\nFROM b AS X\n").unwrap_err();
-        assert_eq!(error.kind(), ErrorKind::DuplicateStage);
+    fn duplicate_stage_names_are_a_check_not_an_error() {
+        let df = parse("FROM a AS x\nFROM b AS X\n").unwrap();
+        assert_eq!(df.stages[1].name.as_deref(), Some("x"));
+        assert_eq!(df.warnings.len(), 2, "{:?}", df.warnings);
     }
 
     #[test]

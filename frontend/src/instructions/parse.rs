@@ -91,6 +91,7 @@ pub(crate) fn instruction_from_node(node: &Node, stage_index: usize) -> Result<P
                 .map(|p| Pair {
                     key: p.key.clone(),
                     value: p.value.clone(),
+                    legacy: p.legacy,
                 })
                 .collect();
             if keyword == Keyword::Env {

@@ -26,6 +26,32 @@ impl Lookup for BTreeMap<String, String> {
     }
 }
 
+/// Another lookup that remembers the names it did not find (for the `UndefinedVar` and
+/// `UndefinedArgInFrom` build checks).
+pub(crate) struct Recording<'a> {
+    pub vars: &'a dyn Lookup,
+    pub missing: std::cell::RefCell<std::collections::BTreeSet<String>>,
+}
+
+impl<'a> Recording<'a> {
+    pub(crate) fn new(vars: &'a dyn Lookup) -> Self {
+        Recording {
+            vars,
+            missing: Default::default(),
+        }
+    }
+}
+
+impl Lookup for Recording<'_> {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        let value = self.vars.lookup(name);
+        if value.is_none() {
+            self.missing.borrow_mut().insert(name.to_string());
+        }
+        value
+    }
+}
+
 /// No variables at all (heredoc delimiter detection).
 pub(crate) struct NoVars;
 

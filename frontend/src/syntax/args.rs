@@ -51,6 +51,10 @@ pub(super) fn node_from_line(
     let args_start = rest_start + args_offset + (untrimmed.len() - untrimmed.trim_start().len());
     let args_span = line.span(args_start, args_start + args_text.len());
     let invalid = |message: String| Error::new(ErrorKind::Syntax, args_span, message);
+    let not_strings = |keyword: Keyword| {
+        invalid(not_strings(keyword))
+            .with_help("every element of the JSON array must be a string in double quotes")
+    };
 
     let args = if args_text.is_empty() {
         Args::Empty
@@ -58,15 +62,19 @@ pub(super) fn node_from_line(
         match keyword {
             Keyword::Add | Keyword::Copy | Keyword::Volume => match parse_json(args_text) {
                 JsonForm::Strings(strings) => Args::Json(strings),
-                JsonForm::NotStrings => return Err(invalid(not_strings(keyword))),
+                JsonForm::NotStrings => return Err(not_strings(keyword)),
                 JsonForm::NotJson => Args::Words(split_whitespace(args_text)),
             },
             Keyword::Run | Keyword::Cmd | Keyword::Entrypoint | Keyword::Shell => {
-                maybe_json(args_text).ok_or_else(|| invalid(not_strings(keyword)))?
+                maybe_json(args_text).ok_or_else(|| not_strings(keyword))?
             }
             Keyword::Arg => Args::Words(parse_words(args_text, escape)),
             Keyword::Env | Keyword::Label => {
-                name_values(args_text, keyword, escape).map_err(invalid)?
+                name_values(args_text, keyword, escape).map_err(|message| {
+                    invalid(message).with_help(format!(
+                        "write `{keyword} <name>=<value>`, quoting a value that has spaces"
+                    ))
+                })?
             }
             Keyword::Expose | Keyword::From => Args::Words(split_whitespace(args_text)),
             Keyword::Maintainer | Keyword::Stopsignal | Keyword::User | Keyword::Workdir => {
@@ -81,7 +89,7 @@ pub(super) fn node_from_line(
                 let command = if command.is_empty() {
                     Args::Empty
                 } else {
-                    maybe_json(command).ok_or_else(|| invalid(not_strings(keyword)))?
+                    maybe_json(command).ok_or_else(|| not_strings(keyword))?
                 };
                 Args::Health {
                     kind: kind.to_string(),
@@ -102,6 +110,7 @@ pub(super) fn node_from_line(
         args_span,
         heredocs: Vec::new(),
         original: trimmed.to_string(),
+        empty_continuation: false,
     })
 }
 
@@ -160,9 +169,7 @@ fn name_values(text: &str, keyword: Keyword, escape: char) -> Result<Args, Strin
     };
     if !first.contains('=') {
         let Some((key, value)) = text.split_once(is_separator) else {
-            return Err(format!(
-                "`{keyword}` needs a value: use `{keyword} {text}=<value>`"
-            ));
+            return Err(format!("`{keyword} {text}` has no value"));
         };
         return Ok(Args::Pairs(vec![KeyValue {
             key: key.to_string(),
@@ -254,6 +261,9 @@ pub(super) fn parse_words(text: &str, escape: char) -> Vec<String> {
 /// word that is not a flag or a `--`. Returns each flag with its byte range, and the
 /// offset where the arguments start.
 fn extract_flags(text: &str) -> (Vec<(String, usize, usize)>, usize) {
+    if !text.trim_start().starts_with("--") {
+        return (Vec::new(), text.len() - text.trim_start().len());
+    }
     let chars: Vec<(usize, char)> = text.char_indices().collect();
     let offset = |i: usize| chars.get(i).map_or(text.len(), |&(at, _)| at);
     let mut flags = Vec::new();

@@ -115,7 +115,10 @@ impl DirectiveScanner {
                 }
             }
             "syntax" => self.directives.syntax = Some(value.to_string()),
-            _ => self.directives.check = Some(value.to_string()),
+            _ => {
+                self.directives.check = Some(value.to_string());
+                self.directives.check_span = span;
+            }
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ mod lines;
 pub(crate) use dump::go_quote;
 pub(crate) use heredoc::parse_heredoc_word;
 
-use crate::error::suggest;
+use crate::error::{shorten, suggest};
 use crate::{Error, ErrorKind, Span};
 
 use lines::{DirectiveScanner, Line, LogicalLine};
@@ -23,8 +23,10 @@ pub struct Directives {
     pub syntax: Option<String>,
     /// `# escape=`: `\` (default) or `` ` ``.
     pub escape: char,
-    /// `# check=`: build-check configuration, recorded for a future linter.
+    /// `# check=`: build-check configuration (`skip=Rule1,Rule2;error=true`).
     pub check: Option<String>,
+    /// Where the `# check=` directive is, for errors about its value.
+    pub check_span: Span,
 }
 
 impl Default for Directives {
@@ -33,6 +35,7 @@ impl Default for Directives {
             syntax: None,
             escape: '\\',
             check: None,
+            check_span: Span::default(),
         }
     }
 }
@@ -218,6 +221,9 @@ pub struct Node {
     pub heredocs: Vec<Heredoc>,
     /// The instruction text with continuations joined, trimmed.
     pub original: String,
+    /// An empty line followed a line continuation inside the instruction (deprecated;
+    /// the `NoEmptyContinuation` build check).
+    pub empty_continuation: bool,
 }
 
 impl Node {
@@ -262,12 +268,17 @@ pub(crate) fn parse(text: &str) -> Result<SyntaxTree, Error> {
         let (piece, mut continues) = lines::trim_continuation(content, escape);
         logical.push(piece, offset);
         let mut end = line.end;
+        let mut empty_continuation = false;
         while continues && let Some(&next) = lines.get(index) {
             index += 1;
             end = next.end;
             let raw = next.text(text);
             // Comment lines and empty lines inside a continued instruction are dropped.
-            if lines::is_comment(raw) || raw.trim_start().is_empty() {
+            if lines::is_comment(raw) {
+                continue;
+            }
+            if raw.trim_start().is_empty() {
+                empty_continuation = true;
                 continue;
             }
             let (piece, more) = lines::trim_continuation(raw, escape);
@@ -275,6 +286,7 @@ pub(crate) fn parse(text: &str) -> Result<SyntaxTree, Error> {
             continues = more;
         }
         let mut node = args::node_from_line(&logical, 0, escape, false)?;
+        node.empty_continuation = empty_continuation;
         if heredoc::may_have_heredocs(&node) {
             for mut heredoc in heredoc::heredocs_from_line(&logical)? {
                 let body_start = lines.get(index).map_or(text.len(), |l| l.start);
@@ -343,7 +355,7 @@ pub(crate) fn unknown_instruction(word: &str, span: Span) -> Error {
     let error = Error::new(
         ErrorKind::UnknownInstruction,
         span,
-        format!("unknown instruction `{word}`"),
+        format!("unknown instruction `{}`", shorten(word)),
     );
     match suggest(word, &names) {
         Some(name) => error.with_help(format!("did you mean `{name}`?")),

@@ -1,0 +1,321 @@
+//! The instructions that add ops: RUN (an exec) and COPY/ADD (a copy), with RUN's
+//! environment (proxy build args included but kept out of the cache key) and history.
+
+use std::collections::BTreeMap;
+
+use crate::instructions::{Command, Copy, Instruction, Run};
+use crate::shell::Lexer;
+use crate::syntax::parse_heredoc_word;
+use crate::{CopyKind, CopyOp, CopySource, Error, ErrorKind, ExecOp, InlineFile, OpKind};
+
+use super::dispatch::{Expander, shell_wrap};
+use super::plan::FromSource;
+use super::values::{is_valid_chmod, resolve_destination};
+use super::{Converter, StageState};
+
+/// The predefined proxy ARGs. `--build-arg`s of these names reach every RUN's
+/// environment (upper- and lower-case) without an `ARG`, and then stay out of the op's
+/// digest and the history, as in BuildKit: a proxy is a property of the machine, not of
+/// the build. Declared with `ARG`, they are ordinary ARGs.
+const PROXY_ARGS: [&str; 5] = [
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "FTP_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+];
+
+fn invalid(span: crate::Span, message: String) -> Error {
+    Error::new(ErrorKind::InvalidValue, span, message)
+}
+
+impl Converter<'_> {
+    pub(super) fn run(
+        &mut self,
+        state: &mut StageState,
+        instruction: &Instruction,
+        run: &Run,
+    ) -> Result<(), Error> {
+        let args = match &run.command {
+            Command::Exec(argv) => argv.clone(),
+            Command::Shell(text) => {
+                let script = match run.heredocs.as_slice() {
+                    [] => text.clone(),
+                    // `RUN <<EOF` alone: the body is the script.
+                    [heredoc] if is_only_heredoc(text) => {
+                        let body = heredoc.body();
+                        if body.starts_with("#!") {
+                            shebang_script(&body)
+                        } else {
+                            body
+                        }
+                    }
+                    // Anything else: hand the shell the line and the bodies, as written.
+                    heredocs => {
+                        let mut script = text.clone();
+                        for heredoc in heredocs {
+                            script.push('\n');
+                            script.push_str(&heredoc.content);
+                            script.push_str(&heredoc.name);
+                        }
+                        script
+                    }
+                };
+                shell_wrap(state, script)
+            }
+        };
+        let history = run_history(&args, &state.args, &state.vars);
+        let mut env = state.exec_env();
+        let cache_excluded_env = self.proxy_env(&mut env);
+        let kind = OpKind::Exec(ExecOp {
+            rootfs: state.root,
+            args,
+            env,
+            cache_excluded_env,
+            cwd: match state.config.working_dir.as_str() {
+                "" => "/".to_string(),
+                dir => dir.to_string(),
+            },
+            user: state.config.user.clone(),
+            network: run.network,
+        });
+        state.root = self.add_op(kind, instruction.span, &state.id, instruction.text.clone());
+        state.commit(format!("RUN {history} # buildkit"), false);
+        Ok(())
+    }
+
+    /// Adds the proxy `--build-arg`s to `env` (both cases of each name, unless the name
+    /// is already set) and returns the keys added.
+    fn proxy_env(&self, env: &mut Vec<String>) -> Vec<String> {
+        let mut added = Vec::new();
+        for proxy in PROXY_ARGS {
+            let Some(value) = self
+                .opts
+                .build_args
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(proxy))
+                .map(|(_, value)| value)
+            else {
+                continue;
+            };
+            for key in [proxy.to_string(), proxy.to_ascii_lowercase()] {
+                let set = env
+                    .iter()
+                    .any(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key);
+                if !set {
+                    env.push(format!("{key}={value}"));
+                    added.push(key);
+                }
+            }
+        }
+        added
+    }
+
+    pub(super) fn copy(
+        &mut self,
+        state: &mut StageState,
+        instruction: &Instruction,
+        copy: &Copy,
+        kind: CopyKind,
+        expand: &Expander,
+    ) -> Result<(), Error> {
+        let keyword = if kind == CopyKind::Copy {
+            "COPY"
+        } else {
+            "ADD"
+        };
+        let span = instruction.args_span;
+        let sources = copy
+            .sources
+            .iter()
+            // One word per source, as BuildKit: a variable holding spaces is one path.
+            .map(|s| expand.word(s, &state.vars))
+            .collect::<Result<Vec<_>, _>>()?;
+        for source in &sources {
+            let remote = ["http://", "https://", "git@", "git://"]
+                .iter()
+                .any(|p| source.starts_with(p));
+            if remote && kind == CopyKind::Copy {
+                return Err(invalid(span, format!("`COPY` source `{source}` is a URL"))
+                    .with_help("use `ADD` for remote sources"));
+            }
+            if remote {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    span,
+                    format!(
+                        "`ADD` from a remote source (`{source}`) is not supported by rbuild yet"
+                    ),
+                ));
+            }
+        }
+        if !copy.inline.is_empty() && (!sources.is_empty() || copy.from.is_some()) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                span,
+                format!(
+                    "`{keyword}` with both heredoc and other sources is not supported by rbuild yet"
+                ),
+            )
+            .with_help("split it into one instruction per kind of source"));
+        }
+        let source = if let Some((from, from_span)) = &copy.from {
+            match self
+                .plan
+                .copy_source(self.df, state.id.index, from, *from_span)?
+            {
+                FromSource::Stage(index) => CopySource::Op(self.stage_root(index)),
+                FromSource::Image(reference) => {
+                    let image = OpKind::Image { reference };
+                    let description = format!("{keyword} --from={from}");
+                    CopySource::Op(self.add_op(image, *from_span, &state.id, description))
+                }
+            }
+        } else if !copy.inline.is_empty() {
+            let raw = Lexer {
+                skip_quotes: true,
+                ..Lexer::new('\\')
+            };
+            let mut files = Vec::new();
+            for file in &copy.inline {
+                let content = if file.expand {
+                    expand.with(raw, &file.content, &state.vars)?
+                } else {
+                    file.content.clone()
+                };
+                files.push(InlineFile {
+                    name: file.name.clone(),
+                    content,
+                });
+            }
+            CopySource::Inline(files)
+        } else {
+            CopySource::Context
+        };
+        let chown = copy
+            .chown
+            .as_deref()
+            .map(|c| expand.word(c, &state.vars))
+            .transpose()?;
+        let chmod = copy
+            .chmod
+            .as_deref()
+            .map(|c| expand.word(c, &state.vars))
+            .transpose()?;
+        if let Some(mode) = chmod.as_deref().filter(|m| !is_valid_chmod(m)) {
+            return Err(invalid(
+                instruction.span,
+                format!("invalid `--chmod` value `{mode}`"),
+            )
+            .with_help("use an octal mode up to `7777` or a symbolic mode such as `u+x`"));
+        }
+        let destination = expand.word(&copy.destination, &state.vars)?;
+        let mut message = keyword.to_string();
+        if let Some(chown) = &chown {
+            message.push_str(&format!(" --chown={chown}"));
+        }
+        if let Some(chmod) = &chmod {
+            message.push_str(&format!(" --chmod={chmod}"));
+        }
+        for source in &sources {
+            message.push_str(&format!(" {source}"));
+        }
+        for file in &copy.inline {
+            message.push_str(&format!(" <<{}", file.name));
+        }
+        message.push_str(&format!(" {destination} # buildkit"));
+        let op = OpKind::Copy(CopyOp {
+            rootfs: state.root,
+            source,
+            kind,
+            sources,
+            destination: resolve_destination(&state.config.working_dir, &destination),
+            chown,
+            chmod,
+        });
+        state.root = self.add_op(op, instruction.span, &state.id, instruction.text.clone());
+        state.commit(message, false);
+        Ok(())
+    }
+}
+
+fn is_only_heredoc(command: &str) -> bool {
+    matches!(parse_heredoc_word(command.trim()), Ok(Some(_)))
+}
+
+/// BuildKit runs a `#!` heredoc as an executable file it mounts into the container. The
+/// graph has no mounts, so rbuild writes the script to a temporary file with `/bin/sh`,
+/// runs it and removes it; the script's exit code is the RUN's.
+fn shebang_script(body: &str) -> String {
+    let mut delimiter = String::from("RBUILD_SCRIPT_EOF");
+    while body.lines().any(|line| line == delimiter) {
+        delimiter.push('_');
+    }
+    format!(
+        "set -e; f=$(mktemp); trap 'rm -f \"$f\"' EXIT; cat > \"$f\" <<'{delimiter}'\n{body}{delimiter}\nchmod +x \"$f\"; \"$f\""
+    )
+}
+
+/// `RUN`'s history text: `|2 A=1 B=2 /bin/sh -c cmd` when ARGs are in scope (their
+/// current values; ENV of the same name wins), as BuildKit writes it.
+fn run_history(
+    args: &[String],
+    declared: &[(String, Option<String>)],
+    vars: &BTreeMap<String, String>,
+) -> String {
+    let mut history = String::new();
+    if !declared.is_empty() {
+        history.push('|');
+        history.push_str(&declared.len().to_string());
+        for (name, value) in declared {
+            let value = vars
+                .get(name)
+                .map(String::as_str)
+                .or(value.as_deref())
+                .unwrap_or("");
+            history.push(' ');
+            history.push_str(name);
+            history.push('=');
+            history.push_str(value);
+        }
+    }
+    for (index, arg) in args.iter().enumerate() {
+        if index > 0 || !declared.is_empty() {
+            history.push(' ');
+        }
+        history.push_str(arg);
+    }
+    history
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_history_lists_args() {
+        let args = vec![
+            "/bin/sh".to_string(),
+            "-c".to_string(),
+            "echo hi".to_string(),
+        ];
+        assert_eq!(
+            run_history(&args, &[], &BTreeMap::new()),
+            "/bin/sh -c echo hi"
+        );
+        let declared = vec![
+            ("A".to_string(), Some("1".to_string())),
+            ("B".to_string(), None),
+        ];
+        assert_eq!(
+            run_history(&args, &declared, &BTreeMap::new()),
+            "|2 A=1 B= /bin/sh -c echo hi"
+        );
+    }
+
+    #[test]
+    fn shebang_script_avoids_delimiter_clash() {
+        let script = shebang_script("#!/bin/sh\nRBUILD_SCRIPT_EOF\n");
+        assert!(script.contains("<<'RBUILD_SCRIPT_EOF_'"));
+    }
+}

@@ -1,0 +1,2 @@
+# check=skip=JSONArgsRecommended;fail=true
+FROM alpine

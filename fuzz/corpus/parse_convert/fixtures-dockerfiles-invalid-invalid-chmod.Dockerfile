@@ -1,0 +1,2 @@
+FROM alpine
+COPY --chmod=888 a /b
