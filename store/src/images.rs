@@ -48,8 +48,17 @@ impl Store {
             .collect())
     }
 
+    /// The record for `name`: the name as given, else one that means the same registry
+    /// reference (`busybox:latest` and `docker.io/library/busybox:latest`).
     pub fn image_record(&self, name: &ImageName) -> Result<Option<ImageRecord>> {
-        self.inner.meta.get(meta::IMAGES, &name.to_string())
+        if let Some(record) = self.inner.meta.get(meta::IMAGES, &name.to_string())? {
+            return Ok(Some(record));
+        }
+        let normalized = name.normalized();
+        Ok(self
+            .images()?
+            .into_iter()
+            .find(|record| record.name.normalized() == normalized))
     }
 
     /// Looks up `name` and reads its manifest and config.
@@ -140,16 +149,24 @@ impl Store {
 
     /// Makes sure every layer of `image` is unpacked as a snapshot; returns the top one.
     pub fn unpack(&self, image: &Image) -> Result<Option<SnapshotName>> {
-        let chain = image.chain();
-        let mut parent: Option<SnapshotName> = None;
-        for ((descriptor, diff_id), name) in image
+        let layers: Vec<(Descriptor, Digest)> = image
             .manifest
             .layers
             .iter()
-            .zip(&image.config.rootfs.diff_ids)
-            .zip(&chain)
-        {
-            if self.snapshot(name)?.is_none() {
+            .cloned()
+            .zip(image.config.rootfs.diff_ids.iter().cloned())
+            .collect();
+        self.unpack_layers(&layers)
+    }
+
+    /// Makes sure the layer stack `layers` (descriptor and diff id, bottom first) is
+    /// unpacked as snapshots; returns the top one. Every layer whose snapshot is missing
+    /// must be in the store.
+    pub fn unpack_layers(&self, layers: &[(Descriptor, Digest)]) -> Result<Option<SnapshotName>> {
+        let mut parent: Option<SnapshotName> = None;
+        for (descriptor, diff_id) in layers {
+            let name = SnapshotName::chain(parent.as_ref(), diff_id);
+            if self.snapshot(&name)?.is_none() {
                 if !oci::is_layer_media_type(&descriptor.media_type) {
                     return Err(Error::InvalidLayer {
                         digest: descriptor.digest.clone(),
@@ -173,10 +190,29 @@ impl Store {
                     });
                 }
                 let committed = self.commit(active, diff_id)?;
-                debug_assert_eq!(&committed, name);
+                debug_assert_eq!(committed, name);
             }
-            parent = Some(name.clone());
+            parent = Some(name);
         }
         Ok(parent)
+    }
+
+    /// The image behind `digest`: a manifest, or an index (this machine's platform is
+    /// chosen from it).
+    pub fn image_by_digest(&self, digest: &Digest) -> Result<Image> {
+        let value: serde_json::Value = self.read_json("manifest", digest)?;
+        if value.get("manifests").is_none() {
+            return self.image_by_manifest(digest);
+        }
+        let index: oci::Index = self.read_json("image index", digest)?;
+        let chosen = crate::registry::choose_platform(&index, &crate::registry::host_platform())
+            .ok_or_else(|| Error::InvalidLayer {
+                digest: digest.clone(),
+                reason: format!(
+                    "the image index has no manifest for linux/{}",
+                    crate::host_architecture()
+                ),
+            })?;
+        self.image_by_manifest(&chosen.digest)
     }
 }

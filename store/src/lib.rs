@@ -11,6 +11,8 @@
 //! snapshots/<n>/work   overlay work dir of an active snapshot
 //! meta.redb            image names, snapshots, counters
 //! ```
+//!
+//! [`registry`] moves images and build caches to and from registries.
 
 mod archive;
 mod blobs;
@@ -25,6 +27,7 @@ mod meta;
 pub mod oci;
 mod owner;
 mod reference;
+pub mod registry;
 mod snapshots;
 pub mod time;
 mod usage;
@@ -43,7 +46,7 @@ pub use error::{Error, Result};
 pub use gc::{CachePrune, GcOptions, GcReport};
 pub use images::Image;
 pub use meta::{ImageRecord, SnapshotRecord};
-pub use reference::ImageName;
+pub use reference::{ImageName, Reference, is_loopback};
 pub use snapshots::{ActiveSnapshot, SnapshotKey, SnapshotName};
 pub use usage::{ImageUsage, Usage};
 pub use verify::VerifyReport;

@@ -1,0 +1,107 @@
+//! Why a registry operation failed: which registry, which object, and what it answered.
+
+use crate::Digest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Store(#[from] crate::Error),
+    #[error("cannot reach {url}")]
+    Transport {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error(
+        "{method} {url}: the registry answered {status}{}",
+        fmt_message(message)
+    )]
+    Status {
+        method: String,
+        url: String,
+        status: u16,
+        /// The registry's own error message (`errors[].message`), if it sent one.
+        message: Option<String>,
+    },
+    #[error("{registry}: authentication failed ({status}){}", fmt_message(message))]
+    Unauthorized {
+        registry: String,
+        status: u16,
+        message: Option<String>,
+    },
+    #[error("{reference}: not found in the registry")]
+    NotFound { reference: String },
+    #[error("{what} from {url} is {size} bytes, more than the limit of {limit}")]
+    TooLarge {
+        what: &'static str,
+        url: String,
+        size: u64,
+        limit: u64,
+    },
+    #[error("{what} from {url} has digest {actual}, expected {expected}")]
+    DigestMismatch {
+        what: &'static str,
+        url: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("blob {digest} from {url} is {actual} bytes, expected {expected}")]
+    SizeMismatch {
+        url: String,
+        digest: Digest,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{url}: {reason}")]
+    InvalidManifest { url: String, reason: String },
+    #[error("{reference} has no image for {platform} (it has: {available})")]
+    NoMatchingPlatform {
+        reference: String,
+        platform: String,
+        available: String,
+    },
+    #[error("invalid registry configuration {path}: {reason}")]
+    Config {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("failed to {action} {path}")]
+    Io {
+        action: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("credential helper `docker-credential-{helper}` failed: {reason}")]
+    CredentialHelper { helper: String, reason: String },
+    #[error("invalid platform `{input}`: expected `os/arch[/variant]`, e.g. `linux/arm64`")]
+    InvalidPlatform { input: String },
+    #[error("a transfer task failed")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+fn fmt_message(message: &Option<String>) -> String {
+    message
+        .as_ref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default()
+}
+
+impl RegistryError {
+    /// Whether trying again (or another endpoint) may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Transport { .. } => true,
+            RegistryError::Status { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// Whether the error means the manifest or blob does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, RegistryError::NotFound { .. })
+            || matches!(self, RegistryError::Status { status: 404, .. })
+    }
+}
+
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;

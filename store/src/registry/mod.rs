@@ -1,0 +1,130 @@
+//! Registry transfer: pull and push images, and the build cache, over the OCI
+//! distribution API, straight into and out of the store.
+//!
+//! The store is synchronous; this module is async (`reqwest` on tokio) and meets the
+//! store on blocking threads: a download is streamed from the socket through a channel to
+//! a blocking task that writes it into an [`crate::Ingest`], so every blob is hashed as it
+//! arrives and committed only under its expected digest. Why our own small client instead
+//! of `oci-client` is written in `docs/architecture.md`.
+//!
+//! ```no_run
+//! # async fn example(store: rbuild_store::Store) -> Result<(), rbuild_store::registry::RegistryError> {
+//! use rbuild_store::registry::{PullOptions, Registry, RegistryConfig};
+//! let registry = Registry::new(RegistryConfig::load()?);
+//! let reference = "127.0.0.1:5000/team/app:v1".parse()?;
+//! let pulled = registry.pull(&store, &reference, &PullOptions::default()).await?;
+//! println!("{}", pulled.manifest);
+//! # Ok(()) }
+//! ```
+
+mod cache;
+mod client;
+mod config;
+mod credentials;
+mod error;
+mod pull;
+mod push;
+
+pub use cache::{
+    CacheExport, CacheExportRecord, CacheImport, CacheImportRecord, MEDIA_TYPE_CACHE_CONFIG,
+};
+pub use client::Registry;
+pub use config::{Endpoint, HostConfig, RegistryConfig, Tls, TransferConfig};
+pub use credentials::{Credentials, DockerConfig};
+pub use error::{RegistryError, Result};
+pub(crate) use pull::choose_platform;
+pub use pull::{PullOptions, Pulled};
+pub use push::{Compression, PushOptions, Pushed};
+
+use crate::oci::Platform;
+
+/// What a transfer is doing, for progress output. Never carries a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferEvent {
+    /// A reference resolved to a manifest.
+    Resolved { reference: String, digest: String },
+    /// A blob is being downloaded or uploaded.
+    BlobStarted { digest: String, size: u64 },
+    BlobDone {
+        digest: String,
+        size: u64,
+        outcome: BlobOutcome,
+    },
+    /// A request failed and is tried again.
+    Retrying {
+        what: String,
+        attempt: u32,
+        reason: String,
+    },
+    /// A layer is being compressed for a push.
+    Compressing { digest: String, size: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobOutcome {
+    Downloaded,
+    /// The store already had it.
+    Existed,
+    Uploaded,
+    /// The registry already had it.
+    Skipped,
+    /// The registry mounted it from another repository.
+    Mounted,
+}
+
+/// Parses `os/arch[/variant]` (e.g. `linux/arm64/v8`).
+pub fn parse_platform(input: &str) -> Result<Platform> {
+    let parts: Vec<&str> = input.split('/').collect();
+    let valid =
+        |s: &&str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    match parts.as_slice() {
+        [os, arch] if valid(os) && valid(arch) => Ok(Platform {
+            os: os.to_ascii_lowercase(),
+            architecture: arch.to_ascii_lowercase(),
+            variant: None,
+        }),
+        [os, arch, variant] if valid(os) && valid(arch) && valid(variant) => Ok(Platform {
+            os: os.to_ascii_lowercase(),
+            architecture: arch.to_ascii_lowercase(),
+            variant: Some(variant.to_ascii_lowercase()),
+        }),
+        _ => Err(RegistryError::InvalidPlatform {
+            input: input.to_owned(),
+        }),
+    }
+}
+
+/// This machine's platform: `linux/<arch>`.
+pub fn host_platform() -> Platform {
+    Platform {
+        os: "linux".to_owned(),
+        architecture: crate::host_architecture().to_owned(),
+        variant: None,
+    }
+}
+
+/// `os/arch[/variant]`.
+pub fn platform_string(platform: &Platform) -> String {
+    match &platform.variant {
+        Some(variant) => format!("{}/{}/{variant}", platform.os, platform.architecture),
+        None => format!("{}/{}", platform.os, platform.architecture),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms() {
+        let p = parse_platform("linux/arm64/v8").unwrap();
+        assert_eq!(platform_string(&p), "linux/arm64/v8");
+        assert_eq!(
+            platform_string(&parse_platform("linux/amd64").unwrap()),
+            "linux/amd64"
+        );
+        for bad in ["linux", "linux/", "/amd64", "a/b/c/d", "linux/am d64"] {
+            assert!(parse_platform(bad).is_err(), "{bad}");
+        }
+    }
+}

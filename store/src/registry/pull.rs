@@ -1,0 +1,749 @@
+//! Pull: manifest (through an index to the platform's manifest), config and layers into
+//! the store, every byte checked against its digest before it is committed.
+//!
+//! Manifests are kept as pulled (their digest stays the registry's); blobs are kept as
+//! they came (compressed). Layers download in parallel; a download that breaks resumes
+//! with a `Range` request where the registry allows it, and starts over where it does not.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use tokio::sync::mpsc;
+
+use super::client::{Registry, Repo, check_status, describe, read_limited};
+use super::error::{RegistryError, Result};
+use super::{BlobOutcome, TransferEvent, host_platform, platform_string};
+use crate::oci::{self, Descriptor, ImageConfiguration, Index, Manifest, Platform};
+use crate::reference::Reference;
+use crate::{Digest, Store};
+
+pub const MEDIA_TYPE_DOCKER_LIST: &str =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
+const MEDIA_TYPE_DOCKER_SCHEMA1: &[&str] = &[
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+];
+
+/// What to pull.
+#[derive(Debug, Clone, Default)]
+pub struct PullOptions {
+    /// The platform to choose from an index; this machine's when `None`.
+    pub platform: Option<Platform>,
+}
+
+/// An image pulled into the store (its layers not yet unpacked).
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    /// The image manifest (for the chosen platform).
+    pub manifest: Digest,
+    /// The index it was chosen from, when the reference named one.
+    pub index: Option<Digest>,
+    pub image: crate::Image,
+}
+
+/// A manifest or index as the registry sent it.
+pub(crate) struct FetchedManifest {
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub digest: Digest,
+}
+
+impl Registry {
+    /// Pulls `reference` into `store`: from the registry's mirrors first (when configured),
+    /// then from the registry itself.
+    pub async fn pull(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        opts: &PullOptions,
+    ) -> Result<Pulled> {
+        let endpoints = self
+            .config
+            .endpoints(reference.registry(), reference.api_host(), true);
+        let mut last_error = None;
+        for endpoint in endpoints {
+            let mirror = endpoint.mirror;
+            let repo = Repo {
+                endpoint,
+                repository: reference.repository().to_owned(),
+                push: false,
+                mount_from: Vec::new(),
+            };
+            match self.pull_from(store, &repo, reference, opts).await {
+                Ok(pulled) => return Ok(pulled),
+                // A mirror that fails (or lacks the image) is skipped; so is a scheme the
+                // registry does not speak (TLS, then plain HTTP, for insecure registries).
+                Err(err) if mirror || matches!(err, RegistryError::Transport { .. }) => {
+                    last_error = Some(err);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(last_error.expect("every registry has at least one endpoint"))
+    }
+
+    async fn pull_from(
+        &self,
+        store: &Store,
+        repo: &Repo,
+        reference: &Reference,
+        opts: &PullOptions,
+    ) -> Result<Pulled> {
+        let top = self
+            .fetch_manifest(repo, &reference.manifest_reference(), reference.digest())
+            .await?;
+        self.event(TransferEvent::Resolved {
+            reference: reference.to_string(),
+            digest: top.digest.to_string(),
+        });
+        let (manifest, index) = if is_index(&top.media_type) {
+            let index: Index = parse_json(&top.bytes, &repo.url("manifests/"))?;
+            let want = opts.platform.clone().unwrap_or_else(host_platform);
+            let chosen = choose_platform(&index, &want).ok_or_else(|| {
+                RegistryError::NoMatchingPlatform {
+                    reference: reference.to_string(),
+                    platform: platform_string(&want),
+                    available: index
+                        .manifests
+                        .iter()
+                        .filter_map(|m| m.platform.as_ref().map(platform_string))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
+            })?;
+            let manifest = self
+                .fetch_manifest(repo, &chosen.digest.to_string(), Some(&chosen.digest))
+                .await?;
+            if is_index(&manifest.media_type) {
+                return Err(RegistryError::InvalidManifest {
+                    url: repo.url(&format!("manifests/{}", chosen.digest)),
+                    reason: "an index inside an index is not supported".to_owned(),
+                });
+            }
+            (manifest, Some(top))
+        } else {
+            (top, None)
+        };
+        let url = repo.url(&format!("manifests/{}", manifest.digest));
+        let parsed: Manifest = parse_json(&manifest.bytes, &url)?;
+        for layer in &parsed.layers {
+            if !oci::is_layer_media_type(&layer.media_type) {
+                return Err(RegistryError::InvalidManifest {
+                    url,
+                    reason: format!(
+                        "layer {} has media type `{}`, which is not a layer rbuild can unpack",
+                        layer.digest, layer.media_type
+                    ),
+                });
+            }
+        }
+
+        // The config first (small, and it says how many layers to expect), then the layers
+        // in parallel; the manifest last, so it names only blobs that are in the store.
+        self.fetch_blob(store, repo, &parsed.config).await?;
+        let config: ImageConfiguration = {
+            let store = store.clone();
+            let digest = parsed.config.digest.clone();
+            tokio::task::spawn_blocking(move || store.read_json("image config", &digest)).await??
+        };
+        if config.rootfs.diff_ids.len() != parsed.layers.len() {
+            return Err(RegistryError::InvalidManifest {
+                url,
+                reason: format!(
+                    "{} layers but the config lists {} diff ids",
+                    parsed.layers.len(),
+                    config.rootfs.diff_ids.len()
+                ),
+            });
+        }
+        self.fetch_blobs(store, repo, &parsed.layers).await?;
+        let written = {
+            let store = store.clone();
+            let index_bytes = index.as_ref().map(|i| i.bytes.clone());
+            let bytes = manifest.bytes;
+            tokio::task::spawn_blocking(move || -> crate::Result<Digest> {
+                if let Some(index) = index_bytes {
+                    store.write_blob(&index)?;
+                }
+                store.write_blob(&bytes)
+            })
+            .await??
+        };
+        debug_assert_eq!(written, manifest.digest);
+        let image = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.image_by_manifest(&written)).await??
+        };
+        self.remember_sources(store, repo, &parsed).await;
+        Ok(Pulled {
+            manifest: manifest.digest,
+            index: index.map(|i| i.digest),
+            image,
+        })
+    }
+
+    /// Remembers where the image's blobs live, so a push to another repository of the same
+    /// registry can mount them instead of uploading them.
+    pub(crate) async fn remember_sources(&self, store: &Store, repo: &Repo, manifest: &Manifest) {
+        let store = store.clone();
+        let source = format!("{}/{}", repo.endpoint.host, repo.repository);
+        let digests: Vec<Digest> = std::iter::once(&manifest.config)
+            .chain(&manifest.layers)
+            .map(|d| d.digest.clone())
+            .collect();
+        // Best effort: a lost hint costs an upload, nothing more.
+        let _ =
+            tokio::task::spawn_blocking(move || store.add_blob_sources(&digests, &source)).await;
+    }
+
+    /// GETs a manifest or index, refusing more than 4 MiB, unknown or ambiguous media types,
+    /// and content whose digest is not the one asked for (or the one the registry states).
+    pub(crate) async fn fetch_manifest(
+        &self,
+        repo: &Repo,
+        reference: &str,
+        expected: Option<&Digest>,
+    ) -> Result<FetchedManifest> {
+        let url = repo.url(&format!("manifests/{reference}"));
+        let response = self
+            .send(repo, &url, true, || {
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    header::ACCEPT,
+                    HeaderValue::from_static(concat!(
+                        "application/vnd.oci.image.manifest.v1+json, ",
+                        "application/vnd.oci.image.index.v1+json, ",
+                        "application/vnd.docker.distribution.manifest.v2+json, ",
+                        "application/vnd.docker.distribution.manifest.list.v2+json"
+                    )),
+                );
+                (Method::GET, headers, None)
+            })
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(RegistryError::NotFound {
+                reference: format!("{}/{}:{reference}", repo.endpoint.host, repo.repository),
+            });
+        }
+        let response = check_status(response, "GET", &url).await?;
+        let header_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
+        let stated = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok());
+        let bytes = read_limited(response, crate::MAX_JSON_BLOB, "manifest", &url).await?;
+        let digest = Digest::of(&bytes);
+        if let Some(expected) = expected.or(stated.as_ref())
+            && *expected != digest
+        {
+            return Err(RegistryError::DigestMismatch {
+                what: "manifest",
+                url,
+                expected: expected.clone(),
+                actual: digest,
+            });
+        }
+        let media_type = manifest_media_type(&bytes, header_type.as_deref()).map_err(|reason| {
+            RegistryError::InvalidManifest {
+                url: url.clone(),
+                reason,
+            }
+        })?;
+        Ok(FetchedManifest {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// Downloads blobs into the store, `transfer.concurrency` at a time.
+    pub(crate) async fn fetch_blobs(
+        &self,
+        store: &Store,
+        repo: &Repo,
+        blobs: &[Descriptor],
+    ) -> Result<()> {
+        let limit = Arc::new(tokio::sync::Semaphore::new(
+            self.config.transfer.concurrency,
+        ));
+        let mut tasks = Vec::new();
+        for descriptor in blobs {
+            let limit = limit.clone();
+            tasks.push(async move {
+                let _permit = limit
+                    .acquire()
+                    .await
+                    .expect("the semaphore is never closed");
+                self.fetch_blob(store, repo, descriptor).await
+            });
+        }
+        // Poll them together; the first error wins (the others are dropped, and with them
+        // their ingests).
+        let results = join_all(tasks).await;
+        results.into_iter().collect::<Result<Vec<()>>>()?;
+        Ok(())
+    }
+
+    /// Downloads one blob into the store unless it is there; verified against its digest
+    /// and size before it is committed. A corrupt body is fetched once more before giving up.
+    pub(crate) async fn fetch_blob(
+        &self,
+        store: &Store,
+        repo: &Repo,
+        descriptor: &Descriptor,
+    ) -> Result<()> {
+        let exists = {
+            let store = store.clone();
+            let digest = descriptor.digest.clone();
+            tokio::task::spawn_blocking(move || store.keep_existing_blob(&digest)).await??
+        };
+        if exists {
+            self.event(TransferEvent::BlobDone {
+                digest: descriptor.digest.to_string(),
+                size: descriptor.size,
+                outcome: BlobOutcome::Existed,
+            });
+            return Ok(());
+        }
+        self.event(TransferEvent::BlobStarted {
+            digest: descriptor.digest.to_string(),
+            size: descriptor.size,
+        });
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.download(store, repo, descriptor).await {
+                Err(err @ RegistryError::DigestMismatch { .. }) if tries < 2 => {
+                    self.event(TransferEvent::Retrying {
+                        what: repo.url(&format!("blobs/{}", descriptor.digest)),
+                        attempt: tries,
+                        reason: err.to_string(),
+                    });
+                }
+                Err(err) => return Err(err),
+                Ok(()) => break,
+            }
+        }
+        self.event(TransferEvent::BlobDone {
+            digest: descriptor.digest.to_string(),
+            size: descriptor.size,
+            outcome: BlobOutcome::Downloaded,
+        });
+        Ok(())
+    }
+
+    async fn download(&self, store: &Store, repo: &Repo, descriptor: &Descriptor) -> Result<()> {
+        let url = repo.url(&format!("blobs/{}", descriptor.digest));
+        let size = descriptor.size;
+        let (sender, receiver) = mpsc::channel::<Chunk>(16);
+        let writer = {
+            let store = store.clone();
+            let digest = descriptor.digest.clone();
+            tokio::task::spawn_blocking(move || write_chunks(&store, receiver, &digest))
+        };
+        let streamed = self.stream_blob(repo, &url, size, &sender).await;
+        let finished = match streamed {
+            Ok(()) => sender.send(Chunk::Finish).await.is_ok(),
+            Err(_) => false,
+        };
+        drop(sender);
+        let written = writer.await?;
+        streamed?;
+        if !finished {
+            // The writer stopped early: its own error says why.
+            written?;
+            return Ok(());
+        }
+        match written {
+            Ok(_) => Ok(()),
+            Err(crate::Error::DigestMismatch { expected, actual }) => {
+                Err(RegistryError::DigestMismatch {
+                    what: "blob",
+                    url,
+                    expected,
+                    actual,
+                })
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Streams the blob at `url` to `sender`, resuming after broken connections.
+    async fn stream_blob(
+        &self,
+        repo: &Repo,
+        url: &str,
+        size: u64,
+        sender: &mpsc::Sender<Chunk>,
+    ) -> Result<()> {
+        let mut received: u64 = 0;
+        let mut attempt = 0;
+        let retries = self.config.transfer.retries;
+        loop {
+            let offset = received;
+            let response = self
+                .send(repo, url, true, || {
+                    let mut headers = HeaderMap::new();
+                    if offset > 0 {
+                        headers.insert(
+                            header::RANGE,
+                            HeaderValue::from_str(&format!("bytes={offset}-"))
+                                .expect("a range is a valid header"),
+                        );
+                    }
+                    (Method::GET, headers, None)
+                })
+                .await?;
+            match response.status() {
+                StatusCode::PARTIAL_CONTENT
+                    if offset > 0 && range_start(&response) == Some(offset) => {}
+                StatusCode::OK => {
+                    if received > 0 {
+                        // The registry ignored the range: start over.
+                        sender.send(Chunk::Restart).await.map_err(|_| closed())?;
+                        received = 0;
+                    }
+                }
+                StatusCode::NOT_FOUND => {
+                    return Err(RegistryError::NotFound {
+                        reference: url.to_owned(),
+                    });
+                }
+                _ => {
+                    check_status(response, "GET", url).await?;
+                    return Err(RegistryError::InvalidManifest {
+                        url: url.to_owned(),
+                        reason: "the registry answered a range request with the wrong range"
+                            .to_owned(),
+                    });
+                }
+            }
+            let mut response = response;
+            let broken = loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        received += chunk.len() as u64;
+                        if received > size {
+                            return Err(RegistryError::SizeMismatch {
+                                url: url.to_owned(),
+                                digest: Digest::of(&[]),
+                                expected: size,
+                                actual: received,
+                            }
+                            .with_digest_of(url));
+                        }
+                        sender
+                            .send(Chunk::Data(chunk))
+                            .await
+                            .map_err(|_| closed())?;
+                    }
+                    Ok(None) => break None,
+                    Err(err) => break Some(describe(&err)),
+                }
+            };
+            if broken.is_none() && received == size {
+                return Ok(());
+            }
+            let reason = broken.unwrap_or_else(|| {
+                format!("the connection closed after {received} of {size} bytes")
+            });
+            attempt += 1;
+            if attempt > retries {
+                return Err(RegistryError::SizeMismatch {
+                    url: url.to_owned(),
+                    digest: Digest::of(&[]),
+                    expected: size,
+                    actual: received,
+                }
+                .with_digest_of(url));
+            }
+            self.event(TransferEvent::Retrying {
+                what: url.to_owned(),
+                attempt,
+                reason,
+            });
+            tokio::time::sleep(super::client::backoff(attempt)).await;
+        }
+    }
+}
+
+impl RegistryError {
+    /// Fills a size error's digest from the blob URL (`…/blobs/<digest>`).
+    fn with_digest_of(mut self, url: &str) -> RegistryError {
+        if let RegistryError::SizeMismatch { digest, .. } = &mut self
+            && let Some(parsed) = url.rsplit('/').next().and_then(|d| d.parse().ok())
+        {
+            *digest = parsed;
+        }
+        self
+    }
+}
+
+fn closed() -> RegistryError {
+    RegistryError::Io {
+        action: "write a downloaded blob into",
+        path: "the store".into(),
+        source: std::io::Error::from(std::io::ErrorKind::BrokenPipe),
+    }
+}
+
+/// The first byte of a `Content-Range: bytes 100-199/200` answer.
+fn range_start(response: &reqwest::Response) -> Option<u64> {
+    let value = response
+        .headers()
+        .get(header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?;
+    let range = value.strip_prefix("bytes ")?;
+    range.split('-').next()?.trim().parse().ok()
+}
+
+enum Chunk {
+    Data(Bytes),
+    /// Discard what was written: the download starts over.
+    Restart,
+    /// Everything was sent: commit.
+    Finish,
+}
+
+/// The blocking side of a download: writes chunks into an ingest and commits it under
+/// `digest` when told to; without `Finish` (the download failed) nothing is committed.
+fn write_chunks(
+    store: &Store,
+    mut receiver: mpsc::Receiver<Chunk>,
+    digest: &Digest,
+) -> crate::Result<Option<Digest>> {
+    let mut ingest = store.ingest()?;
+    while let Some(chunk) = receiver.blocking_recv() {
+        match chunk {
+            Chunk::Data(bytes) => ingest
+                .write_all(&bytes)
+                .map_err(crate::Error::io("write blob", store.root()))?,
+            Chunk::Restart => ingest = store.ingest()?,
+            Chunk::Finish => {
+                let (committed, _) = ingest.commit(Some(digest))?;
+                return Ok(Some(committed));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Polls futures together and returns their results in order.
+pub(crate) async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut results: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, result) in futures.iter_mut().zip(results.iter_mut()) {
+            if result.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *result = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    results
+        .into_iter()
+        .map(|r| r.expect("every future finished"))
+        .collect()
+}
+
+pub(crate) fn is_index(media_type: &str) -> bool {
+    media_type == oci::MEDIA_TYPE_INDEX || media_type == MEDIA_TYPE_DOCKER_LIST
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], url: &str) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|err| RegistryError::InvalidManifest {
+        url: url.to_owned(),
+        reason: format!("not a valid manifest: {err}"),
+    })
+}
+
+/// The media type of a manifest, from its own `mediaType` field and the `Content-Type`
+/// the registry sent. Refused: schema 1, unknown types, a body that looks like both an
+/// index and a manifest, and a field that contradicts the header.
+pub(crate) fn manifest_media_type(
+    bytes: &[u8],
+    header_type: Option<&str>,
+) -> std::result::Result<String, String> {
+    let known = [
+        oci::MEDIA_TYPE_MANIFEST,
+        oci::MEDIA_TYPE_INDEX,
+        oci::MEDIA_TYPE_DOCKER_MANIFEST,
+        MEDIA_TYPE_DOCKER_LIST,
+    ];
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|err| format!("not valid JSON: {err}"))?;
+    let body_type = value.get("mediaType").and_then(|v| v.as_str());
+    let has_manifests = value.get("manifests").is_some();
+    let has_layers = value.get("layers").is_some() || value.get("config").is_some();
+    if value.get("schemaVersion").and_then(|v| v.as_u64()) == Some(1)
+        || body_type.is_some_and(|t| MEDIA_TYPE_DOCKER_SCHEMA1.contains(&t))
+        || header_type.is_some_and(|t| MEDIA_TYPE_DOCKER_SCHEMA1.contains(&t))
+    {
+        return Err("docker schema 1 manifests are not supported".to_owned());
+    }
+    if has_manifests && has_layers {
+        return Err(
+            "ambiguous manifest: it has both `manifests` (an index) and `layers`/`config` (an image manifest)"
+                .to_owned(),
+        );
+    }
+    let header_type = header_type.filter(|t| known.contains(t));
+    let media_type = match (body_type, header_type) {
+        (Some(body), Some(header)) if body != header => {
+            return Err(format!(
+                "ambiguous media type: the registry sent `{header}` but the manifest says `{body}`"
+            ));
+        }
+        (Some(body), _) => body.to_owned(),
+        (None, Some(header)) => header.to_owned(),
+        (None, None) if has_manifests => oci::MEDIA_TYPE_INDEX.to_owned(),
+        (None, None) if has_layers => oci::MEDIA_TYPE_MANIFEST.to_owned(),
+        (None, None) => return Err("neither an image manifest nor an index".to_owned()),
+    };
+    if !known.contains(&media_type.as_str()) {
+        return Err(format!("unsupported manifest media type `{media_type}`"));
+    }
+    if is_index(&media_type) != has_manifests {
+        return Err(format!(
+            "ambiguous manifest: its media type is `{media_type}` but its content is {}",
+            if has_manifests {
+                "an index"
+            } else {
+                "an image manifest"
+            }
+        ));
+    }
+    Ok(media_type)
+}
+
+/// The index entry for `want`: same OS and architecture, and the same variant when one
+/// is asked for (arm64 without a variant means v8). Attestation entries
+/// (`unknown/unknown`) are never chosen.
+pub(crate) fn choose_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Descriptor> {
+    let variant = |p: &Platform| match (&p.variant, p.architecture.as_str()) {
+        (Some(v), _) => Some(v.clone()),
+        (None, "arm64") => Some("v8".to_owned()),
+        (None, _) => None,
+    };
+    let entries: Vec<&Descriptor> = index
+        .manifests
+        .iter()
+        .filter(|m| !is_index(&m.media_type) || m.platform.is_some())
+        .collect();
+    if let [only] = entries.as_slice()
+        && only.platform.is_none()
+    {
+        return Some(only);
+    }
+    entries.into_iter().find(|m| {
+        m.platform.as_ref().is_some_and(|p| {
+            p.os == want.os
+                && p.architecture == want.architecture
+                && (want.variant.is_none() || variant(p) == variant(want))
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types() {
+        let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}"#;
+        assert_eq!(
+            manifest_media_type(manifest, Some(oci::MEDIA_TYPE_MANIFEST)).unwrap(),
+            oci::MEDIA_TYPE_MANIFEST
+        );
+        // No field: the header decides; neither: the structure.
+        let bare = br#"{"schemaVersion":2,"manifests":[]}"#;
+        assert_eq!(
+            manifest_media_type(bare, Some(MEDIA_TYPE_DOCKER_LIST)).unwrap(),
+            MEDIA_TYPE_DOCKER_LIST
+        );
+        assert_eq!(
+            manifest_media_type(bare, None).unwrap(),
+            oci::MEDIA_TYPE_INDEX
+        );
+        let contradicts = manifest_media_type(manifest, Some(oci::MEDIA_TYPE_DOCKER_MANIFEST));
+        assert!(contradicts.unwrap_err().contains("ambiguous"));
+        let both = br#"{"schemaVersion":2,"manifests":[],"layers":[]}"#;
+        assert!(
+            manifest_media_type(both, None)
+                .unwrap_err()
+                .contains("ambiguous")
+        );
+        let lying = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","config":{},"layers":[]}"#;
+        assert!(
+            manifest_media_type(lying, None)
+                .unwrap_err()
+                .contains("ambiguous")
+        );
+        let schema1 = br#"{"schemaVersion":1,"fsLayers":[]}"#;
+        assert!(
+            manifest_media_type(schema1, None)
+                .unwrap_err()
+                .contains("schema 1")
+        );
+        let odd = br#"{"schemaVersion":2,"mediaType":"application/x-odd","config":{},"layers":[]}"#;
+        assert!(
+            manifest_media_type(odd, None)
+                .unwrap_err()
+                .contains("unsupported")
+        );
+    }
+
+    #[test]
+    fn platform_choice() {
+        let entry = |arch: &str, variant: Option<&str>, hex: char| Descriptor {
+            platform: Some(Platform {
+                os: if arch == "unknown" {
+                    "unknown"
+                } else {
+                    "linux"
+                }
+                .into(),
+                architecture: arch.into(),
+                variant: variant.map(Into::into),
+            }),
+            ..Descriptor::new(
+                oci::MEDIA_TYPE_MANIFEST,
+                Digest::from_hex(&hex.to_string().repeat(64)).unwrap(),
+                1,
+            )
+        };
+        let index = Index::new(vec![
+            entry("unknown", None, 'a'),
+            entry("arm", Some("v7"), 'b'),
+            entry("arm64", None, 'c'),
+            entry("amd64", None, 'd'),
+        ]);
+        let pick = |p: &str| {
+            choose_platform(&index, &super::super::parse_platform(p).unwrap())
+                .map(|d| d.digest.hex()[..1].to_owned())
+        };
+        assert_eq!(pick("linux/amd64").as_deref(), Some("d"));
+        assert_eq!(pick("linux/arm64/v8").as_deref(), Some("c"));
+        assert_eq!(pick("linux/arm/v7").as_deref(), Some("b"));
+        assert_eq!(pick("linux/arm/v6"), None);
+        assert_eq!(pick("linux/s390x"), None);
+    }
+}

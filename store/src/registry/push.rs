@@ -1,0 +1,670 @@
+//! Push: compress the layers the store holds uncompressed, upload the blobs the registry
+//! lacks (a HEAD first, a cross-repository mount when the blob is known to live in
+//! another repository of the same registry, else a chunked upload that resumes where the
+//! registry says it stopped), then PUT the manifest.
+//!
+//! Compression is deterministic (gzip with a zero mtime and no name, or zstd, single
+//! stream, fixed levels), so the same layer always becomes the same blob and pushes of the
+//! same image have the same digest. The compressed blob is kept in the store and the
+//! store remembers which blob a layer compressed to, so a second push compresses nothing.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+
+use super::client::{Registry, Repo, check_status, describe};
+use super::error::{RegistryError, Result};
+use super::pull::join_all;
+use super::{BlobOutcome, TransferEvent};
+use crate::oci::{self, Descriptor, Manifest};
+use crate::reference::Reference;
+use crate::{Digest, Store};
+
+/// How layers the store holds uncompressed are compressed on their way out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    #[default]
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    fn media_type(self) -> &'static str {
+        match self {
+            Compression::Gzip => oci::MEDIA_TYPE_LAYER_GZIP,
+            Compression::Zstd => oci::MEDIA_TYPE_LAYER_ZSTD,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    pub compression: Compression,
+}
+
+/// What a push left in the registry.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    /// The pushed manifest's digest (the registry's name for the image).
+    pub digest: Digest,
+    pub size: u64,
+    pub reference: Reference,
+}
+
+impl Registry {
+    /// Pushes the image whose manifest is `manifest` as `target`.
+    pub async fn push(
+        &self,
+        store: &Store,
+        manifest: &Digest,
+        target: &Reference,
+        opts: &PushOptions,
+    ) -> Result<Pushed> {
+        let image = {
+            let store = store.clone();
+            let manifest = manifest.clone();
+            tokio::task::spawn_blocking(move || store.image_by_manifest(&manifest)).await??
+        };
+        let layers = self
+            .compress_layers(store, &image.manifest.layers, opts.compression)
+            .await?;
+        let (bytes, media_type) = if layers == image.manifest.layers {
+            // Nothing changed: push the manifest as it is, so its digest stays the same.
+            let store = store.clone();
+            let digest = manifest.clone();
+            let bytes = tokio::task::spawn_blocking(move || store.read_blob(&digest)).await??;
+            let media_type = image
+                .manifest
+                .media_type
+                .clone()
+                .unwrap_or_else(|| oci::MEDIA_TYPE_MANIFEST.to_owned());
+            (bytes, media_type)
+        } else {
+            let mut config = image.manifest.config.clone();
+            if config.media_type == oci::MEDIA_TYPE_DOCKER_CONFIG {
+                config.media_type = oci::MEDIA_TYPE_CONFIG.to_owned();
+            }
+            let layers = layers
+                .into_iter()
+                .map(|mut layer| {
+                    if layer.media_type == oci::MEDIA_TYPE_DOCKER_LAYER_GZIP {
+                        layer.media_type = oci::MEDIA_TYPE_LAYER_GZIP.to_owned();
+                    }
+                    layer
+                })
+                .collect();
+            let mut pushed = Manifest::new(config, layers);
+            pushed.annotations = image.manifest.annotations.clone();
+            let bytes = oci::canonical_json(&pushed);
+            let store = store.clone();
+            let copy = bytes.clone();
+            // Kept in the store, so pulling it back finds it and `rbuild inspect` can show it.
+            tokio::task::spawn_blocking(move || store.write_blob(&copy)).await??;
+            (bytes, oci::MEDIA_TYPE_MANIFEST.to_owned())
+        };
+        let parsed: Manifest =
+            serde_json::from_slice(&bytes).map_err(|err| RegistryError::InvalidManifest {
+                url: target.to_string(),
+                reason: err.to_string(),
+            })?;
+        let mut blobs = vec![parsed.config.clone()];
+        blobs.extend(parsed.layers.iter().cloned());
+        self.push_manifest(store, target, &blobs, bytes, &media_type)
+            .await
+    }
+
+    /// Uploads `blobs` and then the manifest `bytes` as `target`.
+    pub(crate) async fn push_manifest(
+        &self,
+        store: &Store,
+        target: &Reference,
+        blobs: &[Descriptor],
+        bytes: Vec<u8>,
+        media_type: &str,
+    ) -> Result<Pushed> {
+        let endpoint = self
+            .config
+            .endpoints(target.registry(), target.api_host(), false);
+        let mut last_error = None;
+        for endpoint in endpoint {
+            let repo = Repo {
+                endpoint,
+                repository: target.repository().to_owned(),
+                push: true,
+                mount_from: Vec::new(),
+            };
+            match self
+                .push_to(store, &repo, target, blobs, &bytes, media_type)
+                .await
+            {
+                Err(err @ RegistryError::Transport { .. }) => last_error = Some(err),
+                other => return other,
+            }
+        }
+        Err(last_error.expect("every registry has at least one endpoint"))
+    }
+
+    async fn push_to(
+        &self,
+        store: &Store,
+        repo: &Repo,
+        target: &Reference,
+        blobs: &[Descriptor],
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<Pushed> {
+        let limit = Arc::new(tokio::sync::Semaphore::new(
+            self.config.transfer.concurrency,
+        ));
+        let mut unique: Vec<&Descriptor> = Vec::new();
+        for blob in blobs {
+            if !unique.iter().any(|b| b.digest == blob.digest) {
+                unique.push(blob);
+            }
+        }
+        let tasks: Vec<_> = unique
+            .into_iter()
+            .map(|blob| {
+                let limit = limit.clone();
+                async move {
+                    let _permit = limit.acquire().await.expect("never closed");
+                    self.upload_blob(store, repo, blob).await
+                }
+            })
+            .collect();
+        join_all(tasks)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>>>()?;
+
+        let tag = target
+            .tag()
+            .map_or_else(|| Digest::of(bytes).to_string(), str::to_owned);
+        let url = repo.url(&format!("manifests/{tag}"));
+        let body = Bytes::copy_from_slice(bytes);
+        let content_type =
+            HeaderValue::from_str(media_type).map_err(|_| RegistryError::InvalidManifest {
+                url: url.clone(),
+                reason: format!("media type `{media_type}` is not a valid header"),
+            })?;
+        let response = self
+            .send(repo, &url, true, || {
+                let mut headers = HeaderMap::new();
+                headers.insert(header::CONTENT_TYPE, content_type.clone());
+                (Method::PUT, headers, Some(body.clone()))
+            })
+            .await?;
+        let response = check_status(response, "PUT", &url).await?;
+        let digest = Digest::of(bytes);
+        if let Some(stated) = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok())
+            && stated != digest
+        {
+            return Err(RegistryError::DigestMismatch {
+                what: "pushed manifest",
+                url,
+                expected: digest,
+                actual: stated,
+            });
+        }
+        let manifest: Manifest =
+            serde_json::from_slice(bytes).map_err(|err| RegistryError::InvalidManifest {
+                url: url.clone(),
+                reason: err.to_string(),
+            })?;
+        self.remember_sources(store, repo, &manifest).await;
+        Ok(Pushed {
+            digest,
+            size: bytes.len() as u64,
+            reference: target.clone(),
+        })
+    }
+
+    /// Compresses every uncompressed layer (at most `concurrency` at a time); returns the
+    /// descriptors to push.
+    async fn compress_layers(
+        &self,
+        store: &Store,
+        layers: &[Descriptor],
+        compression: Compression,
+    ) -> Result<Vec<Descriptor>> {
+        let limit = Arc::new(tokio::sync::Semaphore::new(
+            self.config
+                .transfer
+                .concurrency
+                .min(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        ));
+        let tasks: Vec<_> = layers
+            .iter()
+            .map(|layer| {
+                let limit = limit.clone();
+                let store = store.clone();
+                let layer = layer.clone();
+                async move {
+                    if !is_uncompressed(&layer.media_type) {
+                        return Ok(layer);
+                    }
+                    let _permit = limit.acquire().await.expect("never closed");
+                    self.event(TransferEvent::Compressing {
+                        digest: layer.digest.to_string(),
+                        size: layer.size,
+                    });
+                    let compressed = tokio::task::spawn_blocking(move || {
+                        store.compressed_layer(&layer, compression)
+                    })
+                    .await??;
+                    Ok(compressed)
+                }
+            })
+            .collect();
+        join_all(tasks).await.into_iter().collect()
+    }
+
+    /// Uploads one blob unless the registry has it (or can mount it).
+    async fn upload_blob(&self, store: &Store, repo: &Repo, blob: &Descriptor) -> Result<()> {
+        let digest = &blob.digest;
+        let head_url = repo.url(&format!("blobs/{digest}"));
+        let response = self
+            .send(repo, &head_url, true, || {
+                (Method::HEAD, HeaderMap::new(), None)
+            })
+            .await?;
+        if response.status().is_success() {
+            self.event(TransferEvent::BlobDone {
+                digest: digest.to_string(),
+                size: blob.size,
+                outcome: BlobOutcome::Skipped,
+            });
+            return Ok(());
+        }
+        if response.status() != StatusCode::NOT_FOUND {
+            check_status(response, "HEAD", &head_url).await?;
+        }
+        self.event(TransferEvent::BlobStarted {
+            digest: digest.to_string(),
+            size: blob.size,
+        });
+        // A repository of the same registry that has the blob: ask for a mount. The
+        // registry answers 201 (mounted) or 202 with an upload session, as without `mount`.
+        let source = {
+            let store = store.clone();
+            let digest = digest.clone();
+            let host = repo.endpoint.host.clone();
+            let own = format!("{}/{}", repo.endpoint.host, repo.repository);
+            tokio::task::spawn_blocking(move || {
+                store
+                    .blob_sources(&digest)
+                    .into_iter()
+                    .filter(|s| *s != own)
+                    .find_map(|s| s.strip_prefix(&format!("{host}/")).map(str::to_owned))
+            })
+            .await?
+        };
+        let mut session_repo = repo.clone();
+        let start_url = match &source {
+            Some(from) => {
+                session_repo.mount_from = vec![from.clone()];
+                format!("{}?mount={digest}&from={from}", repo.url("blobs/uploads/"))
+            }
+            None => repo.url("blobs/uploads/"),
+        };
+        let response = self
+            .send(&session_repo, &start_url, true, || {
+                let mut headers = HeaderMap::new();
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+                (Method::POST, headers, None)
+            })
+            .await?;
+        if source.is_some() && response.status() == StatusCode::CREATED {
+            self.event(TransferEvent::BlobDone {
+                digest: digest.to_string(),
+                size: blob.size,
+                outcome: BlobOutcome::Mounted,
+            });
+            return Ok(());
+        }
+        let response = check_status(response, "POST", &start_url).await?;
+        let mut location = location(&response, &repo.endpoint.base, &start_url)?;
+        let path = store.blob_path(digest);
+        let size = blob.size;
+        let chunk_size = self.config.transfer.chunk_size;
+        let mut offset: u64 = 0;
+        let mut failures = 0;
+        if size <= chunk_size {
+            // Small enough for one request: PUT it whole.
+            let body = read_chunk(&path, 0, size).await?;
+            let url = with_digest(&location, digest);
+            let response = self
+                .send(repo, &url, true, || {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/octet-stream"),
+                    );
+                    (Method::PUT, headers, Some(body.clone()))
+                })
+                .await?;
+            check_status(response, "PUT", &strip_query(&url)).await?;
+        } else {
+            while offset < size {
+                let length = chunk_size.min(size - offset);
+                let body = read_chunk(&path, offset, length).await?;
+                let range = format!("{}-{}", offset, offset + length - 1);
+                let sent = self
+                    .send(repo, &location, false, || {
+                        let mut headers = HeaderMap::new();
+                        headers.insert(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/octet-stream"),
+                        );
+                        headers.insert(
+                            header::CONTENT_RANGE,
+                            HeaderValue::from_str(&range).expect("a range is a valid header"),
+                        );
+                        (Method::PATCH, headers, Some(body.clone()))
+                    })
+                    .await;
+                let failure = match sent {
+                    Ok(response) if response.status() == StatusCode::ACCEPTED => {
+                        location = self::location(&response, &repo.endpoint.base, &location)?;
+                        offset = uploaded_end(&response).unwrap_or(offset + length);
+                        continue;
+                    }
+                    Ok(response)
+                        if response.status() == StatusCode::RANGE_NOT_SATISFIABLE
+                            || response.status().is_server_error()
+                            || response.status() == StatusCode::TOO_MANY_REQUESTS =>
+                    {
+                        format!("the registry answered {}", response.status())
+                    }
+                    Ok(response) => {
+                        check_status(response, "PATCH", &strip_query(&location)).await?;
+                        return Err(RegistryError::Status {
+                            method: "PATCH".to_owned(),
+                            url: strip_query(&location),
+                            status: 200,
+                            message: Some("expected 202 Accepted".to_owned()),
+                        });
+                    }
+                    Err(err @ RegistryError::Transport { .. }) => match &err {
+                        RegistryError::Transport { source, .. } => describe(source),
+                        _ => unreachable!(),
+                    },
+                    Err(err) => return Err(err),
+                };
+                // Resume: ask the registry how much it has, and go on from there.
+                failures += 1;
+                if failures > self.config.transfer.retries {
+                    return Err(RegistryError::Status {
+                        method: "PATCH".to_owned(),
+                        url: strip_query(&location),
+                        status: 0,
+                        message: Some(format!("the upload kept failing: {failure}")),
+                    });
+                }
+                self.event(TransferEvent::Retrying {
+                    what: format!("upload of {digest}"),
+                    attempt: failures,
+                    reason: failure,
+                });
+                tokio::time::sleep(super::client::backoff(failures)).await;
+                let status_url = location.clone();
+                let response = self
+                    .send(repo, &status_url, true, || {
+                        (Method::GET, HeaderMap::new(), None)
+                    })
+                    .await?;
+                if response.status() == StatusCode::NO_CONTENT {
+                    location = self::location(&response, &repo.endpoint.base, &location)?;
+                    offset = uploaded_end(&response).unwrap_or(0);
+                } else {
+                    // The session is gone: start a new one from the beginning.
+                    let response = self
+                        .send(repo, &repo.url("blobs/uploads/"), true, || {
+                            (Method::POST, HeaderMap::new(), None)
+                        })
+                        .await?;
+                    let response =
+                        check_status(response, "POST", &repo.url("blobs/uploads/")).await?;
+                    location = self::location(&response, &repo.endpoint.base, &location)?;
+                    offset = 0;
+                }
+            }
+            let url = with_digest(&location, digest);
+            let response = self
+                .send(repo, &url, true, || {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+                    (Method::PUT, headers, None)
+                })
+                .await?;
+            check_status(response, "PUT", &strip_query(&url)).await?;
+        }
+        self.event(TransferEvent::BlobDone {
+            digest: digest.to_string(),
+            size,
+            outcome: BlobOutcome::Uploaded,
+        });
+        Ok(())
+    }
+}
+
+fn is_uncompressed(media_type: &str) -> bool {
+    media_type == oci::MEDIA_TYPE_LAYER
+        || media_type == "application/vnd.docker.image.rootfs.diff.tar"
+}
+
+/// The upload URL a registry answered with (`Location`, possibly relative).
+fn location(response: &reqwest::Response, base: &str, previous: &str) -> Result<String> {
+    let value = response
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| RegistryError::Status {
+            method: "POST".to_owned(),
+            url: strip_query(previous),
+            status: response.status().as_u16(),
+            message: Some("the registry sent no upload location".to_owned()),
+        })?;
+    let base = reqwest::Url::parse(&format!("{base}/")).expect("endpoint bases are URLs");
+    base.join(value)
+        .map(|u| u.to_string())
+        .map_err(|_| RegistryError::Status {
+            method: "POST".to_owned(),
+            url: strip_query(previous),
+            status: response.status().as_u16(),
+            message: Some(format!("the upload location `{value}` is not a URL")),
+        })
+}
+
+/// The offset after the last byte the registry has (`Range: 0-1023` → 1024).
+fn uploaded_end(response: &reqwest::Response) -> Option<u64> {
+    let value = response.headers().get(header::RANGE)?.to_str().ok()?;
+    let end: u64 = value
+        .trim_start_matches("bytes=")
+        .split('-')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(end + 1)
+}
+
+fn with_digest(location: &str, digest: &Digest) -> String {
+    let separator = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{separator}digest={digest}")
+}
+
+/// Upload URLs carry session state in their query: left out of messages.
+fn strip_query(url: &str) -> String {
+    url.split('?').next().unwrap_or(url).to_owned()
+}
+
+async fn read_chunk(path: &std::path::Path, offset: u64, length: u64) -> Result<Bytes> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || -> Result<Bytes> {
+        let io = |source| RegistryError::Io {
+            action: "read blob",
+            path: path.clone(),
+            source,
+        };
+        let mut file = std::fs::File::open(&path).map_err(io)?;
+        file.seek(SeekFrom::Start(offset)).map_err(io)?;
+        let mut buffer = vec![0; length as usize];
+        file.read_exact(&mut buffer).map_err(io)?;
+        Ok(Bytes::from(buffer))
+    })
+    .await?
+}
+
+const SOURCES_PREFIX: &str = "blob-sources/";
+
+impl Store {
+    /// The compressed blob for an uncompressed layer: made once (deterministically), kept
+    /// as a blob, and remembered by the layer's digest.
+    pub fn compressed_layer(
+        &self,
+        layer: &Descriptor,
+        compression: Compression,
+    ) -> crate::Result<Descriptor> {
+        let key = format!("compressed/{}/{}", compression.name(), layer.digest);
+        if let Some(known) = self.get_state(&key)?
+            && let Ok(descriptor) = serde_json::from_value::<Descriptor>(known)
+            && self.keep_existing_blob(&descriptor.digest)?
+        {
+            return Ok(descriptor);
+        }
+        let mut content = self.open_content(&layer.digest, Some(layer.size))?;
+        let ingest = self.ingest()?;
+        let root = self.root().to_owned();
+        let read_error = |source: std::io::Error| match source.kind() {
+            std::io::ErrorKind::InvalidData => crate::Error::CorruptBlob {
+                digest: layer.digest.clone(),
+                source,
+            },
+            _ => crate::Error::io("compress layer into", &root)(source),
+        };
+        let ingest = match compression {
+            Compression::Gzip => {
+                // No name and a zero mtime in the header: the same bytes every time.
+                let mut encoder = flate2::GzBuilder::new()
+                    .mtime(0)
+                    .write(ingest, flate2::Compression::new(6));
+                std::io::copy(&mut content, &mut encoder).map_err(read_error)?;
+                encoder.finish().map_err(read_error)?
+            }
+            Compression::Zstd => {
+                let mut encoder =
+                    zstd::stream::write::Encoder::new(ingest, 3).map_err(read_error)?;
+                std::io::copy(&mut content, &mut encoder).map_err(read_error)?;
+                encoder.finish().map_err(read_error)?
+            }
+        };
+        let (digest, size) = ingest.commit(None)?;
+        let descriptor = Descriptor::new(compression.media_type(), digest, size);
+        self.put_state(
+            &key,
+            &serde_json::to_value(&descriptor).expect("descriptors serialize"),
+        )?;
+        Ok(descriptor)
+    }
+
+    /// Registry repositories (`host/repository`) known to hold `digest`.
+    pub(crate) fn blob_sources(&self, digest: &Digest) -> Vec<String> {
+        self.get_state(&format!("{SOURCES_PREFIX}{digest}"))
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn add_blob_sources(&self, digests: &[Digest], source: &str) -> crate::Result<()> {
+        for digest in digests {
+            let mut sources = self.blob_sources(digest);
+            if sources.iter().any(|s| s == source) {
+                continue;
+            }
+            sources.insert(0, source.to_owned());
+            sources.truncate(8);
+            self.put_state(
+                &format!("{SOURCES_PREFIX}{digest}"),
+                &serde_json::to_value(&sources).expect("strings serialize"),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compression_is_deterministic_and_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(5);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, "hello", &b"hello"[..])
+            .unwrap();
+        let bytes = tar.into_inner().unwrap();
+        let digest = store.write_blob(&bytes).unwrap();
+        let layer = Descriptor::new(oci::MEDIA_TYPE_LAYER, digest, bytes.len() as u64);
+        for compression in [Compression::Gzip, Compression::Zstd] {
+            let first = store.compressed_layer(&layer, compression).unwrap();
+            assert_eq!(first.media_type, compression.media_type());
+            // Made again from scratch: the same bytes.
+            store
+                .put_state(
+                    &format!("compressed/{}/{}", compression.name(), layer.digest),
+                    &serde_json::Value::Null,
+                )
+                .unwrap();
+            let second = store.compressed_layer(&layer, compression).unwrap();
+            assert_eq!(first, second);
+            let (_, decompressed) =
+                crate::layer::decompress(store.open_blob(&first.digest, None).unwrap()).unwrap();
+            let mut out = Vec::new();
+            let mut decompressed = decompressed;
+            decompressed.read_to_end(&mut out).unwrap();
+            assert_eq!(out, bytes);
+        }
+    }
+
+    #[test]
+    fn upload_urls() {
+        let digest = Digest::of(b"x");
+        assert_eq!(
+            with_digest("http://r/v2/a/blobs/uploads/u?_state=s", &digest),
+            format!("http://r/v2/a/blobs/uploads/u?_state=s&digest={digest}")
+        );
+        assert_eq!(strip_query("http://r/u?_state=secret"), "http://r/u");
+    }
+
+    #[test]
+    fn sources_are_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let digest = Digest::of(b"x");
+        store.add_blob_sources(&[digest.clone()], "r:1/a").unwrap();
+        store.add_blob_sources(&[digest.clone()], "r:1/b").unwrap();
+        store.add_blob_sources(&[digest.clone()], "r:1/a").unwrap();
+        assert_eq!(store.blob_sources(&digest), ["r:1/b", "r:1/a"]);
+    }
+}
