@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs rbuild's whole test suite. Installs the Debian packages the tests use when they are
-# missing (busybox-static for base images; skopeo and umoci to check images). Needs root for
+# missing (busybox-static for base images; skopeo and umoci to check images; docker-registry,
+# apache2-utils (htpasswd) and openssl for the registry tests). Needs root for
 # the privileged tests (namespaces, overlayfs, cgroups); without root they skip, unless
 # RBUILD_PRIVILEGED_TESTS=1 makes a skip a failure.
 set -euo pipefail
@@ -10,6 +11,9 @@ packages=()
 [ -x /bin/busybox ] || packages+=(busybox-static)
 command -v skopeo >/dev/null || packages+=(skopeo)
 command -v umoci >/dev/null || packages+=(umoci)
+[ -x /usr/bin/docker-registry ] || packages+=(docker-registry)
+command -v htpasswd >/dev/null || packages+=(apache2-utils)
+command -v openssl >/dev/null || packages+=(openssl)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${packages[*]} (run as root, or: sudo apt-get install ${packages[*]})" >&2

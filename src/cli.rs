@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands::{archive, build, check, images, run, store};
+use crate::commands::{archive, build, check, images, registry, run, store};
 
 /// rbuild: a Dockerfile image builder with a daemonless store and sandbox.
 ///
@@ -42,6 +42,14 @@ pub enum Command {
     Import(archive::ImportArgs),
     /// Write an image's flattened filesystem as a tar
     Export(archive::ExportArgs),
+    /// Pull an image from a registry
+    Pull(registry::PullArgs),
+    /// Push an image to a registry
+    Push(registry::PushArgs),
+    /// Store credentials for a registry in docker's config.json (or its credential helper)
+    Login(registry::LoginArgs),
+    /// Remove the credentials for a registry
+    Logout(registry::LogoutArgs),
     /// Give an image another name
     Tag(images::TagArgs),
     /// Remove image names (and the space only they used)

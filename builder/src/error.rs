@@ -8,6 +8,20 @@ pub enum BuildError {
     Dockerfile(#[from] rbuild_frontend::Error),
     #[error("base image `{reference}` is not in the store")]
     BaseImageNotFound { reference: String },
+    #[error("cannot pull base image `{reference}`")]
+    Pull {
+        reference: String,
+        #[source]
+        source: rbuild_store::registry::RegistryError,
+    },
+    #[error("cannot fetch layer {digest} of `{description}` from the cache {source_ref}")]
+    CacheLayer {
+        digest: rbuild_store::Digest,
+        description: String,
+        source_ref: String,
+        #[source]
+        source: rbuild_store::registry::RegistryError,
+    },
     #[error("invalid image reference `{reference}`")]
     InvalidReference {
         reference: String,

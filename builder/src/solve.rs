@@ -15,7 +15,10 @@ use std::time::Instant;
 use rbuild_frontend::{self as frontend, BuildGraph, CopySource, OpId, OpKind};
 use rbuild_runtime::{Limits, Network, Runtime};
 use rbuild_store::oci::Descriptor;
-use rbuild_store::{CacheRecord, CachedLayer, Digest, Image, ImageName, SnapshotName, Store};
+use rbuild_store::registry::{CacheExportRecord, CacheImport, PullOptions, Registry};
+use rbuild_store::{
+    CacheRecord, CachedLayer, Digest, Image, ImageName, Reference, SnapshotName, Store,
+};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -50,6 +53,12 @@ pub struct BuildOptions {
     pub no_cache: bool,
     /// Run every step of these stages (by name, any case, or index).
     pub no_cache_filter: Vec<String>,
+    /// Pull every base image, even one the store has (`--pull`).
+    pub pull: bool,
+    /// Caches imported from registries (`--cache-from`), consulted after the local cache.
+    /// Their layers are fetched only when a step that needs them as files runs, or when
+    /// they are part of the result.
+    pub cache_from: Vec<CacheImport>,
 }
 
 /// The image a build produced.
@@ -62,6 +71,9 @@ pub struct BuildResult {
     /// Steps taken from the cache, and steps run.
     pub cached: usize,
     pub executed: usize,
+    /// Every step's cache record (for `--cache-to`), with whether the step's result is
+    /// part of the image (`mode=min` exports only those).
+    pub cache_records: Vec<(CacheExportRecord, bool)>,
 }
 
 /// Cancels a build: running sandboxes are killed, no further step starts, and the build
@@ -114,11 +126,24 @@ pub(crate) struct State {
 pub struct Builder {
     pub(crate) store: Store,
     pub(crate) runtime: Runtime,
+    /// Where base images the store lacks, and layers of imported caches, come from.
+    pub(crate) registry: Option<Arc<Registry>>,
 }
 
 impl Builder {
     pub fn new(store: Store, runtime: Runtime) -> Builder {
-        Builder { store, runtime }
+        Builder {
+            store,
+            runtime,
+            registry: None,
+        }
+    }
+
+    /// Pulls base images the store lacks (and all of them with `BuildOptions::pull`)
+    /// from registries through `registry`.
+    pub fn with_registry(mut self, registry: Arc<Registry>) -> Builder {
+        self.registry = Some(registry);
+        self
     }
 
     pub async fn build(
@@ -147,7 +172,7 @@ impl Builder {
         let mut bases = HashMap::new();
         let mut base_configs = BTreeMap::new();
         for reference in frontend::image_references(&dockerfile, &convert_opts)? {
-            let image = self.base_image(&reference).await?;
+            let image = self.base_image(&reference, opts.pull).await?;
             base_configs.insert(
                 reference.clone(),
                 crate::image::frontend_config(&image.config.config),
@@ -170,15 +195,27 @@ impl Builder {
             cancel,
             running: Mutex::new(HashMap::new()),
             counts: Mutex::new((0, 0)),
+            exports: Mutex::new(Vec::new()),
+            remote_hits: Mutex::new(Vec::new()),
+            remote_blobs: Mutex::new(HashMap::new()),
         });
         let states = ctx.solve(&graph).await;
         ctx.context.save_hashes(&self.store);
         let states = states?;
+        // Layers that came from an imported cache: fetched now if the image has them.
+        ctx.materialize(&states[graph.output.root.0]).await?;
+        ctx.record_remote_hits().await?;
         ctx.progress.event(Event::Exporting);
         let (config, layers) = crate::image::assemble(&graph, &states, &ctx.bases, &ctx.opts)?;
         let store = self.store.clone();
         let tags = ctx.opts.tags.clone();
         let (cached, executed) = *ctx.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let in_result = result_ops(&graph);
+        let cache_records: Vec<(CacheExportRecord, bool)> =
+            std::mem::take(&mut *ctx.exports.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_iter()
+                .map(|(id, record)| (record, in_result.contains(&id)))
+                .collect();
         let result = tokio::task::spawn_blocking(move || -> Result<BuildResult, BuildError> {
             let manifest = store.write_image(&config, layers)?;
             for tag in &tags {
@@ -190,31 +227,71 @@ impl Builder {
                 tags,
                 cached,
                 executed,
+                cache_records,
             })
         })
         .await??;
         Ok(result)
     }
 
-    async fn base_image(&self, reference: &str) -> Result<Image, BuildError> {
-        let name: ImageName = reference
-            .parse()
-            .map_err(|source| BuildError::InvalidReference {
-                reference: reference.to_owned(),
-                source,
-            })?;
+    /// The base image `reference` names: from the store (by name as written, else by its
+    /// normalized name; by digest when pinned), else pulled (always pulled with `pull`).
+    async fn base_image(&self, reference: &str, pull: bool) -> Result<Image, BuildError> {
+        let invalid = |source| BuildError::InvalidReference {
+            reference: reference.to_owned(),
+            source,
+        };
+        let parsed: Reference = reference.parse().map_err(invalid)?;
+        let name = Reference::image_name(reference);
         let store = self.store.clone();
-        let reference = reference.to_owned();
-        tokio::task::spawn_blocking(move || match store.image(&name) {
-            Ok(image) => {
-                // Keep it (and its snapshots) from GC for the whole build, even if its name
-                // is removed meanwhile; unpack now so every RUN finds its lower dirs.
-                store.protect_image(&image.manifest_digest)?;
-                store.unpack(&image)?;
-                Ok(image)
+        let local = {
+            let store = store.clone();
+            let parsed = parsed.clone();
+            let name = name.clone();
+            tokio::task::spawn_blocking(move || -> Result<Option<Image>, BuildError> {
+                let found = match (parsed.digest(), &name) {
+                    (Some(digest), _) => store.image_by_digest(digest),
+                    (None, Some(name)) => store.image(name),
+                    (None, None) => return Ok(None),
+                };
+                match found {
+                    Ok(image) => Ok(Some(image)),
+                    Err(err) if err.is_not_found() => Ok(None),
+                    Err(err) => Err(err.into()),
+                }
+            })
+            .await??
+        };
+        let image = match (local, &self.registry) {
+            (Some(image), registry) if !pull || registry.is_none() => image,
+            (_, None) => {
+                return Err(BuildError::BaseImageNotFound {
+                    reference: reference.to_owned(),
+                });
             }
-            Err(err) if err.is_not_found() => Err(BuildError::BaseImageNotFound { reference }),
-            Err(err) => Err(err.into()),
+            (_, Some(registry)) => {
+                let pulled = registry
+                    .pull(&store, &parsed, &PullOptions::default())
+                    .await
+                    .map_err(|source| BuildError::Pull {
+                        reference: reference.to_owned(),
+                        source,
+                    })?;
+                if let Some(name) = &name {
+                    let store = store.clone();
+                    let name = name.clone();
+                    let manifest = pulled.manifest.clone();
+                    tokio::task::spawn_blocking(move || store.tag(&name, &manifest)).await??;
+                }
+                pulled.image
+            }
+        };
+        tokio::task::spawn_blocking(move || -> Result<Image, BuildError> {
+            // Keep it (and its snapshots) from GC for the whole build, even if its name
+            // is removed meanwhile; unpack now so every RUN finds its lower dirs.
+            store.protect_image(&image.manifest_digest)?;
+            store.unpack(&image)?;
+            Ok(image)
         })
         .await?
     }
@@ -231,6 +308,13 @@ pub(crate) struct SolveContext {
     running: Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<Option<State>>>>>,
     /// (cached, executed) steps.
     counts: Mutex<(usize, usize)>,
+    /// Every layer-producing step's record, for `--cache-to`.
+    exports: Mutex<Vec<(OpId, CacheExportRecord)>>,
+    /// Steps taken from an imported cache: (key, description, parent, state), recorded in
+    /// the local cache at the end when their layers were fetched.
+    remote_hits: Mutex<Vec<RemoteHit>>,
+    /// Where the layers of imported cache records come from: blob digest → cache.
+    remote_blobs: Mutex<HashMap<Digest, Reference>>,
 }
 
 /// What a finished op hands to the ops that use it.
@@ -339,6 +423,7 @@ impl SolveContext {
         let step = id.0 + 1;
         let key = self.cache_key(graph, id, &inputs).await?;
         let parent = op.kind.rootfs().map(|p| inputs[&p].state.clone());
+        let parent_key = op.kind.rootfs().map(|p| inputs[&p].key.clone());
 
         // Image and scratch ops are resolved, not run: nothing to cache.
         if let OpKind::Scratch | OpKind::Image { .. } = op.kind {
@@ -368,6 +453,7 @@ impl SolveContext {
             });
             self.progress.event(Event::StepCached { step });
             self.count(true);
+            self.export(id, &key, parent_key.as_ref(), op, &parent, state);
             return Ok(Done {
                 key,
                 state: state.clone(),
@@ -381,15 +467,42 @@ impl SolveContext {
                 tokio::task::spawn_blocking(move || store.cache_get(&lookup)).await??
             {
                 let state = cached_state(&parent, &record);
+                // An imported record whose layer was never fetched: fetch it from its
+                // cache if a step needs its files.
+                if let (Some(remote), Some(layer)) = (&record.remote, &record.layer)
+                    && let Ok(source) = remote.parse::<Reference>()
+                {
+                    self.remote_blobs
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(layer.descriptor.digest.clone(), source);
+                }
                 self.progress.event(Event::StepStarted {
                     step,
                     description: &op.description,
                 });
                 self.progress.event(Event::StepCached { step });
                 self.count(true);
+                self.export(id, &key, parent_key.as_ref(), op, &parent, &state);
                 *slot = Some(state.clone());
                 return Ok(Done { key, state });
             }
+            if let Some(state) = self.remote_hit(&key, op, &parent) {
+                self.progress.event(Event::StepStarted {
+                    step,
+                    description: &op.description,
+                });
+                self.progress.event(Event::StepCached { step });
+                self.count(true);
+                self.export(id, &key, parent_key.as_ref(), op, &parent, &state);
+                *slot = Some(state.clone());
+                return Ok(Done { key, state });
+            }
+        }
+
+        // The step runs: whatever it reads must be files now.
+        for input in op.kind.inputs() {
+            self.materialize(&inputs[&input].state).await?;
         }
 
         self.progress.event(Event::StepStarted {
@@ -420,7 +533,9 @@ impl SolveContext {
                 return Err(err);
             }
         };
-        self.record(&key, op, &parent, &state).await?;
+        self.record(&key, &op.description, &parent, &state, None)
+            .await?;
+        self.export(id, &key, parent_key.as_ref(), op, &parent, &state);
         self.progress.event(Event::StepFinished {
             step,
             elapsed: started.elapsed(),
@@ -542,9 +657,10 @@ impl SolveContext {
     async fn record(
         &self,
         key: &CacheKey,
-        op: &rbuild_frontend::Op,
+        description: &str,
         parent: &State,
         state: &State,
+        remote: Option<String>,
     ) -> Result<(), BuildError> {
         let added = state.layers.len() > parent.layers.len();
         let now = rbuild_store::time::now_unix();
@@ -560,10 +676,11 @@ impl SolveContext {
                 }
             }),
             snapshot: state.top.as_ref().map(|top| top.digest().clone()),
-            description: op.description.clone(),
+            description: description.to_owned(),
             created: now,
             last_used: now,
             size: 0,
+            remote,
         };
         tokio::task::spawn_blocking(move || -> Result<(), rbuild_store::Error> {
             let mut record = record;
@@ -575,6 +692,198 @@ impl SolveContext {
         .await??;
         Ok(())
     }
+}
+
+impl SolveContext {
+    /// Remembers a step's record for `--cache-to`.
+    fn export(
+        &self,
+        id: OpId,
+        key: &CacheKey,
+        parent_key: Option<&CacheKey>,
+        op: &rbuild_frontend::Op,
+        parent: &State,
+        state: &State,
+    ) {
+        let layer = (state.layers.len() > parent.layers.len()).then(|| {
+            let layer = state.layers.last().expect("a layer was added");
+            CachedLayer {
+                descriptor: layer.descriptor.clone(),
+                diff_id: layer.diff_id.clone(),
+            }
+        });
+        self.exports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((
+                id,
+                CacheExportRecord {
+                    key: key.to_string(),
+                    parent: parent_key.map(ToString::to_string),
+                    layer,
+                    description: op.description.clone(),
+                },
+            ));
+    }
+
+    /// The state after a step found in an imported cache: its parent's plus the record's
+    /// layer, which is not fetched yet.
+    fn remote_hit(
+        &self,
+        key: &CacheKey,
+        op: &rbuild_frontend::Op,
+        parent: &State,
+    ) -> Option<State> {
+        let (source, layer) = self.opts.cache_from.iter().find_map(|import| {
+            import
+                .get(key.as_str())
+                .map(|(_, layer)| (import.source.clone(), layer))
+        })?;
+        let mut state = parent.clone();
+        if let Some(layer) = layer {
+            state.top = Some(SnapshotName::chain(parent.top.as_ref(), &layer.diff_id));
+            self.remote_blobs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(layer.descriptor.digest.clone(), source.clone());
+            state.layers.push(Layer {
+                descriptor: layer.descriptor,
+                diff_id: layer.diff_id,
+            });
+        }
+        self.remote_hits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(RemoteHit {
+                key: key.clone(),
+                description: op.description.clone(),
+                parent: parent.clone(),
+                state: state.clone(),
+                source,
+            });
+        Some(state)
+    }
+
+    /// Makes sure `state`'s layers are unpacked as snapshots, fetching the layers of
+    /// imported cache records the store lacks.
+    pub(crate) async fn materialize(&self, state: &State) -> Result<(), BuildError> {
+        let store = self.builder.store.clone();
+        let layers: Vec<(Descriptor, Digest)> = state
+            .layers
+            .iter()
+            .map(|l| (l.descriptor.clone(), l.diff_id.clone()))
+            .collect();
+        let top = state.top.clone();
+        let missing = {
+            let store = store.clone();
+            let layers = layers.clone();
+            tokio::task::spawn_blocking(move || -> Result<Vec<Descriptor>, BuildError> {
+                if let Some(top) = &top
+                    && store.snapshot(top)?.is_some()
+                {
+                    return Ok(Vec::new());
+                }
+                let mut missing = Vec::new();
+                let mut parent: Option<SnapshotName> = None;
+                for (descriptor, diff_id) in &layers {
+                    let name = SnapshotName::chain(parent.as_ref(), diff_id);
+                    if store.snapshot(&name)?.is_none() && !store.has_content(&descriptor.digest)? {
+                        missing.push(descriptor.clone());
+                    }
+                    parent = Some(name);
+                }
+                Ok(missing)
+            })
+            .await??
+        };
+        if state.top.is_none() {
+            return Ok(());
+        }
+        for descriptor in missing {
+            let source = self
+                .remote_blobs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&descriptor.digest)
+                .cloned();
+            let (Some(source), Some(registry)) = (source, &self.builder.registry) else {
+                return Err(rbuild_store::Error::BlobNotFound {
+                    digest: descriptor.digest.clone(),
+                }
+                .into());
+            };
+            registry
+                .pull_cache_layer(&store, &source, &descriptor)
+                .await
+                .map_err(|err| BuildError::CacheLayer {
+                    digest: descriptor.digest.clone(),
+                    description: self.description_of(&descriptor.digest),
+                    source_ref: source.to_string(),
+                    source: err,
+                })?;
+        }
+        tokio::task::spawn_blocking(move || store.unpack_layers(&layers)).await??;
+        Ok(())
+    }
+
+    fn description_of(&self, blob: &Digest) -> String {
+        self.remote_hits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|hit| {
+                hit.state
+                    .layers
+                    .last()
+                    .is_some_and(|l| &l.descriptor.digest == blob)
+            })
+            .map(|hit| hit.description.clone())
+            .unwrap_or_default()
+    }
+
+    /// Records the steps taken from imported caches in the local cache: with their
+    /// snapshot when their layer was fetched, else with the cache to fetch it from, so a
+    /// later build finds them without `--cache-from` and still fetches only what it needs.
+    async fn record_remote_hits(&self) -> Result<(), BuildError> {
+        let hits = std::mem::take(&mut *self.remote_hits.lock().unwrap_or_else(|e| e.into_inner()));
+        for hit in hits {
+            let present = match &hit.state.top {
+                Some(top) => {
+                    let store = self.builder.store.clone();
+                    let top = top.clone();
+                    tokio::task::spawn_blocking(move || store.snapshot(&top))
+                        .await??
+                        .is_some()
+                }
+                None => true,
+            };
+            let remote = (!present).then(|| hit.source.to_string());
+            self.record(&hit.key, &hit.description, &hit.parent, &hit.state, remote)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A step taken from an imported cache.
+struct RemoteHit {
+    key: CacheKey,
+    description: String,
+    parent: State,
+    state: State,
+    /// The cache it came from, pinned by digest.
+    source: Reference,
+}
+
+/// The ops whose results are in the image: the output's chain of filesystem parents.
+fn result_ops(graph: &BuildGraph) -> std::collections::HashSet<OpId> {
+    let mut ops = std::collections::HashSet::new();
+    let mut current = Some(graph.output.root);
+    while let Some(id) = current {
+        ops.insert(id);
+        current = graph.op(id).kind.rootfs();
+    }
+    ops
 }
 
 /// The state after a cached op: its parent's plus the recorded layer.

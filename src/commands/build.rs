@@ -12,6 +12,7 @@ use rbuild_builder::{BuildError, BuildOptions, Builder, Cancel, Progress};
 use rbuild_runtime::Limits;
 
 use super::check::{base_configs, read_dockerfile, warn_before_build};
+use super::registry::{CompressionArg, open_registry, parse_reference, push_image, report};
 use super::{key_value, network, open_runtime, open_store, parse_name};
 use crate::cli::NetworkArg;
 use crate::progress::{BuildLog, JsonProgress, PlainProgress, QuietProgress, Tee, TtyProgress};
@@ -86,6 +87,23 @@ pub struct BuildArgs {
     /// Print this to stdout instead of building
     #[arg(long, value_enum, value_name = "WHAT")]
     pub print: Option<PrintArg>,
+    /// Pull every base image, even the ones the store has
+    #[arg(long)]
+    pub pull: bool,
+    /// Push the image to its names (`-t`) once it is built
+    #[arg(long)]
+    pub push: bool,
+    /// How pushes compress layers the store holds uncompressed
+    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
+    pub compression: CompressionArg,
+    /// Import a build cache: `type=registry,ref=REF` (or just `REF`); may be repeated.
+    /// A cache that cannot be read is reported and the build goes on without it
+    #[arg(long = "cache-from", value_name = "CACHE")]
+    pub cache_from: Vec<String>,
+    /// Export the build cache: `type=registry,ref=REF[,mode=min|max]` (`min`, the default:
+    /// the steps of the image's own stage; `max`: every step)
+    #[arg(long = "cache-to", value_name = "CACHE")]
+    pub cache_to: Vec<String>,
     /// The build context directory
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
@@ -143,12 +161,31 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
             })
             .collect::<Result<_>>()?,
         no_cache_filter: args.no_cache_filter.clone(),
+        pull: args.pull,
+        cache_from: Vec::new(),
     };
     let outputs = args
         .outputs
         .iter()
         .map(|o| parse_output(o))
         .collect::<Result<Vec<_>>>()?;
+    let cache_from = args
+        .cache_from
+        .iter()
+        .map(|c| parse_cache(c, "--cache-from"))
+        .collect::<Result<Vec<_>>>()?;
+    let cache_to = args
+        .cache_to
+        .iter()
+        .map(|c| parse_cache(c, "--cache-to"))
+        .collect::<Result<Vec<_>>>()?;
+    if args.push && tags.is_empty() {
+        return Err(miette::miette!(
+            help = "name the image with `-t REGISTRY/REPOSITORY:TAG`",
+            "`--push` needs a name to push to"
+        ));
+    }
+    let mut opts = opts;
     let store = open_store()?;
     let convert_opts = rbuild_frontend::ConvertOptions {
         build_args: opts.build_args.clone(),
@@ -170,7 +207,31 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
     let runtime = open_runtime(&store)?;
     let builder_root = store.root().to_owned();
     let output_store = store.clone();
-    let builder = Builder::new(store, runtime);
+    let quiet_transfers = matches!(args.progress, ProgressArg::Quiet | ProgressArg::Json);
+    let registry = open_registry(quiet_transfers)?;
+    for cache in &cache_from {
+        match registry.pull_cache(&store, &cache.reference).await {
+            Ok(import) => {
+                if !quiet_transfers {
+                    eprintln!(
+                        "imported {} cache record(s) from {}",
+                        import.records.len(),
+                        cache.reference
+                    );
+                }
+                opts.cache_from.push(import);
+            }
+            Err(err) => {
+                // Loud, and not fatal: the build runs without that cache.
+                let report = miette::Report::from_err(err);
+                eprintln!(
+                    "WARNING: cannot import the build cache from {}; building without it: {report:?}",
+                    cache.reference
+                );
+            }
+        }
+    }
+    let builder = Builder::new(store, runtime).with_registry(registry.clone());
     let shown: Arc<dyn Progress> = match args.progress {
         ProgressArg::Quiet => Arc::new(QuietProgress),
         ProgressArg::Json => Arc::new(JsonProgress::new()),
@@ -219,8 +280,63 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
     if let Some(path) = &args.iidfile {
         write_iidfile(path, &result.config.to_string())?;
     }
+    let compression = args.compression.into();
+    let quiet = args.progress == ProgressArg::Quiet;
+    let mut pushed = Vec::new();
+    if args.push {
+        for tag in &result.tags {
+            let target = tag.to_reference();
+            let digest = push_image(
+                &registry,
+                &output_store,
+                &result.manifest.digest,
+                &target,
+                compression,
+                quiet,
+            )
+            .await?;
+            pushed.push((target, digest));
+        }
+    }
     for output in outputs {
+        if let Output::Registry(target) = &output {
+            let digest = push_image(
+                &registry,
+                &output_store,
+                &result.manifest.digest,
+                target,
+                compression,
+                quiet,
+            )
+            .await?;
+            pushed.push((target.clone(), digest));
+            continue;
+        }
         write_output(&output_store, &result, output).await?;
+    }
+    for cache in &cache_to {
+        let records = result
+            .cache_records
+            .iter()
+            .filter(|(_, in_result)| cache.max || *in_result)
+            .map(|(record, _)| record.clone())
+            .collect();
+        let export = rbuild_store::registry::CacheExport {
+            records,
+            compression,
+        };
+        let digest = registry
+            .push_cache(&output_store, &cache.reference, &export)
+            .await
+            .map_err(report)
+            .wrap_err_with(|| format!("cannot export the build cache to {}", cache.reference))?;
+        if !quiet {
+            eprintln!(
+                "exported {} cache record(s) to {}@{digest}",
+                export.records.len(),
+                cache.reference
+            );
+        }
     }
     if let Some(path) = &args.metadata_file {
         let metadata = serde_json::json!({
@@ -229,6 +345,7 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
             "image.name": result.tags.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
             "rbuild.steps.cached": result.cached,
             "rbuild.steps.run": result.executed,
+            "rbuild.pushed": pushed.iter().map(|(target, digest)| format!("{target}@{digest}")).collect::<Vec<_>>(),
         });
         std::fs::write(
             path,
@@ -277,21 +394,72 @@ enum Output {
     Archive(rbuild_store::ArchiveFormat, PathBuf),
     Tar(PathBuf),
     Local(PathBuf),
+    Registry(rbuild_store::Reference),
 }
 
-/// `type=oci|docker|tar|local,dest=PATH`, or a bare `PATH` for `type=local`, as docker does.
+/// A `--cache-from`/`--cache-to` target.
+struct CacheTarget {
+    reference: rbuild_store::Reference,
+    /// `mode=max`: every step, not just the image's own stage.
+    max: bool,
+}
+
+/// `type=registry,ref=REF[,mode=min|max]`, or a bare `REF`.
+fn parse_cache(text: &str, flag: &str) -> Result<CacheTarget> {
+    if !text.contains('=') {
+        return Ok(CacheTarget {
+            reference: parse_reference(text)?,
+            max: false,
+        });
+    }
+    let mut reference = None;
+    let mut max = false;
+    for field in text.split(',') {
+        match field.split_once('=') {
+            Some(("type", "registry")) => {}
+            Some(("type", other)) => {
+                return Err(miette::miette!(
+                    help = "the cache type rbuild supports is `registry`",
+                    "{flag} `{text}`: unknown type `{other}`"
+                ));
+            }
+            Some(("ref", value)) => reference = Some(parse_reference(value)?),
+            Some(("mode", "min")) => max = false,
+            Some(("mode", "max")) => max = true,
+            Some(("mode", other)) => {
+                return Err(miette::miette!(
+                    "{flag} `{text}`: mode is `min` or `max`, not `{other}`"
+                ));
+            }
+            _ => return Err(miette::miette!("{flag} `{text}`: unknown field `{field}`")),
+        }
+    }
+    let reference =
+        reference.ok_or_else(|| miette::miette!("{flag} `{text}`: `ref=` is missing"))?;
+    Ok(CacheTarget { reference, max })
+}
+
+/// `type=oci|docker|tar|local,dest=PATH`, `type=registry,name=REF`, or a bare `PATH` for
+/// `type=local`, as docker does.
 fn parse_output(text: &str) -> Result<Output> {
     if !text.contains('=') {
         return Ok(Output::Local(PathBuf::from(text)));
     }
     let mut kind = None;
     let mut dest = None;
+    let mut name = None;
     for field in text.split(',') {
         match field.split_once('=') {
             Some(("type", value)) => kind = Some(value.to_owned()),
             Some(("dest", value)) => dest = Some(PathBuf::from(value)),
+            Some(("name", value)) => name = Some(value.to_owned()),
+            Some(("push", "true")) => {}
             _ => return Err(miette::miette!("-o `{text}`: unknown field `{field}`")),
         }
+    }
+    if kind.as_deref() == Some("registry") {
+        let name = name.ok_or_else(|| miette::miette!("-o `{text}`: `name=` is missing"))?;
+        return Ok(Output::Registry(parse_reference(&name)?));
     }
     let dest = dest.ok_or_else(|| miette::miette!("-o `{text}`: `dest=` is missing"))?;
     match kind.as_deref() {
@@ -300,7 +468,7 @@ fn parse_output(text: &str) -> Result<Output> {
         Some("tar") => Ok(Output::Tar(dest)),
         Some("local") | None => Ok(Output::Local(dest)),
         Some(other) => Err(miette::miette!(
-            help = "the output types are `oci`, `docker`, `tar` and `local`",
+            help = "the output types are `oci`, `docker`, `tar`, `local` and `registry`",
             "-o `{text}`: unknown type `{other}`"
         )),
     }
@@ -333,6 +501,7 @@ async fn write_output(
                 )
                 .map_err(miette::Report::from_err)
             }
+            Output::Registry(_) => unreachable!("pushed by the caller"),
             Output::Local(dest) => {
                 let image = store.image_by_manifest(&manifest).into_diagnostic()?;
                 rbuild_builder::export_rootfs(

@@ -169,7 +169,7 @@ fn ago(seconds: i64) -> String {
     format!("{value} {unit}{plural} ago")
 }
 
-pub(super) fn human_size(bytes: u64) -> String {
+pub(crate) fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut value = bytes as f64;
     let mut unit = 0;

@@ -4,6 +4,7 @@ pub mod archive;
 pub mod build;
 pub mod check;
 pub mod images;
+pub mod registry;
 pub mod run;
 pub mod store;
 
@@ -26,6 +27,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         (Some(Command::Load(args)), _) => archive::load(args),
         (Some(Command::Import(args)), _) => archive::import(args),
         (Some(Command::Export(args)), _) => archive::export(args),
+        (Some(Command::Pull(args)), _) => registry::pull(args).await,
+        (Some(Command::Push(args)), _) => registry::push(args).await,
+        (Some(Command::Login(args)), _) => registry::login(args).await,
+        (Some(Command::Logout(args)), _) => registry::logout(args),
         (Some(Command::Tag(args)), _) => images::tag(args),
         (Some(Command::Rmi(args)), _) => images::rmi(args),
         (Some(Command::History(args)), _) => images::history(args),

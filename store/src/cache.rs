@@ -26,6 +26,11 @@ pub struct CacheRecord {
     /// Disk usage of the step's own snapshot, in bytes.
     #[serde(default)]
     pub size: u64,
+    /// For a record imported from a registry cache whose layer was not needed yet: the
+    /// cache (a pinned reference) to fetch the layer from when a build needs its files.
+    /// Such a record is a hit even while its snapshot does not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,11 +50,12 @@ impl Store {
         let _lock = self.write_lock()?;
         if let Some(snapshot) = &record.snapshot {
             let name = SnapshotName::from_digest(snapshot.clone());
-            if self.snapshot(&name)?.is_none() {
+            if self.snapshot(&name)?.is_some() {
+                self.lease_add(&[], std::slice::from_ref(snapshot), &[])?;
+            } else if record.remote.is_none() || record.layer.is_none() {
                 self.inner.meta.remove(meta::CACHE, key)?;
                 return Ok(None);
             }
-            self.lease_add(&[], std::slice::from_ref(snapshot), &[])?;
         }
         record.last_used = crate::time::now_unix();
         self.inner.meta.put(meta::CACHE, key, &record)?;

@@ -273,8 +273,17 @@ impl Store {
             snapshots: roots.snapshots.clone(),
         };
         for (key, record) in records {
-            if let (false, Some(snapshot)) = (dropped.contains(key), &record.snapshot) {
+            if dropped.contains(key) {
+                continue;
+            }
+            if let Some(snapshot) = &record.snapshot {
                 self.mark_snapshot_chain(snapshot, &mut marked.snapshots)?;
+            }
+            // A layer that came from elsewhere (a registry cache) exists only as its blob:
+            // an image that reuses the step names that blob. (A layer rbuild built has no
+            // blob file; marking its digest is harmless.)
+            if let Some(layer) = &record.layer {
+                marked.blobs.insert(layer.descriptor.digest.clone());
             }
         }
         Ok(marked)

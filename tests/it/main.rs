@@ -10,5 +10,7 @@ mod check;
 mod copy;
 mod errors;
 mod images;
+mod registry;
+mod registry_support;
 mod run;
 mod store;

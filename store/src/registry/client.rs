@@ -201,8 +201,27 @@ impl Registry {
         service: Option<&str>,
         scope: &str,
     ) -> Result<String> {
+        let credentials = self.credentials(&repo.endpoint.host).await?;
+        self.fetch_token_with(
+            &repo.endpoint,
+            realm,
+            service,
+            Some(scope),
+            credentials.as_ref(),
+        )
+        .await
+    }
+
+    async fn fetch_token_with(
+        &self,
+        endpoint: &Endpoint,
+        realm: &str,
+        service: Option<&str>,
+        scope: Option<&str>,
+        credentials: Option<&Credentials>,
+    ) -> Result<String> {
         let mut url = reqwest::Url::parse(realm).map_err(|_| RegistryError::Unauthorized {
-            registry: repo.endpoint.host.clone(),
+            registry: endpoint.host.clone(),
             status: 401,
             message: Some(format!("the token realm `{realm}` is not a URL")),
         })?;
@@ -211,16 +230,18 @@ impl Registry {
             if let Some(service) = service {
                 query.append_pair("service", service);
             }
-            for scope in scope.split(' ') {
+            for scope in scope.iter().flat_map(|s| s.split(' ')) {
                 query.append_pair("scope", scope);
             }
+            if let (None, Some(credentials)) = (scope, credentials) {
+                query.append_pair("account", &credentials.username);
+            }
         }
-        let credentials = self.credentials(&repo.endpoint.host).await?;
         let url = url.to_string();
         let response = self
-            .retrying(&repo.endpoint.tls, &url, true, || {
+            .retrying(&endpoint.tls, &url, true, || {
                 let mut headers = HeaderMap::new();
-                if let Some(credentials) = &credentials {
+                if let Some(credentials) = credentials {
                     headers.insert(header::AUTHORIZATION, basic_header(credentials));
                 }
                 (Method::GET, headers, None)
@@ -229,7 +250,7 @@ impl Registry {
         let status = response.status();
         if !status.is_success() {
             return Err(RegistryError::Unauthorized {
-                registry: repo.endpoint.host.clone(),
+                registry: endpoint.host.clone(),
                 status: status.as_u16(),
                 message: error_message(response).await,
             });
@@ -242,7 +263,7 @@ impl Registry {
         let body = read_limited(response, 1 << 20, "a token", &url).await?;
         let token: Token =
             serde_json::from_slice(&body).map_err(|_| RegistryError::Unauthorized {
-                registry: repo.endpoint.host.clone(),
+                registry: endpoint.host.clone(),
                 status: status.as_u16(),
                 message: Some("the token server's answer is not a token".to_owned()),
             })?;
@@ -251,10 +272,91 @@ impl Registry {
             .or(token.access_token)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| RegistryError::Unauthorized {
-                registry: repo.endpoint.host.clone(),
+                registry: endpoint.host.clone(),
                 status: status.as_u16(),
                 message: Some("the token server sent no token".to_owned()),
             })
+    }
+
+    /// Checks `credentials` against `registry` (a host as in references): the
+    /// registry's `/v2/` must accept them, directly (Basic) or through its token server
+    /// (Bearer).
+    pub async fn login(&self, registry: &str, credentials: &Credentials) -> Result<()> {
+        let api_host = if registry == crate::reference::DOCKER_HUB {
+            crate::reference::DOCKER_HUB_API
+        } else {
+            registry
+        };
+        let mut last_error = None;
+        for endpoint in self.config.endpoints(registry, api_host, false) {
+            match self.login_at(&endpoint, credentials).await {
+                Err(err @ RegistryError::Transport { .. }) => last_error = Some(err),
+                other => return other,
+            }
+        }
+        Err(last_error.expect("every registry has at least one endpoint"))
+    }
+
+    async fn login_at(&self, endpoint: &Endpoint, credentials: &Credentials) -> Result<()> {
+        let url = format!("{}/v2/", endpoint.base);
+        let get = |authorization: Option<HeaderValue>| {
+            move || {
+                let mut headers = HeaderMap::new();
+                if let Some(value) = &authorization {
+                    headers.insert(header::AUTHORIZATION, value.clone());
+                }
+                (Method::GET, headers, None)
+            }
+        };
+        let response = self.retrying(&endpoint.tls, &url, true, get(None)).await?;
+        if response.status().is_success() {
+            // The registry needs no credentials; they are stored all the same.
+            return Ok(());
+        }
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Err(RegistryError::Status {
+                method: "GET".to_owned(),
+                url,
+                status: response.status().as_u16(),
+                message: error_message(response).await,
+            });
+        }
+        let challenge = response
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .map_or(Scheme::Basic, parse_challenge);
+        match challenge {
+            Scheme::Bearer { realm, service } => {
+                self.fetch_token_with(
+                    endpoint,
+                    &realm,
+                    service.as_deref(),
+                    None,
+                    Some(credentials),
+                )
+                .await?;
+                Ok(())
+            }
+            Scheme::Basic | Scheme::Anonymous => {
+                let response = self
+                    .retrying(
+                        &endpoint.tls,
+                        &url,
+                        true,
+                        get(Some(basic_header(credentials))),
+                    )
+                    .await?;
+                if response.status().is_success() {
+                    return Ok(());
+                }
+                Err(RegistryError::Unauthorized {
+                    registry: endpoint.host.clone(),
+                    status: response.status().as_u16(),
+                    message: error_message(response).await,
+                })
+            }
+        }
     }
 
     /// Learns what a 401 asks for; drops the token that was refused, so the next

@@ -1,0 +1,349 @@
+//! `rbuild pull`, `push`, `login`, `logout`, and the registry client the build shares.
+
+use std::io::Read;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, ValueEnum};
+use miette::{IntoDiagnostic, Result, WrapErr};
+use rbuild_store::registry::{
+    BlobOutcome, Compression, Credentials, DockerConfig, PullOptions, PushOptions, Registry,
+    RegistryConfig, RegistryError, TransferEvent, parse_platform,
+};
+use rbuild_store::{Digest, Reference, Store};
+
+use super::{open_store, parse_name};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    Gzip,
+    Zstd,
+}
+
+impl From<CompressionArg> for Compression {
+    fn from(arg: CompressionArg) -> Compression {
+        match arg {
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Zstd => Compression::Zstd,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The platform to pull from a multi-platform image (`os/arch[/variant]`) [default: this machine's]
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Print only the digest
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// `name[:tag][@digest]`; `busybox` means `docker.io/library/busybox:latest`
+    #[arg(value_name = "REF")]
+    pub reference: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// How to compress layers the store holds uncompressed
+    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
+    pub compression: CompressionArg,
+    /// Print only the digest
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The local image
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Where to push it [default: NAME]
+    #[arg(value_name = "REF")]
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The user name
+    #[arg(short, long)]
+    pub username: String,
+    /// Read the password (or token) from stdin; the only way to give it, so it never
+    /// shows in the process list
+    #[arg(long = "password-stdin", required = true)]
+    pub password_stdin: bool,
+    /// The registry host (`docker.io`, `host:port`)
+    #[arg(value_name = "HOST")]
+    pub host: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry host
+    #[arg(value_name = "HOST")]
+    pub host: String,
+}
+
+/// The registry client, with progress on stderr unless `quiet`.
+pub fn open_registry(quiet: bool) -> Result<Arc<Registry>> {
+    let config = RegistryConfig::load().map_err(report)?;
+    let registry = Registry::new(config);
+    let registry = if quiet {
+        registry
+    } else {
+        registry.with_events(Arc::new(print_event))
+    };
+    Ok(Arc::new(registry))
+}
+
+fn print_event(event: TransferEvent) {
+    match event {
+        TransferEvent::Resolved { reference, digest } => {
+            eprintln!("resolved {reference} to {digest}")
+        }
+        TransferEvent::BlobStarted { .. } => {}
+        TransferEvent::BlobDone {
+            digest,
+            size,
+            outcome,
+        } => {
+            let what = match outcome {
+                BlobOutcome::Downloaded => "downloaded",
+                BlobOutcome::Existed => "already in the store",
+                BlobOutcome::Uploaded => "uploaded",
+                BlobOutcome::Skipped => "already in the registry",
+                BlobOutcome::Mounted => "mounted from another repository",
+            };
+            eprintln!("{} {} ({})", short(&digest), what, human(size));
+        }
+        TransferEvent::Retrying {
+            what,
+            attempt,
+            reason,
+        } => eprintln!(
+            "retrying {} (attempt {attempt}): {reason}",
+            what.split('?').next().unwrap_or(&what)
+        ),
+        TransferEvent::Compressing { digest, size } => {
+            eprintln!("{} compressing ({})", short(&digest), human(size))
+        }
+    }
+}
+
+fn short(digest: &str) -> &str {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    &hex[..hex.len().min(12)]
+}
+
+fn human(size: u64) -> String {
+    super::images::human_size(size)
+}
+
+/// A registry error with the next step, where there is an obvious one.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{error}")]
+struct RegistryReport {
+    error: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    #[help]
+    help: Option<String>,
+}
+
+/// A registry error as a report, with a `help:` line where there is an obvious next step.
+pub fn report(err: RegistryError) -> miette::Report {
+    let help = match &err {
+        RegistryError::Unauthorized { registry, .. } => Some(format!(
+            "log in with `rbuild login {registry} -u USER --password-stdin`"
+        )),
+        RegistryError::Transport { .. } => Some(
+            "check the address; for a registry without TLS or with its own CA, see `http`, `insecure` and `ca` in config.toml (README: Registries)".to_owned(),
+        ),
+        _ => None,
+    };
+    let error = err.to_string();
+    let source = std::error::Error::source(&err).map(|s| {
+        Box::<dyn std::error::Error + Send + Sync>::from(crate::commands::registry::chain(s))
+    });
+    miette::Report::new(RegistryReport {
+        error,
+        source,
+        help,
+    })
+}
+
+/// The causes of an error, innermost last, as one message.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(current) = source {
+        let text = current.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = current.source();
+    }
+    parts.join(": ")
+}
+
+pub fn parse_reference(text: &str) -> Result<Reference> {
+    text.parse::<Reference>().into_diagnostic()
+}
+
+pub async fn pull(args: PullArgs) -> Result<ExitCode> {
+    let reference = parse_reference(&args.reference)?;
+    let platform = args
+        .platform
+        .as_deref()
+        .map(parse_platform)
+        .transpose()
+        .map_err(report)?;
+    let store = open_store()?;
+    let registry = open_registry(args.quiet)?;
+    let pulled = registry
+        .pull(&store, &reference, &PullOptions { platform })
+        .await
+        .map_err(report)
+        .wrap_err_with(|| format!("cannot pull {reference}"))?;
+    let name = rbuild_store::Reference::image_name(&args.reference);
+    let image = pulled.image.clone();
+    let manifest = pulled.manifest.clone();
+    let tag_name = name.clone();
+    let unpack_store = store.clone();
+    tokio::task::spawn_blocking(move || -> rbuild_store::Result<()> {
+        // Unpacking checks every layer against the config's diff ids before the name is set.
+        unpack_store.unpack(&image)?;
+        if let Some(name) = &tag_name {
+            unpack_store.tag(name, &manifest)?;
+        }
+        Ok(())
+    })
+    .await
+    .into_diagnostic()?
+    .into_diagnostic()
+    .wrap_err_with(|| format!("cannot unpack {reference}"))?;
+    let digest = pulled.index.as_ref().unwrap_or(&pulled.manifest);
+    if !args.quiet {
+        match &name {
+            Some(name) => eprintln!("pulled {reference} as {name}"),
+            None => eprintln!("pulled {reference}"),
+        }
+    }
+    println!("{digest}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn push(args: PushArgs) -> Result<ExitCode> {
+    let name = parse_name(&args.name)?;
+    let target = match &args.reference {
+        Some(text) => parse_reference(text)?,
+        None => name.to_reference(),
+    };
+    let store = open_store()?;
+    let manifest = store
+        .image(&name)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot push `{name}`"))?
+        .manifest_digest;
+    let registry = open_registry(args.quiet)?;
+    let digest = push_image(
+        &registry,
+        &store,
+        &manifest,
+        &target,
+        args.compression.into(),
+        args.quiet,
+    )
+    .await?;
+    println!("{digest}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pushes one image; shared with `rbuild build --push`.
+pub async fn push_image(
+    registry: &Registry,
+    store: &Store,
+    manifest: &Digest,
+    target: &Reference,
+    compression: Compression,
+    quiet: bool,
+) -> Result<Digest> {
+    let pushed = registry
+        .push(store, manifest, target, &PushOptions { compression })
+        .await
+        .map_err(report)
+        .wrap_err_with(|| format!("cannot push to {target}"))?;
+    if !quiet {
+        eprintln!("pushed {target}@{}", pushed.digest);
+    }
+    Ok(pushed.digest)
+}
+
+/// `docker.io`, `https://index.docker.io/v1/`, `host:5000/` → the host as in references.
+fn registry_host(input: &str) -> Result<String> {
+    let host = input.split_once("://").map_or(input, |(_, rest)| rest);
+    let host = host.split('/').next().unwrap_or(host);
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+    {
+        return Err(miette::miette!("`{input}` is not a registry host"));
+    }
+    Ok(match host {
+        "index.docker.io" | "registry-1.docker.io" => "docker.io".to_owned(),
+        other => other.to_owned(),
+    })
+}
+
+pub async fn login(args: LoginArgs) -> Result<ExitCode> {
+    let host = registry_host(&args.host)?;
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .into_diagnostic()
+        .wrap_err("cannot read the password from stdin")?;
+    let password = password.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        return Err(miette::miette!("the password on stdin is empty"));
+    }
+    let credentials = Credentials {
+        username: args.username.clone(),
+        secret: password,
+    };
+    let registry = open_registry(true)?;
+    registry
+        .login(&host, &credentials)
+        .await
+        .map_err(|err| miette::Report::from_err(err))
+        .wrap_err_with(|| format!("cannot log in to {host} as {}", args.username))?;
+    let mut config = DockerConfig::load().map_err(report)?;
+    config.store(&host, &credentials).map_err(report)?;
+    eprintln!(
+        "login succeeded; credentials stored for {host} in {}",
+        config.path().display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn logout(args: LogoutArgs) -> Result<ExitCode> {
+    let host = registry_host(&args.host)?;
+    let mut config = DockerConfig::load().map_err(report)?;
+    if config.erase(&host).map_err(report)? {
+        eprintln!("removed the credentials for {host}");
+    } else {
+        eprintln!("not logged in to {host}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_hosts() {
+        assert_eq!(
+            registry_host("https://index.docker.io/v1/").unwrap(),
+            "docker.io"
+        );
+        assert_eq!(registry_host("127.0.0.1:5000").unwrap(), "127.0.0.1:5000");
+        assert_eq!(registry_host("http://r.lan:5000/").unwrap(), "r.lan:5000");
+        assert!(registry_host("bad host").is_err());
+    }
+}
