@@ -789,3 +789,101 @@ fn a_cache_import_that_fails_is_reported_and_the_build_goes_on() {
     );
     assert!(err.contains("0 step(s) cached, 1 run"), "{err}");
 }
+
+#[test]
+fn bearer_tokens_are_fetched_with_the_login_and_refreshed_on_401() {
+    require_privileges!();
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, OnceLock};
+    let registry = TestRegistry::start();
+    // The proxy plays a token-auth registry: a token server at /token that wants Basic
+    // credentials, and every other request needs `Bearer tok`; one manifest request is
+    // refused once more as if the token had expired.
+    let realm: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
+    let expired = AtomicBool::new(false);
+    let proxy_realm = realm.clone();
+    let basic = format!("Basic {}", base64_encode(b"ci:t0ken-pass"));
+    let proxy = FaultProxy::start(&registry.host, move |r: &Request| {
+        let realm = proxy_realm.get().unwrap().clone();
+        if r.path.starts_with("/token") {
+            return if r.authorization.as_deref() == Some(basic.as_str()) {
+                Action::Respond {
+                    status: 200,
+                    content_type: "application/json",
+                    body: br#"{"token":"tok"}"#.to_vec(),
+                }
+            } else {
+                Action::Respond {
+                    status: 401,
+                    content_type: "application/json",
+                    body: br#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#
+                        .to_vec(),
+                }
+            };
+        }
+        match r.authorization.as_deref() {
+            Some("Bearer tok")
+                if r.path.contains("/manifests/") && !expired.swap(true, Ordering::SeqCst) =>
+            {
+                Action::Challenge { realm }
+            }
+            Some("Bearer tok") => Action::Forward,
+            _ => Action::Challenge { realm },
+        }
+    });
+    realm.set(format!("http://{}/token", proxy.host)).unwrap();
+
+    let env = busybox_env();
+    let target = proxy.reference("tokens/busybox:1");
+    let out = rbuild(&env, &["push", "busybox", &target]);
+    assert_failure(&out);
+    assert!(stderr(&out).contains("UNAUTHORIZED"), "{}", stderr(&out));
+
+    let mut child = command(&env)
+        .args(["login", &proxy.host, "-u", "ci", "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"t0ken-pass\n")
+            .unwrap();
+    }
+    assert_success(&child.wait_with_output().unwrap());
+
+    let out = rbuild(&env, &["push", "busybox", &target]);
+    assert_success(&out);
+    let pushed = last_line(&stdout(&out));
+    let out = rbuild(&env, &["pull", &target]);
+    assert_success(&out);
+    assert_eq!(last_line(&stdout(&out)), pushed);
+    let seen = proxy.seen.lock().unwrap();
+    let tokens = seen.iter().filter(|r| r.path.starts_with("/token")).count();
+    // login, push (once per process and scope), the refresh after the forced 401, pull
+    assert!(tokens >= 4, "{seen:#?}");
+    assert!(seen.iter().all(|r| !r.path.contains("t0ken-pass")));
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}

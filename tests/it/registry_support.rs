@@ -246,6 +246,7 @@ pub fn write_config(env: &TestEnv, toml: &str) {
 pub struct Request {
     pub method: String,
     pub path: String,
+    pub authorization: Option<String>,
 }
 
 /// What the proxy does with a request.
@@ -260,6 +261,10 @@ pub enum Action {
         status: u16,
         content_type: &'static str,
         body: Vec<u8>,
+    },
+    /// Answer 401 with a Bearer challenge naming this token realm.
+    Challenge {
+        realm: String,
     },
 }
 
@@ -356,6 +361,7 @@ fn serve(
     let request = Request {
         method: first.next().unwrap_or("").to_owned(),
         path: first.next().unwrap_or("").to_owned(),
+        authorization: header_value(&head, "authorization"),
     };
     let length: usize = header_value(&head, "content-length")
         .and_then(|v| v.parse().ok())
@@ -384,6 +390,13 @@ fn serve(
         client.write_all(body)?;
         return client.shutdown(Shutdown::Both);
     }
+    if let Action::Challenge { realm } = &action {
+        let head = format!(
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"{realm}\",service=\"rbuild-tests\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        client.write_all(head.as_bytes())?;
+        return client.shutdown(Shutdown::Both);
+    }
     // Forward with `Connection: close`, so the registry's answer ends at EOF.
     let mut forwarded = String::new();
     for line in head.trim_end().lines() {
@@ -404,7 +417,9 @@ fn serve(
         .position(|w| w == b"\r\n\r\n")
         .map_or(answer.len(), |p| p + 4);
     match action {
-        Action::Forward | Action::Respond { .. } => client.write_all(&answer)?,
+        Action::Forward | Action::Respond { .. } | Action::Challenge { .. } => {
+            client.write_all(&answer)?
+        }
         Action::DropMidBody => {
             let body_len = answer.len() - split;
             client.write_all(&answer[..split + body_len / 2])?;
