@@ -12,7 +12,7 @@ pub enum BuildError {
     Pull {
         reference: String,
         #[source]
-        source: rbuild_store::registry::RegistryError,
+        source: Box<rbuild_store::registry::RegistryError>,
     },
     #[error("cannot fetch layer {digest} of `{description}` from the cache {source_ref}")]
     CacheLayer {
@@ -20,7 +20,7 @@ pub enum BuildError {
         description: String,
         source_ref: String,
         #[source]
-        source: rbuild_store::registry::RegistryError,
+        source: Box<rbuild_store::registry::RegistryError>,
     },
     #[error("invalid image reference `{reference}`")]
     InvalidReference {

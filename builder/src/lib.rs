@@ -13,6 +13,7 @@ mod ignore;
 mod image;
 mod owner;
 mod progress;
+mod remote;
 mod resolve;
 mod solve;
 mod unarchive;

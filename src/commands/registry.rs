@@ -310,7 +310,7 @@ pub async fn login(args: LoginArgs) -> Result<ExitCode> {
     registry
         .login(&host, &credentials)
         .await
-        .map_err(|err| miette::Report::from_err(err))
+        .map_err(miette::Report::from_err)
         .wrap_err_with(|| format!("cannot log in to {host} as {}", args.username))?;
     let mut config = DockerConfig::load().map_err(report)?;
     config.store(&host, &credentials).map_err(report)?;

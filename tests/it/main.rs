@@ -11,6 +11,8 @@ mod copy;
 mod errors;
 mod images;
 mod registry;
+mod registry_cache;
+mod registry_faults;
 mod registry_support;
 mod run;
 mod store;

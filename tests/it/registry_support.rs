@@ -12,14 +12,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::support::{TestEnv, require_tool};
+use crate::support::{TestEnv, assert_success, require_tool, stdout, write_busybox_image};
 
 pub const REGISTRY: &str = "/usr/bin/docker-registry";
 
 /// A running `docker-registry`, killed on drop.
 pub struct TestRegistry {
     child: Child,
-    pub dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     /// `127.0.0.1:PORT`
     pub host: String,
     /// The CA that signed its certificate, when it serves TLS.
@@ -96,7 +96,7 @@ impl TestRegistry {
                 return TestRegistry {
                     child,
                     host: format!("127.0.0.1:{port}"),
-                    dir,
+                    _dir: dir,
                     ca,
                 };
             }
@@ -449,4 +449,68 @@ pub fn once(
             Action::Forward
         }
     }
+}
+
+pub fn skopeo(args: &[&str]) -> std::process::Output {
+    let out = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("run skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn busybox_env() -> TestEnv {
+    let env = TestEnv::new();
+    let tar = env.path("busybox.tar");
+    write_busybox_image(&tar);
+    assert_success(&rbuild(&env, &["load", "-i", tar.to_str().unwrap()]));
+    env
+}
+
+/// Incompressible bytes, the same every run.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// A one-file layer tar of `len` incompressible bytes.
+pub fn noise_layer(len: usize) -> Vec<u8> {
+    let data = noise(len, 42);
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_cksum();
+    tar.append_data(&mut header, "noise.bin", data.as_slice())
+        .unwrap();
+    tar.into_inner().unwrap()
+}
+
+pub fn assert_store_clean(env: &TestEnv) {
+    let out = rbuild(env, &["store", "verify"]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("no problems found"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+pub fn last_line(text: &str) -> String {
+    text.lines().last().unwrap_or("").trim().to_owned()
 }

@@ -662,9 +662,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let digest = Digest::of(b"x");
-        store.add_blob_sources(&[digest.clone()], "r:1/a").unwrap();
-        store.add_blob_sources(&[digest.clone()], "r:1/b").unwrap();
-        store.add_blob_sources(&[digest.clone()], "r:1/a").unwrap();
+        store
+            .add_blob_sources(std::slice::from_ref(&digest), "r:1/a")
+            .unwrap();
+        store
+            .add_blob_sources(std::slice::from_ref(&digest), "r:1/b")
+            .unwrap();
+        store
+            .add_blob_sources(std::slice::from_ref(&digest), "r:1/a")
+            .unwrap();
         assert_eq!(store.blob_sources(&digest), ["r:1/b", "r:1/a"]);
     }
 }

@@ -1,0 +1,306 @@
+//! Builds and registries: built layers compressed at push (deterministically), FROM pulling
+//! what the store lacks, and the build cache shared by two stores through a registry.
+
+use crate::registry_support::*;
+use crate::support::*;
+
+#[test]
+fn built_layers_are_compressed_at_push_deterministically() {
+    require_privileges!();
+    require_tool("skopeo");
+    let registry = TestRegistry::start();
+    let env = busybox_env();
+    let ctx = env.context(
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nRUN echo made > /made.txt\n")],
+    );
+    let out = command(&env)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "made:1",
+            ctx.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let mut digests = Vec::new();
+    for (repo, compression) in [
+        ("c/gzip:1", "gzip"),
+        ("c/again:1", "gzip"),
+        ("c/zstd:1", "zstd"),
+    ] {
+        let target = registry.reference(repo);
+        let out = rbuild(
+            &env,
+            &["push", "--compression", compression, "made:1", &target],
+        );
+        assert_success(&out);
+        digests.push(last_line(&stdout(&out)));
+        let raw = skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{target}"),
+        ]);
+        let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+        let layers = manifest["layers"].as_array().unwrap();
+        assert!(
+            layers.iter().all(|l| l["mediaType"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("+{compression}"))
+                || compression == "zstd" && l["mediaType"].as_str().unwrap().ends_with("+gzip")),
+            "{manifest:#}"
+        );
+    }
+    // The same image compressed the same way has the same digest in any repository.
+    assert_eq!(digests[0], digests[1]);
+    assert_ne!(digests[0], digests[2]);
+    // Another store, another build of the same inputs: the same push digest.
+    let other = busybox_env();
+    let ctx = other.context(
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nRUN echo made > /made.txt\n")],
+    );
+    let out = command(&other)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            &registry.reference("c/other:1"),
+            "--push",
+            ctx.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert!(stderr(&out).contains(&digests[0]), "{}", stderr(&out));
+}
+
+#[test]
+fn from_pulls_a_missing_base_and_build_pull_refreshes_it() {
+    require_privileges!();
+    let registry = TestRegistry::start();
+    let seed = busybox_env();
+    let base = registry.reference("base/busybox:1");
+    assert_success(&rbuild(&seed, &["push", "busybox", &base]));
+
+    let env = TestEnv::new();
+    let ctx = env.context(
+        "ctx",
+        &[("Dockerfile", &format!("FROM {base}\nRUN echo hi > /hi\n"))],
+    );
+    let out = rbuild(
+        &env,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "app:1",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    assert!(stderr(&out).contains("resolved"), "{}", stderr(&out));
+    // Now local: no registry needed.
+    let out = rbuild(
+        &env,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "app:1",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    assert!(!stderr(&out).contains("resolved"), "{}", stderr(&out));
+    // `--pull` asks the registry again.
+    let out = rbuild(
+        &env,
+        &[
+            "build",
+            "--pull",
+            "--progress",
+            "plain",
+            "-t",
+            "app:1",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    assert!(stderr(&out).contains("resolved"), "{}", stderr(&out));
+    // A local name typed differently finds the same image: `docker.io/library/busybox`
+    // is the `busybox` the store has.
+    let ctx = seed.context(
+        "long",
+        &[(
+            "Dockerfile",
+            "FROM docker.io/library/busybox:latest\nRUN true\n",
+        )],
+    );
+    assert_success(&rbuild(
+        &seed,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "long:1",
+            ctx.to_str().unwrap(),
+        ],
+    ));
+}
+
+const MULTI_STAGE: &str = "FROM busybox AS builder\n\
+    RUN echo compiled > /artifact && head -c 100000 /dev/urandom > /scratch\n\
+    FROM busybox\n\
+    COPY --from=builder /artifact /app/artifact\n\
+    RUN cat /app/artifact > /app/copy\n";
+
+#[test]
+fn a_second_machine_gets_cached_steps_from_the_registry() {
+    require_privileges!();
+    require_tool("skopeo");
+    let registry = TestRegistry::start();
+    let cache = registry.reference("cache/app:main");
+    let a = busybox_env();
+    let ctx = a.context("ctx", &[("Dockerfile", MULTI_STAGE)]);
+    let out = rbuild(
+        &a,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "app:1",
+            "--cache-to",
+            &format!("type=registry,ref={cache},mode=max"),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("exported 3 cache record(s)"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The builder stage's layer, as the cache names it.
+    let config = skopeo(&[
+        "inspect",
+        "--config",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{cache}"),
+    ]);
+    let config: serde_json::Value = serde_json::from_slice(&config.stdout).unwrap();
+    let builder_layer = config["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["description"].as_str().unwrap().contains("urandom"))
+        .map(|r| r["layer"].as_str().unwrap().to_owned())
+        .expect("the builder stage's record");
+
+    let b = busybox_env();
+    let ctx = b.context("ctx", &[("Dockerfile", MULTI_STAGE)]);
+    let out = rbuild(
+        &b,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "app:1",
+            "--cache-from",
+            &format!("type=registry,ref={cache}"),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    let err = stderr(&out);
+    assert!(err.contains("3 step(s) cached, 0 run"), "{err}");
+    // Only the layers of the result were downloaded.
+    let hex = builder_layer.trim_start_matches("sha256:");
+    assert!(!b.root().join("blobs/sha256").join(hex).exists(), "{err}");
+    let out = rbuild(&b, &["run", "app:1", "cat", "/app/copy"]);
+    assert_success(&out);
+    assert_eq!(stdout(&out).trim(), "compiled");
+    assert_store_clean(&b);
+    // A rebuild there hits the local cache now.
+    let out = rbuild(
+        &b,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "app:1",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("3 step(s) cached, 0 run"),
+        "{}",
+        stderr(&out)
+    );
+
+    // mode=min exports only the steps of the image's own stage.
+    let out = rbuild(
+        &a,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "app:1",
+            "--cache-to",
+            &format!("type=registry,ref={}", registry.reference("cache/app:min")),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("exported 2 cache record(s)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_cache_import_that_fails_is_reported_and_the_build_goes_on() {
+    require_privileges!();
+    let registry = TestRegistry::start();
+    let env = busybox_env();
+    let ctx = env.context("ctx", &[("Dockerfile", "FROM busybox\nRUN echo x > /x\n")]);
+    let out = rbuild(
+        &env,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "app:1",
+            "--cache-from",
+            &format!("type=registry,ref={}", registry.reference("nothing/here:1")),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("WARNING: cannot import the build cache") && err.contains("not found"),
+        "{err}"
+    );
+    assert!(err.contains("0 step(s) cached, 1 run"), "{err}");
+}

@@ -1,0 +1,139 @@
+//! Faults injected between rbuild and a registry by a proxy: a connection dropped in the
+//! middle of a blob, a 500 once, a 503 during an upload, a body that does not match its
+//! digest, a manifest over 4 MiB. Each ends in a retry that works or a clear error, and the
+//! store is never left corrupt.
+
+use std::fs;
+
+use crate::registry_support::*;
+use crate::support::*;
+
+/// A registry with a two-layer image (`faults/app:1`, one layer of 2 MiB of noise) and a
+/// proxy in front of it applying `rule`.
+fn faulty(
+    rule: impl Fn(&Request) -> Action + Send + Sync + 'static,
+) -> (TestRegistry, FaultProxy, TestEnv) {
+    let registry = TestRegistry::start();
+    let seed = TestEnv::new();
+    let tar = seed.path("image.tar");
+    write_image(&tar, "faults:1", &[noise_layer(2 << 20), noise_layer(1000)]);
+    assert_success(&rbuild(&seed, &["load", "-i", tar.to_str().unwrap()]));
+    assert_success(&rbuild(
+        &seed,
+        &["push", "faults:1", &registry.reference("faults/app:1")],
+    ));
+    let proxy = FaultProxy::start(&registry.host, rule);
+    (registry, proxy, TestEnv::new())
+}
+
+fn is_big_blob(request: &Request) -> bool {
+    request.method == "GET" && request.path.contains("/blobs/") && !request.path.contains("uploads")
+}
+
+#[test]
+fn a_connection_dropped_mid_blob_is_resumed() {
+    require_privileges!();
+    let (_registry, proxy, env) = faulty(once(|| Action::DropMidBody, is_big_blob));
+    let out = rbuild(&env, &["pull", &proxy.reference("faults/app:1")]);
+    assert_success(&out);
+    assert!(stderr(&out).contains("retrying"), "{}", stderr(&out));
+    assert_store_clean(&env);
+    let seen = proxy.seen.lock().unwrap();
+    assert!(
+        seen.iter().filter(|r| is_big_blob(r)).count() >= 3,
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn a_500_once_is_retried() {
+    require_privileges!();
+    let (_registry, proxy, env) = faulty(once(
+        || Action::Respond {
+            status: 500,
+            content_type: "text/plain",
+            body: b"boom".to_vec(),
+        },
+        |r| r.path.contains("/manifests/"),
+    ));
+    let out = rbuild(&env, &["pull", &proxy.reference("faults/app:1")]);
+    assert_success(&out);
+    assert!(stderr(&out).contains("500"), "{}", stderr(&out));
+    assert_store_clean(&env);
+}
+
+#[test]
+fn a_blob_that_does_not_match_its_digest_is_refused() {
+    require_privileges!();
+    let (_registry, proxy, env) = faulty(|r: &Request| {
+        if is_big_blob(r) {
+            Action::Corrupt
+        } else {
+            Action::Forward
+        }
+    });
+    let out = rbuild(&env, &["pull", &proxy.reference("faults/app:1")]);
+    assert_failure(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("has digest") && err.contains("expected"),
+        "{err}"
+    );
+    assert_store_clean(&env);
+    let images = stdout(&rbuild(&env, &["images", "--format", "json"]));
+    assert!(images.trim().is_empty(), "{images}");
+    assert_eq!(fs::read_dir(env.root().join("ingest")).unwrap().count(), 0);
+}
+
+#[test]
+fn a_manifest_over_4_mib_is_refused() {
+    require_privileges!();
+    let (_registry, proxy, env) = faulty(|r: &Request| {
+        if r.path.contains("/manifests/") {
+            let mut body = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","annotations":{"x":""#.to_vec();
+            body.resize(5 << 20, b'a');
+            body.extend_from_slice(br#""}}"#);
+            Action::Respond {
+                status: 200,
+                content_type: "application/vnd.oci.image.manifest.v1+json",
+                body,
+            }
+        } else {
+            Action::Forward
+        }
+    });
+    let out = rbuild(&env, &["pull", &proxy.reference("faults/app:1")]);
+    assert_failure(&out);
+    assert!(
+        stderr(&out).contains("more than the limit of 4194304"),
+        "{}",
+        stderr(&out)
+    );
+    assert_store_clean(&env);
+}
+
+#[test]
+fn a_500_during_an_upload_is_retried() {
+    require_privileges!();
+    let registry = TestRegistry::start();
+    let proxy = FaultProxy::start(
+        &registry.host,
+        once(
+            || Action::Respond {
+                status: 503,
+                content_type: "text/plain",
+                body: b"busy".to_vec(),
+            },
+            |r| r.method == "POST" && r.path.contains("/blobs/uploads/"),
+        ),
+    );
+    let env = busybox_env();
+    let out = rbuild(&env, &["push", "busybox", &proxy.reference("up/busybox:1")]);
+    assert_success(&out);
+    assert!(stderr(&out).contains("503"), "{}", stderr(&out));
+    let out = rbuild(
+        &TestEnv::new(),
+        &["pull", &registry.reference("up/busybox:1")],
+    );
+    assert_success(&out);
+}
