@@ -278,6 +278,18 @@ fn login_over_tls_then_push_pull_and_logout() {
         stderr(&out)
     );
 
+    // `insecure = true` skips the verification instead.
+    let insecure = TestEnv::new();
+    fs::create_dir_all(insecure.path("docker")).unwrap();
+    fs::copy(&config_path, insecure.path("docker/config.json")).unwrap();
+    write_config(
+        &insecure,
+        &format!("[registry.\"{}\"]\ninsecure = true\n", registry.host),
+    );
+    let out = rbuild(&insecure, &["pull", &target]);
+    assert_success(&out);
+    assert_eq!(last_line(&stdout(&out)), pushed);
+
     // Without the CA the certificate is refused, clearly. (`http = false`: HTTPS even
     // though the registry is on a loopback address.)
     let untrusting = TestEnv::new();
@@ -390,4 +402,38 @@ fn base64_encode(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+#[test]
+fn mirrors_are_tried_in_order_before_the_registry() {
+    require_privileges!();
+    let mirror = TestRegistry::start();
+    let seed = busybox_env();
+    let out = rbuild(
+        &seed,
+        &["push", "busybox", &mirror.reference("library/busybox:1")],
+    );
+    assert_success(&out);
+    let pushed = last_line(&stdout(&out));
+    let env = TestEnv::new();
+    // The registry itself does not exist; the first mirror is down; the second has it.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    write_config(
+        &env,
+        &format!(
+            "[registry.\"registry.invalid\"]\nmirrors = [\"http://{dead}\", \"http://{}\"]\n[transfer]\nretries = 1\n",
+            mirror.host
+        ),
+    );
+    let out = rbuild(&env, &["pull", "registry.invalid/library/busybox:1"]);
+    assert_success(&out);
+    assert_eq!(last_line(&stdout(&out)), pushed);
+    let images = stdout(&rbuild(&env, &["images"]));
+    assert!(
+        images.contains("registry.invalid/library/busybox"),
+        "{images}"
+    );
 }

@@ -285,8 +285,8 @@ impl Registry {
                 self.fetch_blob(store, repo, descriptor).await
             });
         }
-        // Poll them together; the first error wins (the others are dropped, and with them
-        // their ingests).
+        // Poll them together; every download ends (committed, or its ingest removed)
+        // before the first error is returned.
         let results = join_all(tasks).await;
         results.into_iter().collect::<Result<Vec<()>>>()?;
         Ok(())
