@@ -272,7 +272,14 @@ impl Builder {
             }
             (_, Some(registry)) => {
                 let pulled = registry
-                    .pull(&store, &parsed, &PullOptions::default())
+                    .pull(
+                        &store,
+                        &parsed,
+                        &PullOptions {
+                            unpack: true,
+                            ..Default::default()
+                        },
+                    )
                     .await
                     .map_err(|source| BuildError::Pull {
                         reference: reference.to_owned(),

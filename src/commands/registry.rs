@@ -196,7 +196,14 @@ pub async fn pull(args: PullArgs) -> Result<ExitCode> {
     let store = open_store()?;
     let registry = open_registry(args.quiet)?;
     let pulled = registry
-        .pull(&store, &reference, &PullOptions { platform })
+        .pull(
+            &store,
+            &reference,
+            &PullOptions {
+                platform,
+                unpack: true,
+            },
+        )
         .await
         .map_err(report)
         .wrap_err_with(|| format!("cannot pull {reference}"))?;

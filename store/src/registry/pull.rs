@@ -32,6 +32,9 @@ const MEDIA_TYPE_DOCKER_SCHEMA1: &[&str] = &[
 pub struct PullOptions {
     /// The platform to choose from an index; this machine's when `None`.
     pub platform: Option<Platform>,
+    /// Unpack the layers as snapshots, each as soon as it and the layers below it are
+    /// downloaded, while the later ones are still downloading.
+    pub unpack: bool,
 }
 
 /// An image pulled into the store (its layers not yet unpacked).
@@ -159,7 +162,16 @@ impl Registry {
                 ),
             });
         }
-        self.fetch_blobs(store, repo, &parsed.layers).await?;
+        let unpack = opts.unpack.then(|| {
+            parsed
+                .layers
+                .iter()
+                .cloned()
+                .zip(config.rootfs.diff_ids.iter().cloned())
+                .collect::<Vec<_>>()
+        });
+        self.fetch_layers(store, repo, &parsed.layers, unpack)
+            .await?;
         let written = {
             let store = store.clone();
             let index_bytes = index.as_ref().map(|i| i.bytes.clone());
@@ -290,6 +302,60 @@ impl Registry {
         let results = join_all(tasks).await;
         results.into_iter().collect::<Result<Vec<()>>>()?;
         Ok(())
+    }
+
+    /// Downloads layers like [`Registry::fetch_blobs`]; with `unpack` (the layers with
+    /// their diff ids), unpacks layer N as soon as layers 0..=N are in the store.
+    async fn fetch_layers(
+        &self,
+        store: &Store,
+        repo: &Repo,
+        layers: &[Descriptor],
+        unpack: Option<Vec<(Descriptor, Digest)>>,
+    ) -> Result<()> {
+        let Some(stack) = unpack else {
+            return self.fetch_blobs(store, repo, layers).await;
+        };
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<usize>();
+        let limit = Arc::new(tokio::sync::Semaphore::new(
+            self.config.transfer.concurrency,
+        ));
+        let downloads: Vec<_> = layers
+            .iter()
+            .enumerate()
+            .map(|(index, descriptor)| {
+                let limit = limit.clone();
+                let done = done_tx.clone();
+                async move {
+                    let _permit = limit.acquire().await.expect("never closed");
+                    self.fetch_blob(store, repo, descriptor).await?;
+                    let _ = done.send(index);
+                    Ok::<(), RegistryError>(())
+                }
+            })
+            .collect();
+        drop(done_tx);
+        let unpacker = async {
+            let mut ready = vec![false; stack.len()];
+            let mut next = 0;
+            while let Some(index) = done_rx.recv().await {
+                ready[index] = true;
+                let mut upto = next;
+                while upto < ready.len() && ready[upto] {
+                    upto += 1;
+                }
+                if upto > next {
+                    let store = store.clone();
+                    let prefix = stack[..upto].to_vec();
+                    tokio::task::spawn_blocking(move || store.unpack_layers(&prefix)).await??;
+                    next = upto;
+                }
+            }
+            Ok::<(), RegistryError>(())
+        };
+        let (downloaded, unpacked) = tokio::join!(join_all(downloads), unpacker);
+        downloaded.into_iter().collect::<Result<Vec<()>>>()?;
+        unpacked
     }
 
     /// Downloads one blob into the store unless it is there; verified against its digest
