@@ -119,6 +119,17 @@ pub fn build_error(err: BuildError, dockerfile_path: &Path, dockerfile: &str) ->
                 help = "load it with `rbuild load -i IMAGE.tar` or make one with `rbuild import ROOTFS.tar NAME`",
                 "base image `{reference}` is not in the store"
             ),
+            BuildError::Pull {
+                reference,
+                missing: true,
+                source,
+            } => {
+                crate::commands::registry::report_with(
+                    *source,
+                    format!("base image `{reference}` is not in the store and pulling it failed"),
+                    "load it with `rbuild load -i IMAGE.tar`, make one with `rbuild import ROOTFS.tar NAME`, or check the registry (`rbuild pull`)".to_owned(),
+                )
+            }
             other => Report::from_err(other),
         };
     };

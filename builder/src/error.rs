@@ -8,9 +8,11 @@ pub enum BuildError {
     Dockerfile(#[from] rbuild_frontend::Error),
     #[error("base image `{reference}` is not in the store")]
     BaseImageNotFound { reference: String },
-    #[error("cannot pull base image `{reference}`")]
+    #[error("{}base image `{reference}`", if *.missing { "cannot pull the missing " } else { "cannot pull " })]
     Pull {
         reference: String,
+        /// Whether the store lacks the image (else `--pull` asked for it).
+        missing: bool,
         #[source]
         source: Box<rbuild_store::registry::RegistryError>,
     },

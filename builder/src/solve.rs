@@ -263,6 +263,7 @@ impl Builder {
             })
             .await??
         };
+        let missing = local.is_none();
         let image = match (local, &self.registry) {
             (Some(image), registry) if !pull || registry.is_none() => image,
             (_, None) => {
@@ -283,6 +284,7 @@ impl Builder {
                     .await
                     .map_err(|source| BuildError::Pull {
                         reference: reference.to_owned(),
+                        missing,
                         source: Box::new(source),
                     })?;
                 if let Some(name) = &name {

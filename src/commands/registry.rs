@@ -157,13 +157,23 @@ pub fn report(err: RegistryError) -> miette::Report {
         _ => None,
     };
     let error = err.to_string();
-    let source = std::error::Error::source(&err).map(|s| {
-        Box::<dyn std::error::Error + Send + Sync>::from(crate::commands::registry::chain(s))
-    });
+    let source = std::error::Error::source(&err)
+        .map(|s| Box::<dyn std::error::Error + Send + Sync>::from(chain(s)));
     miette::Report::new(RegistryReport {
         error,
         source,
         help,
+    })
+}
+
+/// `message`, caused by `err`, with `help`.
+pub fn report_with(err: RegistryError, message: String, help: String) -> miette::Report {
+    miette::Report::new(RegistryReport {
+        error: message,
+        source: Some(Box::<dyn std::error::Error + Send + Sync>::from(chain(
+            &err,
+        ))),
+        help: Some(help),
     })
 }
 

@@ -481,10 +481,11 @@ fn is_retryable(err: &reqwest::Error) -> bool {
     if err.is_builder() || err.is_redirect() {
         return false;
     }
-    // A certificate the client refuses will not be accepted on the next try.
+    // A certificate the client refuses will not be accepted on the next try, nor will a
+    // name that does not resolve (its message is all hyper exposes of that error).
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(current) = source {
-        if current.downcast_ref::<rustls::Error>().is_some() {
+        if current.downcast_ref::<rustls::Error>().is_some() || current.to_string() == "dns error" {
             return false;
         }
         source = current.source();
