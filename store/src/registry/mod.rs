@@ -22,8 +22,10 @@ mod client;
 mod config;
 mod credentials;
 mod error;
+mod manifest;
 mod pull;
 mod push;
+mod sink;
 
 pub use cache::{
     CacheExport, CacheExportRecord, CacheImport, CacheImportRecord, MEDIA_TYPE_CACHE_CONFIG,
@@ -32,7 +34,7 @@ pub use client::Registry;
 pub use config::{Endpoint, HostConfig, RegistryConfig, Tls, TransferConfig};
 pub use credentials::{Credentials, DockerConfig};
 pub use error::{RegistryError, Result};
-pub(crate) use pull::choose_platform;
+pub(crate) use manifest::choose_platform;
 pub use pull::{PullOptions, Pulled};
 pub use push::{Compression, PushOptions, Pushed};
 

@@ -5,27 +5,20 @@
 //! they came (compressed). Layers download in parallel; a download that breaks resumes
 //! with a `Range` request where the registry allows it, and starts over where it does not.
 
-use std::io::Write;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use tokio::sync::mpsc;
 
 use super::client::{Registry, Repo, check_status, describe, read_limited};
 use super::error::{RegistryError, Result};
+use super::manifest::{choose_platform, is_index, manifest_media_type};
+use super::sink::{Chunk, StreamUnpack, write_chunks};
 use super::{BlobOutcome, TransferEvent, host_platform, platform_string};
 use crate::oci::{self, Descriptor, ImageConfiguration, Index, Manifest, Platform};
 use crate::reference::Reference;
 use crate::{Digest, Store};
-
-pub const MEDIA_TYPE_DOCKER_LIST: &str =
-    "application/vnd.docker.distribution.manifest.list.v2+json";
-const MEDIA_TYPE_DOCKER_SCHEMA1: &[&str] = &[
-    "application/vnd.docker.distribution.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-];
 
 /// What to pull.
 #[derive(Debug, Clone, Default)]
@@ -316,6 +309,30 @@ impl Registry {
         let Some(stack) = unpack else {
             return self.fetch_blobs(store, repo, layers).await;
         };
+        // The lowest layer without a snapshot is unpacked while it downloads (the layers
+        // below it are there); the others as soon as their turn comes.
+        let streamed = {
+            let store = store.clone();
+            let stack = stack.clone();
+            tokio::task::spawn_blocking(move || -> crate::Result<Option<(usize, StreamUnpack)>> {
+                let mut parent: Option<crate::SnapshotName> = None;
+                for (index, (_, diff_id)) in stack.iter().enumerate() {
+                    let name = crate::SnapshotName::chain(parent.as_ref(), diff_id);
+                    if store.snapshot(&name)?.is_none() {
+                        return Ok(Some((
+                            index,
+                            StreamUnpack {
+                                parent,
+                                diff_id: diff_id.clone(),
+                            },
+                        )));
+                    }
+                    parent = Some(name);
+                }
+                Ok(None)
+            })
+            .await??
+        };
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<usize>();
         let limit = Arc::new(tokio::sync::Semaphore::new(
             self.config.transfer.concurrency,
@@ -326,9 +343,14 @@ impl Registry {
             .map(|(index, descriptor)| {
                 let limit = limit.clone();
                 let done = done_tx.clone();
+                let unpack = streamed
+                    .as_ref()
+                    .filter(|(streamed, _)| *streamed == index)
+                    .map(|(_, unpack)| unpack.clone());
                 async move {
                     let _permit = limit.acquire().await.expect("never closed");
-                    self.fetch_blob(store, repo, descriptor).await?;
+                    self.fetch_blob_unpacking(store, repo, descriptor, unpack)
+                        .await?;
                     let _ = done.send(index);
                     Ok::<(), RegistryError>(())
                 }
@@ -366,6 +388,19 @@ impl Registry {
         repo: &Repo,
         descriptor: &Descriptor,
     ) -> Result<()> {
+        self.fetch_blob_unpacking(store, repo, descriptor, None)
+            .await
+    }
+
+    /// [`Registry::fetch_blob`], unpacking the layer while it downloads when `unpack`
+    /// says how (best effort: see `sink`).
+    async fn fetch_blob_unpacking(
+        &self,
+        store: &Store,
+        repo: &Repo,
+        descriptor: &Descriptor,
+        unpack: Option<StreamUnpack>,
+    ) -> Result<()> {
         let exists = {
             let store = store.clone();
             let digest = descriptor.digest.clone();
@@ -386,7 +421,7 @@ impl Registry {
         let mut tries = 0;
         loop {
             tries += 1;
-            match self.download(store, repo, descriptor).await {
+            match self.download(store, repo, descriptor, unpack.clone()).await {
                 Err(err @ RegistryError::DigestMismatch { .. }) if tries < 2 => {
                     self.event(TransferEvent::Retrying {
                         what: repo.url(&format!("blobs/{}", descriptor.digest)),
@@ -406,14 +441,20 @@ impl Registry {
         Ok(())
     }
 
-    async fn download(&self, store: &Store, repo: &Repo, descriptor: &Descriptor) -> Result<()> {
+    async fn download(
+        &self,
+        store: &Store,
+        repo: &Repo,
+        descriptor: &Descriptor,
+        unpack: Option<StreamUnpack>,
+    ) -> Result<()> {
         let url = repo.url(&format!("blobs/{}", descriptor.digest));
         let size = descriptor.size;
         let (sender, receiver) = mpsc::channel::<Chunk>(16);
         let writer = {
             let store = store.clone();
             let digest = descriptor.digest.clone();
-            tokio::task::spawn_blocking(move || write_chunks(&store, receiver, &digest))
+            tokio::task::spawn_blocking(move || write_chunks(&store, receiver, &digest, unpack))
         };
         let streamed = self.stream_blob(repo, &url, size, &sender).await;
         let finished = match streamed {
@@ -572,37 +613,6 @@ fn range_start(response: &reqwest::Response) -> Option<u64> {
     range.split('-').next()?.trim().parse().ok()
 }
 
-enum Chunk {
-    Data(Bytes),
-    /// Discard what was written: the download starts over.
-    Restart,
-    /// Everything was sent: commit.
-    Finish,
-}
-
-/// The blocking side of a download: writes chunks into an ingest and commits it under
-/// `digest` when told to; without `Finish` (the download failed) nothing is committed.
-fn write_chunks(
-    store: &Store,
-    mut receiver: mpsc::Receiver<Chunk>,
-    digest: &Digest,
-) -> crate::Result<Option<Digest>> {
-    let mut ingest = store.ingest()?;
-    while let Some(chunk) = receiver.blocking_recv() {
-        match chunk {
-            Chunk::Data(bytes) => ingest
-                .write_all(&bytes)
-                .map_err(crate::Error::io("write blob", store.root()))?,
-            Chunk::Restart => ingest = store.ingest()?,
-            Chunk::Finish => {
-                let (committed, _) = ingest.commit(Some(digest))?;
-                return Ok(Some(committed));
-            }
-        }
-    }
-    Ok(None)
-}
-
 /// Polls futures together and returns their results in order.
 pub(crate) async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
     let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
@@ -630,186 +640,9 @@ pub(crate) async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::
         .collect()
 }
 
-pub(crate) fn is_index(media_type: &str) -> bool {
-    media_type == oci::MEDIA_TYPE_INDEX || media_type == MEDIA_TYPE_DOCKER_LIST
-}
-
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], url: &str) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|err| RegistryError::InvalidManifest {
         url: url.to_owned(),
         reason: format!("not a valid manifest: {err}"),
     })
-}
-
-/// The media type of a manifest, from its own `mediaType` field and the `Content-Type`
-/// the registry sent. Refused: schema 1, unknown types, a body that looks like both an
-/// index and a manifest, and a field that contradicts the header.
-pub(crate) fn manifest_media_type(
-    bytes: &[u8],
-    header_type: Option<&str>,
-) -> std::result::Result<String, String> {
-    let known = [
-        oci::MEDIA_TYPE_MANIFEST,
-        oci::MEDIA_TYPE_INDEX,
-        oci::MEDIA_TYPE_DOCKER_MANIFEST,
-        MEDIA_TYPE_DOCKER_LIST,
-    ];
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|err| format!("not valid JSON: {err}"))?;
-    let body_type = value.get("mediaType").and_then(|v| v.as_str());
-    let has_manifests = value.get("manifests").is_some();
-    let has_layers = value.get("layers").is_some() || value.get("config").is_some();
-    if value.get("schemaVersion").and_then(|v| v.as_u64()) == Some(1)
-        || body_type.is_some_and(|t| MEDIA_TYPE_DOCKER_SCHEMA1.contains(&t))
-        || header_type.is_some_and(|t| MEDIA_TYPE_DOCKER_SCHEMA1.contains(&t))
-    {
-        return Err("docker schema 1 manifests are not supported".to_owned());
-    }
-    if has_manifests && has_layers {
-        return Err(
-            "ambiguous manifest: it has both `manifests` (an index) and `layers`/`config` (an image manifest)"
-                .to_owned(),
-        );
-    }
-    let header_type = header_type.filter(|t| known.contains(t));
-    let media_type = match (body_type, header_type) {
-        (Some(body), Some(header)) if body != header => {
-            return Err(format!(
-                "ambiguous media type: the registry sent `{header}` but the manifest says `{body}`"
-            ));
-        }
-        (Some(body), _) => body.to_owned(),
-        (None, Some(header)) => header.to_owned(),
-        (None, None) if has_manifests => oci::MEDIA_TYPE_INDEX.to_owned(),
-        (None, None) if has_layers => oci::MEDIA_TYPE_MANIFEST.to_owned(),
-        (None, None) => return Err("neither an image manifest nor an index".to_owned()),
-    };
-    if !known.contains(&media_type.as_str()) {
-        return Err(format!("unsupported manifest media type `{media_type}`"));
-    }
-    if is_index(&media_type) != has_manifests {
-        return Err(format!(
-            "ambiguous manifest: its media type is `{media_type}` but its content is {}",
-            if has_manifests {
-                "an index"
-            } else {
-                "an image manifest"
-            }
-        ));
-    }
-    Ok(media_type)
-}
-
-/// The index entry for `want`: same OS and architecture, and the same variant when one
-/// is asked for (arm64 without a variant means v8). Attestation entries
-/// (`unknown/unknown`) are never chosen.
-pub(crate) fn choose_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Descriptor> {
-    let variant = |p: &Platform| match (&p.variant, p.architecture.as_str()) {
-        (Some(v), _) => Some(v.clone()),
-        (None, "arm64") => Some("v8".to_owned()),
-        (None, _) => None,
-    };
-    let entries: Vec<&Descriptor> = index
-        .manifests
-        .iter()
-        .filter(|m| !is_index(&m.media_type) || m.platform.is_some())
-        .collect();
-    if let [only] = entries.as_slice()
-        && only.platform.is_none()
-    {
-        return Some(only);
-    }
-    entries.into_iter().find(|m| {
-        m.platform.as_ref().is_some_and(|p| {
-            p.os == want.os
-                && p.architecture == want.architecture
-                && (want.variant.is_none() || variant(p) == variant(want))
-        })
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn media_types() {
-        let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}"#;
-        assert_eq!(
-            manifest_media_type(manifest, Some(oci::MEDIA_TYPE_MANIFEST)).unwrap(),
-            oci::MEDIA_TYPE_MANIFEST
-        );
-        // No field: the header decides; neither: the structure.
-        let bare = br#"{"schemaVersion":2,"manifests":[]}"#;
-        assert_eq!(
-            manifest_media_type(bare, Some(MEDIA_TYPE_DOCKER_LIST)).unwrap(),
-            MEDIA_TYPE_DOCKER_LIST
-        );
-        assert_eq!(
-            manifest_media_type(bare, None).unwrap(),
-            oci::MEDIA_TYPE_INDEX
-        );
-        let contradicts = manifest_media_type(manifest, Some(oci::MEDIA_TYPE_DOCKER_MANIFEST));
-        assert!(contradicts.unwrap_err().contains("ambiguous"));
-        let both = br#"{"schemaVersion":2,"manifests":[],"layers":[]}"#;
-        assert!(
-            manifest_media_type(both, None)
-                .unwrap_err()
-                .contains("ambiguous")
-        );
-        let lying = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","config":{},"layers":[]}"#;
-        assert!(
-            manifest_media_type(lying, None)
-                .unwrap_err()
-                .contains("ambiguous")
-        );
-        let schema1 = br#"{"schemaVersion":1,"fsLayers":[]}"#;
-        assert!(
-            manifest_media_type(schema1, None)
-                .unwrap_err()
-                .contains("schema 1")
-        );
-        let odd = br#"{"schemaVersion":2,"mediaType":"application/x-odd","config":{},"layers":[]}"#;
-        assert!(
-            manifest_media_type(odd, None)
-                .unwrap_err()
-                .contains("unsupported")
-        );
-    }
-
-    #[test]
-    fn platform_choice() {
-        let entry = |arch: &str, variant: Option<&str>, hex: char| Descriptor {
-            platform: Some(Platform {
-                os: if arch == "unknown" {
-                    "unknown"
-                } else {
-                    "linux"
-                }
-                .into(),
-                architecture: arch.into(),
-                variant: variant.map(Into::into),
-            }),
-            ..Descriptor::new(
-                oci::MEDIA_TYPE_MANIFEST,
-                Digest::from_hex(&hex.to_string().repeat(64)).unwrap(),
-                1,
-            )
-        };
-        let index = Index::new(vec![
-            entry("unknown", None, 'a'),
-            entry("arm", Some("v7"), 'b'),
-            entry("arm64", None, 'c'),
-            entry("amd64", None, 'd'),
-        ]);
-        let pick = |p: &str| {
-            choose_platform(&index, &super::super::parse_platform(p).unwrap())
-                .map(|d| d.digest.hex()[..1].to_owned())
-        };
-        assert_eq!(pick("linux/amd64").as_deref(), Some("d"));
-        assert_eq!(pick("linux/arm64/v8").as_deref(), Some("c"));
-        assert_eq!(pick("linux/arm/v7").as_deref(), Some("b"));
-        assert_eq!(pick("linux/arm/v6"), None);
-        assert_eq!(pick("linux/s390x"), None);
-    }
 }

@@ -1,0 +1,158 @@
+//! The blocking side of a download: chunks from the socket into an ingest, and — for the
+//! lowest layer not yet unpacked — into the layer unpacker at the same time, so a layer is
+//! unpacked while it downloads.
+//!
+//! The snapshot being unpacked stays active (uncommitted) until the blob has been
+//! committed under its digest and the unpacked tar's diff id is the config's: bytes that
+//! fail verification never reach a committed snapshot. Anything unusual (a restarted
+//! download, a pipe the unpacker closed, an unpack error) just abandons the streamed
+//! snapshot; the layer is then unpacked from the committed blob, which reports any error
+//! properly.
+
+use std::io::{self, Write};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::layer::{self, Unpacked};
+use crate::{ActiveSnapshot, Digest, SnapshotName, Store};
+
+pub(crate) enum Chunk {
+    Data(Bytes),
+    /// Discard what was written: the download starts over.
+    Restart,
+    /// Everything was sent: commit.
+    Finish,
+}
+
+/// Unpack this layer while it downloads: on top of `parent` (which exists), expecting
+/// `diff_id`.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamUnpack {
+    pub parent: Option<SnapshotName>,
+    pub diff_id: Digest,
+}
+
+/// Writes chunks into an ingest and commits it under `digest` when told to; without
+/// `Finish` (the download failed) nothing is committed. Returns the committed digest and
+/// whether the layer was unpacked on the way.
+pub(crate) fn write_chunks(
+    store: &Store,
+    mut receiver: mpsc::Receiver<Chunk>,
+    digest: &Digest,
+    unpack: Option<StreamUnpack>,
+) -> crate::Result<(Option<Digest>, bool)> {
+    let mut ingest = store.ingest()?;
+    let mut streaming = unpack.and_then(|u| Streaming::start(store, digest, u).ok());
+    while let Some(chunk) = receiver.blocking_recv() {
+        match chunk {
+            Chunk::Data(bytes) => {
+                ingest
+                    .write_all(&bytes)
+                    .map_err(crate::Error::io("write blob", store.root()))?;
+                if let Some(streaming) = &mut streaming {
+                    streaming.write(&bytes);
+                }
+            }
+            Chunk::Restart => {
+                ingest = store.ingest()?;
+                if let Some(streaming) = streaming.take() {
+                    streaming.abandon(store);
+                }
+            }
+            Chunk::Finish => {
+                let committed = match ingest.commit(Some(digest)) {
+                    Ok((committed, _)) => committed,
+                    Err(err) => {
+                        if let Some(streaming) = streaming.take() {
+                            streaming.abandon(store);
+                        }
+                        return Err(err);
+                    }
+                };
+                let unpacked = match streaming.take() {
+                    Some(streaming) => streaming.finish(store),
+                    None => false,
+                };
+                return Ok((Some(committed), unpacked));
+            }
+        }
+    }
+    if let Some(streaming) = streaming {
+        streaming.abandon(store);
+    }
+    Ok((None, false))
+}
+
+/// A layer being unpacked by a thread from a pipe.
+struct Streaming {
+    active: ActiveSnapshot,
+    diff_id: Digest,
+    /// `None` once the unpacker stopped reading (it finished, or failed).
+    writer: Option<io::PipeWriter>,
+    thread: JoinHandle<crate::Result<Unpacked>>,
+}
+
+impl Streaming {
+    fn start(store: &Store, digest: &Digest, unpack: StreamUnpack) -> crate::Result<Streaming> {
+        let active = store.prepare(unpack.parent.as_ref())?;
+        let (reader, writer) = match io::pipe() {
+            Ok(pipe) => pipe,
+            Err(err) => {
+                let _ = store.discard(active);
+                return Err(crate::Error::io("create a pipe in", store.root())(err));
+            }
+        };
+        let upper = active.upper.clone();
+        let what = digest.clone();
+        let thread = std::thread::Builder::new()
+            .name("layer-unpacker".into())
+            .spawn(move || {
+                layer::unpack_layer(io::BufReader::with_capacity(1 << 20, reader), &upper, &what)
+            });
+        let thread = match thread {
+            Ok(thread) => thread,
+            Err(err) => {
+                let _ = store.discard(active);
+                return Err(crate::Error::io("start a thread in", store.root())(err));
+            }
+        };
+        Ok(Streaming {
+            active,
+            diff_id: unpack.diff_id,
+            writer: Some(writer),
+            thread,
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if let Some(writer) = &mut self.writer
+            && writer.write_all(bytes).is_err()
+        {
+            // The unpacker stopped reading; whether it succeeded is known at the end.
+            self.writer = None;
+        }
+    }
+
+    /// Ends the stream and commits the snapshot if the unpacker read a tar with the
+    /// expected diff id; returns whether it did.
+    fn finish(mut self, store: &Store) -> bool {
+        drop(self.writer.take());
+        match self.thread.join() {
+            Ok(Ok(unpacked)) if unpacked.diff_id == self.diff_id => {
+                store.commit(self.active, &self.diff_id).is_ok()
+            }
+            _ => {
+                let _ = store.discard(self.active);
+                false
+            }
+        }
+    }
+
+    fn abandon(mut self, store: &Store) {
+        drop(self.writer.take());
+        let _ = self.thread.join();
+        let _ = store.discard(self.active);
+    }
+}
