@@ -156,3 +156,95 @@ impl Streaming {
         let _ = store.discard(self.active);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gzip_layer() -> (Vec<u8>, Digest) {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(5);
+        header.set_mode(0o644);
+        header.set_uid(rustix::process::geteuid().as_raw().into());
+        header.set_gid(rustix::process::getegid().as_raw().into());
+        header.set_cksum();
+        tar.append_data(&mut header, "hello", &b"hello"[..])
+            .unwrap();
+        let tar = tar.into_inner().unwrap();
+        let diff_id = Digest::of(&tar);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        gz.write_all(&tar).unwrap();
+        (gz.finish().unwrap(), diff_id)
+    }
+
+    fn run(store: &Store, blob: &[u8], diff_id: &Digest, restart: bool) -> (Option<Digest>, bool) {
+        let (sender, receiver) = mpsc::channel(4);
+        let digest = Digest::of(blob);
+        let unpack = StreamUnpack {
+            parent: None,
+            diff_id: diff_id.clone(),
+        };
+        let writer = {
+            let store = store.clone();
+            std::thread::spawn(move || write_chunks(&store, receiver, &digest, Some(unpack)))
+        };
+        let (head, tail) = blob.split_at(blob.len() / 2);
+        sender
+            .blocking_send(Chunk::Data(Bytes::copy_from_slice(head)))
+            .unwrap();
+        if restart {
+            sender.blocking_send(Chunk::Restart).unwrap();
+            sender
+                .blocking_send(Chunk::Data(Bytes::copy_from_slice(head)))
+                .unwrap();
+        }
+        sender
+            .blocking_send(Chunk::Data(Bytes::copy_from_slice(tail)))
+            .unwrap();
+        sender.blocking_send(Chunk::Finish).unwrap();
+        writer.join().unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_layer_is_unpacked_while_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (blob, diff_id) = gzip_layer();
+        let (committed, unpacked) = run(&store, &blob, &diff_id, false);
+        assert_eq!(committed, Some(Digest::of(&blob)));
+        assert!(unpacked);
+        let name = SnapshotName::chain(None, &diff_id);
+        assert!(store.snapshot(&name).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_wrong_diff_id_or_a_restart_leaves_no_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (blob, diff_id) = gzip_layer();
+        let wrong = Digest::of(b"something else");
+        let (committed, unpacked) = run(&store, &blob, &wrong, false);
+        assert!(committed.is_some() && !unpacked);
+        assert!(
+            store
+                .snapshot(&SnapshotName::chain(None, &wrong))
+                .unwrap()
+                .is_none()
+        );
+        let (committed, unpacked) = run(&store, &blob, &diff_id, true);
+        assert!(committed.is_some() && !unpacked);
+        assert!(
+            store
+                .snapshot(&SnapshotName::chain(None, &diff_id))
+                .unwrap()
+                .is_none()
+        );
+        // Nothing active is left behind.
+        let snapshots = std::fs::read_dir(dir.path().join("snapshots"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name() != "empty")
+            .count();
+        assert_eq!(snapshots, 0);
+    }
+}
