@@ -304,3 +304,49 @@ fn a_cache_import_that_fails_is_reported_and_the_build_goes_on() {
     );
     assert!(err.contains("0 step(s) cached, 1 run"), "{err}");
 }
+
+#[test]
+fn build_output_type_registry_pushes_the_result() {
+    require_privileges!();
+    let registry = TestRegistry::start();
+    let env = busybox_env();
+    let ctx = env.context(
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nRUN echo out > /out\n")],
+    );
+    let target = registry.reference("out/app:1");
+    let metadata = env.path("metadata.json");
+    let out = rbuild(
+        &env,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-o",
+            &format!("type=registry,name={target}"),
+            "--metadata-file",
+            metadata.to_str().unwrap(),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&metadata).unwrap()).unwrap();
+    let pushed = metadata["rbuild.pushed"][0].as_str().unwrap().to_owned();
+    let digest = pushed.rsplit('@').next().unwrap();
+    let other = TestEnv::new();
+    let out = rbuild(&other, &["pull", &target]);
+    assert_success(&out);
+    assert_eq!(last_line(&stdout(&out)), digest);
+    let out = rbuild(&other, &["run", &target, "cat", "/out"]);
+    assert_success(&out);
+    assert_eq!(stdout(&out).trim(), "out");
+
+    let out = rbuild(&env, &["build", "--push", ctx.to_str().unwrap()]);
+    assert_failure(&out);
+    assert!(
+        stderr(&out).contains("`--push` needs a name"),
+        "{}",
+        stderr(&out)
+    );
+}
