@@ -5,7 +5,7 @@
 //! Secrets go only into `Authorization` headers: never into URLs, errors or events.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
@@ -18,13 +18,15 @@ use super::TransferEvent;
 use super::config::{Endpoint, RegistryConfig, Tls};
 use super::credentials::{Credentials, DockerConfig};
 use super::error::{RegistryError, Result};
+use super::tls::tls_config;
 
 /// A registry client for every registry: configuration, credentials, connections and
 /// tokens. Cheap to share (`Arc`); safe to use from many tasks.
 pub struct Registry {
     pub(crate) config: RegistryConfig,
     docker_config: Mutex<Option<Arc<DockerConfig>>>,
-    clients: Mutex<HashMap<Tls, reqwest::Client>>,
+    /// By TLS setting and whether proxies are bypassed.
+    clients: Mutex<HashMap<(Tls, bool), reqwest::Client>>,
     auth: Mutex<HashMap<String, HostAuth>>,
     events: Option<Arc<dyn Fn(TransferEvent) + Send + Sync>>,
 }
@@ -115,12 +117,18 @@ impl Registry {
         &self.config
     }
 
-    fn client(&self, tls: &Tls) -> Result<reqwest::Client> {
+    /// The client for `tls`; `direct` bypasses `HTTP(S)_PROXY` (for loopback registries,
+    /// which a proxy cannot reach, as Go's and so docker's clients do).
+    fn client(&self, tls: &Tls, direct: bool) -> Result<reqwest::Client> {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(client) = clients.get(tls) {
+        if let Some(client) = clients.get(&(tls.clone(), direct)) {
             return Ok(client.clone());
         }
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if direct {
+            builder = builder.no_proxy();
+        }
+        let client = builder
             .tls_backend_preconfigured(tls_config(tls)?)
             .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(30))
@@ -132,7 +140,7 @@ impl Registry {
                 url: "(client setup)".to_owned(),
                 source,
             })?;
-        clients.insert(tls.clone(), client.clone());
+        clients.insert((tls.clone(), direct), client.clone());
         Ok(client)
     }
 
@@ -425,7 +433,11 @@ impl Registry {
         retry_transport: bool,
         make: impl Fn() -> (Method, HeaderMap, Option<Bytes>),
     ) -> Result<Response> {
-        let client = self.client(tls)?;
+        let direct = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(crate::reference::is_loopback))
+            .unwrap_or(false);
+        let client = self.client(tls, direct)?;
         let retries = self.config.transfer.retries;
         let mut attempt = 0;
         loop {
@@ -634,106 +646,6 @@ pub(crate) async fn check_status(response: Response, method: &str, url: &str) ->
         status: status.as_u16(),
         message: error_message(response).await,
     })
-}
-
-/// The system's root certificates, read once.
-fn native_roots() -> &'static [rustls_pki_types::CertificateDer<'static>] {
-    static ROOTS: OnceLock<Vec<rustls_pki_types::CertificateDer<'static>>> = OnceLock::new();
-    ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn tls_config(tls: &Tls) -> Result<rustls::ClientConfig> {
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions");
-    let config = match tls {
-        Tls::Unverified => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
-            .with_no_client_auth(),
-        Tls::None | Tls::Verified(_) => {
-            let mut roots = rustls::RootCertStore::empty();
-            roots.add_parsable_certificates(native_roots().iter().cloned());
-            if let Tls::Verified(files) = tls {
-                for path in files {
-                    use rustls_pki_types::pem::PemObject;
-                    let invalid = |reason: String| RegistryError::Config {
-                        path: path.clone(),
-                        reason,
-                    };
-                    let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
-                        .map_err(|err| invalid(format!("cannot read the CA file: {err}")))?;
-                    let mut count = 0;
-                    for cert in certs {
-                        let cert = cert.map_err(|err| invalid(format!("bad PEM: {err}")))?;
-                        roots
-                            .add(cert)
-                            .map_err(|err| invalid(format!("unusable certificate: {err}")))?;
-                        count += 1;
-                    }
-                    if count == 0 {
-                        return Err(invalid("no certificate in the file".to_owned()));
-                    }
-                }
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
-    };
-    Ok(config)
-}
-
-/// Accepts any certificate (for registries configured `insecure`), but still checks
-/// that the handshake is signed by the certificate's key.
-#[derive(Debug)]
-struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls_pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls_pki_types::CertificateDer<'_>],
-        _server_name: &rustls_pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls_pki_types::UnixTime,
-    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls_pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls_pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ mod manifest;
 mod pull;
 mod push;
 mod sink;
+mod tls;
 
 pub use cache::{
     CacheExport, CacheExportRecord, CacheImport, CacheImportRecord, MEDIA_TYPE_CACHE_CONFIG,
