@@ -437,3 +437,18 @@ fn mirrors_are_tried_in_order_before_the_registry() {
         "{images}"
     );
 }
+
+#[test]
+fn loopback_registries_are_reached_without_the_proxy() {
+    require_privileges!();
+    let registry = TestRegistry::start();
+    let env = busybox_env();
+    // A proxy that does not exist: loopback registries must not go through it.
+    let out = command(&env)
+        .env("HTTP_PROXY", "http://192.0.2.1:9")
+        .env("HTTPS_PROXY", "http://192.0.2.1:9")
+        .args(["push", "busybox", &registry.reference("direct/busybox:1")])
+        .output()
+        .unwrap();
+    assert_success(&out);
+}
