@@ -10,7 +10,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::error::BuildError;
 use crate::progress::{Event, Stream};
-use crate::solve::{SolveContext, State};
+use crate::solve::SolveContext;
+use crate::state::State;
+use rbuild_store::ActiveSnapshot;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -31,11 +33,11 @@ impl SolveContext {
         exec: &ExecOp,
         parent: &State,
         step: usize,
-    ) -> Result<State, BuildError> {
+    ) -> Result<ActiveSnapshot, BuildError> {
         let store = self.builder.store.clone();
-        let parent_top = parent.top.clone();
+        let parent_lowers = parent.lowers.clone();
         let (active, empty) = tokio::task::spawn_blocking(move || {
-            Ok::<_, rbuild_store::Error>((store.prepare(parent_top.as_ref())?, store.empty_dir()?))
+            Ok::<_, rbuild_store::Error>((store.prepare_on(parent_lowers)?, store.empty_dir()?))
         })
         .await??;
         let network = match exec.network {
@@ -106,7 +108,7 @@ impl SolveContext {
                 tail,
             });
         }
-        self.commit_layer(active, parent, true).await
+        Ok(active)
     }
 
     /// Runs the sandbox, passing its output on line by line; returns how it ended and the

@@ -15,6 +15,7 @@ mod owner;
 mod progress;
 mod resolve;
 mod solve;
+mod state;
 mod unarchive;
 
 pub use cache::CacheKey;

@@ -14,8 +14,11 @@ use std::time::Instant;
 
 use rbuild_frontend::{self as frontend, BuildGraph, CopySource, OpId, OpKind};
 use rbuild_runtime::{Limits, Network, Runtime};
+use rbuild_store::layer::LayerOptions;
 use rbuild_store::oci::Descriptor;
-use rbuild_store::{CacheRecord, CachedLayer, Digest, Image, ImageName, SnapshotName, Store};
+use rbuild_store::{
+    ActiveSnapshot, CacheRecord, CachedLayer, Digest, Image, ImageName, SnapshotName, Store,
+};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -24,6 +27,7 @@ use crate::context::Context;
 use crate::error::BuildError;
 use crate::ignore::IgnoreMatcher;
 use crate::progress::{Event, Progress};
+use crate::state::{Layer, LayerRef, State};
 
 /// What to build and how.
 #[derive(Debug, Clone, Default)]
@@ -95,20 +99,6 @@ impl Cancel {
     }
 }
 
-/// One layer of a filesystem state.
-#[derive(Debug, Clone)]
-pub(crate) struct Layer {
-    pub descriptor: Descriptor,
-    pub diff_id: Digest,
-}
-
-/// The filesystem an op produced: its layers, bottom first, and the snapshot of the top.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct State {
-    pub layers: Vec<Layer>,
-    pub top: Option<SnapshotName>,
-}
-
 /// Builds images from Dockerfiles, with the store for bytes and the runtime for RUN.
 #[derive(Clone)]
 pub struct Builder {
@@ -170,12 +160,27 @@ impl Builder {
             cancel,
             running: Mutex::new(HashMap::new()),
             counts: Mutex::new((0, 0)),
+            background: Mutex::new(JoinSet::new()),
+            unused: Arc::new(Mutex::new(Vec::new())),
         });
         let states = ctx.solve(&graph).await;
+        // Layers still being measured finish (or fail) before the build ends, either way.
+        let background = ctx.finish_background().await;
+        let unused = std::mem::take(&mut *ctx.unused.lock().unwrap_or_else(|e| e.into_inner()));
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            for active in unused {
+                let _ = store.discard(active);
+            }
+        })
+        .await?;
         ctx.context.save_hashes(&self.store);
         let states = states?;
+        background?;
         ctx.progress.event(Event::Exporting);
-        let (config, layers) = crate::image::assemble(&graph, &states, &ctx.bases, &ctx.opts)?;
+        let root_layers = states[graph.output.root.0].resolved_layers().await?;
+        let (config, layers) =
+            crate::image::assemble(&graph, &states, root_layers, &ctx.bases, &ctx.opts)?;
         let store = self.store.clone();
         let tags = ctx.opts.tags.clone();
         let (cached, executed) = *ctx.counts.lock().unwrap_or_else(|e| e.into_inner());
@@ -231,6 +236,10 @@ pub(crate) struct SolveContext {
     running: Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<Option<State>>>>>,
     /// (cached, executed) steps.
     counts: Mutex<(usize, usize)>,
+    /// Layers being measured and committed, cache records being written.
+    background: Mutex<JoinSet<Result<(), BuildError>>>,
+    /// Upper dirs whose layer the store already had, discarded when the build ends.
+    unused: Arc<Mutex<Vec<ActiveSnapshot>>>,
 }
 
 /// What a finished op hands to the ops that use it.
@@ -342,7 +351,7 @@ impl SolveContext {
 
         // Image and scratch ops are resolved, not run: nothing to cache.
         if let OpKind::Scratch | OpKind::Image { .. } = op.kind {
-            let state = self.root_state(&op.kind)?;
+            let state = self.root_state(&op.kind).await?;
             self.progress.event(Event::StepStarted {
                 step,
                 description: &op.description,
@@ -380,7 +389,7 @@ impl SolveContext {
             if let Some(record) =
                 tokio::task::spawn_blocking(move || store.cache_get(&lookup)).await??
             {
-                let state = cached_state(&parent, &record);
+                let state = self.cached_state(&parent, &record).await?;
                 self.progress.event(Event::StepStarted {
                     step,
                     description: &op.description,
@@ -397,8 +406,12 @@ impl SolveContext {
             description: &op.description,
         });
         let started = Instant::now();
+        // Each op leaves an active snapshot whose upper dir holds its changes.
         let result = match &op.kind {
-            OpKind::Exec(exec) => self.exec(op, exec, &parent, step).await,
+            OpKind::Exec(exec) => self
+                .exec(op, exec, &parent, step)
+                .await
+                .map(|active| (active, true)),
             OpKind::Copy(copy) => {
                 let source = match copy.source {
                     CopySource::Op(source) => Some(&inputs[&source].state),
@@ -406,12 +419,19 @@ impl SolveContext {
                 };
                 self.copy(op, copy, &parent, source, &origin(graph, &copy.source))
                     .await
+                    .map(|active| (active, true))
             }
-            OpKind::Mkdir(mkdir) => self.mkdir(op, mkdir, &parent).await,
+            OpKind::Mkdir(mkdir) => self
+                .mkdir(op, mkdir, &parent)
+                .await
+                .map(|active| (active, false)),
             OpKind::Scratch | OpKind::Image { .. } => unreachable!("handled above"),
         };
         let state = match result {
-            Ok(state) => state,
+            Ok((active, keep_empty)) => {
+                self.commit_pipelined(&key, op, &parent, active, keep_empty)
+                    .await?
+            }
             Err(err) => {
                 self.progress.event(Event::StepFailed {
                     step,
@@ -420,7 +440,6 @@ impl SolveContext {
                 return Err(err);
             }
         };
-        self.record(&key, op, &parent, &state).await?;
         self.progress.event(Event::StepFinished {
             step,
             elapsed: started.elapsed(),
@@ -454,31 +473,41 @@ impl SolveContext {
         })
     }
 
-    fn root_state(&self, kind: &OpKind) -> Result<State, BuildError> {
-        match kind {
-            OpKind::Image { reference } => {
-                let image =
-                    self.bases
-                        .get(reference)
-                        .ok_or_else(|| BuildError::BaseImageNotFound {
-                            reference: reference.clone(),
-                        })?;
-                Ok(State {
-                    layers: image
-                        .manifest
-                        .layers
-                        .iter()
-                        .zip(&image.config.rootfs.diff_ids)
-                        .map(|(descriptor, diff_id)| Layer {
-                            descriptor: descriptor.clone(),
-                            diff_id: diff_id.clone(),
-                        })
-                        .collect(),
-                    top: image.top(),
-                })
+    async fn root_state(&self, kind: &OpKind) -> Result<State, BuildError> {
+        let OpKind::Image { reference } = kind else {
+            return Ok(State::default());
+        };
+        let image = self
+            .bases
+            .get(reference)
+            .ok_or_else(|| BuildError::BaseImageNotFound {
+                reference: reference.clone(),
+            })?;
+        let chain = image.chain();
+        let layers = image
+            .manifest
+            .layers
+            .iter()
+            .zip(&image.config.rootfs.diff_ids)
+            .zip(chain)
+            .map(|((descriptor, diff_id), name)| {
+                LayerRef::Ready(
+                    Layer {
+                        descriptor: descriptor.clone(),
+                        diff_id: diff_id.clone(),
+                    },
+                    name,
+                )
+            })
+            .collect();
+        let lowers = match image.top() {
+            Some(top) => {
+                let store = self.builder.store.clone();
+                tokio::task::spawn_blocking(move || store.lowers(&top)).await??
             }
-            _ => Ok(State::default()),
-        }
+            None => Vec::new(),
+        };
+        Ok(State { lowers, layers })
     }
 
     /// The op's cache key: its definition, its inputs' keys, and what else decides its
@@ -538,56 +567,163 @@ impl SolveContext {
         Ok(key.finish())
     }
 
-    /// Records what an op produced under its key.
-    async fn record(
+    /// The state after a cached op: its parent's layers plus the recorded one, over the
+    /// recorded snapshot chain's directories.
+    async fn cached_state(
+        &self,
+        parent: &State,
+        record: &CacheRecord,
+    ) -> Result<State, BuildError> {
+        let (Some(layer), Some(snapshot)) = (&record.layer, &record.snapshot) else {
+            return Ok(parent.clone());
+        };
+        let name = SnapshotName::from_digest(snapshot.clone());
+        let store = self.builder.store.clone();
+        let lookup = name.clone();
+        let lowers = tokio::task::spawn_blocking(move || store.lowers(&lookup)).await??;
+        let mut layers = parent.layers.clone();
+        layers.push(LayerRef::Ready(
+            Layer {
+                descriptor: layer.descriptor.clone(),
+                diff_id: layer.diff_id.clone(),
+            },
+            name,
+        ));
+        Ok(State { lowers, layers })
+    }
+
+    /// Hands a finished step's filesystem on at once and measures, commits and records its
+    /// layer in the background (see `state`). `keep_empty` unset: an unchanged filesystem
+    /// adds no layer (WORKDIR of an existing directory).
+    pub(crate) async fn commit_pipelined(
         &self,
         key: &CacheKey,
         op: &rbuild_frontend::Op,
         parent: &State,
-        state: &State,
-    ) -> Result<(), BuildError> {
-        let added = state.layers.len() > parent.layers.len();
-        let now = rbuild_store::time::now_unix();
+        active: ActiveSnapshot,
+        keep_empty: bool,
+    ) -> Result<State, BuildError> {
         let store = self.builder.store.clone();
-        let key = key.to_string();
-        let top = state.top.clone();
-        let record = CacheRecord {
-            layer: added.then(|| {
-                let layer = state.layers.last().expect("a layer was added");
-                CachedLayer {
-                    descriptor: layer.descriptor.clone(),
-                    diff_id: layer.diff_id.clone(),
-                }
-            }),
-            snapshot: state.top.as_ref().map(|top| top.digest().clone()),
+        let options = LayerOptions {
+            clamp_mtime: self
+                .opts
+                .source_date_epoch
+                .and_then(|e| u64::try_from(e).ok()),
+        };
+        let mut record = CacheRecord {
+            layer: None,
+            snapshot: None,
             description: op.description.clone(),
-            created: now,
-            last_used: now,
+            created: rbuild_store::time::now_unix(),
+            last_used: rbuild_store::time::now_unix(),
             size: 0,
         };
-        tokio::task::spawn_blocking(move || -> Result<(), rbuild_store::Error> {
-            let mut record = record;
-            if let Some(top) = &top {
-                record.size = store.snapshot(top)?.map_or(0, |s| s.size);
+        let key = key.to_string();
+        let parent_top = parent.layers.last().cloned();
+        if !keep_empty && is_empty_dir(&active.upper) {
+            let discard = store.clone();
+            tokio::task::spawn_blocking(move || discard.discard(active)).await??;
+            self.background(async move {
+                record.snapshot = match parent_top {
+                    Some(top) => Some(top.get().await?.1.digest().clone()),
+                    None => None,
+                };
+                tokio::task::spawn_blocking(move || store.cache_put(&key, &record)).await??;
+                Ok(())
+            });
+            return Ok(parent.clone());
+        }
+        let mut state = parent.clone();
+        state.lowers.insert(0, active.upper.clone());
+        let unused = self.unused.clone();
+        let (sender, layer) = LayerRef::pending();
+        state.layers.push(layer);
+        self.background(async move {
+            let result = async {
+                let upper = active.upper.clone();
+                let measuring = store.clone();
+                let new_layer =
+                    tokio::task::spawn_blocking(move || measuring.create_layer(&upper, options))
+                        .await??;
+                let parent_name = match &parent_top {
+                    Some(top) => Some(top.get().await?.1),
+                    None => None,
+                };
+                let committing = store.clone();
+                let unused = unused.clone();
+                let (name, size, new_layer) =
+                    tokio::task::spawn_blocking(move || -> Result<_, rbuild_store::Error> {
+                        let mut active = active;
+                        active.parent = parent_name;
+                        let (name, duplicate) = committing.commit_layer(active, &new_layer)?;
+                        // Same content as a snapshot the store has: later steps may be
+                        // running over this directory, so it goes when the build ends.
+                        if let Some(duplicate) = duplicate {
+                            unused
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push(duplicate);
+                        }
+                        let size = committing.snapshot(&name)?.map_or(0, |s| s.size);
+                        Ok((name, size, new_layer))
+                    })
+                    .await??;
+                let layer = Layer {
+                    descriptor: new_layer.descriptor,
+                    diff_id: new_layer.diff_id,
+                };
+                Ok::<_, BuildError>(((layer, name), size))
             }
-            store.cache_put(&key, &record)
-        })
-        .await??;
-        Ok(())
+            .await;
+            match result {
+                Ok(((layer, name), size)) => {
+                    record.layer = Some(CachedLayer {
+                        descriptor: layer.descriptor.clone(),
+                        diff_id: layer.diff_id.clone(),
+                    });
+                    record.snapshot = Some(name.digest().clone());
+                    record.size = size;
+                    sender.send_replace(Some(Ok((layer, name))));
+                    tokio::task::spawn_blocking(move || store.cache_put(&key, &record)).await??;
+                    Ok(())
+                }
+                Err(err) => {
+                    sender.send_replace(Some(Err(err.to_string())));
+                    Err(err)
+                }
+            }
+        });
+        Ok(state)
+    }
+
+    /// Waits for every background task; the first failure is the result.
+    async fn finish_background(&self) -> Result<(), BuildError> {
+        let mut tasks =
+            std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut result = Ok(());
+        while let Some(joined) = tasks.join_next().await {
+            let outcome = joined.map_err(BuildError::Join).and_then(|r| r);
+            if let (Err(err), Ok(())) = (outcome, &result) {
+                result = Err(err);
+            }
+        }
+        result
+    }
+
+    /// Runs `task` beside the build; the build waits for it before it finishes.
+    fn background(
+        &self,
+        task: impl std::future::Future<Output = Result<(), BuildError>> + Send + 'static,
+    ) {
+        let mut tasks = self.background.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.spawn(task);
     }
 }
 
-/// The state after a cached op: its parent's plus the recorded layer.
-fn cached_state(parent: &State, record: &CacheRecord) -> State {
-    let mut state = parent.clone();
-    if let Some(layer) = &record.layer {
-        state.layers.push(Layer {
-            descriptor: layer.descriptor.clone(),
-            diff_id: layer.diff_id.clone(),
-        });
-        state.top = record.snapshot.clone().map(SnapshotName::from_digest);
-    }
-    state
+fn is_empty_dir(path: &std::path::Path) -> bool {
+    std::fs::read_dir(path)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false)
 }
 
 /// What a COPY's source is, for messages.

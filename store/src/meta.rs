@@ -168,8 +168,8 @@ impl Meta {
         })
     }
 
-    /// Records a committed snapshot unless one with the same name exists, and drops the
-    /// active record; returns the record in the store afterwards (the existing one when
+    /// Records a committed snapshot and drops its active record, unless one with the same
+    /// name exists (the active record then stays: its directory is still the caller's); returns the record in the store afterwards (the existing one when
     /// another writer was first).
     pub(crate) fn commit_snapshot(
         &self,
@@ -178,9 +178,9 @@ impl Meta {
     ) -> Result<SnapshotRecord> {
         let key = name.to_string();
         let existing = self.write(|tx| {
-            tx.remove(ACTIVE, &record.id.to_string())?;
             let existing: Option<Vec<u8>> = tx.get_raw(SNAPSHOTS, &key)?;
             if existing.is_none() {
+                tx.remove(ACTIVE, &record.id.to_string())?;
                 tx.put(SNAPSHOTS, &key, record)?;
             }
             Ok(existing)
