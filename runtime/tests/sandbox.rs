@@ -318,6 +318,7 @@ async fn pids_limit_stops_a_fork_loop() {
     spec.limits = Limits {
         memory_bytes: None,
         pids: Some(20),
+        ..Limits::default()
     };
     let started = Instant::now();
     let (outcome, _, err) = fixture.run(&spec).await;
@@ -336,6 +337,7 @@ async fn memory_limit_reports_oom_kill() {
     spec.limits = Limits {
         memory_bytes: Some(32 << 20),
         pids: None,
+        ..Limits::default()
     };
     let (outcome, _, err) = fixture.run(&spec).await;
     let outcome = outcome.unwrap();
@@ -352,6 +354,7 @@ async fn nothing_is_left_behind() {
     spec.limits = Limits {
         memory_bytes: Some(64 << 20),
         pids: Some(64),
+        ..Limits::default()
     };
     let started = Instant::now();
     let out = {
@@ -661,6 +664,7 @@ async fn a_new_runtime_removes_sandboxes_left_by_a_dead_rbuild() {
         helper: env!("CARGO_BIN_EXE_rbuild-sandbox-test-helper").into(),
         state_dir: fixture.state.clone(),
         cgroup_parent: fixture.cgroup_parent.clone(),
+        ..Default::default()
     })
     .unwrap();
     assert!(!fixture.state.join(&id).exists());
@@ -686,6 +690,7 @@ async fn cgroup2_without_controllers_runs_kills_and_cleans_up() {
             helper: env!("CARGO_BIN_EXE_rbuild-sandbox-test-helper").into(),
             state_dir: fixture.state.clone(),
             cgroup_parent: parent.clone(),
+            ..Default::default()
         },
         mount.clone(),
     )

@@ -1,8 +1,9 @@
-//! The sandbox's filesystem: root and caller mounts, `/proc`, `/dev`, `/sys`, the host's
-//! resolver files, then pivot_root; and the undoing of the mount points it had to create.
+//! The sandbox's filesystem: root and caller mounts, `/proc`, `/dev`, `/sys` (masked and
+//! read-only paths, a read-only cgroupfs), the network's `/etc` files, then pivot_root; and
+//! the undoing of the mount points it had to create.
 
 use std::fs;
-use std::io;
+
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
@@ -10,13 +11,14 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, unshare};
 use nix::unistd::{chdir, pivot_root};
 
-use super::SetupError;
+use super::{SetupError, masks};
+use crate::cgroup::CgroupFs;
 use crate::mount::{
     MountError, MountPoint, MountPointKind, Stub, ensure_mount_point, mount_at, plan,
     resolve_in_root,
 };
-use crate::spec::{Network, SandboxSpec};
-use crate::state::{HOSTS_FILE, RESOLV_CONF_FILE};
+use crate::spec::SandboxSpec;
+use crate::state::{HOSTNAME_FILE, HOSTS_FILE, RESOLV_CONF_FILE};
 
 /// What setup changed in the root that must be undone after the command exits, so that a
 /// RUN over a bare root leaves no empty `/proc`, `/dev`, `/sys` or mount-point stubs in its
@@ -72,6 +74,7 @@ pub(super) fn setup(
     state_dir: &Path,
     rootfs: &Path,
     spec: &SandboxSpec,
+    cgroupfs: &CgroupFs,
     undo: &mut Undo,
 ) -> Result<(), SetupError> {
     undo.root = rootfs.to_owned();
@@ -131,9 +134,9 @@ pub(super) fn setup(
         undo,
     )?;
 
-    if spec.network == Network::Host {
-        bind_host_files(state_dir, rootfs, undo)?;
-    }
+    masks::mount_cgroupfs(rootfs, cgroupfs)?;
+    masks::apply(rootfs)?;
+    bind_network_files(state_dir, rootfs, undo)?;
 
     // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves
     // the new root alone, with no directory needed to park the old one in.
@@ -255,9 +258,10 @@ fn populate_dev(dev: &Path) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// Read-only private copies of the host's `/etc/resolv.conf` and `/etc/hosts`, when the
-/// root has an `/etc` (a root without one, such as `FROM scratch`, gets none).
-fn bind_host_files(state_dir: &Path, rootfs: &Path, undo: &mut Undo) -> Result<(), SetupError> {
+/// The sandbox's `/etc/resolv.conf`, `/etc/hosts` and `/etc/hostname` that rbuild wrote
+/// into the state dir (copies of the host's, or made for a bridge), bound read-only, when
+/// the root has an `/etc` (a root without one, such as `FROM scratch`, gets none).
+fn bind_network_files(state_dir: &Path, rootfs: &Path, undo: &mut Undo) -> Result<(), SetupError> {
     let etc =
         resolve_in_root(rootfs, Path::new("/etc")).map_err(|source| SetupError::MountPoint {
             path: "/etc".into(),
@@ -266,13 +270,11 @@ fn bind_host_files(state_dir: &Path, rootfs: &Path, undo: &mut Undo) -> Result<(
     if !rootfs.join(etc).is_dir() {
         return Ok(());
     }
-    for (name, file) in [("resolv.conf", RESOLV_CONF_FILE), ("hosts", HOSTS_FILE)] {
+    for name in [RESOLV_CONF_FILE, HOSTS_FILE, HOSTNAME_FILE] {
         let host = Path::new("/etc").join(name);
-        let copy = state_dir.join(file);
-        match fs::copy(&host, &copy) {
-            Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-            Err(source) => return Err(SetupError::CopyHostFile { path: host, source }),
+        let copy = state_dir.join(name);
+        if !copy.is_file() {
+            continue;
         }
         let target = mount_point(rootfs, &host, MountPointKind::File, undo)?;
         let bind = crate::spec::Mount {

@@ -88,6 +88,7 @@ impl Fixture {
             helper: env!("CARGO_BIN_EXE_rbuild-sandbox-test-helper").into(),
             state_dir: state.clone(),
             cgroup_parent: cgroup_parent.clone(),
+            ..Default::default()
         })
         .unwrap();
         Fixture {
