@@ -38,5 +38,5 @@ pub use error::{Error, SetupKind};
 pub use host_mount::{HostMount, with_mounts};
 pub use init::{INIT_ARG, init_main};
 pub use network::BridgeOptions;
-pub use runtime::{Child, ExitStatus, Outcome, Runtime, RuntimeOptions, StdioMode};
+pub use runtime::{Child, ExitStatus, Outcome, Runtime, RuntimeOptions, StdioMode, signal_sandbox};
 pub use spec::{CpuQuota, Limits, Mount, Network, Process, SandboxSpec};

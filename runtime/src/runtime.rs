@@ -227,6 +227,16 @@ impl Runtime {
     }
 }
 
+/// Passes `signal` to the sandbox whose helper has pid `helper` ([`Child::id`]); the
+/// helper hands SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 on to the command.
+/// For `rbuild run`, which forwards its own signals while it waits. Best effort: a sandbox
+/// that is gone is fine.
+pub fn signal_sandbox(helper: u32, signal: i32) {
+    if let (Ok(pid), Ok(signal)) = (i32::try_from(helper), Signal::try_from(signal)) {
+        let _ = kill(Pid::from_raw(pid), signal);
+    }
+}
+
 /// How the sandboxed process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {

@@ -8,3 +8,4 @@ mod build;
 mod errors;
 mod images;
 mod run;
+mod sandbox;
