@@ -592,52 +592,6 @@ async fn with_mounts_writes_through_a_private_overlay() {
     assert!(seen);
 }
 
-/// spawn + wait of `true`, median of 50 (run with `--ignored --nocapture`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn measure_spawn_and_wait_of_true() {
-    require_privileges!();
-    let fixture = Fixture::new();
-    let measure = std::env::var("RBUILD_MEASURE").unwrap_or_default();
-    if measure.contains("dirs") {
-        // As in real images: no stub mount points to create and remove.
-        for dir in ["proc", "dev", "sys"] {
-            fs::create_dir(fixture.lower.join(dir)).unwrap();
-        }
-    }
-    for (name, network) in [
-        ("network none", Network::None),
-        ("network host", Network::Host),
-    ] {
-        let mut spec = fixture.spec(&["/bin/true"]);
-        spec.network = network;
-        if measure.contains("volatile") {
-            spec.root.options.push("volatile".into());
-        }
-        let mut times = Vec::new();
-        for _ in 0..50 {
-            let started = Instant::now();
-            let outcome = fixture
-                .runtime
-                .spawn(&spec, StdioMode::Piped)
-                .unwrap()
-                .wait()
-                .await
-                .unwrap();
-            times.push(started.elapsed());
-            assert!(outcome.status.success());
-        }
-        times.sort();
-        eprintln!(
-            "spawn+wait of /bin/true ({name}, cgroup {:?}): median {:?}, min {:?}, max {:?}",
-            fixture.runtime.cgroup_version(),
-            times[times.len() / 2],
-            times[0],
-            times[times.len() - 1]
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_runtime_removes_sandboxes_left_by_a_dead_rbuild() {
     require_privileges!();

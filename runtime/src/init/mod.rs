@@ -449,16 +449,20 @@ fn helper(state: &StateDir) -> Result<(), SetupError> {
             drop(parent);
             pid1::main(state, &config, signals, &oom_score_adj)
         }
-        ForkResult::Parent { child } => supervise(state, child, &signals, parent),
+        ForkResult::Parent { child } => {
+            supervise(state, child, &signals, parent, &config.cgroup_procs)
+        }
     }
 }
 
-/// Waits for init, passing on signals, and kills it if rbuild goes away.
+/// Waits for init, passing on signals, and kills the sandbox if rbuild goes away: init
+/// (whose death takes its pid namespace down) and everything in the sandbox's cgroups.
 fn supervise(
     state: &StateDir,
     init: Pid,
     signals: &SignalFd,
     mut parent: Option<OwnedFd>,
+    cgroup_procs: &[PathBuf],
 ) -> Result<(), SetupError> {
     let ended = loop {
         let parent_gone = {
@@ -479,6 +483,7 @@ fn supervise(
         };
         if parent_gone {
             let _ = kill(init, Signal::SIGKILL);
+            kill_cgroup(cgroup_procs);
             parent = None;
         }
         while let Ok(Some(info)) = signals.read_signal() {
@@ -520,6 +525,24 @@ fn supervise(
     match ended {
         Ok(code) => exit(code),
         Err(_) => Ok(()),
+    }
+}
+
+/// SIGKILLs every process listed in the sandbox's `cgroup.procs` files but the helper.
+fn kill_cgroup(cgroup_procs: &[PathBuf]) {
+    let me = getpid().as_raw();
+    for procs in cgroup_procs {
+        let Ok(text) = std::fs::read_to_string(procs) else {
+            continue;
+        };
+        for pid in text
+            .lines()
+            .filter_map(|line| line.trim().parse::<i32>().ok())
+        {
+            if pid != me {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
     }
 }
 
