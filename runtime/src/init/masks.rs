@@ -7,7 +7,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use nix::mount::{MsFlags, mount};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
 use super::SetupError;
 use crate::cgroup::CgroupFs;
@@ -116,37 +116,44 @@ pub(super) fn apply(rootfs: &Path) -> Result<(), SetupError> {
 /// Mounts the sandbox's cgroup filesystem, read-only, at `<rootfs>/sys/fs/cgroup`. The
 /// helper unshared the cgroup namespace after joining the sandbox's cgroups, so each
 /// hierarchy shows the sandbox's own cgroup as its root.
-pub(super) fn mount_cgroupfs(rootfs: &Path, cgroupfs: &CgroupFs) -> Result<(), SetupError> {
-    const TARGET: &str = "/sys/fs/cgroup";
+///
+/// Best effort: it only informs the process (of its limits, for instance), so a hierarchy
+/// the kernel will not mount again with the host's options is left out rather than failing
+/// the sandbox; what is mounted is always read-only (the sysfs directory under it is too).
+pub(super) fn mount_cgroupfs(rootfs: &Path, cgroupfs: &CgroupFs) {
     let target = rootfs.join("sys/fs/cgroup");
     if !target.is_dir() {
-        return Ok(());
+        return;
     }
     let flags = MsFlags::MS_RDONLY | NOSUID_NODEV_NOEXEC;
     match cgroupfs {
-        CgroupFs::V2 => mount(
-            Some("cgroup2"),
-            &target,
-            Some("cgroup2"),
-            flags,
-            None::<&str>,
-        )
-        .map_err(mount_error("cgroup2", "cgroup2", TARGET)),
+        CgroupFs::V2 => {
+            let _ = mount(
+                Some("cgroup2"),
+                &target,
+                Some("cgroup2"),
+                flags,
+                None::<&str>,
+            );
+        }
         CgroupFs::V1 { hierarchies } => {
-            mount(
+            let data = Some("mode=755,size=64k");
+            if mount(
                 Some("tmpfs"),
                 &target,
                 Some("tmpfs"),
                 NOSUID_NODEV_NOEXEC,
-                Some("mode=755,size=64k"),
+                data,
             )
-            .map_err(mount_error("tmpfs", "tmpfs", TARGET))?;
+            .is_err()
+            {
+                return;
+            }
             for hierarchy in hierarchies {
                 let dir = target.join(&hierarchy.name);
-                fs::create_dir(&dir).map_err(|source| SetupError::MountPoint {
-                    path: Path::new(TARGET).join(&hierarchy.name),
-                    source,
-                })?;
+                if fs::create_dir(&dir).is_err() {
+                    continue;
+                }
                 // `release_agent` may only be set from the initial cgroup namespace
                 // (CVE-2022-0492), and the sandbox has no business with it.
                 let options: Vec<&str> = hierarchy
@@ -154,23 +161,29 @@ pub(super) fn mount_cgroupfs(rootfs: &Path, cgroupfs: &CgroupFs) -> Result<(), S
                     .split(',')
                     .filter(|option| !option.starts_with("release_agent="))
                     .collect();
-                mount(
+                let mounted = mount(
                     Some("cgroup"),
                     &dir,
                     Some("cgroup"),
                     flags,
                     Some(options.join(",").as_str()),
-                )
-                .map_err(mount_error("cgroup", &hierarchy.options, TARGET))?;
+                );
+                if mounted.is_err() {
+                    let _ = fs::remove_dir(&dir);
+                }
             }
-            mount(
+            let readonly = mount(
                 None::<&str>,
                 &target,
                 None::<&str>,
                 MsFlags::MS_REMOUNT | flags,
-                Some("mode=755,size=64k"),
-            )
-            .map_err(mount_error("tmpfs", "tmpfs", TARGET))
+                data,
+            );
+            if readonly.is_err() {
+                // Never leave a writable tmpfs behind: without it, the read-only sysfs
+                // directory shows.
+                let _ = umount2(&target, MntFlags::MNT_DETACH);
+            }
         }
     }
 }

@@ -134,7 +134,7 @@ pub(super) fn setup(
         undo,
     )?;
 
-    masks::mount_cgroupfs(rootfs, cgroupfs)?;
+    masks::mount_cgroupfs(rootfs, cgroupfs);
     masks::apply(rootfs)?;
     bind_network_files(state_dir, rootfs, undo)?;
 
