@@ -333,6 +333,9 @@ fn run_step_dies_with_rbuild_build() {
     wait_until("the step's cgroup to empty", || {
         cgroups.iter().all(|dir| cgroup_processes(dir) == 0)
     });
+    // The next rbuild on the store removes what the dead one left.
+    assert_success(&env.rbuild(&["run", "--network", "none", "busybox", "true"]));
+    assert!(cgroups.iter().all(|dir| !dir.exists()), "{cgroups:?}");
 }
 
 /// A real fork bomb: the pids limit holds it (watched from the host, in the sandbox's
