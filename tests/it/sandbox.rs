@@ -115,6 +115,28 @@ fn cannot_write_proc_sys_sysfs_or_the_cgroupfs() {
     );
 }
 
+/// CAP_MKNOD is in Docker's default set: nodes can be made, but only the devices bound
+/// into `/dev` can be opened (Docker: the devices cgroup; rbuild: `nodev` mounts).
+#[test]
+fn device_nodes_made_inside_cannot_be_opened() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let out = sh(
+        &env,
+        &["--tmpfs", "/scratch"],
+        "mknod /dev/full2 c 1 7 && echo x > /dev/full2; \
+         mknod /tmp/full3 c 1 7 && echo x > /tmp/full3; \
+         mknod /scratch/full4 c 1 7 && echo x > /scratch/full4; \
+         echo x > /dev/null && echo null-ok; echo x > /dev/full; true",
+    );
+    assert_success(&out);
+    assert_eq!(stdout(&out), "null-ok\n");
+    let err = stderr(&out);
+    assert_eq!(err.matches("Permission denied").count(), 3, "{err}");
+    // /dev/full itself still behaves as /dev/full.
+    assert!(err.contains("No space left on device"), "{err}");
+}
+
 #[test]
 fn cannot_load_kernel_modules() {
     require_privileges!();

@@ -90,7 +90,10 @@ pub(super) fn setup(
     )
     .map_err(|source| SetupError::PrivateMounts { source })?;
 
-    mount_at(&spec.root, rootfs)?;
+    // Every filesystem of the sandbox is `nodev` but the device nodes bound into `/dev` and
+    // devpts: CAP_MKNOD (in Docker's default set) creates nodes, and nothing opens them.
+    // Docker gets the same from the devices cgroup; `nodev` works alike on v1 and v2.
+    mount_at(&without_devices(&spec.root), rootfs)?;
 
     for spec_mount in &spec.mounts {
         let bind = plan(&spec_mount.fstype, &spec_mount.options).bind;
@@ -100,7 +103,7 @@ pub(super) fn setup(
             MountPointKind::Dir
         };
         let target = mount_point(rootfs, &spec_mount.target, kind, undo)?;
-        mount_at(spec_mount, &target.path)?;
+        mount_at(&without_devices(spec_mount), &target.path)?;
         undo.mounts.push(target.sandbox_path);
     }
 
@@ -119,7 +122,7 @@ pub(super) fn setup(
         "/dev",
         "tmpfs",
         "tmpfs",
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
         undo,
     )?;
@@ -151,13 +154,22 @@ pub(super) fn setup(
             None::<&str>,
             "/",
             None::<&str>,
-            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+            // A bind remount sets the mount's flags anew: `nodev` must be said again.
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NODEV,
             None::<&str>,
         )
         .map_err(|source| SetupError::ReadonlyRoot { source })?;
         undo.readonly = true;
     }
     Ok(())
+}
+
+/// `mount` with `nodev` added (the caller may not take it away).
+fn without_devices(mount: &crate::spec::Mount) -> crate::spec::Mount {
+    let mut mount = mount.clone();
+    mount.options.retain(|option| option != "dev");
+    mount.options.push("nodev".into());
+    mount
 }
 
 fn mount_point(
@@ -196,8 +208,9 @@ fn special(
     Ok(point.path)
 }
 
-/// Device nodes bound from the host (no mknod: it would need the nodes to be allowed on
-/// the root's filesystem), a private devpts, shm, mqueue and the usual symlinks.
+/// Device nodes bound from the host (no mknod: the `/dev` tmpfs is `nodev`, and each bind is
+/// a mount of its own that allows its one device), a private devpts, shm, mqueue and the
+/// usual symlinks.
 fn populate_dev(dev: &Path) -> Result<(), SetupError> {
     let create_error = |path: &Path| {
         let path = path.to_owned();
