@@ -137,6 +137,31 @@ fn device_nodes_made_inside_cannot_be_opened() {
     assert!(err.contains("No space left on device"), "{err}");
 }
 
+/// CVE-2019-5736: the sandbox's pid 1 is the rbuild binary, re-executed. The command must
+/// not reach it through `/proc/1/exe` (nor init's descriptors or root): init is
+/// non-dumpable and the command has no CAP_SYS_PTRACE.
+#[test]
+fn init_and_the_rbuild_binary_are_out_of_reach() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let out = sh(
+        &env,
+        &[],
+        "cat /proc/1/comm; \
+         head -c 1 /proc/1/exe >/dev/null && echo exe-readable; \
+         echo x >> /proc/1/exe && echo exe-writable; \
+         for fd in 0 1 2 3 4 5 6 7 8 9; do \
+           readlink /proc/1/fd/$fd && echo fd-readable; \
+           head -c 0 /proc/1/fd/$fd 2>/dev/null && echo fd-open; \
+         done; \
+         ls /proc/1/root/ >/dev/null && echo root-reachable; \
+         cat /proc/1/environ >/dev/null && echo environ-readable; true",
+    );
+    assert_success(&out);
+    assert!(stdout(&out).starts_with("rbuild"), "{}", stdout(&out));
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
+}
+
 #[test]
 fn cannot_load_kernel_modules() {
     require_privileges!();
