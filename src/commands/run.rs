@@ -472,6 +472,8 @@ fn publish_ports(listeners: Vec<(TcpListener, u16)>, address: Ipv4Addr) -> Vec<J
             tokio::spawn(async move {
                 loop {
                     let Ok((mut inbound, _)) = listener.accept().await else {
+                        // Out of descriptors, say: let some connections end first.
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                         continue;
                     };
                     tokio::spawn(async move {
