@@ -31,6 +31,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::spec::Network;
+use crate::state::{HOSTNAME_FILE, HOSTS_FILE, RESOLV_CONF_FILE};
 use netlink::{Netlink, link_index};
 
 /// The bridge of `Network::Bridge` sandboxes; a field of [`crate::RuntimeOptions`].
@@ -326,12 +328,10 @@ pub(crate) fn resolv_conf(host: &str) -> String {
 /// the host's resolver files for `Host`, generated ones for `Bridge`, none for `None`.
 pub(crate) fn write_files(
     state_dir: &Path,
-    network: crate::spec::Network,
+    network: Network,
     hostname: &str,
     address: Option<Ipv4Addr>,
 ) -> Result<(), Error> {
-    use crate::spec::Network;
-    use crate::state::{HOSTNAME_FILE, HOSTS_FILE, RESOLV_CONF_FILE};
     let write = |name: &str, text: &str| {
         let path = state_dir.join(name);
         fs::write(&path, text).map_err(|source| Error::WriteState { path, source })
