@@ -11,7 +11,8 @@
 # missing). Everything runs in a network namespace made for the run, so rbuild's bridge
 # (measured too: `rbuild run --network bridge`) never touches the machine's interfaces.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+self="$(readlink -f "$0")"
+cd "$(dirname "$self")/../.."
 
 rounds="${1:-200}"
 if [ "$(id -u)" -ne 0 ]; then
@@ -30,7 +31,7 @@ fi
 
 # In a network namespace of our own (loopback up), re-executed once.
 if [ -z "${RUN_START_INSIDE:-}" ]; then
-  exec env RUN_START_INSIDE=1 RBUILD="$RBUILD" unshare --net -- "$0" "$@"
+  exec env RUN_START_INSIDE=1 RBUILD="$RBUILD" unshare --net -- "$self" "$@"
 fi
 /bin/busybox ip link set lo up
 
