@@ -356,13 +356,15 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     } else {
         StdioMode::InheritOutput
     };
+    // Caught from before the sandbox starts, so that none kills rbuild in between.
+    let signals = catch_signals(args.tty);
     let outcome = async {
         let child = runtime.spawn(&spec, stdio)?;
         let proxies = match child.address() {
             Some(address) => publish_ports(listeners, address),
             None => Vec::new(),
         };
-        let forwarder = forward_signals(child.id(), args.tty);
+        let forwarder = forward_signals(signals, child.id());
         let outcome = child.wait().await;
         forwarder.abort();
         for proxy in proxies {
@@ -397,12 +399,18 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     ))
 }
 
-/// Passes the signals rbuild gets on to the sandbox's helper, which hands them to the
-/// command. Without `-t`, a terminal's Ctrl-C and Ctrl-\ already reach the command (it is
-/// in the terminal's foreground process group with rbuild), so SIGINT and SIGQUIT are
-/// passed on only when rbuild's stdin is no terminal; with `-t` the keys travel as bytes
-/// through the sandbox's own pty.
-fn forward_signals(helper: Option<u32>, tty: bool) -> JoinHandle<()> {
+/// The signals rbuild catches while a sandbox runs: those it passes on, and those it only
+/// keeps from killing it.
+struct CaughtSignals {
+    forwarded: Vec<(tokio::signal::unix::Signal, i32)>,
+    ignored: Vec<tokio::signal::unix::Signal>,
+}
+
+/// Without `-t`, a terminal's Ctrl-C and Ctrl-\ already reach the command (it is in the
+/// terminal's foreground process group with rbuild), so SIGINT and SIGQUIT are passed on
+/// only when rbuild's stdin is no terminal; with `-t` the keys travel as bytes through the
+/// sandbox's own pty. SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 are always passed on.
+fn catch_signals(tty: bool) -> CaughtSignals {
     use tokio::signal::unix::{SignalKind, signal};
     let from_terminal = !tty && std::io::stdin().is_terminal();
     let mut kinds = vec![
@@ -424,19 +432,22 @@ fn forward_signals(helper: Option<u32>, tty: bool) -> JoinHandle<()> {
     } else {
         kinds.extend(terminal_kinds);
     }
-    let mut streams = Vec::new();
-    for (kind, number) in kinds {
-        if let Ok(stream) = signal(kind) {
-            streams.push((stream, number));
-        }
-    }
+    let forwarded = kinds
+        .into_iter()
+        .filter_map(|(kind, number)| signal(kind).ok().map(|stream| (stream, number)))
+        .collect();
+    CaughtSignals { forwarded, ignored }
+}
+
+/// Passes the caught signals on to the sandbox's helper, which hands them to the command.
+fn forward_signals(signals: CaughtSignals, helper: Option<u32>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let _ignored = ignored;
+        let _ignored = signals.ignored;
         let Some(helper) = helper else {
             return;
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        for (mut stream, number) in streams {
+        for (mut stream, number) in signals.forwarded {
             let tx = tx.clone();
             tokio::spawn(async move {
                 while stream.recv().await.is_some() {
