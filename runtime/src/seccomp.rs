@@ -16,6 +16,10 @@
 //!   read, and libc falls back to `clone`, whose flags are checked.
 //! - On x86_64, x32-ABI syscall numbers (bit 30 set) are refused outright, so the
 //!   deny-list cannot be bypassed through them.
+//! - `ioctl(TIOCSTI)` and `ioctl(TIOCLINUX)` are refused: without `-t`, `rbuild run`'s
+//!   command shares the user's terminal, and these would push input into it (keystrokes for
+//!   the user's shell once rbuild exits). Docker never hands a container the host's
+//!   terminal; flatpak and bubblewrap refuse them the same way.
 
 use std::collections::BTreeMap;
 
@@ -103,6 +107,11 @@ const NAMESPACE_FLAGS: [u64; 8] = [
     0x80, // CLONE_NEWTIME
 ];
 
+/// Terminal ioctls that inject input (`TIOCSTI`) or reach the console (`TIOCLINUX`).
+/// Compared on the low 32 bits: the kernel takes the request as an `unsigned int`, so high
+/// bits set by the caller would not change the request, only a 64-bit comparison.
+const TERMINAL_INJECTION: [u64; 2] = [0x5412, 0x541c];
+
 /// The `personality(2)` values Docker allows: Linux, Linux32 (and with UNAME26), and the
 /// query. Others (READ_IMPLIES_EXEC, ADDR_NO_RANDOMIZE, ...) weaken the process.
 const PERSONALITIES: [u64; 5] = [0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
@@ -163,6 +172,15 @@ impl Filter {
             .and_then(SeccompRule::new)
             .map_err(CompileError)?;
         rules.insert(libc::SYS_personality, vec![personality]);
+        let ioctls = TERMINAL_INJECTION
+            .iter()
+            .map(|request| {
+                SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, *request)
+                    .and_then(|condition| SeccompRule::new(vec![condition]))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(CompileError)?;
+        rules.insert(libc::SYS_ioctl, ioctls);
         let filter = SeccompFilter::new(
             rules,
             SeccompAction::Allow,
@@ -387,6 +405,26 @@ mod tests {
             check(libc::SYS_personality, [0x0040000, 0, 0, 0, 0, 0]),
             EPERM
         );
+    }
+
+    #[test]
+    fn terminal_input_injection_is_refused() {
+        assert_eq!(
+            check(libc::SYS_ioctl, [1, libc::TIOCSTI as u64, 0, 0, 0, 0]),
+            EPERM
+        );
+        assert_eq!(check(libc::SYS_ioctl, [1, 0x541c, 0, 0, 0, 0]), EPERM);
+        for request in [
+            libc::TCGETS,
+            libc::TIOCGWINSZ,
+            libc::TIOCSWINSZ,
+            libc::FIONREAD,
+        ] {
+            assert_eq!(
+                check(libc::SYS_ioctl, [1, request as u64, 0, 0, 0, 0]),
+                ALLOW
+            );
+        }
     }
 
     #[test]
