@@ -203,6 +203,7 @@ impl Runtime {
         let config = InitConfig {
             spec: spec.clone(),
             cgroup_procs: cgroup.procs_files(),
+            clone_into: cgroup.v2_dir().map(Path::to_path_buf),
             parent_pid: std::process::id() as i32,
             cgroupfs: self.inner.hierarchy.cgroupfs(),
             bridge: lease.as_ref().map(|lease| lease.config(&opts.bridge)),

@@ -31,8 +31,13 @@ pub(crate) const STATE_FILES: [&str; 5] = [
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct InitConfig {
     pub spec: SandboxSpec,
-    /// `cgroup.procs` files the helper joins before creating namespaces.
+    /// `cgroup.procs` files the helper joins before creating namespaces (v1), and whose
+    /// processes it kills if rbuild dies.
     pub cgroup_procs: Vec<PathBuf>,
+    /// v2: the cgroup init is started in with `clone3(CLONE_INTO_CGROUP)`; the helper then
+    /// stays out of it.
+    #[serde(default)]
+    pub clone_into: Option<PathBuf>,
     /// The rbuild process; the sandbox is killed when it dies.
     pub parent_pid: i32,
     /// What the sandbox mounts, read-only, at `/sys/fs/cgroup`.

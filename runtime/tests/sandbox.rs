@@ -667,6 +667,15 @@ async fn cgroup2_without_controllers_runs_kills_and_cleans_up() {
     // Inside its cgroup namespace the sandbox is at the root of the v2 hierarchy.
     assert!(text.lines().any(|line| line == "0::/"), "{text}");
     assert_eq!(sandbox_cgroups().len(), 1);
+    // Init was started in the cgroup (clone3 CLONE_INTO_CGROUP); the helper stayed out.
+    let procs = fs::read_to_string(sandbox_cgroups()[0].path().join("cgroup.procs")).unwrap();
+    let helper = child.id().unwrap().to_string();
+    assert!(!procs.lines().any(|pid| pid == helper), "{procs}");
+    assert_eq!(
+        procs.lines().count(),
+        2,
+        "init and sleep (sh execs it): {procs}"
+    );
     child.kill();
     assert_eq!(child.wait().await.unwrap().status, ExitStatus::Signaled(9));
     assert!(sandbox_cgroups().is_empty());

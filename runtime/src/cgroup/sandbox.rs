@@ -268,6 +268,14 @@ impl SandboxCgroup {
         dirs
     }
 
+    /// The sandbox's one directory, on v2.
+    pub(crate) fn v2_dir(&self) -> Option<&Path> {
+        match self.version() {
+            CgroupVersion::V2 => self.dirs().first().copied(),
+            CgroupVersion::V1 => None,
+        }
+    }
+
     /// The `cgroup.procs` files the helper writes its pid to.
     pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
         self.dirs()

@@ -14,6 +14,7 @@
 //! safe there, and setup errors travel back as data in `status.json`, never as exit codes.
 
 mod command;
+mod enter_cgroup;
 mod masks;
 mod pid1;
 mod rootfs;
@@ -36,7 +37,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork, getpid, getppid};
+use nix::unistd::{ForkResult, Pid, getpid, getppid};
 
 use crate::error::SetupKind;
 use crate::mount::MountError;
@@ -406,13 +407,7 @@ fn helper(state: &StateDir) -> Result<(), SetupError> {
         exit(0);
     }
 
-    let pid = getpid().to_string();
-    for procs in &config.cgroup_procs {
-        std::fs::write(procs, &pid).map_err(|source| SetupError::JoinCgroup {
-            path: procs.clone(),
-            source,
-        })?;
-    }
+    let entry = enter_cgroup::prepare(&config)?;
     // The OOM killer must pick the command, not the helper or init (whose death would be
     // reported as a plain SIGKILL); the command gets rbuild's own score back.
     let oom_score_adj = shield_from_oom();
@@ -427,10 +422,9 @@ fn helper(state: &StateDir) -> Result<(), SetupError> {
         }
         _ => None,
     };
-    let mut flags = CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWCGROUP;
+    // The cgroup namespace is init's to make, once it is in the sandbox's cgroup (on v2
+    // the helper never is).
+    let mut flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     if config.spec.network != Network::Host {
         flags |= CloneFlags::CLONE_NEWNET;
     }
@@ -441,12 +435,10 @@ fn helper(state: &StateDir) -> Result<(), SetupError> {
 
     // SAFETY: the helper is single-threaded (freshly exec'd, `init_main` runs before any
     // thread is started), so the child may run arbitrary code after the fork.
-    match unsafe { fork() }.map_err(|source| SetupError::Fork {
-        what: "the sandbox init",
-        source,
-    })? {
+    match unsafe { enter_cgroup::fork_init(&entry, &config) }? {
         ForkResult::Child => {
             drop(parent);
+            drop(entry);
             pid1::main(state, &config, signals, &oom_score_adj)
         }
         ForkResult::Parent { child } => {

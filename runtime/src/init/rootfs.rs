@@ -80,7 +80,10 @@ pub(super) fn setup(
     undo.root = rootfs.to_owned();
     // A mount namespace of its own, detached from the host's propagation: nothing mounted
     // here shows on the host, and it all goes away with the namespace.
-    unshare(CloneFlags::CLONE_NEWNS).map_err(|source| SetupError::Unshare { source })?;
+    // The cgroup namespace too, now that init is in the sandbox's cgroup: its root is the
+    // sandbox's own cgroup, as the read-only cgroupfs will show.
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWCGROUP)
+        .map_err(|source| SetupError::Unshare { source })?;
     mount(
         None::<&str>,
         "/",
