@@ -410,7 +410,7 @@ mod tests {
     #[test]
     fn terminal_input_injection_is_refused() {
         assert_eq!(
-            check(libc::SYS_ioctl, [1, libc::TIOCSTI as u64, 0, 0, 0, 0]),
+            check(libc::SYS_ioctl, [1, libc::TIOCSTI, 0, 0, 0, 0]),
             EPERM
         );
         assert_eq!(check(libc::SYS_ioctl, [1, 0x541c, 0, 0, 0, 0]), EPERM);
@@ -420,10 +420,7 @@ mod tests {
             libc::TIOCSWINSZ,
             libc::FIONREAD,
         ] {
-            assert_eq!(
-                check(libc::SYS_ioctl, [1, request as u64, 0, 0, 0, 0]),
-                ALLOW
-            );
+            assert_eq!(check(libc::SYS_ioctl, [1, request, 0, 0, 0, 0]), ALLOW);
         }
     }
 
