@@ -129,6 +129,7 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         limits: Limits {
             memory_bytes: memory,
             pids: args.pids_limit,
+            ..Limits::default()
         },
         source_date_epoch,
         ignore: read_ignore_file(&dockerfile_path, &args.context)?,

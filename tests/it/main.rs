@@ -11,4 +11,5 @@ mod copy;
 mod errors;
 mod images;
 mod run;
+mod sandbox;
 mod store;
