@@ -29,6 +29,15 @@ pub(crate) struct Context {
     state_name: String,
 }
 
+/// What a checksum leaves out: the ignore file and `--exclude` (relative to the context,
+/// or to the source operand, as COPY does).
+struct Scope<'a> {
+    excluded: &'a dyn Fn(&str) -> bool,
+    exclude: Option<&'a IgnoreMatcher>,
+    operand: &'a Path,
+    exceptions: bool,
+}
+
 /// What is remembered about one file, to trust its hash without reading it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct FileStamp {
@@ -78,8 +87,16 @@ impl Context {
     /// The checksum of what `sources` select in the context, for a COPY's cache key.
     /// Sources that match nothing are part of the checksum as such (the step then fails
     /// when it runs, with its own error).
-    pub(crate) fn checksum(&self, sources: &[String]) -> io::Result<String> {
+    pub(crate) fn checksum(
+        &self,
+        sources: &[String],
+        exclude: Option<&IgnoreMatcher>,
+    ) -> io::Result<String> {
         let mut key = KeyBuilder::new("context");
+        let excluded =
+            |rel: &str| self.ignore.is_excluded(rel) || exclude.is_some_and(|e| e.is_excluded(rel));
+        let exceptions =
+            self.ignore.has_exceptions() || exclude.is_some_and(|e| e.has_exceptions());
         for source in sources {
             key.part("source").part(source);
             let matches = if glob::has_wildcards(source) {
@@ -88,7 +105,7 @@ impl Context {
                 vec![source.trim_start_matches('/').to_owned()]
             };
             for rel in matches {
-                if self.ignore.is_excluded(&rel) {
+                if excluded(&rel) {
                     key.part("excluded").part(&rel);
                     continue;
                 }
@@ -96,7 +113,13 @@ impl Context {
                 match fs::metadata(&host) {
                     Ok(meta) => {
                         key.part("match").part(&rel);
-                        self.entry(&mut key, &host, &meta, true)?;
+                        let scope = Scope {
+                            excluded: &excluded,
+                            exclude,
+                            operand: &host,
+                            exceptions,
+                        };
+                        self.entry(&mut key, &host, &meta, true, &scope)?;
                     }
                     Err(err) if err.kind() == io::ErrorKind::NotFound => {
                         key.part("missing").part(&rel);
@@ -115,6 +138,7 @@ impl Context {
         host: &Path,
         meta: &fs::Metadata,
         top: bool,
+        scope: &Scope<'_>,
     ) -> io::Result<()> {
         let file_type = meta.file_type();
         key.part(&format!("{:o}", meta.mode() & 0o7777));
@@ -129,13 +153,18 @@ impl Context {
                 let rel = self.relative(&child);
                 let child_meta = fs::symlink_metadata(&child)?;
                 // An excluded directory still counts for what `!` patterns re-include in it.
-                if self.ignore.is_excluded(&rel)
-                    && !(child_meta.is_dir() && self.ignore.has_exceptions())
+                let by_operand = scope.exclude.is_some_and(|exclude| {
+                    child
+                        .strip_prefix(scope.operand)
+                        .is_ok_and(|r| exclude.is_excluded(&r.to_string_lossy()))
+                });
+                if ((scope.excluded)(&rel) || by_operand)
+                    && !(child_meta.is_dir() && scope.exceptions)
                 {
                     continue;
                 }
                 key.part("child").part(&name.to_string_lossy());
-                self.entry(key, &child, &child_meta, false)?;
+                self.entry(key, &child, &child_meta, false, scope)?;
             }
         } else if file_type.is_symlink() && !top {
             key.part("symlink")
@@ -211,7 +240,7 @@ mod tests {
         fs::write(dir.path().join("other.txt"), "unrelated").unwrap();
         let ctx = context(dir.path(), "", &store);
         let sources = vec!["src".to_owned()];
-        let first = ctx.checksum(&sources).unwrap();
+        let first = ctx.checksum(&sources, None).unwrap();
 
         // Same content, new mtime: same checksum.
         let file = fs::File::options()
@@ -220,23 +249,23 @@ mod tests {
             .unwrap();
         file.set_modified(std::time::SystemTime::UNIX_EPOCH)
             .unwrap();
-        assert_eq!(ctx.checksum(&sources).unwrap(), first);
+        assert_eq!(ctx.checksum(&sources, None).unwrap(), first);
         // An unrelated file: same checksum.
         fs::write(dir.path().join("other.txt"), "changed").unwrap();
-        assert_eq!(ctx.checksum(&sources).unwrap(), first);
+        assert_eq!(ctx.checksum(&sources, None).unwrap(), first);
         // Content, mode, a new file: new checksum.
         fs::write(dir.path().join("src/a.rs"), "fn b() {}").unwrap();
-        let second = ctx.checksum(&sources).unwrap();
+        let second = ctx.checksum(&sources, None).unwrap();
         assert_ne!(second, first);
         fs::set_permissions(
             dir.path().join("src/a.rs"),
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .unwrap();
-        let third = ctx.checksum(&sources).unwrap();
+        let third = ctx.checksum(&sources, None).unwrap();
         assert_ne!(third, second);
         fs::write(dir.path().join("src/b.rs"), "").unwrap();
-        assert_ne!(ctx.checksum(&sources).unwrap(), third);
+        assert_ne!(ctx.checksum(&sources, None).unwrap(), third);
 
         // Remembered hashes survive into the next build.
         ctx.save_hashes(&store);
@@ -254,8 +283,8 @@ mod tests {
         fs::write(dir.path().join("app/debug.log"), "1").unwrap();
         let ctx = context(dir.path(), "**/*.log\n", &store);
         let sources = vec![".".to_owned()];
-        let first = ctx.checksum(&sources).unwrap();
+        let first = ctx.checksum(&sources, None).unwrap();
         fs::write(dir.path().join("app/debug.log"), "2").unwrap();
-        assert_eq!(ctx.checksum(&sources).unwrap(), first);
+        assert_eq!(ctx.checksum(&sources, None).unwrap(), first);
     }
 }

@@ -33,7 +33,13 @@ impl SolveContext {
         let origin = origin.to_owned();
         let step_err = step_error(op);
         let active = tokio::task::spawn_blocking(move || -> Result<ActiveSnapshot, BuildError> {
-            let active = store.prepare_on(parent_lowers)?;
+            // `--link`: the layer is made on an empty filesystem (the parent is only read for
+            // `--chown` names) and stacked on the parent afterwards.
+            let active = store.prepare_on(if copy_op.link {
+                Vec::new()
+            } else {
+                parent_lowers.clone()
+            })?;
             let scratch = store.temp_dir("copy")?;
             let result = (|| -> Result<(), BuildError> {
                 let empty = store.empty_dir()?;
@@ -74,17 +80,30 @@ impl SolveContext {
                     }
                 };
                 let preserve_owner = matches!(copy_op.source, CopySource::Op(_));
+                let exclude = (!copy_op.excludes.is_empty())
+                    .then(|| crate::ignore::IgnoreMatcher::parse(&copy_op.excludes.join("\n")));
+                let names_root = if copy_op.link && !parent_lowers.is_empty() {
+                    let at = scratch.join("parent");
+                    fs::create_dir(&at).map_err(|e| step_err(e.into()))?;
+                    mounts.push(HostMount {
+                        mount: overlay(&parent_lowers, None, empty.clone()),
+                        at: at.clone(),
+                    });
+                    at
+                } else {
+                    rootfs.clone()
+                };
                 rbuild_runtime::with_mounts(&mounts, || -> Result<(), BuildError> {
                     let owner = copy_op
                         .chown
                         .as_deref()
-                        .map(|spec| owner::resolve_owner(&rootfs, spec))
+                        .map(|spec| owner::resolve_owner(&names_root, spec))
                         .transpose()
                         .map_err(|e| step_err(e.into()))?;
                     let mode = copy_op
                         .chmod
                         .as_deref()
-                        .map(copy::parse_chmod)
+                        .map(crate::chmod::Chmod::parse)
                         .transpose()
                         .map_err(|e| step_err(e.into()))?;
                     copy::copy(&CopyRequest {
@@ -99,6 +118,8 @@ impl SolveContext {
                         // Only the context has an ignore file.
                         ignore: matches!(copy_op.source, CopySource::Context)
                             .then_some(&context_ignore),
+                        exclude: exclude.as_ref(),
+                        parents: copy_op.parents,
                         extract_archives: copy_op.kind == CopyKind::Add
                             && matches!(copy_op.source, CopySource::Context),
                     })

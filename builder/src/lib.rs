@@ -2,6 +2,7 @@
 //! the runtime (RUN steps), and assembles the image.
 
 mod cache;
+mod chmod;
 mod context;
 mod copy;
 mod error;

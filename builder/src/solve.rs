@@ -389,7 +389,24 @@ impl SolveContext {
             if let Some(record) =
                 tokio::task::spawn_blocking(move || store.cache_get(&lookup)).await??
             {
-                let state = self.cached_state(&parent, &record).await?;
+                let state = match (&op.kind, &record.layer) {
+                    (OpKind::Copy(copy), Some(layer)) if copy.link => {
+                        // Stack the recorded layer on this parent: its files are linked into
+                        // a snapshot of their own, nothing is run or measured again.
+                        let store = self.builder.store.clone();
+                        let diff_id = layer.diff_id.clone();
+                        match tokio::task::spawn_blocking(move || store.clone_layer(&diff_id))
+                            .await??
+                        {
+                            Some((active, known)) => {
+                                self.commit_pipelined(&key, op, &parent, active, true, Some(known))
+                                    .await?
+                            }
+                            None => self.cached_state(&parent, &record).await?,
+                        }
+                    }
+                    _ => self.cached_state(&parent, &record).await?,
+                };
                 self.progress.event(Event::StepStarted {
                     step,
                     description: &op.description,
@@ -429,7 +446,7 @@ impl SolveContext {
         };
         let state = match result {
             Ok((active, keep_empty)) => {
-                self.commit_pipelined(&key, op, &parent, active, keep_empty)
+                self.commit_pipelined(&key, op, &parent, active, keep_empty, None)
                     .await?
             }
             Err(err) => {
@@ -520,9 +537,25 @@ impl SolveContext {
     ) -> Result<CacheKey, BuildError> {
         let op = graph.op(id);
         let mut key = KeyBuilder::new("op");
-        key.part(&op.digest.0);
         let mut input_ids = op.kind.inputs();
         input_ids.dedup();
+        match &op.kind {
+            // `COPY --link` does not depend on the layers below: its key leaves them out,
+            // so a new base image keeps the step cached and its layer is restacked.
+            OpKind::Copy(copy) if copy.link => {
+                let mut definition = copy.clone();
+                definition.rootfs = OpId(0);
+                if let CopySource::Op(_) = definition.source {
+                    definition.source = CopySource::Op(OpId(0));
+                }
+                key.part("link")
+                    .part(&serde_json::to_string(&definition).expect("ops serialize"));
+                input_ids.retain(|input| *input != copy.rootfs);
+            }
+            _ => {
+                key.part(&op.digest.0);
+            }
+        }
         for input in input_ids {
             key.part(inputs[&input].key.as_str());
         }
@@ -546,10 +579,12 @@ impl SolveContext {
             OpKind::Copy(copy) => {
                 if let CopySource::Context = copy.source {
                     let sources = copy.sources.clone();
+                    let exclude = (!copy.excludes.is_empty())
+                        .then(|| IgnoreMatcher::parse(&copy.excludes.join("\n")));
                     let checksum = {
                         // Hashing reads files: keep it off the async workers.
                         let ctx = &self.context;
-                        tokio::task::block_in_place(|| ctx.checksum(&sources))
+                        tokio::task::block_in_place(|| ctx.checksum(&sources, exclude.as_ref()))
                     }
                     .map_err(|source| BuildError::StepFailed {
                         span: op.span,
@@ -602,6 +637,7 @@ impl SolveContext {
         parent: &State,
         active: ActiveSnapshot,
         keep_empty: bool,
+        known: Option<rbuild_store::NewLayer>,
     ) -> Result<State, BuildError> {
         let store = self.builder.store.clone();
         let options = LayerOptions {
@@ -642,9 +678,13 @@ impl SolveContext {
             let result = async {
                 let upper = active.upper.clone();
                 let measuring = store.clone();
-                let new_layer =
-                    tokio::task::spawn_blocking(move || measuring.create_layer(&upper, options))
-                        .await??;
+                let new_layer = match known {
+                    Some(layer) => layer,
+                    None => {
+                        tokio::task::spawn_blocking(move || measuring.create_layer(&upper, options))
+                            .await??
+                    }
+                };
                 let parent_name = match &parent_top {
                     Some(top) => Some(top.get().await?.1),
                     None => None,

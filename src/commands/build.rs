@@ -220,6 +220,7 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
     if let Some(path) = &args.iidfile {
         write_iidfile(path, &result.config.to_string())?;
     }
+    auto_gc(&output_store).await;
     for output in outputs {
         write_output(&output_store, &result, output).await?;
     }
@@ -347,4 +348,41 @@ async fn write_output(
     })
     .await
     .into_diagnostic()?
+}
+
+/// With `RBUILD_GC_KEEP_STORAGE` set (e.g. `20g`), a build that leaves the store above that
+/// size collects garbage right away: unused objects, then build cache, least recently used
+/// first, until the store fits again.
+async fn auto_gc(store: &rbuild_store::Store) {
+    let Some(bound) = std::env::var("RBUILD_GC_KEEP_STORAGE")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .and_then(|v| parse_size(&v).ok())
+    else {
+        return;
+    };
+    let store = store.clone();
+    let report = tokio::task::spawn_blocking(
+        move || -> rbuild_store::Result<Option<rbuild_store::GcReport>> {
+            if store.estimated_usage()? <= bound {
+                return Ok(None);
+            }
+            store
+                .gc(&rbuild_store::GcOptions {
+                    keep_storage: Some(bound),
+                    ..Default::default()
+                })
+                .map(Some)
+        },
+    )
+    .await;
+    match report {
+        Ok(Ok(Some(report))) => eprintln!(
+            "the store was above RBUILD_GC_KEEP_STORAGE: removed {} cache record(s), {} blob(s) and {} snapshot(s)",
+            report.cache_records, report.blobs, report.snapshots
+        ),
+        Ok(Ok(None)) => {}
+        Ok(Err(err)) => eprintln!("warning: automatic garbage collection failed: {err}"),
+        Err(err) => eprintln!("warning: automatic garbage collection failed: {err}"),
+    }
 }
