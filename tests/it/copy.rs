@@ -264,3 +264,39 @@ fn copy_link_makes_a_layer_that_moves_to_a_new_base() {
     );
     assert_success(&env.rbuild(&["store", "verify"]));
 }
+
+#[test]
+fn heredocs_in_run_and_copy() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let dockerfile = "FROM busybox\n\
+        ARG NAME=world\n\
+        COPY <<EOF /greeting.txt\n\
+        hello $NAME\n\
+        EOF\n\
+        COPY <<'EOF' /literal.txt\n\
+        hello $NAME\n\
+        EOF\n\
+        RUN <<EOF\n\
+        echo first > /run1.txt\n\
+        echo second >> /run1.txt\n\
+        EOF\n\
+        RUN <<EOF\n\
+        #!/bin/sh -e\n\
+        echo \"shebang $0\" > /run2.txt\n\
+        EOF\n\
+        RUN cat <<EOF > /run3.txt\n\
+        fed to cat\n\
+        EOF\n";
+    let ctx = env.context("heredocs", &[("Dockerfile", dockerfile)]);
+    assert_success(&env.build(&ctx, "here:1"));
+    let out = sh(
+        &env,
+        "here:1",
+        "cat /greeting.txt /literal.txt /run1.txt /run3.txt; grep -c shebang /run2.txt",
+    );
+    assert_eq!(
+        out,
+        "hello world\nhello $NAME\nfirst\nsecond\nfed to cat\n1\n"
+    );
+}
