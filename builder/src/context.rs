@@ -6,7 +6,7 @@
 //! file. The checksum covers names, types, permission bits, sizes, link targets and
 //! content; never mtimes or owners (context files always land owned by root).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
@@ -84,14 +84,17 @@ impl Context {
         }
     }
 
-    /// The checksum of what `sources` select in the context, for a COPY's cache key.
-    /// Sources that match nothing are part of the checksum as such (the step then fails
-    /// when it runs, with its own error).
-    pub(crate) fn checksum(
+    /// The checksum of what `sources` select in the context, for a COPY's cache key, and
+    /// what it covered: each file, link and special file read, by path relative to the
+    /// context, with its mode, size and content hash (or link target); the list lets a
+    /// cache miss name the files that changed. Sources that match nothing are part of the
+    /// checksum as such (the step then fails when it runs, with its own error).
+    pub(crate) fn checksum_files(
         &self,
         sources: &[String],
         exclude: Option<&IgnoreMatcher>,
-    ) -> io::Result<String> {
+    ) -> io::Result<(String, BTreeMap<String, String>)> {
+        let mut files = BTreeMap::new();
         let mut key = KeyBuilder::new("context");
         let excluded =
             |rel: &str| self.ignore.is_excluded(rel) || exclude.is_some_and(|e| e.is_excluded(rel));
@@ -119,7 +122,7 @@ impl Context {
                             operand: &host,
                             exceptions,
                         };
-                        self.entry(&mut key, &host, &meta, true, &scope)?;
+                        self.entry(&mut key, &host, &meta, true, &scope, &mut files)?;
                     }
                     Err(err) if err.kind() == io::ErrorKind::NotFound => {
                         key.part("missing").part(&rel);
@@ -128,7 +131,7 @@ impl Context {
                 }
             }
         }
-        Ok(key.finish().to_string())
+        Ok((key.finish().to_string(), files))
     }
 
     /// Adds one entry (recursively for directories) to `key`.
@@ -139,9 +142,11 @@ impl Context {
         meta: &fs::Metadata,
         top: bool,
         scope: &Scope<'_>,
+        files: &mut BTreeMap<String, String>,
     ) -> io::Result<()> {
         let file_type = meta.file_type();
-        key.part(&format!("{:o}", meta.mode() & 0o7777));
+        let mode = format!("{:o}", meta.mode() & 0o7777);
+        key.part(&mode);
         if file_type.is_dir() {
             key.part("dir");
             let mut names: Vec<_> = fs::read_dir(host)?
@@ -164,17 +169,22 @@ impl Context {
                     continue;
                 }
                 key.part("child").part(&name.to_string_lossy());
-                self.entry(key, &child, &child_meta, false, scope)?;
+                self.entry(key, &child, &child_meta, false, scope, files)?;
             }
         } else if file_type.is_symlink() && !top {
-            key.part("symlink")
-                .part(&fs::read_link(host)?.to_string_lossy());
+            let target = fs::read_link(host)?.to_string_lossy().into_owned();
+            key.part("symlink").part(&target);
+            files.insert(self.relative(host), format!("-> {target}"));
         } else if file_type.is_file() {
-            key.part("file")
-                .part(&meta.len().to_string())
-                .part(&self.file_hash(host, meta)?);
+            let hash = self.file_hash(host, meta)?;
+            key.part("file").part(&meta.len().to_string()).part(&hash);
+            files.insert(self.relative(host), format!("{mode} {} {hash}", meta.len()));
         } else {
             key.part("special").part(&meta.rdev().to_string());
+            files.insert(
+                self.relative(host),
+                format!("{mode} special {}", meta.rdev()),
+            );
         }
         Ok(())
     }
@@ -240,7 +250,7 @@ mod tests {
         fs::write(dir.path().join("other.txt"), "unrelated").unwrap();
         let ctx = context(dir.path(), "", &store);
         let sources = vec!["src".to_owned()];
-        let first = ctx.checksum(&sources, None).unwrap();
+        let first = ctx.checksum_files(&sources, None).unwrap().0;
 
         // Same content, new mtime: same checksum.
         let file = fs::File::options()
@@ -249,23 +259,23 @@ mod tests {
             .unwrap();
         file.set_modified(std::time::SystemTime::UNIX_EPOCH)
             .unwrap();
-        assert_eq!(ctx.checksum(&sources, None).unwrap(), first);
+        assert_eq!(ctx.checksum_files(&sources, None).unwrap().0, first);
         // An unrelated file: same checksum.
         fs::write(dir.path().join("other.txt"), "changed").unwrap();
-        assert_eq!(ctx.checksum(&sources, None).unwrap(), first);
+        assert_eq!(ctx.checksum_files(&sources, None).unwrap().0, first);
         // Content, mode, a new file: new checksum.
         fs::write(dir.path().join("src/a.rs"), "fn b() {}").unwrap();
-        let second = ctx.checksum(&sources, None).unwrap();
+        let second = ctx.checksum_files(&sources, None).unwrap().0;
         assert_ne!(second, first);
         fs::set_permissions(
             dir.path().join("src/a.rs"),
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .unwrap();
-        let third = ctx.checksum(&sources, None).unwrap();
+        let third = ctx.checksum_files(&sources, None).unwrap().0;
         assert_ne!(third, second);
         fs::write(dir.path().join("src/b.rs"), "").unwrap();
-        assert_ne!(ctx.checksum(&sources, None).unwrap(), third);
+        assert_ne!(ctx.checksum_files(&sources, None).unwrap().0, third);
 
         // Remembered hashes survive into the next build.
         ctx.save_hashes(&store);
@@ -283,8 +293,8 @@ mod tests {
         fs::write(dir.path().join("app/debug.log"), "1").unwrap();
         let ctx = context(dir.path(), "**/*.log\n", &store);
         let sources = vec![".".to_owned()];
-        let first = ctx.checksum(&sources, None).unwrap();
+        let first = ctx.checksum_files(&sources, None).unwrap().0;
         fs::write(dir.path().join("app/debug.log"), "2").unwrap();
-        assert_eq!(ctx.checksum(&sources, None).unwrap(), first);
+        assert_eq!(ctx.checksum_files(&sources, None).unwrap().0, first);
     }
 }

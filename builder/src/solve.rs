@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use crate::cache::{CacheKey, KeyBuilder};
 use crate::context::Context;
 use crate::error::BuildError;
+use crate::explain::{self, Trace, Traces};
 use crate::ignore::IgnoreMatcher;
 use crate::progress::{Event, Progress};
 use crate::state::{Layer, LayerRef, State};
@@ -66,6 +67,18 @@ pub struct BuildResult {
     /// Steps taken from the cache, and steps run.
     pub cached: usize,
     pub executed: usize,
+    /// The steps that ran, with why they missed the cache when that is known.
+    pub misses: Vec<Miss>,
+}
+
+/// A step that ran instead of coming from the cache.
+#[derive(Debug, Clone)]
+pub struct Miss {
+    pub step: usize,
+    pub description: String,
+    /// Why, compared with the previous build of the same context and target; `None` when
+    /// there was no previous build to compare with.
+    pub reason: Option<String>,
 }
 
 /// Cancels a build: running sandboxes are killed, no further step starts, and the build
@@ -150,6 +163,11 @@ impl Builder {
             &base_configs,
         )?);
         let ignore = IgnoreMatcher::parse(opts.ignore.as_deref().unwrap_or(""));
+        let explain_scope = format!(
+            "{}|{}",
+            context_root.display(),
+            opts.target.as_deref().unwrap_or("")
+        );
         let context = Context::open(context_root, ignore, &self.store);
         let ctx = Arc::new(SolveContext {
             builder: self.clone(),
@@ -162,6 +180,10 @@ impl Builder {
             counts: Mutex::new((0, 0)),
             background: Mutex::new(JoinSet::new()),
             unused: Arc::new(Mutex::new(Vec::new())),
+            previous: Traces::load(&self.store, &explain_scope),
+            traces: Mutex::new(Traces::default()),
+            reasons: Mutex::new(HashMap::new()),
+            misses: Mutex::new(Vec::new()),
         });
         let states = ctx.solve(&graph).await;
         // Layers still being measured finish (or fail) before the build ends, either way.
@@ -177,6 +199,9 @@ impl Builder {
         ctx.context.save_hashes(&self.store);
         let states = states?;
         background?;
+        let traces = std::mem::take(&mut *ctx.traces.lock().unwrap_or_else(|e| e.into_inner()));
+        traces.save(&self.store, &explain_scope);
+        let misses = std::mem::take(&mut *ctx.misses.lock().unwrap_or_else(|e| e.into_inner()));
         ctx.progress.event(Event::Exporting);
         let root_layers = states[graph.output.root.0].resolved_layers().await?;
         let (config, layers) =
@@ -195,6 +220,7 @@ impl Builder {
                 tags,
                 cached,
                 executed,
+                misses,
             })
         })
         .await??;
@@ -240,6 +266,12 @@ pub(crate) struct SolveContext {
     background: Mutex<JoinSet<Result<(), BuildError>>>,
     /// Upper dirs whose layer the store already had, discarded when the build ends.
     unused: Arc<Mutex<Vec<ActiveSnapshot>>>,
+    /// The traces of the previous build of this context and target, and of this one.
+    previous: Traces,
+    traces: Mutex<Traces>,
+    /// Why each step that ran missed the cache, by its key.
+    reasons: Mutex<HashMap<String, explain::Cause>>,
+    misses: Mutex<Vec<Miss>>,
 }
 
 /// What a finished op hands to the ops that use it.
@@ -346,7 +378,29 @@ impl SolveContext {
         }
         let op = graph.op(id);
         let step = id.0 + 1;
-        let key = self.cache_key(graph, id, &inputs).await?;
+        let (key, trace) = self.cache_key(graph, id, &inputs).await?;
+        let identity = step_identity(graph, id);
+        let previous = self.previous.steps.get(&identity).cloned();
+        self.traces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .steps
+            .insert(identity, trace.clone());
+        // What changed since the previous build, whether or not the cache still has the
+        // step: the steps after it name this as their cause.
+        let cause = previous
+            .as_ref()
+            .filter(|old| old.key != trace.key)
+            .map(|old| {
+                let causes = self.reasons.lock().unwrap_or_else(|e| e.into_inner());
+                explain::explain(step, old, &trace, &causes)
+            });
+        if let Some(cause) = &cause {
+            self.reasons
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.to_string(), cause.clone());
+        }
         let parent = op.kind.rootfs().map(|p| inputs[&p].state.clone());
 
         // Image and scratch ops are resolved, not run: nothing to cache.
@@ -422,6 +476,35 @@ impl SolveContext {
             step,
             description: &op.description,
         });
+        let reason = if !self.cache_allowed(op) {
+            Some(
+                if self.opts.no_cache {
+                    "--no-cache"
+                } else {
+                    "--no-cache-filter"
+                }
+                .to_owned(),
+            )
+        } else {
+            match (&cause, &previous) {
+                (Some(cause), _) => Some(cause.message(step)),
+                (None, Some(_)) => {
+                    Some("its cache record is gone (pruned, or its layer was removed)".to_owned())
+                }
+                (None, None) => None,
+            }
+        };
+        if let Some(reason) = &reason {
+            self.progress.event(Event::StepMiss { step, reason });
+        }
+        self.misses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Miss {
+                step,
+                description: op.description.clone(),
+                reason,
+            });
         let started = Instant::now();
         // Each op leaves an active snapshot whose upper dir holds its changes.
         let result = match &op.kind {
@@ -534,8 +617,13 @@ impl SolveContext {
         graph: &BuildGraph,
         id: OpId,
         inputs: &HashMap<OpId, Done>,
-    ) -> Result<CacheKey, BuildError> {
+    ) -> Result<(CacheKey, Trace), BuildError> {
         let op = graph.op(id);
+        let mut trace = Trace {
+            description: op.description.clone(),
+            digest: op.digest.0.clone(),
+            ..Default::default()
+        };
         let mut key = KeyBuilder::new("op");
         let mut input_ids = op.kind.inputs();
         input_ids.dedup();
@@ -558,12 +646,17 @@ impl SolveContext {
         }
         for input in input_ids {
             key.part(inputs[&input].key.as_str());
+            trace.inputs.push((
+                graph.op(input).description.clone(),
+                inputs[&input].key.to_string(),
+            ));
         }
         match &op.kind {
             OpKind::Scratch => {}
             OpKind::Image { reference } => {
                 if let Some(image) = self.bases.get(reference) {
                     key.part(&image.manifest_digest.to_string());
+                    trace.base = Some(image.manifest_digest.to_string());
                 }
             }
             OpKind::Exec(exec) => {
@@ -575,16 +668,30 @@ impl SolveContext {
                     }
                 };
                 key.part(&format!("{network:?}"));
+                trace
+                    .other
+                    .push(format!("network {network:?}").to_lowercase());
+                trace.env = exec
+                    .env
+                    .iter()
+                    .filter(|e| {
+                        let name = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+                        !exec.cache_excluded_env.iter().any(|x| x == name)
+                    })
+                    .cloned()
+                    .collect();
             }
             OpKind::Copy(copy) => {
                 if let CopySource::Context = copy.source {
                     let sources = copy.sources.clone();
                     let exclude = (!copy.excludes.is_empty())
                         .then(|| IgnoreMatcher::parse(&copy.excludes.join("\n")));
-                    let checksum = {
+                    let (checksum, files) = {
                         // Hashing reads files: keep it off the async workers.
                         let ctx = &self.context;
-                        tokio::task::block_in_place(|| ctx.checksum(&sources, exclude.as_ref()))
+                        tokio::task::block_in_place(|| {
+                            ctx.checksum_files(&sources, exclude.as_ref())
+                        })
                     }
                     .map_err(|source| BuildError::StepFailed {
                         span: op.span,
@@ -592,14 +699,20 @@ impl SolveContext {
                         source: Box::new(source),
                     })?;
                     key.part(&checksum);
+                    trace.files = files;
                 }
             }
             OpKind::Mkdir(_) => {}
         }
         if op.kind.rootfs().is_some() {
             key.part(&format!("epoch:{:?}", self.opts.source_date_epoch));
+            if let Some(epoch) = self.opts.source_date_epoch {
+                trace.other.push(format!("SOURCE_DATE_EPOCH={epoch}"));
+            }
         }
-        Ok(key.finish())
+        let key = key.finish();
+        trace.key = key.to_string();
+        Ok((key, trace))
     }
 
     /// The state after a cached op: its parent's layers plus the recorded one, over the
@@ -764,6 +877,20 @@ fn is_empty_dir(path: &std::path::Path) -> bool {
     std::fs::read_dir(path)
         .map(|mut d| d.next().is_none())
         .unwrap_or(false)
+}
+
+/// A step's identity across builds: its stage and its position in the stage, so an edited
+/// instruction is still the same step.
+fn step_identity(graph: &BuildGraph, id: OpId) -> String {
+    let op = graph.op(id);
+    let position = graph.ops[..id.0]
+        .iter()
+        .filter(|other| other.stage.index == op.stage.index)
+        .count();
+    match &op.stage.name {
+        Some(name) => format!("{name}#{position}"),
+        None => format!("{}#{position}", op.stage.index),
+    }
 }
 
 /// What a COPY's source is, for messages.

@@ -67,6 +67,10 @@ pub struct BuildArgs {
     /// Run every step; reuse nothing from the build cache
     #[arg(long = "no-cache")]
     pub no_cache: bool,
+    /// Fail (after building) if any step ran instead of coming from the cache: for CI
+    /// checks that a rebuild is fully cached. Each such step is listed with the reason
+    #[arg(long = "fail-on-miss")]
+    pub fail_on_miss: bool,
     /// Run every step of this stage, without the cache; may be repeated
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     pub no_cache_filter: Vec<String>,
@@ -231,6 +235,9 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
             "image.name": result.tags.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
             "rbuild.steps.cached": result.cached,
             "rbuild.steps.run": result.executed,
+            "rbuild.cache.misses": result.misses.iter().map(|m| serde_json::json!({
+                "step": m.step, "description": m.description, "reason": m.reason,
+            })).collect::<Vec<_>>(),
         });
         std::fs::write(
             path,
@@ -247,6 +254,20 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         }
     }
     println!("{}", result.config);
+    if args.fail_on_miss && !result.misses.is_empty() {
+        for miss in &result.misses {
+            let reason = miss
+                .reason
+                .as_deref()
+                .unwrap_or("no earlier build of this step to compare with");
+            eprintln!("cache miss: [{}] {}: {reason}", miss.step, miss.description);
+        }
+        return Err(miette::miette!(
+            help = "the image was built and named; `--fail-on-miss` failed the command because steps ran",
+            "{} step(s) missed the cache",
+            result.misses.len()
+        ));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
