@@ -64,7 +64,7 @@ impl Context {
             .get_state(&state_name)
             .ok()
             .flatten()
-            .and_then(|value| serde_json::from_value(value).ok())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
         Context {
             root,
@@ -78,9 +78,9 @@ impl Context {
     pub(crate) fn save_hashes(&self, store: &Store) {
         let hashes = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
         if hashes.changed
-            && let Ok(value) = serde_json::to_value(&*hashes)
+            && let Ok(bytes) = serde_json::to_vec(&*hashes)
         {
-            let _ = store.put_state(&self.state_name, &value);
+            let _ = store.put_state(&self.state_name, &bytes);
         }
     }
 

@@ -52,13 +52,25 @@ impl Traces {
             .get_state(&Traces::state_name(scope))
             .ok()
             .flatten()
-            .and_then(|value| serde_json::from_value(value).ok())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default()
     }
 
-    pub(crate) fn save(&self, store: &Store, scope: &str) {
-        if let Ok(value) = serde_json::to_value(self) {
-            let _ = store.put_state(&Traces::state_name(scope), &value);
+    /// Keeps these traces for the next build, unless they are those of the previous one
+    /// (a fully cached rebuild writes nothing).
+    pub(crate) fn save(&self, store: &Store, scope: &str, previous: &Traces) {
+        let unchanged = self.steps.len() == previous.steps.len()
+            && self.steps.iter().all(|(identity, trace)| {
+                previous
+                    .steps
+                    .get(identity)
+                    .is_some_and(|old| old.key == trace.key && old.description == trace.description)
+            });
+        if unchanged {
+            return;
+        }
+        if let Ok(bytes) = serde_json::to_vec(self) {
+            let _ = store.put_state(&Traces::state_name(scope), &bytes);
         }
     }
 }

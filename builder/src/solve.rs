@@ -200,7 +200,7 @@ impl Builder {
         let states = states?;
         background?;
         let traces = std::mem::take(&mut *ctx.traces.lock().unwrap_or_else(|e| e.into_inner()));
-        traces.save(&self.store, &explain_scope);
+        traces.save(&self.store, &explain_scope, &ctx.previous);
         let misses = std::mem::take(&mut *ctx.misses.lock().unwrap_or_else(|e| e.into_inner()));
         ctx.progress.event(Event::Exporting);
         let root_layers = states[graph.output.root.0].resolved_layers().await?;
@@ -380,12 +380,8 @@ impl SolveContext {
         let step = id.0 + 1;
         let (key, trace) = self.cache_key(graph, id, &inputs).await?;
         let identity = step_identity(graph, id);
-        let previous = self.previous.steps.get(&identity).cloned();
-        self.traces
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .steps
-            .insert(identity, trace.clone());
+        let previous = self.previous.steps.get(&identity);
+
         // What changed since the previous build, whether or not the cache still has the
         // step: the steps after it name this as their cause.
         let cause = previous
@@ -401,6 +397,12 @@ impl SolveContext {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(key.to_string(), cause.clone());
         }
+        let has_previous = previous.is_some();
+        self.traces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .steps
+            .insert(identity, trace);
         let parent = op.kind.rootfs().map(|p| inputs[&p].state.clone());
 
         // Image and scratch ops are resolved, not run: nothing to cache.
@@ -486,12 +488,12 @@ impl SolveContext {
                 .to_owned(),
             )
         } else {
-            match (&cause, &previous) {
+            match (&cause, has_previous) {
                 (Some(cause), _) => Some(cause.message(step)),
-                (None, Some(_)) => {
+                (None, true) => {
                     Some("its cache record is gone (pruned, or its layer was removed)".to_owned())
                 }
-                (None, None) => None,
+                (None, false) => None,
             }
         };
         if let Some(reason) = &reason {

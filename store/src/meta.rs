@@ -147,6 +147,17 @@ impl Meta {
             .collect()
     }
 
+    pub(crate) fn get_raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>> {
+        self.read_raw(|tx| Ok(tx.open_table(table)?.get(key)?.map(|v| v.value().to_vec())))
+    }
+
+    pub(crate) fn put_raw(&self, table: Table, key: &str, value: &[u8]) -> Result<()> {
+        self.write(|tx| {
+            tx.tx.open_table(table)?.insert(key, value)?;
+            Ok(())
+        })
+    }
+
     pub(crate) fn put<T: Serialize>(&self, table: Table, key: &str, value: &T) -> Result<()> {
         self.write(|tx| tx.put(table, key, value))
     }
