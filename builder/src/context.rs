@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -34,7 +34,8 @@ pub(crate) struct Context {
 struct Scope<'a> {
     excluded: &'a dyn Fn(&str) -> bool,
     exclude: Option<&'a IgnoreMatcher>,
-    operand: &'a Path,
+    /// The source operand's path relative to the context (`""` for the context itself).
+    operand_rel: &'a str,
     exceptions: bool,
 }
 
@@ -116,13 +117,15 @@ impl Context {
                 match fs::metadata(&host) {
                     Ok(meta) => {
                         key.part("match").part(&rel);
+                        let clean = rel.trim_matches('/');
+                        let clean = if clean == "." { "" } else { clean };
                         let scope = Scope {
                             excluded: &excluded,
                             exclude,
-                            operand: &host,
+                            operand_rel: clean,
                             exceptions,
                         };
-                        self.entry(&mut key, &host, &meta, true, &scope, &mut files)?;
+                        self.entry(&mut key, &host, clean, &meta, true, &scope, &mut files)?;
                     }
                     Err(err) if err.kind() == io::ErrorKind::NotFound => {
                         key.part("missing").part(&rel);
@@ -134,11 +137,14 @@ impl Context {
         Ok((key.finish().to_string(), files))
     }
 
-    /// Adds one entry (recursively for directories) to `key`.
+    /// Adds one entry (recursively for directories) to `key`. `rel` is its path relative to
+    /// the context.
+    #[allow(clippy::too_many_arguments)]
     fn entry(
         &self,
         key: &mut KeyBuilder,
         host: &Path,
+        rel: &str,
         meta: &fs::Metadata,
         top: bool,
         scope: &Scope<'_>,
@@ -153,80 +159,80 @@ impl Context {
                 .map(|e| e.map(|e| e.file_name()))
                 .collect::<io::Result<_>>()?;
             names.sort();
+            let mut child_rel = String::with_capacity(rel.len() + 32);
             for name in names {
                 let child = host.join(&name);
-                let rel = self.relative(&child);
+                let name = name.to_string_lossy();
+                child_rel.clear();
+                if !rel.is_empty() && rel != "." {
+                    child_rel.push_str(rel);
+                    child_rel.push('/');
+                }
+                child_rel.push_str(&name);
                 let child_meta = fs::symlink_metadata(&child)?;
                 // An excluded directory still counts for what `!` patterns re-include in it.
                 let by_operand = scope.exclude.is_some_and(|exclude| {
-                    child
-                        .strip_prefix(scope.operand)
-                        .is_ok_and(|r| exclude.is_excluded(&r.to_string_lossy()))
+                    let below = if scope.operand_rel.is_empty() {
+                        Some(child_rel.as_str())
+                    } else {
+                        child_rel
+                            .strip_prefix(scope.operand_rel)
+                            .and_then(|r| r.strip_prefix('/'))
+                    };
+                    below.is_some_and(|r| exclude.is_excluded(r))
                 });
-                if ((scope.excluded)(&rel) || by_operand)
+                if ((scope.excluded)(&child_rel) || by_operand)
                     && !(child_meta.is_dir() && scope.exceptions)
                 {
                     continue;
                 }
-                key.part("child").part(&name.to_string_lossy());
-                self.entry(key, &child, &child_meta, false, scope, files)?;
+                key.part("child").part(&name);
+                self.entry(key, &child, &child_rel, &child_meta, false, scope, files)?;
             }
         } else if file_type.is_symlink() && !top {
             let target = fs::read_link(host)?.to_string_lossy().into_owned();
             key.part("symlink").part(&target);
-            files.insert(self.relative(host), format!("-> {target}"));
+            files.insert(rel.to_owned(), format!("-> {target}"));
         } else if file_type.is_file() {
-            let hash = self.file_hash(host, meta)?;
+            let hash = self.file_hash(host, rel, meta)?;
             key.part("file").part(&meta.len().to_string()).part(&hash);
-            files.insert(self.relative(host), format!("{mode} {} {hash}", meta.len()));
+            files.insert(rel.to_owned(), format!("{mode} {} {hash}", meta.len()));
         } else {
             key.part("special").part(&meta.rdev().to_string());
-            files.insert(
-                self.relative(host),
-                format!("{mode} special {}", meta.rdev()),
-            );
+            files.insert(rel.to_owned(), format!("{mode} special {}", meta.rdev()));
         }
         Ok(())
     }
 
-    fn relative(&self, host: &Path) -> String {
-        host.strip_prefix(&self.root)
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    }
-
     /// BLAKE3 of a file's content, from the remembered hashes when its stamp is unchanged.
-    fn file_hash(&self, host: &Path, meta: &fs::Metadata) -> io::Result<String> {
-        let rel = self.relative(host);
-        let stamp = |hash: String| FileStamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.len(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-            hash,
+    fn file_hash(&self, host: &Path, rel: &str, meta: &fs::Metadata) -> io::Result<String> {
+        let unchanged = |known: &FileStamp| {
+            known.dev == meta.dev()
+                && known.ino == meta.ino()
+                && known.size == meta.len()
+                && known.mtime == (meta.mtime(), meta.mtime_nsec())
+                && known.ctime == (meta.ctime(), meta.ctime_nsec())
         };
         {
             let hashes = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(known) = hashes.files.get(&rel)
-                && *known == stamp(known.hash.clone())
-            {
+            if let Some(known) = hashes.files.get(rel).filter(|known| unchanged(known)) {
                 return Ok(known.hash.clone());
             }
         }
         let mut hasher = blake3::Hasher::new();
         let mut file = fs::File::open(host)?;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
+        io::copy(&mut file, &mut hasher)?;
         let hash = hasher.finalize().to_hex().to_string();
+        let stamp = FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            hash: hash.clone(),
+        };
         let mut hashes = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
-        hashes.files.insert(rel, stamp(hash.clone()));
+        hashes.files.insert(rel.to_owned(), stamp);
         hashes.changed = true;
         Ok(hash)
     }

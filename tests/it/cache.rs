@@ -258,13 +258,10 @@ fn independent_stages_run_at_the_same_time() {
 fn sigterm_cancels_the_build_and_leaves_nothing_behind() {
     require_privileges!();
     let env = TestEnv::with_busybox();
-    let ctx = env.context(
-        "cancel",
-        &[(
-            "Dockerfile",
-            "FROM busybox\nRUN echo started && sleep 300 && echo never\n",
-        )],
-    );
+    // A sleep no other test (or other suite on this machine) runs, to look for afterwards.
+    let seconds = 3000 + std::process::id() % 5000;
+    let dockerfile = format!("FROM busybox\nRUN echo started && sleep {seconds} && echo never\n");
+    let ctx = env.context("cancel", &[("Dockerfile", &dockerfile)]);
     let mut child = env
         .command()
         .args([
@@ -303,7 +300,9 @@ fn sigterm_cancels_the_build_and_leaves_nothing_behind() {
         .output()
         .unwrap();
     assert!(
-        !stdout(&ps).lines().any(|l| l.contains("sleep 300")),
+        !stdout(&ps)
+            .lines()
+            .any(|l| l.trim() == format!("sleep {seconds}")),
         "no processes left"
     );
     for dir in ["tmp", "sandboxes"] {
