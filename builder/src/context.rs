@@ -88,24 +88,37 @@ impl Context {
                 vec![source.trim_start_matches('/').to_owned()]
             };
             for rel in matches {
-                if self.ignore.is_excluded(&rel) {
-                    key.part("excluded").part(&rel);
-                    continue;
-                }
-                let host = resolve_in_root(&self.root, &rel, true)?;
-                match fs::metadata(&host) {
-                    Ok(meta) => {
-                        key.part("match").part(&rel);
-                        self.entry(&mut key, &host, &meta, true)?;
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                        key.part("missing").part(&rel);
-                    }
-                    Err(err) => return Err(err),
-                }
+                self.path_part(&mut key, &rel)?;
             }
         }
         Ok(key.finish().to_string())
+    }
+
+    /// The checksum of one path of the context, taken literally (no wildcards), as a
+    /// `RUN --mount=type=bind` of the context sees it.
+    pub(crate) fn checksum_path(&self, path: &str) -> io::Result<String> {
+        let mut key = KeyBuilder::new("context-path");
+        self.path_part(&mut key, path.trim_start_matches('/'))?;
+        Ok(key.finish().to_string())
+    }
+
+    fn path_part(&self, key: &mut KeyBuilder, rel: &str) -> io::Result<()> {
+        if self.ignore.is_excluded(rel) {
+            key.part("excluded").part(rel);
+            return Ok(());
+        }
+        let host = resolve_in_root(&self.root, rel, true)?;
+        match fs::metadata(&host) {
+            Ok(meta) => {
+                key.part("match").part(rel);
+                self.entry(key, &host, &meta, true)?;
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                key.part("missing").part(rel);
+            }
+            Err(err) => return Err(err),
+        }
+        Ok(())
     }
 
     /// Adds one entry (recursively for directories) to `key`.

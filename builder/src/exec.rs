@@ -1,14 +1,18 @@
 //! RUN: one process in the sandbox over an overlay of the parent's layers and a fresh upper
-//! dir, whose changes become the step's layer.
+//! dir, whose changes become the step's layer, with the step's `--mount`s (see `mounts`)
+//! on top; neither they nor the mount points made for them end up in the layer.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use rbuild_frontend::{ExecOp, NetworkMode, Op};
+use rbuild_frontend::{ExecOp, NetworkMode, Op, OpId};
 use rbuild_runtime::{ExitStatus, Mount, Network, Process, SandboxSpec, StdioMode};
+use rbuild_store::SnapshotName;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::error::BuildError;
+use crate::lowers;
+use crate::mounts::{self, MountError, MountRequest};
 use crate::progress::{Event, Stream};
 use crate::solve::{SolveContext, State};
 
@@ -24,14 +28,45 @@ const MAX_LINE: usize = 64 * 1024;
 /// package installs work out of the box. `--network none` makes a step hermetic.
 pub const DEFAULT_NETWORK: Network = Network::Host;
 
+/// Files the runtime binds over in the root when the step has the host's network; their
+/// mount points may be created, so their parents may be copied up.
+const HOST_FILES: [&str; 2] = ["/etc/hosts", "/etc/resolv.conf"];
+
 impl SolveContext {
+    /// Runs a RUN step. `sources` are the top snapshots (and names, for messages) of the
+    /// ops its mounts read.
     pub(crate) async fn exec(
         &self,
         op: &Op,
         exec: &ExecOp,
         parent: &State,
+        sources: HashMap<OpId, (Option<SnapshotName>, String)>,
         step: usize,
     ) -> Result<State, BuildError> {
+        let request = MountRequest {
+            store: self.builder.store.clone(),
+            context_root: self.context.root.clone(),
+            ignore: self.context.ignore.clone(),
+            secrets: self.opts.secrets.clone(),
+            sources,
+            cancel: self.cancel.clone(),
+        };
+        let exec_mounts = exec.mounts.clone();
+        let mounts = tokio::task::spawn_blocking(move || mounts::prepare(&request, &exec_mounts))
+            .await?
+            .map_err(|err| match err {
+                MountError::Cancelled { .. } => BuildError::Cancelled,
+                MountError::SecretRequired { id } => BuildError::SecretRequired {
+                    span: op.span,
+                    description: op.description.clone(),
+                    id,
+                },
+                err => BuildError::StepFailed {
+                    span: op.span,
+                    description: op.description.clone(),
+                    source: Box::new(err),
+                },
+            })?;
         let store = self.builder.store.clone();
         let parent_top = parent.top.clone();
         let (active, empty) = tokio::task::spawn_blocking(move || {
@@ -49,13 +84,15 @@ impl SolveContext {
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             env.push(format!("PATH={DEFAULT_PATH}"));
         }
+        // Secrets given as variables; never in the definition, the cache key or the logs.
+        env.extend(mounts.env.iter().cloned());
         let spec = SandboxSpec {
             root: overlay(
                 &active.lowers,
                 Some((active.upper.clone(), active.work.clone())),
                 empty,
             ),
-            mounts: Vec::new(),
+            mounts: mounts.mounts.clone(),
             process: Process {
                 args: exec.args.clone(),
                 env,
@@ -69,6 +106,9 @@ impl SolveContext {
             readonly_root: false,
         };
         let outcome = self.run_sandbox(&spec, step).await;
+        drop(spec);
+        // Locks, scratch dirs and secret files go as soon as the process is gone.
+        let _ = tokio::task::spawn_blocking(move || drop(mounts)).await;
         if self.cancel.is_cancelled() {
             self.discard(active).await;
             return Err(BuildError::Cancelled);
@@ -106,6 +146,24 @@ impl SolveContext {
                 tail,
             });
         }
+        let active = if network == Network::Host || !exec.mounts.is_empty() {
+            let mut targets: Vec<String> = exec
+                .mounts
+                .iter()
+                .filter_map(|mount| mount.target().map(str::to_owned))
+                .collect();
+            if network == Network::Host {
+                targets.extend(HOST_FILES.map(String::from));
+            }
+            tokio::task::spawn_blocking(move || {
+                let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+                lowers::remove_copied_up_parents(&active.upper, &active.lowers, &targets);
+                active
+            })
+            .await?
+        } else {
+            active
+        };
         self.commit_layer(active, parent, true).await
     }
 

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use rbuild_frontend::{self as frontend, BuildGraph, CopySource, OpId, OpKind};
+use rbuild_frontend::{
+    self as frontend, BindMount, BuildGraph, CopySource, ExecMount, MountSource, OpId, OpKind,
+};
 use rbuild_runtime::{Limits, Network, Runtime};
 use rbuild_store::oci::Descriptor;
 use rbuild_store::{CacheRecord, CachedLayer, Digest, Image, ImageName, SnapshotName, Store};
@@ -24,6 +26,7 @@ use crate::context::Context;
 use crate::error::BuildError;
 use crate::ignore::IgnoreMatcher;
 use crate::progress::{Event, Progress};
+use crate::secrets::SecretSource;
 
 /// What to build and how.
 #[derive(Debug, Clone, Default)]
@@ -50,6 +53,11 @@ pub struct BuildOptions {
     pub no_cache: bool,
     /// Run every step of these stages (by name, any case, or index).
     pub no_cache_filter: Vec<String>,
+    /// `--secret`s by id, for `RUN --mount=type=secret`; read only when a step mounts them.
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// `--cpus`: CPU time of each RUN step, in CPUs.
+    // TODO(#5): applied once the runtime's `Limits` has its CPU quota (the runtime branch).
+    pub cpus: Option<f64>,
 }
 
 /// The image a build produced.
@@ -398,7 +406,18 @@ impl SolveContext {
         });
         let started = Instant::now();
         let result = match &op.kind {
-            OpKind::Exec(exec) => self.exec(op, exec, &parent, step).await,
+            OpKind::Exec(exec) => {
+                let sources = exec
+                    .mounts
+                    .iter()
+                    .filter_map(|mount| mount.input())
+                    .map(|source| {
+                        let top = inputs[&source].state.top.clone();
+                        (source, (top, origin(graph, &CopySource::Op(source))))
+                    })
+                    .collect();
+                self.exec(op, exec, &parent, sources, step).await
+            }
             OpKind::Copy(copy) => {
                 let source = match copy.source {
                     CopySource::Op(source) => Some(&inputs[&source].state),
@@ -513,6 +532,25 @@ impl SolveContext {
                     }
                 };
                 key.part(&format!("{network:?}"));
+                // What a bind mount of the context shows is read like a COPY source; a
+                // mount of another op is covered by that op's key, among the inputs.
+                for mount in &exec.mounts {
+                    if let ExecMount::Bind(BindMount {
+                        source: MountSource::Context,
+                        path,
+                        ..
+                    }) = mount
+                    {
+                        let ctx = &self.context;
+                        let checksum = tokio::task::block_in_place(|| ctx.checksum_path(path))
+                            .map_err(|source| BuildError::StepFailed {
+                                span: op.span,
+                                description: op.description.clone(),
+                                source: Box::new(source),
+                            })?;
+                        key.part("bind-context").part(&checksum);
+                    }
+                }
             }
             OpKind::Copy(copy) => {
                 if let CopySource::Context = copy.source {
