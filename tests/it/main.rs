@@ -10,5 +10,6 @@ mod check;
 mod copy;
 mod errors;
 mod images;
+mod mounts;
 mod run;
 mod store;
