@@ -13,6 +13,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use nix::sys::time::TimeSpec;
+
 /// Symlinks followed before giving up, as Linux does.
 const MAX_SYMLINKS: usize = 40;
 
@@ -54,8 +56,28 @@ pub(crate) fn remove_copied_up_parents(upper: &Path, lowers: &[PathBuf], targets
         components.pop();
         while !components.is_empty() {
             let dir = upper.join(components.join("/"));
-            if !is_unchanged_copy(&dir, lowers, &components) || fs::remove_dir(&dir).is_err() {
+            if fs::symlink_metadata(&dir).is_err() {
+                // Not in the upper dir (a stub the runtime removed): look further up.
+                components.pop();
+                continue;
+            }
+            if !is_unchanged_copy(&dir, lowers, &components) {
                 break;
+            }
+            // Removing it changes its parent's times: put them back, so the parent, if it
+            // is a copy too, still looks unchanged.
+            let parent = dir.parent().map(|p| (p.to_owned(), fs::symlink_metadata(p)));
+            if fs::remove_dir(&dir).is_err() {
+                break;
+            }
+            if let Some((parent, Ok(meta))) = parent {
+                let _ = nix::sys::stat::utimensat(
+                    None,
+                    &parent,
+                    &TimeSpec::new(meta.atime(), meta.atime_nsec()),
+                    &TimeSpec::new(meta.mtime(), meta.mtime_nsec()),
+                    nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+                );
             }
             components.pop();
         }
@@ -306,8 +328,8 @@ mod tests {
         fs::create_dir_all(upper.join("var")).unwrap();
         symlink("/etc", lower.join("config")).unwrap();
         // A copy of `/etc/app` and `/etc` with the same times, as overlay's copy-up makes.
+        fs::create_dir_all(upper.join("etc/app")).unwrap();
         for dir in ["etc", "etc/app"] {
-            fs::create_dir_all(upper.join(dir)).unwrap();
             let meta = fs::metadata(lower.join(dir)).unwrap();
             let file = fs::File::open(upper.join(dir)).unwrap();
             file.set_modified(meta.modified().unwrap()).unwrap();
