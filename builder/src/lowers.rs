@@ -66,7 +66,9 @@ pub(crate) fn remove_copied_up_parents(upper: &Path, lowers: &[PathBuf], targets
             }
             // Removing it changes its parent's times: put them back, so the parent, if it
             // is a copy too, still looks unchanged.
-            let parent = dir.parent().map(|p| (p.to_owned(), fs::symlink_metadata(p)));
+            let parent = dir
+                .parent()
+                .map(|p| (p.to_owned(), fs::symlink_metadata(p)));
             if fs::remove_dir(&dir).is_err() {
                 break;
             }

@@ -161,7 +161,125 @@ fn base_name(path: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::{
+        BuildGraph, CacheSharing, ConvertOptions, ImageConfig, OpDigest, convert, image_references,
+        parse,
+    };
+
+    fn build(text: &str) -> Result<BuildGraph, Error> {
+        let df = parse(text)?;
+        let opts = ConvertOptions::default();
+        let bases: BTreeMap<String, ImageConfig> = image_references(&df, &opts)?
+            .into_iter()
+            .map(|reference| (reference, ImageConfig::default()))
+            .collect();
+        convert(&df, &opts, &bases)
+    }
+
+    fn last_exec(graph: &BuildGraph) -> (&crate::ExecOp, &OpDigest, Vec<OpId>) {
+        let op = graph.op(graph.output.root);
+        match &op.kind {
+            OpKind::Exec(exec) => (exec, &op.digest, op.kind.inputs()),
+            other => panic!("not an exec: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn targets_variables_and_sources() {
+        let graph = build(
+            "FROM busybox AS deps\nRUN echo > /lock\n\
+             FROM busybox\nARG DIR=cache\nWORKDIR /app\n\
+             RUN --mount=type=cache,target=$DIR,sharing=private \
+                 --mount=from=deps,source=lock,target=/deps/lock \
+                 --mount=from=alpine,target=/alpine,rw \
+                 --mount=type=secret,id=tok \
+                 --mount=type=secret,id=api,env=API \
+                 make\n",
+        )
+        .unwrap();
+        let (exec, _, inputs) = last_exec(&graph);
+        let [cache, deps, alpine, file, env] = exec.mounts.as_slice() else {
+            panic!("{:?}", exec.mounts);
+        };
+        let ExecMount::Cache(cache) = cache else {
+            panic!()
+        };
+        assert_eq!(
+            (cache.target.as_str(), cache.id.as_str()),
+            ("/app/cache", "/app/cache")
+        );
+        assert_eq!(cache.sharing, CacheSharing::Private);
+        let ExecMount::Bind(deps) = deps else {
+            panic!()
+        };
+        assert_eq!(deps.path, "/lock");
+        assert!(!deps.readwrite);
+        let ExecMount::Bind(alpine) = alpine else {
+            panic!()
+        };
+        assert!(alpine.readwrite);
+        let MountSource::Op(image) = alpine.source else {
+            panic!()
+        };
+        assert!(
+            matches!(&graph.op(image).kind, OpKind::Image { reference } if reference == "alpine:latest")
+        );
+        // The mounted stage and image are inputs: the solver runs them first.
+        assert!(inputs.contains(&image));
+        let MountSource::Op(stage) = deps.source else {
+            panic!()
+        };
+        assert!(inputs.contains(&stage));
+        assert_eq!(
+            stage,
+            graph
+                .ops
+                .iter()
+                .position(|op| op.description == "RUN echo > /lock")
+                .map(OpId)
+                .unwrap()
+        );
+        assert_eq!(file.target(), Some("/run/secrets/tok"));
+        assert_eq!(env.target(), None);
+        let ExecMount::Secret(env) = env else {
+            panic!()
+        };
+        assert_eq!(env.env.as_deref(), Some("API"));
+    }
+
+    #[test]
+    fn mounts_are_part_of_the_digest() {
+        let digest = |text: &str| last_exec(&build(text).unwrap()).1.clone();
+        let plain = digest("FROM busybox\nRUN make\n");
+        let cache = digest("FROM busybox\nRUN --mount=type=cache,target=/c make\n");
+        let locked = digest("FROM busybox\nRUN --mount=type=cache,target=/c,sharing=locked make\n");
+        let secret = digest("FROM busybox\nRUN --mount=type=secret,id=a make\n");
+        let other = digest("FROM busybox\nRUN --mount=type=secret,id=b make\n");
+        let all = [&plain, &cache, &locked, &secret, &other];
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(
+            cache,
+            digest("FROM busybox\nRUN --mount=type=cache,dst=/c/ make\n")
+        );
+    }
+
+    #[test]
+    fn invalid_targets_and_stages() {
+        let error = build("FROM busybox\nRUN --mount=type=tmpfs make\n").unwrap_err();
+        assert_eq!(error.message(), "invalid mount target `/`");
+        let error = build("FROM busybox AS a\nRUN --mount=from=a,target=/x make\n").unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::StageOrder);
+        let error =
+            build("FROM busybox\nRUN --mount=type=cache,source=/x,target=/x make\n").unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Unsupported);
+    }
 
     #[test]
     fn base_names() {
