@@ -218,6 +218,13 @@ fn bind_mount(
         }
     };
     match found {
+        // The root of an empty filesystem (`FROM scratch`): an empty directory.
+        Found::Dir(dirs) if dirs.is_empty() && !bind.readwrite => Ok(Mount {
+            fstype: "bind".into(),
+            source: empty.to_owned(),
+            target,
+            options: read_only_options(false),
+        }),
         Found::Dir(dirs) => {
             let upper = if bind.readwrite {
                 let scratch = step.scratch(&request.store, index)?;
@@ -405,6 +412,9 @@ fn cache_mount(
         let (Some((dirs, origin)), Some(at)) = (&seed, &seed_at) else {
             return Ok(());
         };
+        if dirs.is_empty() {
+            return Ok(());
+        }
         let source = HostMount {
             mount: overlay(dirs, None, empty.to_owned()),
             at: at.clone(),

@@ -6,6 +6,8 @@
 //! its content never reaches the store, a layer, the cache key, the history or the logs.
 //! Only when no memory-backed directory is available does it go to the store's scratch
 //! directory (removed when the step ends, and by the next `Store::open` after a crash).
+//! Memory-backed directories a crashed rbuild left are removed by the next step that
+//! mounts a secret.
 
 use std::fs;
 use std::io::{self, Write};
@@ -81,6 +83,7 @@ impl SecretFiles {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let dir = match memory_backed_dir() {
             Some(parent) => {
+                remove_stale(&parent);
                 let dir = parent.join(format!(
                     "rbuild-secrets-{}-{}",
                     std::process::id(),
@@ -142,6 +145,30 @@ impl Drop for SecretFiles {
     }
 }
 
+/// Removes the secret directories in `parent` of rbuild processes that died before they
+/// could (their names carry the pid).
+fn remove_stale(parent: &std::path::Path) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix("rbuild-secrets-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH);
+        if gone {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// The first of `$XDG_RUNTIME_DIR`, `/dev/shm` and `/run` that is a writable tmpfs or
 /// ramfs.
 fn memory_backed_dir() -> Option<PathBuf> {
@@ -181,6 +208,25 @@ mod tests {
         let dir = path.parent().unwrap().to_owned();
         drop(files);
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn directories_of_dead_processes_are_removed() {
+        let parent = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = parent.path().join(format!("rbuild-secrets-{dead}-0"));
+        let live = parent
+            .path()
+            .join(format!("rbuild-secrets-{}-0", std::process::id()));
+        let other = parent.path().join("unrelated-1");
+        for dir in [&stale, &live, &other] {
+            fs::create_dir(dir).unwrap();
+        }
+        remove_stale(parent.path());
+        assert!(!stale.exists());
+        assert!(live.exists() && other.exists());
     }
 
     #[test]
