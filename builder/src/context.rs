@@ -6,7 +6,7 @@
 //! file. The checksum covers names, types, permission bits, sizes, link targets and
 //! content; never mtimes or owners (context files always land owned by root).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
@@ -27,6 +27,15 @@ pub(crate) struct Context {
     pub ignore: IgnoreMatcher,
     hashes: Mutex<FileHashes>,
     state_name: String,
+}
+
+/// What a checksum leaves out: the ignore file and `--exclude` (relative to the context,
+/// or to the source operand, as COPY does).
+struct Scope<'a> {
+    excluded: &'a dyn Fn(&str) -> bool,
+    exclude: Option<&'a IgnoreMatcher>,
+    operand: &'a Path,
+    exceptions: bool,
 }
 
 /// What is remembered about one file, to trust its hash without reading it.
@@ -55,7 +64,7 @@ impl Context {
             .get_state(&state_name)
             .ok()
             .flatten()
-            .and_then(|value| serde_json::from_value(value).ok())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
         Context {
             root,
@@ -69,17 +78,28 @@ impl Context {
     pub(crate) fn save_hashes(&self, store: &Store) {
         let hashes = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
         if hashes.changed
-            && let Ok(value) = serde_json::to_value(&*hashes)
+            && let Ok(bytes) = serde_json::to_vec(&*hashes)
         {
-            let _ = store.put_state(&self.state_name, &value);
+            let _ = store.put_state(&self.state_name, &bytes);
         }
     }
 
-    /// The checksum of what `sources` select in the context, for a COPY's cache key.
-    /// Sources that match nothing are part of the checksum as such (the step then fails
-    /// when it runs, with its own error).
-    pub(crate) fn checksum(&self, sources: &[String]) -> io::Result<String> {
+    /// The checksum of what `sources` select in the context, for a COPY's cache key, and
+    /// what it covered: each file, link and special file read, by path relative to the
+    /// context, with its mode, size and content hash (or link target); the list lets a
+    /// cache miss name the files that changed. Sources that match nothing are part of the
+    /// checksum as such (the step then fails when it runs, with its own error).
+    pub(crate) fn checksum_files(
+        &self,
+        sources: &[String],
+        exclude: Option<&IgnoreMatcher>,
+    ) -> io::Result<(String, BTreeMap<String, String>)> {
+        let mut files = BTreeMap::new();
         let mut key = KeyBuilder::new("context");
+        let excluded =
+            |rel: &str| self.ignore.is_excluded(rel) || exclude.is_some_and(|e| e.is_excluded(rel));
+        let exceptions =
+            self.ignore.has_exceptions() || exclude.is_some_and(|e| e.has_exceptions());
         for source in sources {
             key.part("source").part(source);
             let matches = if glob::has_wildcards(source) {
@@ -88,37 +108,65 @@ impl Context {
                 vec![source.trim_start_matches('/').to_owned()]
             };
             for rel in matches {
-                self.path_part(&mut key, &rel)?;
+                if excluded(&rel) {
+                    key.part("excluded").part(&rel);
+                    continue;
+                }
+                let host = resolve_in_root(&self.root, &rel, true)?;
+                match fs::metadata(&host) {
+                    Ok(meta) => {
+                        key.part("match").part(&rel);
+                        let scope = Scope {
+                            excluded: &excluded,
+                            exclude,
+                            operand: &host,
+                            exceptions,
+                        };
+                        self.entry(&mut key, &host, &meta, true, &scope, &mut files)?;
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                        key.part("missing").part(&rel);
+                    }
+                    Err(err) => return Err(err),
+                }
             }
         }
-        Ok(key.finish().to_string())
+        Ok((key.finish().to_string(), files))
     }
 
     /// The checksum of one path of the context, taken literally (no wildcards), as a
-    /// `RUN --mount=type=bind` of the context sees it.
-    pub(crate) fn checksum_path(&self, path: &str) -> io::Result<String> {
+    /// `RUN --mount=type=bind` of the context sees it, and the files it covered (as for
+    /// [`Context::checksum_files`]).
+    pub(crate) fn checksum_path(
+        &self,
+        path: &str,
+    ) -> io::Result<(String, BTreeMap<String, String>)> {
+        let rel = path.trim_start_matches('/');
+        let mut files = BTreeMap::new();
         let mut key = KeyBuilder::new("context-path");
-        self.path_part(&mut key, path.trim_start_matches('/'))?;
-        Ok(key.finish().to_string())
-    }
-
-    fn path_part(&self, key: &mut KeyBuilder, rel: &str) -> io::Result<()> {
-        if self.ignore.is_excluded(rel) {
+        let excluded = |rel: &str| self.ignore.is_excluded(rel);
+        if excluded(rel) {
             key.part("excluded").part(rel);
-            return Ok(());
+            return Ok((key.finish().to_string(), files));
         }
         let host = resolve_in_root(&self.root, rel, true)?;
         match fs::metadata(&host) {
             Ok(meta) => {
                 key.part("match").part(rel);
-                self.entry(key, &host, &meta, true)?;
+                let scope = Scope {
+                    excluded: &excluded,
+                    exclude: None,
+                    operand: &host,
+                    exceptions: self.ignore.has_exceptions(),
+                };
+                self.entry(&mut key, &host, &meta, true, &scope, &mut files)?;
             }
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 key.part("missing").part(rel);
             }
             Err(err) => return Err(err),
         }
-        Ok(())
+        Ok((key.finish().to_string(), files))
     }
 
     /// Adds one entry (recursively for directories) to `key`.
@@ -128,9 +176,12 @@ impl Context {
         host: &Path,
         meta: &fs::Metadata,
         top: bool,
+        scope: &Scope<'_>,
+        files: &mut BTreeMap<String, String>,
     ) -> io::Result<()> {
         let file_type = meta.file_type();
-        key.part(&format!("{:o}", meta.mode() & 0o7777));
+        let mode = format!("{:o}", meta.mode() & 0o7777);
+        key.part(&mode);
         if file_type.is_dir() {
             key.part("dir");
             let mut names: Vec<_> = fs::read_dir(host)?
@@ -142,23 +193,33 @@ impl Context {
                 let rel = self.relative(&child);
                 let child_meta = fs::symlink_metadata(&child)?;
                 // An excluded directory still counts for what `!` patterns re-include in it.
-                if self.ignore.is_excluded(&rel)
-                    && !(child_meta.is_dir() && self.ignore.has_exceptions())
+                let by_operand = scope.exclude.is_some_and(|exclude| {
+                    child
+                        .strip_prefix(scope.operand)
+                        .is_ok_and(|r| exclude.is_excluded(&r.to_string_lossy()))
+                });
+                if ((scope.excluded)(&rel) || by_operand)
+                    && !(child_meta.is_dir() && scope.exceptions)
                 {
                     continue;
                 }
                 key.part("child").part(&name.to_string_lossy());
-                self.entry(key, &child, &child_meta, false)?;
+                self.entry(key, &child, &child_meta, false, scope, files)?;
             }
         } else if file_type.is_symlink() && !top {
-            key.part("symlink")
-                .part(&fs::read_link(host)?.to_string_lossy());
+            let target = fs::read_link(host)?.to_string_lossy().into_owned();
+            key.part("symlink").part(&target);
+            files.insert(self.relative(host), format!("-> {target}"));
         } else if file_type.is_file() {
-            key.part("file")
-                .part(&meta.len().to_string())
-                .part(&self.file_hash(host, meta)?);
+            let hash = self.file_hash(host, meta)?;
+            key.part("file").part(&meta.len().to_string()).part(&hash);
+            files.insert(self.relative(host), format!("{mode} {} {hash}", meta.len()));
         } else {
             key.part("special").part(&meta.rdev().to_string());
+            files.insert(
+                self.relative(host),
+                format!("{mode} special {}", meta.rdev()),
+            );
         }
         Ok(())
     }
@@ -224,7 +285,7 @@ mod tests {
         fs::write(dir.path().join("other.txt"), "unrelated").unwrap();
         let ctx = context(dir.path(), "", &store);
         let sources = vec!["src".to_owned()];
-        let first = ctx.checksum(&sources).unwrap();
+        let first = ctx.checksum_files(&sources, None).unwrap().0;
 
         // Same content, new mtime: same checksum.
         let file = fs::File::options()
@@ -233,23 +294,23 @@ mod tests {
             .unwrap();
         file.set_modified(std::time::SystemTime::UNIX_EPOCH)
             .unwrap();
-        assert_eq!(ctx.checksum(&sources).unwrap(), first);
+        assert_eq!(ctx.checksum_files(&sources, None).unwrap().0, first);
         // An unrelated file: same checksum.
         fs::write(dir.path().join("other.txt"), "changed").unwrap();
-        assert_eq!(ctx.checksum(&sources).unwrap(), first);
+        assert_eq!(ctx.checksum_files(&sources, None).unwrap().0, first);
         // Content, mode, a new file: new checksum.
         fs::write(dir.path().join("src/a.rs"), "fn b() {}").unwrap();
-        let second = ctx.checksum(&sources).unwrap();
+        let second = ctx.checksum_files(&sources, None).unwrap().0;
         assert_ne!(second, first);
         fs::set_permissions(
             dir.path().join("src/a.rs"),
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .unwrap();
-        let third = ctx.checksum(&sources).unwrap();
+        let third = ctx.checksum_files(&sources, None).unwrap().0;
         assert_ne!(third, second);
         fs::write(dir.path().join("src/b.rs"), "").unwrap();
-        assert_ne!(ctx.checksum(&sources).unwrap(), third);
+        assert_ne!(ctx.checksum_files(&sources, None).unwrap().0, third);
 
         // Remembered hashes survive into the next build.
         ctx.save_hashes(&store);
@@ -267,8 +328,8 @@ mod tests {
         fs::write(dir.path().join("app/debug.log"), "1").unwrap();
         let ctx = context(dir.path(), "**/*.log\n", &store);
         let sources = vec![".".to_owned()];
-        let first = ctx.checksum(&sources).unwrap();
+        let first = ctx.checksum_files(&sources, None).unwrap().0;
         fs::write(dir.path().join("app/debug.log"), "2").unwrap();
-        assert_eq!(ctx.checksum(&sources).unwrap(), first);
+        assert_eq!(ctx.checksum_files(&sources, None).unwrap().0, first);
     }
 }

@@ -56,6 +56,8 @@ pub enum BuildError {
     Join(#[from] tokio::task::JoinError),
     #[error("the build was cancelled")]
     Cancelled,
+    #[error("a layer could not be made: {message}")]
+    LayerFailed { message: String },
     #[error("failed to export the image's filesystem")]
     Export {
         #[source]

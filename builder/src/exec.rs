@@ -3,18 +3,20 @@
 //! on top; neither they nor the mount points made for them end up in the layer.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use rbuild_frontend::{ExecOp, NetworkMode, Op, OpId};
 use rbuild_runtime::{ExitStatus, Mount, Network, Process, SandboxSpec, StdioMode};
-use rbuild_store::SnapshotName;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::error::BuildError;
 use crate::lowers;
 use crate::mounts::{self, MountError, MountRequest};
 use crate::progress::{Event, Stream};
-use crate::solve::{SolveContext, State};
+use crate::solve::SolveContext;
+use crate::state::State;
+use rbuild_store::ActiveSnapshot;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -28,21 +30,21 @@ const MAX_LINE: usize = 64 * 1024;
 /// package installs work out of the box. `--network none` makes a step hermetic.
 pub const DEFAULT_NETWORK: Network = Network::Host;
 
-/// Files the runtime binds over in the root when the step has the host's network; their
-/// mount points may be created, so their parents may be copied up.
-const HOST_FILES: [&str; 2] = ["/etc/hosts", "/etc/resolv.conf"];
+/// Files the runtime binds into the root (when it has an `/etc`); their mount points may
+/// be created, so `/etc` may be copied up.
+const NETWORK_FILES: [&str; 3] = ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"];
 
 impl SolveContext {
-    /// Runs a RUN step. `sources` are the top snapshots (and names, for messages) of the
-    /// ops its mounts read.
+    /// Runs a RUN step. `sources` are the filesystems (their directories, top first, and
+    /// names for messages) of the ops its mounts read.
     pub(crate) async fn exec(
         &self,
         op: &Op,
         exec: &ExecOp,
         parent: &State,
-        sources: HashMap<OpId, (Option<SnapshotName>, String)>,
+        sources: HashMap<OpId, (Vec<PathBuf>, String)>,
         step: usize,
-    ) -> Result<State, BuildError> {
+    ) -> Result<ActiveSnapshot, BuildError> {
         let request = MountRequest {
             store: self.builder.store.clone(),
             context_root: self.context.root.clone(),
@@ -68,9 +70,9 @@ impl SolveContext {
                 },
             })?;
         let store = self.builder.store.clone();
-        let parent_top = parent.top.clone();
+        let parent_lowers = parent.lowers.clone();
         let (active, empty) = tokio::task::spawn_blocking(move || {
-            Ok::<_, rbuild_store::Error>((store.prepare(parent_top.as_ref())?, store.empty_dir()?))
+            Ok::<_, rbuild_store::Error>((store.prepare_on(parent_lowers)?, store.empty_dir()?))
         })
         .await??;
         let network = match exec.network {
@@ -146,25 +148,19 @@ impl SolveContext {
                 tail,
             });
         }
-        let active = if network == Network::Host || !exec.mounts.is_empty() {
-            let mut targets: Vec<String> = exec
-                .mounts
-                .iter()
-                .filter_map(|mount| mount.target().map(str::to_owned))
-                .collect();
-            if network == Network::Host {
-                targets.extend(HOST_FILES.map(String::from));
-            }
-            tokio::task::spawn_blocking(move || {
-                let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
-                lowers::remove_copied_up_parents(&active.upper, &active.lowers, &targets);
-                active
-            })
-            .await?
-        } else {
+        let mut targets: Vec<String> = exec
+            .mounts
+            .iter()
+            .filter_map(|mount| mount.target().map(str::to_owned))
+            .collect();
+        targets.extend(NETWORK_FILES.map(String::from));
+        let active = tokio::task::spawn_blocking(move || {
+            let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+            lowers::remove_copied_up_parents(&active.upper, &active.lowers, &targets);
             active
-        };
-        self.commit_layer(active, parent, true).await
+        })
+        .await?;
+        Ok(active)
     }
 
     /// Runs the sandbox, passing its output on line by line; returns how it ended and the

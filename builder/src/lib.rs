@@ -2,10 +2,12 @@
 //! the runtime (RUN steps), and assembles the image.
 
 mod cache;
+mod chmod;
 mod context;
 mod copy;
 mod error;
 mod exec;
+mod explain;
 mod export;
 mod fileops;
 mod glob;
@@ -18,6 +20,7 @@ mod progress;
 mod resolve;
 mod secrets;
 mod solve;
+mod state;
 mod unarchive;
 
 pub use cache::CacheKey;
@@ -29,4 +32,4 @@ pub use image::frontend_config;
 pub use mounts::MountError;
 pub use progress::{Event, Progress, Silent, Stream};
 pub use secrets::{SecretError, SecretSource};
-pub use solve::{BuildOptions, BuildResult, Builder, Cancel};
+pub use solve::{BuildOptions, BuildResult, Builder, Cancel, Miss};

@@ -23,7 +23,7 @@ use rbuild_frontend::{
     BindMount, CacheMount, CacheSharing, ExecMount, MountSource, OpId, SecretMount,
 };
 use rbuild_runtime::{HostMount, Mount};
-use rbuild_store::{CacheMountOptions, SnapshotName, Store};
+use rbuild_store::{CacheMountOptions, Store};
 
 use crate::copy::{self, CopyRequest};
 use crate::exec::overlay;
@@ -73,8 +73,9 @@ pub(crate) struct MountRequest {
     pub context_root: PathBuf,
     pub ignore: IgnoreMatcher,
     pub secrets: BTreeMap<String, SecretSource>,
-    /// The top snapshot of each op a mount reads, and what to call it in messages.
-    pub sources: HashMap<OpId, (Option<SnapshotName>, String)>,
+    /// The directories (top first) of each op a mount reads, and what to call it in
+    /// messages.
+    pub sources: HashMap<OpId, (Vec<PathBuf>, String)>,
     pub cancel: Cancel,
 }
 
@@ -207,12 +208,8 @@ fn bind_mount(
             (found, "the build context")
         }
         MountSource::Op(id) => {
-            let (top, origin) = &request.sources[&id];
-            let layers = match top {
-                Some(top) => request.store.lowers(top)?,
-                None => Vec::new(),
-            };
-            let found = lowers::lookup(&layers, &bind.path)
+            let (layers, origin) = &request.sources[&id];
+            let found = lowers::lookup(layers, &bind.path)
                 .map_err(io_error("look up", Path::new(&bind.path)))?;
             (found, origin.as_str())
         }
@@ -379,12 +376,8 @@ fn cache_mount(
     // With `from`, a new cache directory starts as a copy of that path of the source.
     let seed = match cache.from {
         Some(id) => {
-            let (top, origin) = &request.sources[&id];
-            let layers = match top {
-                Some(top) => request.store.lowers(top)?,
-                None => Vec::new(),
-            };
-            match lowers::lookup(&layers, &cache.path)
+            let (layers, origin) = &request.sources[&id];
+            match lowers::lookup(layers, &cache.path)
                 .map_err(io_error("look up", Path::new(&cache.path)))?
             {
                 Found::Dir(dirs) => Some((dirs, origin.clone())),
@@ -431,6 +424,8 @@ fn cache_mount(
                 mode: None,
                 ignore: None,
                 extract_archives: false,
+                exclude: None,
+                parents: false,
             })
         })
         .map_err(io::Error::other)?

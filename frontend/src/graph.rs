@@ -272,6 +272,17 @@ pub struct CopyOp {
     pub chown: Option<String>,
     /// `--chmod` after expansion.
     pub chmod: Option<String>,
+    /// `--link`: made on an empty filesystem, independent of the layers below, then
+    /// stacked on them; destination symlinks in the parent are not followed.
+    #[serde(default)]
+    pub link: bool,
+    /// `--parents`: each source keeps its path (below a `/./` pivot) under the destination.
+    #[serde(default)]
+    pub parents: bool,
+    /// `--exclude` patterns after expansion, matched like `.dockerignore` against paths
+    /// relative to the source root.
+    #[serde(default)]
+    pub excludes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

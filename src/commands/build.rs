@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::{Args, ValueEnum};
 use miette::{IntoDiagnostic, Result, WrapErr};
 use rbuild_builder::{BuildError, BuildOptions, Builder, Cancel, Progress, SecretSource};
-use rbuild_runtime::Limits;
+use rbuild_runtime::{CpuQuota, Limits};
 
 use super::check::{base_configs, read_dockerfile, warn_before_build};
 use super::{key_value, network, open_runtime, open_store, parse_name};
@@ -74,6 +74,10 @@ pub struct BuildArgs {
     /// Run every step; reuse nothing from the build cache
     #[arg(long = "no-cache")]
     pub no_cache: bool,
+    /// Fail (after building) if any step ran instead of coming from the cache: for CI
+    /// checks that a rebuild is fully cached. Each such step is listed with the reason
+    #[arg(long = "fail-on-miss")]
+    pub fail_on_miss: bool,
     /// Run every step of this stage, without the cache; may be repeated
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     pub no_cache_filter: Vec<String>,
@@ -121,7 +125,7 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         .transpose()
         .map_err(|e| miette::miette!("--memory: {e}"))?;
     if let Some(cpus) = args.cpus
-        && !(cpus.is_finite() && cpus >= 0.01)
+        && CpuQuota::from_cpus(cpus).is_none()
     {
         return Err(miette::miette!(
             help = "give a number of CPUs of at least 0.01, e.g. `--cpus 1.5`",
@@ -149,6 +153,8 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         limits: Limits {
             memory_bytes: memory,
             pids: args.pids_limit,
+            cpu: args.cpus.and_then(CpuQuota::from_cpus),
+            ..Limits::default()
         },
         source_date_epoch,
         ignore: read_ignore_file(&dockerfile_path, &args.context)?,
@@ -164,7 +170,6 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
             .collect::<Result<_>>()?,
         no_cache_filter: args.no_cache_filter.clone(),
         secrets,
-        cpus: args.cpus,
     };
     let outputs = args
         .outputs
@@ -241,6 +246,7 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
     if let Some(path) = &args.iidfile {
         write_iidfile(path, &result.config.to_string())?;
     }
+    auto_gc(&output_store).await;
     for output in outputs {
         write_output(&output_store, &result, output).await?;
     }
@@ -251,6 +257,9 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
             "image.name": result.tags.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
             "rbuild.steps.cached": result.cached,
             "rbuild.steps.run": result.executed,
+            "rbuild.cache.misses": result.misses.iter().map(|m| serde_json::json!({
+                "step": m.step, "description": m.description, "reason": m.reason,
+            })).collect::<Vec<_>>(),
         });
         std::fs::write(
             path,
@@ -267,6 +276,20 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         }
     }
     println!("{}", result.config);
+    if args.fail_on_miss && !result.misses.is_empty() {
+        for miss in &result.misses {
+            let reason = miss
+                .reason
+                .as_deref()
+                .unwrap_or("no earlier build of this step to compare with");
+            eprintln!("cache miss: [{}] {}: {reason}", miss.step, miss.description);
+        }
+        return Err(miette::miette!(
+            help = "the image was built and named; `--fail-on-miss` failed the command because steps ran",
+            "{} step(s) missed the cache",
+            result.misses.len()
+        ));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -420,6 +443,43 @@ async fn write_output(
     })
     .await
     .into_diagnostic()?
+}
+
+/// With `RBUILD_GC_KEEP_STORAGE` set (e.g. `20g`), a build that leaves the store above that
+/// size collects garbage right away: unused objects, then build cache, least recently used
+/// first, until the store fits again.
+async fn auto_gc(store: &rbuild_store::Store) {
+    let Some(bound) = std::env::var("RBUILD_GC_KEEP_STORAGE")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .and_then(|v| parse_size(&v).ok())
+    else {
+        return;
+    };
+    let store = store.clone();
+    let report = tokio::task::spawn_blocking(
+        move || -> rbuild_store::Result<Option<rbuild_store::GcReport>> {
+            if store.estimated_usage()? <= bound {
+                return Ok(None);
+            }
+            store
+                .gc(&rbuild_store::GcOptions {
+                    keep_storage: Some(bound),
+                    ..Default::default()
+                })
+                .map(Some)
+        },
+    )
+    .await;
+    match report {
+        Ok(Ok(Some(report))) => eprintln!(
+            "the store was above RBUILD_GC_KEEP_STORAGE: removed {} cache record(s), {} blob(s) and {} snapshot(s)",
+            report.cache_records, report.blobs, report.snapshots
+        ),
+        Ok(Ok(None)) => {}
+        Ok(Err(err)) => eprintln!("warning: automatic garbage collection failed: {err}"),
+        Err(err) => eprintln!("warning: automatic garbage collection failed: {err}"),
+    }
 }
 
 #[cfg(test)]

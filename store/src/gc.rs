@@ -437,7 +437,7 @@ mod tests {
             let layer = store
                 .create_layer(&active.upper, LayerOptions::default())
                 .unwrap();
-            let base = store.commit_layer(active, &layer).unwrap();
+            let base = store.commit_layer(active, &layer).unwrap().0;
             let manifest = store
                 .write_image(
                     &image_config(vec![layer.diff_id.clone()]),

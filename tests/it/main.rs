@@ -12,4 +12,5 @@ mod errors;
 mod images;
 mod mounts;
 mod run;
+mod sandbox;
 mod store;

@@ -85,13 +85,20 @@ enum Mount<'a> {
     },
 }
 
+// Flags added later are left out when unset, so the digests of ops without them stay.
 #[derive(Serialize)]
 struct Copy<'a> {
     chmod: &'a Option<String>,
     chown: &'a Option<String>,
     destination: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    excludes: &'a [String],
     kind: &'static str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    link: bool,
     op: &'static str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    parents: bool,
     rootfs: &'a str,
     source: Source<'a>,
     sources: &'a [String],
@@ -219,6 +226,9 @@ pub(super) fn op_digest(kind: &OpKind, ops: &[Op], platform: &Platform) -> OpDig
                 chmod: &copy.chmod,
                 chown: &copy.chown,
                 destination: &copy.destination,
+                excludes: &copy.excludes,
+                link: copy.link,
+                parents: copy.parents,
                 kind: match copy.kind {
                     CopyKind::Copy => "copy",
                     CopyKind::Add => "add",

@@ -213,12 +213,26 @@ impl Converter<'_> {
             .with_help("use an octal mode up to `7777` or a symbolic mode such as `u+x`"));
         }
         let destination = expand.word(&copy.destination, &state.vars)?;
+        let excludes = copy
+            .excludes
+            .iter()
+            .map(|e| expand.word(e, &state.vars))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut message = keyword.to_string();
         if let Some(chown) = &chown {
             message.push_str(&format!(" --chown={chown}"));
         }
         if let Some(chmod) = &chmod {
             message.push_str(&format!(" --chmod={chmod}"));
+        }
+        if copy.link {
+            message.push_str(" --link");
+        }
+        if copy.parents {
+            message.push_str(" --parents");
+        }
+        for exclude in &excludes {
+            message.push_str(&format!(" --exclude={exclude}"));
         }
         for source in &sources {
             message.push_str(&format!(" {source}"));
@@ -235,6 +249,9 @@ impl Converter<'_> {
             destination: resolve_destination(&state.config.working_dir, &destination),
             chown,
             chmod,
+            link: copy.link,
+            parents: copy.parents,
+            excludes,
         });
         state.root = self.add_op(op, instruction.span, &state.id, instruction.text.clone());
         state.commit(message, false);

@@ -119,8 +119,12 @@ pub struct Copy {
     pub from: Option<(String, Span)>,
     pub chown: Option<String>,
     pub chmod: Option<String>,
-    /// `--link`: accepted; rbuild copies the same way with or without it.
+    /// `--link`: the layer is made on an empty filesystem and stacked on the parent.
     pub link: bool,
+    /// `--parents`: sources keep their parent directories (below a `/./` pivot, if any).
+    pub parents: bool,
+    /// `--exclude` patterns, as written.
+    pub excludes: Vec<String>,
     /// Source paths as written (heredoc sources are in `inline`).
     pub sources: Vec<String>,
     pub inline: Vec<InlineSource>,
