@@ -137,6 +137,41 @@ impl Context {
         Ok((key.finish().to_string(), files))
     }
 
+    /// The checksum of one path of the context, taken literally (no wildcards), as a
+    /// `RUN --mount=type=bind` of the context sees it, and the files it covered (as for
+    /// [`Context::checksum_files`]).
+    pub(crate) fn checksum_path(
+        &self,
+        path: &str,
+    ) -> io::Result<(String, BTreeMap<String, String>)> {
+        let rel = path.trim_start_matches('/');
+        let mut files = BTreeMap::new();
+        let mut key = KeyBuilder::new("context-path");
+        let excluded = |rel: &str| self.ignore.is_excluded(rel);
+        if excluded(rel) {
+            key.part("excluded").part(rel);
+            return Ok((key.finish().to_string(), files));
+        }
+        let host = resolve_in_root(&self.root, rel, true)?;
+        match fs::metadata(&host) {
+            Ok(meta) => {
+                key.part("match").part(rel);
+                let scope = Scope {
+                    excluded: &excluded,
+                    exclude: None,
+                    operand_rel: rel,
+                    exceptions: self.ignore.has_exceptions(),
+                };
+                self.entry(&mut key, &host, rel, &meta, true, &scope, &mut files)?;
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                key.part("missing").part(rel);
+            }
+            Err(err) => return Err(err),
+        }
+        Ok((key.finish().to_string(), files))
+    }
+
     /// Adds one entry (recursively for directories) to `key`. `rel` is its path relative to
     /// the context.
     #[allow(clippy::too_many_arguments)]

@@ -29,6 +29,12 @@ pub enum BuildError {
         limit: u64,
         tail: Vec<String>,
     },
+    #[error("secret `{id}` is required but was not given")]
+    SecretRequired {
+        span: Span,
+        description: String,
+        id: String,
+    },
     #[error("`{description}` failed")]
     StepFailed {
         span: Span,
@@ -66,7 +72,8 @@ impl BuildError {
             BuildError::Dockerfile(err) => Some(err.span()),
             BuildError::RunFailed { span, .. }
             | BuildError::OutOfMemory { span, .. }
-            | BuildError::StepFailed { span, .. } => Some(*span),
+            | BuildError::StepFailed { span, .. }
+            | BuildError::SecretRequired { span, .. } => Some(*span),
             _ => None,
         }
     }

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use rbuild_frontend::{self as frontend, BuildGraph, CopySource, OpId, OpKind};
+use rbuild_frontend::{
+    self as frontend, BindMount, BuildGraph, CopySource, ExecMount, MountSource, OpId, OpKind,
+};
 use rbuild_runtime::{Limits, Network, Runtime};
 use rbuild_store::layer::LayerOptions;
 use rbuild_store::oci::Descriptor;
@@ -28,6 +30,7 @@ use crate::error::BuildError;
 use crate::explain::{self, Trace, Traces};
 use crate::ignore::IgnoreMatcher;
 use crate::progress::{Event, Progress};
+use crate::secrets::SecretSource;
 use crate::state::{Layer, LayerRef, State};
 
 /// What to build and how.
@@ -55,6 +58,8 @@ pub struct BuildOptions {
     pub no_cache: bool,
     /// Run every step of these stages (by name, any case, or index).
     pub no_cache_filter: Vec<String>,
+    /// `--secret`s by id, for `RUN --mount=type=secret`; read only when a step mounts them.
+    pub secrets: BTreeMap<String, SecretSource>,
 }
 
 /// The image a build produced.
@@ -510,10 +515,20 @@ impl SolveContext {
         let started = Instant::now();
         // Each op leaves an active snapshot whose upper dir holds its changes.
         let result = match &op.kind {
-            OpKind::Exec(exec) => self
-                .exec(op, exec, &parent, step)
-                .await
-                .map(|active| (active, true)),
+            OpKind::Exec(exec) => {
+                let sources = exec
+                    .mounts
+                    .iter()
+                    .filter_map(|mount| mount.input())
+                    .map(|source| {
+                        let lowers = inputs[&source].state.lowers.clone();
+                        (source, (lowers, origin(graph, &CopySource::Op(source))))
+                    })
+                    .collect();
+                self.exec(op, exec, &parent, sources, step)
+                    .await
+                    .map(|active| (active, true))
+            }
             OpKind::Copy(copy) => {
                 let source = match copy.source {
                     CopySource::Op(source) => Some(&inputs[&source].state),
@@ -682,6 +697,28 @@ impl SolveContext {
                     })
                     .cloned()
                     .collect();
+                // What a bind mount of the context shows is read like a COPY source; a
+                // mount of another op is covered by that op's key, among the inputs.
+                for mount in &exec.mounts {
+                    if let ExecMount::Bind(BindMount {
+                        source: MountSource::Context,
+                        path,
+                        ..
+                    }) = mount
+                    {
+                        let ctx = &self.context;
+                        let (checksum, files) =
+                            tokio::task::block_in_place(|| ctx.checksum_path(path)).map_err(
+                                |source| BuildError::StepFailed {
+                                    span: op.span,
+                                    description: op.description.clone(),
+                                    source: Box::new(source),
+                                },
+                            )?;
+                        key.part("bind-context").part(&checksum);
+                        trace.files.extend(files);
+                    }
+                }
             }
             OpKind::Copy(copy) => {
                 if let CopySource::Context = copy.source {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use miette::{IntoDiagnostic, Result, WrapErr};
-use rbuild_builder::{BuildError, BuildOptions, Builder, Cancel, Progress};
-use rbuild_runtime::Limits;
+use rbuild_builder::{BuildError, BuildOptions, Builder, Cancel, Progress, SecretSource};
+use rbuild_runtime::{CpuQuota, Limits};
 
 use super::check::{base_configs, read_dockerfile, warn_before_build};
 use super::{key_value, network, open_runtime, open_store, parse_name};
@@ -61,6 +61,13 @@ pub struct BuildArgs {
     /// Maximum number of processes in each RUN step
     #[arg(long = "pids-limit", value_name = "N")]
     pub pids_limit: Option<u64>,
+    /// CPU time for each RUN step, in CPUs (e.g. `1.5`)
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+    /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE` or `id=ID,env=VARIABLE`
+    /// (`type=file|env` too); may be repeated
+    #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
+    pub secrets: Vec<String>,
     /// How to show progress
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
@@ -117,6 +124,19 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         .map(parse_size)
         .transpose()
         .map_err(|e| miette::miette!("--memory: {e}"))?;
+    if let Some(cpus) = args.cpus
+        && CpuQuota::from_cpus(cpus).is_none()
+    {
+        return Err(miette::miette!(
+            help = "give a number of CPUs of at least 0.01, e.g. `--cpus 1.5`",
+            "--cpus: invalid value `{cpus}`"
+        ));
+    }
+    let secrets = args
+        .secrets
+        .iter()
+        .map(|text| parse_secret(text))
+        .collect::<Result<BTreeMap<_, _>>>()?;
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(value) if !value.is_empty() => Some(value.parse::<i64>().map_err(|_| {
             miette::miette!("SOURCE_DATE_EPOCH must be a number of seconds, not `{value}`")
@@ -133,6 +153,7 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         limits: Limits {
             memory_bytes: memory,
             pids: args.pids_limit,
+            cpu: args.cpus.and_then(CpuQuota::from_cpus),
             ..Limits::default()
         },
         source_date_epoch,
@@ -148,6 +169,7 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
             })
             .collect::<Result<_>>()?,
         no_cache_filter: args.no_cache_filter.clone(),
+        secrets,
     };
     let outputs = args
         .outputs
@@ -269,6 +291,58 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         ));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--secret id=ID[,type=file|env][,src=FILE][,env=VAR]`, as buildx reads it: `src` (or
+/// `source`) is a file, or with `type=env` a variable's name; `env=VAR` is a variable;
+/// with neither, the variable named like the id. Values are read when a step mounts them.
+fn parse_secret(text: &str) -> Result<(String, SecretSource)> {
+    let mut kind = None;
+    let (mut id, mut src, mut env) = (None, None, None);
+    for field in text.split(',') {
+        let Some((key, value)) = field.split_once('=') else {
+            return Err(miette::miette!(
+                help = "write `--secret id=ID,src=FILE` or `--secret id=ID,env=VAR`",
+                "--secret `{text}`: `{field}` is not `key=value`"
+            ));
+        };
+        match key.to_ascii_lowercase().as_str() {
+            "type" if value == "file" || value == "env" => kind = Some(value.to_owned()),
+            "type" => {
+                return Err(miette::miette!(
+                    help = "the types are `file` and `env`",
+                    "--secret `{text}`: unsupported secret type `{value}`"
+                ));
+            }
+            "id" => id = Some(value.to_owned()),
+            "src" | "source" => src = Some(value.to_owned()),
+            "env" => env = Some(value.to_owned()),
+            _ => {
+                return Err(miette::miette!(
+                    help = "the keys are `id`, `type`, `src` (or `source`) and `env`",
+                    "--secret `{text}`: unknown key `{key}`"
+                ));
+            }
+        }
+    }
+    let id = id.filter(|id| !id.is_empty()).ok_or_else(|| {
+        miette::miette!(
+            help = "write `--secret id=ID,src=FILE` or `--secret id=ID,env=VAR`",
+            "--secret `{text}`: `id=` is missing"
+        )
+    })?;
+    let source = match (kind.as_deref(), src, env) {
+        (_, Some(_), Some(_)) => {
+            return Err(miette::miette!(
+                "--secret `{text}`: give either `src=` or `env=`, not both"
+            ));
+        }
+        (Some("env"), Some(var), None) | (_, None, Some(var)) => SecretSource::Env(var),
+        (_, Some(file), None) => SecretSource::File(PathBuf::from(file)),
+        (Some("file"), None, None) => SecretSource::File(PathBuf::from(&id)),
+        (_, None, None) => SecretSource::Env(id.clone()),
+    };
+    Ok((id, source))
 }
 
 /// The ignore file for a build: `<Dockerfile>.dockerignore` beside the Dockerfile when it
@@ -405,5 +479,44 @@ async fn auto_gc(store: &rbuild_store::Store) {
         Ok(Ok(None)) => {}
         Ok(Err(err)) => eprintln!("warning: automatic garbage collection failed: {err}"),
         Err(err) => eprintln!("warning: automatic garbage collection failed: {err}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_parse_as_buildx_does() {
+        let parse = |text| parse_secret(text).unwrap();
+        assert_eq!(
+            parse("id=npm,src=/home/me/.npmrc"),
+            ("npm".into(), SecretSource::File("/home/me/.npmrc".into()))
+        );
+        assert_eq!(
+            parse("id=npm,type=file,source=rc"),
+            ("npm".into(), SecretSource::File("rc".into()))
+        );
+        assert_eq!(
+            parse("id=aws,env=AWS_KEY"),
+            ("aws".into(), SecretSource::Env("AWS_KEY".into()))
+        );
+        assert_eq!(
+            parse("id=aws,type=env,src=AWS_KEY"),
+            ("aws".into(), SecretSource::Env("AWS_KEY".into()))
+        );
+        assert_eq!(
+            parse("id=TOKEN"),
+            ("TOKEN".into(), SecretSource::Env("TOKEN".into()))
+        );
+        for bad in [
+            "src=x",
+            "id=a,type=ssh",
+            "id=a,colour=red",
+            "id=a,src=x,env=Y",
+            "id",
+        ] {
+            assert!(parse_secret(bad).is_err(), "{bad}");
+        }
     }
 }

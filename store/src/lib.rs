@@ -9,6 +9,7 @@
 //! ingest/<id>          blobs being written: hashed while written, fsynced, verified, renamed
 //! snapshots/<n>/fs     unpacked layers and RUN upper dirs, in overlay format
 //! snapshots/<n>/work   overlay work dir of an active snapshot
+//! cache-mounts/<h>/<n> `RUN --mount=type=cache` directories (see `cache_mounts`)
 //! meta.redb            image names, snapshots, counters
 //! ```
 
@@ -16,6 +17,7 @@ mod archive;
 mod blobs;
 mod built;
 mod cache;
+mod cache_mounts;
 mod digest;
 mod error;
 pub mod gc;
@@ -38,6 +40,7 @@ pub use archive::{ArchiveFormat, LoadedImage, host_architecture};
 pub use blobs::Ingest;
 pub use built::NewLayer;
 pub use cache::{CacheRecord, CachedLayer};
+pub use cache_mounts::{CacheMount, CacheMountOptions, CacheMountUsage, CacheSharing};
 pub use digest::{Digest, Hasher, HashingWriter, InvalidDigest, VerifyingReader};
 pub use error::{Error, Result};
 pub use gc::{CachePrune, GcOptions, GcReport};

@@ -21,6 +21,9 @@ pub struct Usage {
     pub snapshot_count: usize,
     /// `meta.redb`.
     pub metadata: u64,
+    /// `RUN --mount=type=cache` directories (removed only by `prune --all`).
+    pub cache_mounts: u64,
+    pub cache_mount_count: usize,
     /// What GC would give back now.
     pub reclaimable: u64,
     pub images: Vec<ImageUsage>,
@@ -71,6 +74,9 @@ impl Store {
             ..Default::default()
         };
         usage.blob_count = fs::read_dir(root.join("blobs/sha256")).map_or(0, |d| d.count());
+        let cache_mounts = self.cache_mounts()?;
+        usage.cache_mount_count = cache_mounts.len();
+        usage.cache_mounts = cache_mounts.iter().map(|c| c.size).sum();
         usage.snapshot_count = self
             .inner
             .meta

@@ -10,6 +10,7 @@ mod check;
 mod copy;
 mod errors;
 mod images;
+mod mounts;
 mod run;
 mod sandbox;
 mod store;

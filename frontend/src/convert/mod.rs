@@ -4,6 +4,7 @@
 mod digest;
 mod dispatch;
 mod dump;
+mod mounts;
 mod ops;
 mod plan;
 mod values;
@@ -64,7 +65,8 @@ impl std::fmt::Display for Platform {
 }
 
 /// The external images (normalized references, e.g. `busybox:latest`,
-/// `reg:5000/a/b:t`, `x@sha256:..`) the build needs: FROM bases and `COPY --from=<image>`,
+/// `reg:5000/a/b:t`, `x@sha256:..`) the build needs: FROM bases, `COPY --from=<image>`
+/// and `RUN --mount=from=<image>`,
 /// only for stages the target needs, in order of first use.
 ///
 /// `COPY --from` in ONBUILD triggers of base images cannot be known before the base
@@ -82,12 +84,12 @@ pub fn image_references(df: &Dockerfile, opts: &ConvertOptions) -> Result<Vec<St
             add(reference);
         }
         for instruction in &stage.instructions {
-            if let crate::InstructionKind::Copy(copy) = &instruction.kind
-                && let Some((from, span)) = &copy.from
-                && let FromSource::Image(reference) =
-                    plan.copy_source(df, stage.index, from, *span)?
-            {
-                add(&reference);
+            for (from, span, verb) in plan::froms(instruction) {
+                if let FromSource::Image(reference) =
+                    plan.copy_source(df, stage.index, from, span, verb)?
+                {
+                    add(&reference);
+                }
             }
         }
     }

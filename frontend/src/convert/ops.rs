@@ -35,7 +35,9 @@ impl Converter<'_> {
         state: &mut StageState,
         instruction: &Instruction,
         run: &Run,
+        expand: &Expander,
     ) -> Result<(), Error> {
+        let mounts = self.exec_mounts(state, run, expand)?;
         let args = match &run.command {
             Command::Exec(argv) => argv.clone(),
             Command::Shell(text) => {
@@ -78,6 +80,7 @@ impl Converter<'_> {
             },
             user: state.config.user.clone(),
             network: run.network,
+            mounts,
         });
         state.root = self.add_op(kind, instruction.span, &state.id, instruction.text.clone());
         state.commit(format!("RUN {history} # buildkit"), false);
@@ -162,7 +165,7 @@ impl Converter<'_> {
         let source = if let Some((from, from_span)) = &copy.from {
             match self
                 .plan
-                .copy_source(self.df, state.id.index, from, *from_span)?
+                .copy_source(self.df, state.id.index, from, *from_span, "copy")?
             {
                 FromSource::Stage(index) => CopySource::Op(self.stage_root(index)),
                 FromSource::Image(reference) => {
@@ -260,9 +263,9 @@ fn is_only_heredoc(command: &str) -> bool {
     matches!(parse_heredoc_word(command.trim()), Ok(Some(_)))
 }
 
-/// BuildKit runs a `#!` heredoc as an executable file it mounts into the container. The
-/// graph has no mounts, so rbuild writes the script to a temporary file with `/bin/sh`,
-/// runs it and removes it; the script's exit code is the RUN's.
+/// BuildKit runs a `#!` heredoc as an executable file it mounts into the container.
+/// rbuild writes the script to a temporary file with `/bin/sh` instead, runs it and
+/// removes it; the script's exit code is the RUN's.
 fn shebang_script(body: &str) -> String {
     let mut delimiter = String::from("RBUILD_SCRIPT_EOF");
     while body.lines().any(|line| line == delimiter) {

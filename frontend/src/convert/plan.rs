@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::instructions::{Dockerfile, InstructionKind, Stage, parse_trigger};
+use crate::instructions::{Dockerfile, Instruction, InstructionKind, Stage, parse_trigger};
 use crate::lint::{Lint, Rule, Warning};
 use crate::shell::{Lexer, Recording};
 use crate::{Error, ErrorKind, ImageConfig, Span};
@@ -108,33 +108,26 @@ impl Plan {
             }
             Base::Scratch => {}
         }
-        for instruction in &triggers {
-            if let InstructionKind::Copy(copy) = &instruction.kind
-                && let Some((from, span)) = &copy.from
-                && let FromSource::Stage(source) = self.copy_source(df, index, from, *span)?
-            {
-                dependencies.push(source);
-            }
-        }
-        for instruction in &stage.instructions {
-            if let InstructionKind::Copy(copy) = &instruction.kind
-                && let Some((from, span)) = &copy.from
-                && let FromSource::Stage(source) = self.copy_source(df, index, from, *span)?
-            {
-                dependencies.push(source);
+        for instruction in triggers.iter().chain(&stage.instructions) {
+            for (from, span, verb) in froms(instruction) {
+                if let FromSource::Stage(source) = self.copy_source(df, index, from, span, verb)? {
+                    dependencies.push(source);
+                }
             }
         }
         Ok(dependencies)
     }
 
     /// Resolves `--from=<from>` in stage `current`: a stage name, a stage index, or else
-    /// an image. Only stages defined before the current one can be used.
+    /// an image. Only stages defined before the current one can be used. `verb` (`copy`,
+    /// `mount`) is for messages.
     pub fn copy_source(
         &self,
         df: &Dockerfile,
         current: usize,
         from: &str,
         span: Span,
+        verb: &str,
     ) -> Result<FromSource, Error> {
         let lexer = Lexer::new(df.directives.escape);
         let value = lexer
@@ -163,18 +156,19 @@ impl Plan {
             Some(index) if index >= current => {
                 let current_name = df.stages[current].name.as_deref().unwrap_or("");
                 let help = if index == current {
-                    "a stage cannot copy from itself; copy from an earlier stage or an image"
-                        .to_string()
+                    format!(
+                        "a stage cannot {verb} from itself; {verb} from an earlier stage or an image"
+                    )
                 } else {
                     format!(
-                        "a stage can copy only from stages above it: move stage `{value}` before this one"
+                        "a stage can {verb} only from stages above it: move stage `{value}` before this one"
                     )
                 };
                 Err(Error::new(
                     ErrorKind::StageOrder,
                     span,
                     format!(
-                        "cannot copy from stage `{value}`, it needs to be defined before current stage `{}`",
+                        "cannot {verb} from stage `{value}`, it needs to be defined before current stage `{}`",
                         if current_name.is_empty() {
                             current.to_string()
                         } else {
@@ -189,6 +183,25 @@ impl Plan {
                 .map(FromSource::Image)
                 .map_err(|message| Error::new(ErrorKind::InvalidReference, span, message)),
         }
+    }
+}
+
+/// The `--from`s an instruction reads, with where they are and what it does with them:
+/// COPY's, and those of RUN's mounts that read one.
+pub(crate) fn froms(instruction: &Instruction) -> Vec<(&str, Span, &'static str)> {
+    match &instruction.kind {
+        InstructionKind::Copy(copy) => copy
+            .from
+            .iter()
+            .map(|(from, span)| (from.as_str(), *span, "copy"))
+            .collect(),
+        InstructionKind::Run(run) => run
+            .mounts
+            .iter()
+            .filter(|mount| mount.reads_from())
+            .filter_map(|mount| Some((mount.from()?, mount.span, "mount")))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -4,12 +4,14 @@
 
 pub(crate) mod duration;
 mod flags;
+pub(crate) mod mount;
 mod parse;
 
 use crate::lint::{CheckConfig, Warning, syntax::parse_warnings};
 use crate::syntax::{self, Directives, Heredoc, Keyword};
 use crate::{Error, ErrorKind, HealthConfig, NetworkMode, Span};
 
+pub use mount::RunMount;
 pub(crate) use parse::instruction_from_node;
 
 /// A parsed Dockerfile: its directives, the ARGs before the first FROM, and its stages.
@@ -90,6 +92,8 @@ pub struct Run {
     pub command: Command,
     pub heredocs: Vec<Heredoc>,
     pub network: NetworkMode,
+    /// `--mount`s, in order.
+    pub mounts: Vec<RunMount>,
 }
 
 /// An ENV or LABEL `key=value`, both still to be expanded.

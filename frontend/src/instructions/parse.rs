@@ -6,6 +6,7 @@ use crate::{Error, ErrorKind, HealthConfig, NetworkMode, Span};
 
 use super::duration::parse_duration;
 use super::flags::Flags;
+use super::mount::RunMount;
 use super::{
     ArgDecl, Command, Copy, InlineSource, Instruction, InstructionKind, Onbuild, Pair, Parsed, Run,
     Stage, forbidden_trigger,
@@ -56,13 +57,18 @@ pub(crate) fn instruction_from_node(node: &Node, stage_index: usize) -> Result<P
                     }
                 },
             };
-            flags.unsupported("mount")?;
+            let mounts = flags
+                .spanned_strings("mount")?
+                .into_iter()
+                .map(|(value, span)| RunMount::parse(&value, span))
+                .collect::<Result<_, _>>()?;
             flags.unsupported("security")?;
             flags.unsupported("device")?;
             InstructionKind::Run(Run {
                 command: command(&node.args),
                 heredocs: node.heredocs.clone(),
                 network,
+                mounts,
             })
         }
         Keyword::Cmd => InstructionKind::Cmd(command(&node.args)),
