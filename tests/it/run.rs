@@ -399,7 +399,13 @@ fn concurrent_sandboxes_get_distinct_addresses() {
     let mut addresses: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
     addresses.sort();
     addresses.dedup();
-    assert_eq!(addresses.len(), 4, "{}", stdout(&out));
+    assert_eq!(
+        addresses.len(),
+        4,
+        "{}\n--- stderr\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
     assert!(
         addresses.iter().all(|a| a.starts_with("10.88.0.")),
         "{addresses:?}"
