@@ -5,6 +5,7 @@
 use std::fmt;
 use std::fs;
 use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -120,10 +121,15 @@ impl Runtime {
         let opts = &self.inner.opts;
         let id = self.unique_id();
         let state_dir = opts.state_dir.join(&id);
-        fs::create_dir(&state_dir).map_err(|source| Error::CreateStateDir {
-            path: state_dir.clone(),
-            source,
-        })?;
+        // Owner-only: the config written here holds the process's environment, which may
+        // carry a secret (`RUN --mount=type=secret,env=...`).
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&state_dir)
+            .map_err(|source| Error::CreateStateDir {
+                path: state_dir.clone(),
+                source,
+            })?;
         let (cgroup, lease) = match self.prepare(spec, &id, &state_dir) {
             Ok(prepared) => prepared,
             Err(err) => {

@@ -727,3 +727,19 @@ async fn fixture_run(
     b.unwrap();
     (outcome, out, err)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_dir_is_private_while_the_sandbox_runs() {
+    require_privileges!();
+    let fixture = Fixture::new();
+    let mut spec = fixture.spec(&["sh", "-c", "sleep 1"]);
+    spec.process.env.push("SECRET=hunter2".into());
+    let child = fixture.runtime.spawn(&spec, StdioMode::Piped).unwrap();
+    let dirs = fixture.state_left();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&dirs[0]).unwrap().permissions())
+            & 0o777;
+    assert_eq!(mode, 0o700, "the config holds the environment: owner only");
+    assert!(child.wait().await.unwrap().status.success());
+}
