@@ -32,6 +32,11 @@ impl SolveContext {
         let copy_op = copy_op.clone();
         let origin = origin.to_owned();
         let step_err = step_error(op);
+        let _permit = self
+            .cpu
+            .acquire()
+            .await
+            .map_err(|_| BuildError::Cancelled)?;
         let active = tokio::task::spawn_blocking(move || -> Result<ActiveSnapshot, BuildError> {
             // `--link`: the layer is made on an empty filesystem (the parent is only read for
             // `--chown` names) and stacked on the parent afterwards.

@@ -185,6 +185,9 @@ impl Builder {
             counts: Mutex::new((0, 0)),
             background: Mutex::new(JoinSet::new()),
             unused: Arc::new(Mutex::new(Vec::new())),
+            cpu: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
             previous: Traces::load(&self.store, &explain_scope),
             traces: Mutex::new(Traces::default()),
             reasons: Mutex::new(HashMap::new()),
@@ -269,6 +272,9 @@ pub(crate) struct SolveContext {
     counts: Mutex<(usize, usize)>,
     /// Layers being measured and committed, cache records being written.
     background: Mutex<JoinSet<Result<(), BuildError>>>,
+    /// CPU-heavy work (hashing, copying, making tars) at most one per core at a time, so
+    /// parallel stages do not thrash each other.
+    pub cpu: Arc<tokio::sync::Semaphore>,
     /// Upper dirs whose layer the store already had, discarded when the build ends.
     unused: Arc<Mutex<Vec<ActiveSnapshot>>>,
     /// The traces of the previous build of this context and target, and of this one.
@@ -725,6 +731,11 @@ impl SolveContext {
                     let sources = copy.sources.clone();
                     let exclude = (!copy.excludes.is_empty())
                         .then(|| IgnoreMatcher::parse(&copy.excludes.join("\n")));
+                    let _permit = self
+                        .cpu
+                        .acquire()
+                        .await
+                        .map_err(|_| BuildError::Cancelled)?;
                     let (checksum, files) = {
                         // Hashing reads files: keep it off the async workers.
                         let ctx = &self.context;
@@ -824,6 +835,7 @@ impl SolveContext {
         let mut state = parent.clone();
         state.lowers.insert(0, active.upper.clone());
         let unused = self.unused.clone();
+        let cpu = self.cpu.clone();
         let (sender, layer) = LayerRef::pending();
         state.layers.push(layer);
         self.background(async move {
@@ -833,6 +845,10 @@ impl SolveContext {
                 let new_layer = match known {
                     Some(layer) => layer,
                     None => {
+                        let _permit = cpu
+                            .acquire_owned()
+                            .await
+                            .map_err(|_| BuildError::Cancelled)?;
                         tokio::task::spawn_blocking(move || measuring.create_layer(&upper, options))
                             .await??
                     }
