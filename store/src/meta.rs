@@ -91,7 +91,27 @@ impl Meta {
             db,
             path: path.to_owned(),
         };
-        // Tables must exist before a read transaction can open them.
+        // Tables must exist before a read transaction can open them. Creating
+        // them takes a write transaction (an fsync); a store that has them
+        // already is opened read-only, which keeps `rbuild run` and friends
+        // from paying a disk flush per command.
+        let present = meta.read_raw(|tx| {
+            for table in [IMAGES, SNAPSHOTS, ACTIVE, LEASES, CACHE, STATE] {
+                match tx.open_table(table) {
+                    Ok(_) => {}
+                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            match tx.open_table(COUNTERS) {
+                Ok(_) => Ok(true),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+                Err(e) => Err(e.into()),
+            }
+        })?;
+        if present {
+            return Ok(meta);
+        }
         meta.write(|tx| {
             for table in [IMAGES, SNAPSHOTS, ACTIVE, LEASES, CACHE, STATE] {
                 tx.tx.open_table(table)?;
