@@ -21,6 +21,10 @@ use crate::resolve::{display_in_root, resolve_in_root};
 pub(crate) enum CopyError {
     #[error("`{path}` not found in {origin}")]
     NotFound { path: String, origin: String },
+    /// Named literally, but left out by `.dockerignore` or `--exclude`: saying so saves
+    /// the user a search for a file that is plainly there.
+    #[error("`{path}` is excluded by {by}")]
+    Excluded { path: String, by: &'static str },
     #[error("no source files were specified")]
     NoSources,
     #[error(
@@ -76,8 +80,18 @@ pub(crate) struct CopyRequest<'a> {
 
 impl CopyRequest<'_> {
     fn is_excluded(&self, rel: &str) -> bool {
-        self.ignore.is_some_and(|ignore| ignore.is_excluded(rel))
-            || self.exclude.is_some_and(|exclude| exclude.is_excluded(rel))
+        self.excluded_by(rel).is_some()
+    }
+
+    /// What excludes `rel`, if anything, as the user would name it.
+    fn excluded_by(&self, rel: &str) -> Option<&'static str> {
+        if self.ignore.is_some_and(|ignore| ignore.is_excluded(rel)) {
+            Some(".dockerignore")
+        } else if self.exclude.is_some_and(|exclude| exclude.is_excluded(rel)) {
+            Some("--exclude")
+        } else {
+            None
+        }
     }
 
     /// Whether an excluded directory may still hold files a `!` pattern re-includes.
@@ -147,10 +161,10 @@ pub(crate) fn copy(req: &CopyRequest<'_>) -> Result<(), CopyError> {
     };
     for (source, depth) in &matched {
         let clean = source.trim_start_matches('/');
-        if req.is_excluded(clean) {
-            return Err(CopyError::NotFound {
+        if let Some(by) = req.excluded_by(clean) {
+            return Err(CopyError::Excluded {
                 path: source.clone(),
-                origin: req.origin.to_owned(),
+                by,
             });
         }
         let host =

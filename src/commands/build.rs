@@ -11,7 +11,7 @@ use miette::{IntoDiagnostic, Result, WrapErr};
 use rbuild_builder::{BuildError, BuildOptions, Builder, Cancel, Progress, SecretSource};
 use rbuild_runtime::{CpuQuota, Limits};
 
-use super::check::{base_configs, read_dockerfile, warn_before_build};
+use super::check::{base_configs, read_dockerfile, read_ignore_file, warn_before_build};
 use super::{key_value, network, open_runtime, open_store, parse_name};
 use crate::cli::NetworkArg;
 use crate::progress::{BuildLog, JsonProgress, PlainProgress, QuietProgress, Tee, TtyProgress};
@@ -143,6 +143,7 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         })?),
         _ => None,
     };
+    let ignore = read_ignore_file(&dockerfile_path, &args.context)?;
     let opts = BuildOptions {
         dockerfile: dockerfile.clone(),
         context: args.context.clone(),
@@ -157,7 +158,7 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
             ..Limits::default()
         },
         source_date_epoch,
-        ignore: read_ignore_file(&dockerfile_path, &args.context)?,
+        ignore: ignore.clone(),
         no_cache: args.no_cache,
         labels: args
             .labels
@@ -193,7 +194,13 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         print!("{}", rbuild_frontend::dump_graph(&graph));
         return Ok(ExitCode::SUCCESS);
     }
-    warn_before_build(&store, &dockerfile_path, &dockerfile, &convert_opts)?;
+    warn_before_build(
+        &store,
+        &dockerfile_path,
+        &dockerfile,
+        &convert_opts,
+        ignore.as_deref(),
+    )?;
     let runtime = open_runtime(&store)?;
     let builder_root = store.root().to_owned();
     let output_store = store.clone();
@@ -343,24 +350,6 @@ fn parse_secret(text: &str) -> Result<(String, SecretSource)> {
         (_, None, None) => SecretSource::Env(id.clone()),
     };
     Ok((id, source))
-}
-
-/// The ignore file for a build: `<Dockerfile>.dockerignore` beside the Dockerfile when it
-/// exists, else `.dockerignore` at the context root.
-fn read_ignore_file(dockerfile: &Path, context: &Path) -> Result<Option<String>> {
-    let mut beside = dockerfile.as_os_str().to_owned();
-    beside.push(".dockerignore");
-    for path in [PathBuf::from(beside), context.join(".dockerignore")] {
-        match std::fs::read(&path) {
-            Ok(bytes) => return Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => {
-                return Err(miette::Report::from_err(err)
-                    .wrap_err(format!("cannot read {}", path.display())));
-            }
-        }
-    }
-    Ok(None)
 }
 
 fn write_iidfile(path: &Path, id: &str) -> Result<()> {

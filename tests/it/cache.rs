@@ -203,6 +203,23 @@ fn dockerignore_hides_files_from_copy_and_from_the_cache_key() {
         !listing.contains("main.sh") && listing.contains("debug.log"),
         "{listing}"
     );
+
+    // Naming an ignored file fails, and says that it is ignored rather than absent.
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY main.sh /\n").unwrap();
+    let out = env.rbuild(&[
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "ig:4",
+        ctx.to_str().unwrap(),
+    ]);
+    assert_failure(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("CopyIgnoredFile") && err.contains("`main.sh` is excluded by .dockerignore"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -17,8 +17,8 @@ use crate::instructions::{Dockerfile, parse_trigger};
 use crate::lint::{Lint, LintScope, Warning};
 use crate::shell::ShellError;
 use crate::{
-    BuildGraph, Error, ErrorKind, HistoryEntry, ImageConfig, ImageOutput, Op, OpId, OpKind, Span,
-    StageId,
+    BuildGraph, CopySource, Error, ErrorKind, HistoryEntry, ImageConfig, ImageOutput, Op, OpId,
+    OpKind, Span, StageId,
 };
 
 use plan::{Base, FromSource, Plan};
@@ -116,14 +116,31 @@ pub(crate) fn lint_stages(
     opts: &ConvertOptions,
     bases: &BTreeMap<String, ImageConfig>,
     scope: LintScope,
-) -> Result<Vec<Warning>, Error> {
+) -> Result<(Vec<Warning>, Vec<(String, Span)>), Error> {
     let plan = Plan::new(df, opts, Some(bases))?;
     let mut lint = Lint::default();
     plan::lint_from_lines(df, opts, &mut lint);
     let mut converter = Converter::new(df, opts, bases, &plan);
     converter.lint = Some(lint);
     converter.convert_stages(|index| scope == LintScope::AllStages || plan.needed[index])?;
-    Ok(converter.lint.map(|lint| lint.warnings).unwrap_or_default())
+    // What COPY/ADD read from the context, for `CopyIgnoredFile` (the caller has the
+    // `.dockerignore`; the frontend does no I/O).
+    let context_sources = converter
+        .ops
+        .iter()
+        .filter_map(|op| match &op.kind {
+            OpKind::Copy(copy) if matches!(copy.source, CopySource::Context) => Some(
+                copy.sources
+                    .iter()
+                    .map(|source| (source.clone(), op.span))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let warnings = converter.lint.map(|lint| lint.warnings).unwrap_or_default();
+    Ok((warnings, context_sources))
 }
 
 /// A stage being converted: the last op of its FROM chain and the image so far.

@@ -267,8 +267,9 @@ fn meta_args(
 }
 
 /// The build checks of FROM lines: `UndefinedArgInFrom` (a variable that is neither a
-/// global ARG nor predefined) and `InvalidDefaultArgInFrom` (without `--build-arg`s the
-/// base name is empty or invalid). Expansion errors are left to the conversion.
+/// global ARG nor predefined), `InvalidDefaultArgInFrom` (without `--build-arg`s the
+/// base name is empty or invalid) and the two `--platform` checks. Expansion errors are
+/// left to the conversion.
 pub(crate) fn lint_from_lines(df: &Dockerfile, opts: &ConvertOptions, lint: &mut Lint) {
     let lexer = Lexer::new(df.directives.escape);
     let declared: Vec<&str> = df
@@ -291,6 +292,9 @@ pub(crate) fn lint_from_lines(df: &Dockerfile, opts: &ConvertOptions, lint: &mut
     let mut known: Vec<&str> = meta.keys().map(String::as_str).collect();
     known.extend(&declared);
     for stage in &df.stages {
+        if let Some(platform) = &stage.platform {
+            lint_platform_flag(stage, platform, lint);
+        }
         let words = std::iter::once((&stage.base, stage.base_span))
             .chain(stage.platform.iter().map(|p| (p, stage.span)));
         for (word, span) in words {
@@ -336,6 +340,46 @@ pub(crate) fn lint_from_lines(df: &Dockerfile, opts: &ConvertOptions, lint: &mut
                 ),
             );
         }
+    }
+}
+
+/// `RedundantTargetPlatform`: `--platform=$TARGETPLATFORM` is what FROM does anyway.
+/// `FromPlatformFlagConstDisallowed`: a constant platform pins the stage to one platform,
+/// which is fine only for a stage whose name says so (`AS build_arm64`), the way
+/// per-architecture stages are picked with `FROM build_${TARGETARCH}`.
+fn lint_platform_flag(stage: &Stage, platform: &str, lint: &mut Lint) {
+    let unquoted = platform.trim_matches('"');
+    if unquoted == "$TARGETPLATFORM" || unquoted == "${TARGETPLATFORM}" {
+        lint.push(
+            Warning::new(
+                Rule::RedundantTargetPlatform,
+                stage.span,
+                format!("setting the platform to the predefined `{unquoted}` in `FROM` is redundant: it is the default"),
+            )
+            .with_help("remove the `--platform` flag"),
+        );
+        return;
+    }
+    if platform.contains('$') {
+        return;
+    }
+    let name = stage.name.as_deref().unwrap_or_default();
+    let named_for_it = unquoted
+        .to_ascii_lowercase()
+        .split('/')
+        .filter(|part| !part.is_empty())
+        .any(|part| name.contains(part));
+    if !named_for_it {
+        lint.push(
+            Warning::new(
+                Rule::FromPlatformFlagConstDisallowed,
+                stage.span,
+                format!("the `FROM --platform` flag should not use the constant value `{unquoted}`"),
+            )
+            .with_help(
+                "leave `--platform` out (or use `$BUILDPLATFORM`), or name the stage after the platform, e.g. `AS build_arm64`",
+            ),
+        );
     }
 }
 
