@@ -28,6 +28,8 @@ pub mod oci;
 mod owner;
 mod reference;
 mod snapshots;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite;
 pub mod time;
 mod usage;
 mod verify;
