@@ -244,11 +244,10 @@ impl Builder {
             })?;
         let store = self.store.clone();
         let reference = reference.to_owned();
-        tokio::task::spawn_blocking(move || match store.image(&name) {
+        // Kept (with its snapshots) from GC for the whole build, even if its name is
+        // removed meanwhile; unpacked now so every RUN finds its lower dirs.
+        tokio::task::spawn_blocking(move || match store.image_in_use(&name) {
             Ok(image) => {
-                // Keep it (and its snapshots) from GC for the whole build, even if its name
-                // is removed meanwhile; unpack now so every RUN finds its lower dirs.
-                store.protect_image(&image.manifest_digest)?;
                 store.unpack(&image)?;
                 Ok(image)
             }

@@ -242,7 +242,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let prepared = {
         let store = store.clone();
         tokio::task::spawn_blocking(move || -> Result<_, rbuild_store::Error> {
-            let image = store.image(&name)?;
+            let image = store.image_in_use(&name)?;
             let top = store.unpack(&image)?;
             let active = store.prepare(top.as_ref())?;
             Ok((image, active, store.empty_dir()?))

@@ -298,6 +298,55 @@ fn signals_reach_the_process() {
     assert_eq!(status.code(), Some(3));
 }
 
+/// Removing the image and pruning while it runs takes nothing from under the sandbox:
+/// `run` holds the image in its lease until it ends.
+#[test]
+fn a_running_image_survives_rmi_and_prune() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    // Unpacked by an earlier command, so this run's own unpacking records nothing.
+    assert_success(&env.rbuild(&["run", "--network", "none", "busybox", "true"]));
+    let mut child = env
+        .command()
+        .args([
+            "run",
+            "-i",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "ls /etc; echo ready; read line; ls /etc",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout_pipe = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut before = String::new();
+    loop {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout_pipe, &mut line).unwrap();
+        if line == "ready\n" || line.is_empty() {
+            break;
+        }
+        before.push_str(&line);
+    }
+    assert!(before.contains("passwd"), "{before}");
+    assert_success(&env.rbuild(&["rmi", "busybox"]));
+    assert_success(&env.rbuild(&["prune", "--all"]));
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"go\n").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout_pipe, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success(), "{rest}");
+    // A directory listing reads the layer's directory afresh: it is still there.
+    assert_eq!(rest, before);
+    // Once it has ended, the next prune takes the image's layers.
+    assert_success(&env.rbuild(&["prune", "--all"]));
+    let verify = env.rbuild(&["store", "verify"]);
+    assert_success(&verify);
+}
+
 /// The limits as the sandbox sees them, in its own read-only cgroupfs.
 #[test]
 fn limits_are_applied() {
