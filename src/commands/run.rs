@@ -244,8 +244,11 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         tokio::task::spawn_blocking(move || -> Result<_, rbuild_store::Error> {
             let image = store.image_in_use(&name)?;
             let top = store.unpack(&image)?;
-            let active = store.prepare(top.as_ref())?;
-            Ok((image, active, store.empty_dir()?))
+            let lowers = match &top {
+                Some(top) => store.lowers(top)?,
+                None => Vec::new(),
+            };
+            Ok((image, RunLayer::new(&store, lowers)?, store.empty_dir()?))
         })
         .await
         .into_diagnostic()?
@@ -288,8 +291,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if argv.is_empty() {
-        let store = store.clone();
-        let _ = tokio::task::spawn_blocking(move || store.discard(active)).await;
+        active.remove();
         return Err(miette::miette!(
             help = "give a command after the image name",
             "no command specified: the image has no entrypoint or cmd"
@@ -373,8 +375,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         outcome
     }
     .await;
-    let store_for_cleanup = store.clone();
-    let _ = tokio::task::spawn_blocking(move || store_for_cleanup.discard(active)).await;
+    let _ = tokio::task::spawn_blocking(move || active.remove()).await;
     let outcome = match outcome {
         Ok(outcome) => outcome,
         // Docker's codes: 127 the command was not found, 126 it could not be run, 125 the
@@ -560,5 +561,43 @@ mod tests {
         let mut env = vec!["A=0".to_owned(), "PATH=/bin".to_owned()];
         set_env(&mut env, "A", "1");
         assert_eq!(env, ["PATH=/bin", "A=1"]);
+    }
+}
+
+/// The writable layer of a `rbuild run`: a scratch directory of the store, not a snapshot,
+/// since its changes are discarded. It costs no metadata commit (a disk flush) to make or
+/// to drop, and a killed run's is removed by the next command, as its owner is gone. The
+/// image's layers below it are kept by the lease `Store::image_in_use` took.
+struct RunLayer {
+    dir: std::path::PathBuf,
+    lowers: Vec<std::path::PathBuf>,
+    upper: std::path::PathBuf,
+    work: std::path::PathBuf,
+}
+
+impl RunLayer {
+    fn new(
+        store: &rbuild_store::Store,
+        lowers: Vec<std::path::PathBuf>,
+    ) -> Result<RunLayer, rbuild_store::Error> {
+        let dir = store.temp_dir("run")?;
+        let (upper, work) = (dir.join("upper"), dir.join("work"));
+        for path in [&upper, &work] {
+            std::fs::create_dir(path).map_err(|source| rbuild_store::Error::Io {
+                action: "create",
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(RunLayer {
+            dir,
+            lowers,
+            upper,
+            work,
+        })
+    }
+
+    fn remove(self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
