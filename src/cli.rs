@@ -72,4 +72,6 @@ pub enum NetworkArg {
     None,
     /// The host's network
     Host,
+    /// A private address on rbuild's bridge (`rbuild0`)
+    Bridge,
 }

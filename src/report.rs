@@ -150,6 +150,13 @@ pub fn build_error(err: BuildError, dockerfile_path: &Path, dockerfile: &str) ->
             Some("raise the limit with `--memory`".to_owned()),
             "killed: out of memory".to_owned(),
         ),
+        BuildError::SecretRequired { id, .. } => (
+            "build::secret_required",
+            Some(format!(
+                "pass it with `--secret id={id},src=FILE` or `--secret id={id},env=VARIABLE`"
+            )),
+            "this step needs it".to_owned(),
+        ),
         _ => ("build::step_failed", None, "this step".to_owned()),
     };
     let mut message = err.to_string();

@@ -6,9 +6,9 @@
 //! file. The checksum covers names, types, permission bits, sizes, link targets and
 //! content; never mtimes or owners (context files always land owned by root).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -27,6 +27,16 @@ pub(crate) struct Context {
     pub ignore: IgnoreMatcher,
     hashes: Mutex<FileHashes>,
     state_name: String,
+}
+
+/// What a checksum leaves out: the ignore file and `--exclude` (relative to the context,
+/// or to the source operand, as COPY does).
+struct Scope<'a> {
+    excluded: &'a dyn Fn(&str) -> bool,
+    exclude: Option<&'a IgnoreMatcher>,
+    /// The source operand's path relative to the context (`""` for the context itself).
+    operand_rel: &'a str,
+    exceptions: bool,
 }
 
 /// What is remembered about one file, to trust its hash without reading it.
@@ -55,7 +65,7 @@ impl Context {
             .get_state(&state_name)
             .ok()
             .flatten()
-            .and_then(|value| serde_json::from_value(value).ok())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
         Context {
             root,
@@ -69,17 +79,28 @@ impl Context {
     pub(crate) fn save_hashes(&self, store: &Store) {
         let hashes = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
         if hashes.changed
-            && let Ok(value) = serde_json::to_value(&*hashes)
+            && let Ok(bytes) = serde_json::to_vec(&*hashes)
         {
-            let _ = store.put_state(&self.state_name, &value);
+            let _ = store.put_state(&self.state_name, &bytes);
         }
     }
 
-    /// The checksum of what `sources` select in the context, for a COPY's cache key.
-    /// Sources that match nothing are part of the checksum as such (the step then fails
-    /// when it runs, with its own error).
-    pub(crate) fn checksum(&self, sources: &[String]) -> io::Result<String> {
+    /// The checksum of what `sources` select in the context, for a COPY's cache key, and
+    /// what it covered: each file, link and special file read, by path relative to the
+    /// context, with its mode, size and content hash (or link target); the list lets a
+    /// cache miss name the files that changed. Sources that match nothing are part of the
+    /// checksum as such (the step then fails when it runs, with its own error).
+    pub(crate) fn checksum_files(
+        &self,
+        sources: &[String],
+        exclude: Option<&IgnoreMatcher>,
+    ) -> io::Result<(String, BTreeMap<String, String>)> {
+        let mut files = BTreeMap::new();
         let mut key = KeyBuilder::new("context");
+        let excluded =
+            |rel: &str| self.ignore.is_excluded(rel) || exclude.is_some_and(|e| e.is_excluded(rel));
+        let exceptions =
+            self.ignore.has_exceptions() || exclude.is_some_and(|e| e.has_exceptions());
         for source in sources {
             key.part("source").part(source);
             let matches = if glob::has_wildcards(source) {
@@ -88,7 +109,7 @@ impl Context {
                 vec![source.trim_start_matches('/').to_owned()]
             };
             for rel in matches {
-                if self.ignore.is_excluded(&rel) {
+                if excluded(&rel) {
                     key.part("excluded").part(&rel);
                     continue;
                 }
@@ -96,7 +117,15 @@ impl Context {
                 match fs::metadata(&host) {
                     Ok(meta) => {
                         key.part("match").part(&rel);
-                        self.entry(&mut key, &host, &meta, true)?;
+                        let clean = rel.trim_matches('/');
+                        let clean = if clean == "." { "" } else { clean };
+                        let scope = Scope {
+                            excluded: &excluded,
+                            exclude,
+                            operand_rel: clean,
+                            exceptions,
+                        };
+                        self.entry(&mut key, &host, clean, &meta, true, &scope, &mut files)?;
                     }
                     Err(err) if err.kind() == io::ErrorKind::NotFound => {
                         key.part("missing").part(&rel);
@@ -105,89 +134,140 @@ impl Context {
                 }
             }
         }
-        Ok(key.finish().to_string())
+        Ok((key.finish().to_string(), files))
     }
 
-    /// Adds one entry (recursively for directories) to `key`.
+    /// The checksum of one path of the context, taken literally (no wildcards), as a
+    /// `RUN --mount=type=bind` of the context sees it, and the files it covered (as for
+    /// [`Context::checksum_files`]).
+    pub(crate) fn checksum_path(
+        &self,
+        path: &str,
+    ) -> io::Result<(String, BTreeMap<String, String>)> {
+        let rel = path.trim_start_matches('/');
+        let mut files = BTreeMap::new();
+        let mut key = KeyBuilder::new("context-path");
+        let excluded = |rel: &str| self.ignore.is_excluded(rel);
+        if excluded(rel) {
+            key.part("excluded").part(rel);
+            return Ok((key.finish().to_string(), files));
+        }
+        let host = resolve_in_root(&self.root, rel, true)?;
+        match fs::metadata(&host) {
+            Ok(meta) => {
+                key.part("match").part(rel);
+                let scope = Scope {
+                    excluded: &excluded,
+                    exclude: None,
+                    operand_rel: rel,
+                    exceptions: self.ignore.has_exceptions(),
+                };
+                self.entry(&mut key, &host, rel, &meta, true, &scope, &mut files)?;
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                key.part("missing").part(rel);
+            }
+            Err(err) => return Err(err),
+        }
+        Ok((key.finish().to_string(), files))
+    }
+
+    /// Adds one entry (recursively for directories) to `key`. `rel` is its path relative to
+    /// the context.
+    #[allow(clippy::too_many_arguments)]
     fn entry(
         &self,
         key: &mut KeyBuilder,
         host: &Path,
+        rel: &str,
         meta: &fs::Metadata,
         top: bool,
+        scope: &Scope<'_>,
+        files: &mut BTreeMap<String, String>,
     ) -> io::Result<()> {
         let file_type = meta.file_type();
-        key.part(&format!("{:o}", meta.mode() & 0o7777));
+        let mode = format!("{:o}", meta.mode() & 0o7777);
+        key.part(&mode);
         if file_type.is_dir() {
             key.part("dir");
             let mut names: Vec<_> = fs::read_dir(host)?
                 .map(|e| e.map(|e| e.file_name()))
                 .collect::<io::Result<_>>()?;
             names.sort();
+            let mut child_rel = String::with_capacity(rel.len() + 32);
             for name in names {
                 let child = host.join(&name);
-                let rel = self.relative(&child);
+                let name = name.to_string_lossy();
+                child_rel.clear();
+                if !rel.is_empty() && rel != "." {
+                    child_rel.push_str(rel);
+                    child_rel.push('/');
+                }
+                child_rel.push_str(&name);
                 let child_meta = fs::symlink_metadata(&child)?;
                 // An excluded directory still counts for what `!` patterns re-include in it.
-                if self.ignore.is_excluded(&rel)
-                    && !(child_meta.is_dir() && self.ignore.has_exceptions())
+                let by_operand = scope.exclude.is_some_and(|exclude| {
+                    let below = if scope.operand_rel.is_empty() {
+                        Some(child_rel.as_str())
+                    } else {
+                        child_rel
+                            .strip_prefix(scope.operand_rel)
+                            .and_then(|r| r.strip_prefix('/'))
+                    };
+                    below.is_some_and(|r| exclude.is_excluded(r))
+                });
+                if ((scope.excluded)(&child_rel) || by_operand)
+                    && !(child_meta.is_dir() && scope.exceptions)
                 {
                     continue;
                 }
-                key.part("child").part(&name.to_string_lossy());
-                self.entry(key, &child, &child_meta, false)?;
+                key.part("child").part(&name);
+                self.entry(key, &child, &child_rel, &child_meta, false, scope, files)?;
             }
         } else if file_type.is_symlink() && !top {
-            key.part("symlink")
-                .part(&fs::read_link(host)?.to_string_lossy());
+            let target = fs::read_link(host)?.to_string_lossy().into_owned();
+            key.part("symlink").part(&target);
+            files.insert(rel.to_owned(), format!("-> {target}"));
         } else if file_type.is_file() {
-            key.part("file")
-                .part(&meta.len().to_string())
-                .part(&self.file_hash(host, meta)?);
+            let hash = self.file_hash(host, rel, meta)?;
+            key.part("file").part(&meta.len().to_string()).part(&hash);
+            files.insert(rel.to_owned(), format!("{mode} {} {hash}", meta.len()));
         } else {
             key.part("special").part(&meta.rdev().to_string());
+            files.insert(rel.to_owned(), format!("{mode} special {}", meta.rdev()));
         }
         Ok(())
     }
 
-    fn relative(&self, host: &Path) -> String {
-        host.strip_prefix(&self.root)
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    }
-
     /// BLAKE3 of a file's content, from the remembered hashes when its stamp is unchanged.
-    fn file_hash(&self, host: &Path, meta: &fs::Metadata) -> io::Result<String> {
-        let rel = self.relative(host);
-        let stamp = |hash: String| FileStamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.len(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-            hash,
+    fn file_hash(&self, host: &Path, rel: &str, meta: &fs::Metadata) -> io::Result<String> {
+        let unchanged = |known: &FileStamp| {
+            known.dev == meta.dev()
+                && known.ino == meta.ino()
+                && known.size == meta.len()
+                && known.mtime == (meta.mtime(), meta.mtime_nsec())
+                && known.ctime == (meta.ctime(), meta.ctime_nsec())
         };
         {
             let hashes = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(known) = hashes.files.get(&rel)
-                && *known == stamp(known.hash.clone())
-            {
+            if let Some(known) = hashes.files.get(rel).filter(|known| unchanged(known)) {
                 return Ok(known.hash.clone());
             }
         }
         let mut hasher = blake3::Hasher::new();
         let mut file = fs::File::open(host)?;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
+        io::copy(&mut file, &mut hasher)?;
         let hash = hasher.finalize().to_hex().to_string();
+        let stamp = FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            hash: hash.clone(),
+        };
         let mut hashes = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
-        hashes.files.insert(rel, stamp(hash.clone()));
+        hashes.files.insert(rel.to_owned(), stamp);
         hashes.changed = true;
         Ok(hash)
     }
@@ -211,7 +291,7 @@ mod tests {
         fs::write(dir.path().join("other.txt"), "unrelated").unwrap();
         let ctx = context(dir.path(), "", &store);
         let sources = vec!["src".to_owned()];
-        let first = ctx.checksum(&sources).unwrap();
+        let first = ctx.checksum_files(&sources, None).unwrap().0;
 
         // Same content, new mtime: same checksum.
         let file = fs::File::options()
@@ -220,23 +300,23 @@ mod tests {
             .unwrap();
         file.set_modified(std::time::SystemTime::UNIX_EPOCH)
             .unwrap();
-        assert_eq!(ctx.checksum(&sources).unwrap(), first);
+        assert_eq!(ctx.checksum_files(&sources, None).unwrap().0, first);
         // An unrelated file: same checksum.
         fs::write(dir.path().join("other.txt"), "changed").unwrap();
-        assert_eq!(ctx.checksum(&sources).unwrap(), first);
+        assert_eq!(ctx.checksum_files(&sources, None).unwrap().0, first);
         // Content, mode, a new file: new checksum.
         fs::write(dir.path().join("src/a.rs"), "fn b() {}").unwrap();
-        let second = ctx.checksum(&sources).unwrap();
+        let second = ctx.checksum_files(&sources, None).unwrap().0;
         assert_ne!(second, first);
         fs::set_permissions(
             dir.path().join("src/a.rs"),
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .unwrap();
-        let third = ctx.checksum(&sources).unwrap();
+        let third = ctx.checksum_files(&sources, None).unwrap().0;
         assert_ne!(third, second);
         fs::write(dir.path().join("src/b.rs"), "").unwrap();
-        assert_ne!(ctx.checksum(&sources).unwrap(), third);
+        assert_ne!(ctx.checksum_files(&sources, None).unwrap().0, third);
 
         // Remembered hashes survive into the next build.
         ctx.save_hashes(&store);
@@ -254,8 +334,8 @@ mod tests {
         fs::write(dir.path().join("app/debug.log"), "1").unwrap();
         let ctx = context(dir.path(), "**/*.log\n", &store);
         let sources = vec![".".to_owned()];
-        let first = ctx.checksum(&sources).unwrap();
+        let first = ctx.checksum_files(&sources, None).unwrap().0;
         fs::write(dir.path().join("app/debug.log"), "2").unwrap();
-        assert_eq!(ctx.checksum(&sources).unwrap(), first);
+        assert_eq!(ctx.checksum_files(&sources, None).unwrap().0, first);
     }
 }

@@ -11,6 +11,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
+use crate::chmod::{Chmod, InvalidChmod};
 use crate::glob;
 use crate::ignore::IgnoreMatcher;
 use crate::owner::Owner;
@@ -20,6 +21,10 @@ use crate::resolve::{display_in_root, resolve_in_root};
 pub(crate) enum CopyError {
     #[error("`{path}` not found in {origin}")]
     NotFound { path: String, origin: String },
+    /// Named literally, but left out by `.dockerignore` or `--exclude`: saying so saves
+    /// the user a search for a file that is plainly there.
+    #[error("`{path}` is excluded by {by}")]
+    Excluded { path: String, by: &'static str },
     #[error("no source files were specified")]
     NoSources,
     #[error(
@@ -38,8 +43,8 @@ pub(crate) enum CopyError {
         #[source]
         source: rbuild_store::Error,
     },
-    #[error("invalid --chmod value `{value}`: only octal modes are supported")]
-    InvalidChmod { value: String },
+    #[error(transparent)]
+    InvalidChmod(#[from] InvalidChmod),
     #[error("failed to copy {path}")]
     Io {
         path: String,
@@ -62,41 +67,74 @@ pub(crate) struct CopyRequest<'a> {
     pub owner: Option<Owner>,
     pub preserve_owner: bool,
     /// `--chmod`, parsed.
-    pub mode: Option<u32>,
+    pub mode: Option<Chmod>,
     /// The context's ignore rules: excluded paths are as good as absent.
     pub ignore: Option<&'a IgnoreMatcher>,
     /// ADD: local tar archives (plain, gzip, bzip2, xz, zstd) are extracted.
     pub extract_archives: bool,
-}
-
-/// Parses `--chmod`: octal only for now.
-pub(crate) fn parse_chmod(value: &str) -> Result<u32, CopyError> {
-    u32::from_str_radix(value, 8)
-        .ok()
-        .filter(|mode| *mode <= 0o7777)
-        .ok_or_else(|| CopyError::InvalidChmod {
-            value: value.to_owned(),
-        })
+    /// `--exclude` patterns, matched against paths relative to the source root.
+    pub exclude: Option<&'a IgnoreMatcher>,
+    /// `--parents`: each source keeps its path (below a `/./` pivot) under the destination.
+    pub parents: bool,
 }
 
 impl CopyRequest<'_> {
     fn is_excluded(&self, rel: &str) -> bool {
-        self.ignore.is_some_and(|ignore| ignore.is_excluded(rel))
+        self.excluded_by(rel).is_some()
     }
+
+    /// What excludes `rel`, if anything, as the user would name it.
+    fn excluded_by(&self, rel: &str) -> Option<&'static str> {
+        if self.ignore.is_some_and(|ignore| ignore.is_excluded(rel)) {
+            Some(".dockerignore")
+        } else if self.exclude.is_some_and(|exclude| exclude.is_excluded(rel)) {
+            Some("--exclude")
+        } else {
+            None
+        }
+    }
+
+    /// Whether an excluded directory may still hold files a `!` pattern re-includes.
+    fn has_exceptions(&self) -> bool {
+        self.ignore.is_some_and(|i| i.has_exceptions())
+            || self.exclude.is_some_and(|e| e.has_exceptions())
+    }
+}
+
+/// For `--parents`: how many leading directories of a source's path are dropped, i.e. the
+/// position of a `/./` pivot (`src/./app/main.go` keeps `app/main.go`); none drops nothing.
+fn pivot_depth(source: &str) -> usize {
+    let mut depth = 0;
+    for (index, component) in source.split('/').enumerate() {
+        match component {
+            "" => {}
+            "." if index == 0 => {}
+            "." => return depth,
+            _ => depth += 1,
+        }
+    }
+    0
 }
 
 pub(crate) fn copy(req: &CopyRequest<'_>) -> Result<(), CopyError> {
     if req.sources.is_empty() {
         return Err(CopyError::NoSources);
     }
-    let mut matched: Vec<String> = Vec::new();
+    // Each match with how many leading directories `--parents` drops from it.
+    let mut matched: Vec<(String, usize)> = Vec::new();
     for source in req.sources {
+        let depth = if req.parents { pivot_depth(source) } else { 0 };
         if glob::has_wildcards(source) {
             // A wildcard that matches nothing is fine as long as something else matched.
             let found = glob::expand(req.source_root, source)?;
-            matched.extend(found.into_iter().filter(|rel| !req.is_excluded(rel)));
+            matched.extend(
+                found
+                    .into_iter()
+                    .filter(|rel| !req.is_excluded(rel))
+                    .map(|rel| (rel, depth)),
+            );
         } else {
-            matched.push(source.clone());
+            matched.push((source.clone(), depth));
         }
     }
     if matched.is_empty() {
@@ -113,22 +151,25 @@ pub(crate) fn copy(req: &CopyRequest<'_>) -> Result<(), CopyError> {
             path: req.destination.to_owned(),
             source,
         })?;
-    let dest_is_dir = req.destination.ends_with('/') || matched.len() > 1 || dest.is_dir();
+    let dest_is_dir =
+        req.destination.ends_with('/') || matched.len() > 1 || dest.is_dir() || req.parents;
     let mut copier = Copier {
         req,
         hardlinks: HashMap::new(),
         dir_times: Vec::new(),
+        operand: PathBuf::new(),
     };
-    for source in &matched {
+    for (source, depth) in &matched {
         let clean = source.trim_start_matches('/');
-        if req.is_excluded(clean) {
-            return Err(CopyError::NotFound {
+        if let Some(by) = req.excluded_by(clean) {
+            return Err(CopyError::Excluded {
                 path: source.clone(),
-                origin: req.origin.to_owned(),
+                by,
             });
         }
         let host =
             resolve_in_root(req.source_root, clean, true).map_err(|e| copier.io_err(source, e))?;
+        copier.operand = host.clone();
         let meta = match fs::metadata(&host) {
             Ok(meta) => meta,
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
@@ -139,7 +180,24 @@ pub(crate) fn copy(req: &CopyRequest<'_>) -> Result<(), CopyError> {
             }
             Err(err) => return Err(copier.io_err(source, err)),
         };
-        if meta.is_dir() {
+        if req.parents {
+            // The source's own path, below the pivot, is kept under the destination.
+            let kept: std::path::PathBuf = Path::new(clean)
+                .components()
+                .filter(|c| matches!(c, std::path::Component::Normal(_)))
+                .skip(*depth)
+                .collect();
+            let target = dest.join(&kept);
+            if meta.is_dir() {
+                copier.ensure_dir(&target)?;
+                copier.copy_children(&host, &target)?;
+            } else {
+                if let Some(parent) = target.parent() {
+                    copier.ensure_dir(parent)?;
+                }
+                copier.copy_entry(&host, &target, &meta)?;
+            }
+        } else if meta.is_dir() {
             // A directory source copies its contents, not the directory itself.
             copier.ensure_dir(&dest)?;
             copier.copy_children(&host, &dest)?;
@@ -185,9 +243,24 @@ struct Copier<'a> {
     hardlinks: HashMap<(u64, u64), PathBuf>,
     /// mtimes of copied directories, applied last (writing children changes them).
     dir_times: Vec<(PathBuf, i64, i64)>,
+    /// The source operand being copied: `--exclude` patterns also match paths relative to
+    /// it (`COPY --exclude=*.md docs /dst/` leaves out `docs/README.md`).
+    operand: PathBuf,
 }
 
 impl Copier<'_> {
+    fn excluded(&self, host: &Path) -> bool {
+        let by_root = host
+            .strip_prefix(self.req.source_root)
+            .is_ok_and(|rel| self.req.is_excluded(&rel.to_string_lossy()));
+        let by_operand = self.req.exclude.is_some_and(|exclude| {
+            host.strip_prefix(&self.operand).is_ok_and(|rel| {
+                !rel.as_os_str().is_empty() && exclude.is_excluded(&rel.to_string_lossy())
+            })
+        });
+        by_root || by_operand
+    }
+
     fn io_err(&self, path: impl AsRef<Path>, source: io::Error) -> CopyError {
         let path = path.as_ref();
         let shown = if path.starts_with(self.req.dest_root) {
@@ -252,12 +325,10 @@ impl Copier<'_> {
         for name in names {
             let child = source.join(&name);
             let meta = fs::symlink_metadata(&child).map_err(|e| self.io_err(&child, e))?;
-            let excluded = child
-                .strip_prefix(self.req.source_root)
-                .is_ok_and(|rel| self.req.is_excluded(&rel.to_string_lossy()));
+            let excluded = self.excluded(&child);
             if !excluded {
                 self.copy_entry(&child, &target.join(&name), &meta)?;
-            } else if meta.is_dir() && self.req.ignore.is_some_and(|i| i.has_exceptions()) {
+            } else if meta.is_dir() && self.req.has_exceptions() {
                 // An excluded directory may still hold files a `!` pattern re-includes: copy
                 // those, and keep the directory only if one turned up.
                 let existed = target.join(&name).exists();
@@ -280,7 +351,10 @@ impl Copier<'_> {
         meta: &fs::Metadata,
     ) -> Result<(), CopyError> {
         let owner = self.owner_of(meta);
-        let mode = self.req.mode.unwrap_or(meta.mode() & 0o7777);
+        let mode = match &self.req.mode {
+            Some(chmod) => chmod.apply(meta.mode(), meta.is_dir()),
+            None => meta.mode() & 0o7777,
+        };
         let file_type = meta.file_type();
         let existing = fs::symlink_metadata(target).ok();
         if file_type.is_dir() {

@@ -45,6 +45,12 @@ pub enum BuildError {
         limit: u64,
         tail: Vec<String>,
     },
+    #[error("secret `{id}` is required but was not given")]
+    SecretRequired {
+        span: Span,
+        description: String,
+        id: String,
+    },
     #[error("`{description}` failed")]
     StepFailed {
         span: Span,
@@ -66,6 +72,8 @@ pub enum BuildError {
     Join(#[from] tokio::task::JoinError),
     #[error("the build was cancelled")]
     Cancelled,
+    #[error("a layer could not be made: {message}")]
+    LayerFailed { message: String },
     #[error("failed to export the image's filesystem")]
     Export {
         #[source]
@@ -80,7 +88,8 @@ impl BuildError {
             BuildError::Dockerfile(err) => Some(err.span()),
             BuildError::RunFailed { span, .. }
             | BuildError::OutOfMemory { span, .. }
-            | BuildError::StepFailed { span, .. } => Some(*span),
+            | BuildError::StepFailed { span, .. }
+            | BuildError::SecretRequired { span, .. } => Some(*span),
             _ => None,
         }
     }

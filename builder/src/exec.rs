@@ -1,16 +1,22 @@
 //! RUN: one process in the sandbox over an overlay of the parent's layers and a fresh upper
-//! dir, whose changes become the step's layer.
+//! dir, whose changes become the step's layer, with the step's `--mount`s (see `mounts`)
+//! on top; neither they nor the mount points made for them end up in the layer.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
-use rbuild_frontend::{ExecOp, NetworkMode, Op};
+use rbuild_frontend::{ExecOp, NetworkMode, Op, OpId};
 use rbuild_runtime::{ExitStatus, Mount, Network, Process, SandboxSpec, StdioMode};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::error::BuildError;
+use crate::lowers;
+use crate::mounts::{self, MountError, MountRequest};
 use crate::progress::{Event, Stream};
-use crate::solve::{SolveContext, State};
+use crate::solve::SolveContext;
+use crate::state::State;
+use rbuild_store::ActiveSnapshot;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -24,18 +30,49 @@ const MAX_LINE: usize = 64 * 1024;
 /// package installs work out of the box. `--network none` makes a step hermetic.
 pub const DEFAULT_NETWORK: Network = Network::Host;
 
+/// Files the runtime binds into the root (when it has an `/etc`); their mount points may
+/// be created, so `/etc` may be copied up.
+const NETWORK_FILES: [&str; 3] = ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"];
+
 impl SolveContext {
+    /// Runs a RUN step. `sources` are the filesystems (their directories, top first, and
+    /// names for messages) of the ops its mounts read.
     pub(crate) async fn exec(
         &self,
         op: &Op,
         exec: &ExecOp,
         parent: &State,
+        sources: HashMap<OpId, (Vec<PathBuf>, String)>,
         step: usize,
-    ) -> Result<State, BuildError> {
+    ) -> Result<ActiveSnapshot, BuildError> {
+        let request = MountRequest {
+            store: self.builder.store.clone(),
+            context_root: self.context.root.clone(),
+            ignore: self.context.ignore.clone(),
+            secrets: self.opts.secrets.clone(),
+            sources,
+            cancel: self.cancel.clone(),
+        };
+        let exec_mounts = exec.mounts.clone();
+        let mounts = tokio::task::spawn_blocking(move || mounts::prepare(&request, &exec_mounts))
+            .await?
+            .map_err(|err| match err {
+                MountError::Cancelled { .. } => BuildError::Cancelled,
+                MountError::SecretRequired { id } => BuildError::SecretRequired {
+                    span: op.span,
+                    description: op.description.clone(),
+                    id,
+                },
+                err => BuildError::StepFailed {
+                    span: op.span,
+                    description: op.description.clone(),
+                    source: Box::new(err),
+                },
+            })?;
         let store = self.builder.store.clone();
-        let parent_top = parent.top.clone();
+        let parent_lowers = parent.lowers.clone();
         let (active, empty) = tokio::task::spawn_blocking(move || {
-            Ok::<_, rbuild_store::Error>((store.prepare(parent_top.as_ref())?, store.empty_dir()?))
+            Ok::<_, rbuild_store::Error>((store.prepare_on(parent_lowers)?, store.empty_dir()?))
         })
         .await??;
         let network = match exec.network {
@@ -49,13 +86,15 @@ impl SolveContext {
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             env.push(format!("PATH={DEFAULT_PATH}"));
         }
+        // Secrets given as variables; never in the definition, the cache key or the logs.
+        env.extend(mounts.env.iter().cloned());
         let spec = SandboxSpec {
             root: overlay(
                 &active.lowers,
                 Some((active.upper.clone(), active.work.clone())),
                 empty,
             ),
-            mounts: Vec::new(),
+            mounts: mounts.mounts.clone(),
             process: Process {
                 args: exec.args.clone(),
                 env,
@@ -69,6 +108,9 @@ impl SolveContext {
             readonly_root: false,
         };
         let outcome = self.run_sandbox(&spec, step).await;
+        drop(spec);
+        // Locks, scratch dirs and secret files go as soon as the process is gone.
+        let _ = tokio::task::spawn_blocking(move || drop(mounts)).await;
         if self.cancel.is_cancelled() {
             self.discard(active).await;
             return Err(BuildError::Cancelled);
@@ -106,7 +148,19 @@ impl SolveContext {
                 tail,
             });
         }
-        self.commit_layer(active, parent, true).await
+        let mut targets: Vec<String> = exec
+            .mounts
+            .iter()
+            .filter_map(|mount| mount.target().map(str::to_owned))
+            .collect();
+        targets.extend(NETWORK_FILES.map(String::from));
+        let active = tokio::task::spawn_blocking(move || {
+            let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+            lowers::remove_copied_up_parents(&active.upper, &active.lowers, &targets);
+            active
+        })
+        .await?;
+        Ok(active)
     }
 
     /// Runs the sandbox, passing its output on line by line; returns how it ended and the

@@ -53,6 +53,8 @@ pub fn export_rootfs(store: &Store, image: &Image, output: RootfsOutput) -> Resu
                     mode: None,
                     ignore: None,
                     extract_archives: false,
+                    exclude: None,
+                    parents: false,
                 })
                 .map_err(|e| BuildError::Export {
                     source: Box::new(e),

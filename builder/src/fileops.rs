@@ -2,18 +2,18 @@
 //! a layer.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rbuild_frontend::{CopyKind, CopyOp, CopySource, MkdirOp, Op};
 use rbuild_runtime::HostMount;
 use rbuild_store::ActiveSnapshot;
-use rbuild_store::layer::LayerOptions;
 
 use crate::copy::{self, CopyRequest};
 use crate::error::BuildError;
 use crate::exec::overlay;
 use crate::owner::{self, Owner};
-use crate::solve::{Layer, SolveContext, State};
+use crate::solve::SolveContext;
+use crate::state::State;
 
 impl SolveContext {
     pub(crate) async fn copy(
@@ -23,17 +23,28 @@ impl SolveContext {
         parent: &State,
         source: Option<&State>,
         origin: &str,
-    ) -> Result<State, BuildError> {
+    ) -> Result<ActiveSnapshot, BuildError> {
         let store = self.builder.store.clone();
-        let parent_top = parent.top.clone();
-        let source_top = source.and_then(|s| s.top.clone());
+        let parent_lowers = parent.lowers.clone();
+        let source_lowers = source.map(|s| s.lowers.clone());
         let context = self.context.root.clone();
         let context_ignore = self.context.ignore.clone();
         let copy_op = copy_op.clone();
         let origin = origin.to_owned();
         let step_err = step_error(op);
+        let _permit = self
+            .cpu
+            .acquire()
+            .await
+            .map_err(|_| BuildError::Cancelled)?;
         let active = tokio::task::spawn_blocking(move || -> Result<ActiveSnapshot, BuildError> {
-            let active = store.prepare(parent_top.as_ref())?;
+            // `--link`: the layer is made on an empty filesystem (the parent is only read for
+            // `--chown` names) and stacked on the parent afterwards.
+            let active = store.prepare_on(if copy_op.link {
+                Vec::new()
+            } else {
+                parent_lowers.clone()
+            })?;
             let scratch = store.temp_dir("copy")?;
             let result = (|| -> Result<(), BuildError> {
                 let empty = store.empty_dir()?;
@@ -49,12 +60,12 @@ impl SolveContext {
                 }];
                 let (source_root, sources) = match &copy_op.source {
                     CopySource::Context => (context.clone(), copy_op.sources.clone()),
-                    CopySource::Op(_) => match &source_top {
-                        Some(top) => {
+                    CopySource::Op(_) => match source_lowers.as_ref().filter(|l| !l.is_empty()) {
+                        Some(lowers) => {
                             let at = scratch.join("source");
                             fs::create_dir(&at).map_err(|e| step_err(e.into()))?;
                             mounts.push(HostMount {
-                                mount: overlay(&store.lowers(top)?, None, empty.clone()),
+                                mount: overlay(lowers, None, empty.clone()),
                                 at: at.clone(),
                             });
                             (at, copy_op.sources.clone())
@@ -74,17 +85,30 @@ impl SolveContext {
                     }
                 };
                 let preserve_owner = matches!(copy_op.source, CopySource::Op(_));
+                let exclude = (!copy_op.excludes.is_empty())
+                    .then(|| crate::ignore::IgnoreMatcher::parse(&copy_op.excludes.join("\n")));
+                let names_root = if copy_op.link && !parent_lowers.is_empty() {
+                    let at = scratch.join("parent");
+                    fs::create_dir(&at).map_err(|e| step_err(e.into()))?;
+                    mounts.push(HostMount {
+                        mount: overlay(&parent_lowers, None, empty.clone()),
+                        at: at.clone(),
+                    });
+                    at
+                } else {
+                    rootfs.clone()
+                };
                 rbuild_runtime::with_mounts(&mounts, || -> Result<(), BuildError> {
                     let owner = copy_op
                         .chown
                         .as_deref()
-                        .map(|spec| owner::resolve_owner(&rootfs, spec))
+                        .map(|spec| owner::resolve_owner(&names_root, spec))
                         .transpose()
                         .map_err(|e| step_err(e.into()))?;
                     let mode = copy_op
                         .chmod
                         .as_deref()
-                        .map(copy::parse_chmod)
+                        .map(crate::chmod::Chmod::parse)
                         .transpose()
                         .map_err(|e| step_err(e.into()))?;
                     copy::copy(&CopyRequest {
@@ -99,6 +123,8 @@ impl SolveContext {
                         // Only the context has an ignore file.
                         ignore: matches!(copy_op.source, CopySource::Context)
                             .then_some(&context_ignore),
+                        exclude: exclude.as_ref(),
+                        parents: copy_op.parents,
                         extract_archives: copy_op.kind == CopyKind::Add
                             && matches!(copy_op.source, CopySource::Context),
                     })
@@ -115,7 +141,7 @@ impl SolveContext {
             }
         })
         .await??;
-        self.commit_layer(active, parent, true).await
+        Ok(active)
     }
 
     pub(crate) async fn mkdir(
@@ -123,13 +149,13 @@ impl SolveContext {
         op: &Op,
         mkdir: &MkdirOp,
         parent: &State,
-    ) -> Result<State, BuildError> {
+    ) -> Result<ActiveSnapshot, BuildError> {
         let store = self.builder.store.clone();
-        let parent_top = parent.top.clone();
+        let parent_lowers = parent.lowers.clone();
         let mkdir = mkdir.clone();
         let step_err = step_error(op);
         let active = tokio::task::spawn_blocking(move || -> Result<ActiveSnapshot, BuildError> {
-            let active = store.prepare(parent_top.as_ref())?;
+            let active = store.prepare_on(parent_lowers)?;
             let scratch = store.temp_dir("workdir")?;
             let result = (|| -> Result<(), BuildError> {
                 let rootfs = scratch.join("rootfs");
@@ -162,61 +188,13 @@ impl SolveContext {
             }
         })
         .await??;
-        // A WORKDIR that already existed changes nothing: no layer, as with Docker.
-        self.commit_layer(active, parent, false).await
-    }
-
-    /// Makes the layer of `active`'s upper dir and commits the snapshot. With
-    /// `keep_empty` unset, an unchanged filesystem adds no layer.
-    pub(crate) async fn commit_layer(
-        &self,
-        active: ActiveSnapshot,
-        parent: &State,
-        keep_empty: bool,
-    ) -> Result<State, BuildError> {
-        let store = self.builder.store.clone();
-        let opts = LayerOptions {
-            clamp_mtime: self
-                .opts
-                .source_date_epoch
-                .and_then(|e| u64::try_from(e).ok()),
-        };
-        let mut state = parent.clone();
-        let layer = tokio::task::spawn_blocking(
-            move || -> Result<Option<(Layer, rbuild_store::SnapshotName)>, BuildError> {
-                if !keep_empty && is_empty_dir(&active.upper) {
-                    store.discard(active)?;
-                    return Ok(None);
-                }
-                let layer = store.create_layer(&active.upper, opts)?;
-                let name = store.commit_layer(active, &layer)?;
-                Ok(Some((
-                    Layer {
-                        descriptor: layer.descriptor,
-                        diff_id: layer.diff_id,
-                    },
-                    name,
-                )))
-            },
-        )
-        .await??;
-        if let Some((layer, name)) = layer {
-            state.layers.push(layer);
-            state.top = Some(name);
-        }
-        Ok(state)
+        Ok(active)
     }
 
     pub(crate) async fn discard(&self, active: ActiveSnapshot) {
         let store = self.builder.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.discard(active)).await;
     }
-}
-
-fn is_empty_dir(path: &PathBuf) -> bool {
-    fs::read_dir(path)
-        .map(|mut d| d.next().is_none())
-        .unwrap_or(false)
 }
 
 fn step_error(

@@ -138,6 +138,16 @@ fn validate(p: &[char]) -> Option<()> {
 pub(crate) fn expand(root: &Path, pattern: &str) -> Result<Vec<String>, BadPattern> {
     let mut current = vec![String::new()];
     for component in pattern.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        if component == "**" {
+            // Any number of directories, none included.
+            let mut all = Vec::new();
+            for base in &current {
+                all.push(base.clone());
+                descendant_dirs(root, base, &mut all);
+            }
+            current = all;
+            continue;
+        }
         let mut next = Vec::new();
         for base in &current {
             let joined = |name: &str| {
@@ -171,6 +181,32 @@ pub(crate) fn expand(root: &Path, pattern: &str) -> Result<Vec<String>, BadPatte
         current = next;
     }
     Ok(current)
+}
+
+/// Every directory below `base` (relative to `root`), recursively, without following
+/// symlinks.
+fn descendant_dirs(root: &Path, base: &str, out: &mut Vec<String>) {
+    let Ok(dir) = resolve_in_root(root, base, true) else {
+        return;
+    };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in names {
+        let rel = if base.is_empty() {
+            name
+        } else {
+            format!("{base}/{name}")
+        };
+        out.push(rel.clone());
+        descendant_dirs(root, &rel, out);
+    }
 }
 
 #[cfg(test)]
@@ -218,5 +254,10 @@ mod tests {
         assert_eq!(expand(dir.path(), "src/*.rs").unwrap(), ["src/b.rs"]);
         assert_eq!(expand(dir.path(), "./src/b.rs").unwrap(), ["src/b.rs"]);
         assert!(expand(dir.path(), "nothing*").unwrap().is_empty());
+        assert_eq!(
+            expand(dir.path(), "**/*.rs").unwrap(),
+            ["src/b.rs", "src/a/x.rs"]
+        );
+        assert_eq!(expand(dir.path(), "src/**/*.txt").unwrap(), ["src/a/y.txt"]);
     }
 }

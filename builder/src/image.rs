@@ -7,7 +7,8 @@ use rbuild_store::oci::{Descriptor, History, ImageConfiguration, RootFs};
 use rbuild_store::{Image, host_architecture, time};
 
 use crate::error::BuildError;
-use crate::solve::{BuildOptions, State};
+use crate::solve::BuildOptions;
+use crate::state::{Layer, State};
 
 /// The frontend's view of an image config: the `config` object of an OCI image config.
 /// Docker writes `null` for empty lists and maps; those are dropped first.
@@ -25,11 +26,11 @@ pub fn frontend_config(config: &serde_json::Value) -> ImageConfig {
 pub(crate) fn assemble(
     graph: &BuildGraph,
     states: &[State],
+    layers: Vec<Layer>,
     bases: &HashMap<String, Image>,
     opts: &BuildOptions,
 ) -> Result<(ImageConfiguration, Vec<Descriptor>), BuildError> {
     let output = &graph.output;
-    let state = &states[output.root.0];
 
     // The layer-producing ops of the FROM chain, bottom first, and whether each added a layer.
     let mut chain = Vec::new();
@@ -91,10 +92,10 @@ pub(crate) fn assemble(
         os,
         variant,
         config: config_value,
-        rootfs: RootFs::layers(state.layers.iter().map(|l| l.diff_id.clone()).collect()),
+        rootfs: RootFs::layers(layers.iter().map(|l| l.diff_id.clone()).collect()),
         history,
     };
-    let layers = state.layers.iter().map(|l| l.descriptor.clone()).collect();
+    let layers = layers.into_iter().map(|l| l.descriptor).collect();
     Ok((config, layers))
 }
 

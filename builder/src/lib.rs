@@ -2,20 +2,26 @@
 //! the runtime (RUN steps), and assembles the image.
 
 mod cache;
+mod chmod;
 mod context;
 mod copy;
 mod error;
 mod exec;
+mod explain;
 mod export;
 mod fileops;
 mod glob;
 mod ignore;
 mod image;
+mod lowers;
+mod mounts;
 mod owner;
 mod progress;
 mod remote;
 mod resolve;
+mod secrets;
 mod solve;
+mod state;
 mod unarchive;
 
 pub use cache::CacheKey;
@@ -24,5 +30,7 @@ pub use exec::DEFAULT_NETWORK;
 pub use export::{RootfsOutput, export_rootfs};
 pub use ignore::IgnoreMatcher;
 pub use image::frontend_config;
+pub use mounts::MountError;
 pub use progress::{Event, Progress, Silent, Stream};
-pub use solve::{BuildOptions, BuildResult, Builder, Cancel};
+pub use secrets::{SecretError, SecretSource};
+pub use solve::{BuildOptions, BuildResult, Builder, Cancel, Miss};

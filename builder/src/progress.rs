@@ -28,9 +28,14 @@ pub enum Event<'a> {
         step: usize,
         elapsed: Duration,
     },
-    /// The step\'s result came from the cache.
+    /// The step's result came from the cache.
     StepCached {
         step: usize,
+    },
+    /// The step runs: why it missed the cache (after `StepStarted`).
+    StepMiss {
+        step: usize,
+        reason: &'a str,
     },
     StepFailed {
         step: usize,

@@ -8,11 +8,31 @@ use std::collections::HashSet;
 use rbuild_frontend::{BuildGraph, OpId};
 use rbuild_store::oci::Descriptor;
 use rbuild_store::registry::CacheExportRecord;
-use rbuild_store::{CachedLayer, Digest, Reference, SnapshotName};
+use rbuild_store::{CacheRecord, CachedLayer, Digest, Reference, SnapshotName};
 
 use crate::cache::CacheKey;
 use crate::error::BuildError;
-use crate::solve::{Layer, SolveContext, State};
+use crate::solve::SolveContext;
+use crate::state::{Layer, LayerRef, State};
+
+/// A step's record for `--cache-to`, kept until its layer is measured.
+pub(crate) struct PendingExport {
+    id: OpId,
+    key: String,
+    parent: Option<String>,
+    description: String,
+    layer: Option<LayerRef>,
+}
+
+/// A step taken from an imported cache.
+pub(crate) struct RemoteHit {
+    key: CacheKey,
+    description: String,
+    parent: State,
+    state: State,
+    /// The cache it came from, pinned by digest.
+    source: Reference,
+}
 
 impl SolveContext {
     /// Remembers a step's record for `--cache-to`.
@@ -21,33 +41,81 @@ impl SolveContext {
         id: OpId,
         key: &CacheKey,
         parent_key: Option<&CacheKey>,
-        op: &rbuild_frontend::Op,
+        description: &str,
         parent: &State,
         state: &State,
     ) {
-        let layer = (state.layers.len() > parent.layers.len()).then(|| {
-            let layer = state.layers.last().expect("a layer was added");
-            CachedLayer {
-                descriptor: layer.descriptor.clone(),
-                diff_id: layer.diff_id.clone(),
-            }
-        });
+        let layer = (state.layers.len() > parent.layers.len())
+            .then(|| state.layers.last().cloned())
+            .flatten();
         self.exports
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((
+            .push(PendingExport {
                 id,
-                CacheExportRecord {
-                    key: key.to_string(),
-                    parent: parent_key.map(ToString::to_string),
-                    layer,
-                    description: op.description.clone(),
-                },
-            ));
+                key: key.to_string(),
+                parent: parent_key.map(ToString::to_string),
+                description: description.to_owned(),
+                layer,
+            });
     }
 
-    /// The state after a step found in an imported cache: its parent's plus the record's
-    /// layer, which is not fetched yet.
+    /// Every step's record for `--cache-to`, with whether the step's result is in the
+    /// image (`mode=min` exports only those). Waits for layers still being measured.
+    pub(crate) async fn export_records(
+        &self,
+        graph: &BuildGraph,
+    ) -> Result<Vec<(CacheExportRecord, bool)>, BuildError> {
+        let in_result = result_ops(graph);
+        let pending = std::mem::take(&mut *self.exports.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut records = Vec::with_capacity(pending.len());
+        for export in pending {
+            let layer = match &export.layer {
+                Some(layer) => {
+                    let layer = layer.layer().await?;
+                    Some(CachedLayer {
+                        descriptor: layer.descriptor,
+                        diff_id: layer.diff_id,
+                    })
+                }
+                None => None,
+            };
+            records.push((
+                CacheExportRecord {
+                    key: export.key,
+                    parent: export.parent,
+                    layer,
+                    description: export.description,
+                },
+                in_result.contains(&export.id),
+            ));
+        }
+        Ok(records)
+    }
+
+    /// The state after a step whose layer is in a registry cache: its parent's plus that
+    /// layer, not fetched yet.
+    pub(crate) fn remote_state(
+        &self,
+        parent: &State,
+        layer: Option<CachedLayer>,
+        source: &Reference,
+    ) -> State {
+        let mut state = parent.clone();
+        if let Some(layer) = layer {
+            self.remote_blobs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(layer.descriptor.digest.clone(), source.clone());
+            state.layers.push(LayerRef::Remote(Layer {
+                descriptor: layer.descriptor,
+                diff_id: layer.diff_id,
+            }));
+        }
+        state
+    }
+
+    /// The state after a step found in an imported cache (`--cache-from`), if one has it.
     pub(crate) fn remote_hit(
         &self,
         key: &CacheKey,
@@ -59,18 +127,7 @@ impl SolveContext {
                 .get(key.as_str())
                 .map(|(_, layer)| (import.source.clone(), layer))
         })?;
-        let mut state = parent.clone();
-        if let Some(layer) = layer {
-            state.top = Some(SnapshotName::chain(parent.top.as_ref(), &layer.diff_id));
-            self.remote_blobs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(layer.descriptor.digest.clone(), source.clone());
-            state.layers.push(Layer {
-                descriptor: layer.descriptor,
-                diff_id: layer.diff_id,
-            });
-        }
+        let state = self.remote_state(parent, layer, &source);
         self.remote_hits
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -84,25 +141,25 @@ impl SolveContext {
         Some(state)
     }
 
-    /// Makes sure `state`'s layers are unpacked as snapshots, fetching the layers of
-    /// imported cache records the store lacks.
-    pub(crate) async fn materialize(&self, state: &State) -> Result<(), BuildError> {
+    /// `state` with every layer unpacked as a snapshot, fetching the layers of imported
+    /// caches the store lacks; `state` itself when it has no such layer.
+    pub(crate) async fn materialize(&self, state: &State) -> Result<State, BuildError> {
+        if !state.has_remote() {
+            return Ok(state.clone());
+        }
+        // One at a time: two steps over the same imported layers fetch them once.
+        let _guard = self.materializing.lock().await;
         let store = self.builder.store.clone();
         let layers: Vec<(Descriptor, Digest)> = state
-            .layers
-            .iter()
-            .map(|l| (l.descriptor.clone(), l.diff_id.clone()))
+            .resolved_layers()
+            .await?
+            .into_iter()
+            .map(|l| (l.descriptor, l.diff_id))
             .collect();
-        let top = state.top.clone();
         let missing = {
             let store = store.clone();
             let layers = layers.clone();
             tokio::task::spawn_blocking(move || -> Result<Vec<Descriptor>, BuildError> {
-                if let Some(top) = &top
-                    && store.snapshot(top)?.is_some()
-                {
-                    return Ok(Vec::new());
-                }
                 let mut missing = Vec::new();
                 let mut parent: Option<SnapshotName> = None;
                 for (descriptor, diff_id) in &layers {
@@ -116,9 +173,6 @@ impl SolveContext {
             })
             .await??
         };
-        if state.top.is_none() {
-            return Ok(());
-        }
         for descriptor in missing {
             let source = self
                 .remote_blobs
@@ -142,8 +196,33 @@ impl SolveContext {
                     source: Box::new(err),
                 })?;
         }
-        tokio::task::spawn_blocking(move || store.unpack_layers(&layers)).await??;
-        Ok(())
+        let unpack = layers.clone();
+        let (top, lowers) = tokio::task::spawn_blocking(move || {
+            let top = store.unpack_layers(&unpack)?;
+            let lowers = match &top {
+                Some(top) => store.lowers(top)?,
+                None => Vec::new(),
+            };
+            Ok::<_, rbuild_store::Error>((top, lowers))
+        })
+        .await??;
+        debug_assert!(top.is_some() || layers.is_empty());
+        let mut parent: Option<SnapshotName> = None;
+        let layers = layers
+            .into_iter()
+            .map(|(descriptor, diff_id)| {
+                let name = SnapshotName::chain(parent.as_ref(), &diff_id);
+                parent = Some(name.clone());
+                LayerRef::Ready(
+                    Layer {
+                        descriptor,
+                        diff_id,
+                    },
+                    name,
+                )
+            })
+            .collect();
+        Ok(State { lowers, layers })
     }
 
     fn description_of(&self, blob: &Digest) -> String {
@@ -152,10 +231,9 @@ impl SolveContext {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .find(|hit| {
-                hit.state
-                    .layers
-                    .last()
-                    .is_some_and(|l| &l.descriptor.digest == blob)
+                hit.state.layers.last().is_some_and(
+                    |l| matches!(l, LayerRef::Remote(l) if &l.descriptor.digest == blob),
+                )
             })
             .map(|hit| hit.description.clone())
             .unwrap_or_default()
@@ -166,33 +244,50 @@ impl SolveContext {
     /// later build finds them without `--cache-from` and still fetches only what it needs.
     pub(crate) async fn record_remote_hits(&self) -> Result<(), BuildError> {
         let hits = std::mem::take(&mut *self.remote_hits.lock().unwrap_or_else(|e| e.into_inner()));
+        let now = rbuild_store::time::now_unix();
         for hit in hits {
-            let present = match &hit.state.top {
-                Some(top) => {
-                    let store = self.builder.store.clone();
-                    let top = top.clone();
-                    tokio::task::spawn_blocking(move || store.snapshot(&top))
-                        .await??
-                        .is_some()
-                }
-                None => true,
+            let layers = hit.state.resolved_layers().await?;
+            let top = layers
+                .iter()
+                .fold(None, |parent: Option<SnapshotName>, layer| {
+                    Some(SnapshotName::chain(parent.as_ref(), &layer.diff_id))
+                });
+            let added = hit.state.layers.len() > hit.parent.layers.len();
+            let store = self.builder.store.clone();
+            let key = hit.key.to_string();
+            let source = hit.source.to_string();
+            let mut record = CacheRecord {
+                layer: added.then(|| {
+                    let layer = layers.last().expect("a layer was added");
+                    CachedLayer {
+                        descriptor: layer.descriptor.clone(),
+                        diff_id: layer.diff_id.clone(),
+                    }
+                }),
+                snapshot: top.as_ref().map(|t| t.digest().clone()),
+                description: hit.description,
+                created: now,
+                last_used: now,
+                size: 0,
+                remote: None,
             };
-            let remote = (!present).then(|| hit.source.to_string());
-            self.record(&hit.key, &hit.description, &hit.parent, &hit.state, remote)
-                .await?;
+            tokio::task::spawn_blocking(move || -> Result<(), rbuild_store::Error> {
+                if let Some(top) = &top {
+                    match store.snapshot(top)? {
+                        Some(snapshot) if added => record.size = snapshot.size,
+                        Some(_) => {}
+                        None if added => record.remote = Some(source),
+                        // No layer of its own and its parent's not fetched: nothing to
+                        // keep that a later build could use without the cache.
+                        None => return Ok(()),
+                    }
+                }
+                store.cache_put(&key, &record)
+            })
+            .await??;
         }
         Ok(())
     }
-}
-
-/// A step taken from an imported cache.
-pub(crate) struct RemoteHit {
-    key: CacheKey,
-    description: String,
-    parent: State,
-    state: State,
-    /// The cache it came from, pinned by digest.
-    source: Reference,
 }
 
 /// The ops whose results are in the image: the output's chain of filesystem parents.

@@ -12,12 +12,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use rbuild_frontend::{self as frontend, BuildGraph, CopySource, OpId, OpKind};
+use rbuild_frontend::{
+    self as frontend, BindMount, BuildGraph, CopySource, ExecMount, MountSource, OpId, OpKind,
+};
 use rbuild_runtime::{Limits, Network, Runtime};
+use rbuild_store::layer::LayerOptions;
 use rbuild_store::oci::Descriptor;
 use rbuild_store::registry::{CacheExportRecord, CacheImport, PullOptions, Registry};
 use rbuild_store::{
-    CacheRecord, CachedLayer, Digest, Image, ImageName, Reference, SnapshotName, Store,
+    ActiveSnapshot, CacheRecord, CachedLayer, Digest, Image, ImageName, Reference, SnapshotName,
+    Store,
 };
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -25,9 +29,12 @@ use tokio::task::JoinSet;
 use crate::cache::{CacheKey, KeyBuilder};
 use crate::context::Context;
 use crate::error::BuildError;
+use crate::explain::{self, Trace, Traces};
 use crate::ignore::IgnoreMatcher;
 use crate::progress::{Event, Progress};
-use crate::remote::{RemoteHit, result_ops};
+use crate::remote::{PendingExport, RemoteHit};
+use crate::secrets::SecretSource;
+use crate::state::{Layer, LayerRef, State};
 
 /// What to build and how.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +61,8 @@ pub struct BuildOptions {
     pub no_cache: bool,
     /// Run every step of these stages (by name, any case, or index).
     pub no_cache_filter: Vec<String>,
+    /// `--secret`s by id, for `RUN --mount=type=secret`; read only when a step mounts them.
+    pub secrets: BTreeMap<String, SecretSource>,
     /// Pull every base image, even one the store has (`--pull`).
     pub pull: bool,
     /// Caches imported from registries (`--cache-from`), consulted after the local cache.
@@ -72,9 +81,21 @@ pub struct BuildResult {
     /// Steps taken from the cache, and steps run.
     pub cached: usize,
     pub executed: usize,
+    /// The steps that ran, with why they missed the cache when that is known.
+    pub misses: Vec<Miss>,
     /// Every step's cache record (for `--cache-to`), with whether the step's result is
     /// part of the image (`mode=min` exports only those).
     pub cache_records: Vec<(CacheExportRecord, bool)>,
+}
+
+/// A step that ran instead of coming from the cache.
+#[derive(Debug, Clone)]
+pub struct Miss {
+    pub step: usize,
+    pub description: String,
+    /// Why, compared with the previous build of the same context and target; `None` when
+    /// there was no previous build to compare with.
+    pub reason: Option<String>,
 }
 
 /// Cancels a build: running sandboxes are killed, no further step starts, and the build
@@ -106,20 +127,6 @@ impl Cancel {
         let mut receiver = self.sender.subscribe();
         let _ = receiver.wait_for(|cancelled| *cancelled).await;
     }
-}
-
-/// One layer of a filesystem state.
-#[derive(Debug, Clone)]
-pub(crate) struct Layer {
-    pub descriptor: Descriptor,
-    pub diff_id: Digest,
-}
-
-/// The filesystem an op produced: its layers, bottom first, and the snapshot of the top.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct State {
-    pub layers: Vec<Layer>,
-    pub top: Option<SnapshotName>,
 }
 
 /// Builds images from Dockerfiles, with the store for bytes and the runtime for RUN.
@@ -186,6 +193,11 @@ impl Builder {
             &base_configs,
         )?);
         let ignore = IgnoreMatcher::parse(opts.ignore.as_deref().unwrap_or(""));
+        let explain_scope = format!(
+            "{}|{}",
+            context_root.display(),
+            opts.target.as_deref().unwrap_or("")
+        );
         let context = Context::open(context_root, ignore, &self.store);
         let ctx = Arc::new(SolveContext {
             builder: self.clone(),
@@ -196,27 +208,48 @@ impl Builder {
             cancel,
             running: Mutex::new(HashMap::new()),
             counts: Mutex::new((0, 0)),
+            background: Mutex::new(JoinSet::new()),
+            unused: Arc::new(Mutex::new(Vec::new())),
+            cpu: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
+            previous: Traces::load(&self.store, &explain_scope),
+            traces: Mutex::new(Traces::default()),
+            reasons: Mutex::new(HashMap::new()),
+            misses: Mutex::new(Vec::new()),
             exports: Mutex::new(Vec::new()),
             remote_hits: Mutex::new(Vec::new()),
             remote_blobs: Mutex::new(HashMap::new()),
+            materializing: tokio::sync::Mutex::new(()),
         });
         let states = ctx.solve(&graph).await;
+        // Layers still being measured finish (or fail) before the build ends, either way.
+        let background = ctx.finish_background().await;
+        let unused = std::mem::take(&mut *ctx.unused.lock().unwrap_or_else(|e| e.into_inner()));
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            for active in unused {
+                let _ = store.discard(active);
+            }
+        })
+        .await?;
         ctx.context.save_hashes(&self.store);
         let states = states?;
+        background?;
+        let traces = std::mem::take(&mut *ctx.traces.lock().unwrap_or_else(|e| e.into_inner()));
+        traces.save(&self.store, &explain_scope, &ctx.previous);
+        let misses = std::mem::take(&mut *ctx.misses.lock().unwrap_or_else(|e| e.into_inner()));
         // Layers that came from an imported cache: fetched now if the image has them.
-        ctx.materialize(&states[graph.output.root.0]).await?;
+        let root = ctx.materialize(&states[graph.output.root.0]).await?;
         ctx.record_remote_hits().await?;
+        let cache_records = ctx.export_records(&graph).await?;
         ctx.progress.event(Event::Exporting);
-        let (config, layers) = crate::image::assemble(&graph, &states, &ctx.bases, &ctx.opts)?;
+        let root_layers = root.resolved_layers().await?;
+        let (config, layers) =
+            crate::image::assemble(&graph, &states, root_layers, &ctx.bases, &ctx.opts)?;
         let store = self.store.clone();
         let tags = ctx.opts.tags.clone();
         let (cached, executed) = *ctx.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let in_result = result_ops(&graph);
-        let cache_records: Vec<(CacheExportRecord, bool)> =
-            std::mem::take(&mut *ctx.exports.lock().unwrap_or_else(|e| e.into_inner()))
-                .into_iter()
-                .map(|(id, record)| (record, in_result.contains(&id)))
-                .collect();
         let result = tokio::task::spawn_blocking(move || -> Result<BuildResult, BuildError> {
             let manifest = store.write_image(&config, layers)?;
             for tag in &tags {
@@ -228,6 +261,7 @@ impl Builder {
                 tags,
                 cached,
                 executed,
+                misses,
                 cache_records,
             })
         })
@@ -237,6 +271,8 @@ impl Builder {
 
     /// The base image `reference` names: from the store (by name as written, else by its
     /// normalized name; by digest when pinned), else pulled (always pulled with `pull`).
+    /// It is kept (with its snapshots) from GC for the whole build, even if its name is
+    /// removed meanwhile, and unpacked so every RUN finds its lower dirs.
     async fn base_image(&self, reference: &str, pull: bool) -> Result<Image, BuildError> {
         let invalid = |source| BuildError::InvalidReference {
             reference: reference.to_owned(),
@@ -251,8 +287,11 @@ impl Builder {
             let name = name.clone();
             tokio::task::spawn_blocking(move || -> Result<Option<Image>, BuildError> {
                 let found = match (parsed.digest(), &name) {
-                    (Some(digest), _) => store.image_by_digest(digest),
-                    (None, Some(name)) => store.image(name),
+                    (Some(digest), _) => store.image_by_digest(digest).and_then(|image| {
+                        store.protect_image(&image.manifest_digest)?;
+                        Ok(image)
+                    }),
+                    (None, Some(name)) => store.image_in_use(name),
                     (None, None) => return Ok(None),
                 };
                 match found {
@@ -287,19 +326,21 @@ impl Builder {
                         missing,
                         source: Box::new(source),
                     })?;
-                if let Some(name) = &name {
-                    let store = store.clone();
-                    let name = name.clone();
-                    let manifest = pulled.manifest.clone();
-                    tokio::task::spawn_blocking(move || store.tag(&name, &manifest)).await??;
-                }
+                let store = store.clone();
+                let name = name.clone();
+                let manifest = pulled.manifest.clone();
+                let image = pulled.image.manifest_digest.clone();
+                tokio::task::spawn_blocking(move || -> Result<(), rbuild_store::Error> {
+                    if let Some(name) = &name {
+                        store.tag(name, &manifest)?;
+                    }
+                    store.protect_image(&image)
+                })
+                .await??;
                 pulled.image
             }
         };
         tokio::task::spawn_blocking(move || -> Result<Image, BuildError> {
-            // Keep it (and its snapshots) from GC for the whole build, even if its name
-            // is removed meanwhile; unpack now so every RUN finds its lower dirs.
-            store.protect_image(&image.manifest_digest)?;
             store.unpack(&image)?;
             Ok(image)
         })
@@ -318,13 +359,27 @@ pub(crate) struct SolveContext {
     running: Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<Option<State>>>>>,
     /// (cached, executed) steps.
     counts: Mutex<(usize, usize)>,
+    /// Layers being measured and committed, cache records being written.
+    background: Mutex<JoinSet<Result<(), BuildError>>>,
+    /// CPU-heavy work (hashing, copying, making tars) at most one per core at a time, so
+    /// parallel stages do not thrash each other.
+    pub cpu: Arc<tokio::sync::Semaphore>,
+    /// Upper dirs whose layer the store already had, discarded when the build ends.
+    unused: Arc<Mutex<Vec<ActiveSnapshot>>>,
+    /// The traces of the previous build of this context and target, and of this one.
+    previous: Traces,
+    traces: Mutex<Traces>,
+    /// Why each step that ran missed the cache, by its key.
+    reasons: Mutex<HashMap<String, explain::Cause>>,
+    misses: Mutex<Vec<Miss>>,
     /// Every layer-producing step's record, for `--cache-to`.
-    pub(crate) exports: Mutex<Vec<(OpId, CacheExportRecord)>>,
-    /// Steps taken from an imported cache: (key, description, parent, state), recorded in
-    /// the local cache at the end when their layers were fetched.
+    pub(crate) exports: Mutex<Vec<PendingExport>>,
+    /// Steps taken from an imported cache, recorded in the local cache at the end.
     pub(crate) remote_hits: Mutex<Vec<RemoteHit>>,
     /// Where the layers of imported cache records come from: blob digest → cache.
     pub(crate) remote_blobs: Mutex<HashMap<Digest, Reference>>,
+    /// Held while layers of imported caches are fetched and unpacked.
+    pub(crate) materializing: tokio::sync::Mutex<()>,
 }
 
 /// What a finished op hands to the ops that use it.
@@ -431,13 +486,37 @@ impl SolveContext {
         }
         let op = graph.op(id);
         let step = id.0 + 1;
-        let key = self.cache_key(graph, id, &inputs).await?;
+        let (key, trace) = self.cache_key(graph, id, &inputs).await?;
+        let identity = step_identity(graph, id);
+        let previous = self.previous.steps.get(&identity);
+
+        // What changed since the previous build, whether or not the cache still has the
+        // step: the steps after it name this as their cause.
+        let cause = previous
+            .as_ref()
+            .filter(|old| old.key != trace.key)
+            .map(|old| {
+                let causes = self.reasons.lock().unwrap_or_else(|e| e.into_inner());
+                explain::explain(step, old, &trace, &causes)
+            });
+        if let Some(cause) = &cause {
+            self.reasons
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.to_string(), cause.clone());
+        }
+        let has_previous = previous.is_some();
+        self.traces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .steps
+            .insert(identity, trace);
         let parent = op.kind.rootfs().map(|p| inputs[&p].state.clone());
         let parent_key = op.kind.rootfs().map(|p| inputs[&p].key.clone());
 
         // Image and scratch ops are resolved, not run: nothing to cache.
         if let OpKind::Scratch | OpKind::Image { .. } = op.kind {
-            let state = self.root_state(&op.kind)?;
+            let state = self.root_state(&op.kind).await?;
             self.progress.event(Event::StepStarted {
                 step,
                 description: &op.description,
@@ -463,7 +542,6 @@ impl SolveContext {
             });
             self.progress.event(Event::StepCached { step });
             self.count(true);
-            self.export(id, &key, parent_key.as_ref(), op, &parent, state);
             return Ok(Done {
                 key,
                 state: state.clone(),
@@ -476,24 +554,40 @@ impl SolveContext {
             if let Some(record) =
                 tokio::task::spawn_blocking(move || store.cache_get(&lookup)).await??
             {
-                let state = cached_state(&parent, &record);
-                // An imported record whose layer was never fetched: fetch it from its
-                // cache if a step needs its files.
-                if let (Some(remote), Some(layer)) = (&record.remote, &record.layer)
-                    && let Ok(source) = remote.parse::<Reference>()
-                {
-                    self.remote_blobs
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(layer.descriptor.digest.clone(), source);
-                }
+                let state = match (&op.kind, &record.layer) {
+                    (OpKind::Copy(copy), Some(layer)) if copy.link => {
+                        // Stack the recorded layer on this parent: its files are linked into
+                        // a snapshot of their own, nothing is run or measured again.
+                        let store = self.builder.store.clone();
+                        let diff_id = layer.diff_id.clone();
+                        match tokio::task::spawn_blocking(move || store.clone_layer(&diff_id))
+                            .await??
+                        {
+                            Some((active, known)) => {
+                                // Committed on its parent, which must be files for that.
+                                let parent = self.materialize(&parent).await?;
+                                self.commit_pipelined(&key, op, &parent, active, true, Some(known))
+                                    .await?
+                            }
+                            None => self.cached_state(&parent, &record).await?,
+                        }
+                    }
+                    _ => self.cached_state(&parent, &record).await?,
+                };
                 self.progress.event(Event::StepStarted {
                     step,
                     description: &op.description,
                 });
                 self.progress.event(Event::StepCached { step });
                 self.count(true);
-                self.export(id, &key, parent_key.as_ref(), op, &parent, &state);
+                self.export(
+                    id,
+                    &key,
+                    parent_key.as_ref(),
+                    &op.description,
+                    &parent,
+                    &state,
+                );
                 *slot = Some(state.clone());
                 return Ok(Done { key, state });
             }
@@ -504,24 +598,78 @@ impl SolveContext {
                 });
                 self.progress.event(Event::StepCached { step });
                 self.count(true);
-                self.export(id, &key, parent_key.as_ref(), op, &parent, &state);
+                self.export(
+                    id,
+                    &key,
+                    parent_key.as_ref(),
+                    &op.description,
+                    &parent,
+                    &state,
+                );
                 *slot = Some(state.clone());
                 return Ok(Done { key, state });
             }
         }
 
         // The step runs: whatever it reads must be files now.
-        for input in op.kind.inputs() {
-            self.materialize(&inputs[&input].state).await?;
+        let parent = self.materialize(&parent).await?;
+        let mut inputs = inputs;
+        for done in inputs.values_mut() {
+            if done.state.has_remote() {
+                done.state = self.materialize(&done.state).await?;
+            }
         }
 
         self.progress.event(Event::StepStarted {
             step,
             description: &op.description,
         });
+        let reason = if !self.cache_allowed(op) {
+            Some(
+                if self.opts.no_cache {
+                    "--no-cache"
+                } else {
+                    "--no-cache-filter"
+                }
+                .to_owned(),
+            )
+        } else {
+            match (&cause, has_previous) {
+                (Some(cause), _) => Some(cause.message(step)),
+                (None, true) => {
+                    Some("its cache record is gone (pruned, or its layer was removed)".to_owned())
+                }
+                (None, false) => None,
+            }
+        };
+        if let Some(reason) = &reason {
+            self.progress.event(Event::StepMiss { step, reason });
+        }
+        self.misses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Miss {
+                step,
+                description: op.description.clone(),
+                reason,
+            });
         let started = Instant::now();
+        // Each op leaves an active snapshot whose upper dir holds its changes.
         let result = match &op.kind {
-            OpKind::Exec(exec) => self.exec(op, exec, &parent, step).await,
+            OpKind::Exec(exec) => {
+                let sources = exec
+                    .mounts
+                    .iter()
+                    .filter_map(|mount| mount.input())
+                    .map(|source| {
+                        let lowers = inputs[&source].state.lowers.clone();
+                        (source, (lowers, origin(graph, &CopySource::Op(source))))
+                    })
+                    .collect();
+                self.exec(op, exec, &parent, sources, step)
+                    .await
+                    .map(|active| (active, true))
+            }
             OpKind::Copy(copy) => {
                 let source = match copy.source {
                     CopySource::Op(source) => Some(&inputs[&source].state),
@@ -529,12 +677,19 @@ impl SolveContext {
                 };
                 self.copy(op, copy, &parent, source, &origin(graph, &copy.source))
                     .await
+                    .map(|active| (active, true))
             }
-            OpKind::Mkdir(mkdir) => self.mkdir(op, mkdir, &parent).await,
+            OpKind::Mkdir(mkdir) => self
+                .mkdir(op, mkdir, &parent)
+                .await
+                .map(|active| (active, false)),
             OpKind::Scratch | OpKind::Image { .. } => unreachable!("handled above"),
         };
         let state = match result {
-            Ok(state) => state,
+            Ok((active, keep_empty)) => {
+                self.commit_pipelined(&key, op, &parent, active, keep_empty, None)
+                    .await?
+            }
             Err(err) => {
                 self.progress.event(Event::StepFailed {
                     step,
@@ -543,9 +698,14 @@ impl SolveContext {
                 return Err(err);
             }
         };
-        self.record(&key, &op.description, &parent, &state, None)
-            .await?;
-        self.export(id, &key, parent_key.as_ref(), op, &parent, &state);
+        self.export(
+            id,
+            &key,
+            parent_key.as_ref(),
+            &op.description,
+            &parent,
+            &state,
+        );
         self.progress.event(Event::StepFinished {
             step,
             elapsed: started.elapsed(),
@@ -579,31 +739,41 @@ impl SolveContext {
         })
     }
 
-    fn root_state(&self, kind: &OpKind) -> Result<State, BuildError> {
-        match kind {
-            OpKind::Image { reference } => {
-                let image =
-                    self.bases
-                        .get(reference)
-                        .ok_or_else(|| BuildError::BaseImageNotFound {
-                            reference: reference.clone(),
-                        })?;
-                Ok(State {
-                    layers: image
-                        .manifest
-                        .layers
-                        .iter()
-                        .zip(&image.config.rootfs.diff_ids)
-                        .map(|(descriptor, diff_id)| Layer {
-                            descriptor: descriptor.clone(),
-                            diff_id: diff_id.clone(),
-                        })
-                        .collect(),
-                    top: image.top(),
-                })
+    async fn root_state(&self, kind: &OpKind) -> Result<State, BuildError> {
+        let OpKind::Image { reference } = kind else {
+            return Ok(State::default());
+        };
+        let image = self
+            .bases
+            .get(reference)
+            .ok_or_else(|| BuildError::BaseImageNotFound {
+                reference: reference.clone(),
+            })?;
+        let chain = image.chain();
+        let layers = image
+            .manifest
+            .layers
+            .iter()
+            .zip(&image.config.rootfs.diff_ids)
+            .zip(chain)
+            .map(|((descriptor, diff_id), name)| {
+                LayerRef::Ready(
+                    Layer {
+                        descriptor: descriptor.clone(),
+                        diff_id: diff_id.clone(),
+                    },
+                    name,
+                )
+            })
+            .collect();
+        let lowers = match image.top() {
+            Some(top) => {
+                let store = self.builder.store.clone();
+                tokio::task::spawn_blocking(move || store.lowers(&top)).await??
             }
-            _ => Ok(State::default()),
-        }
+            None => Vec::new(),
+        };
+        Ok(State { lowers, layers })
     }
 
     /// The op's cache key: its definition, its inputs' keys, and what else decides its
@@ -613,20 +783,46 @@ impl SolveContext {
         graph: &BuildGraph,
         id: OpId,
         inputs: &HashMap<OpId, Done>,
-    ) -> Result<CacheKey, BuildError> {
+    ) -> Result<(CacheKey, Trace), BuildError> {
         let op = graph.op(id);
+        let mut trace = Trace {
+            description: op.description.clone(),
+            digest: op.digest.0.clone(),
+            ..Default::default()
+        };
         let mut key = KeyBuilder::new("op");
-        key.part(&op.digest.0);
         let mut input_ids = op.kind.inputs();
         input_ids.dedup();
+        match &op.kind {
+            // `COPY --link` does not depend on the layers below: its key leaves them out,
+            // so a new base image keeps the step cached and its layer is restacked.
+            OpKind::Copy(copy) if copy.link => {
+                let mut definition = copy.clone();
+                definition.rootfs = OpId(0);
+                if let CopySource::Op(_) = definition.source {
+                    definition.source = CopySource::Op(OpId(0));
+                }
+                key.part("link")
+                    .part(&serde_json::to_string(&definition).expect("ops serialize"));
+                input_ids.retain(|input| *input != copy.rootfs);
+            }
+            _ => {
+                key.part(&op.digest.0);
+            }
+        }
         for input in input_ids {
             key.part(inputs[&input].key.as_str());
+            trace.inputs.push((
+                graph.op(input).description.clone(),
+                inputs[&input].key.to_string(),
+            ));
         }
         match &op.kind {
             OpKind::Scratch => {}
             OpKind::Image { reference } => {
                 if let Some(image) = self.bases.get(reference) {
                     key.part(&image.manifest_digest.to_string());
+                    trace.base = Some(image.manifest_digest.to_string());
                 }
             }
             OpKind::Exec(exec) => {
@@ -638,14 +834,57 @@ impl SolveContext {
                     }
                 };
                 key.part(&format!("{network:?}"));
+                trace
+                    .other
+                    .push(format!("network {network:?}").to_lowercase());
+                trace.env = exec
+                    .env
+                    .iter()
+                    .filter(|e| {
+                        let name = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+                        !exec.cache_excluded_env.iter().any(|x| x == name)
+                    })
+                    .cloned()
+                    .collect();
+                // What a bind mount of the context shows is read like a COPY source; a
+                // mount of another op is covered by that op's key, among the inputs.
+                for mount in &exec.mounts {
+                    if let ExecMount::Bind(BindMount {
+                        source: MountSource::Context,
+                        path,
+                        ..
+                    }) = mount
+                    {
+                        let ctx = &self.context;
+                        let (checksum, files) =
+                            tokio::task::block_in_place(|| ctx.checksum_path(path)).map_err(
+                                |source| BuildError::StepFailed {
+                                    span: op.span,
+                                    description: op.description.clone(),
+                                    source: Box::new(source),
+                                },
+                            )?;
+                        key.part("bind-context").part(&checksum);
+                        trace.files.extend(files);
+                    }
+                }
             }
             OpKind::Copy(copy) => {
                 if let CopySource::Context = copy.source {
                     let sources = copy.sources.clone();
-                    let checksum = {
+                    let exclude = (!copy.excludes.is_empty())
+                        .then(|| IgnoreMatcher::parse(&copy.excludes.join("\n")));
+                    let _permit = self
+                        .cpu
+                        .acquire()
+                        .await
+                        .map_err(|_| BuildError::Cancelled)?;
+                    let (checksum, files) = {
                         // Hashing reads files: keep it off the async workers.
                         let ctx = &self.context;
-                        tokio::task::block_in_place(|| ctx.checksum(&sources))
+                        tokio::task::block_in_place(|| {
+                            ctx.checksum_files(&sources, exclude.as_ref())
+                        })
                     }
                     .map_err(|source| BuildError::StepFailed {
                         span: op.span,
@@ -653,68 +892,219 @@ impl SolveContext {
                         source: Box::new(source),
                     })?;
                     key.part(&checksum);
+                    trace.files = files;
                 }
             }
             OpKind::Mkdir(_) => {}
         }
         if op.kind.rootfs().is_some() {
             key.part(&format!("epoch:{:?}", self.opts.source_date_epoch));
+            if let Some(epoch) = self.opts.source_date_epoch {
+                trace.other.push(format!("SOURCE_DATE_EPOCH={epoch}"));
+            }
         }
-        Ok(key.finish())
+        let key = key.finish();
+        trace.key = key.to_string();
+        Ok((key, trace))
     }
 
-    /// Records what an op produced under its key.
-    pub(crate) async fn record(
+    /// The state after a cached op: its parent's layers plus the recorded one, over the
+    /// recorded snapshot chain's directories.
+    async fn cached_state(
         &self,
-        key: &CacheKey,
-        description: &str,
         parent: &State,
-        state: &State,
-        remote: Option<String>,
-    ) -> Result<(), BuildError> {
-        let added = state.layers.len() > parent.layers.len();
-        let now = rbuild_store::time::now_unix();
-        let store = self.builder.store.clone();
-        let key = key.to_string();
-        let top = state.top.clone();
-        let record = CacheRecord {
-            layer: added.then(|| {
-                let layer = state.layers.last().expect("a layer was added");
-                CachedLayer {
-                    descriptor: layer.descriptor.clone(),
-                    diff_id: layer.diff_id.clone(),
-                }
-            }),
-            snapshot: state.top.as_ref().map(|top| top.digest().clone()),
-            description: description.to_owned(),
-            created: now,
-            last_used: now,
-            size: 0,
-            remote,
+        record: &CacheRecord,
+    ) -> Result<State, BuildError> {
+        let (Some(layer), Some(snapshot)) = (&record.layer, &record.snapshot) else {
+            return Ok(parent.clone());
         };
-        tokio::task::spawn_blocking(move || -> Result<(), rbuild_store::Error> {
-            let mut record = record;
-            if let Some(top) = &top {
-                record.size = store.snapshot(top)?.map_or(0, |s| s.size);
-            }
-            store.cache_put(&key, &record)
+        let name = SnapshotName::from_digest(snapshot.clone());
+        let store = self.builder.store.clone();
+        let lookup = name.clone();
+        let lowers = tokio::task::spawn_blocking(move || match store.snapshot(&lookup)? {
+            Some(_) => store.lowers(&lookup).map(Some),
+            None => Ok(None),
         })
         .await??;
-        Ok(())
+        let Some(lowers) = lowers else {
+            // Imported from a registry cache and never needed as files so far.
+            let source = record
+                .remote
+                .as_deref()
+                .and_then(|r| r.parse::<Reference>().ok())
+                .ok_or_else(|| rbuild_store::Error::SnapshotNotFound {
+                    name: snapshot.to_string(),
+                })?;
+            return Ok(self.remote_state(parent, Some(layer.clone()), &source));
+        };
+        let mut layers = parent.layers.clone();
+        layers.push(LayerRef::Ready(
+            Layer {
+                descriptor: layer.descriptor.clone(),
+                diff_id: layer.diff_id.clone(),
+            },
+            name,
+        ));
+        Ok(State { lowers, layers })
+    }
+
+    /// Hands a finished step's filesystem on at once and measures, commits and records its
+    /// layer in the background (see `state`). `keep_empty` unset: an unchanged filesystem
+    /// adds no layer (WORKDIR of an existing directory).
+    pub(crate) async fn commit_pipelined(
+        &self,
+        key: &CacheKey,
+        op: &rbuild_frontend::Op,
+        parent: &State,
+        active: ActiveSnapshot,
+        keep_empty: bool,
+        known: Option<rbuild_store::NewLayer>,
+    ) -> Result<State, BuildError> {
+        let store = self.builder.store.clone();
+        let options = LayerOptions {
+            clamp_mtime: self
+                .opts
+                .source_date_epoch
+                .and_then(|e| u64::try_from(e).ok()),
+        };
+        let mut record = CacheRecord {
+            layer: None,
+            snapshot: None,
+            description: op.description.clone(),
+            created: rbuild_store::time::now_unix(),
+            last_used: rbuild_store::time::now_unix(),
+            size: 0,
+            remote: None,
+        };
+        let key = key.to_string();
+        let parent_top = parent.layers.last().cloned();
+        if !keep_empty && is_empty_dir(&active.upper) {
+            let discard = store.clone();
+            tokio::task::spawn_blocking(move || discard.discard(active)).await??;
+            self.background(async move {
+                record.snapshot = match parent_top {
+                    Some(top) => Some(top.get().await?.1.digest().clone()),
+                    None => None,
+                };
+                tokio::task::spawn_blocking(move || store.cache_put(&key, &record)).await??;
+                Ok(())
+            });
+            return Ok(parent.clone());
+        }
+        let mut state = parent.clone();
+        state.lowers.insert(0, active.upper.clone());
+        let unused = self.unused.clone();
+        let cpu = self.cpu.clone();
+        let (sender, layer) = LayerRef::pending();
+        state.layers.push(layer);
+        self.background(async move {
+            let result = async {
+                let upper = active.upper.clone();
+                let measuring = store.clone();
+                let new_layer = match known {
+                    Some(layer) => layer,
+                    None => {
+                        let _permit = cpu
+                            .acquire_owned()
+                            .await
+                            .map_err(|_| BuildError::Cancelled)?;
+                        tokio::task::spawn_blocking(move || measuring.create_layer(&upper, options))
+                            .await??
+                    }
+                };
+                let parent_name = match &parent_top {
+                    Some(top) => Some(top.get().await?.1),
+                    None => None,
+                };
+                let committing = store.clone();
+                let unused = unused.clone();
+                let (name, size, new_layer) =
+                    tokio::task::spawn_blocking(move || -> Result<_, rbuild_store::Error> {
+                        let mut active = active;
+                        active.parent = parent_name;
+                        let (name, duplicate) = committing.commit_layer(active, &new_layer)?;
+                        // Same content as a snapshot the store has: later steps may be
+                        // running over this directory, so it goes when the build ends.
+                        if let Some(duplicate) = duplicate {
+                            unused
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push(duplicate);
+                        }
+                        let size = committing.snapshot(&name)?.map_or(0, |s| s.size);
+                        Ok((name, size, new_layer))
+                    })
+                    .await??;
+                let layer = Layer {
+                    descriptor: new_layer.descriptor,
+                    diff_id: new_layer.diff_id,
+                };
+                Ok::<_, BuildError>(((layer, name), size))
+            }
+            .await;
+            match result {
+                Ok(((layer, name), size)) => {
+                    record.layer = Some(CachedLayer {
+                        descriptor: layer.descriptor.clone(),
+                        diff_id: layer.diff_id.clone(),
+                    });
+                    record.snapshot = Some(name.digest().clone());
+                    record.size = size;
+                    sender.send_replace(Some(Ok((layer, name))));
+                    tokio::task::spawn_blocking(move || store.cache_put(&key, &record)).await??;
+                    Ok(())
+                }
+                Err(err) => {
+                    sender.send_replace(Some(Err(err.to_string())));
+                    Err(err)
+                }
+            }
+        });
+        Ok(state)
+    }
+
+    /// Waits for every background task; the first failure is the result.
+    async fn finish_background(&self) -> Result<(), BuildError> {
+        let mut tasks =
+            std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut result = Ok(());
+        while let Some(joined) = tasks.join_next().await {
+            let outcome = joined.map_err(BuildError::Join).and_then(|r| r);
+            if let (Err(err), Ok(())) = (outcome, &result) {
+                result = Err(err);
+            }
+        }
+        result
+    }
+
+    /// Runs `task` beside the build; the build waits for it before it finishes.
+    fn background(
+        &self,
+        task: impl std::future::Future<Output = Result<(), BuildError>> + Send + 'static,
+    ) {
+        let mut tasks = self.background.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.spawn(task);
     }
 }
 
-/// The state after a cached op: its parent's plus the recorded layer.
-fn cached_state(parent: &State, record: &CacheRecord) -> State {
-    let mut state = parent.clone();
-    if let Some(layer) = &record.layer {
-        state.layers.push(Layer {
-            descriptor: layer.descriptor.clone(),
-            diff_id: layer.diff_id.clone(),
-        });
-        state.top = record.snapshot.clone().map(SnapshotName::from_digest);
+fn is_empty_dir(path: &std::path::Path) -> bool {
+    std::fs::read_dir(path)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false)
+}
+
+/// A step's identity across builds: its stage and its position in the stage, so an edited
+/// instruction is still the same step.
+fn step_identity(graph: &BuildGraph, id: OpId) -> String {
+    let op = graph.op(id);
+    let position = graph.ops[..id.0]
+        .iter()
+        .filter(|other| other.stage.index == op.stage.index)
+        .count();
+    match &op.stage.name {
+        Some(name) => format!("{name}#{position}"),
+        None => format!("{}#{position}", op.stage.index),
     }
-    state
 }
 
 /// What a COPY's source is, for messages.

@@ -93,7 +93,9 @@ impl OpKind {
     pub fn inputs(&self) -> Vec<OpId> {
         match self {
             OpKind::Scratch | OpKind::Image { .. } => vec![],
-            OpKind::Exec(exec) => vec![exec.rootfs],
+            OpKind::Exec(exec) => std::iter::once(exec.rootfs)
+                .chain(exec.mounts.iter().filter_map(ExecMount::input))
+                .collect(),
             OpKind::Copy(copy) => match copy.source {
                 CopySource::Op(source) => vec![copy.rootfs, source],
                 CopySource::Context | CopySource::Inline(_) => vec![copy.rootfs],
@@ -132,6 +134,117 @@ pub struct ExecOp {
     /// The USER in effect (`name`, `uid`, `name:group`, `uid:gid`), empty for root.
     pub user: String,
     pub network: NetworkMode,
+    /// `RUN --mount`s, in the order written. What the process writes through them never
+    /// reaches the layer, and the mount points the runtime had to create are removed.
+    pub mounts: Vec<ExecMount>,
+}
+
+/// One `RUN --mount`. Targets are absolute paths inside the sandbox (a relative `target`
+/// is resolved against WORKDIR); the definition is part of the op's digest, a secret's
+/// content never is (the graph holds only its id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum ExecMount {
+    Bind(BindMount),
+    Cache(CacheMount),
+    Tmpfs(TmpfsMount),
+    Secret(SecretMount),
+}
+
+impl ExecMount {
+    /// The op whose filesystem the mount reads, if any.
+    pub fn input(&self) -> Option<OpId> {
+        match self {
+            ExecMount::Bind(BindMount {
+                source: MountSource::Op(id),
+                ..
+            }) => Some(*id),
+            ExecMount::Cache(cache) => cache.from,
+            _ => None,
+        }
+    }
+
+    /// Where the process sees it; `None` for a secret given only as an environment variable.
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            ExecMount::Bind(bind) => Some(&bind.target),
+            ExecMount::Cache(cache) => Some(&cache.target),
+            ExecMount::Tmpfs(tmpfs) => Some(&tmpfs.target),
+            ExecMount::Secret(secret) => secret.target.as_deref(),
+        }
+    }
+}
+
+/// Where a bind mount's files come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MountSource {
+    /// The build context (after `.dockerignore`).
+    Context,
+    /// The filesystem of another op: a stage's last op or an `Image` op.
+    Op(OpId),
+}
+
+/// `type=bind`: a file or directory of the context, a stage or an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BindMount {
+    pub target: String,
+    pub source: MountSource,
+    /// Absolute path inside the source (`/` for all of it).
+    pub path: String,
+    /// `rw`: writes are allowed, and thrown away when the step ends.
+    pub readwrite: bool,
+}
+
+/// `type=cache`: a directory kept between steps and builds, shared by every mount of the
+/// same `id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CacheMount {
+    pub target: String,
+    /// `id`, the target when not given.
+    pub id: String,
+    pub sharing: CacheSharing,
+    pub readonly: bool,
+    /// Mode and owner of the directory when it is created.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// `from`: the op whose files at `path` fill the directory when it is created.
+    pub from: Option<OpId>,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum CacheSharing {
+    /// Any number of steps use it at once.
+    #[default]
+    Shared,
+    /// A step finding it in use gets another directory of its own.
+    Private,
+    /// One step at a time; others wait.
+    Locked,
+}
+
+/// `type=tmpfs`: an empty, memory-backed directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TmpfsMount {
+    pub target: String,
+    /// `size` in bytes.
+    pub size: Option<u64>,
+}
+
+/// `type=secret`: a `--secret` of the build as a read-only file, an environment variable,
+/// or both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecretMount {
+    pub id: String,
+    /// The file, `/run/secrets/<id>` unless `target` is given; `None` when only `env` is.
+    pub target: Option<String>,
+    /// `env`: the variable that holds the secret.
+    pub env: Option<String>,
+    /// A missing secret fails the step; otherwise the mount is skipped.
+    pub required: bool,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -159,6 +272,17 @@ pub struct CopyOp {
     pub chown: Option<String>,
     /// `--chmod` after expansion.
     pub chmod: Option<String>,
+    /// `--link`: made on an empty filesystem, independent of the layers below, then
+    /// stacked on them; destination symlinks in the parent are not followed.
+    #[serde(default)]
+    pub link: bool,
+    /// `--parents`: each source keeps its path (below a `/./` pivot) under the destination.
+    #[serde(default)]
+    pub parents: bool,
+    /// `--exclude` patterns after expansion, matched like `.dockerignore` against paths
+    /// relative to the source root.
+    #[serde(default)]
+    pub excludes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

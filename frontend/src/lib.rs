@@ -39,12 +39,13 @@ pub use config::{Empty, HealthConfig, HistoryEntry, ImageConfig};
 pub use convert::{ConvertOptions, DEFAULT_PATH, Platform, convert, dump_graph, image_references};
 pub use error::{Error, ErrorKind};
 pub use graph::{
-    BuildGraph, CopyKind, CopyOp, CopySource, ExecOp, ImageOutput, InlineFile, MkdirOp,
-    NetworkMode, Op, OpDigest, OpId, OpKind, StageId,
+    BindMount, BuildGraph, CacheMount, CacheSharing, CopyKind, CopyOp, CopySource, ExecMount,
+    ExecOp, ImageOutput, InlineFile, MkdirOp, MountSource, NetworkMode, Op, OpDigest, OpId, OpKind,
+    SecretMount, StageId, TmpfsMount,
 };
 pub use instructions::{
     ArgDecl, Command, Copy, Dockerfile, InlineSource, Instruction, InstructionKind, Onbuild, Pair,
-    Run, Stage, parse,
+    Run, RunMount, Stage, parse,
 };
 pub use lint::{CheckConfig, Checks, LintScope, Rule, Warning, check, lint};
 pub use span::Span;

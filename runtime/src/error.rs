@@ -121,6 +121,24 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "bridge `{name}` with subnet {subnet} is not valid: the name must be 1 to 15 letters, digits, `-`, `_` or `.`, and the subnet a network address with a prefix of 8 to 30"
+    )]
+    InvalidBridge { name: String, subnet: String },
+    #[error("failed to allocate a sandbox address under {path}")]
+    AllocateAddress {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("no free address left in {subnet} of bridge `{bridge}`")]
+    AddressesExhausted { bridge: String, subnet: String },
+    #[error("failed to read {path}")]
+    ReadHostFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -149,6 +167,8 @@ pub enum SetupKind {
     WorkingDirectory,
     /// `process.args[0]` was not found or could not be executed.
     Executable,
+    /// The network: the bridge, the veth pair, addresses, routes.
+    Network,
     /// Namespaces, signals, the terminal, ...
     Other,
 }

@@ -1,5 +1,6 @@
-//! rbuild's sandbox: runs one process in new namespaces over the mounts it is given,
-//! with cgroup limits (v1 and v2). It never reads the store.
+//! rbuild's sandbox: runs one process in new namespaces over the mounts it is given, with
+//! cgroup limits (v1 and v2), Docker's default capabilities, `no_new_privs` and a seccomp
+//! profile, on no network, the host's, or a bridge. It never reads the store.
 //!
 //! ```ignore
 //! let runtime = Runtime::new(RuntimeOptions { helper: std::env::current_exe()?, state_dir, ..Default::default() })?;
@@ -14,19 +15,23 @@
 //! let n = rbuild_runtime::with_mounts(&[HostMount { mount, at: dir }], || count_files(&dir))?;
 //! ```
 //!
-//! Lifecycle: `spawn` creates `<state_dir>/<id>/` (config, status, `rootfs` mount point)
-//! and the cgroup `<parent>/<id>` with the limits, then starts `helper __sandbox-init
-//! <state dir>`. The helper joins the cgroup, unshares the namespaces and forks the
-//! sandbox's init (pid 1), which mounts the root and everything else in its own mount
-//! namespace, pivots, and runs the command. `wait` reads the status the sandbox wrote,
-//! then removes the cgroup and the state dir. See `init` for the process tree.
+//! Lifecycle: `spawn` creates `<state_dir>/<id>/` (config, status, network files, `rootfs`
+//! mount point), takes a bridge address if the sandbox has one, and creates the cgroup
+//! `<parent>/<id>` with the limits, then starts `helper __sandbox-init <state dir>`. The
+//! helper joins the cgroup, unshares the namespaces (plugging the veth pair in) and forks
+//! the sandbox's init (pid 1), which mounts the root and everything else in its own mount
+//! namespace, pivots, and runs the command with its privileges reduced. `wait` reads the
+//! status the sandbox wrote, then removes the cgroup and the state dir and releases the
+//! address. See `init` for the process tree.
 
 mod cgroup;
 mod error;
 mod host_mount;
 mod init;
 mod mount;
+mod network;
 mod runtime;
+mod seccomp;
 mod spec;
 mod state;
 mod user;
@@ -35,5 +40,6 @@ pub use cgroup::CgroupVersion;
 pub use error::{Error, SetupKind};
 pub use host_mount::{HostMount, with_mounts};
 pub use init::{INIT_ARG, init_main};
-pub use runtime::{Child, ExitStatus, Outcome, Runtime, RuntimeOptions, StdioMode};
-pub use spec::{Limits, Mount, Network, Process, SandboxSpec};
+pub use network::BridgeOptions;
+pub use runtime::{Child, ExitStatus, Outcome, Runtime, RuntimeOptions, StdioMode, signal_sandbox};
+pub use spec::{CpuQuota, Limits, Mount, Network, Process, SandboxSpec};

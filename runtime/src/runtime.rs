@@ -5,6 +5,7 @@
 use std::fmt;
 use std::fs;
 use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,10 +20,9 @@ use tokio::process::{ChildStderr, ChildStdout};
 use crate::cgroup::{CgroupVersion, Hierarchy, SandboxCgroup, validate_parent};
 use crate::error::Error;
 use crate::init::INIT_ARG;
-use crate::spec::SandboxSpec;
-use crate::state::{
-    CONFIG_FILE, HOSTS_FILE, InitConfig, RESOLV_CONF_FILE, ROOTFS_DIR, STATUS_FILE, Status,
-};
+use crate::network::{self, BridgeOptions, Lease};
+use crate::spec::{Network, SandboxSpec};
+use crate::state::{CONFIG_FILE, InitConfig, ROOTFS_DIR, STATE_FILES, STATUS_FILE, Status};
 
 /// How long `wait` keeps trying to remove a cgroup whose last processes are exiting.
 const CGROUP_REMOVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,6 +37,8 @@ pub struct RuntimeOptions {
     pub state_dir: PathBuf,
     /// Cgroup under which each sandbox gets its own, relative to the hierarchy's root.
     pub cgroup_parent: String,
+    /// The bridge of `Network::Bridge` sandboxes, created on first use.
+    pub bridge: BridgeOptions,
 }
 
 impl Default for RuntimeOptions {
@@ -45,6 +47,7 @@ impl Default for RuntimeOptions {
             helper: PathBuf::from("/proc/self/exe"),
             state_dir: std::env::temp_dir().join("rbuild-sandboxes"),
             cgroup_parent: "rbuild".to_owned(),
+            bridge: BridgeOptions::default(),
         }
     }
 }
@@ -65,8 +68,10 @@ struct Inner {
 /// Where the sandboxed process's stdio goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StdioMode {
-    /// rbuild's own stdin, stdout and stderr (`rbuild run`).
+    /// rbuild's own stdin, stdout and stderr (`rbuild run -i`).
     Inherit,
+    /// stdin `/dev/null`, rbuild's own stdout and stderr (`rbuild run`).
+    InheritOutput,
     /// stdin `/dev/null`, stdout and stderr piped to [`Child::stdout`] and
     /// [`Child::stderr`] (RUN steps). The sandbox gets its own process group, so a
     /// terminal's Ctrl-C reaches rbuild only, which decides what to kill.
@@ -88,6 +93,7 @@ impl Runtime {
 
     fn with_hierarchy(opts: RuntimeOptions, hierarchy: Hierarchy) -> Result<Runtime, Error> {
         validate_parent(&opts.cgroup_parent)?;
+        opts.bridge.validate()?;
         fs::create_dir_all(&opts.state_dir).map_err(|source| Error::CreateStateDir {
             path: opts.state_dir.clone(),
             source,
@@ -115,12 +121,17 @@ impl Runtime {
         let opts = &self.inner.opts;
         let id = self.unique_id();
         let state_dir = opts.state_dir.join(&id);
-        fs::create_dir(&state_dir).map_err(|source| Error::CreateStateDir {
-            path: state_dir.clone(),
-            source,
-        })?;
-        let cgroup = match self.prepare(spec, &id, &state_dir) {
-            Ok(cgroup) => cgroup,
+        // Owner-only: the config written here holds the process's environment, which may
+        // carry a secret (`RUN --mount=type=secret,env=...`).
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&state_dir)
+            .map_err(|source| Error::CreateStateDir {
+                path: state_dir.clone(),
+                source,
+            })?;
+        let (cgroup, lease) = match self.prepare(spec, &id, &state_dir) {
+            Ok(prepared) => prepared,
             Err(err) => {
                 let _ = remove_state_dir(&state_dir);
                 return Err(err);
@@ -130,6 +141,7 @@ impl Runtime {
             state_dir,
             cgroup,
             terminal: None,
+            lease,
         };
         let result = (|| {
             if spec.process.terminal && stdio == StdioMode::Inherit {
@@ -137,12 +149,18 @@ impl Runtime {
             }
             let mut command = tokio::process::Command::new(&opts.helper);
             command.arg(INIT_ARG).arg(&sandbox.state_dir);
-            if stdio == StdioMode::Piped {
-                command
-                    .stdin(std::process::Stdio::null())
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .process_group(0);
+            match stdio {
+                StdioMode::Inherit => {}
+                StdioMode::InheritOutput => {
+                    command.stdin(std::process::Stdio::null());
+                }
+                StdioMode::Piped => {
+                    command
+                        .stdin(std::process::Stdio::null())
+                        .stdout(std::process::Stdio::piped())
+                        .stderr(std::process::Stdio::piped())
+                        .process_group(0);
+                }
             }
             command.spawn().map_err(|source| Error::SpawnHelper {
                 helper: opts.helper.clone(),
@@ -153,6 +171,7 @@ impl Runtime {
             Ok(mut helper) => Ok(Child {
                 stdout: helper.stdout.take(),
                 stderr: helper.stderr.take(),
+                address: sandbox.lease.as_ref().map(|lease| lease.address),
                 helper,
                 sandbox: Some(sandbox),
             }),
@@ -165,28 +184,35 @@ impl Runtime {
         }
     }
 
-    /// Creates the cgroup and writes the helper's config; the state dir exists.
+    /// Takes an address (bridge), writes the network files, creates the cgroup and writes
+    /// the helper's config; the state dir exists.
     fn prepare(
         &self,
         spec: &SandboxSpec,
         id: &str,
         state_dir: &Path,
-    ) -> Result<SandboxCgroup, Error> {
+    ) -> Result<(SandboxCgroup, Option<Lease>), Error> {
+        let opts = &self.inner.opts;
         let rootfs = state_dir.join(ROOTFS_DIR);
         fs::create_dir(&rootfs).map_err(|source| Error::CreateStateDir {
             path: rootfs,
             source,
         })?;
-        let cgroup = SandboxCgroup::create(
-            &self.inner.hierarchy,
-            &self.inner.opts.cgroup_parent,
-            id,
-            &spec.limits,
-        )?;
+        let lease = match spec.network {
+            Network::Bridge => Some(Lease::acquire(&opts.bridge)?),
+            Network::None | Network::Host => None,
+        };
+        let address = lease.as_ref().map(|lease| lease.address);
+        network::write_files(state_dir, spec.network, &spec.hostname, address)?;
+        let cgroup =
+            SandboxCgroup::create(&self.inner.hierarchy, &opts.cgroup_parent, id, &spec.limits)?;
         let config = InitConfig {
             spec: spec.clone(),
             cgroup_procs: cgroup.procs_files(),
+            clone_into: cgroup.v2_dir().map(Path::to_path_buf),
             parent_pid: std::process::id() as i32,
+            cgroupfs: self.inner.hierarchy.cgroupfs(),
+            bridge: lease.as_ref().map(|lease| lease.config(&opts.bridge)),
         };
         let path = state_dir.join(CONFIG_FILE);
         let json = serde_json::to_vec(&config).expect("a sandbox config always serializes");
@@ -194,7 +220,7 @@ impl Runtime {
             let _ = cgroup.try_remove();
             return Err(Error::WriteState { path, source });
         }
-        Ok(cgroup)
+        Ok((cgroup, lease))
     }
 
     /// Unique among the runtimes sharing a state dir and a cgroup parent: pid, sequence
@@ -205,6 +231,16 @@ impl Runtime {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.subsec_nanos());
         format!("rb-{}-{sequence}-{nanos:08x}", std::process::id())
+    }
+}
+
+/// Passes `signal` to the sandbox whose helper has pid `helper` ([`Child::id`]); the
+/// helper hands SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 on to the command.
+/// For `rbuild run`, which forwards its own signals while it waits. Best effort: a sandbox
+/// that is gone is fine.
+pub fn signal_sandbox(helper: u32, signal: i32) {
+    if let (Ok(pid), Ok(signal)) = (i32::try_from(helper), Signal::try_from(signal)) {
+        let _ = kill(Pid::from_raw(pid), signal);
     }
 }
 
@@ -255,6 +291,7 @@ impl fmt::Display for ExitStatus {
 pub struct Child {
     pub stdout: Option<ChildStdout>,
     pub stderr: Option<ChildStderr>,
+    address: Option<std::net::Ipv4Addr>,
     helper: tokio::process::Child,
     /// `None` once `wait` or `drop` took charge of the cleanup.
     sandbox: Option<Sandbox>,
@@ -265,6 +302,8 @@ struct Sandbox {
     state_dir: PathBuf,
     cgroup: SandboxCgroup,
     terminal: Option<RawTerminal>,
+    /// Released once every process of the sandbox is gone.
+    lease: Option<Lease>,
 }
 
 impl Child {
@@ -272,6 +311,11 @@ impl Child {
     /// SIGUSR2 and SIGWINCH sent to it with kill(2) are passed on to the sandboxed process.
     pub fn id(&self) -> Option<u32> {
         self.helper.id()
+    }
+
+    /// The sandbox's address on the bridge (`Network::Bridge` only).
+    pub fn address(&self) -> Option<std::net::Ipv4Addr> {
+        self.address
     }
 
     /// SIGKILLs everything in the sandbox. `wait` then reports `Signaled(9)`.
@@ -334,6 +378,8 @@ impl Sandbox {
     fn outcome(&self, helper: std::process::ExitStatus) -> Result<Outcome, Error> {
         let path = self.state_dir.join(STATUS_FILE);
         let status = match fs::read(&path) {
+            // Init creates it empty when it starts; empty, nobody could report.
+            Ok(bytes) if bytes.is_empty() => None,
             Ok(bytes) => Some(
                 serde_json::from_slice::<Status>(&bytes)
                     .map_err(|source| Error::ParseStatus { path, source })?,
@@ -425,7 +471,7 @@ fn remove_stale_sandboxes(opts: &RuntimeOptions, hierarchy: &Hierarchy) {
 /// Removes exactly the files a state dir may hold, never recursing: `rootfs` is a mount
 /// point inside the sandbox and must be an empty directory out here.
 fn remove_state_dir(dir: &Path) -> io::Result<()> {
-    for file in [CONFIG_FILE, STATUS_FILE, RESOLV_CONF_FILE, HOSTS_FILE] {
+    for file in STATE_FILES {
         match fs::remove_file(dir.join(file)) {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}

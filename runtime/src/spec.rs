@@ -99,14 +99,83 @@ pub enum Network {
     None,
     /// The host's network namespace.
     Host,
+    /// A new network namespace with loopback and `eth0`, one end of a veth pair whose other
+    /// end is on the runtime's bridge ([`crate::BridgeOptions`]); an address of the
+    /// bridge's subnet, the bridge as default gateway, and `/etc/hosts`, `/etc/hostname`
+    /// and `/etc/resolv.conf` of its own.
+    Bridge,
 }
 
+/// `Limits { memory_bytes: Some(512 << 20), ..Limits::default() }`: every limit is
+/// optional, and without one the sandbox shares what its parent cgroup has.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Memory limit in bytes (swap is not allowed beyond it). The runtime's helper and
     /// init, about a megabyte, are charged to it too.
     pub memory_bytes: Option<u64>,
-    /// Maximum number of processes and threads of the sandboxed process tree (the
-    /// runtime's own helper and init, two processes, come on top).
+    /// Maximum number of processes and threads of the sandboxed process tree (two more
+    /// are allowed for the runtime's init and, on cgroup v1, its helper).
     pub pids: Option<u64>,
+    /// CPU time per scheduling period (CFS bandwidth: v1 `cpu.cfs_quota_us`, v2 `cpu.max`).
+    #[serde(default)]
+    pub cpu: Option<CpuQuota>,
+    /// The CPUs the sandbox may run on, in the kernel's list format (`0-2,4`).
+    #[serde(default)]
+    pub cpuset_cpus: Option<String>,
+}
+
+/// `quota_us` of CPU time in each `period_us`: `--cpus 0.5` is 50 000 µs per 100 000 µs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuQuota {
+    pub quota_us: u64,
+    pub period_us: u64,
+}
+
+impl CpuQuota {
+    /// The period Docker uses for `--cpus`.
+    pub const PERIOD_US: u64 = 100_000;
+    /// The kernel refuses a quota under 1 ms.
+    pub const MIN_QUOTA_US: u64 = 1_000;
+
+    /// Docker's `--cpus N`: `N` CPUs' worth of time per 100 ms period. `None` when `cpus`
+    /// is not a positive number or gives a quota under the kernel's 1 ms minimum.
+    pub fn from_cpus(cpus: f64) -> Option<CpuQuota> {
+        if !cpus.is_finite() || cpus <= 0.0 {
+            return None;
+        }
+        let quota_us = (cpus * Self::PERIOD_US as f64).round() as u64;
+        (quota_us >= Self::MIN_QUOTA_US).then_some(CpuQuota {
+            quota_us,
+            period_us: Self::PERIOD_US,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpus_become_a_quota_per_100ms() {
+        assert_eq!(
+            CpuQuota::from_cpus(0.5),
+            Some(CpuQuota {
+                quota_us: 50_000,
+                period_us: 100_000
+            })
+        );
+        assert_eq!(CpuQuota::from_cpus(2.0).unwrap().quota_us, 200_000);
+        assert_eq!(CpuQuota::from_cpus(0.01).unwrap().quota_us, 1_000);
+        assert_eq!(CpuQuota::from_cpus(0.001), None);
+        assert_eq!(CpuQuota::from_cpus(0.0), None);
+        assert_eq!(CpuQuota::from_cpus(-1.0), None);
+        assert_eq!(CpuQuota::from_cpus(f64::NAN), None);
+    }
+
+    #[test]
+    fn limits_without_cpu_fields_still_parse() {
+        let limits: Limits = serde_json::from_str(r#"{"memory_bytes":1,"pids":null}"#).unwrap();
+        assert_eq!(limits.cpu, None);
+        assert_eq!(limits.cpuset_cpus, None);
+    }
 }

@@ -5,24 +5,46 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cgroup::CgroupFs;
 use crate::error::SetupKind;
+use crate::network::BridgeConfig;
 use crate::spec::SandboxSpec;
 
 pub(crate) const CONFIG_FILE: &str = "config.json";
 pub(crate) const STATUS_FILE: &str = "status.json";
 pub(crate) const ROOTFS_DIR: &str = "rootfs";
-/// Private copies of the host's files bound into sandboxes with the host network.
+/// The sandbox's own resolver and host files, bound over the root's `/etc` ones: copies of
+/// the host's for the host network, generated for a bridge.
 pub(crate) const RESOLV_CONF_FILE: &str = "resolv.conf";
 pub(crate) const HOSTS_FILE: &str = "hosts";
+pub(crate) const HOSTNAME_FILE: &str = "hostname";
+/// Every file a state dir may hold (the `rootfs` mount point aside).
+pub(crate) const STATE_FILES: [&str; 5] = [
+    CONFIG_FILE,
+    STATUS_FILE,
+    RESOLV_CONF_FILE,
+    HOSTS_FILE,
+    HOSTNAME_FILE,
+];
 
 /// What the helper needs besides the spec.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct InitConfig {
     pub spec: SandboxSpec,
-    /// `cgroup.procs` files the helper joins before creating namespaces.
+    /// `cgroup.procs` files the helper joins before creating namespaces (v1), and whose
+    /// processes it kills if rbuild dies.
     pub cgroup_procs: Vec<PathBuf>,
+    /// v2: the cgroup init is started in with `clone3(CLONE_INTO_CGROUP)`; the helper then
+    /// stays out of it.
+    #[serde(default)]
+    pub clone_into: Option<PathBuf>,
     /// The rbuild process; the sandbox is killed when it dies.
     pub parent_pid: i32,
+    /// What the sandbox mounts, read-only, at `/sys/fs/cgroup`.
+    pub cgroupfs: CgroupFs,
+    /// For `Network::Bridge`: the address and bridge to plug the sandbox into.
+    #[serde(default)]
+    pub bridge: Option<BridgeConfig>,
 }
 
 /// How the sandbox ended, as written to `status.json` by the sandbox's init (or by the

@@ -1,7 +1,6 @@
 //! The user a sandboxed process runs as, resolved from the sandbox's own `/etc/passwd` and
 //! `/etc/group` with Docker's (runc's) rules.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -166,15 +165,21 @@ pub(crate) fn resolve(user: &str, passwd: &str, group: &str) -> Result<ExecUser,
     })
 }
 
-/// Resolves `user` from `<etc>/passwd` and `<etc>/group`; a missing file counts as empty.
-pub(crate) fn resolve_from(user: &str, etc: &Path) -> Result<ExecUser, UserError> {
-    let passwd = read_optional(&etc.join("passwd"))?;
-    let group = read_optional(&etc.join("group"))?;
+/// Resolves `user` from `/etc/passwd` and `/etc/group` of `root`, read without leaving it
+/// (symlinks resolve inside the root, magic links are refused); a missing file counts as
+/// empty.
+pub(crate) fn resolve_from(user: &str, root: &Path) -> Result<ExecUser, UserError> {
+    let passwd = read_optional(root, Path::new("/etc/passwd"))?;
+    let group = read_optional(root, Path::new("/etc/group"))?;
     resolve(user, &passwd, &group)
 }
 
-fn read_optional(path: &Path) -> Result<String, UserError> {
-    match fs::read(path) {
+fn read_optional(root: &Path, path: &Path) -> Result<String, UserError> {
+    let read = crate::mount::open_in_root(root, path, libc::O_RDONLY).and_then(|mut file| {
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut file, &mut bytes).map(|_| bytes)
+    });
+    match read {
         Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(String::new()),
         Err(source) => Err(UserError::Read {
@@ -186,6 +191,8 @@ fn read_optional(path: &Path) -> Result<String, UserError> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     const PASSWD: &str = "\
@@ -300,12 +307,15 @@ nobody:x:65534:
     fn reads_files_and_treats_missing_ones_as_empty() {
         let temp = tempfile::tempdir().unwrap();
         assert_eq!(ids(resolve_from("", temp.path()).unwrap()), user(0, 0, &[]));
-        fs::write(temp.path().join("passwd"), PASSWD).unwrap();
+        fs::create_dir(temp.path().join("etc")).unwrap();
+        fs::write(temp.path().join("etc/passwd"), PASSWD).unwrap();
         assert_eq!(
             ids(resolve_from("alice", temp.path()).unwrap()),
             user(1000, 1000, &[])
         );
+        // A group file that is a symlink out of the root reads the root's own file.
         fs::write(temp.path().join("group"), GROUP).unwrap();
+        std::os::unix::fs::symlink("../../../../group", temp.path().join("etc/group")).unwrap();
         assert_eq!(
             ids(resolve_from("alice", temp.path()).unwrap()),
             user(1000, 1000, &[10, 1000, 27])

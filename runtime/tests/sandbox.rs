@@ -318,6 +318,7 @@ async fn pids_limit_stops_a_fork_loop() {
     spec.limits = Limits {
         memory_bytes: None,
         pids: Some(20),
+        ..Limits::default()
     };
     let started = Instant::now();
     let (outcome, _, err) = fixture.run(&spec).await;
@@ -336,6 +337,7 @@ async fn memory_limit_reports_oom_kill() {
     spec.limits = Limits {
         memory_bytes: Some(32 << 20),
         pids: None,
+        ..Limits::default()
     };
     let (outcome, _, err) = fixture.run(&spec).await;
     let outcome = outcome.unwrap();
@@ -352,6 +354,7 @@ async fn nothing_is_left_behind() {
     spec.limits = Limits {
         memory_bytes: Some(64 << 20),
         pids: Some(64),
+        ..Limits::default()
     };
     let started = Instant::now();
     let out = {
@@ -589,52 +592,6 @@ async fn with_mounts_writes_through_a_private_overlay() {
     assert!(seen);
 }
 
-/// spawn + wait of `true`, median of 50 (run with `--ignored --nocapture`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn measure_spawn_and_wait_of_true() {
-    require_privileges!();
-    let fixture = Fixture::new();
-    let measure = std::env::var("RBUILD_MEASURE").unwrap_or_default();
-    if measure.contains("dirs") {
-        // As in real images: no stub mount points to create and remove.
-        for dir in ["proc", "dev", "sys"] {
-            fs::create_dir(fixture.lower.join(dir)).unwrap();
-        }
-    }
-    for (name, network) in [
-        ("network none", Network::None),
-        ("network host", Network::Host),
-    ] {
-        let mut spec = fixture.spec(&["/bin/true"]);
-        spec.network = network;
-        if measure.contains("volatile") {
-            spec.root.options.push("volatile".into());
-        }
-        let mut times = Vec::new();
-        for _ in 0..50 {
-            let started = Instant::now();
-            let outcome = fixture
-                .runtime
-                .spawn(&spec, StdioMode::Piped)
-                .unwrap()
-                .wait()
-                .await
-                .unwrap();
-            times.push(started.elapsed());
-            assert!(outcome.status.success());
-        }
-        times.sort();
-        eprintln!(
-            "spawn+wait of /bin/true ({name}, cgroup {:?}): median {:?}, min {:?}, max {:?}",
-            fixture.runtime.cgroup_version(),
-            times[times.len() / 2],
-            times[0],
-            times[times.len() - 1]
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_runtime_removes_sandboxes_left_by_a_dead_rbuild() {
     require_privileges!();
@@ -661,6 +618,7 @@ async fn a_new_runtime_removes_sandboxes_left_by_a_dead_rbuild() {
         helper: env!("CARGO_BIN_EXE_rbuild-sandbox-test-helper").into(),
         state_dir: fixture.state.clone(),
         cgroup_parent: fixture.cgroup_parent.clone(),
+        ..Default::default()
     })
     .unwrap();
     assert!(!fixture.state.join(&id).exists());
@@ -686,6 +644,7 @@ async fn cgroup2_without_controllers_runs_kills_and_cleans_up() {
             helper: env!("CARGO_BIN_EXE_rbuild-sandbox-test-helper").into(),
             state_dir: fixture.state.clone(),
             cgroup_parent: parent.clone(),
+            ..Default::default()
         },
         mount.clone(),
     )
@@ -708,6 +667,15 @@ async fn cgroup2_without_controllers_runs_kills_and_cleans_up() {
     // Inside its cgroup namespace the sandbox is at the root of the v2 hierarchy.
     assert!(text.lines().any(|line| line == "0::/"), "{text}");
     assert_eq!(sandbox_cgroups().len(), 1);
+    // Init was started in the cgroup (clone3 CLONE_INTO_CGROUP); the helper stayed out.
+    let procs = fs::read_to_string(sandbox_cgroups()[0].path().join("cgroup.procs")).unwrap();
+    let helper = child.id().unwrap().to_string();
+    assert!(!procs.lines().any(|pid| pid == helper), "{procs}");
+    assert_eq!(
+        procs.lines().count(),
+        2,
+        "init and sleep (sh execs it): {procs}"
+    );
     child.kill();
     assert_eq!(child.wait().await.unwrap().status, ExitStatus::Signaled(9));
     assert!(sandbox_cgroups().is_empty());
@@ -758,4 +726,20 @@ async fn fixture_run(
     a.unwrap();
     b.unwrap();
     (outcome, out, err)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_dir_is_private_while_the_sandbox_runs() {
+    require_privileges!();
+    let fixture = Fixture::new();
+    let mut spec = fixture.spec(&["sh", "-c", "sleep 1"]);
+    spec.process.env.push("SECRET=hunter2".into());
+    let child = fixture.runtime.spawn(&spec, StdioMode::Piped).unwrap();
+    let dirs = fixture.state_left();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&dirs[0]).unwrap().permissions())
+            & 0o777;
+    assert_eq!(mode, 0o700, "the config holds the environment: owner only");
+    assert!(child.wait().await.unwrap().status.success());
 }

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use miette::{IntoDiagnostic, Result, WrapErr};
-use rbuild_builder::{BuildError, BuildOptions, Builder, Cancel, Progress};
-use rbuild_runtime::Limits;
+use rbuild_builder::{BuildError, BuildOptions, Builder, Cancel, Progress, SecretSource};
+use rbuild_runtime::{CpuQuota, Limits};
 
-use super::check::{base_configs, read_dockerfile, warn_before_build};
+use super::check::{base_configs, read_dockerfile, read_ignore_file, warn_before_build};
 use super::registry::{CompressionArg, open_registry, parse_reference, push_image, report};
 use super::{key_value, network, open_runtime, open_store, parse_name};
 use crate::cli::NetworkArg;
@@ -62,12 +62,23 @@ pub struct BuildArgs {
     /// Maximum number of processes in each RUN step
     #[arg(long = "pids-limit", value_name = "N")]
     pub pids_limit: Option<u64>,
+    /// CPU time for each RUN step, in CPUs (e.g. `1.5`)
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+    /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE` or `id=ID,env=VARIABLE`
+    /// (`type=file|env` too); may be repeated
+    #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
+    pub secrets: Vec<String>,
     /// How to show progress
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
     /// Run every step; reuse nothing from the build cache
     #[arg(long = "no-cache")]
     pub no_cache: bool,
+    /// Fail (after building) if any step ran instead of coming from the cache: for CI
+    /// checks that a rebuild is fully cached. Each such step is listed with the reason
+    #[arg(long = "fail-on-miss")]
+    pub fail_on_miss: bool,
     /// Run every step of this stage, without the cache; may be repeated
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     pub no_cache_filter: Vec<String>,
@@ -131,12 +142,26 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         .map(parse_size)
         .transpose()
         .map_err(|e| miette::miette!("--memory: {e}"))?;
+    if let Some(cpus) = args.cpus
+        && CpuQuota::from_cpus(cpus).is_none()
+    {
+        return Err(miette::miette!(
+            help = "give a number of CPUs of at least 0.01, e.g. `--cpus 1.5`",
+            "--cpus: invalid value `{cpus}`"
+        ));
+    }
+    let secrets = args
+        .secrets
+        .iter()
+        .map(|text| parse_secret(text))
+        .collect::<Result<BTreeMap<_, _>>>()?;
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(value) if !value.is_empty() => Some(value.parse::<i64>().map_err(|_| {
             miette::miette!("SOURCE_DATE_EPOCH must be a number of seconds, not `{value}`")
         })?),
         _ => None,
     };
+    let ignore = read_ignore_file(&dockerfile_path, &args.context)?;
     let opts = BuildOptions {
         dockerfile: dockerfile.clone(),
         context: args.context.clone(),
@@ -147,9 +172,11 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         limits: Limits {
             memory_bytes: memory,
             pids: args.pids_limit,
+            cpu: args.cpus.and_then(CpuQuota::from_cpus),
+            ..Limits::default()
         },
         source_date_epoch,
-        ignore: read_ignore_file(&dockerfile_path, &args.context)?,
+        ignore: ignore.clone(),
         no_cache: args.no_cache,
         labels: args
             .labels
@@ -161,6 +188,7 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
             })
             .collect::<Result<_>>()?,
         no_cache_filter: args.no_cache_filter.clone(),
+        secrets,
         pull: args.pull,
         cache_from: Vec::new(),
     };
@@ -203,7 +231,13 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         print!("{}", rbuild_frontend::dump_graph(&graph));
         return Ok(ExitCode::SUCCESS);
     }
-    warn_before_build(&store, &dockerfile_path, &dockerfile, &convert_opts)?;
+    warn_before_build(
+        &store,
+        &dockerfile_path,
+        &dockerfile,
+        &convert_opts,
+        ignore.as_deref(),
+    )?;
     let runtime = open_runtime(&store)?;
     let builder_root = store.root().to_owned();
     let output_store = store.clone();
@@ -280,6 +314,7 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
     if let Some(path) = &args.iidfile {
         write_iidfile(path, &result.config.to_string())?;
     }
+    auto_gc(&output_store).await;
     let compression = args.compression.into();
     let quiet = args.progress == ProgressArg::Quiet;
     let mut pushed = Vec::new();
@@ -346,6 +381,9 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
             "rbuild.steps.cached": result.cached,
             "rbuild.steps.run": result.executed,
             "rbuild.pushed": pushed.iter().map(|(target, digest)| format!("{target}@{digest}")).collect::<Vec<_>>(),
+            "rbuild.cache.misses": result.misses.iter().map(|m| serde_json::json!({
+                "step": m.step, "description": m.description, "reason": m.reason,
+            })).collect::<Vec<_>>(),
         });
         std::fs::write(
             path,
@@ -362,25 +400,73 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         }
     }
     println!("{}", result.config);
+    if args.fail_on_miss && !result.misses.is_empty() {
+        for miss in &result.misses {
+            let reason = miss
+                .reason
+                .as_deref()
+                .unwrap_or("no earlier build of this step to compare with");
+            eprintln!("cache miss: [{}] {}: {reason}", miss.step, miss.description);
+        }
+        return Err(miette::miette!(
+            help = "the image was built and named; `--fail-on-miss` failed the command because steps ran",
+            "{} step(s) missed the cache",
+            result.misses.len()
+        ));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The ignore file for a build: `<Dockerfile>.dockerignore` beside the Dockerfile when it
-/// exists, else `.dockerignore` at the context root.
-fn read_ignore_file(dockerfile: &Path, context: &Path) -> Result<Option<String>> {
-    let mut beside = dockerfile.as_os_str().to_owned();
-    beside.push(".dockerignore");
-    for path in [PathBuf::from(beside), context.join(".dockerignore")] {
-        match std::fs::read(&path) {
-            Ok(bytes) => return Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => {
-                return Err(miette::Report::from_err(err)
-                    .wrap_err(format!("cannot read {}", path.display())));
+/// `--secret id=ID[,type=file|env][,src=FILE][,env=VAR]`, as buildx reads it: `src` (or
+/// `source`) is a file, or with `type=env` a variable's name; `env=VAR` is a variable;
+/// with neither, the variable named like the id. Values are read when a step mounts them.
+fn parse_secret(text: &str) -> Result<(String, SecretSource)> {
+    let mut kind = None;
+    let (mut id, mut src, mut env) = (None, None, None);
+    for field in text.split(',') {
+        let Some((key, value)) = field.split_once('=') else {
+            return Err(miette::miette!(
+                help = "write `--secret id=ID,src=FILE` or `--secret id=ID,env=VAR`",
+                "--secret `{text}`: `{field}` is not `key=value`"
+            ));
+        };
+        match key.to_ascii_lowercase().as_str() {
+            "type" if value == "file" || value == "env" => kind = Some(value.to_owned()),
+            "type" => {
+                return Err(miette::miette!(
+                    help = "the types are `file` and `env`",
+                    "--secret `{text}`: unsupported secret type `{value}`"
+                ));
+            }
+            "id" => id = Some(value.to_owned()),
+            "src" | "source" => src = Some(value.to_owned()),
+            "env" => env = Some(value.to_owned()),
+            _ => {
+                return Err(miette::miette!(
+                    help = "the keys are `id`, `type`, `src` (or `source`) and `env`",
+                    "--secret `{text}`: unknown key `{key}`"
+                ));
             }
         }
     }
-    Ok(None)
+    let id = id.filter(|id| !id.is_empty()).ok_or_else(|| {
+        miette::miette!(
+            help = "write `--secret id=ID,src=FILE` or `--secret id=ID,env=VAR`",
+            "--secret `{text}`: `id=` is missing"
+        )
+    })?;
+    let source = match (kind.as_deref(), src, env) {
+        (_, Some(_), Some(_)) => {
+            return Err(miette::miette!(
+                "--secret `{text}`: give either `src=` or `env=`, not both"
+            ));
+        }
+        (Some("env"), Some(var), None) | (_, None, Some(var)) => SecretSource::Env(var),
+        (_, Some(file), None) => SecretSource::File(PathBuf::from(file)),
+        (Some("file"), None, None) => SecretSource::File(PathBuf::from(&id)),
+        (_, None, None) => SecretSource::Env(id.clone()),
+    };
+    Ok((id, source))
 }
 
 fn write_iidfile(path: &Path, id: &str) -> Result<()> {
@@ -515,4 +601,80 @@ async fn write_output(
     })
     .await
     .into_diagnostic()?
+}
+
+/// With `RBUILD_GC_KEEP_STORAGE` set (e.g. `20g`), a build that leaves the store above that
+/// size collects garbage right away: unused objects, then build cache, least recently used
+/// first, until the store fits again.
+async fn auto_gc(store: &rbuild_store::Store) {
+    let Some(bound) = std::env::var("RBUILD_GC_KEEP_STORAGE")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .and_then(|v| parse_size(&v).ok())
+    else {
+        return;
+    };
+    let store = store.clone();
+    let report = tokio::task::spawn_blocking(
+        move || -> rbuild_store::Result<Option<rbuild_store::GcReport>> {
+            if store.estimated_usage()? <= bound {
+                return Ok(None);
+            }
+            store
+                .gc(&rbuild_store::GcOptions {
+                    keep_storage: Some(bound),
+                    ..Default::default()
+                })
+                .map(Some)
+        },
+    )
+    .await;
+    match report {
+        Ok(Ok(Some(report))) => eprintln!(
+            "the store was above RBUILD_GC_KEEP_STORAGE: removed {} cache record(s), {} blob(s) and {} snapshot(s)",
+            report.cache_records, report.blobs, report.snapshots
+        ),
+        Ok(Ok(None)) => {}
+        Ok(Err(err)) => eprintln!("warning: automatic garbage collection failed: {err}"),
+        Err(err) => eprintln!("warning: automatic garbage collection failed: {err}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_parse_as_buildx_does() {
+        let parse = |text| parse_secret(text).unwrap();
+        assert_eq!(
+            parse("id=npm,src=/home/me/.npmrc"),
+            ("npm".into(), SecretSource::File("/home/me/.npmrc".into()))
+        );
+        assert_eq!(
+            parse("id=npm,type=file,source=rc"),
+            ("npm".into(), SecretSource::File("rc".into()))
+        );
+        assert_eq!(
+            parse("id=aws,env=AWS_KEY"),
+            ("aws".into(), SecretSource::Env("AWS_KEY".into()))
+        );
+        assert_eq!(
+            parse("id=aws,type=env,src=AWS_KEY"),
+            ("aws".into(), SecretSource::Env("AWS_KEY".into()))
+        );
+        assert_eq!(
+            parse("id=TOKEN"),
+            ("TOKEN".into(), SecretSource::Env("TOKEN".into()))
+        );
+        for bad in [
+            "src=x",
+            "id=a,type=ssh",
+            "id=a,colour=red",
+            "id=a,src=x,env=Y",
+            "id",
+        ] {
+            assert!(parse_secret(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -73,6 +73,11 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
             frontend::lint(&df, &opts, &bases, scope)
         })
         .map_err(|err| report::dockerfile_error(&err, &path, &text))?;
+    let mut checks = checks;
+    check_ignored_sources(
+        &mut checks,
+        read_ignore_file(&path, &args.context)?.as_deref(),
+    );
     match args.format {
         FormatArg::Text => print_warnings(&checks, &path, &text),
         FormatArg::Json => {
@@ -95,6 +100,15 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
         return Err(failed(&checks));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `CopyIgnoredFile`, with the context's ignore file.
+fn check_ignored_sources(checks: &mut Checks, ignore: Option<&str>) {
+    let Some(ignore) = ignore else { return };
+    let matcher = rbuild_builder::IgnoreMatcher::parse(ignore);
+    if !matcher.is_empty() {
+        checks.check_ignored_sources(|path| matcher.is_excluded(path));
+    }
 }
 
 /// The error when `# check=error=true` and there are warnings.
@@ -132,14 +146,16 @@ pub fn warn_before_build(
     path: &Path,
     text: &str,
     opts: &ConvertOptions,
+    ignore: Option<&str>,
 ) -> Result<()> {
     let Ok(df) = frontend::parse(text) else {
         return Ok(());
     };
     let bases = base_configs(store, &df, opts, false).unwrap_or_default();
-    let Ok(checks) = frontend::lint(&df, opts, &bases, LintScope::Target) else {
+    let Ok(mut checks) = frontend::lint(&df, opts, &bases, LintScope::Target) else {
         return Ok(());
     };
+    check_ignored_sources(&mut checks, ignore);
     print_warnings(&checks, path, text);
     if checks.fail() {
         return Err(failed(&checks));
@@ -206,4 +222,22 @@ pub fn base_configs(
         }
     }
     Ok(bases)
+}
+
+/// The ignore file for a build: `<Dockerfile>.dockerignore` beside the Dockerfile when it
+/// exists, else `.dockerignore` at the context root.
+pub fn read_ignore_file(dockerfile: &Path, context: &Path) -> Result<Option<String>> {
+    let mut beside = dockerfile.as_os_str().to_owned();
+    beside.push(".dockerignore");
+    for path in [PathBuf::from(beside), context.join(".dockerignore")] {
+        match std::fs::read(&path) {
+            Ok(bytes) => return Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(miette::Report::from_err(err)
+                    .wrap_err(format!("cannot read {}", path.display())));
+            }
+        }
+    }
+    Ok(None)
 }

@@ -74,6 +74,7 @@ pub fn network(arg: Option<NetworkArg>) -> Option<rbuild_runtime::Network> {
     arg.map(|n| match n {
         NetworkArg::None => rbuild_runtime::Network::None,
         NetworkArg::Host => rbuild_runtime::Network::Host,
+        NetworkArg::Bridge => rbuild_runtime::Network::Bridge,
     })
 }
 

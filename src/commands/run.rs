@@ -1,11 +1,20 @@
 //! `rbuild run`: a command in a fresh sandbox over the image's layers; changes are
-//! discarded when it exits, and its exit status becomes rbuild's.
+//! discarded when it exits, and its exit status becomes rbuild's. rbuild stays in the
+//! foreground for the sandbox's whole life: it passes signals on and, in bridge mode,
+//! proxies the published ports.
 
+use std::io::IsTerminal;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 use miette::{IntoDiagnostic, Result, WrapErr};
-use rbuild_runtime::{Limits, Mount, Network, Process, SandboxSpec, StdioMode};
+use rbuild_runtime::{
+    CpuQuota, Limits, Mount, Network, Process, SandboxSpec, SetupKind, StdioMode,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 
 use super::{key_value, network, open_runtime, open_store, parse_name};
 use crate::cli::NetworkArg;
@@ -18,6 +27,9 @@ pub struct RunArgs {
     /// Set an environment variable (`KEY=VALUE`, or `KEY` to take it from the environment)
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// Read environment variables from a file (`KEY=VALUE` lines; `#` comments)
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
     /// Working directory inside the sandbox
     #[arg(short = 'w', long = "workdir", value_name = "DIR")]
     pub workdir: Option<String>,
@@ -27,26 +39,149 @@ pub struct RunArgs {
     /// Override the image's entrypoint
     #[arg(long)]
     pub entrypoint: Option<String>,
-    /// Network [default: host]
+    /// Network: `bridge` (a private address on rbuild's bridge), `host` or `none`
+    /// [default: bridge]
     #[arg(long, value_enum)]
     pub network: Option<NetworkArg>,
-    /// Memory limit (e.g. `512m`)
+    /// Publish a container's TCP port on the host (`[IP:]HOST:CONTAINER`; bridge only)
+    #[arg(short = 'p', long = "publish", value_name = "HOST:CONTAINER")]
+    pub publish: Vec<String>,
+    /// Memory limit (e.g. `512m`); swap is not allowed beyond it
     #[arg(short = 'm', long, value_name = "SIZE")]
     pub memory: Option<String>,
+    /// CPU time, in CPUs (e.g. `0.5`)
+    #[arg(long, value_name = "CPUS")]
+    pub cpus: Option<f64>,
+    /// CPUs the sandbox may run on (e.g. `0-1`, `0,2`)
+    #[arg(long = "cpuset-cpus", value_name = "LIST")]
+    pub cpuset_cpus: Option<String>,
     /// Maximum number of processes
     #[arg(long = "pids-limit", value_name = "N")]
     pub pids_limit: Option<u64>,
+    /// Bind a host path (`HOST:CONTAINER[:ro]`)
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    pub volume: Vec<String>,
+    /// Mount a tmpfs (`PATH[:OPTIONS]`, default options `rw,noexec,nosuid,size=65536k`)
+    #[arg(long = "tmpfs", value_name = "PATH[:OPTIONS]")]
+    pub tmpfs: Vec<String>,
     /// Hostname inside the sandbox
     #[arg(long)]
     pub hostname: Option<String>,
     /// Mount the image's filesystem read-only
     #[arg(long = "read-only")]
     pub read_only: bool,
+    /// Keep stdin open (without it the process reads `/dev/null`)
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal
+    #[arg(short = 't', long)]
+    pub tty: bool,
     /// The image to run
     pub image: String,
     /// Command and arguments (default: the image's entrypoint and cmd)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+/// `-p [IP:]HOST:CONTAINER[/tcp]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Publish {
+    host: SocketAddr,
+    container: u16,
+}
+
+fn parse_publish(text: &str) -> Result<Publish, String> {
+    let spec = match text.rsplit_once('/') {
+        Some((spec, "tcp")) => spec,
+        Some((_, protocol)) => {
+            return Err(format!(
+                "`{text}`: only tcp ports can be published, not {protocol}"
+            ));
+        }
+        None => text,
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (ip, host, container) = match parts.as_slice() {
+        [host, container] => ("0.0.0.0", *host, *container),
+        [ip, host, container] => (*ip, *host, *container),
+        _ => return Err(format!("`{text}` is not `[IP:]HOST:CONTAINER`")),
+    };
+    let port = |value: &str| {
+        value
+            .parse::<u16>()
+            .ok()
+            .filter(|port| *port != 0)
+            .ok_or_else(|| format!("`{text}`: `{value}` is not a port number"))
+    };
+    let ip: Ipv4Addr = ip
+        .parse()
+        .map_err(|_| format!("`{text}`: `{ip}` is not an IPv4 address"))?;
+    Ok(Publish {
+        host: SocketAddr::from((ip, port(host)?)),
+        container: port(container)?,
+    })
+}
+
+/// `-v HOST:CONTAINER[:ro|rw]`: a recursive bind of the host path (which must exist). The
+/// target is resolved inside the sandbox's root by the runtime, so a symlink in the image
+/// cannot send the mount (or writes through it) anywhere on the host.
+fn parse_volume(text: &str) -> Result<Mount, String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let (host, target, readonly) = match parts.as_slice() {
+        [host, target] => (*host, *target, false),
+        [host, target, "ro"] => (*host, *target, true),
+        [host, target, "rw"] => (*host, *target, false),
+        _ => return Err(format!("`{text}` is not `HOST:CONTAINER[:ro]`")),
+    };
+    if !target.starts_with('/') {
+        return Err(format!("`{text}`: the container path must be absolute"));
+    }
+    let source = std::fs::canonicalize(host)
+        .map_err(|err| format!("`{text}`: cannot use host path {host}: {err}"))?;
+    let mut options = vec!["rbind".to_owned(), "rprivate".to_owned()];
+    if readonly {
+        options.push("ro".to_owned());
+    }
+    Ok(Mount {
+        fstype: "bind".into(),
+        source,
+        target: target.into(),
+        options,
+    })
+}
+
+/// `--tmpfs PATH[:OPTIONS]`, Docker's default options when none are given.
+fn parse_tmpfs(text: &str) -> Result<Mount, String> {
+    let (target, options) = text.split_once(':').unwrap_or((text, ""));
+    if !target.starts_with('/') {
+        return Err(format!("`{text}`: the tmpfs path must be absolute"));
+    }
+    let options = if options.is_empty() {
+        "rw,noexec,nosuid,size=65536k"
+    } else {
+        options
+    };
+    Ok(Mount {
+        fstype: "tmpfs".into(),
+        source: "tmpfs".into(),
+        target: target.into(),
+        options: options.split(',').map(str::to_owned).collect(),
+    })
+}
+
+/// `KEY=VALUE` lines (a bare `KEY` takes rbuild's own value); blank lines and `#`
+/// comments are skipped. Values are taken as they are, quotes included, as Docker does.
+fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(|line| line.trim_start())
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(key_value)
+        .collect()
+}
+
+fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
+    env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
+    env.push(format!("{key}={value}"));
 }
 
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
@@ -57,15 +192,63 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         .map(parse_size)
         .transpose()
         .map_err(|e| miette::miette!("--memory: {e}"))?;
+    let cpu = args
+        .cpus
+        .map(|cpus| {
+            CpuQuota::from_cpus(cpus).ok_or_else(|| {
+                miette::miette!("--cpus: `{cpus}` is not a number of CPUs of at least 0.01")
+            })
+        })
+        .transpose()?;
+    let mut mounts = Vec::new();
+    for volume in &args.volume {
+        mounts.push(parse_volume(volume).map_err(|e| miette::miette!("--volume: {e}"))?);
+    }
+    for tmpfs in &args.tmpfs {
+        mounts.push(parse_tmpfs(tmpfs).map_err(|e| miette::miette!("--tmpfs: {e}"))?);
+    }
+    let network = network(args.network).unwrap_or(Network::Bridge);
+    let publish = args
+        .publish
+        .iter()
+        .map(|text| parse_publish(text))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| miette::miette!("--publish: {e}"))?;
+    if !publish.is_empty() && network != Network::Bridge {
+        return Err(miette::miette!(
+            help = "drop `--network` (bridge is the default) or `-p`",
+            "--publish needs the bridge network"
+        ));
+    }
+    let mut env_files = Vec::new();
+    for path in &args.env_file {
+        let text = std::fs::read_to_string(path)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot read --env-file {}", path.display()))?;
+        env_files.extend(parse_env_file(&text));
+    }
+    // Bound before the sandbox starts: a port in use is an error before anything runs.
+    let mut listeners = Vec::new();
+    for binding in &publish {
+        let listener = TcpListener::bind(binding.host)
+            .await
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot publish port {}", binding.host))?;
+        listeners.push((listener, binding.container));
+    }
+
     let store = open_store()?;
     let runtime = open_runtime(&store)?;
     let prepared = {
         let store = store.clone();
         tokio::task::spawn_blocking(move || -> Result<_, rbuild_store::Error> {
-            let image = store.image(&name)?;
+            let image = store.image_in_use(&name)?;
             let top = store.unpack(&image)?;
-            let active = store.prepare(top.as_ref())?;
-            Ok((image, active, store.empty_dir()?))
+            let lowers = match &top {
+                Some(top) => store.lowers(top)?,
+                None => Vec::new(),
+            };
+            Ok((image, RunLayer::new(&store, lowers)?, store.empty_dir()?))
         })
         .await
         .into_diagnostic()?
@@ -108,22 +291,27 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if argv.is_empty() {
-        let store = store.clone();
-        let _ = tokio::task::spawn_blocking(move || store.discard(active)).await;
+        active.remove();
         return Err(miette::miette!(
             help = "give a command after the image name",
             "no command specified: the image has no entrypoint or cmd"
         ));
     }
+    // The image's, then --env-file's, then -e's: later ones win, as with Docker.
     let mut env: Vec<String> = strings("Env").unwrap_or_default();
+    for (key, value) in env_files {
+        set_env(&mut env, &key, &value);
+    }
     for entry in &args.env {
         if let Some((key, value)) = key_value(entry) {
-            env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
-            env.push(format!("{key}={value}"));
+            set_env(&mut env, &key, &value);
         }
     }
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if args.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".to_owned());
     }
     let cwd = args
         .workdir
@@ -144,37 +332,272 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
                 .extend(["index=off", "redirect_dir=off", "metacopy=off"].map(String::from));
             mount
         },
-        mounts: Vec::new(),
+        mounts,
         process: Process {
             args: argv,
             env,
             cwd,
             user: args.user.clone().unwrap_or_else(|| string("User")),
-            terminal: false,
+            terminal: args.tty,
         },
         hostname: args
             .hostname
             .clone()
             .unwrap_or_else(|| image.config_digest.short().to_owned()),
-        network: network(args.network).unwrap_or(Network::Host),
+        network,
         limits: Limits {
             memory_bytes: memory,
             pids: args.pids_limit,
+            cpu,
+            cpuset_cpus: args.cpuset_cpus.clone(),
         },
         readonly_root: args.read_only,
     };
+    let stdio = if args.interactive {
+        StdioMode::Inherit
+    } else {
+        StdioMode::InheritOutput
+    };
+    // Caught from before the sandbox starts, so that none kills rbuild in between.
+    let signals = catch_signals(args.tty);
     let outcome = async {
-        let child = runtime.spawn(&spec, StdioMode::Inherit)?;
-        child.wait().await
+        let child = runtime.spawn(&spec, stdio)?;
+        let proxies = match child.address() {
+            Some(address) => publish_ports(listeners, address),
+            None => Vec::new(),
+        };
+        let forwarder = forward_signals(signals, child.id());
+        let outcome = child.wait().await;
+        forwarder.abort();
+        for proxy in proxies {
+            proxy.abort();
+        }
+        outcome
     }
     .await;
-    let store_for_cleanup = store.clone();
-    let _ = tokio::task::spawn_blocking(move || store_for_cleanup.discard(active)).await;
-    let outcome = outcome.into_diagnostic().wrap_err("the sandbox failed")?;
+    let _ = tokio::task::spawn_blocking(move || active.remove()).await;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        // Docker's codes: 127 the command was not found, 126 it could not be run, 125 the
+        // sandbox could not be set up.
+        Err(err) => {
+            let code = match err.setup_kind() {
+                Some(SetupKind::Executable) if err.to_string().contains("not found") => 127,
+                Some(SetupKind::Executable) => 126,
+                _ => 125,
+            };
+            let report = miette::Report::from_err(err).wrap_err("the sandbox failed");
+            eprintln!("{report:?}");
+            return Ok(ExitCode::from(code));
+        }
+    };
     if outcome.oom_killed {
-        eprintln!("rbuild: the process was killed: out of memory");
+        let limit = memory.map_or_else(String::new, |bytes| format!(" of {bytes} bytes"));
+        eprintln!("rbuild: the process was killed: out of memory (memory limit{limit})");
     }
     Ok(ExitCode::from(
         u8::try_from(outcome.status.code()).unwrap_or(255),
     ))
+}
+
+/// The signals rbuild catches while a sandbox runs: those it passes on, and those it only
+/// keeps from killing it.
+struct CaughtSignals {
+    forwarded: Vec<(tokio::signal::unix::Signal, i32)>,
+    ignored: Vec<tokio::signal::unix::Signal>,
+}
+
+/// Without `-t`, a terminal's Ctrl-C and Ctrl-\ already reach the command (it is in the
+/// terminal's foreground process group with rbuild), so SIGINT and SIGQUIT are passed on
+/// only when rbuild's stdin is no terminal; with `-t` the keys travel as bytes through the
+/// sandbox's own pty. SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 are always passed on.
+fn catch_signals(tty: bool) -> CaughtSignals {
+    use tokio::signal::unix::{SignalKind, signal};
+    let from_terminal = !tty && std::io::stdin().is_terminal();
+    let mut kinds = vec![
+        (SignalKind::terminate(), libc_signal::TERM),
+        (SignalKind::hangup(), libc_signal::HUP),
+        (SignalKind::user_defined1(), libc_signal::USR1),
+        (SignalKind::user_defined2(), libc_signal::USR2),
+    ];
+    let terminal_kinds = [
+        (SignalKind::interrupt(), libc_signal::INT),
+        (SignalKind::quit(), libc_signal::QUIT),
+    ];
+    let mut ignored = Vec::new();
+    if from_terminal {
+        // Still caught, so that rbuild outlives the key press and reports the exit.
+        for (kind, _) in terminal_kinds {
+            ignored.extend(signal(kind).ok());
+        }
+    } else {
+        kinds.extend(terminal_kinds);
+    }
+    let forwarded = kinds
+        .into_iter()
+        .filter_map(|(kind, number)| signal(kind).ok().map(|stream| (stream, number)))
+        .collect();
+    CaughtSignals { forwarded, ignored }
+}
+
+/// Passes the caught signals on to the sandbox's helper, which hands them to the command.
+fn forward_signals(signals: CaughtSignals, helper: Option<u32>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let _ignored = signals.ignored;
+        let Some(helper) = helper else {
+            return;
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for (mut stream, number) in signals.forwarded {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while stream.recv().await.is_some() {
+                    if tx.send(number).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        while let Some(number) = rx.recv().await {
+            rbuild_runtime::signal_sandbox(helper, number);
+        }
+    })
+}
+
+/// Signal numbers (Linux, every architecture rbuild runs on).
+mod libc_signal {
+    pub const HUP: i32 = 1;
+    pub const INT: i32 = 2;
+    pub const QUIT: i32 = 3;
+    pub const USR1: i32 = 10;
+    pub const USR2: i32 = 12;
+    pub const TERM: i32 = 15;
+}
+
+/// One accept loop per published port: each connection is proxied to the sandbox's
+/// address (a userspace proxy, as Docker's `docker-proxy`; no firewall rules).
+fn publish_ports(listeners: Vec<(TcpListener, u16)>, address: Ipv4Addr) -> Vec<JoinHandle<()>> {
+    listeners
+        .into_iter()
+        .map(|(listener, port)| {
+            tokio::spawn(async move {
+                loop {
+                    let Ok((mut inbound, _)) = listener.accept().await else {
+                        // Out of descriptors, say: let some connections end first.
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    tokio::spawn(async move {
+                        // Not listening (yet): the client sees the connection close.
+                        if let Ok(mut outbound) = TcpStream::connect((address, port)).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                }
+            })
+        })
+        .collect()
+}
+
+/// The writable layer of a `rbuild run`: a scratch directory of the store, not a snapshot,
+/// since its changes are discarded. It costs no metadata commit (a disk flush) to make or
+/// to drop, and a killed run's is removed by the next command, as its owner is gone. The
+/// image's layers below it are kept by the lease `Store::image_in_use` took.
+struct RunLayer {
+    dir: std::path::PathBuf,
+    lowers: Vec<std::path::PathBuf>,
+    upper: std::path::PathBuf,
+    work: std::path::PathBuf,
+}
+
+impl RunLayer {
+    fn new(
+        store: &rbuild_store::Store,
+        lowers: Vec<std::path::PathBuf>,
+    ) -> Result<RunLayer, rbuild_store::Error> {
+        let dir = store.temp_dir("run")?;
+        let (upper, work) = (dir.join("upper"), dir.join("work"));
+        for path in [&upper, &work] {
+            std::fs::create_dir(path).map_err(|source| rbuild_store::Error::Io {
+                action: "create",
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(RunLayer {
+            dir,
+            lowers,
+            upper,
+            work,
+        })
+    }
+
+    fn remove(self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_published_ports() {
+        assert_eq!(
+            parse_publish("8080:80").unwrap(),
+            Publish {
+                host: "0.0.0.0:8080".parse().unwrap(),
+                container: 80
+            }
+        );
+        assert_eq!(
+            parse_publish("127.0.0.1:8080:80/tcp").unwrap().host,
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        assert!(
+            parse_publish("8080:80/udp")
+                .unwrap_err()
+                .contains("only tcp")
+        );
+        assert!(parse_publish("80").is_err());
+        assert!(parse_publish("0:80").is_err());
+        assert!(parse_publish("x:1:2").is_err());
+    }
+
+    #[test]
+    fn parses_volumes_and_tmpfs() {
+        let temp = tempfile::tempdir().unwrap();
+        let host = temp.path().to_str().unwrap();
+        let mount = parse_volume(&format!("{host}:/data:ro")).unwrap();
+        assert_eq!(mount.fstype, "bind");
+        assert_eq!(mount.source, temp.path().canonicalize().unwrap());
+        assert_eq!(mount.target, PathBuf::from("/data"));
+        assert_eq!(mount.options, ["rbind", "rprivate", "ro"]);
+        assert!(parse_volume(&format!("{host}:relative")).is_err());
+        assert!(parse_volume("/does/not/exist:/data").is_err());
+        assert!(parse_volume(&format!("{host}:/data:rx")).is_err());
+
+        let tmpfs = parse_tmpfs("/run").unwrap();
+        assert_eq!(tmpfs.options, ["rw", "noexec", "nosuid", "size=65536k"]);
+        assert_eq!(parse_tmpfs("/run:size=1m").unwrap().options, ["size=1m"]);
+        assert!(parse_tmpfs("run").is_err());
+    }
+
+    #[test]
+    fn parses_env_files() {
+        let vars = parse_env_file("# comment\n\nA=1\n  B=two words\nC=\"quoted\"\n");
+        assert_eq!(
+            vars,
+            [
+                ("A".to_owned(), "1".to_owned()),
+                ("B".to_owned(), "two words".to_owned()),
+                ("C".to_owned(), "\"quoted\"".to_owned()),
+            ]
+        );
+        let mut env = vec!["A=0".to_owned(), "PATH=/bin".to_owned()];
+        set_env(&mut env, "A", "1");
+        assert_eq!(env, ["PATH=/bin", "A=1"]);
+    }
 }

@@ -24,7 +24,8 @@ pub struct DuArgs {
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// Remove all build cache, not only the steps no image uses
+    /// Remove all build cache, not only the steps no image uses, and the
+    /// `RUN --mount=type=cache` directories no build is using
     #[arg(short, long)]
     pub all: bool,
     /// Remove build cache, least recently used first, until the store takes at most this
@@ -82,16 +83,17 @@ pub fn du(args: DuArgs) -> Result<ExitCode> {
                 "Blobs": {"Count": usage.blob_count, "Size": usage.blobs},
                 "Snapshots": {"Count": usage.snapshot_count, "Size": usage.snapshots},
                 "Metadata": usage.metadata,
-                "Other": usage.total.saturating_sub(usage.blobs + usage.snapshots + usage.metadata),
+                "CacheMounts": {"Count": usage.cache_mount_count, "Size": usage.cache_mounts},
+                "Other": usage.total.saturating_sub(usage.blobs + usage.snapshots + usage.metadata + usage.cache_mounts),
                 "Reclaimable": usage.reclaimable,
                 "Images": images,
             });
             writeln!(out, "{value}").into_diagnostic()?;
         }
         FormatArg::Table => {
-            let other = usage
-                .total
-                .saturating_sub(usage.blobs + usage.snapshots + usage.metadata);
+            let other = usage.total.saturating_sub(
+                usage.blobs + usage.snapshots + usage.metadata + usage.cache_mounts,
+            );
             writeln!(out, "{:<12} {:>7} {:>12}", "TYPE", "COUNT", "SIZE").into_diagnostic()?;
             writeln!(
                 out,
@@ -107,6 +109,14 @@ pub fn du(args: DuArgs) -> Result<ExitCode> {
                 "snapshots",
                 usage.snapshot_count,
                 human_size(usage.snapshots)
+            )
+            .into_diagnostic()?;
+            writeln!(
+                out,
+                "{:<12} {:>7} {:>12}",
+                "cache mounts",
+                usage.cache_mount_count,
+                human_size(usage.cache_mounts)
             )
             .into_diagnostic()?;
             writeln!(
@@ -199,8 +209,13 @@ pub fn prune(args: PruneArgs) -> Result<ExitCode> {
     } else {
         "removed"
     };
+    let cache_mounts = if args.all {
+        format!("{} cache mount(s), ", report.cache_mounts)
+    } else {
+        String::new()
+    };
     println!(
-        "{verb} {} cache record(s), {} blob(s) and {} snapshot(s): {}",
+        "{verb} {} cache record(s), {cache_mounts}{} blob(s) and {} snapshot(s): {}",
         report.cache_records,
         report.blobs,
         report.snapshots,

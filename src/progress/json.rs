@@ -37,6 +37,9 @@ impl Progress for JsonProgress {
             Event::StepCached { step } => {
                 serde_json::json!({"event": "step_cached", "time": time, "step": step})
             }
+            Event::StepMiss { step, reason } => {
+                serde_json::json!({"event": "step_miss", "time": time, "step": step, "reason": reason})
+            }
             Event::StepFinished { step, elapsed } => serde_json::json!({
                 "event": "step_finished", "time": time, "step": step, "seconds": elapsed.as_secs_f64(),
             }),

@@ -40,6 +40,7 @@ fn clone_event<'a>(event: &Event<'a>) -> Event<'a> {
         Event::Log { step, stream, line } => Event::Log { step, stream, line },
         Event::StepFinished { step, elapsed } => Event::StepFinished { step, elapsed },
         Event::StepCached { step } => Event::StepCached { step },
+        Event::StepMiss { step, reason } => Event::StepMiss { step, reason },
         Event::StepFailed { step, elapsed } => Event::StepFailed { step, elapsed },
         Event::Exporting => Event::Exporting,
     }

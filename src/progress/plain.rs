@@ -128,6 +128,9 @@ impl<W: Write + Send> Progress for PlainProgress<W> {
             Event::StepCached { step } => {
                 state.finish(step, format!("#{step} CACHED\n").into_bytes())
             }
+            Event::StepMiss { step, reason } => {
+                state.emit(step, format!("#{step} cache miss: {reason}\n").into_bytes());
+            }
             Event::StepFinished { step, elapsed } => {
                 state.finish(
                     step,

@@ -62,6 +62,11 @@ impl Progress for TtyProgress {
                 }
             }
             Event::StepCached { step } => self.done(&mut state, step, "CACHED"),
+            Event::StepMiss { step, reason } => {
+                if let Some((_, title)) = state.running.get(&step) {
+                    let _ = self.multi.println(format!("{title}  cache miss: {reason}"));
+                }
+            }
             Event::StepFinished { step, elapsed } => self.done(&mut state, step, &seconds(elapsed)),
             Event::StepFailed { step, elapsed } => {
                 self.done(

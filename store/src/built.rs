@@ -118,3 +118,85 @@ impl Read for Generated {
         Ok(n)
     }
 }
+
+impl Store {
+    /// A new active snapshot holding the same files as the built layer `diff_id` (hard
+    /// links: nothing is copied), to stack that layer on another parent, as `COPY --link`
+    /// allows; `None` when the store has no such layer.
+    pub fn clone_layer(
+        &self,
+        diff_id: &Digest,
+    ) -> Result<Option<(crate::ActiveSnapshot, NewLayer)>> {
+        let Some((_, record)) = self.built_layer(diff_id)? else {
+            return Ok(None);
+        };
+        let source = self.snapshot_dir_of(&record).join("fs");
+        let active = self.prepare_on(Vec::new())?;
+        if let Err(err) = link_tree(&source, &active.upper) {
+            let _ = self.discard(active);
+            return Err(Error::io("link the files of", source)(err));
+        }
+        let size = crate::gc::disk_usage(&active.upper);
+        let layer = NewLayer {
+            descriptor: Descriptor::new(oci::MEDIA_TYPE_LAYER, diff_id.clone(), size),
+            diff_id: diff_id.clone(),
+            empty: false,
+            options: record.built.unwrap_or_default(),
+        };
+        Ok(Some((active, layer)))
+    }
+}
+
+/// Recreates the tree `source` under the existing directory `target`: directories anew with
+/// the same mode, owner, xattrs and times; everything else hard-linked.
+fn link_tree(source: &Path, target: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for entry in std::fs::read_dir(source)? {
+        let entry = entry?;
+        let from = entry.path();
+        let to = target.join(entry.file_name());
+        let meta = std::fs::symlink_metadata(&from)?;
+        if meta.is_dir() {
+            std::fs::create_dir(&to)?;
+            link_tree(&from, &to)?;
+            std::os::unix::fs::lchown(&to, Some(meta.uid()), Some(meta.gid()))?;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+            copy_xattrs(&from, &to)?;
+            let time = rustix::fs::Timestamps {
+                last_access: rustix::fs::Timespec {
+                    tv_sec: meta.atime(),
+                    tv_nsec: meta.atime_nsec(),
+                },
+                last_modification: rustix::fs::Timespec {
+                    tv_sec: meta.mtime(),
+                    tv_nsec: meta.mtime_nsec(),
+                },
+            };
+            rustix::fs::utimensat(
+                rustix::fs::CWD,
+                &to,
+                &time,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+        } else {
+            std::fs::hard_link(&from, &to)?;
+        }
+    }
+    Ok(())
+}
+
+fn copy_xattrs(from: &Path, to: &Path) -> io::Result<()> {
+    let mut names = vec![0u8; 4096];
+    let len = match rustix::fs::llistxattr(from, &mut names[..]) {
+        Ok(len) => len,
+        Err(rustix::io::Errno::NOTSUP) => return Ok(()),
+        Err(err) => return Err(err.into()),
+    };
+    for name in names[..len].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name);
+        let mut value = vec![0u8; 4096];
+        let n = rustix::fs::lgetxattr(from, name, &mut value[..])?;
+        rustix::fs::lsetxattr(to, name, &value[..n], rustix::fs::XattrFlags::empty())?;
+    }
+    Ok(())
+}

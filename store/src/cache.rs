@@ -75,13 +75,14 @@ impl Store {
         self.inner.meta.remove(meta::CACHE, key)
     }
 
-    /// A small document kept under `name` (see [`Store::put_state`]).
-    pub fn get_state(&self, name: &str) -> Result<Option<serde_json::Value>> {
-        self.inner.meta.get(meta::STATE, name)
+    /// A document kept under `name` (see [`Store::put_state`]).
+    pub fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.meta.get_raw(meta::STATE, name)
     }
 
-    /// Keeps a small document under `name`, e.g. the builder's context file hashes.
-    pub fn put_state(&self, name: &str, value: &serde_json::Value) -> Result<()> {
-        self.inner.meta.put(meta::STATE, name, value)
+    /// Keeps a document (bytes, typically JSON) under `name`, e.g. the builder's context
+    /// file hashes.
+    pub fn put_state(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.inner.meta.put_raw(meta::STATE, name, value)
     }
 }

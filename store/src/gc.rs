@@ -54,7 +54,7 @@ pub enum CachePrune {
     Keep,
     /// Those whose snapshot no named image uses: intermediate steps, other stages.
     Dangling,
-    /// All of them.
+    /// All of them, and the `RUN --mount=type=cache` directories no step is using.
     All,
 }
 
@@ -64,6 +64,8 @@ pub struct GcReport {
     pub blobs: usize,
     pub snapshots: usize,
     pub cache_records: usize,
+    /// `RUN --mount=type=cache` directories (only [`CachePrune::All`] removes them).
+    pub cache_mounts: usize,
     /// Disk space given back, in bytes.
     pub bytes: u64,
 }
@@ -186,7 +188,7 @@ impl Store {
                 self.inner.meta.remove(meta::LEASES, &key)?;
             }
         }
-        Ok(())
+        self.cleanup_cache_mounts()
     }
 
     /// Mark and sweep: removes every blob and snapshot no root reaches, after dropping the
@@ -253,6 +255,11 @@ impl Store {
         }
         let mut report = self.sweep(&marked, opts.dry_run)?;
         report.cache_records = dropped.len();
+        if opts.cache == CachePrune::All {
+            let (count, bytes) = self.prune_cache_mounts(opts.unused_for, opts.dry_run)?;
+            report.cache_mounts = count;
+            report.bytes += bytes;
+        }
         if !opts.dry_run {
             for key in &dropped {
                 self.cache_remove(key)?;
@@ -439,7 +446,7 @@ mod tests {
             let layer = store
                 .create_layer(&active.upper, LayerOptions::default())
                 .unwrap();
-            let base = store.commit_layer(active, &layer).unwrap();
+            let base = store.commit_layer(active, &layer).unwrap().0;
             let manifest = store
                 .write_image(
                     &image_config(vec![layer.diff_id.clone()]),

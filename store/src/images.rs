@@ -69,6 +69,17 @@ impl Store {
         self.image_by_manifest(&record.manifest)
     }
 
+    /// Looks up `name`, keeps the image it names from GC for as long as this handle lives
+    /// (see [`Store::protect_image`]), then reads it: what `rbuild run` uses, so that an
+    /// `rmi` and a prune meanwhile take nothing from under the sandbox.
+    pub fn image_in_use(&self, name: &ImageName) -> Result<Image> {
+        let record = self
+            .image_record(name)?
+            .ok_or_else(|| Error::ImageNotFound { name: name.clone() })?;
+        self.protect_image(&record.manifest)?;
+        self.image_by_manifest(&record.manifest)
+    }
+
     pub fn image_by_manifest(&self, manifest_digest: &Digest) -> Result<Image> {
         let manifest: Manifest = self.read_json("manifest", manifest_digest)?;
         let config: ImageConfiguration = self.read_json("image config", &manifest.config.digest)?;

@@ -9,6 +9,7 @@
 //! ingest/<id>          blobs being written: hashed while written, fsynced, verified, renamed
 //! snapshots/<n>/fs     unpacked layers and RUN upper dirs, in overlay format
 //! snapshots/<n>/work   overlay work dir of an active snapshot
+//! cache-mounts/<h>/<n> `RUN --mount=type=cache` directories (see `cache_mounts`)
 //! meta.redb            image names, snapshots, counters
 //! ```
 //!
@@ -18,6 +19,7 @@ mod archive;
 mod blobs;
 mod built;
 mod cache;
+mod cache_mounts;
 mod digest;
 mod error;
 pub mod gc;
@@ -29,6 +31,8 @@ mod owner;
 mod reference;
 pub mod registry;
 mod snapshots;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite;
 pub mod time;
 mod usage;
 mod verify;
@@ -41,6 +45,7 @@ pub use archive::{ArchiveFormat, LoadedImage, host_architecture};
 pub use blobs::Ingest;
 pub use built::NewLayer;
 pub use cache::{CacheRecord, CachedLayer};
+pub use cache_mounts::{CacheMount, CacheMountOptions, CacheMountUsage, CacheSharing};
 pub use digest::{Digest, Hasher, HashingWriter, InvalidDigest, VerifyingReader};
 pub use error::{Error, Result};
 pub use gc::{CachePrune, GcOptions, GcReport};

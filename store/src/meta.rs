@@ -91,7 +91,27 @@ impl Meta {
             db,
             path: path.to_owned(),
         };
-        // Tables must exist before a read transaction can open them.
+        // Tables must exist before a read transaction can open them. Creating
+        // them takes a write transaction (an fsync); a store that has them
+        // already is opened read-only, which keeps `rbuild run` and friends
+        // from paying a disk flush per command.
+        let present = meta.read_raw(|tx| {
+            for table in [IMAGES, SNAPSHOTS, ACTIVE, LEASES, CACHE, STATE] {
+                match tx.open_table(table) {
+                    Ok(_) => {}
+                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            match tx.open_table(COUNTERS) {
+                Ok(_) => Ok(true),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+                Err(e) => Err(e.into()),
+            }
+        })?;
+        if present {
+            return Ok(meta);
+        }
         meta.write(|tx| {
             for table in [IMAGES, SNAPSHOTS, ACTIVE, LEASES, CACHE, STATE] {
                 tx.tx.open_table(table)?;
@@ -147,6 +167,17 @@ impl Meta {
             .collect()
     }
 
+    pub(crate) fn get_raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>> {
+        self.read_raw(|tx| Ok(tx.open_table(table)?.get(key)?.map(|v| v.value().to_vec())))
+    }
+
+    pub(crate) fn put_raw(&self, table: Table, key: &str, value: &[u8]) -> Result<()> {
+        self.write(|tx| {
+            tx.tx.open_table(table)?.insert(key, value)?;
+            Ok(())
+        })
+    }
+
     pub(crate) fn put<T: Serialize>(&self, table: Table, key: &str, value: &T) -> Result<()> {
         self.write(|tx| tx.put(table, key, value))
     }
@@ -168,8 +199,8 @@ impl Meta {
         })
     }
 
-    /// Records a committed snapshot unless one with the same name exists, and drops the
-    /// active record; returns the record in the store afterwards (the existing one when
+    /// Records a committed snapshot and drops its active record, unless one with the same
+    /// name exists (the active record then stays: its directory is still the caller's); returns the record in the store afterwards (the existing one when
     /// another writer was first).
     pub(crate) fn commit_snapshot(
         &self,
@@ -178,9 +209,9 @@ impl Meta {
     ) -> Result<SnapshotRecord> {
         let key = name.to_string();
         let existing = self.write(|tx| {
-            tx.remove(ACTIVE, &record.id.to_string())?;
             let existing: Option<Vec<u8>> = tx.get_raw(SNAPSHOTS, &key)?;
             if existing.is_none() {
+                tx.remove(ACTIVE, &record.id.to_string())?;
                 tx.put(SNAPSHOTS, &key, record)?;
             }
             Ok(existing)

@@ -117,6 +117,15 @@ impl Store {
             Some(parent) => self.lowers(parent)?,
             None => Vec::new(),
         };
+        let mut active = self.prepare_on(lowers)?;
+        active.parent = parent.cloned();
+        Ok(active)
+    }
+
+    /// Starts a snapshot over the given lower directories (top first), before the parent's
+    /// own snapshot is committed and named: a build runs its next step while the previous
+    /// layer is still being measured. Set `parent` before committing.
+    pub fn prepare_on(&self, lowers: Vec<PathBuf>) -> Result<ActiveSnapshot> {
         let id = self.inner.meta.begin_snapshot(Owner::current())?;
         let dir = self.snapshot_dir(id);
         let upper = dir.join("fs");
@@ -126,7 +135,7 @@ impl Store {
         }
         Ok(ActiveSnapshot {
             key: SnapshotKey(id),
-            parent: parent.cloned(),
+            parent: None,
             upper,
             work,
             lowers,
@@ -137,17 +146,25 @@ impl Store {
     /// blob. When the store already has the same chain (another build was first), `active`
     /// is discarded and the existing snapshot is used.
     pub fn commit(&self, active: ActiveSnapshot, diff_id: &Digest) -> Result<SnapshotName> {
-        self.commit_snapshot(active, diff_id, None)
+        let (name, unused) = self.commit_snapshot(active, diff_id, None)?;
+        if let Some(unused) = unused {
+            self.discard(unused)?;
+        }
+        Ok(name)
     }
 
     /// Commits `active` as the layer `layer` that [`Store::create_layer`] measured from its
     /// upper dir: the directory is the layer's only copy, its tar is written again from it
     /// whenever the layer is read.
+    ///
+    /// When the store already has the same chain, the existing snapshot is used and
+    /// `active` comes back unused: the caller discards it once nothing reads its directory
+    /// any more (a build may already be running later steps over it).
     pub fn commit_layer(
         &self,
         active: ActiveSnapshot,
         layer: &crate::NewLayer,
-    ) -> Result<SnapshotName> {
+    ) -> Result<(SnapshotName, Option<ActiveSnapshot>)> {
         self.commit_snapshot(active, &layer.diff_id, Some(layer.options))
     }
 
@@ -156,13 +173,12 @@ impl Store {
         active: ActiveSnapshot,
         diff_id: &Digest,
         built: Option<crate::layer::LayerOptions>,
-    ) -> Result<SnapshotName> {
+    ) -> Result<(SnapshotName, Option<ActiveSnapshot>)> {
         let name = SnapshotName::chain(active.parent.as_ref(), diff_id);
         if self.snapshot(&name)?.is_some() {
-            self.discard(active)?;
             let _lock = self.write_lock()?;
             self.lease_add(&[], std::slice::from_ref(&name.0), &[])?;
-            return Ok(name);
+            return Ok((name, Some(active)));
         }
         let _ = fs::remove_dir_all(&active.work);
         // The files must be on disk before the record that names them.
@@ -178,12 +194,12 @@ impl Store {
         };
         let _lock = self.write_lock()?;
         let stored = self.inner.meta.commit_snapshot(&name.0, &record)?;
+        self.lease_add(&[], std::slice::from_ref(&name.0), &[])?;
         if stored.id != record.id {
             // Lost a race with another process committing the same chain.
-            let _ = fs::remove_dir_all(self.snapshot_dir(active.key.0));
+            return Ok((name, Some(active)));
         }
-        self.lease_add(&[], std::slice::from_ref(&name.0), &[])?;
-        Ok(name)
+        Ok((name, None))
     }
 
     /// Throws an active snapshot away.

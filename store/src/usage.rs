@@ -21,6 +21,9 @@ pub struct Usage {
     pub snapshot_count: usize,
     /// `meta.redb`.
     pub metadata: u64,
+    /// `RUN --mount=type=cache` directories (removed only by `prune --all`).
+    pub cache_mounts: u64,
+    pub cache_mount_count: usize,
     /// What GC would give back now.
     pub reclaimable: u64,
     pub images: Vec<ImageUsage>,
@@ -42,6 +45,25 @@ enum Object {
 }
 
 impl Store {
+    /// A quick estimate of the store's size, without walking snapshot trees: blob files plus
+    /// the sizes recorded for snapshots. Good enough to decide whether to collect garbage.
+    pub fn estimated_usage(&self) -> Result<u64> {
+        let blobs: u64 = fs::read_dir(self.root().join("blobs/sha256"))
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok()?.metadata().ok())
+            .map(|meta| meta.blocks() * 512)
+            .sum();
+        let snapshots: u64 = self
+            .inner
+            .meta
+            .list::<crate::SnapshotRecord>(crate::meta::SNAPSHOTS)?
+            .into_iter()
+            .map(|(_, record)| record.size)
+            .sum();
+        Ok(blobs + snapshots)
+    }
+
     pub fn usage(&self) -> Result<Usage> {
         let root = self.root();
         let mut usage = Usage {
@@ -52,6 +74,9 @@ impl Store {
             ..Default::default()
         };
         usage.blob_count = fs::read_dir(root.join("blobs/sha256")).map_or(0, |d| d.count());
+        let cache_mounts = self.cache_mounts()?;
+        usage.cache_mount_count = cache_mounts.len();
+        usage.cache_mounts = cache_mounts.iter().map(|c| c.size).sum();
         usage.snapshot_count = self
             .inner
             .meta

@@ -196,7 +196,7 @@ mod tests {
         let layer = store
             .create_layer(&active.upper, LayerOptions::default())
             .unwrap();
-        let snapshot = store.commit_layer(active, &layer).unwrap();
+        let snapshot = store.commit_layer(active, &layer).unwrap().0;
         let config = ImageConfiguration {
             created: None,
             author: None,

@@ -203,6 +203,23 @@ fn dockerignore_hides_files_from_copy_and_from_the_cache_key() {
         !listing.contains("main.sh") && listing.contains("debug.log"),
         "{listing}"
     );
+
+    // Naming an ignored file fails, and says that it is ignored rather than absent.
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY main.sh /\n").unwrap();
+    let out = env.rbuild(&[
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "ig:4",
+        ctx.to_str().unwrap(),
+    ]);
+    assert_failure(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("CopyIgnoredFile") && err.contains("`main.sh` is excluded by .dockerignore"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -258,13 +275,10 @@ fn independent_stages_run_at_the_same_time() {
 fn sigterm_cancels_the_build_and_leaves_nothing_behind() {
     require_privileges!();
     let env = TestEnv::with_busybox();
-    let ctx = env.context(
-        "cancel",
-        &[(
-            "Dockerfile",
-            "FROM busybox\nRUN echo started && sleep 300 && echo never\n",
-        )],
-    );
+    // A sleep no other test (or other suite on this machine) runs, to look for afterwards.
+    let seconds = 3000 + std::process::id() % 5000;
+    let dockerfile = format!("FROM busybox\nRUN echo started && sleep {seconds} && echo never\n");
+    let ctx = env.context("cancel", &[("Dockerfile", &dockerfile)]);
     let mut child = env
         .command()
         .args([
@@ -303,7 +317,9 @@ fn sigterm_cancels_the_build_and_leaves_nothing_behind() {
         .output()
         .unwrap();
     assert!(
-        !stdout(&ps).lines().any(|l| l.contains("sleep 300")),
+        !stdout(&ps)
+            .lines()
+            .any(|l| l.trim() == format!("sleep {seconds}")),
         "no processes left"
     );
     for dir in ["tmp", "sandboxes"] {
@@ -361,4 +377,109 @@ fn nix_kill(pid: u32, signal: i32) {
     unsafe {
         libc::kill(pid as i32, signal);
     }
+}
+
+/// The reasons a build gives for its cache misses, by step description.
+fn miss_reasons(env: &TestEnv, ctx: &std::path::Path, extra: &[&str]) -> Vec<(String, String)> {
+    let mut args = vec!["build", "--progress", "json", "-t", "why:1"];
+    args.extend_from_slice(extra);
+    args.push(ctx.to_str().unwrap());
+    let out = env.rbuild(&args);
+    assert_success(&out);
+    let events: Vec<serde_json::Value> = stderr(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    events
+        .iter()
+        .filter(|e| e["event"] == "step_miss")
+        .map(|miss| {
+            let description = events
+                .iter()
+                .find(|e| e["event"] == "step_started" && e["step"] == miss["step"])
+                .and_then(|e| e["description"].as_str())
+                .unwrap_or_default()
+                .to_owned();
+            (
+                description,
+                miss["reason"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn cache_misses_say_why() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = project(&env);
+    assert!(
+        miss_reasons(&env, &ctx, &[]).is_empty(),
+        "a first build has nothing to compare with"
+    );
+
+    fs::write(ctx.join("app/lib.sh"), "echo lib v2\n").unwrap();
+    let reasons = miss_reasons(&env, &ctx, &[]);
+    assert_eq!(
+        reasons[0],
+        (
+            "COPY app/ /app/".to_owned(),
+            "`app/lib.sh` changed".to_owned()
+        )
+    );
+    assert_eq!(
+        reasons[1].1,
+        "it builds on step 3 (`COPY app/ /app/`), which changed: `app/lib.sh` changed",
+        "{reasons:?}"
+    );
+
+    let reasons = miss_reasons(&env, &ctx, &["--build-arg", "VERSION=2"]);
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons[0].1.contains("`VERSION` changed (1 → 2)"),
+        "{reasons:?}"
+    );
+
+    let edited = DOCKERFILE.replace("echo no version here", "echo no version at all");
+    fs::write(ctx.join("Dockerfile"), edited).unwrap();
+    let reasons = miss_reasons(&env, &ctx, &["--build-arg", "VERSION=2"]);
+    assert_eq!(
+        reasons[0].1,
+        "the instruction changed (it was `RUN echo no version here > /plain.txt`)"
+    );
+}
+
+#[test]
+fn fail_on_miss_checks_that_a_rebuild_is_fully_cached() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = project(&env);
+    assert_success(&env.build(&ctx, "strict:1"));
+    let out = env.rbuild(&[
+        "build",
+        "--fail-on-miss",
+        "--progress",
+        "quiet",
+        "-t",
+        "strict:1",
+        ctx.to_str().unwrap(),
+    ]);
+    assert_success(&out);
+    fs::write(ctx.join("app/main.sh"), "echo main v2\n").unwrap();
+    let out = env.rbuild(&[
+        "build",
+        "--fail-on-miss",
+        "--progress",
+        "quiet",
+        "-t",
+        "strict:1",
+        ctx.to_str().unwrap(),
+    ]);
+    assert_failure(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("cache miss: [3] COPY app/ /app/: `app/main.sh` changed"),
+        "{err}"
+    );
+    assert!(err.contains("3 step(s) missed the cache"), "{err}");
 }

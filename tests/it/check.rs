@@ -82,6 +82,59 @@ fn json_format_prints_one_object_per_warning() {
 }
 
 #[test]
+fn copying_a_file_the_dockerignore_excludes_is_reported() {
+    let env = TestEnv::new();
+    let dir = env.context(
+        "ctx",
+        &[
+            (".dockerignore", "secrets/\n*.log\n!keep.log\n"),
+            ("keep.log", "k"),
+            ("app.log", "a"),
+        ],
+    );
+    let dockerfile =
+        "FROM busybox\nCOPY secrets/key.pem app.log keep.log /app/\nCOPY *.log /logs/\n";
+    std::fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
+    let out = env
+        .command()
+        .current_dir(&dir)
+        .args(["check", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let found: Vec<(&str, &str, u64)> = lines
+        .iter()
+        .map(|w| {
+            (
+                w["rule"].as_str().unwrap(),
+                w["message"].as_str().unwrap(),
+                w["line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // The re-included `keep.log` and the wildcard source are not reported.
+    assert_eq!(
+        found,
+        [
+            (
+                "CopyIgnoredFile",
+                "`secrets/key.pem` is excluded by .dockerignore",
+                2
+            ),
+            (
+                "CopyIgnoredFile",
+                "`app.log` is excluded by .dockerignore",
+                2
+            ),
+        ]
+    );
+}
+
+#[test]
 fn check_directive_skips_rules_and_turns_warnings_into_errors() {
     let env = TestEnv::new();
     let out = check(

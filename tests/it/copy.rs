@@ -164,3 +164,139 @@ fn add_extracts_local_archives_and_copy_does_not() {
     assert!(stderr(&out).contains("evil.tar"), "{}", stderr(&out));
     assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
 }
+
+#[test]
+fn copy_parents_exclude_and_symbolic_chmod() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "flags",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\n\
+                 COPY --parents src/a/one.go src/b/two.go /keep/\n\
+                 COPY --parents ./src/./a/one.go /pivot/\n\
+                 COPY --parents **/*.go /globbed/\n\
+                 COPY --exclude=*.md --exclude=src/b src /excluded/\n\
+                 COPY --chmod=u=rwX,go=rX src/a /modes/\n\
+                 COPY --chmod=a+x src/a/one.go /exec\n",
+            ),
+            ("src/a/one.go", "package a\n"),
+            ("src/b/two.go", "package b\n"),
+            ("src/README.md", "docs\n"),
+            ("src/c/tool.sh", "#!/bin/sh\n"),
+        ],
+    );
+    assert_success(&env.build(&ctx, "flags:1"));
+    let out = sh(
+        &env,
+        "flags:1",
+        "cd / && find keep pivot globbed excluded -type f | sort; stat -c '%n %a' /modes/one.go /modes /exec",
+    );
+    assert_eq!(
+        out,
+        "excluded/a/one.go\nexcluded/c/tool.sh\n\
+         globbed/src/a/one.go\nglobbed/src/b/two.go\n\
+         keep/src/a/one.go\nkeep/src/b/two.go\n\
+         pivot/a/one.go\n\
+         /modes/one.go 644\n/modes 755\n/exec 755\n"
+    );
+}
+
+#[test]
+fn copy_link_makes_a_layer_that_moves_to_a_new_base() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let base2 = env.context(
+        "base2",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo extra > /extra && ln -s /tmp /target\n",
+        )],
+    );
+    assert_success(&env.build(&base2, "base2:1"));
+    let ctx = env.context(
+        "linked",
+        &[
+            (
+                "Dockerfile",
+                "ARG BASE=busybox\nFROM ${BASE}\nCOPY --link app /app/\nCOPY --link app /target/\nRUN cat /app/x && ls /\n",
+            ),
+            ("app/x", "linked\n"),
+        ],
+    );
+    let build = |extra: &[&str], tag: &str| {
+        let mut args = vec!["build", "--progress", "plain", "-t", tag];
+        args.extend_from_slice(extra);
+        args.push(ctx.to_str().unwrap());
+        let out = env.rbuild(&args);
+        assert_success(&out);
+        stderr(&out)
+    };
+    build(&[], "linked:1");
+    let log = build(&["--build-arg", "BASE=base2:1"], "linked:2");
+    let cached = log.lines().filter(|l| l.ends_with(" CACHED")).count();
+    assert_eq!(
+        cached, 2,
+        "both --link copies are reused on the new base: {log}"
+    );
+    assert!(
+        log.contains("linked"),
+        "the RUN after them ran again: {log}"
+    );
+    let out = sh(
+        &env,
+        "linked:2",
+        "cat /app/x /extra; test -d /target && ! test -L /target && echo target-is-a-directory",
+    );
+    assert_eq!(
+        out, "linked\nextra\ntarget-is-a-directory\n",
+        "--link does not follow the base's /target symlink: it makes a real directory over it"
+    );
+    assert_eq!(
+        sh(
+            &env,
+            "linked:1",
+            "cat /app/x; test -e /extra || echo no-extra"
+        ),
+        "linked\nno-extra\n"
+    );
+    assert_success(&env.rbuild(&["store", "verify"]));
+}
+
+#[test]
+fn heredocs_in_run_and_copy() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let dockerfile = "FROM busybox\n\
+        ARG NAME=world\n\
+        COPY <<EOF /greeting.txt\n\
+        hello $NAME\n\
+        EOF\n\
+        COPY <<'EOF' /literal.txt\n\
+        hello $NAME\n\
+        EOF\n\
+        RUN <<EOF\n\
+        echo first > /run1.txt\n\
+        echo second >> /run1.txt\n\
+        EOF\n\
+        RUN <<EOF\n\
+        #!/bin/sh -e\n\
+        echo \"shebang $0\" > /run2.txt\n\
+        EOF\n\
+        RUN cat <<EOF > /run3.txt\n\
+        fed to cat\n\
+        EOF\n";
+    let ctx = env.context("heredocs", &[("Dockerfile", dockerfile)]);
+    assert_success(&env.build(&ctx, "here:1"));
+    let out = sh(
+        &env,
+        "here:1",
+        "cat /greeting.txt /literal.txt /run1.txt /run3.txt; grep -c shebang /run2.txt",
+    );
+    assert_eq!(
+        out,
+        "hello world\nhello $NAME\nfirst\nsecond\nfed to cat\n1\n"
+    );
+}

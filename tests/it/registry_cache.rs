@@ -278,6 +278,56 @@ fn a_second_machine_gets_cached_steps_from_the_registry() {
 }
 
 #[test]
+fn a_step_that_runs_over_imported_steps_fetches_their_layers_first() {
+    require_privileges!();
+    let registry = TestRegistry::start();
+    let cache = registry.reference("cache/edit:main");
+    let a = busybox_env();
+    let ctx = a.context("ctx", &[("Dockerfile", MULTI_STAGE)]);
+    let out = rbuild(
+        &a,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--cache-to",
+            &format!("type=registry,ref={cache},mode=max"),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+
+    // The second machine changes the last step: it runs over the COPY's and the builder
+    // stage's imported layers, which must be files by then.
+    let edited = MULTI_STAGE.replace(
+        "RUN cat /app/artifact > /app/copy",
+        "RUN cat /app/artifact /app/artifact > /app/twice",
+    );
+    let b = busybox_env();
+    let ctx = b.context("ctx", &[("Dockerfile", &edited)]);
+    let out = rbuild(
+        &b,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "edited:1",
+            "--cache-from",
+            &format!("type=registry,ref={cache}"),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    let err = stderr(&out);
+    assert!(err.contains("2 step(s) cached, 1 run"), "{err}");
+    let out = rbuild(&b, &["run", "edited:1", "cat", "/app/twice"]);
+    assert_success(&out);
+    assert_eq!(stdout(&out), "compiled\ncompiled\n");
+    assert_store_clean(&b);
+}
+
+#[test]
 fn a_cache_import_that_fails_is_reported_and_the_build_goes_on() {
     require_privileges!();
     let registry = TestRegistry::start();

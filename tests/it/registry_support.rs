@@ -117,6 +117,13 @@ impl TestRegistry {
 
 impl Drop for TestRegistry {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "registry log ({:?}):\n{}",
+                self.child.try_wait(),
+                fs::read_to_string(self._dir.path().join("registry.log")).unwrap_or_default()
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -217,7 +224,8 @@ pub fn rbuild(env: &TestEnv, args: &[&str]) -> Output {
 }
 
 pub fn command(env: &TestEnv) -> Command {
-    let mut cmd = env.command();
+    // The registry listens on the machine's loopback.
+    let mut cmd = env.host_command();
     cmd.env("XDG_CONFIG_HOME", env.path("config"))
         .env("DOCKER_CONFIG", env.path("docker"))
         .env("HOME", env.path("home"));

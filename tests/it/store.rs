@@ -524,3 +524,97 @@ fn hostile_layers_are_refused_when_used_and_nothing_escapes() {
     }
     assert_success(&env.rbuild(&["store", "verify"]));
 }
+
+#[test]
+fn a_storage_bound_collects_build_cache_after_a_build() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    two_images(&env);
+    let ctx = env.context(
+        "bounded",
+        &[("Dockerfile", "FROM busybox\nRUN echo bounded > /b.txt\n")],
+    );
+    let out = env
+        .command()
+        .env("RBUILD_GC_KEEP_STORAGE", "1")
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "bounded:1",
+            ctx.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("above RBUILD_GC_KEEP_STORAGE: removed 3 cache record(s)"),
+        "{}",
+        stderr(&out)
+    );
+    // The images stay and run; only their build cache went.
+    for (image, file, text) in [
+        ("one:1", "/one.txt", "first\n"),
+        ("bounded:1", "/b.txt", "bounded\n"),
+    ] {
+        assert_eq!(stdout(&env.rbuild(&["run", image, "cat", file])), text);
+    }
+    let out = env.build(&env.path("one"), "one:1");
+    assert!(!stderr(&out).contains("CACHED"), "{}", stderr(&out));
+    assert_success(&env.rbuild(&["store", "verify"]));
+}
+
+/// `docker load` reads what `rbuild save --format docker` writes, when a docker daemon is
+/// reachable (the bench setup starts one); elsewhere this says it skipped.
+#[test]
+fn docker_loads_a_docker_archive_when_a_daemon_is_available() {
+    require_privileges!();
+    let docker_host = std::env::var("DOCKER_HOST").ok().or_else(|| {
+        std::path::Path::new("/tmp/peers/docker.sock")
+            .exists()
+            .then(|| "unix:///tmp/peers/docker.sock".to_owned())
+    });
+    let reachable = have("docker")
+        && Command::new("docker")
+            .env("DOCKER_HOST", docker_host.clone().unwrap_or_default())
+            .arg("info")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !reachable {
+        eprintln!(
+            "skipped: no docker daemon reachable (the archive format is checked by docker_archives_save_and_load)"
+        );
+        return;
+    }
+    let env = TestEnv::with_busybox();
+    two_images(&env);
+    let tar = env.path("for-docker.tar");
+    assert_success(&env.rbuild(&[
+        "save",
+        "--format",
+        "docker",
+        "one:1",
+        "-o",
+        tar.to_str().unwrap(),
+    ]));
+    let docker = |args: &[&str]| {
+        Command::new("docker")
+            .env("DOCKER_HOST", docker_host.clone().unwrap_or_default())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = docker(&["load", "-i", tar.to_str().unwrap()]);
+    assert_success(&out);
+    assert!(stdout(&out).contains("one:1"), "{}", stdout(&out));
+    let out = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{len .RootFS.Layers}}",
+        "one:1",
+    ]);
+    assert_eq!(stdout(&out).trim(), "2");
+    let _ = docker(&["rmi", "one:1"]);
+}

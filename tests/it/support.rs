@@ -65,7 +65,35 @@ impl TestEnv {
         env
     }
 
+    /// `rbuild` in a network namespace of its own with loopback up, so that `rbuild run`'s
+    /// default bridge (and whatever a RUN does with the network) never touches the
+    /// machine's interfaces. The process is rbuild itself (unshare and sh exec). Without
+    /// root (no namespaces, no bridge either), plain `rbuild`.
     pub fn command(&self) -> Command {
+        let rbuild = env!("CARGO_BIN_EXE_rbuild");
+        let mut cmd = if is_root() {
+            let mut cmd = Command::new("unshare");
+            cmd.args([
+                "--net",
+                "--",
+                "/bin/sh",
+                "-c",
+                "/bin/busybox ip link set lo up && exec \"$0\" \"$@\"",
+                rbuild,
+            ]);
+            cmd
+        } else {
+            Command::new(rbuild)
+        };
+        cmd.env("RBUILD_ROOT", self.root())
+            .env_remove("SOURCE_DATE_EPOCH");
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    /// `rbuild` in the machine's network namespace: for tests that talk to a registry on
+    /// the machine's loopback (and run no `rbuild run` with a bridge).
+    pub fn host_command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbuild"));
         cmd.env("RBUILD_ROOT", self.root())
             .env_remove("SOURCE_DATE_EPOCH");

@@ -1,12 +1,16 @@
 //! Op definition digests: sha256 of a canonical JSON serialization of the op's kind,
 //! with each input replaced by that input's own digest. Spans, descriptions, stages and
 //! op indexes never enter, so equal definitions get equal digests on every run. An exec's
-//! `cache_excluded_env` entries (undeclared proxy build arguments) do not enter either.
+//! `cache_excluded_env` entries (undeclared proxy build arguments) do not enter either,
+//! nor does anything of a secret but its id and where it is mounted.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::{CopyKind, CopySource, NetworkMode, Op, OpDigest, OpId, OpKind};
+use crate::{
+    CacheSharing, CopyKind, CopySource, ExecMount, MountSource, NetworkMode, Op, OpDigest, OpId,
+    OpKind,
+};
 
 use super::Platform;
 
@@ -31,19 +35,70 @@ struct Exec<'a> {
     args: &'a [String],
     cwd: &'a str,
     env: Vec<&'a String>,
+    // Absent when there are none, so RUNs without mounts keep the digests they had.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    mounts: Vec<Mount<'a>>,
     network: &'static str,
     op: &'static str,
     rootfs: &'a str,
     user: &'a str,
 }
 
+/// A `RUN --mount`: its definition only. A secret is its id and where it goes, never its
+/// content (which the graph does not have).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Mount<'a> {
+    Bind {
+        path: &'a str,
+        readwrite: bool,
+        source: Source<'a>,
+        target: &'a str,
+        r#type: &'static str,
+    },
+    Cache {
+        from: Option<&'a str>,
+        gid: u32,
+        id: &'a str,
+        mode: u32,
+        path: &'a str,
+        readonly: bool,
+        sharing: &'static str,
+        target: &'a str,
+        r#type: &'static str,
+        uid: u32,
+    },
+    Secret {
+        env: Option<&'a str>,
+        gid: u32,
+        id: &'a str,
+        mode: u32,
+        required: bool,
+        target: Option<&'a str>,
+        r#type: &'static str,
+        uid: u32,
+    },
+    Tmpfs {
+        size: Option<u64>,
+        target: &'a str,
+        r#type: &'static str,
+    },
+}
+
+// Flags added later are left out when unset, so the digests of ops without them stay.
 #[derive(Serialize)]
 struct Copy<'a> {
     chmod: &'a Option<String>,
     chown: &'a Option<String>,
     destination: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    excludes: &'a [String],
     kind: &'static str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    link: bool,
     op: &'static str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    parents: bool,
     rootfs: &'a str,
     source: Source<'a>,
     sources: &'a [String],
@@ -108,6 +163,53 @@ pub(super) fn op_digest(kind: &OpKind, ops: &[Op], platform: &Platform) -> OpDig
                             .any(|excluded| excluded == key)
                     })
                     .collect(),
+                mounts: exec
+                    .mounts
+                    .iter()
+                    .map(|mount| match mount {
+                        ExecMount::Bind(bind) => Mount::Bind {
+                            path: &bind.path,
+                            readwrite: bind.readwrite,
+                            source: match bind.source {
+                                MountSource::Context => Source::Context { context: Empty {} },
+                                MountSource::Op(id) => Source::Op { op: input(id) },
+                            },
+                            target: &bind.target,
+                            r#type: "bind",
+                        },
+                        ExecMount::Cache(cache) => Mount::Cache {
+                            from: cache.from.map(input),
+                            gid: cache.gid,
+                            id: &cache.id,
+                            mode: cache.mode,
+                            path: &cache.path,
+                            readonly: cache.readonly,
+                            sharing: match cache.sharing {
+                                CacheSharing::Shared => "shared",
+                                CacheSharing::Private => "private",
+                                CacheSharing::Locked => "locked",
+                            },
+                            target: &cache.target,
+                            r#type: "cache",
+                            uid: cache.uid,
+                        },
+                        ExecMount::Secret(secret) => Mount::Secret {
+                            env: secret.env.as_deref(),
+                            gid: secret.gid,
+                            id: &secret.id,
+                            mode: secret.mode,
+                            required: secret.required,
+                            target: secret.target.as_deref(),
+                            r#type: "secret",
+                            uid: secret.uid,
+                        },
+                        ExecMount::Tmpfs(tmpfs) => Mount::Tmpfs {
+                            size: tmpfs.size,
+                            target: &tmpfs.target,
+                            r#type: "tmpfs",
+                        },
+                    })
+                    .collect(),
                 network: match exec.network {
                     NetworkMode::Default => "default",
                     NetworkMode::None => "none",
@@ -124,6 +226,9 @@ pub(super) fn op_digest(kind: &OpKind, ops: &[Op], platform: &Platform) -> OpDig
                 chmod: &copy.chmod,
                 chown: &copy.chown,
                 destination: &copy.destination,
+                excludes: &copy.excludes,
+                link: copy.link,
+                parents: copy.parents,
                 kind: match copy.kind {
                     CopyKind::Copy => "copy",
                     CopyKind::Add => "add",

@@ -159,7 +159,7 @@ impl Converter<'_> {
                 }
                 state.commit(format!("ARG {}", parts.join(" ")), true);
             }
-            InstructionKind::Run(run) => self.run(state, instruction, run)?,
+            InstructionKind::Run(run) => self.run(state, instruction, run, expand)?,
             InstructionKind::Cmd(command) | InstructionKind::Entrypoint(command) => {
                 let cmd = matches!(instruction.kind, InstructionKind::Cmd(_));
                 let keyword = if cmd { "CMD" } else { "ENTRYPOINT" };

@@ -2,7 +2,10 @@
 
 use std::fmt::Write;
 
-use crate::{BuildGraph, CopyKind, CopySource, NetworkMode, OpId, OpKind};
+use crate::{
+    BuildGraph, CacheSharing, CopyKind, CopySource, ExecMount, MountSource, NetworkMode, OpId,
+    OpKind,
+};
 
 /// One line per op — id, digest prefix, stage, description, inputs, and the op's
 /// definition — then the output image: root, base, config and history.
@@ -67,6 +70,9 @@ fn definition(kind: &OpKind) -> String {
             if !exec.cache_excluded_env.is_empty() {
                 let _ = write!(text, " uncached_env={}", json(&exec.cache_excluded_env));
             }
+            for mount in &exec.mounts {
+                let _ = write!(text, " mount=[{}]", mount_definition(mount));
+            }
             text
         }
         OpKind::Copy(copy) => {
@@ -99,6 +105,71 @@ fn definition(kind: &OpKind) -> String {
             text
         }
         OpKind::Mkdir(mkdir) => format!("mkdir {} owner={}", mkdir.path, mkdir.owner),
+    }
+}
+
+fn mount_definition(mount: &ExecMount) -> String {
+    let source = |source: &MountSource| match source {
+        MountSource::Context => "context".to_string(),
+        MountSource::Op(OpId(id)) => format!("#{id}"),
+    };
+    match mount {
+        ExecMount::Bind(bind) => format!(
+            "bind {}:{} -> {}{}",
+            source(&bind.source),
+            bind.path,
+            bind.target,
+            if bind.readwrite { " rw" } else { "" }
+        ),
+        ExecMount::Cache(cache) => {
+            let mut text = format!(
+                "cache id={} -> {} sharing={} mode={:o} uid={} gid={}",
+                json(&cache.id),
+                cache.target,
+                match cache.sharing {
+                    CacheSharing::Shared => "shared",
+                    CacheSharing::Private => "private",
+                    CacheSharing::Locked => "locked",
+                },
+                cache.mode,
+                cache.uid,
+                cache.gid
+            );
+            if let Some(from) = cache.from {
+                let _ = write!(
+                    text,
+                    " from={}:{}",
+                    source(&MountSource::Op(from)),
+                    cache.path
+                );
+            }
+            if cache.readonly {
+                text.push_str(" ro");
+            }
+            text
+        }
+        ExecMount::Tmpfs(tmpfs) => match tmpfs.size {
+            Some(size) => format!("tmpfs -> {} size={size}", tmpfs.target),
+            None => format!("tmpfs -> {}", tmpfs.target),
+        },
+        ExecMount::Secret(secret) => {
+            let mut text = format!("secret id={}", json(&secret.id));
+            if let Some(target) = &secret.target {
+                let _ = write!(text, " -> {target}");
+            }
+            if let Some(env) = &secret.env {
+                let _ = write!(text, " env={env}");
+            }
+            let _ = write!(
+                text,
+                " mode={:o} uid={} gid={}{}",
+                secret.mode,
+                secret.uid,
+                secret.gid,
+                if secret.required { " required" } else { "" }
+            );
+            text
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 mod digest;
 mod dispatch;
 mod dump;
+mod mounts;
 mod ops;
 mod plan;
 mod values;
@@ -16,8 +17,8 @@ use crate::instructions::{Dockerfile, parse_trigger};
 use crate::lint::{Lint, LintScope, Warning};
 use crate::shell::ShellError;
 use crate::{
-    BuildGraph, Error, ErrorKind, HistoryEntry, ImageConfig, ImageOutput, Op, OpId, OpKind, Span,
-    StageId,
+    BuildGraph, CopySource, Error, ErrorKind, HistoryEntry, ImageConfig, ImageOutput, Op, OpId,
+    OpKind, Span, StageId,
 };
 
 use plan::{Base, FromSource, Plan};
@@ -64,7 +65,8 @@ impl std::fmt::Display for Platform {
 }
 
 /// The external images (normalized references, e.g. `busybox:latest`,
-/// `reg:5000/a/b:t`, `x@sha256:..`) the build needs: FROM bases and `COPY --from=<image>`,
+/// `reg:5000/a/b:t`, `x@sha256:..`) the build needs: FROM bases, `COPY --from=<image>`
+/// and `RUN --mount=from=<image>`,
 /// only for stages the target needs, in order of first use.
 ///
 /// `COPY --from` in ONBUILD triggers of base images cannot be known before the base
@@ -82,12 +84,12 @@ pub fn image_references(df: &Dockerfile, opts: &ConvertOptions) -> Result<Vec<St
             add(reference);
         }
         for instruction in &stage.instructions {
-            if let crate::InstructionKind::Copy(copy) = &instruction.kind
-                && let Some((from, span)) = &copy.from
-                && let FromSource::Image(reference) =
-                    plan.copy_source(df, stage.index, from, *span)?
-            {
-                add(&reference);
+            for (from, span, verb) in plan::froms(instruction) {
+                if let FromSource::Image(reference) =
+                    plan.copy_source(df, stage.index, from, span, verb)?
+                {
+                    add(&reference);
+                }
             }
         }
     }
@@ -107,6 +109,9 @@ pub fn convert(
     Ok(converter.finish())
 }
 
+/// The context paths COPY/ADD read, each with where it is named.
+pub(crate) type ContextSources = Vec<(String, Span)>;
+
 /// Converts for the build checks: every stage (or the ones the target needs), base
 /// images without a config taken as empty images, and the warnings found on the way.
 pub(crate) fn lint_stages(
@@ -114,14 +119,31 @@ pub(crate) fn lint_stages(
     opts: &ConvertOptions,
     bases: &BTreeMap<String, ImageConfig>,
     scope: LintScope,
-) -> Result<Vec<Warning>, Error> {
+) -> Result<(Vec<Warning>, ContextSources), Error> {
     let plan = Plan::new(df, opts, Some(bases))?;
     let mut lint = Lint::default();
     plan::lint_from_lines(df, opts, &mut lint);
     let mut converter = Converter::new(df, opts, bases, &plan);
     converter.lint = Some(lint);
     converter.convert_stages(|index| scope == LintScope::AllStages || plan.needed[index])?;
-    Ok(converter.lint.map(|lint| lint.warnings).unwrap_or_default())
+    // What COPY/ADD read from the context, for `CopyIgnoredFile` (the caller has the
+    // `.dockerignore`; the frontend does no I/O).
+    let context_sources = converter
+        .ops
+        .iter()
+        .filter_map(|op| match &op.kind {
+            OpKind::Copy(copy) if matches!(copy.source, CopySource::Context) => Some(
+                copy.sources
+                    .iter()
+                    .map(|source| (source.clone(), op.span))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let warnings = converter.lint.map(|lint| lint.warnings).unwrap_or_default();
+    Ok((warnings, context_sources))
 }
 
 /// A stage being converted: the last op of its FROM chain and the image so far.

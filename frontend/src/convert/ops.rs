@@ -35,7 +35,9 @@ impl Converter<'_> {
         state: &mut StageState,
         instruction: &Instruction,
         run: &Run,
+        expand: &Expander,
     ) -> Result<(), Error> {
+        let mounts = self.exec_mounts(state, run, expand)?;
         let args = match &run.command {
             Command::Exec(argv) => argv.clone(),
             Command::Shell(text) => {
@@ -78,6 +80,7 @@ impl Converter<'_> {
             },
             user: state.config.user.clone(),
             network: run.network,
+            mounts,
         });
         state.root = self.add_op(kind, instruction.span, &state.id, instruction.text.clone());
         state.commit(format!("RUN {history} # buildkit"), false);
@@ -162,7 +165,7 @@ impl Converter<'_> {
         let source = if let Some((from, from_span)) = &copy.from {
             match self
                 .plan
-                .copy_source(self.df, state.id.index, from, *from_span)?
+                .copy_source(self.df, state.id.index, from, *from_span, "copy")?
             {
                 FromSource::Stage(index) => CopySource::Op(self.stage_root(index)),
                 FromSource::Image(reference) => {
@@ -210,12 +213,26 @@ impl Converter<'_> {
             .with_help("use an octal mode up to `7777` or a symbolic mode such as `u+x`"));
         }
         let destination = expand.word(&copy.destination, &state.vars)?;
+        let excludes = copy
+            .excludes
+            .iter()
+            .map(|e| expand.word(e, &state.vars))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut message = keyword.to_string();
         if let Some(chown) = &chown {
             message.push_str(&format!(" --chown={chown}"));
         }
         if let Some(chmod) = &chmod {
             message.push_str(&format!(" --chmod={chmod}"));
+        }
+        if copy.link {
+            message.push_str(" --link");
+        }
+        if copy.parents {
+            message.push_str(" --parents");
+        }
+        for exclude in &excludes {
+            message.push_str(&format!(" --exclude={exclude}"));
         }
         for source in &sources {
             message.push_str(&format!(" {source}"));
@@ -232,6 +249,9 @@ impl Converter<'_> {
             destination: resolve_destination(&state.config.working_dir, &destination),
             chown,
             chmod,
+            link: copy.link,
+            parents: copy.parents,
+            excludes,
         });
         state.root = self.add_op(op, instruction.span, &state.id, instruction.text.clone());
         state.commit(message, false);
@@ -243,9 +263,9 @@ fn is_only_heredoc(command: &str) -> bool {
     matches!(parse_heredoc_word(command.trim()), Ok(Some(_)))
 }
 
-/// BuildKit runs a `#!` heredoc as an executable file it mounts into the container. The
-/// graph has no mounts, so rbuild writes the script to a temporary file with `/bin/sh`,
-/// runs it and removes it; the script's exit code is the RUN's.
+/// BuildKit runs a `#!` heredoc as an executable file it mounts into the container.
+/// rbuild writes the script to a temporary file with `/bin/sh` instead, runs it and
+/// removes it; the script's exit code is the RUN's.
 fn shebang_script(body: &str) -> String {
     let mut delimiter = String::from("RBUILD_SCRIPT_EOF");
     while body.lines().any(|line| line == delimiter) {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::instructions::{Dockerfile, InstructionKind, Stage, parse_trigger};
+use crate::instructions::{Dockerfile, Instruction, InstructionKind, Stage, parse_trigger};
 use crate::lint::{Lint, Rule, Warning};
 use crate::shell::{Lexer, Recording};
 use crate::{Error, ErrorKind, ImageConfig, Span};
@@ -108,33 +108,26 @@ impl Plan {
             }
             Base::Scratch => {}
         }
-        for instruction in &triggers {
-            if let InstructionKind::Copy(copy) = &instruction.kind
-                && let Some((from, span)) = &copy.from
-                && let FromSource::Stage(source) = self.copy_source(df, index, from, *span)?
-            {
-                dependencies.push(source);
-            }
-        }
-        for instruction in &stage.instructions {
-            if let InstructionKind::Copy(copy) = &instruction.kind
-                && let Some((from, span)) = &copy.from
-                && let FromSource::Stage(source) = self.copy_source(df, index, from, *span)?
-            {
-                dependencies.push(source);
+        for instruction in triggers.iter().chain(&stage.instructions) {
+            for (from, span, verb) in froms(instruction) {
+                if let FromSource::Stage(source) = self.copy_source(df, index, from, span, verb)? {
+                    dependencies.push(source);
+                }
             }
         }
         Ok(dependencies)
     }
 
     /// Resolves `--from=<from>` in stage `current`: a stage name, a stage index, or else
-    /// an image. Only stages defined before the current one can be used.
+    /// an image. Only stages defined before the current one can be used. `verb` (`copy`,
+    /// `mount`) is for messages.
     pub fn copy_source(
         &self,
         df: &Dockerfile,
         current: usize,
         from: &str,
         span: Span,
+        verb: &str,
     ) -> Result<FromSource, Error> {
         let lexer = Lexer::new(df.directives.escape);
         let value = lexer
@@ -163,18 +156,19 @@ impl Plan {
             Some(index) if index >= current => {
                 let current_name = df.stages[current].name.as_deref().unwrap_or("");
                 let help = if index == current {
-                    "a stage cannot copy from itself; copy from an earlier stage or an image"
-                        .to_string()
+                    format!(
+                        "a stage cannot {verb} from itself; {verb} from an earlier stage or an image"
+                    )
                 } else {
                     format!(
-                        "a stage can copy only from stages above it: move stage `{value}` before this one"
+                        "a stage can {verb} only from stages above it: move stage `{value}` before this one"
                     )
                 };
                 Err(Error::new(
                     ErrorKind::StageOrder,
                     span,
                     format!(
-                        "cannot copy from stage `{value}`, it needs to be defined before current stage `{}`",
+                        "cannot {verb} from stage `{value}`, it needs to be defined before current stage `{}`",
                         if current_name.is_empty() {
                             current.to_string()
                         } else {
@@ -189,6 +183,25 @@ impl Plan {
                 .map(FromSource::Image)
                 .map_err(|message| Error::new(ErrorKind::InvalidReference, span, message)),
         }
+    }
+}
+
+/// The `--from`s an instruction reads, with where they are and what it does with them:
+/// COPY's, and those of RUN's mounts that read one.
+pub(crate) fn froms(instruction: &Instruction) -> Vec<(&str, Span, &'static str)> {
+    match &instruction.kind {
+        InstructionKind::Copy(copy) => copy
+            .from
+            .iter()
+            .map(|(from, span)| (from.as_str(), *span, "copy"))
+            .collect(),
+        InstructionKind::Run(run) => run
+            .mounts
+            .iter()
+            .filter(|mount| mount.reads_from())
+            .filter_map(|mount| Some((mount.from()?, mount.span, "mount")))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -254,8 +267,9 @@ fn meta_args(
 }
 
 /// The build checks of FROM lines: `UndefinedArgInFrom` (a variable that is neither a
-/// global ARG nor predefined) and `InvalidDefaultArgInFrom` (without `--build-arg`s the
-/// base name is empty or invalid). Expansion errors are left to the conversion.
+/// global ARG nor predefined), `InvalidDefaultArgInFrom` (without `--build-arg`s the
+/// base name is empty or invalid) and the two `--platform` checks. Expansion errors are
+/// left to the conversion.
 pub(crate) fn lint_from_lines(df: &Dockerfile, opts: &ConvertOptions, lint: &mut Lint) {
     let lexer = Lexer::new(df.directives.escape);
     let declared: Vec<&str> = df
@@ -278,6 +292,9 @@ pub(crate) fn lint_from_lines(df: &Dockerfile, opts: &ConvertOptions, lint: &mut
     let mut known: Vec<&str> = meta.keys().map(String::as_str).collect();
     known.extend(&declared);
     for stage in &df.stages {
+        if let Some(platform) = &stage.platform {
+            lint_platform_flag(stage, platform, lint);
+        }
         let words = std::iter::once((&stage.base, stage.base_span))
             .chain(stage.platform.iter().map(|p| (p, stage.span)));
         for (word, span) in words {
@@ -323,6 +340,46 @@ pub(crate) fn lint_from_lines(df: &Dockerfile, opts: &ConvertOptions, lint: &mut
                 ),
             );
         }
+    }
+}
+
+/// `RedundantTargetPlatform`: `--platform=$TARGETPLATFORM` is what FROM does anyway.
+/// `FromPlatformFlagConstDisallowed`: a constant platform pins the stage to one platform,
+/// which is fine only for a stage whose name says so (`AS build_arm64`), the way
+/// per-architecture stages are picked with `FROM build_${TARGETARCH}`.
+fn lint_platform_flag(stage: &Stage, platform: &str, lint: &mut Lint) {
+    let unquoted = platform.trim_matches('"');
+    if unquoted == "$TARGETPLATFORM" || unquoted == "${TARGETPLATFORM}" {
+        lint.push(
+            Warning::new(
+                Rule::RedundantTargetPlatform,
+                stage.span,
+                format!("setting the platform to the predefined `{unquoted}` in `FROM` is redundant: it is the default"),
+            )
+            .with_help("remove the `--platform` flag"),
+        );
+        return;
+    }
+    if platform.contains('$') {
+        return;
+    }
+    let name = stage.name.as_deref().unwrap_or_default();
+    let named_for_it = unquoted
+        .to_ascii_lowercase()
+        .split('/')
+        .filter(|part| !part.is_empty())
+        .any(|part| name.contains(part));
+    if !named_for_it {
+        lint.push(
+            Warning::new(
+                Rule::FromPlatformFlagConstDisallowed,
+                stage.span,
+                format!("the `FROM --platform` flag should not use the constant value `{unquoted}`"),
+            )
+            .with_help(
+                "leave `--platform` out (or use `$BUILDPLATFORM`), or name the stage after the platform, e.g. `AS build_arm64`",
+            ),
+        );
     }
 }
 

@@ -57,6 +57,39 @@ impl<'a> Flags<'a> {
         }
     }
 
+    /// A flag that may be given several times: `--name=a --name=b`, in order.
+    pub fn strings(&mut self, name: &'static str) -> Result<Vec<String>, Error> {
+        Ok(self
+            .spanned_strings(name)?
+            .into_iter()
+            .map(|(value, _)| value)
+            .collect())
+    }
+
+    /// [`Flags::strings`] with where each one is (`--mount`).
+    pub fn spanned_strings(&mut self, name: &'static str) -> Result<Vec<(String, Span)>, Error> {
+        self.known.push(name);
+        let mut values = Vec::new();
+        for (flag, used) in self.node.flags.iter().zip(self.used.iter_mut()) {
+            if flag.name() != name {
+                continue;
+            }
+            *used = true;
+            match flag.value() {
+                Some(value) => values.push((value.to_string(), flag.span)),
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidFlag,
+                        flag.span,
+                        format!("flag `--{name}` needs a value"),
+                    )
+                    .with_help(format!("write `--{name}=<value>`")));
+                }
+            }
+        }
+        Ok(values)
+    }
+
     /// A boolean flag: `--name`, `--name=true` or `--name=false`.
     pub fn boolean(&mut self, name: &'static str) -> Result<bool, Error> {
         let Some(flag) = self.take(name)? else {

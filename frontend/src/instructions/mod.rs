@@ -4,12 +4,14 @@
 
 pub(crate) mod duration;
 mod flags;
+pub(crate) mod mount;
 mod parse;
 
 use crate::lint::{CheckConfig, Warning, syntax::parse_warnings};
 use crate::syntax::{self, Directives, Heredoc, Keyword};
 use crate::{Error, ErrorKind, HealthConfig, NetworkMode, Span};
 
+pub use mount::RunMount;
 pub(crate) use parse::instruction_from_node;
 
 /// A parsed Dockerfile: its directives, the ARGs before the first FROM, and its stages.
@@ -90,6 +92,8 @@ pub struct Run {
     pub command: Command,
     pub heredocs: Vec<Heredoc>,
     pub network: NetworkMode,
+    /// `--mount`s, in order.
+    pub mounts: Vec<RunMount>,
 }
 
 /// An ENV or LABEL `key=value`, both still to be expanded.
@@ -115,8 +119,12 @@ pub struct Copy {
     pub from: Option<(String, Span)>,
     pub chown: Option<String>,
     pub chmod: Option<String>,
-    /// `--link`: accepted; rbuild copies the same way with or without it.
+    /// `--link`: the layer is made on an empty filesystem and stacked on the parent.
     pub link: bool,
+    /// `--parents`: sources keep their parent directories (below a `/./` pivot, if any).
+    pub parents: bool,
+    /// `--exclude` patterns, as written.
+    pub excludes: Vec<String>,
     /// Source paths as written (heredoc sources are in `inline`).
     pub sources: Vec<String>,
     pub inline: Vec<InlineSource>,

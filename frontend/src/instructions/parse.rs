@@ -6,6 +6,7 @@ use crate::{Error, ErrorKind, HealthConfig, NetworkMode, Span};
 
 use super::duration::parse_duration;
 use super::flags::Flags;
+use super::mount::RunMount;
 use super::{
     ArgDecl, Command, Copy, InlineSource, Instruction, InstructionKind, Onbuild, Pair, Parsed, Run,
     Stage, forbidden_trigger,
@@ -56,13 +57,18 @@ pub(crate) fn instruction_from_node(node: &Node, stage_index: usize) -> Result<P
                     }
                 },
             };
-            flags.unsupported("mount")?;
+            let mounts = flags
+                .spanned_strings("mount")?
+                .into_iter()
+                .map(|(value, span)| RunMount::parse(&value, span))
+                .collect::<Result<_, _>>()?;
             flags.unsupported("security")?;
             flags.unsupported("device")?;
             InstructionKind::Run(Run {
                 command: command(&node.args),
                 heredocs: node.heredocs.clone(),
                 network,
+                mounts,
             })
         }
         Keyword::Cmd => InstructionKind::Cmd(command(&node.args)),
@@ -280,15 +286,15 @@ fn copy(node: &Node, flags: &mut Flags, args: Vec<String>) -> Result<Copy, Error
     let chown = flags.string("chown")?.map(|(value, _)| value);
     let chmod = flags.string("chmod")?.map(|(value, _)| value);
     let link = flags.boolean("link")?;
-    if keyword == Keyword::Copy {
-        flags.unsupported("parents")?;
-        flags.unsupported("exclude")?;
+    let excludes = flags.strings("exclude")?;
+    let parents = if keyword == Keyword::Copy {
+        flags.boolean("parents")?
     } else {
         flags.unsupported("keep-git-dir")?;
         flags.unsupported("checksum")?;
         flags.unsupported("unpack")?;
-        flags.unsupported("exclude")?;
-    }
+        false
+    };
     let Some((destination, sources)) = args.split_last() else {
         return Err(missing_destination(node));
     };
@@ -323,6 +329,8 @@ fn copy(node: &Node, flags: &mut Flags, args: Vec<String>) -> Result<Copy, Error
         chown,
         chmod,
         link,
+        parents,
+        excludes,
         sources: paths,
         inline,
         destination: destination.clone(),

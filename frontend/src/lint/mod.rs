@@ -35,10 +35,13 @@ pub enum Rule {
     MultipleInstructionsDisallowed,
     InvalidDefaultArgInFrom,
     SecretsUsedInArgOrEnv,
+    RedundantTargetPlatform,
+    FromPlatformFlagConstDisallowed,
+    CopyIgnoredFile,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 17] = [
+    pub const ALL: [Rule; 20] = [
         Rule::JsonArgsRecommended,
         Rule::ConsistentInstructionCasing,
         Rule::UndefinedVar,
@@ -56,6 +59,9 @@ impl Rule {
         Rule::MultipleInstructionsDisallowed,
         Rule::InvalidDefaultArgInFrom,
         Rule::SecretsUsedInArgOrEnv,
+        Rule::RedundantTargetPlatform,
+        Rule::FromPlatformFlagConstDisallowed,
+        Rule::CopyIgnoredFile,
     ];
 
     /// BuildKit's name for the rule, as used in `# check=skip=...`.
@@ -78,6 +84,9 @@ impl Rule {
             Rule::MultipleInstructionsDisallowed => "MultipleInstructionsDisallowed",
             Rule::InvalidDefaultArgInFrom => "InvalidDefaultArgInFrom",
             Rule::SecretsUsedInArgOrEnv => "SecretsUsedInArgOrEnv",
+            Rule::RedundantTargetPlatform => "RedundantTargetPlatform",
+            Rule::FromPlatformFlagConstDisallowed => "FromPlatformFlagConstDisallowed",
+            Rule::CopyIgnoredFile => "CopyIgnoredFile",
         }
     }
 
@@ -200,9 +209,38 @@ pub struct Checks {
     /// In the order found: parse-time findings, then stage by stage.
     pub warnings: Vec<Warning>,
     pub config: CheckConfig,
+    /// The source paths COPY and ADD read from the context, with their instructions.
+    pub context_sources: Vec<(String, Span)>,
 }
 
 impl Checks {
+    /// `CopyIgnoredFile`: a COPY/ADD source the context's ignore file excludes (the copy
+    /// then fails or silently copies less). Wildcard sources are left out: that some
+    /// matches are ignored is what the ignore file is for. `is_excluded` takes the path
+    /// relative to the context root, `/`-separated.
+    pub fn check_ignored_sources(&mut self, is_excluded: impl Fn(&str) -> bool) {
+        if !self.config.reports(Rule::CopyIgnoredFile) {
+            return;
+        }
+        for (source, span) in &self.context_sources {
+            if source.contains(['*', '?', '[']) {
+                continue;
+            }
+            let path = source.trim_start_matches("./").trim_matches('/');
+            if path.is_empty() || path == "." || !is_excluded(path) {
+                continue;
+            }
+            self.warnings.push(
+                Warning::new(
+                    Rule::CopyIgnoredFile,
+                    *span,
+                    format!("`{source}` is excluded by .dockerignore"),
+                )
+                .with_help("remove its pattern from `.dockerignore`, or do not copy it"),
+            );
+        }
+    }
+
     /// `error=true` and something was found: the build must fail.
     pub fn fail(&self) -> bool {
         self.config.error && !self.warnings.is_empty()
@@ -248,9 +286,14 @@ pub fn lint(
 ) -> Result<Checks, Error> {
     let config = check_config(df, opts)?;
     let mut warnings = df.warnings.clone();
-    warnings.extend(lint_stages(df, opts, bases, scope)?);
+    let (stage_warnings, context_sources) = lint_stages(df, opts, bases, scope)?;
+    warnings.extend(stage_warnings);
     warnings.retain(|warning| config.reports(warning.rule));
-    Ok(Checks { warnings, config })
+    Ok(Checks {
+        warnings,
+        config,
+        context_sources,
+    })
 }
 
 /// The `# check=` directive, overridden by a `BUILDKIT_DOCKERFILE_CHECK` build argument.

@@ -119,6 +119,20 @@ fn stage_names() {
     assert_eq!(rules("FROM a AS scratch\n"), ["ReservedStageName"]);
     assert_eq!(rules("FROM a AS x\nFROM b AS x\n"), ["DuplicateStageName"]);
     assert_eq!(rules("FROM a as x\n"), ["FromAsCasing"]);
+    assert_eq!(
+        rules("FROM --platform=$TARGETPLATFORM a\n"),
+        ["RedundantTargetPlatform"]
+    );
+    assert_eq!(
+        rules("FROM --platform=${TARGETPLATFORM} a AS b\n"),
+        ["RedundantTargetPlatform"]
+    );
+    assert_eq!(
+        rules("FROM --platform=linux/amd64 a AS base\n"),
+        ["FromPlatformFlagConstDisallowed"]
+    );
+    assert!(rules("FROM --platform=linux/arm64 a AS build_arm64\n").is_empty());
+    assert!(rules("FROM --platform=$BUILDPLATFORM a AS base\n").is_empty());
     assert!(rules("from a as x\n").is_empty());
 }
 

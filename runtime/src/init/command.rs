@@ -1,5 +1,6 @@
 //! The command: finding it in the sandbox's `PATH`, and the fork + exec that starts it as
-//! the resolved user, with its exact environment and no inherited descriptor above 2.
+//! the resolved user, with its exact environment, no inherited descriptor above 2, Docker's
+//! default capabilities, `no_new_privs` and the seccomp profile.
 
 use std::ffi::{CString, c_char};
 use std::fs;
@@ -15,6 +16,8 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid, fork, pipe2};
 
 use super::SetupError;
+use super::security;
+use crate::seccomp::Filter;
 use crate::spec::Process;
 use crate::user::ExecUser;
 
@@ -74,6 +77,10 @@ pub(super) struct Command {
     argv: Vec<CString>,
     env: Vec<CString>,
     user: ExecUser,
+    filter: Filter,
+    /// The `oom_score_adj` the command gets back: init and the helper shield themselves
+    /// from the OOM killer, and the child inherits that.
+    oom_score_adj: Vec<u8>,
 }
 
 /// Steps of the child that can fail, reported through the error pipe.
@@ -82,10 +89,19 @@ const STEP_GROUPS: u32 = 2;
 const STEP_GID: u32 = 3;
 const STEP_UID: u32 = 4;
 const STEP_EXEC: u32 = 5;
+const STEP_CAPABILITIES: u32 = 6;
+const STEP_NO_NEW_PRIVS: u32 = 7;
+const STEP_SECCOMP: u32 = 8;
+
+const OOM_SCORE_ADJ: &std::ffi::CStr = c"/proc/self/oom_score_adj";
 
 impl Command {
     /// Resolves the executable; the current directory must already be `process.cwd`.
-    pub(super) fn prepare(process: &Process, user: ExecUser) -> Result<Command, SetupError> {
+    pub(super) fn prepare(
+        process: &Process,
+        user: ExecUser,
+        oom_score_adj: &str,
+    ) -> Result<Command, SetupError> {
         let name = process.args.first().ok_or(SetupError::NoCommand)?;
         let path_var = process
             .env
@@ -115,6 +131,8 @@ impl Command {
                 .map(|entry| cstring(entry.as_bytes(), "an environment variable"))
                 .collect::<Result<_, _>>()?,
             user,
+            filter: Filter::default_profile()?,
+            oom_score_adj: oom_score_adj.as_bytes().to_vec(),
         })
     }
 
@@ -148,18 +166,7 @@ impl Command {
             ForkResult::Child => {
                 // SAFETY: we are the freshly forked child; the pointers stay valid because
                 // nothing is freed before exec or `_exit`.
-                unsafe {
-                    exec_child(
-                        &self.path,
-                        &argv,
-                        &env,
-                        &groups,
-                        self.user.uid,
-                        self.user.gid,
-                        tty,
-                        writer.as_raw_fd(),
-                    )
-                }
+                unsafe { exec_child(self, &argv, &env, &groups, tty, writer.as_raw_fd()) }
             }
             ForkResult::Parent { child } => {
                 drop(writer);
@@ -188,6 +195,9 @@ impl Command {
                         gid: self.user.gid,
                         source,
                     },
+                    STEP_CAPABILITIES => SetupError::Capabilities { source },
+                    STEP_NO_NEW_PRIVS => SetupError::NoNewPrivs { source },
+                    STEP_SECCOMP => SetupError::InstallSeccomp { source },
                     _ => SetupError::Exec {
                         path: PathBuf::from(std::ffi::OsStr::from_bytes(self.path.as_bytes())),
                         source,
@@ -198,22 +208,22 @@ impl Command {
     }
 }
 
-/// The forked child: signals back to default, controlling terminal, user, descriptors,
-/// exec. Only raw async-signal-safe calls, no allocation.
+/// The forked child: signals back to default, controlling terminal, OOM score, capability
+/// bounding set, user, remaining capabilities, `no_new_privs`, descriptors, seccomp (last,
+/// so that nothing before it needs a denied syscall), exec. Only raw async-signal-safe
+/// calls, no allocation.
 ///
 /// # Safety
 /// Must be called in a freshly forked child with valid NUL-terminated pointer arrays.
-#[allow(clippy::too_many_arguments)]
 unsafe fn exec_child(
-    path: &CString,
+    command: &Command,
     argv: &[*const c_char],
     env: &[*const c_char],
     groups: &[libc::gid_t],
-    uid: u32,
-    gid: u32,
     tty: Option<RawFd>,
     report: RawFd,
 ) -> ! {
+    let keep = security::default_mask();
     // SAFETY (whole block): plain syscalls on values prepared before the fork; all are
     // async-signal-safe.
     unsafe {
@@ -238,14 +248,31 @@ unsafe fn exec_child(
                 }
             }
         }
+        // Best effort: raising the score needs no privilege, and a failure only leaves the
+        // command as protected as init.
+        let fd = libc::open(OOM_SCORE_ADJ.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd >= 0 {
+            let value = &command.oom_score_adj;
+            libc::write(fd, value.as_ptr().cast(), value.len());
+            libc::close(fd);
+        }
+        if security::limit_bounding_set(keep).is_err() {
+            fail(report, STEP_CAPABILITIES);
+        }
         if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
             fail(report, STEP_GROUPS);
         }
-        if libc::setgid(gid) != 0 {
+        if libc::setgid(command.user.gid) != 0 {
             fail(report, STEP_GID);
         }
-        if libc::setuid(uid) != 0 {
+        if libc::setuid(command.user.uid) != 0 {
             fail(report, STEP_UID);
+        }
+        if security::limit_capabilities(keep).is_err() {
+            fail(report, STEP_CAPABILITIES);
+        }
+        if security::set_no_new_privs().is_err() {
+            fail(report, STEP_NO_NEW_PRIVS);
         }
         // Close-on-exec rather than close: the report pipe must outlive a failed exec.
         // The raw syscall (Linux 5.11), not glibc's wrapper, which needs glibc 2.34.
@@ -261,7 +288,10 @@ unsafe fn exec_child(
                 libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
             }
         }
-        libc::execve(path.as_ptr(), argv.as_ptr(), env.as_ptr());
+        if command.filter.install() != 0 {
+            fail(report, STEP_SECCOMP);
+        }
+        libc::execve(command.path.as_ptr(), argv.as_ptr(), env.as_ptr());
         fail(report, STEP_EXEC)
     }
 }

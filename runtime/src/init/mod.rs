@@ -2,20 +2,26 @@
 //!
 //! ```text
 //! rbuild ── helper: `rbuild __sandbox-init <state dir>`; host pid namespace, joins the
-//!    │      sandbox's cgroup, unshares pid/uts/ipc/cgroup(/net), forks; forwards signals
-//!    └── init: pid 1 of the new pid namespace, own mount namespace: mounts, pivot_root,
-//!         │    user, cwd; reaps; writes `status.json`; its exit ends the namespace
-//!         └── the command
+//!    │      sandbox's cgroup, readies the bridge, unshares pid/uts/ipc/cgroup(/net),
+//!    │      plugs the veth pair in, forks; forwards signals
+//!    └── init: pid 1 of the new pid namespace, own mount namespace: mounts, masks,
+//!         │    pivot_root, user, cwd; reaps; writes `status.json`; its exit ends the
+//!         │    namespace
+//!         └── the command: Docker's capabilities, no_new_privs, seccomp, then exec
 //! ```
 //!
 //! Both run single-threaded and without tokio: the helper is freshly exec'd, so fork is
 //! safe there, and setup errors travel back as data in `status.json`, never as exit codes.
 
 mod command;
+mod enter_cgroup;
+mod masks;
 mod pid1;
 mod rootfs;
+mod security;
 mod terminal;
 
+use std::cell::RefCell;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Write};
@@ -31,10 +37,12 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork, getpid, getppid};
+use nix::unistd::{ForkResult, Pid, getpid, getppid};
 
 use crate::error::SetupKind;
 use crate::mount::MountError;
+use crate::network::{self, NetworkError};
+use crate::seccomp::CompileError;
 use crate::spec::Network;
 use crate::state::{CONFIG_FILE, InitConfig, STATUS_FILE, Status};
 use crate::user::UserError;
@@ -61,6 +69,17 @@ const FORWARDED: [Signal; 7] = [
 /// state directory). Call it first thing in `main`, before any thread or tokio runtime
 /// exists: it forks. Never returns.
 pub fn init_main() -> ! {
+    // Nothing rbuild's caller left open (above stdio) goes into the sandbox, not even into
+    // the helper and init. No Rust code has opened anything yet.
+    // SAFETY: close_range(2) with integer arguments.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        );
+    }
     let Some(state_dir) = std::env::args_os().nth(2) else {
         eprintln!("rbuild: `{INIT_ARG}` needs a state directory");
         exit(125);
@@ -81,11 +100,13 @@ pub fn init_main() -> ! {
     }
 }
 
-/// The state directory, kept open: init pivots away from the host's filesystem but still
-/// writes its status here.
+/// The state directory, kept open by the helper. Init keeps only its status file open
+/// (see [`StateDir::keep_only_status`]): a directory of the host held by pid 1 is what a
+/// `/proc/1/fd/N` or `/proc/self/fd/N` path would reach.
 pub(crate) struct StateDir {
     path: PathBuf,
-    dir: File,
+    dir: RefCell<Option<File>>,
+    status: RefCell<Option<File>>,
 }
 
 impl StateDir {
@@ -95,37 +116,65 @@ impl StateDir {
             path: path.clone(),
             source,
         })?;
-        Ok(StateDir { path, dir })
+        Ok(StateDir {
+            path,
+            dir: RefCell::new(Some(dir)),
+            status: RefCell::new(None),
+        })
     }
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
+    fn open_status(&self, flags: OFlag) -> io::Result<File> {
+        let dir = self.dir.borrow();
+        let dir = dir
+            .as_ref()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
+        let fd = nix::fcntl::openat(
+            Some(std::os::fd::AsRawFd::as_raw_fd(dir)),
+            STATUS_FILE,
+            flags | OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            Mode::from_bits_truncate(0o600),
+        )?;
+        // SAFETY: `fd` was just returned by openat and is owned by nothing else.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// Init's first step: opens (creates, empty) the status file and closes the directory.
+    pub(crate) fn keep_only_status(&self) {
+        if let Ok(file) = self.open_status(OFlag::empty()) {
+            *self.status.borrow_mut() = Some(file);
+        }
+        drop(self.dir.borrow_mut().take());
+    }
+
+    /// Whether init wrote its status (it creates the file empty when it starts).
     fn has_status(&self) -> bool {
+        let dir = self.dir.borrow();
+        let Some(dir) = dir.as_ref() else {
+            return false;
+        };
         nix::sys::stat::fstatat(
-            Some(std::os::fd::AsRawFd::as_raw_fd(&self.dir)),
+            Some(std::os::fd::AsRawFd::as_raw_fd(dir)),
             STATUS_FILE,
             AtFlags::AT_SYMLINK_NOFOLLOW,
         )
-        .is_ok()
+        .is_ok_and(|stat| stat.st_size > 0)
     }
 
     /// Best effort: with no status the parent reports the helper's own exit.
     pub(crate) fn write_status(&self, status: &Status) {
-        let result = nix::fcntl::openat(
-            Some(std::os::fd::AsRawFd::as_raw_fd(&self.dir)),
-            STATUS_FILE,
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        )
-        .map(|fd| {
-            // SAFETY: `fd` was just returned by openat and is owned by nothing else.
-            unsafe { File::from_raw_fd(fd) }
-        })
-        .map_err(io::Error::from)
-        .and_then(|mut file| {
+        let kept = self.status.borrow_mut().take();
+        let file = match kept {
+            Some(file) => Ok(file),
+            None => self.open_status(OFlag::O_TRUNC),
+        };
+        let result = file.and_then(|mut file| {
             let json = serde_json::to_vec(status).map_err(io::Error::other)?;
+            file.set_len(0)?;
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
             file.write_all(&json)
         });
         if let Err(err) = result {
@@ -205,12 +254,6 @@ pub(crate) enum SetupError {
         #[source]
         source: io::Error,
     },
-    #[error("failed to copy {path} into the sandbox")]
-    CopyHostFile {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
     #[error("failed to pivot into the root filesystem")]
     PivotRoot {
         #[source]
@@ -272,6 +315,31 @@ pub(crate) enum SetupError {
         #[source]
         source: nix::Error,
     },
+    #[error("working directory {path} cannot be resolved inside the root")]
+    CwdOutsideRoot {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error(transparent)]
+    Seccomp(#[from] CompileError),
+    #[error("failed to drop capabilities")]
+    Capabilities {
+        #[source]
+        source: nix::Error,
+    },
+    #[error("failed to set no_new_privs")]
+    NoNewPrivs {
+        #[source]
+        source: nix::Error,
+    },
+    #[error("failed to install the seccomp profile")]
+    InstallSeccomp {
+        #[source]
+        source: nix::Error,
+    },
 }
 
 impl SetupError {
@@ -282,13 +350,14 @@ impl SetupError {
             | SetupError::Mount(_)
             | SetupError::MountPoint { .. }
             | SetupError::CreateDevice { .. }
-            | SetupError::CopyHostFile { .. }
             | SetupError::PivotRoot { .. }
             | SetupError::ReadonlyRoot { .. } => SetupKind::Mount,
             SetupError::User(_) | SetupError::SwitchUser { .. } => SetupKind::User,
             SetupError::CwdNotDirectory { .. }
+            | SetupError::CwdOutsideRoot { .. }
             | SetupError::CreateCwd { .. }
             | SetupError::Chdir { .. } => SetupKind::WorkingDirectory,
+            SetupError::Network(_) => SetupKind::Network,
             SetupError::NoCommand | SetupError::Lookup(_) | SetupError::Exec { .. } => {
                 SetupKind::Executable
             }
@@ -338,46 +407,54 @@ fn helper(state: &StateDir) -> Result<(), SetupError> {
         exit(0);
     }
 
-    let pid = getpid().to_string();
-    for procs in &config.cgroup_procs {
-        std::fs::write(procs, &pid).map_err(|source| SetupError::JoinCgroup {
-            path: procs.clone(),
-            source,
-        })?;
-    }
+    let entry = enter_cgroup::prepare(&config)?;
+    // The OOM killer must pick the command, not the helper or init (whose death would be
+    // reported as a plain SIGKILL); the command gets rbuild's own score back.
+    let oom_score_adj = shield_from_oom();
 
     // Blocked before the fork, so init inherits the mask and no signal is lost in between.
     let signals = block_signals()?;
 
-    let mut flags = CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWCGROUP;
-    if config.spec.network == Network::None {
+    // The bridge is readied from the host's namespace; the socket stays there.
+    let bridge = match &config.bridge {
+        Some(bridge) if config.spec.network == Network::Bridge => {
+            Some((bridge, network::prepare_bridge(bridge)?))
+        }
+        _ => None,
+    };
+    // The cgroup namespace is init's to make, once it is in the sandbox's cgroup (on v2
+    // the helper never is).
+    let mut flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    if config.spec.network != Network::Host {
         flags |= CloneFlags::CLONE_NEWNET;
     }
     unshare(flags).map_err(|source| SetupError::Unshare { source })?;
+    if let Some((bridge, (netlink, index))) = bridge {
+        network::attach(bridge, netlink, index)?;
+    }
 
     // SAFETY: the helper is single-threaded (freshly exec'd, `init_main` runs before any
     // thread is started), so the child may run arbitrary code after the fork.
-    match unsafe { fork() }.map_err(|source| SetupError::Fork {
-        what: "the sandbox init",
-        source,
-    })? {
+    match unsafe { enter_cgroup::fork_init(&entry, &config) }? {
         ForkResult::Child => {
             drop(parent);
-            pid1::main(state, &config.spec, signals)
+            drop(entry);
+            pid1::main(state, &config, signals, &oom_score_adj)
         }
-        ForkResult::Parent { child } => supervise(state, child, &signals, parent),
+        ForkResult::Parent { child } => {
+            supervise(state, child, &signals, parent, &config.cgroup_procs)
+        }
     }
 }
 
-/// Waits for init, passing on signals, and kills it if rbuild goes away.
+/// Waits for init, passing on signals, and kills the sandbox if rbuild goes away: init
+/// (whose death takes its pid namespace down) and everything in the sandbox's cgroups.
 fn supervise(
     state: &StateDir,
     init: Pid,
     signals: &SignalFd,
     mut parent: Option<OwnedFd>,
+    cgroup_procs: &[PathBuf],
 ) -> Result<(), SetupError> {
     let ended = loop {
         let parent_gone = {
@@ -398,6 +475,7 @@ fn supervise(
         };
         if parent_gone {
             let _ = kill(init, Signal::SIGKILL);
+            kill_cgroup(cgroup_procs);
             parent = None;
         }
         while let Ok(Some(info)) = signals.read_signal() {
@@ -440,6 +518,35 @@ fn supervise(
         Ok(code) => exit(code),
         Err(_) => Ok(()),
     }
+}
+
+/// SIGKILLs every process listed in the sandbox's `cgroup.procs` files but the helper.
+fn kill_cgroup(cgroup_procs: &[PathBuf]) {
+    let me = getpid().as_raw();
+    for procs in cgroup_procs {
+        let Ok(text) = std::fs::read_to_string(procs) else {
+            continue;
+        };
+        for pid in text
+            .lines()
+            .filter_map(|line| line.trim().parse::<i32>().ok())
+        {
+            if pid != me {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Sets the helper's `oom_score_adj` (inherited by init) to -1000, the OOM killer's
+/// "never"; returns the value it had, for the command.
+fn shield_from_oom() -> String {
+    const PATH: &str = "/proc/self/oom_score_adj";
+    let original = std::fs::read_to_string(PATH)
+        .map(|text| text.trim().to_owned())
+        .unwrap_or_else(|_| "0".to_owned());
+    let _ = std::fs::write(PATH, "-1000");
+    original
 }
 
 /// A pidfd of rbuild, readable once it has exited; `PR_SET_PDEATHSIG` on kernels without

@@ -15,25 +15,35 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
 use nix::sys::stat::{Mode, umask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{Pid, chdir, sethostname};
+use nix::unistd::{Pid, sethostname};
 
 use super::command::Command;
 use super::rootfs::{self, Undo};
 use super::terminal::{Pty, Relay};
 use super::{SetupError, StateDir, sent_by_process};
-use crate::spec::{Network, SandboxSpec};
-use crate::state::{ROOTFS_DIR, Status};
+use crate::mount::{open_in_root, resolve_in_root};
+use crate::spec::Network;
+use crate::state::{InitConfig, ROOTFS_DIR, Status};
 use crate::user;
 
 /// Runs init to the end and exits; its exit takes every other process of the pid
 /// namespace, and with them the mount namespace, down.
-pub(super) fn main(state: &StateDir, spec: &SandboxSpec, signals: SignalFd) -> ! {
+pub(super) fn main(
+    state: &StateDir,
+    config: &InitConfig,
+    signals: SignalFd,
+    oom_score_adj: &str,
+) -> ! {
     // The helper is our parent; if it dies (rbuild gone), so do we and the namespace.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    // No host directory stays open in pid 1, and nobody without CAP_SYS_PTRACE may look
+    // into /proc/1 (its descriptors, its root, its memory).
+    state.keep_only_status();
+    let _ = nix::sys::prctl::set_dumpable(false);
     // The command inherits it; Docker's containers start with 022 too.
     umask(Mode::from_bits_truncate(0o022));
     let mut undo = Undo::default();
-    let result = run(state, spec, &signals, &mut undo);
+    let result = run(state, config, &signals, oom_score_adj, &mut undo);
     if undo.has_stubs() {
         kill_everything_else();
         undo.remove_stubs();
@@ -53,12 +63,14 @@ pub(super) fn main(state: &StateDir, spec: &SandboxSpec, signals: SignalFd) -> !
 
 fn run(
     state: &StateDir,
-    spec: &SandboxSpec,
+    config: &InitConfig,
     signals: &SignalFd,
+    oom_score_adj: &str,
     undo: &mut Undo,
 ) -> Result<Status, SetupError> {
+    let spec = &config.spec;
     let rootfs = state.path().join(ROOTFS_DIR);
-    rootfs::setup(state.path(), &rootfs, spec, undo)?;
+    rootfs::setup(state.path(), &rootfs, spec, &config.cgroupfs, undo)?;
     if !spec.hostname.is_empty() {
         sethostname(&spec.hostname).map_err(|source| SetupError::Hostname {
             hostname: spec.hostname.clone(),
@@ -69,9 +81,9 @@ fn run(
         loopback_up().map_err(|source| SetupError::Loopback { source })?;
     }
     // After pivot_root, so that /etc/passwd and every symlink resolve inside the root.
-    let user = user::resolve_from(&spec.process.user, Path::new("/etc"))?;
+    let user = user::resolve_from(&spec.process.user, Path::new("/"))?;
     enter_cwd(&spec.process.cwd)?;
-    let command = Command::prepare(&spec.process, user.clone())?;
+    let command = Command::prepare(&spec.process, user.clone(), oom_score_adj)?;
     let pty = if spec.process.terminal {
         Some(Pty::open(user.uid).map_err(|source| SetupError::Terminal { source })?)
     } else {
@@ -87,28 +99,42 @@ fn run(
 }
 
 /// Creates `cwd` when missing (as runc does) and makes it init's current directory, which
-/// the command inherits; relative executables are looked up from there.
+/// the command inherits; relative executables are looked up from there. The directory is
+/// opened inside the root without following magic links, so `/proc/self/fd/N` (a
+/// descriptor init might hold, CVE-2024-21626) is refused, and checked to be a directory.
 fn enter_cwd(cwd: &str) -> Result<(), SetupError> {
     let path = Path::new("/").join(cwd);
-    match fs::metadata(&path) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => return Err(SetupError::CwdNotDirectory { path }),
+    let open = || open_in_root(Path::new("/"), &path, libc::O_PATH | libc::O_DIRECTORY);
+    let dir = match open() {
+        Ok(dir) => dir,
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            // Every existing component resolved, symlinks included; only new directories
+            // are created below the last existing one.
+            let resolved = resolve_in_root(Path::new("/"), &path).map_err(|source| {
+                SetupError::CwdOutsideRoot {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o755)
-                .create(&path)
+                .create(Path::new("/").join(resolved))
                 .map_err(|source| SetupError::CreateCwd {
                     path: path.clone(),
                     source,
                 })?;
+            open().map_err(|source| SetupError::CwdOutsideRoot {
+                path: path.clone(),
+                source,
+            })?
         }
         Err(err) if err.raw_os_error() == Some(libc::ENOTDIR) => {
             return Err(SetupError::CwdNotDirectory { path });
         }
-        Err(source) => return Err(SetupError::CreateCwd { path, source }),
-    }
-    chdir(&path).map_err(|source| SetupError::Chdir { path, source })
+        Err(source) => return Err(SetupError::CwdOutsideRoot { path, source }),
+    };
+    nix::unistd::fchdir(dir.as_raw_fd()).map_err(|source| SetupError::Chdir { path, source })
 }
 
 /// Reaps every child until the command's own status is known, passing on signals and

@@ -1,8 +1,9 @@
-//! The sandbox's filesystem: root and caller mounts, `/proc`, `/dev`, `/sys`, the host's
-//! resolver files, then pivot_root; and the undoing of the mount points it had to create.
+//! The sandbox's filesystem: root and caller mounts, `/proc`, `/dev`, `/sys` (masked and
+//! read-only paths, a read-only cgroupfs), the network's `/etc` files, then pivot_root; and
+//! the undoing of the mount points it had to create.
 
 use std::fs;
-use std::io;
+
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
@@ -10,13 +11,14 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, unshare};
 use nix::unistd::{chdir, pivot_root};
 
-use super::SetupError;
+use super::{SetupError, masks};
+use crate::cgroup::CgroupFs;
 use crate::mount::{
     MountError, MountPoint, MountPointKind, Stub, ensure_mount_point, mount_at, plan,
     resolve_in_root,
 };
-use crate::spec::{Network, SandboxSpec};
-use crate::state::{HOSTS_FILE, RESOLV_CONF_FILE};
+use crate::spec::SandboxSpec;
+use crate::state::{HOSTNAME_FILE, HOSTS_FILE, RESOLV_CONF_FILE};
 
 /// What setup changed in the root that must be undone after the command exits, so that a
 /// RUN over a bare root leaves no empty `/proc`, `/dev`, `/sys` or mount-point stubs in its
@@ -72,12 +74,16 @@ pub(super) fn setup(
     state_dir: &Path,
     rootfs: &Path,
     spec: &SandboxSpec,
+    cgroupfs: &CgroupFs,
     undo: &mut Undo,
 ) -> Result<(), SetupError> {
     undo.root = rootfs.to_owned();
     // A mount namespace of its own, detached from the host's propagation: nothing mounted
     // here shows on the host, and it all goes away with the namespace.
-    unshare(CloneFlags::CLONE_NEWNS).map_err(|source| SetupError::Unshare { source })?;
+    // The cgroup namespace too, now that init is in the sandbox's cgroup: its root is the
+    // sandbox's own cgroup, as the read-only cgroupfs will show.
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWCGROUP)
+        .map_err(|source| SetupError::Unshare { source })?;
     mount(
         None::<&str>,
         "/",
@@ -87,7 +93,10 @@ pub(super) fn setup(
     )
     .map_err(|source| SetupError::PrivateMounts { source })?;
 
-    mount_at(&spec.root, rootfs)?;
+    // Every filesystem of the sandbox is `nodev` but the device nodes bound into `/dev` and
+    // devpts: CAP_MKNOD (in Docker's default set) creates nodes, and nothing opens them.
+    // Docker gets the same from the devices cgroup; `nodev` works alike on v1 and v2.
+    mount_at(&without_devices(&spec.root), rootfs)?;
 
     for spec_mount in &spec.mounts {
         let bind = plan(&spec_mount.fstype, &spec_mount.options).bind;
@@ -97,7 +106,7 @@ pub(super) fn setup(
             MountPointKind::Dir
         };
         let target = mount_point(rootfs, &spec_mount.target, kind, undo)?;
-        mount_at(spec_mount, &target.path)?;
+        mount_at(&without_devices(spec_mount), &target.path)?;
         undo.mounts.push(target.sandbox_path);
     }
 
@@ -116,7 +125,7 @@ pub(super) fn setup(
         "/dev",
         "tmpfs",
         "tmpfs",
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
         undo,
     )?;
@@ -131,9 +140,9 @@ pub(super) fn setup(
         undo,
     )?;
 
-    if spec.network == Network::Host {
-        bind_host_files(state_dir, rootfs, undo)?;
-    }
+    masks::mount_cgroupfs(rootfs, cgroupfs);
+    masks::apply(rootfs)?;
+    bind_network_files(state_dir, rootfs, undo)?;
 
     // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves
     // the new root alone, with no directory needed to park the old one in.
@@ -148,13 +157,22 @@ pub(super) fn setup(
             None::<&str>,
             "/",
             None::<&str>,
-            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+            // A bind remount sets the mount's flags anew: `nodev` must be said again.
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NODEV,
             None::<&str>,
         )
         .map_err(|source| SetupError::ReadonlyRoot { source })?;
         undo.readonly = true;
     }
     Ok(())
+}
+
+/// `mount` with `nodev` added (the caller may not take it away).
+fn without_devices(mount: &crate::spec::Mount) -> crate::spec::Mount {
+    let mut mount = mount.clone();
+    mount.options.retain(|option| option != "dev");
+    mount.options.push("nodev".into());
+    mount
 }
 
 fn mount_point(
@@ -193,8 +211,9 @@ fn special(
     Ok(point.path)
 }
 
-/// Device nodes bound from the host (no mknod: it would need the nodes to be allowed on
-/// the root's filesystem), a private devpts, shm, mqueue and the usual symlinks.
+/// Device nodes bound from the host (no mknod: the `/dev` tmpfs is `nodev`, and each bind is
+/// a mount of its own that allows its one device), a private devpts, shm, mqueue and the
+/// usual symlinks.
 fn populate_dev(dev: &Path) -> Result<(), SetupError> {
     let create_error = |path: &Path| {
         let path = path.to_owned();
@@ -255,9 +274,10 @@ fn populate_dev(dev: &Path) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// Read-only private copies of the host's `/etc/resolv.conf` and `/etc/hosts`, when the
-/// root has an `/etc` (a root without one, such as `FROM scratch`, gets none).
-fn bind_host_files(state_dir: &Path, rootfs: &Path, undo: &mut Undo) -> Result<(), SetupError> {
+/// The sandbox's `/etc/resolv.conf`, `/etc/hosts` and `/etc/hostname` that rbuild wrote
+/// into the state dir (copies of the host's, or made for a bridge), bound read-only, when
+/// the root has an `/etc` (a root without one, such as `FROM scratch`, gets none).
+fn bind_network_files(state_dir: &Path, rootfs: &Path, undo: &mut Undo) -> Result<(), SetupError> {
     let etc =
         resolve_in_root(rootfs, Path::new("/etc")).map_err(|source| SetupError::MountPoint {
             path: "/etc".into(),
@@ -266,13 +286,11 @@ fn bind_host_files(state_dir: &Path, rootfs: &Path, undo: &mut Undo) -> Result<(
     if !rootfs.join(etc).is_dir() {
         return Ok(());
     }
-    for (name, file) in [("resolv.conf", RESOLV_CONF_FILE), ("hosts", HOSTS_FILE)] {
+    for name in [RESOLV_CONF_FILE, HOSTS_FILE, HOSTNAME_FILE] {
         let host = Path::new("/etc").join(name);
-        let copy = state_dir.join(file);
-        match fs::copy(&host, &copy) {
-            Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-            Err(source) => return Err(SetupError::CopyHostFile { path: host, source }),
+        let copy = state_dir.join(name);
+        if !copy.is_file() {
+            continue;
         }
         let target = mount_point(rootfs, &host, MountPointKind::File, undo)?;
         let bind = crate::spec::Mount {

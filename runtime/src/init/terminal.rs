@@ -41,8 +41,19 @@ impl Pty {
         let slave = unsafe { OwnedFd::from_raw_fd(slave) };
         // SAFETY: fchown on a valid descriptor; -1 keeps the group.
         Errno::result(unsafe { libc::fchown(slave.as_raw_fd(), uid, u32::MAX) })?;
-        copy_window_size(libc::STDIN_FILENO, master.as_raw_fd());
+        copy_window_size(outer_terminal(), master.as_raw_fd());
         Ok(Pty { master, slave })
+    }
+}
+
+/// rbuild's terminal: its stdin, or its stdout when stdin is not one (`-t` without `-i`
+/// reads `/dev/null`).
+fn outer_terminal() -> RawFd {
+    // SAFETY: isatty on the standard descriptors has no preconditions.
+    if unsafe { libc::isatty(libc::STDIN_FILENO) } == 1 {
+        libc::STDIN_FILENO
+    } else {
+        libc::STDOUT_FILENO
     }
 }
 
@@ -87,7 +98,7 @@ impl Relay {
     }
 
     pub(super) fn resize(&self) {
-        copy_window_size(libc::STDIN_FILENO, self.master.as_raw_fd());
+        copy_window_size(outer_terminal(), self.master.as_raw_fd());
     }
 
     /// stdin is readable (or closed).

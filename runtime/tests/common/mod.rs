@@ -88,6 +88,7 @@ impl Fixture {
             helper: env!("CARGO_BIN_EXE_rbuild-sandbox-test-helper").into(),
             state_dir: state.clone(),
             cgroup_parent: cgroup_parent.clone(),
+            ..Default::default()
         })
         .unwrap();
         Fixture {
@@ -178,7 +179,10 @@ impl Fixture {
             let mut right = right.split(' ');
             let fstype = right.next().unwrap();
             let options = right.nth(1).unwrap_or("");
-            let v1 = fstype == "cgroup" && options.split(',').any(|o| o == "memory" || o == "pids");
+            let v1 = fstype == "cgroup"
+                && options
+                    .split(',')
+                    .any(|o| matches!(o, "memory" | "pids" | "cpu" | "cpuset"));
             let v2 = fstype == "cgroup2";
             let dir = Path::new(mount_point).join(&self.cgroup_parent);
             if v1 {

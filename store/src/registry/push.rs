@@ -542,7 +542,7 @@ impl Store {
     ) -> crate::Result<Descriptor> {
         let key = format!("compressed/{}/{}", compression.name(), layer.digest);
         if let Some(known) = self.get_state(&key)?
-            && let Ok(descriptor) = serde_json::from_value::<Descriptor>(known)
+            && let Ok(descriptor) = serde_json::from_slice::<Descriptor>(&known)
             && self.keep_existing_blob(&descriptor.digest)?
         {
             return Ok(descriptor);
@@ -577,7 +577,7 @@ impl Store {
         let descriptor = Descriptor::new(compression.media_type(), digest, size);
         self.put_state(
             &key,
-            &serde_json::to_value(&descriptor).expect("descriptors serialize"),
+            &serde_json::to_vec(&descriptor).expect("descriptors serialize"),
         )?;
         Ok(descriptor)
     }
@@ -587,7 +587,7 @@ impl Store {
         self.get_state(&format!("{SOURCES_PREFIX}{digest}"))
             .ok()
             .flatten()
-            .and_then(|v| serde_json::from_value(v).ok())
+            .and_then(|v| serde_json::from_slice(&v).ok())
             .unwrap_or_default()
     }
 
@@ -601,7 +601,7 @@ impl Store {
             sources.truncate(8);
             self.put_state(
                 &format!("{SOURCES_PREFIX}{digest}"),
-                &serde_json::to_value(&sources).expect("strings serialize"),
+                &serde_json::to_vec(&sources).expect("strings serialize"),
             )?;
         }
         Ok(())
@@ -633,7 +633,7 @@ mod tests {
             store
                 .put_state(
                     &format!("compressed/{}/{}", compression.name(), layer.digest),
-                    &serde_json::Value::Null,
+                    b"null",
                 )
                 .unwrap();
             let second = store.compressed_layer(&layer, compression).unwrap();

@@ -1,10 +1,5 @@
-//! Cgroups of a sandbox: finding the hierarchy (v1 or v2), creating the sandbox's cgroup,
-//! writing its limits, reading OOM kills, killing what is left in it and removing it.
-//!
-//! v1 (hybrid hosts, CI here): one cgroup per controller, `<memory mount>/<parent>/<id>`
-//! and `<pids mount>/<parent>/<id>`. v2: `<cgroup2 mount>/<parent>/<id>`, with `memory` and
-//! `pids` enabled in the `cgroup.subtree_control` of the root and of every parent level.
-//! All paths are relative to the hierarchy's mount point, as Docker's `--cgroup-parent`.
+//! One sandbox's cgroup: created with its limits (memory without swap, pids, CPU quota,
+//! cpuset), read for OOM kills, killed and removed.
 
 use std::fs;
 use std::io;
@@ -13,136 +8,21 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::{
+    CgroupVersion, Hierarchy, RUNTIME_PIDS, create_dir, create_dir_all, enable_controllers,
+    read_file, read_keyed, write_file,
+};
 use crate::error::Error;
 use crate::spec::Limits;
 
-/// The cgroup version the host uses for the controllers the runtime needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CgroupVersion {
-    V1,
-    V2,
-}
-
-/// Where the controllers are mounted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Hierarchy {
-    V1 {
-        memory: Option<PathBuf>,
-        pids: Option<PathBuf>,
-    },
-    V2 {
-        mount: PathBuf,
-    },
-}
-
-const MOUNTINFO: &str = "/proc/self/mountinfo";
-
-/// The runtime's own processes in a sandbox's cgroup (the helper and init), added to the
-/// caller's pids limit, which counts the sandboxed process tree only.
-pub(crate) const RUNTIME_PIDS: u64 = 2;
-
-impl Hierarchy {
-    pub(crate) fn detect() -> Result<Hierarchy, Error> {
-        let text = fs::read_to_string(MOUNTINFO).map_err(|source| Error::ReadMountinfo {
-            path: MOUNTINFO.into(),
-            source,
-        })?;
-        Hierarchy::from_mountinfo(&text).ok_or(Error::NoCgroupHierarchy)
-    }
-
-    /// A v1 hierarchy holding `memory` or `pids` wins: on hybrid hosts the cgroup2 mount
-    /// exists but has no controllers.
-    pub(crate) fn from_mountinfo(text: &str) -> Option<Hierarchy> {
-        let mut memory = None;
-        let mut pids = None;
-        let mut unified = None;
-        for line in text.lines() {
-            let Some((left, right)) = line.split_once(" - ") else {
-                continue;
-            };
-            let Some(mount_point) = left.split(' ').nth(4) else {
-                continue;
-            };
-            let mut right = right.split(' ');
-            let fstype = right.next();
-            let super_options = right.nth(1).unwrap_or("");
-            match fstype {
-                Some("cgroup2") if unified.is_none() => unified = Some(unescape(mount_point)),
-                Some("cgroup") => {
-                    for option in super_options.split(',') {
-                        match option {
-                            "memory" if memory.is_none() => memory = Some(unescape(mount_point)),
-                            "pids" if pids.is_none() => pids = Some(unescape(mount_point)),
-                            _ => {}
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        if memory.is_some() || pids.is_some() {
-            Some(Hierarchy::V1 { memory, pids })
-        } else {
-            unified.map(|mount| Hierarchy::V2 { mount })
-        }
-    }
-
-    pub(crate) fn version(&self) -> CgroupVersion {
-        match self {
-            Hierarchy::V1 { .. } => CgroupVersion::V1,
-            Hierarchy::V2 { .. } => CgroupVersion::V2,
-        }
-    }
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(field: &str) -> PathBuf {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
-            let value = bytes[i + 1..i + 4]
-                .iter()
-                .fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
-            out.push(value as u8);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    use std::os::unix::ffi::OsStringExt;
-    PathBuf::from(std::ffi::OsString::from_vec(out))
-}
-
-/// Checks a `cgroup_parent` option: relative, no `..`, no empty components.
-pub(crate) fn validate_parent(parent: &str) -> Result<(), Error> {
-    let valid = parent.is_empty()
-        || (!parent.starts_with('/')
-            && parent
-                .split('/')
-                .all(|part| !part.is_empty() && part != "." && part != ".."));
-    if valid {
-        Ok(())
-    } else {
-        Err(Error::InvalidCgroupParent {
-            parent: parent.to_owned(),
-        })
-    }
-}
-
-/// The cgroup directories of one sandbox. With v2, `memory` and `pids` are the same dir.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The cgroup directories of one sandbox. With v2, they are all the same dir.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct SandboxCgroup {
-    version: CgroupVersion,
+    version: Option<CgroupVersion>,
     memory: Option<PathBuf>,
     pids: Option<PathBuf>,
+    cpu: Option<PathBuf>,
+    cpuset: Option<PathBuf>,
 }
 
 impl SandboxCgroup {
@@ -156,15 +36,23 @@ impl SandboxCgroup {
                 .filter(|dir| dir.is_dir())
         };
         match hierarchy {
-            Hierarchy::V1 { memory, pids } => SandboxCgroup {
-                version: CgroupVersion::V1,
+            Hierarchy::V1 {
+                memory,
+                pids,
+                cpu,
+                cpuset,
+                ..
+            } => SandboxCgroup {
+                version: Some(CgroupVersion::V1),
                 memory: existing(memory),
                 pids: existing(pids),
+                cpu: existing(cpu),
+                cpuset: existing(cpuset),
             },
             Hierarchy::V2 { mount } => SandboxCgroup {
-                version: CgroupVersion::V2,
-                memory: None,
+                version: Some(CgroupVersion::V2),
                 pids: existing(&Some(mount.clone())),
+                ..SandboxCgroup::default()
             },
         }
     }
@@ -178,9 +66,8 @@ impl SandboxCgroup {
         limits: &Limits,
     ) -> Result<SandboxCgroup, Error> {
         let mut cgroup = SandboxCgroup {
-            version: hierarchy.version(),
-            memory: None,
-            pids: None,
+            version: Some(hierarchy.version()),
+            ..SandboxCgroup::default()
         };
         let result = cgroup.create_dirs(hierarchy, parent, id, limits);
         let result = result.and_then(|()| cgroup.apply_limits(limits));
@@ -199,11 +86,20 @@ impl SandboxCgroup {
         limits: &Limits,
     ) -> Result<(), Error> {
         match hierarchy {
-            Hierarchy::V1 { memory, pids } => {
+            Hierarchy::V1 {
+                memory,
+                pids,
+                cpu,
+                cpuset,
+                ..
+            } => {
                 // Joining a v1 memory cgroup costs about a millisecond (and removing it
                 // more), so there is one only with a memory limit; the pids cgroup, cheap,
-                // always exists to find every process of the sandbox.
+                // always exists to find every process of the sandbox. CPU ones only with
+                // their limits.
                 let need_memory = limits.memory_bytes.is_some() || pids.is_none();
+                let wants_cpu = limits.cpu.is_some();
+                let wants_cpuset = limits.cpuset_cpus.is_some();
                 for (controller, mount, needed, wanted, slot) in [
                     (
                         "memory",
@@ -213,11 +109,24 @@ impl SandboxCgroup {
                         &mut self.memory,
                     ),
                     ("pids", pids, true, limits.pids.is_some(), &mut self.pids),
+                    ("cpu", cpu, wants_cpu, wants_cpu, &mut self.cpu),
+                    (
+                        "cpuset",
+                        cpuset,
+                        wants_cpuset,
+                        wants_cpuset,
+                        &mut self.cpuset,
+                    ),
                 ] {
                     match mount {
                         Some(mount) if needed => {
-                            let parent_dir = mount.join(parent);
-                            create_dir_all(&parent_dir)?;
+                            let parent_dir = if controller == "cpuset" {
+                                create_cpuset_parents(mount, parent)?
+                            } else {
+                                let dir = mount.join(parent);
+                                create_dir_all(&dir)?;
+                                dir
+                            };
                             let dir = parent_dir.join(id);
                             create_dir(&dir)?;
                             *slot = Some(dir);
@@ -236,10 +145,21 @@ impl SandboxCgroup {
             Hierarchy::V2 { mount } => {
                 let available = read_file(&mount.join("cgroup.controllers"))?;
                 let mut enable = Vec::new();
-                for (controller, wanted) in [
-                    ("memory", limits.memory_bytes.is_some()),
-                    ("pids", limits.pids.is_some()),
+                // memory and pids always when the host has them (cheap on v2, and
+                // `memory.events` tells OOM kills apart); cpu and cpuset with their limits.
+                for (controller, needed, wanted) in [
+                    ("memory", true, limits.memory_bytes.is_some()),
+                    ("pids", true, limits.pids.is_some()),
+                    ("cpu", limits.cpu.is_some(), limits.cpu.is_some()),
+                    (
+                        "cpuset",
+                        limits.cpuset_cpus.is_some(),
+                        limits.cpuset_cpus.is_some(),
+                    ),
                 ] {
+                    if !needed {
+                        continue;
+                    }
                     if available.split_whitespace().any(|c| c == controller) {
                         enable.push(controller);
                     } else if wanted {
@@ -264,6 +184,12 @@ impl SandboxCgroup {
                 if enable.contains(&"pids") {
                     self.pids = Some(dir.clone());
                 }
+                if enable.contains(&"cpu") {
+                    self.cpu = Some(dir.clone());
+                }
+                if enable.contains(&"cpuset") {
+                    self.cpuset = Some(dir.clone());
+                }
                 if self.memory.is_none() && self.pids.is_none() {
                     // Still a cgroup: it lets `kill` and the cleanup find every process.
                     self.pids = Some(dir);
@@ -276,7 +202,7 @@ impl SandboxCgroup {
     pub(crate) fn apply_limits(&self, limits: &Limits) -> Result<(), Error> {
         if let (Some(bytes), Some(dir)) = (limits.memory_bytes, &self.memory) {
             let bytes = bytes.to_string();
-            match self.version {
+            match self.version() {
                 CgroupVersion::V1 => {
                     // memsw (memory + swap) must be written after the memory limit: the
                     // kernel refuses memsw < memory. Equal values mean no swap.
@@ -299,23 +225,55 @@ impl SandboxCgroup {
             let pids = pids.saturating_add(RUNTIME_PIDS);
             write_file(&dir.join("pids.max"), &pids.to_string())?;
         }
+        if let (Some(quota), Some(dir)) = (&limits.cpu, &self.cpu) {
+            match self.version() {
+                CgroupVersion::V1 => {
+                    // The period first: a quota is checked against the current period.
+                    write_file(&dir.join("cpu.cfs_period_us"), &quota.period_us.to_string())?;
+                    write_file(&dir.join("cpu.cfs_quota_us"), &quota.quota_us.to_string())?;
+                }
+                CgroupVersion::V2 => write_file(
+                    &dir.join("cpu.max"),
+                    &format!("{} {}", quota.quota_us, quota.period_us),
+                )?,
+            }
+        }
+        if let (Some(cpus), Some(dir)) = (&limits.cpuset_cpus, &self.cpuset) {
+            if self.version() == CgroupVersion::V1 {
+                // A v1 cpuset starts with no memory nodes, and a task cannot join it so.
+                let parent = dir.parent().unwrap_or(dir);
+                let mems = read_file(&parent.join("cpuset.mems"))?;
+                write_file(&dir.join("cpuset.mems"), mems.trim())?;
+            }
+            write_file(&dir.join("cpuset.cpus"), cpus)?;
+        }
         Ok(())
     }
 
-    #[cfg(test)]
     pub(crate) fn version(&self) -> CgroupVersion {
-        self.version
+        self.version.unwrap_or(CgroupVersion::V1)
     }
 
     /// The cgroup directories, each once.
     pub(crate) fn dirs(&self) -> Vec<&Path> {
-        let mut dirs: Vec<&Path> = Vec::with_capacity(2);
-        for dir in [&self.memory, &self.pids].into_iter().flatten() {
+        let mut dirs: Vec<&Path> = Vec::with_capacity(4);
+        for dir in [&self.memory, &self.pids, &self.cpu, &self.cpuset]
+            .into_iter()
+            .flatten()
+        {
             if !dirs.contains(&dir.as_path()) {
                 dirs.push(dir);
             }
         }
         dirs
+    }
+
+    /// The sandbox's one directory, on v2.
+    pub(crate) fn v2_dir(&self) -> Option<&Path> {
+        match self.version() {
+            CgroupVersion::V2 => self.dirs().first().copied(),
+            CgroupVersion::V1 => None,
+        }
     }
 
     /// The `cgroup.procs` files the helper writes its pid to.
@@ -331,7 +289,7 @@ impl SandboxCgroup {
         let Some(dir) = &self.memory else {
             return false;
         };
-        match self.version {
+        match self.version() {
             CgroupVersion::V2 => {
                 read_keyed(&dir.join("memory.events"), "oom_kill").is_some_and(|n| n > 0)
             }
@@ -353,7 +311,7 @@ impl SandboxCgroup {
     /// SIGKILLs every process in the cgroup. Best effort: a process that is gone is fine.
     pub(crate) fn kill(&self) {
         // `cgroup.kill` (v2, Linux 5.14) kills atomically, forks in flight included.
-        if self.version == CgroupVersion::V2
+        if self.version() == CgroupVersion::V2
             && let Some(dir) = self.dirs().first()
             && write_file(&dir.join("cgroup.kill"), "1").is_ok()
         {
@@ -403,142 +361,45 @@ impl SandboxCgroup {
     }
 }
 
-/// Enables `controllers` for the children of `dir` unless they already are.
-fn enable_controllers(dir: &Path, controllers: &[&str]) -> Result<(), Error> {
-    if controllers.is_empty() {
-        return Ok(());
+/// Creates the v1 cpuset levels of `parent` under `mount`, each with the cpus and memory
+/// nodes of the level above (a v1 cpuset starts empty, and an empty one takes no child
+/// that has cpus). Returns the last level.
+fn create_cpuset_parents(mount: &Path, parent: &str) -> Result<PathBuf, Error> {
+    let mut dir = mount.to_owned();
+    for part in parent.split('/').filter(|part| !part.is_empty()) {
+        let above = dir.clone();
+        dir.push(part);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(Error::CreateCgroup {
+                    path: dir.clone(),
+                    source,
+                });
+            }
+        }
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            if read_file(&dir.join(file))?.trim().is_empty() {
+                let value = read_file(&above.join(file))?;
+                write_file(&dir.join(file), value.trim())?;
+            }
+        }
     }
-    let path = dir.join("cgroup.subtree_control");
-    let enabled = read_file(&path)?;
-    let missing: Vec<String> = controllers
-        .iter()
-        .filter(|c| !enabled.split_whitespace().any(|e| e == **c))
-        .map(|c| format!("+{c}"))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    write_file(&path, &missing.join(" "))
-}
-
-fn create_dir_all(dir: &Path) -> Result<(), Error> {
-    fs::create_dir_all(dir).map_err(|source| Error::CreateCgroup {
-        path: dir.to_owned(),
-        source,
-    })
-}
-
-fn create_dir(dir: &Path) -> Result<(), Error> {
-    fs::create_dir(dir).map_err(|source| Error::CreateCgroup {
-        path: dir.to_owned(),
-        source,
-    })
-}
-
-fn read_file(path: &Path) -> Result<String, Error> {
-    fs::read_to_string(path).map_err(|source| Error::ReadCgroup {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-/// Writes to an existing control file: cgroupfs does not create files, and neither should
-/// a typo here. (`O_TRUNC` is ignored by cgroupfs and makes fake trees in tests behave.)
-fn write_file(path: &Path, value: &str) -> Result<(), Error> {
-    use std::io::Write;
-    fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(path)
-        .and_then(|mut file| file.write_all(value.as_bytes()))
-        .map_err(|source| Error::WriteCgroup {
-            path: path.to_owned(),
-            value: value.to_owned(),
-            source,
-        })
-}
-
-/// Reads `key N` from a flat keyed file such as `memory.events`.
-fn read_keyed(path: &Path, key: &str) -> Option<u64> {
-    let text = fs::read_to_string(path).ok()?;
-    text.lines().find_map(|line| {
-        let (name, value) = line.split_once(' ')?;
-        (name == key).then(|| value.trim().parse().ok()).flatten()
-    })
+    Ok(dir)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const HYBRID: &str = "\
-22 27 0:21 / /proc rw,relatime - proc proc rw
-31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
-32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
-35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-39 31 0:36 / /sys/fs/cgroup/pids rw,relatime shared:5 - cgroup cgroup rw,pids
-41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-";
-
-    const UNIFIED: &str = "\
-22 27 0:21 / /proc rw,relatime - proc proc rw
-31 23 0:28 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
-";
-
-    #[test]
-    fn detects_hybrid_as_v1() {
-        assert_eq!(
-            Hierarchy::from_mountinfo(HYBRID),
-            Some(Hierarchy::V1 {
-                memory: Some("/sys/fs/cgroup/memory".into()),
-                pids: Some("/sys/fs/cgroup/pids".into()),
-            })
-        );
-    }
-
-    #[test]
-    fn detects_unified_as_v2() {
-        let hierarchy = Hierarchy::from_mountinfo(UNIFIED).unwrap();
-        assert_eq!(
-            hierarchy,
-            Hierarchy::V2 {
-                mount: "/sys/fs/cgroup".into()
-            }
-        );
-        assert_eq!(hierarchy.version(), CgroupVersion::V2);
-    }
-
-    #[test]
-    fn detects_nothing_without_cgroups() {
-        assert_eq!(
-            Hierarchy::from_mountinfo("22 27 0:21 / /proc rw - proc proc rw\n"),
-            None
-        );
-    }
-
-    #[test]
-    fn unescapes_mount_points() {
-        assert_eq!(unescape(r"/a\040b\134c"), PathBuf::from(r"/a b\c"));
-        assert_eq!(unescape(r"/tail\04"), PathBuf::from(r"/tail\04"));
-    }
-
-    #[test]
-    fn validates_parent() {
-        assert!(validate_parent("rbuild").is_ok());
-        assert!(validate_parent("a/b").is_ok());
-        assert!(validate_parent("").is_ok());
-        assert!(validate_parent("/abs").is_err());
-        assert!(validate_parent("a/../b").is_err());
-        assert!(validate_parent("a//b").is_err());
-    }
+    use crate::spec::CpuQuota;
 
     /// Creates the directories without writing limits: fake trees have no control files
     /// until the test writes them.
     fn dirs_only(hierarchy: &Hierarchy, parent: &str, id: &str, limits: &Limits) -> SandboxCgroup {
         let mut cgroup = SandboxCgroup {
-            version: hierarchy.version(),
-            memory: None,
-            pids: None,
+            version: Some(hierarchy.version()),
+            ..SandboxCgroup::default()
         };
         cgroup.create_dirs(hierarchy, parent, id, limits).unwrap();
         cgroup
@@ -558,10 +419,14 @@ mod tests {
         let hierarchy = Hierarchy::V1 {
             memory: Some(memory.clone()),
             pids: Some(pids.clone()),
+            cpu: None,
+            cpuset: None,
+            mounts: Vec::new(),
         };
         let limits = Limits {
             memory_bytes: Some(32 << 20),
             pids: Some(20),
+            ..Limits::default()
         };
         // The fake tree has no control files, so writing limits fails, and the failure
         // removes what was created.
@@ -623,6 +488,9 @@ mod tests {
         let hierarchy = Hierarchy::V1 {
             memory: Some(temp.path().to_owned()),
             pids: None,
+            cpu: None,
+            cpuset: None,
+            mounts: Vec::new(),
         };
         let cgroup = SandboxCgroup::create(&hierarchy, "", "sb", &Limits::default()).unwrap();
         let dir = temp.path().join("sb");
@@ -631,6 +499,7 @@ mod tests {
         let limits = Limits {
             memory_bytes: Some(1000),
             pids: None,
+            ..Limits::default()
         };
         cgroup.apply_limits(&limits).unwrap();
         assert_eq!(
@@ -646,10 +515,14 @@ mod tests {
         let hierarchy = Hierarchy::V1 {
             memory: Some(temp.path().to_owned()),
             pids: None,
+            cpu: None,
+            cpuset: None,
+            mounts: Vec::new(),
         };
         let limits = Limits {
             memory_bytes: None,
             pids: Some(5),
+            ..Limits::default()
         };
         let err = SandboxCgroup::create(&hierarchy, "rbuild", "sb", &limits).unwrap_err();
         assert!(
@@ -710,6 +583,7 @@ mod tests {
         let limits = Limits {
             memory_bytes: Some(64 << 20),
             pids: Some(100),
+            ..Limits::default()
         };
         cgroup.apply_limits(&limits).unwrap();
         assert_eq!(
@@ -743,6 +617,7 @@ mod tests {
         let limits = Limits {
             memory_bytes: Some(1 << 20),
             pids: None,
+            ..Limits::default()
         };
         let err = SandboxCgroup::create(&hierarchy, "rbuild", "sb", &limits).unwrap_err();
         assert!(
@@ -767,6 +642,9 @@ mod tests {
         let hierarchy = Hierarchy::V1 {
             memory: Some(temp.path().to_owned()),
             pids: None,
+            cpu: None,
+            cpuset: None,
+            mounts: Vec::new(),
         };
         let cgroup = SandboxCgroup::create(&hierarchy, "", "sb", &Limits::default()).unwrap();
         let dir = temp.path().join("sb");
@@ -783,5 +661,134 @@ mod tests {
             "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
         );
         assert!(cgroup.oom_killed(false));
+    }
+
+    #[test]
+    fn v1_cpu_quota_and_cpuset() {
+        let temp = tempfile::tempdir().unwrap();
+        let cpu = temp.path().join("cpu");
+        let cpuset = temp.path().join("cpuset");
+        let pids = temp.path().join("pids");
+        for dir in [&cpu, &cpuset, &pids] {
+            fs::create_dir_all(dir).unwrap();
+        }
+        touch(&cpuset.join("cpuset.cpus"), "0-1\n");
+        touch(&cpuset.join("cpuset.mems"), "0\n");
+        // The `rbuild` level exists and is still empty, as the kernel makes it.
+        fs::create_dir(cpuset.join("rbuild")).unwrap();
+        touch(&cpuset.join("rbuild/cpuset.cpus"), "\n");
+        touch(&cpuset.join("rbuild/cpuset.mems"), "\n");
+        let hierarchy = Hierarchy::V1 {
+            memory: None,
+            pids: Some(pids.clone()),
+            cpu: Some(cpu.clone()),
+            cpuset: Some(cpuset.clone()),
+            mounts: Vec::new(),
+        };
+        let limits = Limits {
+            cpu: CpuQuota::from_cpus(0.5),
+            cpuset_cpus: Some("1".into()),
+            ..Limits::default()
+        };
+        let cgroup = dirs_only(&hierarchy, "rbuild", "sb", &limits);
+        assert_eq!(
+            cgroup.dirs(),
+            vec![
+                pids.join("rbuild/sb"),
+                cpu.join("rbuild/sb"),
+                cpuset.join("rbuild/sb")
+            ]
+        );
+        // The parent level got its cpus and memory nodes from the root.
+        assert_eq!(
+            fs::read_to_string(cpuset.join("rbuild/cpuset.cpus")).unwrap(),
+            "0-1"
+        );
+        assert_eq!(
+            fs::read_to_string(cpuset.join("rbuild/cpuset.mems")).unwrap(),
+            "0"
+        );
+        for file in ["cpu.cfs_period_us", "cpu.cfs_quota_us"] {
+            touch(&cpu.join("rbuild/sb").join(file), "-1\n");
+        }
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            touch(&cpuset.join("rbuild/sb").join(file), "\n");
+        }
+        cgroup.apply_limits(&limits).unwrap();
+        let read = |path: PathBuf| fs::read_to_string(path).unwrap();
+        assert_eq!(read(cpu.join("rbuild/sb/cpu.cfs_period_us")), "100000");
+        assert_eq!(read(cpu.join("rbuild/sb/cpu.cfs_quota_us")), "50000");
+        assert_eq!(read(cpuset.join("rbuild/sb/cpuset.cpus")), "1");
+        assert_eq!(read(cpuset.join("rbuild/sb/cpuset.mems")), "0");
+
+        // Without the controller, a CPU limit is an error.
+        let without = Hierarchy::V1 {
+            memory: None,
+            pids: Some(pids.clone()),
+            cpu: None,
+            cpuset: None,
+            mounts: Vec::new(),
+        };
+        let err = SandboxCgroup::create(&without, "rbuild", "sb2", &limits).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::MissingController {
+                    controller: "cpu",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(!pids.join("rbuild/sb2").exists());
+    }
+
+    #[test]
+    fn v2_cpu_max_and_cpuset() {
+        let temp = tempfile::tempdir().unwrap();
+        let root = temp.path();
+        fake_v2_level(root, "cpuset cpu memory pids\n");
+        let hierarchy = Hierarchy::V2 {
+            mount: root.to_owned(),
+        };
+        let limits = Limits {
+            cpu: CpuQuota::from_cpus(1.5),
+            cpuset_cpus: Some("0".into()),
+            ..Limits::default()
+        };
+        fake_v2_level(&root.join("rbuild"), "cpuset cpu memory pids\n");
+        let cgroup = dirs_only(&hierarchy, "rbuild", "sb", &limits);
+        let dir = root.join("rbuild/sb");
+        assert_eq!(cgroup.dirs(), vec![dir.as_path()]);
+        assert_eq!(
+            fs::read_to_string(root.join("rbuild/cgroup.subtree_control")).unwrap(),
+            "+memory +pids +cpu +cpuset"
+        );
+        touch(&dir.join("cpu.max"), "max 100000\n");
+        touch(&dir.join("cpuset.cpus"), "\n");
+        cgroup.apply_limits(&limits).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.join("cpu.max")).unwrap(),
+            "150000 100000"
+        );
+        assert_eq!(fs::read_to_string(dir.join("cpuset.cpus")).unwrap(), "0");
+
+        // Without `cpu` in the root's controllers, a quota is an error.
+        let temp = tempfile::tempdir().unwrap();
+        fake_v2_level(temp.path(), "memory pids\n");
+        let hierarchy = Hierarchy::V2 {
+            mount: temp.path().to_owned(),
+        };
+        let err = SandboxCgroup::create(&hierarchy, "rbuild", "sb", &limits).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::MissingController {
+                    controller: "cpu",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 }

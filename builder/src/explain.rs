@@ -1,0 +1,336 @@
+//! Why a step missed the cache, in words: each build keeps what went into every step's
+//! cache key (its trace), and a step that runs again is compared with its trace from the
+//! previous build of the same context and target: "`src/app.py` changed", "build arg
+//! `VERSION` changed (1 → 2)", "the base image `busybox:latest` moved", "the step before it
+//! ran again".
+//!
+//! Steps are matched between builds by stage and position in the stage, so editing an
+//! instruction is reported as such rather than as a new step.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rbuild_store::Store;
+use serde::{Deserialize, Serialize};
+
+/// What went into one step's cache key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Trace {
+    pub description: String,
+    /// The op's definition digest.
+    pub digest: String,
+    /// Each input: its description and its cache key.
+    pub inputs: Vec<(String, String)>,
+    /// RUN: the environment (`KEY=value`) the step sees.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// COPY from the context: each file read, with its mode, size and hash.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, String>,
+    /// FROM: the manifest the name resolved to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// Anything else in the key (network, SOURCE_DATE_EPOCH).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other: Vec<String>,
+    /// The resulting key.
+    pub key: String,
+}
+
+/// The traces of one build, by step identity (`stage#position`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Traces {
+    pub steps: HashMap<String, Trace>,
+}
+
+impl Traces {
+    fn state_name(scope: &str) -> String {
+        format!("explain:{scope}")
+    }
+
+    pub(crate) fn load(store: &Store, scope: &str) -> Traces {
+        store
+            .get_state(&Traces::state_name(scope))
+            .ok()
+            .flatten()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// Keeps these traces for the next build, unless they are those of the previous one
+    /// (a fully cached rebuild writes nothing).
+    pub(crate) fn save(&self, store: &Store, scope: &str, previous: &Traces) {
+        let unchanged = self.steps.len() == previous.steps.len()
+            && self.steps.iter().all(|(identity, trace)| {
+                previous
+                    .steps
+                    .get(identity)
+                    .is_some_and(|old| old.key == trace.key && old.description == trace.description)
+            });
+        if unchanged {
+            return;
+        }
+        if let Ok(bytes) = serde_json::to_vec(self) {
+            let _ = store.put_state(&Traces::state_name(scope), &bytes);
+        }
+    }
+}
+
+/// The first change behind a miss: the step where it happened and what changed there.
+/// Steps after it that missed only because they build on it share its cause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Cause {
+    pub step: usize,
+    pub description: String,
+    pub reason: String,
+}
+
+impl Cause {
+    /// How a miss reads at `step`: the change itself, or the earlier step it comes from.
+    pub(crate) fn message(&self, step: usize) -> String {
+        if self.step == step {
+            self.reason.clone()
+        } else {
+            format!(
+                "it builds on step {} (`{}`), which changed: {}",
+                self.step,
+                shorten(&self.description),
+                self.reason
+            )
+        }
+    }
+}
+
+/// Why step `step` (`new`) missed, given its trace from the previous build. `causes` maps
+/// the keys of this build's changed steps to their causes, so a change further up is
+/// named once, where it happened.
+pub(crate) fn explain(
+    step: usize,
+    old: &Trace,
+    new: &Trace,
+    causes: &HashMap<String, Cause>,
+) -> Cause {
+    let upstream = old
+        .inputs
+        .iter()
+        .zip(&new.inputs)
+        .find_map(|((_, old_key), (_, new_key))| {
+            (old_key != new_key).then(|| causes.get(new_key)).flatten()
+        });
+    // Its own changes (instruction, environment, files), apart from what it builds on
+    // (the definition digest covers the inputs' definitions too, so it is left out).
+    let own = Trace {
+        inputs: old.inputs.clone(),
+        digest: old.digest.clone(),
+        key: String::new(),
+        ..new.clone()
+    };
+    let own_changed = Trace {
+        key: String::new(),
+        ..old.clone()
+    } != own;
+    match upstream {
+        Some(cause) if !own_changed => cause.clone(),
+        Some(cause) => Cause {
+            step,
+            description: new.description.clone(),
+            reason: format!("{}; and {}", reason(old, &own), cause.message(usize::MAX)),
+        },
+        None => Cause {
+            step,
+            description: new.description.clone(),
+            reason: reason(old, new),
+        },
+    }
+}
+
+/// What differs between two traces of one step, first difference first.
+fn reason(old: &Trace, new: &Trace) -> String {
+    if old.description != new.description {
+        return format!(
+            "the instruction changed (it was `{}`)",
+            shorten(&old.description)
+        );
+    }
+    if old.base != new.base
+        && let (Some(old_base), Some(new_base)) = (&old.base, &new.base)
+    {
+        return format!(
+            "the base image moved from {} to {}",
+            short_digest(old_base),
+            short_digest(new_base)
+        );
+    }
+    for ((description, old_key), (_, new_key)) in old.inputs.iter().zip(&new.inputs) {
+        if old_key != new_key {
+            return format!("the step it builds on (`{}`) changed", shorten(description));
+        }
+    }
+    if old.inputs.len() != new.inputs.len() {
+        return "its inputs changed".to_owned();
+    }
+    if old.env != new.env {
+        return describe_env(&old.env, &new.env);
+    }
+    if old.files != new.files {
+        return describe_files(&old.files, &new.files);
+    }
+    if old.other != new.other {
+        return format!("its settings changed ({})", new.other.join(", "));
+    }
+    if old.digest != new.digest {
+        return "its definition changed".to_owned();
+    }
+    "its cache record is gone (pruned, or its layer was removed)".to_owned()
+}
+
+fn describe_env(old: &[String], new: &[String]) -> String {
+    let parse = |env: &[String]| -> BTreeMap<String, String> {
+        env.iter()
+            .map(|e| match e.split_once('=') {
+                Some((k, v)) => (k.to_owned(), v.to_owned()),
+                None => (e.clone(), String::new()),
+            })
+            .collect()
+    };
+    let (old, new) = (parse(old), parse(new));
+    let mut changes = Vec::new();
+    for (key, value) in &new {
+        match old.get(key) {
+            Some(previous) if previous != value => {
+                changes.push(format!(
+                    "`{key}` changed ({} → {})",
+                    shorten(previous),
+                    shorten(value)
+                ));
+            }
+            None => changes.push(format!("`{key}` was added ({})", shorten(value))),
+            _ => {}
+        }
+    }
+    for key in old.keys().filter(|k| !new.contains_key(*k)) {
+        changes.push(format!("`{key}` was removed"));
+    }
+    if changes.is_empty() {
+        return "its environment changed order".to_owned();
+    }
+    format!("build arg or env {}", list(changes))
+}
+
+fn describe_files(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> String {
+    let mut changes = Vec::new();
+    for (path, value) in new {
+        match old.get(path) {
+            Some(previous) if previous != value => changes.push(format!("`{path}` changed")),
+            None => changes.push(format!("`{path}` was added")),
+            _ => {}
+        }
+    }
+    for path in old.keys().filter(|p| !new.contains_key(*p)) {
+        changes.push(format!("`{path}` was removed"));
+    }
+    if changes.is_empty() {
+        return "the files it reads changed".to_owned();
+    }
+    list(changes)
+}
+
+/// "a", "a and b", "a, b and 3 more".
+fn list(mut items: Vec<String>) -> String {
+    match items.len() {
+        0 => String::new(),
+        1 => items.remove(0),
+        2 => format!("{} and {}", items[0], items[1]),
+        n if n <= 4 => {
+            let last = items.pop().unwrap_or_default();
+            format!("{} and {last}", items.join(", "))
+        }
+        n => format!("{}, {} and {} more", items[0], items[1], n - 2),
+    }
+}
+
+fn shorten(text: &str) -> String {
+    if text.chars().count() > 60 {
+        format!("{}…", text.chars().take(59).collect::<String>())
+    } else {
+        text.to_owned()
+    }
+}
+
+fn short_digest(digest: &str) -> String {
+    match digest.strip_prefix("sha256:") {
+        Some(hex) if hex.len() > 12 => format!("sha256:{}", &hex[..12]),
+        _ => digest.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trace() -> Trace {
+        Trace {
+            description: "RUN make".into(),
+            digest: "d".into(),
+            inputs: vec![("COPY . /src".into(), "k1".into())],
+            env: vec!["PATH=/bin".into(), "VERSION=1".into()],
+            ..Default::default()
+        }
+    }
+
+    fn why(old: &Trace, new: &Trace, causes: &HashMap<String, Cause>) -> String {
+        explain(5, old, new, causes).message(5)
+    }
+
+    #[test]
+    fn names_the_first_difference() {
+        let old = trace();
+        let mut new = trace();
+        new.env = vec!["PATH=/bin".into(), "VERSION=2".into(), "DEBUG=1".into()];
+        assert_eq!(
+            why(&old, &new, &HashMap::new()),
+            "build arg or env `DEBUG` was added (1) and `VERSION` changed (1 → 2)"
+        );
+        let mut new = trace();
+        new.inputs[0].1 = "k2".into();
+        let cause = Cause {
+            step: 2,
+            description: "COPY . /src".into(),
+            reason: "`src/main.c` changed".into(),
+        };
+        let causes = HashMap::from([("k2".to_owned(), cause)]);
+        assert_eq!(
+            why(&old, &new, &causes),
+            "it builds on step 2 (`COPY . /src`), which changed: `src/main.c` changed"
+        );
+        assert_eq!(
+            why(&old, &new, &HashMap::new()),
+            "the step it builds on (`COPY . /src`) changed"
+        );
+        let mut new = trace();
+        new.description = "RUN make -j".into();
+        assert_eq!(
+            why(&old, &new, &HashMap::new()),
+            "the instruction changed (it was `RUN make`)"
+        );
+        assert_eq!(
+            why(&old, &trace(), &HashMap::new()),
+            "its cache record is gone (pruned, or its layer was removed)"
+        );
+    }
+
+    #[test]
+    fn file_changes_are_listed() {
+        let old = BTreeMap::from([
+            ("a".to_owned(), "644 1 x".to_owned()),
+            ("b".to_owned(), "644 1 y".to_owned()),
+        ]);
+        let new = BTreeMap::from([
+            ("a".to_owned(), "644 1 z".to_owned()),
+            ("c".to_owned(), "644 1 y".to_owned()),
+        ]);
+        assert_eq!(
+            describe_files(&old, &new),
+            "`a` changed, `c` was added and `b` was removed"
+        );
+    }
+}

@@ -1,0 +1,484 @@
+//! RUN's `--mount`s turned into the sandbox's mounts, for one step.
+//!
+//! - `bind` from the context: the resolved path, bound read-only; when `.dockerignore`
+//!   excludes something below it, a read-only overlay whose top layer holds a whiteout for
+//!   each excluded entry, so the step sees the context as COPY does.
+//! - `bind` from a stage or image: an overlay of that sub-directory of each of its layers
+//!   (looked up as overlayfs would, see `lowers`), or a bind of a single file.
+//! - `rw` binds get a throwaway upper dir (files: a throwaway copy), removed with the step.
+//! - `cache`: the store's directory for the id, locked as `sharing` says while the step
+//!   runs; `from` fills it when it is created.
+//! - `tmpfs`: a tmpfs. `secret`: a read-only file from `secrets`, and/or an environment
+//!   variable.
+//!
+//! Everything is released (locks, scratch dirs, secret files) when [`StepMounts`] drops.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rbuild_frontend::{
+    BindMount, CacheMount, CacheSharing, ExecMount, MountSource, OpId, SecretMount,
+};
+use rbuild_runtime::{HostMount, Mount};
+use rbuild_store::{CacheMountOptions, Store};
+
+use crate::copy::{self, CopyRequest};
+use crate::exec::overlay;
+use crate::ignore::IgnoreMatcher;
+use crate::lowers::{self, Found};
+use crate::resolve::resolve_in_root;
+use crate::secrets::{SecretError, SecretFiles, SecretSource};
+use crate::solve::Cancel;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("`{path}` not found in {origin}")]
+    NotFound { path: String, origin: String },
+    #[error("secret `{id}` is required but was not given")]
+    SecretRequired { id: String },
+    #[error("a cache mount's `from` source `{path}` in {origin} is not a directory")]
+    CacheSourceNotDirectory { path: String, origin: String },
+    #[error("failed to {action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Store(#[from] rbuild_store::Error),
+    #[error(transparent)]
+    Runtime(#[from] rbuild_runtime::Error),
+    #[error("cancelled while waiting for cache mount `{id}`")]
+    Cancelled { id: String },
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> MountError {
+    let path = path.to_owned();
+    move |source| MountError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// What one step's mounts need, owned, for a blocking thread.
+pub(crate) struct MountRequest {
+    pub store: Store,
+    pub context_root: PathBuf,
+    pub ignore: IgnoreMatcher,
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// The directories (top first) of each op a mount reads, and what to call it in
+    /// messages.
+    pub sources: HashMap<OpId, (Vec<PathBuf>, String)>,
+    pub cancel: Cancel,
+}
+
+/// The sandbox mounts of one step and what they hold on to.
+#[derive(Debug, Default)]
+pub(crate) struct StepMounts {
+    /// Parents before children.
+    pub mounts: Vec<Mount>,
+    /// `KEY=value` entries of secrets given as environment variables.
+    pub env: Vec<String>,
+    caches: Vec<rbuild_store::CacheMount>,
+    secrets: Option<SecretFiles>,
+    scratch: Option<PathBuf>,
+}
+
+impl Drop for StepMounts {
+    fn drop(&mut self) {
+        if let Some(scratch) = &self.scratch {
+            let _ = fs::remove_dir_all(scratch);
+        }
+    }
+}
+
+impl StepMounts {
+    /// A fresh scratch directory for mount number `index`.
+    fn scratch(&mut self, store: &Store, index: usize) -> Result<PathBuf, MountError> {
+        if self.scratch.is_none() {
+            self.scratch = Some(store.temp_dir("mounts")?);
+        }
+        let dir = self
+            .scratch
+            .as_ref()
+            .expect("just made")
+            .join(index.to_string());
+        fs::create_dir_all(&dir).map_err(io_error("create", &dir))?;
+        Ok(dir)
+    }
+}
+
+/// Prepares `mounts` for one step. Blocking (it may wait for a locked cache mount).
+pub(crate) fn prepare(
+    request: &MountRequest,
+    mounts: &[ExecMount],
+) -> Result<StepMounts, MountError> {
+    let mut step = StepMounts::default();
+    let empty = request.store.empty_dir()?;
+    // One lease per cache id and step: a step naming an id twice must not wait for itself.
+    let mut cache_dirs: HashMap<String, PathBuf> = HashMap::new();
+    for (index, mount) in mounts.iter().enumerate() {
+        match mount {
+            ExecMount::Bind(bind) => {
+                let mount = bind_mount(request, &mut step, index, bind, &empty)?;
+                step.mounts.push(mount);
+            }
+            ExecMount::Cache(cache) => {
+                let dir = match cache_dirs.get(&cache.id) {
+                    Some(dir) => dir.clone(),
+                    None => {
+                        let lease = cache_mount(request, &mut step, index, cache, &empty)?;
+                        let dir = lease.dir.clone();
+                        step.caches.push(lease);
+                        cache_dirs.insert(cache.id.clone(), dir.clone());
+                        dir
+                    }
+                };
+                let mut options = vec!["nosuid".to_owned(), "nodev".to_owned()];
+                if cache.readonly {
+                    options.push("ro".to_owned());
+                }
+                step.mounts.push(Mount {
+                    fstype: "bind".into(),
+                    source: dir,
+                    target: cache.target.clone().into(),
+                    options,
+                });
+            }
+            ExecMount::Tmpfs(tmpfs) => {
+                let mut options = vec!["nosuid".to_owned(), "nodev".to_owned()];
+                if let Some(size) = tmpfs.size {
+                    options.push(format!("size={size}"));
+                }
+                step.mounts.push(Mount {
+                    fstype: "tmpfs".into(),
+                    source: "tmpfs".into(),
+                    target: tmpfs.target.clone().into(),
+                    options,
+                });
+            }
+            ExecMount::Secret(secret) => secret_mount(request, &mut step, secret)?,
+        }
+    }
+    // Parents before children, whatever the order written.
+    step.mounts
+        .sort_by_key(|mount| mount.target.components().count());
+    Ok(step)
+}
+
+fn read_only_options(readwrite: bool) -> Vec<String> {
+    let mut options = vec!["nosuid".to_owned(), "nodev".to_owned()];
+    if !readwrite {
+        options.push("ro".to_owned());
+    }
+    options
+}
+
+fn bind_mount(
+    request: &MountRequest,
+    step: &mut StepMounts,
+    index: usize,
+    bind: &BindMount,
+    empty: &Path,
+) -> Result<Mount, MountError> {
+    let target = PathBuf::from(&bind.target);
+    let (found, origin) = match bind.source {
+        MountSource::Context => {
+            let whiteouts = step.scratch(&request.store, index)?.join("ignored");
+            let found = context_source(request, &bind.path, &whiteouts)?;
+            if let Found::Dir(dirs) = &found
+                && dirs.len() == 1
+                && !bind.readwrite
+            {
+                // Nothing excluded below it: the directory itself, read-only.
+                return Ok(Mount {
+                    fstype: "bind".into(),
+                    source: dirs[0].clone(),
+                    target,
+                    options: read_only_options(false),
+                });
+            }
+            (found, "the build context")
+        }
+        MountSource::Op(id) => {
+            let (layers, origin) = &request.sources[&id];
+            let found = lowers::lookup(layers, &bind.path)
+                .map_err(io_error("look up", Path::new(&bind.path)))?;
+            (found, origin.as_str())
+        }
+    };
+    match found {
+        // The root of an empty filesystem (`FROM scratch`): an empty directory.
+        Found::Dir(dirs) if dirs.is_empty() && !bind.readwrite => Ok(Mount {
+            fstype: "bind".into(),
+            source: empty.to_owned(),
+            target,
+            options: read_only_options(false),
+        }),
+        Found::Dir(dirs) => {
+            let upper = if bind.readwrite {
+                let scratch = step.scratch(&request.store, index)?;
+                let (upper, work) = (scratch.join("upper"), scratch.join("work"));
+                for dir in [&upper, &work] {
+                    fs::create_dir(dir).map_err(io_error("create", dir))?;
+                }
+                Some((upper, work))
+            } else {
+                None
+            };
+            // Always an overlay for layers, even of one directory: it hides their
+            // whiteouts, which a bind would show as character devices.
+            let mut mount = overlay(&dirs, upper, empty.to_owned());
+            mount.target = target;
+            mount.options.extend(["nosuid", "nodev"].map(String::from));
+            if !bind.readwrite {
+                mount.options.push("ro".to_owned());
+            }
+            Ok(mount)
+        }
+        Found::Other(file) => {
+            let source = if bind.readwrite {
+                let copy = step.scratch(&request.store, index)?.join("file");
+                fs::copy(&file, &copy).map_err(io_error("copy", &file))?;
+                copy
+            } else {
+                file
+            };
+            Ok(Mount {
+                fstype: "bind".into(),
+                source,
+                target,
+                options: read_only_options(bind.readwrite),
+            })
+        }
+        Found::Missing => Err(MountError::NotFound {
+            path: bind.path.clone(),
+            origin: origin.to_owned(),
+        }),
+    }
+}
+
+/// A path of the context as the step may see it: the directories that make it up (a
+/// layer of whiteouts at `whiteouts` for what `.dockerignore` excludes below it, then the
+/// directory), or a file.
+fn context_source(
+    request: &MountRequest,
+    path: &str,
+    whiteouts: &Path,
+) -> Result<Found, MountError> {
+    let root = &request.context_root;
+    let host = resolve_in_root(root, path, true).map_err(io_error("resolve", Path::new(path)))?;
+    let rel = host
+        .strip_prefix(root)
+        .map(|rel| rel.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if request.ignore.is_excluded(&rel) {
+        return Ok(Found::Missing);
+    }
+    let meta = match fs::metadata(&host) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Found::Missing),
+        Err(err) => return Err(io_error("stat", &host)(err)),
+    };
+    if !meta.is_dir() {
+        return Ok(Found::Other(host));
+    }
+    if request.ignore.is_empty() {
+        return Ok(Found::Dir(vec![host]));
+    }
+    fs::create_dir(whiteouts).map_err(io_error("create", whiteouts))?;
+    // The whiteout layer goes with the step's other scratch dirs.
+    if whiteout_excluded(&request.ignore, &host, &rel, whiteouts)? {
+        Ok(Found::Dir(vec![whiteouts.to_owned(), host]))
+    } else {
+        Ok(Found::Dir(vec![host]))
+    }
+}
+
+/// Puts a whiteout in `layer` for every entry below `dir` (the context's `rel`) that the
+/// ignore rules exclude; returns whether there was any. Directories holding one get the
+/// mode and owner of the context's directory, since the top layer's win in an overlay.
+fn whiteout_excluded(
+    ignore: &IgnoreMatcher,
+    dir: &Path,
+    rel: &str,
+    layer: &Path,
+) -> Result<bool, MountError> {
+    let mut any = false;
+    let entries = fs::read_dir(dir).map_err(io_error("read", dir))?;
+    for entry in entries {
+        let entry = entry.map_err(io_error("read", dir))?;
+        let name = entry.file_name();
+        let child_rel = if rel.is_empty() {
+            name.to_string_lossy().into_owned()
+        } else {
+            format!("{rel}/{}", name.to_string_lossy())
+        };
+        let file_type = entry.file_type().map_err(io_error("stat", &entry.path()))?;
+        let excluded = ignore.is_excluded(&child_rel);
+        // An excluded directory may still hold what a `!` pattern re-includes.
+        if file_type.is_dir() && (!excluded || ignore.has_exceptions()) {
+            let sub_layer = layer.join(&name);
+            fs::create_dir(&sub_layer).map_err(io_error("create", &sub_layer))?;
+            if whiteout_excluded(ignore, &entry.path(), &child_rel, &sub_layer)? {
+                any = true;
+                let meta = fs::metadata(entry.path()).map_err(io_error("stat", &entry.path()))?;
+                fs::set_permissions(&sub_layer, fs::Permissions::from_mode(meta.mode() & 0o7777))
+                    .map_err(io_error("chmod", &sub_layer))?;
+                std::os::unix::fs::chown(&sub_layer, Some(meta.uid()), Some(meta.gid()))
+                    .map_err(io_error("chown", &sub_layer))?;
+            } else {
+                let _ = fs::remove_dir(&sub_layer);
+            }
+            // Excluded with exceptions: what was not re-included below is hidden entry
+            // by entry already.
+            continue;
+        }
+        if excluded {
+            let whiteout = layer.join(&name);
+            nix::sys::stat::mknod(
+                &whiteout,
+                nix::sys::stat::SFlag::S_IFCHR,
+                nix::sys::stat::Mode::empty(),
+                0,
+            )
+            .map_err(|errno| io_error("make a whiteout at", &whiteout)(errno.into()))?;
+            any = true;
+        }
+    }
+    Ok(any)
+}
+
+fn cache_mount(
+    request: &MountRequest,
+    step: &mut StepMounts,
+    index: usize,
+    cache: &CacheMount,
+    empty: &Path,
+) -> Result<rbuild_store::CacheMount, MountError> {
+    let opts = CacheMountOptions {
+        sharing: match cache.sharing {
+            CacheSharing::Shared => rbuild_store::CacheSharing::Shared,
+            CacheSharing::Private => rbuild_store::CacheSharing::Private,
+            CacheSharing::Locked => rbuild_store::CacheSharing::Locked,
+        },
+        mode: cache.mode,
+        uid: cache.uid,
+        gid: cache.gid,
+    };
+    // With `from`, a new cache directory starts as a copy of that path of the source.
+    let seed = match cache.from {
+        Some(id) => {
+            let (layers, origin) = &request.sources[&id];
+            match lowers::lookup(layers, &cache.path)
+                .map_err(io_error("look up", Path::new(&cache.path)))?
+            {
+                Found::Dir(dirs) => Some((dirs, origin.clone())),
+                Found::Other(_) => {
+                    return Err(MountError::CacheSourceNotDirectory {
+                        path: cache.path.clone(),
+                        origin: origin.clone(),
+                    });
+                }
+                Found::Missing => {
+                    return Err(MountError::NotFound {
+                        path: cache.path.clone(),
+                        origin: origin.clone(),
+                    });
+                }
+            }
+        }
+        None => None,
+    };
+    let seed_at = match &seed {
+        Some(_) => Some(step.scratch(&request.store, index)?),
+        None => None,
+    };
+    let init = |data: &Path| -> io::Result<()> {
+        let (Some((dirs, origin)), Some(at)) = (&seed, &seed_at) else {
+            return Ok(());
+        };
+        if dirs.is_empty() {
+            return Ok(());
+        }
+        let source = HostMount {
+            mount: overlay(dirs, None, empty.to_owned()),
+            at: at.clone(),
+        };
+        rbuild_runtime::with_mounts(&[source], || {
+            copy::copy(&CopyRequest {
+                source_root: at,
+                origin,
+                sources: &["/".to_owned()],
+                dest_root: data,
+                destination: "/",
+                owner: None,
+                preserve_owner: true,
+                mode: None,
+                ignore: None,
+                extract_archives: false,
+                exclude: None,
+                parents: false,
+            })
+        })
+        .map_err(io::Error::other)?
+        .map_err(io::Error::other)
+    };
+    let cancel = &request.cancel;
+    request
+        .store
+        .cache_mount(&cache.id, &opts, &init, &|| !cancel.is_cancelled())?
+        .ok_or_else(|| MountError::Cancelled {
+            id: cache.id.clone(),
+        })
+}
+
+fn secret_mount(
+    request: &MountRequest,
+    step: &mut StepMounts,
+    secret: &SecretMount,
+) -> Result<(), MountError> {
+    let value = match request.secrets.get(&secret.id) {
+        Some(source) => source.read(&secret.id)?,
+        None => None,
+    };
+    let Some(value) = value else {
+        // As BuildKit: an optional secret that was not given is simply not there.
+        if secret.required {
+            return Err(MountError::SecretRequired {
+                id: secret.id.clone(),
+            });
+        }
+        return Ok(());
+    };
+    if let Some(target) = &secret.target {
+        if step.secrets.is_none() {
+            step.secrets = Some(SecretFiles::create(&request.store)?);
+        }
+        let files = step.secrets.as_mut().expect("just made");
+        let file = files.write(&secret.id, &value, secret.mode, secret.uid, secret.gid)?;
+        step.mounts.push(Mount {
+            fstype: "bind".into(),
+            source: file,
+            target: target.into(),
+            options: ["ro", "nosuid", "nodev", "noexec"]
+                .map(String::from)
+                .to_vec(),
+        });
+    }
+    if let Some(env) = &secret.env {
+        let value = String::from_utf8(value).map_err(|_| SecretError::NotUtf8 {
+            id: secret.id.clone(),
+            env: env.clone(),
+        })?;
+        step.env.push(format!("{env}={value}"));
+    }
+    Ok(())
+}
