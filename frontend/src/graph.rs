@@ -283,6 +283,18 @@ pub struct CopyOp {
     /// relative to the source root.
     #[serde(default)]
     pub excludes: Vec<String>,
+    /// ADD `--checksum`: `sha256:<64 hex>`, validated; the op then has exactly one source,
+    /// a URL, whose content must hash to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+}
+
+impl CopyOp {
+    /// Whether an ADD source is an HTTP(S) URL to download (rather than a path of the
+    /// context). URL sources and context paths may be mixed in one op, in any order.
+    pub fn is_url(source: &str) -> bool {
+        source.starts_with("http://") || source.starts_with("https://")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

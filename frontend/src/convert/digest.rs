@@ -88,6 +88,8 @@ enum Mount<'a> {
 // Flags added later are left out when unset, so the digests of ops without them stay.
 #[derive(Serialize)]
 struct Copy<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checksum: Option<&'a str>,
     chmod: &'a Option<String>,
     chown: &'a Option<String>,
     destination: &'a str,
@@ -223,6 +225,7 @@ pub(super) fn op_digest(kind: &OpKind, ops: &[Op], platform: &Platform) -> OpDig
         OpKind::Copy(copy) => serde_json::to_writer(
             &mut hasher,
             &Copy {
+                checksum: copy.checksum.as_deref(),
                 chmod: &copy.chmod,
                 chown: &copy.chown,
                 destination: &copy.destination,

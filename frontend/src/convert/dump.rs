@@ -102,6 +102,9 @@ fn definition(kind: &OpKind) -> String {
             if let Some(chmod) = &copy.chmod {
                 let _ = write!(text, " chmod={chmod}");
             }
+            if let Some(checksum) = &copy.checksum {
+                let _ = write!(text, " checksum={checksum}");
+            }
             text
         }
         OpKind::Mkdir(mkdir) => format!("mkdir {} owner={}", mkdir.path, mkdir.owner),

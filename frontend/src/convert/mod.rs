@@ -135,6 +135,7 @@ pub(crate) fn lint_stages(
             OpKind::Copy(copy) if matches!(copy.source, CopySource::Context) => Some(
                 copy.sources
                     .iter()
+                    .filter(|source| !crate::CopyOp::is_url(source))
                     .map(|source| (source.clone(), op.span))
                     .collect::<Vec<_>>(),
             ),

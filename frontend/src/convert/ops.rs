@@ -135,23 +135,56 @@ impl Converter<'_> {
             .map(|s| expand.word(s, &state.vars))
             .collect::<Result<Vec<_>, _>>()?;
         for source in &sources {
-            let remote = ["http://", "https://", "git@", "git://"]
-                .iter()
-                .any(|p| source.starts_with(p));
-            if remote && kind == CopyKind::Copy {
+            let url = CopyOp::is_url(source);
+            let git = source.starts_with("git@") || source.starts_with("git://") || is_git_url(source);
+            if (url || git) && kind == CopyKind::Copy {
                 return Err(invalid(span, format!("`COPY` source `{source}` is a URL"))
                     .with_help("use `ADD` for remote sources"));
             }
-            if remote {
+            if git {
                 return Err(Error::new(
                     ErrorKind::Unsupported,
                     span,
                     format!(
-                        "`ADD` from a remote source (`{source}`) is not supported by rbuild yet"
+                        "`ADD` from a git repository (`{source}`) is not supported by rbuild yet"
                     ),
                 ));
             }
         }
+        let checksum = match &copy.checksum {
+            None => None,
+            Some((value, flag_span)) => {
+                let value = expand.word(value, &state.vars)?;
+                if !is_valid_checksum(&value) {
+                    return Err(Error::new(
+                        ErrorKind::InvalidFlag,
+                        *flag_span,
+                        format!("invalid `--checksum` value `{value}`"),
+                    )
+                    .with_help("write `--checksum=sha256:` and the 64 lowercase hex digits of the file's SHA-256"));
+                }
+                match sources.as_slice() {
+                    [source] if copy.inline.is_empty() && CopyOp::is_url(source) => {}
+                    [source] if copy.inline.is_empty() => {
+                        return Err(Error::new(
+                            ErrorKind::InvalidFlag,
+                            *flag_span,
+                            format!("`--checksum` needs an HTTP(S) URL source, not the local path `{source}`"),
+                        )
+                        .with_help("a checksum verifies a download: remove `--checksum` for files of the build context"));
+                    }
+                    _ => {
+                        return Err(Error::new(
+                            ErrorKind::InvalidFlag,
+                            *flag_span,
+                            "`--checksum` can only be used with a single source",
+                        )
+                        .with_help("write one `ADD --checksum=...` per URL"));
+                    }
+                }
+                Some(value)
+            }
+        };
         if !copy.inline.is_empty() && (!sources.is_empty() || copy.from.is_some()) {
             return Err(Error::new(
                 ErrorKind::Unsupported,
@@ -225,6 +258,9 @@ impl Converter<'_> {
         if let Some(chmod) = &chmod {
             message.push_str(&format!(" --chmod={chmod}"));
         }
+        if let Some(checksum) = &checksum {
+            message.push_str(&format!(" --checksum={checksum}"));
+        }
         if copy.link {
             message.push_str(" --link");
         }
@@ -252,11 +288,29 @@ impl Converter<'_> {
             link: copy.link,
             parents: copy.parents,
             excludes,
+            checksum,
         });
         state.root = self.add_op(op, instruction.span, &state.id, instruction.text.clone());
         state.commit(message, false);
         Ok(())
     }
+}
+
+/// `sha256:` and 64 lowercase hex digits: the only checksum BuildKit accepts for a URL.
+fn is_valid_checksum(checksum: &str) -> bool {
+    checksum.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// An HTTP(S) URL that BuildKit would clone rather than download: its path ends in `.git`
+/// (`https://host/repo.git`, `https://host/repo.git#main:dir`).
+fn is_git_url(source: &str) -> bool {
+    CopyOp::is_url(source)
+        && source
+            .split(['#', '?'])
+            .next()
+            .is_some_and(|path| path.trim_end_matches('/').ends_with(".git"))
 }
 
 fn is_only_heredoc(command: &str) -> bool {

@@ -412,3 +412,86 @@ fn digests_are_stable_and_ignore_layout() {
     assert_ne!(digests(&a)[1], digests(&c)[1]);
     assert_eq!(digests(&a)[0], digests(&c)[0]);
 }
+
+fn convert_error(text: &str) -> crate::Error {
+    let df = parse(text).unwrap();
+    let bases: BTreeMap<String, ImageConfig> = image_references(&df, &ConvertOptions::default())
+        .unwrap()
+        .into_iter()
+        .map(|r| (r, busybox()))
+        .collect();
+    convert(&df, &ConvertOptions::default(), &bases).unwrap_err()
+}
+
+fn copies(graph: &BuildGraph) -> Vec<&crate::CopyOp> {
+    graph
+        .ops
+        .iter()
+        .filter_map(|op| match &op.kind {
+            OpKind::Copy(copy) => Some(copy),
+            _ => None,
+        })
+        .collect()
+}
+
+const SUM: &str = "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+
+#[test]
+fn add_url_is_a_context_copy_with_url_sources() {
+    let graph = build(&format!(
+        "FROM busybox\nARG SUM={SUM}\nADD --checksum=$SUM https://example.com/a/foo.tar.gz?x=1 /dest/\nADD https://example.com/b local.txt /mixed/\n"
+    ));
+    let copies = copies(&graph);
+    assert!(matches!(copies[0].source, CopySource::Context));
+    assert_eq!(copies[0].sources, ["https://example.com/a/foo.tar.gz?x=1"]);
+    assert_eq!(copies[0].checksum.as_deref(), Some(SUM));
+    assert_eq!(copies[1].checksum, None);
+    assert!(crate::CopyOp::is_url(&copies[1].sources[0]));
+    assert!(!crate::CopyOp::is_url(&copies[1].sources[1]));
+    assert_eq!(
+        history(&graph)[1],
+        format!("ADD --checksum={SUM} https://example.com/a/foo.tar.gz?x=1 /dest/ # buildkit")
+    );
+    // The checksum is part of the definition.
+    let other = build("FROM busybox\nADD https://example.com/a/foo.tar.gz?x=1 /dest/\n");
+    assert_ne!(graph.ops[1].digest, other.ops[1].digest);
+}
+
+#[test]
+fn add_checksum_on_a_local_source_is_rejected() {
+    let error = convert_error(&format!("FROM busybox\nADD --checksum={SUM} file.txt /dest/\n"));
+    assert_eq!(error.kind(), ErrorKind::InvalidFlag);
+    assert!(error.to_string().contains("`file.txt`"), "{error}");
+    let error = convert_error(&format!(
+        "FROM busybox\nADD --checksum={SUM} https://a/x https://a/y /dest/\n"
+    ));
+    assert!(error.to_string().contains("single source"), "{error}");
+}
+
+#[test]
+fn add_checksum_must_be_sha256_and_64_hex() {
+    for bad in [
+        "md5:d41d8cd98f00b204e9800998ecf8427e",
+        "sha256:abc",
+        "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+        "sha256:2C26B46B68FFC68FF99B453C1D30413413422D706483BFA0F98A5E886266E7AE",
+        "sha256:zz26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+    ] {
+        let error = convert_error(&format!("FROM busybox\nADD --checksum={bad} https://a/x /x\n"));
+        assert_eq!(error.kind(), ErrorKind::InvalidFlag, "{bad}");
+        assert!(
+            error.to_string().contains("invalid `--checksum` value"),
+            "{bad}: {error}"
+        );
+    }
+}
+
+#[test]
+fn copy_from_a_url_and_add_from_git_are_rejected() {
+    let error = convert_error("FROM busybox\nCOPY https://a/x /x\n");
+    assert_eq!(error.kind(), ErrorKind::InvalidValue);
+    let error = convert_error("FROM busybox\nADD https://github.com/a/b.git#main /src\n");
+    assert_eq!(error.kind(), ErrorKind::Unsupported);
+    let error = parse("FROM busybox\nCOPY --checksum=sha256:00 x /x\n").unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::UnknownFlag);
+}

@@ -125,6 +125,8 @@ pub struct Copy {
     pub parents: bool,
     /// `--exclude` patterns, as written.
     pub excludes: Vec<String>,
+    /// ADD `--checksum`, as written, and where the flag is.
+    pub checksum: Option<(String, Span)>,
     /// Source paths as written (heredoc sources are in `inline`).
     pub sources: Vec<String>,
     pub inline: Vec<InlineSource>,

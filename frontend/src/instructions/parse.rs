@@ -287,13 +287,12 @@ fn copy(node: &Node, flags: &mut Flags, args: Vec<String>) -> Result<Copy, Error
     let chmod = flags.string("chmod")?.map(|(value, _)| value);
     let link = flags.boolean("link")?;
     let excludes = flags.strings("exclude")?;
-    let parents = if keyword == Keyword::Copy {
-        flags.boolean("parents")?
+    let (parents, checksum) = if keyword == Keyword::Copy {
+        (flags.boolean("parents")?, None)
     } else {
         flags.unsupported("keep-git-dir")?;
-        flags.unsupported("checksum")?;
         flags.unsupported("unpack")?;
-        false
+        (false, flags.string("checksum")?)
     };
     let Some((destination, sources)) = args.split_last() else {
         return Err(missing_destination(node));
@@ -331,6 +330,7 @@ fn copy(node: &Node, flags: &mut Flags, args: Vec<String>) -> Result<Copy, Error
         link,
         parents,
         excludes,
+        checksum,
         sources: paths,
         inline,
         destination: destination.clone(),
