@@ -1,4 +1,5 @@
-//! COPY and ADD of local files, and WORKDIR's directory creation, inside a mounted rootfs.
+//! COPY and ADD of local files and of files ADD downloaded, and WORKDIR's directory
+//! creation, inside a mounted rootfs.
 //!
 //! Everything here works on host paths of directories the caller mounted privately: the
 //! source root (the context, or another stage's filesystem) and the destination root (the
@@ -43,6 +44,10 @@ pub(crate) enum CopyError {
         #[source]
         source: rbuild_store::Error,
     },
+    #[error(
+        "the URL `{url}` has no file name to give the file in the directory `{destination}`: name the file in the destination"
+    )]
+    NoFileName { url: String, destination: String },
     #[error(transparent)]
     InvalidChmod(#[from] InvalidChmod),
     #[error("failed to copy {path}")]
@@ -76,9 +81,67 @@ pub(crate) struct CopyRequest<'a> {
     pub exclude: Option<&'a IgnoreMatcher>,
     /// `--parents`: each source keeps its path (below a `/./` pivot) under the destination.
     pub parents: bool,
+    /// ADD: the downloaded content of the sources that are URLs.
+    pub remote: &'a [RemoteFile],
+}
+
+/// A file ADD downloaded: it is copied as a regular file, mode 0600 (unless `--chmod`),
+/// owned by root (unless `--chown`), never extracted, as BuildKit does.
+#[derive(Debug, Clone)]
+pub(crate) struct RemoteFile {
+    /// The source as written: the URL.
+    pub url: String,
+    /// The downloaded content (a blob of the store).
+    pub path: PathBuf,
+    /// Its mtime: `Last-Modified`, else the epoch (BuildKit's choice).
+    pub mtime: i64,
+}
+
+/// The name a downloaded file gets in a destination directory: the last segment of the
+/// URL's path, percent-decoded, without query string or fragment. `None` when there is
+/// none (`https://host/`, `https://host/dir/`).
+pub(crate) fn url_file_name(url: &str) -> Option<String> {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = after_scheme
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("")
+        .split_once('/')
+        .map_or("", |(_, path)| path);
+    let segment = path.rsplit('/').next().unwrap_or("");
+    let decoded = percent_decode(segment);
+    let name = decoded.rsplit('/').next().unwrap_or("");
+    (!name.is_empty() && name != "." && name != ".." && !name.contains('\0'))
+        .then(|| name.to_owned())
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[index] == b'%'
+            && let (Some(high), Some(low)) = (
+                bytes.get(index + 1).and_then(|b| hex(*b)),
+                bytes.get(index + 2).and_then(|b| hex(*b)),
+            )
+        {
+            out.push((high * 16 + low) as u8);
+            index += 3;
+        } else {
+            out.push(bytes[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl CopyRequest<'_> {
+    fn remote(&self, source: &str) -> Option<&RemoteFile> {
+        self.remote.iter().find(|remote| remote.url == source)
+    }
+
     fn is_excluded(&self, rel: &str) -> bool {
         self.excluded_by(rel).is_some()
     }
@@ -124,7 +187,10 @@ pub(crate) fn copy(req: &CopyRequest<'_>) -> Result<(), CopyError> {
     let mut matched: Vec<(String, usize)> = Vec::new();
     for source in req.sources {
         let depth = if req.parents { pivot_depth(source) } else { 0 };
-        if glob::has_wildcards(source) {
+        if req.remote(source).is_some() {
+            // A URL is never a pattern, even with a `?` in its query string.
+            matched.push((source.clone(), 0));
+        } else if glob::has_wildcards(source) {
             // A wildcard that matches nothing is fine as long as something else matched.
             let found = glob::expand(req.source_root, source)?;
             matched.extend(
@@ -160,6 +226,23 @@ pub(crate) fn copy(req: &CopyRequest<'_>) -> Result<(), CopyError> {
         operand: PathBuf::new(),
     };
     for (source, depth) in &matched {
+        if let Some(remote) = req.remote(source) {
+            let target = if dest_is_dir {
+                let name = url_file_name(&remote.url).ok_or_else(|| CopyError::NoFileName {
+                    url: remote.url.clone(),
+                    destination: req.destination.to_owned(),
+                })?;
+                copier.ensure_dir(&dest)?;
+                dest.join(name)
+            } else {
+                if let Some(parent) = dest.parent() {
+                    copier.ensure_dir(parent)?;
+                }
+                dest.clone()
+            };
+            copier.copy_remote(remote, &target)?;
+            continue;
+        }
         let clean = source.trim_start_matches('/');
         if let Some(by) = req.excluded_by(clean) {
             return Err(CopyError::Excluded {
@@ -428,6 +511,34 @@ impl Copier<'_> {
         self.set_times(target, meta, true)
     }
 
+    /// Writes a downloaded file to `target`, replacing a file there.
+    fn copy_remote(&mut self, remote: &RemoteFile, target: &Path) -> Result<(), CopyError> {
+        if let Ok(existing) = fs::symlink_metadata(target) {
+            if existing.is_dir() {
+                return Err(CopyError::DirectoryExists {
+                    path: display_in_root(self.req.dest_root, target),
+                });
+            }
+            fs::remove_file(target).map_err(|e| self.io_err(target, e))?;
+        }
+        let mut out = File::options()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o600)
+            .open(target)
+            .map_err(|e| self.io_err(target, e))?;
+        let mut input = File::open(&remote.path).map_err(|e| self.io_err(&remote.path, e))?;
+        io::copy(&mut input, &mut out).map_err(|e| self.io_err(target, e))?;
+        drop(out);
+        let mode = match &self.req.mode {
+            Some(chmod) => chmod.apply(0o600, false),
+            None => 0o600,
+        };
+        self.set_owner_mode(target, self.req.owner.unwrap_or(Owner::ROOT), mode)?;
+        set_mtime(target, remote.mtime, 0, false).map_err(|e| self.io_err(target, e))
+    }
+
     fn set_owner_mode(&self, path: &Path, owner: Owner, mode: u32) -> Result<(), CopyError> {
         // chown first: it clears setuid/setgid bits that chmod then sets.
         std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid))
@@ -489,4 +600,34 @@ pub(crate) fn make_workdir(root: &Path, path: &str, owner: Owner) -> Result<(), 
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).map_err(err)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downloaded_files_are_named_from_the_url_path() {
+        let name = |url: &str| url_file_name(url);
+        assert_eq!(
+            name("https://h/a/file.tar.gz?x=1#y").as_deref(),
+            Some("file.tar.gz")
+        );
+        assert_eq!(name("http://h:8080/f").as_deref(), Some("f"));
+        assert_eq!(name("https://h/a%20b.txt").as_deref(), Some("a b.txt"));
+        assert_eq!(
+            name("https://h/x/..%2Fetc%2Fpasswd").as_deref(),
+            Some("passwd")
+        );
+        for none in [
+            "https://h",
+            "https://h/",
+            "https://h/dir/",
+            "https://h/?file=x",
+            "https://h/..",
+            "https://h/%2E%2E",
+        ] {
+            assert_eq!(name(none), None, "{none}");
+        }
+    }
 }

@@ -55,6 +55,7 @@ pub fn export_rootfs(store: &Store, image: &Image, output: RootfsOutput) -> Resu
                     extract_archives: false,
                     exclude: None,
                     parents: false,
+                    remote: &[],
                 })
                 .map_err(|e| BuildError::Export {
                     source: Box::new(e),

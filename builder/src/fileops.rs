@@ -8,7 +8,7 @@ use rbuild_frontend::{CopyKind, CopyOp, CopySource, MkdirOp, Op};
 use rbuild_runtime::HostMount;
 use rbuild_store::ActiveSnapshot;
 
-use crate::copy::{self, CopyRequest};
+use crate::copy::{self, CopyRequest, RemoteFile};
 use crate::error::BuildError;
 use crate::exec::overlay;
 use crate::owner::{self, Owner};
@@ -23,6 +23,7 @@ impl SolveContext {
         parent: &State,
         source: Option<&State>,
         origin: &str,
+        remote: Vec<RemoteFile>,
     ) -> Result<ActiveSnapshot, BuildError> {
         let store = self.builder.store.clone();
         let parent_lowers = parent.lowers.clone();
@@ -125,6 +126,7 @@ impl SolveContext {
                             .then_some(&context_ignore),
                         exclude: exclude.as_ref(),
                         parents: copy_op.parents,
+                        remote: &remote,
                         extract_archives: copy_op.kind == CopyKind::Add
                             && matches!(copy_op.source, CopySource::Context),
                     })

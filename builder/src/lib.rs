@@ -5,6 +5,7 @@ mod cache;
 mod chmod;
 mod context;
 mod copy;
+mod download;
 mod error;
 mod exec;
 mod explain;

@@ -426,6 +426,7 @@ fn cache_mount(
                 extract_archives: false,
                 exclude: None,
                 parents: false,
+                remote: &[],
             })
         })
         .map_err(io::Error::other)?

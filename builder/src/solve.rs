@@ -221,6 +221,8 @@ impl Builder {
             remote_hits: Mutex::new(Vec::new()),
             remote_blobs: Mutex::new(HashMap::new()),
             materializing: tokio::sync::Mutex::new(()),
+            urls: Mutex::new(HashMap::new()),
+            http: std::sync::OnceLock::new(),
         });
         let states = ctx.solve(&graph).await;
         // Layers still being measured finish (or fail) before the build ends, either way.
@@ -380,6 +382,10 @@ pub(crate) struct SolveContext {
     pub(crate) remote_blobs: Mutex<HashMap<Digest, Reference>>,
     /// Held while layers of imported caches are fetched and unpacked.
     pub(crate) materializing: tokio::sync::Mutex<()>,
+    /// ADD's URL sources fetched in this build, by URL (see `download`).
+    pub(crate) urls: Mutex<HashMap<String, rbuild_store::registry::UrlContent>>,
+    /// The client for URL downloads when the builder has no registry client.
+    pub(crate) http: std::sync::OnceLock<Arc<Registry>>,
 }
 
 /// What a finished op hands to the ops that use it.
@@ -675,9 +681,20 @@ impl SolveContext {
                     CopySource::Op(source) => Some(&inputs[&source].state),
                     _ => None,
                 };
-                self.copy(op, copy, &parent, source, &origin(graph, &copy.source))
-                    .await
-                    .map(|active| (active, true))
+                match self.remote_files(op, copy, step).await {
+                    Ok(remote) => self
+                        .copy(
+                            op,
+                            copy,
+                            &parent,
+                            source,
+                            &origin(graph, &copy.source),
+                            remote,
+                        )
+                        .await
+                        .map(|active| (active, true)),
+                    Err(err) => Err(err),
+                }
             }
             OpKind::Mkdir(mkdir) => self
                 .mkdir(op, mkdir, &parent)
@@ -871,28 +888,50 @@ impl SolveContext {
             }
             OpKind::Copy(copy) => {
                 if let CopySource::Context = copy.source {
-                    let sources = copy.sources.clone();
-                    let exclude = (!copy.excludes.is_empty())
-                        .then(|| IgnoreMatcher::parse(&copy.excludes.join("\n")));
-                    let _permit = self
-                        .cpu
-                        .acquire()
-                        .await
-                        .map_err(|_| BuildError::Cancelled)?;
-                    let (checksum, files) = {
-                        // Hashing reads files: keep it off the async workers.
-                        let ctx = &self.context;
-                        tokio::task::block_in_place(|| {
-                            ctx.checksum_files(&sources, exclude.as_ref())
-                        })
+                    let sources: Vec<String> = copy
+                        .sources
+                        .iter()
+                        .filter(|s| !rbuild_frontend::CopyOp::is_url(s))
+                        .cloned()
+                        .collect();
+                    // Ops without URLs keep the keys they always had.
+                    if !sources.is_empty() || sources.len() == copy.sources.len() {
+                        let exclude = (!copy.excludes.is_empty())
+                            .then(|| IgnoreMatcher::parse(&copy.excludes.join("\n")));
+                        let _permit = self
+                            .cpu
+                            .acquire()
+                            .await
+                            .map_err(|_| BuildError::Cancelled)?;
+                        let (checksum, files) = {
+                            // Hashing reads files: keep it off the async workers.
+                            let ctx = &self.context;
+                            tokio::task::block_in_place(|| {
+                                ctx.checksum_files(&sources, exclude.as_ref())
+                            })
+                        }
+                        .map_err(|source| BuildError::StepFailed {
+                            span: op.span,
+                            description: op.description.clone(),
+                            source: Box::new(source),
+                        })?;
+                        key.part(&checksum);
+                        trace.files = files;
                     }
-                    .map_err(|source| BuildError::StepFailed {
-                        span: op.span,
-                        description: op.description.clone(),
-                        source: Box::new(source),
-                    })?;
-                    key.part(&checksum);
-                    trace.files = files;
+                    // A URL is keyed by its content: the checksum it must have, else
+                    // what the server serves now (revalidated, see `download`).
+                    for url in copy
+                        .sources
+                        .iter()
+                        .filter(|s| rbuild_frontend::CopyOp::is_url(s))
+                    {
+                        let digest = match &copy.checksum {
+                            Some(checksum) => checksum.clone(),
+                            None => self.url_content(op, url, None).await?.digest.to_string(),
+                        };
+                        key.part("url").part(url).part(&digest);
+                        trace.files.insert(url.clone(), digest);
+                    }
                 }
             }
             OpKind::Mkdir(_) => {}

@@ -4,6 +4,7 @@
 #[macro_use]
 mod support;
 
+mod add_url;
 mod build;
 mod cache;
 mod check;

@@ -136,7 +136,8 @@ impl Converter<'_> {
             .collect::<Result<Vec<_>, _>>()?;
         for source in &sources {
             let url = CopyOp::is_url(source);
-            let git = source.starts_with("git@") || source.starts_with("git://") || is_git_url(source);
+            let git =
+                source.starts_with("git@") || source.starts_with("git://") || is_git_url(source);
             if (url || git) && kind == CopyKind::Copy {
                 return Err(invalid(span, format!("`COPY` source `{source}` is a URL"))
                     .with_help("use `ADD` for remote sources"));
@@ -299,7 +300,10 @@ impl Converter<'_> {
 /// `sha256:` and 64 lowercase hex digits: the only checksum BuildKit accepts for a URL.
 fn is_valid_checksum(checksum: &str) -> bool {
     checksum.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 

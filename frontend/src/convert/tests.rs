@@ -459,7 +459,9 @@ fn add_url_is_a_context_copy_with_url_sources() {
 
 #[test]
 fn add_checksum_on_a_local_source_is_rejected() {
-    let error = convert_error(&format!("FROM busybox\nADD --checksum={SUM} file.txt /dest/\n"));
+    let error = convert_error(&format!(
+        "FROM busybox\nADD --checksum={SUM} file.txt /dest/\n"
+    ));
     assert_eq!(error.kind(), ErrorKind::InvalidFlag);
     assert!(error.to_string().contains("`file.txt`"), "{error}");
     let error = convert_error(&format!(
@@ -477,7 +479,9 @@ fn add_checksum_must_be_sha256_and_64_hex() {
         "sha256:2C26B46B68FFC68FF99B453C1D30413413422D706483BFA0F98A5E886266E7AE",
         "sha256:zz26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
     ] {
-        let error = convert_error(&format!("FROM busybox\nADD --checksum={bad} https://a/x /x\n"));
+        let error = convert_error(&format!(
+            "FROM busybox\nADD --checksum={bad} https://a/x /x\n"
+        ));
         assert_eq!(error.kind(), ErrorKind::InvalidFlag, "{bad}");
         assert!(
             error.to_string().contains("invalid `--checksum` value"),

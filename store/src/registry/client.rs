@@ -426,7 +426,7 @@ impl Registry {
 
     /// Sends with retries and backoff on connection errors (when `retry_transport`),
     /// 5xx and 429; any other answer is returned.
-    async fn retrying(
+    pub(crate) async fn retrying(
         &self,
         tls: &Tls,
         url: &str,

@@ -76,6 +76,17 @@ pub enum RegistryError {
     CredentialHelper { helper: String, reason: String },
     #[error("invalid platform `{input}`: expected `os/arch[/variant]`, e.g. `linux/arm64`")]
     InvalidPlatform { input: String },
+    #[error("`{url}` is not an HTTP or HTTPS URL")]
+    InvalidUrl { url: String },
+    /// A plain URL (`ADD https://…`) answered something other than a success.
+    #[error("GET {url}: the server answered {status}")]
+    UrlStatus {
+        url: String,
+        /// The code and its reason, e.g. `404 Not Found`.
+        status: String,
+    },
+    #[error("the download of {url} failed: {reason}")]
+    Download { url: String, reason: String },
     #[error("a transfer task failed")]
     Join(#[from] tokio::task::JoinError),
 }

@@ -1,5 +1,6 @@
 //! Registry transfer: pull and push images, and the build cache, over the OCI
-//! distribution API, straight into and out of the store.
+//! distribution API, straight into and out of the store; and downloads of plain URLs
+//! (`ADD https://…`) through the same client.
 //!
 //! The store is synchronous; this module is async (`reqwest` on tokio) and meets the
 //! store on blocking threads: a download is streamed from the socket through a channel to
@@ -27,6 +28,7 @@ mod pull;
 mod push;
 mod sink;
 mod tls;
+mod url;
 
 pub use cache::{
     CacheExport, CacheExportRecord, CacheImport, CacheImportRecord, MEDIA_TYPE_CACHE_CONFIG,
@@ -38,6 +40,7 @@ pub use error::{RegistryError, Result};
 pub(crate) use manifest::choose_platform;
 pub use pull::{PullOptions, Pulled};
 pub use push::{Compression, PushOptions, Pushed};
+pub use url::{UrlContent, UrlOptions, UrlOutcome};
 
 use crate::oci::Platform;
 
