@@ -3,15 +3,16 @@
 //! has them, their records kept in the local cache afterwards; and the records a build
 //! hands back for `--cache-to`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use rbuild_frontend::{BuildGraph, OpId};
+use rbuild_frontend::{BuildGraph, ExecMount, ExecOp, OpId, OpKind};
 use rbuild_store::oci::Descriptor;
 use rbuild_store::registry::CacheExportRecord;
 use rbuild_store::{CacheRecord, CachedLayer, Digest, Reference, SnapshotName};
 
 use crate::cache::CacheKey;
 use crate::error::BuildError;
+use crate::progress::{Event, Stream};
 use crate::solve::SolveContext;
 use crate::state::{Layer, LayerRef, State};
 
@@ -288,6 +289,80 @@ impl SolveContext {
         }
         Ok(())
     }
+}
+
+impl SolveContext {
+    /// The contents of `exec`'s cache mounts that an imported cache carries (`mounts=true`)
+    /// and the store has no directory for yet, fetched: a new cache directory starts from
+    /// them. A fetch that fails is reported in the step's output and the cache starts
+    /// empty, as without the import.
+    pub(crate) async fn import_cache_mounts(
+        &self,
+        step: usize,
+        exec: &ExecOp,
+    ) -> HashMap<String, (Descriptor, Digest)> {
+        let mut imported = HashMap::new();
+        let Some(registry) = &self.builder.registry else {
+            return imported;
+        };
+        for mount in &exec.mounts {
+            let ExecMount::Cache(cache) = mount else {
+                continue;
+            };
+            if imported.contains_key(&cache.id) || self.builder.store.has_cache_mount(&cache.id) {
+                continue;
+            }
+            let Some((source, (descriptor, diff_id))) =
+                self.opts.cache_from.iter().find_map(|import| {
+                    let found = import.mounts.get(&cache.id)?;
+                    Some((import.source.clone(), found.clone()))
+                })
+            else {
+                continue;
+            };
+            match registry
+                .pull_cache_layer(&self.builder.store, &source, &descriptor)
+                .await
+            {
+                Ok(()) => {
+                    imported.insert(cache.id.clone(), (descriptor, diff_id));
+                }
+                Err(err) => {
+                    let line = format!(
+                        "WARNING: cannot import the contents of cache mount `{}` from {source}, \
+                         it starts empty: {err}",
+                        cache.id
+                    );
+                    self.progress.event(Event::Log {
+                        step,
+                        stream: Stream::Stderr,
+                        line: line.as_bytes(),
+                    });
+                }
+            }
+        }
+        imported
+    }
+}
+
+/// The ids of the cache mounts the graph's RUN steps use, sorted.
+pub(crate) fn cache_mount_ids(graph: &BuildGraph) -> Vec<String> {
+    let mut ids: Vec<String> = graph
+        .ops
+        .iter()
+        .filter_map(|op| match &op.kind {
+            OpKind::Exec(exec) => Some(exec.mounts.iter()),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|mount| match mount {
+            ExecMount::Cache(cache) => Some(cache.id.clone()),
+            _ => None,
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 /// The ops whose results are in the image: the output's chain of filesystem parents.

@@ -86,6 +86,8 @@ pub struct BuildResult {
     /// Every step's cache record (for `--cache-to`), with whether the step's result is
     /// part of the image (`mode=min` exports only those).
     pub cache_records: Vec<(CacheExportRecord, bool)>,
+    /// The ids of the cache mounts the build's RUN steps use (for `mounts=true`).
+    pub cache_mounts: Vec<String>,
 }
 
 /// A step that ran instead of coming from the cache.
@@ -243,6 +245,7 @@ impl Builder {
         let root = ctx.materialize(&states[graph.output.root.0]).await?;
         ctx.record_remote_hits().await?;
         let cache_records = ctx.export_records(&graph).await?;
+        let cache_mounts = crate::remote::cache_mount_ids(&graph);
         ctx.progress.event(Event::Exporting);
         let root_layers = root.resolved_layers().await?;
         let (config, layers) =
@@ -263,6 +266,7 @@ impl Builder {
                 executed,
                 misses,
                 cache_records,
+                cache_mounts,
             })
         })
         .await??;

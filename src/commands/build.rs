@@ -111,8 +111,9 @@ pub struct BuildArgs {
     /// A cache that cannot be read is reported and the build goes on without it
     #[arg(long = "cache-from", value_name = "CACHE")]
     pub cache_from: Vec<String>,
-    /// Export the build cache: `type=registry,ref=REF[,mode=min|max]` (`min`, the default:
-    /// the steps of the image's own stage; `max`: every step)
+    /// Export the build cache: `type=registry,ref=REF[,mode=min|max][,mounts=true]` (`min`,
+    /// the default: the steps of the image's own stage; `max`: every step; `mounts=true`:
+    /// the contents of the build's `RUN --mount=type=cache` directories too)
     #[arg(long = "cache-to", value_name = "CACHE")]
     pub cache_to: Vec<String>,
     /// The build context directory
@@ -356,9 +357,20 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
             .filter(|(_, in_result)| cache.max || *in_result)
             .map(|(record, _)| record.clone())
             .collect();
+        let mounts: Vec<String> = if cache.mounts {
+            result
+                .cache_mounts
+                .iter()
+                .filter(|id| output_store.has_cache_mount(id))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
         let export = rbuild_store::registry::CacheExport {
             records,
             compression,
+            mounts,
         };
         let digest = registry
             .push_cache(&output_store, &cache.reference, &export)
@@ -366,8 +378,12 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
             .map_err(report)
             .wrap_err_with(|| format!("cannot export the build cache to {}", cache.reference))?;
         if !quiet {
+            let mounts = match export.mounts.len() {
+                0 => String::new(),
+                n => format!(" and {n} cache mount(s)"),
+            };
             eprintln!(
-                "exported {} cache record(s) to {}@{digest}",
+                "exported {} cache record(s){mounts} to {}@{digest}",
                 export.records.len(),
                 cache.reference
             );
@@ -488,6 +504,8 @@ struct CacheTarget {
     reference: rbuild_store::Reference,
     /// `mode=max`: every step, not just the image's own stage.
     max: bool,
+    /// `mounts=true`: the contents of the build's cache mounts go with the cache.
+    mounts: bool,
 }
 
 /// `type=registry,ref=REF[,mode=min|max]`, or a bare `REF`.
@@ -496,10 +514,12 @@ fn parse_cache(text: &str, flag: &str) -> Result<CacheTarget> {
         return Ok(CacheTarget {
             reference: parse_reference(text)?,
             max: false,
+            mounts: false,
         });
     }
     let mut reference = None;
     let mut max = false;
+    let mut mounts = false;
     for field in text.split(',') {
         match field.split_once('=') {
             Some(("type", "registry")) => {}
@@ -517,12 +537,23 @@ fn parse_cache(text: &str, flag: &str) -> Result<CacheTarget> {
                     "{flag} `{text}`: mode is `min` or `max`, not `{other}`"
                 ));
             }
+            Some(("mounts", "true")) => mounts = true,
+            Some(("mounts", "false")) => mounts = false,
+            Some(("mounts", other)) => {
+                return Err(miette::miette!(
+                    "{flag} `{text}`: mounts is `true` or `false`, not `{other}`"
+                ));
+            }
             _ => return Err(miette::miette!("{flag} `{text}`: unknown field `{field}`")),
         }
     }
     let reference =
         reference.ok_or_else(|| miette::miette!("{flag} `{text}`: `ref=` is missing"))?;
-    Ok(CacheTarget { reference, max })
+    Ok(CacheTarget {
+        reference,
+        max,
+        mounts,
+    })
 }
 
 /// `type=oci|docker|tar|local,dest=PATH`, `type=registry,name=REF`, or a bare `PATH` for

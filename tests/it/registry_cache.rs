@@ -328,6 +328,75 @@ fn a_step_that_runs_over_imported_steps_fetches_their_layers_first() {
 }
 
 #[test]
+fn cache_mount_contents_travel_with_the_cache_when_asked() {
+    require_privileges!();
+    let registry = TestRegistry::start();
+    let a = busybox_env();
+    let ctx = a.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\n\
+             RUN --mount=type=cache,id=deps,target=/cache echo fetched > /cache/dep && echo done > /a\n",
+        )],
+    );
+    for (name, mounts) in [("with", ",mounts=true"), ("without", "")] {
+        let out = rbuild(
+            &a,
+            &[
+                "build",
+                "--progress",
+                "plain",
+                "--cache-to",
+                &format!(
+                    "type=registry,ref={}{mounts}",
+                    registry.reference(&format!("cache/{name}:1"))
+                ),
+                ctx.to_str().unwrap(),
+            ],
+        );
+        assert_success(&out);
+        assert_eq!(
+            stderr(&out).contains("and 1 cache mount(s)"),
+            !mounts.is_empty(),
+            "{}",
+            stderr(&out)
+        );
+    }
+
+    // Other machines run a different step over the same cache id: with the mounts in the
+    // cache, the directory starts with machine A's files (and the owner this step asks for).
+    let step = "FROM busybox\n\
+        RUN --mount=type=cache,id=deps,target=/cache,uid=1000 \
+        (cat /cache/dep 2>/dev/null || echo none) > /seen && stat -c %u /cache > /owner\n";
+    for (name, seen) in [("with", "fetched"), ("without", "none")] {
+        let b = busybox_env();
+        let ctx = b.context("ctx", &[("Dockerfile", step)]);
+        let out = rbuild(
+            &b,
+            &[
+                "build",
+                "--progress",
+                "plain",
+                "-t",
+                "b:1",
+                "--cache-from",
+                &format!(
+                    "type=registry,ref={}",
+                    registry.reference(&format!("cache/{name}:1"))
+                ),
+                ctx.to_str().unwrap(),
+            ],
+        );
+        assert_success(&out);
+        let out = rbuild(&b, &["run", "b:1", "cat", "/seen", "/owner"]);
+        assert_success(&out);
+        assert_eq!(stdout(&out), format!("{seen}\n1000\n"), "cache/{name}");
+        assert_store_clean(&b);
+    }
+}
+
+#[test]
 fn a_cache_import_that_fails_is_reported_and_the_build_goes_on() {
     require_privileges!();
     let registry = TestRegistry::start();

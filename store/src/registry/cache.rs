@@ -8,8 +8,13 @@
 //! {"records":[{"key":"<cache key>","parent":"<key of the step it ran on>",
 //!              "layer":"sha256:<compressed blob>","diffId":"sha256:<uncompressed>",
 //!              "description":"RUN make"}],
+//!  "mounts":[{"id":"go-build","layer":"sha256:<compressed blob>","diffId":"sha256:…"}],
 //!  "version":1}
 //! ```
+//!
+//! `mounts` (with `--cache-to …,mounts=true`) carries the contents of `RUN
+//! --mount=type=cache` directories, one layer each: a second machine starts those caches
+//! warm instead of empty. The field is optional, so caches without it read as before.
 //!
 //! A record maps a builder cache key to the layer the step added (or none: a step that
 //! only changed metadata). The parent key is informative (what the step ran on); lookups
@@ -49,6 +54,19 @@ pub struct CacheExportRecord {
 pub struct CacheExport {
     pub records: Vec<CacheExportRecord>,
     pub compression: Compression,
+    /// Ids of cache mounts whose contents go with the cache (`mounts=true`); ids the
+    /// store has no directory for are left out.
+    pub mounts: Vec<String>,
+}
+
+/// A cache mount's contents in a cache: one layer, unpacked into a new cache directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheMountRecord {
+    pub id: String,
+    /// The (compressed) layer blob, listed in the cache manifest's layers.
+    pub layer: Digest,
+    pub diff_id: Digest,
 }
 
 /// One record of an imported cache.
@@ -71,6 +89,8 @@ pub struct CacheImportRecord {
 struct CacheConfig {
     version: u32,
     records: Vec<CacheImportRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    mounts: Vec<CacheMountRecord>,
 }
 
 /// A cache read from a registry: its records by key, and where to fetch their layers.
@@ -81,6 +101,8 @@ pub struct CacheImport {
     pub records: BTreeMap<String, CacheImportRecord>,
     /// The layer descriptors, by blob digest.
     pub layers: BTreeMap<Digest, Descriptor>,
+    /// Cache mount contents by id: the layer and its diff id.
+    pub mounts: BTreeMap<String, (Descriptor, Digest)>,
 }
 
 impl CacheImport {
@@ -140,9 +162,34 @@ impl Registry {
         }
         records.sort_by(|a, b| a.key.cmp(&b.key));
         records.dedup_by(|a, b| a.key == b.key);
+        let mut mounts = Vec::new();
+        let mut ids = export.mounts.clone();
+        ids.sort();
+        ids.dedup();
+        for id in ids {
+            let store = store.clone();
+            let compression = export.compression;
+            let packed = {
+                let id = id.clone();
+                tokio::task::spawn_blocking(move || store.cache_mount_layer(&id, compression))
+                    .await??
+            };
+            let Some((descriptor, diff_id)) = packed else {
+                continue;
+            };
+            if !layers.iter().any(|l| l.digest == descriptor.digest) {
+                layers.push(descriptor.clone());
+            }
+            mounts.push(CacheMountRecord {
+                id,
+                layer: descriptor.digest,
+                diff_id,
+            });
+        }
         let config = oci::canonical_json(&CacheConfig {
             version: CACHE_VERSION,
             records,
+            mounts,
         });
         let config_digest = {
             let store = store.clone();
@@ -260,6 +307,16 @@ impl Registry {
         if source.digest().is_none() {
             source = source.with_digest(fetched.digest);
         }
+        let layers: BTreeMap<Digest, Descriptor> = manifest
+            .layers
+            .into_iter()
+            .map(|l| (l.digest.clone(), l))
+            .collect();
+        let mounts = config
+            .mounts
+            .into_iter()
+            .filter_map(|m| Some((m.id, (layers.get(&m.layer)?.clone(), m.diff_id))))
+            .collect();
         Ok(CacheImport {
             source,
             records: config
@@ -267,11 +324,8 @@ impl Registry {
                 .into_iter()
                 .map(|r| (r.key.clone(), r))
                 .collect(),
-            layers: manifest
-                .layers
-                .into_iter()
-                .map(|l| (l.digest.clone(), l))
-                .collect(),
+            layers,
+            mounts,
         })
     }
 
@@ -303,6 +357,54 @@ impl Registry {
             }
         }
         Err(last_error.expect("every registry has at least one endpoint"))
+    }
+}
+
+impl Store {
+    /// The contents of cache mount `id` as a compressed layer blob and its diff id, for
+    /// `mounts=true`; `None` when the store has no such cache.
+    pub fn cache_mount_layer(
+        &self,
+        id: &str,
+        compression: Compression,
+    ) -> crate::Result<Option<(Descriptor, Digest)>> {
+        let Some((data, _lock)) = self.read_cache_mount(id)? else {
+            return Ok(None);
+        };
+        let ingest = self.ingest()?;
+        let failed = |source| crate::Error::io("pack the cache mount", &data)(source);
+        // The diff id hashes the tar on its way into the compressor.
+        let (ingest, diff_id) = match compression {
+            Compression::Gzip => {
+                let encoder = flate2::GzBuilder::new()
+                    .mtime(0)
+                    .write(ingest, flate2::Compression::new(6));
+                let hashing = crate::layer::write_layer(
+                    &data,
+                    crate::HashingWriter::new(encoder),
+                    Default::default(),
+                )
+                .map_err(failed)?;
+                let (encoder, diff_id, _) = hashing.finish();
+                (encoder.finish().map_err(failed)?, diff_id)
+            }
+            Compression::Zstd => {
+                let encoder = zstd::stream::write::Encoder::new(ingest, 3).map_err(failed)?;
+                let hashing = crate::layer::write_layer(
+                    &data,
+                    crate::HashingWriter::new(encoder),
+                    Default::default(),
+                )
+                .map_err(failed)?;
+                let (encoder, diff_id, _) = hashing.finish();
+                (encoder.finish().map_err(failed)?, diff_id)
+            }
+        };
+        let (digest, size) = ingest.commit(None)?;
+        Ok(Some((
+            Descriptor::new(compression.media_type(), digest, size),
+            diff_id,
+        )))
     }
 }
 
@@ -353,6 +455,7 @@ mod tests {
             )]
             .into_iter()
             .collect(),
+            mounts: BTreeMap::new(),
         };
         let (_, layer) = import.get("a").unwrap();
         assert_eq!(layer.unwrap().diff_id, diff_id);
@@ -373,10 +476,31 @@ mod tests {
                 diff_id: None,
                 description: "RUN true".into(),
             }],
+            mounts: Vec::new(),
         };
         assert_eq!(
             String::from_utf8(oci::canonical_json(&config)).unwrap(),
             r#"{"records":[{"description":"RUN true","key":"k","parent":"p"}],"version":1}"#
         );
+        let with_mount = CacheConfig {
+            mounts: vec![CacheMountRecord {
+                id: "go".into(),
+                layer: Digest::of(b"gz"),
+                diff_id: Digest::of(b"tar"),
+            }],
+            ..config
+        };
+        let json = String::from_utf8(oci::canonical_json(&with_mount)).unwrap();
+        assert!(
+            json.contains(&format!(
+                r#""mounts":[{{"diffId":"{}","id":"go","layer":"{}"}}]"#,
+                Digest::of(b"tar"),
+                Digest::of(b"gz")
+            )),
+            "{json}"
+        );
+        // A config written before mounts existed still reads.
+        let old: CacheConfig = serde_json::from_str(r#"{"records":[],"version":1}"#).unwrap();
+        assert!(old.mounts.is_empty());
     }
 }

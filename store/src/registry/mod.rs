@@ -29,7 +29,8 @@ mod sink;
 mod tls;
 
 pub use cache::{
-    CacheExport, CacheExportRecord, CacheImport, CacheImportRecord, MEDIA_TYPE_CACHE_CONFIG,
+    CacheExport, CacheExportRecord, CacheImport, CacheImportRecord, CacheMountRecord,
+    MEDIA_TYPE_CACHE_CONFIG,
 };
 pub use client::Registry;
 pub use config::{Endpoint, HostConfig, RegistryConfig, Tls, TransferConfig};

@@ -39,7 +39,7 @@ impl Compression {
         }
     }
 
-    fn media_type(self) -> &'static str {
+    pub(crate) fn media_type(self) -> &'static str {
         match self {
             Compression::Gzip => oci::MEDIA_TYPE_LAYER_GZIP,
             Compression::Zstd => oci::MEDIA_TYPE_LAYER_ZSTD,
