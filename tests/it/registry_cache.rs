@@ -328,6 +328,82 @@ fn a_step_that_runs_over_imported_steps_fetches_their_layers_first() {
 }
 
 #[test]
+fn a_cache_passes_on_to_another_registry_with_layers_no_build_fetched() {
+    require_privileges!();
+    let first = TestRegistry::start();
+    let second = TestRegistry::start();
+    let a = busybox_env();
+    let ctx = a.context("ctx", &[("Dockerfile", MULTI_STAGE)]);
+    let out = rbuild(
+        &a,
+        &[
+            "build",
+            "--cache-to",
+            &format!(
+                "type=registry,ref={},mode=max",
+                first.reference("cache/app:1")
+            ),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+
+    // B builds from the first registry's cache (the builder stage's layer is never
+    // fetched) and exports every step to the second registry.
+    let b = busybox_env();
+    let ctx = b.context("ctx", &[("Dockerfile", MULTI_STAGE)]);
+    let out = rbuild(
+        &b,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--cache-from",
+            &format!("type=registry,ref={}", first.reference("cache/app:1")),
+            "--cache-to",
+            &format!(
+                "type=registry,ref={},mode=max",
+                second.reference("cache/app:1")
+            ),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("exported 3 cache record(s)"),
+        "{}",
+        stderr(&out)
+    );
+
+    // C, with only the second registry's cache, has every step cached.
+    let c = busybox_env();
+    let ctx = c.context("ctx", &[("Dockerfile", MULTI_STAGE)]);
+    drop(first);
+    let out = rbuild(
+        &c,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "app:1",
+            "--cache-from",
+            &format!("type=registry,ref={}", second.reference("cache/app:1")),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("3 step(s) cached, 0 run"),
+        "{}",
+        stderr(&out)
+    );
+    let out = rbuild(&c, &["run", "app:1", "cat", "/app/copy"]);
+    assert_success(&out);
+    assert_eq!(stdout(&out).trim(), "compiled");
+}
+
+#[test]
 fn cache_mount_contents_travel_with_the_cache_when_asked() {
     require_privileges!();
     let registry = TestRegistry::start();

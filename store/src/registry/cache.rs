@@ -241,7 +241,7 @@ impl Registry {
 
     async fn pull_cache_from(
         &self,
-        _store: &Store,
+        store: &Store,
         repo: &Repo,
         source: &Reference,
     ) -> Result<CacheImport> {
@@ -303,6 +303,9 @@ impl Registry {
                 ),
             });
         }
+        // Its layers are in this repository: a push of them elsewhere on this registry
+        // mounts them, and one to another registry fetches them from here.
+        self.remember_sources(store, repo, &manifest).await;
         let mut source = source.clone();
         if source.digest().is_none() {
             source = source.with_digest(fetched.digest);

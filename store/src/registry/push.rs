@@ -273,6 +273,32 @@ impl Registry {
         join_all(tasks).await.into_iter().collect()
     }
 
+    /// Fetches `blob` into the store from a repository known to hold it (see
+    /// [`Store::blob_sources`]).
+    async fn fetch_from_sources(&self, store: &Store, blob: &Descriptor) -> Result<()> {
+        let sources = {
+            let store = store.clone();
+            let digest = blob.digest.clone();
+            tokio::task::spawn_blocking(move || store.blob_sources(&digest)).await?
+        };
+        let mut last_error = None;
+        for source in sources {
+            let Ok(reference) = source.parse::<Reference>() else {
+                continue;
+            };
+            match self.pull_cache_layer(store, &reference, blob).await {
+                Ok(()) => return Ok(()),
+                Err(err) => last_error = Some(err),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            crate::Error::BlobNotFound {
+                digest: blob.digest.clone(),
+            }
+            .into()
+        }))
+    }
+
     /// Uploads one blob unless the registry has it (or can mount it).
     async fn upload_blob(&self, store: &Store, repo: &Repo, blob: &Descriptor) -> Result<()> {
         let digest = &blob.digest;
@@ -338,6 +364,11 @@ impl Registry {
         }
         let response = check_status(response, "POST", &start_url).await?;
         let mut location = location(&response, &repo.endpoint.base, &start_url)?;
+        if !store.has_blob(digest) {
+            // A layer of an imported build cache that no build needed as files: it is in
+            // the cache's repository, maybe on another registry. Fetch it to pass it on.
+            self.fetch_from_sources(store, blob).await?;
+        }
         let path = store.blob_path(digest);
         let size = blob.size;
         let chunk_size = self.config.transfer.chunk_size;
