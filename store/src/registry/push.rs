@@ -590,12 +590,9 @@ impl Store {
         };
         let ingest = match compression {
             Compression::Gzip => {
-                // No name and a zero mtime in the header: the same bytes every time.
-                let mut encoder = flate2::GzBuilder::new()
-                    .mtime(0)
-                    .write(ingest, flate2::Compression::new(6));
-                std::io::copy(&mut content, &mut encoder).map_err(read_error)?;
-                encoder.finish().map_err(read_error)?
+                // On every core, and the same bytes on any machine (see `pgzip`).
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                crate::layer::pgzip::gzip(&mut content, ingest, 6, threads).map_err(read_error)?
             }
             Compression::Zstd => {
                 let mut encoder =
