@@ -212,6 +212,7 @@ pub async fn pull(args: PullArgs) -> Result<ExitCode> {
             &PullOptions {
                 platform,
                 unpack: true,
+                ..Default::default()
             },
         )
         .await

@@ -84,6 +84,44 @@ fn built_layers_are_compressed_at_push_deterministically() {
 }
 
 #[test]
+fn print_graph_reads_a_missing_base_config_from_the_registry_and_keeps_nothing() {
+    require_privileges!();
+    let registry = TestRegistry::start();
+    let seed = busybox_env();
+    let ctx = seed.context(
+        "base",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nENV FROM_BASE=yes\nRUN echo > /layer\n",
+        )],
+    );
+    assert_success(&rbuild(
+        &seed,
+        &["build", "-t", "base:1", ctx.to_str().unwrap()],
+    ));
+    let base = registry.reference("base/env:1");
+    assert_success(&rbuild(&seed, &["push", "base:1", &base]));
+
+    let env = TestEnv::new();
+    let ctx = env.context(
+        "ctx",
+        &[("Dockerfile", &format!("FROM {base}\nRUN echo $FROM_BASE\n"))],
+    );
+    let out = rbuild(&env, &["build", "--print", "graph", ctx.to_str().unwrap()]);
+    assert_success(&out);
+    // The base's ENV is in the RUN's environment: its config was read.
+    assert!(stdout(&out).contains("FROM_BASE=yes"), "{}", stdout(&out));
+    // Nothing was pulled into the store: no image, no layer.
+    let out = rbuild(&env, &["images", "--format", "json"]);
+    assert_success(&out);
+    assert!(!stdout(&out).contains("base/env"), "{}", stdout(&out));
+    let blobs = std::fs::read_dir(env.root().join("blobs/sha256"))
+        .map(|dir| dir.count())
+        .unwrap_or(0);
+    assert!(blobs <= 1, "only the config may be there, {blobs} blobs");
+}
+
+#[test]
 fn from_pulls_a_missing_base_and_build_pull_refreshes_it() {
     require_privileges!();
     let registry = TestRegistry::start();
