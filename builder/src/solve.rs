@@ -182,7 +182,11 @@ impl Builder {
         let mut bases = HashMap::new();
         let mut base_configs = BTreeMap::new();
         for reference in frontend::image_references(&dockerfile, &convert_opts)? {
-            let image = self.base_image(&reference, opts.pull).await?;
+            // A pull stops at once when the build is cancelled.
+            let image = tokio::select! {
+                image = self.base_image(&reference, opts.pull) => image?,
+                () = cancel.cancelled() => return Err(BuildError::Cancelled),
+            };
             base_configs.insert(
                 reference.clone(),
                 crate::image::frontend_config(&image.config.config),
@@ -253,8 +257,13 @@ impl Builder {
         let store = self.store.clone();
         let tags = ctx.opts.tags.clone();
         let (cached, executed) = *ctx.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let cancel = ctx.cancel.clone();
         let result = tokio::task::spawn_blocking(move || -> Result<BuildResult, BuildError> {
             let manifest = store.write_image(&config, layers)?;
+            // A build cancelled until now names nothing.
+            if cancel.is_cancelled() {
+                return Err(BuildError::Cancelled);
+            }
             for tag in &tags {
                 store.tag(tag, &manifest.digest)?;
             }

@@ -303,134 +303,152 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         }
     });
     let result = builder.build(opts, progress, cancel.clone()).await;
-    signals.abort();
     let result = match result {
         Ok(result) => result,
         Err(rbuild_builder::BuildError::Cancelled) => {
+            signals.abort();
             eprintln!("build cancelled");
             return Ok(ExitCode::from(130));
         }
-        Err(err) => return Err(build_error(err, &dockerfile_path, &dockerfile)),
+        Err(err) => {
+            signals.abort();
+            return Err(build_error(err, &dockerfile_path, &dockerfile));
+        }
     };
-    if let Some(path) = &args.iidfile {
-        write_iidfile(path, &result.config.to_string())?;
-    }
-    auto_gc(&output_store).await;
-    let compression = args.compression.into();
-    let quiet = args.progress == ProgressArg::Quiet;
-    let mut pushed = Vec::new();
-    if args.push {
-        for tag in &result.tags {
-            let target = tag.to_reference();
-            let digest = push_image(
-                &registry,
-                &output_store,
-                &result.manifest.digest,
-                &target,
-                compression,
-                quiet,
-            )
-            .await?;
-            pushed.push((target, digest));
+    // Ctrl-C and SIGTERM still stop what follows (pushes, outputs, the cache export): a
+    // cancelled CI job must not go on uploading or move a registry's tag.
+    let finish = async {
+        if let Some(path) = &args.iidfile {
+            write_iidfile(path, &result.config.to_string())?;
         }
-    }
-    for output in outputs {
-        if let Output::Registry(target) = &output {
-            let digest = push_image(
-                &registry,
-                &output_store,
-                &result.manifest.digest,
-                target,
-                compression,
-                quiet,
-            )
-            .await?;
-            pushed.push((target.clone(), digest));
-            continue;
+        auto_gc(&output_store).await;
+        let compression = args.compression.into();
+        let quiet = args.progress == ProgressArg::Quiet;
+        let mut pushed = Vec::new();
+        if args.push {
+            for tag in &result.tags {
+                let target = tag.to_reference();
+                let digest = push_image(
+                    &registry,
+                    &output_store,
+                    &result.manifest.digest,
+                    &target,
+                    compression,
+                    quiet,
+                )
+                .await?;
+                pushed.push((target, digest));
+            }
         }
-        write_output(&output_store, &result, output).await?;
-    }
-    for cache in &cache_to {
-        let records = result
-            .cache_records
-            .iter()
-            .filter(|(_, in_result)| cache.max || *in_result)
-            .map(|(record, _)| record.clone())
-            .collect();
-        let mounts: Vec<String> = if cache.mounts {
-            result
-                .cache_mounts
+        for output in outputs {
+            if let Output::Registry(target) = &output {
+                let digest = push_image(
+                    &registry,
+                    &output_store,
+                    &result.manifest.digest,
+                    target,
+                    compression,
+                    quiet,
+                )
+                .await?;
+                pushed.push((target.clone(), digest));
+                continue;
+            }
+            write_output(&output_store, &result, output).await?;
+        }
+        for cache in &cache_to {
+            let records = result
+                .cache_records
                 .iter()
-                .filter(|id| output_store.has_cache_mount(id))
-                .cloned()
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let export = rbuild_store::registry::CacheExport {
-            records,
-            compression,
-            mounts,
-        };
-        let digest = registry
-            .push_cache(&output_store, &cache.reference, &export)
-            .await
-            .map_err(report)
-            .wrap_err_with(|| format!("cannot export the build cache to {}", cache.reference))?;
-        if !quiet {
-            let mounts = match export.mounts.len() {
-                0 => String::new(),
-                n => format!(" and {n} cache mount(s)"),
+                .filter(|(_, in_result)| cache.max || *in_result)
+                .map(|(record, _)| record.clone())
+                .collect();
+            let mounts: Vec<String> = if cache.mounts {
+                result
+                    .cache_mounts
+                    .iter()
+                    .filter(|id| output_store.has_cache_mount(id))
+                    .cloned()
+                    .collect()
+            } else {
+                Vec::new()
             };
-            eprintln!(
-                "exported {} cache record(s){mounts} to {}@{digest}",
-                export.records.len(),
-                cache.reference
-            );
+            let export = rbuild_store::registry::CacheExport {
+                records,
+                compression,
+                mounts,
+            };
+            let digest = registry
+                .push_cache(&output_store, &cache.reference, &export)
+                .await
+                .map_err(report)
+                .wrap_err_with(|| {
+                    format!("cannot export the build cache to {}", cache.reference)
+                })?;
+            if !quiet {
+                let mounts = match export.mounts.len() {
+                    0 => String::new(),
+                    n => format!(" and {n} cache mount(s)"),
+                };
+                eprintln!(
+                    "exported {} cache record(s){mounts} to {}@{digest}",
+                    export.records.len(),
+                    cache.reference
+                );
+            }
         }
-    }
-    if let Some(path) = &args.metadata_file {
-        let metadata = serde_json::json!({
-            "containerimage.config.digest": result.config.to_string(),
-            "containerimage.digest": result.manifest.digest.to_string(),
-            "image.name": result.tags.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
-            "rbuild.steps.cached": result.cached,
-            "rbuild.steps.run": result.executed,
-            "rbuild.pushed": pushed.iter().map(|(target, digest)| format!("{target}@{digest}")).collect::<Vec<_>>(),
-            "rbuild.cache.misses": result.misses.iter().map(|m| serde_json::json!({
-                "step": m.step, "description": m.description, "reason": m.reason,
-            })).collect::<Vec<_>>(),
-        });
-        std::fs::write(
-            path,
-            serde_json::to_vec_pretty(&metadata).into_diagnostic()?,
-        )
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot write {}", path.display()))?;
-    }
-    if args.progress != ProgressArg::Quiet {
-        eprintln!("{} step(s) cached, {} run", result.cached, result.executed);
-        eprintln!("writing image {}", result.config);
-        for tag in &result.tags {
-            eprintln!("naming to {tag}");
+        if let Some(path) = &args.metadata_file {
+            let metadata = serde_json::json!({
+                "containerimage.config.digest": result.config.to_string(),
+                "containerimage.digest": result.manifest.digest.to_string(),
+                "image.name": result.tags.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                "rbuild.steps.cached": result.cached,
+                "rbuild.steps.run": result.executed,
+                "rbuild.pushed": pushed.iter().map(|(target, digest)| format!("{target}@{digest}")).collect::<Vec<_>>(),
+                "rbuild.cache.misses": result.misses.iter().map(|m| serde_json::json!({
+                    "step": m.step, "description": m.description, "reason": m.reason,
+                })).collect::<Vec<_>>(),
+            });
+            std::fs::write(
+                path,
+                serde_json::to_vec_pretty(&metadata).into_diagnostic()?,
+            )
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot write {}", path.display()))?;
         }
-    }
-    println!("{}", result.config);
-    if args.fail_on_miss && !result.misses.is_empty() {
-        for miss in &result.misses {
-            let reason = miss
-                .reason
-                .as_deref()
-                .unwrap_or("no earlier build of this step to compare with");
-            eprintln!("cache miss: [{}] {}: {reason}", miss.step, miss.description);
+        if args.progress != ProgressArg::Quiet {
+            eprintln!("{} step(s) cached, {} run", result.cached, result.executed);
+            eprintln!("writing image {}", result.config);
+            for tag in &result.tags {
+                eprintln!("naming to {tag}");
+            }
         }
-        return Err(miette::miette!(
-            help = "the image was built and named; `--fail-on-miss` failed the command because steps ran",
-            "{} step(s) missed the cache",
-            result.misses.len()
-        ));
-    }
-    Ok(ExitCode::SUCCESS)
+        println!("{}", result.config);
+        if args.fail_on_miss && !result.misses.is_empty() {
+            for miss in &result.misses {
+                let reason = miss
+                    .reason
+                    .as_deref()
+                    .unwrap_or("no earlier build of this step to compare with");
+                eprintln!("cache miss: [{}] {}: {reason}", miss.step, miss.description);
+            }
+            return Err(miette::miette!(
+                help = "the image was built and named; `--fail-on-miss` failed the command because steps ran",
+                "{} step(s) missed the cache",
+                result.misses.len()
+            ));
+        }
+        Ok::<ExitCode, miette::Report>(ExitCode::SUCCESS)
+    };
+    let outcome = tokio::select! {
+        outcome = finish => outcome,
+        () = cancel.cancelled() => {
+            eprintln!("build cancelled");
+            Ok(ExitCode::from(130))
+        }
+    };
+    signals.abort();
+    outcome
 }
 
 /// `--secret id=ID[,type=file|env][,src=FILE][,env=VAR]`, as buildx reads it: `src` (or
