@@ -111,9 +111,10 @@ pub struct BuildArgs {
     /// A cache that cannot be read is reported and the build goes on without it
     #[arg(long = "cache-from", value_name = "CACHE")]
     pub cache_from: Vec<String>,
-    /// Export the build cache: `type=registry,ref=REF[,mode=min|max][,mounts=true]` (`min`,
-    /// the default: the steps of the image's own stage; `max`: every step; `mounts=true`:
-    /// the contents of the build's `RUN --mount=type=cache` directories too)
+    /// Export the build cache: `type=registry,ref=REF[,mode=min|max][,mounts=true]
+    /// [,ignore-error=true]` (`min`, the default: the steps of the image's own stage; `max`:
+    /// every step; `mounts=true`: the contents of the build's `RUN --mount=type=cache`
+    /// directories too; `ignore-error=true`: a failed export only warns)
     #[arg(long = "cache-to", value_name = "CACHE")]
     pub cache_to: Vec<String>,
     /// The build context directory
@@ -378,13 +379,20 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
                 compression,
                 mounts,
             };
-            let digest = registry
+            let exported = registry
                 .push_cache(&output_store, &cache.reference, &export)
                 .await
                 .map_err(report)
-                .wrap_err_with(|| {
-                    format!("cannot export the build cache to {}", cache.reference)
-                })?;
+                .wrap_err_with(|| format!("cannot export the build cache to {}", cache.reference));
+            let digest = match exported {
+                Ok(digest) => digest,
+                Err(err) if cache.ignore_error => {
+                    eprintln!("WARNING: the build cache was not exported (ignore-error=true):");
+                    eprintln!("{err:?}");
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
             if !quiet {
                 let mounts = match export.mounts.len() {
                     0 => String::new(),
@@ -398,10 +406,24 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
             }
         }
         if let Some(path) = &args.metadata_file {
+            // Pushed, the image is the manifest the registry has (its layers compressed),
+            // not the store's: that is the digest to sign or deploy, as with BuildKit.
+            let digest = pushed.first().map_or_else(
+                || result.manifest.digest.to_string(),
+                |(_, d)| d.to_string(),
+            );
+            let mut names: Vec<String> = result.tags.iter().map(ToString::to_string).collect();
+            for (target, _) in &pushed {
+                let target = target.to_string();
+                if !names.contains(&target) {
+                    names.push(target);
+                }
+            }
             let metadata = serde_json::json!({
                 "containerimage.config.digest": result.config.to_string(),
-                "containerimage.digest": result.manifest.digest.to_string(),
-                "image.name": result.tags.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                "containerimage.digest": digest,
+                "rbuild.local.digest": result.manifest.digest.to_string(),
+                "image.name": names.join(","),
                 "rbuild.steps.cached": result.cached,
                 "rbuild.steps.run": result.executed,
                 "rbuild.pushed": pushed.iter().map(|(target, digest)| format!("{target}@{digest}")).collect::<Vec<_>>(),
@@ -581,6 +603,8 @@ struct CacheTarget {
     max: bool,
     /// `mounts=true`: the contents of the build's cache mounts go with the cache.
     mounts: bool,
+    /// `ignore-error=true`: an export that fails is a warning, not a failed build.
+    ignore_error: bool,
 }
 
 /// `type=registry,ref=REF[,mode=min|max]`, or a bare `REF`.
@@ -590,11 +614,13 @@ fn parse_cache(text: &str, flag: &str) -> Result<CacheTarget> {
             reference: parse_reference(text)?,
             max: false,
             mounts: false,
+            ignore_error: false,
         });
     }
     let mut reference = None;
     let mut max = false;
     let mut mounts = false;
+    let mut ignore_error = false;
     for field in text.split(',') {
         match field.split_once('=') {
             Some(("type", "registry")) => {}
@@ -612,6 +638,8 @@ fn parse_cache(text: &str, flag: &str) -> Result<CacheTarget> {
                     "{flag} `{text}`: mode is `min` or `max`, not `{other}`"
                 ));
             }
+            Some(("ignore-error", "true")) => ignore_error = true,
+            Some(("ignore-error", "false")) => ignore_error = false,
             Some(("mounts", "true")) => mounts = true,
             Some(("mounts", "false")) => mounts = false,
             Some(("mounts", other)) => {
@@ -628,6 +656,7 @@ fn parse_cache(text: &str, flag: &str) -> Result<CacheTarget> {
         reference,
         max,
         mounts,
+        ignore_error,
     })
 }
 

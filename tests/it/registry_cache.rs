@@ -536,6 +536,38 @@ fn a_cache_import_that_fails_is_reported_and_the_build_goes_on() {
         "{err}"
     );
     assert!(err.contains("0 step(s) cached, 1 run"), "{err}");
+
+    // An export that fails fails the build, unless `ignore-error=true` says otherwise.
+    let nowhere = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let cache_to = format!("type=registry,ref=127.0.0.1:{nowhere}/cache:1");
+    let out = rbuild(
+        &env,
+        &["build", "--cache-to", &cache_to, ctx.to_str().unwrap()],
+    );
+    assert_failure(&out);
+    assert!(
+        stderr(&out).contains("cannot export the build cache"),
+        "{}",
+        stderr(&out)
+    );
+    let out = rbuild(
+        &env,
+        &[
+            "build",
+            "--cache-to",
+            &format!("{cache_to},ignore-error=true"),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("WARNING: the build cache was not exported"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -567,6 +599,9 @@ fn build_output_type_registry_pushes_the_result() {
         serde_json::from_slice(&std::fs::read(&metadata).unwrap()).unwrap();
     let pushed = metadata["rbuild.pushed"][0].as_str().unwrap().to_owned();
     let digest = pushed.rsplit('@').next().unwrap();
+    // What a pipeline signs or deploys: the digest and name the registry has.
+    assert_eq!(metadata["containerimage.digest"], digest, "{metadata}");
+    assert_eq!(metadata["image.name"], target.as_str(), "{metadata}");
     let other = TestEnv::new();
     let out = rbuild(&other, &["pull", &target]);
     assert_success(&out);
