@@ -33,6 +33,8 @@ pub(crate) struct RemoteHit {
     state: State,
     /// The cache it came from, pinned by digest.
     source: Reference,
+    /// When the step's result was made, as the cache says.
+    created: i64,
 }
 
 impl SolveContext {
@@ -68,6 +70,11 @@ impl SolveContext {
         graph: &BuildGraph,
     ) -> Result<Vec<(CacheExportRecord, bool)>, BuildError> {
         let in_result = result_ops(graph);
+        let times = self
+            .op_times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let pending = std::mem::take(&mut *self.exports.lock().unwrap_or_else(|e| e.into_inner()));
         let mut records = Vec::with_capacity(pending.len());
         for export in pending {
@@ -87,6 +94,7 @@ impl SolveContext {
                     parent: export.parent,
                     layer,
                     description: export.description,
+                    created: times.get(&export.id).copied(),
                 },
                 in_result.contains(&export.id),
             ));
@@ -117,17 +125,20 @@ impl SolveContext {
     }
 
     /// The state after a step found in an imported cache (`--cache-from`), if one has it.
+    /// With the state comes when the step's result was made (now, if the cache does not
+    /// say).
     pub(crate) fn remote_hit(
         &self,
         key: &CacheKey,
         op: &rbuild_frontend::Op,
         parent: &State,
-    ) -> Option<State> {
-        let (source, layer) = self.opts.cache_from.iter().find_map(|import| {
+    ) -> Option<(State, i64)> {
+        let (source, layer, created) = self.opts.cache_from.iter().find_map(|import| {
             import
                 .get(key.as_str())
-                .map(|(_, layer)| (import.source.clone(), layer))
+                .map(|(record, layer)| (import.source.clone(), layer, record.created))
         })?;
+        let created = created.unwrap_or_else(rbuild_store::time::now_unix);
         let state = self.remote_state(parent, layer, &source);
         self.remote_hits
             .lock()
@@ -138,8 +149,9 @@ impl SolveContext {
                 parent: parent.clone(),
                 state: state.clone(),
                 source,
+                created,
             });
-        Some(state)
+        Some((state, created))
     }
 
     /// `state` with every layer unpacked as a snapshot, fetching the layers of imported
@@ -267,7 +279,7 @@ impl SolveContext {
                 }),
                 snapshot: top.as_ref().map(|t| t.digest().clone()),
                 description: hit.description,
-                created: now,
+                created: hit.created,
                 last_used: now,
                 size: 0,
                 remote: None,

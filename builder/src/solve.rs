@@ -227,6 +227,8 @@ impl Builder {
             remote_hits: Mutex::new(Vec::new()),
             remote_blobs: Mutex::new(HashMap::new()),
             materializing: tokio::sync::Mutex::new(()),
+            op_times: Mutex::new(HashMap::new()),
+            key_times: Mutex::new(HashMap::new()),
         });
         let states = ctx.solve(&graph).await;
         // Layers still being measured finish (or fail) before the build ends, either way.
@@ -252,8 +254,13 @@ impl Builder {
         let cache_mounts = crate::remote::cache_mount_ids(&graph);
         ctx.progress.event(Event::Exporting);
         let root_layers = root.resolved_layers().await?;
+        let times = ctx
+            .op_times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let (config, layers) =
-            crate::image::assemble(&graph, &states, root_layers, &ctx.bases, &ctx.opts)?;
+            crate::image::assemble(&graph, &states, root_layers, &times, &ctx.bases, &ctx.opts)?;
         let store = self.store.clone();
         let tags = ctx.opts.tags.clone();
         let (cached, executed) = *ctx.counts.lock().unwrap_or_else(|e| e.into_inner());
@@ -393,6 +400,11 @@ pub(crate) struct SolveContext {
     pub(crate) remote_blobs: Mutex<HashMap<Digest, Reference>>,
     /// Held while layers of imported caches are fetched and unpacked.
     pub(crate) materializing: tokio::sync::Mutex<()>,
+    /// When each layer-producing op's result was made (Unix seconds): now for a step that
+    /// ran, the cache record's time for one that did not. The image history shows these, so
+    /// a rebuild from the cache is the same image, bit for bit.
+    pub(crate) op_times: Mutex<HashMap<OpId, i64>>,
+    key_times: Mutex<HashMap<String, i64>>,
 }
 
 /// What a finished op hands to the ops that use it.
@@ -549,6 +561,14 @@ impl SolveContext {
         };
         let mut slot = slot.lock().await;
         if let Some(state) = slot.as_ref() {
+            let time = self
+                .key_times
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(key.as_str())
+                .copied()
+                .unwrap_or_else(rbuild_store::time::now_unix);
+            self.note_time(id, &key, time);
             self.progress.event(Event::StepStarted {
                 step,
                 description: &op.description,
@@ -593,6 +613,7 @@ impl SolveContext {
                 });
                 self.progress.event(Event::StepCached { step });
                 self.count(true);
+                self.note_time(id, &key, record.created);
                 self.export(
                     id,
                     &key,
@@ -604,7 +625,8 @@ impl SolveContext {
                 *slot = Some(state.clone());
                 return Ok(Done { key, state });
             }
-            if let Some(state) = self.remote_hit(&key, op, &parent) {
+            if let Some((state, created)) = self.remote_hit(&key, op, &parent) {
+                self.note_time(id, &key, created);
                 self.progress.event(Event::StepStarted {
                     step,
                     description: &op.description,
@@ -711,6 +733,7 @@ impl SolveContext {
                 return Err(err);
             }
         };
+        self.note_time(id, &key, rbuild_store::time::now_unix());
         self.export(
             id,
             &key,
@@ -726,6 +749,17 @@ impl SolveContext {
         self.count(false);
         *slot = Some(state.clone());
         Ok(Done { key, state })
+    }
+
+    fn note_time(&self, id: OpId, key: &CacheKey, time: i64) {
+        self.op_times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, time);
+        self.key_times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), time);
     }
 
     fn count(&self, cached: bool) {

@@ -47,6 +47,8 @@ pub struct CacheExportRecord {
     pub parent: Option<String>,
     pub layer: Option<CachedLayer>,
     pub description: String,
+    /// When the step's result was made (Unix seconds).
+    pub created: Option<i64>,
 }
 
 /// What to export.
@@ -83,6 +85,10 @@ pub struct CacheImportRecord {
     pub diff_id: Option<Digest>,
     #[serde(default)]
     pub description: String,
+    /// When the step's result was made (Unix seconds): the time its image history shows,
+    /// so an image rebuilt from the cache on another machine is the same image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -158,6 +164,7 @@ impl Registry {
                 diff_id: layer.as_ref().map(|(_, d)| d.clone()),
                 layer: layer.map(|(l, _)| l),
                 description: record.description.clone(),
+                created: record.created,
             });
         }
         records.sort_by(|a, b| a.key.cmp(&b.key));
@@ -433,6 +440,7 @@ mod tests {
                     layer: Some(blob.clone()),
                     diff_id: Some(diff_id.clone()),
                     description: "RUN x".into(),
+                    created: None,
                 },
                 CacheImportRecord {
                     key: "b".into(),
@@ -440,6 +448,7 @@ mod tests {
                     layer: None,
                     diff_id: None,
                     description: "WORKDIR /".into(),
+                    created: None,
                 },
                 CacheImportRecord {
                     key: "c".into(),
@@ -447,6 +456,7 @@ mod tests {
                     layer: Some(Digest::of(b"missing")),
                     diff_id: Some(diff_id.clone()),
                     description: String::new(),
+                    created: None,
                 },
             ]
             .into_iter()
@@ -478,6 +488,7 @@ mod tests {
                 layer: None,
                 diff_id: None,
                 description: "RUN true".into(),
+                created: None,
             }],
             mounts: Vec::new(),
         };
