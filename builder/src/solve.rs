@@ -88,6 +88,9 @@ pub struct BuildResult {
     pub cache_records: Vec<(CacheExportRecord, bool)>,
     /// The ids of the cache mounts the build's RUN steps use (for `mounts=true`).
     pub cache_mounts: Vec<String>,
+    /// What went into each step's cache key, for `--cache-to` (so a build elsewhere can
+    /// say why a step missed).
+    pub traces: Option<serde_json::Value>,
 }
 
 /// A step that ran instead of coming from the cache.
@@ -205,6 +208,20 @@ impl Builder {
             opts.target.as_deref().unwrap_or("")
         );
         let context = Context::open(context_root, ignore, &self.store);
+        // Compared with the previous build here, or, on a machine without one (a fresh CI
+        // runner), with the build that exported an imported cache.
+        let mut previous = Traces::load(&self.store, &explain_scope);
+        let mut previous_imported = false;
+        if previous.steps.is_empty()
+            && let Some(imported) = opts
+                .cache_from
+                .iter()
+                .find_map(|import| import.traces.as_ref())
+                .and_then(|traces| serde_json::from_value::<Traces>(traces.clone()).ok())
+        {
+            previous = imported;
+            previous_imported = true;
+        }
         let ctx = Arc::new(SolveContext {
             builder: self.clone(),
             opts,
@@ -219,7 +236,8 @@ impl Builder {
             cpu: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
-            previous: Traces::load(&self.store, &explain_scope),
+            previous,
+            previous_imported,
             traces: Mutex::new(Traces::default()),
             reasons: Mutex::new(HashMap::new()),
             misses: Mutex::new(Vec::new()),
@@ -246,6 +264,7 @@ impl Builder {
         background?;
         let traces = std::mem::take(&mut *ctx.traces.lock().unwrap_or_else(|e| e.into_inner()));
         traces.save(&self.store, &explain_scope, &ctx.previous);
+        let exported_traces = serde_json::to_value(&traces).ok();
         let misses = std::mem::take(&mut *ctx.misses.lock().unwrap_or_else(|e| e.into_inner()));
         // Layers that came from an imported cache: fetched now if the image has them.
         let root = ctx.materialize(&states[graph.output.root.0]).await?;
@@ -283,6 +302,7 @@ impl Builder {
                 misses,
                 cache_records,
                 cache_mounts,
+                traces: exported_traces,
             })
         })
         .await??;
@@ -388,6 +408,8 @@ pub(crate) struct SolveContext {
     unused: Arc<Mutex<Vec<ActiveSnapshot>>>,
     /// The traces of the previous build of this context and target, and of this one.
     previous: Traces,
+    /// `previous` came from an imported cache.
+    previous_imported: bool,
     traces: Mutex<Traces>,
     /// Why each step that ran missed the cache, by its key.
     reasons: Mutex<HashMap<String, explain::Cause>>,
@@ -671,6 +693,11 @@ impl SolveContext {
         } else {
             match (&cause, has_previous) {
                 (Some(cause), _) => Some(cause.message(step)),
+                (None, true) if self.previous_imported => Some(
+                    "the imported cache does not have it (was it exported with `mode=min`, \
+                     which leaves out the steps not in the image?)"
+                        .to_owned(),
+                ),
                 (None, true) => {
                     Some("its cache record is gone (pruned, or its layer was removed)".to_owned())
                 }

@@ -378,6 +378,7 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
                 records,
                 compression,
                 mounts,
+                traces: result.traces.clone(),
             };
             let exported = registry
                 .push_cache(&output_store, &cache.reference, &export)

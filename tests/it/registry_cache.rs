@@ -516,6 +516,36 @@ fn cache_mount_contents_travel_with_the_cache_when_asked() {
 }
 
 #[test]
+fn a_fresh_machine_says_why_a_step_missed_the_imported_cache() {
+    require_privileges!();
+    let registry = TestRegistry::start();
+    let cache = format!("type=registry,ref={}", registry.reference("cache/why:1"));
+    let dockerfile = "FROM busybox\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt\n";
+    let a = busybox_env();
+    let ctx = a.context("ctx", &[("Dockerfile", dockerfile), ("a.txt", "one\n")]);
+    let out = rbuild(&a, &["build", "--cache-to", &cache, ctx.to_str().unwrap()]);
+    assert_success(&out);
+
+    let b = busybox_env();
+    let ctx = b.context("ctx", &[("Dockerfile", dockerfile), ("a.txt", "two\n")]);
+    let out = rbuild(
+        &b,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--cache-from",
+            &cache,
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    let err = stderr(&out);
+    assert!(err.contains("`a.txt` changed"), "{err}");
+    assert!(err.contains("0 step(s) cached, 2 run"), "{err}");
+}
+
+#[test]
 fn a_cache_import_that_fails_is_reported_and_the_build_goes_on() {
     require_privileges!();
     let registry = TestRegistry::start();

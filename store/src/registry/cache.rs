@@ -59,6 +59,9 @@ pub struct CacheExport {
     /// Ids of cache mounts whose contents go with the cache (`mounts=true`); ids the
     /// store has no directory for are left out.
     pub mounts: Vec<String>,
+    /// What went into each step's cache key (the builder's traces), so a build on another
+    /// machine can say why a step missed.
+    pub traces: Option<serde_json::Value>,
 }
 
 /// A cache mount's contents in a cache: one layer, unpacked into a new cache directory.
@@ -97,6 +100,8 @@ struct CacheConfig {
     records: Vec<CacheImportRecord>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     mounts: Vec<CacheMountRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    traces: Option<serde_json::Value>,
 }
 
 /// A cache read from a registry: its records by key, and where to fetch their layers.
@@ -109,6 +114,8 @@ pub struct CacheImport {
     pub layers: BTreeMap<Digest, Descriptor>,
     /// Cache mount contents by id: the layer and its diff id.
     pub mounts: BTreeMap<String, (Descriptor, Digest)>,
+    /// The exporting build's traces, if it sent them.
+    pub traces: Option<serde_json::Value>,
 }
 
 impl CacheImport {
@@ -197,6 +204,7 @@ impl Registry {
             version: CACHE_VERSION,
             records,
             mounts,
+            traces: export.traces.clone(),
         });
         let config_digest = {
             let store = store.clone();
@@ -336,6 +344,7 @@ impl Registry {
                 .collect(),
             layers,
             mounts,
+            traces: config.traces,
         })
     }
 
@@ -469,6 +478,7 @@ mod tests {
             .into_iter()
             .collect(),
             mounts: BTreeMap::new(),
+            traces: None,
         };
         let (_, layer) = import.get("a").unwrap();
         assert_eq!(layer.unwrap().diff_id, diff_id);
@@ -491,6 +501,7 @@ mod tests {
                 created: None,
             }],
             mounts: Vec::new(),
+            traces: None,
         };
         assert_eq!(
             String::from_utf8(oci::canonical_json(&config)).unwrap(),
