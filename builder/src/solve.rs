@@ -264,7 +264,7 @@ impl Builder {
         background?;
         let traces = std::mem::take(&mut *ctx.traces.lock().unwrap_or_else(|e| e.into_inner()));
         traces.save(&self.store, &explain_scope, &ctx.previous);
-        let exported_traces = serde_json::to_value(&traces).ok();
+        let exported_traces = serde_json::to_value(traces.redacted()).ok();
         let misses = std::mem::take(&mut *ctx.misses.lock().unwrap_or_else(|e| e.into_inner()));
         // Layers that came from an imported cache: fetched now if the image has them.
         let root = ctx.materialize(&states[graph.output.root.0]).await?;
@@ -544,7 +544,12 @@ impl SolveContext {
             .filter(|old| old.key != trace.key)
             .map(|old| {
                 let causes = self.reasons.lock().unwrap_or_else(|e| e.into_inner());
-                explain::explain(step, old, &trace, &causes)
+                if self.previous_imported {
+                    // Imported traces carry hashes of the environment's values.
+                    explain::explain(step, old, &trace.redacted(), &causes)
+                } else {
+                    explain::explain(step, old, &trace, &causes)
+                }
             });
         if let Some(cause) = &cause {
             self.reasons

@@ -520,11 +520,33 @@ fn a_fresh_machine_says_why_a_step_missed_the_imported_cache() {
     require_privileges!();
     let registry = TestRegistry::start();
     let cache = format!("type=registry,ref={}", registry.reference("cache/why:1"));
-    let dockerfile = "FROM busybox\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt\n";
+    let dockerfile = "FROM busybox\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt\n\
+                      ARG TOKEN\nRUN echo $TOKEN | wc -c > /token-length\n";
     let a = busybox_env();
     let ctx = a.context("ctx", &[("Dockerfile", dockerfile), ("a.txt", "one\n")]);
-    let out = rbuild(&a, &["build", "--cache-to", &cache, ctx.to_str().unwrap()]);
+    let out = rbuild(
+        &a,
+        &[
+            "build",
+            "--build-arg",
+            "TOKEN=s3cr3t-token-value",
+            "--cache-to",
+            &cache,
+            ctx.to_str().unwrap(),
+        ],
+    );
     assert_success(&out);
+    // The cache says how steps were made, but never a build argument's value.
+    let config = skopeo(&[
+        "inspect",
+        "--config",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}", registry.reference("cache/why:1")),
+    ]);
+    let config = String::from_utf8_lossy(&config.stdout).into_owned();
+    assert!(config.contains("traces"), "{config}");
+    assert!(!config.contains("s3cr3t"), "{config}");
 
     let b = busybox_env();
     let ctx = b.context("ctx", &[("Dockerfile", dockerfile), ("a.txt", "two\n")]);
@@ -542,7 +564,29 @@ fn a_fresh_machine_says_why_a_step_missed_the_imported_cache() {
     assert_success(&out);
     let err = stderr(&out);
     assert!(err.contains("`a.txt` changed"), "{err}");
-    assert!(err.contains("0 step(s) cached, 2 run"), "{err}");
+    assert!(err.contains("0 step(s) cached, 3 run"), "{err}");
+
+    // Same files, another token: only the step that reads it runs, and says why.
+    let c = busybox_env();
+    let ctx = c.context("ctx", &[("Dockerfile", dockerfile), ("a.txt", "one\n")]);
+    let out = rbuild(
+        &c,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--build-arg",
+            "TOKEN=another",
+            "--cache-from",
+            &cache,
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    let err = stderr(&out);
+    assert!(err.contains("`TOKEN` changed"), "{err}");
+    assert!(err.contains("2 step(s) cached, 1 run"), "{err}");
+    assert!(!err.contains("s3cr3t"), "{err}");
 }
 
 #[test]
