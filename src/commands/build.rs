@@ -261,9 +261,10 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
                 // Loud, and not fatal: the build runs without that cache.
                 let report = miette::Report::from_err(err);
                 eprintln!(
-                    "WARNING: cannot import the build cache from {}; building without it: {report:?}",
+                    "WARNING: cannot import the build cache from {}; building without it:",
                     cache.reference
                 );
+                eprintln!("{report:?}");
             }
         }
     }

@@ -246,7 +246,12 @@ impl Registry {
             .await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Err(RegistryError::NotFound {
-                reference: format!("{}/{}:{reference}", repo.endpoint.host, repo.repository),
+                // A digest follows `@`, a tag `:`.
+                reference: if reference.starts_with("sha256:") {
+                    format!("{}/{}@{reference}", repo.endpoint.host, repo.repository)
+                } else {
+                    format!("{}/{}:{reference}", repo.endpoint.host, repo.repository)
+                },
             });
         }
         let response = check_status(response, "GET", &url).await?;
