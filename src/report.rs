@@ -116,7 +116,7 @@ pub fn build_error(err: BuildError, dockerfile_path: &Path, dockerfile: &str) ->
     let Some(span) = err.span() else {
         return match err {
             BuildError::BaseImageNotFound { reference } => miette::miette!(
-                help = "load it with `rbuild load -i IMAGE.tar` or make one with `rbuild import ROOTFS.tar NAME`",
+                help = "pull it with `rbuild pull REF`, load it with `rbuild load -i IMAGE.tar` or make one with `rbuild import ROOTFS.tar NAME`",
                 "base image `{reference}` is not in the store"
             ),
             BuildError::Pull {

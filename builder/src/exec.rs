@@ -52,6 +52,7 @@ impl SolveContext {
             secrets: self.opts.secrets.clone(),
             sources,
             cancel: self.cancel.clone(),
+            imported_caches: self.import_cache_mounts(step, exec).await,
         };
         let exec_mounts = exec.mounts.clone();
         let mounts = tokio::task::spawn_blocking(move || mounts::prepare(&request, &exec_mounts))

@@ -36,6 +36,22 @@ pub(crate) struct Trace {
     pub key: String,
 }
 
+impl Trace {
+    /// The trace with each environment value replaced by a short hash of it: what leaves
+    /// the machine in a registry cache. Build arguments are often (wrongly) secrets; a
+    /// hash still tells that a value changed, never what it is.
+    pub(crate) fn redacted(&self) -> Trace {
+        let mut trace = self.clone();
+        for entry in &mut trace.env {
+            if let Some((name, value)) = entry.split_once('=') {
+                let hash = rbuild_store::Digest::of(value.as_bytes());
+                *entry = format!("{name}=#{}", &hash.hex()[..12]);
+            }
+        }
+        trace
+    }
+}
+
 /// The traces of one build, by step identity (`stage#position`).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Traces {
@@ -43,6 +59,17 @@ pub(crate) struct Traces {
 }
 
 impl Traces {
+    /// Every trace [`Trace::redacted`].
+    pub(crate) fn redacted(&self) -> Traces {
+        Traces {
+            steps: self
+                .steps
+                .iter()
+                .map(|(identity, trace)| (identity.clone(), trace.redacted()))
+                .collect(),
+        }
+    }
+
     fn state_name(scope: &str) -> String {
         format!("explain:{scope}")
     }

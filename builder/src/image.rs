@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use rbuild_frontend::{BuildGraph, ImageConfig};
+use rbuild_frontend::{BuildGraph, ImageConfig, OpId};
 use rbuild_store::oci::{Descriptor, History, ImageConfiguration, RootFs};
 use rbuild_store::{Image, host_architecture, time};
 
@@ -22,11 +22,15 @@ pub fn frontend_config(config: &serde_json::Value) -> ImageConfig {
     serde_json::from_value(config).unwrap_or_default()
 }
 
-/// The config and layers of the image `graph` produces.
+/// The config and layers of the image `graph` produces. `times` says when each
+/// layer-producing op's result was made (now, or when the cache recorded it): the history
+/// shows those times and the config the latest, so a build whose steps all come from the
+/// cache makes the same image again. `SOURCE_DATE_EPOCH` sets every time instead.
 pub(crate) fn assemble(
     graph: &BuildGraph,
     states: &[State],
     layers: Vec<Layer>,
+    times: &HashMap<OpId, i64>,
     bases: &HashMap<String, Image>,
     opts: &BuildOptions,
 ) -> Result<(ImageConfiguration, Vec<Descriptor>), BuildError> {
@@ -39,7 +43,10 @@ pub(crate) fn assemble(
         let op = graph.op(id);
         match op.kind.rootfs() {
             Some(parent) => {
-                chain.push(states[id.0].layers.len() > states[parent.0].layers.len());
+                chain.push((
+                    id,
+                    states[id.0].layers.len() > states[parent.0].layers.len(),
+                ));
                 current = Some(parent);
             }
             None => current = None,
@@ -51,7 +58,17 @@ pub(crate) fn assemble(
         .base
         .as_ref()
         .and_then(|reference| bases.get(reference));
-    let created = time::rfc3339(opts.source_date_epoch.unwrap_or_else(time::now_unix));
+    let time_of = |id: &OpId| times.get(id).copied().unwrap_or_else(time::now_unix);
+    // Instructions before the first step of this stage that makes a layer take that step's
+    // time; with no such step, the base image's (a build that only changes metadata is
+    // still reproducible), else now.
+    let mut current_time = match chain.first() {
+        Some((id, _)) => time::rfc3339(time_of(id)),
+        None => base
+            .and_then(|b| b.config.created.clone())
+            .unwrap_or_else(|| time::rfc3339(time::now_unix())),
+    };
+    let mut latest = current_time.clone();
     let mut history: Vec<History> = base.map(|b| b.config.history.clone()).unwrap_or_default();
     let mut added = chain.into_iter();
     for entry in &output.history {
@@ -59,16 +76,31 @@ pub(crate) fn assemble(
         if !empty_layer {
             // An entry whose op added no layer (WORKDIR of an existing directory) becomes
             // metadata-only.
-            empty_layer = !added.next().unwrap_or(false);
+            let op = added.next();
+            if let Some((id, _)) = &op {
+                current_time = time::rfc3339(time_of(id));
+            }
+            empty_layer = !op.is_some_and(|(_, added)| added);
+        }
+        // RFC 3339 times in UTC with the same precision order as text.
+        if current_time > latest {
+            latest = current_time.clone();
         }
         history.push(History {
-            created: Some(created.clone()),
+            created: Some(match opts.source_date_epoch {
+                Some(epoch) => time::rfc3339(epoch),
+                None => current_time.clone(),
+            }),
             created_by: Some(entry.created_by.clone()),
             comment: entry.comment.clone(),
             empty_layer,
             ..Default::default()
         });
     }
+    let created = match opts.source_date_epoch {
+        Some(epoch) => time::rfc3339(epoch),
+        None => latest,
+    };
 
     let mut runtime_config = output.config.clone();
     runtime_config.labels.extend(opts.labels.clone());

@@ -23,7 +23,8 @@ use rbuild_frontend::{
     BindMount, CacheMount, CacheSharing, ExecMount, MountSource, OpId, SecretMount,
 };
 use rbuild_runtime::{HostMount, Mount};
-use rbuild_store::{CacheMountOptions, Store};
+use rbuild_store::oci::Descriptor;
+use rbuild_store::{CacheMountOptions, Digest, Store};
 
 use crate::copy::{self, CopyRequest};
 use crate::exec::overlay;
@@ -77,6 +78,9 @@ pub(crate) struct MountRequest {
     /// messages.
     pub sources: HashMap<OpId, (Vec<PathBuf>, String)>,
     pub cancel: Cancel,
+    /// Cache mount contents from imported caches (`mounts=true`), by id: the layer (in
+    /// the store) and its diff id. A new cache directory of such an id starts from it.
+    pub imported_caches: HashMap<String, (Descriptor, Digest)>,
 }
 
 /// The sandbox mounts of one step and what they hold on to.
@@ -402,6 +406,22 @@ fn cache_mount(
         None => None,
     };
     let init = |data: &Path| -> io::Result<()> {
+        if let Some((descriptor, diff_id)) = request.imported_caches.get(&cache.id) {
+            let blob = request
+                .store
+                .open_content(&descriptor.digest, Some(descriptor.size))
+                .map_err(io::Error::other)?;
+            let unpacked = rbuild_store::layer::unpack_layer(blob, data, &descriptor.digest)
+                .map_err(io::Error::other)?;
+            if &unpacked.diff_id != diff_id {
+                return Err(io::Error::other(format!(
+                    "the imported contents of cache `{}` are not what the cache names: \
+                     diff id {}, expected {diff_id}",
+                    cache.id, unpacked.diff_id
+                )));
+            }
+            return Ok(());
+        }
         let (Some((dirs, origin)), Some(at)) = (&seed, &seed_at) else {
             return Ok(());
         };

@@ -3,15 +3,16 @@
 //! has them, their records kept in the local cache afterwards; and the records a build
 //! hands back for `--cache-to`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use rbuild_frontend::{BuildGraph, OpId};
+use rbuild_frontend::{BuildGraph, ExecMount, ExecOp, OpId, OpKind};
 use rbuild_store::oci::Descriptor;
 use rbuild_store::registry::CacheExportRecord;
 use rbuild_store::{CacheRecord, CachedLayer, Digest, Reference, SnapshotName};
 
 use crate::cache::CacheKey;
 use crate::error::BuildError;
+use crate::progress::{Event, Stream};
 use crate::solve::SolveContext;
 use crate::state::{Layer, LayerRef, State};
 
@@ -32,6 +33,8 @@ pub(crate) struct RemoteHit {
     state: State,
     /// The cache it came from, pinned by digest.
     source: Reference,
+    /// When the step's result was made, as the cache says.
+    created: i64,
 }
 
 impl SolveContext {
@@ -67,6 +70,11 @@ impl SolveContext {
         graph: &BuildGraph,
     ) -> Result<Vec<(CacheExportRecord, bool)>, BuildError> {
         let in_result = result_ops(graph);
+        let times = self
+            .op_times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let pending = std::mem::take(&mut *self.exports.lock().unwrap_or_else(|e| e.into_inner()));
         let mut records = Vec::with_capacity(pending.len());
         for export in pending {
@@ -86,6 +94,7 @@ impl SolveContext {
                     parent: export.parent,
                     layer,
                     description: export.description,
+                    created: times.get(&export.id).copied(),
                 },
                 in_result.contains(&export.id),
             ));
@@ -116,17 +125,20 @@ impl SolveContext {
     }
 
     /// The state after a step found in an imported cache (`--cache-from`), if one has it.
+    /// With the state comes when the step's result was made (now, if the cache does not
+    /// say).
     pub(crate) fn remote_hit(
         &self,
         key: &CacheKey,
         op: &rbuild_frontend::Op,
         parent: &State,
-    ) -> Option<State> {
-        let (source, layer) = self.opts.cache_from.iter().find_map(|import| {
+    ) -> Option<(State, i64)> {
+        let (source, layer, created) = self.opts.cache_from.iter().find_map(|import| {
             import
                 .get(key.as_str())
-                .map(|(_, layer)| (import.source.clone(), layer))
+                .map(|(record, layer)| (import.source.clone(), layer, record.created))
         })?;
+        let created = created.unwrap_or_else(rbuild_store::time::now_unix);
         let state = self.remote_state(parent, layer, &source);
         self.remote_hits
             .lock()
@@ -137,8 +149,9 @@ impl SolveContext {
                 parent: parent.clone(),
                 state: state.clone(),
                 source,
+                created,
             });
-        Some(state)
+        Some((state, created))
     }
 
     /// `state` with every layer unpacked as a snapshot, fetching the layers of imported
@@ -266,7 +279,7 @@ impl SolveContext {
                 }),
                 snapshot: top.as_ref().map(|t| t.digest().clone()),
                 description: hit.description,
-                created: now,
+                created: hit.created,
                 last_used: now,
                 size: 0,
                 remote: None,
@@ -288,6 +301,80 @@ impl SolveContext {
         }
         Ok(())
     }
+}
+
+impl SolveContext {
+    /// The contents of `exec`'s cache mounts that an imported cache carries (`mounts=true`)
+    /// and the store has no directory for yet, fetched: a new cache directory starts from
+    /// them. A fetch that fails is reported in the step's output and the cache starts
+    /// empty, as without the import.
+    pub(crate) async fn import_cache_mounts(
+        &self,
+        step: usize,
+        exec: &ExecOp,
+    ) -> HashMap<String, (Descriptor, Digest)> {
+        let mut imported = HashMap::new();
+        let Some(registry) = &self.builder.registry else {
+            return imported;
+        };
+        for mount in &exec.mounts {
+            let ExecMount::Cache(cache) = mount else {
+                continue;
+            };
+            if imported.contains_key(&cache.id) || self.builder.store.has_cache_mount(&cache.id) {
+                continue;
+            }
+            let Some((source, (descriptor, diff_id))) =
+                self.opts.cache_from.iter().find_map(|import| {
+                    let found = import.mounts.get(&cache.id)?;
+                    Some((import.source.clone(), found.clone()))
+                })
+            else {
+                continue;
+            };
+            match registry
+                .pull_cache_layer(&self.builder.store, &source, &descriptor)
+                .await
+            {
+                Ok(()) => {
+                    imported.insert(cache.id.clone(), (descriptor, diff_id));
+                }
+                Err(err) => {
+                    let line = format!(
+                        "WARNING: cannot import the contents of cache mount `{}` from {source}, \
+                         it starts empty: {err}",
+                        cache.id
+                    );
+                    self.progress.event(Event::Log {
+                        step,
+                        stream: Stream::Stderr,
+                        line: line.as_bytes(),
+                    });
+                }
+            }
+        }
+        imported
+    }
+}
+
+/// The ids of the cache mounts the graph's RUN steps use, sorted.
+pub(crate) fn cache_mount_ids(graph: &BuildGraph) -> Vec<String> {
+    let mut ids: Vec<String> = graph
+        .ops
+        .iter()
+        .filter_map(|op| match &op.kind {
+            OpKind::Exec(exec) => Some(exec.mounts.iter()),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|mount| match mount {
+            ExecMount::Cache(cache) => Some(cache.id.clone()),
+            _ => None,
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 /// The ops whose results are in the image: the output's chain of filesystem parents.

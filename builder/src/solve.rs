@@ -86,6 +86,11 @@ pub struct BuildResult {
     /// Every step's cache record (for `--cache-to`), with whether the step's result is
     /// part of the image (`mode=min` exports only those).
     pub cache_records: Vec<(CacheExportRecord, bool)>,
+    /// The ids of the cache mounts the build's RUN steps use (for `mounts=true`).
+    pub cache_mounts: Vec<String>,
+    /// What went into each step's cache key, for `--cache-to` (so a build elsewhere can
+    /// say why a step missed).
+    pub traces: Option<serde_json::Value>,
 }
 
 /// A step that ran instead of coming from the cache.
@@ -180,7 +185,11 @@ impl Builder {
         let mut bases = HashMap::new();
         let mut base_configs = BTreeMap::new();
         for reference in frontend::image_references(&dockerfile, &convert_opts)? {
-            let image = self.base_image(&reference, opts.pull).await?;
+            // A pull stops at once when the build is cancelled.
+            let image = tokio::select! {
+                image = self.base_image(&reference, opts.pull) => image?,
+                () = cancel.cancelled() => return Err(BuildError::Cancelled),
+            };
             base_configs.insert(
                 reference.clone(),
                 crate::image::frontend_config(&image.config.config),
@@ -199,6 +208,20 @@ impl Builder {
             opts.target.as_deref().unwrap_or("")
         );
         let context = Context::open(context_root, ignore, &self.store);
+        // Compared with the previous build here, or, on a machine without one (a fresh CI
+        // runner), with the build that exported an imported cache.
+        let mut previous = Traces::load(&self.store, &explain_scope);
+        let mut previous_imported = false;
+        if previous.steps.is_empty()
+            && let Some(imported) = opts
+                .cache_from
+                .iter()
+                .find_map(|import| import.traces.as_ref())
+                .and_then(|traces| serde_json::from_value::<Traces>(traces.clone()).ok())
+        {
+            previous = imported;
+            previous_imported = true;
+        }
         let ctx = Arc::new(SolveContext {
             builder: self.clone(),
             opts,
@@ -213,7 +236,8 @@ impl Builder {
             cpu: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
-            previous: Traces::load(&self.store, &explain_scope),
+            previous,
+            previous_imported,
             traces: Mutex::new(Traces::default()),
             reasons: Mutex::new(HashMap::new()),
             misses: Mutex::new(Vec::new()),
@@ -223,6 +247,8 @@ impl Builder {
             materializing: tokio::sync::Mutex::new(()),
             urls: Mutex::new(HashMap::new()),
             http: std::sync::OnceLock::new(),
+            op_times: Mutex::new(HashMap::new()),
+            key_times: Mutex::new(HashMap::new()),
         });
         let states = ctx.solve(&graph).await;
         // Layers still being measured finish (or fail) before the build ends, either way.
@@ -240,20 +266,32 @@ impl Builder {
         background?;
         let traces = std::mem::take(&mut *ctx.traces.lock().unwrap_or_else(|e| e.into_inner()));
         traces.save(&self.store, &explain_scope, &ctx.previous);
+        let exported_traces = serde_json::to_value(traces.redacted()).ok();
         let misses = std::mem::take(&mut *ctx.misses.lock().unwrap_or_else(|e| e.into_inner()));
         // Layers that came from an imported cache: fetched now if the image has them.
         let root = ctx.materialize(&states[graph.output.root.0]).await?;
         ctx.record_remote_hits().await?;
         let cache_records = ctx.export_records(&graph).await?;
+        let cache_mounts = crate::remote::cache_mount_ids(&graph);
         ctx.progress.event(Event::Exporting);
         let root_layers = root.resolved_layers().await?;
+        let times = ctx
+            .op_times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let (config, layers) =
-            crate::image::assemble(&graph, &states, root_layers, &ctx.bases, &ctx.opts)?;
+            crate::image::assemble(&graph, &states, root_layers, &times, &ctx.bases, &ctx.opts)?;
         let store = self.store.clone();
         let tags = ctx.opts.tags.clone();
         let (cached, executed) = *ctx.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let cancel = ctx.cancel.clone();
         let result = tokio::task::spawn_blocking(move || -> Result<BuildResult, BuildError> {
             let manifest = store.write_image(&config, layers)?;
+            // A build cancelled until now names nothing.
+            if cancel.is_cancelled() {
+                return Err(BuildError::Cancelled);
+            }
             for tag in &tags {
                 store.tag(tag, &manifest.digest)?;
             }
@@ -265,6 +303,8 @@ impl Builder {
                 executed,
                 misses,
                 cache_records,
+                cache_mounts,
+                traces: exported_traces,
             })
         })
         .await??;
@@ -370,6 +410,8 @@ pub(crate) struct SolveContext {
     unused: Arc<Mutex<Vec<ActiveSnapshot>>>,
     /// The traces of the previous build of this context and target, and of this one.
     previous: Traces,
+    /// `previous` came from an imported cache.
+    previous_imported: bool,
     traces: Mutex<Traces>,
     /// Why each step that ran missed the cache, by its key.
     reasons: Mutex<HashMap<String, explain::Cause>>,
@@ -386,6 +428,11 @@ pub(crate) struct SolveContext {
     pub(crate) urls: Mutex<HashMap<String, rbuild_store::registry::UrlContent>>,
     /// The client for URL downloads when the builder has no registry client.
     pub(crate) http: std::sync::OnceLock<Arc<Registry>>,
+    /// When each layer-producing op's result was made (Unix seconds): now for a step that
+    /// ran, the cache record's time for one that did not. The image history shows these, so
+    /// a rebuild from the cache is the same image, bit for bit.
+    pub(crate) op_times: Mutex<HashMap<OpId, i64>>,
+    key_times: Mutex<HashMap<String, i64>>,
 }
 
 /// What a finished op hands to the ops that use it.
@@ -503,7 +550,12 @@ impl SolveContext {
             .filter(|old| old.key != trace.key)
             .map(|old| {
                 let causes = self.reasons.lock().unwrap_or_else(|e| e.into_inner());
-                explain::explain(step, old, &trace, &causes)
+                if self.previous_imported {
+                    // Imported traces carry hashes of the environment's values.
+                    explain::explain(step, old, &trace.redacted(), &causes)
+                } else {
+                    explain::explain(step, old, &trace, &causes)
+                }
             });
         if let Some(cause) = &cause {
             self.reasons
@@ -542,6 +594,14 @@ impl SolveContext {
         };
         let mut slot = slot.lock().await;
         if let Some(state) = slot.as_ref() {
+            let time = self
+                .key_times
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(key.as_str())
+                .copied()
+                .unwrap_or_else(rbuild_store::time::now_unix);
+            self.note_time(id, &key, time);
             self.progress.event(Event::StepStarted {
                 step,
                 description: &op.description,
@@ -586,6 +646,7 @@ impl SolveContext {
                 });
                 self.progress.event(Event::StepCached { step });
                 self.count(true);
+                self.note_time(id, &key, record.created);
                 self.export(
                     id,
                     &key,
@@ -597,7 +658,8 @@ impl SolveContext {
                 *slot = Some(state.clone());
                 return Ok(Done { key, state });
             }
-            if let Some(state) = self.remote_hit(&key, op, &parent) {
+            if let Some((state, created)) = self.remote_hit(&key, op, &parent) {
+                self.note_time(id, &key, created);
                 self.progress.event(Event::StepStarted {
                     step,
                     description: &op.description,
@@ -642,6 +704,11 @@ impl SolveContext {
         } else {
             match (&cause, has_previous) {
                 (Some(cause), _) => Some(cause.message(step)),
+                (None, true) if self.previous_imported => Some(
+                    "the imported cache does not have it (was it exported with `mode=min`, \
+                     which leaves out the steps not in the image?)"
+                        .to_owned(),
+                ),
                 (None, true) => {
                     Some("its cache record is gone (pruned, or its layer was removed)".to_owned())
                 }
@@ -715,6 +782,7 @@ impl SolveContext {
                 return Err(err);
             }
         };
+        self.note_time(id, &key, rbuild_store::time::now_unix());
         self.export(
             id,
             &key,
@@ -730,6 +798,17 @@ impl SolveContext {
         self.count(false);
         *slot = Some(state.clone());
         Ok(Done { key, state })
+    }
+
+    fn note_time(&self, id: OpId, key: &CacheKey, time: i64) {
+        self.op_times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, time);
+        self.key_times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), time);
     }
 
     fn count(&self, cached: bool) {

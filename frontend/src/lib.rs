@@ -47,6 +47,6 @@ pub use instructions::{
     ArgDecl, Command, Copy, Dockerfile, InlineSource, Instruction, InstructionKind, Onbuild, Pair,
     Run, RunMount, Stage, parse,
 };
-pub use lint::{CheckConfig, Checks, LintScope, Rule, Warning, check, lint};
+pub use lint::{BaseImageUse, CheckConfig, Checks, LintScope, Rule, Warning, check, lint};
 pub use span::Span;
 pub use syntax::{Directives, Heredoc, Keyword, dump_syntax};

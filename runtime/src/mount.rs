@@ -128,6 +128,22 @@ pub(crate) fn mount_at(spec: &Mount, target: &Path) -> Result<(), MountError> {
             )
             .map_err(error)?;
         }
+    } else if let Some((dir, data)) = shortened_overlay_data(&spec.fstype, &plan.data) {
+        // Too long for one page: name the directories relative to their common parent
+        // and mount from there (the kernel resolves them against the caller's cwd). Every
+        // caller runs with a cwd of its own: the sandbox's helper and init are single
+        // threads, and host mounts run in a thread that unshared CLONE_FS.
+        let here = fs::File::open(".").map_err(|e| error(io_errno(&e)))?;
+        nix::unistd::chdir(&dir).map_err(error)?;
+        let mounted = mount(
+            Some(&spec.source),
+            target,
+            Some(spec.fstype.as_str()),
+            plan.flags,
+            Some(data.as_str()),
+        );
+        nix::unistd::fchdir(std::os::fd::AsRawFd::as_raw_fd(&here)).map_err(error)?;
+        mounted.map_err(error)?;
     } else {
         let data = (!plan.data.is_empty()).then_some(plan.data.as_str());
         mount(
@@ -150,6 +166,56 @@ pub(crate) fn mount_at(spec: &Mount, target: &Path) -> Result<(), MountError> {
         .map_err(error)?;
     }
     Ok(())
+}
+
+/// The most the kernel reads of mount(2)'s data: one page, with its terminating NUL.
+const MAX_MOUNT_DATA: usize = 4095;
+
+/// For an overlay whose options do not fit in a page (a stack of ~100 layers or more):
+/// the common parent directory of its directories, and the options with each directory
+/// named relative to it. `None` when the options fit, or when even that does not help.
+fn shortened_overlay_data(fstype: &str, data: &str) -> Option<(PathBuf, String)> {
+    if fstype != "overlay" || data.len() <= MAX_MOUNT_DATA {
+        return None;
+    }
+    let mut paths: Vec<&Path> = Vec::new();
+    for option in data.split(',') {
+        match option.split_once('=') {
+            Some(("lowerdir", list)) => paths.extend(list.split(':').map(Path::new)),
+            Some(("upperdir" | "workdir", path)) => paths.push(Path::new(path)),
+            _ => {}
+        }
+    }
+    if paths.iter().any(|p| !p.is_absolute()) {
+        return None;
+    }
+    let mut common = paths.first()?.parent()?.to_path_buf();
+    while !paths.iter().all(|p| p.starts_with(&common)) {
+        common = common.parent()?.to_path_buf();
+    }
+    let relative = |path: &str| -> String {
+        Path::new(path)
+            .strip_prefix(&common)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| path.to_owned())
+    };
+    let shortened: Vec<String> = data
+        .split(',')
+        .map(|option| match option.split_once('=') {
+            Some(("lowerdir", list)) => format!(
+                "lowerdir={}",
+                list.split(':').map(relative).collect::<Vec<_>>().join(":")
+            ),
+            Some((key @ ("upperdir" | "workdir"), path)) => format!("{key}={}", relative(path)),
+            _ => option.to_owned(),
+        })
+        .collect();
+    let shortened = shortened.join(",");
+    (shortened.len() <= MAX_MOUNT_DATA).then_some((common, shortened))
+}
+
+fn io_errno(err: &io::Error) -> nix::errno::Errno {
+    nix::errno::Errno::from_raw(err.raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// Resolves `path` inside `root` as if `root` were `/`: `..` stops at the root, and
@@ -372,6 +438,28 @@ mod tests {
         assert_eq!(plan.flags, MsFlags::MS_NOSUID);
         assert_eq!(plan.data, "lowerdir=/a:/b,upperdir=/u,workdir=/w");
         assert!(plan.propagation.is_empty());
+    }
+
+    #[test]
+    fn long_overlay_options_are_named_from_their_common_parent() {
+        let lowers: Vec<String> = (0..200)
+            .map(|n| format!("/var/lib/rbuild/snapshots/{n}/fs"))
+            .collect();
+        let data = format!(
+            "lowerdir={},upperdir=/var/lib/rbuild/snapshots/900/fs,workdir=/var/lib/rbuild/snapshots/900/work",
+            lowers.join(":")
+        );
+        assert!(data.len() > MAX_MOUNT_DATA);
+        let (dir, short) = shortened_overlay_data("overlay", &data).unwrap();
+        assert_eq!(dir, Path::new("/var/lib/rbuild/snapshots"));
+        assert!(short.starts_with("lowerdir=0/fs:1/fs:2/fs:"), "{short}");
+        assert!(
+            short.ends_with(",upperdir=900/fs,workdir=900/work"),
+            "{short}"
+        );
+        // Short options, and other filesystems, are left alone.
+        assert_eq!(shortened_overlay_data("overlay", "lowerdir=/a:/b"), None);
+        assert_eq!(shortened_overlay_data("tmpfs", &data), None);
     }
 
     #[test]

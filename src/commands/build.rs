@@ -111,8 +111,10 @@ pub struct BuildArgs {
     /// A cache that cannot be read is reported and the build goes on without it
     #[arg(long = "cache-from", value_name = "CACHE")]
     pub cache_from: Vec<String>,
-    /// Export the build cache: `type=registry,ref=REF[,mode=min|max]` (`min`, the default:
-    /// the steps of the image's own stage; `max`: every step)
+    /// Export the build cache: `type=registry,ref=REF[,mode=min|max][,mounts=true]
+    /// [,ignore-error=true]` (`min`, the default: the steps of the image's own stage; `max`:
+    /// every step; `mounts=true`: the contents of the build's `RUN --mount=type=cache`
+    /// directories too; `ignore-error=true`: a failed export only warns)
     #[arg(long = "cache-to", value_name = "CACHE")]
     pub cache_to: Vec<String>,
     /// The build context directory
@@ -221,13 +223,13 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         ..Default::default()
     };
     if args.print == Some(PrintArg::Graph) {
-        let graph = rbuild_frontend::parse(&dockerfile)
-            .map_err(BuildError::from)
-            .and_then(|df| {
-                let bases = base_configs(&store, &df, &convert_opts, true)?;
-                Ok(rbuild_frontend::convert(&df, &convert_opts, &bases)?)
-            })
+        let df = rbuild_frontend::parse(&dockerfile)
+            .map_err(|err| build_error(err.into(), &dockerfile_path, &dockerfile))?;
+        let bases = print_base_configs(&store, &df, &convert_opts, args.pull)
+            .await
             .map_err(|err| build_error(err, &dockerfile_path, &dockerfile))?;
+        let graph = rbuild_frontend::convert(&df, &convert_opts, &bases)
+            .map_err(|err| build_error(err.into(), &dockerfile_path, &dockerfile))?;
         print!("{}", rbuild_frontend::dump_graph(&graph));
         return Ok(ExitCode::SUCCESS);
     }
@@ -259,9 +261,10 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
                 // Loud, and not fatal: the build runs without that cache.
                 let report = miette::Report::from_err(err);
                 eprintln!(
-                    "WARNING: cannot import the build cache from {}; building without it: {report:?}",
+                    "WARNING: cannot import the build cache from {}; building without it:",
                     cache.reference
                 );
+                eprintln!("{report:?}");
             }
         }
     }
@@ -302,119 +305,174 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         }
     });
     let result = builder.build(opts, progress, cancel.clone()).await;
-    signals.abort();
     let result = match result {
         Ok(result) => result,
         Err(rbuild_builder::BuildError::Cancelled) => {
+            signals.abort();
             eprintln!("build cancelled");
             return Ok(ExitCode::from(130));
         }
-        Err(err) => return Err(build_error(err, &dockerfile_path, &dockerfile)),
+        Err(err) => {
+            signals.abort();
+            return Err(build_error(err, &dockerfile_path, &dockerfile));
+        }
     };
-    if let Some(path) = &args.iidfile {
-        write_iidfile(path, &result.config.to_string())?;
-    }
-    auto_gc(&output_store).await;
-    let compression = args.compression.into();
-    let quiet = args.progress == ProgressArg::Quiet;
-    let mut pushed = Vec::new();
-    if args.push {
-        for tag in &result.tags {
-            let target = tag.to_reference();
-            let digest = push_image(
-                &registry,
-                &output_store,
-                &result.manifest.digest,
-                &target,
-                compression,
-                quiet,
-            )
-            .await?;
-            pushed.push((target, digest));
+    // Ctrl-C and SIGTERM still stop what follows (pushes, outputs, the cache export): a
+    // cancelled CI job must not go on uploading or move a registry's tag.
+    let finish = async {
+        if let Some(path) = &args.iidfile {
+            write_iidfile(path, &result.config.to_string())?;
         }
-    }
-    for output in outputs {
-        if let Output::Registry(target) = &output {
-            let digest = push_image(
-                &registry,
-                &output_store,
-                &result.manifest.digest,
-                target,
-                compression,
-                quiet,
-            )
-            .await?;
-            pushed.push((target.clone(), digest));
-            continue;
+        auto_gc(&output_store).await;
+        let compression = args.compression.into();
+        let quiet = args.progress == ProgressArg::Quiet;
+        let mut pushed = Vec::new();
+        if args.push {
+            for tag in &result.tags {
+                let target = tag.to_reference();
+                let digest = push_image(
+                    &registry,
+                    &output_store,
+                    &result.manifest.digest,
+                    &target,
+                    compression,
+                    quiet,
+                )
+                .await?;
+                pushed.push((target, digest));
+            }
         }
-        write_output(&output_store, &result, output).await?;
-    }
-    for cache in &cache_to {
-        let records = result
-            .cache_records
-            .iter()
-            .filter(|(_, in_result)| cache.max || *in_result)
-            .map(|(record, _)| record.clone())
-            .collect();
-        let export = rbuild_store::registry::CacheExport {
-            records,
-            compression,
-        };
-        let digest = registry
-            .push_cache(&output_store, &cache.reference, &export)
-            .await
-            .map_err(report)
-            .wrap_err_with(|| format!("cannot export the build cache to {}", cache.reference))?;
-        if !quiet {
-            eprintln!(
-                "exported {} cache record(s) to {}@{digest}",
-                export.records.len(),
-                cache.reference
+        for output in outputs {
+            if let Output::Registry(target) = &output {
+                let digest = push_image(
+                    &registry,
+                    &output_store,
+                    &result.manifest.digest,
+                    target,
+                    compression,
+                    quiet,
+                )
+                .await?;
+                pushed.push((target.clone(), digest));
+                continue;
+            }
+            write_output(&output_store, &result, output).await?;
+        }
+        for cache in &cache_to {
+            let records = result
+                .cache_records
+                .iter()
+                .filter(|(_, in_result)| cache.max || *in_result)
+                .map(|(record, _)| record.clone())
+                .collect();
+            let mounts: Vec<String> = if cache.mounts {
+                result
+                    .cache_mounts
+                    .iter()
+                    .filter(|id| output_store.has_cache_mount(id))
+                    .cloned()
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let export = rbuild_store::registry::CacheExport {
+                records,
+                compression,
+                mounts,
+                traces: result.traces.clone(),
+            };
+            let exported = registry
+                .push_cache(&output_store, &cache.reference, &export)
+                .await
+                .map_err(report)
+                .wrap_err_with(|| format!("cannot export the build cache to {}", cache.reference));
+            let digest = match exported {
+                Ok(digest) => digest,
+                Err(err) if cache.ignore_error => {
+                    eprintln!("WARNING: the build cache was not exported (ignore-error=true):");
+                    eprintln!("{err:?}");
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            if !quiet {
+                let mounts = match export.mounts.len() {
+                    0 => String::new(),
+                    n => format!(" and {n} cache mount(s)"),
+                };
+                eprintln!(
+                    "exported {} cache record(s){mounts} to {}@{digest}",
+                    export.records.len(),
+                    cache.reference
+                );
+            }
+        }
+        if let Some(path) = &args.metadata_file {
+            // Pushed, the image is the manifest the registry has (its layers compressed),
+            // not the store's: that is the digest to sign or deploy, as with BuildKit.
+            let digest = pushed.first().map_or_else(
+                || result.manifest.digest.to_string(),
+                |(_, d)| d.to_string(),
             );
+            let mut names: Vec<String> = result.tags.iter().map(ToString::to_string).collect();
+            for (target, _) in &pushed {
+                let target = target.to_string();
+                if !names.contains(&target) {
+                    names.push(target);
+                }
+            }
+            let metadata = serde_json::json!({
+                "containerimage.config.digest": result.config.to_string(),
+                "containerimage.digest": digest,
+                "rbuild.local.digest": result.manifest.digest.to_string(),
+                "image.name": names.join(","),
+                "rbuild.steps.cached": result.cached,
+                "rbuild.steps.run": result.executed,
+                "rbuild.pushed": pushed.iter().map(|(target, digest)| format!("{target}@{digest}")).collect::<Vec<_>>(),
+                "rbuild.cache.misses": result.misses.iter().map(|m| serde_json::json!({
+                    "step": m.step, "description": m.description, "reason": m.reason,
+                })).collect::<Vec<_>>(),
+            });
+            std::fs::write(
+                path,
+                serde_json::to_vec_pretty(&metadata).into_diagnostic()?,
+            )
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot write {}", path.display()))?;
         }
-    }
-    if let Some(path) = &args.metadata_file {
-        let metadata = serde_json::json!({
-            "containerimage.config.digest": result.config.to_string(),
-            "containerimage.digest": result.manifest.digest.to_string(),
-            "image.name": result.tags.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
-            "rbuild.steps.cached": result.cached,
-            "rbuild.steps.run": result.executed,
-            "rbuild.pushed": pushed.iter().map(|(target, digest)| format!("{target}@{digest}")).collect::<Vec<_>>(),
-            "rbuild.cache.misses": result.misses.iter().map(|m| serde_json::json!({
-                "step": m.step, "description": m.description, "reason": m.reason,
-            })).collect::<Vec<_>>(),
-        });
-        std::fs::write(
-            path,
-            serde_json::to_vec_pretty(&metadata).into_diagnostic()?,
-        )
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot write {}", path.display()))?;
-    }
-    if args.progress != ProgressArg::Quiet {
-        eprintln!("{} step(s) cached, {} run", result.cached, result.executed);
-        eprintln!("writing image {}", result.config);
-        for tag in &result.tags {
-            eprintln!("naming to {tag}");
+        if args.progress != ProgressArg::Quiet {
+            eprintln!("{} step(s) cached, {} run", result.cached, result.executed);
+            eprintln!("writing image {}", result.config);
+            for tag in &result.tags {
+                eprintln!("naming to {tag}");
+            }
         }
-    }
-    println!("{}", result.config);
-    if args.fail_on_miss && !result.misses.is_empty() {
-        for miss in &result.misses {
-            let reason = miss
-                .reason
-                .as_deref()
-                .unwrap_or("no earlier build of this step to compare with");
-            eprintln!("cache miss: [{}] {}: {reason}", miss.step, miss.description);
+        println!("{}", result.config);
+        if args.fail_on_miss && !result.misses.is_empty() {
+            for miss in &result.misses {
+                let reason = miss
+                    .reason
+                    .as_deref()
+                    .unwrap_or("no earlier build of this step to compare with");
+                eprintln!("cache miss: [{}] {}: {reason}", miss.step, miss.description);
+            }
+            return Err(miette::miette!(
+                help = "the image was built and named; `--fail-on-miss` failed the command because steps ran",
+                "{} step(s) missed the cache",
+                result.misses.len()
+            ));
         }
-        return Err(miette::miette!(
-            help = "the image was built and named; `--fail-on-miss` failed the command because steps ran",
-            "{} step(s) missed the cache",
-            result.misses.len()
-        ));
-    }
-    Ok(ExitCode::SUCCESS)
+        Ok::<ExitCode, miette::Report>(ExitCode::SUCCESS)
+    };
+    let outcome = tokio::select! {
+        outcome = finish => outcome,
+        () = cancel.cancelled() => {
+            eprintln!("build cancelled");
+            Ok(ExitCode::from(130))
+        }
+    };
+    signals.abort();
+    outcome
 }
 
 /// `--secret id=ID[,type=file|env][,src=FILE][,env=VAR]`, as buildx reads it: `src` (or
@@ -483,11 +541,72 @@ enum Output {
     Registry(rbuild_store::Reference),
 }
 
+/// The base configs for `--print graph`: from the store, else (or with `--pull`) only the
+/// config from the registry, no layer fetched and nothing kept.
+async fn print_base_configs(
+    store: &rbuild_store::Store,
+    df: &rbuild_frontend::Dockerfile,
+    opts: &rbuild_frontend::ConvertOptions,
+    pull: bool,
+) -> std::result::Result<BTreeMap<String, rbuild_frontend::ImageConfig>, BuildError> {
+    let mut bases = if pull {
+        BTreeMap::new()
+    } else {
+        base_configs(store, df, opts, false)?
+    };
+    let mut registry = None;
+    for reference in rbuild_frontend::image_references(df, opts)? {
+        if bases.contains_key(&reference) {
+            continue;
+        }
+        let parsed: rbuild_store::Reference =
+            reference
+                .parse()
+                .map_err(|source| BuildError::InvalidReference {
+                    reference: reference.clone(),
+                    source,
+                })?;
+        let registry =
+            match &registry {
+                Some(registry) => registry,
+                None => registry.insert(open_registry(true).map_err(|_| {
+                    BuildError::BaseImageNotFound {
+                        reference: reference.clone(),
+                    }
+                })?),
+            };
+        let pulled = registry
+            .pull(
+                store,
+                &parsed,
+                &rbuild_store::registry::PullOptions {
+                    config_only: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|source| BuildError::Pull {
+                reference: reference.clone(),
+                missing: true,
+                source: Box::new(source),
+            })?;
+        bases.insert(
+            reference,
+            rbuild_builder::frontend_config(&pulled.image.config.config),
+        );
+    }
+    Ok(bases)
+}
+
 /// A `--cache-from`/`--cache-to` target.
 struct CacheTarget {
     reference: rbuild_store::Reference,
     /// `mode=max`: every step, not just the image's own stage.
     max: bool,
+    /// `mounts=true`: the contents of the build's cache mounts go with the cache.
+    mounts: bool,
+    /// `ignore-error=true`: an export that fails is a warning, not a failed build.
+    ignore_error: bool,
 }
 
 /// `type=registry,ref=REF[,mode=min|max]`, or a bare `REF`.
@@ -496,10 +615,14 @@ fn parse_cache(text: &str, flag: &str) -> Result<CacheTarget> {
         return Ok(CacheTarget {
             reference: parse_reference(text)?,
             max: false,
+            mounts: false,
+            ignore_error: false,
         });
     }
     let mut reference = None;
     let mut max = false;
+    let mut mounts = false;
+    let mut ignore_error = false;
     for field in text.split(',') {
         match field.split_once('=') {
             Some(("type", "registry")) => {}
@@ -517,12 +640,26 @@ fn parse_cache(text: &str, flag: &str) -> Result<CacheTarget> {
                     "{flag} `{text}`: mode is `min` or `max`, not `{other}`"
                 ));
             }
+            Some(("ignore-error", "true")) => ignore_error = true,
+            Some(("ignore-error", "false")) => ignore_error = false,
+            Some(("mounts", "true")) => mounts = true,
+            Some(("mounts", "false")) => mounts = false,
+            Some(("mounts", other)) => {
+                return Err(miette::miette!(
+                    "{flag} `{text}`: mounts is `true` or `false`, not `{other}`"
+                ));
+            }
             _ => return Err(miette::miette!("{flag} `{text}`: unknown field `{field}`")),
         }
     }
     let reference =
         reference.ok_or_else(|| miette::miette!("{flag} `{text}`: `ref=` is missing"))?;
-    Ok(CacheTarget { reference, max })
+    Ok(CacheTarget {
+        reference,
+        max,
+        mounts,
+        ignore_error,
+    })
 }
 
 /// `type=oci|docker|tar|local,dest=PATH`, `type=registry,name=REF`, or a bare `PATH` for

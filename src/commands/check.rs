@@ -63,17 +63,22 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
         Some(_) => LintScope::Target,
         None => LintScope::AllStages,
     };
+    let store = existing_store();
     let checks = frontend::parse(&text)
         .and_then(|df| {
             // Base configs make `UndefinedVar` know the base images' variables; without
             // a store (or the image), a base counts as an empty image.
-            let bases = existing_store()
-                .and_then(|store| base_configs(&store, &df, &opts, false).ok())
+            let bases = store
+                .as_ref()
+                .and_then(|store| base_configs(store, &df, &opts, false).ok())
                 .unwrap_or_default();
             frontend::lint(&df, &opts, &bases, scope)
         })
         .map_err(|err| report::dockerfile_error(&err, &path, &text))?;
     let mut checks = checks;
+    if let Some(store) = &store {
+        check_base_platforms(&mut checks, store);
+    }
     check_ignored_sources(
         &mut checks,
         read_ignore_file(&path, &args.context)?.as_deref(),
@@ -109,6 +114,20 @@ fn check_ignored_sources(checks: &mut Checks, ignore: Option<&str>) {
     if !matcher.is_empty() {
         checks.check_ignored_sources(|path| matcher.is_excluded(path));
     }
+}
+
+/// `InvalidBaseImagePlatform`, for the base images the store has.
+fn check_base_platforms(checks: &mut Checks, store: &Store) {
+    checks.check_base_platforms(|reference| {
+        let name: ImageName = reference.parse().ok()?;
+        let config = store.image(&name).ok()?.config;
+        Some(match config.variant.as_deref() {
+            Some(variant) if !variant.is_empty() => {
+                format!("{}/{}/{variant}", config.os, config.architecture)
+            }
+            _ => format!("{}/{}", config.os, config.architecture),
+        })
+    });
 }
 
 /// The error when `# check=error=true` and there are warnings.
@@ -156,6 +175,7 @@ pub fn warn_before_build(
         return Ok(());
     };
     check_ignored_sources(&mut checks, ignore);
+    check_base_platforms(&mut checks, store);
     print_warnings(&checks, path, text);
     if checks.fail() {
         return Err(failed(&checks));

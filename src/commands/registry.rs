@@ -154,6 +154,11 @@ pub fn report(err: RegistryError) -> miette::Report {
         RegistryError::Transport { .. } => Some(
             "check the address; for a registry without TLS or with its own CA, see `http`, `insecure` and `ca` in config.toml (README: Registries)".to_owned(),
         ),
+        // What a TLS server answers a plain HTTP request (loopback registries are spoken
+        // to in plain HTTP unless configured).
+        RegistryError::Status { url, status: 400, .. } if url.starts_with("http://") => Some(
+            "the registry may speak HTTPS: give it its CA (`ca = [\"/path/ca.pem\"]`) or `insecure = true` in config.toml (README: Registries)".to_owned(),
+        ),
         _ => None,
     };
     let error = err.to_string();
@@ -212,6 +217,7 @@ pub async fn pull(args: PullArgs) -> Result<ExitCode> {
             &PullOptions {
                 platform,
                 unpack: true,
+                ..Default::default()
             },
         )
         .await

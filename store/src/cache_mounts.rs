@@ -174,6 +174,31 @@ impl Store {
         result
     }
 
+    /// Whether the cache directory of `id` exists (its first instance, the one builds
+    /// share).
+    pub fn has_cache_mount(&self, id: &str) -> bool {
+        self.root()
+            .join(DIR)
+            .join(Digest::of(id.as_bytes()).hex())
+            .join("0/data")
+            .is_dir()
+    }
+
+    /// The data directory of `id`'s first instance under a shared lock (waiting for a
+    /// `locked` or `private` user to finish), for exporting it; `None` when there is none.
+    /// Other `shared` users may write meanwhile: a cache is a cache.
+    pub(crate) fn read_cache_mount(&self, id: &str) -> Result<Option<(PathBuf, File)>> {
+        let dir = self
+            .root()
+            .join(DIR)
+            .join(Digest::of(id.as_bytes()).hex())
+            .join("0");
+        if !dir.join("data").is_dir() {
+            return Ok(None);
+        }
+        Ok(lock_instance(&dir, FlockOperation::LockShared)?.map(|lock| (dir.join("data"), lock)))
+    }
+
     /// The cache mount directories, for `rbuild du`.
     pub fn cache_mounts(&self) -> Result<Vec<CacheMountUsage>> {
         let mut usages = Vec::new();

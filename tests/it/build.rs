@@ -349,3 +349,28 @@ fn labels_outputs_and_metadata_file() {
             .starts_with("sha256:")
     );
 }
+
+#[test]
+fn a_stack_of_many_layers_mounts() {
+    require_privileges!();
+    // 130 layers: their directories' names no longer fit in one page of mount options.
+    let env = TestEnv::with_busybox();
+    let mut dockerfile = String::from("FROM busybox\n");
+    for n in 1..=130 {
+        dockerfile.push_str(&format!("RUN echo {n} > /f{n}\n"));
+    }
+    let ctx = env.context("layers", &[("Dockerfile", &dockerfile)]);
+    let out = env.rbuild(&["build", "-t", "layers:1", ctx.to_str().unwrap()]);
+    assert_success(&out);
+    let out = env.rbuild(&[
+        "run",
+        "--network",
+        "none",
+        "layers:1",
+        "cat",
+        "/f1",
+        "/f130",
+    ]);
+    assert_success(&out);
+    assert_eq!(stdout(&out), "1\n130\n");
+}

@@ -72,8 +72,20 @@ fn a_warm_rebuild_is_all_cached_and_mtimes_do_not_count() {
     let (cached, ran) = build_steps(&env, &ctx, "app:1", &[]);
     assert!(cached.is_empty(), "{cached:?}");
     assert_eq!(ran.len(), 4, "{ran:?}");
+    // A second later, all from the cache: the same image, not a new one with a new time.
+    std::thread::sleep(Duration::from_millis(1100));
     let (cached, ran) = build_steps(&env, &ctx, "app:2", &[]);
     assert_eq!((cached.len(), ran.len()), (4, 0), "{cached:?} {ran:?}");
+    let id = |name: &str| {
+        let out = env.rbuild(&["inspect", name]);
+        assert_success(&out);
+        stdout(&out)
+    };
+    assert_eq!(
+        id("app:1"),
+        id("app:2"),
+        "a fully cached rebuild is the same image"
+    );
 
     // Same content, new mtime: still cached.
     let file = fs::File::options()

@@ -270,3 +270,125 @@ fn build_prints_warnings_first_and_fails_only_with_error_true() {
     );
     assert!(!stdout(&env.rbuild(&["images"])).contains("strict"));
 }
+
+#[test]
+fn a_base_image_for_another_platform_is_reported() {
+    let env = TestEnv::new();
+    // A one-layer image whose config says arm64 (s390x on an arm64 machine).
+    let other = if std::env::consts::ARCH == "aarch64" {
+        "s390x"
+    } else {
+        "arm64"
+    };
+    let rootfs = env.path("rootfs.tar");
+    {
+        let mut tar = tar::Builder::new(std::fs::File::create(&rootfs).unwrap());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(3);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header.set_cksum();
+        tar.append_data(&mut header, "hello", &b"hi\n"[..]).unwrap();
+        tar.finish().unwrap();
+    }
+    assert_success(&env.rbuild(&["import", rootfs.to_str().unwrap(), "native:1"]));
+    let out = env.rbuild(&[
+        "save",
+        "native:1",
+        "-o",
+        env.path("native.tar").to_str().unwrap(),
+    ]);
+    assert_success(&out);
+    let foreign = retag_architecture(&env, &env.path("native.tar"), other);
+    assert_success(&env.rbuild(&["load", "-i", foreign.to_str().unwrap(), "-t", "foreign:1"]));
+
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM native:1 AS a\nFROM foreign:1\nCOPY --from=a /hello /\n",
+        )],
+    );
+    let out = env.rbuild(&["check", ctx.to_str().unwrap()]);
+    assert_success(&out);
+    let err = stderr(&out);
+    assert!(err.contains("InvalidBaseImagePlatform"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "base image `foreign:1` is for platform linux/{other}"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("`native:1` is for"), "{err}");
+    assert!(err.contains("1 warning found"), "{err}");
+}
+
+/// `archive` (an OCI layout tar) with its image config's architecture set to `arch`.
+fn retag_architecture(env: &TestEnv, archive: &std::path::Path, arch: &str) -> std::path::PathBuf {
+    let dir = env.path("layout");
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = std::process::Command::new("tar")
+        .args([
+            "-xf",
+            archive.to_str().unwrap(),
+            "-C",
+            dir.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let blob = |digest: &str| {
+        dir.join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let write_blob = |bytes: &[u8]| -> (String, usize) {
+        let digest = format!("sha256:{}", sha256_hex(bytes));
+        std::fs::write(blob(&digest), bytes).unwrap();
+        (digest, bytes.len())
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&manifest_digest)).unwrap()).unwrap();
+    let config_digest = manifest["config"]["digest"].as_str().unwrap().to_owned();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&config_digest)).unwrap()).unwrap();
+    config["architecture"] = arch.into();
+    let (digest, size) = write_blob(&serde_json::to_vec(&config).unwrap());
+    manifest["config"]["digest"] = digest.into();
+    manifest["config"]["size"] = size.into();
+    let (digest, size) = write_blob(&serde_json::to_vec(&manifest).unwrap());
+    let mut index = index;
+    index["manifests"][0]["digest"] = digest.into();
+    index["manifests"][0]["size"] = size.into();
+    // No name inside: `load -t` names it (the saved one would rename `native:1`).
+    index["manifests"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("annotations");
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    let out = env.path("foreign.tar");
+    let status = std::process::Command::new("tar")
+        .args([
+            "-cf",
+            out.to_str().unwrap(),
+            "-C",
+            dir.to_str().unwrap(),
+            ".",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    out
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -84,6 +84,44 @@ fn built_layers_are_compressed_at_push_deterministically() {
 }
 
 #[test]
+fn print_graph_reads_a_missing_base_config_from_the_registry_and_keeps_nothing() {
+    require_privileges!();
+    let registry = TestRegistry::start();
+    let seed = busybox_env();
+    let ctx = seed.context(
+        "base",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nENV FROM_BASE=yes\nRUN echo > /layer\n",
+        )],
+    );
+    assert_success(&rbuild(
+        &seed,
+        &["build", "-t", "base:1", ctx.to_str().unwrap()],
+    ));
+    let base = registry.reference("base/env:1");
+    assert_success(&rbuild(&seed, &["push", "base:1", &base]));
+
+    let env = TestEnv::new();
+    let ctx = env.context(
+        "ctx",
+        &[("Dockerfile", &format!("FROM {base}\nRUN echo $FROM_BASE\n"))],
+    );
+    let out = rbuild(&env, &["build", "--print", "graph", ctx.to_str().unwrap()]);
+    assert_success(&out);
+    // The base's ENV is in the RUN's environment: its config was read.
+    assert!(stdout(&out).contains("FROM_BASE=yes"), "{}", stdout(&out));
+    // Nothing was pulled into the store: no image, no layer.
+    let out = rbuild(&env, &["images", "--format", "json"]);
+    assert_success(&out);
+    assert!(!stdout(&out).contains("base/env"), "{}", stdout(&out));
+    let blobs = std::fs::read_dir(env.root().join("blobs/sha256"))
+        .map(|dir| dir.count())
+        .unwrap_or(0);
+    assert!(blobs <= 1, "only the config may be there, {blobs} blobs");
+}
+
+#[test]
 fn from_pulls_a_missing_base_and_build_pull_refreshes_it() {
     require_privileges!();
     let registry = TestRegistry::start();
@@ -213,6 +251,8 @@ fn a_second_machine_gets_cached_steps_from_the_registry() {
 
     let b = busybox_env();
     let ctx = b.context("ctx", &[("Dockerfile", MULTI_STAGE)]);
+    // Another second: the image must not carry the time it was assembled.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = rbuild(
         &b,
         &[
@@ -229,6 +269,9 @@ fn a_second_machine_gets_cached_steps_from_the_registry() {
     assert_success(&out);
     let err = stderr(&out);
     assert!(err.contains("3 step(s) cached, 0 run"), "{err}");
+    // The same image as the first machine's, times included.
+    let config = |env: &TestEnv| stdout(&rbuild(env, &["inspect", "app:1"]));
+    assert_eq!(config(&a), config(&b));
     // Only the layers of the result were downloaded.
     let hex = builder_layer.trim_start_matches("sha256:");
     assert!(!b.root().join("blobs/sha256").join(hex).exists(), "{err}");
@@ -328,6 +371,225 @@ fn a_step_that_runs_over_imported_steps_fetches_their_layers_first() {
 }
 
 #[test]
+fn a_cache_passes_on_to_another_registry_with_layers_no_build_fetched() {
+    require_privileges!();
+    let first = TestRegistry::start();
+    let second = TestRegistry::start();
+    let a = busybox_env();
+    let ctx = a.context("ctx", &[("Dockerfile", MULTI_STAGE)]);
+    let out = rbuild(
+        &a,
+        &[
+            "build",
+            "--cache-to",
+            &format!(
+                "type=registry,ref={},mode=max",
+                first.reference("cache/app:1")
+            ),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+
+    // B builds from the first registry's cache (the builder stage's layer is never
+    // fetched) and exports every step to the second registry.
+    let b = busybox_env();
+    let ctx = b.context("ctx", &[("Dockerfile", MULTI_STAGE)]);
+    let out = rbuild(
+        &b,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--cache-from",
+            &format!("type=registry,ref={}", first.reference("cache/app:1")),
+            "--cache-to",
+            &format!(
+                "type=registry,ref={},mode=max",
+                second.reference("cache/app:1")
+            ),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("exported 3 cache record(s)"),
+        "{}",
+        stderr(&out)
+    );
+
+    // C, with only the second registry's cache, has every step cached.
+    let c = busybox_env();
+    let ctx = c.context("ctx", &[("Dockerfile", MULTI_STAGE)]);
+    drop(first);
+    let out = rbuild(
+        &c,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "app:1",
+            "--cache-from",
+            &format!("type=registry,ref={}", second.reference("cache/app:1")),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("3 step(s) cached, 0 run"),
+        "{}",
+        stderr(&out)
+    );
+    let out = rbuild(&c, &["run", "app:1", "cat", "/app/copy"]);
+    assert_success(&out);
+    assert_eq!(stdout(&out).trim(), "compiled");
+}
+
+#[test]
+fn cache_mount_contents_travel_with_the_cache_when_asked() {
+    require_privileges!();
+    let registry = TestRegistry::start();
+    let a = busybox_env();
+    let ctx = a.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\n\
+             RUN --mount=type=cache,id=deps,target=/cache echo fetched > /cache/dep && echo done > /a\n",
+        )],
+    );
+    for (name, mounts) in [("with", ",mounts=true"), ("without", "")] {
+        let out = rbuild(
+            &a,
+            &[
+                "build",
+                "--progress",
+                "plain",
+                "--cache-to",
+                &format!(
+                    "type=registry,ref={}{mounts}",
+                    registry.reference(&format!("cache/{name}:1"))
+                ),
+                ctx.to_str().unwrap(),
+            ],
+        );
+        assert_success(&out);
+        assert_eq!(
+            stderr(&out).contains("and 1 cache mount(s)"),
+            !mounts.is_empty(),
+            "{}",
+            stderr(&out)
+        );
+    }
+
+    // Other machines run a different step over the same cache id: with the mounts in the
+    // cache, the directory starts with machine A's files (and the owner this step asks for).
+    let step = "FROM busybox\n\
+        RUN --mount=type=cache,id=deps,target=/cache,uid=1000 \
+        (cat /cache/dep 2>/dev/null || echo none) > /seen && stat -c %u /cache > /owner\n";
+    for (name, seen) in [("with", "fetched"), ("without", "none")] {
+        let b = busybox_env();
+        let ctx = b.context("ctx", &[("Dockerfile", step)]);
+        let out = rbuild(
+            &b,
+            &[
+                "build",
+                "--progress",
+                "plain",
+                "-t",
+                "b:1",
+                "--cache-from",
+                &format!(
+                    "type=registry,ref={}",
+                    registry.reference(&format!("cache/{name}:1"))
+                ),
+                ctx.to_str().unwrap(),
+            ],
+        );
+        assert_success(&out);
+        let out = rbuild(&b, &["run", "b:1", "cat", "/seen", "/owner"]);
+        assert_success(&out);
+        assert_eq!(stdout(&out), format!("{seen}\n1000\n"), "cache/{name}");
+        assert_store_clean(&b);
+    }
+}
+
+#[test]
+fn a_fresh_machine_says_why_a_step_missed_the_imported_cache() {
+    require_privileges!();
+    let registry = TestRegistry::start();
+    let cache = format!("type=registry,ref={}", registry.reference("cache/why:1"));
+    let dockerfile = "FROM busybox\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt\n\
+                      ARG TOKEN\nRUN echo $TOKEN | wc -c > /token-length\n";
+    let a = busybox_env();
+    let ctx = a.context("ctx", &[("Dockerfile", dockerfile), ("a.txt", "one\n")]);
+    let out = rbuild(
+        &a,
+        &[
+            "build",
+            "--build-arg",
+            "TOKEN=s3cr3t-token-value",
+            "--cache-to",
+            &cache,
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    // The cache says how steps were made, but never a build argument's value.
+    let config = skopeo(&[
+        "inspect",
+        "--config",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}", registry.reference("cache/why:1")),
+    ]);
+    let config = String::from_utf8_lossy(&config.stdout).into_owned();
+    assert!(config.contains("traces"), "{config}");
+    assert!(!config.contains("s3cr3t"), "{config}");
+
+    let b = busybox_env();
+    let ctx = b.context("ctx", &[("Dockerfile", dockerfile), ("a.txt", "two\n")]);
+    let out = rbuild(
+        &b,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--cache-from",
+            &cache,
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    let err = stderr(&out);
+    assert!(err.contains("`a.txt` changed"), "{err}");
+    assert!(err.contains("0 step(s) cached, 3 run"), "{err}");
+
+    // Same files, another token: only the step that reads it runs, and says why.
+    let c = busybox_env();
+    let ctx = c.context("ctx", &[("Dockerfile", dockerfile), ("a.txt", "one\n")]);
+    let out = rbuild(
+        &c,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--build-arg",
+            "TOKEN=another",
+            "--cache-from",
+            &cache,
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    let err = stderr(&out);
+    assert!(err.contains("`TOKEN` changed"), "{err}");
+    assert!(err.contains("2 step(s) cached, 1 run"), "{err}");
+    assert!(!err.contains("s3cr3t"), "{err}");
+}
+
+#[test]
 fn a_cache_import_that_fails_is_reported_and_the_build_goes_on() {
     require_privileges!();
     let registry = TestRegistry::start();
@@ -353,6 +615,38 @@ fn a_cache_import_that_fails_is_reported_and_the_build_goes_on() {
         "{err}"
     );
     assert!(err.contains("0 step(s) cached, 1 run"), "{err}");
+
+    // An export that fails fails the build, unless `ignore-error=true` says otherwise.
+    let nowhere = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let cache_to = format!("type=registry,ref=127.0.0.1:{nowhere}/cache:1");
+    let out = rbuild(
+        &env,
+        &["build", "--cache-to", &cache_to, ctx.to_str().unwrap()],
+    );
+    assert_failure(&out);
+    assert!(
+        stderr(&out).contains("cannot export the build cache"),
+        "{}",
+        stderr(&out)
+    );
+    let out = rbuild(
+        &env,
+        &[
+            "build",
+            "--cache-to",
+            &format!("{cache_to},ignore-error=true"),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("WARNING: the build cache was not exported"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -384,6 +678,9 @@ fn build_output_type_registry_pushes_the_result() {
         serde_json::from_slice(&std::fs::read(&metadata).unwrap()).unwrap();
     let pushed = metadata["rbuild.pushed"][0].as_str().unwrap().to_owned();
     let digest = pushed.rsplit('@').next().unwrap();
+    // What a pipeline signs or deploys: the digest and name the registry has.
+    assert_eq!(metadata["containerimage.digest"], digest, "{metadata}");
+    assert_eq!(metadata["image.name"], target.as_str(), "{metadata}");
     let other = TestEnv::new();
     let out = rbuild(&other, &["pull", &target]);
     assert_success(&out);

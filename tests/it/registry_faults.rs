@@ -137,3 +137,64 @@ fn a_500_during_an_upload_is_retried() {
     );
     assert_success(&out);
 }
+
+#[test]
+fn a_build_cancelled_while_it_pushes_stops_and_pushes_nothing() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    require_privileges!();
+    // A "registry" that accepts connections and never answers: the push hangs there.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (accepted, reached) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            held.push(stream);
+            let _ = accepted.send(());
+        }
+    });
+    let env = busybox_env();
+    let ctx = env.context(
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nRUN echo hi > /hi\n")],
+    );
+    let target = format!("127.0.0.1:{port}/app:1");
+    let mut child = command(&env)
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--push",
+            "-t",
+            &target,
+            ctx.to_str().unwrap(),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in BufReader::new(stderr).lines() {
+            log.push_str(&line.unwrap());
+            log.push('\n');
+        }
+        log
+    });
+    // The build is done and the push has reached the registry.
+    reached
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the push reached the registry");
+    // SAFETY: a signal to a child this test spawned.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    let log = log.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{log}");
+    assert!(log.contains("build cancelled"), "{log}");
+    assert!(!log.contains("pushed "), "{log}");
+}

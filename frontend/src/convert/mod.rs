@@ -44,11 +44,19 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
+/// The machine rbuild was built for: rbuild builds for the platform it runs on.
 impl Default for Platform {
     fn default() -> Self {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" => "ppc64le",
+            other => other,
+        };
         Platform {
             os: "linux".to_string(),
-            architecture: "amd64".to_string(),
+            architecture: architecture.to_string(),
             variant: None,
         }
     }
@@ -109,8 +117,15 @@ pub fn convert(
     Ok(converter.finish())
 }
 
-/// The context paths COPY/ADD read, each with where it is named.
-pub(crate) type ContextSources = Vec<(String, Span)>;
+/// What converting for the build checks finds besides warnings: what the caller checks
+/// with I/O the frontend does not do.
+pub(crate) struct LintFindings {
+    pub warnings: Vec<Warning>,
+    /// The context paths COPY/ADD read, each with where it is named.
+    pub context_sources: Vec<(String, Span)>,
+    /// The base images of the stages converted, with the platform each should have.
+    pub base_images: Vec<crate::lint::BaseImageUse>,
+}
 
 /// Converts for the build checks: every stage (or the ones the target needs), base
 /// images without a config taken as empty images, and the warnings found on the way.
@@ -119,7 +134,7 @@ pub(crate) fn lint_stages(
     opts: &ConvertOptions,
     bases: &BTreeMap<String, ImageConfig>,
     scope: LintScope,
-) -> Result<(Vec<Warning>, ContextSources), Error> {
+) -> Result<LintFindings, Error> {
     let plan = Plan::new(df, opts, Some(bases))?;
     let mut lint = Lint::default();
     plan::lint_from_lines(df, opts, &mut lint);
@@ -143,8 +158,38 @@ pub(crate) fn lint_stages(
         })
         .flatten()
         .collect();
+    // The platform each base image should have: the stage's `--platform` when it expands
+    // to one, else the target's.
+    let lexer = crate::shell::Lexer::new(df.directives.escape);
+    let base_images = df
+        .stages
+        .iter()
+        .zip(&plan.bases)
+        .enumerate()
+        .filter(|(index, _)| scope == LintScope::AllStages || plan.needed[*index])
+        .filter_map(|(_, (stage, base))| {
+            let plan::Base::Image(reference) = base else {
+                return None;
+            };
+            let platform = stage
+                .platform
+                .as_ref()
+                .and_then(|p| lexer.process_word(p, &plan.meta).ok())
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| opts.platform.to_string());
+            Some(crate::lint::BaseImageUse {
+                reference: reference.clone(),
+                platform,
+                span: stage.base_span,
+            })
+        })
+        .collect();
     let warnings = converter.lint.map(|lint| lint.warnings).unwrap_or_default();
-    Ok((warnings, context_sources))
+    Ok(LintFindings {
+        warnings,
+        context_sources,
+        base_images,
+    })
 }
 
 /// A stage being converted: the last op of its FROM chain and the image so far.

@@ -38,10 +38,11 @@ pub enum Rule {
     RedundantTargetPlatform,
     FromPlatformFlagConstDisallowed,
     CopyIgnoredFile,
+    InvalidBaseImagePlatform,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 20] = [
+    pub const ALL: [Rule; 21] = [
         Rule::JsonArgsRecommended,
         Rule::ConsistentInstructionCasing,
         Rule::UndefinedVar,
@@ -62,6 +63,7 @@ impl Rule {
         Rule::RedundantTargetPlatform,
         Rule::FromPlatformFlagConstDisallowed,
         Rule::CopyIgnoredFile,
+        Rule::InvalidBaseImagePlatform,
     ];
 
     /// BuildKit's name for the rule, as used in `# check=skip=...`.
@@ -87,6 +89,7 @@ impl Rule {
             Rule::RedundantTargetPlatform => "RedundantTargetPlatform",
             Rule::FromPlatformFlagConstDisallowed => "FromPlatformFlagConstDisallowed",
             Rule::CopyIgnoredFile => "CopyIgnoredFile",
+            Rule::InvalidBaseImagePlatform => "InvalidBaseImagePlatform",
         }
     }
 
@@ -211,6 +214,18 @@ pub struct Checks {
     pub config: CheckConfig,
     /// The source paths COPY and ADD read from the context, with their instructions.
     pub context_sources: Vec<(String, Span)>,
+    /// The base images of the stages checked, with the platform each should have.
+    pub base_images: Vec<BaseImageUse>,
+}
+
+/// A stage's base image and the platform the build expects of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseImageUse {
+    /// As the FROM line names it, variables expanded.
+    pub reference: String,
+    /// `os/arch[/variant]`: the stage's `--platform`, else the target platform.
+    pub platform: String,
+    pub span: Span,
 }
 
 impl Checks {
@@ -241,10 +256,56 @@ impl Checks {
         }
     }
 
+    /// `InvalidBaseImagePlatform`: a base image whose platform is not the one the stage
+    /// is built for (its programs would not run, or run emulated). `platform_of` gives the
+    /// platform (`os/arch[/variant]`) of a base image the caller has, `None` otherwise.
+    pub fn check_base_platforms(&mut self, platform_of: impl Fn(&str) -> Option<String>) {
+        if !self.config.reports(Rule::InvalidBaseImagePlatform) {
+            return;
+        }
+        for base in &self.base_images {
+            let Some(actual) = platform_of(&base.reference) else {
+                continue;
+            };
+            if same_platform(&actual, &base.platform) {
+                continue;
+            }
+            self.warnings.push(
+                Warning::new(
+                    Rule::InvalidBaseImagePlatform,
+                    base.span,
+                    format!(
+                        "base image `{}` is for platform {actual}, expected {} for this build",
+                        base.reference, base.platform
+                    ),
+                )
+                .with_help(format!(
+                    "use an image (or a manifest of a multi-platform image) for {}",
+                    base.platform
+                )),
+            );
+        }
+    }
+
     /// `error=true` and something was found: the build must fail.
     pub fn fail(&self) -> bool {
         self.config.error && !self.warnings.is_empty()
     }
+}
+
+/// Whether two `os/arch[/variant]` platforms are the same; a variant given on one side
+/// only is the architecture's default (`linux/arm64` is `linux/arm64/v8`).
+fn same_platform(a: &str, b: &str) -> bool {
+    let split = |p: &str| -> (String, String, Option<String>) {
+        let mut parts = p.split('/').map(str::to_ascii_lowercase);
+        (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            parts.next(),
+        )
+    };
+    let (a, b) = (split(a), split(b));
+    a.0 == b.0 && a.1 == b.1 && (a.2.is_none() || b.2.is_none() || a.2 == b.2)
 }
 
 /// Which stages [`lint`] converts.
@@ -286,13 +347,14 @@ pub fn lint(
 ) -> Result<Checks, Error> {
     let config = check_config(df, opts)?;
     let mut warnings = df.warnings.clone();
-    let (stage_warnings, context_sources) = lint_stages(df, opts, bases, scope)?;
-    warnings.extend(stage_warnings);
+    let findings = lint_stages(df, opts, bases, scope)?;
+    warnings.extend(findings.warnings);
     warnings.retain(|warning| config.reports(warning.rule));
     Ok(Checks {
         warnings,
         config,
-        context_sources,
+        context_sources: findings.context_sources,
+        base_images: findings.base_images,
     })
 }
 

@@ -8,8 +8,13 @@
 //! {"records":[{"key":"<cache key>","parent":"<key of the step it ran on>",
 //!              "layer":"sha256:<compressed blob>","diffId":"sha256:<uncompressed>",
 //!              "description":"RUN make"}],
+//!  "mounts":[{"id":"go-build","layer":"sha256:<compressed blob>","diffId":"sha256:…"}],
 //!  "version":1}
 //! ```
+//!
+//! `mounts` (with `--cache-to …,mounts=true`) carries the contents of `RUN
+//! --mount=type=cache` directories, one layer each: a second machine starts those caches
+//! warm instead of empty. The field is optional, so caches without it read as before.
 //!
 //! A record maps a builder cache key to the layer the step added (or none: a step that
 //! only changed metadata). The parent key is informative (what the step ran on); lookups
@@ -42,6 +47,8 @@ pub struct CacheExportRecord {
     pub parent: Option<String>,
     pub layer: Option<CachedLayer>,
     pub description: String,
+    /// When the step's result was made (Unix seconds).
+    pub created: Option<i64>,
 }
 
 /// What to export.
@@ -49,6 +56,22 @@ pub struct CacheExportRecord {
 pub struct CacheExport {
     pub records: Vec<CacheExportRecord>,
     pub compression: Compression,
+    /// Ids of cache mounts whose contents go with the cache (`mounts=true`); ids the
+    /// store has no directory for are left out.
+    pub mounts: Vec<String>,
+    /// What went into each step's cache key (the builder's traces), so a build on another
+    /// machine can say why a step missed.
+    pub traces: Option<serde_json::Value>,
+}
+
+/// A cache mount's contents in a cache: one layer, unpacked into a new cache directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheMountRecord {
+    pub id: String,
+    /// The (compressed) layer blob, listed in the cache manifest's layers.
+    pub layer: Digest,
+    pub diff_id: Digest,
 }
 
 /// One record of an imported cache.
@@ -65,12 +88,20 @@ pub struct CacheImportRecord {
     pub diff_id: Option<Digest>,
     #[serde(default)]
     pub description: String,
+    /// When the step's result was made (Unix seconds): the time its image history shows,
+    /// so an image rebuilt from the cache on another machine is the same image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct CacheConfig {
     version: u32,
     records: Vec<CacheImportRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    mounts: Vec<CacheMountRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    traces: Option<serde_json::Value>,
 }
 
 /// A cache read from a registry: its records by key, and where to fetch their layers.
@@ -81,6 +112,10 @@ pub struct CacheImport {
     pub records: BTreeMap<String, CacheImportRecord>,
     /// The layer descriptors, by blob digest.
     pub layers: BTreeMap<Digest, Descriptor>,
+    /// Cache mount contents by id: the layer and its diff id.
+    pub mounts: BTreeMap<String, (Descriptor, Digest)>,
+    /// The exporting build's traces, if it sent them.
+    pub traces: Option<serde_json::Value>,
 }
 
 impl CacheImport {
@@ -136,13 +171,40 @@ impl Registry {
                 diff_id: layer.as_ref().map(|(_, d)| d.clone()),
                 layer: layer.map(|(l, _)| l),
                 description: record.description.clone(),
+                created: record.created,
             });
         }
         records.sort_by(|a, b| a.key.cmp(&b.key));
         records.dedup_by(|a, b| a.key == b.key);
+        let mut mounts = Vec::new();
+        let mut ids = export.mounts.clone();
+        ids.sort();
+        ids.dedup();
+        for id in ids {
+            let store = store.clone();
+            let compression = export.compression;
+            let packed = {
+                let id = id.clone();
+                tokio::task::spawn_blocking(move || store.cache_mount_layer(&id, compression))
+                    .await??
+            };
+            let Some((descriptor, diff_id)) = packed else {
+                continue;
+            };
+            if !layers.iter().any(|l| l.digest == descriptor.digest) {
+                layers.push(descriptor.clone());
+            }
+            mounts.push(CacheMountRecord {
+                id,
+                layer: descriptor.digest,
+                diff_id,
+            });
+        }
         let config = oci::canonical_json(&CacheConfig {
             version: CACHE_VERSION,
             records,
+            mounts,
+            traces: export.traces.clone(),
         });
         let config_digest = {
             let store = store.clone();
@@ -194,7 +256,7 @@ impl Registry {
 
     async fn pull_cache_from(
         &self,
-        _store: &Store,
+        store: &Store,
         repo: &Repo,
         source: &Reference,
     ) -> Result<CacheImport> {
@@ -256,10 +318,23 @@ impl Registry {
                 ),
             });
         }
+        // Its layers are in this repository: a push of them elsewhere on this registry
+        // mounts them, and one to another registry fetches them from here.
+        self.remember_sources(store, repo, &manifest).await;
         let mut source = source.clone();
         if source.digest().is_none() {
             source = source.with_digest(fetched.digest);
         }
+        let layers: BTreeMap<Digest, Descriptor> = manifest
+            .layers
+            .into_iter()
+            .map(|l| (l.digest.clone(), l))
+            .collect();
+        let mounts = config
+            .mounts
+            .into_iter()
+            .filter_map(|m| Some((m.id, (layers.get(&m.layer)?.clone(), m.diff_id))))
+            .collect();
         Ok(CacheImport {
             source,
             records: config
@@ -267,11 +342,9 @@ impl Registry {
                 .into_iter()
                 .map(|r| (r.key.clone(), r))
                 .collect(),
-            layers: manifest
-                .layers
-                .into_iter()
-                .map(|l| (l.digest.clone(), l))
-                .collect(),
+            layers,
+            mounts,
+            traces: config.traces,
         })
     }
 
@@ -306,6 +379,54 @@ impl Registry {
     }
 }
 
+impl Store {
+    /// The contents of cache mount `id` as a compressed layer blob and its diff id, for
+    /// `mounts=true`; `None` when the store has no such cache.
+    pub fn cache_mount_layer(
+        &self,
+        id: &str,
+        compression: Compression,
+    ) -> crate::Result<Option<(Descriptor, Digest)>> {
+        let Some((data, _lock)) = self.read_cache_mount(id)? else {
+            return Ok(None);
+        };
+        let ingest = self.ingest()?;
+        let failed = |source| crate::Error::io("pack the cache mount", &data)(source);
+        // The diff id hashes the tar on its way into the compressor.
+        let (ingest, diff_id) = match compression {
+            Compression::Gzip => {
+                let encoder = flate2::GzBuilder::new()
+                    .mtime(0)
+                    .write(ingest, flate2::Compression::new(6));
+                let hashing = crate::layer::write_layer(
+                    &data,
+                    crate::HashingWriter::new(encoder),
+                    Default::default(),
+                )
+                .map_err(failed)?;
+                let (encoder, diff_id, _) = hashing.finish();
+                (encoder.finish().map_err(failed)?, diff_id)
+            }
+            Compression::Zstd => {
+                let encoder = zstd::stream::write::Encoder::new(ingest, 3).map_err(failed)?;
+                let hashing = crate::layer::write_layer(
+                    &data,
+                    crate::HashingWriter::new(encoder),
+                    Default::default(),
+                )
+                .map_err(failed)?;
+                let (encoder, diff_id, _) = hashing.finish();
+                (encoder.finish().map_err(failed)?, diff_id)
+            }
+        };
+        let (digest, size) = ingest.commit(None)?;
+        Ok(Some((
+            Descriptor::new(compression.media_type(), digest, size),
+            diff_id,
+        )))
+    }
+}
+
 fn is_uncompressed(media_type: &str) -> bool {
     media_type == oci::MEDIA_TYPE_LAYER
         || media_type == "application/vnd.docker.image.rootfs.diff.tar"
@@ -328,6 +449,7 @@ mod tests {
                     layer: Some(blob.clone()),
                     diff_id: Some(diff_id.clone()),
                     description: "RUN x".into(),
+                    created: None,
                 },
                 CacheImportRecord {
                     key: "b".into(),
@@ -335,6 +457,7 @@ mod tests {
                     layer: None,
                     diff_id: None,
                     description: "WORKDIR /".into(),
+                    created: None,
                 },
                 CacheImportRecord {
                     key: "c".into(),
@@ -342,6 +465,7 @@ mod tests {
                     layer: Some(Digest::of(b"missing")),
                     diff_id: Some(diff_id.clone()),
                     description: String::new(),
+                    created: None,
                 },
             ]
             .into_iter()
@@ -353,6 +477,8 @@ mod tests {
             )]
             .into_iter()
             .collect(),
+            mounts: BTreeMap::new(),
+            traces: None,
         };
         let (_, layer) = import.get("a").unwrap();
         assert_eq!(layer.unwrap().diff_id, diff_id);
@@ -372,11 +498,34 @@ mod tests {
                 layer: None,
                 diff_id: None,
                 description: "RUN true".into(),
+                created: None,
             }],
+            mounts: Vec::new(),
+            traces: None,
         };
         assert_eq!(
             String::from_utf8(oci::canonical_json(&config)).unwrap(),
             r#"{"records":[{"description":"RUN true","key":"k","parent":"p"}],"version":1}"#
         );
+        let with_mount = CacheConfig {
+            mounts: vec![CacheMountRecord {
+                id: "go".into(),
+                layer: Digest::of(b"gz"),
+                diff_id: Digest::of(b"tar"),
+            }],
+            ..config
+        };
+        let json = String::from_utf8(oci::canonical_json(&with_mount)).unwrap();
+        assert!(
+            json.contains(&format!(
+                r#""mounts":[{{"diffId":"{}","id":"go","layer":"{}"}}]"#,
+                Digest::of(b"tar"),
+                Digest::of(b"gz")
+            )),
+            "{json}"
+        );
+        // A config written before mounts existed still reads.
+        let old: CacheConfig = serde_json::from_str(r#"{"records":[],"version":1}"#).unwrap();
+        assert!(old.mounts.is_empty());
     }
 }

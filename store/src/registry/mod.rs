@@ -31,7 +31,8 @@ mod tls;
 mod url;
 
 pub use cache::{
-    CacheExport, CacheExportRecord, CacheImport, CacheImportRecord, MEDIA_TYPE_CACHE_CONFIG,
+    CacheExport, CacheExportRecord, CacheImport, CacheImportRecord, CacheMountRecord,
+    MEDIA_TYPE_CACHE_CONFIG,
 };
 pub use client::Registry;
 pub use config::{Endpoint, HostConfig, RegistryConfig, Tls, TransferConfig};

@@ -28,6 +28,10 @@ pub struct PullOptions {
     /// Unpack the layers as snapshots, each as soon as it and the layers below it are
     /// downloaded, while the later ones are still downloading.
     pub unpack: bool,
+    /// Stop after the image's config: no layer is fetched and the image is not written
+    /// to the store (its `Pulled::image` is only in memory), for what needs only the
+    /// config (`rbuild build --print graph`).
+    pub config_only: bool,
 }
 
 /// An image pulled into the store (its layers not yet unpacked).
@@ -155,6 +159,18 @@ impl Registry {
                 ),
             });
         }
+        if opts.config_only {
+            return Ok(Pulled {
+                manifest: manifest.digest.clone(),
+                index: index.map(|i| i.digest),
+                image: crate::Image {
+                    manifest_digest: manifest.digest,
+                    config_digest: parsed.config.digest.clone(),
+                    manifest: parsed,
+                    config,
+                },
+            });
+        }
         let unpack = opts.unpack.then(|| {
             parsed
                 .layers
@@ -230,7 +246,12 @@ impl Registry {
             .await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Err(RegistryError::NotFound {
-                reference: format!("{}/{}:{reference}", repo.endpoint.host, repo.repository),
+                // A digest follows `@`, a tag `:`.
+                reference: if reference.starts_with("sha256:") {
+                    format!("{}/{}@{reference}", repo.endpoint.host, repo.repository)
+                } else {
+                    format!("{}/{}:{reference}", repo.endpoint.host, repo.repository)
+                },
             });
         }
         let response = check_status(response, "GET", &url).await?;

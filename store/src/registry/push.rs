@@ -39,7 +39,7 @@ impl Compression {
         }
     }
 
-    fn media_type(self) -> &'static str {
+    pub(crate) fn media_type(self) -> &'static str {
         match self {
             Compression::Gzip => oci::MEDIA_TYPE_LAYER_GZIP,
             Compression::Zstd => oci::MEDIA_TYPE_LAYER_ZSTD,
@@ -273,6 +273,32 @@ impl Registry {
         join_all(tasks).await.into_iter().collect()
     }
 
+    /// Fetches `blob` into the store from a repository known to hold it (see
+    /// [`Store::blob_sources`]).
+    async fn fetch_from_sources(&self, store: &Store, blob: &Descriptor) -> Result<()> {
+        let sources = {
+            let store = store.clone();
+            let digest = blob.digest.clone();
+            tokio::task::spawn_blocking(move || store.blob_sources(&digest)).await?
+        };
+        let mut last_error = None;
+        for source in sources {
+            let Ok(reference) = source.parse::<Reference>() else {
+                continue;
+            };
+            match self.pull_cache_layer(store, &reference, blob).await {
+                Ok(()) => return Ok(()),
+                Err(err) => last_error = Some(err),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            crate::Error::BlobNotFound {
+                digest: blob.digest.clone(),
+            }
+            .into()
+        }))
+    }
+
     /// Uploads one blob unless the registry has it (or can mount it).
     async fn upload_blob(&self, store: &Store, repo: &Repo, blob: &Descriptor) -> Result<()> {
         let digest = &blob.digest;
@@ -338,6 +364,11 @@ impl Registry {
         }
         let response = check_status(response, "POST", &start_url).await?;
         let mut location = location(&response, &repo.endpoint.base, &start_url)?;
+        if !store.has_blob(digest) {
+            // A layer of an imported build cache that no build needed as files: it is in
+            // the cache's repository, maybe on another registry. Fetch it to pass it on.
+            self.fetch_from_sources(store, blob).await?;
+        }
         let path = store.blob_path(digest);
         let size = blob.size;
         let chunk_size = self.config.transfer.chunk_size;
@@ -559,12 +590,9 @@ impl Store {
         };
         let ingest = match compression {
             Compression::Gzip => {
-                // No name and a zero mtime in the header: the same bytes every time.
-                let mut encoder = flate2::GzBuilder::new()
-                    .mtime(0)
-                    .write(ingest, flate2::Compression::new(6));
-                std::io::copy(&mut content, &mut encoder).map_err(read_error)?;
-                encoder.finish().map_err(read_error)?
+                // On every core, and the same bytes on any machine (see `pgzip`).
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                crate::layer::pgzip::gzip(&mut content, ingest, 6, threads).map_err(read_error)?
             }
             Compression::Zstd => {
                 let mut encoder =
