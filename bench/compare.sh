@@ -84,7 +84,11 @@ prune() { # tool
       $DOCKER image inspect "$BASE" >/dev/null 2>&1 || $DOCKER pull -q "$BASE" >/dev/null
       ;;
   esac
+  # Untimed: write back what the prune and the previous tool left dirty, and give the
+  # disk's discards (ext4 `-o discard` trims freed blocks after the commit) time to
+  # settle, so no tool pays for another's deletions.
   sync
+  sleep 3
 }
 
 # Prints "seconds peak-rss-kib" (rss only for rbuild; 0 otherwise).
