@@ -1,8 +1,10 @@
 //! rbuild's builder: solves a `BuildGraph` through the store (bytes, snapshots, images) and
 //! the runtime (RUN steps), and assembles the image.
 
+mod bases;
 mod cache;
 mod chmod;
+mod commit;
 mod context;
 mod copy;
 mod download;
@@ -14,6 +16,7 @@ mod fileops;
 mod glob;
 mod ignore;
 mod image;
+mod key;
 mod lowers;
 mod mounts;
 mod owner;

@@ -12,29 +12,23 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use rbuild_frontend::{
-    self as frontend, BindMount, BuildGraph, CopySource, ExecMount, MountSource, OpId, OpKind,
-};
+use rbuild_frontend::{self as frontend, BuildGraph, CopySource, OpId, OpKind};
 use rbuild_runtime::{Limits, Network, Runtime};
-use rbuild_store::layer::LayerOptions;
 use rbuild_store::oci::Descriptor;
-use rbuild_store::registry::{CacheExportRecord, CacheImport, PullOptions, Registry};
-use rbuild_store::{
-    ActiveSnapshot, CacheRecord, CachedLayer, Digest, Image, ImageName, Reference, SnapshotName,
-    Store,
-};
+use rbuild_store::registry::{CacheExportRecord, CacheImport, Registry};
+use rbuild_store::{ActiveSnapshot, Digest, Image, ImageName, Reference, Store};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::cache::{CacheKey, KeyBuilder};
+use crate::cache::CacheKey;
 use crate::context::Context;
 use crate::error::BuildError;
-use crate::explain::{self, Trace, Traces};
+use crate::explain::{self, Traces};
 use crate::ignore::IgnoreMatcher;
 use crate::progress::{Event, Progress};
 use crate::remote::{PendingExport, RemoteHit};
 use crate::secrets::SecretSource;
-use crate::state::{Layer, LayerRef, State};
+use crate::state::State;
 
 /// What to build and how.
 #[derive(Debug, Clone, Default)]
@@ -310,84 +304,6 @@ impl Builder {
         .await??;
         Ok(result)
     }
-
-    /// The base image `reference` names: from the store (by name as written, else by its
-    /// normalized name; by digest when pinned), else pulled (always pulled with `pull`).
-    /// It is kept (with its snapshots) from GC for the whole build, even if its name is
-    /// removed meanwhile, and unpacked so every RUN finds its lower dirs.
-    async fn base_image(&self, reference: &str, pull: bool) -> Result<Image, BuildError> {
-        let invalid = |source| BuildError::InvalidReference {
-            reference: reference.to_owned(),
-            source,
-        };
-        let parsed: Reference = reference.parse().map_err(invalid)?;
-        let name = Reference::image_name(reference);
-        let store = self.store.clone();
-        let local = {
-            let store = store.clone();
-            let parsed = parsed.clone();
-            let name = name.clone();
-            tokio::task::spawn_blocking(move || -> Result<Option<Image>, BuildError> {
-                let found = match (parsed.digest(), &name) {
-                    (Some(digest), _) => store.image_by_digest(digest).and_then(|image| {
-                        store.protect_image(&image.manifest_digest)?;
-                        Ok(image)
-                    }),
-                    (None, Some(name)) => store.image_in_use(name),
-                    (None, None) => return Ok(None),
-                };
-                match found {
-                    Ok(image) => Ok(Some(image)),
-                    Err(err) if err.is_not_found() => Ok(None),
-                    Err(err) => Err(err.into()),
-                }
-            })
-            .await??
-        };
-        let missing = local.is_none();
-        let image = match (local, &self.registry) {
-            (Some(image), registry) if !pull || registry.is_none() => image,
-            (_, None) => {
-                return Err(BuildError::BaseImageNotFound {
-                    reference: reference.to_owned(),
-                });
-            }
-            (_, Some(registry)) => {
-                let pulled = registry
-                    .pull(
-                        &store,
-                        &parsed,
-                        &PullOptions {
-                            unpack: true,
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                    .map_err(|source| BuildError::Pull {
-                        reference: reference.to_owned(),
-                        missing,
-                        source: Box::new(source),
-                    })?;
-                let store = store.clone();
-                let name = name.clone();
-                let manifest = pulled.manifest.clone();
-                let image = pulled.image.manifest_digest.clone();
-                tokio::task::spawn_blocking(move || -> Result<(), rbuild_store::Error> {
-                    if let Some(name) = &name {
-                        store.tag(name, &manifest)?;
-                    }
-                    store.protect_image(&image)
-                })
-                .await??;
-                pulled.image
-            }
-        };
-        tokio::task::spawn_blocking(move || -> Result<Image, BuildError> {
-            store.unpack(&image)?;
-            Ok(image)
-        })
-        .await?
-    }
 }
 
 pub(crate) struct SolveContext {
@@ -398,24 +314,24 @@ pub(crate) struct SolveContext {
     pub progress: Arc<dyn Progress>,
     pub cancel: Cancel,
     /// Ops running now, by cache key: an identical op waits for the first and reuses it.
-    running: Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<Option<State>>>>>,
+    pub(crate) running: Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<Option<State>>>>>,
     /// (cached, executed) steps.
-    counts: Mutex<(usize, usize)>,
+    pub(crate) counts: Mutex<(usize, usize)>,
     /// Layers being measured and committed, cache records being written.
-    background: Mutex<JoinSet<Result<(), BuildError>>>,
+    pub(crate) background: Mutex<JoinSet<Result<(), BuildError>>>,
     /// CPU-heavy work (hashing, copying, making tars) at most one per core at a time, so
     /// parallel stages do not thrash each other.
     pub cpu: Arc<tokio::sync::Semaphore>,
     /// Upper dirs whose layer the store already had, discarded when the build ends.
-    unused: Arc<Mutex<Vec<ActiveSnapshot>>>,
+    pub(crate) unused: Arc<Mutex<Vec<ActiveSnapshot>>>,
     /// The traces of the previous build of this context and target, and of this one.
-    previous: Traces,
+    pub(crate) previous: Traces,
     /// `previous` came from an imported cache.
-    previous_imported: bool,
-    traces: Mutex<Traces>,
+    pub(crate) previous_imported: bool,
+    pub(crate) traces: Mutex<Traces>,
     /// Why each step that ran missed the cache, by its key.
-    reasons: Mutex<HashMap<String, explain::Cause>>,
-    misses: Mutex<Vec<Miss>>,
+    pub(crate) reasons: Mutex<HashMap<String, explain::Cause>>,
+    pub(crate) misses: Mutex<Vec<Miss>>,
     /// Every layer-producing step's record, for `--cache-to`.
     pub(crate) exports: Mutex<Vec<PendingExport>>,
     /// Steps taken from an imported cache, recorded in the local cache at the end.
@@ -432,14 +348,14 @@ pub(crate) struct SolveContext {
     /// ran, the cache record's time for one that did not. The image history shows these, so
     /// a rebuild from the cache is the same image, bit for bit.
     pub(crate) op_times: Mutex<HashMap<OpId, i64>>,
-    key_times: Mutex<HashMap<String, i64>>,
+    pub(crate) key_times: Mutex<HashMap<String, i64>>,
 }
 
 /// What a finished op hands to the ops that use it.
 #[derive(Clone)]
-struct Done {
-    key: CacheKey,
-    state: State,
+pub(crate) struct Done {
+    pub(crate) key: CacheKey,
+    pub(crate) state: State,
 }
 
 impl SolveContext {
@@ -834,381 +750,6 @@ impl SolveContext {
                     .is_ok_and(|index| index == op.stage.index)
         })
     }
-
-    async fn root_state(&self, kind: &OpKind) -> Result<State, BuildError> {
-        let OpKind::Image { reference } = kind else {
-            return Ok(State::default());
-        };
-        let image = self
-            .bases
-            .get(reference)
-            .ok_or_else(|| BuildError::BaseImageNotFound {
-                reference: reference.clone(),
-            })?;
-        let chain = image.chain();
-        let layers = image
-            .manifest
-            .layers
-            .iter()
-            .zip(&image.config.rootfs.diff_ids)
-            .zip(chain)
-            .map(|((descriptor, diff_id), name)| {
-                LayerRef::Ready(
-                    Layer {
-                        descriptor: descriptor.clone(),
-                        diff_id: diff_id.clone(),
-                    },
-                    name,
-                )
-            })
-            .collect();
-        let lowers = match image.top() {
-            Some(top) => {
-                let store = self.builder.store.clone();
-                tokio::task::spawn_blocking(move || store.lowers(&top)).await??
-            }
-            None => Vec::new(),
-        };
-        Ok(State { lowers, layers })
-    }
-
-    /// The op's cache key: its definition, its inputs' keys, and what else decides its
-    /// result (see `cache`).
-    async fn cache_key(
-        &self,
-        graph: &BuildGraph,
-        id: OpId,
-        inputs: &HashMap<OpId, Done>,
-    ) -> Result<(CacheKey, Trace), BuildError> {
-        let op = graph.op(id);
-        let mut trace = Trace {
-            description: op.description.clone(),
-            digest: op.digest.0.clone(),
-            ..Default::default()
-        };
-        let mut key = KeyBuilder::new("op");
-        let mut input_ids = op.kind.inputs();
-        input_ids.dedup();
-        match &op.kind {
-            // `COPY --link` does not depend on the layers below: its key leaves them out,
-            // so a new base image keeps the step cached and its layer is restacked.
-            OpKind::Copy(copy) if copy.link => {
-                let mut definition = copy.clone();
-                definition.rootfs = OpId(0);
-                if let CopySource::Op(_) = definition.source {
-                    definition.source = CopySource::Op(OpId(0));
-                }
-                key.part("link")
-                    .part(&serde_json::to_string(&definition).expect("ops serialize"));
-                input_ids.retain(|input| *input != copy.rootfs);
-            }
-            _ => {
-                key.part(&op.digest.0);
-            }
-        }
-        for input in input_ids {
-            key.part(inputs[&input].key.as_str());
-            trace.inputs.push((
-                graph.op(input).description.clone(),
-                inputs[&input].key.to_string(),
-            ));
-        }
-        match &op.kind {
-            OpKind::Scratch => {}
-            OpKind::Image { reference } => {
-                if let Some(image) = self.bases.get(reference) {
-                    key.part(&image.manifest_digest.to_string());
-                    trace.base = Some(image.manifest_digest.to_string());
-                }
-            }
-            OpKind::Exec(exec) => {
-                let network = match exec.network {
-                    rbuild_frontend::NetworkMode::None => Network::None,
-                    rbuild_frontend::NetworkMode::Host => Network::Host,
-                    rbuild_frontend::NetworkMode::Default => {
-                        self.opts.network.unwrap_or(crate::exec::DEFAULT_NETWORK)
-                    }
-                };
-                key.part(&format!("{network:?}"));
-                trace
-                    .other
-                    .push(format!("network {network:?}").to_lowercase());
-                trace.env = exec
-                    .env
-                    .iter()
-                    .filter(|e| {
-                        let name = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
-                        !exec.cache_excluded_env.iter().any(|x| x == name)
-                    })
-                    .cloned()
-                    .collect();
-                // What a bind mount of the context shows is read like a COPY source; a
-                // mount of another op is covered by that op's key, among the inputs.
-                for mount in &exec.mounts {
-                    if let ExecMount::Bind(BindMount {
-                        source: MountSource::Context,
-                        path,
-                        ..
-                    }) = mount
-                    {
-                        let ctx = &self.context;
-                        let (checksum, files) =
-                            tokio::task::block_in_place(|| ctx.checksum_path(path)).map_err(
-                                |source| BuildError::StepFailed {
-                                    span: op.span,
-                                    description: op.description.clone(),
-                                    source: Box::new(source),
-                                },
-                            )?;
-                        key.part("bind-context").part(&checksum);
-                        trace.files.extend(files);
-                    }
-                }
-            }
-            OpKind::Copy(copy) => {
-                if let CopySource::Context = copy.source {
-                    let sources: Vec<String> = copy
-                        .sources
-                        .iter()
-                        .filter(|s| !rbuild_frontend::CopyOp::is_url(s))
-                        .cloned()
-                        .collect();
-                    // Ops without URLs keep the keys they always had.
-                    if !sources.is_empty() || sources.len() == copy.sources.len() {
-                        let exclude = (!copy.excludes.is_empty())
-                            .then(|| IgnoreMatcher::parse(&copy.excludes.join("\n")));
-                        let _permit = self
-                            .cpu
-                            .acquire()
-                            .await
-                            .map_err(|_| BuildError::Cancelled)?;
-                        let (checksum, files) = {
-                            // Hashing reads files: keep it off the async workers.
-                            let ctx = &self.context;
-                            tokio::task::block_in_place(|| {
-                                ctx.checksum_files(&sources, exclude.as_ref())
-                            })
-                        }
-                        .map_err(|source| BuildError::StepFailed {
-                            span: op.span,
-                            description: op.description.clone(),
-                            source: Box::new(source),
-                        })?;
-                        key.part(&checksum);
-                        trace.files = files;
-                    }
-                    // A URL is keyed by its content: the checksum it must have, else
-                    // what the server serves now (revalidated, see `download`).
-                    for url in copy
-                        .sources
-                        .iter()
-                        .filter(|s| rbuild_frontend::CopyOp::is_url(s))
-                    {
-                        let digest = match &copy.checksum {
-                            Some(checksum) => checksum.clone(),
-                            None => self.url_content(op, url, None).await?.digest.to_string(),
-                        };
-                        key.part("url").part(url).part(&digest);
-                        trace.files.insert(url.clone(), digest);
-                    }
-                }
-            }
-            OpKind::Mkdir(_) => {}
-        }
-        if op.kind.rootfs().is_some() {
-            key.part(&format!("epoch:{:?}", self.opts.source_date_epoch));
-            if let Some(epoch) = self.opts.source_date_epoch {
-                trace.other.push(format!("SOURCE_DATE_EPOCH={epoch}"));
-            }
-        }
-        let key = key.finish();
-        trace.key = key.to_string();
-        Ok((key, trace))
-    }
-
-    /// The state after a cached op: its parent's layers plus the recorded one, over the
-    /// recorded snapshot chain's directories.
-    async fn cached_state(
-        &self,
-        parent: &State,
-        record: &CacheRecord,
-    ) -> Result<State, BuildError> {
-        let (Some(layer), Some(snapshot)) = (&record.layer, &record.snapshot) else {
-            return Ok(parent.clone());
-        };
-        let name = SnapshotName::from_digest(snapshot.clone());
-        let store = self.builder.store.clone();
-        let lookup = name.clone();
-        let lowers = tokio::task::spawn_blocking(move || match store.snapshot(&lookup)? {
-            Some(_) => store.lowers(&lookup).map(Some),
-            None => Ok(None),
-        })
-        .await??;
-        let Some(lowers) = lowers else {
-            // Imported from a registry cache and never needed as files so far.
-            let source = record
-                .remote
-                .as_deref()
-                .and_then(|r| r.parse::<Reference>().ok())
-                .ok_or_else(|| rbuild_store::Error::SnapshotNotFound {
-                    name: snapshot.to_string(),
-                })?;
-            return Ok(self.remote_state(parent, Some(layer.clone()), &source));
-        };
-        let mut layers = parent.layers.clone();
-        layers.push(LayerRef::Ready(
-            Layer {
-                descriptor: layer.descriptor.clone(),
-                diff_id: layer.diff_id.clone(),
-            },
-            name,
-        ));
-        Ok(State { lowers, layers })
-    }
-
-    /// Hands a finished step's filesystem on at once and measures, commits and records its
-    /// layer in the background (see `state`). `keep_empty` unset: an unchanged filesystem
-    /// adds no layer (WORKDIR of an existing directory).
-    pub(crate) async fn commit_pipelined(
-        &self,
-        key: &CacheKey,
-        op: &rbuild_frontend::Op,
-        parent: &State,
-        active: ActiveSnapshot,
-        keep_empty: bool,
-        known: Option<rbuild_store::NewLayer>,
-    ) -> Result<State, BuildError> {
-        let store = self.builder.store.clone();
-        let options = LayerOptions {
-            clamp_mtime: self
-                .opts
-                .source_date_epoch
-                .and_then(|e| u64::try_from(e).ok()),
-        };
-        let mut record = CacheRecord {
-            layer: None,
-            snapshot: None,
-            description: op.description.clone(),
-            created: rbuild_store::time::now_unix(),
-            last_used: rbuild_store::time::now_unix(),
-            size: 0,
-            remote: None,
-        };
-        let key = key.to_string();
-        let parent_top = parent.layers.last().cloned();
-        if !keep_empty && is_empty_dir(&active.upper) {
-            let discard = store.clone();
-            tokio::task::spawn_blocking(move || discard.discard(active)).await??;
-            self.background(async move {
-                record.snapshot = match parent_top {
-                    Some(top) => Some(top.get().await?.1.digest().clone()),
-                    None => None,
-                };
-                tokio::task::spawn_blocking(move || store.cache_put(&key, &record)).await??;
-                Ok(())
-            });
-            return Ok(parent.clone());
-        }
-        let mut state = parent.clone();
-        state.lowers.insert(0, active.upper.clone());
-        let unused = self.unused.clone();
-        let cpu = self.cpu.clone();
-        let (sender, layer) = LayerRef::pending();
-        state.layers.push(layer);
-        self.background(async move {
-            let result = async {
-                let upper = active.upper.clone();
-                let measuring = store.clone();
-                let new_layer = match known {
-                    Some(layer) => layer,
-                    None => {
-                        let _permit = cpu
-                            .acquire_owned()
-                            .await
-                            .map_err(|_| BuildError::Cancelled)?;
-                        tokio::task::spawn_blocking(move || measuring.create_layer(&upper, options))
-                            .await??
-                    }
-                };
-                let parent_name = match &parent_top {
-                    Some(top) => Some(top.get().await?.1),
-                    None => None,
-                };
-                let committing = store.clone();
-                let unused = unused.clone();
-                let (name, size, new_layer) =
-                    tokio::task::spawn_blocking(move || -> Result<_, rbuild_store::Error> {
-                        let mut active = active;
-                        active.parent = parent_name;
-                        let (name, duplicate) = committing.commit_layer(active, &new_layer)?;
-                        // Same content as a snapshot the store has: later steps may be
-                        // running over this directory, so it goes when the build ends.
-                        if let Some(duplicate) = duplicate {
-                            unused
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .push(duplicate);
-                        }
-                        let size = committing.snapshot(&name)?.map_or(0, |s| s.size);
-                        Ok((name, size, new_layer))
-                    })
-                    .await??;
-                let layer = Layer {
-                    descriptor: new_layer.descriptor,
-                    diff_id: new_layer.diff_id,
-                };
-                Ok::<_, BuildError>(((layer, name), size))
-            }
-            .await;
-            match result {
-                Ok(((layer, name), size)) => {
-                    record.layer = Some(CachedLayer {
-                        descriptor: layer.descriptor.clone(),
-                        diff_id: layer.diff_id.clone(),
-                    });
-                    record.snapshot = Some(name.digest().clone());
-                    record.size = size;
-                    sender.send_replace(Some(Ok((layer, name))));
-                    tokio::task::spawn_blocking(move || store.cache_put(&key, &record)).await??;
-                    Ok(())
-                }
-                Err(err) => {
-                    sender.send_replace(Some(Err(err.to_string())));
-                    Err(err)
-                }
-            }
-        });
-        Ok(state)
-    }
-
-    /// Waits for every background task; the first failure is the result.
-    async fn finish_background(&self) -> Result<(), BuildError> {
-        let mut tasks =
-            std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()));
-        let mut result = Ok(());
-        while let Some(joined) = tasks.join_next().await {
-            let outcome = joined.map_err(BuildError::Join).and_then(|r| r);
-            if let (Err(err), Ok(())) = (outcome, &result) {
-                result = Err(err);
-            }
-        }
-        result
-    }
-
-    /// Runs `task` beside the build; the build waits for it before it finishes.
-    fn background(
-        &self,
-        task: impl std::future::Future<Output = Result<(), BuildError>> + Send + 'static,
-    ) {
-        let mut tasks = self.background.lock().unwrap_or_else(|e| e.into_inner());
-        tasks.spawn(task);
-    }
-}
-
-fn is_empty_dir(path: &std::path::Path) -> bool {
-    std::fs::read_dir(path)
-        .map(|mut d| d.next().is_none())
-        .unwrap_or(false)
 }
 
 /// A step's identity across builds: its stage and its position in the stage, so an edited

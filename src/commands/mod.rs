@@ -4,6 +4,7 @@ pub mod archive;
 pub mod build;
 pub mod check;
 pub mod images;
+mod outputs;
 pub mod registry;
 pub mod run;
 pub mod store;

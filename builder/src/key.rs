@@ -1,0 +1,169 @@
+//! A step's cache key: its definition, its inputs' keys, and the content it reads (context
+//! files, bind-mounted context paths, downloaded URLs), with the trace that explains it.
+
+use std::collections::HashMap;
+
+use rbuild_frontend::{BindMount, BuildGraph, CopySource, ExecMount, MountSource, OpId, OpKind};
+use rbuild_runtime::Network;
+
+use crate::cache::{CacheKey, KeyBuilder};
+use crate::error::BuildError;
+use crate::explain::Trace;
+use crate::ignore::IgnoreMatcher;
+use crate::solve::{Done, SolveContext};
+
+impl SolveContext {
+    /// The op's cache key: its definition, its inputs' keys, and what else decides its
+    /// result (see `cache`).
+    pub(crate) async fn cache_key(
+        &self,
+        graph: &BuildGraph,
+        id: OpId,
+        inputs: &HashMap<OpId, Done>,
+    ) -> Result<(CacheKey, Trace), BuildError> {
+        let op = graph.op(id);
+        let mut trace = Trace {
+            description: op.description.clone(),
+            digest: op.digest.0.clone(),
+            ..Default::default()
+        };
+        let mut key = KeyBuilder::new("op");
+        let mut input_ids = op.kind.inputs();
+        input_ids.dedup();
+        match &op.kind {
+            // `COPY --link` does not depend on the layers below: its key leaves them out,
+            // so a new base image keeps the step cached and its layer is restacked.
+            OpKind::Copy(copy) if copy.link => {
+                let mut definition = copy.clone();
+                definition.rootfs = OpId(0);
+                if let CopySource::Op(_) = definition.source {
+                    definition.source = CopySource::Op(OpId(0));
+                }
+                key.part("link")
+                    .part(&serde_json::to_string(&definition).expect("ops serialize"));
+                input_ids.retain(|input| *input != copy.rootfs);
+            }
+            _ => {
+                key.part(&op.digest.0);
+            }
+        }
+        for input in input_ids {
+            key.part(inputs[&input].key.as_str());
+            trace.inputs.push((
+                graph.op(input).description.clone(),
+                inputs[&input].key.to_string(),
+            ));
+        }
+        match &op.kind {
+            OpKind::Scratch => {}
+            OpKind::Image { reference } => {
+                if let Some(image) = self.bases.get(reference) {
+                    key.part(&image.manifest_digest.to_string());
+                    trace.base = Some(image.manifest_digest.to_string());
+                }
+            }
+            OpKind::Exec(exec) => {
+                let network = match exec.network {
+                    rbuild_frontend::NetworkMode::None => Network::None,
+                    rbuild_frontend::NetworkMode::Host => Network::Host,
+                    rbuild_frontend::NetworkMode::Default => {
+                        self.opts.network.unwrap_or(crate::exec::DEFAULT_NETWORK)
+                    }
+                };
+                key.part(&format!("{network:?}"));
+                trace
+                    .other
+                    .push(format!("network {network:?}").to_lowercase());
+                trace.env = exec
+                    .env
+                    .iter()
+                    .filter(|e| {
+                        let name = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+                        !exec.cache_excluded_env.iter().any(|x| x == name)
+                    })
+                    .cloned()
+                    .collect();
+                // What a bind mount of the context shows is read like a COPY source; a
+                // mount of another op is covered by that op's key, among the inputs.
+                for mount in &exec.mounts {
+                    if let ExecMount::Bind(BindMount {
+                        source: MountSource::Context,
+                        path,
+                        ..
+                    }) = mount
+                    {
+                        let ctx = &self.context;
+                        let (checksum, files) =
+                            tokio::task::block_in_place(|| ctx.checksum_path(path)).map_err(
+                                |source| BuildError::StepFailed {
+                                    span: op.span,
+                                    description: op.description.clone(),
+                                    source: Box::new(source),
+                                },
+                            )?;
+                        key.part("bind-context").part(&checksum);
+                        trace.files.extend(files);
+                    }
+                }
+            }
+            OpKind::Copy(copy) => {
+                if let CopySource::Context = copy.source {
+                    let sources: Vec<String> = copy
+                        .sources
+                        .iter()
+                        .filter(|s| !rbuild_frontend::CopyOp::is_url(s))
+                        .cloned()
+                        .collect();
+                    // Ops without URLs keep the keys they always had.
+                    if !sources.is_empty() || sources.len() == copy.sources.len() {
+                        let exclude = (!copy.excludes.is_empty())
+                            .then(|| IgnoreMatcher::parse(&copy.excludes.join("\n")));
+                        let _permit = self
+                            .cpu
+                            .acquire()
+                            .await
+                            .map_err(|_| BuildError::Cancelled)?;
+                        let (checksum, files) = {
+                            // Hashing reads files: keep it off the async workers.
+                            let ctx = &self.context;
+                            tokio::task::block_in_place(|| {
+                                ctx.checksum_files(&sources, exclude.as_ref())
+                            })
+                        }
+                        .map_err(|source| BuildError::StepFailed {
+                            span: op.span,
+                            description: op.description.clone(),
+                            source: Box::new(source),
+                        })?;
+                        key.part(&checksum);
+                        trace.files = files;
+                    }
+                    // A URL is keyed by its content: the checksum it must have, else
+                    // what the server serves now (revalidated, see `download`).
+                    for url in copy
+                        .sources
+                        .iter()
+                        .filter(|s| rbuild_frontend::CopyOp::is_url(s))
+                    {
+                        let digest = match &copy.checksum {
+                            Some(checksum) => checksum.clone(),
+                            None => self.url_content(op, url, None).await?.digest.to_string(),
+                        };
+                        key.part("url").part(url).part(&digest);
+                        trace.files.insert(url.clone(), digest);
+                    }
+                }
+            }
+            OpKind::Mkdir(_) => {}
+        }
+        if op.kind.rootfs().is_some() {
+            key.part(&format!("epoch:{:?}", self.opts.source_date_epoch));
+            if let Some(epoch) = self.opts.source_date_epoch {
+                trace.other.push(format!("SOURCE_DATE_EPOCH={epoch}"));
+            }
+        }
+        let key = key.finish();
+        trace.key = key.to_string();
+        Ok((key, trace))
+    }
+}

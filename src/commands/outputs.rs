@@ -1,0 +1,158 @@
+//! Where `rbuild build` sends its results besides the store: `-o` outputs, and the build
+//! cache targets of `--cache-from` and `--cache-to`.
+
+use std::path::PathBuf;
+
+use miette::{IntoDiagnostic, Result, WrapErr};
+
+use super::registry::parse_reference;
+
+/// Where `-o` sends the result.
+pub(super) enum Output {
+    Archive(rbuild_store::ArchiveFormat, PathBuf),
+    Tar(PathBuf),
+    Local(PathBuf),
+    Registry(rbuild_store::Reference),
+}
+
+/// A `--cache-from`/`--cache-to` target.
+pub(super) struct CacheTarget {
+    pub(super) reference: rbuild_store::Reference,
+    /// `mode=max`: every step, not just the image's own stage.
+    pub(super) max: bool,
+    /// `mounts=true`: the contents of the build's cache mounts go with the cache.
+    pub(super) mounts: bool,
+    /// `ignore-error=true`: an export that fails is a warning, not a failed build.
+    pub(super) ignore_error: bool,
+}
+
+/// `type=registry,ref=REF[,mode=min|max]`, or a bare `REF`.
+pub(super) fn parse_cache(text: &str, flag: &str) -> Result<CacheTarget> {
+    if !text.contains('=') {
+        return Ok(CacheTarget {
+            reference: parse_reference(text)?,
+            max: false,
+            mounts: false,
+            ignore_error: false,
+        });
+    }
+    let mut reference = None;
+    let mut max = false;
+    let mut mounts = false;
+    let mut ignore_error = false;
+    for field in text.split(',') {
+        match field.split_once('=') {
+            Some(("type", "registry")) => {}
+            Some(("type", other)) => {
+                return Err(miette::miette!(
+                    help = "the cache type rbuild supports is `registry`",
+                    "{flag} `{text}`: unknown type `{other}`"
+                ));
+            }
+            Some(("ref", value)) => reference = Some(parse_reference(value)?),
+            Some(("mode", "min")) => max = false,
+            Some(("mode", "max")) => max = true,
+            Some(("mode", other)) => {
+                return Err(miette::miette!(
+                    "{flag} `{text}`: mode is `min` or `max`, not `{other}`"
+                ));
+            }
+            Some(("ignore-error", "true")) => ignore_error = true,
+            Some(("ignore-error", "false")) => ignore_error = false,
+            Some(("mounts", "true")) => mounts = true,
+            Some(("mounts", "false")) => mounts = false,
+            Some(("mounts", other)) => {
+                return Err(miette::miette!(
+                    "{flag} `{text}`: mounts is `true` or `false`, not `{other}`"
+                ));
+            }
+            _ => return Err(miette::miette!("{flag} `{text}`: unknown field `{field}`")),
+        }
+    }
+    let reference =
+        reference.ok_or_else(|| miette::miette!("{flag} `{text}`: `ref=` is missing"))?;
+    Ok(CacheTarget {
+        reference,
+        max,
+        mounts,
+        ignore_error,
+    })
+}
+
+/// `type=oci|docker|tar|local,dest=PATH`, `type=registry,name=REF`, or a bare `PATH` for
+/// `type=local`, as docker does.
+pub(super) fn parse_output(text: &str) -> Result<Output> {
+    if !text.contains('=') {
+        return Ok(Output::Local(PathBuf::from(text)));
+    }
+    let mut kind = None;
+    let mut dest = None;
+    let mut name = None;
+    for field in text.split(',') {
+        match field.split_once('=') {
+            Some(("type", value)) => kind = Some(value.to_owned()),
+            Some(("dest", value)) => dest = Some(PathBuf::from(value)),
+            Some(("name", value)) => name = Some(value.to_owned()),
+            Some(("push", "true")) => {}
+            _ => return Err(miette::miette!("-o `{text}`: unknown field `{field}`")),
+        }
+    }
+    if kind.as_deref() == Some("registry") {
+        let name = name.ok_or_else(|| miette::miette!("-o `{text}`: `name=` is missing"))?;
+        return Ok(Output::Registry(parse_reference(&name)?));
+    }
+    let dest = dest.ok_or_else(|| miette::miette!("-o `{text}`: `dest=` is missing"))?;
+    match kind.as_deref() {
+        Some("oci") => Ok(Output::Archive(rbuild_store::ArchiveFormat::Oci, dest)),
+        Some("docker") => Ok(Output::Archive(rbuild_store::ArchiveFormat::Docker, dest)),
+        Some("tar") => Ok(Output::Tar(dest)),
+        Some("local") | None => Ok(Output::Local(dest)),
+        Some(other) => Err(miette::miette!(
+            help = "the output types are `oci`, `docker`, `tar`, `local` and `registry`",
+            "-o `{text}`: unknown type `{other}`"
+        )),
+    }
+}
+
+pub(super) async fn write_output(
+    store: &rbuild_store::Store,
+    result: &rbuild_builder::BuildResult,
+    output: Output,
+) -> Result<()> {
+    let store = store.clone();
+    let manifest = result.manifest.digest.clone();
+    let tags = result.tags.clone();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        match output {
+            Output::Archive(format, dest) => store
+                .save_manifests(&[(manifest, tags)], &dest, format)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("cannot write {}", dest.display())),
+            Output::Tar(dest) => {
+                let image = store.image_by_manifest(&manifest).into_diagnostic()?;
+                let file = std::fs::File::create(&dest)
+                    .into_diagnostic()
+                    .wrap_err_with(|| format!("cannot create {}", dest.display()))?;
+                let out = Box::new(std::io::BufWriter::new(file));
+                rbuild_builder::export_rootfs(
+                    &store,
+                    &image,
+                    rbuild_builder::RootfsOutput::Tar(out),
+                )
+                .map_err(miette::Report::from_err)
+            }
+            Output::Registry(_) => unreachable!("pushed by the caller"),
+            Output::Local(dest) => {
+                let image = store.image_by_manifest(&manifest).into_diagnostic()?;
+                rbuild_builder::export_rootfs(
+                    &store,
+                    &image,
+                    rbuild_builder::RootfsOutput::Dir(dest),
+                )
+                .map_err(miette::Report::from_err)
+            }
+        }
+    })
+    .await
+    .into_diagnostic()?
+}
