@@ -533,9 +533,8 @@ impl SolveContext {
         if self.cache_allowed(op) {
             let store = self.builder.store.clone();
             let lookup = key.to_string();
-            if let Some(record) =
-                tokio::task::spawn_blocking(move || store.cache_get(&lookup)).await??
-            {
+            let local = tokio::task::spawn_blocking(move || store.cache_get(&lookup)).await??;
+            let hit = if let Some(record) = local {
                 let state = match (&op.kind, &record.layer) {
                     (OpKind::Copy(copy), Some(layer)) if copy.link => {
                         // Stack the recorded layer on this parent: its files are linked into
@@ -556,25 +555,12 @@ impl SolveContext {
                     }
                     _ => self.cached_state(&parent, &record).await?,
                 };
-                self.progress.event(Event::StepStarted {
-                    step,
-                    description: &op.description,
-                });
-                self.progress.event(Event::StepCached { step });
-                self.count(true);
-                self.note_time(id, &key, record.created);
-                self.export(
-                    id,
-                    &key,
-                    parent_key.as_ref(),
-                    &op.description,
-                    &parent,
-                    &state,
-                );
-                *slot = Some(state.clone());
-                return Ok(Done { key, state });
-            }
-            if let Some((state, created)) = self.remote_hit(&key, op, &parent) {
+                Some((state, record.created))
+            } else {
+                // Not here: maybe in a cache imported from a registry.
+                self.remote_hit(&key, op, &parent)
+            };
+            if let Some((state, created)) = hit {
                 self.note_time(id, &key, created);
                 self.progress.event(Event::StepStarted {
                     step,

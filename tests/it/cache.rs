@@ -20,30 +20,7 @@ fn build_steps(
     args.push(ctx.to_str().unwrap());
     let out = env.rbuild(&args);
     assert_success(&out);
-    let events: Vec<serde_json::Value> = stderr(&out)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let description = |step: &serde_json::Value| -> String {
-        events
-            .iter()
-            .find(|e| e["event"] == "step_started" && e["step"] == *step)
-            .and_then(|e| e["description"].as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let of = |kind: &str| -> Vec<String> {
-        events
-            .iter()
-            .filter(|e| e["event"] == kind)
-            .map(|e| description(&e["step"]))
-            .collect()
-    };
-    let ran = of("step_finished")
-        .into_iter()
-        .filter(|d| !d.starts_with("FROM"))
-        .collect();
-    (of("step_cached"), ran)
+    steps_of(&out)
 }
 
 const DOCKERFILE: &str = "FROM busybox\n\

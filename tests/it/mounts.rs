@@ -11,27 +11,7 @@ use crate::support::*;
 fn build_steps(env: &TestEnv, ctx: &Path, tag: &str, extra: &[&str]) -> (Vec<String>, Vec<String>) {
     let out = build_with(env, ctx, tag, extra);
     assert_success(&out);
-    let events: Vec<serde_json::Value> = stderr(&out)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let description = |step: &serde_json::Value| -> String {
-        events
-            .iter()
-            .find(|e| e["event"] == "step_started" && e["step"] == *step)
-            .and_then(|e| e["description"].as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let of = |kind: &str| -> Vec<String> {
-        events
-            .iter()
-            .filter(|e| e["event"] == kind)
-            .map(|e| description(&e["step"]))
-            .filter(|d| !d.starts_with("FROM"))
-            .collect()
-    };
-    (of("step_cached"), of("step_finished"))
+    steps_of(&out)
 }
 
 fn build_with(env: &TestEnv, ctx: &Path, tag: &str, extra: &[&str]) -> std::process::Output {

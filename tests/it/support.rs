@@ -357,3 +357,29 @@ pub fn require_tool(program: &str) {
         "`{program}` is not installed: `.ci/run` installs it (apt-get install {program})"
     );
 }
+
+/// From a build's JSON progress (`--progress json`): the descriptions of the steps that
+/// were CACHED and of those that ran, FROM lines left out.
+pub fn steps_of(out: &Output) -> (Vec<String>, Vec<String>) {
+    let events: Vec<serde_json::Value> = stderr(out)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let description = |step: &serde_json::Value| -> String {
+        events
+            .iter()
+            .find(|e| e["event"] == "step_started" && e["step"] == *step)
+            .and_then(|e| e["description"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let of = |kind: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["event"] == kind)
+            .map(|e| description(&e["step"]))
+            .filter(|d| !d.starts_with("FROM"))
+            .collect()
+    };
+    (of("step_cached"), of("step_finished"))
+}

@@ -231,27 +231,10 @@ impl Registry {
     /// Reads the cache manifest `source` and its records (no layers: those are fetched by
     /// [`Registry::pull_cache_layer`] when a step hits).
     pub async fn pull_cache(&self, store: &Store, source: &Reference) -> Result<CacheImport> {
-        let endpoints = self
-            .config
-            .endpoints(source.registry(), source.api_host(), true);
-        let mut last_error = None;
-        for endpoint in endpoints {
-            let mirror = endpoint.mirror;
-            let repo = Repo {
-                endpoint,
-                repository: source.repository().to_owned(),
-                push: false,
-                mount_from: Vec::new(),
-            };
-            match self.pull_cache_from(store, &repo, source).await {
-                Ok(import) => return Ok(import),
-                Err(err) if mirror || matches!(err, RegistryError::Transport { .. }) => {
-                    last_error = Some(err)
-                }
-                Err(err) => return Err(err),
-            }
-        }
-        Err(last_error.expect("every registry has at least one endpoint"))
+        self.on_endpoints(source, |repo| async move {
+            self.pull_cache_from(store, &repo, source).await
+        })
+        .await
     }
 
     async fn pull_cache_from(
@@ -355,27 +338,10 @@ impl Registry {
         source: &Reference,
         layer: &Descriptor,
     ) -> Result<()> {
-        let endpoints = self
-            .config
-            .endpoints(source.registry(), source.api_host(), true);
-        let mut last_error = None;
-        for endpoint in endpoints {
-            let mirror = endpoint.mirror;
-            let repo = Repo {
-                endpoint,
-                repository: source.repository().to_owned(),
-                push: false,
-                mount_from: Vec::new(),
-            };
-            match self.fetch_blob(store, &repo, layer).await {
-                Ok(()) => return Ok(()),
-                Err(err) if mirror || matches!(err, RegistryError::Transport { .. }) => {
-                    last_error = Some(err)
-                }
-                Err(err) => return Err(err),
-            }
-        }
-        Err(last_error.expect("every registry has at least one endpoint"))
+        self.on_endpoints(source, |repo| async move {
+            self.fetch_blob(store, &repo, layer).await
+        })
+        .await
     }
 }
 

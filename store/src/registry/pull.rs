@@ -60,22 +60,39 @@ impl Registry {
         reference: &Reference,
         opts: &PullOptions,
     ) -> Result<Pulled> {
+        self.on_endpoints(reference, |repo| async move {
+            self.pull_from(store, &repo, reference, opts).await
+        })
+        .await
+    }
+
+    /// Runs `attempt` on each endpoint `source` is read from (its registry's mirrors
+    /// first, then the registry) until one succeeds. A mirror that fails (or lacks the
+    /// content) is skipped; so is a scheme the registry does not speak (TLS, then plain
+    /// HTTP, for insecure registries).
+    pub(crate) async fn on_endpoints<T, F, Fut>(
+        &self,
+        source: &Reference,
+        mut attempt: F,
+    ) -> Result<T>
+    where
+        F: FnMut(Repo) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
         let endpoints = self
             .config
-            .endpoints(reference.registry(), reference.api_host(), true);
+            .endpoints(source.registry(), source.api_host(), true);
         let mut last_error = None;
         for endpoint in endpoints {
             let mirror = endpoint.mirror;
             let repo = Repo {
                 endpoint,
-                repository: reference.repository().to_owned(),
+                repository: source.repository().to_owned(),
                 push: false,
                 mount_from: Vec::new(),
             };
-            match self.pull_from(store, &repo, reference, opts).await {
-                Ok(pulled) => return Ok(pulled),
-                // A mirror that fails (or lacks the image) is skipped; so is a scheme the
-                // registry does not speak (TLS, then plain HTTP, for insecure registries).
+            match attempt(repo).await {
+                Ok(value) => return Ok(value),
                 Err(err) if mirror || matches!(err, RegistryError::Transport { .. }) => {
                     last_error = Some(err);
                 }
