@@ -32,7 +32,7 @@ use super::error::{RegistryError, Result};
 use super::push::Compression;
 use crate::oci::{self, Descriptor, Manifest};
 use crate::reference::Reference;
-use crate::{CachedLayer, Digest, Store};
+use crate::{CachedLayer, Digest, HashingWriter, Store};
 
 pub const MEDIA_TYPE_CACHE_CONFIG: &str = "application/vnd.rbuild.cache.config.v1+json";
 const CACHE_VERSION: u32 = 1;
@@ -358,33 +358,27 @@ impl Store {
         };
         let ingest = self.ingest()?;
         let failed = |source| crate::Error::io("pack the cache mount", &data)(source);
-        // The diff id hashes the tar on its way into the compressor.
-        let (ingest, diff_id) = match compression {
-            Compression::Gzip => {
-                let encoder = flate2::GzBuilder::new()
-                    .mtime(0)
-                    .write(ingest, flate2::Compression::new(6));
+        // The tar is written into a pipe by one thread, hashed on the way (its diff id),
+        // and compressed from the pipe by this one, as layers are at push.
+        let (reader, writer) = std::io::pipe().map_err(failed)?;
+        let (ingest, diff_id) = std::thread::scope(|scope| {
+            let tar = scope.spawn(|| {
                 let hashing = crate::layer::write_layer(
                     &data,
-                    crate::HashingWriter::new(encoder),
+                    HashingWriter::new(writer),
                     Default::default(),
-                )
-                .map_err(failed)?;
-                let (encoder, diff_id, _) = hashing.finish();
-                (encoder.finish().map_err(failed)?, diff_id)
-            }
-            Compression::Zstd => {
-                let encoder = zstd::stream::write::Encoder::new(ingest, 3).map_err(failed)?;
-                let hashing = crate::layer::write_layer(
-                    &data,
-                    crate::HashingWriter::new(encoder),
-                    Default::default(),
-                )
-                .map_err(failed)?;
-                let (encoder, diff_id, _) = hashing.finish();
-                (encoder.finish().map_err(failed)?, diff_id)
-            }
-        };
+                )?;
+                // The pipe's writing end closes here: the compressor sees the end.
+                let (_, diff_id, _) = hashing.finish();
+                Ok::<_, std::io::Error>(diff_id)
+            });
+            let compressed = compression.compress(reader, ingest);
+            let diff_id = tar
+                .join()
+                .map_err(|_| std::io::Error::other("the tar writer panicked"));
+            Ok::<_, std::io::Error>((compressed?, diff_id??))
+        })
+        .map_err(failed)?;
         let (digest, size) = ingest.commit(None)?;
         Ok(Some((
             Descriptor::new(compression.media_type(), digest, size),

@@ -45,6 +45,26 @@ impl Compression {
             Compression::Zstd => oci::MEDIA_TYPE_LAYER_ZSTD,
         }
     }
+
+    /// Compresses `input` into `out`, deterministically: gzip level 6 on every core (see
+    /// `pgzip`: the same bytes on any machine), zstd level 3.
+    pub(crate) fn compress<W: std::io::Write>(
+        self,
+        mut input: impl Read,
+        out: W,
+    ) -> std::io::Result<W> {
+        match self {
+            Compression::Gzip => {
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                crate::layer::pgzip::gzip(input, out, 6, threads)
+            }
+            Compression::Zstd => {
+                let mut encoder = zstd::stream::write::Encoder::new(out, 3)?;
+                std::io::copy(&mut input, &mut encoder)?;
+                encoder.finish()
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -578,7 +598,7 @@ impl Store {
         {
             return Ok(descriptor);
         }
-        let mut content = self.open_content(&layer.digest, Some(layer.size))?;
+        let content = self.open_content(&layer.digest, Some(layer.size))?;
         let ingest = self.ingest()?;
         let root = self.root().to_owned();
         let read_error = |source: std::io::Error| match source.kind() {
@@ -588,19 +608,7 @@ impl Store {
             },
             _ => crate::Error::io("compress layer into", &root)(source),
         };
-        let ingest = match compression {
-            Compression::Gzip => {
-                // On every core, and the same bytes on any machine (see `pgzip`).
-                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-                crate::layer::pgzip::gzip(&mut content, ingest, 6, threads).map_err(read_error)?
-            }
-            Compression::Zstd => {
-                let mut encoder =
-                    zstd::stream::write::Encoder::new(ingest, 3).map_err(read_error)?;
-                std::io::copy(&mut content, &mut encoder).map_err(read_error)?;
-                encoder.finish().map_err(read_error)?
-            }
-        };
+        let ingest = compression.compress(content, ingest).map_err(read_error)?;
         let (digest, size) = ingest.commit(None)?;
         let descriptor = Descriptor::new(compression.media_type(), digest, size);
         self.put_state(
