@@ -15,9 +15,6 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::time::TimeSpec;
 
-/// Symlinks followed before giving up, as Linux does.
-const MAX_SYMLINKS: usize = 40;
-
 /// What a path is in the merged view.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Found {
@@ -117,36 +114,14 @@ fn is_unchanged_copy(dir: &Path, lowers: &[PathBuf], components: &[String]) -> b
 
 /// `path`'s components in the merged view, symlinks resolved.
 fn resolve(lowers: &[PathBuf], path: &str) -> io::Result<Vec<String>> {
-    let mut resolved: Vec<String> = Vec::new();
-    let mut pending: Vec<String> = components(path).into_iter().rev().collect();
-    let mut links = 0;
-    while let Some(component) = pending.pop() {
-        match component.as_str() {
-            "." => continue,
-            ".." => {
-                resolved.pop();
-                continue;
+    crate::resolve::walk(path, true, |components| {
+        match lookup_exact(lowers, components)? {
+            Exact::Other(host, meta) if meta.file_type().is_symlink() => {
+                fs::read_link(&host).map(Some)
             }
-            _ => {}
+            _ => Ok(None),
         }
-        resolved.push(component);
-        if let Exact::Other(host, meta) = lookup_exact(lowers, &resolved)?
-            && meta.file_type().is_symlink()
-        {
-            links += 1;
-            if links > MAX_SYMLINKS {
-                return Err(io::Error::from_raw_os_error(libc::ELOOP));
-            }
-            resolved.pop();
-            let target = fs::read_link(&host)?;
-            let target = target.to_string_lossy();
-            if target.starts_with('/') {
-                resolved.clear();
-            }
-            pending.extend(components(&target).into_iter().rev());
-        }
-    }
-    Ok(resolved)
+    })
 }
 
 enum Exact {
@@ -227,13 +202,6 @@ fn is_opaque(dir: &Path) -> bool {
             };
             len == 1 && value[0] == b'y'
         })
-}
-
-fn components(path: &str) -> Vec<String> {
-    path.split('/')
-        .filter(|part| !part.is_empty())
-        .map(str::to_owned)
-        .collect()
 }
 
 #[cfg(test)]

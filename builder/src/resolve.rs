@@ -12,6 +12,34 @@ const MAX_SYMLINKS: usize = 40;
 /// symlink, including the last component when `follow_last` is set. Missing components are
 /// fine: the result is where the path *would* be. The result always starts with `root`.
 pub(crate) fn resolve_in_root(root: &Path, path: &str, follow_last: bool) -> io::Result<PathBuf> {
+    let resolved = walk(path, follow_last, |components| {
+        let candidate = join(root, components);
+        match fs::symlink_metadata(&candidate) {
+            Ok(meta) if meta.file_type().is_symlink() => fs::read_link(&candidate).map(Some),
+            _ => Ok(None),
+        }
+    })
+    .map_err(|err| match err.raw_os_error() {
+        Some(libc::ELOOP) => io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("too many levels of symbolic links in `{path}`"),
+        ),
+        _ => err,
+    })?;
+    Ok(join(root, &resolved))
+}
+
+/// The components `path` resolves to as if its root were `/`: `..` stops at the root, and
+/// a symlink (absolute or relative) is replaced by its target. `link_at` says whether the
+/// components so far name a symlink, and its target: the caller decides what a path is (a
+/// directory on the host, or the merged view of an overlay's lower dirs). The last
+/// component is followed only with `follow_last`. More than [`MAX_SYMLINKS`] links is
+/// `ELOOP`.
+pub(crate) fn walk(
+    path: &str,
+    follow_last: bool,
+    mut link_at: impl FnMut(&[String]) -> io::Result<Option<PathBuf>>,
+) -> io::Result<Vec<String>> {
     let mut resolved: Vec<String> = Vec::new();
     let mut pending: Vec<String> = components(path).into_iter().rev().collect();
     let mut links = 0;
@@ -25,33 +53,24 @@ pub(crate) fn resolve_in_root(root: &Path, path: &str, follow_last: bool) -> io:
             _ => {}
         }
         let is_last = pending.is_empty();
-        let candidate = join(root, &resolved).join(&component);
+        resolved.push(component);
         if is_last && !follow_last {
-            resolved.push(component);
             break;
         }
-        match fs::symlink_metadata(&candidate) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                links += 1;
-                if links > MAX_SYMLINKS {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!("too many levels of symbolic links in `{path}`"),
-                    ));
-                }
-                let target = fs::read_link(&candidate)?;
-                let target = target.to_string_lossy();
-                if target.starts_with('/') {
-                    resolved.clear();
-                }
-                for part in components(&target).into_iter().rev() {
-                    pending.push(part);
-                }
+        if let Some(target) = link_at(&resolved)? {
+            links += 1;
+            if links > MAX_SYMLINKS {
+                return Err(io::Error::from_raw_os_error(libc::ELOOP));
             }
-            _ => resolved.push(component),
+            resolved.pop();
+            let target = target.to_string_lossy();
+            if target.starts_with('/') {
+                resolved.clear();
+            }
+            pending.extend(components(&target).into_iter().rev());
         }
     }
-    Ok(join(root, &resolved))
+    Ok(resolved)
 }
 
 fn components(path: &str) -> Vec<String> {
