@@ -179,6 +179,31 @@ fn pivot_depth(source: &str) -> usize {
     0
 }
 
+/// Copies everything under `source_root` into `dest_root` as it is: owners, modes and
+/// times kept, nothing excluded or extracted (an image's filesystem to a directory, a
+/// cache mount's first contents).
+pub(crate) fn copy_tree(
+    source_root: &Path,
+    origin: &str,
+    dest_root: &Path,
+) -> Result<(), CopyError> {
+    copy(&CopyRequest {
+        source_root,
+        origin,
+        sources: &[".".to_owned()],
+        dest_root,
+        destination: "/",
+        owner: None,
+        preserve_owner: true,
+        mode: None,
+        ignore: None,
+        extract_archives: false,
+        exclude: None,
+        parents: false,
+        remote: &[],
+    })
+}
+
 pub(crate) fn copy(req: &CopyRequest<'_>) -> Result<(), CopyError> {
     if req.sources.is_empty() {
         return Err(CopyError::NoSources);

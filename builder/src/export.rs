@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rbuild_runtime::HostMount;
 use rbuild_store::{Image, Store};
 
-use crate::copy::{self, CopyRequest};
+use crate::copy;
 use crate::error::BuildError;
 use crate::exec::overlay;
 
@@ -42,22 +42,7 @@ pub fn export_rootfs(store: &Store, image: &Image, output: RootfsOutput) -> Resu
             }
             RootfsOutput::Dir(dest) => {
                 std::fs::create_dir_all(&dest).map_err(|e| io_error(&dest, e))?;
-                copy::copy(&CopyRequest {
-                    source_root: &rootfs,
-                    origin: "the image",
-                    sources: &[".".to_owned()],
-                    dest_root: &dest,
-                    destination: "/",
-                    owner: None,
-                    preserve_owner: true,
-                    mode: None,
-                    ignore: None,
-                    extract_archives: false,
-                    exclude: None,
-                    parents: false,
-                    remote: &[],
-                })
-                .map_err(|e| BuildError::Export {
+                copy::copy_tree(&rootfs, "the image", &dest).map_err(|e| BuildError::Export {
                     source: Box::new(e),
                 })
             }

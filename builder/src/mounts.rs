@@ -26,7 +26,7 @@ use rbuild_runtime::{HostMount, Mount};
 use rbuild_store::oci::Descriptor;
 use rbuild_store::{CacheMountOptions, Digest, Store};
 
-use crate::copy::{self, CopyRequest};
+use crate::copy;
 use crate::exec::overlay;
 use crate::ignore::IgnoreMatcher;
 use crate::lowers::{self, Found};
@@ -432,25 +432,9 @@ fn cache_mount(
             mount: overlay(dirs, None, empty.to_owned()),
             at: at.clone(),
         };
-        rbuild_runtime::with_mounts(&[source], || {
-            copy::copy(&CopyRequest {
-                source_root: at,
-                origin,
-                sources: &["/".to_owned()],
-                dest_root: data,
-                destination: "/",
-                owner: None,
-                preserve_owner: true,
-                mode: None,
-                ignore: None,
-                extract_archives: false,
-                exclude: None,
-                parents: false,
-                remote: &[],
-            })
-        })
-        .map_err(io::Error::other)?
-        .map_err(io::Error::other)
+        rbuild_runtime::with_mounts(&[source], || copy::copy_tree(at, origin, data))
+            .map_err(io::Error::other)?
+            .map_err(io::Error::other)
     };
     let cancel = &request.cancel;
     request
