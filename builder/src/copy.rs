@@ -481,14 +481,7 @@ impl Copier<'_> {
             }
             return self.copy_children(source, target);
         }
-        if let Some(existing) = existing {
-            if existing.is_dir() {
-                return Err(CopyError::DirectoryExists {
-                    path: display_in_root(self.req.dest_root, target),
-                });
-            }
-            fs::remove_file(target).map_err(|e| self.io_err(target, e))?;
-        }
+        self.clear_for_file(target, existing.as_ref())?;
         if file_type.is_symlink() {
             let link = fs::read_link(source).map_err(|e| self.io_err(source, e))?;
             symlink(&link, target).map_err(|e| self.io_err(target, e))?;
@@ -505,17 +498,7 @@ impl Copier<'_> {
         }
         if file_type.is_file() || file_type.is_socket() {
             // Sockets become empty regular files, as with Docker.
-            let mut out = File::options()
-                .write(true)
-                .create_new(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .mode(0o600)
-                .open(target)
-                .map_err(|e| self.io_err(target, e))?;
-            if file_type.is_file() {
-                let mut input = File::open(source).map_err(|e| self.io_err(source, e))?;
-                io::copy(&mut input, &mut out).map_err(|e| self.io_err(target, e))?;
-            }
+            self.create_file(target, file_type.is_file().then_some(source))?;
         } else {
             let kind = if file_type.is_fifo() {
                 libc::S_IFIFO
@@ -538,14 +521,35 @@ impl Copier<'_> {
 
     /// Writes a downloaded file to `target`, replacing a file there.
     fn copy_remote(&mut self, remote: &RemoteFile, target: &Path) -> Result<(), CopyError> {
-        if let Ok(existing) = fs::symlink_metadata(target) {
-            if existing.is_dir() {
-                return Err(CopyError::DirectoryExists {
-                    path: display_in_root(self.req.dest_root, target),
-                });
-            }
-            fs::remove_file(target).map_err(|e| self.io_err(target, e))?;
+        self.clear_for_file(target, fs::symlink_metadata(target).ok().as_ref())?;
+        self.create_file(target, Some(&remote.path))?;
+        let mode = match &self.req.mode {
+            Some(chmod) => chmod.apply(0o600, false),
+            None => 0o600,
+        };
+        self.set_owner_mode(target, self.req.owner.unwrap_or(Owner::ROOT), mode)?;
+        set_mtime(target, remote.mtime, 0, false).map_err(|e| self.io_err(target, e))
+    }
+
+    /// Makes room for a file (or link, or node) at `target`, where `existing` is: a file
+    /// there goes, a directory is an error.
+    fn clear_for_file(
+        &self,
+        target: &Path,
+        existing: Option<&fs::Metadata>,
+    ) -> Result<(), CopyError> {
+        match existing {
+            Some(existing) if existing.is_dir() => Err(CopyError::DirectoryExists {
+                path: display_in_root(self.req.dest_root, target),
+            }),
+            Some(_) => fs::remove_file(target).map_err(|e| self.io_err(target, e)),
+            None => Ok(()),
         }
+    }
+
+    /// Creates the regular file `target` (mode 0600 until its owner and mode are set;
+    /// never through a symlink) with `content`'s bytes, or empty.
+    fn create_file(&self, target: &Path, content: Option<&Path>) -> Result<(), CopyError> {
         let mut out = File::options()
             .write(true)
             .create_new(true)
@@ -553,15 +557,11 @@ impl Copier<'_> {
             .mode(0o600)
             .open(target)
             .map_err(|e| self.io_err(target, e))?;
-        let mut input = File::open(&remote.path).map_err(|e| self.io_err(&remote.path, e))?;
-        io::copy(&mut input, &mut out).map_err(|e| self.io_err(target, e))?;
-        drop(out);
-        let mode = match &self.req.mode {
-            Some(chmod) => chmod.apply(0o600, false),
-            None => 0o600,
-        };
-        self.set_owner_mode(target, self.req.owner.unwrap_or(Owner::ROOT), mode)?;
-        set_mtime(target, remote.mtime, 0, false).map_err(|e| self.io_err(target, e))
+        if let Some(content) = content {
+            let mut input = File::open(content).map_err(|e| self.io_err(content, e))?;
+            io::copy(&mut input, &mut out).map_err(|e| self.io_err(target, e))?;
+        }
+        Ok(())
     }
 
     fn set_owner_mode(&self, path: &Path, owner: Owner, mode: u32) -> Result<(), CopyError> {
