@@ -487,14 +487,13 @@ impl Registry {
         unpack: Option<StreamUnpack>,
     ) -> Result<()> {
         let url = repo.url(&format!("blobs/{}", descriptor.digest));
-        let size = descriptor.size;
         let (sender, receiver) = mpsc::channel::<Chunk>(16);
         let writer = {
             let store = store.clone();
             let digest = descriptor.digest.clone();
             tokio::task::spawn_blocking(move || write_chunks(&store, receiver, &digest, unpack))
         };
-        let streamed = self.stream_blob(repo, &url, size, &sender).await;
+        let streamed = self.stream_blob(repo, &url, descriptor, &sender).await;
         let finished = match streamed {
             Ok(()) => sender.send(Chunk::Finish).await.is_ok(),
             Err(_) => false,
@@ -526,9 +525,16 @@ impl Registry {
         &self,
         repo: &Repo,
         url: &str,
-        size: u64,
+        blob: &Descriptor,
         sender: &mpsc::Sender<Chunk>,
     ) -> Result<()> {
+        let size = blob.size;
+        let mismatch = |received| RegistryError::SizeMismatch {
+            url: url.to_owned(),
+            digest: blob.digest.clone(),
+            expected: size,
+            actual: received,
+        };
         let mut received: u64 = 0;
         let mut attempt = 0;
         let retries = self.config.transfer.retries;
@@ -577,13 +583,7 @@ impl Registry {
                     Ok(Some(chunk)) => {
                         received += chunk.len() as u64;
                         if received > size {
-                            return Err(RegistryError::SizeMismatch {
-                                url: url.to_owned(),
-                                digest: Digest::of(&[]),
-                                expected: size,
-                                actual: received,
-                            }
-                            .with_digest_of(url));
+                            return Err(mismatch(received));
                         }
                         sender
                             .send(Chunk::Data(chunk))
@@ -602,13 +602,7 @@ impl Registry {
             });
             attempt += 1;
             if attempt > retries {
-                return Err(RegistryError::SizeMismatch {
-                    url: url.to_owned(),
-                    digest: Digest::of(&[]),
-                    expected: size,
-                    actual: received,
-                }
-                .with_digest_of(url));
+                return Err(mismatch(received));
             }
             self.event(TransferEvent::Retrying {
                 what: url.to_owned(),
@@ -617,18 +611,6 @@ impl Registry {
             });
             tokio::time::sleep(super::client::backoff(attempt)).await;
         }
-    }
-}
-
-impl RegistryError {
-    /// Fills a size error's digest from the blob URL (`…/blobs/<digest>`).
-    fn with_digest_of(mut self, url: &str) -> RegistryError {
-        if let RegistryError::SizeMismatch { digest, .. } = &mut self
-            && let Some(parsed) = url.rsplit('/').next().and_then(|d| d.parse().ok())
-        {
-            *digest = parsed;
-        }
-        self
     }
 }
 
