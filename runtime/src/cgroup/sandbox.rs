@@ -405,6 +405,17 @@ mod tests {
         cgroup
     }
 
+    /// A v1 hierarchy with only the memory controller, at `root`.
+    fn memory_only(root: &Path) -> Hierarchy {
+        Hierarchy::V1 {
+            memory: Some(root.to_owned()),
+            pids: None,
+            cpu: None,
+            cpuset: None,
+            mounts: Vec::new(),
+        }
+    }
+
     fn touch(path: &Path, content: &str) {
         fs::write(path, content).unwrap();
     }
@@ -485,13 +496,7 @@ mod tests {
     #[test]
     fn v1_without_memsw_writes_only_the_memory_limit() {
         let temp = tempfile::tempdir().unwrap();
-        let hierarchy = Hierarchy::V1 {
-            memory: Some(temp.path().to_owned()),
-            pids: None,
-            cpu: None,
-            cpuset: None,
-            mounts: Vec::new(),
-        };
+        let hierarchy = memory_only(temp.path());
         let cgroup = SandboxCgroup::create(&hierarchy, "", "sb", &Limits::default()).unwrap();
         let dir = temp.path().join("sb");
         assert_eq!(cgroup.dirs(), vec![dir.as_path()]);
@@ -512,13 +517,7 @@ mod tests {
     #[test]
     fn v1_missing_controller_for_a_limit_is_an_error() {
         let temp = tempfile::tempdir().unwrap();
-        let hierarchy = Hierarchy::V1 {
-            memory: Some(temp.path().to_owned()),
-            pids: None,
-            cpu: None,
-            cpuset: None,
-            mounts: Vec::new(),
-        };
+        let hierarchy = memory_only(temp.path());
         let limits = Limits {
             memory_bytes: None,
             pids: Some(5),
@@ -639,13 +638,7 @@ mod tests {
     #[test]
     fn v1_oom_from_oom_control_or_failcnt() {
         let temp = tempfile::tempdir().unwrap();
-        let hierarchy = Hierarchy::V1 {
-            memory: Some(temp.path().to_owned()),
-            pids: None,
-            cpu: None,
-            cpuset: None,
-            mounts: Vec::new(),
-        };
+        let hierarchy = memory_only(temp.path());
         let cgroup = SandboxCgroup::create(&hierarchy, "", "sb", &Limits::default()).unwrap();
         let dir = temp.path().join("sb");
         touch(&dir.join("memory.failcnt"), "3\n");
