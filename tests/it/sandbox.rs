@@ -334,14 +334,21 @@ fn sandbox_dies_with_rbuild_run() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until("the sandbox's sleeps", || {
-        processes_running(&marker).len() == 2
+    kill9_and_check_the_sandbox_goes(&env, &mut child, &marker);
+}
+
+/// Waits for the two `marker` processes a sandbox of `child` runs, SIGKILLs `child`, and
+/// checks that they die with it, that their cgroup empties, and that the next rbuild on the
+/// store removes the cgroup.
+fn kill9_and_check_the_sandbox_goes(env: &TestEnv, child: &mut Child, marker: &[&str]) {
+    wait_until("the sandbox's two processes", || {
+        processes_running(marker).len() == 2
     });
     let cgroups = sandbox_cgroups(child.id());
     assert!(!cgroups.is_empty());
-    kill9(&mut child);
-    wait_until("the sleeps to die with rbuild", || {
-        processes_running(&marker).is_empty()
+    kill9(child);
+    wait_until("the sandbox's processes to die with rbuild", || {
+        processes_running(marker).is_empty()
     });
     wait_until("the sandbox's cgroup to empty", || {
         cgroups.iter().all(|dir| cgroup_processes(dir) == 0)
@@ -368,21 +375,7 @@ fn run_step_dies_with_rbuild_build() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until("the RUN step's sleeps", || {
-        processes_running(&marker).len() == 2
-    });
-    let cgroups = sandbox_cgroups(child.id());
-    assert!(!cgroups.is_empty());
-    kill9(&mut child);
-    wait_until("the RUN step to die with rbuild", || {
-        processes_running(&marker).is_empty()
-    });
-    wait_until("the step's cgroup to empty", || {
-        cgroups.iter().all(|dir| cgroup_processes(dir) == 0)
-    });
-    // The next rbuild on the store removes what the dead one left.
-    assert_success(&env.rbuild(&["run", "--network", "none", "busybox", "true"]));
-    assert!(cgroups.iter().all(|dir| !dir.exists()), "{cgroups:?}");
+    kill9_and_check_the_sandbox_goes(&env, &mut child, &marker);
 }
 
 /// A real fork bomb: the pids limit holds it (watched from the host, in the sandbox's
