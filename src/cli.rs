@@ -64,6 +64,19 @@ pub enum Command {
     Store(store::StoreArgs),
     /// Show the full log of the last build
     Logs(store::LogsArgs),
+    /// Run a command in rbuild's user namespace (as its root), e.g. to remove a rootless store
+    Unshare(store::UnshareArgs),
+}
+
+impl Cli {
+    /// Whether the command uses the store or the sandbox, and so runs in rbuild's user
+    /// namespace when rbuild is not root.
+    pub fn needs_namespace(&self) -> bool {
+        !matches!(
+            (&self.command, &self.build),
+            (Some(Command::Login(_) | Command::Logout(_)), _) | (None, None)
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

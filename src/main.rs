@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod progress;
 mod report;
+mod rootless;
 mod size;
 
 use std::process::ExitCode;
@@ -17,6 +18,13 @@ fn main() -> ExitCode {
         rbuild_runtime::init_main();
     }
     let cli = cli::Cli::parse();
+    // Before any thread exists: a multi-threaded process cannot enter a user namespace.
+    if cli.needs_namespace()
+        && let Err(report) = rootless::enter()
+    {
+        eprintln!("{report:?}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -31,6 +39,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(report) => {
             eprintln!("{report:?}");
+            if let Some(help) = rootless::help_for(report.chain()) {
+                eprintln!("  help: {help}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -16,7 +16,7 @@ use crate::mounts::{self, MountError, MountRequest};
 use crate::progress::{Event, Stream};
 use crate::solve::SolveContext;
 use crate::state::State;
-use rbuild_store::ActiveSnapshot;
+use rbuild_store::{ActiveSnapshot, OverlayXattrs};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -94,6 +94,7 @@ impl SolveContext {
                 &active.lowers,
                 Some((active.upper.clone(), active.work.clone())),
                 empty,
+                self.builder.store.overlay_xattrs(),
             ),
             mounts: mounts.mounts.clone(),
             process: Process {
@@ -271,17 +272,25 @@ async fn read_line<R: AsyncBufReadExt + Unpin>(
     }
 }
 
-/// The overlay for a step: `lowers` top first.
-pub(crate) fn overlay(
+/// The overlay of a store's snapshots for a step (or `rbuild run`): `lowers` top first,
+/// in the store's overlay format (`xattrs`).
+pub fn overlay(
     lowers: &[std::path::PathBuf],
     upper: Option<(std::path::PathBuf, std::path::PathBuf)>,
     empty: std::path::PathBuf,
+    xattrs: OverlayXattrs,
 ) -> Mount {
     let mut mount = Mount::overlay(lowers, upper, empty);
     // Plain overlay semantics only: layers are made from the upper dir, which must not
-    // depend on features (index, redirects, metacopy) that store state elsewhere.
+    // depend on features (index, redirects, metacopy) that store state elsewhere. Redirects
+    // are not even followed (`off` follows them on kernels built with
+    // REDIRECT_ALWAYS_FOLLOW, and conflicts with `userxattr`).
     mount
         .options
-        .extend(["index=off", "redirect_dir=off", "metacopy=off"].map(String::from));
+        .extend(["index=off", "redirect_dir=nofollow", "metacopy=off"].map(String::from));
+    // In a user namespace (rootless) overlayfs keeps its bookkeeping in `user.overlay.*`.
+    mount
+        .options
+        .extend(xattrs.mount_option().map(String::from));
     mount
 }

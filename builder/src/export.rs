@@ -31,7 +31,7 @@ pub fn export_rootfs(store: &Store, image: &Image, output: RootfsOutput) -> Resu
         let rootfs = scratch.join("rootfs");
         std::fs::create_dir(&rootfs).map_err(|e| io_error(&rootfs, e))?;
         let mount = HostMount {
-            mount: overlay(&lowers, None, empty),
+            mount: overlay(&lowers, None, empty, store.overlay_xattrs()),
             at: rootfs.clone(),
         };
         rbuild_runtime::with_mounts(std::slice::from_ref(&mount), || match output {

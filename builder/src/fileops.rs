@@ -56,6 +56,7 @@ impl SolveContext {
                         &active.lowers,
                         Some((active.upper.clone(), active.work.clone())),
                         empty.clone(),
+                        store.overlay_xattrs(),
                     ),
                     at: rootfs.clone(),
                 }];
@@ -66,7 +67,7 @@ impl SolveContext {
                             let at = scratch.join("source");
                             fs::create_dir(&at).map_err(|e| step_err(e.into()))?;
                             mounts.push(HostMount {
-                                mount: overlay(lowers, None, empty.clone()),
+                                mount: overlay(lowers, None, empty.clone(), store.overlay_xattrs()),
                                 at: at.clone(),
                             });
                             (at, copy_op.sources.clone())
@@ -92,7 +93,7 @@ impl SolveContext {
                     let at = scratch.join("parent");
                     fs::create_dir(&at).map_err(|e| step_err(e.into()))?;
                     mounts.push(HostMount {
-                        mount: overlay(&parent_lowers, None, empty.clone()),
+                        mount: overlay(&parent_lowers, None, empty.clone(), store.overlay_xattrs()),
                         at: at.clone(),
                     });
                     at
@@ -167,6 +168,7 @@ impl SolveContext {
                         &active.lowers,
                         Some((active.upper.clone(), active.work.clone())),
                         store.empty_dir()?,
+                        store.overlay_xattrs(),
                     ),
                     at: rootfs.clone(),
                 };

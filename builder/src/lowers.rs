@@ -4,7 +4,7 @@
 //!
 //! Snapshots are in overlay format: a 0/0 character device is a whiteout, and a directory
 //! with the `overlay.opaque` xattr hides what lower layers have below it. rbuild's overlays
-//! run with `redirect_dir=off`, so no directory is found anywhere but at its own path.
+//! run with `redirect_dir=nofollow`, so no directory is found anywhere but at its own path.
 
 use std::ffi::CString;
 use std::fs::{self, Metadata};

@@ -239,7 +239,12 @@ fn bind_mount(
             };
             // Always an overlay for layers, even of one directory: it hides their
             // whiteouts, which a bind would show as character devices.
-            let mut mount = overlay(&dirs, upper, empty.to_owned());
+            let mut mount = overlay(
+                &dirs,
+                upper,
+                empty.to_owned(),
+                request.store.overlay_xattrs(),
+            );
             mount.target = target;
             mount.options.extend(["nosuid", "nodev"].map(String::from));
             if !bind.readwrite {
@@ -411,8 +416,13 @@ fn cache_mount(
                 .store
                 .open_content(&descriptor.digest, Some(descriptor.size))
                 .map_err(io::Error::other)?;
-            let unpacked = rbuild_store::layer::unpack_layer(blob, data, &descriptor.digest)
-                .map_err(io::Error::other)?;
+            let unpacked = rbuild_store::layer::unpack_layer(
+                blob,
+                data,
+                &descriptor.digest,
+                request.store.overlay_xattrs(),
+            )
+            .map_err(io::Error::other)?;
             if &unpacked.diff_id != diff_id {
                 return Err(io::Error::other(format!(
                     "the imported contents of cache `{}` are not what the cache names: \
@@ -429,7 +439,7 @@ fn cache_mount(
             return Ok(());
         }
         let source = HostMount {
-            mount: overlay(dirs, None, empty.to_owned()),
+            mount: overlay(dirs, None, empty.to_owned(), request.store.overlay_xattrs()),
             at: at.clone(),
         };
         rbuild_runtime::with_mounts(&[source], || copy::copy_tree(at, origin, data))

@@ -28,6 +28,10 @@ pub enum Error {
         controller: &'static str,
         path: PathBuf,
     },
+    #[error("the bridge network is not available: {reason}")]
+    BridgeUnavailable { reason: String },
+    #[error("a {limit} limit needs a cgroup rbuild can write, and {reason}")]
+    LimitUnavailable { limit: &'static str, reason: String },
     #[error("failed to create cgroup {path}")]
     CreateCgroup {
         path: PathBuf,

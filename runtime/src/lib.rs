@@ -35,11 +35,12 @@ mod seccomp;
 mod spec;
 mod state;
 mod user;
+pub mod userns;
 
 pub use cgroup::CgroupVersion;
 pub use error::{Error, SetupKind};
 pub use host_mount::{HostMount, with_mounts};
 pub use init::{INIT_ARG, init_main};
-pub use network::BridgeOptions;
+pub use network::{BridgeOptions, bridge_unavailable};
 pub use runtime::{Child, ExitStatus, Outcome, Runtime, RuntimeOptions, StdioMode, signal_sandbox};
 pub use spec::{CpuQuota, Limits, Mount, Network, Process, SandboxSpec};

@@ -62,6 +62,8 @@ pub struct Runtime {
 struct Inner {
     opts: RuntimeOptions,
     hierarchy: Hierarchy,
+    /// Why `Network::Bridge` is impossible here (rootless), if it is.
+    bridge_unavailable: Option<String>,
     next_id: AtomicU64,
 }
 
@@ -79,16 +81,17 @@ pub enum StdioMode {
 }
 
 impl Runtime {
-    /// Detects the cgroup hierarchy and creates `state_dir`.
+    /// Detects the cgroup hierarchy (and, for an ordinary user, the part of it delegated to
+    /// it, if any) and creates `state_dir`.
     pub fn new(opts: RuntimeOptions) -> Result<Runtime, Error> {
-        Runtime::with_hierarchy(opts, Hierarchy::detect()?)
+        Runtime::with_hierarchy(opts, crate::cgroup::writable(Hierarchy::detect()?))
     }
 
     /// Uses the cgroup2 hierarchy mounted at `mount` whatever the host's layout: lets the
     /// tests of a hybrid host run the v2 code on its (controller-less) cgroup2 mount.
     #[doc(hidden)]
     pub fn with_cgroup2_mount(opts: RuntimeOptions, mount: PathBuf) -> Result<Runtime, Error> {
-        Runtime::with_hierarchy(opts, Hierarchy::V2 { mount })
+        Runtime::with_hierarchy(opts, Hierarchy::V2 { root: mount })
     }
 
     fn with_hierarchy(opts: RuntimeOptions, hierarchy: Hierarchy) -> Result<Runtime, Error> {
@@ -103,6 +106,7 @@ impl Runtime {
             inner: Arc::new(Inner {
                 opts,
                 hierarchy,
+                bridge_unavailable: network::bridge_unavailable(),
                 next_id: AtomicU64::new(0),
             }),
         })
@@ -110,6 +114,23 @@ impl Runtime {
 
     pub fn cgroup_version(&self) -> CgroupVersion {
         self.inner.hierarchy.version()
+    }
+
+    /// Why sandboxes cannot have cgroup limits here (rootless on cgroup v1, a v2 cgroup not
+    /// delegated to the user); `None` when they can.
+    pub fn limits_unavailable(&self) -> Option<&str> {
+        self.inner.hierarchy.unavailable()
+    }
+
+    /// Fails, before anything runs, when `limits` asks for a limit this runtime cannot keep.
+    pub fn check_limits(&self, limits: &crate::Limits) -> Result<(), Error> {
+        match (self.inner.hierarchy.unavailable(), limits.first_named()) {
+            (Some(reason), Some(limit)) => Err(Error::LimitUnavailable {
+                limit,
+                reason: reason.to_owned(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Starts a sandbox running `spec`. Callable from a tokio task: the helper is started
@@ -199,7 +220,14 @@ impl Runtime {
             source,
         })?;
         let lease = match spec.network {
-            Network::Bridge => Some(Lease::acquire(&opts.bridge)?),
+            Network::Bridge => {
+                if let Some(reason) = &self.inner.bridge_unavailable {
+                    return Err(Error::BridgeUnavailable {
+                        reason: reason.clone(),
+                    });
+                }
+                Some(Lease::acquire(&opts.bridge)?)
+            }
             Network::None | Network::Host => None,
         };
         let address = lease.as_ref().map(|lease| lease.address);

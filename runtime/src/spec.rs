@@ -124,6 +124,23 @@ pub struct Limits {
     pub cpuset_cpus: Option<String>,
 }
 
+impl Limits {
+    /// The first limit that is set, by name (`memory`, `pids`, `cpu`, `cpuset`).
+    pub fn first_named(&self) -> Option<&'static str> {
+        if self.memory_bytes.is_some() {
+            Some("memory")
+        } else if self.pids.is_some() {
+            Some("pids")
+        } else if self.cpu.is_some() {
+            Some("cpu")
+        } else if self.cpuset_cpus.is_some() {
+            Some("cpuset")
+        } else {
+            None
+        }
+    }
+}
+
 /// `quota_us` of CPU time in each `period_us`: `--cpus 0.5` is 50 000 µs per 100 000 µs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CpuQuota {

@@ -242,6 +242,7 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         ignore.as_deref(),
     )?;
     let runtime = open_runtime(&store)?;
+    super::check_limits(&runtime, &opts.limits)?;
     let builder_root = store.root().to_owned();
     let output_store = store.clone();
     let quiet_transfers = matches!(args.progress, ProgressArg::Quiet | ProgressArg::Json);

@@ -39,6 +39,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         (Some(Command::Prune(args)), _) => store::prune(args),
         (Some(Command::Store(args)), _) => store::store(args),
         (Some(Command::Logs(args)), _) => store::logs(args),
+        (Some(Command::Unshare(args)), _) => store::unshare(args),
         (None, None) => {
             use clap::CommandFactory;
             Cli::command().print_help().into_diagnostic()?;
@@ -48,10 +49,42 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
 }
 
 pub fn open_store() -> Result<Store> {
-    let root = Store::default_root();
-    Store::open(&root)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot open the store at {}", root.display()))
+    let root = crate::rootless::store_root();
+    Store::open(&root).map_err(|err| {
+        let help =
+            crate::rootless::help_for(std::iter::once(&err as &(dyn std::error::Error + 'static)))
+                .or_else(|| store_help(&err));
+        match help {
+            Some(help) => {
+                let mut message = format!("cannot open the store at {}", root.display());
+                let mut cause: Option<&dyn std::error::Error> = Some(&err);
+                while let Some(inner) = cause {
+                    message.push_str(": ");
+                    message.push_str(&inner.to_string());
+                    cause = inner.source();
+                }
+                miette::miette!(help = help, "{message}")
+            }
+            None => miette::Report::from_err(err)
+                .wrap_err(format!("cannot open the store at {}", root.display())),
+        }
+    })
+}
+
+/// What to do when the store's directory cannot be made or written.
+fn store_help(err: &rbuild_store::Error) -> Option<String> {
+    let rbuild_store::Error::Io { source, .. } = err else {
+        return None;
+    };
+    match source.raw_os_error() {
+        Some(libc::EACCES | libc::EPERM) => Some(
+            "choose a directory you can write with `RBUILD_ROOT`, or unset it to use your own store".to_owned(),
+        ),
+        Some(libc::EROFS) => Some(
+            "the store's filesystem is read-only: set `RBUILD_ROOT` to a writable directory".to_owned(),
+        ),
+        _ => None,
+    }
 }
 
 pub fn open_runtime(store: &Store) -> Result<Runtime> {
@@ -65,6 +98,17 @@ pub fn open_runtime(store: &Store) -> Result<Runtime> {
     })
     .into_diagnostic()
     .wrap_err("cannot set up the sandbox runtime")
+}
+
+/// Refuses, before anything runs, a limit the sandboxes cannot keep here (rootless rbuild
+/// on cgroup v1, or on a v2 cgroup not delegated to the user): never a limit ignored.
+pub fn check_limits(runtime: &Runtime, limits: &rbuild_runtime::Limits) -> Result<()> {
+    runtime.check_limits(limits).map_err(|err| {
+        miette::miette!(
+            help = "limits need cgroups rbuild may write: run rbuild as root, or as a user on cgroup v2 in a delegated cgroup (`systemd-run --user --scope -p Delegate=yes rbuild …`); or build without `--memory`, `--cpus` and `--pids-limit`",
+            "{err}"
+        )
+    })
 }
 
 pub fn parse_name(text: &str) -> Result<ImageName> {

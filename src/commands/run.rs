@@ -40,7 +40,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub entrypoint: Option<String>,
     /// Network: `bridge` (a private address on rbuild's bridge), `host` or `none`
-    /// [default: bridge]
+    /// [default: bridge as root; host as an ordinary user, who has no bridge]
     #[arg(long, value_enum)]
     pub network: Option<NetworkArg>,
     /// Publish a container's TCP port on the host (`[IP:]HOST:CONTAINER`; bridge only)
@@ -207,13 +207,33 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     for tmpfs in &args.tmpfs {
         mounts.push(parse_tmpfs(tmpfs).map_err(|e| miette::miette!("--tmpfs: {e}"))?);
     }
-    let network = network(args.network).unwrap_or(Network::Bridge);
+    // As an ordinary user there is no bridge (it needs a network namespace of rbuild's
+    // own): the host's network is the default then, as it is for RUN steps.
+    let no_bridge = rbuild_runtime::bridge_unavailable();
+    let network = network(args.network).unwrap_or(match no_bridge {
+        Some(_) => Network::Host,
+        None => Network::Bridge,
+    });
     let publish = args
         .publish
         .iter()
         .map(|text| parse_publish(text))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| miette::miette!("--publish: {e}"))?;
+    if let (Some(reason), true) = (
+        &no_bridge,
+        network == Network::Bridge || !publish.is_empty(),
+    ) {
+        return Err(miette::miette!(
+            help = "as an ordinary user, use `--network host` (the default: the sandbox's ports are the host's own) or `--network none`",
+            "{} needs the bridge network, which is not available: {reason}",
+            if publish.is_empty() {
+                "`--network bridge`"
+            } else {
+                "`--publish`"
+            }
+        ));
+    }
     if !publish.is_empty() && network != Network::Bridge {
         return Err(miette::miette!(
             help = "drop `--network` (bridge is the default) or `-p`",
@@ -237,8 +257,15 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         listeners.push((listener, binding.container));
     }
 
+    let limits = Limits {
+        memory_bytes: memory,
+        pids: args.pids_limit,
+        cpu,
+        cpuset_cpus: args.cpuset_cpus.clone(),
+    };
     let store = open_store()?;
     let runtime = open_runtime(&store)?;
+    super::check_limits(&runtime, &limits)?;
     let prepared = {
         let store = store.clone();
         tokio::task::spawn_blocking(move || -> Result<_, rbuild_store::Error> {
@@ -321,17 +348,12 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             dir => dir,
         });
     let spec = SandboxSpec {
-        root: {
-            let mut mount = Mount::overlay(
-                &active.lowers,
-                Some((active.upper.clone(), active.work.clone())),
-                empty,
-            );
-            mount
-                .options
-                .extend(["index=off", "redirect_dir=off", "metacopy=off"].map(String::from));
-            mount
-        },
+        root: rbuild_builder::overlay(
+            &active.lowers,
+            Some((active.upper.clone(), active.work.clone())),
+            empty,
+            store.overlay_xattrs(),
+        ),
         mounts,
         process: Process {
             args: argv,
@@ -345,12 +367,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| image.config_digest.short().to_owned()),
         network,
-        limits: Limits {
-            memory_bytes: memory,
-            pids: args.pids_limit,
-            cpu,
-            cpuset_cpus: args.cpuset_cpus.clone(),
-        },
+        limits,
         readonly_root: args.read_only,
     };
     let stdio = if args.interactive {

@@ -50,6 +50,13 @@ pub struct LogsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct UnshareArgs {
+    /// The command and its arguments; the user's shell (`$SHELL`, else `/bin/sh`) by default
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct StoreArgs {
     #[command(subcommand)]
     pub command: StoreCommand,
@@ -307,4 +314,21 @@ fn verify(repair: bool) -> Result<ExitCode> {
     }
     eprintln!("help: `rbuild store verify --repair` removes what is broken");
     Ok(ExitCode::FAILURE)
+}
+
+/// `rbuild unshare [CMD...]`: the command as root of rbuild's user namespace, where the
+/// store's files have their container owners (as `podman unshare`); `RBUILD_ROOT` names the
+/// store. As root, the command simply runs.
+pub fn unshare(args: UnshareArgs) -> Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let shell = std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".to_owned());
+    let (program, rest) = match args.command.split_first() {
+        Some((program, rest)) => (program.clone(), rest.to_vec()),
+        None => (shell, Vec::new()),
+    };
+    let err = std::process::Command::new(&program)
+        .args(&rest)
+        .env("RBUILD_ROOT", crate::rootless::store_root())
+        .exec();
+    Err(miette::miette!("cannot run `{program}`: {err}"))
 }

@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::gc::disk_usage;
 use crate::{Digest, Store};
 
-const DIR: &str = "cache-mounts";
+pub(crate) const DIR: &str = "cache-mounts";
 
 /// How concurrent users of one cache id share it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

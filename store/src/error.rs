@@ -3,7 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::{Digest, ImageName};
+use crate::{Digest, IdMapping, ImageName};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -75,6 +75,24 @@ pub enum Error {
     DiffIdMismatch { diff_id: Digest, actual: Digest },
     #[error("archive {path}: {reason}")]
     InvalidArchive { path: PathBuf, reason: String },
+    #[error("`{path}` is owned by uid {uid} and gid {gid}, which this user namespace does not map")]
+    UnmappedOwner { path: String, uid: u32, gid: u32 },
+    #[error("`{path}` is a device node, and a user namespace cannot create device nodes")]
+    DeviceNode { path: String },
+    #[error("the store at {path} belongs to uid {owner}, not to this user (uid {user})")]
+    ForeignStore {
+        path: PathBuf,
+        owner: u32,
+        user: u32,
+    },
+    #[error(
+        "the store at {path} holds files with {recorded} ids, and this rbuild runs with {current} ids"
+    )]
+    IdMappingChanged {
+        path: PathBuf,
+        recorded: Box<IdMapping>,
+        current: Box<IdMapping>,
+    },
     #[error("image {name} has {layers} layers but its config lists {diff_ids} diff ids")]
     LayerCountMismatch {
         name: String,

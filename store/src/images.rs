@@ -186,7 +186,12 @@ impl Store {
                 }
                 let active = self.prepare(parent.as_ref())?;
                 let blob = self.open_content(&descriptor.digest, Some(descriptor.size))?;
-                let unpacked = match layer::unpack_layer(blob, &active.upper, &descriptor.digest) {
+                let unpacked = match layer::unpack_layer(
+                    blob,
+                    &active.upper,
+                    &descriptor.digest,
+                    self.overlay_xattrs(),
+                ) {
                     Ok(unpacked) => unpacked,
                     Err(err) => {
                         let _ = self.discard(active);

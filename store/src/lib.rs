@@ -10,7 +10,10 @@
 //! snapshots/<n>/fs     unpacked layers and RUN upper dirs, in overlay format
 //! snapshots/<n>/work   overlay work dir of an active snapshot
 //! cache-mounts/<h>/<n> `RUN --mount=type=cache` directories (see `cache_mounts`)
+//! sandboxes/<id>       the runtime's per-sandbox state
+//! tmp/<name>           scratch directories of running operations
 //! meta.redb            image names, snapshots, counters
+//! idmap                the user namespace's id mapping the files were written under
 //! ```
 //!
 //! [`registry`] moves images and build caches to and from registries.
@@ -23,11 +26,13 @@ mod cache_mounts;
 mod digest;
 mod error;
 pub mod gc;
+mod idmap;
 mod images;
 pub mod layer;
 mod meta;
 pub mod oci;
 mod owner;
+mod ownership;
 mod reference;
 pub mod registry;
 mod snapshots;
@@ -49,6 +54,7 @@ pub use cache_mounts::{CacheMount, CacheMountOptions, CacheMountUsage, CacheShar
 pub use digest::{Digest, Hasher, HashingWriter, InvalidDigest, VerifyingReader};
 pub use error::{Error, Result};
 pub use gc::{CachePrune, GcOptions, GcReport};
+pub use idmap::{IdMapping, OverlayXattrs};
 pub use images::Image;
 pub use meta::{ImageRecord, SnapshotRecord};
 pub use reference::{ImageName, Reference, is_loopback};
@@ -72,6 +78,7 @@ struct Inner {
     meta: meta::Meta,
     /// The key of this handle's lease (see `gc`): unique per `Store::open`.
     lease: String,
+    mapping: IdMapping,
 }
 
 impl Drop for Inner {
@@ -83,12 +90,27 @@ impl Drop for Inner {
 
 impl Store {
     /// Opens the store at `root`, creating it if needed.
+    ///
+    /// The store belongs to one user: its root is theirs (mode 0700) and its files carry the
+    /// ids of the user namespace it was made in (see `idmap`); opening someone else's store,
+    /// or one made under another mapping, is an error. A new store is made beside `root` and
+    /// renamed into place, so a failure leaves nothing half-made.
     pub fn open(root: &Path) -> Result<Store> {
-        fs::create_dir_all(root).map_err(Error::io("create store root", root))?;
+        match fs::symlink_metadata(root) {
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => ownership::create(root)?,
+            Err(err) => return Err(Error::io("open store root", root)(err)),
+        }
+        Store::open_existing(root)
+    }
+
+    fn open_existing(root: &Path) -> Result<Store> {
+        let mapping = ownership::claim(root)?;
         let blobs = blobs::Blobs::ensure(root)?;
-        for dir in ["snapshots", "tmp"] {
+        for dir in ["snapshots", "tmp", "sandboxes", cache_mounts::DIR] {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(Error::io("create", &path))?;
+            ownership::guard(&path, &mapping)?;
         }
         let meta = meta::Meta::open(&root.join("meta.redb"))?;
         let store = Store {
@@ -97,10 +119,22 @@ impl Store {
                 blobs,
                 meta,
                 lease: blobs::unique_name(),
+                mapping,
             }),
         };
         store.cleanup()?;
         Ok(store)
+    }
+
+    /// The id mapping the store's files were written under.
+    pub fn id_mapping(&self) -> &IdMapping {
+        &self.inner.mapping
+    }
+
+    /// Where the store's snapshots keep overlayfs's bookkeeping; overlays of them must be
+    /// mounted with [`OverlayXattrs::mount_option`].
+    pub fn overlay_xattrs(&self) -> OverlayXattrs {
+        self.inner.mapping.overlay_xattrs()
     }
 
     /// The default root: `RBUILD_ROOT`, else `/var/lib/rbuild` for root, else

@@ -15,8 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
+mod delegation;
 mod sandbox;
 
+pub(crate) use delegation::writable;
 pub(crate) use sandbox::SandboxCgroup;
 
 /// The cgroup version the host uses for the controllers the runtime needs.
@@ -38,7 +40,17 @@ pub(crate) enum Hierarchy {
         mounts: Vec<V1Mount>,
     },
     V2 {
-        mount: PathBuf,
+        /// The cgroup under which rbuild makes its own: the hierarchy's mount point for
+        /// root, the cgroup delegated to the user for rootless rbuild (see `delegation`).
+        root: PathBuf,
+    },
+    /// No cgroup rbuild may write (a user on cgroup v1, a v2 cgroup not delegated to the
+    /// user, a read-only cgroupfs): sandboxes run without a cgroup of their own, and a
+    /// limit is an error that gives `reason`.
+    Unavailable {
+        version: CgroupVersion,
+        cgroupfs: CgroupFs,
+        reason: String,
     },
 }
 
@@ -138,7 +150,7 @@ impl Hierarchy {
                 mounts,
             })
         } else {
-            unified.map(|mount| Hierarchy::V2 { mount })
+            unified.map(|root| Hierarchy::V2 { root })
         }
     }
 
@@ -146,6 +158,7 @@ impl Hierarchy {
         match self {
             Hierarchy::V1 { .. } => CgroupVersion::V1,
             Hierarchy::V2 { .. } => CgroupVersion::V2,
+            Hierarchy::Unavailable { version, .. } => *version,
         }
     }
 
@@ -155,6 +168,15 @@ impl Hierarchy {
                 hierarchies: mounts.clone(),
             },
             Hierarchy::V2 { .. } => CgroupFs::V2,
+            Hierarchy::Unavailable { cgroupfs, .. } => cgroupfs.clone(),
+        }
+    }
+
+    /// Why limits cannot be applied, if they cannot.
+    pub(crate) fn unavailable(&self) -> Option<&str> {
+        match self {
+            Hierarchy::Unavailable { reason, .. } => Some(reason),
+            _ => None,
         }
     }
 }
@@ -326,7 +348,7 @@ mod tests {
         assert_eq!(
             hierarchy,
             Hierarchy::V2 {
-                mount: "/sys/fs/cgroup".into()
+                root: "/sys/fs/cgroup".into()
             }
         );
         assert_eq!(hierarchy.version(), CgroupVersion::V2);

@@ -49,9 +49,13 @@ impl SandboxCgroup {
                 cpu: existing(cpu),
                 cpuset: existing(cpuset),
             },
-            Hierarchy::V2 { mount } => SandboxCgroup {
+            Hierarchy::V2 { root: mount } => SandboxCgroup {
                 version: Some(CgroupVersion::V2),
                 pids: existing(&Some(mount.clone())),
+                ..SandboxCgroup::default()
+            },
+            Hierarchy::Unavailable { version, .. } => SandboxCgroup {
+                version: Some(*version),
                 ..SandboxCgroup::default()
             },
         }
@@ -86,6 +90,15 @@ impl SandboxCgroup {
         limits: &Limits,
     ) -> Result<(), Error> {
         match hierarchy {
+            // Without a cgroup, the sandbox's processes are found through its pid namespace
+            // (init's death ends them all); a limit cannot be kept.
+            Hierarchy::Unavailable { reason, .. } => match limits.first_named() {
+                Some(limit) => Err(Error::LimitUnavailable {
+                    limit,
+                    reason: reason.clone(),
+                }),
+                None => Ok(()),
+            },
             Hierarchy::V1 {
                 memory,
                 pids,
@@ -142,7 +155,7 @@ impl SandboxCgroup {
                 }
                 Ok(())
             }
-            Hierarchy::V2 { mount } => {
+            Hierarchy::V2 { root: mount } => {
                 let available = read_file(&mount.join("cgroup.controllers"))?;
                 let mut enable = Vec::new();
                 // memory and pids always when the host has them (cheap on v2, and
@@ -556,7 +569,7 @@ mod tests {
             "memory pids\n",
         );
         let hierarchy = Hierarchy::V2 {
-            mount: root.to_owned(),
+            root: root.to_owned(),
         };
         let cgroup =
             SandboxCgroup::create(&hierarchy, "rbuild/nested", "sb", &Limits::default()).unwrap();
@@ -611,7 +624,7 @@ mod tests {
         let temp = tempfile::tempdir().unwrap();
         fake_v2_level(temp.path(), "cpu io\n");
         let hierarchy = Hierarchy::V2 {
-            mount: temp.path().to_owned(),
+            root: temp.path().to_owned(),
         };
         let limits = Limits {
             memory_bytes: Some(1 << 20),
@@ -742,7 +755,7 @@ mod tests {
         let root = temp.path();
         fake_v2_level(root, "cpuset cpu memory pids\n");
         let hierarchy = Hierarchy::V2 {
-            mount: root.to_owned(),
+            root: root.to_owned(),
         };
         let limits = Limits {
             cpu: CpuQuota::from_cpus(1.5),
@@ -770,7 +783,7 @@ mod tests {
         let temp = tempfile::tempdir().unwrap();
         fake_v2_level(temp.path(), "memory pids\n");
         let hierarchy = Hierarchy::V2 {
-            mount: temp.path().to_owned(),
+            root: temp.path().to_owned(),
         };
         let err = SandboxCgroup::create(&hierarchy, "rbuild", "sb", &limits).unwrap_err();
         assert!(

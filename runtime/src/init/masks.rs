@@ -172,12 +172,14 @@ pub(super) fn mount_cgroupfs(rootfs: &Path, cgroupfs: &CgroupFs) {
                     let _ = fs::remove_dir(&dir);
                 }
             }
+            // A bind remount changes the mount's flags only: a user namespace's tmpfs
+            // refuses a filesystem remount that names its options again.
             let readonly = mount(
                 None::<&str>,
                 &target,
                 None::<&str>,
-                MsFlags::MS_REMOUNT | flags,
-                data,
+                MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags,
+                None::<&str>,
             );
             if readonly.is_err() {
                 // Never leave a writable tmpfs behind: without it, the read-only sysfs

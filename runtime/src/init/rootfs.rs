@@ -7,6 +7,7 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, unshare};
 use nix::unistd::{chdir, pivot_root};
@@ -130,7 +131,7 @@ pub(super) fn setup(
         undo,
     )?;
     populate_dev(&dev)?;
-    special(
+    let sys = special(
         rootfs,
         "/sys",
         "sysfs",
@@ -138,7 +139,18 @@ pub(super) fn setup(
         nosuid_nodev_noexec | MsFlags::MS_RDONLY,
         None,
         undo,
-    )?;
+    );
+    match sys {
+        Ok(_) => {}
+        // In a user namespace sysfs can only be mounted with a network namespace of the
+        // namespace's own, and RUN steps share the host's network by default: the host's
+        // /sys is bound instead, read-only all the way down (as rootless podman does).
+        Err(SetupError::Mount(MountError {
+            errno: Errno::EPERM,
+            ..
+        })) => bind_sys(rootfs, undo)?,
+        Err(err) => return Err(err),
+    }
 
     masks::mount_cgroupfs(rootfs, cgroupfs);
     masks::apply(rootfs)?;
@@ -209,6 +221,83 @@ fn special(
     })?;
     undo.mounts.push(point.sandbox_path);
     Ok(point.path)
+}
+
+/// The host's `/sys`, bound recursively and made read-only, `nosuid`, `nodev` and `noexec`
+/// with every mount below it (`mount_setattr`, Linux 5.12; before, the top mount only).
+fn bind_sys(rootfs: &Path, undo: &mut Undo) -> Result<(), SetupError> {
+    let point = mount_point(rootfs, Path::new("/sys"), MountPointKind::Dir, undo)?;
+    let error = |errno| MountError {
+        fstype: "bind".into(),
+        origin: "/sys".into(),
+        target: "/sys".into(),
+        errno,
+    };
+    mount(
+        Some("/sys"),
+        &point.path,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(error)?;
+    undo.mounts.push(point.sandbox_path);
+    match read_only_recursively(&point.path) {
+        Err(Errno::ENOSYS) => mount(
+            None::<&str>,
+            &point.path,
+            None::<&str>,
+            MsFlags::MS_REMOUNT
+                | MsFlags::MS_BIND
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )
+        .map_err(error)?,
+        result => result.map_err(error)?,
+    }
+    Ok(())
+}
+
+/// `mount_setattr(path, AT_RECURSIVE, ro|nosuid|nodev|noexec)`.
+fn read_only_recursively(path: &Path) -> Result<(), Errno> {
+    use std::os::unix::ffi::OsStrExt;
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const MOUNT_ATTR_NOSUID: u64 = 0x2;
+    const MOUNT_ATTR_NODEV: u64 = 0x4;
+    const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: mount_setattr(2) reads the NUL-terminated path and `attr` for the call only.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    }
 }
 
 /// Device nodes bound from the host (no mknod: the `/dev` tmpfs is `nodev`, and each bind is

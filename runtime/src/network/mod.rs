@@ -95,6 +95,35 @@ impl BridgeOptions {
     }
 }
 
+/// `NS_GET_USERNS` (linux/nsfs.h): a descriptor of the user namespace owning a namespace.
+const NS_GET_USERNS: libc::c_ulong = 0xb701;
+
+/// Why this process cannot make or use rbuild's bridge: the bridge lives in the network
+/// namespace rbuild runs in, and creating links there needs `CAP_NET_ADMIN` over it, which
+/// rbuild has only when that namespace belongs to its own user namespace (root, or root of
+/// a container with user namespaces). An ordinary user's rbuild (rootless) shares the
+/// host's. `None` when the bridge is possible.
+pub fn bridge_unavailable() -> Option<String> {
+    use std::os::fd::FromRawFd;
+    let own = fs::metadata("/proc/self/ns/user").ok()?.ino();
+    let net = File::open("/proc/self/ns/net").ok()?;
+    // SAFETY: ioctl(NS_GET_USERNS) on a namespace descriptor we own; it returns a new
+    // descriptor or -1.
+    let fd = unsafe { libc::ioctl(net.as_raw_fd(), NS_GET_USERNS) };
+    let owner = if fd >= 0 {
+        // SAFETY: a fresh descriptor nothing else owns.
+        let owner = unsafe { File::from_raw_fd(fd) };
+        owner.metadata().ok().map(|meta| meta.ino())
+    } else {
+        // EPERM: the owner is above this process's user namespace.
+        None
+    };
+    if owner == Some(own) {
+        return None;
+    }
+    Some("the host's network namespace is not rbuild's to change when it runs as an ordinary user (rootless)".to_owned())
+}
+
 /// An address held for one sandbox; released when dropped (or when rbuild dies).
 #[derive(Debug)]
 pub(crate) struct Lease {

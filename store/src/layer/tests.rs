@@ -7,7 +7,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 
 use super::*;
-use crate::Digest;
+use crate::{Digest, OverlayXattrs};
 
 /// Root is needed for device nodes, ownership and `trusted.*` xattrs. Without root the
 /// test skips, unless `RBUILD_PRIVILEGED_TESTS=1` makes a skip a failure.
@@ -111,7 +111,8 @@ fn upper_dir_round_trips_through_a_layer() {
 
     let target = tempfile::tempdir().unwrap();
     let t = target.path();
-    let unpacked = unpack_layer(tar.as_slice(), t, &Digest::of(&tar)).unwrap();
+    let unpacked =
+        unpack_layer(tar.as_slice(), t, &Digest::of(&tar), OverlayXattrs::Trusted).unwrap();
     assert_eq!(unpacked.diff_id, Digest::of(&tar));
     assert_eq!(
         fs::read_to_string(t.join("etc/conf.d/a.conf")).unwrap(),
@@ -217,7 +218,12 @@ fn hostile_layers_stay_inside_the_target() {
     ];
     for (what, tar) in cases {
         let target = tempfile::tempdir().unwrap();
-        let result = unpack_layer(tar.as_slice(), target.path(), &Digest::of(&tar));
+        let result = unpack_layer(
+            tar.as_slice(),
+            target.path(),
+            &Digest::of(&tar),
+            OverlayXattrs::Trusted,
+        );
         assert!(result.is_err(), "{what}: should be refused");
         assert_eq!(fs::read_to_string(&victim).unwrap(), "original", "{what}");
         assert!(!outside.path().join("escape").exists(), "{what}");
@@ -226,7 +232,13 @@ fn hostile_layers_stay_inside_the_target() {
     // An absolute path is taken as relative to the target, like every OCI runtime does.
     let tar = raw_tar(&[(&format!("{o}/abs"), tar::EntryType::Regular, "", b"x")]);
     let target = tempfile::tempdir().unwrap();
-    unpack_layer(tar.as_slice(), target.path(), &Digest::of(&tar)).unwrap();
+    unpack_layer(
+        tar.as_slice(),
+        target.path(),
+        &Digest::of(&tar),
+        OverlayXattrs::Trusted,
+    )
+    .unwrap();
     assert!(!outside.path().join("abs").exists());
     assert!(
         target
@@ -244,7 +256,13 @@ fn gzip_layers_are_detected_by_content() {
     gz.write_all(&tar).unwrap();
     let gz = gz.finish().unwrap();
     let target = tempfile::tempdir().unwrap();
-    let unpacked = unpack_layer(gz.as_slice(), target.path(), &Digest::of(&gz)).unwrap();
+    let unpacked = unpack_layer(
+        gz.as_slice(),
+        target.path(),
+        &Digest::of(&gz),
+        OverlayXattrs::Trusted,
+    )
+    .unwrap();
     assert_eq!(unpacked.diff_id, Digest::of(&tar));
     assert_eq!(
         fs::read_to_string(target.path().join("f")).unwrap(),

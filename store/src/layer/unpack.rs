@@ -7,7 +7,12 @@
 //! with `O_EXCL | O_NOFOLLOW`, hardlink targets are resolved the same way as entries.
 //!
 //! Whiteouts become overlay's encoding: `.wh.<name>` → a 0/0 character device `<name>`,
-//! `.wh..wh..opq` → the `trusted.overlay.opaque=y` xattr on the directory.
+//! `.wh..wh..opq` → the `overlay.opaque=y` xattr on the directory, `trusted.` or `user.`
+//! as the store's format says ([`OverlayXattrs`]).
+//!
+//! In a user namespace, an owner the namespace does not map and a device node cannot be
+//! created: both are errors that name the entry ([`Error::UnmappedOwner`],
+//! [`Error::DeviceNode`]), never a file with another owner or a missing one.
 
 use std::cell::Cell;
 use std::ffi::OsStr;
@@ -22,9 +27,9 @@ use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid
 use rustix::io::Errno;
 use tar::EntryType;
 
-use crate::Digest;
 use crate::digest::Hasher;
 use crate::error::{Error, Result};
+use crate::{Digest, IdMapping, OverlayXattrs};
 
 /// What unpacking a layer found.
 #[derive(Debug, Clone)]
@@ -55,7 +60,12 @@ pub fn detect_compression(head: &[u8]) -> Compression {
 
 /// Unpacks the (possibly compressed) layer `blob` into the existing empty directory `target`.
 /// `what` names the layer in errors.
-pub fn unpack_layer(blob: impl Read, target: &Path, what: &Digest) -> Result<Unpacked> {
+pub fn unpack_layer(
+    blob: impl Read,
+    target: &Path,
+    what: &Digest,
+    xattrs: OverlayXattrs,
+) -> Result<Unpacked> {
     let (_, decompressed) = decompress(blob).map_err(|source| Error::CorruptBlob {
         digest: what.clone(),
         source,
@@ -75,6 +85,7 @@ pub fn unpack_layer(blob: impl Read, target: &Path, what: &Digest) -> Result<Unp
         directory_times: Vec::new(),
         whiteouts: true,
         owner: None,
+        opaque_xattr: xattrs.opaque(),
     };
     {
         let mut archive = tar::Archive::new(&mut hashing);
@@ -209,6 +220,8 @@ struct Unpacker {
     whiteouts: bool,
     /// Every entry's owner, instead of the archive's (ADD `--chown`).
     owner: Option<(u32, u32)>,
+    /// The xattr that marks an opaque directory in the target's overlay format.
+    opaque_xattr: &'static str,
 }
 
 /// Extracts a plain (already decompressed) tar `archive` into the directory `target`, with
@@ -236,6 +249,7 @@ pub fn extract_archive(
         directory_times: Vec::new(),
         whiteouts: false,
         owner,
+        opaque_xattr: OverlayXattrs::Trusted.opaque(),
     };
     let mut archive = tar::Archive::new(archive);
     let placeholder = Digest::of(what.as_bytes());
@@ -289,13 +303,14 @@ impl Unpacker {
         };
         let name = name.as_str();
         let parent = self.open_dir(parents, true).map_err(unpack_err)?;
+        let owner_err = |source: io::Error| owner_error(&raw_path, owner, source);
 
         if let Some(hidden) = name.strip_prefix(".wh.").filter(|_| self.whiteouts) {
             if hidden == ".wh..opq" {
                 let dir = open_existing_dir(&parent, None).map_err(unpack_err)?;
                 rustix::fs::fsetxattr(
                     &dir,
-                    "trusted.overlay.opaque",
+                    self.opaque_xattr,
                     b"y",
                     rustix::fs::XattrFlags::empty(),
                 )
@@ -323,7 +338,7 @@ impl Unpacker {
                         open_existing_dir(&parent, Some(name)).map_err(unpack_err)?
                     }
                 };
-                set_owner_mode(&dir, owner, mode).map_err(unpack_err)?;
+                set_owner_mode(&dir, owner, mode).map_err(owner_err)?;
                 set_xattrs(&dir, &xattrs).map_err(unpack_err)?;
                 self.directory_times.push((components.clone(), mtime));
             }
@@ -346,7 +361,7 @@ impl Unpacker {
                     source,
                 })?;
                 // chown before chmod: chown clears setuid and setgid bits.
-                set_owner_mode(&file, owner, mode).map_err(unpack_err)?;
+                set_owner_mode(&file, owner, mode).map_err(owner_err)?;
                 set_xattrs(&file, &xattrs).map_err(unpack_err)?;
                 rustix::fs::futimens(&file, &timestamps(mtime))
                     .map_err(|e| unpack_err(e.into()))?;
@@ -368,7 +383,7 @@ impl Unpacker {
                     Some(Gid::from_raw(owner.1)),
                     AtFlags::SYMLINK_NOFOLLOW,
                 )
-                .map_err(|e| unpack_err(e.into()))?;
+                .map_err(|e| owner_err(e.into()))?;
                 rustix::fs::utimensat(&parent, name, &timestamps(mtime), AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|e| unpack_err(e.into()))?;
             }
@@ -409,7 +424,14 @@ impl Unpacker {
                     Mode::from_raw_mode(mode & 0o777),
                     rustix::fs::makedev(major, minor),
                 )
-                .map_err(|e| unpack_err(e.into()))?;
+                .map_err(|e| match e {
+                    Errno::PERM if file_type != FileType::Fifo && in_user_namespace() => {
+                        Error::DeviceNode {
+                            path: raw_path.clone(),
+                        }
+                    }
+                    e => unpack_err(e.into()),
+                })?;
                 rustix::fs::chownat(
                     &parent,
                     name,
@@ -417,7 +439,7 @@ impl Unpacker {
                     Some(Gid::from_raw(owner.1)),
                     AtFlags::SYMLINK_NOFOLLOW,
                 )
-                .map_err(|e| unpack_err(e.into()))?;
+                .map_err(|e| owner_err(e.into()))?;
                 rustix::fs::chmodat(&parent, name, Mode::from_raw_mode(mode), AtFlags::empty())
                     .map_err(|e| unpack_err(e.into()))?;
                 rustix::fs::utimensat(&parent, name, &timestamps(mtime), AtFlags::SYMLINK_NOFOLLOW)
@@ -557,6 +579,29 @@ fn remove_dir_all_at(parent: &OwnedFd, name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// A failed chown: `EINVAL` is the kernel's answer for an id the user namespace does not
+/// map, which gets an error of its own.
+fn owner_error(path: &str, (uid, gid): (u32, u32), source: io::Error) -> Error {
+    if source.raw_os_error() == Some(libc::EINVAL)
+        && let Ok(mapping) = IdMapping::of_current_process()
+        && (!mapping.maps_uid(uid) || !mapping.maps_gid(gid))
+    {
+        return Error::UnmappedOwner {
+            path: path.to_owned(),
+            uid,
+            gid,
+        };
+    }
+    Error::Unpack {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn in_user_namespace() -> bool {
+    IdMapping::of_current_process().is_ok_and(|mapping| !mapping.is_host())
+}
+
 fn set_owner_mode(fd: &impl AsFd, owner: (u32, u32), mode: u32) -> io::Result<()> {
     rustix::fs::fchown(
         fd,
@@ -647,6 +692,7 @@ mod tests {
             compressed.as_slice(),
             target.path(),
             &Digest::of(&compressed),
+            OverlayXattrs::Trusted,
         )
         .unwrap();
         assert_eq!(unpacked.diff_id, Digest::of(&tar));
@@ -669,7 +715,13 @@ mod tests {
         let mut tar = header.as_bytes().to_vec();
         tar.extend_from_slice(&[b'x'; 4096]);
         let target = tempfile::tempdir().unwrap();
-        let err = unpack_layer(tar.as_slice(), target.path(), &Digest::of(&tar)).unwrap_err();
+        let err = unpack_layer(
+            tar.as_slice(),
+            target.path(),
+            &Digest::of(&tar),
+            OverlayXattrs::Trusted,
+        )
+        .unwrap_err();
         let message = format!(
             "{err}: {}",
             std::error::Error::source(&err)

@@ -106,10 +106,16 @@ impl Streaming {
         };
         let upper = active.upper.clone();
         let what = digest.clone();
+        let xattrs = store.overlay_xattrs();
         let thread = std::thread::Builder::new()
             .name("layer-unpacker".into())
             .spawn(move || {
-                layer::unpack_layer(io::BufReader::with_capacity(1 << 20, reader), &upper, &what)
+                layer::unpack_layer(
+                    io::BufReader::with_capacity(1 << 20, reader),
+                    &upper,
+                    &what,
+                    xattrs,
+                )
             });
         let thread = match thread {
             Ok(thread) => thread,
