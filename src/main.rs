@@ -17,6 +17,13 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).as_deref() == Some(rbuild_runtime::INIT_ARG.as_ref()) {
         rbuild_runtime::init_main();
     }
+    // Errors are wrapped to the terminal's width, or to `COLUMNS` where it is set (CI logs,
+    // and tests that look for whole phrases).
+    if let Some(width) = std::env::var("COLUMNS").ok().and_then(|w| w.parse::<usize>().ok()) {
+        let _ = miette::set_hook(Box::new(move |_| {
+            Box::new(miette::MietteHandlerOpts::new().width(width).build())
+        }));
+    }
     let cli = cli::Cli::parse();
     // Before any thread exists: a multi-threaded process cannot enter a user namespace.
     if cli.needs_namespace()

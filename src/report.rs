@@ -130,7 +130,7 @@ pub fn build_error(err: BuildError, dockerfile_path: &Path, dockerfile: &str) ->
                     "load it with `rbuild load -i IMAGE.tar`, make one with `rbuild import ROOTFS.tar NAME`, or check the registry (`rbuild pull`)".to_owned(),
                 )
             }
-            other => Report::from_err(other),
+            other => crate::rootless::report(other),
         };
     };
     let tail = err.output_tail();
@@ -142,9 +142,11 @@ pub fn build_error(err: BuildError, dockerfile_path: &Path, dockerfile: &str) ->
         eprintln!("------");
     }
     let (code, help, label) = match &err {
-        BuildError::RunFailed { code, .. } => {
-            ("build::run_failed", None, format!("exit code {code}"))
-        }
+        BuildError::RunFailed { code, .. } => (
+            "build::run_failed",
+            crate::rootless::run_failed_help(&tail),
+            format!("exit code {code}"),
+        ),
         BuildError::OutOfMemory { .. } => (
             "build::out_of_memory",
             Some("raise the limit with `--memory`".to_owned()),
@@ -157,7 +159,14 @@ pub fn build_error(err: BuildError, dockerfile_path: &Path, dockerfile: &str) ->
             )),
             "this step needs it".to_owned(),
         ),
-        _ => ("build::step_failed", None, "this step".to_owned()),
+        _ => (
+            "build::step_failed",
+            crate::rootless::help_for(std::iter::successors(
+                Some(&err as &(dyn std::error::Error + 'static)),
+                |err| err.source(),
+            )),
+            "this step".to_owned(),
+        ),
     };
     let mut message = err.to_string();
     // Name the cause too: "`COPY x /` failed: `x` not found in the build context".

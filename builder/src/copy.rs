@@ -50,6 +50,13 @@ pub(crate) enum CopyError {
     NoFileName { url: String, destination: String },
     #[error(transparent)]
     InvalidChmod(#[from] InvalidChmod),
+    /// An owner the user namespace does not map, a device node in a user namespace.
+    #[error("failed to copy {path}")]
+    Rootless {
+        path: String,
+        #[source]
+        source: rbuild_store::Error,
+    },
     #[error("failed to copy {path}")]
     Io {
         path: String,
@@ -369,18 +376,34 @@ impl Copier<'_> {
         by_root || by_operand
     }
 
+    /// A failed chown to `owner`, as [`rbuild_store::Error::UnmappedOwner`] when the user
+    /// namespace does not map the id.
+    fn chown_err(&self, path: &Path, owner: Owner, source: io::Error) -> CopyError {
+        let shown = self.shown(path);
+        match rbuild_store::Error::unmapped_owner(&shown, owner.uid, owner.gid, &source) {
+            Some(unmapped) => CopyError::Rootless {
+                path: shown,
+                source: unmapped,
+            },
+            None => self.io_err(path, source),
+        }
+    }
+
     fn io_err(&self, path: impl AsRef<Path>, source: io::Error) -> CopyError {
-        let path = path.as_ref();
-        let shown = if path.starts_with(self.req.dest_root) {
+        CopyError::Io {
+            path: self.shown(path.as_ref()),
+            source,
+        }
+    }
+
+    /// `path` as the Dockerfile would name it: inside the destination or the source.
+    fn shown(&self, path: &Path) -> String {
+        if path.starts_with(self.req.dest_root) {
             display_in_root(self.req.dest_root, path)
         } else if path.starts_with(self.req.source_root) {
             display_in_root(self.req.source_root, path)
         } else {
             path.display().to_string()
-        };
-        CopyError::Io {
-            path: shown,
-            source,
         }
     }
 
@@ -417,7 +440,7 @@ impl Copier<'_> {
         fs::create_dir(dir).map_err(|e| self.io_err(dir, e))?;
         let owner = self.req.owner.unwrap_or(Owner::ROOT);
         std::os::unix::fs::lchown(dir, Some(owner.uid), Some(owner.gid))
-            .map_err(|e| self.io_err(dir, e))?;
+            .map_err(|e| self.chown_err(dir, owner, e))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
             .map_err(|e| self.io_err(dir, e))?;
         Ok(())
@@ -486,7 +509,7 @@ impl Copier<'_> {
             let link = fs::read_link(source).map_err(|e| self.io_err(source, e))?;
             symlink(&link, target).map_err(|e| self.io_err(target, e))?;
             std::os::unix::fs::lchown(target, Some(owner.uid), Some(owner.gid))
-                .map_err(|e| self.io_err(target, e))?;
+                .map_err(|e| self.chown_err(target, owner, e))?;
             return self.set_times(target, meta, false);
         }
         if meta.nlink() > 1 && file_type.is_file() {
@@ -513,7 +536,18 @@ impl Copier<'_> {
                 nix::sys::stat::Mode::from_bits_truncate(0o600),
                 meta.rdev(),
             )
-            .map_err(|e| self.io_err(target, e.into()))?;
+            .map_err(|e| match e {
+                // A user namespace (rootless) cannot create device nodes.
+                nix::errno::Errno::EPERM if kind != libc::S_IFIFO && in_user_namespace() => {
+                    CopyError::Rootless {
+                        path: self.shown(source),
+                        source: rbuild_store::Error::DeviceNode {
+                            path: self.shown(source),
+                        },
+                    }
+                }
+                e => self.io_err(target, e.into()),
+            })?;
         }
         self.set_owner_mode(target, owner, mode)?;
         self.set_times(target, meta, true)
@@ -567,7 +601,7 @@ impl Copier<'_> {
     fn set_owner_mode(&self, path: &Path, owner: Owner, mode: u32) -> Result<(), CopyError> {
         // chown first: it clears setuid/setgid bits that chmod then sets.
         std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid))
-            .map_err(|e| self.io_err(path, e))?;
+            .map_err(|e| self.chown_err(path, owner, e))?;
         fs::set_permissions(path, fs::Permissions::from_mode(mode))
             .map_err(|e| self.io_err(path, e))
     }
@@ -621,10 +655,23 @@ pub(crate) fn make_workdir(root: &Path, path: &str, owner: Owner) -> Result<(), 
             source,
         };
         fs::create_dir(&dir).map_err(err)?;
-        std::os::unix::fs::lchown(&dir, Some(owner.uid), Some(owner.gid)).map_err(err)?;
+        std::os::unix::fs::lchown(&dir, Some(owner.uid), Some(owner.gid)).map_err(|source| {
+            let path = display_in_root(root, &dir);
+            match rbuild_store::Error::unmapped_owner(&path, owner.uid, owner.gid, &source) {
+                Some(unmapped) => CopyError::Rootless {
+                    path,
+                    source: unmapped,
+                },
+                None => CopyError::Io { path, source },
+            }
+        })?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).map_err(err)?;
     }
     Ok(())
+}
+
+fn in_user_namespace() -> bool {
+    rbuild_store::IdMapping::of_current_process().is_ok_and(|mapping| !mapping.is_host())
 }
 
 #[cfg(test)]

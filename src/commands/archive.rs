@@ -130,6 +130,6 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
         Box::new(io::BufWriter::new(file))
     };
     rbuild_builder::export_rootfs(&store, &image, rbuild_builder::RootfsOutput::Tar(out))
-        .map_err(miette::Report::from_err)?;
+        .map_err(crate::rootless::report)?;
     Ok(ExitCode::SUCCESS)
 }

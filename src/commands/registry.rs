@@ -238,7 +238,7 @@ pub async fn pull(args: PullArgs) -> Result<ExitCode> {
     })
     .await
     .into_diagnostic()?
-    .into_diagnostic()
+    .map_err(crate::rootless::report)
     .wrap_err_with(|| format!("cannot unpack {reference}"))?;
     let digest = pulled.index.as_ref().unwrap_or(&pulled.manifest);
     if !args.quiet {

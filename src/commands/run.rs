@@ -285,7 +285,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             help = "`rbuild images` lists the images in the store",
             "image `{name}` not found"
         ),
-        other => miette::Report::from_err(other),
+        other => crate::rootless::report(other),
     })?;
     let config = &image.config.config;
     let strings = |key: &str| -> Option<Vec<String>> {

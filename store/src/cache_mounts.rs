@@ -156,7 +156,12 @@ impl Store {
                 Some(rustix::fs::Uid::from_raw(opts.uid)),
                 Some(rustix::fs::Gid::from_raw(opts.gid)),
             )
-            .map_err(|e| Error::io("chown", &data)(e.into()))?;
+            .map_err(|e| {
+                let e = std::io::Error::from(e);
+                let shown = format!("cache mount `{id}` (uid={}, gid={})", opts.uid, opts.gid);
+                Error::unmapped_owner(&shown, opts.uid, opts.gid, &e)
+                    .unwrap_or_else(|| Error::io("chown", &data)(e))
+            })?;
             fs::set_permissions(&data, fs::Permissions::from_mode(opts.mode & 0o7777))
                 .map_err(Error::io("chmod", &data))?;
             Ok(())

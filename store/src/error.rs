@@ -114,6 +114,20 @@ impl Error {
         }
     }
 
+    /// For a failed chown of `path` to `uid:gid`: [`Error::UnmappedOwner`] when the kernel
+    /// refused it because this process's user namespace does not map the id (`EINVAL`).
+    pub fn unmapped_owner(path: &str, uid: u32, gid: u32, err: &io::Error) -> Option<Error> {
+        if err.raw_os_error() != Some(libc::EINVAL) {
+            return None;
+        }
+        let mapping = IdMapping::of_current_process().ok()?;
+        (!mapping.maps_uid(uid) || !mapping.maps_gid(gid)).then(|| Error::UnmappedOwner {
+            path: path.to_owned(),
+            uid,
+            gid,
+        })
+    }
+
     /// Whether the error means "the thing asked for does not exist".
     pub fn is_not_found(&self) -> bool {
         matches!(

@@ -16,6 +16,9 @@ mod registry;
 mod registry_cache;
 mod registry_faults;
 mod registry_support;
+#[macro_use]
+mod rootless_support;
+mod rootless;
 mod run;
 mod sandbox;
 mod store;

@@ -138,6 +138,15 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Text as words separated by single spaces, without the `│` of miette's wrapped lines:
+/// for finding a phrase that the terminal width may have broken.
+pub fn flat(text: &str) -> String {
+    text.split_whitespace()
+        .filter(|word| *word != "│")
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[track_caller]
 pub fn assert_success(out: &Output) {
     assert!(

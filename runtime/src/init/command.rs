@@ -81,6 +81,10 @@ pub(super) struct Command {
     /// The `oom_score_adj` the command gets back: init and the helper shield themselves
     /// from the OOM killer, and the child inherits that.
     oom_score_adj: Vec<u8>,
+    /// False in a user namespace whose `setgroups` is denied (the single-id mapping of a
+    /// user without subordinate ids): the groups stay the user's own, and no other group
+    /// exists there to give.
+    set_groups: bool,
 }
 
 /// Steps of the child that can fail, reported through the error pipe.
@@ -133,6 +137,8 @@ impl Command {
             user,
             filter: Filter::default_profile()?,
             oom_score_adj: oom_score_adj.as_bytes().to_vec(),
+            set_groups: fs::read_to_string("/proc/self/setgroups")
+                .map_or(true, |text| text.trim() != "deny"),
         })
     }
 
@@ -259,7 +265,7 @@ unsafe fn exec_child(
         if security::limit_bounding_set(keep).is_err() {
             fail(report, STEP_CAPABILITIES);
         }
-        if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+        if command.set_groups && libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
             fail(report, STEP_GROUPS);
         }
         if libc::setgid(command.user.gid) != 0 {

@@ -341,11 +341,17 @@ fn populate_dev(dev: &Path) -> Result<(), SetupError> {
             })
         })
     };
+    // Terminals belong to group 5 (`tty`), as with Docker, where the user namespace has it.
+    let tty_group = crate::userns::IdMap::of_current_process().is_ok_and(|map| map.maps_gid(5));
     kernel_fs(
         "pts",
         "devpts",
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        "newinstance,ptmxmode=0666,mode=0620,gid=5",
+        if tty_group {
+            "newinstance,ptmxmode=0666,mode=0620,gid=5"
+        } else {
+            "newinstance,ptmxmode=0666,mode=0620"
+        },
     )?;
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     kernel_fs("shm", "tmpfs", nosuid_nodev_noexec, "mode=1777,size=65536k")?;

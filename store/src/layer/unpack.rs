@@ -582,20 +582,10 @@ fn remove_dir_all_at(parent: &OwnedFd, name: &str) -> io::Result<()> {
 /// A failed chown: `EINVAL` is the kernel's answer for an id the user namespace does not
 /// map, which gets an error of its own.
 fn owner_error(path: &str, (uid, gid): (u32, u32), source: io::Error) -> Error {
-    if source.raw_os_error() == Some(libc::EINVAL)
-        && let Ok(mapping) = IdMapping::of_current_process()
-        && (!mapping.maps_uid(uid) || !mapping.maps_gid(gid))
-    {
-        return Error::UnmappedOwner {
-            path: path.to_owned(),
-            uid,
-            gid,
-        };
-    }
-    Error::Unpack {
+    Error::unmapped_owner(path, uid, gid, &source).unwrap_or_else(|| Error::Unpack {
         path: path.to_owned(),
         source,
-    }
+    })
 }
 
 fn in_user_namespace() -> bool {
