@@ -19,7 +19,10 @@ fn main() -> ExitCode {
     }
     // Errors are wrapped to the terminal's width, or to `COLUMNS` where it is set (CI logs,
     // and tests that look for whole phrases).
-    if let Some(width) = std::env::var("COLUMNS").ok().and_then(|w| w.parse::<usize>().ok()) {
+    if let Some(width) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|w| w.parse::<usize>().ok())
+    {
         let _ = miette::set_hook(Box::new(move |_| {
             Box::new(miette::MietteHandlerOpts::new().width(width).build())
         }));

@@ -108,6 +108,7 @@ impl SolveContext {
             network,
             limits: self.opts.limits.clone(),
             readonly_root: false,
+            seccomp: Default::default(),
         };
         let outcome = self.run_sandbox(&spec, step).await;
         drop(spec);

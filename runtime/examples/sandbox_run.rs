@@ -69,6 +69,7 @@ fn main() {
         network,
         limits: Limits::default(),
         readonly_root: false,
+        seccomp: Default::default(),
     };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let code = runtime.block_on(async {

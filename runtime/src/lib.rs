@@ -43,4 +43,4 @@ pub use host_mount::{HostMount, with_mounts};
 pub use init::{INIT_ARG, init_main};
 pub use network::{BridgeOptions, bridge_unavailable};
 pub use runtime::{Child, ExitStatus, Outcome, Runtime, RuntimeOptions, StdioMode, signal_sandbox};
-pub use spec::{CpuQuota, Limits, Mount, Network, Process, SandboxSpec};
+pub use spec::{CpuQuota, Limits, Mount, Network, Process, SandboxSpec, Seccomp};

@@ -25,6 +25,22 @@ pub struct SandboxSpec {
     /// Mount the root read-only.
     #[serde(default)]
     pub readonly_root: bool,
+    /// The seccomp profile of the process.
+    #[serde(default)]
+    pub seccomp: Seccomp,
+}
+
+/// The process's seccomp profile.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Seccomp {
+    /// rbuild's profile (`seccomp.rs`): as Docker's default.
+    #[default]
+    Default,
+    /// None (`--security-opt seccomp=unconfined`): what a container needs to run rbuild,
+    /// or any tool that makes namespaces, inside it. Capabilities, `no_new_privs` and the
+    /// user still hold.
+    Unconfined,
 }
 
 /// A filesystem to mount, as data: the runtime performs it, the store only describes it.

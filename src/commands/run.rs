@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::Args;
 use miette::{IntoDiagnostic, Result, WrapErr};
 use rbuild_runtime::{
-    CpuQuota, Limits, Mount, Network, Process, SandboxSpec, SetupKind, StdioMode,
+    CpuQuota, Limits, Mount, Network, Process, SandboxSpec, Seccomp, SetupKind, StdioMode,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -70,6 +70,11 @@ pub struct RunArgs {
     /// Mount the image's filesystem read-only
     #[arg(long = "read-only")]
     pub read_only: bool,
+    /// `seccomp=unconfined` (no seccomp profile: what running rbuild or another tool that
+    /// makes namespaces inside needs), `no-new-privileges` (always on), `apparmor=unconfined`
+    /// and `label=disable` (rbuild applies neither)
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
     /// Keep stdin open (without it the process reads `/dev/null`)
     #[arg(short = 'i', long)]
     pub interactive: bool,
@@ -151,6 +156,32 @@ fn parse_volume(text: &str) -> Result<Mount, String> {
 }
 
 /// `--tmpfs PATH[:OPTIONS]`, Docker's default options when none are given.
+/// Docker's `--security-opt` values that mean something here.
+fn parse_security_opts(options: &[String]) -> Result<Seccomp, String> {
+    let mut seccomp = Seccomp::Default;
+    for option in options {
+        let (key, value) = option
+            .split_once(['=', ':'])
+            .unwrap_or((option.as_str(), "true"));
+        match (key, value) {
+            ("seccomp", "unconfined") => seccomp = Seccomp::Unconfined,
+            ("seccomp", _) => {
+                return Err(format!(
+                    "`{option}`: rbuild has its own profile or none (`seccomp=unconfined`); profiles from files are not supported"
+                ));
+            }
+            // rbuild always sets no_new_privs, and uses neither AppArmor nor SELinux labels.
+            ("no-new-privileges", "true") | ("apparmor", "unconfined") | ("label", "disable") => {}
+            _ => {
+                return Err(format!(
+                    "`{option}` is not supported (`seccomp=unconfined`, `no-new-privileges`, `apparmor=unconfined` and `label=disable` are)"
+                ));
+            }
+        }
+    }
+    Ok(seccomp)
+}
+
 fn parse_tmpfs(text: &str) -> Result<Mount, String> {
     let (target, options) = text.split_once(':').unwrap_or((text, ""));
     if !target.starts_with('/') {
@@ -200,6 +231,8 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             })
         })
         .transpose()?;
+    let seccomp = parse_security_opts(&args.security_opt)
+        .map_err(|e| miette::miette!("--security-opt: {e}"))?;
     let mut mounts = Vec::new();
     for volume in &args.volume {
         mounts.push(parse_volume(volume).map_err(|e| miette::miette!("--volume: {e}"))?);
@@ -369,6 +402,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         network,
         limits,
         readonly_root: args.read_only,
+        seccomp,
     };
     let stdio = if args.interactive {
         StdioMode::Inherit
@@ -581,6 +615,30 @@ mod tests {
         assert!(parse_publish("80").is_err());
         assert!(parse_publish("0:80").is_err());
         assert!(parse_publish("x:1:2").is_err());
+    }
+
+    #[test]
+    fn parses_security_opts_as_docker() {
+        let opts = |list: &[&str]| {
+            parse_security_opts(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(opts(&[]), Ok(Seccomp::Default));
+        assert_eq!(opts(&["seccomp=unconfined"]), Ok(Seccomp::Unconfined));
+        assert_eq!(
+            opts(&["seccomp:unconfined", "no-new-privileges"]),
+            Ok(Seccomp::Unconfined)
+        );
+        assert_eq!(
+            opts(&["apparmor=unconfined", "label=disable"]),
+            Ok(Seccomp::Default)
+        );
+        assert!(
+            opts(&["seccomp=/etc/profile.json"])
+                .unwrap_err()
+                .contains("from files")
+        );
+        assert!(opts(&["no-new-privileges=false"]).is_err());
+        assert!(opts(&["label=type:x"]).is_err());
     }
 
     #[test]

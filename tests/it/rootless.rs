@@ -577,3 +577,107 @@ fn limits_and_networks_as_a_user() {
         assert!(err.contains("--network host"), "{err}");
     }
 }
+
+/// The files the rbuild binary needs in an image: itself and the shared libraries `ldd`
+/// lists, at their paths, under `rootfs`.
+fn copy_rbuild_into(rootfs: &Path) {
+    let binary = rbuild_binary();
+    let mut files = vec![binary.to_path_buf()];
+    let ldd = Command::new("ldd").arg(binary).output().unwrap();
+    assert_success(&ldd);
+    for line in stdout(&ldd).lines() {
+        let path = match line.split_once("=>") {
+            Some((_, right)) => right.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(path) = path.filter(|p| p.starts_with('/')) {
+            files.push(path.into());
+        }
+    }
+    for file in files {
+        let target = if file == binary {
+            rootfs.join("usr/local/bin/rbuild")
+        } else {
+            rootfs.join(file.strip_prefix("/").unwrap())
+        };
+        fs::create_dir_all(target.parent().unwrap()).unwrap();
+        fs::copy(&file, &target).unwrap();
+    }
+}
+
+#[test]
+fn rbuild_builds_inside_an_unprivileged_container() {
+    require_privileges!();
+    // The container: busybox, rbuild, a busybox image to load, a context; uid 1000, no
+    // capabilities, rbuild's own sandbox with one relaxation: no seccomp profile, so that
+    // user namespaces can be made (as Kubernetes' `seccompProfile: Unconfined`).
+    let outer = TestEnv::with_busybox();
+    let ctx = outer.path("outer");
+    copy_rbuild_into(&ctx.join("rootfs"));
+    fs::create_dir_all(ctx.join("rootfs/images")).unwrap();
+    write_busybox_image(&ctx.join("rootfs/images/busybox.tar"));
+    fs::create_dir_all(ctx.join("home/app/ctx")).unwrap();
+    fs::write(
+        ctx.join("home/app/ctx/Dockerfile"),
+        "FROM busybox\nRUN echo built inside > /x && ls /sys/class/net > /nets\n",
+    )
+    .unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nCOPY rootfs/ /\nCOPY --chown=1000:1000 home/ /home/\n\
+         USER 1000:1000\nENV HOME=/home/app\n",
+    )
+    .unwrap();
+    assert_success(&outer.build(&ctx, "nested:1"));
+    // The inner store on a volume of the container's user, as an emptyDir in a pod.
+    let store = outer.path("inner-store");
+    fs::create_dir(&store).unwrap();
+    std::os::unix::fs::chown(&store, Some(1000), Some(1000)).unwrap();
+    let volume = format!("{}:/store", store.display());
+    let script = "id -u && rbuild load -i /images/busybox.tar >/dev/null \
+        && rbuild build --progress quiet -t inner /home/app/ctx >/dev/null \
+        && rbuild run inner cat /x && rbuild run --network none inner cat /nets";
+    let out = outer.rbuild(&[
+        "run",
+        "--network",
+        "host",
+        "--security-opt",
+        "seccomp=unconfined",
+        "-v",
+        &volume,
+        "-e",
+        "RBUILD_ROOT=/store",
+        "-e",
+        "COLUMNS=1000",
+        "nested:1",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_success(&out);
+    assert_eq!(stdout(&out), "1000\nbuilt inside\nlo\n", "{}", stderr(&out));
+
+    // With the default seccomp profile no user namespace can be made: one line says so,
+    // and what the cluster must allow.
+    let out = outer.rbuild(&[
+        "run",
+        "--network",
+        "host",
+        "-v",
+        &volume,
+        "-e",
+        "RBUILD_ROOT=/store",
+        "-e",
+        "COLUMNS=1000",
+        "nested:1",
+        "rbuild",
+        "images",
+    ]);
+    assert_failure(&out);
+    let err = flat(&stderr(&out));
+    assert!(
+        err.contains("cannot run rbuild as uid 1000: the kernel refused a new user namespace"),
+        "{err}"
+    );
+    assert!(err.contains("seccompProfile: {type: Unconfined}"), "{err}");
+}

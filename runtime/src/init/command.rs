@@ -18,7 +18,7 @@ use nix::unistd::{ForkResult, Pid, fork, pipe2};
 use super::SetupError;
 use super::security;
 use crate::seccomp::Filter;
-use crate::spec::Process;
+use crate::spec::{Process, Seccomp};
 use crate::user::ExecUser;
 
 /// The `PATH` used when `process.env` has none (Docker's default).
@@ -77,7 +77,8 @@ pub(super) struct Command {
     argv: Vec<CString>,
     env: Vec<CString>,
     user: ExecUser,
-    filter: Filter,
+    /// `None` when the sandbox's profile is [`Seccomp::Unconfined`].
+    filter: Option<Filter>,
     /// The `oom_score_adj` the command gets back: init and the helper shield themselves
     /// from the OOM killer, and the child inherits that.
     oom_score_adj: Vec<u8>,
@@ -105,6 +106,7 @@ impl Command {
         process: &Process,
         user: ExecUser,
         oom_score_adj: &str,
+        seccomp: Seccomp,
     ) -> Result<Command, SetupError> {
         let name = process.args.first().ok_or(SetupError::NoCommand)?;
         let path_var = process
@@ -135,7 +137,10 @@ impl Command {
                 .map(|entry| cstring(entry.as_bytes(), "an environment variable"))
                 .collect::<Result<_, _>>()?,
             user,
-            filter: Filter::default_profile()?,
+            filter: match seccomp {
+                Seccomp::Default => Some(Filter::default_profile()?),
+                Seccomp::Unconfined => None,
+            },
             oom_score_adj: oom_score_adj.as_bytes().to_vec(),
             set_groups: fs::read_to_string("/proc/self/setgroups")
                 .map_or(true, |text| text.trim() != "deny"),
@@ -294,7 +299,9 @@ unsafe fn exec_child(
                 libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
             }
         }
-        if command.filter.install() != 0 {
+        if let Some(filter) = &command.filter
+            && filter.install() != 0
+        {
             fail(report, STEP_SECCOMP);
         }
         libc::execve(command.path.as_ptr(), argv.as_ptr(), env.as_ptr());

@@ -112,7 +112,7 @@ pub(super) fn setup(
     }
 
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    special(
+    let proc = special(
         rootfs,
         "/proc",
         "proc",
@@ -120,7 +120,19 @@ pub(super) fn setup(
         nosuid_nodev_noexec,
         None,
         undo,
-    )?;
+    );
+    match proc {
+        Ok(_) => {}
+        // In a user namespace the kernel mounts a new proc only where the proc it already
+        // has is fully visible; a container's masked paths (Kubernetes' default
+        // `procMount`) hide parts of it. The container's own /proc is bound instead: the
+        // sandbox keeps its pid namespace but lists the container's processes.
+        Err(SetupError::Mount(MountError {
+            errno: Errno::EPERM,
+            ..
+        })) => bind_host(rootfs, "/proc", undo)?,
+        Err(err) => return Err(err),
+    }
     let dev = special(
         rootfs,
         "/dev",
@@ -148,7 +160,7 @@ pub(super) fn setup(
         Err(SetupError::Mount(MountError {
             errno: Errno::EPERM,
             ..
-        })) => bind_sys(rootfs, undo)?,
+        })) => bind_host(rootfs, "/sys", undo)?,
         Err(err) => return Err(err),
     }
 
@@ -223,18 +235,20 @@ fn special(
     Ok(point.path)
 }
 
-/// The host's `/sys`, bound recursively and made read-only, `nosuid`, `nodev` and `noexec`
-/// with every mount below it (`mount_setattr`, Linux 5.12; before, the top mount only).
-fn bind_sys(rootfs: &Path, undo: &mut Undo) -> Result<(), SetupError> {
-    let point = mount_point(rootfs, Path::new("/sys"), MountPointKind::Dir, undo)?;
+/// The host's `path` (`/sys`, `/proc`), bound recursively with every mount below it, made
+/// `nosuid`, `nodev` and `noexec`, and for `/sys` read-only (`mount_setattr`, Linux 5.12;
+/// before, the top mount only). `/proc` gets its read-only and masked paths afterwards, as
+/// a proc of its own would.
+fn bind_host(rootfs: &Path, path: &str, undo: &mut Undo) -> Result<(), SetupError> {
+    let point = mount_point(rootfs, Path::new(path), MountPointKind::Dir, undo)?;
     let error = |errno| MountError {
         fstype: "bind".into(),
-        origin: "/sys".into(),
-        target: "/sys".into(),
+        origin: path.into(),
+        target: path.into(),
         errno,
     };
     mount(
-        Some("/sys"),
+        Some(path),
         &point.path,
         None::<&str>,
         MsFlags::MS_BIND | MsFlags::MS_REC,
@@ -242,27 +256,26 @@ fn bind_sys(rootfs: &Path, undo: &mut Undo) -> Result<(), SetupError> {
     )
     .map_err(error)?;
     undo.mounts.push(point.sandbox_path);
-    match read_only_recursively(&point.path) {
-        Err(Errno::ENOSYS) => mount(
-            None::<&str>,
-            &point.path,
-            None::<&str>,
-            MsFlags::MS_REMOUNT
+    let read_only = path == "/sys";
+    match restrict_recursively(&point.path, read_only) {
+        Err(Errno::ENOSYS) => {
+            let mut flags = MsFlags::MS_REMOUNT
                 | MsFlags::MS_BIND
-                | MsFlags::MS_RDONLY
                 | MsFlags::MS_NOSUID
                 | MsFlags::MS_NODEV
-                | MsFlags::MS_NOEXEC,
-            None::<&str>,
-        )
-        .map_err(error)?,
+                | MsFlags::MS_NOEXEC;
+            if read_only {
+                flags |= MsFlags::MS_RDONLY;
+            }
+            mount(None::<&str>, &point.path, None::<&str>, flags, None::<&str>).map_err(error)?
+        }
         result => result.map_err(error)?,
     }
     Ok(())
 }
 
-/// `mount_setattr(path, AT_RECURSIVE, ro|nosuid|nodev|noexec)`.
-fn read_only_recursively(path: &Path) -> Result<(), Errno> {
+/// `mount_setattr(path, AT_RECURSIVE, nosuid|nodev|noexec`, and `ro` if `read_only`).
+fn restrict_recursively(path: &Path, read_only: bool) -> Result<(), Errno> {
     use std::os::unix::ffi::OsStrExt;
     #[repr(C)]
     struct MountAttr {
@@ -275,8 +288,12 @@ fn read_only_recursively(path: &Path) -> Result<(), Errno> {
     const MOUNT_ATTR_NOSUID: u64 = 0x2;
     const MOUNT_ATTR_NODEV: u64 = 0x4;
     const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+    let mut attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+    if read_only {
+        attr_set |= MOUNT_ATTR_RDONLY;
+    }
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+        attr_set,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,

@@ -126,6 +126,7 @@ impl Fixture {
             network: Network::None,
             limits: Limits::default(),
             readonly_root: false,
+            seccomp: Default::default(),
         }
     }
 
