@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands::{archive, build, check, images, registry, run, store};
+use crate::commands::{archive, build, check, images, info, registry, run, store};
 
 /// rbuild: a Dockerfile image builder with a daemonless store and sandbox.
 ///
@@ -66,6 +66,8 @@ pub enum Command {
     Logs(store::LogsArgs),
     /// Run a command in rbuild's user namespace (as its root), e.g. to remove a rootless store
     Unshare(store::UnshareArgs),
+    /// Show what rbuild finds here: store, user and id mapping, snapshotter, cgroups, networks
+    Info(info::InfoArgs),
 }
 
 impl Cli {

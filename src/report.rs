@@ -144,7 +144,7 @@ pub fn build_error(err: BuildError, dockerfile_path: &Path, dockerfile: &str) ->
     let (code, help, label) = match &err {
         BuildError::RunFailed { code, .. } => (
             "build::run_failed",
-            crate::rootless::run_failed_help(&tail),
+            crate::rootless::run_failed_help(tail),
             format!("exit code {code}"),
         ),
         BuildError::OutOfMemory { .. } => (

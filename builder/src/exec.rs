@@ -53,6 +53,7 @@ impl SolveContext {
             sources,
             cancel: self.cancel.clone(),
             imported_caches: self.import_cache_mounts(step, exec).await,
+            snapshotter: self.builder.snapshotter.clone(),
         };
         let exec_mounts = exec.mounts.clone();
         let mounts = tokio::task::spawn_blocking(move || mounts::prepare(&request, &exec_mounts))
@@ -71,9 +72,17 @@ impl SolveContext {
                 },
             })?;
         let store = self.builder.store.clone();
+        let snapshotter = self.builder.snapshotter.clone();
         let parent_lowers = parent.lowers.clone();
-        let (active, empty) = tokio::task::spawn_blocking(move || {
-            Ok::<_, rbuild_store::Error>((store.prepare_on(parent_lowers)?, store.empty_dir()?))
+        let (active, root) = tokio::task::spawn_blocking(move || -> Result<_, BuildError> {
+            let active = store.prepare_on(parent_lowers)?;
+            match snapshotter.writable(&store, &active) {
+                Ok(root) => Ok((active, root)),
+                Err(err) => {
+                    let _ = store.discard(active);
+                    Err(err)
+                }
+            }
         })
         .await??;
         let network = match exec.network {
@@ -90,12 +99,7 @@ impl SolveContext {
         // Secrets given as variables; never in the definition, the cache key or the logs.
         env.extend(mounts.env.iter().cloned());
         let spec = SandboxSpec {
-            root: overlay(
-                &active.lowers,
-                Some((active.upper.clone(), active.work.clone())),
-                empty,
-                self.builder.store.overlay_xattrs(),
-            ),
+            root: root.mount(),
             mounts: mounts.mounts.clone(),
             process: Process {
                 args: exec.args.clone(),
@@ -157,12 +161,17 @@ impl SolveContext {
             .filter_map(|mount| mount.target().map(str::to_owned))
             .collect();
         targets.extend(NETWORK_FILES.map(String::from));
-        let active = tokio::task::spawn_blocking(move || {
+        let store = self.builder.store.clone();
+        let active = tokio::task::spawn_blocking(move || -> Result<_, BuildError> {
+            if let Err(err) = root.finish(&store, &active) {
+                let _ = store.discard(active);
+                return Err(err);
+            }
             let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
             lowers::remove_copied_up_parents(&active.upper, &active.lowers, &targets);
-            active
+            Ok(active)
         })
-        .await?;
+        .await??;
         Ok(active)
     }
 

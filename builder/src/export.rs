@@ -4,12 +4,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use rbuild_runtime::HostMount;
 use rbuild_store::{Image, Store};
 
 use crate::copy;
 use crate::error::BuildError;
-use crate::exec::overlay;
+use crate::snapshotter::Snapshotter;
 
 /// Where a filesystem goes.
 pub enum RootfsOutput {
@@ -17,24 +16,28 @@ pub enum RootfsOutput {
     Dir(PathBuf),
 }
 
-/// Writes `image`'s filesystem, all layers applied, to `output`. Blocking: call it from a
-/// blocking thread.
-pub fn export_rootfs(store: &Store, image: &Image, output: RootfsOutput) -> Result<(), BuildError> {
+/// Writes `image`'s filesystem, all layers applied, to `output`, seen through
+/// `snapshotter`. Blocking: call it from a blocking thread.
+pub fn export_rootfs(
+    store: &Store,
+    snapshotter: &Snapshotter,
+    image: &Image,
+    output: RootfsOutput,
+) -> Result<(), BuildError> {
     let top = store.unpack(image)?;
     let scratch = store.temp_dir("export")?;
     let result = (|| -> Result<(), BuildError> {
-        let empty = store.empty_dir()?;
         let lowers = match &top {
             Some(top) => store.lowers(top)?,
             None => Vec::new(),
         };
         let rootfs = scratch.join("rootfs");
         std::fs::create_dir(&rootfs).map_err(|e| io_error(&rootfs, e))?;
-        let mount = HostMount {
-            mount: overlay(&lowers, None, empty, store.overlay_xattrs()),
-            at: rootfs.clone(),
-        };
-        rbuild_runtime::with_mounts(std::slice::from_ref(&mount), || match output {
+        let mounts: Vec<_> = snapshotter
+            .read_only(store, &lowers, &rootfs)?
+            .into_iter()
+            .collect();
+        rbuild_runtime::with_mounts(&mounts, || match output {
             RootfsOutput::Tar(out) => {
                 let mut out = rbuild_store::layer::write_layer(&rootfs, out, Default::default())
                     .map_err(|e| io_error(&rootfs, e))?;

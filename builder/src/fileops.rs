@@ -1,5 +1,5 @@
-//! COPY/ADD and WORKDIR: file operations through a privately mounted overlay, committed as
-//! a layer.
+//! COPY/ADD and WORKDIR: file operations through a privately mounted overlay (or into a
+//! copy, see `snapshotter`), committed as a layer.
 
 use std::fs;
 use std::path::Path;
@@ -10,7 +10,6 @@ use rbuild_store::ActiveSnapshot;
 
 use crate::copy::{self, CopyRequest, RemoteFile};
 use crate::error::BuildError;
-use crate::exec::overlay;
 use crate::owner::{self, Owner};
 use crate::solve::SolveContext;
 use crate::state::State;
@@ -26,6 +25,7 @@ impl SolveContext {
         remote: Vec<RemoteFile>,
     ) -> Result<ActiveSnapshot, BuildError> {
         let store = self.builder.store.clone();
+        let snapshotter = self.builder.snapshotter.clone();
         let parent_lowers = parent.lowers.clone();
         let source_lowers = source.map(|s| s.lowers.clone());
         let context = self.context.root.clone();
@@ -49,27 +49,17 @@ impl SolveContext {
             let scratch = store.temp_dir("copy")?;
             let result = (|| -> Result<(), BuildError> {
                 let empty = store.empty_dir()?;
-                let rootfs = scratch.join("rootfs");
-                fs::create_dir(&rootfs).map_err(|e| step_err(e.into()))?;
-                let mut mounts = vec![HostMount {
-                    mount: overlay(
-                        &active.lowers,
-                        Some((active.upper.clone(), active.work.clone())),
-                        empty.clone(),
-                        store.overlay_xattrs(),
-                    ),
-                    at: rootfs.clone(),
-                }];
+                let root = snapshotter.writable(&store, &active)?;
+                let (rootfs, root_mount) =
+                    root.on_host(&scratch).map_err(|e| step_err(e.into()))?;
+                let mut mounts: Vec<HostMount> = root_mount.into_iter().collect();
                 let (source_root, sources) = match &copy_op.source {
                     CopySource::Context => (context.clone(), copy_op.sources.clone()),
                     CopySource::Op(_) => match source_lowers.as_ref().filter(|l| !l.is_empty()) {
                         Some(lowers) => {
                             let at = scratch.join("source");
                             fs::create_dir(&at).map_err(|e| step_err(e.into()))?;
-                            mounts.push(HostMount {
-                                mount: overlay(lowers, None, empty.clone(), store.overlay_xattrs()),
-                                at: at.clone(),
-                            });
+                            mounts.extend(snapshotter.read_only(&store, lowers, &at)?);
                             (at, copy_op.sources.clone())
                         }
                         None => (empty.clone(), copy_op.sources.clone()),
@@ -92,10 +82,7 @@ impl SolveContext {
                 let names_root = if copy_op.link && !parent_lowers.is_empty() {
                     let at = scratch.join("parent");
                     fs::create_dir(&at).map_err(|e| step_err(e.into()))?;
-                    mounts.push(HostMount {
-                        mount: overlay(&parent_lowers, None, empty.clone(), store.overlay_xattrs()),
-                        at: at.clone(),
-                    });
+                    mounts.extend(snapshotter.read_only(&store, &parent_lowers, &at)?);
                     at
                 } else {
                     rootfs.clone()
@@ -132,7 +119,8 @@ impl SolveContext {
                             && matches!(copy_op.source, CopySource::Context),
                     })
                     .map_err(|e| step_err(e.into()))
-                })?
+                })??;
+                root.finish(&store, &active)
             })();
             let _ = fs::remove_dir_all(&scratch);
             match result {
@@ -154,6 +142,7 @@ impl SolveContext {
         parent: &State,
     ) -> Result<ActiveSnapshot, BuildError> {
         let store = self.builder.store.clone();
+        let snapshotter = self.builder.snapshotter.clone();
         let parent_lowers = parent.lowers.clone();
         let mkdir = mkdir.clone();
         let step_err = step_error(op);
@@ -161,18 +150,10 @@ impl SolveContext {
             let active = store.prepare_on(parent_lowers)?;
             let scratch = store.temp_dir("workdir")?;
             let result = (|| -> Result<(), BuildError> {
-                let rootfs = scratch.join("rootfs");
-                fs::create_dir(&rootfs).map_err(|e| step_err(e.into()))?;
-                let mount = HostMount {
-                    mount: overlay(
-                        &active.lowers,
-                        Some((active.upper.clone(), active.work.clone())),
-                        store.empty_dir()?,
-                        store.overlay_xattrs(),
-                    ),
-                    at: rootfs.clone(),
-                };
-                rbuild_runtime::with_mounts(&[mount], || -> Result<(), BuildError> {
+                let root = snapshotter.writable(&store, &active)?;
+                let (rootfs, mount) = root.on_host(&scratch).map_err(|e| step_err(e.into()))?;
+                let mounts: Vec<HostMount> = mount.into_iter().collect();
+                rbuild_runtime::with_mounts(&mounts, || -> Result<(), BuildError> {
                     let owner = match mkdir.owner.as_str() {
                         "" => Owner::ROOT,
                         user => {
@@ -180,7 +161,8 @@ impl SolveContext {
                         }
                     };
                     copy::make_workdir(&rootfs, &mkdir.path, owner).map_err(|e| step_err(e.into()))
-                })?
+                })??;
+                root.finish(&store, &active)
             })();
             let _ = fs::remove_dir_all(&scratch);
             match result {

@@ -32,6 +32,7 @@ use crate::ignore::IgnoreMatcher;
 use crate::lowers::{self, Found};
 use crate::resolve::resolve_in_root;
 use crate::secrets::{SecretError, SecretFiles, SecretSource};
+use crate::snapshotter::Snapshotter;
 use crate::solve::Cancel;
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +82,8 @@ pub(crate) struct MountRequest {
     /// Cache mount contents from imported caches (`mounts=true`), by id: the layer (in
     /// the store) and its diff id. A new cache directory of such an id starts from it.
     pub imported_caches: HashMap<String, (Descriptor, Digest)>,
+    /// Whether layers are seen through overlays or copies.
+    pub snapshotter: Snapshotter,
 }
 
 /// The sandbox mounts of one step and what they hold on to.
@@ -226,6 +229,19 @@ fn bind_mount(
             target,
             options: read_only_options(false),
         }),
+        // Without overlayfs: the layers' sub-directories merged into a copy of the step's
+        // own, which a `rw` mount may write to as it pleases.
+        Found::Dir(dirs) if matches!(request.snapshotter, Snapshotter::Copy { .. }) => {
+            let copy = step.scratch(&request.store, index)?.join("copy");
+            fs::create_dir(&copy).map_err(io_error("create", &copy))?;
+            request.store.merge_into(&dirs, &copy)?;
+            Ok(Mount {
+                fstype: "bind".into(),
+                source: copy,
+                target,
+                options: read_only_options(bind.readwrite),
+            })
+        }
         Found::Dir(dirs) => {
             let upper = if bind.readwrite {
                 let scratch = step.scratch(&request.store, index)?;
@@ -437,6 +453,13 @@ fn cache_mount(
         };
         if dirs.is_empty() {
             return Ok(());
+        }
+        if let Snapshotter::Copy { .. } = request.snapshotter {
+            request
+                .store
+                .merge_into(dirs, at)
+                .map_err(io::Error::other)?;
+            return copy::copy_tree(at, origin, data).map_err(io::Error::other);
         }
         let source = HostMount {
             mount: overlay(dirs, None, empty.to_owned(), request.store.overlay_xattrs()),

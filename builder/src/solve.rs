@@ -28,6 +28,7 @@ use crate::ignore::IgnoreMatcher;
 use crate::progress::{Event, Progress};
 use crate::remote::{PendingExport, RemoteHit};
 use crate::secrets::SecretSource;
+use crate::snapshotter::Snapshotter;
 use crate::state::State;
 
 /// What to build and how.
@@ -133,17 +134,28 @@ impl Cancel {
 pub struct Builder {
     pub(crate) store: Store,
     pub(crate) runtime: Runtime,
+    /// Overlayfs or copies, chosen when the builder is made.
+    pub(crate) snapshotter: Snapshotter,
     /// Where base images the store lacks, and layers of imported caches, come from.
     pub(crate) registry: Option<Arc<Registry>>,
 }
 
 impl Builder {
+    /// A builder over `store` and `runtime`; finds out whether overlayfs works here (see
+    /// [`Snapshotter::detect`]).
     pub fn new(store: Store, runtime: Runtime) -> Builder {
+        let snapshotter = Snapshotter::detect(&store);
         Builder {
             store,
             runtime,
+            snapshotter,
             registry: None,
         }
+    }
+
+    /// How steps see the store's snapshots.
+    pub fn snapshotter(&self) -> &Snapshotter {
+        &self.snapshotter
     }
 
     /// Pulls base images the store lacks (and all of them with `BuildOptions::pull`)

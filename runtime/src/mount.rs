@@ -119,11 +119,12 @@ pub(crate) fn mount_at(spec: &Mount, target: &Path) -> Result<(), MountError> {
         .map_err(error)?;
         let extra = plan.flags & !MsFlags::MS_REC;
         if !extra.is_empty() {
+            let explicit_rw = spec.options.iter().any(|option| option == "rw");
             mount(
                 None::<&str>,
                 target,
                 None::<&str>,
-                MsFlags::MS_REMOUNT | MsFlags::MS_BIND | extra,
+                MsFlags::MS_REMOUNT | MsFlags::MS_BIND | extra | kept_flags(target, explicit_rw),
                 None::<&str>,
             )
             .map_err(error)?;
@@ -166,6 +167,35 @@ pub(crate) fn mount_at(spec: &Mount, target: &Path) -> Result<(), MountError> {
         .map_err(error)?;
     }
     Ok(())
+}
+
+/// The flags the bind mount at `target` has from its source, which a remount keeps: a
+/// remount sets a mount's flags anew, and in a user namespace (rootless) the flags the
+/// source's owner gave it (`nosuid`, `nodev`, `noexec`, `ro`, the atime ones) are locked:
+/// leaving one out fails with `EPERM`. `ro` is kept unless `rw` was asked for.
+fn kept_flags(target: &Path, explicit_rw: bool) -> MsFlags {
+    use nix::sys::statvfs::{FsFlags, statvfs};
+    let Ok(stat) = statvfs(target) else {
+        return MsFlags::empty();
+    };
+    let current = stat.flags();
+    let mut kept = MsFlags::empty();
+    for (have, flag) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if current.contains(have) {
+            kept |= flag;
+        }
+    }
+    if current.contains(FsFlags::ST_RDONLY) && !explicit_rw {
+        kept |= MsFlags::MS_RDONLY;
+    }
+    kept
 }
 
 /// The most the kernel reads of mount(2)'s data: one page, with its terminating NUL.

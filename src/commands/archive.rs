@@ -129,7 +129,13 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
             .wrap_err_with(|| format!("cannot create {}", args.output.display()))?;
         Box::new(io::BufWriter::new(file))
     };
-    rbuild_builder::export_rootfs(&store, &image, rbuild_builder::RootfsOutput::Tar(out))
-        .map_err(crate::rootless::report)?;
+    let snapshotter = rbuild_builder::Snapshotter::detect(&store);
+    rbuild_builder::export_rootfs(
+        &store,
+        &snapshotter,
+        &image,
+        rbuild_builder::RootfsOutput::Tar(out),
+    )
+    .map_err(crate::rootless::report)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -271,6 +271,15 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         }
     }
     let builder = Builder::new(store, runtime).with_registry(registry.clone());
+    let snapshotter = builder.snapshotter().clone();
+    if let (rbuild_builder::Snapshotter::Copy { reason }, false) = (
+        builder.snapshotter(),
+        matches!(args.progress, ProgressArg::Quiet | ProgressArg::Json),
+    ) {
+        eprintln!(
+            "note: layers are copied instead of mounted with overlayfs, which is slower ({reason}; see `rbuild info`)"
+        );
+    }
     let shown: Arc<dyn Progress> = match args.progress {
         ProgressArg::Quiet => Arc::new(QuietProgress),
         ProgressArg::Json => Arc::new(JsonProgress::new()),
@@ -358,7 +367,7 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
                 pushed.push((target.clone(), digest));
                 continue;
             }
-            write_output(&output_store, &result, output).await?;
+            write_output(&output_store, &snapshotter, &result, output).await?;
         }
         for cache in &cache_to {
             let records = result

@@ -4,6 +4,7 @@ pub mod archive;
 pub mod build;
 pub mod check;
 pub mod images;
+pub mod info;
 mod outputs;
 pub mod registry;
 pub mod run;
@@ -40,6 +41,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         (Some(Command::Store(args)), _) => store::store(args),
         (Some(Command::Logs(args)), _) => store::logs(args),
         (Some(Command::Unshare(args)), _) => store::unshare(args),
+        (Some(Command::Info(args)), _) => info::info(args),
         (None, None) => {
             use clap::CommandFactory;
             Cli::command().print_help().into_diagnostic()?;

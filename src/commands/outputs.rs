@@ -116,10 +116,12 @@ pub(super) fn parse_output(text: &str) -> Result<Output> {
 
 pub(super) async fn write_output(
     store: &rbuild_store::Store,
+    snapshotter: &rbuild_builder::Snapshotter,
     result: &rbuild_builder::BuildResult,
     output: Output,
 ) -> Result<()> {
     let store = store.clone();
+    let snapshotter = snapshotter.clone();
     let manifest = result.manifest.digest.clone();
     let tags = result.tags.clone();
     tokio::task::spawn_blocking(move || -> Result<()> {
@@ -136,20 +138,22 @@ pub(super) async fn write_output(
                 let out = Box::new(std::io::BufWriter::new(file));
                 rbuild_builder::export_rootfs(
                     &store,
+                    &snapshotter,
                     &image,
                     rbuild_builder::RootfsOutput::Tar(out),
                 )
-                .map_err(miette::Report::from_err)
+                .map_err(crate::rootless::report)
             }
             Output::Registry(_) => unreachable!("pushed by the caller"),
             Output::Local(dest) => {
                 let image = store.image_by_manifest(&manifest).into_diagnostic()?;
                 rbuild_builder::export_rootfs(
                     &store,
+                    &snapshotter,
                     &image,
                     rbuild_builder::RootfsOutput::Dir(dest),
                 )
-                .map_err(miette::Report::from_err)
+                .map_err(crate::rootless::report)
             }
         }
     })

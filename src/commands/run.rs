@@ -308,12 +308,13 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
                 Some(top) => store.lowers(top)?,
                 None => Vec::new(),
             };
-            Ok((image, RunLayer::new(&store, lowers)?, store.empty_dir()?))
+            let snapshotter = rbuild_builder::Snapshotter::detect(&store);
+            Ok((image, RunLayer::new(&store, &snapshotter, lowers)?))
         })
         .await
         .into_diagnostic()?
     };
-    let (image, active, empty) = prepared.map_err(|err| match err {
+    let (image, active) = prepared.map_err(|err| match err {
         rbuild_store::Error::ImageNotFound { name } => miette::miette!(
             help = "`rbuild images` lists the images in the store",
             "image `{name}` not found"
@@ -381,12 +382,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             dir => dir,
         });
     let spec = SandboxSpec {
-        root: rbuild_builder::overlay(
-            &active.lowers,
-            Some((active.upper.clone(), active.work.clone())),
-            empty,
-            store.overlay_xattrs(),
-        ),
+        root: active.root.clone(),
         mounts,
         process: Process {
             args: argv,
@@ -556,33 +552,58 @@ fn publish_ports(listeners: Vec<(TcpListener, u16)>, address: Ipv4Addr) -> Vec<J
 /// since its changes are discarded. It costs no metadata commit (a disk flush) to make or
 /// to drop, and a killed run's is removed by the next command, as its owner is gone. The
 /// image's layers below it are kept by the lease `Store::image_in_use` took.
+/// The sandbox's writable root for `rbuild run`: an overlay with a throwaway upper dir, or
+/// without overlayfs a throwaway copy. Gone after the run: changes are never kept.
 struct RunLayer {
     dir: std::path::PathBuf,
-    lowers: Vec<std::path::PathBuf>,
-    upper: std::path::PathBuf,
-    work: std::path::PathBuf,
+    root: Mount,
 }
 
 impl RunLayer {
     fn new(
         store: &rbuild_store::Store,
+        snapshotter: &rbuild_builder::Snapshotter,
         lowers: Vec<std::path::PathBuf>,
     ) -> Result<RunLayer, rbuild_store::Error> {
         let dir = store.temp_dir("run")?;
-        let (upper, work) = (dir.join("upper"), dir.join("work"));
-        for path in [&upper, &work] {
-            std::fs::create_dir(path).map_err(|source| rbuild_store::Error::Io {
-                action: "create",
-                path: path.clone(),
-                source,
-            })?;
+        let made = (|| {
+            let create = |path: std::path::PathBuf| {
+                std::fs::create_dir(&path).map_err(|source| rbuild_store::Error::Io {
+                    action: "create",
+                    path: path.clone(),
+                    source,
+                })?;
+                Ok::<_, rbuild_store::Error>(path)
+            };
+            Ok(match snapshotter {
+                rbuild_builder::Snapshotter::Overlayfs => {
+                    let (upper, work) = (create(dir.join("upper"))?, create(dir.join("work"))?);
+                    rbuild_builder::overlay(
+                        &lowers,
+                        Some((upper, work)),
+                        store.empty_dir()?,
+                        store.overlay_xattrs(),
+                    )
+                }
+                rbuild_builder::Snapshotter::Copy { .. } => {
+                    let merged = create(dir.join("merged"))?;
+                    store.merge_into(&lowers, &merged)?;
+                    Mount {
+                        fstype: "bind".into(),
+                        source: merged,
+                        target: "/".into(),
+                        options: vec!["bind".into()],
+                    }
+                }
+            })
+        })();
+        match made {
+            Ok(root) => Ok(RunLayer { dir, root }),
+            Err(err) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(err)
+            }
         }
-        Ok(RunLayer {
-            dir,
-            lowers,
-            upper,
-            work,
-        })
     }
 
     fn remove(self) {

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use crate::blobs::sync_dir;
 use crate::error::{Error, Result};
+use crate::merge::Materialized;
 use crate::meta::{self, SnapshotRecord};
 use crate::owner::Owner;
 use crate::{Digest, Store};
@@ -214,6 +215,31 @@ impl Store {
             .meta
             .remove(meta::ACTIVE, &active.key.0.to_string())?;
         Ok(())
+    }
+
+    /// The copy snapshotter (where overlayfs cannot be mounted, see `merge`): `active`'s
+    /// lower stack copied into `snapshots/<n>/merged`, to be written in place of an overlay
+    /// and handed to [`Store::capture`] afterwards.
+    pub fn materialize(&self, active: &ActiveSnapshot) -> Result<Materialized> {
+        let root = self.snapshot_dir(active.key.0).join("merged");
+        fs::create_dir(&root).map_err(Error::io("create", &root))?;
+        crate::merge::materialize(&active.lowers, &root, self.overlay_xattrs().opaque())
+            .map_err(Error::io("copy the layers into", &root))
+    }
+
+    /// Writes what changed in `materialized` into `active`'s upper dir, as an overlay
+    /// would have, and removes the copy.
+    pub fn capture(&self, active: &ActiveSnapshot, materialized: Materialized) -> Result<()> {
+        let root = materialized.root.clone();
+        crate::merge::capture(materialized, &active.upper, self.overlay_xattrs().opaque())
+            .map_err(Error::io("find the changes in", root))
+    }
+
+    /// The merged view of the snapshot directories `lowers` (top first) copied into the
+    /// existing empty directory `target`: a read-only view without overlayfs.
+    pub fn merge_into(&self, lowers: &[PathBuf], target: &std::path::Path) -> Result<()> {
+        crate::merge::merge(lowers, target, self.overlay_xattrs().opaque())
+            .map_err(Error::io("copy the layers into", target))
     }
 
     pub(crate) fn snapshot_record(&self, name: &Digest) -> Result<Option<SnapshotRecord>> {
