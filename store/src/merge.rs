@@ -370,8 +370,13 @@ impl Copier {
     fn finish(mut self) -> io::Result<()> {
         self.dir_times
             .sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
+        // Later entries of one path (a directory in several layers) come later and win; a
+        // directory a later layer removed is simply gone.
         for (path, meta) in &self.dir_times {
-            set_times(path, meta)?;
+            match set_times(path, meta) {
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                other => other?,
+            }
         }
         Ok(())
     }

@@ -21,4 +21,5 @@ mod rootless_support;
 mod rootless;
 mod run;
 mod sandbox;
+mod snapshotter;
 mod store;

@@ -657,6 +657,43 @@ fn rbuild_builds_inside_an_unprivileged_container() {
     assert_success(&out);
     assert_eq!(stdout(&out), "1000\nbuilt inside\nlo\n", "{}", stderr(&out));
 
+    // Without a volume the store is on the container's own overlay, which overlayfs cannot
+    // write over: rbuild copies instead, and says why.
+    let script = "rbuild load -i /images/busybox.tar >/dev/null \
+        && rbuild build --progress plain -t inner /home/app/ctx >/dev/null 2>build.log; \
+        cat build.log >&2; rbuild run inner cat /x && rbuild info";
+    let out = outer.rbuild(&[
+        "run",
+        "--network",
+        "host",
+        "--security-opt",
+        "seccomp=unconfined",
+        "-w",
+        "/home/app",
+        "-e",
+        "COLUMNS=1000",
+        "nested:1",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).starts_with("built inside\n"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("snapshotter  copy (slower: each step copies its filesystem): the store is on an overlay"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("note: layers are copied instead of mounted with overlayfs"),
+        "{}",
+        stderr(&out)
+    );
+
     // With the default seccomp profile no user namespace can be made: one line says so,
     // and what the cluster must allow.
     let out = outer.rbuild(&[
