@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# rbuild's demo, on a fresh machine: installs busybox-static, builds rbuild, makes a busybox
-# base image locally (no network), builds fixtures/contexts/demo and runs the result.
-# Uses the default store (/var/lib/rbuild as root) unless RBUILD_ROOT says otherwise.
+# rbuild's demo, on a fresh machine: installs busybox-static (as root), builds rbuild, makes
+# a busybox base image locally (no network), builds fixtures/contexts/demo and runs the
+# result. Uses the default store (/var/lib/rbuild as root, ~/.local/share/rbuild as an
+# ordinary user) unless RBUILD_ROOT says otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "the demo needs root: rbuild's sandbox uses namespaces, overlayfs and cgroups" >&2
-  exit 1
-fi
 if [ ! -x /bin/busybox ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "the demo's base image needs busybox: sudo apt-get install busybox-static" >&2
+    exit 1
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends busybox-static >/dev/null
+fi
+if [ "$(id -u)" -ne 0 ] && ! command -v newuidmap >/dev/null; then
+  echo "note: without uidmap (sudo apt-get install uidmap) rbuild maps your own user id alone" >&2
 fi
 
 echo "==> building rbuild (release)"
@@ -29,8 +33,13 @@ for applet in $(/bin/busybox --list); do
 done
 printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$work/rootfs/etc/passwd"
 printf 'root:x:0:\napp:x:1000:\nnogroup:x:65534:\n' > "$work/rootfs/etc/group"
-chown 1000:1000 "$work/rootfs/home/app"
-tar --numeric-owner --sort=name --mtime=@0 -C "$work/rootfs" -cf "$work/rootfs.tar" .
+if [ "$(id -u)" -eq 0 ]; then
+  chown 1000:1000 "$work/rootfs/home/app"
+  tar --numeric-owner --sort=name --mtime=@0 -C "$work/rootfs" -cf "$work/rootfs.tar" .
+else
+  # An ordinary user cannot give a file to uid 1000: everything is root's in the tar.
+  tar --owner=0 --group=0 --numeric-owner --sort=name --mtime=@0 -C "$work/rootfs" -cf "$work/rootfs.tar" .
+fi
 "$rbuild" import "$work/rootfs.tar" busybox:latest
 
 echo "==> rbuild build -t demo fixtures/contexts/demo"

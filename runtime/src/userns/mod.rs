@@ -256,7 +256,7 @@ impl UsernsError {
         Some(match self {
             UsernsError::Disabled => "as root: `sysctl -w user.max_user_namespaces=28633` (and in /etc/sysctl.d to keep it), or run rbuild as root".into(),
             UsernsError::UnprivilegedDisabled => "as root: `sysctl -w kernel.unprivileged_userns_clone=1`, or run rbuild as root".into(),
-            UsernsError::AppArmor => "as root, allow rbuild an AppArmor profile with `userns,` (see docs/kubernetes.md, \"AppArmor\"), or `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`".into(),
+            UsernsError::AppArmor => "as root, give the rbuild binary an AppArmor profile that allows `userns,` (rbuild's source has one: contrib/apparmor.d/rbuild), or `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`".into(),
             UsernsError::Refused { .. } => "in a container, its seccomp profile must allow unshare(CLONE_NEWUSER) (Kubernetes: `seccompProfile: {type: Unconfined}`; docker and rbuild run: `--security-opt seccomp=unconfined`), and AppArmor must not confine it (`appArmorProfile: {type: Unconfined}`)".into(),
             UsernsError::TooDeep => "run rbuild fewer user namespaces deep".into(),
             UsernsError::GidHelper { .. } => format!("check the user's ranges in {SUBGID_FILE}"),
