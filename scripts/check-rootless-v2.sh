@@ -6,6 +6,10 @@
 # (a static busybox). Prints one line per check, `ok` or `FAIL`, and exits non-zero on a
 # failure. Creates the user `rbcheck` and the cgroup /sys/fs/cgroup/rbcheck.slice.
 set -uo pipefail
+if [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then
+  echo "this machine does not have cgroup v2 at /sys/fs/cgroup" >&2
+  exit 2
+fi
 rbuild=$(realpath "$1")
 busybox=$(realpath "$2")
 work=$(mktemp -d /tmp/rbcheck.XXXXXX)
@@ -77,15 +81,41 @@ slice=/sys/fs/cgroup/rbcheck.slice
 mkdir -p "$slice"
 for controller in memory pids cpu; do echo "+$controller" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true; done
 chown rbcheck:rbcheck "$slice" "$slice/cgroup.procs" "$slice/cgroup.subtree_control" "$slice/cgroup.threads"
-in_slice() { sh -c 'echo $$ > '"$slice"'/cgroup.procs && exec "$@"' sh "$@"; }
-check "delegated: rbuild info says limits work" "v2; --memory, --cpus and --pids-limit work" in_slice as_user "$userbin" info
-check "delegated: --memory is memory.max" "33554432" in_slice as_user "$userbin" run --memory 32m busybox cat /sys/fs/cgroup/memory.max
-check "delegated: --pids-limit is pids.max" "5" in_slice as_user "$userbin" run --pids-limit 3 busybox cat /sys/fs/cgroup/pids.max
-check "delegated: --cpus is cpu.max" "50000 100000" in_slice as_user "$userbin" run --cpus 0.5 busybox cat /sys/fs/cgroup/cpu.max
-check "delegated: out of memory is reported" "out of memory" in_slice as_user "$userbin" run --memory 16m busybox sh -c 'tail /dev/zero'
-check "delegated: a build's RUN gets --memory" "33554432" in_slice as_user sh -c "$userbin build --progress quiet --memory 32m -t lim $work/ctx >/dev/null && $userbin run lim cat /limit"
+# A subshell that moves itself into the delegated cgroup (as root) and runs rbuild there as
+# the user, as systemd's Delegate=yes would start it; once rbuild has moved the cgroup's
+# processes into `rbuild-init`, new ones start there (the cgroup itself takes none now).
+in_slice() {
+  local into=$slice
+  [ -d "$slice/rbuild-init" ] && into=$slice/rbuild-init
+  ( echo "$BASHPID" > "$into/cgroup.procs" && as_user "$@" )
+}
+check "delegated: rbuild info says limits work" "v2; --memory, --cpus and --pids-limit work" in_slice "$userbin" info
+check "delegated: --memory is memory.max" "33554432" in_slice "$userbin" run --memory 32m busybox cat /sys/fs/cgroup/memory.max
+check "delegated: --pids-limit is pids.max" "5" in_slice "$userbin" run --pids-limit 3 busybox cat /sys/fs/cgroup/pids.max
+check "delegated: --cpus is cpu.max" "50000 100000" in_slice "$userbin" run --cpus 0.5 busybox cat /sys/fs/cgroup/cpu.max
+check "delegated: out of memory is reported" "out of memory" in_slice "$userbin" run --memory 16m busybox sh -c 'tail /dev/zero'
+check "delegated: a build's RUN gets --memory" "33554432" in_slice sh -c "$userbin build --progress quiet --memory 32m -t lim $work/ctx >/dev/null && $userbin run lim cat /limit"
 echo "cgroups below the delegated one:"
 find "$slice" -maxdepth 2 -type d | sed "s#$slice#  rbcheck.slice#"
+
+echo "== rbuild inside an unprivileged container (uid 1000, no capabilities, seccomp=unconfined)"
+export RBUILD_ROOT=$work/root-store
+outer=$work/outer
+mkdir -p "$outer/rootfs/usr/local/bin" "$outer/rootfs/images" "$outer/home/ctx"
+cp "$rbuild" "$outer/rootfs/usr/local/bin/rbuild"
+for lib in $(ldd "$rbuild" | grep -o '/[^ ]*'); do
+  mkdir -p "$outer/rootfs$(dirname "$lib")"
+  cp -L "$lib" "$outer/rootfs$lib"
+done
+cp "$work/busybox.tar" "$outer/rootfs/images/busybox.tar"
+printf 'FROM busybox\nRUN echo built inside > /x\n' > "$outer/home/ctx/Dockerfile"
+printf 'FROM busybox\nCOPY rootfs/ /\nCOPY --chown=1000:1000 home/ /home/\nUSER 1000:1000\nENV HOME=/home\n' > "$outer/Dockerfile"
+"$rbuild" build --progress quiet -t nested "$outer" >/dev/null
+mkdir -p "$work/inner-store"
+chown 1000:1000 "$work/inner-store"
+check "nested: builds and runs with its store on a volume" "built inside" "$rbuild" run --network host --security-opt seccomp=unconfined -v "$work/inner-store:/store" -e RBUILD_ROOT=/store nested sh -c 'rbuild import /images/busybox.tar busybox >/dev/null && rbuild build --progress quiet -t inner /home/ctx >/dev/null && rbuild run inner cat /x && rbuild info'
+check "nested: without a volume, copies" "snapshotter  copy" "$rbuild" run --network host --security-opt seccomp=unconfined -w /home nested sh -c 'rbuild import /images/busybox.tar busybox >/dev/null && rbuild build --progress quiet -t inner /home/ctx >/dev/null && rbuild run inner cat /x && rbuild info'
+unset RBUILD_ROOT
 
 echo "== $failures failure(s)"
 [ "$failures" -eq 0 ]

@@ -161,6 +161,10 @@ pub fn help_for<'a>(
                 "root's store is root's alone: unset `RBUILD_ROOT` to use your own store, or run rbuild as root"
                     .to_owned(),
             ),
+            rbuild_store::Error::IdMappingChanged { current, .. } if current.is_host() => Some(
+                "it is a store of rootless rbuild (an ordinary user's, or a container's): use it from there; root has a store of its own (unset `RBUILD_ROOT`)"
+                    .to_owned(),
+            ),
             rbuild_store::Error::IdMappingChanged { .. } => Some(match namespace().map(|ns| &ns.mode) {
                 Some(Mode::SingleId(reason)) => format!(
                     "the store was made with your subordinate ids, and rbuild maps only your own id now because {reason}"

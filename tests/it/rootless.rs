@@ -718,3 +718,55 @@ fn rbuild_builds_inside_an_unprivileged_container() {
     );
     assert!(err.contains("seccompProfile: {type: Unconfined}"), "{err}");
 }
+
+#[test]
+fn root_of_a_namespace_it_did_not_make_uses_it_as_it_is() {
+    require_privileges!();
+    // As in a pod with user namespaces (`hostUsers: false`) and CAP_SYS_ADMIN inside it:
+    // rbuild is root of a namespace someone else made, and uses it as it is.
+    let env = TestEnv::with_busybox();
+    let other = TestEnv::new();
+    let tar = other.path("busybox.tar");
+    write_busybox_image(&tar);
+    let ctx = other.context(
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nRUN echo inside > /made\n")],
+    );
+    let script = format!(
+        "{rbuild} load -i {tar} >/dev/null && {rbuild} info && {rbuild} build --progress quiet -t made {ctx} >/dev/null && {rbuild} run made cat /made",
+        rbuild = env!("CARGO_BIN_EXE_rbuild"),
+        tar = tar.display(),
+        ctx = ctx.display(),
+    );
+    let out = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--", "sh", "-c", &script])
+        .env("RBUILD_ROOT", other.root())
+        .env("HOME", other.path("home"))
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("mode         root of a user namespace (a container's)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("snapshotter  overlayfs (userxattr)"),
+        "{text}"
+    );
+    assert!(text.ends_with("inside\n"), "{text}");
+    // That store is the namespace's: root outside it is refused.
+    let out = env
+        .command()
+        .env("RBUILD_ROOT", other.root())
+        .args(["images"])
+        .output()
+        .unwrap();
+    assert_failure(&out);
+    let err = flat(&stderr(&out));
+    assert!(
+        err.contains("holds files with a user namespace's (uid 0 = 0; gid 0 = 0) ids, and this rbuild runs with root's (no user namespace) ids"),
+        "{err}"
+    );
+    assert!(err.contains("it is a store of rootless rbuild"), "{err}");
+}

@@ -128,13 +128,30 @@ pub(super) fn mount_cgroupfs(rootfs: &Path, cgroupfs: &CgroupFs) {
     let flags = MsFlags::MS_RDONLY | NOSUID_NODEV_NOEXEC;
     match cgroupfs {
         CgroupFs::V2 => {
-            let _ = mount(
-                Some("cgroup2"),
-                &target,
-                Some("cgroup2"),
-                flags,
-                None::<&str>,
-            );
+            let cgroup2 = || {
+                mount(
+                    Some("cgroup2"),
+                    &target,
+                    Some("cgroup2"),
+                    flags,
+                    None::<&str>,
+                )
+            };
+            // Where the host's /sys was bound (rootless, host network) its cgroup2 is
+            // mounted here already, and the kernel refuses the same filesystem on the root
+            // of its own mount (`EBUSY`): a read-only tmpfs in between.
+            if cgroup2() == Err(nix::errno::Errno::EBUSY)
+                && mount(
+                    Some("tmpfs"),
+                    &target,
+                    Some("tmpfs"),
+                    MsFlags::MS_RDONLY | NOSUID_NODEV_NOEXEC,
+                    Some("size=0,mode=755"),
+                )
+                .is_ok()
+            {
+                let _ = cgroup2();
+            }
         }
         CgroupFs::V1 { hierarchies } => {
             let data = Some("mode=755,size=64k");

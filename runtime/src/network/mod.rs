@@ -121,7 +121,7 @@ pub fn bridge_unavailable() -> Option<String> {
     if owner == Some(own) {
         return None;
     }
-    Some("the host's network namespace is not rbuild's to change when it runs as an ordinary user (rootless)".to_owned())
+    Some("the network namespace rbuild runs in is not its own to change (rbuild runs as an ordinary user, or in a container that did not give it one)".to_owned())
 }
 
 /// An address held for one sandbox; released when dropped (or when rbuild dies).
