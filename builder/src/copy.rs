@@ -194,6 +194,17 @@ pub(crate) fn copy_tree(
     origin: &str,
     dest_root: &Path,
 ) -> Result<(), CopyError> {
+    copy_tree_owned(source_root, origin, dest_root, true)
+}
+
+/// [`copy_tree`]; with `keep_owners` false every copy belongs to root (in a rootless
+/// rbuild's namespace: the user, so that what it writes for the user is theirs).
+pub(crate) fn copy_tree_owned(
+    source_root: &Path,
+    origin: &str,
+    dest_root: &Path,
+    keep_owners: bool,
+) -> Result<(), CopyError> {
     copy(&CopyRequest {
         source_root,
         origin,
@@ -201,7 +212,7 @@ pub(crate) fn copy_tree(
         dest_root,
         destination: "/",
         owner: None,
-        preserve_owner: true,
+        preserve_owner: keep_owners,
         mode: None,
         ignore: None,
         extract_archives: false,

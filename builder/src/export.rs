@@ -45,8 +45,14 @@ pub fn export_rootfs(
             }
             RootfsOutput::Dir(dest) => {
                 std::fs::create_dir_all(&dest).map_err(|e| io_error(&dest, e))?;
-                copy::copy_tree(&rootfs, "the image", &dest).map_err(|e| BuildError::Export {
-                    source: Box::new(e),
+                // The files are written for the user: a rootless rbuild gives them to the
+                // user (container root), not to subordinate ids they could not remove, as
+                // BuildKit's client writes them as the user who asked.
+                let keep_owners = store.id_mapping().is_host();
+                copy::copy_tree_owned(&rootfs, "the image", &dest, keep_owners).map_err(|e| {
+                    BuildError::Export {
+                        source: Box::new(e),
+                    }
                 })
             }
         })?

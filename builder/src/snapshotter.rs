@@ -37,12 +37,28 @@ impl Snapshotter {
             Ok("overlayfs") => return Snapshotter::Overlayfs,
             _ => {}
         }
-        match probe(store) {
+        // The answer depends on the kernel and on the store's filesystem: remembered for
+        // them in the store, as a probe costs a mount namespace and a mount (5–8 ms).
+        let key = probe_key(store.root());
+        if let Some(known) = key.as_deref().and_then(|key| remembered(store, key)) {
+            return known;
+        }
+        let found = match probe(store) {
             Ok(()) => Snapshotter::Overlayfs,
             Err(reason) => Snapshotter::Copy {
                 reason: format!("{}{reason}", why_not(store.root())),
             },
+        };
+        if let Some(key) = key {
+            let reason = match &found {
+                Snapshotter::Overlayfs => String::new(),
+                Snapshotter::Copy { reason } => reason.clone(),
+            };
+            let record =
+                serde_json::json!({"key": key, "snapshotter": found.name(), "reason": reason});
+            let _ = store.put_state(STATE, record.to_string().as_bytes());
         }
+        found
     }
 
     pub fn name(&self) -> &'static str {
@@ -143,6 +159,33 @@ pub(crate) fn bind(dir: &Path) -> Mount {
         source: dir.to_owned(),
         target: "/".into(),
         options: vec!["bind".into()],
+    }
+}
+
+/// The store's state document with the last probe's answer.
+const STATE: &str = "snapshotter";
+
+/// What the probe's answer depends on: the kernel's release and the store's filesystem.
+fn probe_key(root: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let kernel = nix::sys::utsname::uname().ok()?;
+    let device = fs::metadata(root.join("snapshots")).ok()?.dev();
+    Some(format!("{} {device}", kernel.release().to_string_lossy()))
+}
+
+/// The remembered answer for `key`, if the last probe was made for it.
+fn remembered(store: &Store, key: &str) -> Option<Snapshotter> {
+    let bytes = store.get_state(STATE).ok()??;
+    let record: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    if record["key"] != key {
+        return None;
+    }
+    match record["snapshotter"].as_str()? {
+        "overlayfs" => Some(Snapshotter::Overlayfs),
+        "copy" => Some(Snapshotter::Copy {
+            reason: record["reason"].as_str()?.to_owned(),
+        }),
+        _ => None,
     }
 }
 

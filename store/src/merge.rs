@@ -484,21 +484,10 @@ fn remove_any(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layer::tests::privileged;
     use crate::layer::{LayerOptions, write_layer};
 
     const OPAQUE: &str = "trusted.overlay.opaque";
-
-    fn privileged() -> bool {
-        if rustix::process::geteuid().is_root() {
-            return true;
-        }
-        assert!(
-            std::env::var_os("RBUILD_PRIVILEGED_TESTS").is_none_or(|v| v != "1"),
-            "RBUILD_PRIVILEGED_TESTS=1 but not running as root"
-        );
-        eprintln!("skipped: needs root (whiteouts, trusted xattrs, overlay mounts)");
-        false
-    }
 
     fn write(path: &Path, text: &str) {
         fs::create_dir_all(path.parent().unwrap()).unwrap();

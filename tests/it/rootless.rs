@@ -244,7 +244,22 @@ fn a_user_builds_runs_and_saves_with_container_ids_and_gets_roots_image() {
     let out = build(&mut root.command(), &root_ctx);
     assert_eq!(image_id(&out), rootless_id, "{}", stderr(&out));
 
-    // And the user's store passes its own check.
+    // Export and prune as the user; the user's store passes its own check.
+    let exported = user.path("rootfs.tar");
+    assert_success(&user.rbuild(&["export", "owners:1", "-o", exported.to_str().unwrap()]));
+    let mut tar = tar::Archive::new(fs::File::open(&exported).unwrap());
+    let made = tar
+        .entries()
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .find(|entry| entry.path().unwrap() == Path::new("data/run/f"))
+        .expect("data/run/f in the export");
+    assert_eq!(
+        (made.header().uid().unwrap(), made.header().gid().unwrap()),
+        (2000, 3000)
+    );
+    assert_success(&user.rbuild(&["rmi", "owners:1"]));
+    assert_success(&user.rbuild(&["prune", "--all"]));
     let out = user.rbuild(&["store", "verify"]);
     assert_success(&out);
 }
@@ -480,6 +495,24 @@ fn stores_belong_to_one_user_and_hide_subordinate_owners() {
         flat(&stderr(&out)).contains(&format!("belongs to `{USER}`")),
         "{}",
         stderr(&out)
+    );
+    // A store where the user cannot write: one line, and what to do.
+    let out = user
+        .command()
+        .env("RBUILD_ROOT", "/var/lib/rbuild-of-nobody/store")
+        .args(["images"])
+        .output()
+        .unwrap();
+    assert_failure(&out);
+    let err = flat(&stderr(&out));
+    assert!(err.contains("Permission denied"), "{err}");
+    assert!(
+        err.contains("choose a directory you can write with `RBUILD_ROOT`"),
+        "{err}"
+    );
+    assert!(
+        !Path::new("/var/lib/rbuild-of-nobody").exists(),
+        "nothing half-made"
     );
     // The store's mapping is its own: the same user with another mapping is refused.
     let out = user

@@ -120,4 +120,20 @@ fn copies_give_the_image_overlayfs_gives_as_root_and_as_a_user() {
     let out = build(user.command(), &user_ctx, "copy", &local);
     assert_eq!(image_id(&out), overlay_id, "{}", stderr(&out));
     assert_success(&user.rbuild(&["store", "verify"]));
+    // What `-o type=local` writes for the user is the user's (root's keeps the image's
+    // owners), so that they can remove it.
+    use std::os::unix::fs::MetadataExt;
+    let owner = |path: &Path| {
+        let meta = fs::symlink_metadata(path).unwrap();
+        (meta.uid(), meta.gid())
+    };
+    assert_eq!(
+        owner(&copies.path("local-copy").join("bound")),
+        (1000, 1000)
+    );
+    assert_eq!(owner(&local.join("bound")), (account.uid, account.gid));
+    assert_eq!(
+        owner(&local.join("from-stage/only")),
+        (account.uid, account.gid)
+    );
 }

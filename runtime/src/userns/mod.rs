@@ -437,8 +437,11 @@ fn helper_child(go: OwnedFd, report: OwnedFd, target: Pid, uids: &[String], gids
     let told = fs::File::from(go).read(&mut byte).is_ok_and(|n| n == 1);
     if told {
         let mut report = fs::File::from(report);
-        for (helper, args) in [("newuidmap", uids), ("newgidmap", gids)] {
-            if let Err(message) = run_helper(helper, target, args) {
+        // Both at once: each is a setuid exec of a few milliseconds.
+        let uid_helper = start_helper("newuidmap", target, uids);
+        let gid_helper = start_helper("newgidmap", target, gids);
+        for (helper, started) in [("newuidmap", uid_helper), ("newgidmap", gid_helper)] {
+            if let Err(message) = started.and_then(finish_helper) {
                 let _ = write!(report, "{helper}: {message}");
                 break;
             }
@@ -449,22 +452,33 @@ fn helper_child(go: OwnedFd, report: OwnedFd, target: Pid, uids: &[String], gids
     unsafe { libc::_exit(0) }
 }
 
-fn run_helper(helper: &str, target: Pid, args: &[String]) -> Result<(), String> {
-    let output = Command::new(helper)
+fn start_helper(helper: &str, target: Pid, args: &[String]) -> Result<std::process::Child, String> {
+    Command::new(helper)
         .arg(target.to_string())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .output()
-        .map_err(|err| err.to_string())?;
+        .spawn()
+        .map_err(|err| err.to_string())
+}
+
+fn finish_helper(child: std::process::Child) -> Result<(), String> {
+    let output = child.wait_with_output().map_err(|err| err.to_string())?;
     if output.status.success() {
         return Ok(());
     }
     let text = String::from_utf8_lossy(&output.stderr);
+    // Shadow's helpers start each line with their own name, which the report gives already.
     let message = text
         .lines()
-        .map(str::trim)
+        .map(|line| {
+            let line = line.trim();
+            ["newuidmap: ", "newgidmap: "]
+                .iter()
+                .find_map(|prefix| line.strip_prefix(prefix))
+                .unwrap_or(line)
+        })
         .filter(|line| !line.is_empty())
         .collect::<Vec<_>>()
         .join("; ");
@@ -487,8 +501,9 @@ fn unshare_user() -> Result<(), UsernsError> {
     })
 }
 
-/// The user's own uid and gid as container root. `setgroups` must be denied first: an
-/// unprivileged process may map its gid only so.
+/// The user's own uid and gid as container root, for the maps not written yet (a helper
+/// may have written one). `setgroups` must be denied first: an unprivileged process may map
+/// its gid only so.
 fn write_single_map(uid: Uid, gid: Gid) -> Result<(), UsernsError> {
     let write = |path: &str, text: String| {
         fs::write(path, text).map_err(|source| UsernsError::WriteMap {
@@ -496,9 +511,15 @@ fn write_single_map(uid: Uid, gid: Gid) -> Result<(), UsernsError> {
             source,
         })
     };
-    write("/proc/self/uid_map", format!("0 {uid} 1\n"))?;
-    write("/proc/self/setgroups", "deny".to_owned())?;
-    write("/proc/self/gid_map", format!("0 {gid} 1\n"))
+    let unwritten = |path: &str| fs::read_to_string(path).is_ok_and(|text| text.trim().is_empty());
+    if unwritten("/proc/self/uid_map") {
+        write("/proc/self/uid_map", format!("0 {uid} 1\n"))?;
+    }
+    if unwritten("/proc/self/gid_map") {
+        write("/proc/self/setgroups", "deny".to_owned())?;
+        write("/proc/self/gid_map", format!("0 {gid} 1\n"))?;
+    }
+    Ok(())
 }
 
 /// Says "disabled" before trying, where the machine says so plainly.

@@ -11,4 +11,4 @@ pub use unpack::{
 pub use write::{LayerOptions, write_layer};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -11,7 +11,7 @@ use crate::{Digest, OverlayXattrs};
 
 /// Root is needed for device nodes, ownership and `trusted.*` xattrs. Without root the
 /// test skips, unless `RBUILD_PRIVILEGED_TESTS=1` makes a skip a failure.
-fn privileged() -> bool {
+pub(crate) fn privileged() -> bool {
     if rustix::process::geteuid().is_root() {
         return true;
     }
