@@ -12,7 +12,8 @@
 //!
 //! In a user namespace, an owner the namespace does not map and a device node cannot be
 //! created: both are errors that name the entry ([`Error::UnmappedOwner`],
-//! [`Error::DeviceNode`]), never a file with another owner or a missing one.
+//! [`Error::DeviceNode`]), never a file with another owner or a missing one; the one
+//! exception is device nodes under `/dev`, which no sandbox sees (its `/dev` is its own).
 
 use std::cell::Cell;
 use std::ffi::OsStr;
@@ -413,6 +414,16 @@ impl Unpacker {
                     EntryType::Block => FileType::BlockDevice,
                     _ => FileType::Fifo,
                 };
+                // Root filesystems made by debootstrap and the like carry /dev's nodes. A
+                // user namespace cannot create them, and no sandbox ever sees them: its
+                // /dev is its own tmpfs. Skipped there, as rootless podman and docker do;
+                // a device node anywhere else is refused (`Error::DeviceNode`).
+                if file_type != FileType::Fifo
+                    && components.first().is_some_and(|first| first == "dev")
+                    && in_user_namespace()
+                {
+                    return Ok(());
+                }
                 let header = entry.header();
                 let major = header.device_major().map_err(unpack_err)?.unwrap_or(0);
                 let minor = header.device_minor().map_err(unpack_err)?.unwrap_or(0);
