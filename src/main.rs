@@ -1,5 +1,7 @@
 //! The `rbuild` command: build Dockerfiles into OCI images, run them, move them around.
 
+#[macro_use]
+mod output;
 mod cli;
 mod commands;
 mod progress;

@@ -81,8 +81,8 @@ pub fn load(args: LoadArgs) -> Result<ExitCode> {
         .into_diagnostic()?;
     for image in loaded {
         match image.name {
-            Some(name) => println!("Loaded image: {name}"),
-            None => println!("Loaded image ID: {}", image.manifest),
+            Some(name) => outln!("Loaded image: {name}"),
+            None => outln!("Loaded image ID: {}", image.manifest),
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -94,7 +94,7 @@ pub fn import(args: ImportArgs) -> Result<ExitCode> {
     let input = open_input(&args.file)?;
     let manifest = store.import(input, &args.file, &name).into_diagnostic()?;
     let image = store.image_by_manifest(&manifest).into_diagnostic()?;
-    println!("{}", image.config_digest);
+    outln!("{}", image.config_digest);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -122,7 +122,7 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
     let name = parse_name(&args.image)?;
     let image = store.image(&name).map_err(not_found)?;
     let out: Box<dyn io::Write + Send> = if args.output.as_os_str() == "-" {
-        Box::new(io::BufWriter::new(io::stdout()))
+        Box::new(io::BufWriter::new(crate::output::stdout()))
     } else {
         let file = File::create(&args.output)
             .into_diagnostic()

@@ -458,7 +458,7 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
                 eprintln!("naming to {tag}");
             }
         }
-        println!("{}", result.config);
+        outln!("{}", result.config);
         if args.fail_on_miss && !result.misses.is_empty() {
             for miss in &result.misses {
                 let reason = miss

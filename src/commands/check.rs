@@ -97,7 +97,7 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
                     "help": warning.help,
                     "url": warning.rule.url(),
                 });
-                println!("{object}");
+                outln!("{object}");
             }
         }
     }

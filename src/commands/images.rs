@@ -1,6 +1,6 @@
 //! `rbuild images`, `inspect`, `tag`, `rmi`, `history`.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
@@ -67,8 +67,7 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
             .wrap_err_with(|| format!("cannot read image `{}`", record.name))?;
         rows.push((record, image));
     }
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
+    let mut out = crate::output::stdout();
     match args.format {
         FormatArg::Json => {
             for (record, image) in &rows {
@@ -142,7 +141,9 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
     let value: serde_json::Value = serde_json::from_slice(&bytes).into_diagnostic()?;
     let mut text = serde_json::to_string_pretty(&value).into_diagnostic()?;
     text.push('\n');
-    io::stdout().write_all(text.as_bytes()).into_diagnostic()?;
+    crate::output::stdout()
+        .write_all(text.as_bytes())
+        .into_diagnostic()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -212,7 +213,7 @@ pub fn rmi(args: RmiArgs) -> Result<ExitCode> {
     let mut failed = false;
     for name in &names {
         if store.untag(name).into_diagnostic()? {
-            println!("Untagged: {name}");
+            outln!("Untagged: {name}");
         } else {
             eprintln!("error: image `{name}` not found");
             failed = true;
@@ -254,8 +255,7 @@ pub fn history(args: HistoryArgs) -> Result<ExitCode> {
         };
         rows.push((entry, size));
     }
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
+    let mut out = crate::output::stdout();
     match args.format {
         FormatArg::Json => {
             for (entry, size) in rows.iter().rev() {

@@ -72,8 +72,7 @@ pub fn info(args: InfoArgs) -> Result<ExitCode> {
         }
     };
 
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = crate::output::stdout();
     match args.format {
         FormatArg::Json => {
             let value = serde_json::json!({

@@ -247,7 +247,7 @@ pub async fn pull(args: PullArgs) -> Result<ExitCode> {
             None => eprintln!("pulled {reference}"),
         }
     }
-    println!("{digest}");
+    outln!("{digest}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -273,7 +273,7 @@ pub async fn push(args: PushArgs) -> Result<ExitCode> {
         args.quiet,
     )
     .await?;
-    println!("{digest}");
+    outln!("{digest}");
     Ok(ExitCode::SUCCESS)
 }
 

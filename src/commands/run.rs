@@ -75,6 +75,16 @@ pub struct RunArgs {
     /// and `label=disable` (rbuild applies neither)
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
+    /// Accepted for docker's habit: a sandbox's changes are always discarded when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Not supported: rbuild runs in the foreground only (it is not a container manager;
+    /// no daemon keeps containers)
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Not supported: rbuild keeps no containers to name
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
     /// Keep stdin open (without it the process reads `/dev/null`)
     #[arg(short = 'i', long)]
     pub interactive: bool,
@@ -216,6 +226,18 @@ fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
 }
 
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
+    if args.detach {
+        return Err(miette::miette!(
+            help = "run it in the background from the shell (`rbuild run IMAGE &`) or under a process supervisor",
+            "`-d`: rbuild runs sandboxes in the foreground only; it is not a container manager and no daemon keeps them"
+        ));
+    }
+    if let Some(container) = &args.name {
+        return Err(miette::miette!(
+            help = "drop `--name`; `--hostname` names the sandbox's host",
+            "`--name {container}`: rbuild keeps no containers, so there is nothing to name"
+        ));
+    }
     let name = parse_name(&args.image)?;
     let memory = args
         .memory

@@ -1,6 +1,6 @@
 //! The store itself: `rbuild du`, `rbuild prune`, `rbuild store verify`.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
@@ -76,8 +76,7 @@ pub enum StoreCommand {
 pub fn du(args: DuArgs) -> Result<ExitCode> {
     let store = open_store()?;
     let usage = store.usage().into_diagnostic()?;
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
+    let mut out = crate::output::stdout();
     match args.format {
         FormatArg::Json => {
             let images: Vec<_> = usage
@@ -221,7 +220,7 @@ pub fn prune(args: PruneArgs) -> Result<ExitCode> {
     } else {
         String::new()
     };
-    println!(
+    outln!(
         "{verb} {} cache record(s), {cache_mounts}{} blob(s) and {} snapshot(s): {}",
         report.cache_records,
         report.blobs,
@@ -238,7 +237,7 @@ pub fn logs(args: LogsArgs) -> Result<ExitCode> {
     let logs = list_logs(&dir);
     if args.list {
         for log in &logs {
-            println!(
+            outln!(
                 "{}",
                 log.file_stem()
                     .map(|s| s.to_string_lossy())
@@ -266,7 +265,7 @@ pub fn logs(args: LogsArgs) -> Result<ExitCode> {
             .ok_or_else(|| miette::miette!("no build has run with this store yet"))?,
     };
     let text = std::fs::read(&log).into_diagnostic()?;
-    io::stdout().write_all(&text).into_diagnostic()?;
+    crate::output::stdout().write_all(&text).into_diagnostic()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -279,8 +278,7 @@ pub fn store(args: StoreArgs) -> Result<ExitCode> {
 fn verify(repair: bool) -> Result<ExitCode> {
     let store = open_store()?;
     let report = store.verify().into_diagnostic()?;
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
+    let mut out = crate::output::stdout();
     for digest in &report.corrupt {
         writeln!(out, "corrupt blob {digest}").into_diagnostic()?;
     }

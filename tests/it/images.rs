@@ -125,3 +125,28 @@ fn load_with_tag_and_import_of_a_rootfs_tarball() {
     assert_failure(&out);
     assert!(stderr(&out).contains("nope.tar"), "{}", stderr(&out));
 }
+
+/// `rbuild images | head -1` and the like: a reader that has gone ends rbuild as SIGPIPE
+/// ends any Unix tool, silently.
+#[test]
+fn a_closed_stdout_ends_rbuild_as_sigpipe_does() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    for args in [
+        &["images"][..],
+        &["history", "busybox"],
+        &["inspect", "busybox"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = env.command().args(args).stdout(writer).output().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}

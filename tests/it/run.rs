@@ -495,3 +495,26 @@ fn published_ports_reach_the_sandbox() {
         stderr(&out)
     );
 }
+
+#[test]
+fn docker_habits_rm_is_accepted_and_detach_and_name_say_why() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let out = env.rbuild(&["run", "--rm", "busybox", "echo", "gone"]);
+    assert_success(&out);
+    assert_eq!(stdout(&out), "gone\n");
+    let out = env.rbuild(&["run", "-d", "busybox", "true"]);
+    assert_failure(&out);
+    assert!(
+        flat(&stderr(&out)).contains("`-d`: rbuild runs sandboxes in the foreground only"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.rbuild(&["run", "--name", "web", "busybox", "true"]);
+    assert_failure(&out);
+    assert!(
+        flat(&stderr(&out)).contains("`--name web`: rbuild keeps no containers"),
+        "{}",
+        stderr(&out)
+    );
+}
