@@ -9,6 +9,21 @@ use miette::{Diagnostic, LabeledSpan, NamedSource, Report, Severity, SourceCode}
 use rbuild_builder::BuildError;
 use rbuild_frontend::{ErrorKind, Span, Warning};
 
+/// The causes of an error, innermost last, as one message (a cause already said by an
+/// outer one is not repeated).
+pub fn message_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(current) = source {
+        let text = current.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = current.source();
+    }
+    parts.join(": ")
+}
+
 /// A problem located in the Dockerfile.
 #[derive(Debug)]
 struct DockerfileDiagnostic {

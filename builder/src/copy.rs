@@ -390,14 +390,7 @@ impl Copier<'_> {
     /// A failed chown to `owner`, as [`rbuild_store::Error::UnmappedOwner`] when the user
     /// namespace does not map the id.
     fn chown_err(&self, path: &Path, owner: Owner, source: io::Error) -> CopyError {
-        let shown = self.shown(path);
-        match rbuild_store::Error::unmapped_owner(&shown, owner.uid, owner.gid, &source) {
-            Some(unmapped) => CopyError::Rootless {
-                path: shown,
-                source: unmapped,
-            },
-            None => self.io_err(path, source),
-        }
+        chown_error(self.shown(path), owner, source)
     }
 
     fn io_err(&self, path: impl AsRef<Path>, source: io::Error) -> CopyError {
@@ -547,17 +540,20 @@ impl Copier<'_> {
                 nix::sys::stat::Mode::from_bits_truncate(0o600),
                 meta.rdev(),
             )
-            .map_err(|e| match e {
+            .map_err(|e| {
+                let e = io::Error::from(e);
                 // A user namespace (rootless) cannot create device nodes.
-                nix::errno::Errno::EPERM if kind != libc::S_IFIFO && in_user_namespace() => {
-                    CopyError::Rootless {
-                        path: self.shown(source),
-                        source: rbuild_store::Error::DeviceNode {
-                            path: self.shown(source),
-                        },
-                    }
+                let shown = self.shown(source);
+                match (kind != libc::S_IFIFO)
+                    .then(|| rbuild_store::Error::device_node(&shown, &e))
+                    .flatten()
+                {
+                    Some(refused) => CopyError::Rootless {
+                        path: shown,
+                        source: refused,
+                    },
+                    None => self.io_err(target, e),
                 }
-                e => self.io_err(target, e.into()),
             })?;
         }
         self.set_owner_mode(target, owner, mode)?;
@@ -666,23 +662,23 @@ pub(crate) fn make_workdir(root: &Path, path: &str, owner: Owner) -> Result<(), 
             source,
         };
         fs::create_dir(&dir).map_err(err)?;
-        std::os::unix::fs::lchown(&dir, Some(owner.uid), Some(owner.gid)).map_err(|source| {
-            let path = display_in_root(root, &dir);
-            match rbuild_store::Error::unmapped_owner(&path, owner.uid, owner.gid, &source) {
-                Some(unmapped) => CopyError::Rootless {
-                    path,
-                    source: unmapped,
-                },
-                None => CopyError::Io { path, source },
-            }
-        })?;
+        std::os::unix::fs::lchown(&dir, Some(owner.uid), Some(owner.gid))
+            .map_err(|source| chown_error(display_in_root(root, &dir), owner, source))?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).map_err(err)?;
     }
     Ok(())
 }
 
-fn in_user_namespace() -> bool {
-    rbuild_store::IdMapping::of_current_process().is_ok_and(|mapping| !mapping.is_host())
+/// A failed chown of `path` (as shown) to `owner`, as [`rbuild_store::Error::UnmappedOwner`]
+/// when the user namespace does not map the id.
+fn chown_error(path: String, owner: Owner, source: io::Error) -> CopyError {
+    match rbuild_store::Error::unmapped_owner(&path, owner.uid, owner.gid, &source) {
+        Some(unmapped) => CopyError::Rootless {
+            path,
+            source: unmapped,
+        },
+        None => CopyError::Io { path, source },
+    }
 }
 
 #[cfg(test)]

@@ -284,7 +284,7 @@ async fn read_line<R: AsyncBufReadExt + Unpin>(
 
 /// The overlay of a store's snapshots for a step (or `rbuild run`): `lowers` top first,
 /// in the store's overlay format (`xattrs`).
-pub fn overlay(
+pub(crate) fn overlay(
     lowers: &[std::path::PathBuf],
     upper: Option<(std::path::PathBuf, std::path::PathBuf)>,
     empty: std::path::PathBuf,

@@ -31,7 +31,7 @@ mod unarchive;
 
 pub use cache::CacheKey;
 pub use error::BuildError;
-pub use exec::{DEFAULT_NETWORK, overlay};
+pub use exec::DEFAULT_NETWORK;
 pub use export::{RootfsOutput, export_rootfs};
 pub use ignore::IgnoreMatcher;
 pub use image::frontend_config;

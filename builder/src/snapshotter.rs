@@ -107,6 +107,41 @@ impl Snapshotter {
     }
 }
 
+impl Snapshotter {
+    /// A throwaway writable root over `lowers` in the existing empty directory `dir`, for
+    /// `rbuild run`, whose changes are never kept: an overlay with `dir/upper` and
+    /// `dir/work`, or (copies) the merged files in `dir/merged`, bound.
+    pub fn scratch_root(
+        &self,
+        store: &Store,
+        lowers: &[PathBuf],
+        dir: &Path,
+    ) -> Result<Mount, rbuild_store::Error> {
+        let create = |name: &str| {
+            let path = dir.join(name);
+            fs::create_dir(&path).map_err(|source| rbuild_store::Error::Io {
+                action: "create",
+                path: path.clone(),
+                source,
+            })?;
+            Ok::<_, rbuild_store::Error>(path)
+        };
+        Ok(match self {
+            Snapshotter::Overlayfs => overlay(
+                lowers,
+                Some((create("upper")?, create("work")?)),
+                store.empty_dir()?,
+                store.overlay_xattrs(),
+            ),
+            Snapshotter::Copy { .. } => {
+                let merged = create("merged")?;
+                store.merge_into(lowers, &merged)?;
+                bind(&merged)
+            }
+        })
+    }
+}
+
 /// A step's writable filesystem (see [`Snapshotter::writable`]).
 #[derive(Debug)]
 pub(crate) enum Writable {

@@ -124,13 +124,7 @@ impl Runtime {
 
     /// Fails, before anything runs, when `limits` asks for a limit this runtime cannot keep.
     pub fn check_limits(&self, limits: &crate::Limits) -> Result<(), Error> {
-        match (self.inner.hierarchy.unavailable(), limits.first_named()) {
-            (Some(reason), Some(limit)) => Err(Error::LimitUnavailable {
-                limit,
-                reason: reason.to_owned(),
-            }),
-            _ => Ok(()),
-        }
+        self.inner.hierarchy.check(limits)
     }
 
     /// Starts a sandbox running `spec`. Callable from a tokio task: the helper is started

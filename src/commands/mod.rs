@@ -57,16 +57,12 @@ pub fn open_store() -> Result<Store> {
             crate::rootless::help_for(std::iter::once(&err as &(dyn std::error::Error + 'static)))
                 .or_else(|| store_help(&err));
         match help {
-            Some(help) => {
-                let mut message = format!("cannot open the store at {}", root.display());
-                let mut cause: Option<&dyn std::error::Error> = Some(&err);
-                while let Some(inner) = cause {
-                    message.push_str(": ");
-                    message.push_str(&inner.to_string());
-                    cause = inner.source();
-                }
-                miette::miette!(help = help, "{message}")
-            }
+            Some(help) => miette::miette!(
+                help = help,
+                "cannot open the store at {}: {}",
+                root.display(),
+                crate::report::message_chain(&err)
+            ),
             None => miette::Report::from_err(err)
                 .wrap_err(format!("cannot open the store at {}", root.display())),
         }

@@ -163,7 +163,7 @@ pub fn report(err: RegistryError) -> miette::Report {
     };
     let error = err.to_string();
     let source = std::error::Error::source(&err)
-        .map(|s| Box::<dyn std::error::Error + Send + Sync>::from(chain(s)));
+        .map(|s| Box::<dyn std::error::Error + Send + Sync>::from(crate::report::message_chain(s)));
     miette::Report::new(RegistryReport {
         error,
         source,
@@ -175,25 +175,11 @@ pub fn report(err: RegistryError) -> miette::Report {
 pub fn report_with(err: RegistryError, message: String, help: String) -> miette::Report {
     miette::Report::new(RegistryReport {
         error: message,
-        source: Some(Box::<dyn std::error::Error + Send + Sync>::from(chain(
-            &err,
-        ))),
+        source: Some(Box::<dyn std::error::Error + Send + Sync>::from(
+            crate::report::message_chain(&err),
+        )),
         help: Some(help),
     })
-}
-
-/// The causes of an error, innermost last, as one message.
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut source = err.source();
-    while let Some(current) = source {
-        let text = current.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = current.source();
-    }
-    parts.join(": ")
 }
 
 pub fn parse_reference(text: &str) -> Result<Reference> {

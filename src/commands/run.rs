@@ -165,7 +165,6 @@ fn parse_volume(text: &str) -> Result<Mount, String> {
     })
 }
 
-/// `--tmpfs PATH[:OPTIONS]`, Docker's default options when none are given.
 /// Docker's `--security-opt` values that mean something here.
 fn parse_security_opts(options: &[String]) -> Result<Seccomp, String> {
     let mut seccomp = Seccomp::Default;
@@ -192,6 +191,7 @@ fn parse_security_opts(options: &[String]) -> Result<Seccomp, String> {
     Ok(seccomp)
 }
 
+/// `--tmpfs PATH[:OPTIONS]`, Docker's default options when none are given.
 fn parse_tmpfs(text: &str) -> Result<Mount, String> {
     let (target, options) = text.split_once(':').unwrap_or((text, ""));
     if !target.starts_with('/') {
@@ -573,9 +573,8 @@ fn publish_ports(listeners: Vec<(TcpListener, u16)>, address: Ipv4Addr) -> Vec<J
 /// The writable layer of a `rbuild run`: a scratch directory of the store, not a snapshot,
 /// since its changes are discarded. It costs no metadata commit (a disk flush) to make or
 /// to drop, and a killed run's is removed by the next command, as its owner is gone. The
-/// image's layers below it are kept by the lease `Store::image_in_use` took.
-/// The sandbox's writable root for `rbuild run`: an overlay with a throwaway upper dir, or
-/// without overlayfs a throwaway copy. Gone after the run: changes are never kept.
+/// image's layers below it are kept by the lease `Store::image_in_use` took. Without
+/// overlayfs it is a throwaway copy of the layers instead (`Snapshotter::scratch_root`).
 struct RunLayer {
     dir: std::path::PathBuf,
     root: Mount,
@@ -588,38 +587,7 @@ impl RunLayer {
         lowers: Vec<std::path::PathBuf>,
     ) -> Result<RunLayer, rbuild_store::Error> {
         let dir = store.temp_dir("run")?;
-        let made = (|| {
-            let create = |path: std::path::PathBuf| {
-                std::fs::create_dir(&path).map_err(|source| rbuild_store::Error::Io {
-                    action: "create",
-                    path: path.clone(),
-                    source,
-                })?;
-                Ok::<_, rbuild_store::Error>(path)
-            };
-            Ok(match snapshotter {
-                rbuild_builder::Snapshotter::Overlayfs => {
-                    let (upper, work) = (create(dir.join("upper"))?, create(dir.join("work"))?);
-                    rbuild_builder::overlay(
-                        &lowers,
-                        Some((upper, work)),
-                        store.empty_dir()?,
-                        store.overlay_xattrs(),
-                    )
-                }
-                rbuild_builder::Snapshotter::Copy { .. } => {
-                    let merged = create(dir.join("merged"))?;
-                    store.merge_into(&lowers, &merged)?;
-                    Mount {
-                        fstype: "bind".into(),
-                        source: merged,
-                        target: "/".into(),
-                        options: vec!["bind".into()],
-                    }
-                }
-            })
-        })();
-        match made {
+        match snapshotter.scratch_root(store, &lowers, &dir) {
             Ok(root) => Ok(RunLayer { dir, root }),
             Err(err) => {
                 let _ = std::fs::remove_dir_all(&dir);

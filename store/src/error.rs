@@ -128,6 +128,16 @@ impl Error {
         })
     }
 
+    /// For a failed mknod of a device node at `path`: [`Error::DeviceNode`] when the kernel
+    /// refused it because this process is in a user namespace (`EPERM`).
+    pub fn device_node(path: &str, err: &io::Error) -> Option<Error> {
+        (err.raw_os_error() == Some(libc::EPERM) && IdMapping::in_user_namespace()).then(|| {
+            Error::DeviceNode {
+                path: path.to_owned(),
+            }
+        })
+    }
+
     /// Whether the error means "the thing asked for does not exist".
     pub fn is_not_found(&self) -> bool {
         matches!(

@@ -44,6 +44,11 @@ impl IdMapping {
         })
     }
 
+    /// Whether this process runs in a user namespace (any mapping but the host's).
+    pub fn in_user_namespace() -> bool {
+        IdMapping::of_current_process().is_ok_and(|mapping| !mapping.is_host())
+    }
+
     pub fn is_host(&self) -> bool {
         self.uids == [HOST] && self.gids == [HOST]
     }

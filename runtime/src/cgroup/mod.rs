@@ -179,6 +179,17 @@ impl Hierarchy {
             _ => None,
         }
     }
+
+    /// Fails when `limits` asks for a limit this hierarchy cannot keep.
+    pub(crate) fn check(&self, limits: &crate::spec::Limits) -> Result<(), Error> {
+        match (self.unavailable(), limits.first_named()) {
+            (Some(reason), Some(limit)) => Err(Error::LimitUnavailable {
+                limit,
+                reason: reason.to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.

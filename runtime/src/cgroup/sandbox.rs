@@ -92,13 +92,7 @@ impl SandboxCgroup {
         match hierarchy {
             // Without a cgroup, the sandbox's processes are found through its pid namespace
             // (init's death ends them all); a limit cannot be kept.
-            Hierarchy::Unavailable { reason, .. } => match limits.first_named() {
-                Some(limit) => Err(Error::LimitUnavailable {
-                    limit,
-                    reason: reason.clone(),
-                }),
-                None => Ok(()),
-            },
+            Hierarchy::Unavailable { .. } => hierarchy.check(limits),
             Hierarchy::V1 {
                 memory,
                 pids,

@@ -420,7 +420,7 @@ impl Unpacker {
                 // a device node anywhere else is refused (`Error::DeviceNode`).
                 if file_type != FileType::Fifo
                     && components.first().is_some_and(|first| first == "dev")
-                    && in_user_namespace()
+                    && IdMapping::in_user_namespace()
                 {
                     return Ok(());
                 }
@@ -435,13 +435,13 @@ impl Unpacker {
                     Mode::from_raw_mode(mode & 0o777),
                     rustix::fs::makedev(major, minor),
                 )
-                .map_err(|e| match e {
-                    Errno::PERM if file_type != FileType::Fifo && in_user_namespace() => {
-                        Error::DeviceNode {
-                            path: raw_path.clone(),
-                        }
+                .map_err(|e| {
+                    let e = io::Error::from(e);
+                    match file_type {
+                        FileType::Fifo => None,
+                        _ => Error::device_node(&raw_path, &e),
                     }
-                    e => unpack_err(e.into()),
+                    .unwrap_or_else(|| unpack_err(e))
                 })?;
                 rustix::fs::chownat(
                     &parent,
@@ -597,10 +597,6 @@ fn owner_error(path: &str, (uid, gid): (u32, u32), source: io::Error) -> Error {
         path: path.to_owned(),
         source,
     })
-}
-
-fn in_user_namespace() -> bool {
-    IdMapping::of_current_process().is_ok_and(|mapping| !mapping.is_host())
 }
 
 fn set_owner_mode(fd: &impl AsFd, owner: (u32, u32), mode: u32) -> io::Result<()> {
