@@ -114,7 +114,7 @@ impl Store {
             fs::create_dir_all(&path).map_err(Error::io("create", &path))?;
             ownership::guard(&path, &mapping)?;
         }
-        let meta = meta::Meta::open(&root.join("meta.redb"))?;
+        let meta = meta::Meta::open(&root.join("meta.redb"), &root.join("tmp"))?;
         let store = Store {
             inner: Arc::new(Inner {
                 root: root.to_owned(),

@@ -73,13 +73,68 @@ pub(crate) struct LeaseRecord {
     pub manifests: Vec<Digest>,
 }
 
+/// Whether the file at `path` starts with no magic number: shorter than one, or zeros.
+fn never_written(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 9];
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut read = 0;
+    while read < head.len() {
+        match file.read(&mut head[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(_) => return false,
+        }
+    }
+    head[..read].iter().all(|&b| b == 0)
+}
+
 pub(crate) struct Meta {
     db: Database,
     path: PathBuf,
 }
 
 impl Meta {
-    pub(crate) fn open(path: &Path) -> Result<Meta> {
+    /// Opens the database at `path`. A missing one is made in `scratch` (a directory on the
+    /// same filesystem, cleaned of dead processes' files) with its tables and renamed into
+    /// place, so a process killed while making it leaves no half-written database behind.
+    pub(crate) fn open(path: &Path, scratch: &Path) -> Result<Meta> {
+        if !path.exists() || never_written(path) {
+            // An older rbuild made the database in place: one killed then left a file that
+            // never got redb's magic number, so nothing was ever committed to it.
+            let _ = std::fs::remove_file(path);
+            Meta::create(path, scratch)?;
+        }
+        Meta::open_at(path)
+    }
+
+    fn create(path: &Path, scratch: &Path) -> Result<()> {
+        let temp = scratch.join(crate::blobs::unique_name());
+        let made = Meta::open_at(&temp).and_then(|meta| {
+            drop(meta);
+            // Another rbuild that made one meanwhile wins; this one is thrown away.
+            match rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &temp,
+                rustix::fs::CWD,
+                path,
+                rustix::fs::RenameFlags::NOREPLACE,
+            ) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+                Err(err) => Err(Error::io("create", path)(err.into())),
+            }
+        });
+        let _ = std::fs::remove_file(&temp);
+        made?;
+        if let Some(dir) = path.parent() {
+            crate::blobs::sync_dir(dir)?;
+        }
+        Ok(())
+    }
+
+    fn open_at(path: &Path) -> Result<Meta> {
         let db = Database::builder()
             .set_concurrency_mode(ConcurrencyMode::MultiWriter)
             .create(path)
@@ -258,4 +313,45 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
         key: key.to_owned(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_database_is_made_aside_and_renamed_into_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = dir.path().join("tmp");
+        std::fs::create_dir(&scratch).unwrap();
+        let path = dir.path().join("meta.redb");
+        let meta = Meta::open(&path, &scratch).unwrap();
+        meta.write(|tx| {
+            tx.tx.open_table(STATE)?.insert("k", b"v".as_slice())?;
+            Ok(())
+        })
+        .unwrap();
+        drop(meta);
+        assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+        let meta = Meta::open(&path, &scratch).unwrap();
+        let value = meta
+            .read_raw(|tx| Ok(tx.open_table(STATE)?.get("k")?.map(|v| v.value().to_vec())))
+            .unwrap();
+        assert_eq!(value.as_deref(), Some(b"v".as_slice()));
+    }
+
+    #[test]
+    fn a_database_killed_before_its_magic_number_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        for left in [&[][..], &[0u8; 4096][..]] {
+            std::fs::write(&path, left).unwrap();
+            Meta::open(&path, dir.path()).unwrap();
+            assert!(!never_written(&path));
+        }
+        // A real database that cannot be read is an error, never replaced.
+        std::fs::write(&path, b"not a database at all").unwrap();
+        assert!(Meta::open(&path, dir.path()).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"not a database at all");
+    }
 }
