@@ -18,8 +18,8 @@ if [ "$(id -u)" -ne 0 ] && ! command -v newuidmap >/dev/null; then
   echo "note: without uidmap (sudo apt-get install uidmap) rbuild maps your own user id alone" >&2
 fi
 
-echo "==> building rbuild (release)"
-CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}" cargo build --release --quiet
+echo "==> building rbuild (release; a few minutes the first time)"
+CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-$(nproc)}" cargo build --release --locked --bin rbuild
 rbuild="$PWD/target/release/rbuild"
 
 echo "==> making a busybox base image from Debian's busybox-static"

@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands::{archive, build, check, images, info, registry, run, store};
+use crate::commands::{archive, build, check, docs, images, info, registry, run, store};
 
 /// rbuild: a Dockerfile image builder with a daemonless store and sandbox.
 ///
@@ -68,17 +68,47 @@ pub enum Command {
     Unshare(store::UnshareArgs),
     /// Show what rbuild finds here: store, user and id mapping, snapshotter, cgroups, networks
     Info(info::InfoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completion(docs::CompletionArgs),
+    /// Write man pages (rbuild.1 and one per command)
+    Man(docs::ManArgs),
 }
 
 impl Cli {
+    /// The exit code when rbuild itself fails: docker's 125 for `run` (so that a script
+    /// tells rbuild's failures from the command's own codes), 1 otherwise.
+    pub fn failure_code(&self) -> u8 {
+        match self.command {
+            Some(Command::Run(_)) => RUN_FAILED,
+            _ => 1,
+        }
+    }
+
     /// Whether the command uses the store or the sandbox, and so runs in rbuild's user
     /// namespace when rbuild is not root.
     pub fn needs_namespace(&self) -> bool {
         !matches!(
             (&self.command, &self.build),
-            (Some(Command::Login(_) | Command::Logout(_)), _) | (None, None)
+            (
+                Some(
+                    Command::Login(_)
+                        | Command::Logout(_)
+                        | Command::Completion(_)
+                        | Command::Man(_)
+                ),
+                _
+            ) | (None, None)
         )
     }
+}
+
+/// `rbuild run`'s code for its own failures (bad flags included), as `docker run`'s.
+pub const RUN_FAILED: u8 = 125;
+
+/// Whether `args` (without the program name) invoke `rbuild run`: its first word, as no
+/// option comes before a subcommand.
+pub fn invokes_run(mut args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    args.next().is_some_and(|word| word == "run")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

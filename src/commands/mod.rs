@@ -3,6 +3,7 @@
 pub mod archive;
 pub mod build;
 pub mod check;
+pub mod docs;
 pub mod images;
 pub mod info;
 mod outputs;
@@ -42,6 +43,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         (Some(Command::Logs(args)), _) => store::logs(args),
         (Some(Command::Unshare(args)), _) => store::unshare(args),
         (Some(Command::Info(args)), _) => info::info(args),
+        (Some(Command::Completion(args)), _) => docs::completion(args),
+        (Some(Command::Man(args)), _) => docs::man(args),
         (None, None) => {
             use clap::CommandFactory;
             Cli::command().print_help().into_diagnostic()?;

@@ -9,6 +9,7 @@ mod build;
 mod cache;
 mod check;
 mod copy;
+mod docs;
 mod errors;
 mod images;
 mod mounts;
