@@ -29,13 +29,27 @@ fn main() -> ExitCode {
             Box::new(miette::MietteHandlerOpts::new().width(width).build())
         }));
     }
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            let code = err.exit_code();
+            return ExitCode::from(
+                if code != 0 && cli::invokes_run(std::env::args_os().skip(1)) {
+                    cli::RUN_FAILED
+                } else {
+                    u8::try_from(code).unwrap_or(2)
+                },
+            );
+        }
+    };
+    let failed = ExitCode::from(cli.failure_code());
     // Before any thread exists: a multi-threaded process cannot enter a user namespace.
     if cli.needs_namespace()
         && let Err(report) = rootless::enter()
     {
         eprintln!("{report:?}");
-        return ExitCode::FAILURE;
+        return failed;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -54,7 +68,7 @@ fn main() -> ExitCode {
             if let Some(help) = rootless::help_for(report.chain()) {
                 eprintln!("  help: {help}");
             }
-            ExitCode::FAILURE
+            failed
         }
     }
 }

@@ -18,10 +18,21 @@ use crate::ignore::IgnoreMatcher;
 use crate::owner::Owner;
 use crate::resolve::{display_in_root, resolve_in_root};
 
+fn did_you_mean(suggestion: &Option<String>) -> String {
+    suggestion
+        .as_ref()
+        .map_or_else(String::new, |name| format!(" (did you mean `{name}`?)"))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CopyError {
-    #[error("`{path}` not found in {origin}")]
-    NotFound { path: String, origin: String },
+    #[error("`{path}` not found in {origin}{}", did_you_mean(.suggestion))]
+    NotFound {
+        path: String,
+        origin: String,
+        /// A name beside it that is likely what was meant.
+        suggestion: Option<String>,
+    },
     /// Named literally, but left out by `.dockerignore` or `--exclude`: saying so saves
     /// the user a search for a file that is plainly there.
     #[error("`{path}` is excluded by {by}")]
@@ -153,6 +164,44 @@ impl CopyRequest<'_> {
         self.excluded_by(rel).is_some()
     }
 
+    /// `source` is missing: the error, with the closest name in its directory (one that
+    /// is not excluded) when one is likely what was meant.
+    fn not_found(&self, source: &str) -> CopyError {
+        let clean = source.trim_start_matches('/');
+        let (dir, name) = match clean.rsplit_once('/') {
+            Some((dir, name)) => (dir, name),
+            None => ("", clean),
+        };
+        let suggestion = (!glob::has_wildcards(source) && !name.is_empty())
+            .then(|| resolve_in_root(self.source_root, dir, true).ok())
+            .flatten()
+            .and_then(|host| fs::read_dir(host).ok())
+            .and_then(|entries| {
+                let names: Vec<String> = entries
+                    .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+                    .filter(|entry| {
+                        let rel = if dir.is_empty() {
+                            entry.clone()
+                        } else {
+                            format!("{dir}/{entry}")
+                        };
+                        !self.is_excluded(&rel)
+                    })
+                    .collect();
+                let closest = crate::suggest::closest(name, names.iter().map(String::as_str))?;
+                Some(if dir.is_empty() {
+                    closest.to_owned()
+                } else {
+                    format!("{dir}/{closest}")
+                })
+            });
+        CopyError::NotFound {
+            path: source.to_owned(),
+            origin: self.origin.to_owned(),
+            suggestion,
+        }
+    }
+
     /// What excludes `rel`, if anything, as the user would name it.
     fn excluded_by(&self, rel: &str) -> Option<&'static str> {
         if self.ignore.is_some_and(|ignore| ignore.is_excluded(rel)) {
@@ -247,10 +296,7 @@ pub(crate) fn copy(req: &CopyRequest<'_>) -> Result<(), CopyError> {
         }
     }
     if matched.is_empty() {
-        return Err(CopyError::NotFound {
-            path: req.sources[0].clone(),
-            origin: req.origin.to_owned(),
-        });
+        return Err(req.not_found(&req.sources[0]));
     }
     if req.sources.len() > 1 && !req.destination.ends_with('/') {
         return Err(CopyError::DestinationNotDirectory);
@@ -299,10 +345,7 @@ pub(crate) fn copy(req: &CopyRequest<'_>) -> Result<(), CopyError> {
         let meta = match fs::metadata(&host) {
             Ok(meta) => meta,
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                return Err(CopyError::NotFound {
-                    path: source.clone(),
-                    origin: req.origin.to_owned(),
-                });
+                return Err(req.not_found(source));
             }
             Err(err) => return Err(copier.io_err(source, err)),
         };

@@ -113,6 +113,10 @@ impl SolveContext {
             limits: self.opts.limits.clone(),
             readonly_root: false,
             seccomp: Default::default(),
+            // A step keeps rbuild's init: orphans of the step are reaped (a tool waiting
+            // for a pid to go away would otherwise wait for a zombie), and the mount-point
+            // stubs made in a bare root are removed before the layer is taken.
+            init: true,
         };
         let outcome = self.run_sandbox(&spec, step).await;
         drop(spec);

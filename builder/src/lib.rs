@@ -27,6 +27,7 @@ mod secrets;
 mod snapshotter;
 mod solve;
 mod state;
+pub mod suggest;
 mod unarchive;
 
 pub use cache::CacheKey;

@@ -70,6 +70,7 @@ fn main() {
         limits: Limits::default(),
         readonly_root: false,
         seccomp: Default::default(),
+        init: true,
     };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let code = runtime.block_on(async {

@@ -19,7 +19,7 @@ use tokio::process::{ChildStderr, ChildStdout};
 
 use crate::cgroup::{CgroupVersion, Hierarchy, SandboxCgroup, validate_parent};
 use crate::error::Error;
-use crate::init::INIT_ARG;
+use crate::init::{INIT_ARG, INIT_NAME};
 use crate::network::{self, BridgeOptions, Lease};
 use crate::spec::{Network, SandboxSpec};
 use crate::state::{CONFIG_FILE, InitConfig, ROOTFS_DIR, STATE_FILES, STATUS_FILE, Status};
@@ -163,7 +163,13 @@ impl Runtime {
                 sandbox.terminal = RawTerminal::enter()?;
             }
             let mut command = tokio::process::Command::new(&opts.helper);
-            command.arg(INIT_ARG).arg(&sandbox.state_dir);
+            // The state directory is the helper's current directory rather than an
+            // argument: init's command line is what `/proc/1/cmdline` shows inside, and
+            // it names no host path.
+            command
+                .arg0(INIT_NAME)
+                .arg(INIT_ARG)
+                .current_dir(&sandbox.state_dir);
             match stdio {
                 StdioMode::Inherit => {}
                 StdioMode::InheritOutput => {

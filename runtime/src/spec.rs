@@ -28,6 +28,16 @@ pub struct SandboxSpec {
     /// The seccomp profile of the process.
     #[serde(default)]
     pub seccomp: Seccomp,
+    /// Whether rbuild's init is pid 1, with the command as its child (it reaps orphans and
+    /// passes signals on, as `docker run --init`), or the command is pid 1 itself (as
+    /// `docker run` without `--init`: programs that check for pid 1 see it, and signals
+    /// reach it only where it handles them).
+    #[serde(default = "yes")]
+    pub init: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The process's seccomp profile.

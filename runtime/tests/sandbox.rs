@@ -107,6 +107,26 @@ async fn only_sandbox_processes_are_visible() {
     assert!(pids.iter().all(|pid| *pid < 10), "{out}");
 }
 
+/// `init: false`: the command is pid 1 itself; its exit status, and a command that cannot
+/// be started, are reported as with init.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_init_the_command_is_pid_1() {
+    require_privileges!();
+    let fixture = Fixture::new();
+    let mut spec = fixture.spec(&["sh", "-c", "echo $$; cat /proc/1/comm; exit 3"]);
+    spec.init = false;
+    let (outcome, out, _) = fixture.run(&spec).await;
+    assert_eq!(outcome.unwrap().status.code(), 3);
+    assert_eq!(out, "1\nsh\n");
+
+    let mut spec = fixture.spec(&["no-such-command"]);
+    spec.init = false;
+    let (outcome, _, _) = fixture.run(&spec).await;
+    let err = outcome.unwrap_err();
+    assert_eq!(err.setup_kind(), Some(SetupKind::Executable), "{err}");
+    assert!(fixture.state_left().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostname_is_set() {
     require_privileges!();

@@ -63,7 +63,7 @@ pub fn save(args: SaveArgs) -> Result<ExitCode> {
     };
     store
         .save(&names, &args.output, format)
-        .map_err(not_found)?;
+        .map_err(not_found(&store))?;
     eprintln!(
         "saved {} image(s) to {}",
         names.len(),
@@ -120,7 +120,7 @@ pub struct ExportArgs {
 pub fn export(args: ExportArgs) -> Result<ExitCode> {
     let store = open_store()?;
     let name = parse_name(&args.image)?;
-    let image = store.image(&name).map_err(not_found)?;
+    let image = store.image(&name).map_err(not_found(&store))?;
     let out: Box<dyn io::Write + Send> = if args.output.as_os_str() == "-" {
         Box::new(io::BufWriter::new(crate::output::stdout()))
     } else {

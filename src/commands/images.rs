@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use miette::{IntoDiagnostic, Result, WrapErr};
-use rbuild_store::time;
+use rbuild_store::{ImageName, Store, time};
 
 use super::{open_store, parse_name};
 
@@ -131,7 +131,7 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
 pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
     let store = open_store()?;
     let name = parse_name(&args.image)?;
-    let image = store.image(&name).map_err(not_found)?;
+    let image = store.image(&name).map_err(not_found(&store))?;
     let digest = if args.manifest {
         &image.manifest_digest
     } else {
@@ -147,13 +147,43 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn not_found(err: rbuild_store::Error) -> miette::Report {
-    match err {
-        rbuild_store::Error::ImageNotFound { name } => miette::miette!(
+/// A missing image as the user sees it: with the closest name in the store when one is
+/// likely what was meant; other errors as they are.
+pub(super) fn not_found(store: &Store) -> impl Fn(rbuild_store::Error) -> miette::Report + '_ {
+    move |err| match err {
+        rbuild_store::Error::ImageNotFound { name } => image_not_found(store, &name),
+        other => miette::Report::from_err(other),
+    }
+}
+
+pub(super) fn image_not_found(store: &Store, name: &ImageName) -> miette::Report {
+    let names: Vec<ImageName> = store
+        .images()
+        .map(|records| records.into_iter().map(|r| r.name).collect())
+        .unwrap_or_default();
+    let texts: Vec<String> = names.iter().map(ToString::to_string).collect();
+    // A typo in the name (`busybx`, `busybox:latst`), else the same repository under
+    // another tag (`alpine` when only `alpine:3.20` is here).
+    let suggestion =
+        rbuild_builder::suggest::closest(&name.to_string(), texts.iter().map(String::as_str))
+            .map(str::to_owned)
+            .or_else(|| {
+                names
+                    .iter()
+                    .find(|other| other.repository() == name.repository())
+                    .map(ToString::to_string)
+            });
+    match suggestion {
+        Some(suggestion) => miette::miette!(
+            help = format!(
+                "did you mean `{suggestion}`? (`rbuild images` lists the images in the store)"
+            ),
+            "image `{name}` not found"
+        ),
+        None => miette::miette!(
             help = "`rbuild images` lists the images in the store",
             "image `{name}` not found"
         ),
-        other => miette::Report::from_err(other),
     }
 }
 
@@ -192,11 +222,7 @@ pub fn tag(args: TagArgs) -> Result<ExitCode> {
     let record = store
         .image_record(&source)
         .into_diagnostic()?
-        .ok_or_else(|| {
-            not_found(rbuild_store::Error::ImageNotFound {
-                name: source.clone(),
-            })
-        })?;
+        .ok_or_else(|| image_not_found(&store, &source))?;
     store.tag(&target, &record.manifest).into_diagnostic()?;
     Ok(ExitCode::SUCCESS)
 }
@@ -235,7 +261,7 @@ pub fn rmi(args: RmiArgs) -> Result<ExitCode> {
 pub fn history(args: HistoryArgs) -> Result<ExitCode> {
     let store = open_store()?;
     let name = parse_name(&args.image)?;
-    let image = store.image(&name).map_err(not_found)?;
+    let image = store.image(&name).map_err(not_found(&store))?;
     let mut layers = image.manifest.layers.iter();
     let now = time::now_unix();
     let mut rows = Vec::new();

@@ -75,6 +75,20 @@ pub struct RunArgs {
     /// and `label=disable` (rbuild applies neither)
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
+    /// Run rbuild's init as pid 1, with the command as its child: it reaps orphaned
+    /// processes and passes signals on (without it the command is pid 1, as with docker,
+    /// and ignores SIGINT and SIGTERM unless it handles them)
+    #[arg(long)]
+    pub init: bool,
+    /// Seconds the command has to end after rbuild passes it SIGTERM or SIGINT, before it
+    /// is killed, as `docker stop` does (-1: wait for ever)
+    #[arg(
+        long = "stop-timeout",
+        value_name = "SECONDS",
+        default_value_t = 10,
+        allow_negative_numbers = true
+    )]
+    pub stop_timeout: i64,
     /// Accepted for docker's habit: a sandbox's changes are always discarded when it exits
     #[arg(long)]
     pub rm: bool,
@@ -337,10 +351,9 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         .into_diagnostic()?
     };
     let (image, active) = prepared.map_err(|err| match err {
-        rbuild_store::Error::ImageNotFound { name } => miette::miette!(
-            help = "`rbuild images` lists the images in the store",
-            "image `{name}` not found"
-        ),
+        rbuild_store::Error::ImageNotFound { name } => {
+            super::images::image_not_found(&store, &name)
+        }
         other => crate::rootless::report(other),
     })?;
     let config = &image.config.config;
@@ -421,6 +434,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         limits,
         readonly_root: args.read_only,
         seccomp,
+        init: args.init,
     };
     let stdio = if args.interactive {
         StdioMode::Inherit
@@ -428,14 +442,20 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         StdioMode::InheritOutput
     };
     // Caught from before the sandbox starts, so that none kills rbuild in between.
-    let signals = catch_signals(args.tty);
+    let signals = catch_signals(args.tty, args.init);
     let outcome = async {
         let child = runtime.spawn(&spec, stdio)?;
         let proxies = match child.address() {
             Some(address) => publish_ports(listeners, address),
             None => Vec::new(),
         };
-        let forwarder = forward_signals(signals, child.id());
+        let stop = Stop {
+            timeout: u64::try_from(args.stop_timeout)
+                .ok()
+                .map(std::time::Duration::from_secs),
+            init: args.init,
+        };
+        let forwarder = forward_signals(signals, child.id(), stop);
         let outcome = child.wait().await;
         forwarder.abort();
         for proxy in proxies {
@@ -474,13 +494,18 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
 struct CaughtSignals {
     forwarded: Vec<(tokio::signal::unix::Signal, i32)>,
     ignored: Vec<tokio::signal::unix::Signal>,
+    /// The terminal's Ctrl-C, counted when the command is pid 1 (see [`catch_signals`]).
+    interrupts: Option<tokio::signal::unix::Signal>,
 }
 
 /// Without `-t`, a terminal's Ctrl-C and Ctrl-\ already reach the command (it is in the
 /// terminal's foreground process group with rbuild), so SIGINT and SIGQUIT are passed on
 /// only when rbuild's stdin is no terminal; with `-t` the keys travel as bytes through the
 /// sandbox's own pty. SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 are always passed on.
-fn catch_signals(tty: bool) -> CaughtSignals {
+///
+/// A command that is pid 1 (no `--init`) ignores a Ctrl-C it has no handler for, as under
+/// docker; a second Ctrl-C then stops the sandbox, so the terminal is never stuck.
+fn catch_signals(tty: bool, init: bool) -> CaughtSignals {
     use tokio::signal::unix::{SignalKind, signal};
     let from_terminal = !tty && std::io::stdin().is_terminal();
     let mut kinds = vec![
@@ -494,10 +519,15 @@ fn catch_signals(tty: bool) -> CaughtSignals {
         (SignalKind::quit(), libc_signal::QUIT),
     ];
     let mut ignored = Vec::new();
+    let mut interrupts = None;
     if from_terminal {
         // Still caught, so that rbuild outlives the key press and reports the exit.
-        for (kind, _) in terminal_kinds {
-            ignored.extend(signal(kind).ok());
+        for (kind, number) in terminal_kinds {
+            if number == libc_signal::INT && !init {
+                interrupts = signal(kind).ok();
+            } else {
+                ignored.extend(signal(kind).ok());
+            }
         }
     } else {
         kinds.extend(terminal_kinds);
@@ -506,17 +536,43 @@ fn catch_signals(tty: bool) -> CaughtSignals {
         .into_iter()
         .filter_map(|(kind, number)| signal(kind).ok().map(|stream| (stream, number)))
         .collect();
-    CaughtSignals { forwarded, ignored }
+    CaughtSignals {
+        forwarded,
+        ignored,
+        interrupts,
+    }
 }
 
-/// Passes the caught signals on to the sandbox's helper, which hands them to the command.
-fn forward_signals(signals: CaughtSignals, helper: Option<u32>) -> JoinHandle<()> {
+/// What happens when the command does not end after SIGTERM or SIGINT.
+struct Stop {
+    /// Killed this long after the first one; `None`: never.
+    timeout: Option<std::time::Duration>,
+    /// Whether rbuild's init is pid 1 (else the command is, and ignores what it does not
+    /// handle).
+    init: bool,
+}
+
+/// Passes the caught signals on to the sandbox's helper, which hands them to the command,
+/// and kills the sandbox when it has not ended `stop.timeout` after SIGTERM or SIGINT.
+fn forward_signals(signals: CaughtSignals, helper: Option<u32>, stop: Stop) -> JoinHandle<()> {
     tokio::spawn(async move {
         let _ignored = signals.ignored;
         let Some(helper) = helper else {
             return;
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        if let Some(mut interrupts) = signals.interrupts {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                interrupts.recv().await;
+                interrupts.recv().await;
+                // On a line of its own: the terminal echoed `^C^C` without a newline.
+                eprintln!(
+                    "\nrbuild: stopping the sandbox (its command is pid 1 and did not end on Ctrl-C; `rbuild run --init` gives it an init that passes signals on)"
+                );
+                let _ = tx.send(libc_signal::KILL);
+            });
+        }
         for (mut stream, number) in signals.forwarded {
             let tx = tx.clone();
             tokio::spawn(async move {
@@ -528,8 +584,33 @@ fn forward_signals(signals: CaughtSignals, helper: Option<u32>) -> JoinHandle<()
             });
         }
         drop(tx);
-        while let Some(number) = rx.recv().await {
-            rbuild_runtime::signal_sandbox(helper, number);
+        let mut deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        loop {
+            tokio::select! {
+                number = rx.recv() => {
+                    let Some(number) = number else { break };
+                    rbuild_runtime::signal_sandbox(helper, number);
+                    if matches!(number, libc_signal::TERM | libc_signal::INT)
+                        && deadline.is_none()
+                        && let Some(timeout) = stop.timeout
+                    {
+                        deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+                    }
+                }
+                () = async { deadline.as_mut().expect("guarded").await }, if deadline.is_some() => {
+                    let why = if stop.init {
+                        ""
+                    } else {
+                        " (as pid 1 it ignores the signals it has no handler for; `rbuild run --init` passes them on)"
+                    };
+                    eprintln!(
+                        "rbuild: killing the sandbox: its command did not end within {}s of the signal{why}",
+                        stop.timeout.unwrap_or_default().as_secs()
+                    );
+                    rbuild_runtime::signal_sandbox(helper, libc_signal::KILL);
+                    deadline = None;
+                }
+            }
         }
     })
 }
@@ -538,6 +619,7 @@ fn forward_signals(signals: CaughtSignals, helper: Option<u32>) -> JoinHandle<()
 mod libc_signal {
     pub const HUP: i32 = 1;
     pub const INT: i32 = 2;
+    pub const KILL: i32 = 9;
     pub const QUIT: i32 = 3;
     pub const USR1: i32 = 10;
     pub const USR2: i32 = 12;

@@ -91,16 +91,45 @@ fn copy_errors_are_clear() {
         ("COPY nothing* /dst/\n", "not found"),
         ("COPY ../outside /x\n", "not found"),
         ("COPY --chown=ghost a.txt /x\n", "unable to find user ghost"),
+        (
+            "COPY a.tx /x\n",
+            "`a.tx` not found in the build context (did you mean `a.txt`?)",
+        ),
+        ("COPY sub/readme.md /x\n", "(did you mean `sub/README.md`?)"),
+        // No suggestion is far from the name, or a file `.dockerignore` leaves out.
+        (
+            "COPY zzzz.txt /x\n",
+            "`zzzz.txt` not found in the build context",
+        ),
+        (
+            "COPY secret.tx /x\n",
+            "`secret.tx` not found in the build context",
+        ),
     ];
     for (line, expected) in cases {
         let dockerfile = format!("FROM busybox\n{line}");
         let ctx = env.context(
             "errs",
-            &[("Dockerfile", &dockerfile), ("a.txt", "a"), ("b.txt", "b")],
+            &[
+                ("Dockerfile", &dockerfile),
+                ("a.txt", "a"),
+                ("b.txt", "b"),
+                ("sub/README.md", "r"),
+                ("secret.txt", "s"),
+                (".dockerignore", "secret.txt\n"),
+            ],
         );
         let out = env.build(&ctx, "errs:1");
         assert_failure(&out);
-        assert!(stderr(&out).contains(expected), "{line}: {}", stderr(&out));
+        let text = flat(&stderr(&out));
+        assert!(
+            text.contains(expected) || stderr(&out).contains(expected),
+            "{line}: {}",
+            stderr(&out)
+        );
+        if line.contains("zzzz") || line.contains("secret") {
+            assert!(!text.contains("did you mean"), "{line}: {text}");
+        }
         assert!(
             stderr(&out).contains("Dockerfile:2:1"),
             "{line}: {}",

@@ -8,7 +8,8 @@ fn exit_status_becomes_rbuilds() {
     let env = TestEnv::with_busybox();
     let out = env.rbuild(&["run", "busybox", "sh", "-c", "exit 7"]);
     assert_eq!(out.status.code(), Some(7));
-    let out = env.rbuild(&["run", "busybox", "sh", "-c", "kill -9 $$"]);
+    // Under rbuild's init: as pid 1 the shell could not be killed from inside.
+    let out = env.rbuild(&["run", "--init", "busybox", "sh", "-c", "kill -9 $$"]);
     assert_eq!(out.status.code(), Some(137), "killed by signal 9 → 128+9");
     let out = env.rbuild(&["run", "busybox", "true"]);
     assert_eq!(out.status.code(), Some(0));
@@ -48,6 +49,13 @@ fn unknown_image_and_command_are_clear_errors() {
         "{}",
         stderr(&out)
     );
+    // docker's code for its own failures, so that scripts tell them from the command's.
+    assert_eq!(out.status.code(), Some(125));
+    let out = env.rbuild(&["run", "--no-such-flag", "busybox"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--no-such-flag"), "{}", stderr(&out));
+    let out = env.rbuild(&["images", "--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let out = env.rbuild(&["run", "busybox", "no-such-command"]);
     assert_failure(&out);
     assert!(stderr(&out).contains("no-such-command"), "{}", stderr(&out));
@@ -254,9 +262,10 @@ fn tty_has_the_window_size() {
         .chain(args)
         .map(|arg| format!("'{arg}'"))
         .collect();
+    // The pty is relayed by the helper when the command is pid 1, by init with `--init`.
+    let rbuild = quoted.join(" ");
     let inner = format!(
-        "stty rows 33 cols 101; {} run -t busybox sh -c 'tty; stty size'",
-        quoted.join(" ")
+        "stty rows 33 cols 101; {rbuild} run -t busybox sh -c 'tty; stty size'; {rbuild} run -t --init busybox sh -c 'stty size; echo $$'"
     );
     command = std::process::Command::new("script");
     command
@@ -266,7 +275,7 @@ fn tty_has_the_window_size() {
     let out = command.output().unwrap();
     assert_success(&out);
     let text = stdout(&out).replace('\r', "");
-    assert!(text.contains("/dev/pts/0\n33 101\n"), "{text:?}");
+    assert!(text.contains("/dev/pts/0\n33 101\n33 101\n2\n"), "{text:?}");
 }
 
 #[test]
@@ -296,6 +305,114 @@ fn signals_reach_the_process() {
     let status = child.wait().unwrap();
     assert_eq!(rest, "got TERM\n");
     assert_eq!(status.code(), Some(3));
+}
+
+/// As with docker: the command is pid 1 (programs that check see it), `--init` puts
+/// rbuild's init there instead, and init's command line names nothing of the host.
+#[test]
+fn the_command_is_pid_1_unless_init_is_asked_for() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let out = env.rbuild(&["run", "busybox", "sh", "-c", "echo $$; ps -o pid,args"]);
+    assert_success(&out);
+    assert_eq!(
+        stdout(&out)
+            .lines()
+            .filter(|l| !l.contains("ps -o"))
+            .collect::<Vec<_>>(),
+        ["1", "PID   COMMAND"],
+        "only the command (and ps) run: {}",
+        stdout(&out)
+    );
+    let out = env.rbuild(&[
+        "run",
+        "--init",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $$; tr '\\0' ' ' < /proc/1/cmdline",
+    ]);
+    assert_success(&out);
+    assert_eq!(stdout(&out), "2\nrbuild-init __sandbox-init ");
+
+    // A build step runs under init too, and sees no host path either.
+    let ctx = env.context(
+        "pid1",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN tr '\\0' ' ' < /proc/1/cmdline > /init-cmdline; echo $$ > /pid\n",
+        )],
+    );
+    assert_success(&env.build(&ctx, "pid1:1"));
+    let out = env.rbuild(&["run", "pid1:1", "cat", "/init-cmdline", "/pid"]);
+    assert_eq!(stdout(&out), "rbuild-init __sandbox-init 2\n");
+    let root = env.root().display().to_string();
+    assert!(!stdout(&out).contains(&root));
+}
+
+/// `--init` passes SIGTERM on to a command that has no handler, which then ends by it.
+#[test]
+fn init_passes_signals_to_a_command_without_handlers() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let mut child = env
+        .command()
+        .args([
+            "run",
+            "--init",
+            "busybox",
+            "sh",
+            "-c",
+            "echo ready; exec sleep 100",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout_pipe = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout_pipe, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // Neither the shell nor sleep (after `exec`) has a handler for SIGTERM.
+    // SAFETY: kill(2) on the pid of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM));
+}
+
+/// A command that is pid 1 and ignores SIGTERM (no handler) is killed `--stop-timeout`
+/// seconds after rbuild passed it on, as `docker stop` does, and rbuild says why.
+#[test]
+fn a_command_that_ignores_sigterm_is_killed_after_the_stop_timeout() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let mut child = env
+        .command()
+        .args([
+            "run",
+            "--stop-timeout",
+            "1",
+            "busybox",
+            "sh",
+            "-c",
+            "echo ready; exec sleep 100",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout_pipe = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout_pipe, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // SAFETY: kill(2) on the pid of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(128 + libc::SIGKILL));
+    assert!(
+        flat(&stderr(&out)).contains("its command did not end within 1s of the signal (as pid 1"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Removing the image and pruning while it runs takes nothing from under the sandbox:
@@ -470,7 +587,7 @@ fn published_ports_reach_the_sandbox() {
     let rbuild = env!("CARGO_BIN_EXE_rbuild");
     let script = format!(
         "/bin/busybox ip link set lo up; \
-         '{rbuild}' run -p 127.0.0.1:18080:80 --hostname served busybox \
+         '{rbuild}' run --init -p 127.0.0.1:18080:80 --hostname served busybox \
            httpd -f -p 80 -h /etc & pid=$!; \
          for i in $(seq 50); do \
            /bin/busybox wget -q -O- http://127.0.0.1:18080/hostname 2>/dev/null && break; \
@@ -514,6 +631,24 @@ fn docker_habits_rm_is_accepted_and_detach_and_name_say_why() {
     assert_failure(&out);
     assert!(
         flat(&stderr(&out)).contains("`--name web`: rbuild keeps no containers"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_mistyped_image_name_gets_a_suggestion() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let out = env.rbuild(&["run", "busybx", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    let text = flat(&stderr(&out));
+    assert!(text.contains("image `busybx:latest` not found"), "{text}");
+    assert!(text.contains("did you mean `busybox:latest`?"), "{text}");
+    let out = env.rbuild(&["inspect", "nginx"]);
+    assert_failure(&out);
+    assert!(
+        !flat(&stderr(&out)).contains("did you mean"),
         "{}",
         stderr(&out)
     );

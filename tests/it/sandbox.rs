@@ -137,16 +137,16 @@ fn device_nodes_made_inside_cannot_be_opened() {
     assert!(err.contains("No space left on device"), "{err}");
 }
 
-/// CVE-2019-5736: the sandbox's pid 1 is the rbuild binary, re-executed. The command must
-/// not reach it through `/proc/1/exe` (nor init's descriptors or root): init is
-/// non-dumpable and the command has no CAP_SYS_PTRACE.
+/// CVE-2019-5736: with `--init` (and in every build step) the sandbox's pid 1 is the
+/// rbuild binary, re-executed. The command must not reach it through `/proc/1/exe` (nor
+/// init's descriptors or root): init is non-dumpable and the command has no CAP_SYS_PTRACE.
 #[test]
 fn init_and_the_rbuild_binary_are_out_of_reach() {
     require_privileges!();
     let env = TestEnv::with_busybox();
     let out = sh(
         &env,
-        &[],
+        &["--init"],
         "cat /proc/1/comm; \
          head -c 1 /proc/1/exe >/dev/null && echo exe-readable; \
          echo x >> /proc/1/exe && echo exe-writable; \

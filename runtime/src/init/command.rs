@@ -150,18 +150,7 @@ impl Command {
     /// Forks and execs the command; returns once exec succeeded (the close-on-exec error
     /// pipe reads end-of-file) or with the step that failed.
     pub(super) fn spawn(&self, tty: Option<RawFd>) -> Result<Pid, SetupError> {
-        let argv: Vec<*const c_char> = self
-            .argv
-            .iter()
-            .map(|arg| arg.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect();
-        let env: Vec<*const c_char> = self
-            .env
-            .iter()
-            .map(|entry| entry.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect();
+        let (argv, env) = self.pointers();
         let groups: Vec<libc::gid_t> = self.user.groups.clone();
         let (reader, writer) = pipe2(OFlag::O_CLOEXEC).map_err(|source| SetupError::Fork {
             what: "the command",
@@ -177,7 +166,10 @@ impl Command {
             ForkResult::Child => {
                 // SAFETY: we are the freshly forked child; the pointers stay valid because
                 // nothing is freed before exec or `_exit`.
-                unsafe { exec_child(self, &argv, &env, &groups, tty, writer.as_raw_fd()) }
+                unsafe {
+                    let step = enter_and_exec(self, &argv, &env, &groups, tty, false);
+                    fail(writer.as_raw_fd(), step)
+                }
             }
             ForkResult::Parent { child } => {
                 drop(writer);
@@ -198,42 +190,73 @@ impl Command {
                 let _ = waitpid(child, None);
                 let step = u32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
                 let errno = i32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
-                let source = Errno::from_raw(errno);
-                Err(match step {
-                    STEP_TERMINAL => SetupError::Terminal { source },
-                    STEP_GROUPS | STEP_GID | STEP_UID => SetupError::SwitchUser {
-                        uid: self.user.uid,
-                        gid: self.user.gid,
-                        source,
-                    },
-                    STEP_CAPABILITIES => SetupError::Capabilities { source },
-                    STEP_NO_NEW_PRIVS => SetupError::NoNewPrivs { source },
-                    STEP_SECCOMP => SetupError::InstallSeccomp { source },
-                    _ => SetupError::Exec {
-                        path: PathBuf::from(std::ffi::OsStr::from_bytes(self.path.as_bytes())),
-                        source,
-                    },
-                })
+                Err(self.failure(step, Errno::from_raw(errno)))
             }
+        }
+    }
+
+    /// Becomes the command: the same steps as the forked child, in this process, which
+    /// must be single-threaded. Returns only when a step failed. With `tty`, the caller
+    /// has handed the master side to whoever relays it.
+    pub(super) fn exec(&self, tty: Option<RawFd>) -> SetupError {
+        let (argv, env) = self.pointers();
+        let groups: Vec<libc::gid_t> = self.user.groups.clone();
+        // SAFETY: single-threaded (init); the pointers stay valid until exec.
+        let step = unsafe { enter_and_exec(self, &argv, &env, &groups, tty, true) };
+        self.failure(step, Errno::last())
+    }
+
+    /// NUL-terminated pointer arrays of argv and env, for execve.
+    fn pointers(&self) -> (Vec<*const c_char>, Vec<*const c_char>) {
+        let array = |strings: &[CString]| {
+            strings
+                .iter()
+                .map(|s| s.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect()
+        };
+        (array(&self.argv), array(&self.env))
+    }
+
+    fn failure(&self, step: u32, source: Errno) -> SetupError {
+        match step {
+            STEP_TERMINAL => SetupError::Terminal { source },
+            STEP_GROUPS | STEP_GID | STEP_UID => SetupError::SwitchUser {
+                uid: self.user.uid,
+                gid: self.user.gid,
+                source,
+            },
+            STEP_CAPABILITIES => SetupError::Capabilities { source },
+            STEP_NO_NEW_PRIVS => SetupError::NoNewPrivs { source },
+            STEP_SECCOMP => SetupError::InstallSeccomp { source },
+            _ => SetupError::Exec {
+                path: PathBuf::from(std::ffi::OsStr::from_bytes(self.path.as_bytes())),
+                source,
+            },
         }
     }
 }
 
-/// The forked child: signals back to default, controlling terminal, OOM score, capability
-/// bounding set, user, remaining capabilities, `no_new_privs`, descriptors, seccomp (last,
-/// so that nothing before it needs a denied syscall), exec. Only raw async-signal-safe
-/// calls, no allocation.
+/// The command's last steps: signals back to default, controlling terminal, OOM score,
+/// capability bounding set, user, remaining capabilities, `no_new_privs`, descriptors,
+/// seccomp (last, so that nothing before it needs a denied syscall), exec. Only raw
+/// async-signal-safe calls, no allocation. Returns the step that failed (errno says why).
+///
+/// `pid1`: the process is the namespace's pid 1 becoming the command. Switching user
+/// clears the parent-death signal, which is set again: the command must not outlive the
+/// helper that watches rbuild.
 ///
 /// # Safety
-/// Must be called in a freshly forked child with valid NUL-terminated pointer arrays.
-unsafe fn exec_child(
+/// Must be called in a freshly forked child, or a single-threaded process, with valid
+/// NUL-terminated pointer arrays.
+unsafe fn enter_and_exec(
     command: &Command,
     argv: &[*const c_char],
     env: &[*const c_char],
     groups: &[libc::gid_t],
     tty: Option<RawFd>,
-    report: RawFd,
-) -> ! {
+    pid1: bool,
+) -> u32 {
     let keep = security::default_mask();
     // SAFETY (whole block): plain syscalls on values prepared before the fork; all are
     // async-signal-safe.
@@ -251,11 +274,11 @@ unsafe fn exec_child(
 
         if let Some(tty) = tty {
             if libc::setsid() < 0 || libc::ioctl(tty, libc::TIOCSCTTY, 0) < 0 {
-                fail(report, STEP_TERMINAL);
+                return STEP_TERMINAL;
             }
             for fd in 0..3 {
                 if libc::dup2(tty, fd) < 0 {
-                    fail(report, STEP_TERMINAL);
+                    return STEP_TERMINAL;
                 }
             }
         }
@@ -268,22 +291,25 @@ unsafe fn exec_child(
             libc::close(fd);
         }
         if security::limit_bounding_set(keep).is_err() {
-            fail(report, STEP_CAPABILITIES);
+            return STEP_CAPABILITIES;
         }
         if command.set_groups && libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
-            fail(report, STEP_GROUPS);
+            return STEP_GROUPS;
         }
         if libc::setgid(command.user.gid) != 0 {
-            fail(report, STEP_GID);
+            return STEP_GID;
         }
         if libc::setuid(command.user.uid) != 0 {
-            fail(report, STEP_UID);
+            return STEP_UID;
+        }
+        if pid1 {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
         }
         if security::limit_capabilities(keep).is_err() {
-            fail(report, STEP_CAPABILITIES);
+            return STEP_CAPABILITIES;
         }
         if security::set_no_new_privs().is_err() {
-            fail(report, STEP_NO_NEW_PRIVS);
+            return STEP_NO_NEW_PRIVS;
         }
         // Close-on-exec rather than close: the report pipe must outlive a failed exec.
         // The raw syscall (Linux 5.11), not glibc's wrapper, which needs glibc 2.34.
@@ -302,10 +328,10 @@ unsafe fn exec_child(
         if let Some(filter) = &command.filter
             && filter.install() != 0
         {
-            fail(report, STEP_SECCOMP);
+            return STEP_SECCOMP;
         }
         libc::execve(command.path.as_ptr(), argv.as_ptr(), env.as_ptr());
-        fail(report, STEP_EXEC)
+        STEP_EXEC
     }
 }
 

@@ -1,7 +1,7 @@
 //! The other side of `Runtime::spawn`: the re-executed helper and the sandbox's init.
 //!
 //! ```text
-//! rbuild ── helper: `rbuild __sandbox-init <state dir>`; host pid namespace, joins the
+//! rbuild ── helper: `rbuild-init __sandbox-init` in the state dir; host pid namespace, joins the
 //!    │      sandbox's cgroup, readies the bridge, unshares pid/uts/ipc/cgroup(/net),
 //!    │      plugs the veth pair in, forks; forwards signals
 //!    └── init: pid 1 of the new pid namespace, own mount namespace: mounts, masks,
@@ -25,7 +25,7 @@ use std::cell::RefCell;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::exit;
 
@@ -35,6 +35,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, getpid, getppid};
@@ -46,11 +47,15 @@ use crate::seccomp::CompileError;
 use crate::spec::Network;
 use crate::state::{CONFIG_FILE, InitConfig, STATUS_FILE, Status};
 use crate::user::UserError;
+use terminal::Relay;
 
 pub(crate) use command::LookupError;
 
 /// `argv[1]` of the re-executed helper.
 pub const INIT_ARG: &str = "__sandbox-init";
+
+/// `argv[0]` of the helper and init: all a command sees of init in `/proc/1/cmdline`.
+pub(crate) const INIT_NAME: &str = "rbuild-init";
 
 /// Signals passed on to the command (for `rbuild run`). Only those sent with kill(2) and
 /// friends are passed on: the terminal's own SIGINT or SIGWINCH already reaches the command
@@ -65,7 +70,7 @@ const FORWARDED: [Signal; 7] = [
     Signal::SIGWINCH,
 ];
 
-/// Entry point of the re-executed helper (`argv[1] == INIT_ARG`, `argv[2]` the sandbox's
+/// Entry point of the re-executed helper (`argv[1] == INIT_ARG`, started in the sandbox's
 /// state directory). Call it first thing in `main`, before any thread or tokio runtime
 /// exists: it forks. Never returns.
 pub fn init_main() -> ! {
@@ -80,11 +85,15 @@ pub fn init_main() -> ! {
             0 as libc::c_uint,
         );
     }
-    let Some(state_dir) = std::env::args_os().nth(2) else {
-        eprintln!("rbuild: `{INIT_ARG}` needs a state directory");
-        exit(125);
+    // The state directory is the current one (see `Runtime::spawn`).
+    let state_dir = match std::env::current_dir() {
+        Ok(dir) => dir,
+        Err(err) => {
+            eprintln!("rbuild: `{INIT_ARG}` needs a state directory as its current one: {err}");
+            exit(125);
+        }
     };
-    let state = match StateDir::open(state_dir) {
+    let state = match StateDir::open(state_dir.into_os_string()) {
         Ok(state) => state,
         Err(err) => {
             eprintln!("rbuild: {}", message_chain(&err));
@@ -433,34 +442,98 @@ fn helper(state: &StateDir) -> Result<(), SetupError> {
         network::attach(bridge, netlink, index)?;
     }
 
+    // A command that is pid 1 has its terminal relayed by the helper: init sends the
+    // master side over this pair before it becomes the command.
+    let terminal_pair = if config.spec.process.terminal && !config.spec.init {
+        Some(
+            socketpair(
+                AddressFamily::Unix,
+                SockType::Stream,
+                None,
+                SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(|source| SetupError::Terminal { source })?,
+        )
+    } else {
+        None
+    };
+
     // SAFETY: the helper is single-threaded (freshly exec'd, `init_main` runs before any
     // thread is started), so the child may run arbitrary code after the fork.
     match unsafe { enter_cgroup::fork_init(&entry, &config) }? {
         ForkResult::Child => {
             drop(parent);
             drop(entry);
-            pid1::main(state, &config, signals, &oom_score_adj)
+            let socket = terminal_pair.map(|(_, init_side)| init_side);
+            pid1::main(state, &config, signals, &oom_score_adj, socket)
         }
         ForkResult::Parent { child } => {
-            supervise(state, child, &signals, parent, &config.cgroup_procs)
+            let terminal = terminal_pair.map(|(helper_side, _)| helper_side);
+            let watched = Watched {
+                init: child,
+                command_is_init: !config.spec.init,
+                cgroup_procs: &config.cgroup_procs,
+            };
+            supervise(state, &watched, &signals, parent, terminal)
         }
     }
+}
+
+/// What the helper supervises.
+struct Watched<'a> {
+    init: Pid,
+    /// The command is pid 1 itself (no rbuild init): its exit is the command's.
+    command_is_init: bool,
+    cgroup_procs: &'a [PathBuf],
+}
+
+/// The terminal of a command that is pid 1, relayed by the helper: first the socket the
+/// master arrives on, then the relay.
+enum HelperTerminal {
+    Waiting(OwnedFd),
+    Relaying(Relay),
+    None,
 }
 
 /// Waits for init, passing on signals, and kills the sandbox if rbuild goes away: init
 /// (whose death takes its pid namespace down) and everything in the sandbox's cgroups.
 fn supervise(
     state: &StateDir,
-    init: Pid,
+    watched: &Watched<'_>,
     signals: &SignalFd,
     mut parent: Option<OwnedFd>,
-    cgroup_procs: &[PathBuf],
+    terminal: Option<OwnedFd>,
 ) -> Result<(), SetupError> {
+    let init = watched.init;
+    let mut terminal = terminal.map_or(HelperTerminal::None, HelperTerminal::Waiting);
     let ended = loop {
-        let parent_gone = {
+        let (parent_gone, socket_ready, master_ready, stdin_ready) = {
+            let stdin = std::io::stdin();
             let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+            let mut slots = [None; 4];
+            fn add<'a>(
+                slots: &mut [Option<usize>; 4],
+                slot: usize,
+                fd: BorrowedFd<'a>,
+                fds: &mut Vec<PollFd<'a>>,
+            ) {
+                slots[slot] = Some(fds.len());
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
             if let Some(parent) = &parent {
-                fds.push(PollFd::new(parent.as_fd(), PollFlags::POLLIN));
+                add(&mut slots, 0, parent.as_fd(), &mut fds);
+            }
+            match &terminal {
+                HelperTerminal::Waiting(socket) => add(&mut slots, 1, socket.as_fd(), &mut fds),
+                HelperTerminal::Relaying(relay) => {
+                    if relay.master_open() {
+                        add(&mut slots, 2, relay.master(), &mut fds);
+                    }
+                    if relay.stdin_open() {
+                        add(&mut slots, 3, stdin.as_fd(), &mut fds);
+                    }
+                }
+                HelperTerminal::None => {}
             }
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) | Err(Errno::EINTR) => {}
@@ -469,19 +542,43 @@ fn supervise(
                     return Err(SetupError::Signals { source });
                 }
             }
-            fds.get(1)
-                .and_then(|fd| fd.revents())
-                .is_some_and(|events| !events.is_empty())
+            let ready = |slot: usize| {
+                slots[slot]
+                    .and_then(|index| fds.get(index))
+                    .and_then(|fd| fd.revents())
+                    .is_some_and(|events| !events.is_empty())
+            };
+            (ready(0), ready(1), ready(2), ready(3))
         };
         if parent_gone {
             let _ = kill(init, Signal::SIGKILL);
-            kill_cgroup(cgroup_procs);
+            kill_cgroup(watched.cgroup_procs);
             parent = None;
+        }
+        if socket_ready && let HelperTerminal::Waiting(socket) = &terminal {
+            terminal = match terminal::recv_fd(socket.as_fd()) {
+                Ok(Some(master)) => HelperTerminal::Relaying(Relay::new(master)),
+                // Init failed before it had a terminal (its status says why).
+                _ => HelperTerminal::None,
+            };
+        }
+        if let HelperTerminal::Relaying(relay) = &mut terminal {
+            if master_ready && relay.master_open() {
+                relay.pump_master();
+            }
+            if stdin_ready {
+                relay.pump_stdin();
+            }
         }
         while let Ok(Some(info)) = signals.read_signal() {
             let signal = Signal::try_from(info.ssi_signo as i32).ok();
             match signal {
                 Some(Signal::SIGCHLD) | None => {}
+                Some(Signal::SIGWINCH) if matches!(terminal, HelperTerminal::Relaying(_)) => {
+                    if let HelperTerminal::Relaying(relay) = &terminal {
+                        relay.resize();
+                    }
+                }
                 Some(signal) if sent_by_process(info.ssi_code) => {
                     let _ = kill(init, signal);
                 }
@@ -500,12 +597,18 @@ fn supervise(
             }
         }
     };
+    if let HelperTerminal::Relaying(relay) = &mut terminal {
+        relay.drain();
+    }
     if !state.has_status() {
-        // Init was killed (Child::kill, OOM killer) before it could report.
         let status = match ended {
             Err(signal) => Status::Signaled {
                 signal: signal as i32,
             },
+            // The command itself was pid 1, and init writes a status only when it fails
+            // before it becomes the command.
+            Ok(code) if watched.command_is_init => Status::Exited { code },
+            // Init was killed (Child::kill, OOM killer) before it could report.
             Ok(code) => Status::SetupFailed {
                 kind: SetupKind::Other,
                 message: format!("sandbox init exited with code {code} without a status"),

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::process::exit;
@@ -19,7 +19,7 @@ use nix::unistd::{Pid, sethostname};
 
 use super::command::Command;
 use super::rootfs::{self, Undo};
-use super::terminal::{Pty, Relay};
+use super::terminal::{Pty, Relay, send_fd};
 use super::{SetupError, StateDir, sent_by_process};
 use crate::mount::{open_in_root, resolve_in_root};
 use crate::spec::Network;
@@ -33,6 +33,7 @@ pub(super) fn main(
     config: &InitConfig,
     signals: SignalFd,
     oom_score_adj: &str,
+    terminal_socket: Option<OwnedFd>,
 ) -> ! {
     // The helper is our parent; if it dies (rbuild gone), so do we and the namespace.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
@@ -43,7 +44,14 @@ pub(super) fn main(
     // The command inherits it; Docker's containers start with 022 too.
     umask(Mode::from_bits_truncate(0o022));
     let mut undo = Undo::default();
-    let result = run(state, config, &signals, oom_score_adj, &mut undo);
+    let result = run(
+        state,
+        config,
+        &signals,
+        oom_score_adj,
+        terminal_socket.as_ref().map(AsFd::as_fd),
+        &mut undo,
+    );
     if undo.has_stubs() {
         kill_everything_else();
         undo.remove_stubs();
@@ -66,6 +74,7 @@ fn run(
     config: &InitConfig,
     signals: &SignalFd,
     oom_score_adj: &str,
+    terminal_socket: Option<BorrowedFd<'_>>,
     undo: &mut Undo,
 ) -> Result<Status, SetupError> {
     let spec = &config.spec;
@@ -89,6 +98,18 @@ fn run(
     } else {
         None
     };
+    if !spec.init {
+        // The command becomes pid 1; the helper relays its terminal and reports its end.
+        if let Some(pty) = &pty {
+            let socket = terminal_socket.ok_or(SetupError::Terminal {
+                source: Errno::EBADF,
+            })?;
+            send_fd(socket, pty.master.as_fd())
+                .map_err(|source| SetupError::Terminal { source })?;
+        }
+        let slave = pty.as_ref().map(|pty| pty.slave.as_raw_fd());
+        return Err(command.exec(slave));
+    }
     let pid = command.spawn(pty.as_ref().map(|pty| pty.slave.as_raw_fd()))?;
     let relay = pty.map(|pty| {
         // Our copy of the slave must go, or the master never reports the end.

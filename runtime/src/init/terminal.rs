@@ -1,6 +1,7 @@
 //! A pseudo-terminal for `process.terminal`: taken from the sandbox's own devpts instance,
-//! made the command's controlling terminal, and relayed by init between its own stdin and
-//! stdout (rbuild's, inherited) and the master side.
+//! made the command's controlling terminal, and relayed between stdin and stdout (rbuild's,
+//! inherited) and the master side: by init, or by the helper when the command is pid 1
+//! (init sends it the master before it becomes the command).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -156,4 +157,79 @@ fn write_all(fd: RawFd, mut bytes: &[u8]) -> Result<(), Errno> {
         }
     }
     Ok(())
+}
+
+/// Sends `fd` over the unix socket `socket` (`SCM_RIGHTS`): how init, about to become the
+/// command, hands the terminal's master side to the helper.
+pub(super) fn send_fd(socket: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let fds = [fd.as_raw_fd()];
+    let byte = [0u8];
+    let iov = [std::io::IoSlice::new(&byte)];
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map(drop)
+}
+
+/// Receives a descriptor sent with [`send_fd`]; `None` when the socket closed without one
+/// (init failed before it opened the terminal).
+pub(super) fn recv_fd(socket: BorrowedFd<'_>) -> Result<Option<OwnedFd>, Errno> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut byte = [0u8];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!(RawFd);
+    let message = loop {
+        match recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => {}
+            other => break other?,
+        }
+    };
+    for cmsg in message.cmsgs().map_err(|_| Errno::EBADMSG)? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg
+            && let Some(&fd) = fds.first()
+        {
+            // SAFETY: the kernel installed `fd` in this process for us alone.
+            return Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+
+    use super::*;
+
+    #[test]
+    fn descriptors_travel_over_a_socket_pair() {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        send_fd(ours.as_fd(), writer.as_fd()).unwrap();
+        drop(writer);
+        let received = recv_fd(theirs.as_fd()).unwrap().unwrap();
+        nix::unistd::write(&received, b"x").unwrap();
+        let mut byte = [0u8];
+        assert_eq!(nix::unistd::read(reader.as_raw_fd(), &mut byte), Ok(1));
+        drop(ours);
+        assert!(recv_fd(theirs.as_fd()).unwrap().is_none());
+    }
 }

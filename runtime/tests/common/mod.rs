@@ -127,6 +127,7 @@ impl Fixture {
             limits: Limits::default(),
             readonly_root: false,
             seccomp: Default::default(),
+            init: true,
         }
     }
 
