@@ -107,6 +107,7 @@ impl SolveContext {
                 cwd: exec.cwd.clone(),
                 user: exec.user.clone(),
                 terminal: false,
+                rlimits: Vec::new(),
             },
             hostname: "rbuild".to_owned(),
             network,
@@ -117,6 +118,8 @@ impl SolveContext {
             // for a pid to go away would otherwise wait for a zombie), and the mount-point
             // stubs made in a bare root are removed before the layer is taken.
             init: true,
+            capabilities: Default::default(),
+            extra_hosts: Vec::new(),
         };
         let outcome = self.run_sandbox(&spec, step).await;
         drop(spec);

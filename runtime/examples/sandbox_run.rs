@@ -64,6 +64,7 @@ fn main() {
             cwd: "/".into(),
             user,
             terminal,
+            rlimits: Vec::new(),
         },
         hostname: "sandbox".into(),
         network,
@@ -71,6 +72,8 @@ fn main() {
         readonly_root: false,
         seccomp: Default::default(),
         init: true,
+        capabilities: Default::default(),
+        extra_hosts: Vec::new(),
     };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let code = runtime.block_on(async {

@@ -24,6 +24,7 @@
 //! status the sandbox wrote, then removes the cgroup and the state dir and releases the
 //! address. See `init` for the process tree.
 
+mod capabilities;
 mod cgroup;
 mod error;
 mod host_mount;
@@ -37,10 +38,14 @@ mod state;
 mod user;
 pub mod userns;
 
+pub use capabilities::{Capabilities, UnknownCapability};
 pub use cgroup::CgroupVersion;
 pub use error::{Error, SetupKind};
 pub use host_mount::{HostMount, with_mounts};
 pub use init::{INIT_ARG, init_main};
 pub use network::{BridgeOptions, bridge_unavailable};
 pub use runtime::{Child, ExitStatus, Outcome, Runtime, RuntimeOptions, StdioMode, signal_sandbox};
-pub use spec::{CpuQuota, Limits, Mount, Network, Process, SandboxSpec, Seccomp};
+pub use spec::{
+    CpuQuota, ExtraHost, Limits, Mount, Network, Process, RLIMIT_NAMES, Rlimit, SandboxSpec,
+    Seccomp,
+};

@@ -231,7 +231,13 @@ impl Runtime {
             Network::None | Network::Host => None,
         };
         let address = lease.as_ref().map(|lease| lease.address);
-        network::write_files(state_dir, spec.network, &spec.hostname, address)?;
+        network::write_files(
+            state_dir,
+            spec.network,
+            &spec.hostname,
+            address,
+            &spec.extra_hosts,
+        )?;
         let cgroup =
             SandboxCgroup::create(&self.inner.hierarchy, &opts.cgroup_parent, id, &spec.limits)?;
         let config = InitConfig {

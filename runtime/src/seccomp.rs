@@ -7,6 +7,8 @@
 //! - Docker's profile is an allow-list with `EPERM` as the default action; ours is the
 //!   equivalent deny-list of what Docker leaves out for a container without extra
 //!   capabilities (so a new harmless syscall does not break builds before we list it).
+//!   Capabilities added beyond Docker's default set allow their syscalls again, as in
+//!   Docker's profile (`LIFTED_BY`).
 //! - `ptrace`, `process_vm_readv`/`writev` and `kcmp` are allowed, as Docker does on
 //!   kernels ≥ 4.8 (seccomp is re-checked after a tracer changes a syscall since then);
 //!   without `CAP_SYS_PTRACE` they reach only the caller's own processes.
@@ -27,6 +29,8 @@ use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch, sock_filter,
 };
+
+use crate::capabilities::Capabilities;
 
 /// Syscalls refused whatever their arguments. (`create_module`, `get_kernel_syms` and
 /// `query_module` are gone from kernels and libc, but not from the x86_64 table.)
@@ -95,6 +99,63 @@ const DENIED: &[(&str, libc::c_long)] = &[
     ("ustat", libc::SYS_ustat),
 ];
 
+/// Denied syscalls that a capability beyond Docker's default set allows again, as Docker's
+/// profile does (`includes.caps` in its `default.json`): with `--cap-add SYS_TIME`,
+/// `settimeofday` works. `CAP_SYS_ADMIN` also lifts the namespace-flag rules of `clone`
+/// and `unshare`.
+const LIFTED_BY: &[(&str, &[&str])] = &[
+    (
+        "SYS_ADMIN",
+        &[
+            "bpf",
+            "fanotify_init",
+            "fsconfig",
+            "fsmount",
+            "fsopen",
+            "fspick",
+            "lookup_dcookie",
+            "mount",
+            "mount_setattr",
+            "move_mount",
+            "name_to_handle_at",
+            "open_tree",
+            "perf_event_open",
+            "pivot_root",
+            "quotactl",
+            "setns",
+            "syslog",
+            "umount2",
+        ],
+    ),
+    ("SYS_BOOT", &["reboot"]),
+    (
+        "SYS_MODULE",
+        &["delete_module", "init_module", "finit_module"],
+    ),
+    ("SYS_PACCT", &["acct"]),
+    ("SYS_RAWIO", &["iopl", "ioperm"]),
+    (
+        "SYS_TIME",
+        &["settimeofday", "clock_settime", "clock_adjtime"],
+    ),
+    ("SYS_TTY_CONFIG", &["vhangup"]),
+    (
+        "SYS_NICE",
+        &["get_mempolicy", "mbind", "set_mempolicy", "move_pages"],
+    ),
+    ("SYSLOG", &["syslog"]),
+    ("BPF", &["bpf"]),
+    ("PERFMON", &["perf_event_open"]),
+    ("DAC_READ_SEARCH", &["open_by_handle_at"]),
+];
+
+/// Whether `capabilities` lift the denial of syscall `name`.
+fn lifted(name: &str, capabilities: Capabilities) -> bool {
+    LIFTED_BY
+        .iter()
+        .any(|(cap, names)| capabilities.has(cap) && names.contains(&name))
+}
+
 /// The namespace flags `clone` and `unshare` may not carry (CLONE_NEWTIME included).
 const NAMESPACE_FLAGS: [u64; 8] = [
     libc::CLONE_NEWNS as u64,
@@ -142,12 +203,21 @@ pub(crate) struct Filter {
 }
 
 impl Filter {
-    /// The default profile.
+    /// The default profile, for a command with Docker's default capabilities.
+    #[cfg(test)]
     pub(crate) fn default_profile() -> Result<Filter, CompileError> {
+        Filter::profile(Capabilities::docker_default())
+    }
+
+    /// The default profile, with what `capabilities` beyond Docker's default allow.
+    pub(crate) fn profile(capabilities: Capabilities) -> Result<Filter, CompileError> {
         let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-        for (_, number) in DENIED {
-            rules.insert(*number, Vec::new());
+        for (name, number) in DENIED {
+            if !lifted(name, capabilities) {
+                rules.insert(*number, Vec::new());
+            }
         }
+        let namespaces_allowed = capabilities.has("SYS_ADMIN");
         let flag_rules = || -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
             NAMESPACE_FLAGS
                 .iter()
@@ -161,8 +231,10 @@ impl Filter {
                 })
                 .collect()
         };
-        rules.insert(libc::SYS_clone, flag_rules().map_err(CompileError)?);
-        rules.insert(libc::SYS_unshare, flag_rules().map_err(CompileError)?);
+        if !namespaces_allowed {
+            rules.insert(libc::SYS_clone, flag_rules().map_err(CompileError)?);
+            rules.insert(libc::SYS_unshare, flag_rules().map_err(CompileError)?);
+        }
         let personality = PERSONALITIES
             .iter()
             .map(|value| {

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::capabilities::Capabilities;
+
 /// One process to run in a fresh sandbox.
 ///
 /// The runtime mounts `root` as the sandbox's `/`, then `mounts` inside it in order, then
@@ -34,6 +36,84 @@ pub struct SandboxSpec {
     /// reach it only where it handles them).
     #[serde(default = "yes")]
     pub init: bool,
+    /// The capabilities the command keeps (Docker's default set unless changed).
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    /// Further `/etc/hosts` entries (`--add-host`), after the network's own.
+    #[serde(default)]
+    pub extra_hosts: Vec<ExtraHost>,
+}
+
+/// One `/etc/hosts` line: `address name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraHost {
+    pub name: String,
+    pub address: std::net::IpAddr,
+}
+
+/// A resource limit of the command (`setrlimit(2)`), as `--ulimit` sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimit {
+    /// `RLIMIT_*` number.
+    pub resource: u32,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// `--ulimit` names (docker's, from `ulimit -a`) and their `RLIMIT_*` numbers.
+pub const RLIMIT_NAMES: [(&str, u32); 15] = [
+    ("core", libc::RLIMIT_CORE),
+    ("cpu", libc::RLIMIT_CPU),
+    ("data", libc::RLIMIT_DATA),
+    ("fsize", libc::RLIMIT_FSIZE),
+    ("locks", libc::RLIMIT_LOCKS),
+    ("memlock", libc::RLIMIT_MEMLOCK),
+    ("msgqueue", libc::RLIMIT_MSGQUEUE),
+    ("nice", libc::RLIMIT_NICE),
+    ("nofile", libc::RLIMIT_NOFILE),
+    ("nproc", libc::RLIMIT_NPROC),
+    ("rss", libc::RLIMIT_RSS),
+    ("rtprio", libc::RLIMIT_RTPRIO),
+    ("rttime", libc::RLIMIT_RTTIME),
+    ("sigpending", libc::RLIMIT_SIGPENDING),
+    ("stack", libc::RLIMIT_STACK),
+];
+
+impl Rlimit {
+    /// `NAME=SOFT[:HARD]` (`-1` for unlimited), as `docker run --ulimit`.
+    pub fn parse(text: &str) -> Result<Rlimit, String> {
+        let (name, values) = text
+            .split_once('=')
+            .ok_or_else(|| format!("`{text}` is not `NAME=SOFT[:HARD]`"))?;
+        let resource = RLIMIT_NAMES
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, resource)| *resource)
+            .ok_or_else(|| {
+                let names: Vec<&str> = RLIMIT_NAMES.iter().map(|(name, _)| *name).collect();
+                format!("`{name}` is not a limit ({})", names.join(", "))
+            })?;
+        let value = |v: &str| -> Result<u64, String> {
+            match v {
+                "-1" | "unlimited" => Ok(libc::RLIM_INFINITY),
+                _ => v
+                    .parse::<u64>()
+                    .map_err(|_| format!("`{text}`: `{v}` is not a number")),
+            }
+        };
+        let (soft, hard) = match values.split_once(':') {
+            Some((soft, hard)) => (value(soft)?, value(hard)?),
+            None => (value(values)?, value(values)?),
+        };
+        if soft > hard {
+            return Err(format!("`{text}`: the soft limit is above the hard limit"));
+        }
+        Ok(Rlimit {
+            resource,
+            soft,
+            hard,
+        })
+    }
 }
 
 fn yes() -> bool {
@@ -116,6 +196,9 @@ pub struct Process {
     /// Allocate a pseudo-terminal for the process.
     #[serde(default)]
     pub terminal: bool,
+    /// Resource limits set before exec (others are inherited from rbuild).
+    #[serde(default)]
+    pub rlimits: Vec<Rlimit>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -653,3 +653,119 @@ fn a_mistyped_image_name_gets_a_suggestion() {
         stderr(&out)
     );
 }
+
+/// docker run's flags for capabilities, resource limits, /etc/hosts and mounts.
+#[test]
+fn capabilities_ulimits_extra_hosts_and_mounts_as_docker() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let caps = |extra: &[&str]| {
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["busybox", "grep", "CapEff", "/proc/self/status"]);
+        stdout(&env.rbuild(&args))
+    };
+    assert_eq!(
+        caps(&[]),
+        "CapEff:\t00000000a80425fb\n",
+        "docker's default set"
+    );
+    assert_eq!(caps(&["--cap-drop", "ALL"]), "CapEff:\t0000000000000000\n");
+    assert_eq!(
+        caps(&["--cap-add", "net_admin", "--cap-drop", "CAP_MKNOD"]),
+        format!(
+            "CapEff:\t{:016x}\n",
+            (0xa80425fb_u64 | 1 << 12) & !(1 << 27)
+        )
+    );
+    let out = env.rbuild(&["run", "--cap-add", "FLY", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        flat(&stderr(&out)).contains("unknown capability `FLY`"),
+        "{}",
+        stderr(&out)
+    );
+    // With CAP_SYS_ADMIN the seccomp profile lets mount(2) through, as docker's does.
+    let mount = "mkdir -p /m && mount -t tmpfs none /m && echo mounted";
+    let out = env.rbuild(&["run", "busybox", "sh", "-c", mount]);
+    assert_failure(&out);
+    let out = env.rbuild(&[
+        "run",
+        "--cap-add",
+        "SYS_ADMIN",
+        "busybox",
+        "sh",
+        "-c",
+        mount,
+    ]);
+    assert_eq!(stdout(&out), "mounted\n", "{}", stderr(&out));
+
+    let out = env.rbuild(&[
+        "run",
+        "--ulimit",
+        "nofile=100:200",
+        "--ulimit",
+        "core=0",
+        "busybox",
+        "sh",
+        "-c",
+        "ulimit -n; ulimit -Hn; ulimit -c",
+    ]);
+    assert_eq!(stdout(&out), "100\n200\n0\n", "{}", stderr(&out));
+    let out = env.rbuild(&["run", "--ulimit", "files=1", "busybox", "true"]);
+    assert!(
+        stderr(&out).contains("`files` is not a limit"),
+        "{}",
+        stderr(&out)
+    );
+
+    for network in ["bridge", "host", "none"] {
+        let out = env.rbuild(&[
+            "run",
+            "--network",
+            network,
+            "--add-host",
+            "db:10.1.2.3",
+            "--add-host",
+            "v6=[fd00::1]",
+            "busybox",
+            "sh",
+            "-c",
+            "grep -E 'db|v6|localhost$' /etc/hosts",
+        ]);
+        assert!(
+            stdout(&out).lines().next().is_some_and(|line| {
+                line.starts_with("127.0.0.1") && line.ends_with("localhost")
+            }) && stdout(&out).ends_with("10.1.2.3\tdb\nfd00::1\tv6\n"),
+            "{network}: {}",
+            stdout(&out)
+        );
+    }
+
+    let host = env.context("mounted", &[("file", "from the host\n")]);
+    let bind = format!("type=bind,source={},target=/data,readonly", host.display());
+    let out = env.rbuild(&[
+        "run", "--mount", &bind, "--mount", "type=tmpfs,target=/scratch,tmpfs-size=1m",
+        "busybox", "sh", "-c",
+        "cat /data/file; touch /data/x 2>/dev/null || echo read-only; grep -c ' /scratch tmpfs ' /proc/mounts",
+    ]);
+    assert_eq!(
+        stdout(&out),
+        "from the host\nread-only\n1\n",
+        "{}",
+        stderr(&out)
+    );
+    let out = env.rbuild(&[
+        "run",
+        "--mount",
+        "type=volume,target=/cache",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        flat(&stderr(&out)).contains("rbuild keeps no volumes"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -18,7 +18,7 @@ use nix::unistd::{ForkResult, Pid, fork, pipe2};
 use super::SetupError;
 use super::security;
 use crate::seccomp::Filter;
-use crate::spec::{Process, Seccomp};
+use crate::spec::{Rlimit, SandboxSpec, Seccomp};
 use crate::user::ExecUser;
 
 /// The `PATH` used when `process.env` has none (Docker's default).
@@ -82,6 +82,9 @@ pub(super) struct Command {
     /// The `oom_score_adj` the command gets back: init and the helper shield themselves
     /// from the OOM killer, and the child inherits that.
     oom_score_adj: Vec<u8>,
+    /// The capabilities the command keeps, as a mask.
+    capabilities: u64,
+    rlimits: Vec<Rlimit>,
     /// False in a user namespace whose `setgroups` is denied (the single-id mapping of a
     /// user without subordinate ids): the groups stay the user's own, and no other group
     /// exists there to give.
@@ -97,17 +100,18 @@ const STEP_EXEC: u32 = 5;
 const STEP_CAPABILITIES: u32 = 6;
 const STEP_NO_NEW_PRIVS: u32 = 7;
 const STEP_SECCOMP: u32 = 8;
+const STEP_RLIMIT: u32 = 9;
 
 const OOM_SCORE_ADJ: &std::ffi::CStr = c"/proc/self/oom_score_adj";
 
 impl Command {
     /// Resolves the executable; the current directory must already be `process.cwd`.
     pub(super) fn prepare(
-        process: &Process,
+        spec: &SandboxSpec,
         user: ExecUser,
         oom_score_adj: &str,
-        seccomp: Seccomp,
     ) -> Result<Command, SetupError> {
+        let process = &spec.process;
         let name = process.args.first().ok_or(SetupError::NoCommand)?;
         let path_var = process
             .env
@@ -137,10 +141,12 @@ impl Command {
                 .map(|entry| cstring(entry.as_bytes(), "an environment variable"))
                 .collect::<Result<_, _>>()?,
             user,
-            filter: match seccomp {
-                Seccomp::Default => Some(Filter::default_profile()?),
+            filter: match spec.seccomp {
+                Seccomp::Default => Some(Filter::profile(spec.capabilities)?),
                 Seccomp::Unconfined => None,
             },
+            capabilities: spec.capabilities.mask(),
+            rlimits: process.rlimits.clone(),
             oom_score_adj: oom_score_adj.as_bytes().to_vec(),
             set_groups: fs::read_to_string("/proc/self/setgroups")
                 .map_or(true, |text| text.trim() != "deny"),
@@ -229,6 +235,7 @@ impl Command {
             STEP_CAPABILITIES => SetupError::Capabilities { source },
             STEP_NO_NEW_PRIVS => SetupError::NoNewPrivs { source },
             STEP_SECCOMP => SetupError::InstallSeccomp { source },
+            STEP_RLIMIT => SetupError::Rlimit { source },
             _ => SetupError::Exec {
                 path: PathBuf::from(std::ffi::OsStr::from_bytes(self.path.as_bytes())),
                 source,
@@ -257,7 +264,7 @@ unsafe fn enter_and_exec(
     tty: Option<RawFd>,
     pid1: bool,
 ) -> u32 {
-    let keep = security::default_mask();
+    let keep = command.capabilities;
     // SAFETY (whole block): plain syscalls on values prepared before the fork; all are
     // async-signal-safe.
     unsafe {
@@ -289,6 +296,17 @@ unsafe fn enter_and_exec(
             let value = &command.oom_score_adj;
             libc::write(fd, value.as_ptr().cast(), value.len());
             libc::close(fd);
+        }
+        // Before the switch of user: raising a hard limit needs CAP_SYS_RESOURCE, which
+        // root still has in its effective set until `limit_capabilities`.
+        for limit in &command.rlimits {
+            let value = libc::rlimit {
+                rlim_cur: limit.soft,
+                rlim_max: limit.hard,
+            };
+            if libc::setrlimit(limit.resource as _, &value) != 0 {
+                return STEP_RLIMIT;
+            }
         }
         if security::limit_bounding_set(keep).is_err() {
             return STEP_CAPABILITIES;

@@ -349,6 +349,13 @@ pub(crate) enum SetupError {
         #[source]
         source: nix::Error,
     },
+    #[error(
+        "failed to set a resource limit (raising a hard limit above rbuild's own needs root, and no limit may exceed the kernel's maximum)"
+    )]
+    Rlimit {
+        #[source]
+        source: nix::Error,
+    },
 }
 
 impl SetupError {

@@ -92,7 +92,7 @@ fn run(
     // After pivot_root, so that /etc/passwd and every symlink resolve inside the root.
     let user = user::resolve_from(&spec.process.user, Path::new("/"))?;
     enter_cwd(&spec.process.cwd)?;
-    let command = Command::prepare(&spec.process, user.clone(), oom_score_adj, spec.seccomp)?;
+    let command = Command::prepare(spec, user.clone(), oom_score_adj)?;
     let pty = if spec.process.terminal {
         Some(Pty::open(user.uid).map_err(|source| SetupError::Terminal { source })?)
     } else {

@@ -1,25 +1,8 @@
-//! The command's privileges: Docker's default capability set (everything else dropped from
-//! the bounding, effective, permitted, inheritable and ambient sets) and `no_new_privs`.
+//! The command's privileges: its capability set (Docker's default unless changed; everything
+//! else dropped from the bounding, effective, permitted, inheritable and ambient sets) and
+//! `no_new_privs`.
 //! Raw prctl/capset, because they run in the forked child where only async-signal-safe
 //! calls are allowed.
-
-/// Docker's default capabilities (moby `oci/caps/defaults.go`).
-pub(crate) const DEFAULT_CAPABILITIES: [(u32, &str); 14] = [
-    (0, "CAP_CHOWN"),
-    (1, "CAP_DAC_OVERRIDE"),
-    (3, "CAP_FOWNER"),
-    (4, "CAP_FSETID"),
-    (5, "CAP_KILL"),
-    (6, "CAP_SETGID"),
-    (7, "CAP_SETUID"),
-    (8, "CAP_SETPCAP"),
-    (10, "CAP_NET_BIND_SERVICE"),
-    (13, "CAP_NET_RAW"),
-    (18, "CAP_SYS_CHROOT"),
-    (27, "CAP_MKNOD"),
-    (29, "CAP_AUDIT_WRITE"),
-    (31, "CAP_SETFCAP"),
-];
 
 /// The highest capability number any kernel may know; `PR_CAPBSET_DROP` of an unknown one
 /// fails with `EINVAL`, which is ignored.
@@ -39,13 +22,6 @@ struct CapData {
     effective: u32,
     permitted: u32,
     inheritable: u32,
-}
-
-/// The default set as a 64-bit mask.
-pub(crate) fn default_mask() -> u64 {
-    DEFAULT_CAPABILITIES
-        .iter()
-        .fold(0u64, |mask, (number, _)| mask | 1u64 << number)
 }
 
 /// Drops every capability outside `keep` from the bounding set and clears the ambient set.
@@ -131,15 +107,4 @@ pub(super) unsafe fn set_no_new_privs() -> Result<(), libc::c_int> {
 fn errno() -> libc::c_int {
     // SAFETY: the errno location is thread-local and always valid.
     unsafe { *libc::__errno_location() }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_set_is_dockers() {
-        // CapBnd of `docker run --rm alpine grep Cap /proc/self/status`.
-        assert_eq!(default_mask(), 0x00000000a80425fb);
-    }
 }

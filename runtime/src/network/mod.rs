@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::spec::Network;
+use crate::spec::{ExtraHost, Network};
 use crate::state::{HOSTNAME_FILE, HOSTS_FILE, RESOLV_CONF_FILE};
 use netlink::{Netlink, link_index};
 
@@ -354,12 +354,15 @@ pub(crate) fn resolv_conf(host: &str) -> String {
 }
 
 /// Writes the files a sandbox with this network gets into `state_dir`: private copies of
-/// the host's resolver files for `Host`, generated ones for `Bridge`, none for `None`.
+/// the host's resolver files for `Host`, generated ones for `Bridge`, none for `None`;
+/// `extra_hosts` (`--add-host`) are added to `/etc/hosts` (for `None`, to one with only
+/// localhost).
 pub(crate) fn write_files(
     state_dir: &Path,
     network: Network,
     hostname: &str,
     address: Option<Ipv4Addr>,
+    extra_hosts: &[ExtraHost],
 ) -> Result<(), Error> {
     let write = |name: &str, text: &str| {
         let path = state_dir.join(name);
@@ -389,6 +392,23 @@ pub(crate) fn write_files(
             let resolv = host_file(RESOLV_CONF_FILE)?.unwrap_or_default();
             write(RESOLV_CONF_FILE, &resolv_conf(&resolv))?;
         }
+    }
+    if !extra_hosts.is_empty() {
+        let path = state_dir.join(HOSTS_FILE);
+        let mut text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                hosts_file(address.unwrap_or(Ipv4Addr::LOCALHOST), "")
+            }
+            Err(source) => return Err(Error::WriteState { path, source }),
+        };
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        for host in extra_hosts {
+            text.push_str(&format!("{}\t{}\n", host.address, host.name));
+        }
+        write(HOSTS_FILE, &text)?;
     }
     Ok(())
 }

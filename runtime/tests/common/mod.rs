@@ -121,6 +121,7 @@ impl Fixture {
                 cwd: "/".into(),
                 user: String::new(),
                 terminal: false,
+                rlimits: Vec::new(),
             },
             hostname: "sandbox".into(),
             network: Network::None,
@@ -128,6 +129,8 @@ impl Fixture {
             readonly_root: false,
             seccomp: Default::default(),
             init: true,
+            capabilities: Default::default(),
+            extra_hosts: Vec::new(),
         }
     }
 

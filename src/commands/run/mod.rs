@@ -4,17 +4,25 @@
 //! proxies the published ports.
 
 use std::io::IsTerminal;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 use miette::{IntoDiagnostic, Result, WrapErr};
 use rbuild_runtime::{
-    CpuQuota, Limits, Mount, Network, Process, SandboxSpec, Seccomp, SetupKind, StdioMode,
+    Capabilities, CpuQuota, Limits, Mount, Network, Process, Rlimit, SandboxSpec, SetupKind,
+    StdioMode,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+
+mod flags;
+
+use flags::{
+    parse_add_host, parse_env_file, parse_mount, parse_publish, parse_security_opts, parse_tmpfs,
+    parse_volume, set_env,
+};
 
 use super::{key_value, network, open_runtime, open_store, parse_name};
 use crate::cli::NetworkArg;
@@ -64,6 +72,24 @@ pub struct RunArgs {
     /// Mount a tmpfs (`PATH[:OPTIONS]`, default options `rw,noexec,nosuid,size=65536k`)
     #[arg(long = "tmpfs", value_name = "PATH[:OPTIONS]")]
     pub tmpfs: Vec<String>,
+    /// Mount a host directory or a tmpfs, docker's way (`type=bind,source=DIR,target=PATH[,readonly]`
+    /// or `type=tmpfs,target=PATH[,tmpfs-size=SIZE]`; rbuild keeps no volumes)
+    #[arg(long = "mount", value_name = "type=TYPE,...")]
+    pub mount: Vec<String>,
+    /// Add a line to /etc/hosts (`NAME:IP`)
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
+    /// Add a capability to docker's default set (`NET_ADMIN`, `SYS_PTRACE`, ..., `ALL`); the
+    /// seccomp profile allows its syscalls as docker's does
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability from docker's default set (`ALL` for every one)
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// A resource limit of the command (`nofile=1024:2048`, `nproc=512`, `core=0`; -1 for
+    /// unlimited)
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<String>,
     /// Hostname inside the sandbox
     #[arg(long)]
     pub hostname: Option<String>,
@@ -112,133 +138,6 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-/// `-p [IP:]HOST:CONTAINER[/tcp]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Publish {
-    host: SocketAddr,
-    container: u16,
-}
-
-fn parse_publish(text: &str) -> Result<Publish, String> {
-    let spec = match text.rsplit_once('/') {
-        Some((spec, "tcp")) => spec,
-        Some((_, protocol)) => {
-            return Err(format!(
-                "`{text}`: only tcp ports can be published, not {protocol}"
-            ));
-        }
-        None => text,
-    };
-    let parts: Vec<&str> = spec.split(':').collect();
-    let (ip, host, container) = match parts.as_slice() {
-        [host, container] => ("0.0.0.0", *host, *container),
-        [ip, host, container] => (*ip, *host, *container),
-        _ => return Err(format!("`{text}` is not `[IP:]HOST:CONTAINER`")),
-    };
-    let port = |value: &str| {
-        value
-            .parse::<u16>()
-            .ok()
-            .filter(|port| *port != 0)
-            .ok_or_else(|| format!("`{text}`: `{value}` is not a port number"))
-    };
-    let ip: Ipv4Addr = ip
-        .parse()
-        .map_err(|_| format!("`{text}`: `{ip}` is not an IPv4 address"))?;
-    Ok(Publish {
-        host: SocketAddr::from((ip, port(host)?)),
-        container: port(container)?,
-    })
-}
-
-/// `-v HOST:CONTAINER[:ro|rw]`: a recursive bind of the host path (which must exist). The
-/// target is resolved inside the sandbox's root by the runtime, so a symlink in the image
-/// cannot send the mount (or writes through it) anywhere on the host.
-fn parse_volume(text: &str) -> Result<Mount, String> {
-    let parts: Vec<&str> = text.split(':').collect();
-    let (host, target, readonly) = match parts.as_slice() {
-        [host, target] => (*host, *target, false),
-        [host, target, "ro"] => (*host, *target, true),
-        [host, target, "rw"] => (*host, *target, false),
-        _ => return Err(format!("`{text}` is not `HOST:CONTAINER[:ro]`")),
-    };
-    if !target.starts_with('/') {
-        return Err(format!("`{text}`: the container path must be absolute"));
-    }
-    let source = std::fs::canonicalize(host)
-        .map_err(|err| format!("`{text}`: cannot use host path {host}: {err}"))?;
-    let mut options = vec!["rbind".to_owned(), "rprivate".to_owned()];
-    if readonly {
-        options.push("ro".to_owned());
-    }
-    Ok(Mount {
-        fstype: "bind".into(),
-        source,
-        target: target.into(),
-        options,
-    })
-}
-
-/// Docker's `--security-opt` values that mean something here.
-fn parse_security_opts(options: &[String]) -> Result<Seccomp, String> {
-    let mut seccomp = Seccomp::Default;
-    for option in options {
-        let (key, value) = option
-            .split_once(['=', ':'])
-            .unwrap_or((option.as_str(), "true"));
-        match (key, value) {
-            ("seccomp", "unconfined") => seccomp = Seccomp::Unconfined,
-            ("seccomp", _) => {
-                return Err(format!(
-                    "`{option}`: rbuild has its own profile or none (`seccomp=unconfined`); profiles from files are not supported"
-                ));
-            }
-            // rbuild always sets no_new_privs, and uses neither AppArmor nor SELinux labels.
-            ("no-new-privileges", "true") | ("apparmor", "unconfined") | ("label", "disable") => {}
-            _ => {
-                return Err(format!(
-                    "`{option}` is not supported (`seccomp=unconfined`, `no-new-privileges`, `apparmor=unconfined` and `label=disable` are)"
-                ));
-            }
-        }
-    }
-    Ok(seccomp)
-}
-
-/// `--tmpfs PATH[:OPTIONS]`, Docker's default options when none are given.
-fn parse_tmpfs(text: &str) -> Result<Mount, String> {
-    let (target, options) = text.split_once(':').unwrap_or((text, ""));
-    if !target.starts_with('/') {
-        return Err(format!("`{text}`: the tmpfs path must be absolute"));
-    }
-    let options = if options.is_empty() {
-        "rw,noexec,nosuid,size=65536k"
-    } else {
-        options
-    };
-    Ok(Mount {
-        fstype: "tmpfs".into(),
-        source: "tmpfs".into(),
-        target: target.into(),
-        options: options.split(',').map(str::to_owned).collect(),
-    })
-}
-
-/// `KEY=VALUE` lines (a bare `KEY` takes rbuild's own value); blank lines and `#`
-/// comments are skipped. Values are taken as they are, quotes included, as Docker does.
-fn parse_env_file(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .map(|line| line.trim_start())
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .filter_map(key_value)
-        .collect()
-}
-
-fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
-    env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
-    env.push(format!("{key}={value}"));
-}
-
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
     if args.detach {
         return Err(miette::miette!(
@@ -276,6 +175,23 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     for tmpfs in &args.tmpfs {
         mounts.push(parse_tmpfs(tmpfs).map_err(|e| miette::miette!("--tmpfs: {e}"))?);
     }
+    for mount in &args.mount {
+        mounts.push(parse_mount(mount).map_err(|e| miette::miette!("--mount: {e}"))?);
+    }
+    let extra_hosts = args
+        .add_host
+        .iter()
+        .map(|text| parse_add_host(text))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| miette::miette!("--add-host: {e}"))?;
+    let capabilities = Capabilities::changed(&args.cap_add, &args.cap_drop)
+        .map_err(|e| miette::miette!("--cap-add/--cap-drop: {e}"))?;
+    let rlimits = args
+        .ulimit
+        .iter()
+        .map(|text| Rlimit::parse(text))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| miette::miette!("--ulimit: {e}"))?;
     // As an ordinary user there is no bridge (it needs a network namespace of rbuild's
     // own): the host's network is the default then, as it is for RUN steps.
     let no_bridge = rbuild_runtime::bridge_unavailable();
@@ -425,6 +341,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             cwd,
             user: args.user.clone().unwrap_or_else(|| string("User")),
             terminal: args.tty,
+            rlimits,
         },
         hostname: args
             .hostname
@@ -435,6 +352,8 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         readonly_root: args.read_only,
         seccomp,
         init: args.init,
+        capabilities,
+        extra_hosts,
     };
     let stdio = if args.interactive {
         StdioMode::Inherit
@@ -680,92 +599,5 @@ impl RunLayer {
 
     fn remove(self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_published_ports() {
-        assert_eq!(
-            parse_publish("8080:80").unwrap(),
-            Publish {
-                host: "0.0.0.0:8080".parse().unwrap(),
-                container: 80
-            }
-        );
-        assert_eq!(
-            parse_publish("127.0.0.1:8080:80/tcp").unwrap().host,
-            "127.0.0.1:8080".parse().unwrap()
-        );
-        assert!(
-            parse_publish("8080:80/udp")
-                .unwrap_err()
-                .contains("only tcp")
-        );
-        assert!(parse_publish("80").is_err());
-        assert!(parse_publish("0:80").is_err());
-        assert!(parse_publish("x:1:2").is_err());
-    }
-
-    #[test]
-    fn parses_security_opts_as_docker() {
-        let opts = |list: &[&str]| {
-            parse_security_opts(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        };
-        assert_eq!(opts(&[]), Ok(Seccomp::Default));
-        assert_eq!(opts(&["seccomp=unconfined"]), Ok(Seccomp::Unconfined));
-        assert_eq!(
-            opts(&["seccomp:unconfined", "no-new-privileges"]),
-            Ok(Seccomp::Unconfined)
-        );
-        assert_eq!(
-            opts(&["apparmor=unconfined", "label=disable"]),
-            Ok(Seccomp::Default)
-        );
-        assert!(
-            opts(&["seccomp=/etc/profile.json"])
-                .unwrap_err()
-                .contains("from files")
-        );
-        assert!(opts(&["no-new-privileges=false"]).is_err());
-        assert!(opts(&["label=type:x"]).is_err());
-    }
-
-    #[test]
-    fn parses_volumes_and_tmpfs() {
-        let temp = tempfile::tempdir().unwrap();
-        let host = temp.path().to_str().unwrap();
-        let mount = parse_volume(&format!("{host}:/data:ro")).unwrap();
-        assert_eq!(mount.fstype, "bind");
-        assert_eq!(mount.source, temp.path().canonicalize().unwrap());
-        assert_eq!(mount.target, PathBuf::from("/data"));
-        assert_eq!(mount.options, ["rbind", "rprivate", "ro"]);
-        assert!(parse_volume(&format!("{host}:relative")).is_err());
-        assert!(parse_volume("/does/not/exist:/data").is_err());
-        assert!(parse_volume(&format!("{host}:/data:rx")).is_err());
-
-        let tmpfs = parse_tmpfs("/run").unwrap();
-        assert_eq!(tmpfs.options, ["rw", "noexec", "nosuid", "size=65536k"]);
-        assert_eq!(parse_tmpfs("/run:size=1m").unwrap().options, ["size=1m"]);
-        assert!(parse_tmpfs("run").is_err());
-    }
-
-    #[test]
-    fn parses_env_files() {
-        let vars = parse_env_file("# comment\n\nA=1\n  B=two words\nC=\"quoted\"\n");
-        assert_eq!(
-            vars,
-            [
-                ("A".to_owned(), "1".to_owned()),
-                ("B".to_owned(), "two words".to_owned()),
-                ("C".to_owned(), "\"quoted\"".to_owned()),
-            ]
-        );
-        let mut env = vec!["A=0".to_owned(), "PATH=/bin".to_owned()];
-        set_env(&mut env, "A", "1");
-        assert_eq!(env, ["PATH=/bin", "A=1"]);
     }
 }
