@@ -124,6 +124,7 @@ pub struct BuildArgs {
 }
 
 pub async fn build(args: BuildArgs) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
     let tags = args
         .tags
         .iter()
@@ -452,7 +453,14 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
             .wrap_err_with(|| format!("cannot write {}", path.display()))?;
         }
         if args.progress != ProgressArg::Quiet {
-            eprintln!("{} step(s) cached, {} run", result.cached, result.executed);
+            let plural = |n: usize| if n == 1 { "" } else { "s" };
+            eprintln!(
+                "{} step{} run, {} cached, in {}",
+                result.executed,
+                plural(result.executed),
+                result.cached,
+                crate::progress::seconds(started.elapsed())
+            );
             eprintln!("writing image {}", result.config);
             for tag in &result.tags {
                 eprintln!("naming to {tag}");

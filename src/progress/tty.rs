@@ -1,7 +1,9 @@
-//! The live view on a terminal: one line per running step with its elapsed time and latest
-//! output; finished steps scroll up as one line each.
+//! The live view on a terminal: each running step as a line with its elapsed time and, under
+//! it, the last few lines of its output; a finished step scrolls up as one line with its
+//! time (or CACHED). Every line is cut to the terminal's width: a line that wraps would
+//! leave copies of itself behind at each redraw.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -10,6 +12,9 @@ use rbuild_builder::{Event, Progress};
 
 use super::seconds;
 
+/// Output lines shown under a running step.
+const TAIL_LINES: usize = 3;
+
 pub struct TtyProgress {
     multi: MultiProgress,
     state: Mutex<TtyState>,
@@ -17,7 +22,15 @@ pub struct TtyProgress {
 
 struct TtyState {
     steps: usize,
-    running: HashMap<usize, (ProgressBar, String)>,
+    running: HashMap<usize, Running>,
+}
+
+struct Running {
+    title: String,
+    header: ProgressBar,
+    /// One bar per shown output line, made as lines arrive.
+    tail: Vec<ProgressBar>,
+    lines: VecDeque<String>,
 }
 
 impl TtyProgress {
@@ -32,10 +45,42 @@ impl TtyProgress {
     }
 
     fn done(&self, state: &mut TtyState, step: usize, outcome: &str) {
-        if let Some((bar, title)) = state.running.remove(&step) {
-            bar.finish_and_clear();
-            self.multi.remove(&bar);
-            let _ = self.multi.println(format!("{title}  {outcome}"));
+        if let Some(running) = state.running.remove(&step) {
+            for bar in running.tail.iter().chain([&running.header]) {
+                bar.finish_and_clear();
+                self.multi.remove(bar);
+            }
+            self.println(&running.title, &format!("  {outcome}"));
+        }
+    }
+
+    /// Prints `text` then `suffix` above the live lines, `text` cut so that both fit.
+    fn println(&self, text: &str, suffix: &str) {
+        let room = width().saturating_sub(suffix.chars().count());
+        let _ = self.multi.println(format!("{}{suffix}", cut(text, room)));
+    }
+
+    fn log(&self, running: &mut Running, line: &str) {
+        // A carriage return redraws a line (progress bars of curl, pip): its last state.
+        let line = line.rsplit('\r').next().unwrap_or(line).trim_end();
+        if line.is_empty() {
+            return;
+        }
+        running.lines.push_back(line.to_owned());
+        while running.lines.len() > TAIL_LINES {
+            running.lines.pop_front();
+        }
+        while running.tail.len() < running.lines.len() {
+            let anchor = running.tail.last().unwrap_or(&running.header).clone();
+            let bar = self.multi.insert_after(&anchor, ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("    {wide_msg:.dim}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            running.tail.push(bar);
+        }
+        for (bar, line) in running.tail.iter().zip(&running.lines) {
+            bar.set_message(line.clone());
         }
     }
 }
@@ -47,26 +92,40 @@ impl Progress for TtyProgress {
             Event::Started { steps } => state.steps = steps,
             Event::StepStarted { step, description } => {
                 let title = format!("[{step}/{}] {description}", state.steps);
-                let bar = self.multi.add(ProgressBar::new_spinner());
-                bar.set_style(
-                    ProgressStyle::with_template("{spinner} {prefix} {elapsed:>4} {wide_msg:.dim}")
+                let header = self.multi.add(ProgressBar::new_spinner());
+                // The elapsed time first, so that cutting a long title never hides it.
+                header.set_style(
+                    ProgressStyle::with_template("{spinner} {elapsed:>4} {wide_msg}")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
-                bar.set_prefix(title.clone());
-                bar.enable_steady_tick(Duration::from_millis(120));
-                state.running.insert(step, (bar, title));
+                header.set_message(title.clone());
+                header.enable_steady_tick(Duration::from_millis(120));
+                state.running.insert(
+                    step,
+                    Running {
+                        title,
+                        header,
+                        tail: Vec::new(),
+                        lines: VecDeque::new(),
+                    },
+                );
             }
             Event::Log { step, line, .. } => {
-                if let Some((bar, _)) = state.running.get(&step) {
-                    bar.set_message(String::from_utf8_lossy(line).trim_end().to_owned());
+                if let Some(running) = state.running.get_mut(&step) {
+                    self.log(running, &String::from_utf8_lossy(line));
                 }
             }
             Event::StepCached { step } => self.done(&mut state, step, "CACHED"),
-            Event::StepMiss { step, reason } => {
-                if let Some((_, title)) = state.running.get(&step) {
-                    let _ = self.multi.println(format!("{title}  cache miss: {reason}"));
-                }
+            // The step's own line follows when it ends: the reason goes first here, so that
+            // cutting to the width leaves it whole. What the user asked for (`--no-cache`)
+            // needs no saying on every step.
+            Event::StepMiss { step, reason } if !reason.starts_with("--no-cache") => {
+                self.println(
+                    &format!("[{step}/{}] cache miss: {reason}", state.steps),
+                    "",
+                );
             }
+            Event::StepMiss { .. } => {}
             Event::StepFinished { step, elapsed } => self.done(&mut state, step, &seconds(elapsed)),
             Event::StepFailed { step, elapsed } => {
                 self.done(
@@ -79,5 +138,41 @@ impl Progress for TtyProgress {
                 let _ = self.multi.println("exporting image");
             }
         }
+    }
+}
+
+/// The terminal's width (stderr's), 80 when it cannot be read.
+fn width() -> usize {
+    // SAFETY: winsize is plain data; TIOCGWINSZ fills it or fails.
+    unsafe {
+        let mut size: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) == 0 && size.ws_col > 0 {
+            usize::from(size.ws_col)
+        } else {
+            80
+        }
+    }
+}
+
+/// `text` cut to `room` characters, the cut marked with `…`.
+fn cut(text: &str, room: usize) -> String {
+    if text.chars().count() <= room {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(room.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_cut_with_a_mark() {
+        assert_eq!(cut("short", 10), "short");
+        assert_eq!(cut("[2/9] RUN apt-get update", 12), "[2/9] RUN a…");
+        assert_eq!(cut("ééééé", 3), "éé…");
+        assert_eq!(cut("x", 0), "…");
     }
 }

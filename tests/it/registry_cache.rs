@@ -268,7 +268,7 @@ fn a_second_machine_gets_cached_steps_from_the_registry() {
     );
     assert_success(&out);
     let err = stderr(&out);
-    assert!(err.contains("3 step(s) cached, 0 run"), "{err}");
+    assert!(err.contains("0 steps run, 3 cached"), "{err}");
     // The same image as the first machine's, times included.
     let config = |env: &TestEnv| stdout(&rbuild(env, &["inspect", "app:1"]));
     assert_eq!(config(&a), config(&b));
@@ -293,7 +293,7 @@ fn a_second_machine_gets_cached_steps_from_the_registry() {
     );
     assert_success(&out);
     assert!(
-        stderr(&out).contains("3 step(s) cached, 0 run"),
+        stderr(&out).contains("0 steps run, 3 cached"),
         "{}",
         stderr(&out)
     );
@@ -363,7 +363,7 @@ fn a_step_that_runs_over_imported_steps_fetches_their_layers_first() {
     );
     assert_success(&out);
     let err = stderr(&out);
-    assert!(err.contains("2 step(s) cached, 1 run"), "{err}");
+    assert!(err.contains("1 step run, 2 cached"), "{err}");
     let out = rbuild(&b, &["run", "edited:1", "cat", "/app/twice"]);
     assert_success(&out);
     assert_eq!(stdout(&out), "compiled\ncompiled\n");
@@ -437,7 +437,7 @@ fn a_cache_passes_on_to_another_registry_with_layers_no_build_fetched() {
     );
     assert_success(&out);
     assert!(
-        stderr(&out).contains("3 step(s) cached, 0 run"),
+        stderr(&out).contains("0 steps run, 3 cached"),
         "{}",
         stderr(&out)
     );
@@ -564,7 +564,7 @@ fn a_fresh_machine_says_why_a_step_missed_the_imported_cache() {
     assert_success(&out);
     let err = stderr(&out);
     assert!(err.contains("`a.txt` changed"), "{err}");
-    assert!(err.contains("0 step(s) cached, 3 run"), "{err}");
+    assert!(err.contains("3 steps run, 0 cached"), "{err}");
 
     // Same files, another token: only the step that reads it runs, and says why.
     let c = busybox_env();
@@ -585,7 +585,7 @@ fn a_fresh_machine_says_why_a_step_missed_the_imported_cache() {
     assert_success(&out);
     let err = stderr(&out);
     assert!(err.contains("`TOKEN` changed"), "{err}");
-    assert!(err.contains("2 step(s) cached, 1 run"), "{err}");
+    assert!(err.contains("1 step run, 2 cached"), "{err}");
     assert!(!err.contains("s3cr3t"), "{err}");
 }
 
@@ -614,7 +614,7 @@ fn a_cache_import_that_fails_is_reported_and_the_build_goes_on() {
         err.contains("WARNING: cannot import the build cache") && err.contains("not found"),
         "{err}"
     );
-    assert!(err.contains("0 step(s) cached, 1 run"), "{err}");
+    assert!(err.contains("1 step run, 0 cached"), "{err}");
 
     // An export that fails fails the build, unless `ignore-error=true` says otherwise.
     let nowhere = {

@@ -312,7 +312,7 @@ fn a_user_pushes_pulls_and_shares_a_registry_cache() {
     ]);
     assert_success(&out);
     assert!(
-        stderr(&out).contains("2 step(s) cached, 0 run"),
+        stderr(&out).contains("0 steps run, 2 cached"),
         "{}",
         stderr(&out)
     );
