@@ -65,19 +65,23 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
             .image_by_manifest(&record.manifest)
             .into_diagnostic()
             .wrap_err_with(|| format!("cannot read image `{}`", record.name))?;
-        rows.push((record, image));
+        let size = store
+            .image_size(&image)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot read image `{}`", record.name))?;
+        rows.push((record, image, size));
     }
     let mut out = crate::output::stdout();
     match args.format {
         FormatArg::Json => {
-            for (record, image) in &rows {
+            for (record, image, size) in &rows {
                 let row = serde_json::json!({
                     "Repository": record.name.repository(),
                     "Tag": record.name.tag(),
                     "ID": image.config_digest.to_string(),
                     "Digest": record.manifest.to_string(),
                     "CreatedAt": image.config.created,
-                    "Size": image.size(),
+                    "Size": size,
                 });
                 writeln!(out, "{row}").into_diagnostic()?;
             }
@@ -86,7 +90,7 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
             let now = time::now_unix();
             let table: Vec<[String; 5]> = rows
                 .iter()
-                .map(|(record, image)| {
+                .map(|(record, image, size)| {
                     [
                         record.name.repository().to_owned(),
                         record.name.tag().to_owned(),
@@ -97,7 +101,7 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
                             .as_deref()
                             .and_then(time::parse_rfc3339)
                             .map_or_else(|| "N/A".to_owned(), |t| ago(now - t)),
-                        human_size(image.size()),
+                        human_size(*size),
                     ]
                 })
                 .collect();
@@ -236,7 +240,7 @@ pub fn history(args: HistoryArgs) -> Result<ExitCode> {
     let store = open_store()?;
     let name = parse_name(&args.image)?;
     let image = store.image(&name).map_err(not_found)?;
-    let mut layers = image.manifest.layers.iter();
+    let mut layers = store.layer_sizes(&image).into_diagnostic()?.into_iter();
     let now = time::now_unix();
     let mut rows = Vec::new();
     for entry in image
@@ -251,7 +255,7 @@ pub fn history(args: HistoryArgs) -> Result<ExitCode> {
         let size = if entry.empty_layer {
             0
         } else {
-            layers.next().map_or(0, |l| l.size)
+            layers.next().unwrap_or(0)
         };
         rows.push((entry, size));
     }
