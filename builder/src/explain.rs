@@ -29,6 +29,9 @@ pub(crate) struct Trace {
     /// FROM: the manifest the name resolved to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
+    /// FROM: that image's config digest, its IMAGE ID in `rbuild images`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_id: Option<String>,
     /// Anything else in the key (network, SOURCE_DATE_EPOCH).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub other: Vec<String>,
@@ -181,11 +184,7 @@ fn reason(old: &Trace, new: &Trace) -> String {
     if old.base != new.base
         && let (Some(old_base), Some(new_base)) = (&old.base, &new.base)
     {
-        return format!(
-            "the base image moved from {} to {}",
-            short_digest(old_base),
-            short_digest(new_base)
-        );
+        return base_moved(old_base, new_base, old, new);
     }
     for ((description, old_key), (_, new_key)) in old.inputs.iter().zip(&new.inputs) {
         if old_key != new_key {
@@ -283,6 +282,32 @@ fn shorten(text: &str) -> String {
     }
 }
 
+/// The base image is named by IMAGE ID, as `rbuild images` shows it and `inspect` takes
+/// it, not by manifest: one image can be stored under several manifests (its layers
+/// compressed or not), and the manifest digest is nowhere the user looks.
+fn base_moved(old_base: &str, new_base: &str, old: &Trace, new: &Trace) -> String {
+    let id = |id: &Option<String>| {
+        id.as_deref()
+            .and_then(|id| id.parse::<rbuild_store::Digest>().ok())
+            .map(|id| id.short().to_owned())
+    };
+    match (id(&old.base_id), id(&new.base_id)) {
+        (Some(old_id), Some(new_id)) if old_id == new_id => {
+            format!("the base image is the same (IMAGE ID {new_id}) under another manifest")
+        }
+        (Some(old_id), Some(new_id)) => {
+            format!("the base image moved (IMAGE ID {old_id} → {new_id})")
+        }
+        // The previous build was recorded by an rbuild that kept only the manifest.
+        (None, Some(new_id)) => format!("the base image moved (now IMAGE ID {new_id})"),
+        _ => format!(
+            "the base image moved (manifest {} → {})",
+            short_digest(old_base),
+            short_digest(new_base)
+        ),
+    }
+}
+
 fn short_digest(digest: &str) -> String {
     match digest.strip_prefix("sha256:") {
         Some(hex) if hex.len() > 12 => format!("sha256:{}", &hex[..12]),
@@ -342,6 +367,43 @@ mod tests {
         assert_eq!(
             why(&old, &trace(), &HashMap::new()),
             "its cache record is gone (pruned, or its layer was removed)"
+        );
+    }
+
+    #[test]
+    fn a_moved_base_is_named_by_image_id() {
+        let manifest = |n: u8| format!("sha256:{}", format!("{n:x}").repeat(64));
+        let id = |n: u8| Some(format!("sha256:{}", format!("{:x}", n + 10).repeat(64)));
+        let old = Trace {
+            description: "FROM base".into(),
+            base: Some(manifest(1)),
+            base_id: id(1),
+            ..Default::default()
+        };
+        let new = Trace {
+            base: Some(manifest(2)),
+            base_id: id(2),
+            ..old.clone()
+        };
+        assert_eq!(
+            why(&old, &new, &HashMap::new()),
+            "the base image moved (IMAGE ID bbbbbbbbbbbb → cccccccccccc)"
+        );
+        let copy = Trace {
+            base: Some(manifest(2)),
+            ..old.clone()
+        };
+        assert_eq!(
+            why(&old, &copy, &HashMap::new()),
+            "the base image is the same (IMAGE ID bbbbbbbbbbbb) under another manifest"
+        );
+        let recorded_without_id = Trace {
+            base_id: None,
+            ..old.clone()
+        };
+        assert_eq!(
+            why(&recorded_without_id, &new, &HashMap::new()),
+            "the base image moved (now IMAGE ID cccccccccccc)"
         );
     }
 

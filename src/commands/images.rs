@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use miette::{IntoDiagnostic, Result, WrapErr};
-use rbuild_store::time;
+use rbuild_store::{Image, Store, time};
 
 use super::{open_store, parse_name};
 
@@ -27,12 +27,13 @@ pub struct InspectArgs {
     /// Print the manifest instead of the config
     #[arg(long)]
     pub manifest: bool,
+    /// A name, or an IMAGE ID from `rbuild images` (or its start)
     pub image: String,
 }
 
 #[derive(Debug, Args)]
 pub struct TagArgs {
-    /// The image to name
+    /// The image to name: a name, or an IMAGE ID from `rbuild images` (or its start)
     pub source: String,
     /// The new name
     pub target: String,
@@ -52,6 +53,7 @@ pub struct HistoryArgs {
     /// Show full `CREATED BY` commands
     #[arg(long = "no-trunc")]
     pub no_trunc: bool,
+    /// A name, or an IMAGE ID from `rbuild images` (or its start)
     pub image: String,
 }
 
@@ -134,8 +136,7 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
 
 pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
     let store = open_store()?;
-    let name = parse_name(&args.image)?;
-    let image = store.image(&name).map_err(not_found)?;
+    let image = find_image(&store, &args.image)?;
     let digest = if args.manifest {
         &image.manifest_digest
     } else {
@@ -158,6 +159,54 @@ pub(super) fn not_found(err: rbuild_store::Error) -> miette::Report {
             "image `{name}` not found"
         ),
         other => miette::Report::from_err(other),
+    }
+}
+
+/// The image `text` names: a name, else an IMAGE ID as `rbuild images` shows it, in full
+/// (`sha256:…`) or any start of it of at least 4 digits that only one image has, as docker
+/// takes them. A name wins over an id that would read the same.
+pub(super) fn find_image(store: &Store, text: &str) -> Result<Image> {
+    let name = parse_name(text);
+    if let Ok(name) = &name {
+        match store.image(name) {
+            Err(rbuild_store::Error::ImageNotFound { .. }) => {}
+            other => return other.into_diagnostic(),
+        }
+    }
+    let prefix = text.strip_prefix("sha256:").unwrap_or(text);
+    let is_id = (4..=64).contains(&prefix.len())
+        && prefix
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !is_id {
+        let name = name?;
+        return Err(not_found(rbuild_store::Error::ImageNotFound { name }));
+    }
+    let mut records = store.images().into_diagnostic()?;
+    records.sort_by(|a, b| a.name.cmp(&b.name));
+    // One image may have several names and manifests: the first name's is taken.
+    let mut found: Vec<Image> = Vec::new();
+    for record in records {
+        let Ok(image) = store.image_by_manifest(&record.manifest) else {
+            continue;
+        };
+        if image.config_digest.hex().starts_with(prefix)
+            && !found.iter().any(|f| f.config_digest == image.config_digest)
+        {
+            found.push(image);
+        }
+    }
+    match found.len() {
+        0 => Err(miette::miette!(
+            help = "`rbuild images` lists the images in the store",
+            "image `{text}` not found"
+        )),
+        1 => Ok(found.remove(0)),
+        _ => Err(miette::miette!(
+            help = "give more of the IMAGE ID",
+            "`{text}` is the start of {} images' IDs",
+            found.len()
+        )),
     }
 }
 
@@ -191,17 +240,11 @@ pub(crate) fn human_size(bytes: u64) -> String {
 
 pub fn tag(args: TagArgs) -> Result<ExitCode> {
     let store = open_store()?;
-    let source = parse_name(&args.source)?;
     let target = parse_name(&args.target)?;
-    let record = store
-        .image_record(&source)
-        .into_diagnostic()?
-        .ok_or_else(|| {
-            not_found(rbuild_store::Error::ImageNotFound {
-                name: source.clone(),
-            })
-        })?;
-    store.tag(&target, &record.manifest).into_diagnostic()?;
+    let source = find_image(&store, &args.source)?;
+    store
+        .tag(&target, &source.manifest_digest)
+        .into_diagnostic()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -238,8 +281,7 @@ pub fn rmi(args: RmiArgs) -> Result<ExitCode> {
 
 pub fn history(args: HistoryArgs) -> Result<ExitCode> {
     let store = open_store()?;
-    let name = parse_name(&args.image)?;
-    let image = store.image(&name).map_err(not_found)?;
+    let image = find_image(&store, &args.image)?;
     let mut layers = store.layer_sizes(&image).into_diagnostic()?.into_iter();
     let now = time::now_unix();
     let mut rows = Vec::new();

@@ -472,3 +472,75 @@ fn fail_on_miss_checks_that_a_rebuild_is_fully_cached() {
     );
     assert!(err.contains("3 step(s) missed the cache"), "{err}");
 }
+
+/// A moved base image is named by IMAGE ID, the id `rbuild images` lists and `inspect`,
+/// `history` and `tag` take, not by a manifest digest the user finds nowhere.
+#[test]
+fn a_moved_base_image_is_named_by_its_image_id() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    assert_success(&env.rbuild(&["tag", "busybox", "old:1"]));
+    let ctx = env.context(
+        "moved",
+        &[("Dockerfile", "FROM busybox\nRUN echo hi > /hi.txt\n")],
+    );
+    assert!(miss_reasons(&env, &ctx, &[]).is_empty());
+
+    let extra = raw_tar(&[("etc/motd", tar::EntryType::Regular, "", b"new base\n")]);
+    let tar = env.path("moved.tar");
+    write_image(&tar, "busybox:latest", &[busybox_layer(), extra.clone()]);
+    assert_success(&env.rbuild(&["load", "-i", tar.to_str().unwrap()]));
+    let id_of = |name: &str| {
+        let out = env.rbuild(&["images", "--format", "json"]);
+        stdout(&out)
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .find(|row| {
+                format!(
+                    "{}:{}",
+                    row["Repository"].as_str().unwrap(),
+                    row["Tag"].as_str().unwrap()
+                ) == name
+            })
+            .map(|row| row["ID"].as_str().unwrap()["sha256:".len()..][..12].to_owned())
+            .unwrap_or_else(|| panic!("{name} in {}", stdout(&out)))
+    };
+    let (old, new) = (id_of("old:1"), id_of("busybox:latest"));
+    assert_ne!(old, new);
+    let table = stdout(&env.rbuild(&["images"]));
+    assert!(table.contains(&old) && table.contains(&new), "{table}");
+    assert_eq!(
+        miss_reasons(&env, &ctx, &[]),
+        [(
+            "RUN echo hi > /hi.txt".to_owned(),
+            format!(
+                "it builds on step 1 (`FROM busybox`), which changed: the base image moved (IMAGE ID {old} → {new})"
+            )
+        )]
+    );
+    // The same image under another manifest (its layers uncompressed).
+    write_uncompressed_image(&tar, "busybox:latest", &[busybox_layer(), extra]);
+    assert_success(&env.rbuild(&["load", "-i", tar.to_str().unwrap()]));
+    assert_eq!(id_of("busybox:latest"), new);
+    assert_eq!(
+        miss_reasons(&env, &ctx, &[])[0].1,
+        format!(
+            "it builds on step 1 (`FROM busybox`), which changed: the base image is the same (IMAGE ID {new}) under another manifest"
+        )
+    );
+
+    // The ids quoted are the ones the image commands take.
+    let by_id = env.rbuild(&["inspect", &old]);
+    assert_success(&by_id);
+    assert_eq!(by_id.stdout, env.rbuild(&["inspect", "old:1"]).stdout);
+    assert_success(&env.rbuild(&["history", &new]));
+    assert_success(&env.rbuild(&["tag", &format!("sha256:{new}"), "new:1"]));
+    assert_eq!(id_of("new:1"), new);
+    let out = env.rbuild(&["inspect", "0000000000aa"]);
+    assert_failure(&out);
+    assert!(
+        stderr(&out).contains("image `0000000000aa` not found"),
+        "{}",
+        stderr(&out)
+    );
+}
