@@ -8,6 +8,7 @@ use miette::{IntoDiagnostic, Result, WrapErr};
 use rbuild_store::{Image, Store, time};
 
 use super::{open_store, parse_name};
+use crate::table::{self, Align};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FormatArg {
@@ -90,10 +91,10 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
         }
         FormatArg::Table => {
             let now = time::now_unix();
-            let table: Vec<[String; 5]> = rows
+            let table: Vec<Vec<String>> = rows
                 .iter()
                 .map(|(record, image, size)| {
-                    [
+                    vec![
                         record.name.repository().to_owned(),
                         record.name.tag().to_owned(),
                         image.config_digest.short().to_owned(),
@@ -107,28 +108,15 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
                     ]
                 })
                 .collect();
-            let header = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from);
-            let mut widths = header.clone().map(|h| h.len());
-            for row in &table {
-                for (width, cell) in widths.iter_mut().zip(row) {
-                    *width = (*width).max(cell.len());
-                }
-            }
-            for row in std::iter::once(&header).chain(&table) {
-                let line: Vec<String> = row
-                    .iter()
-                    .zip(widths)
-                    .enumerate()
-                    .map(|(i, (cell, width))| {
-                        if i == 4 {
-                            cell.clone()
-                        } else {
-                            format!("{cell:<width$}")
-                        }
-                    })
-                    .collect();
-                writeln!(out, "{}", line.join("   ")).into_diagnostic()?;
-            }
+            let columns = [
+                ("REPOSITORY", Align::Left),
+                ("TAG", Align::Left),
+                ("IMAGE ID", Align::Left),
+                ("CREATED", Align::Left),
+                ("SIZE", Align::Left),
+            ];
+            out.write_all(table::render(&columns, &table).as_bytes())
+                .into_diagnostic()?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -316,34 +304,39 @@ pub fn history(args: HistoryArgs) -> Result<ExitCode> {
             }
         }
         FormatArg::Table => {
-            writeln!(
-                out,
-                "{:<20} {:<48} {:>10}   COMMENT",
-                "CREATED", "CREATED BY", "SIZE"
-            )
-            .into_diagnostic()?;
-            for (entry, size) in rows.iter().rev() {
-                let created = entry
-                    .created
-                    .as_deref()
-                    .and_then(time::parse_rfc3339)
-                    .map_or_else(|| "N/A".to_owned(), |t| ago(now - t));
-                let mut created_by = entry
-                    .created_by
-                    .clone()
-                    .unwrap_or_default()
-                    .replace('\n', " ");
-                if !args.no_trunc && created_by.chars().count() > 45 {
-                    created_by = created_by.chars().take(44).collect::<String>() + "…";
-                }
-                writeln!(
-                    out,
-                    "{created:<20} {created_by:<48} {:>10}   {}",
-                    human_size(*size),
-                    entry.comment.as_deref().unwrap_or("")
-                )
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .rev()
+                .map(|(entry, size)| {
+                    let created = entry
+                        .created
+                        .as_deref()
+                        .and_then(time::parse_rfc3339)
+                        .map_or_else(|| "N/A".to_owned(), |t| ago(now - t));
+                    let mut created_by = entry
+                        .created_by
+                        .clone()
+                        .unwrap_or_default()
+                        .replace('\n', " ");
+                    if !args.no_trunc && created_by.chars().count() > 45 {
+                        created_by = created_by.chars().take(44).collect::<String>() + "…";
+                    }
+                    vec![
+                        created,
+                        created_by,
+                        human_size(*size),
+                        entry.comment.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            let columns = [
+                ("CREATED", Align::Left),
+                ("CREATED BY", Align::Left),
+                ("SIZE", Align::Right),
+                ("COMMENT", Align::Left),
+            ];
+            out.write_all(table::render(&columns, &table).as_bytes())
                 .into_diagnostic()?;
-            }
         }
     }
     Ok(ExitCode::SUCCESS)

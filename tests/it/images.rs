@@ -274,3 +274,63 @@ fn unpacked_size(env: &TestEnv, name: &str) -> u64 {
         })
         .sum()
 }
+
+/// `rbuild history`'s columns stay in line whatever their values' lengths: "Less than a
+/// minute ago" and the busybox layer's older date, a short step and a truncated long one.
+#[test]
+fn history_columns_line_up() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "history",
+        &[(
+            "Dockerfile",
+            "FROM busybox\n\
+             RUN echo a long step that is cut in the history > /long.txt && echo done\n\
+             RUN true\n",
+        )],
+    );
+    assert_success(&env.build(&ctx, "hist:1"));
+    let out = env.rbuild(&["history", "hist:1"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    let lines: Vec<Vec<char>> = text.lines().map(|l| l.chars().collect()).collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    let header = text.lines().next().unwrap();
+    // Character offsets of each column's start (and of SIZE's end: it is right-aligned).
+    let at = |title: &str| header[..header.find(title).unwrap()].chars().count();
+    let created_by = at("CREATED BY");
+    let size_end = at("SIZE") + "SIZE".len();
+    let comment = at("COMMENT");
+    for line in &lines[1..] {
+        let row: String = line.iter().collect();
+        assert!(
+            line[created_by - 1] == ' ' && line[created_by] != ' ',
+            "CREATED BY starts at {created_by}:\n{text}"
+        );
+        assert!(
+            line[size_end - 1] != ' ' && line.get(size_end).is_none_or(|c| *c == ' '),
+            "SIZE ends at {size_end} in `{row}`:\n{text}"
+        );
+        assert!(
+            line.len() <= size_end || (line[comment - 1] == ' ' && line[comment] != ' '),
+            "COMMENT starts at {comment} in `{row}`:\n{text}"
+        );
+    }
+    assert!(text.contains("Less than a minute ago"), "{text}");
+    let created: std::collections::BTreeSet<usize> = lines[1..]
+        .iter()
+        .map(|line| {
+            line[..created_by]
+                .iter()
+                .collect::<String>()
+                .trim_end()
+                .len()
+        })
+        .collect();
+    assert!(
+        created.len() > 1,
+        "CREATED values of several lengths:\n{text}"
+    );
+    assert!(text.contains('…'), "a long step is cut:\n{text}");
+}
