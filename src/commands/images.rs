@@ -198,7 +198,7 @@ pub(super) fn find_image(store: &Store, text: &str) -> Result<Image> {
     }
 }
 
-fn ago(seconds: i64) -> String {
+pub(crate) fn ago(seconds: i64) -> String {
     let (value, unit) = match seconds.max(0) {
         s if s < 60 => return "Less than a minute ago".to_owned(),
         s if s < 3600 => (s / 60, "minute"),

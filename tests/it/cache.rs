@@ -358,7 +358,75 @@ fn logs_show_the_last_build_in_full() {
         assert!(log.contains(expected), "{log}");
     }
     let listed = stdout(&env.rbuild(&["logs", "--list"]));
-    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert_eq!(
+        listed.lines().count(),
+        2,
+        "a header and the build:\n{listed}"
+    );
+}
+
+/// `logs --list` says, per build, the name to pass to `rbuild logs`, when it started,
+/// the image it was to make and how it ended, newest first, in aligned columns.
+#[test]
+fn logs_list_says_when_what_and_how_each_build_ended() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let good = env.context("good", &[("Dockerfile", "FROM busybox\nRUN echo good\n")]);
+    let bad = env.context(
+        "bad",
+        &[("Dockerfile", "FROM busybox\nRUN echo bad; exit 3\n")],
+    );
+    assert_success(&env.build(&good, "good:1"));
+    let untagged = env.rbuild(&["build", "--progress", "quiet", good.to_str().unwrap()]);
+    assert_success(&untagged);
+    let id = stdout(&untagged).trim()["sha256:".len()..][..12].to_owned();
+    assert_failure(&env.build(&bad, "bad:1"));
+
+    let out = env.rbuild(&["logs", "--list"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    let header = lines[0];
+    let columns = ["BUILD", "STARTED", "IMAGE", "RESULT"];
+    let starts: Vec<usize> = columns.iter().map(|c| header.find(c).unwrap()).collect();
+    assert!(starts.windows(2).all(|w| w[0] < w[1]), "{text}");
+    let rows: Vec<Vec<&str>> = lines[1..]
+        .iter()
+        .map(|line| {
+            // Each cell starts where its title does.
+            for start in &starts[1..] {
+                assert!(
+                    line.as_bytes()[start - 1] == b' ' && line.as_bytes()[*start] != b' ',
+                    "a column at {start} in `{line}`:\n{text}"
+                );
+            }
+            starts
+                .iter()
+                .zip(starts[1..].iter().map(Some).chain([None]))
+                .map(|(start, end)| line[*start..end.map_or(line.len(), |e| *e)].trim_end())
+                .collect()
+        })
+        .collect();
+    let what: Vec<(&str, &str)> = rows.iter().map(|row| (row[2], row[3])).collect();
+    assert_eq!(
+        what,
+        [
+            ("bad:1", "failed"),
+            (id.as_str(), "succeeded"),
+            ("good:1", "succeeded")
+        ],
+        "newest first:\n{text}"
+    );
+    assert!(rows.iter().all(|row| row[1].ends_with(" ago")), "{text}");
+    // The first column is what `rbuild logs` takes.
+    let log = env.rbuild(&["logs", rows[0][0]]);
+    assert_success(&log);
+    assert!(
+        stdout(&log).contains("RUN echo bad; exit 3"),
+        "{}",
+        stdout(&log)
+    );
 }
 
 fn nix_kill(pid: u32, signal: i32) {
