@@ -31,6 +31,11 @@ pub enum Command {
     /// Run a command in a new sandbox from an image; changes are discarded
     Run(run::RunArgs),
     /// List images
+    ///
+    /// SIZE is the size of the image's layers uncompressed, as `docker images` counts it:
+    /// one size for an image, whatever its names and however it came to the store (built,
+    /// pulled, loaded or imported). A layer several images share counts in each; `rbuild
+    /// du` shows the disk space the store takes.
     Images(images::ImagesArgs),
     /// Show an image's OCI config (or its manifest)
     Inspect(images::InspectArgs),

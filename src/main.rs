@@ -8,6 +8,7 @@ mod progress;
 mod report;
 mod rootless;
 mod size;
+mod table;
 
 use std::process::ExitCode;
 

@@ -29,6 +29,9 @@ pub(crate) struct Trace {
     /// FROM: the manifest the name resolved to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
+    /// FROM: that image's config digest, its IMAGE ID in `rbuild images`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_id: Option<String>,
     /// Anything else in the key (network, SOURCE_DATE_EPOCH).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub other: Vec<String>,
@@ -173,19 +176,12 @@ pub(crate) fn explain(
 /// What differs between two traces of one step, first difference first.
 fn reason(old: &Trace, new: &Trace) -> String {
     if old.description != new.description {
-        return format!(
-            "the instruction changed (it was `{}`)",
-            shorten(&old.description)
-        );
+        return instruction_changed(&old.description, &new.description);
     }
     if old.base != new.base
         && let (Some(old_base), Some(new_base)) = (&old.base, &new.base)
     {
-        return format!(
-            "the base image moved from {} to {}",
-            short_digest(old_base),
-            short_digest(new_base)
-        );
+        return base_moved(old_base, new_base, old, new);
     }
     for ((description, old_key), (_, new_key)) in old.inputs.iter().zip(&new.inputs) {
         if old_key != new_key {
@@ -208,6 +204,89 @@ fn reason(old: &Trace, new: &Trace) -> String {
         return "its definition changed".to_owned();
     }
     "its cache record is gone (pruned, or its layer was removed)".to_owned()
+}
+
+/// How long an instruction may be to be quoted whole.
+const QUOTE_WIDTH: usize = 60;
+/// How much unchanged text is kept on each side of a change, to tell where it is.
+const CONTEXT: usize = 16;
+/// How much further the context reaches to keep a word whole.
+const WORD: usize = 8;
+
+/// A long instruction is quoted around what changed, old and new: cut at a fixed width,
+/// an edit near its end (a package added to a long `apt-get install`) would not show.
+fn instruction_changed(old: &str, new: &str) -> String {
+    if old.chars().count() <= QUOTE_WIDTH && new.chars().count() <= QUOTE_WIDTH {
+        return format!("the instruction changed (it was `{old}`)");
+    }
+    let (old, new) = around_change(old, new);
+    format!("the instruction changed (it was `{old}`, now `{new}`)")
+}
+
+/// The part of each text that differs from the other, with [`CONTEXT`] unchanged
+/// characters on each side and `…` where text is left out; each at most [`QUOTE_WIDTH`]
+/// characters (a long change shows its start).
+fn around_change(old: &str, new: &str) -> (String, String) {
+    let old: Vec<char> = old.chars().collect();
+    let new: Vec<char> = new.chars().collect();
+    let prefix = old.iter().zip(&new).take_while(|(a, b)| a == b).count();
+    let suffix = old
+        .iter()
+        .rev()
+        .zip(new.iter().rev())
+        .take(old.len().min(new.len()) - prefix)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let part = |text: &[char]| {
+        let changed = prefix..text.len() - suffix;
+        let is_space = |c: &char| *c == ' ';
+        // The context is whole words: a word it cuts is taken whole when short, else
+        // left out when another word is left.
+        let mut start = changed.start.saturating_sub(CONTEXT);
+        if start > 0 && text[start - 1] != ' ' {
+            let word = text[..start]
+                .iter()
+                .rposition(is_space)
+                .map_or(0, |s| s + 1);
+            if start - word <= WORD {
+                start = word;
+            } else if let Some(space) = text[start..changed.start].iter().position(is_space)
+                && start + space + 1 < changed.start
+            {
+                start += space + 1;
+            }
+        }
+        let mut end = (changed.end + CONTEXT).min(text.len());
+        if end < text.len() && text[end] != ' ' {
+            let word = text[end..]
+                .iter()
+                .position(is_space)
+                .map_or(text.len(), |s| end + s);
+            if word - end <= WORD {
+                end = word;
+            } else if let Some(space) = text[changed.end..end].iter().rposition(is_space)
+                && space > 0
+            {
+                end = changed.end + space;
+            }
+        }
+        let room = QUOTE_WIDTH - 2;
+        let mut out = String::new();
+        if start > 0 {
+            out.push('…');
+        }
+        if end - start > room {
+            out.extend(&text[start..start + room]);
+            out.push('…');
+        } else {
+            out.extend(&text[start..end]);
+            if end < text.len() {
+                out.push('…');
+            }
+        }
+        out
+    };
+    (part(&old), part(&new))
 }
 
 fn describe_env(old: &[String], new: &[String]) -> String {
@@ -283,6 +362,32 @@ fn shorten(text: &str) -> String {
     }
 }
 
+/// The base image is named by IMAGE ID, as `rbuild images` shows it and `inspect` takes
+/// it, not by manifest: one image can be stored under several manifests (its layers
+/// compressed or not), and the manifest digest is nowhere the user looks.
+fn base_moved(old_base: &str, new_base: &str, old: &Trace, new: &Trace) -> String {
+    let id = |id: &Option<String>| {
+        id.as_deref()
+            .and_then(|id| id.parse::<rbuild_store::Digest>().ok())
+            .map(|id| id.short().to_owned())
+    };
+    match (id(&old.base_id), id(&new.base_id)) {
+        (Some(old_id), Some(new_id)) if old_id == new_id => {
+            format!("the base image is the same (IMAGE ID {new_id}) under another manifest")
+        }
+        (Some(old_id), Some(new_id)) => {
+            format!("the base image moved (IMAGE ID {old_id} → {new_id})")
+        }
+        // The previous build was recorded by an rbuild that kept only the manifest.
+        (None, Some(new_id)) => format!("the base image moved (now IMAGE ID {new_id})"),
+        _ => format!(
+            "the base image moved (manifest {} → {})",
+            short_digest(old_base),
+            short_digest(new_base)
+        ),
+    }
+}
+
 fn short_digest(digest: &str) -> String {
     match digest.strip_prefix("sha256:") {
         Some(hex) if hex.len() > 12 => format!("sha256:{}", &hex[..12]),
@@ -342,6 +447,84 @@ mod tests {
         assert_eq!(
             why(&old, &trace(), &HashMap::new()),
             "its cache record is gone (pruned, or its layer was removed)"
+        );
+    }
+
+    #[test]
+    fn a_long_instruction_is_quoted_around_its_change() {
+        let install = |packages: &str| Trace {
+            description: format!(
+                "RUN apt-get update && apt-get install -y --no-install-recommends {packages} && rm -rf /var/lib/apt/lists/*"
+            ),
+            ..trace()
+        };
+        let old = install("ca-certificates curl python3");
+        let new = install("ca-certificates curl python3-pip");
+        assert_eq!(
+            why(&old, &new, &HashMap::new()),
+            "the instruction changed (it was `…curl python3 && rm -rf…`, now \
+             `…curl python3-pip && rm -rf…`)"
+        );
+        // A change at the start shows no `…` before it.
+        let new = Trace {
+            description: old
+                .description
+                .replacen("RUN apt-get update", "RUN apt update", 1),
+            ..trace()
+        };
+        assert_eq!(
+            why(&old, &new, &HashMap::new()),
+            "the instruction changed (it was `RUN apt-get update && apt-get…`, now \
+             `RUN apt update && apt-get…`)"
+        );
+        // A long change shows its start, within the width.
+        let new = install(&"libfoo-dev ".repeat(12));
+        let message = why(&old, &new, &HashMap::new());
+        let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+        assert_eq!(
+            quoted,
+            [
+                "…--no-install-recommends ca-certificates curl python3 && rm…",
+                "…--no-install-recommends libfoo-dev libfoo-dev libfoo-dev l…"
+            ]
+        );
+        assert!(quoted.iter().all(|q| q.chars().count() <= QUOTE_WIDTH));
+    }
+
+    #[test]
+    fn a_moved_base_is_named_by_image_id() {
+        let manifest = |n: u8| format!("sha256:{}", format!("{n:x}").repeat(64));
+        let id = |n: u8| Some(format!("sha256:{}", format!("{:x}", n + 10).repeat(64)));
+        let old = Trace {
+            description: "FROM base".into(),
+            base: Some(manifest(1)),
+            base_id: id(1),
+            ..Default::default()
+        };
+        let new = Trace {
+            base: Some(manifest(2)),
+            base_id: id(2),
+            ..old.clone()
+        };
+        assert_eq!(
+            why(&old, &new, &HashMap::new()),
+            "the base image moved (IMAGE ID bbbbbbbbbbbb → cccccccccccc)"
+        );
+        let copy = Trace {
+            base: Some(manifest(2)),
+            ..old.clone()
+        };
+        assert_eq!(
+            why(&old, &copy, &HashMap::new()),
+            "the base image is the same (IMAGE ID bbbbbbbbbbbb) under another manifest"
+        );
+        let recorded_without_id = Trace {
+            base_id: None,
+            ..old.clone()
+        };
+        assert_eq!(
+            why(&recorded_without_id, &new, &HashMap::new()),
+            "the base image moved (now IMAGE ID cccccccccccc)"
         );
     }
 

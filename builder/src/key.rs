@@ -60,6 +60,7 @@ impl SolveContext {
                 if let Some(image) = self.bases.get(reference) {
                     key.part(&image.manifest_digest.to_string());
                     trace.base = Some(image.manifest_digest.to_string());
+                    trace.base_id = Some(image.config_digest.to_string());
                 }
             }
             OpKind::Exec(exec) => {

@@ -16,7 +16,9 @@ use super::outputs::{Output, parse_cache, parse_output, write_output};
 use super::registry::{CompressionArg, open_registry, push_image, report};
 use super::{key_value, network, open_runtime, open_store, parse_name};
 use crate::cli::NetworkArg;
-use crate::progress::{BuildLog, JsonProgress, PlainProgress, QuietProgress, Tee, TtyProgress};
+use crate::progress::{
+    BuildLog, BuildResult, JsonProgress, PlainProgress, QuietProgress, Tee, TtyProgress,
+};
 use crate::report::build_error;
 use crate::size::parse_size;
 
@@ -290,9 +292,17 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
     };
     // The whole log, whatever is shown, for `rbuild logs`.
     let mut renderers = vec![shown];
-    if let Ok(log) = BuildLog::create(builder_root.as_path()) {
-        renderers.push(Arc::new(log));
+    let log = BuildLog::create(builder_root.as_path(), &tags)
+        .ok()
+        .map(Arc::new);
+    if let Some(log) = &log {
+        renderers.push(log.clone());
     }
+    let finish_log = |result, image| {
+        if let Some(log) = &log {
+            log.finish(result, image);
+        }
+    };
     let progress: Arc<dyn Progress> = Arc::new(Tee(renderers));
     // Ctrl-C and SIGTERM cancel the build; it stops its sandboxes and cleans up first.
     let cancel = Cancel::default();
@@ -321,11 +331,13 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         Ok(result) => result,
         Err(rbuild_builder::BuildError::Cancelled) => {
             signals.abort();
+            finish_log(BuildResult::Cancelled, None);
             eprintln!("build cancelled");
             return Ok(ExitCode::from(130));
         }
         Err(err) => {
             signals.abort();
+            finish_log(BuildResult::Failed, None);
             return Err(build_error(err, &dockerfile_path, &dockerfile));
         }
     };
@@ -483,14 +495,18 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         }
         Ok::<ExitCode, miette::Report>(ExitCode::SUCCESS)
     };
-    let outcome = tokio::select! {
-        outcome = finish => outcome,
+    let (outcome, result_of) = tokio::select! {
+        outcome = finish => {
+            let result_of = if outcome.is_ok() { BuildResult::Succeeded } else { BuildResult::Failed };
+            (outcome, result_of)
+        }
         () = cancel.cancelled() => {
             eprintln!("build cancelled");
-            Ok(ExitCode::from(130))
+            (Ok(ExitCode::from(130)), BuildResult::Cancelled)
         }
     };
     signals.abort();
+    finish_log(result_of, Some(&result.config));
     outcome
 }
 

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use miette::{IntoDiagnostic, Result, WrapErr};
-use rbuild_store::{ImageName, Store, time};
+use rbuild_store::{Image, ImageName, Store, time};
 
 use super::{open_store, parse_name};
+use crate::table::{self, Align};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FormatArg {
@@ -27,12 +28,13 @@ pub struct InspectArgs {
     /// Print the manifest instead of the config
     #[arg(long)]
     pub manifest: bool,
+    /// A name, or an IMAGE ID from `rbuild images` (or its start)
     pub image: String,
 }
 
 #[derive(Debug, Args)]
 pub struct TagArgs {
-    /// The image to name
+    /// The image to name: a name, or an IMAGE ID from `rbuild images` (or its start)
     pub source: String,
     /// The new name
     pub target: String,
@@ -52,6 +54,7 @@ pub struct HistoryArgs {
     /// Show full `CREATED BY` commands
     #[arg(long = "no-trunc")]
     pub no_trunc: bool,
+    /// A name, or an IMAGE ID from `rbuild images` (or its start)
     pub image: String,
 }
 
@@ -65,29 +68,33 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
             .image_by_manifest(&record.manifest)
             .into_diagnostic()
             .wrap_err_with(|| format!("cannot read image `{}`", record.name))?;
-        rows.push((record, image));
+        let size = store
+            .image_size(&image)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot read image `{}`", record.name))?;
+        rows.push((record, image, size));
     }
     let mut out = crate::output::stdout();
     match args.format {
         FormatArg::Json => {
-            for (record, image) in &rows {
+            for (record, image, size) in &rows {
                 let row = serde_json::json!({
                     "Repository": record.name.repository(),
                     "Tag": record.name.tag(),
                     "ID": image.config_digest.to_string(),
                     "Digest": record.manifest.to_string(),
                     "CreatedAt": image.config.created,
-                    "Size": image.size(),
+                    "Size": size,
                 });
                 writeln!(out, "{row}").into_diagnostic()?;
             }
         }
         FormatArg::Table => {
             let now = time::now_unix();
-            let table: Vec<[String; 5]> = rows
+            let table: Vec<Vec<String>> = rows
                 .iter()
-                .map(|(record, image)| {
-                    [
+                .map(|(record, image, size)| {
+                    vec![
                         record.name.repository().to_owned(),
                         record.name.tag().to_owned(),
                         image.config_digest.short().to_owned(),
@@ -97,32 +104,19 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
                             .as_deref()
                             .and_then(time::parse_rfc3339)
                             .map_or_else(|| "N/A".to_owned(), |t| ago(now - t)),
-                        human_size(image.size()),
+                        human_size(*size),
                     ]
                 })
                 .collect();
-            let header = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from);
-            let mut widths = header.clone().map(|h| h.len());
-            for row in &table {
-                for (width, cell) in widths.iter_mut().zip(row) {
-                    *width = (*width).max(cell.len());
-                }
-            }
-            for row in std::iter::once(&header).chain(&table) {
-                let line: Vec<String> = row
-                    .iter()
-                    .zip(widths)
-                    .enumerate()
-                    .map(|(i, (cell, width))| {
-                        if i == 4 {
-                            cell.clone()
-                        } else {
-                            format!("{cell:<width$}")
-                        }
-                    })
-                    .collect();
-                writeln!(out, "{}", line.join("   ")).into_diagnostic()?;
-            }
+            let columns = [
+                ("REPOSITORY", Align::Left),
+                ("TAG", Align::Left),
+                ("IMAGE ID", Align::Left),
+                ("CREATED", Align::Left),
+                ("SIZE", Align::Left),
+            ];
+            out.write_all(table::render(&columns, &table).as_bytes())
+                .into_diagnostic()?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -130,8 +124,7 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
 
 pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
     let store = open_store()?;
-    let name = parse_name(&args.image)?;
-    let image = store.image(&name).map_err(not_found(&store))?;
+    let image = find_image(&store, &args.image)?;
     let digest = if args.manifest {
         &image.manifest_digest
     } else {
@@ -187,7 +180,57 @@ pub(super) fn image_not_found(store: &Store, name: &ImageName) -> miette::Report
     }
 }
 
-fn ago(seconds: i64) -> String {
+/// The image `text` names: a name, else an IMAGE ID as `rbuild images` shows it, in full
+/// (`sha256:…`) or any start of it of at least 4 digits that only one image has, as docker
+/// takes them. A name wins over an id that would read the same.
+pub(super) fn find_image(store: &Store, text: &str) -> Result<Image> {
+    let name = parse_name(text);
+    if let Ok(name) = &name {
+        match store.image(name) {
+            Err(rbuild_store::Error::ImageNotFound { .. }) => {}
+            other => return other.into_diagnostic(),
+        }
+    }
+    let prefix = text.strip_prefix("sha256:").unwrap_or(text);
+    let is_id = (4..=64).contains(&prefix.len())
+        && prefix
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !is_id {
+        return Err(image_not_found(store, &name?));
+    }
+    let mut records = store.images().into_diagnostic()?;
+    records.sort_by(|a, b| a.name.cmp(&b.name));
+    // One image may have several names and manifests: the first name's is taken.
+    let mut found: Vec<Image> = Vec::new();
+    for record in records {
+        let Ok(image) = store.image_by_manifest(&record.manifest) else {
+            continue;
+        };
+        if image.config_digest.hex().starts_with(prefix)
+            && !found.iter().any(|f| f.config_digest == image.config_digest)
+        {
+            found.push(image);
+        }
+    }
+    match found.len() {
+        0 => Err(match name {
+            Ok(name) => image_not_found(store, &name),
+            Err(_) => miette::miette!(
+                help = "`rbuild images` lists the images in the store",
+                "image `{text}` not found"
+            ),
+        }),
+        1 => Ok(found.remove(0)),
+        _ => Err(miette::miette!(
+            help = "give more of the IMAGE ID",
+            "`{text}` is the start of {} images' IDs",
+            found.len()
+        )),
+    }
+}
+
+pub(crate) fn ago(seconds: i64) -> String {
     let (value, unit) = match seconds.max(0) {
         s if s < 60 => return "Less than a minute ago".to_owned(),
         s if s < 3600 => (s / 60, "minute"),
@@ -217,13 +260,11 @@ pub(crate) fn human_size(bytes: u64) -> String {
 
 pub fn tag(args: TagArgs) -> Result<ExitCode> {
     let store = open_store()?;
-    let source = parse_name(&args.source)?;
     let target = parse_name(&args.target)?;
-    let record = store
-        .image_record(&source)
-        .into_diagnostic()?
-        .ok_or_else(|| image_not_found(&store, &source))?;
-    store.tag(&target, &record.manifest).into_diagnostic()?;
+    let source = find_image(&store, &args.source)?;
+    store
+        .tag(&target, &source.manifest_digest)
+        .into_diagnostic()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -260,9 +301,8 @@ pub fn rmi(args: RmiArgs) -> Result<ExitCode> {
 
 pub fn history(args: HistoryArgs) -> Result<ExitCode> {
     let store = open_store()?;
-    let name = parse_name(&args.image)?;
-    let image = store.image(&name).map_err(not_found(&store))?;
-    let mut layers = image.manifest.layers.iter();
+    let image = find_image(&store, &args.image)?;
+    let mut layers = store.layer_sizes(&image).into_diagnostic()?.into_iter();
     let now = time::now_unix();
     let mut rows = Vec::new();
     for entry in image
@@ -277,7 +317,7 @@ pub fn history(args: HistoryArgs) -> Result<ExitCode> {
         let size = if entry.empty_layer {
             0
         } else {
-            layers.next().map_or(0, |l| l.size)
+            layers.next().unwrap_or(0)
         };
         rows.push((entry, size));
     }
@@ -296,34 +336,39 @@ pub fn history(args: HistoryArgs) -> Result<ExitCode> {
             }
         }
         FormatArg::Table => {
-            writeln!(
-                out,
-                "{:<20} {:<48} {:>10}   COMMENT",
-                "CREATED", "CREATED BY", "SIZE"
-            )
-            .into_diagnostic()?;
-            for (entry, size) in rows.iter().rev() {
-                let created = entry
-                    .created
-                    .as_deref()
-                    .and_then(time::parse_rfc3339)
-                    .map_or_else(|| "N/A".to_owned(), |t| ago(now - t));
-                let mut created_by = entry
-                    .created_by
-                    .clone()
-                    .unwrap_or_default()
-                    .replace('\n', " ");
-                if !args.no_trunc && created_by.chars().count() > 45 {
-                    created_by = created_by.chars().take(44).collect::<String>() + "…";
-                }
-                writeln!(
-                    out,
-                    "{created:<20} {created_by:<48} {:>10}   {}",
-                    human_size(*size),
-                    entry.comment.as_deref().unwrap_or("")
-                )
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .rev()
+                .map(|(entry, size)| {
+                    let created = entry
+                        .created
+                        .as_deref()
+                        .and_then(time::parse_rfc3339)
+                        .map_or_else(|| "N/A".to_owned(), |t| ago(now - t));
+                    let mut created_by = entry
+                        .created_by
+                        .clone()
+                        .unwrap_or_default()
+                        .replace('\n', " ");
+                    if !args.no_trunc && created_by.chars().count() > 45 {
+                        created_by = created_by.chars().take(44).collect::<String>() + "…";
+                    }
+                    vec![
+                        created,
+                        created_by,
+                        human_size(*size),
+                        entry.comment.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            let columns = [
+                ("CREATED", Align::Left),
+                ("CREATED BY", Align::Left),
+                ("SIZE", Align::Right),
+                ("COMMENT", Align::Left),
+            ];
+            out.write_all(table::render(&columns, &table).as_bytes())
                 .into_diagnostic()?;
-            }
         }
     }
     Ok(ExitCode::SUCCESS)

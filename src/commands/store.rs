@@ -7,10 +7,11 @@ use clap::{Args, Subcommand};
 use miette::{IntoDiagnostic, Result};
 use rbuild_store::{CachePrune, GcOptions};
 
-use super::images::{FormatArg, human_size};
+use super::images::{FormatArg, ago, human_size};
 use super::open_store;
-use crate::progress::{latest_log, list_logs};
+use crate::progress::{BuildResult, LogSummary, latest_log, list_logs, read_summary};
 use crate::size::{parse_duration, parse_size};
+use crate::table::{self, Align};
 
 #[derive(Debug, Args)]
 pub struct DuArgs {
@@ -42,10 +43,11 @@ pub struct PruneArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// List the kept build logs instead
+    /// List the kept build logs instead, newest first: when each build started, the image
+    /// it was to make and how it ended
     #[arg(long)]
     pub list: bool,
-    /// A log's name (or its start) from `--list`; the latest build by default
+    /// A log's name (or its start) from `--list`'s BUILD column; the latest build by default
     pub build: Option<String>,
 }
 
@@ -236,14 +238,17 @@ pub fn logs(args: LogsArgs) -> Result<ExitCode> {
     let dir = store.root().join("logs");
     let logs = list_logs(&dir);
     if args.list {
-        for log in &logs {
-            outln!(
-                "{}",
-                log.file_stem()
-                    .map(|s| s.to_string_lossy())
-                    .unwrap_or_default()
-            );
-        }
+        let now = rbuild_store::time::now_unix();
+        let rows: Vec<Vec<String>> = logs.iter().rev().map(|log| log_row(log, now)).collect();
+        let columns = [
+            ("BUILD", Align::Left),
+            ("STARTED", Align::Left),
+            ("IMAGE", Align::Left),
+            ("RESULT", Align::Left),
+        ];
+        crate::output::stdout()
+            .write_all(table::render(&columns, &rows).as_bytes())
+            .into_diagnostic()?;
         return Ok(ExitCode::SUCCESS);
     }
     let log = match &args.build {
@@ -267,6 +272,40 @@ pub fn logs(args: LogsArgs) -> Result<ExitCode> {
     let text = std::fs::read(&log).into_diagnostic()?;
     crate::output::stdout().write_all(&text).into_diagnostic()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line of `logs --list`: the log's name (what `rbuild logs` takes), when the build
+/// started, the image it was to make (its names, else its IMAGE ID), how it ended.
+fn log_row(log: &std::path::Path, now: i64) -> Vec<String> {
+    let name = log
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // Names are `<seconds>.<nanos>-<pid>` (see `BuildLog::create`).
+    let started = name
+        .split_once('.')
+        .and_then(|(seconds, _)| seconds.parse::<i64>().ok())
+        .map_or_else(|| "N/A".to_owned(), |t| ago(now - t));
+    let summary = read_summary(log);
+    let image = match &summary {
+        Some(summary) if !summary.tags.is_empty() => summary.tags.join(", "),
+        Some(LogSummary {
+            image: Some(image), ..
+        }) => image
+            .parse::<rbuild_store::Digest>()
+            .map_or_else(|_| image.clone(), |id| id.short().to_owned()),
+        _ => "-".to_owned(),
+    };
+    let result = match summary.map(|s| s.result) {
+        Some(Some(BuildResult::Succeeded)) => "succeeded",
+        Some(Some(BuildResult::Failed)) => "failed",
+        Some(Some(BuildResult::Cancelled)) => "cancelled",
+        // Still running, or killed.
+        Some(None) => "unfinished",
+        // Logged by an rbuild that kept no summary.
+        None => "-",
+    };
+    vec![name, started, image, result.to_owned()]
 }
 
 pub fn store(args: StoreArgs) -> Result<ExitCode> {

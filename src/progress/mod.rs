@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use json::JsonProgress;
-pub use log::{BuildLog, latest_log, list_logs};
+pub use log::{BuildLog, BuildResult, LogSummary, latest_log, list_logs, read_summary};
 pub use plain::PlainProgress;
 use rbuild_builder::{Event, Progress};
 pub use tty::TtyProgress;

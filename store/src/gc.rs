@@ -73,6 +73,8 @@ pub struct GcReport {
 struct Roots {
     blobs: HashSet<Digest>,
     snapshots: HashSet<Digest>,
+    /// The layers of the images kept, whose recorded sizes stay (see `sizes`).
+    diff_ids: HashSet<Digest>,
 }
 
 /// A held lock on `gc.lock`; released on drop.
@@ -200,6 +202,7 @@ impl Store {
         let mut roots = Roots {
             blobs: HashSet::new(),
             snapshots: HashSet::new(),
+            diff_ids: HashSet::new(),
         };
         let mut manifests: Vec<Digest> = self
             .images()?
@@ -214,7 +217,7 @@ impl Store {
             }
         }
         for manifest in manifests {
-            self.mark_image(&manifest, &mut roots.blobs, &mut roots.snapshots)?;
+            self.mark_image(&manifest, &mut roots)?;
         }
 
         // Which cache records go: those the policy picks among the ones unused long enough;
@@ -278,6 +281,7 @@ impl Store {
         let mut marked = Roots {
             blobs: roots.blobs.clone(),
             snapshots: roots.snapshots.clone(),
+            diff_ids: roots.diff_ids.clone(),
         };
         for (key, record) in records {
             if dropped.contains(key) {
@@ -332,29 +336,43 @@ impl Store {
                     .map_err(Error::io("remove", &dir))?;
             }
         }
+        if !dry_run {
+            // A few bytes each: not counted in the report. A layer seen again is
+            // measured again.
+            for (key, _) in self
+                .inner
+                .meta
+                .list::<crate::sizes::LayerSizeRecord>(meta::LAYER_SIZES)?
+            {
+                if !key
+                    .parse::<Digest>()
+                    .is_ok_and(|diff_id| marked.diff_ids.contains(&diff_id))
+                {
+                    self.inner.meta.remove(meta::LAYER_SIZES, &key)?;
+                }
+            }
+        }
         Ok(report)
     }
 
-    fn mark_image(
-        &self,
-        manifest: &Digest,
-        blobs: &mut HashSet<Digest>,
-        snapshots: &mut HashSet<Digest>,
-    ) -> Result<()> {
-        blobs.insert(manifest.clone());
+    fn mark_image(&self, manifest: &Digest, roots: &mut Roots) -> Result<()> {
+        roots.blobs.insert(manifest.clone());
         let Ok(manifest) = self.read_json::<Manifest>("manifest", manifest) else {
             // A missing or corrupt manifest roots nothing more; `store verify` reports it.
             return Ok(());
         };
-        blobs.insert(manifest.config.digest.clone());
-        blobs.extend(manifest.layers.iter().map(|layer| layer.digest.clone()));
+        roots.blobs.insert(manifest.config.digest.clone());
+        roots
+            .blobs
+            .extend(manifest.layers.iter().map(|layer| layer.digest.clone()));
         if let Ok(config) =
             self.read_json::<ImageConfiguration>("image config", &manifest.config.digest)
         {
             let mut parent: Option<SnapshotName> = None;
             for diff_id in &config.rootfs.diff_ids {
                 let name = SnapshotName::chain(parent.as_ref(), diff_id);
-                snapshots.insert(name.digest().clone());
+                roots.snapshots.insert(name.digest().clone());
+                roots.diff_ids.insert(diff_id.clone());
                 parent = Some(name);
             }
         }

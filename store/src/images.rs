@@ -30,11 +30,6 @@ impl Image {
     pub fn top(&self) -> Option<SnapshotName> {
         self.chain().pop()
     }
-
-    /// Sum of the layer blob sizes.
-    pub fn size(&self) -> u64 {
-        self.manifest.layers.iter().map(|l| l.size).sum()
-    }
 }
 
 impl Store {
@@ -207,6 +202,7 @@ impl Store {
                 }
                 let committed = self.commit(active, diff_id)?;
                 debug_assert_eq!(committed, name);
+                self.record_layer_size(diff_id, unpacked.size)?;
             }
             parent = Some(name);
         }

@@ -36,6 +36,7 @@ mod owner;
 mod ownership;
 mod reference;
 pub mod registry;
+mod sizes;
 mod snapshots;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;

@@ -26,6 +26,8 @@ pub(crate) const LEASES: Table = TableDefinition::new("leases");
 pub(crate) const CACHE: Table = TableDefinition::new("cache");
 /// Small documents other crates keep in the store (e.g. context file hashes), by name.
 pub(crate) const STATE: Table = TableDefinition::new("state");
+/// Layer diff id → its uncompressed size (see `sizes`), for layers kept compressed.
+pub(crate) const LAYER_SIZES: Table = TableDefinition::new("layer_sizes");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
 /// What a name points to.
@@ -151,7 +153,7 @@ impl Meta {
         // already is opened read-only, which keeps `rbuild run` and friends
         // from paying a disk flush per command.
         let present = meta.read_raw(|tx| {
-            for table in [IMAGES, SNAPSHOTS, ACTIVE, LEASES, CACHE, STATE] {
+            for table in [IMAGES, SNAPSHOTS, ACTIVE, LEASES, CACHE, STATE, LAYER_SIZES] {
                 match tx.open_table(table) {
                     Ok(_) => {}
                     Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
@@ -168,7 +170,7 @@ impl Meta {
             return Ok(meta);
         }
         meta.write(|tx| {
-            for table in [IMAGES, SNAPSHOTS, ACTIVE, LEASES, CACHE, STATE] {
+            for table in [IMAGES, SNAPSHOTS, ACTIVE, LEASES, CACHE, STATE, LAYER_SIZES] {
                 tx.tx.open_table(table)?;
             }
             tx.tx.open_table(COUNTERS)?;

@@ -36,6 +36,10 @@ pub const CHECKS: &[Check] = &[
     ("built_layer_round_trip", built_layer_round_trip),
     ("gc_keeps_what_is_referenced", gc_keeps_what_is_referenced),
     (
+        "image_size_is_its_layers_uncompressed",
+        image_size_is_its_layers_uncompressed,
+    ),
+    (
         "verify_and_repair_missing_blob",
         verify_and_repair_missing_blob,
     ),
@@ -309,6 +313,72 @@ pub fn gc_keeps_what_is_referenced(dir: &Path) {
     assert!(store.has_blob(&image.config_digest));
     assert!(store.has_blob(&kept.digest));
     assert!(store.verify().unwrap().is_clean());
+}
+
+/// An image's size is its layers' tars, whether the store holds them compressed or not:
+/// the same image under two manifests has one size. A compressed layer's size, measured
+/// once, is kept while an image has the layer.
+pub fn image_size_is_its_layers_uncompressed(dir: &Path) {
+    let store = open(dir);
+    let mut tar = tar::Builder::new(Vec::new());
+    let data = b"the same line again\n".repeat(2000);
+    let mut header = tar::Header::new_gnu();
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "lines.txt", data.as_slice())
+        .unwrap();
+    let tar = tar.into_inner().unwrap();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(&tar).unwrap();
+    let gzip = gzip.finish().unwrap();
+    let config = empty_config(vec![Digest::of(&tar)]);
+    let plain = oci::Descriptor::new(
+        oci::MEDIA_TYPE_LAYER,
+        store.write_blob(&tar).unwrap(),
+        tar.len() as u64,
+    );
+    let compressed = oci::Descriptor::new(
+        oci::MEDIA_TYPE_LAYER_GZIP,
+        store.write_blob(&gzip).unwrap(),
+        gzip.len() as u64,
+    );
+    let plain = store.write_image(&config, vec![plain]).unwrap();
+    let compressed = store.write_image(&config, vec![compressed]).unwrap();
+    store.tag(&name("sized:plain"), &plain.digest).unwrap();
+    store.tag(&name("sized:gzip"), &compressed.digest).unwrap();
+    for tag in ["sized:plain", "sized:gzip", "sized:gzip"] {
+        let image = store.image(&name(tag)).unwrap();
+        assert_eq!(
+            store.image_size(&image).unwrap(),
+            tar.len() as u64,
+            "{tag}: the layer's tar, not the {} bytes of its gzip",
+            gzip.len()
+        );
+    }
+    let recorded = |store: &Store| {
+        store
+            .inner
+            .meta
+            .get::<crate::sizes::LayerSizeRecord>(
+                crate::meta::LAYER_SIZES,
+                &Digest::of(&tar).to_string(),
+            )
+            .unwrap()
+            .is_some()
+    };
+    assert!(recorded(&store), "measured once, then recorded");
+    store.gc(&GcOptions::default()).unwrap();
+    assert!(recorded(&store), "kept while an image has the layer");
+    store.untag(&name("sized:plain")).unwrap();
+    store.untag(&name("sized:gzip")).unwrap();
+    drop(store);
+    let store = open(dir);
+    store.gc(&GcOptions::default()).unwrap();
+    assert!(
+        !recorded(&store),
+        "gone with the last image that has the layer"
+    );
 }
 
 /// A blob an image needs that is gone: `verify` names it and the image, `repair` drops the

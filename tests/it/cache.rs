@@ -358,7 +358,75 @@ fn logs_show_the_last_build_in_full() {
         assert!(log.contains(expected), "{log}");
     }
     let listed = stdout(&env.rbuild(&["logs", "--list"]));
-    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert_eq!(
+        listed.lines().count(),
+        2,
+        "a header and the build:\n{listed}"
+    );
+}
+
+/// `logs --list` says, per build, the name to pass to `rbuild logs`, when it started,
+/// the image it was to make and how it ended, newest first, in aligned columns.
+#[test]
+fn logs_list_says_when_what_and_how_each_build_ended() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let good = env.context("good", &[("Dockerfile", "FROM busybox\nRUN echo good\n")]);
+    let bad = env.context(
+        "bad",
+        &[("Dockerfile", "FROM busybox\nRUN echo bad; exit 3\n")],
+    );
+    assert_success(&env.build(&good, "good:1"));
+    let untagged = env.rbuild(&["build", "--progress", "quiet", good.to_str().unwrap()]);
+    assert_success(&untagged);
+    let id = stdout(&untagged).trim()["sha256:".len()..][..12].to_owned();
+    assert_failure(&env.build(&bad, "bad:1"));
+
+    let out = env.rbuild(&["logs", "--list"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    let header = lines[0];
+    let columns = ["BUILD", "STARTED", "IMAGE", "RESULT"];
+    let starts: Vec<usize> = columns.iter().map(|c| header.find(c).unwrap()).collect();
+    assert!(starts.windows(2).all(|w| w[0] < w[1]), "{text}");
+    let rows: Vec<Vec<&str>> = lines[1..]
+        .iter()
+        .map(|line| {
+            // Each cell starts where its title does.
+            for start in &starts[1..] {
+                assert!(
+                    line.as_bytes()[start - 1] == b' ' && line.as_bytes()[*start] != b' ',
+                    "a column at {start} in `{line}`:\n{text}"
+                );
+            }
+            starts
+                .iter()
+                .zip(starts[1..].iter().map(Some).chain([None]))
+                .map(|(start, end)| line[*start..end.map_or(line.len(), |e| *e)].trim_end())
+                .collect()
+        })
+        .collect();
+    let what: Vec<(&str, &str)> = rows.iter().map(|row| (row[2], row[3])).collect();
+    assert_eq!(
+        what,
+        [
+            ("bad:1", "failed"),
+            (id.as_str(), "succeeded"),
+            ("good:1", "succeeded")
+        ],
+        "newest first:\n{text}"
+    );
+    assert!(rows.iter().all(|row| row[1].ends_with(" ago")), "{text}");
+    // The first column is what `rbuild logs` takes.
+    let log = env.rbuild(&["logs", rows[0][0]]);
+    assert_success(&log);
+    assert!(
+        stdout(&log).contains("RUN echo bad; exit 3"),
+        "{}",
+        stdout(&log)
+    );
 }
 
 fn nix_kill(pid: u32, signal: i32) {
@@ -471,4 +539,76 @@ fn fail_on_miss_checks_that_a_rebuild_is_fully_cached() {
         "{err}"
     );
     assert!(err.contains("3 step(s) missed the cache"), "{err}");
+}
+
+/// A moved base image is named by IMAGE ID, the id `rbuild images` lists and `inspect`,
+/// `history` and `tag` take, not by a manifest digest the user finds nowhere.
+#[test]
+fn a_moved_base_image_is_named_by_its_image_id() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    assert_success(&env.rbuild(&["tag", "busybox", "old:1"]));
+    let ctx = env.context(
+        "moved",
+        &[("Dockerfile", "FROM busybox\nRUN echo hi > /hi.txt\n")],
+    );
+    assert!(miss_reasons(&env, &ctx, &[]).is_empty());
+
+    let extra = raw_tar(&[("etc/motd", tar::EntryType::Regular, "", b"new base\n")]);
+    let tar = env.path("moved.tar");
+    write_image(&tar, "busybox:latest", &[busybox_layer(), extra.clone()]);
+    assert_success(&env.rbuild(&["load", "-i", tar.to_str().unwrap()]));
+    let id_of = |name: &str| {
+        let out = env.rbuild(&["images", "--format", "json"]);
+        stdout(&out)
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .find(|row| {
+                format!(
+                    "{}:{}",
+                    row["Repository"].as_str().unwrap(),
+                    row["Tag"].as_str().unwrap()
+                ) == name
+            })
+            .map(|row| row["ID"].as_str().unwrap()["sha256:".len()..][..12].to_owned())
+            .unwrap_or_else(|| panic!("{name} in {}", stdout(&out)))
+    };
+    let (old, new) = (id_of("old:1"), id_of("busybox:latest"));
+    assert_ne!(old, new);
+    let table = stdout(&env.rbuild(&["images"]));
+    assert!(table.contains(&old) && table.contains(&new), "{table}");
+    assert_eq!(
+        miss_reasons(&env, &ctx, &[]),
+        [(
+            "RUN echo hi > /hi.txt".to_owned(),
+            format!(
+                "it builds on step 1 (`FROM busybox`), which changed: the base image moved (IMAGE ID {old} → {new})"
+            )
+        )]
+    );
+    // The same image under another manifest (its layers uncompressed).
+    write_uncompressed_image(&tar, "busybox:latest", &[busybox_layer(), extra]);
+    assert_success(&env.rbuild(&["load", "-i", tar.to_str().unwrap()]));
+    assert_eq!(id_of("busybox:latest"), new);
+    assert_eq!(
+        miss_reasons(&env, &ctx, &[])[0].1,
+        format!(
+            "it builds on step 1 (`FROM busybox`), which changed: the base image is the same (IMAGE ID {new}) under another manifest"
+        )
+    );
+
+    // The ids quoted are the ones the image commands take.
+    let by_id = env.rbuild(&["inspect", &old]);
+    assert_success(&by_id);
+    assert_eq!(by_id.stdout, env.rbuild(&["inspect", "old:1"]).stdout);
+    assert_success(&env.rbuild(&["history", &new]));
+    assert_success(&env.rbuild(&["tag", &format!("sha256:{new}"), "new:1"]));
+    assert_eq!(id_of("new:1"), new);
+    let out = env.rbuild(&["inspect", "0000000000aa"]);
+    assert_failure(&out);
+    assert!(
+        stderr(&out).contains("image `0000000000aa` not found"),
+        "{}",
+        stderr(&out)
+    );
 }

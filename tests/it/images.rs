@@ -150,3 +150,187 @@ fn a_closed_stdout_ends_rbuild_as_sigpipe_does() {
         assert_eq!(stderr(&out), "", "{args:?}");
     }
 }
+
+/// SIZE is one measure for every image: its layers uncompressed, as `docker images` shows
+/// them. The store keeps a pulled or loaded layer gzip'd and a built one as a plain tar;
+/// the same image (one IMAGE ID) must not show two sizes because of that.
+#[test]
+fn size_is_the_uncompressed_layers_whatever_the_copy_in_the_store() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    // The same image again, its layer stored uncompressed: the same config, so the same
+    // IMAGE ID, under another manifest.
+    let plain = env.path("plain.tar");
+    write_uncompressed_image(&plain, "busybox:plain", &[busybox_layer()]);
+    assert_success(&env.rbuild(&["load", "-i", plain.to_str().unwrap()]));
+    assert_success(&env.rbuild(&["tag", "busybox", "again"]));
+    let ctx = env.context(
+        "sized",
+        &[("Dockerfile", "FROM busybox\nRUN echo built > /built.txt\n")],
+    );
+    assert_success(&env.build(&ctx, "built:1"));
+
+    let out = env.rbuild(&["images", "--format", "json"]);
+    assert_success(&out);
+    let rows: std::collections::BTreeMap<String, (String, u64)> = stdout(&out)
+        .lines()
+        .map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            (
+                format!(
+                    "{}:{}",
+                    row["Repository"].as_str().unwrap(),
+                    row["Tag"].as_str().unwrap()
+                ),
+                (
+                    row["ID"].as_str().unwrap().to_owned(),
+                    row["Size"].as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    let base = &rows["busybox:latest"];
+    assert_eq!(
+        rows["busybox:plain"].0, base.0,
+        "one image, two manifests: {rows:?}"
+    );
+    assert_eq!(rows["busybox:plain"], *base, "{rows:?}");
+    assert_eq!(rows["again:latest"], *base, "{rows:?}");
+    assert_eq!(
+        base.1,
+        busybox_layer().len() as u64,
+        "the layer's tar, uncompressed"
+    );
+    for name in ["busybox:latest", "built:1"] {
+        assert_eq!(rows[name].1, unpacked_size(&env, name), "{name}: {rows:?}");
+    }
+
+    // The table shows the same SIZE for each name of the image, and says what it is.
+    let table = stdout(&env.rbuild(&["images"]));
+    let size_of = |name: &str| {
+        let (repository, tag) = name.split_once(':').unwrap();
+        table
+            .lines()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .find(|cells| cells[0] == repository && cells[1] == tag)
+            .and_then(|cells| cells.last().map(|size| size.to_string()))
+            .unwrap_or_else(|| panic!("{name} in {table}"))
+    };
+    assert_eq!(
+        size_of("busybox:plain"),
+        size_of("busybox:latest"),
+        "{table}"
+    );
+    assert_eq!(
+        size_of("again:latest"),
+        size_of("busybox:latest"),
+        "{table}"
+    );
+    let help = stdout(&env.rbuild(&["images", "--help"]));
+    assert!(
+        help.contains("SIZE") && help.contains("uncompressed"),
+        "{help}"
+    );
+}
+
+/// What the image's layers take uncompressed, from an archive `rbuild save` writes: each
+/// layer blob gunzipped (when it is compressed) and counted.
+fn unpacked_size(env: &TestEnv, name: &str) -> u64 {
+    use std::io::Read;
+    let tar = env.path(&format!("{}.tar", name.replace(':', "-")));
+    assert_success(&env.rbuild(&["save", name, "-o", tar.to_str().unwrap()]));
+    let mut blobs = std::collections::HashMap::new();
+    let mut archive = tar::Archive::new(fs::File::open(&tar).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        blobs.insert(path, bytes);
+    }
+    let json = |path: &str| -> serde_json::Value { serde_json::from_slice(&blobs[path]).unwrap() };
+    let blob = |digest: &serde_json::Value| {
+        format!(
+            "blobs/sha256/{}",
+            digest.as_str().unwrap().trim_start_matches("sha256:")
+        )
+    };
+    let manifest = json(&blob(&json("index.json")["manifests"][0]["digest"]));
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|layer| {
+            let bytes = &blobs[&blob(&layer["digest"])];
+            if bytes.starts_with(&[0x1f, 0x8b]) {
+                let mut tar = Vec::new();
+                flate2::read::GzDecoder::new(bytes.as_slice())
+                    .read_to_end(&mut tar)
+                    .unwrap();
+                tar.len() as u64
+            } else {
+                bytes.len() as u64
+            }
+        })
+        .sum()
+}
+
+/// `rbuild history`'s columns stay in line whatever their values' lengths: "Less than a
+/// minute ago" and the busybox layer's older date, a short step and a truncated long one.
+#[test]
+fn history_columns_line_up() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "history",
+        &[(
+            "Dockerfile",
+            "FROM busybox\n\
+             RUN echo a long step that is cut in the history > /long.txt && echo done\n\
+             RUN true\n",
+        )],
+    );
+    assert_success(&env.build(&ctx, "hist:1"));
+    let out = env.rbuild(&["history", "hist:1"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    let lines: Vec<Vec<char>> = text.lines().map(|l| l.chars().collect()).collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    let header = text.lines().next().unwrap();
+    // Character offsets of each column's start (and of SIZE's end: it is right-aligned).
+    let at = |title: &str| header[..header.find(title).unwrap()].chars().count();
+    let created_by = at("CREATED BY");
+    let size_end = at("SIZE") + "SIZE".len();
+    let comment = at("COMMENT");
+    for line in &lines[1..] {
+        let row: String = line.iter().collect();
+        assert!(
+            line[created_by - 1] == ' ' && line[created_by] != ' ',
+            "CREATED BY starts at {created_by}:\n{text}"
+        );
+        assert!(
+            line[size_end - 1] != ' ' && line.get(size_end).is_none_or(|c| *c == ' '),
+            "SIZE ends at {size_end} in `{row}`:\n{text}"
+        );
+        assert!(
+            line.len() <= size_end || (line[comment - 1] == ' ' && line[comment] != ' '),
+            "COMMENT starts at {comment} in `{row}`:\n{text}"
+        );
+    }
+    assert!(text.contains("Less than a minute ago"), "{text}");
+    let created: std::collections::BTreeSet<usize> = lines[1..]
+        .iter()
+        .map(|line| {
+            line[..created_by]
+                .iter()
+                .collect::<String>()
+                .trim_end()
+                .len()
+        })
+        .collect();
+    assert!(
+        created.len() > 1,
+        "CREATED values of several lengths:\n{text}"
+    );
+    assert!(text.contains('…'), "a long step is cut:\n{text}");
+}

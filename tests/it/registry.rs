@@ -82,6 +82,55 @@ fn rbuild_pulls_what_skopeo_pushed_in_both_manifest_formats() {
     assert_store_clean(&env);
 }
 
+/// A built image keeps its layers uncompressed; pushed, the registry's copy is gzip'd.
+/// Pulled back (into the same store under the registry's name, or into another store), it
+/// is the same image, with the same IMAGE ID and the same SIZE.
+#[test]
+fn a_pulled_copy_of_a_built_image_shows_the_same_size() {
+    require_privileges!();
+    let registry = TestRegistry::start();
+    let a = busybox_env();
+    let ctx = a.context(
+        "sized",
+        &[("Dockerfile", "FROM busybox\nRUN echo built > /built.txt\n")],
+    );
+    assert_success(&a.build(&ctx, "built:1"));
+    let target = registry.reference("sized/built:1");
+    assert_success(&rbuild(&a, &["push", "built:1", &target]));
+    assert_success(&rbuild(&a, &["pull", &target]));
+    let b = TestEnv::new();
+    assert_success(&rbuild(&b, &["pull", &target]));
+
+    let row = |env: &TestEnv, name: &str| -> (String, u64) {
+        let out = rbuild(env, &["images", "--format", "json"]);
+        assert_success(&out);
+        stdout(&out)
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .find(|row| {
+                format!(
+                    "{}:{}",
+                    row["Repository"].as_str().unwrap(),
+                    row["Tag"].as_str().unwrap()
+                ) == name
+            })
+            .map(|row| {
+                (
+                    row["ID"].as_str().unwrap().to_owned(),
+                    row["Size"].as_u64().unwrap(),
+                )
+            })
+            .unwrap_or_else(|| panic!("{name} in {}", stdout(&out)))
+    };
+    let built = row(&a, "built:1");
+    assert_eq!(
+        row(&a, &target),
+        built,
+        "pulled into the store that built it"
+    );
+    assert_eq!(row(&b, &target), built, "pulled into another store");
+}
+
 /// An OCI layout directory holding an index of two single-layer images, for amd64 and
 /// arm64, named `multi`.
 fn write_multi_platform_layout(dir: &std::path::Path) {

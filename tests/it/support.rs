@@ -191,10 +191,15 @@ pub fn verify_blobs(root: &Path) -> usize {
     count
 }
 
-/// Writes an OCI image layout tar holding `busybox:latest`: busybox-static with a symlink per
-/// applet in `/bin`, `/etc/passwd` and `/etc/group` with root, `app` (1000) and nobody,
-/// and the usual empty directories.
+/// Writes an OCI image layout tar holding `busybox:latest` (see [`busybox_layer`]).
 pub fn write_busybox_image(out: &Path) {
+    write_image(out, "busybox:latest", &[busybox_layer()]);
+}
+
+/// The one layer (uncompressed) of the test busybox image: busybox-static with a symlink
+/// per applet in `/bin`, `/etc/passwd` and `/etc/group` with root, `app` (1000) and
+/// nobody, and the usual empty directories.
+pub fn busybox_layer() -> Vec<u8> {
     assert!(
         Path::new(BUSYBOX).is_file(),
         "{BUSYBOX} is missing: install Debian's busybox-static"
@@ -254,22 +259,39 @@ pub fn write_busybox_image(out: &Path) {
         let mut h = header(tar::EntryType::Regular, 0o644, content.len() as u64);
         layer.append_data(&mut h, path, content.as_bytes()).unwrap();
     }
-    let layer = layer.into_inner().unwrap();
-    write_image(out, "busybox:latest", &[layer]);
+    layer.into_inner().unwrap()
 }
 
 /// Writes an OCI image layout tar named `name` whose layers are the given (uncompressed)
 /// tars, gzip-compressed, with a busybox-like config.
 pub fn write_image(out: &Path, name: &str, layers: &[Vec<u8>]) {
+    write_layout(out, name, layers, true);
+}
+
+/// [`write_image`] with the layers stored as they are, uncompressed: the same image (the
+/// same config, so the same IMAGE ID) under another manifest.
+pub fn write_uncompressed_image(out: &Path, name: &str, layers: &[Vec<u8>]) {
+    write_layout(out, name, layers, false);
+}
+
+fn write_layout(out: &Path, name: &str, layers: &[Vec<u8>], gzip: bool) {
     let diff_ids: Vec<String> = layers.iter().map(|l| digest(l)).collect();
     let compressed: Vec<Vec<u8>> = layers
         .iter()
         .map(|layer| {
+            if !gzip {
+                return layer.clone();
+            }
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
             gz.write_all(layer).unwrap();
             gz.finish().unwrap()
         })
         .collect();
+    let layer_type = if gzip {
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    } else {
+        "application/vnd.oci.image.layer.v1.tar"
+    };
     let config = serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
@@ -286,7 +308,7 @@ pub fn write_image(out: &Path, name: &str, layers: &[Vec<u8>]) {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(&config), "size": config.len()},
-        "layers": compressed.iter().map(|l| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(l), "size": l.len()})).collect::<Vec<_>>(),
+        "layers": compressed.iter().map(|l| serde_json::json!({"mediaType": layer_type, "digest": digest(l), "size": l.len()})).collect::<Vec<_>>(),
     }))
     .unwrap();
     let index = serde_json::to_vec(&serde_json::json!({

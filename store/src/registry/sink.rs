@@ -147,7 +147,12 @@ impl Streaming {
         drop(self.writer.take());
         match self.thread.join() {
             Ok(Ok(unpacked)) if unpacked.diff_id == self.diff_id => {
-                store.commit(self.active, &self.diff_id).is_ok()
+                let committed = store.commit(self.active, &self.diff_id).is_ok();
+                if committed {
+                    // Without the record, the size is measured from the blob when asked for.
+                    let _ = store.record_layer_size(&self.diff_id, unpacked.size);
+                }
+                committed
             }
             _ => {
                 let _ = store.discard(self.active);
