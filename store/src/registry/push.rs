@@ -15,9 +15,10 @@ use bytes::Bytes;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 
-use super::client::{Registry, Repo, check_status, describe};
+use super::client::{Registry, Repo, check_status};
 use super::error::{RegistryError, Result};
 use super::pull::join_all;
+use super::retry::backoff;
 use super::{BlobOutcome, TransferEvent};
 use crate::oci::{self, Descriptor, Manifest};
 use crate::reference::Reference;
@@ -450,10 +451,7 @@ impl Registry {
                             message: Some("expected 202 Accepted".to_owned()),
                         });
                     }
-                    Err(err @ RegistryError::Transport { .. }) => match &err {
-                        RegistryError::Transport { source, .. } => describe(source),
-                        _ => unreachable!(),
-                    },
+                    Err(RegistryError::Transport { cause, .. }) => cause,
                     Err(err) => return Err(err),
                 };
                 // Resume: ask the registry how much it has, and go on from there.
@@ -471,7 +469,7 @@ impl Registry {
                     attempt: failures,
                     reason: failure,
                 });
-                tokio::time::sleep(super::client::backoff(failures)).await;
+                tokio::time::sleep(backoff(failures)).await;
                 let status_url = location.clone();
                 let response = self
                     .send(repo, &status_url, true, || {
