@@ -21,15 +21,18 @@ fn main() -> ExitCode {
         rbuild_runtime::init_main();
     }
     // Errors are wrapped to the terminal's width, or to `COLUMNS` where it is set (CI logs,
-    // and tests that look for whole phrases).
-    if let Some(width) = std::env::var("COLUMNS")
+    // and tests that look for whole phrases); between words only, so a URL, path or digest
+    // stays whole and can be copied.
+    let width = std::env::var("COLUMNS")
         .ok()
-        .and_then(|w| w.parse::<usize>().ok())
-    {
-        let _ = miette::set_hook(Box::new(move |_| {
-            Box::new(miette::MietteHandlerOpts::new().width(width).build())
-        }));
-    }
+        .and_then(|w| w.parse::<usize>().ok());
+    let _ = miette::set_hook(Box::new(move |_| {
+        let opts = miette::MietteHandlerOpts::new().break_words(false);
+        Box::new(match width {
+            Some(width) => opts.width(width).build(),
+            None => opts.build(),
+        })
+    }));
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {

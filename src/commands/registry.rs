@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use miette::{IntoDiagnostic, Result, WrapErr};
 use rbuild_store::registry::{
     BlobOutcome, Compression, Credentials, DockerConfig, PullOptions, PushOptions, Registry,
-    RegistryConfig, RegistryError, TransferEvent, parse_platform,
+    RegistryConfig, RegistryError, TransferEvent, TransportFailure, parse_platform,
 };
 use rbuild_store::{Digest, Reference, Store};
 
@@ -147,20 +147,7 @@ struct RegistryReport {
 
 /// A registry error as a report, with a `help:` line where there is an obvious next step.
 pub fn report(err: RegistryError) -> miette::Report {
-    let help = match &err {
-        RegistryError::Unauthorized { registry, .. } => Some(format!(
-            "log in with `rbuild login {registry} -u USER --password-stdin`"
-        )),
-        RegistryError::Transport { .. } => Some(
-            "check the address; for a registry without TLS or with its own CA, see `http`, `insecure` and `ca` in config.toml (README: Registries)".to_owned(),
-        ),
-        // What a TLS server answers a plain HTTP request (loopback registries are spoken
-        // to in plain HTTP unless configured).
-        RegistryError::Status { url, status: 400, .. } if url.starts_with("http://") => Some(
-            "the registry may speak HTTPS: give it its CA (`ca = [\"/path/ca.pem\"]`) or `insecure = true` in config.toml (README: Registries)".to_owned(),
-        ),
-        _ => None,
-    };
+    let help = help_for(&err);
     let error = err.to_string();
     let source = std::error::Error::source(&err)
         .map(|s| Box::<dyn std::error::Error + Send + Sync>::from(crate::report::message_chain(s)));
@@ -171,14 +158,64 @@ pub fn report(err: RegistryError) -> miette::Report {
     })
 }
 
-/// `message`, caused by `err`, with `help`.
+/// What to do about `err`, where there is an obvious next step; each says what this
+/// error points to and nothing else (no TLS advice for a refused connection).
+fn help_for(err: &RegistryError) -> Option<String> {
+    const CONFIG: &str = "in config.toml (README: Registries)";
+    match err {
+        RegistryError::Unauthorized { registry, .. } => Some(format!(
+            "log in with `rbuild login {registry} -u USER --password-stdin`"
+        )),
+        RegistryError::Transport {
+            failure, address, ..
+        } => match failure {
+            TransportFailure::Refused => Some(format!("is a registry running at {address}?")),
+            TransportFailure::Unreachable => Some(format!(
+                "check the address, and that this machine can reach {address}"
+            )),
+            TransportFailure::NameNotResolved => Some(
+                "check the registry's name in the reference, and this machine's DNS settings"
+                    .to_owned(),
+            ),
+            TransportFailure::Certificate => Some(format!(
+                "trust the registry's CA with `ca = [\"/path/ca.pem\"]`, or skip verification with `insecure = true`, {CONFIG}"
+            )),
+            TransportFailure::NotTls => Some(format!(
+                "if it is a plain-HTTP registry, set `http = true` for it {CONFIG}"
+            )),
+            TransportFailure::Tls => Some(format!(
+                "for a registry with its own CA or without TLS, see `ca`, `insecure` and `http` {CONFIG}"
+            )),
+            TransportFailure::Broken | TransportFailure::Request => None,
+        },
+        // What a TLS server answers a plain HTTP request (loopback registries are spoken
+        // to in plain HTTP unless configured).
+        RegistryError::Status {
+            url, status: 400, ..
+        } if url.starts_with("http://") => Some(format!(
+            "the registry may speak HTTPS: give it its CA (`ca = [\"/path/ca.pem\"]`) or `insecure = true` {CONFIG}"
+        )),
+        // The check before a push: every registry serves `/v2/`.
+        RegistryError::Status {
+            method,
+            url,
+            status: 404,
+            ..
+        } if method == "GET" && url.ends_with("/v2/") => Some(
+            "the server does not serve the registry API (`/v2/`): check the address".to_owned(),
+        ),
+        _ => None,
+    }
+}
+
+/// `message`, caused by `err`, with `help` unless `err` has its own.
 pub fn report_with(err: RegistryError, message: String, help: String) -> miette::Report {
     miette::Report::new(RegistryReport {
+        help: Some(help_for(&err).unwrap_or(help)),
         error: message,
         source: Some(Box::<dyn std::error::Error + Send + Sync>::from(
             crate::report::message_chain(&err),
         )),
-        help: Some(help),
     })
 }
 

@@ -15,6 +15,7 @@ mod images;
 mod mounts;
 mod registry;
 mod registry_cache;
+mod registry_errors;
 mod registry_faults;
 mod registry_support;
 #[macro_use]

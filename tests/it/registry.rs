@@ -339,8 +339,8 @@ fn login_over_tls_then_push_pull_and_logout() {
     assert_success(&out);
     assert_eq!(last_line(&stdout(&out)), pushed);
 
-    // Without the CA the certificate is refused, clearly. (`http = false`: HTTPS even
-    // though the registry is on a loopback address.)
+    // Without the CA the certificate is refused, clearly, with advice about the CA.
+    // (`http = false`: HTTPS even though the registry is on a loopback address.)
     let untrusting = TestEnv::new();
     write_config(
         &untrusting,
@@ -348,11 +348,15 @@ fn login_over_tls_then_push_pull_and_logout() {
     );
     let out = rbuild(&untrusting, &["pull", &target]);
     assert_failure(&out);
-    let err = stderr(&out);
+    let err = flat(&stderr(&out));
     assert!(
-        err.contains("cannot reach") && err.contains("certificate"),
+        err.contains(&format!(
+            "the certificate of {} is not trusted",
+            registry.host
+        )),
         "{err}"
     );
+    assert!(err.contains("help: trust the registry's CA"), "{err}");
 }
 
 #[test]

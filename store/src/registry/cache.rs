@@ -142,6 +142,8 @@ impl Registry {
         target: &Reference,
         export: &CacheExport,
     ) -> Result<Digest> {
+        // Before any layer is compressed: a registry that is not there costs one request.
+        let repo = self.push_endpoint(target).await?;
         let mut layers: Vec<Descriptor> = Vec::new();
         let mut records = Vec::new();
         for record in &export.records {
@@ -223,7 +225,14 @@ impl Registry {
         let mut blobs = vec![manifest.config.clone()];
         blobs.extend(layers);
         let pushed = self
-            .push_manifest(store, target, &blobs, bytes, oci::MEDIA_TYPE_MANIFEST)
+            .push_manifest(
+                store,
+                &repo,
+                target,
+                &blobs,
+                &bytes,
+                oci::MEDIA_TYPE_MANIFEST,
+            )
             .await?;
         Ok(pushed.digest)
     }

@@ -1,12 +1,13 @@
 //! The HTTP side of the distribution API: one `reqwest` client per TLS setting, auth
 //! (Basic, and Bearer tokens fetched from the realm a 401 names, refreshed on the next
-//! 401), and retries with backoff on connection errors, 5xx and 429.
+//! 401), and retries: 5xx, 429 and broken connections with backoff per request, failed
+//! connections within one short window per endpoint (see `retry`).
 //!
 //! Secrets go only into `Authorization` headers: never into URLs, errors or events.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -18,6 +19,7 @@ use super::TransferEvent;
 use super::config::{Endpoint, RegistryConfig, Tls};
 use super::credentials::{Credentials, DockerConfig};
 use super::error::{RegistryError, Result};
+use super::retry::{Outages, TransportFailure, backoff};
 use super::tls::tls_config;
 
 /// A registry client for every registry: configuration, credentials, connections and
@@ -28,6 +30,7 @@ pub struct Registry {
     /// By TLS setting and whether proxies are bypassed.
     clients: Mutex<HashMap<(Tls, bool), reqwest::Client>>,
     auth: Mutex<HashMap<String, HostAuth>>,
+    outages: Outages,
     events: Option<Arc<dyn Fn(TransferEvent) + Send + Sync>>,
 }
 
@@ -90,6 +93,7 @@ impl Registry {
             docker_config: Mutex::new(None),
             clients: Mutex::new(HashMap::new()),
             auth: Mutex::new(HashMap::new()),
+            outages: Outages::default(),
             events: None,
         }
     }
@@ -136,10 +140,7 @@ impl Registry {
             .read_timeout(Duration::from_secs(120))
             .http1_only()
             .build()
-            .map_err(|source| RegistryError::Transport {
-                url: "(client setup)".to_owned(),
-                source,
-            })?;
+            .map_err(|source| RegistryError::Client { source })?;
         clients.insert((tls.clone(), direct), client.clone());
         Ok(client)
     }
@@ -424,8 +425,10 @@ impl Registry {
         }
     }
 
-    /// Sends with retries and backoff on connection errors (when `retry_transport`),
-    /// 5xx and 429; any other answer is returned.
+    /// Sends with retries: 5xx, 429 and broken connections (when `retry_transport`) with
+    /// backoff, `transfer.retries` times; failed connections within the endpoint's window
+    /// (see `retry`), whatever `retry_transport` says, since such a request was never sent.
+    /// Any other answer is returned.
     pub(crate) async fn retrying(
         &self,
         tls: &Tls,
@@ -433,13 +436,16 @@ impl Registry {
         retry_transport: bool,
         make: impl Fn() -> (Method, HeaderMap, Option<Bytes>),
     ) -> Result<Response> {
-        let direct = reqwest::Url::parse(url)
-            .ok()
+        let parsed = reqwest::Url::parse(url).ok();
+        let direct = parsed
+            .as_ref()
             .and_then(|u| u.host_str().map(crate::reference::is_loopback))
             .unwrap_or(false);
+        let origin = parsed.map_or_else(|| url.to_owned(), |u| u.origin().ascii_serialization());
         let client = self.client(tls, direct)?;
         let retries = self.config.transfer.retries;
         let mut attempt = 0;
+        let mut connect_attempt = 0;
         loop {
             let (method, headers, body) = make();
             let mut request = client.request(method, url).headers(headers);
@@ -448,6 +454,7 @@ impl Registry {
             }
             let (reason, delay) = match request.send().await {
                 Ok(response) => {
+                    self.outages.answered(&origin);
                     let status = response.status();
                     if !(status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error())
                         || attempt >= retries
@@ -463,13 +470,27 @@ impl Registry {
                     (format!("the registry answered {status}"), after)
                 }
                 Err(source) => {
-                    if !retry_transport || attempt >= retries || !is_retryable(&source) {
-                        return Err(RegistryError::Transport {
-                            url: url.to_owned(),
-                            source,
-                        });
+                    let failure = TransportFailure::of(&source);
+                    if failure.before_connecting() {
+                        connect_attempt += 1;
+                        // Silent: the wait is short, and the error says what happened.
+                        match self
+                            .outages
+                            .retry_after(&origin, connect_attempt, Instant::now())
+                            .filter(|_| retries > 0)
+                        {
+                            Some(wait) => {
+                                tokio::time::sleep(wait).await;
+                                continue;
+                            }
+                            None => return Err(RegistryError::transport(url, &source)),
+                        }
                     }
-                    (describe(&source), None)
+                    if failure != TransportFailure::Broken || !retry_transport || attempt >= retries
+                    {
+                        return Err(RegistryError::transport(url, &source));
+                    }
+                    (super::retry::describe(&source), None)
                 }
             };
             attempt += 1;
@@ -481,39 +502,6 @@ impl Registry {
             tokio::time::sleep(delay.unwrap_or_else(|| backoff(attempt))).await;
         }
     }
-}
-
-/// 200 ms, 400 ms, 800 ms, … up to 8 s.
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(200u64.saturating_mul(1 << attempt.clamp(1, 10).saturating_sub(1)))
-        .min(Duration::from_secs(8))
-}
-
-fn is_retryable(err: &reqwest::Error) -> bool {
-    if err.is_builder() || err.is_redirect() {
-        return false;
-    }
-    // A certificate the client refuses will not be accepted on the next try, nor will a
-    // name that does not resolve (its message is all hyper exposes of that error).
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(current) = source {
-        if current.downcast_ref::<rustls::Error>().is_some() || current.to_string() == "dns error" {
-            return false;
-        }
-        source = current.source();
-    }
-    true
-}
-
-/// The innermost cause of a transport error, for messages ("connection reset by peer").
-pub(crate) fn describe(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut last = err.to_string();
-    let mut source = err.source();
-    while let Some(current) = source {
-        last = current.to_string();
-        source = current.source();
-    }
-    last
 }
 
 fn basic_header(credentials: &Credentials) -> HeaderValue {
@@ -616,10 +604,7 @@ pub(crate) async fn read_limited(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|source| RegistryError::Transport {
-            url: url.to_owned(),
-            source,
-        })?
+        .map_err(|source| RegistryError::transport(url, &source))?
     {
         body.extend_from_slice(&chunk);
         if body.len() as u64 > limit {
@@ -694,12 +679,5 @@ mod tests {
             repo.url("blobs/uploads/"),
             "http://r/v2/team/app/blobs/uploads/"
         );
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert_eq!(backoff(1), Duration::from_millis(200));
-        assert_eq!(backoff(2), Duration::from_millis(400));
-        assert_eq!(backoff(20), Duration::from_secs(8));
     }
 }

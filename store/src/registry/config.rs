@@ -16,7 +16,8 @@
 //! http = true       # plain HTTP (the default for loopback registries anyway)
 //!
 //! [transfer]
-//! retries = 5       # attempts after the first, on resets, 5xx and 429
+//! retries = 5       # attempts after the first, on resets, 5xx and 429 (0: no
+//!                   # retries, not even the 2 s given to a refused connection)
 //! concurrency = 4   # blobs moved at the same time
 //! chunk-size = 16777216  # bytes per upload request
 //! ```

@@ -1,14 +1,25 @@
 //! Why a registry operation failed: which registry, which object, and what it answered.
 
+use super::retry::{TransportFailure, describe};
 use crate::Digest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error(transparent)]
     Store(#[from] crate::Error),
-    #[error("cannot reach {url}")]
+    /// A request got no answer. The message names the address once, with the innermost
+    /// cause, and not reqwest's own message, which repeats the whole URL.
+    #[error("{}", transport_message(*failure, address, cause))]
     Transport {
         url: String,
+        /// `host:port` of the URL.
+        address: String,
+        failure: TransportFailure,
+        /// The innermost cause, as the operating system or rustls put it.
+        cause: String,
+    },
+    #[error("cannot set up the HTTP client")]
+    Client {
         #[source]
         source: reqwest::Error,
     },
@@ -91,6 +102,24 @@ pub enum RegistryError {
     Join(#[from] tokio::task::JoinError),
 }
 
+fn transport_message(failure: TransportFailure, address: &str, cause: &str) -> String {
+    match failure {
+        TransportFailure::Refused => format!("cannot connect to {address}: connection refused"),
+        TransportFailure::Unreachable => format!("cannot connect to {address}: {cause}"),
+        TransportFailure::NameNotResolved => {
+            let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+            format!("the name `{host}` did not resolve: {cause}")
+        }
+        TransportFailure::Certificate => {
+            format!("the certificate of {address} is not trusted: {cause}")
+        }
+        TransportFailure::NotTls => format!("{address} does not speak TLS: {cause}"),
+        TransportFailure::Tls => format!("the TLS handshake with {address} failed: {cause}"),
+        TransportFailure::Broken => format!("the connection to {address} broke: {cause}"),
+        TransportFailure::Request => format!("the request to {address} failed: {cause}"),
+    }
+}
+
 fn fmt_message(message: &Option<String>) -> String {
     message
         .as_ref()
@@ -99,10 +128,30 @@ fn fmt_message(message: &Option<String>) -> String {
 }
 
 impl RegistryError {
+    /// A request to `url` that got no answer.
+    pub(crate) fn transport(url: &str, source: &reqwest::Error) -> RegistryError {
+        let address = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|url| {
+                let host = url.host_str()?.to_owned();
+                Some(match url.port_or_known_default() {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host,
+                })
+            })
+            .unwrap_or_else(|| url.to_owned());
+        RegistryError::Transport {
+            url: url.to_owned(),
+            address,
+            failure: TransportFailure::of(source),
+            cause: describe(source),
+        }
+    }
+
     /// Whether trying again (or another endpoint) may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            RegistryError::Transport { .. } => true,
+            RegistryError::Transport { failure, .. } => failure.is_transient(),
             RegistryError::Status { status, .. } => *status == 429 || *status >= 500,
             _ => false,
         }

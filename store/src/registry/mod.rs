@@ -26,6 +26,7 @@ mod error;
 mod manifest;
 mod pull;
 mod push;
+mod retry;
 mod sink;
 mod tls;
 mod url;
@@ -41,6 +42,7 @@ pub use error::{RegistryError, Result};
 pub(crate) use manifest::choose_platform;
 pub use pull::{PullOptions, Pulled};
 pub use push::{Compression, PushOptions, Pushed};
+pub use retry::TransportFailure;
 pub use url::{UrlContent, UrlOptions, UrlOutcome};
 
 use crate::oci::Platform;

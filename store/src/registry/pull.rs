@@ -11,9 +11,10 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use tokio::sync::mpsc;
 
-use super::client::{Registry, Repo, check_status, describe, read_limited};
+use super::client::{Registry, Repo, check_status, read_limited};
 use super::error::{RegistryError, Result};
 use super::manifest::{choose_platform, is_index, manifest_media_type};
+use super::retry::{backoff, describe};
 use super::sink::{Chunk, StreamUnpack, write_chunks};
 use super::{BlobOutcome, TransferEvent, host_platform, platform_string};
 use crate::oci::{self, Descriptor, ImageConfiguration, Index, Manifest, Platform};
@@ -609,7 +610,7 @@ impl Registry {
                 attempt,
                 reason,
             });
-            tokio::time::sleep(super::client::backoff(attempt)).await;
+            tokio::time::sleep(backoff(attempt)).await;
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Push: compress the layers the store holds uncompressed, upload the blobs the registry
-//! lacks (a HEAD first, a cross-repository mount when the blob is known to live in
+//! Push: check the registry (one `GET /v2/`), compress the layers the store holds
+//! uncompressed, upload the blobs the registry lacks (a HEAD first, a cross-repository mount when the blob is known to live in
 //! another repository of the same registry, else a chunked upload that resumes where the
 //! registry says it stopped), then PUT the manifest.
 //!
@@ -15,9 +15,10 @@ use bytes::Bytes;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 
-use super::client::{Registry, Repo, check_status, describe};
+use super::client::{Registry, Repo, check_status};
 use super::error::{RegistryError, Result};
 use super::pull::join_all;
+use super::retry::backoff;
 use super::{BlobOutcome, TransferEvent};
 use crate::oci::{self, Descriptor, Manifest};
 use crate::reference::Reference;
@@ -95,6 +96,7 @@ impl Registry {
             let manifest = manifest.clone();
             tokio::task::spawn_blocking(move || store.image_by_manifest(&manifest)).await??
         };
+        let repo = self.push_endpoint(target).await?;
         let layers = self
             .compress_layers(store, &image.manifest.layers, opts.compression)
             .await?;
@@ -139,42 +141,46 @@ impl Registry {
             })?;
         let mut blobs = vec![parsed.config.clone()];
         blobs.extend(parsed.layers.iter().cloned());
-        self.push_manifest(store, target, &blobs, bytes, &media_type)
+        self.push_manifest(store, &repo, target, &blobs, &bytes, &media_type)
             .await
     }
 
-    /// Uploads `blobs` and then the manifest `bytes` as `target`.
-    pub(crate) async fn push_manifest(
-        &self,
-        store: &Store,
-        target: &Reference,
-        blobs: &[Descriptor],
-        bytes: Vec<u8>,
-        media_type: &str,
-    ) -> Result<Pushed> {
-        let endpoint = self
-            .config
-            .endpoints(target.registry(), target.api_host(), false);
+    /// The endpoint a push to `target` goes to, checked with one `GET /v2/` (with the
+    /// credentials or token the push will use): the first that answers, TLS before plain
+    /// HTTP for an insecure registry. Done before anything is compressed, so a registry
+    /// that is not there, is not a registry or does not let us in costs one request, as
+    /// docker's ping does.
+    pub(crate) async fn push_endpoint(&self, target: &Reference) -> Result<Repo> {
         let mut last_error = None;
-        for endpoint in endpoint {
+        for endpoint in self
+            .config
+            .endpoints(target.registry(), target.api_host(), false)
+        {
             let repo = Repo {
                 endpoint,
                 repository: target.repository().to_owned(),
                 push: true,
                 mount_from: Vec::new(),
             };
+            let url = format!("{}/v2/", repo.endpoint.base);
             match self
-                .push_to(store, &repo, target, blobs, &bytes, media_type)
+                .send(&repo, &url, true, || (Method::GET, HeaderMap::new(), None))
                 .await
             {
+                Ok(response) => {
+                    check_status(response, "GET", &url).await?;
+                    return Ok(repo);
+                }
                 Err(err @ RegistryError::Transport { .. }) => last_error = Some(err),
-                other => return other,
+                Err(err) => return Err(err),
             }
         }
         Err(last_error.expect("every registry has at least one endpoint"))
     }
 
-    async fn push_to(
+    /// Uploads `blobs` and then the manifest `bytes` as `target`, to `repo` (from
+    /// [`Registry::push_endpoint`]).
+    pub(crate) async fn push_manifest(
         &self,
         store: &Store,
         repo: &Repo,
@@ -450,10 +456,7 @@ impl Registry {
                             message: Some("expected 202 Accepted".to_owned()),
                         });
                     }
-                    Err(err @ RegistryError::Transport { .. }) => match &err {
-                        RegistryError::Transport { source, .. } => describe(source),
-                        _ => unreachable!(),
-                    },
+                    Err(RegistryError::Transport { cause, .. }) => cause,
                     Err(err) => return Err(err),
                 };
                 // Resume: ask the registry how much it has, and go on from there.
@@ -471,7 +474,7 @@ impl Registry {
                     attempt: failures,
                     reason: failure,
                 });
-                tokio::time::sleep(super::client::backoff(failures)).await;
+                tokio::time::sleep(backoff(failures)).await;
                 let status_url = location.clone();
                 let response = self
                     .send(repo, &status_url, true, || {

@@ -14,9 +14,10 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use tokio::sync::mpsc;
 
-use super::client::{Registry, describe};
+use super::client::Registry;
 use super::config::Tls;
 use super::error::{RegistryError, Result};
+use super::retry::describe;
 use super::sink::Chunk;
 use crate::{Digest, Store};
 
