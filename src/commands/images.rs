@@ -214,13 +214,11 @@ pub(super) fn find_image(store: &Store, text: &str) -> Result<Image> {
         }
     }
     match found.len() {
-        0 => Err(match name {
-            Ok(name) => image_not_found(store, &name),
-            Err(_) => miette::miette!(
-                help = "`rbuild images` lists the images in the store",
-                "image `{text}` not found"
-            ),
-        }),
+        // Looked up as a name and as an IMAGE ID: said as the user typed it.
+        0 => Err(miette::miette!(
+            help = "`rbuild images` lists the images in the store",
+            "image `{text}` not found"
+        )),
         1 => Ok(found.remove(0)),
         _ => Err(miette::miette!(
             help = "give more of the IMAGE ID",
