@@ -53,6 +53,9 @@ check "root: --memory is memory.max" "33554432" "$rbuild" run --network host --m
 check "root: --cpus is cpu.max" "50000 100000" "$rbuild" run --network host --cpus 0.5 busybox cat /sys/fs/cgroup/cpu.max
 check "root: out of memory is reported" "out of memory" "$rbuild" run --network host --memory 16m busybox sh -c 'tail /dev/zero'
 check "root: --pids-limit holds" "pids.max" sh -c "\"$rbuild\" run --network host --pids-limit 3 busybox sh -c 'echo pids.max \$(cat /sys/fs/cgroup/pids.max); sleep 1 & sleep 1 & sleep 1 & sleep 1 & wait' 2>&1"
+check "root: the command is pid 1" "pid 1" "$rbuild" run --network host busybox sh -c 'echo pid $$'
+check "root: --init makes rbuild's init pid 1" "rbuild-init" "$rbuild" run --network host --init busybox cat /proc/1/cmdline
+check "root: --stop-timeout kills a command that ignores SIGTERM" "rc 137" sh -c "\"$rbuild\" run --network host --stop-timeout 1 busybox sleep 30 & p=\$!; sleep 1; kill -TERM \$p; wait \$p; echo rc \$?"
 check "root: a build's RUN gets --memory" "33554432" sh -c "\"$rbuild\" build --progress quiet --memory 32m -t lim \"$work/ctx\" >/dev/null && \"$rbuild\" run --network host lim cat /limit"
 unset RBUILD_ROOT
 
@@ -74,6 +77,8 @@ check "user: rbuild info is rootless" "rootless" as_user "$userbin" info
 as_user "$userbin" info
 check "user: import" "sha256:" as_user "$userbin" import "$work/busybox.tar" busybox
 check "user: run" "uid=0(root)" as_user "$userbin" run busybox id
+check "user: the command is pid 1" "pid 1" as_user "$userbin" run busybox sh -c 'echo pid $$'
+check "user: --init, as another user" "2 uid=1000" as_user "$userbin" run --init -u 1000 busybox sh -c 'echo $$ uid=$(id -u)'
 check "user: a limit outside a delegated cgroup is refused" "a memory limit needs a cgroup rbuild can write" as_user "$userbin" run --memory 32m busybox true
 
 echo "== the user, in a delegated cgroup v2"
@@ -92,6 +97,7 @@ in_slice() {
 check "delegated: rbuild info says limits work" "v2; --memory, --cpus and --pids-limit work" in_slice "$userbin" info
 check "delegated: --memory is memory.max" "33554432" in_slice "$userbin" run --memory 32m busybox cat /sys/fs/cgroup/memory.max
 check "delegated: --pids-limit is pids.max" "5" in_slice "$userbin" run --pids-limit 3 busybox cat /sys/fs/cgroup/pids.max
+check "delegated: --memory with --init" "33554432" in_slice "$userbin" run --init --memory 32m busybox cat /sys/fs/cgroup/memory.max
 check "delegated: --cpus is cpu.max" "50000 100000" in_slice "$userbin" run --cpus 0.5 busybox cat /sys/fs/cgroup/cpu.max
 check "delegated: out of memory is reported" "out of memory" in_slice "$userbin" run --memory 16m busybox sh -c 'tail /dev/zero'
 check "delegated: a build's RUN gets --memory" "33554432" in_slice sh -c "$userbin build --progress quiet --memory 32m -t lim $work/ctx >/dev/null && $userbin run lim cat /limit"
