@@ -267,12 +267,12 @@ fn loopback_up() -> Result<(), nix::Error> {
         *slot = *byte as libc::c_char;
     }
     // SAFETY: SIOCGIFFLAGS fills `request`, a valid ifreq naming `lo`.
-    Errno::result(unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) })?;
+    Errno::result(unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut request) })?;
     // SAFETY: after SIOCGIFFLAGS the flags member of the union is the initialised one.
     unsafe {
         request.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
     }
     // SAFETY: SIOCSIFFLAGS reads the valid ifreq.
-    Errno::result(unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) })?;
+    Errno::result(unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS as _, &request) })?;
     Ok(())
 }

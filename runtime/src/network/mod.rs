@@ -109,7 +109,7 @@ pub fn bridge_unavailable() -> Option<String> {
     let net = File::open("/proc/self/ns/net").ok()?;
     // SAFETY: ioctl(NS_GET_USERNS) on a namespace descriptor we own; it returns a new
     // descriptor or -1.
-    let fd = unsafe { libc::ioctl(net.as_raw_fd(), NS_GET_USERNS) };
+    let fd = unsafe { libc::ioctl(net.as_raw_fd(), NS_GET_USERNS as _) };
     let owner = if fd >= 0 {
         // SAFETY: a fresh descriptor nothing else owns.
         let owner = unsafe { File::from_raw_fd(fd) };
