@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# rbuild's demo, on a fresh machine: installs busybox-static (as root), builds rbuild, makes
-# a busybox base image locally (no network), builds fixtures/contexts/demo and runs the
-# result. Uses the default store (/var/lib/rbuild as root, ~/.local/share/rbuild as an
-# ordinary user) unless RBUILD_ROOT says otherwise.
+# rbuild's demo, on a fresh machine: installs busybox-static (as root), installs rbuild
+# (scripts/install.sh) unless this checkout's is installed already, makes a busybox base
+# image locally (no network), builds fixtures/contexts/demo and runs the result. Uses the
+# default store (/var/lib/rbuild as root, ~/.local/share/rbuild as an ordinary user) unless
+# RBUILD_ROOT says otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,9 +19,15 @@ if [ "$(id -u)" -ne 0 ] && ! command -v newuidmap >/dev/null; then
   echo "note: without uidmap (sudo apt-get install uidmap) rbuild maps your own user id alone" >&2
 fi
 
-echo "==> building rbuild (release; a few minutes the first time)"
-CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-$(nproc)}" cargo build --release --locked --bin rbuild
-rbuild="$PWD/target/release/rbuild"
+# rbuild as installed by scripts/install.sh (built and installed now when it is not yet).
+if [ "$(id -u)" -eq 0 ]; then
+  rbuild="${PREFIX:-/usr/local}/bin/rbuild"
+else
+  rbuild="${PREFIX:-$HOME/.local}/bin/rbuild"
+fi
+if [ ! -x "$rbuild" ] || [ -n "$(find . -path ./target -prune -o \( -name '*.rs' -o -name Cargo.lock \) -newer "$rbuild" -print -quit)" ]; then
+  ./scripts/install.sh
+fi
 
 echo "==> making a busybox base image from Debian's busybox-static"
 work=$(mktemp -d)

@@ -228,7 +228,10 @@ fn remembered(store: &Store, key: &str) -> Option<Snapshotter> {
 fn why_not(root: &Path) -> &'static str {
     const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
     const TMPFS_MAGIC: i64 = 0x0102_1994;
-    match nix::sys::statfs::statfs(root).map(|stat| stat.filesystem_type().0) {
+    // The magic's type is the C library's (`i64` in glibc, `u64` in musl).
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    let magic = |stat: nix::sys::statfs::Statfs| stat.filesystem_type().0 as i64;
+    match nix::sys::statfs::statfs(root).map(magic) {
         Ok(OVERLAYFS_SUPER_MAGIC) => {
             "the store is on an overlay (a container's own filesystem?), which overlayfs cannot write over: a volume for the store (an `emptyDir`) lets rbuild use overlayfs; "
         }
