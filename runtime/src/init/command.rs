@@ -5,7 +5,7 @@
 use std::ffi::{CString, c_char};
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -82,6 +82,10 @@ pub(super) struct Command {
     /// The `oom_score_adj` the command gets back: init and the helper shield themselves
     /// from the OOM killer, and the child inherits that.
     oom_score_adj: Vec<u8>,
+    /// The sandbox's procfs, opened and checked by rbuild before anything of the image
+    /// ran: the OOM score is written through it, never through a `/proc` path that the
+    /// root's contents (or a racing sandbox sharing a mount) could have redirected.
+    proc: OwnedFd,
     /// The capabilities the command keeps, as a mask.
     capabilities: u64,
     rlimits: Vec<Rlimit>,
@@ -102,14 +106,18 @@ const STEP_NO_NEW_PRIVS: u32 = 7;
 const STEP_SECCOMP: u32 = 8;
 const STEP_RLIMIT: u32 = 9;
 
-const OOM_SCORE_ADJ: &std::ffi::CStr = c"/proc/self/oom_score_adj";
+/// Relative to the sandbox's procfs handle.
+const OOM_SCORE_ADJ: &std::ffi::CStr = c"self/oom_score_adj";
+const SETGROUPS: &std::ffi::CStr = c"self/setgroups";
 
 impl Command {
     /// Resolves the executable; the current directory must already be `process.cwd`.
+    /// `proc` is the sandbox's procfs as [`super::rootfs::setup`] verified it.
     pub(super) fn prepare(
         spec: &SandboxSpec,
         user: ExecUser,
         oom_score_adj: &str,
+        proc: OwnedFd,
     ) -> Result<Command, SetupError> {
         let process = &spec.process;
         let name = process.args.first().ok_or(SetupError::NoCommand)?;
@@ -148,8 +156,9 @@ impl Command {
             capabilities: spec.capabilities.mask(),
             rlimits: process.rlimits.clone(),
             oom_score_adj: oom_score_adj.as_bytes().to_vec(),
-            set_groups: fs::read_to_string("/proc/self/setgroups")
+            set_groups: read_proc(proc.as_fd(), SETGROUPS)
                 .map_or(true, |text| text.trim() != "deny"),
+            proc,
         })
     }
 
@@ -291,7 +300,7 @@ unsafe fn enter_and_exec(
         }
         // Best effort: raising the score needs no privilege, and a failure only leaves the
         // command as protected as init.
-        let fd = libc::open(OOM_SCORE_ADJ.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        let fd = open_proc_file(command.proc.as_raw_fd(), OOM_SCORE_ADJ, libc::O_WRONLY);
         if fd >= 0 {
             let value = &command.oom_score_adj;
             libc::write(fd, value.as_ptr().cast(), value.len());
@@ -351,6 +360,49 @@ unsafe fn enter_and_exec(
         libc::execve(command.path.as_ptr(), argv.as_ptr(), env.as_ptr());
         STEP_EXEC
     }
+}
+
+/// Opens `name` below the sandbox's procfs handle `proc` without leaving that mount
+/// (nothing mounted over a procfs file since is followed) and without magic links; on
+/// kernels without openat2 (< 5.6), without following a symlink in the last component.
+/// Returns the descriptor or -1. Async-signal-safe: raw syscalls on prepared memory.
+fn open_proc_file(proc: RawFd, name: &std::ffi::CStr, flags: libc::c_int) -> RawFd {
+    // SAFETY: open_how is plain data, all-zero is valid; openat2 and openat read the
+    // NUL-terminated name and `how`, both valid for the call.
+    unsafe {
+        let mut how: libc::open_how = std::mem::zeroed();
+        how.flags = (flags | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64;
+        how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_XDEV | libc::RESOLVE_NO_MAGICLINKS;
+        let fd = libc::syscall(
+            libc::SYS_openat2,
+            proc,
+            name.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        );
+        if fd >= 0 {
+            return fd as RawFd;
+        }
+        if *libc::__errno_location() != libc::ENOSYS {
+            return -1;
+        }
+        libc::openat(
+            proc,
+            name.as_ptr(),
+            flags | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+        )
+    }
+}
+
+/// Reads a small procfs file through the sandbox's procfs handle.
+fn read_proc(proc: BorrowedFd<'_>, name: &std::ffi::CStr) -> io::Result<String> {
+    let fd = open_proc_file(proc.as_raw_fd(), name, libc::O_RDONLY);
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nothing else owns.
+    let file = unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    io::read_to_string(file)
 }
 
 /// Reports `step` and errno to init and exits with 127.

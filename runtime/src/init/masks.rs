@@ -1,17 +1,20 @@
 //! What the sandbox may not see or change under `/proc` and `/sys`: Docker's masked paths
 //! (`/dev/null` bound over files, an empty read-only tmpfs over directories), its read-only
 //! paths, and a read-only cgroup filesystem of the sandbox's own cgroup namespace at
-//! `/sys/fs/cgroup`. Applied under the new root before pivot_root.
+//! `/sys/fs/cgroup`. Applied under the new root before pivot_root, through descriptors of
+//! the `proc` and `sys` rbuild mounted there.
 
-use std::fs;
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
 use super::SetupError;
 use crate::cgroup::CgroupFs;
-use crate::mount::MountError;
+use crate::mount::{
+    MountError, MountPointKind, bind_onto, create_in, fd_path, fd_stat, open_beneath,
+};
 
 /// Docker's `defaultMaskedPaths` (moby `oci/defaults.go`) and `/sys/kernel/security`;
 /// missing ones are skipped.
@@ -53,25 +56,52 @@ fn mount_error(fstype: &str, origin: &str, target: &str) -> impl FnOnce(nix::Err
     move |errno| SetupError::Mount(MountError { errno, ..error })
 }
 
-/// Masks and write-protects the kernel's files under `rootfs` (with `/proc` and `/sys`
-/// already mounted there).
-pub(super) fn apply(rootfs: &Path) -> Result<(), SetupError> {
+/// The descriptor of `path` (`/proc/...` or `/sys/...`) beneath the sandbox's `proc` or
+/// `sys` mount, following no symlink; `None` when it does not exist.
+fn beneath(
+    proc: BorrowedFd<'_>,
+    sys: BorrowedFd<'_>,
+    path: &str,
+) -> Result<Option<OwnedFd>, SetupError> {
+    let (base, relative) = match path.strip_prefix("/proc/") {
+        Some(relative) => (proc, relative),
+        None => (sys, path.strip_prefix("/sys/").unwrap_or(path)),
+    };
+    match open_beneath(base, Path::new(relative)) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(SetupError::MountPoint {
+            path: path.into(),
+            source,
+        }),
+    }
+}
+
+/// Masks and write-protects the kernel's files in the sandbox's `proc` and `sys` (held by
+/// descriptor, checked to be procfs and sysfs): each target is opened beneath them without
+/// following a symlink, and a masked file gets `null`, the host's null device that rbuild
+/// opened and checked, never a `/dev/null` found in the root.
+pub(super) fn apply(
+    proc: BorrowedFd<'_>,
+    sys: BorrowedFd<'_>,
+    null: BorrowedFd<'_>,
+) -> Result<(), SetupError> {
     for path in MASKED {
-        let host = rootfs.join(&path[1..]);
-        let meta = match fs::symlink_metadata(&host) {
-            Ok(meta) => meta,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-            Err(source) => {
-                return Err(SetupError::MountPoint {
-                    path: path.into(),
-                    source,
-                });
-            }
+        let Some(target) = beneath(proc, sys, path)? else {
+            continue;
         };
-        if meta.is_dir() {
+        let is_dir = fd_stat(target.as_fd())
+            .map_err(|source| SetupError::MountPoint {
+                path: path.into(),
+                source,
+            })?
+            .st_mode
+            & libc::S_IFMT
+            == libc::S_IFDIR;
+        if is_dir {
             mount(
                 Some("tmpfs"),
-                &host,
+                &fd_path(&target),
                 Some("tmpfs"),
                 MsFlags::MS_RDONLY | NOSUID_NODEV_NOEXEC,
                 Some("size=0"),
@@ -79,8 +109,8 @@ pub(super) fn apply(rootfs: &Path) -> Result<(), SetupError> {
             .map_err(mount_error("tmpfs", "tmpfs", path))?;
         } else {
             mount(
-                Some("/dev/null"),
-                &host,
+                Some(&fd_path(&null)),
+                &fd_path(&target),
                 None::<&str>,
                 MsFlags::MS_BIND,
                 None::<&str>,
@@ -89,21 +119,30 @@ pub(super) fn apply(rootfs: &Path) -> Result<(), SetupError> {
         }
     }
     for path in READONLY {
-        let host = rootfs.join(&path[1..]);
-        if fs::symlink_metadata(&host).is_err() {
+        let Some(target) = beneath(proc, sys, path)? else {
             continue;
+        };
+        let flags = MsFlags::MS_REC | MsFlags::MS_RDONLY | NOSUID_NODEV_NOEXEC;
+        let source = fd_path(&target);
+        match bind_onto(&source, target.as_fd(), flags, MsFlags::empty(), false) {
+            Ok(()) => continue,
+            Err(nix::errno::Errno::ENOSYS) => {}
+            Err(errno) => return Err(mount_error("bind", path, path)(errno)),
         }
+        // Kernels before 5.12: bind, then remount what is bound there now.
         mount(
-            Some(&host),
-            &host,
+            Some(&source),
+            &source,
             None::<&str>,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
         )
         .map_err(mount_error("bind", path, path))?;
+        let bound = beneath(proc, sys, path)?
+            .ok_or_else(|| mount_error("bind", path, path)(nix::errno::Errno::ENOENT))?;
         mount(
             None::<&str>,
-            &host,
+            &fd_path(&bound),
             None::<&str>,
             MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | NOSUID_NODEV_NOEXEC,
             None::<&str>,
@@ -113,25 +152,29 @@ pub(super) fn apply(rootfs: &Path) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// Mounts the sandbox's cgroup filesystem, read-only, at `<rootfs>/sys/fs/cgroup`. The
-/// helper unshared the cgroup namespace after joining the sandbox's cgroups, so each
-/// hierarchy shows the sandbox's own cgroup as its root.
+/// Mounts the sandbox's cgroup filesystem, read-only, at `/sys/fs/cgroup` beneath `sys`
+/// (the sandbox's sysfs, by descriptor). The helper unshared the cgroup namespace after
+/// joining the sandbox's cgroups, so each hierarchy shows the sandbox's own cgroup as its
+/// root.
 ///
 /// Best effort: it only informs the process (of its limits, for instance), so a hierarchy
 /// the kernel will not mount again with the host's options is left out rather than failing
 /// the sandbox; what is mounted is always read-only (the sysfs directory under it is too).
-pub(super) fn mount_cgroupfs(rootfs: &Path, cgroupfs: &CgroupFs) {
-    let target = rootfs.join("sys/fs/cgroup");
-    if !target.is_dir() {
+pub(super) fn mount_cgroupfs(sys: BorrowedFd<'_>, cgroupfs: &CgroupFs) {
+    let here = Path::new("fs/cgroup");
+    let Ok(target) = open_beneath(sys, here) else {
+        return;
+    };
+    if !fd_stat(target.as_fd()).is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFDIR) {
         return;
     }
     let flags = MsFlags::MS_RDONLY | NOSUID_NODEV_NOEXEC;
     match cgroupfs {
         CgroupFs::V2 => {
-            let cgroup2 = || {
+            let cgroup2 = |at: &OwnedFd| {
                 mount(
                     Some("cgroup2"),
-                    &target,
+                    &fd_path(at),
                     Some("cgroup2"),
                     flags,
                     None::<&str>,
@@ -140,24 +183,25 @@ pub(super) fn mount_cgroupfs(rootfs: &Path, cgroupfs: &CgroupFs) {
             // Where the host's /sys was bound (rootless, host network) its cgroup2 is
             // mounted here already, and the kernel refuses the same filesystem on the root
             // of its own mount (`EBUSY`): a read-only tmpfs in between.
-            if cgroup2() == Err(nix::errno::Errno::EBUSY)
+            if cgroup2(&target) == Err(nix::errno::Errno::EBUSY)
                 && mount(
                     Some("tmpfs"),
-                    &target,
+                    &fd_path(&target),
                     Some("tmpfs"),
                     MsFlags::MS_RDONLY | NOSUID_NODEV_NOEXEC,
                     Some("size=0,mode=755"),
                 )
                 .is_ok()
+                && let Ok(tmpfs) = open_beneath(sys, here)
             {
-                let _ = cgroup2();
+                let _ = cgroup2(&tmpfs);
             }
         }
         CgroupFs::V1 { hierarchies } => {
             let data = Some("mode=755,size=64k");
             if mount(
                 Some("tmpfs"),
-                &target,
+                &fd_path(&target),
                 Some("tmpfs"),
                 NOSUID_NODEV_NOEXEC,
                 data,
@@ -166,11 +210,13 @@ pub(super) fn mount_cgroupfs(rootfs: &Path, cgroupfs: &CgroupFs) {
             {
                 return;
             }
+            let Ok(tmpfs) = open_beneath(sys, here) else {
+                return;
+            };
             for hierarchy in hierarchies {
-                let dir = target.join(&hierarchy.name);
-                if fs::create_dir(&dir).is_err() {
+                let Ok(dir) = create_in(tmpfs.as_fd(), &hierarchy.name, MountPointKind::Dir) else {
                     continue;
-                }
+                };
                 // `release_agent` may only be set from the initial cgroup namespace
                 // (CVE-2022-0492), and the sandbox has no business with it.
                 let options: Vec<&str> = hierarchy
@@ -180,20 +226,25 @@ pub(super) fn mount_cgroupfs(rootfs: &Path, cgroupfs: &CgroupFs) {
                     .collect();
                 let mounted = mount(
                     Some("cgroup"),
-                    &dir,
+                    &fd_path(&dir),
                     Some("cgroup"),
                     flags,
                     Some(options.join(",").as_str()),
                 );
                 if mounted.is_err() {
-                    let _ = fs::remove_dir(&dir);
+                    drop(dir);
+                    let _ = nix::unistd::unlinkat(
+                        Some(tmpfs.as_raw_fd()),
+                        hierarchy.name.as_str(),
+                        nix::unistd::UnlinkatFlags::RemoveDir,
+                    );
                 }
             }
             // A bind remount changes the mount's flags only: a user namespace's tmpfs
             // refuses a filesystem remount that names its options again.
             let readonly = mount(
                 None::<&str>,
-                &target,
+                &fd_path(&tmpfs),
                 None::<&str>,
                 MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags,
                 None::<&str>,
@@ -201,7 +252,7 @@ pub(super) fn mount_cgroupfs(rootfs: &Path, cgroupfs: &CgroupFs) {
             if readonly.is_err() {
                 // Never leave a writable tmpfs behind: without it, the read-only sysfs
                 // directory shows.
-                let _ = umount2(&target, MntFlags::MNT_DETACH);
+                let _ = umount2(&fd_path(&tmpfs), MntFlags::MNT_DETACH);
             }
         }
     }

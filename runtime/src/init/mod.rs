@@ -263,6 +263,12 @@ pub(crate) enum SetupError {
         #[source]
         source: io::Error,
     },
+    #[error("failed to check {what}")]
+    Verify {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("failed to pivot into the root filesystem")]
     PivotRoot {
         #[source]
@@ -366,6 +372,7 @@ impl SetupError {
             | SetupError::Mount(_)
             | SetupError::MountPoint { .. }
             | SetupError::CreateDevice { .. }
+            | SetupError::Verify { .. }
             | SetupError::PivotRoot { .. }
             | SetupError::ReadonlyRoot { .. } => SetupKind::Mount,
             SetupError::User(_) | SetupError::SwitchUser { .. } => SetupKind::User,

@@ -79,7 +79,7 @@ fn run(
 ) -> Result<Status, SetupError> {
     let spec = &config.spec;
     let rootfs = state.path().join(ROOTFS_DIR);
-    rootfs::setup(state.path(), &rootfs, spec, &config.cgroupfs, undo)?;
+    let proc = rootfs::setup(state.path(), &rootfs, spec, &config.cgroupfs, undo)?;
     if !spec.hostname.is_empty() {
         sethostname(&spec.hostname).map_err(|source| SetupError::Hostname {
             hostname: spec.hostname.clone(),
@@ -92,7 +92,7 @@ fn run(
     // After pivot_root, so that /etc/passwd and every symlink resolve inside the root.
     let user = user::resolve_from(&spec.process.user, Path::new("/"))?;
     enter_cwd(&spec.process.cwd)?;
-    let command = Command::prepare(spec, user.clone(), oom_score_adj)?;
+    let command = Command::prepare(spec, user.clone(), oom_score_adj, proc)?;
     let pty = if spec.process.terminal {
         Some(Pty::open(user.uid).map_err(|source| SetupError::Terminal { source })?)
     } else {
@@ -267,7 +267,9 @@ fn loopback_up() -> Result<(), nix::Error> {
         *slot = *byte as libc::c_char;
     }
     // SAFETY: SIOCGIFFLAGS fills `request`, a valid ifreq naming `lo`.
-    Errno::result(unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut request) })?;
+    Errno::result(unsafe {
+        libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut request)
+    })?;
     // SAFETY: after SIOCGIFFLAGS the flags member of the union is the initialised one.
     unsafe {
         request.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;

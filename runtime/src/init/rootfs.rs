@@ -3,19 +3,20 @@
 //! the undoing of the mount points it had to create.
 
 use std::fs;
-
-use std::os::unix::fs::symlink;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, unshare};
-use nix::unistd::{chdir, pivot_root};
+use nix::unistd::{chdir, pivot_root, symlinkat};
 
 use super::{SetupError, masks};
 use crate::cgroup::CgroupFs;
 use crate::mount::{
-    MountError, MountPoint, MountPointKind, Stub, ensure_mount_point, mount_at, plan,
+    MountError, MountPoint, MountPointKind, Stub, bind_onto, create_in, ensure_mount_point,
+    fd_path, fd_stat, filesystem_magic, mount_at, mount_onto, open_path, plan, procfs_ready,
     resolve_in_root,
 };
 use crate::spec::SandboxSpec;
@@ -70,14 +71,20 @@ impl Undo {
     }
 }
 
-/// Builds the sandbox's filesystem under `rootfs` and pivots into it.
+/// Builds the sandbox's filesystem under `rootfs` and pivots into it. Returns a handle of
+/// the sandbox's procfs, checked to be procfs, for the writes the command makes to its own
+/// `/proc/<pid>` before exec (never a path a sandboxed process could have swapped).
+///
+/// Every mount point inside the root is held by descriptor from the moment it is found
+/// (see [`crate::mount::MountPoint`]); the kernel filesystems mounted here are reached by
+/// descriptor afterwards, each checked to be what rbuild mounted.
 pub(super) fn setup(
     state_dir: &Path,
     rootfs: &Path,
     spec: &SandboxSpec,
     cgroupfs: &CgroupFs,
     undo: &mut Undo,
-) -> Result<(), SetupError> {
+) -> Result<OwnedFd, SetupError> {
     undo.root = rootfs.to_owned();
     // A mount namespace of its own, detached from the host's propagation: nothing mounted
     // here shows on the host, and it all goes away with the namespace.
@@ -93,10 +100,18 @@ pub(super) fn setup(
         None::<&str>,
     )
     .map_err(|source| SetupError::PrivateMounts { source })?;
+    procfs_ready().map_err(|source| SetupError::Verify {
+        what: "the host's /proc".into(),
+        source,
+    })?;
+    // rbuild's own devices, opened before anything of the root is looked at: a mask's
+    // source is the null device itself, never a path inside the root (CVE-2025-31133).
+    let devices = HostDevices::open()?;
 
     // Every filesystem of the sandbox is `nodev` but the device nodes bound into `/dev` and
     // devpts: CAP_MKNOD (in Docker's default set) creates nodes, and nothing opens them.
     // Docker gets the same from the devices cgroup; `nodev` works alike on v1 and v2.
+    // The root's mount point is rbuild's own state directory, not a path in the root.
     mount_at(&without_devices(&spec.root), rootfs)?;
 
     for spec_mount in &spec.mounts {
@@ -107,7 +122,7 @@ pub(super) fn setup(
             MountPointKind::Dir
         };
         let target = mount_point(rootfs, &spec_mount.target, kind, undo)?;
-        mount_at(&without_devices(spec_mount), &target.path)?;
+        mount_onto(&without_devices(spec_mount), &target)?;
         undo.mounts.push(target.sandbox_path);
     }
 
@@ -121,8 +136,8 @@ pub(super) fn setup(
         None,
         undo,
     );
-    match proc {
-        Ok(_) => {}
+    let proc = match proc {
+        Ok(proc) => proc,
         // In a user namespace the kernel mounts a new proc only where the proc it already
         // has is fully visible; a container's masked paths (Kubernetes' default
         // `procMount`) hide parts of it. The container's own /proc is bound instead: the
@@ -132,7 +147,8 @@ pub(super) fn setup(
             ..
         })) => bind_host(rootfs, "/proc", undo)?,
         Err(err) => return Err(err),
-    }
+    };
+    expect_filesystem(&proc, libc::PROC_SUPER_MAGIC as u64, "/proc")?;
     let dev = special(
         rootfs,
         "/dev",
@@ -142,7 +158,8 @@ pub(super) fn setup(
         Some("mode=755,size=65536k"),
         undo,
     )?;
-    populate_dev(&dev)?;
+    expect_filesystem(&dev, libc::TMPFS_MAGIC as u64, "/dev")?;
+    populate_dev(dev.as_fd(), &devices)?;
     let sys = special(
         rootfs,
         "/sys",
@@ -152,8 +169,8 @@ pub(super) fn setup(
         None,
         undo,
     );
-    match sys {
-        Ok(_) => {}
+    let sys = match sys {
+        Ok(sys) => sys,
         // In a user namespace sysfs can only be mounted with a network namespace of the
         // namespace's own, and RUN steps share the host's network by default: the host's
         // /sys is bound instead, read-only all the way down (as rootless podman does).
@@ -162,10 +179,11 @@ pub(super) fn setup(
             ..
         })) => bind_host(rootfs, "/sys", undo)?,
         Err(err) => return Err(err),
-    }
+    };
+    expect_filesystem(&sys, libc::SYSFS_MAGIC as u64, "/sys")?;
 
-    masks::mount_cgroupfs(rootfs, cgroupfs);
-    masks::apply(rootfs)?;
+    masks::mount_cgroupfs(sys.as_fd(), cgroupfs);
+    masks::apply(proc.as_fd(), sys.as_fd(), devices.null.as_fd())?;
     bind_network_files(state_dir, rootfs, undo)?;
 
     // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves
@@ -188,7 +206,88 @@ pub(super) fn setup(
         .map_err(|source| SetupError::ReadonlyRoot { source })?;
         undo.readonly = true;
     }
+    Ok(proc)
+}
+
+/// Fails unless `fd` is on the filesystem with magic number `magic`.
+fn expect_filesystem(fd: &OwnedFd, magic: u64, what: &str) -> Result<(), SetupError> {
+    let found = filesystem_magic(fd.as_fd()).map_err(|source| SetupError::Verify {
+        what: what.into(),
+        source,
+    })?;
+    if found != magic {
+        return Err(SetupError::Verify {
+            what: what.into(),
+            source: io::Error::other(format!(
+                "the sandbox's {what} is not the filesystem rbuild mounted there \
+                 (magic {found:#x}, expected {magic:#x})"
+            )),
+        });
+    }
     Ok(())
+}
+
+/// The host's device nodes bound into the sandbox's `/dev`, opened by rbuild from the
+/// host's `/dev` and checked to be the character devices they should be.
+pub(super) struct HostDevices {
+    pub null: OwnedFd,
+    nodes: Vec<(&'static str, OwnedFd)>,
+}
+
+/// The nodes of `/dev`, with their device numbers (major, minor).
+const DEVICES: [(&str, u32, u32); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+impl HostDevices {
+    fn open() -> Result<HostDevices, SetupError> {
+        let mut nodes = Vec::new();
+        let mut null = None;
+        for (name, major, minor) in DEVICES {
+            let path = Path::new("/dev").join(name);
+            let fd = match open_path(&path) {
+                Ok(fd) => fd,
+                // A host without it (a minimal container) gives the sandbox none either;
+                // /dev/null is required.
+                Err(err) if err.kind() == io::ErrorKind::NotFound && name != "null" => continue,
+                Err(source) => {
+                    return Err(SetupError::Verify {
+                        what: path.display().to_string(),
+                        source,
+                    });
+                }
+            };
+            let stat = fd_stat(fd.as_fd()).map_err(|source| SetupError::Verify {
+                what: path.display().to_string(),
+                source,
+            })?;
+            let is_char = stat.st_mode & libc::S_IFMT == libc::S_IFCHR;
+            if !is_char || libc::major(stat.st_rdev) != major || libc::minor(stat.st_rdev) != minor
+            {
+                return Err(SetupError::Verify {
+                    what: path.display().to_string(),
+                    source: io::Error::other(format!(
+                        "{} is not the character device {major}:{minor}",
+                        path.display()
+                    )),
+                });
+            }
+            if name == "null" {
+                null = Some(fd.try_clone().map_err(|source| SetupError::Verify {
+                    what: path.display().to_string(),
+                    source,
+                })?);
+            }
+            nodes.push((name, fd));
+        }
+        let null = null.expect("/dev/null is required above");
+        Ok(HostDevices { null, nodes })
+    }
 }
 
 /// `mount` with `nodev` added (the caller may not take it away).
@@ -197,6 +296,29 @@ fn without_devices(mount: &crate::spec::Mount) -> crate::spec::Mount {
     mount.options.retain(|option| option != "dev");
     mount.options.push("nodev".into());
     mount
+}
+
+/// The mount point of a kernel filesystem (`/proc`, `/dev`, `/sys`): it must be where the
+/// sandbox looks for it. An image whose `/dev` is a symlink (into `/proc/sys`, say) would
+/// have rbuild mount its `/dev` and bind its device nodes somewhere else; runc refuses
+/// such images too.
+fn kernel_mount_point(
+    rootfs: &Path,
+    target: &str,
+    undo: &mut Undo,
+) -> Result<MountPoint, SetupError> {
+    let point = mount_point(rootfs, Path::new(target), MountPointKind::Dir, undo)?;
+    if point.sandbox_path != Path::new(target) {
+        return Err(SetupError::MountPoint {
+            path: target.into(),
+            source: io::Error::other(format!(
+                "the image's {target} leads to {} (a symlink); rbuild mounts the \
+                 sandbox's own {target} there only on a directory",
+                point.sandbox_path.display()
+            )),
+        });
+    }
+    Ok(point)
 }
 
 fn mount_point(
@@ -214,7 +336,8 @@ fn mount_point(
     Ok(point)
 }
 
-/// Mounts a kernel filesystem at `target` in the root; returns the host path.
+/// Mounts a kernel filesystem at `target` in the root, onto the mount point's descriptor;
+/// returns a descriptor of the new mount's root.
 fn special(
     rootfs: &Path,
     target: &str,
@@ -223,133 +346,121 @@ fn special(
     flags: MsFlags,
     data: Option<&str>,
     undo: &mut Undo,
-) -> Result<PathBuf, SetupError> {
-    let point = mount_point(rootfs, Path::new(target), MountPointKind::Dir, undo)?;
-    mount(Some(source), &point.path, Some(fstype), flags, data).map_err(|errno| MountError {
+) -> Result<OwnedFd, SetupError> {
+    let point = kernel_mount_point(rootfs, target, undo)?;
+    let error = |errno| MountError {
         fstype: fstype.to_owned(),
         origin: source.to_owned(),
         target: target.into(),
         errno,
-    })?;
-    undo.mounts.push(point.sandbox_path);
-    Ok(point.path)
+    };
+    mount(Some(source), &point.target(), Some(fstype), flags, data).map_err(error)?;
+    undo.mounts.push(point.sandbox_path.clone());
+    reopen(&point)
+}
+
+/// What is mounted on `point` now.
+fn reopen(point: &MountPoint) -> Result<OwnedFd, SetupError> {
+    point.reopen().map_err(|source| SetupError::MountPoint {
+        path: point.sandbox_path.clone(),
+        source,
+    })
 }
 
 /// The host's `path` (`/sys`, `/proc`), bound recursively with every mount below it, made
 /// `nosuid`, `nodev` and `noexec`, and for `/sys` read-only (`mount_setattr`, Linux 5.12;
 /// before, the top mount only). `/proc` gets its read-only and masked paths afterwards, as
-/// a proc of its own would.
-fn bind_host(rootfs: &Path, path: &str, undo: &mut Undo) -> Result<(), SetupError> {
-    let point = mount_point(rootfs, Path::new(path), MountPointKind::Dir, undo)?;
+/// a proc of its own would. Returns a descriptor of the bound root.
+fn bind_host(rootfs: &Path, path: &str, undo: &mut Undo) -> Result<OwnedFd, SetupError> {
+    let point = kernel_mount_point(rootfs, path, undo)?;
     let error = |errno| MountError {
         fstype: "bind".into(),
         origin: path.into(),
         target: path.into(),
         errno,
     };
+    let read_only = path == "/sys";
+    let mut flags = MsFlags::MS_REC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    if read_only {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    match bind_onto(
+        Path::new(path),
+        point.fd.as_fd(),
+        flags,
+        MsFlags::empty(),
+        false,
+    ) {
+        Ok(()) => {
+            undo.mounts.push(point.sandbox_path.clone());
+            return reopen(&point);
+        }
+        Err(Errno::ENOSYS) => {}
+        Err(errno) => return Err(error(errno).into()),
+    }
+    // Kernels before 5.12: by path, the top mount only.
     mount(
         Some(path),
-        &point.path,
+        &point.target(),
         None::<&str>,
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )
     .map_err(error)?;
-    undo.mounts.push(point.sandbox_path);
-    let read_only = path == "/sys";
-    match restrict_recursively(&point.path, read_only) {
-        Err(Errno::ENOSYS) => {
-            let mut flags = MsFlags::MS_REMOUNT
-                | MsFlags::MS_BIND
-                | MsFlags::MS_NOSUID
-                | MsFlags::MS_NODEV
-                | MsFlags::MS_NOEXEC;
-            if read_only {
-                flags |= MsFlags::MS_RDONLY;
-            }
-            mount(None::<&str>, &point.path, None::<&str>, flags, None::<&str>).map_err(error)?
-        }
-        result => result.map_err(error)?,
-    }
-    Ok(())
-}
-
-/// `mount_setattr(path, AT_RECURSIVE, nosuid|nodev|noexec`, and `ro` if `read_only`).
-fn restrict_recursively(path: &Path, read_only: bool) -> Result<(), Errno> {
-    use std::os::unix::ffi::OsStrExt;
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    const MOUNT_ATTR_RDONLY: u64 = 0x1;
-    const MOUNT_ATTR_NOSUID: u64 = 0x2;
-    const MOUNT_ATTR_NODEV: u64 = 0x4;
-    const MOUNT_ATTR_NOEXEC: u64 = 0x8;
-    let mut attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+    undo.mounts.push(point.sandbox_path.clone());
+    let bound = reopen(&point)?;
+    let mut remount = flags & !MsFlags::MS_REC | MsFlags::MS_REMOUNT | MsFlags::MS_BIND;
     if read_only {
-        attr_set |= MOUNT_ATTR_RDONLY;
+        remount |= MsFlags::MS_RDONLY;
     }
-    let attr = MountAttr {
-        attr_set,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
-    // SAFETY: mount_setattr(2) reads the NUL-terminated path and `attr` for the call only.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            libc::AT_RECURSIVE as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(Errno::last())
-    }
+    mount(
+        None::<&str>,
+        &fd_path(&bound),
+        None::<&str>,
+        remount,
+        None::<&str>,
+    )
+    .map_err(error)?;
+    Ok(bound)
 }
 
 /// Device nodes bound from the host (no mknod: the `/dev` tmpfs is `nodev`, and each bind is
 /// a mount of its own that allows its one device), a private devpts, shm, mqueue and the
-/// usual symlinks.
-fn populate_dev(dev: &Path) -> Result<(), SetupError> {
-    let create_error = |path: &Path| {
-        let path = path.to_owned();
+/// usual symlinks; all made through the descriptor of the fresh tmpfs.
+fn populate_dev(dev: BorrowedFd<'_>, devices: &HostDevices) -> Result<(), SetupError> {
+    let create_error = |name: &str| {
+        let path = Path::new("/dev").join(name);
         move |source| SetupError::CreateDevice { path, source }
     };
-    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
-        let host = Path::new("/dev").join(name);
-        if !host.exists() {
-            continue;
-        }
-        let target = dev.join(name);
-        fs::File::create(&target).map_err(create_error(&target))?;
+    let entry = |name: &str, kind: MountPointKind| -> Result<OwnedFd, SetupError> {
+        create_in(dev, name, kind).map_err(create_error(name))
+    };
+    for (name, source) in &devices.nodes {
+        let target = entry(name, MountPointKind::File)?;
         mount(
-            Some(&host),
-            &target,
+            Some(&fd_path(source)),
+            &fd_path(&target),
             None::<&str>,
             MsFlags::MS_BIND,
             None::<&str>,
         )
         .map_err(|errno| MountError {
             fstype: "bind".into(),
-            origin: host.display().to_string(),
+            origin: Path::new("/dev").join(name).display().to_string(),
             target: Path::new("/dev").join(name),
             errno,
         })?;
     }
     let kernel_fs = |name: &str, fstype: &str, flags: MsFlags, data: &str| {
-        let target = dev.join(name);
-        fs::create_dir(&target).map_err(create_error(&target))?;
-        mount(Some(fstype), &target, Some(fstype), flags, Some(data)).map_err(|errno| {
+        let target = entry(name, MountPointKind::Dir)?;
+        mount(
+            Some(fstype),
+            &fd_path(&target),
+            Some(fstype),
+            flags,
+            Some(data),
+        )
+        .map_err(|errno| {
             SetupError::Mount(MountError {
                 fstype: fstype.into(),
                 origin: fstype.into(),
@@ -380,8 +491,8 @@ fn populate_dev(dev: &Path) -> Result<(), SetupError> {
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
     ] {
-        let path = dev.join(name);
-        symlink(target, &path).map_err(create_error(&path))?;
+        symlinkat(target, Some(dev.as_raw_fd()), name)
+            .map_err(|errno| create_error(name)(io::Error::from(errno)))?;
     }
     Ok(())
 }
@@ -416,7 +527,7 @@ fn bind_network_files(state_dir: &Path, rootfs: &Path, undo: &mut Undo) -> Resul
                 "noexec".into(),
             ],
         };
-        mount_at(&bind, &target.path)?;
+        mount_onto(&bind, &target)?;
         undo.mounts.push(target.sandbox_path);
     }
     Ok(())
