@@ -2,6 +2,8 @@
 //! against the image's own `/etc/passwd` and `/etc/group` (read inside its root).
 
 use std::fs;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::resolve::resolve_in_root;
@@ -22,7 +24,21 @@ pub(crate) enum OwnerError {
     UnknownUser { name: String },
     #[error("unable to find group {name}: no matching entries in group file")]
     UnknownGroup { name: String },
+    #[error("the image's {path} {problem}; rbuild reads users and groups only from a regular file of at most {} MiB", MAX_DATABASE >> 20)]
+    Database {
+        path: &'static str,
+        problem: &'static str,
+    },
+    #[error(
+        "{what} 4294967295 cannot own a file: it is (uid_t)-1, which means \"unchanged\" to the kernel"
+    )]
+    Unrepresentable { what: &'static str },
 }
+
+/// A bound on the image's `/etc/passwd` and `/etc/group`, which rbuild parses on the host:
+/// a gigantic one must not exhaust its memory or time (CVE-2026-47262). Real ones are a few
+/// KiB.
+const MAX_DATABASE: u64 = 32 << 20;
 
 /// Resolves `spec` inside `root`, as BuildKit does for `--chown`: a user name alone takes its
 /// primary group from passwd, a bare uid takes the same number as gid; numeric ids need no
@@ -39,9 +55,9 @@ pub(crate) fn resolve_owner(root: &Path, spec: &str) -> Result<Owner, OwnerError
     let (uid, primary_gid) = match user.parse::<u32>() {
         Ok(uid) => (uid, uid),
         Err(_) => {
-            let entry = read_db(root, "/etc/passwd")
-                .into_iter()
-                .find(|fields| fields.first().map(String::as_str) == Some(user))
+            let passwd = read_db(root, "/etc/passwd")?;
+            let entry = entries(&passwd)
+                .find(|fields| fields.first().copied() == Some(user))
                 .ok_or_else(|| OwnerError::UnknownUser {
                     name: user.to_owned(),
                 })?;
@@ -55,15 +71,20 @@ pub(crate) fn resolve_owner(root: &Path, spec: &str) -> Result<Owner, OwnerError
         None => primary_gid,
         Some(group) => match group.parse::<u32>() {
             Ok(gid) => gid,
-            Err(_) => read_db(root, "/etc/group")
-                .into_iter()
-                .find(|fields| fields.first().map(String::as_str) == Some(group))
+            Err(_) => entries(&read_db(root, "/etc/group")?)
+                .find(|fields| fields.first().copied() == Some(group))
                 .and_then(|fields| field_id(&fields, 2))
                 .ok_or_else(|| OwnerError::UnknownGroup {
                     name: group.to_owned(),
                 })?,
         },
     };
+    if uid == u32::MAX {
+        return Err(OwnerError::Unrepresentable { what: "uid" });
+    }
+    if gid == u32::MAX {
+        return Err(OwnerError::Unrepresentable { what: "gid" });
+    }
     Ok(Owner { uid, gid })
 }
 
@@ -73,9 +94,8 @@ pub(crate) fn resolve_user(root: &Path, spec: &str) -> Result<Owner, OwnerError>
     let owner = resolve_owner(root, spec)?;
     let user = spec.split(':').next().unwrap_or("");
     if !spec.contains(':') && user.parse::<u32>().is_ok() {
-        let known = read_db(root, "/etc/passwd")
-            .into_iter()
-            .find(|fields| field_id(fields, 2) == Some(owner.uid));
+        let passwd = read_db(root, "/etc/passwd")?;
+        let known = entries(&passwd).find(|fields| field_id(fields, 2) == Some(owner.uid));
         return Ok(Owner {
             uid: owner.uid,
             gid: known.and_then(|f| field_id(&f, 3)).unwrap_or(0),
@@ -84,20 +104,45 @@ pub(crate) fn resolve_user(root: &Path, spec: &str) -> Result<Owner, OwnerError>
     Ok(owner)
 }
 
-fn read_db(root: &Path, path: &str) -> Vec<Vec<String>> {
+/// The text of a user database of the image; a missing or unreadable one is empty (no
+/// name resolves), one that is not a regular file (a FIFO would block the build forever)
+/// or is too big is an error. Opened without blocking so that the check comes first.
+fn read_db(root: &Path, path: &'static str) -> Result<String, OwnerError> {
     let Ok(host_path) = resolve_in_root(root, path, true) else {
-        return Vec::new();
+        return Ok(String::new());
     };
-    let Ok(text) = fs::read_to_string(host_path) else {
-        return Vec::new();
+    let Ok(file) = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(host_path)
+    else {
+        return Ok(String::new());
     };
-    text.lines()
-        .filter(|line| !line.trim_start().starts_with('#') && !line.trim().is_empty())
-        .map(|line| line.split(':').map(str::to_owned).collect())
-        .collect()
+    let problem = |problem| OwnerError::Database { path, problem };
+    match file.metadata() {
+        Ok(meta) if !meta.is_file() => return Err(problem("is not a regular file")),
+        Ok(meta) if meta.len() > MAX_DATABASE => return Err(problem("is too large")),
+        Ok(_) => {}
+        Err(_) => return Ok(String::new()),
+    }
+    let mut bytes = Vec::new();
+    if file.take(MAX_DATABASE + 1).read_to_end(&mut bytes).is_err() {
+        return Ok(String::new());
+    }
+    if bytes.len() as u64 > MAX_DATABASE {
+        return Err(problem("is too large"));
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn field_id(fields: &[String], index: usize) -> Option<u32> {
+/// The entries of a database, split into fields lazily, line by line.
+fn entries(text: &str) -> impl Iterator<Item = Vec<&str>> {
+    text.lines()
+        .filter(|line| !line.trim_start().starts_with('#') && !line.trim().is_empty())
+        .map(|line| line.split(':').collect())
+}
+
+fn field_id(fields: &[&str], index: usize) -> Option<u32> {
     fields.get(index)?.trim().parse().ok()
 }
 
@@ -155,5 +200,47 @@ mod tests {
             resolve_owner(root, "app:nogroup"),
             Err(OwnerError::UnknownGroup { .. })
         ));
+        assert_eq!(
+            resolve_owner(root, "4294967295").unwrap_err().to_string(),
+            "uid 4294967295 cannot own a file: it is (uid_t)-1, which means \"unchanged\" to the kernel"
+        );
+        assert_eq!(
+            resolve_owner(root, "4294967294:4294967294").unwrap(),
+            Owner {
+                uid: 4294967294,
+                gid: 4294967294
+            }
+        );
+    }
+
+    /// The image's databases are parsed on the host: a FIFO must not block the build, and
+    /// a gigantic file is refused before it is read (CVE-2026-47262).
+    #[test]
+    fn special_or_huge_databases_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("etc")).unwrap();
+        nix::unistd::mkfifo(
+            &dir.path().join("etc/passwd"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        assert_eq!(
+            resolve_owner(dir.path(), "app").unwrap_err().to_string(),
+            "the image's /etc/passwd is not a regular file; rbuild reads users and groups only \
+             from a regular file of at most 32 MiB"
+        );
+        let group = fs::File::create(dir.path().join("etc/group")).unwrap();
+        group.set_len(MAX_DATABASE + 1).unwrap();
+        assert!(
+            resolve_owner(dir.path(), "0:staff")
+                .unwrap_err()
+                .to_string()
+                .starts_with("the image's /etc/group is too large;")
+        );
+        // Numeric ids need neither file.
+        assert_eq!(
+            resolve_owner(dir.path(), "5:6").unwrap(),
+            Owner { uid: 5, gid: 6 }
+        );
     }
 }

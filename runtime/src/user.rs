@@ -27,8 +27,31 @@ pub(crate) enum UserError {
         #[source]
         source: io::Error,
     },
+    #[error("{path} is not a regular file; rbuild reads users and groups only from one")]
+    NotAFile { path: PathBuf },
+    #[error(
+        "{path} is larger than {limit} MiB; rbuild refuses to read a user database that big",
+        limit = MAX_DATABASE >> 20
+    )]
+    TooLarge { path: PathBuf },
+    #[error(
+        "{what} {id} is out of range: uids and gids must be in range 0-{}",
+        MAX_ID
+    )]
+    OutOfRange { what: &'static str, id: u64 },
 }
 
+/// The largest uid or gid a process may get, as runc: above it, ids overflow a signed
+/// 32-bit integer in other tools (containerd's CVE-2024-40635 turned such a uid into
+/// root), and 4294967295 is `(uid_t)-1`, which the kernel reads as "unchanged".
+pub(crate) const MAX_ID: u32 = i32::MAX as u32;
+
+/// A bound on `/etc/passwd` and `/etc/group`: they come from the image, and a gigantic
+/// one must not exhaust memory or time in rbuild's setup (CVE-2026-47262). Real ones are a
+/// few KiB; directory dumps of large sites stay far below this.
+pub(crate) const MAX_DATABASE: u64 = 32 << 20;
+
+#[derive(Clone, Copy)]
 struct PasswdEntry<'a> {
     name: &'a str,
     uid: u32,
@@ -39,56 +62,55 @@ struct PasswdEntry<'a> {
 struct GroupEntry<'a> {
     name: &'a str,
     gid: u32,
-    members: Vec<&'a str>,
+    /// The comma-separated member list, split only when asked: a group file is untrusted,
+    /// and its lists are never collected.
+    members: &'a str,
+}
+
+impl GroupEntry<'_> {
+    fn lists(&self, user: &str) -> bool {
+        self.members.split(',').any(|member| member.trim() == user)
+    }
 }
 
 /// `name:password:uid:gid:gecos:home:shell`; malformed lines are skipped, as libc does.
-fn parse_passwd(text: &str) -> Vec<PasswdEntry<'_>> {
-    text.lines()
-        .filter_map(|line| {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                return None;
-            }
-            let mut fields = line.split(':');
-            let name = fields.next()?;
-            let _password = fields.next()?;
-            let uid = fields.next()?.parse().ok()?;
-            let gid = fields.next()?.parse().ok()?;
-            let _gecos = fields.next();
-            let home = fields.next().unwrap_or("");
-            Some(PasswdEntry {
-                name,
-                uid,
-                gid,
-                home,
-            })
+/// Lazy: each lookup walks the text again rather than holding every entry.
+fn parse_passwd(text: &str) -> impl Iterator<Item = PasswdEntry<'_>> + Clone {
+    text.lines().filter_map(|line| {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return None;
+        }
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let _password = fields.next()?;
+        let uid = fields.next()?.parse().ok()?;
+        let gid = fields.next()?.parse().ok()?;
+        let _gecos = fields.next();
+        let home = fields.next().unwrap_or("");
+        Some(PasswdEntry {
+            name,
+            uid,
+            gid,
+            home,
         })
-        .collect()
+    })
 }
 
 /// `name:password:gid:member,member`.
-fn parse_group(text: &str) -> Vec<GroupEntry<'_>> {
-    text.lines()
-        .filter_map(|line| {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                return None;
-            }
-            let mut fields = line.split(':');
-            let name = fields.next()?;
-            let _password = fields.next()?;
-            let gid = fields.next()?.parse().ok()?;
-            let members = fields
-                .next()
-                .unwrap_or("")
-                .split(',')
-                .map(str::trim)
-                .filter(|member| !member.is_empty())
-                .collect();
-            Some(GroupEntry { name, gid, members })
-        })
-        .collect()
+fn parse_group(text: &str) -> impl Iterator<Item = GroupEntry<'_>> + Clone {
+    text.lines().filter_map(|line| {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return None;
+        }
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let _password = fields.next()?;
+        let gid = fields.next()?.parse().ok()?;
+        let members = fields.next().unwrap_or("");
+        Some(GroupEntry { name, gid, members })
+    })
 }
 
 /// Resolves `user` (`""`, `name`, `uid`, `name:group`, `uid:gid`, `uid:group`, ...).
@@ -110,10 +132,10 @@ pub(crate) fn resolve(user: &str, passwd: &str, group: &str) -> Result<ExecUser,
         user_part.parse::<u32>().ok()
     };
     let entry = match numeric_uid {
-        Some(uid) => users.iter().find(|entry| entry.uid == uid),
+        Some(uid) => users.clone().find(|entry| entry.uid == uid),
         None => Some(
             users
-                .iter()
+                .clone()
                 .find(|entry| entry.name == user_part)
                 .ok_or_else(|| UserError::UnknownUser {
                     name: user_part.to_owned(),
@@ -134,14 +156,14 @@ pub(crate) fn resolve(user: &str, passwd: &str, group: &str) -> Result<ExecUser,
         let gid = match group_part.parse::<u32>() {
             Ok(gid) => gid,
             Err(_) => groups
-                .iter()
+                .clone()
                 .find(|entry| entry.name == group_part)
                 .map(|entry| entry.gid)
                 .ok_or_else(|| UserError::UnknownGroup {
                     name: group_part.to_owned(),
                 })?,
         };
-        return Ok(ExecUser {
+        return checked(ExecUser {
             uid,
             gid,
             groups: Vec::new(),
@@ -150,19 +172,37 @@ pub(crate) fn resolve(user: &str, passwd: &str, group: &str) -> Result<ExecUser,
     }
     let gid = entry.map_or(0, |entry| entry.gid);
     let mut supplementary = Vec::new();
-    if let Some(entry) = entry {
-        for group in &groups {
-            if group.members.contains(&entry.name) && !supplementary.contains(&group.gid) {
+    if let Some(entry) = &entry {
+        for group in groups {
+            if group.lists(entry.name) && !supplementary.contains(&group.gid) {
                 supplementary.push(group.gid);
             }
         }
     }
-    Ok(ExecUser {
+    checked(ExecUser {
         uid,
         gid,
         groups: supplementary,
         home,
     })
+}
+
+/// Refuses ids above [`MAX_ID`], wherever they came from (the USER line, passwd, group).
+fn checked(user: ExecUser) -> Result<ExecUser, UserError> {
+    let out_of_range = |what, id: u32| UserError::OutOfRange {
+        what,
+        id: u64::from(id),
+    };
+    if user.uid > MAX_ID {
+        return Err(out_of_range("uid", user.uid));
+    }
+    if user.gid > MAX_ID {
+        return Err(out_of_range("gid", user.gid));
+    }
+    if let Some(&gid) = user.groups.iter().find(|&&gid| gid > MAX_ID) {
+        return Err(out_of_range("supplementary gid", gid));
+    }
+    Ok(user)
 }
 
 /// Resolves `user` from `/etc/passwd` and `/etc/group` of `root`, read without leaving it
@@ -174,19 +214,40 @@ pub(crate) fn resolve_from(user: &str, root: &Path) -> Result<ExecUser, UserErro
     resolve(user, &passwd, &group)
 }
 
+/// Reads a user database of the image: a regular file (a FIFO or a device there would
+/// block or never end; opening without blocking lets the check come first) of at most
+/// [`MAX_DATABASE`] bytes.
 fn read_optional(root: &Path, path: &Path) -> Result<String, UserError> {
-    let read = crate::mount::open_in_root(root, path, libc::O_RDONLY).and_then(|mut file| {
-        let mut bytes = Vec::new();
-        io::Read::read_to_end(&mut file, &mut bytes).map(|_| bytes)
-    });
-    match read {
-        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(String::new()),
-        Err(source) => Err(UserError::Read {
+    let read_error = |source| UserError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let file = match crate::mount::open_in_root(root, path, libc::O_RDONLY | libc::O_NONBLOCK) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(source) => return Err(read_error(source)),
+    };
+    let meta = file.metadata().map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(UserError::NotAFile {
             path: path.to_owned(),
-            source,
-        }),
+        });
     }
+    if meta.len() > MAX_DATABASE {
+        return Err(UserError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    let mut bytes = Vec::new();
+    // The size may change while it is read (a racing step sharing the directory).
+    io::Read::read_to_end(&mut io::Read::take(file, MAX_DATABASE + 1), &mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_DATABASE {
+        return Err(UserError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 #[cfg(test)]
@@ -319,6 +380,92 @@ nobody:x:65534:
         assert_eq!(
             ids(resolve_from("alice", temp.path()).unwrap()),
             user(1000, 1000, &[10, 1000, 27])
+        );
+    }
+
+    /// runc's range; above it other tools overflow to root (CVE-2024-40635), and
+    /// 4294967295 would leave the process's uid unchanged (root).
+    #[test]
+    fn ids_above_the_signed_range_are_refused() {
+        assert_eq!(
+            ids(resolve("2147483647:2147483647", "", "").unwrap()),
+            user(2147483647, 2147483647, &[])
+        );
+        for spec in [
+            "2147483648",
+            "4294967295",
+            "0:4294967295",
+            "1000:2147483648",
+        ] {
+            let err = resolve(spec, "", "").unwrap_err();
+            assert!(
+                err.to_string()
+                    .ends_with("is out of range: uids and gids must be in range 0-2147483647"),
+                "{spec}: {err}"
+            );
+        }
+        let passwd = "evil:x:4294967295:0::/:/bin/sh\nlow:x:7:4294967295::/:/bin/sh\n";
+        assert_eq!(
+            resolve("evil", passwd, "").unwrap_err().to_string(),
+            "uid 4294967295 is out of range: uids and gids must be in range 0-2147483647"
+        );
+        assert_eq!(
+            resolve("low", passwd, "").unwrap_err().to_string(),
+            "gid 4294967295 is out of range: uids and gids must be in range 0-2147483647"
+        );
+        let group = "big:x:3000000000:low\n";
+        assert_eq!(
+            resolve("low:0", passwd, group).map(ids).unwrap(),
+            user(7, 0, &[])
+        );
+        assert!(
+            resolve("7", "low:x:7:7::/:/bin/sh\n", group)
+                .unwrap_err()
+                .to_string()
+                .starts_with("supplementary gid 3000000000 is out of range")
+        );
+    }
+
+    /// CVE-2026-47262: a user database of the image is bounded, and one that never ends
+    /// (a FIFO, a device) is refused before it is read.
+    #[test]
+    fn huge_or_special_databases_are_refused() {
+        let temp = tempfile::tempdir().unwrap();
+        fs::create_dir(temp.path().join("etc")).unwrap();
+        let group = fs::File::create(temp.path().join("etc/group")).unwrap();
+        group.set_len(MAX_DATABASE + 1).unwrap();
+        let err = resolve_from("root", temp.path()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/etc/group is larger than 32 MiB; rbuild refuses to read a user database that big"
+        );
+        group.set_len(MAX_DATABASE).unwrap();
+        assert!(resolve_from("", temp.path()).is_ok());
+
+        nix::unistd::mkfifo(
+            &temp.path().join("etc/passwd"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        let err = resolve_from("", temp.path()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/etc/passwd is not a regular file; rbuild reads users and groups only from one"
+        );
+    }
+
+    /// A group that lists a user among millions of members is found, and nothing per
+    /// member is held.
+    #[test]
+    fn long_member_lists_are_searched_in_place() {
+        let mut group = String::from("crowd:x:77:");
+        for n in 0..200_000 {
+            group.push_str(&format!("user{n},"));
+        }
+        group.push_str(" alice\n");
+        assert_eq!(
+            ids(resolve("alice", PASSWD, &group).unwrap()),
+            user(1000, 1000, &[77])
         );
     }
 }
