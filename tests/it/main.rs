@@ -11,6 +11,7 @@ mod check;
 mod copy;
 mod docs;
 mod errors;
+mod escapes;
 mod images;
 mod mounts;
 mod registry;
