@@ -45,11 +45,14 @@ fn host_state(canary: &Path) -> HostState {
     }
 }
 
-/// A canary directory on the host with one file in it.
+/// A canary directory on the host with a file in it, and the empty directories `x/y` and
+/// empty file `x/f`: the names of mount-point stubs the racing test's steps create and
+/// remove, so that a removal led out of the root by a symlink would show.
 fn canary(env: &TestEnv) -> PathBuf {
     let dir = env.path("canary");
-    fs::create_dir_all(&dir).unwrap();
+    fs::create_dir_all(dir.join("x/y")).unwrap();
     fs::write(dir.join("keep"), "host file\n").unwrap();
+    fs::write(dir.join("x/f"), "").unwrap();
     dir
 }
 
@@ -170,10 +173,15 @@ fn racing_steps_over_a_shared_cache_mount_stay_in_their_roots() {
          RUN --mount=type=cache,id=race,target=/c sh -c 'for i in $(seq 100); do \
            test -e /c/started && exit 0; sleep 0.05; done'\n"
     );
+    // Directory stubs (x, x/y) for a tmpfs, file stubs (x, x/f) for a bind of a file.
     for n in 0..30 {
+        let mount = if n % 2 == 0 {
+            "type=tmpfs,target=/c/d/x/y"
+        } else {
+            "type=bind,source=Dockerfile,target=/c/d/x/f"
+        };
         dockerfile.push_str(&format!(
-            "RUN --mount=type=cache,id=race,target=/c --mount=type=tmpfs,target=/c/d/x/y \
-             sh -c ': step {n}'\n"
+            "RUN --mount=type=cache,id=race,target=/c --mount={mount} sh -c ': step {n}'\n"
         ));
     }
     dockerfile.push_str(
@@ -191,7 +199,8 @@ fn racing_steps_over_a_shared_cache_mount_stay_in_their_roots() {
             err.contains(
                 "while the sandbox was set up (a directory it shares with another sandbox \
                  changed under it); refused"
-            ) || err.contains("on /c/d/x/y: ENOENT"),
+            ) || err.contains("on /c/d/x/y: ENOENT")
+                || err.contains("on /c/d/x/f: ENOENT"),
             "{err}"
         );
     }

@@ -16,8 +16,8 @@ use super::{SetupError, masks};
 use crate::cgroup::CgroupFs;
 use crate::mount::{
     MountError, MountPoint, MountPointKind, Stub, bind_onto, create_in, ensure_mount_point,
-    fd_path, fd_stat, filesystem_magic, mount_at, mount_onto, open_path, plan, procfs_ready,
-    resolve_in_root,
+    fd_path, fd_stat, filesystem_magic, mount_at, mount_onto, open_beneath, open_path, plan,
+    procfs_ready, resolve_in_root,
 };
 use crate::spec::SandboxSpec;
 use crate::state::{HOSTNAME_FILE, HOSTS_FILE, RESOLV_CONF_FILE};
@@ -41,11 +41,6 @@ impl Undo {
         !self.stubs.is_empty()
     }
 
-    fn host_path(&self, sandbox_path: &Path) -> PathBuf {
-        self.root
-            .join(sandbox_path.strip_prefix("/").unwrap_or(sandbox_path))
-    }
-
     /// Unmounts what covers the stubs and removes the stubs that are still empty. Every
     /// other process of the sandbox must be gone: a busy mount would only be detached,
     /// which still frees its mount point.
@@ -62,11 +57,28 @@ impl Undo {
                 None::<&str>,
             );
         }
-        for target in self.mounts.iter().rev() {
-            let _ = umount2(&self.host_path(target), MntFlags::MNT_DETACH);
+        // Everything is reached from a descriptor of the root without following symlinks:
+        // a mount point in a directory shared with another sandbox (a cache mount) may be
+        // a symlink to a host path by now.
+        let Ok(root) = open_path(&self.root) else {
+            return;
+        };
+        // umount2 takes a path: the descriptor's magic link, which needs a /proc. The
+        // sandbox's own goes last (before pivot_root the host's serves).
+        let proc = Path::new("/proc");
+        let targets = self.mounts.iter().rev();
+        for target in targets
+            .clone()
+            .filter(|target| *target != proc)
+            .chain(targets.filter(|target| *target == proc))
+        {
+            let relative = target.strip_prefix("/").unwrap_or(target);
+            if let Ok(mounted) = open_beneath(root.as_fd(), relative) {
+                let _ = umount2(&fd_path(&mounted), MntFlags::MNT_DETACH);
+            }
         }
         for stub in self.stubs.iter().rev() {
-            stub.remove(&self.host_path(&stub.path));
+            stub.remove_beneath(root.as_fd());
         }
     }
 }

@@ -16,7 +16,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use nix::sys::stat::{UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
 
 use super::resolve::resolve_in_root;
@@ -72,21 +71,53 @@ pub(crate) struct Stub {
 
 impl Stub {
     /// Removes the stub if it is still an empty directory or an empty file, and puts the
-    /// parent's times back. `host` is where `self.path` is now.
-    pub(crate) fn remove(&self, host: &Path) {
-        let Ok(meta) = std::fs::symlink_metadata(host) else {
+    /// parent's times back. The stub is reached from `root`, a descriptor of the
+    /// sandbox's root, one component at a time without following a symlink, and removed
+    /// relative to its parent's descriptor: a racing sandbox that swapped a directory on
+    /// the way (one of a shared cache mount) for a symlink to a host path gets nothing
+    /// removed or touched there.
+    pub(crate) fn remove_beneath(&self, root: BorrowedFd<'_>) {
+        let relative = self.path.strip_prefix("/").unwrap_or(&self.path);
+        let (Some(parent_path), Some(name)) = (relative.parent(), relative.file_name()) else {
             return;
         };
-        let removed = if meta.is_dir() {
-            // Fails, as it should, when something was put in it.
-            std::fs::remove_dir(host).is_ok()
-        } else {
-            meta.is_file() && meta.len() == 0 && std::fs::remove_file(host).is_ok()
+        let Ok(parent) = open_beneath(root, parent_path) else {
+            return;
         };
-        if let (true, Some((atime, mtime)), Some(parent)) =
-            (removed, &self.parent_times, host.parent())
-        {
-            let _ = utimensat(None, parent, atime, mtime, UtimensatFlags::NoFollowSymlink);
+        let Ok(name) = cstring(name.as_bytes()) else {
+            return;
+        };
+        let Ok(stat) = open_component(parent.as_fd(), &name).and_then(|fd| fd_stat(fd.as_fd()))
+        else {
+            return;
+        };
+        let flags = if is_kind(&stat, libc::S_IFDIR) {
+            // Fails, as it should, when something was put in it.
+            libc::AT_REMOVEDIR
+        } else if is_kind(&stat, libc::S_IFREG) && stat.st_size == 0 {
+            0
+        } else {
+            return;
+        };
+        // SAFETY: unlinkat reads the NUL-terminated name for the call. Whatever `name` is
+        // by now, it is an entry of `parent`, which is inside the root.
+        let removed = unsafe { libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), flags) } == 0;
+        if let (true, Some((atime, mtime))) = (removed, &self.parent_times) {
+            // A readable descriptor of the same directory: futimens needs one, and /proc
+            // (for the magic link of the O_PATH one) may be unmounted by now.
+            // SAFETY: openat reads the NUL-terminated name for the call.
+            let fd = unsafe {
+                libc::openat(
+                    parent.as_raw_fd(),
+                    c".".as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: a fresh descriptor nothing else owns.
+                let dir = unsafe { OwnedFd::from_raw_fd(fd) };
+                let _ = nix::sys::stat::futimens(dir.as_raw_fd(), atime, mtime);
+            }
         }
     }
 }
@@ -368,7 +399,7 @@ mod tests {
         // Put the stubs back the way they were, the parent's times included.
         fs::write(root.join("etc/a/b/kept"), "").unwrap();
         for stub in point.created.iter().rev() {
-            stub.remove(&root.join(stub.path.strip_prefix("/").unwrap()));
+            stub.remove_beneath(open_path(root).unwrap().as_fd());
         }
         assert!(root.join("etc/a/b/kept").exists());
         fs::remove_file(root.join("etc/a/b/kept")).unwrap();
@@ -379,7 +410,7 @@ mod tests {
         let point = ensure_mount_point(root, Path::new("/etc/a/b"), MountPointKind::Dir).unwrap();
         assert_ne!(etc_mtime(root), before);
         for stub in point.created.iter().rev() {
-            stub.remove(&root.join(stub.path.strip_prefix("/").unwrap()));
+            stub.remove_beneath(open_path(root).unwrap().as_fd());
         }
         assert!(!root.join("etc/a").exists());
         assert_eq!(etc_mtime(root), before);
@@ -444,6 +475,41 @@ mod tests {
             0,
             "created outside"
         );
+    }
+
+    /// The same race at the end of a step: a stub's parent swapped for a symlink to a host
+    /// directory holding an empty directory and an empty file of the stub's name. Removing
+    /// the stub must not remove (or touch) them.
+    #[test]
+    fn stubs_are_removed_only_inside_the_root() {
+        let temp = tempfile::tempdir().unwrap();
+        let root = temp.path().join("root");
+        let outside = temp.path().join("host");
+        fs::create_dir_all(root.join("cache/d")).unwrap();
+        let point =
+            ensure_mount_point(&root, Path::new("/cache/d/x/f"), MountPointKind::File).unwrap();
+        assert_eq!(point.created.len(), 2);
+        drop(point.fd);
+
+        fs::remove_dir_all(root.join("cache/d")).unwrap();
+        fs::create_dir_all(outside.join("x")).unwrap();
+        fs::write(outside.join("x/f"), "").unwrap();
+        symlink(&outside, root.join("cache/d")).unwrap();
+        let root_fd = open_path(&root).unwrap();
+        for stub in point.created.iter().rev() {
+            stub.remove_beneath(root_fd.as_fd());
+        }
+        assert!(outside.join("x/f").is_file(), "a host file was removed");
+        assert!(outside.join("x").is_dir());
+
+        // Inside the root, the same stubs go.
+        fs::remove_file(root.join("cache/d")).unwrap();
+        fs::create_dir_all(root.join("cache/d/x")).unwrap();
+        fs::write(root.join("cache/d/x/f"), "").unwrap();
+        for stub in point.created.iter().rev() {
+            stub.remove_beneath(root_fd.as_fd());
+        }
+        assert!(!root.join("cache/d/x").exists());
     }
 
     #[test]
