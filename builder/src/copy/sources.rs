@@ -13,23 +13,56 @@ use crate::resolve::resolve_in_root;
 pub(super) fn matched(req: &CopyRequest<'_>) -> Result<Vec<(String, usize)>, CopyError> {
     let mut matched: Vec<(String, usize)> = Vec::new();
     for source in req.sources {
-        let depth = if req.parents { pivot_depth(source) } else { 0 };
         if req.remote(source).is_some() {
             // A URL is never a pattern, even with a `?` in its query string.
             matched.push((source.clone(), 0));
-        } else if glob::has_wildcards(source) {
-            let found = glob::expand(req.source_root, source)?;
-            matched.extend(
-                found
-                    .into_iter()
-                    .filter(|rel| !req.is_excluded(rel))
-                    .map(|rel| (rel, depth)),
-            );
-        } else {
-            matched.push((source.clone(), depth));
+            continue;
         }
+        let pivot = req.parents.then(|| split_pivot(source)).flatten();
+        if !glob::has_wildcards(source) {
+            let depth = pivot.map_or(0, |(prefix, _)| depth_of(&prefix));
+            matched.push((source.clone(), depth));
+            continue;
+        }
+        let found = match pivot {
+            None => glob::expand(req.source_root, source)?
+                .into_iter()
+                .map(|rel| (rel, 0))
+                .collect(),
+            Some((prefix, rest)) => {
+                // The pivot drops the directories the part before it matched, as many as
+                // they are (`**/./` may match several).
+                let mut found = Vec::new();
+                for base in glob::expand(req.source_root, &prefix)? {
+                    let depth = depth_of(&base);
+                    found.extend(
+                        glob::expand_below(req.source_root, &base, &rest)?
+                            .into_iter()
+                            .map(|rel| (rel, depth)),
+                    );
+                }
+                found
+            }
+        };
+        matched.extend(found.into_iter().filter(|(rel, _)| !req.is_excluded(rel)));
     }
     Ok(matched)
+}
+
+/// For `--parents`: a source split at its `/./` pivot, into the directories that are
+/// dropped and the path that is kept (`src/./app/main.go` keeps `app/main.go`). A leading
+/// `./` is no pivot.
+fn split_pivot(source: &str) -> Option<(String, String)> {
+    let components: Vec<&str> = source.split('/').collect();
+    let at = (1..components.len()).find(|&index| components[index] == ".")?;
+    Some((components[..at].join("/"), components[at + 1..].join("/")))
+}
+
+/// How many directories a relative path names (`./src//a` is 2).
+fn depth_of(path: &str) -> usize {
+    path.split('/')
+        .filter(|component| !component.is_empty() && *component != ".")
+        .count()
 }
 
 impl CopyRequest<'_> {
@@ -97,17 +130,24 @@ impl CopyRequest<'_> {
     }
 }
 
-/// For `--parents`: how many leading directories of a source's path are dropped, i.e. the
-/// position of a `/./` pivot (`src/./app/main.go` keeps `app/main.go`); none drops nothing.
-fn pivot_depth(source: &str) -> usize {
-    let mut depth = 0;
-    for (index, component) in source.split('/').enumerate() {
-        match component {
-            "" => {}
-            "." if index == 0 => {}
-            "." => return depth,
-            _ => depth += 1,
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents_pivot() {
+        let pivot = |source: &str| split_pivot(source);
+        assert_eq!(
+            pivot("src/./app/main.go"),
+            Some(("src".to_owned(), "app/main.go".to_owned()))
+        );
+        assert_eq!(
+            pivot("./src/./a/*.go"),
+            Some(("./src".to_owned(), "a/*.go".to_owned()))
+        );
+        assert_eq!(pivot("src/."), Some(("src".to_owned(), String::new())));
+        assert_eq!(pivot("./src/app"), None);
+        assert_eq!(pivot("src/app"), None);
+        assert_eq!(depth_of("./src//a"), 2);
     }
-    0
 }
