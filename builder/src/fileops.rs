@@ -78,7 +78,9 @@ impl SolveContext {
                 };
                 let preserve_owner = matches!(copy_op.source, CopySource::Op(_));
                 let exclude = (!copy_op.excludes.is_empty())
-                    .then(|| crate::ignore::IgnoreMatcher::parse(&copy_op.excludes.join("\n")));
+                    .then(|| crate::ignore::IgnoreMatcher::from_excludes(&copy_op.excludes))
+                    .transpose()
+                    .map_err(|e| step_err(e.into()))?;
                 let names_root = if copy_op.link && !parent_lowers.is_empty() {
                     let at = scratch.join("parent");
                     fs::create_dir(&at).map_err(|e| step_err(e.into()))?;

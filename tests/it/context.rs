@@ -53,3 +53,58 @@ fn copy_parents_keeps_the_directories_wildcards_matched() {
         "each match keeps its own path below the destination, the pivot's too"
     );
 }
+
+#[test]
+fn dockerignore_double_star_keeps_the_directory_and_a_lone_bang_is_an_error() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "ignore-star",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY . /ctx/\n"),
+            (".dockerignore", "cache/**\n**.log\n"),
+            ("cache/a", "a\n"),
+            ("cache/sub/b", "b\n"),
+            ("keep.txt", "k\n"),
+            ("deep/er/x.log", "log\n"),
+        ],
+    );
+    assert_success(&env.build(&ctx, "ignore-star:1"));
+    let out = sh(
+        &env,
+        "ignore-star:1",
+        "cd /ctx && find . | sort | tr '\\n' ' '",
+    );
+    assert_eq!(
+        out, ". ./.dockerignore ./Dockerfile ./cache ./deep ./deep/er ./keep.txt ",
+        "`cache/**` leaves `cache` itself, empty; `**.log` matches at any depth"
+    );
+
+    std::fs::write(ctx.join(".dockerignore"), "cache/**\n!\n").unwrap();
+    let out = env.build(&ctx, "ignore-star:2");
+    assert_failure(&out);
+    let text = flat(&stderr(&out));
+    let path = ctx.join(".dockerignore");
+    assert!(
+        text.contains(&format!("invalid ignore file {}", path.display()))
+            && text.contains("line 2: `!` alone is no pattern"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The same mistake in `--exclude` names the flag and the Dockerfile line.
+    std::fs::write(ctx.join(".dockerignore"), "").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nCOPY --exclude=! . /ctx/\n",
+    )
+    .unwrap();
+    let out = env.build(&ctx, "ignore-star:3");
+    assert_failure(&out);
+    let text = flat(&stderr(&out));
+    assert!(
+        text.contains("`--exclude`: `!` alone is no pattern") && text.contains("Dockerfile:2:1"),
+        "{}",
+        stderr(&out)
+    );
+}
