@@ -117,6 +117,7 @@ impl SolveContext {
                         exclude: exclude.as_ref(),
                         parents: copy_op.parents,
                         remote: &remote,
+                        layer: true,
                         extract_archives: copy_op.kind == CopyKind::Add
                             && matches!(copy_op.source, CopySource::Context),
                     })

@@ -108,3 +108,73 @@ fn dockerignore_double_star_keeps_the_directory_and_a_lone_bang_is_an_error() {
         stderr(&out)
     );
 }
+
+#[test]
+fn names_that_are_whiteouts_in_a_layer_are_refused() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    // From the context, directly or inside a directory.
+    let ctx = env.context(
+        "whiteout-names",
+        &[
+            ("Dockerfile", "FROM busybox\nRUN true\nCOPY etc /etc/\n"),
+            ("etc/.wh.passwd", "not a whiteout\n"),
+        ],
+    );
+    let out = env.build(&ctx, "wh:1");
+    assert_failure(&out);
+    let text = flat(&stderr(&out));
+    assert!(
+        text.contains(
+            "`/etc/.wh.passwd` in the build context cannot be copied to `/etc/.wh.passwd`"
+        ) && text.contains("the image would lose both it and `passwd`")
+            && text.contains("Dockerfile:3:1"),
+        "{}",
+        stderr(&out)
+    );
+    // A name the destination gives.
+    std::fs::remove_dir_all(ctx.join("etc")).unwrap();
+    std::fs::write(ctx.join("f"), "f\n").unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY f /bin/.wh.sh\n").unwrap();
+    let out = env.build(&ctx, "wh:2");
+    assert_failure(&out);
+    assert!(
+        flat(&stderr(&out)).contains("cannot be copied to `/bin/.wh.sh`"),
+        "{}",
+        stderr(&out)
+    );
+    // From another stage.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox AS made\nRUN mkdir /out && touch /out/.wh.sh\n\
+         FROM busybox\nCOPY --from=made /out/ /bin/\n",
+    )
+    .unwrap();
+    let out = env.build(&ctx, "wh:3");
+    assert_failure(&out);
+    let text = flat(&stderr(&out));
+    assert!(
+        text.contains("in stage `made` cannot be copied to `/bin/.wh.sh`")
+            && text.contains("Dockerfile:4:1"),
+        "{}",
+        stderr(&out)
+    );
+    // Inside a local archive ADD extracts.
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nADD app.tar /bin/\n").unwrap();
+    let tar = raw_tar(&[
+        ("ok", tar::EntryType::Regular, "", b"ok\n"),
+        (".wh.sh", tar::EntryType::Regular, "", b""),
+    ]);
+    std::fs::write(ctx.join("app.tar"), tar).unwrap();
+    let out = env.build(&ctx, "wh:4");
+    assert_failure(&out);
+    let text = flat(&stderr(&out));
+    assert!(
+        text.contains("failed to extract `app.tar`")
+            && text.contains("`.wh.sh` starts with `.wh.`")
+            && text.contains("delete `sh` from the image")
+            && text.contains("Dockerfile:2:1"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -48,6 +48,14 @@ pub(crate) enum CopyError {
     DestinationNotDirectory,
     #[error("cannot copy to non-directory: {path}")]
     NotADirectory { path: String },
+    /// In a layer, `.wh.<name>` is a whiteout: written there, the file would delete
+    /// `<name>` from the image below when the image is unpacked, and vanish itself.
+    #[error(
+        "{what}: a name that starts with `.wh.` marks a deleted file in an image layer, so the \
+         image would lose both it and `{deleted}`; rename it, or leave it out with \
+         `.dockerignore` or `--exclude`"
+    )]
+    WhiteoutName { what: String, deleted: String },
     #[error("cannot replace directory {path} with a file")]
     DirectoryExists { path: String },
     #[error(transparent)]
@@ -104,6 +112,9 @@ pub(crate) struct CopyRequest<'a> {
     pub parents: bool,
     /// ADD: the downloaded content of the sources that are URLs.
     pub remote: &'a [RemoteFile],
+    /// The destination becomes a layer: a name that starts with `.wh.` is refused there
+    /// ([`CopyError::WhiteoutName`]).
+    pub layer: bool,
 }
 
 /// A file ADD downloaded: it is copied as a regular file, mode 0600 (unless `--chmod`),
@@ -191,6 +202,7 @@ pub(crate) fn copy_tree_owned(
         exclude: None,
         parents: false,
         remote: &[],
+        layer: false,
     })
 }
 

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
@@ -82,6 +83,7 @@ impl<'a> Copier<'a> {
     /// Creates `dir` and missing parents (mode 0755, owned by `--chown` or root); an
     /// existing directory keeps its owner and mode.
     pub(super) fn ensure_dir(&mut self, dir: &Path) -> Result<(), CopyError> {
+        self.check_layer_name(None, dir)?;
         match fs::symlink_metadata(dir) {
             Ok(meta) if meta.is_dir() => return Ok(()),
             Ok(_) => {
@@ -142,6 +144,7 @@ impl<'a> Copier<'a> {
         target: &Path,
         meta: &fs::Metadata,
     ) -> Result<(), CopyError> {
+        self.check_layer_name(Some(source), target)?;
         let owner = self.owner_of(meta);
         let mode = match &self.req.mode {
             Some(chmod) => chmod.apply(meta.mode(), meta.is_dir()),
@@ -223,6 +226,7 @@ impl<'a> Copier<'a> {
         remote: &RemoteFile,
         target: &Path,
     ) -> Result<(), CopyError> {
+        self.check_layer_name(None, target)?;
         self.clear_for_file(target, fs::symlink_metadata(target).ok().as_ref())?;
         self.create_file(target, Some(&remote.path))?;
         let mode = match &self.req.mode {
@@ -231,6 +235,32 @@ impl<'a> Copier<'a> {
         };
         self.set_owner_mode(target, self.req.owner.unwrap_or(Owner::ROOT), mode)?;
         set_mtime(target, remote.mtime, 0, false).map_err(|e| self.io_err(target, e))
+    }
+
+    /// Refuses to write `target` into a layer when its name is a whiteout's (see
+    /// [`CopyError::WhiteoutName`]). Docker writes it and the image loses the file; the
+    /// check is on the name written, which a destination can give (`COPY a /x/.wh.b`).
+    fn check_layer_name(&self, source: Option<&Path>, target: &Path) -> Result<(), CopyError> {
+        let Some(deleted) = target
+            .file_name()
+            .and_then(|name| name.as_bytes().strip_prefix(b".wh."))
+            .filter(|_| self.req.layer)
+        else {
+            return Ok(());
+        };
+        let shown = display_in_root(self.req.dest_root, target);
+        let what = match source {
+            Some(source) => format!(
+                "`{}` in {} cannot be copied to `{shown}`",
+                display_in_root(self.req.source_root, source),
+                self.req.origin
+            ),
+            None => format!("cannot create `{shown}`"),
+        };
+        Err(CopyError::WhiteoutName {
+            what,
+            deleted: String::from_utf8_lossy(deleted).into_owned(),
+        })
     }
 
     /// Makes room for a file (or link, or node) at `target`, where `existing` is: a file

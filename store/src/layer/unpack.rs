@@ -217,7 +217,7 @@ struct Unpacker {
     root: OwnedFd,
     /// Directory mtimes are set last: creating children changes them.
     directory_times: Vec<(Vec<String>, u64)>,
-    /// Layer mode: `.wh.` entries are whiteouts. Archives (ADD) keep them as files.
+    /// Layer mode: `.wh.` entries are whiteouts. Archives (ADD) refuse them.
     whiteouts: bool,
     /// Every entry's owner, instead of the archive's (ADD `--chown`).
     owner: Option<(u32, u32)>,
@@ -226,9 +226,14 @@ struct Unpacker {
 }
 
 /// Extracts a plain (already decompressed) tar `archive` into the directory `target`, with
-/// the same containment as layers but without layer semantics: `.wh.` names are ordinary
-/// files, and existing files are replaced, existing directories merged, as `tar -x` does.
-/// `owner` replaces every entry's owner. Used by ADD for local archives.
+/// the same containment as layers but without layer semantics: existing files are
+/// replaced, existing directories merged, as `tar -x` does. `owner` replaces every entry's
+/// owner. Used by ADD for local archives.
+///
+/// A name that starts with `.wh.` is refused ([`Error::UnsafeEntry`]): `target` becomes a
+/// layer, where that name is a whiteout, so the file would delete its namesake in the
+/// image below and vanish itself when the image is unpacked. Applying it as a whiteout
+/// would be as wrong: an archive is not a layer, and `tar -x` writes a plain file.
 pub fn extract_archive(
     archive: impl Read,
     target: &Path,
@@ -273,6 +278,19 @@ impl Unpacker {
                 | EntryType::GNULongLink
         ) {
             return Ok(());
+        }
+        if !self.whiteouts
+            && let Some(component) = components.iter().find(|c| c.starts_with(".wh."))
+        {
+            return Err(unsafe_entry(
+                &raw_path,
+                &format!(
+                    "`{component}` starts with `.wh.`, which marks a deleted file in an image layer: \
+                     extracted into one it would delete `{}` from the image and vanish itself; \
+                     rename it in the archive",
+                    &component[4..]
+                ),
+            ));
         }
         let unpack_err = |source: io::Error| Error::Unpack {
             path: raw_path.clone(),
