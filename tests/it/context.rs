@@ -178,3 +178,34 @@ fn names_that_are_whiteouts_in_a_layer_are_refused() {
         stderr(&out)
     );
 }
+
+#[test]
+fn sockets_and_fifos_in_the_context_copy_as_buildkit_copies_them() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "sockets",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nCOPY . /all/\nADD app.sock /added.sock\nADD pipe /added-pipe\n",
+        )],
+    );
+    let _listener = std::os::unix::net::UnixListener::bind(ctx.join("app.sock")).unwrap();
+    nix::unistd::mkfifo(
+        &ctx.join("pipe"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    // ADD only opens regular files to look for an archive: a FIFO would block it forever.
+    assert_success(&env.build(&ctx, "sockets:1"));
+    assert_eq!(
+        sh(
+            &env,
+            "sockets:1",
+            "stat -c '%n %F %s' /all/app.sock /added.sock /all/pipe /added-pipe"
+        ),
+        "/all/app.sock regular empty file 0\n/added.sock regular empty file 0\n\
+         /all/pipe fifo 0\n/added-pipe fifo 0\n",
+        "a socket becomes an empty regular file (BuildKit's testCopySocket), a FIFO stays one"
+    );
+}

@@ -283,7 +283,13 @@ pub(crate) fn copy(req: &CopyRequest<'_>) -> Result<(), CopyError> {
             copier.copy_children(&host, &dest)?;
         } else if let Some(archive) = req
             .extract_archives
-            .then(|| crate::unarchive::open_archive(&host))
+            // Only a regular file can be an archive: opening a FIFO would wait for a
+            // writer, a socket cannot be opened at all.
+            .then(|| {
+                meta.is_file()
+                    .then(|| crate::unarchive::open_archive(&host))
+            })
+            .flatten()
             .transpose()
             .map_err(|e| copier.io_err(&host, e))?
             .flatten()
