@@ -179,6 +179,124 @@ fn names_that_are_whiteouts_in_a_layer_are_refused() {
     );
 }
 
+/// A tar header written byte for byte: `blank` numeric fields filled with `fill`, as some
+/// tar writers leave the fields of FIFOs and devices.
+fn header_block(name: &str, typeflag: u8, size: u64, blank: &[&str], fill: &[u8]) -> Vec<u8> {
+    let fields = [
+        ("mode", 100, 8),
+        ("uid", 108, 8),
+        ("gid", 116, 8),
+        ("size", 124, 12),
+        ("mtime", 136, 12),
+        ("devmajor", 329, 8),
+        ("devminor", 337, 8),
+    ];
+    let mut block = vec![0u8; 512];
+    block[..name.len()].copy_from_slice(name.as_bytes());
+    for (field, offset, length) in fields {
+        let bytes = &mut block[offset..offset + length];
+        if blank.contains(&field) {
+            for (index, byte) in bytes.iter_mut().enumerate() {
+                *byte = fill[index % fill.len()];
+            }
+        } else {
+            let value = match field {
+                "mode" => 0o644,
+                "size" => size,
+                // A 0/0 character device is an overlay whiteout: use /dev/null's numbers.
+                "devmajor" => 1,
+                "devminor" => 3,
+                _ => 0,
+            };
+            let digits = format!("{value:0width$o}", width = length - 1);
+            bytes[..length - 1].copy_from_slice(digits.as_bytes());
+        }
+    }
+    block[156] = typeflag;
+    block[257..263].copy_from_slice(b"ustar\0");
+    block[263..265].copy_from_slice(b"00");
+    block[148..156].fill(b' ');
+    let sum: u32 = block.iter().map(|b| u32::from(*b)).sum();
+    block[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    block
+}
+
+#[test]
+fn add_reads_tars_as_gnu_tar_does_and_refuses_truncated_ones() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let all = [
+        "mode", "uid", "gid", "size", "mtime", "devmajor", "devminor",
+    ];
+    let mut file = header_block("hello", b'0', 6, &[], b"");
+    file.extend_from_slice(b"hello\n");
+    file.resize(1024, 0);
+    let mut tar = file.clone();
+    // Empty numeric fields: NULs, or spaces ended by a NUL.
+    tar.extend(header_block("pipe", b'6', 0, &all, b"\0"));
+    tar.extend(header_block("null", b'3', 0, &all[..5], b"   \0"));
+    tar.extend([0u8; 1024]);
+    let ctx = env.context(
+        "tars",
+        &[("Dockerfile", "FROM busybox\nADD nodes.tar /nodes/\n")],
+    );
+    std::fs::write(ctx.join("nodes.tar"), &tar).unwrap();
+    assert_success(&env.build(&ctx, "tars:1"));
+    assert_eq!(
+        sh(
+            &env,
+            "tars:1",
+            "cd /nodes && cat hello && stat -c '%n %F %a %u:%g %Y' pipe null"
+        ),
+        "hello\npipe fifo 0 0:0 0\nnull character special file 0 0:0 0\n",
+        "empty numeric fields are 0, as GNU tar, docker and buildah read them"
+    );
+
+    // A field of spaces only, which GNU tar refuses too.
+    let mut blanks = file.clone();
+    blanks.extend(header_block("pipe", b'6', 0, &["mode"], b" "));
+    blanks.extend([0u8; 1024]);
+    std::fs::write(ctx.join("nodes.tar"), &blanks).unwrap();
+    let out = env.build(&ctx, "tars:2");
+    assert_failure(&out);
+    assert!(
+        flat(&stderr(&out)).contains("the `mode` field of tar entry `pipe` holds"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Cut short: in the second end block, in the first, in a file's content. The
+    // archive still starts with a tar header, so ADD extracts it rather than copying it.
+    for (cut, what) in [
+        (
+            file.len() + 512 + 100,
+            "100 bytes into the second end-of-archive block",
+        ),
+        (file.len() + 200, "200 bytes into a header block"),
+        (512 + 3, "inside the content of `hello`"),
+    ] {
+        let mut cut_tar = file.clone();
+        cut_tar.extend([0u8; 1024]);
+        cut_tar.truncate(cut);
+        std::fs::write(ctx.join("nodes.tar"), &cut_tar).unwrap();
+        let out = env.build(&ctx, "tars:3");
+        assert_failure(&out);
+        let text = flat(&stderr(&out));
+        assert!(
+            text.contains(what) && text.contains("truncated") && text.contains("Dockerfile:2:1"),
+            "cut at {cut}: {}",
+            stderr(&out)
+        );
+    }
+    // One end block, or none, is a clean end, as with docker.
+    for end in [512, 0] {
+        let mut short = file.clone();
+        short.extend(std::iter::repeat_n(0u8, end));
+        std::fs::write(ctx.join("nodes.tar"), &short).unwrap();
+        assert_success(&env.build(&ctx, "tars:4"));
+    }
+}
+
 #[test]
 fn sockets_and_fifos_in_the_context_copy_as_buildkit_copies_them() {
     require_privileges!();

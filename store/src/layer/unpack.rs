@@ -28,6 +28,7 @@ use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid
 use rustix::io::Errno;
 use tar::EntryType;
 
+use super::blocks::TarBlocks;
 use crate::digest::Hasher;
 use crate::error::{Error, Result};
 use crate::{Digest, IdMapping, OverlayXattrs};
@@ -89,7 +90,7 @@ pub fn unpack_layer(
         opaque_xattr: xattrs.opaque(),
     };
     {
-        let mut archive = tar::Archive::new(&mut hashing);
+        let mut archive = tar::Archive::new(TarBlocks::new(&mut hashing));
         let entries = archive.entries().map_err(|source| Error::CorruptBlob {
             digest: what.clone(),
             source,
@@ -257,7 +258,7 @@ pub fn extract_archive(
         owner,
         opaque_xattr: OverlayXattrs::Trusted.opaque(),
     };
-    let mut archive = tar::Archive::new(archive);
+    let mut archive = tar::Archive::new(TarBlocks::new(archive));
     let placeholder = Digest::of(what.as_bytes());
     for entry in archive.entries().map_err(corrupt)? {
         unpacker.entry(entry.map_err(corrupt)?, &placeholder)?;
@@ -442,9 +443,17 @@ impl Unpacker {
                 {
                     return Ok(());
                 }
-                let header = entry.header();
-                let major = header.device_major().map_err(unpack_err)?.unwrap_or(0);
-                let minor = header.device_minor().map_err(unpack_err)?.unwrap_or(0);
+                // A FIFO's device numbers mean nothing and are not read (GNU tar does
+                // not read them either; some writers leave them blank).
+                let (major, minor) = if file_type == FileType::Fifo {
+                    (0, 0)
+                } else {
+                    let header = entry.header();
+                    (
+                        header.device_major().map_err(unpack_err)?.unwrap_or(0),
+                        header.device_minor().map_err(unpack_err)?.unwrap_or(0),
+                    )
+                };
                 remove_existing(&parent, name).map_err(unpack_err)?;
                 rustix::fs::mknodat(
                     &parent,
