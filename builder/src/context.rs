@@ -278,7 +278,7 @@ mod tests {
     use super::*;
 
     fn context(dir: &Path, ignore: &str, store: &Store) -> Context {
-        Context::open(dir.to_owned(), IgnoreMatcher::parse(ignore), store)
+        Context::open(dir.to_owned(), IgnoreMatcher::parse(ignore).unwrap(), store)
     }
 
     #[test]

@@ -58,6 +58,12 @@ pub enum BuildError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The CLI names the file; this is for callers that pass text it did not check.
+    #[error("invalid ignore file")]
+    IgnoreFile {
+        #[source]
+        source: crate::ignore::IgnoreError,
+    },
     #[error("the build context {path} is not a readable directory")]
     Context {
         path: std::path::PathBuf,

@@ -78,7 +78,9 @@ impl SolveContext {
                 };
                 let preserve_owner = matches!(copy_op.source, CopySource::Op(_));
                 let exclude = (!copy_op.excludes.is_empty())
-                    .then(|| crate::ignore::IgnoreMatcher::parse(&copy_op.excludes.join("\n")));
+                    .then(|| crate::ignore::IgnoreMatcher::from_excludes(&copy_op.excludes))
+                    .transpose()
+                    .map_err(|e| step_err(e.into()))?;
                 let names_root = if copy_op.link && !parent_lowers.is_empty() {
                     let at = scratch.join("parent");
                     fs::create_dir(&at).map_err(|e| step_err(e.into()))?;
@@ -115,6 +117,7 @@ impl SolveContext {
                         exclude: exclude.as_ref(),
                         parents: copy_op.parents,
                         remote: &remote,
+                        layer: true,
                         extract_archives: copy_op.kind == CopyKind::Add
                             && matches!(copy_op.source, CopySource::Context),
                     })

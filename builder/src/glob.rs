@@ -133,10 +133,22 @@ fn validate(p: &[char]) -> Option<()> {
     (i <= p.len()).then_some(())
 }
 
-/// Expands `pattern` (relative to `root`) into the matching paths, sorted, relative to
-/// `root`. Components without wildcards are kept as written, existing or not.
+/// Expands `pattern` (relative to `root`) into the paths that exist and match it, sorted,
+/// relative to `root`, as Go's `filepath.Glob` does. A component without wildcards after
+/// one with them (`*/b/f.txt`) is looked up below each match, and a match below which it
+/// does not exist (a file `Dockerfile` gives `Dockerfile/b/f.txt`) is no match.
 pub(crate) fn expand(root: &Path, pattern: &str) -> Result<Vec<String>, BadPattern> {
-    let mut current = vec![String::new()];
+    expand_below(root, "", pattern)
+}
+
+/// [`expand`] below `base`, an existing path relative to `root` taken as it is (a name
+/// with `*` in it is a name there, not a pattern). The matches include `base`.
+pub(crate) fn expand_below(
+    root: &Path,
+    base: &str,
+    pattern: &str,
+) -> Result<Vec<String>, BadPattern> {
+    let mut current = vec![base.to_owned()];
     for component in pattern.split('/').filter(|c| !c.is_empty() && *c != ".") {
         if component == "**" {
             // Any number of directories, none included.
@@ -180,6 +192,9 @@ pub(crate) fn expand(root: &Path, pattern: &str) -> Result<Vec<String>, BadPatte
         }
         current = next;
     }
+    current.retain(|rel| {
+        resolve_in_root(root, rel, false).is_ok_and(|host| fs::symlink_metadata(host).is_ok())
+    });
     Ok(current)
 }
 
@@ -259,5 +274,19 @@ mod tests {
             ["src/b.rs", "src/a/x.rs"]
         );
         assert_eq!(expand(dir.path(), "src/**/*.txt").unwrap(), ["src/a/y.txt"]);
+    }
+
+    #[test]
+    fn expand_keeps_only_paths_that_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        fs::create_dir_all(dir.path().join("c/b")).unwrap();
+        fs::write(dir.path().join("a/b/f.txt"), "").unwrap();
+        fs::write(dir.path().join("Dockerfile"), "").unwrap();
+        // `Dockerfile/b/f.txt` and `c/b/f.txt` do not exist: they are no match.
+        assert_eq!(expand(dir.path(), "*/b/f.txt").unwrap(), ["a/b/f.txt"]);
+        assert_eq!(expand(dir.path(), "*/b").unwrap(), ["a/b", "c/b"]);
+        assert_eq!(expand(dir.path(), "**/f.txt").unwrap(), ["a/b/f.txt"]);
+        assert!(expand(dir.path(), "*/nothing").unwrap().is_empty());
     }
 }

@@ -118,7 +118,13 @@ impl SolveContext {
                     // Ops without URLs keep the keys they always had.
                     if !sources.is_empty() || sources.len() == copy.sources.len() {
                         let exclude = (!copy.excludes.is_empty())
-                            .then(|| IgnoreMatcher::parse(&copy.excludes.join("\n")));
+                            .then(|| IgnoreMatcher::from_excludes(&copy.excludes))
+                            .transpose()
+                            .map_err(|source| BuildError::StepFailed {
+                                span: op.span,
+                                description: op.description.clone(),
+                                source: Box::new(source),
+                            })?;
                         let _permit = self
                             .cpu
                             .acquire()

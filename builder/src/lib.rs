@@ -34,7 +34,7 @@ pub use cache::CacheKey;
 pub use error::BuildError;
 pub use exec::DEFAULT_NETWORK;
 pub use export::{RootfsOutput, export_rootfs};
-pub use ignore::IgnoreMatcher;
+pub use ignore::{IgnoreError, IgnoreMatcher};
 pub use image::frontend_config;
 pub use mounts::MountError;
 pub use progress::{Event, Progress, Silent, Stream};

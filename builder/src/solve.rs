@@ -207,7 +207,8 @@ impl Builder {
             &convert_opts,
             &base_configs,
         )?);
-        let ignore = IgnoreMatcher::parse(opts.ignore.as_deref().unwrap_or(""));
+        let ignore = IgnoreMatcher::parse(opts.ignore.as_deref().unwrap_or(""))
+            .map_err(|source| BuildError::IgnoreFile { source })?;
         let explain_scope = format!(
             "{}|{}",
             context_root.display(),

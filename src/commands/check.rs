@@ -110,7 +110,10 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
 /// `CopyIgnoredFile`, with the context's ignore file.
 fn check_ignored_sources(checks: &mut Checks, ignore: Option<&str>) {
     let Some(ignore) = ignore else { return };
-    let matcher = rbuild_builder::IgnoreMatcher::parse(ignore);
+    // `read_ignore_file` refused a file that does not parse.
+    let Ok(matcher) = rbuild_builder::IgnoreMatcher::parse(ignore) else {
+        return;
+    };
     if !matcher.is_empty() {
         checks.check_ignored_sources(|path| matcher.is_excluded(path));
     }
@@ -251,7 +254,15 @@ pub fn read_ignore_file(dockerfile: &Path, context: &Path) -> Result<Option<Stri
     beside.push(".dockerignore");
     for path in [PathBuf::from(beside), context.join(".dockerignore")] {
         match std::fs::read(&path) {
-            Ok(bytes) => return Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                // Refused here, where the file's path is known, as Docker refuses it.
+                if let Err(err) = rbuild_builder::IgnoreMatcher::parse(&text) {
+                    return Err(miette::Report::from_err(err)
+                        .wrap_err(format!("invalid ignore file {}", path.display())));
+                }
+                return Ok(Some(text));
+            }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
             Err(err) => {
                 return Err(miette::Report::from_err(err)

@@ -8,6 +8,7 @@ mod add_url;
 mod build;
 mod cache;
 mod check;
+mod context;
 mod copy;
 mod docs;
 mod errors;

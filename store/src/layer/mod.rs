@@ -1,5 +1,6 @@
 //! Layers: OCI layer tars to and from overlay-format snapshot directories.
 
+mod blocks;
 pub mod pgzip;
 mod unpack;
 mod write;

@@ -28,6 +28,7 @@ use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid
 use rustix::io::Errno;
 use tar::EntryType;
 
+use super::blocks::TarBlocks;
 use crate::digest::Hasher;
 use crate::error::{Error, Result};
 use crate::{Digest, IdMapping, OverlayXattrs};
@@ -89,7 +90,7 @@ pub fn unpack_layer(
         opaque_xattr: xattrs.opaque(),
     };
     {
-        let mut archive = tar::Archive::new(&mut hashing);
+        let mut archive = tar::Archive::new(TarBlocks::new(&mut hashing));
         let entries = archive.entries().map_err(|source| Error::CorruptBlob {
             digest: what.clone(),
             source,
@@ -217,7 +218,7 @@ struct Unpacker {
     root: OwnedFd,
     /// Directory mtimes are set last: creating children changes them.
     directory_times: Vec<(Vec<String>, u64)>,
-    /// Layer mode: `.wh.` entries are whiteouts. Archives (ADD) keep them as files.
+    /// Layer mode: `.wh.` entries are whiteouts. Archives (ADD) refuse them.
     whiteouts: bool,
     /// Every entry's owner, instead of the archive's (ADD `--chown`).
     owner: Option<(u32, u32)>,
@@ -226,9 +227,14 @@ struct Unpacker {
 }
 
 /// Extracts a plain (already decompressed) tar `archive` into the directory `target`, with
-/// the same containment as layers but without layer semantics: `.wh.` names are ordinary
-/// files, and existing files are replaced, existing directories merged, as `tar -x` does.
-/// `owner` replaces every entry's owner. Used by ADD for local archives.
+/// the same containment as layers but without layer semantics: existing files are
+/// replaced, existing directories merged, as `tar -x` does. `owner` replaces every entry's
+/// owner. Used by ADD for local archives.
+///
+/// A name that starts with `.wh.` is refused ([`Error::UnsafeEntry`]): `target` becomes a
+/// layer, where that name is a whiteout, so the file would delete its namesake in the
+/// image below and vanish itself when the image is unpacked. Applying it as a whiteout
+/// would be as wrong: an archive is not a layer, and `tar -x` writes a plain file.
 pub fn extract_archive(
     archive: impl Read,
     target: &Path,
@@ -252,7 +258,7 @@ pub fn extract_archive(
         owner,
         opaque_xattr: OverlayXattrs::Trusted.opaque(),
     };
-    let mut archive = tar::Archive::new(archive);
+    let mut archive = tar::Archive::new(TarBlocks::new(archive));
     let placeholder = Digest::of(what.as_bytes());
     for entry in archive.entries().map_err(corrupt)? {
         unpacker.entry(entry.map_err(corrupt)?, &placeholder)?;
@@ -273,6 +279,19 @@ impl Unpacker {
                 | EntryType::GNULongLink
         ) {
             return Ok(());
+        }
+        if !self.whiteouts
+            && let Some(component) = components.iter().find(|c| c.starts_with(".wh."))
+        {
+            return Err(unsafe_entry(
+                &raw_path,
+                &format!(
+                    "`{component}` starts with `.wh.`, which marks a deleted file in an image layer: \
+                     extracted into one it would delete `{}` from the image and vanish itself; \
+                     rename it in the archive",
+                    &component[4..]
+                ),
+            ));
         }
         let unpack_err = |source: io::Error| Error::Unpack {
             path: raw_path.clone(),
@@ -424,9 +443,17 @@ impl Unpacker {
                 {
                     return Ok(());
                 }
-                let header = entry.header();
-                let major = header.device_major().map_err(unpack_err)?.unwrap_or(0);
-                let minor = header.device_minor().map_err(unpack_err)?.unwrap_or(0);
+                // A FIFO's device numbers mean nothing and are not read (GNU tar does
+                // not read them either; some writers leave them blank).
+                let (major, minor) = if file_type == FileType::Fifo {
+                    (0, 0)
+                } else {
+                    let header = entry.header();
+                    (
+                        header.device_major().map_err(unpack_err)?.unwrap_or(0),
+                        header.device_minor().map_err(unpack_err)?.unwrap_or(0),
+                    )
+                };
                 remove_existing(&parent, name).map_err(unpack_err)?;
                 rustix::fs::mknodat(
                     &parent,
