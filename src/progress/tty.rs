@@ -28,8 +28,11 @@ struct TtyState {
 struct Running {
     title: String,
     header: ProgressBar,
-    /// One bar per shown output line, made as lines arrive.
-    tail: Vec<ProgressBar>,
+    /// The last output lines, one bar of several lines made when the first line arrives.
+    /// It ticks on its own: indicatif drops a redraw that comes too soon after another,
+    /// and a bar that only redraws when it changes would keep showing a dropped state
+    /// (a line twice, one line missing) until its next line.
+    tail: Option<ProgressBar>,
     lines: VecDeque<String>,
 }
 
@@ -70,20 +73,31 @@ impl TtyProgress {
         while running.lines.len() > TAIL_LINES {
             running.lines.pop_front();
         }
-        while running.tail.len() < running.lines.len() {
-            let anchor = running.tail.last().unwrap_or(&running.header).clone();
-            let bar = self.multi.insert_after(&anchor, ProgressBar::new_spinner());
+        let header = &running.header;
+        let tail = running.tail.get_or_insert_with(|| {
+            let bar = self.multi.insert_after(header, ProgressBar::new_spinner());
             bar.set_style(
-                ProgressStyle::with_template("    {wide_msg:.dim}")
+                ProgressStyle::with_template("{msg:.dim}")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
-            running.tail.push(bar);
-        }
-        for (bar, line) in running.tail.iter().zip(&running.lines) {
-            bar.set_message(line.clone());
-        }
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        tail.set_message(tail_text(&running.lines, width()));
     }
 }
+
+/// The tail's lines, indented and each cut to the terminal's width.
+fn tail_text(lines: &VecDeque<String>, width: usize) -> String {
+    let room = width.saturating_sub(TAIL_INDENT.len());
+    lines
+        .iter()
+        .map(|line| format!("{TAIL_INDENT}{}", cut(line, room)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+const TAIL_INDENT: &str = "    ";
 
 impl Progress for TtyProgress {
     fn event(&self, event: Event<'_>) {
@@ -105,7 +119,7 @@ impl Progress for TtyProgress {
                     Running {
                         title,
                         header,
-                        tail: Vec::new(),
+                        tail: None,
                         lines: VecDeque::new(),
                     },
                 );
@@ -174,5 +188,18 @@ mod tests {
         assert_eq!(cut("[2/9] RUN apt-get update", 12), "[2/9] RUN a…");
         assert_eq!(cut("ééééé", 3), "éé…");
         assert_eq!(cut("x", 0), "…");
+    }
+
+    #[test]
+    fn the_tail_is_indented_and_cut_line_by_line() {
+        let lines: VecDeque<String> = ["Reading package lists...", "Unpacking libssh2-1:amd64"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(
+            tail_text(&lines, 20),
+            "    Reading package…\n    Unpacking libss…"
+        );
+        assert_eq!(tail_text(&VecDeque::new(), 20), "");
     }
 }
