@@ -30,6 +30,27 @@ const MAX_LINE: usize = 64 * 1024;
 /// package installs work out of the box. `--network none` makes a step hermetic.
 pub const DEFAULT_NETWORK: Network = Network::Host;
 
+/// The network a RUN step gets: its own `--network`, else the build's, else
+/// [`DEFAULT_NETWORK`]. The one place that decides it, for the step's cache key and for
+/// the sandbox alike.
+pub(crate) fn effective_network(step: NetworkMode, build: Option<Network>) -> Network {
+    match step {
+        NetworkMode::None => Network::None,
+        NetworkMode::Host => Network::Host,
+        NetworkMode::Default => build.unwrap_or(DEFAULT_NETWORK),
+    }
+}
+
+/// How a network is written into a step's cache key: fixed words, part of the on-disk
+/// cache format, never a derived `Debug` output that a rename would change.
+pub(crate) fn network_key(network: Network) -> &'static str {
+    match network {
+        Network::None => "None",
+        Network::Host => "Host",
+        Network::Bridge => "Bridge",
+    }
+}
+
 /// Files the runtime binds into the root (when it has an `/etc`); their mount points may
 /// be created, so `/etc` may be copied up.
 const NETWORK_FILES: [&str; 3] = ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"];
@@ -85,11 +106,7 @@ impl SolveContext {
             }
         })
         .await??;
-        let network = match exec.network {
-            NetworkMode::None => Network::None,
-            NetworkMode::Host => Network::Host,
-            NetworkMode::Default => self.opts.network.unwrap_or(DEFAULT_NETWORK),
-        };
+        let network = effective_network(exec.network, self.opts.network);
         let mut env = exec.env.clone();
         // A base image without PATH (`FROM scratch`, an imported tarball) still gets the
         // usual one for RUN, as with BuildKit.
@@ -310,4 +327,21 @@ pub(crate) fn overlay(
         .options
         .extend(xattrs.mount_option().map(String::from));
     mount
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The words are part of every stored cache key: changing one makes every RUN step of
+    /// every existing cache miss.
+    #[test]
+    fn networks_are_keyed_by_fixed_words() {
+        let keyed = |step, build| network_key(effective_network(step, build));
+        assert_eq!(keyed(NetworkMode::Default, None), "Host");
+        assert_eq!(keyed(NetworkMode::Default, Some(Network::None)), "None");
+        assert_eq!(keyed(NetworkMode::Default, Some(Network::Bridge)), "Bridge");
+        assert_eq!(keyed(NetworkMode::None, Some(Network::Host)), "None");
+        assert_eq!(keyed(NetworkMode::Host, Some(Network::None)), "Host");
+    }
 }

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use rbuild_frontend::{BindMount, BuildGraph, CopySource, ExecMount, MountSource, OpId, OpKind};
-use rbuild_runtime::Network;
 
 use crate::cache::{CacheKey, KeyBuilder};
 use crate::error::BuildError;
@@ -64,17 +63,14 @@ impl SolveContext {
                 }
             }
             OpKind::Exec(exec) => {
-                let network = match exec.network {
-                    rbuild_frontend::NetworkMode::None => Network::None,
-                    rbuild_frontend::NetworkMode::Host => Network::Host,
-                    rbuild_frontend::NetworkMode::Default => {
-                        self.opts.network.unwrap_or(crate::exec::DEFAULT_NETWORK)
-                    }
-                };
-                key.part(&format!("{network:?}"));
+                let network = crate::exec::network_key(crate::exec::effective_network(
+                    exec.network,
+                    self.opts.network,
+                ));
+                key.part(network);
                 trace
                     .other
-                    .push(format!("network {network:?}").to_lowercase());
+                    .push(format!("network {}", network.to_lowercase()));
                 trace.env = exec
                     .env
                     .iter()
