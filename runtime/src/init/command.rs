@@ -274,8 +274,8 @@ unsafe fn enter_and_exec(
     pid1: bool,
 ) -> u32 {
     let keep = command.capabilities;
-    // SAFETY (whole block): plain syscalls on values prepared before the fork; all are
-    // async-signal-safe.
+    // The whole block: plain syscalls on values prepared before the fork.
+    // SAFETY: every call is async-signal-safe and reads only memory prepared before.
     unsafe {
         // Rust ignores SIGPIPE and the helper blocks the forwarded signals; both would be
         // inherited through exec.
