@@ -119,7 +119,11 @@ pub(crate) fn assemble(
     };
     let config = ImageConfiguration {
         created: Some(created),
-        author: None,
+        // `MAINTAINER` sets it; otherwise the base image's stays, as with Docker.
+        author: output
+            .author
+            .clone()
+            .or_else(|| base.and_then(|b| b.config.author.clone())),
         architecture,
         os,
         variant,

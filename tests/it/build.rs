@@ -374,3 +374,40 @@ fn a_stack_of_many_layers_mounts() {
     assert_success(&out);
     assert_eq!(stdout(&out), "1\n130\n");
 }
+
+/// The image's config, as `rbuild inspect` prints it.
+fn inspect_config(env: &TestEnv, name: &str) -> serde_json::Value {
+    let out = env.rbuild(&["inspect", name]);
+    assert_success(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `MAINTAINER` is deprecated (a check says so) and still sets the config's `author`, as
+/// docker does; a stage built FROM that stage keeps it.
+#[test]
+fn maintainer_sets_the_image_author() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "maintainer",
+        &[(
+            "Dockerfile",
+            "FROM busybox AS base\nMAINTAINER Jane Doe <jane@example.com>\n\
+             FROM base\nLABEL version=1\n",
+        )],
+    );
+    let out = env.build(&ctx, "author:1");
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("the `MAINTAINER` instruction is deprecated"),
+        "{}",
+        stderr(&out)
+    );
+    let config = inspect_config(&env, "author:1");
+    assert_eq!(config["author"], "Jane Doe <jane@example.com>", "{config}");
+    // Not a label: docker keeps the two apart.
+    assert_eq!(
+        config["config"]["Labels"],
+        serde_json::json!({"version": "1"})
+    );
+}
