@@ -85,7 +85,8 @@ pub struct BuildArgs {
     /// Run every step of this stage, without the cache; may be repeated
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     pub no_cache_filter: Vec<String>,
-    /// Set a label on the image (`KEY=VALUE`); may be repeated
+    /// Set a label on the image (`KEY=VALUE`, or `KEY` for an empty value); may be
+    /// repeated
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
     /// Also write the result: `type=oci,dest=FILE`, `type=docker,dest=FILE`,
@@ -187,11 +188,7 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         labels: args
             .labels
             .iter()
-            .map(|l| {
-                l.split_once('=')
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .ok_or_else(|| miette::miette!("--label `{l}`: expected KEY=VALUE"))
-            })
+            .map(|l| parse_label(l))
             .collect::<Result<_>>()?,
         no_cache_filter: args.no_cache_filter.clone(),
         secrets,
@@ -560,6 +557,18 @@ fn parse_secret(text: &str) -> Result<(String, SecretSource)> {
         (_, None, None) => SecretSource::Env(id.clone()),
     };
     Ok((id, source))
+}
+
+/// `--label KEY=VALUE`; `KEY` alone is an empty value, as with docker.
+fn parse_label(text: &str) -> Result<(String, String)> {
+    let (key, value) = text.split_once('=').unwrap_or((text, ""));
+    if key.is_empty() {
+        return Err(miette::miette!(
+            help = "give a label as `--label KEY=VALUE` or `--label KEY`",
+            "--label `{text}`: the key is empty"
+        ));
+    }
+    Ok((key.to_owned(), value.to_owned()))
 }
 
 fn write_iidfile(path: &Path, id: &str) -> Result<()> {

@@ -411,3 +411,38 @@ fn maintainer_sets_the_image_author() {
         serde_json::json!({"version": "1"})
     );
 }
+
+/// `--label KEY` without `=` is an empty value, as with docker; an empty key is refused.
+#[test]
+fn a_label_without_a_value_is_empty() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context("labels", &[("Dockerfile", "FROM busybox\n")]);
+    let ctx = ctx.to_str().unwrap();
+    let out = env.rbuild(&[
+        "build",
+        "--progress",
+        "quiet",
+        "-t",
+        "labels:1",
+        "--label",
+        "flag",
+        "--label",
+        "team=a=b",
+        ctx,
+    ]);
+    assert_success(&out);
+    let config = inspect_config(&env, "labels:1");
+    assert_eq!(
+        config["config"]["Labels"],
+        serde_json::json!({"flag": "", "team": "a=b"}),
+        "{config}"
+    );
+    let out = env.rbuild(&["build", "--progress", "quiet", "--label", "=x", ctx]);
+    assert_failure(&out);
+    assert!(
+        flat(&stderr(&out)).contains("--label `=x`: the key is empty"),
+        "{}",
+        stderr(&out)
+    );
+}
