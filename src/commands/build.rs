@@ -128,6 +128,11 @@ pub struct BuildArgs {
 
 pub async fn build(args: BuildArgs) -> Result<ExitCode> {
     let started = std::time::Instant::now();
+    // As docker does: a build that fails must not leave the id (or metadata) of an earlier
+    // build where a script would take it for this one's.
+    for path in [&args.iidfile, &args.metadata_file].into_iter().flatten() {
+        remove_stale(path)?;
+    }
     let tags = args
         .tags
         .iter()
@@ -569,6 +574,17 @@ fn parse_label(text: &str) -> Result<(String, String)> {
         ));
     }
     Ok((key.to_owned(), value.to_owned()))
+}
+
+fn remove_stale(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(miette::Report::from_err(err).wrap_err(format!(
+            "cannot remove {} before the build (it would hold an earlier build's result)",
+            path.display()
+        ))),
+    }
 }
 
 fn write_iidfile(path: &Path, id: &str) -> Result<()> {

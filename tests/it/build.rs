@@ -446,3 +446,45 @@ fn a_label_without_a_value_is_empty() {
         stderr(&out)
     );
 }
+
+/// `--iidfile` (and `--metadata-file`) are removed before the build starts: a build that
+/// fails leaves no id of an earlier build behind for a script to pick up.
+#[test]
+fn a_failed_build_leaves_no_stale_iidfile() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context("iid", &[("Dockerfile", "FROM busybox\nRUN exit 3\n")]);
+    let iidfile = env.path("iid.txt");
+    let metadata = env.path("metadata.json");
+    std::fs::write(&iidfile, "sha256:stale").unwrap();
+    std::fs::write(&metadata, "{\"stale\":true}").unwrap();
+    let out = env.rbuild(&[
+        "build",
+        "--progress",
+        "quiet",
+        "--iidfile",
+        iidfile.to_str().unwrap(),
+        "--metadata-file",
+        metadata.to_str().unwrap(),
+        ctx.to_str().unwrap(),
+    ]);
+    assert_failure(&out);
+    assert!(!iidfile.exists(), "the stale id is still there");
+    assert!(!metadata.exists(), "the stale metadata is still there");
+
+    // A build that works writes them again.
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN true\n").unwrap();
+    let out = env.rbuild(&[
+        "build",
+        "--progress",
+        "quiet",
+        "--iidfile",
+        iidfile.to_str().unwrap(),
+        ctx.to_str().unwrap(),
+    ]);
+    assert_success(&out);
+    assert_eq!(
+        std::fs::read_to_string(&iidfile).unwrap(),
+        stdout(&out).trim()
+    );
+}
