@@ -11,7 +11,9 @@ use miette::{IntoDiagnostic, Result, WrapErr};
 use rbuild_builder::{BuildError, BuildOptions, Builder, Cancel, Progress, SecretSource};
 use rbuild_runtime::{CpuQuota, Limits};
 
-use super::check::{base_configs, read_dockerfile, read_ignore_file, warn_before_build};
+use super::check::{
+    base_configs, dockerfile_path, read_dockerfile, read_ignore_file, warn_before_build,
+};
 use super::outputs::{Output, parse_cache, parse_output, write_output};
 use super::registry::{CompressionArg, open_registry, push_image, report};
 use super::{key_value, network, open_runtime, open_store, parse_name};
@@ -47,7 +49,7 @@ pub struct BuildArgs {
     /// Name for the image (`name[:tag]`); may be repeated
     #[arg(short = 't', long = "tag", value_name = "NAME")]
     pub tags: Vec<String>,
-    /// The Dockerfile (default: CONTEXT/Dockerfile)
+    /// The Dockerfile (default: CONTEXT/Dockerfile, else CONTEXT/dockerfile)
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Set a build argument (`KEY=VALUE`, or `KEY` to take it from the environment)
@@ -138,10 +140,7 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         .iter()
         .map(|t| parse_name(t))
         .collect::<Result<Vec<_>>>()?;
-    let dockerfile_path: PathBuf = args
-        .file
-        .clone()
-        .unwrap_or_else(|| args.context.join("Dockerfile"));
+    let dockerfile_path = dockerfile_path(args.file.as_deref(), &args.context);
     let dockerfile = read_dockerfile(&dockerfile_path)?;
     let build_args: BTreeMap<String, String> = args
         .build_args

@@ -488,3 +488,40 @@ fn a_failed_build_leaves_no_stale_iidfile() {
         stdout(&out).trim()
     );
 }
+
+/// Without `-f`, a context with only a lower-case `dockerfile` uses it, as docker does;
+/// with both, `Dockerfile` wins.
+#[test]
+fn a_lowercase_dockerfile_is_found() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "lower",
+        &[("dockerfile", "FROM busybox\nLABEL from=lowercase\n")],
+    );
+    let out = env.build(&ctx, "lower:1");
+    assert_success(&out);
+    let config = inspect_config(&env, "lower:1");
+    assert_eq!(config["config"]["Labels"]["from"], "lowercase", "{config}");
+    let out = env.rbuild(&["check", ctx.to_str().unwrap()]);
+    assert_success(&out);
+
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nLABEL from=capital\n").unwrap();
+    let out = env.build(&ctx, "lower:2");
+    assert_success(&out);
+    let config = inspect_config(&env, "lower:2");
+    assert_eq!(config["config"]["Labels"]["from"], "capital", "{config}");
+
+    // Neither: the error names the file it looked for.
+    let empty = env.context("empty", &[("README", "no Dockerfile here\n")]);
+    let out = env.build(&empty, "lower:3");
+    assert_failure(&out);
+    assert!(
+        stderr(&out).contains(&format!(
+            "cannot read the Dockerfile {}",
+            empty.join("Dockerfile").display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
