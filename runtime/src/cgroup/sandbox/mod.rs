@@ -1,5 +1,9 @@
 //! One sandbox's cgroup: created with its limits (memory without swap, pids, CPU quota,
 //! cpuset), read for OOM kills, killed and removed.
+//!
+//! A pids limit counts the command's processes only, as Docker's does: rbuild's own (the
+//! helper, and init when it is not the command) leave the limited cgroup for a sibling
+//! one, `<id>.runtime`, once the cgroup namespace is made (see `init::enter_cgroup`).
 
 use std::fs;
 use std::io;
@@ -9,8 +13,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::{
-    CgroupVersion, Hierarchy, RUNTIME_PIDS, create_dir, create_dir_all, enable_controllers,
-    read_file, read_keyed, write_file,
+    CgroupVersion, Hierarchy, create_dir, create_dir_all, enable_controllers, read_file,
+    read_keyed, write_file,
 };
 use crate::error::Error;
 use crate::spec::Limits;
@@ -23,6 +27,16 @@ pub(crate) struct SandboxCgroup {
     pids: Option<PathBuf>,
     cpu: Option<PathBuf>,
     cpuset: Option<PathBuf>,
+    /// With a pids limit: the sibling of `pids` that rbuild's own processes move to, so
+    /// that the limit is the command's alone.
+    runtime: Option<PathBuf>,
+}
+
+/// The cgroup of rbuild's own processes beside the sandbox's limited `pids` one.
+fn runtime_dir(pids: &Path) -> PathBuf {
+    let mut name = pids.file_name().unwrap_or_default().to_owned();
+    name.push(".runtime");
+    pids.with_file_name(name)
 }
 
 impl SandboxCgroup {
@@ -33,6 +47,11 @@ impl SandboxCgroup {
             mount
                 .as_ref()
                 .map(|mount| mount.join(parent).join(id))
+                .filter(|dir| dir.is_dir())
+        };
+        let runtime = |pids: &Option<PathBuf>| {
+            pids.as_ref()
+                .map(|mount| runtime_dir(&mount.join(parent).join(id)))
                 .filter(|dir| dir.is_dir())
         };
         match hierarchy {
@@ -48,10 +67,12 @@ impl SandboxCgroup {
                 pids: existing(pids),
                 cpu: existing(cpu),
                 cpuset: existing(cpuset),
+                runtime: runtime(pids),
             },
             Hierarchy::V2 { root: mount } => SandboxCgroup {
                 version: Some(CgroupVersion::V2),
                 pids: existing(&Some(mount.clone())),
+                runtime: runtime(&Some(mount.clone())),
                 ..SandboxCgroup::default()
             },
             Hierarchy::Unavailable { version, .. } => SandboxCgroup {
@@ -74,6 +95,7 @@ impl SandboxCgroup {
             ..SandboxCgroup::default()
         };
         let result = cgroup.create_dirs(hierarchy, parent, id, limits);
+        let result = result.and_then(|()| cgroup.create_runtime_dir(limits));
         let result = result.and_then(|()| cgroup.apply_limits(limits));
         if let Err(err) = result {
             let _ = cgroup.try_remove();
@@ -206,6 +228,18 @@ impl SandboxCgroup {
         }
     }
 
+    /// With a pids limit, the sibling cgroup rbuild's own processes leave the limited one
+    /// for. On v2 it is a leaf beside the sandbox's, under the same parent (whose
+    /// controllers it gets, with no limit); on v1 it exists in the pids hierarchy only.
+    fn create_runtime_dir(&mut self, limits: &Limits) -> Result<(), Error> {
+        if let (Some(_), Some(pids)) = (limits.pids, &self.pids) {
+            let dir = runtime_dir(pids);
+            create_dir(&dir)?;
+            self.runtime = Some(dir);
+        }
+        Ok(())
+    }
+
     pub(crate) fn apply_limits(&self, limits: &Limits) -> Result<(), Error> {
         if let (Some(bytes), Some(dir)) = (limits.memory_bytes, &self.memory) {
             let bytes = bytes.to_string();
@@ -229,7 +263,6 @@ impl SandboxCgroup {
             }
         }
         if let (Some(pids), Some(dir)) = (limits.pids, &self.pids) {
-            let pids = pids.saturating_add(RUNTIME_PIDS);
             write_file(&dir.join("pids.max"), &pids.to_string())?;
         }
         if let (Some(quota), Some(dir)) = (&limits.cpu, &self.cpu) {
@@ -261,7 +294,20 @@ impl SandboxCgroup {
         self.version.unwrap_or(CgroupVersion::V1)
     }
 
-    /// The cgroup directories, each once.
+    /// The `cgroup.procs` of the cgroup rbuild's own processes move to (see
+    /// `create_runtime_dir`), when there is one.
+    pub(crate) fn runtime_procs(&self) -> Option<PathBuf> {
+        self.runtime.as_ref().map(|dir| dir.join("cgroup.procs"))
+    }
+
+    /// The `cgroup.procs` of the limited pids cgroup, when rbuild's own processes leave
+    /// it (see `runtime_procs`).
+    pub(crate) fn limited_procs(&self) -> Option<PathBuf> {
+        self.runtime.as_ref()?;
+        self.pids.as_ref().map(|dir| dir.join("cgroup.procs"))
+    }
+
+    /// The cgroup directories the helper joins, each once.
     pub(crate) fn dirs(&self) -> Vec<&Path> {
         let mut dirs: Vec<&Path> = Vec::with_capacity(4);
         for dir in [&self.memory, &self.pids, &self.cpu, &self.cpuset]
@@ -315,14 +361,25 @@ impl SandboxCgroup {
         }
     }
 
+    /// Every directory of the sandbox: those the helper joins and rbuild's own.
+    fn all_dirs(&self) -> Vec<&Path> {
+        let mut dirs = self.dirs();
+        dirs.extend(self.runtime.as_deref());
+        dirs
+    }
+
     /// SIGKILLs every process in the cgroup. Best effort: a process that is gone is fine.
     pub(crate) fn kill(&self) {
         // `cgroup.kill` (v2, Linux 5.14) kills atomically, forks in flight included.
-        if self.version() == CgroupVersion::V2
-            && let Some(dir) = self.dirs().first()
-            && write_file(&dir.join("cgroup.kill"), "1").is_ok()
-        {
-            return;
+        if self.version() == CgroupVersion::V2 {
+            let dirs = self.all_dirs();
+            let killed = dirs
+                .iter()
+                .filter(|dir| write_file(&dir.join("cgroup.kill"), "1").is_ok())
+                .count();
+            if !dirs.is_empty() && killed == dirs.len() {
+                return;
+            }
         }
         // Without `cgroup.kill` a fork can race with the listing, so list again; the
         // sandbox's init is among the listed processes and its death takes down its whole
@@ -341,7 +398,7 @@ impl SandboxCgroup {
     /// The processes in the cgroup (pids in the caller's pid namespace).
     pub(crate) fn pids(&self) -> Vec<i32> {
         let mut pids = Vec::new();
-        for dir in self.dirs() {
+        for dir in self.all_dirs() {
             if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
                 pids.extend(
                     text.lines()
@@ -357,7 +414,7 @@ impl SandboxCgroup {
     /// Removes the cgroup directories; a directory already gone is fine. Fails with
     /// `EBUSY` while processes are still leaving.
     pub(crate) fn try_remove(&self) -> Result<(), (PathBuf, io::Error)> {
-        for dir in self.dirs() {
+        for dir in self.all_dirs() {
             match fs::remove_dir(dir) {
                 Ok(()) => {}
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {}

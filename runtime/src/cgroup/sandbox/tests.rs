@@ -55,16 +55,27 @@ fn v1_creates_per_controller_dirs_and_writes_limits() {
     assert!(!memory.join("rbuild/sb1").exists());
 
     // Without a memory limit there is no memory cgroup.
-    let cgroup =
-        SandboxCgroup::create(&hierarchy, "rbuild", "sb0", &Limits::default()).unwrap();
+    let cgroup = SandboxCgroup::create(&hierarchy, "rbuild", "sb0", &Limits::default()).unwrap();
     assert_eq!(cgroup.dirs(), vec![pids.join("rbuild/sb0")]);
     assert!(!memory.join("rbuild/sb0").exists());
     assert!(!cgroup.oom_killed(true));
 
-    let cgroup = dirs_only(&hierarchy, "rbuild", "sb1", &limits);
+    let mut cgroup = dirs_only(&hierarchy, "rbuild", "sb1", &limits);
     assert_eq!(
         cgroup.dirs(),
         vec![memory.join("rbuild/sb1"), pids.join("rbuild/sb1")]
+    );
+    // With a pids limit, rbuild's own processes have a sibling in the pids hierarchy,
+    // which the helper does not join and which goes with the sandbox.
+    cgroup.create_runtime_dir(&limits).unwrap();
+    assert_eq!(
+        cgroup.runtime_procs(),
+        Some(pids.join("rbuild/sb1.runtime/cgroup.procs"))
+    );
+    assert!(!memory.join("rbuild/sb1.runtime").exists());
+    assert_eq!(
+        SandboxCgroup::existing(&hierarchy, "rbuild", "sb1").runtime_procs(),
+        cgroup.runtime_procs()
     );
     assert_eq!(
         cgroup.procs_files(),
@@ -91,7 +102,8 @@ fn v1_creates_per_controller_dirs_and_writes_limits() {
     );
     assert_eq!(
         fs::read_to_string(pids.join("rbuild/sb1/pids.max")).unwrap(),
-        "22"
+        "20",
+        "the limit is the command's alone"
     );
     assert_eq!(cgroup.version(), CgroupVersion::V1);
 
@@ -202,7 +214,7 @@ fn v2_enables_controllers_in_each_parent_and_writes_limits() {
         fs::read_to_string(dir.join("memory.swap.max")).unwrap(),
         "0"
     );
-    assert_eq!(fs::read_to_string(dir.join("pids.max")).unwrap(), "102");
+    assert_eq!(fs::read_to_string(dir.join("pids.max")).unwrap(), "100");
 
     assert!(!cgroup.oom_killed(true));
     touch(
@@ -392,4 +404,33 @@ fn v2_cpu_max_and_cpuset() {
         ),
         "{err:?}"
     );
+}
+
+#[test]
+fn v2_runtime_cgroup_is_a_sibling_only_with_a_pids_limit() {
+    let temp = tempfile::tempdir().unwrap();
+    let root = temp.path();
+    fake_v2_level(root, "memory pids\n");
+    fake_v2_level(&root.join("rbuild"), "memory pids\n");
+    let hierarchy = Hierarchy::V2 {
+        root: root.to_owned(),
+    };
+    let without = SandboxCgroup::create(&hierarchy, "rbuild", "a", &Limits::default()).unwrap();
+    assert_eq!(without.runtime_procs(), None);
+    let limits = Limits {
+        pids: Some(10),
+        ..Limits::default()
+    };
+    let mut cgroup = dirs_only(&hierarchy, "rbuild", "b", &limits);
+    cgroup.create_runtime_dir(&limits).unwrap();
+    assert_eq!(
+        cgroup.runtime_procs(),
+        Some(root.join("rbuild/b.runtime/cgroup.procs"))
+    );
+    // The helper starts init in the sandbox's cgroup, not in rbuild's.
+    assert_eq!(cgroup.v2_dir(), Some(root.join("rbuild/b").as_path()));
+    assert_eq!(cgroup.dirs(), vec![root.join("rbuild/b")]);
+    cgroup.try_remove().unwrap();
+    assert!(!root.join("rbuild/b.runtime").exists());
+    assert!(!root.join("rbuild/b").exists());
 }
