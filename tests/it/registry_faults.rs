@@ -1,6 +1,6 @@
 //! Faults injected between rbuild and a registry by a proxy: a connection dropped in the
-//! middle of a blob, a 500 once, a 503 during an upload, a body that does not match its
-//! digest, a manifest over 4 MiB. Each ends in a retry that works or a clear error, and the
+//! middle of a blob, a 500 once, a 503 during an upload, an upload session the registry
+//! drops, a body that does not match its digest, a manifest over 4 MiB. Each ends in a retry that works or a clear error, and the
 //! store is never left corrupt.
 
 use std::fs;
