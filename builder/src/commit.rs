@@ -78,6 +78,7 @@ impl SolveContext {
             last_used: rbuild_store::time::now_unix(),
             size: 0,
             remote: None,
+            image: None,
         };
         let key = key.to_string();
         let parent_top = parent.layers.last().cloned();

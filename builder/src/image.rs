@@ -4,10 +4,10 @@ use std::collections::HashMap;
 
 use rbuild_frontend::{BuildGraph, ImageConfig, OpId};
 use rbuild_store::oci::{Descriptor, History, ImageConfiguration, RootFs};
-use rbuild_store::{Image, host_architecture, time};
+use rbuild_store::{CacheRecord, Digest, Image, host_architecture, time};
 
 use crate::error::BuildError;
-use crate::solve::BuildOptions;
+use crate::solve::{BuildOptions, SolveContext};
 use crate::state::{Layer, State};
 
 /// The frontend's view of an image config: the `config` object of an OCI image config.
@@ -35,25 +35,7 @@ pub(crate) fn assemble(
     opts: &BuildOptions,
 ) -> Result<(ImageConfiguration, Vec<Descriptor>), BuildError> {
     let output = &graph.output;
-
-    // The layer-producing ops of the FROM chain, bottom first, and whether each added a layer.
-    let mut chain = Vec::new();
-    let mut current = Some(output.root);
-    while let Some(id) = current {
-        let op = graph.op(id);
-        match op.kind.rootfs() {
-            Some(parent) => {
-                chain.push((
-                    id,
-                    states[id.0].layers.len() > states[parent.0].layers.len(),
-                ));
-                current = Some(parent);
-            }
-            None => current = None,
-        }
-    }
-    chain.reverse();
-
+    let chain = own_steps(graph, states);
     let base = output
         .base
         .as_ref()
@@ -61,12 +43,12 @@ pub(crate) fn assemble(
     let time_of = |id: &OpId| times.get(id).copied().unwrap_or_else(time::now_unix);
     // Instructions before the first step of this stage that makes a layer take that step's
     // time; with no such step, the base image's (a build that only changes metadata is
-    // still reproducible), else now.
+    // still reproducible), else the time `times` gives the root (see `undated_key`).
     let mut current_time = match chain.first() {
         Some((id, _)) => time::rfc3339(time_of(id)),
         None => base
             .and_then(|b| b.config.created.clone())
-            .unwrap_or_else(|| time::rfc3339(time::now_unix())),
+            .unwrap_or_else(|| time::rfc3339(time_of(&output.root))),
     };
     let mut latest = current_time.clone();
     let mut history: Vec<History> = base.map(|b| b.config.history.clone()).unwrap_or_default();
@@ -119,7 +101,11 @@ pub(crate) fn assemble(
     };
     let config = ImageConfiguration {
         created: Some(created),
-        author: None,
+        // `MAINTAINER` sets it; otherwise the base image's stays, as with Docker.
+        author: output
+            .author
+            .clone()
+            .or_else(|| base.and_then(|b| b.config.author.clone())),
         architecture,
         os,
         variant,
@@ -129,6 +115,96 @@ pub(crate) fn assemble(
     };
     let layers = layers.into_iter().map(|l| l.descriptor).collect();
     Ok((config, layers))
+}
+
+/// The layer-producing ops of the output's FROM chain, bottom first, and whether each
+/// added a layer.
+fn own_steps(graph: &BuildGraph, states: &[State]) -> Vec<(OpId, bool)> {
+    let mut chain = Vec::new();
+    let mut current = Some(graph.output.root);
+    while let Some(id) = current {
+        match graph.op(id).kind.rootfs() {
+            Some(parent) => {
+                chain.push((
+                    id,
+                    states[id.0].layers.len() > states[parent.0].layers.len(),
+                ));
+                current = Some(parent);
+            }
+            None => current = None,
+        }
+    }
+    chain.reverse();
+    chain
+}
+
+impl SolveContext {
+    /// Dates an image that nothing else dates (see [`undated_key`]): puts the time it was
+    /// first made (or now, with `--no-cache` or on the first build) into `times` for the
+    /// output's root, and returns the cache record to write once the image exists.
+    pub(crate) async fn date_undated(
+        &self,
+        graph: &BuildGraph,
+        states: &[State],
+        layers: &[Layer],
+        times: &mut HashMap<OpId, i64>,
+    ) -> Result<Option<(String, CacheRecord)>, BuildError> {
+        let Some(key) = undated_key(graph, states, layers, &self.bases, &self.opts)? else {
+            return Ok(None);
+        };
+        let recorded = if self.cache_allowed(graph.op(graph.output.root)) {
+            let store = self.builder.store.clone();
+            let key = key.clone();
+            tokio::task::spawn_blocking(move || store.cache_get(&key)).await??
+        } else {
+            None
+        };
+        let now = time::now_unix();
+        let created = recorded.map_or(now, |record| record.created);
+        times.insert(graph.output.root, created);
+        let record = CacheRecord {
+            layer: None,
+            snapshot: None,
+            description: "the time of an image with no layer of its own".to_owned(),
+            created,
+            last_used: now,
+            size: 0,
+            remote: None,
+            // Set once the image is written.
+            image: None,
+        };
+        Ok(Some((key, record)))
+    }
+}
+
+/// For an image that nothing dates: no step of its own makes a layer (so no cache record
+/// has its time), the base has no `created` (`FROM scratch`), and `SOURCE_DATE_EPOCH` is
+/// unset. Such an image would be made again with a new time on every build, so the time
+/// it was first made is kept in the build cache under this key: the image assembled
+/// without times (config, history, base layers, `--label`s), so any change makes another
+/// key. `None` for every other image.
+pub(crate) fn undated_key(
+    graph: &BuildGraph,
+    states: &[State],
+    layers: &[Layer],
+    bases: &HashMap<String, Image>,
+    opts: &BuildOptions,
+) -> Result<Option<String>, BuildError> {
+    let base = graph
+        .output
+        .base
+        .as_ref()
+        .and_then(|reference| bases.get(reference));
+    if opts.source_date_epoch.is_some()
+        || !own_steps(graph, states).is_empty()
+        || base.is_some_and(|b| b.config.created.is_some())
+    {
+        return Ok(None);
+    }
+    let timeless = HashMap::from([(graph.output.root, 0)]);
+    let (config, _) = assemble(graph, states, layers.to_vec(), &timeless, bases, opts)?;
+    let digest = Digest::of(&rbuild_store::oci::canonical_json(&config));
+    Ok(Some(format!("image-created/{digest}")))
 }
 
 #[cfg(test)]

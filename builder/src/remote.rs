@@ -283,6 +283,7 @@ impl SolveContext {
                 last_used: now,
                 size: 0,
                 remote: None,
+                image: None,
             };
             tokio::task::spawn_blocking(move || -> Result<(), rbuild_store::Error> {
                 if let Some(top) = &top {

@@ -282,11 +282,14 @@ impl Builder {
         let cache_mounts = crate::remote::cache_mount_ids(&graph);
         ctx.progress.event(Event::Exporting);
         let root_layers = root.resolved_layers().await?;
-        let times = ctx
+        let mut times = ctx
             .op_times
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let undated = ctx
+            .date_undated(&graph, &states, &root_layers, &mut times)
+            .await?;
         let (config, layers) =
             crate::image::assemble(&graph, &states, root_layers, &times, &ctx.bases, &ctx.opts)?;
         let store = self.store.clone();
@@ -301,6 +304,12 @@ impl Builder {
             }
             for tag in &tags {
                 store.tag(tag, &manifest.digest)?;
+            }
+            // After the image exists: the record names it, and `rbuild prune` keeps it as
+            // long as the image is named.
+            if let Some((key, mut record)) = undated {
+                record.image = Some(manifest.digest.clone());
+                store.cache_put(&key, &record)?;
             }
             Ok(BuildResult {
                 config: store.image_by_manifest(&manifest.digest)?.config_digest,
@@ -735,7 +744,7 @@ impl SolveContext {
         }
     }
 
-    fn cache_allowed(&self, op: &rbuild_frontend::Op) -> bool {
+    pub(crate) fn cache_allowed(&self, op: &rbuild_frontend::Op) -> bool {
         if self.opts.no_cache {
             return false;
         }

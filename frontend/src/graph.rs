@@ -51,6 +51,9 @@ pub struct ImageOutput {
     /// prepends the base image's own history. Entries with `empty_layer: false` correspond
     /// one to one, in order, to the layer-producing ops on the chain from the bottom up.
     pub history: Vec<HistoryEntry>,
+    /// The image config's `author`, set by the last `MAINTAINER` along the FROM chain;
+    /// `None` keeps the base image's.
+    pub author: Option<String>,
     /// The external image at the bottom of the FROM chain, `None` for `scratch`.
     pub base: Option<String>,
 }

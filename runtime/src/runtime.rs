@@ -244,6 +244,8 @@ impl Runtime {
             spec: spec.clone(),
             cgroup_procs: cgroup.procs_files(),
             clone_into: cgroup.v2_dir().map(Path::to_path_buf),
+            runtime_procs: cgroup.runtime_procs(),
+            limited_procs: cgroup.limited_procs(),
             parent_pid: std::process::id() as i32,
             cgroupfs: self.inner.hierarchy.cgroupfs(),
             bridge: lease.as_ref().map(|lease| lease.config(&opts.bridge)),

@@ -224,8 +224,8 @@ pub struct Limits {
     /// Memory limit in bytes (swap is not allowed beyond it). The runtime's helper and
     /// init, about a megabyte, are charged to it too.
     pub memory_bytes: Option<u64>,
-    /// Maximum number of processes and threads of the sandboxed process tree (two more
-    /// are allowed for the runtime's init and, on cgroup v1, its helper).
+    /// Maximum number of processes and threads of the sandboxed process tree, as the
+    /// cgroup's `pids.max` inside shows it; the runtime's own processes are not counted.
     pub pids: Option<u64>,
     /// CPU time per scheduling period (CFS bandwidth: v1 `cpu.cfs_quota_us`, v2 `cpu.max`).
     #[serde(default)]

@@ -38,6 +38,14 @@ pub(crate) struct InitConfig {
     /// stays out of it.
     #[serde(default)]
     pub clone_into: Option<PathBuf>,
+    /// With a pids limit: the `cgroup.procs` of the cgroup rbuild's own processes move to,
+    /// so that the limit counts the command's processes only (see `init::enter_cgroup`).
+    #[serde(default)]
+    pub runtime_procs: Option<PathBuf>,
+    /// With a pids limit: the limited cgroup's `cgroup.procs`, which the command joins
+    /// again before it execs (init having left it).
+    #[serde(default)]
+    pub limited_procs: Option<PathBuf>,
     /// The rbuild process; the sandbox is killed when it dies.
     pub parent_pid: i32,
     /// What the sandbox mounts, read-only, at `/sys/fs/cgroup`.

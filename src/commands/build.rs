@@ -11,7 +11,9 @@ use miette::{IntoDiagnostic, Result, WrapErr};
 use rbuild_builder::{BuildError, BuildOptions, Builder, Cancel, Progress, SecretSource};
 use rbuild_runtime::{CpuQuota, Limits};
 
-use super::check::{base_configs, read_dockerfile, read_ignore_file, warn_before_build};
+use super::check::{
+    base_configs, dockerfile_path, read_dockerfile, read_ignore_file, warn_before_build,
+};
 use super::outputs::{Output, parse_cache, parse_output, write_output};
 use super::registry::{CompressionArg, open_registry, push_image, report};
 use super::{key_value, network, open_runtime, open_store, parse_name};
@@ -47,7 +49,7 @@ pub struct BuildArgs {
     /// Name for the image (`name[:tag]`); may be repeated
     #[arg(short = 't', long = "tag", value_name = "NAME")]
     pub tags: Vec<String>,
-    /// The Dockerfile (default: CONTEXT/Dockerfile)
+    /// The Dockerfile (default: CONTEXT/Dockerfile, else CONTEXT/dockerfile)
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Set a build argument (`KEY=VALUE`, or `KEY` to take it from the environment)
@@ -85,7 +87,8 @@ pub struct BuildArgs {
     /// Run every step of this stage, without the cache; may be repeated
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     pub no_cache_filter: Vec<String>,
-    /// Set a label on the image (`KEY=VALUE`); may be repeated
+    /// Set a label on the image (`KEY=VALUE`, or `KEY` for an empty value); may be
+    /// repeated
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
     /// Also write the result: `type=oci,dest=FILE`, `type=docker,dest=FILE`,
@@ -127,15 +130,17 @@ pub struct BuildArgs {
 
 pub async fn build(args: BuildArgs) -> Result<ExitCode> {
     let started = std::time::Instant::now();
+    // As docker does: a build that fails must not leave the id (or metadata) of an earlier
+    // build where a script would take it for this one's.
+    for path in [&args.iidfile, &args.metadata_file].into_iter().flatten() {
+        remove_stale(path)?;
+    }
     let tags = args
         .tags
         .iter()
         .map(|t| parse_name(t))
         .collect::<Result<Vec<_>>>()?;
-    let dockerfile_path: PathBuf = args
-        .file
-        .clone()
-        .unwrap_or_else(|| args.context.join("Dockerfile"));
+    let dockerfile_path = dockerfile_path(args.file.as_deref(), &args.context);
     let dockerfile = read_dockerfile(&dockerfile_path)?;
     let build_args: BTreeMap<String, String> = args
         .build_args
@@ -187,11 +192,7 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         labels: args
             .labels
             .iter()
-            .map(|l| {
-                l.split_once('=')
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .ok_or_else(|| miette::miette!("--label `{l}`: expected KEY=VALUE"))
-            })
+            .map(|l| parse_label(l))
             .collect::<Result<_>>()?,
         no_cache_filter: args.no_cache_filter.clone(),
         secrets,
@@ -560,6 +561,29 @@ fn parse_secret(text: &str) -> Result<(String, SecretSource)> {
         (_, None, None) => SecretSource::Env(id.clone()),
     };
     Ok((id, source))
+}
+
+/// `--label KEY=VALUE`; `KEY` alone is an empty value, as with docker.
+fn parse_label(text: &str) -> Result<(String, String)> {
+    let (key, value) = text.split_once('=').unwrap_or((text, ""));
+    if key.is_empty() {
+        return Err(miette::miette!(
+            help = "give a label as `--label KEY=VALUE` or `--label KEY`",
+            "--label `{text}`: the key is empty"
+        ));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+fn remove_stale(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(miette::Report::from_err(err).wrap_err(format!(
+            "cannot remove {} before the build (it would hold an earlier build's result)",
+            path.display()
+        ))),
+    }
 }
 
 fn write_iidfile(path: &Path, id: &str) -> Result<()> {

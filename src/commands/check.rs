@@ -27,7 +27,7 @@ pub enum FormatArg {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The Dockerfile (default: CONTEXT/Dockerfile)
+    /// The Dockerfile (default: CONTEXT/Dockerfile, else CONTEXT/dockerfile)
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Set a build argument (`KEY=VALUE`, or `KEY` to take it from the environment)
@@ -45,10 +45,7 @@ pub struct CheckArgs {
 }
 
 pub fn check(args: CheckArgs) -> Result<ExitCode> {
-    let path = args
-        .file
-        .clone()
-        .unwrap_or_else(|| args.context.join("Dockerfile"));
+    let path = dockerfile_path(args.file.as_deref(), &args.context);
     let text = read_dockerfile(&path)?;
     let opts = ConvertOptions {
         build_args: args
@@ -187,6 +184,22 @@ pub fn warn_before_build(
 }
 
 /// Reads a Dockerfile as UTF-8, naming the file and the first bad byte otherwise.
+/// The Dockerfile to read: `-f`'s, else `CONTEXT/Dockerfile`, else a lower-case
+/// `CONTEXT/dockerfile` when only that exists (docker's CLI looks for it too). When
+/// neither exists the answer is `CONTEXT/Dockerfile`, which the error then names.
+pub fn dockerfile_path(file: Option<&Path>, context: &Path) -> PathBuf {
+    if let Some(file) = file {
+        return file.to_owned();
+    }
+    let default = context.join("Dockerfile");
+    let lower = context.join("dockerfile");
+    // `symlink_metadata`: a dangling symlink named `Dockerfile` is still the one meant.
+    if default.symlink_metadata().is_err() && lower.symlink_metadata().is_ok() {
+        return lower;
+    }
+    default
+}
+
 pub fn read_dockerfile(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path)
         .into_diagnostic()

@@ -31,6 +31,11 @@ pub struct CacheRecord {
     /// Such a record is a hit even while its snapshot does not exist.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<String>,
+    /// For a record that dates a whole image rather than a step (an image with no layer of
+    /// its own): that image's manifest. `rbuild prune` keeps the record while a name
+    /// still points at the image, as it keeps the records of the steps a named image uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Digest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -52,7 +52,8 @@ pub enum CachePrune {
     /// None (as for `rbuild rmi`).
     #[default]
     Keep,
-    /// Those whose snapshot no named image uses: intermediate steps, other stages.
+    /// Those whose snapshot no named image uses (intermediate steps, other stages), and
+    /// the dates of images no longer named.
     Dangling,
     /// All of them, and the `RUN --mount=type=cache` directories no step is using.
     All,
@@ -216,9 +217,10 @@ impl Store {
                 self.mark_snapshot_chain(&snapshot, &mut roots.snapshots)?;
             }
         }
-        for manifest in manifests {
-            self.mark_image(&manifest, &mut roots)?;
+        for manifest in &manifests {
+            self.mark_image(manifest, &mut roots)?;
         }
+        let kept_images: HashSet<Digest> = manifests.into_iter().collect();
 
         // Which cache records go: those the policy picks among the ones unused long enough;
         // then, with a storage bound, the least recently used of the rest until it is met.
@@ -233,10 +235,12 @@ impl Store {
             let picked = match opts.cache {
                 CachePrune::Keep => false,
                 CachePrune::All => true,
-                CachePrune::Dangling => record
-                    .snapshot
-                    .as_ref()
-                    .is_none_or(|s| !roots.snapshots.contains(s)),
+                CachePrune::Dangling => match (&record.snapshot, &record.image) {
+                    (Some(snapshot), _) => !roots.snapshots.contains(snapshot),
+                    // The record of an image's time: as long as the image is named.
+                    (None, Some(image)) => !kept_images.contains(image),
+                    (None, None) => true,
+                },
             };
             if picked && selectable(record) {
                 dropped.insert(key.clone());

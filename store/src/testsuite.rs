@@ -36,6 +36,10 @@ pub const CHECKS: &[Check] = &[
     ("built_layer_round_trip", built_layer_round_trip),
     ("gc_keeps_what_is_referenced", gc_keeps_what_is_referenced),
     (
+        "gc_keeps_the_dates_of_named_images",
+        gc_keeps_the_dates_of_named_images,
+    ),
+    (
         "image_size_is_its_layers_uncompressed",
         image_size_is_its_layers_uncompressed,
     ),
@@ -312,6 +316,52 @@ pub fn gc_keeps_what_is_referenced(dir: &Path) {
     let image = store.image(&name("kept:1")).unwrap();
     assert!(store.has_blob(&image.config_digest));
     assert!(store.has_blob(&kept.digest));
+    assert!(store.verify().unwrap().is_clean());
+}
+
+/// The cache record dating an image with no layer of its own survives a dangling prune
+/// while the image is named, and goes with its last name, as step records go with their
+/// snapshots.
+pub fn gc_keeps_the_dates_of_named_images(dir: &Path) {
+    let record = |image: &Digest| crate::CacheRecord {
+        layer: None,
+        snapshot: None,
+        description: "an image's time".to_owned(),
+        created: 1_700_000_000,
+        last_used: 1_700_000_000,
+        size: 0,
+        remote: None,
+        image: Some(image.clone()),
+    };
+    {
+        let store = open(dir);
+        let named = store.write_image(&empty_config(vec![]), vec![]).unwrap();
+        store.tag(&name("named:1"), &named.digest).unwrap();
+        let mut config = empty_config(vec![]);
+        config.author = Some("unnamed".into());
+        let unnamed = store.write_image(&config, vec![]).unwrap();
+        store.cache_put("named", &record(&named.digest)).unwrap();
+        store
+            .cache_put("unnamed", &record(&unnamed.digest))
+            .unwrap();
+    }
+    let store = open(dir);
+    let dangling = GcOptions {
+        cache: CachePrune::Dangling,
+        ..GcOptions::default()
+    };
+    let report = store.gc(&dangling).unwrap();
+    assert_eq!(report.cache_records, 1, "{report:?}");
+    let keys: Vec<String> = store
+        .cache_records()
+        .unwrap()
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(keys, ["named"]);
+    assert!(store.untag(&name("named:1")).unwrap());
+    store.gc(&dangling).unwrap();
+    assert!(store.cache_records().unwrap().is_empty());
     assert!(store.verify().unwrap().is_clean());
 }
 

@@ -374,3 +374,154 @@ fn a_stack_of_many_layers_mounts() {
     assert_success(&out);
     assert_eq!(stdout(&out), "1\n130\n");
 }
+
+/// The image's config, as `rbuild inspect` prints it.
+fn inspect_config(env: &TestEnv, name: &str) -> serde_json::Value {
+    let out = env.rbuild(&["inspect", name]);
+    assert_success(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `MAINTAINER` is deprecated (a check says so) and still sets the config's `author`, as
+/// docker does; a stage built FROM that stage keeps it.
+#[test]
+fn maintainer_sets_the_image_author() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "maintainer",
+        &[(
+            "Dockerfile",
+            "FROM busybox AS base\nMAINTAINER Jane Doe <jane@example.com>\n\
+             FROM base\nLABEL version=1\n",
+        )],
+    );
+    let out = env.build(&ctx, "author:1");
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("the `MAINTAINER` instruction is deprecated"),
+        "{}",
+        stderr(&out)
+    );
+    let config = inspect_config(&env, "author:1");
+    assert_eq!(config["author"], "Jane Doe <jane@example.com>", "{config}");
+    // Not a label: docker keeps the two apart.
+    assert_eq!(
+        config["config"]["Labels"],
+        serde_json::json!({"version": "1"})
+    );
+}
+
+/// `--label KEY` without `=` is an empty value, as with docker; an empty key is refused.
+#[test]
+fn a_label_without_a_value_is_empty() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context("labels", &[("Dockerfile", "FROM busybox\n")]);
+    let ctx = ctx.to_str().unwrap();
+    let out = env.rbuild(&[
+        "build",
+        "--progress",
+        "quiet",
+        "-t",
+        "labels:1",
+        "--label",
+        "flag",
+        "--label",
+        "team=a=b",
+        ctx,
+    ]);
+    assert_success(&out);
+    let config = inspect_config(&env, "labels:1");
+    assert_eq!(
+        config["config"]["Labels"],
+        serde_json::json!({"flag": "", "team": "a=b"}),
+        "{config}"
+    );
+    let out = env.rbuild(&["build", "--progress", "quiet", "--label", "=x", ctx]);
+    assert_failure(&out);
+    assert!(
+        flat(&stderr(&out)).contains("--label `=x`: the key is empty"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `--iidfile` (and `--metadata-file`) are removed before the build starts: a build that
+/// fails leaves no id of an earlier build behind for a script to pick up.
+#[test]
+fn a_failed_build_leaves_no_stale_iidfile() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context("iid", &[("Dockerfile", "FROM busybox\nRUN exit 3\n")]);
+    let iidfile = env.path("iid.txt");
+    let metadata = env.path("metadata.json");
+    std::fs::write(&iidfile, "sha256:stale").unwrap();
+    std::fs::write(&metadata, "{\"stale\":true}").unwrap();
+    let out = env.rbuild(&[
+        "build",
+        "--progress",
+        "quiet",
+        "--iidfile",
+        iidfile.to_str().unwrap(),
+        "--metadata-file",
+        metadata.to_str().unwrap(),
+        ctx.to_str().unwrap(),
+    ]);
+    assert_failure(&out);
+    assert!(!iidfile.exists(), "the stale id is still there");
+    assert!(!metadata.exists(), "the stale metadata is still there");
+
+    // A build that works writes them again.
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN true\n").unwrap();
+    let out = env.rbuild(&[
+        "build",
+        "--progress",
+        "quiet",
+        "--iidfile",
+        iidfile.to_str().unwrap(),
+        ctx.to_str().unwrap(),
+    ]);
+    assert_success(&out);
+    assert_eq!(
+        std::fs::read_to_string(&iidfile).unwrap(),
+        stdout(&out).trim()
+    );
+}
+
+/// Without `-f`, a context with only a lower-case `dockerfile` uses it, as docker does;
+/// with both, `Dockerfile` wins.
+#[test]
+fn a_lowercase_dockerfile_is_found() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "lower",
+        &[("dockerfile", "FROM busybox\nLABEL from=lowercase\n")],
+    );
+    let out = env.build(&ctx, "lower:1");
+    assert_success(&out);
+    let config = inspect_config(&env, "lower:1");
+    assert_eq!(config["config"]["Labels"]["from"], "lowercase", "{config}");
+    let out = env.rbuild(&["check", ctx.to_str().unwrap()]);
+    assert_success(&out);
+
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nLABEL from=capital\n").unwrap();
+    let out = env.build(&ctx, "lower:2");
+    assert_success(&out);
+    let config = inspect_config(&env, "lower:2");
+    assert_eq!(config["config"]["Labels"]["from"], "capital", "{config}");
+
+    // Neither: the error names the file it looked for.
+    let empty = env.context("empty", &[("README", "no Dockerfile here\n")]);
+    let out = env.build(&empty, "lower:3");
+    assert_failure(&out);
+    assert!(
+        stderr(&out).contains(&format!(
+            "cannot read the Dockerfile {}",
+            empty.join("Dockerfile").display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -612,3 +612,58 @@ fn a_moved_base_image_is_named_by_its_image_id() {
         stderr(&out)
     );
 }
+
+/// An image with no layer of its own (`FROM scratch` plus metadata) has no step whose
+/// cache record dates it; a rebuild is still the same image, also for a stage built FROM
+/// such a stage, and for an image FROM a base with only metadata after it. `rbuild prune`
+/// keeps that date while the image is named; anything that changes the image makes
+/// another one.
+#[test]
+fn an_image_without_layers_of_its_own_is_the_same_when_rebuilt() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let scratch = env.context(
+        "scratch",
+        &[(
+            "Dockerfile",
+            "FROM scratch AS meta\nLABEL a=b\nENV X=1\nCMD [\"/x\"]\n\
+             FROM meta\nLABEL c=d\n",
+        )],
+    );
+    let based = env.context(
+        "based",
+        &[("Dockerfile", "FROM busybox\nLABEL a=b\nCMD [\"sh\"]\n")],
+    );
+    let build = |ctx: &std::path::Path, tag: &str, extra: &[&str]| {
+        let mut args = vec!["build", "--progress", "quiet", "-t", tag];
+        args.extend_from_slice(extra);
+        args.push(ctx.to_str().unwrap());
+        let out = env.rbuild(&args);
+        assert_success(&out);
+        stdout(&out).trim().to_owned()
+    };
+    let first = build(&scratch, "meta:1", &[]);
+    let first_based = build(&based, "based:1", &[]);
+    // A second later, so that a new time would show.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        build(&scratch, "meta:2", &[]),
+        first,
+        "FROM scratch + metadata"
+    );
+    assert_eq!(
+        build(&based, "based:2", &[]),
+        first_based,
+        "FROM busybox + metadata"
+    );
+
+    assert_success(&env.rbuild(&["prune"]));
+    assert_eq!(
+        build(&scratch, "meta:3", &[]),
+        first,
+        "after a prune, while the image is named"
+    );
+
+    // Another label is another image.
+    assert_ne!(build(&scratch, "meta:4", &["--label", "extra=1"]), first);
+}

@@ -1,6 +1,6 @@
 //! Faults injected between rbuild and a registry by a proxy: a connection dropped in the
-//! middle of a blob, a 500 once, a 503 during an upload, a body that does not match its
-//! digest, a manifest over 4 MiB. Each ends in a retry that works or a clear error, and the
+//! middle of a blob, a 500 once, a 503 during an upload, an upload session the registry
+//! drops, a body that does not match its digest, a manifest over 4 MiB. Each ends in a retry that works or a clear error, and the
 //! store is never left corrupt.
 
 use std::fs;
@@ -197,4 +197,88 @@ fn a_build_cancelled_while_it_pushes_stops_and_pushes_nothing() {
     assert_eq!(status.code(), Some(130), "{log}");
     assert!(log.contains("build cancelled"), "{log}");
     assert!(!log.contains("pushed "), "{log}");
+}
+
+/// A registry that forgets an upload session after a failed request, as distribution does
+/// after a 5xx on the closing PUT: every later request to that session is answered
+/// `404 BLOB_UPLOAD_UNKNOWN`. `fails` picks the request (on a session URL) that fails
+/// first with `status`; one session is dropped so.
+fn dropping_sessions(
+    status: u16,
+    fails: impl Fn(&Request) -> bool + Send + Sync + 'static,
+) -> impl Fn(&Request) -> Action + Send + Sync + 'static {
+    let unknown = || {
+        Action::Respond {
+        status: 404,
+        content_type: "application/json",
+        body: br#"{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"blob upload unknown to registry"}]}"#.to_vec(),
+    }
+    };
+    let dropped: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    move |request| {
+        let session = request.path.split('?').next().unwrap_or("").to_owned();
+        let mut dropped = dropped.lock().unwrap();
+        if dropped.as_deref() == Some(session.as_str()) {
+            return unknown();
+        }
+        let on_session =
+            request.path.contains("/blobs/uploads/") && !session.ends_with("/blobs/uploads/");
+        if dropped.is_none() && on_session && fails(request) {
+            *dropped = Some(session);
+            return match status {
+                404 => unknown(),
+                _ => Action::Respond {
+                    status,
+                    content_type: "text/plain",
+                    body: b"failed".to_vec(),
+                },
+            };
+        }
+        Action::Forward
+    }
+}
+
+/// The push starts a dropped session's blob over with a new POST, and the image arrives
+/// whole: a 500 on the closing PUT of a small blob, and a 404 on a chunk of a big one.
+#[test]
+fn an_upload_session_the_registry_drops_is_started_over() {
+    require_privileges!();
+    for (what, status, fails) in [
+        (
+            "PUT",
+            500,
+            (|r: &Request| r.method == "PUT") as fn(&Request) -> bool,
+        ),
+        ("PATCH", 404, |r: &Request| r.method == "PATCH"),
+    ] {
+        let registry = TestRegistry::start();
+        let proxy = FaultProxy::start(&registry.host, dropping_sessions(status, fails));
+        let env = TestEnv::new();
+        // 64 KiB chunks (the smallest): the 1 MiB layer goes up in PATCHes.
+        write_config(&env, "[transfer]\nchunk-size = 65536\n");
+        let tar = env.path("image.tar");
+        let layers = [noise_layer(1 << 20), noise_layer(1000)];
+        write_image(&tar, "sessions:1", &layers);
+        assert_success(&rbuild(&env, &["load", "-i", tar.to_str().unwrap()]));
+        let target = proxy.reference("sessions/app:1");
+        let out = rbuild(&env, &["push", "sessions:1", &target]);
+        assert_success(&out);
+        let err = stderr(&out);
+        assert!(
+            err.contains("dropped the upload session") && err.contains("BLOB_UPLOAD_UNKNOWN"),
+            "{what}: {err}"
+        );
+        let seen = proxy.seen.lock().unwrap();
+        let posts = seen
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.contains("/blobs/uploads/"))
+            .count();
+        // The config and two layers, and the dropped one again.
+        assert_eq!(posts, 4, "{what}: {seen:?}");
+        let out = rbuild(
+            &TestEnv::new(),
+            &["pull", &registry.reference("sessions/app:1")],
+        );
+        assert_success(&out);
+    }
 }

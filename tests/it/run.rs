@@ -493,8 +493,8 @@ fn limits_are_applied() {
     ]);
     assert_success(&out);
     let text = stdout(&out);
-    let expected_v1 = "67108864\n50000\n100000\n0\n52\n";
-    let expected_v2 = "67108864\n50000 100000\n0\n52\n";
+    let expected_v1 = "67108864\n50000\n100000\n0\n50\n";
+    let expected_v2 = "67108864\n50000 100000\n0\n50\n";
     assert!(text == expected_v1 || text == expected_v2, "{text:?}");
 }
 

@@ -410,14 +410,59 @@ fn fork_bomb_is_stopped_by_the_pids_limit() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let out = child.wait_with_output().unwrap();
-    // 40 for the command's tree, 2 for rbuild's helper and init.
-    assert!(peak <= 42, "{peak} processes");
+    // The command's tree only: rbuild's helper and init are not in the limited cgroup.
+    assert!(peak <= 40, "{peak} processes");
     assert!(
         stderr(&out).contains("can't fork"),
         "{}",
         stderr(&out).lines().next().unwrap_or("")
     );
     assert!(sandbox_cgroups(pid).is_empty());
+}
+
+/// `--pids-limit N` is the command's, as with Docker: `pids.max` reads N inside, N
+/// processes can exist and the next fork fails, whether the command is pid 1 (`run`), runs
+/// under rbuild's init (`run --init`) or is a build step.
+#[test]
+fn the_pids_limit_is_the_commands_alone() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    // The shell and 9 sleeps are 10 processes: the 10th sleep would be the 11th. Nothing
+    // else may fork in between, so only builtins (`read`, `[`, `echo`).
+    let script = "f=/sys/fs/cgroup/pids.max; [ -e $f ] || f=/sys/fs/cgroup/pids/pids.max; \
+                  read max < $f; echo max=$max; i=0; \
+                  while [ $i -lt 10 ]; do sleep 30 & i=$((i+1)); echo started $i; done";
+    let expected: String = std::iter::once("max=10\n".to_owned())
+        .chain((1..10).map(|i| format!("started {i}\n")))
+        .collect();
+    for extra in [
+        &["--pids-limit", "10"][..],
+        &["--pids-limit", "10", "--init"],
+    ] {
+        let out = sh(&env, extra, script);
+        assert_eq!(stdout(&out), expected, "{extra:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("can't fork"), "{}", stderr(&out));
+    }
+
+    let ctx = env.context(
+        "pids",
+        &[("Dockerfile", &format!("FROM busybox\nRUN {script}\n"))],
+    );
+    let out = env.rbuild(&[
+        "build",
+        "--progress",
+        "plain",
+        "--pids-limit",
+        "10",
+        ctx.to_str().unwrap(),
+    ]);
+    assert_failure(&out);
+    let log = stderr(&out);
+    assert!(log.contains("max=10") && log.contains("started 9"), "{log}");
+    assert!(
+        !log.contains("started 10") && log.contains("can't fork"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -248,8 +248,10 @@ impl Converter<'_> {
                 state.config.stop_signal = Some(signal);
             }
             InstructionKind::Maintainer(maintainer) => {
-                // The OCI `author` field is outside `config`; rbuild records only history.
+                // Deprecated, and still Docker's way to set the OCI `author` field (outside
+                // `config`, so the builder writes it); `MaintainerDeprecated` warns.
                 state.commit(format!("MAINTAINER {maintainer}"), true);
+                state.author = Some(maintainer.clone());
             }
             InstructionKind::Healthcheck(health) => {
                 if let Some(previous) = state.last_healthcheck.replace(instruction.span) {

@@ -43,6 +43,9 @@ pub fn dump_graph(graph: &BuildGraph) -> String {
     );
     let config = serde_json::to_string(&output.config).unwrap_or_default();
     let _ = writeln!(out, "config: {config}");
+    if let Some(author) = &output.author {
+        let _ = writeln!(out, "author: {author}");
+    }
     for entry in &output.history {
         let layer = if entry.empty_layer { "empty" } else { "layer" };
         let _ = writeln!(out, "history: [{layer}] {}", entry.created_by);

@@ -199,6 +199,8 @@ pub(crate) struct StageState {
     pub root: OpId,
     pub config: ImageConfig,
     pub history: Vec<HistoryEntry>,
+    /// The last `MAINTAINER` along the FROM chain (the image's `author`).
+    pub author: Option<String>,
     /// The external image at the bottom of the chain.
     pub base: Option<String>,
     /// ARGs in scope, in declaration order: `None` for declared but unset.
@@ -232,6 +234,7 @@ impl StageState {
             root,
             config,
             history: Vec::new(),
+            author: None,
             base,
             args: Vec::new(),
             vars,
@@ -342,6 +345,7 @@ impl<'a> Converter<'a> {
                 root: target.root,
                 config: target.config,
                 history: target.history,
+                author: target.author,
                 base: target.base,
             },
         }

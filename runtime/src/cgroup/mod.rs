@@ -76,10 +76,6 @@ pub(crate) enum CgroupFs {
 
 const MOUNTINFO: &str = "/proc/self/mountinfo";
 
-/// The runtime's own processes in a sandbox's cgroup (the helper and init), added to the
-/// caller's pids limit, which counts the sandboxed process tree only.
-pub(crate) const RUNTIME_PIDS: u64 = 2;
-
 impl Hierarchy {
     pub(crate) fn detect() -> Result<Hierarchy, Error> {
         let text = fs::read_to_string(MOUNTINFO).map_err(|source| Error::ReadMountinfo {

@@ -182,6 +182,7 @@ impl Command {
                 // SAFETY: we are the freshly forked child; the pointers stay valid because
                 // nothing is freed before exec or `_exit`.
                 unsafe {
+                    super::enter_cgroup::enter_pids_limit();
                     let step = enter_and_exec(self, &argv, &env, &groups, tty, false);
                     fail(writer.as_raw_fd(), step)
                 }

@@ -4,10 +4,30 @@
 //! moving a task between cgroups waits for an RCU grace period (8–11 ms, the largest part
 //! of a sandbox's start), and being born there does not. Without clone3, v2 falls back to
 //! the v1 way.
+//!
+//! With a pids limit, rbuild's own processes leave the limited cgroup for its sibling
+//! (`<id>.runtime`, see `cgroup::sandbox`), so that the limit is the command's alone, as in
+//! Docker. Init is still born in the limited cgroup, so that its cgroup namespace is
+//! rooted there and `/sys/fs/cgroup/pids.max` inside shows the limit. Then:
+//! - the helper (v1, or v2 without clone3) leaves right after forking init;
+//! - init, when it is not the command itself, leaves before it forks the command, and the
+//!   command's process moves itself back in before it execs. Init cannot leave *after*
+//!   the fork: a migration waits for an RCU grace period, and meanwhile the command runs
+//!   and forks with init still charged (its forks near the limit failed). Moving the
+//!   command in before exec leaves no window: no code of the user runs outside the limit.
+//!
+//! Both write to `cgroup.procs` files init opened before making its cgroup namespace:
+//! since Linux 5.16 a migration is checked against the namespace the file was opened in,
+//! so a cgroup2 mounted with `nsdelegate` lets init out of (and the command into) its
+//! namespace's root. On an older kernel that refuses, init stays in the limited cgroup
+//! (the command is then born there) and counts against the limit.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::Write;
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::errno::Errno;
 use nix::unistd::{ForkResult, Pid, fork, getpid};
@@ -70,7 +90,17 @@ fn join(config: &InitConfig) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// Forks init, into the cgroup on v2.
+/// In init: the `cgroup.procs` of rbuild's side of a pids-limited sandbox, opened before
+/// the cgroup namespace was made (see the module's notes), until init leaves.
+static RUNTIME_PROCS: Mutex<Option<File>> = Mutex::new(None);
+
+/// In init: the limited cgroup's `cgroup.procs`, as a raw descriptor (read by the forked
+/// command, where only async-signal-safe calls are allowed); -1 when the command is born
+/// in the limited cgroup anyway.
+static LIMITED_PROCS: AtomicI32 = AtomicI32::new(-1);
+
+/// Forks init, into the cgroup on v2; with a pids limit, the helper then leaves it (see
+/// the module's notes) and init keeps the way out.
 ///
 /// # Safety
 /// As fork(2): the helper must be single-threaded. The child continues in Rust without
@@ -79,6 +109,94 @@ fn join(config: &InitConfig) -> Result<(), SetupError> {
 pub(super) unsafe fn fork_init(
     entry: &Entry,
     config: &InitConfig,
+) -> Result<ForkResult, SetupError> {
+    let mut joined = matches!(entry, Entry::Joined);
+    // SAFETY: passed on from the caller.
+    let forked = unsafe { fork_into(entry, config, &mut joined) }?;
+    let (Some(procs), Some(limited)) = (&config.runtime_procs, &config.limited_procs) else {
+        return Ok(forked);
+    };
+    match forked {
+        ForkResult::Child => {
+            let open = |path| {
+                File::options()
+                    .write(true)
+                    .custom_flags(libc::O_CLOEXEC)
+                    .open(path)
+            };
+            // Without both, init stays, and counts against the limit.
+            if let (Ok(runtime), Ok(limited)) = (open(procs), open(limited)) {
+                *RUNTIME_PROCS.lock().unwrap_or_else(|e| e.into_inner()) = Some(runtime);
+                LIMITED_PROCS.store(limited.into_raw_fd(), Ordering::Relaxed);
+            }
+        }
+        // On v2 with clone3 the helper never was in the cgroup.
+        ForkResult::Parent { .. } if joined => {
+            std::fs::write(procs, getpid().to_string()).map_err(|source| {
+                SetupError::JoinCgroup {
+                    path: procs.clone(),
+                    source,
+                }
+            })?;
+        }
+        ForkResult::Parent { .. } => {}
+    }
+    Ok(forked)
+}
+
+/// In init, before it forks the command: init leaves the limited cgroup, so that the
+/// pids limit counts the command's processes only; the command moves back in with
+/// [`enter_pids_limit`]. Best effort (see the module's notes); does nothing without a
+/// pids limit.
+pub(super) fn leave_pids_limit() {
+    let file = RUNTIME_PROCS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    let Some(mut file) = file else {
+        return;
+    };
+    // `0` is the writer itself, whatever pid namespace it is in.
+    if file.write_all(b"0").is_err() {
+        // Init stays, and the command is born in the limited cgroup.
+        let limited = LIMITED_PROCS.swap(-1, Ordering::Relaxed);
+        if limited >= 0 {
+            // SAFETY: the descriptor was opened by init and is closed only here.
+            unsafe { libc::close(limited) };
+        }
+    }
+}
+
+/// In the forked command, before anything of it runs: back into the limited cgroup that
+/// init left (see [`leave_pids_limit`]). A command that cannot get in is not run at all:
+/// it would run without its limit.
+///
+/// # Safety
+/// Only async-signal-safe calls: it runs between fork and exec.
+pub(super) unsafe fn enter_pids_limit() {
+    let limited = LIMITED_PROCS.load(Ordering::Relaxed);
+    if limited < 0 {
+        return;
+    }
+    // SAFETY: write(2) and _exit(2) are async-signal-safe; the buffers are static.
+    unsafe {
+        if libc::write(limited, b"0".as_ptr().cast(), 1) != 1 {
+            let message = b"rbuild: the command cannot join its pids-limited cgroup\n";
+            libc::write(2, message.as_ptr().cast(), message.len());
+            libc::_exit(125);
+        }
+        libc::close(limited);
+    }
+}
+
+/// Forks init, into the cgroup on v2 (`joined` is set when the helper had to join it).
+///
+/// # Safety
+/// As [`fork_init`].
+unsafe fn fork_into(
+    entry: &Entry,
+    config: &InitConfig,
+    joined: &mut bool,
 ) -> Result<ForkResult, SetupError> {
     if let Entry::Into(dir) = entry {
         let args = CloneArgs {
@@ -106,6 +224,7 @@ pub(super) unsafe fn fork_init(
             // An older kernel (no clone3, no CLONE_INTO_CGROUP): the v1 way.
             _ if matches!(Errno::last(), Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL) => {
                 join(config)?;
+                *joined = true;
             }
             _ => {
                 return Err(SetupError::Fork {

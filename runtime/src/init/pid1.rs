@@ -110,6 +110,7 @@ fn run(
         let slave = pty.as_ref().map(|pty| pty.slave.as_raw_fd());
         return Err(command.exec(slave));
     }
+    super::enter_cgroup::leave_pids_limit();
     let pid = command.spawn(pty.as_ref().map(|pty| pty.slave.as_raw_fd()))?;
     let relay = pty.map(|pty| {
         // Our copy of the slave must go, or the master never reports the end.

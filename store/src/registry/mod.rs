@@ -29,6 +29,7 @@ mod push;
 mod retry;
 mod sink;
 mod tls;
+mod upload;
 mod url;
 
 pub use cache::{

@@ -1,25 +1,22 @@
 //! Push: check the registry (one `GET /v2/`), compress the layers the store holds
-//! uncompressed, upload the blobs the registry lacks (a HEAD first, a cross-repository mount when the blob is known to live in
-//! another repository of the same registry, else a chunked upload that resumes where the
-//! registry says it stopped), then PUT the manifest.
+//! uncompressed, upload the blobs the registry lacks (see `upload`), then PUT the manifest.
 //!
 //! Compression is deterministic (gzip with a zero mtime and no name, or zstd, single
 //! stream, fixed levels), so the same layer always becomes the same blob and pushes of the
 //! same image have the same digest. The compressed blob is kept in the store and the
 //! store remembers which blob a layer compressed to, so a second push compresses nothing.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use reqwest::Method;
 use reqwest::header::{self, HeaderMap, HeaderValue};
-use reqwest::{Method, StatusCode};
 
+use super::TransferEvent;
 use super::client::{Registry, Repo, check_status};
 use super::error::{RegistryError, Result};
 use super::pull::join_all;
-use super::retry::backoff;
-use super::{BlobOutcome, TransferEvent};
 use crate::oci::{self, Descriptor, Manifest};
 use crate::reference::Reference;
 use crate::{Digest, Store};
@@ -301,7 +298,7 @@ impl Registry {
 
     /// Fetches `blob` into the store from a repository known to hold it (see
     /// [`Store::blob_sources`]).
-    async fn fetch_from_sources(&self, store: &Store, blob: &Descriptor) -> Result<()> {
+    pub(super) async fn fetch_from_sources(&self, store: &Store, blob: &Descriptor) -> Result<()> {
         let sources = {
             let store = store.clone();
             let digest = blob.digest.clone();
@@ -324,264 +321,11 @@ impl Registry {
             .into()
         }))
     }
-
-    /// Uploads one blob unless the registry has it (or can mount it).
-    async fn upload_blob(&self, store: &Store, repo: &Repo, blob: &Descriptor) -> Result<()> {
-        let digest = &blob.digest;
-        let head_url = repo.url(&format!("blobs/{digest}"));
-        let response = self
-            .send(repo, &head_url, true, || {
-                (Method::HEAD, HeaderMap::new(), None)
-            })
-            .await?;
-        if response.status().is_success() {
-            self.event(TransferEvent::BlobDone {
-                digest: digest.to_string(),
-                size: blob.size,
-                outcome: BlobOutcome::Skipped,
-            });
-            return Ok(());
-        }
-        if response.status() != StatusCode::NOT_FOUND {
-            check_status(response, "HEAD", &head_url).await?;
-        }
-        self.event(TransferEvent::BlobStarted {
-            digest: digest.to_string(),
-            size: blob.size,
-        });
-        // A repository of the same registry that has the blob: ask for a mount. The
-        // registry answers 201 (mounted) or 202 with an upload session, as without `mount`.
-        let source = {
-            let store = store.clone();
-            let digest = digest.clone();
-            let host = repo.endpoint.host.clone();
-            let own = format!("{}/{}", repo.endpoint.host, repo.repository);
-            tokio::task::spawn_blocking(move || {
-                store
-                    .blob_sources(&digest)
-                    .into_iter()
-                    .filter(|s| *s != own)
-                    .find_map(|s| s.strip_prefix(&format!("{host}/")).map(str::to_owned))
-            })
-            .await?
-        };
-        let mut session_repo = repo.clone();
-        let start_url = match &source {
-            Some(from) => {
-                session_repo.mount_from = vec![from.clone()];
-                format!("{}?mount={digest}&from={from}", repo.url("blobs/uploads/"))
-            }
-            None => repo.url("blobs/uploads/"),
-        };
-        let response = self
-            .send(&session_repo, &start_url, true, || {
-                let mut headers = HeaderMap::new();
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-                (Method::POST, headers, None)
-            })
-            .await?;
-        if source.is_some() && response.status() == StatusCode::CREATED {
-            self.event(TransferEvent::BlobDone {
-                digest: digest.to_string(),
-                size: blob.size,
-                outcome: BlobOutcome::Mounted,
-            });
-            return Ok(());
-        }
-        let response = check_status(response, "POST", &start_url).await?;
-        let mut location = location(&response, &repo.endpoint.base, &start_url)?;
-        if !store.has_blob(digest) {
-            // A layer of an imported build cache that no build needed as files: it is in
-            // the cache's repository, maybe on another registry. Fetch it to pass it on.
-            self.fetch_from_sources(store, blob).await?;
-        }
-        let path = store.blob_path(digest);
-        let size = blob.size;
-        let chunk_size = self.config.transfer.chunk_size;
-        let mut offset: u64 = 0;
-        let mut failures = 0;
-        if size <= chunk_size {
-            // Small enough for one request: PUT it whole.
-            let body = read_chunk(&path, 0, size).await?;
-            let url = with_digest(&location, digest);
-            let response = self
-                .send(repo, &url, true, || {
-                    let mut headers = HeaderMap::new();
-                    headers.insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/octet-stream"),
-                    );
-                    (Method::PUT, headers, Some(body.clone()))
-                })
-                .await?;
-            check_status(response, "PUT", &strip_query(&url)).await?;
-        } else {
-            while offset < size {
-                let length = chunk_size.min(size - offset);
-                let body = read_chunk(&path, offset, length).await?;
-                let range = format!("{}-{}", offset, offset + length - 1);
-                let sent = self
-                    .send(repo, &location, false, || {
-                        let mut headers = HeaderMap::new();
-                        headers.insert(
-                            header::CONTENT_TYPE,
-                            HeaderValue::from_static("application/octet-stream"),
-                        );
-                        headers.insert(
-                            header::CONTENT_RANGE,
-                            HeaderValue::from_str(&range).expect("a range is a valid header"),
-                        );
-                        (Method::PATCH, headers, Some(body.clone()))
-                    })
-                    .await;
-                let failure = match sent {
-                    Ok(response) if response.status() == StatusCode::ACCEPTED => {
-                        location = self::location(&response, &repo.endpoint.base, &location)?;
-                        offset = uploaded_end(&response).unwrap_or(offset + length);
-                        continue;
-                    }
-                    Ok(response)
-                        if response.status() == StatusCode::RANGE_NOT_SATISFIABLE
-                            || response.status().is_server_error()
-                            || response.status() == StatusCode::TOO_MANY_REQUESTS =>
-                    {
-                        format!("the registry answered {}", response.status())
-                    }
-                    Ok(response) => {
-                        check_status(response, "PATCH", &strip_query(&location)).await?;
-                        return Err(RegistryError::Status {
-                            method: "PATCH".to_owned(),
-                            url: strip_query(&location),
-                            status: 200,
-                            message: Some("expected 202 Accepted".to_owned()),
-                        });
-                    }
-                    Err(RegistryError::Transport { cause, .. }) => cause,
-                    Err(err) => return Err(err),
-                };
-                // Resume: ask the registry how much it has, and go on from there.
-                failures += 1;
-                if failures > self.config.transfer.retries {
-                    return Err(RegistryError::Status {
-                        method: "PATCH".to_owned(),
-                        url: strip_query(&location),
-                        status: 0,
-                        message: Some(format!("the upload kept failing: {failure}")),
-                    });
-                }
-                self.event(TransferEvent::Retrying {
-                    what: format!("upload of {digest}"),
-                    attempt: failures,
-                    reason: failure,
-                });
-                tokio::time::sleep(backoff(failures)).await;
-                let status_url = location.clone();
-                let response = self
-                    .send(repo, &status_url, true, || {
-                        (Method::GET, HeaderMap::new(), None)
-                    })
-                    .await?;
-                if response.status() == StatusCode::NO_CONTENT {
-                    location = self::location(&response, &repo.endpoint.base, &location)?;
-                    offset = uploaded_end(&response).unwrap_or(0);
-                } else {
-                    // The session is gone: start a new one from the beginning.
-                    let response = self
-                        .send(repo, &repo.url("blobs/uploads/"), true, || {
-                            (Method::POST, HeaderMap::new(), None)
-                        })
-                        .await?;
-                    let response =
-                        check_status(response, "POST", &repo.url("blobs/uploads/")).await?;
-                    location = self::location(&response, &repo.endpoint.base, &location)?;
-                    offset = 0;
-                }
-            }
-            let url = with_digest(&location, digest);
-            let response = self
-                .send(repo, &url, true, || {
-                    let mut headers = HeaderMap::new();
-                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-                    (Method::PUT, headers, None)
-                })
-                .await?;
-            check_status(response, "PUT", &strip_query(&url)).await?;
-        }
-        self.event(TransferEvent::BlobDone {
-            digest: digest.to_string(),
-            size,
-            outcome: BlobOutcome::Uploaded,
-        });
-        Ok(())
-    }
 }
 
 fn is_uncompressed(media_type: &str) -> bool {
     media_type == oci::MEDIA_TYPE_LAYER
         || media_type == "application/vnd.docker.image.rootfs.diff.tar"
-}
-
-/// The upload URL a registry answered with (`Location`, possibly relative).
-fn location(response: &reqwest::Response, base: &str, previous: &str) -> Result<String> {
-    let value = response
-        .headers()
-        .get(header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| RegistryError::Status {
-            method: "POST".to_owned(),
-            url: strip_query(previous),
-            status: response.status().as_u16(),
-            message: Some("the registry sent no upload location".to_owned()),
-        })?;
-    let base = reqwest::Url::parse(&format!("{base}/")).expect("endpoint bases are URLs");
-    base.join(value)
-        .map(|u| u.to_string())
-        .map_err(|_| RegistryError::Status {
-            method: "POST".to_owned(),
-            url: strip_query(previous),
-            status: response.status().as_u16(),
-            message: Some(format!("the upload location `{value}` is not a URL")),
-        })
-}
-
-/// The offset after the last byte the registry has (`Range: 0-1023` → 1024).
-fn uploaded_end(response: &reqwest::Response) -> Option<u64> {
-    let value = response.headers().get(header::RANGE)?.to_str().ok()?;
-    let end: u64 = value
-        .trim_start_matches("bytes=")
-        .split('-')
-        .nth(1)?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(end + 1)
-}
-
-fn with_digest(location: &str, digest: &Digest) -> String {
-    let separator = if location.contains('?') { '&' } else { '?' };
-    format!("{location}{separator}digest={digest}")
-}
-
-/// Upload URLs carry session state in their query: left out of messages.
-fn strip_query(url: &str) -> String {
-    url.split('?').next().unwrap_or(url).to_owned()
-}
-
-async fn read_chunk(path: &std::path::Path, offset: u64, length: u64) -> Result<Bytes> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || -> Result<Bytes> {
-        let io = |source| RegistryError::Io {
-            action: "read blob",
-            path: path.clone(),
-            source,
-        };
-        let mut file = std::fs::File::open(&path).map_err(io)?;
-        file.seek(SeekFrom::Start(offset)).map_err(io)?;
-        let mut buffer = vec![0; length as usize];
-        file.read_exact(&mut buffer).map_err(io)?;
-        Ok(Bytes::from(buffer))
-    })
-    .await?
 }
 
 const SOURCES_PREFIX: &str = "blob-sources/";
@@ -684,16 +428,6 @@ mod tests {
             decompressed.read_to_end(&mut out).unwrap();
             assert_eq!(out, bytes);
         }
-    }
-
-    #[test]
-    fn upload_urls() {
-        let digest = Digest::of(b"x");
-        assert_eq!(
-            with_digest("http://r/v2/a/blobs/uploads/u?_state=s", &digest),
-            format!("http://r/v2/a/blobs/uploads/u?_state=s&digest={digest}")
-        );
-        assert_eq!(strip_query("http://r/u?_state=secret"), "http://r/u");
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! One sandbox's cgroup: created with its limits (memory without swap, pids, CPU quota,
 //! cpuset), read for OOM kills, killed and removed.
+//!
+//! A pids limit counts the command's processes only, as Docker's does: rbuild's own (the
+//! helper, and init when it is not the command) leave the limited cgroup for a sibling
+//! one, `<id>.runtime`, once the cgroup namespace is made (see `init::enter_cgroup`).
 
 use std::fs;
 use std::io;
@@ -9,8 +13,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::{
-    CgroupVersion, Hierarchy, RUNTIME_PIDS, create_dir, create_dir_all, enable_controllers,
-    read_file, read_keyed, write_file,
+    CgroupVersion, Hierarchy, create_dir, create_dir_all, enable_controllers, read_file,
+    read_keyed, write_file,
 };
 use crate::error::Error;
 use crate::spec::Limits;
@@ -23,6 +27,16 @@ pub(crate) struct SandboxCgroup {
     pids: Option<PathBuf>,
     cpu: Option<PathBuf>,
     cpuset: Option<PathBuf>,
+    /// With a pids limit: the sibling of `pids` that rbuild's own processes move to, so
+    /// that the limit is the command's alone.
+    runtime: Option<PathBuf>,
+}
+
+/// The cgroup of rbuild's own processes beside the sandbox's limited `pids` one.
+fn runtime_dir(pids: &Path) -> PathBuf {
+    let mut name = pids.file_name().unwrap_or_default().to_owned();
+    name.push(".runtime");
+    pids.with_file_name(name)
 }
 
 impl SandboxCgroup {
@@ -33,6 +47,11 @@ impl SandboxCgroup {
             mount
                 .as_ref()
                 .map(|mount| mount.join(parent).join(id))
+                .filter(|dir| dir.is_dir())
+        };
+        let runtime = |pids: &Option<PathBuf>| {
+            pids.as_ref()
+                .map(|mount| runtime_dir(&mount.join(parent).join(id)))
                 .filter(|dir| dir.is_dir())
         };
         match hierarchy {
@@ -48,10 +67,12 @@ impl SandboxCgroup {
                 pids: existing(pids),
                 cpu: existing(cpu),
                 cpuset: existing(cpuset),
+                runtime: runtime(pids),
             },
             Hierarchy::V2 { root: mount } => SandboxCgroup {
                 version: Some(CgroupVersion::V2),
                 pids: existing(&Some(mount.clone())),
+                runtime: runtime(&Some(mount.clone())),
                 ..SandboxCgroup::default()
             },
             Hierarchy::Unavailable { version, .. } => SandboxCgroup {
@@ -74,6 +95,7 @@ impl SandboxCgroup {
             ..SandboxCgroup::default()
         };
         let result = cgroup.create_dirs(hierarchy, parent, id, limits);
+        let result = result.and_then(|()| cgroup.create_runtime_dir(limits));
         let result = result.and_then(|()| cgroup.apply_limits(limits));
         if let Err(err) = result {
             let _ = cgroup.try_remove();
@@ -206,6 +228,18 @@ impl SandboxCgroup {
         }
     }
 
+    /// With a pids limit, the sibling cgroup rbuild's own processes leave the limited one
+    /// for. On v2 it is a leaf beside the sandbox's, under the same parent (whose
+    /// controllers it gets, with no limit); on v1 it exists in the pids hierarchy only.
+    fn create_runtime_dir(&mut self, limits: &Limits) -> Result<(), Error> {
+        if let (Some(_), Some(pids)) = (limits.pids, &self.pids) {
+            let dir = runtime_dir(pids);
+            create_dir(&dir)?;
+            self.runtime = Some(dir);
+        }
+        Ok(())
+    }
+
     pub(crate) fn apply_limits(&self, limits: &Limits) -> Result<(), Error> {
         if let (Some(bytes), Some(dir)) = (limits.memory_bytes, &self.memory) {
             let bytes = bytes.to_string();
@@ -229,7 +263,6 @@ impl SandboxCgroup {
             }
         }
         if let (Some(pids), Some(dir)) = (limits.pids, &self.pids) {
-            let pids = pids.saturating_add(RUNTIME_PIDS);
             write_file(&dir.join("pids.max"), &pids.to_string())?;
         }
         if let (Some(quota), Some(dir)) = (&limits.cpu, &self.cpu) {
@@ -261,7 +294,20 @@ impl SandboxCgroup {
         self.version.unwrap_or(CgroupVersion::V1)
     }
 
-    /// The cgroup directories, each once.
+    /// The `cgroup.procs` of the cgroup rbuild's own processes move to (see
+    /// `create_runtime_dir`), when there is one.
+    pub(crate) fn runtime_procs(&self) -> Option<PathBuf> {
+        self.runtime.as_ref().map(|dir| dir.join("cgroup.procs"))
+    }
+
+    /// The `cgroup.procs` of the limited pids cgroup, when rbuild's own processes leave
+    /// it (see `runtime_procs`).
+    pub(crate) fn limited_procs(&self) -> Option<PathBuf> {
+        self.runtime.as_ref()?;
+        self.pids.as_ref().map(|dir| dir.join("cgroup.procs"))
+    }
+
+    /// The cgroup directories the helper joins, each once.
     pub(crate) fn dirs(&self) -> Vec<&Path> {
         let mut dirs: Vec<&Path> = Vec::with_capacity(4);
         for dir in [&self.memory, &self.pids, &self.cpu, &self.cpuset]
@@ -315,14 +361,25 @@ impl SandboxCgroup {
         }
     }
 
+    /// Every directory of the sandbox: those the helper joins and rbuild's own.
+    fn all_dirs(&self) -> Vec<&Path> {
+        let mut dirs = self.dirs();
+        dirs.extend(self.runtime.as_deref());
+        dirs
+    }
+
     /// SIGKILLs every process in the cgroup. Best effort: a process that is gone is fine.
     pub(crate) fn kill(&self) {
         // `cgroup.kill` (v2, Linux 5.14) kills atomically, forks in flight included.
-        if self.version() == CgroupVersion::V2
-            && let Some(dir) = self.dirs().first()
-            && write_file(&dir.join("cgroup.kill"), "1").is_ok()
-        {
-            return;
+        if self.version() == CgroupVersion::V2 {
+            let dirs = self.all_dirs();
+            let killed = dirs
+                .iter()
+                .filter(|dir| write_file(&dir.join("cgroup.kill"), "1").is_ok())
+                .count();
+            if !dirs.is_empty() && killed == dirs.len() {
+                return;
+            }
         }
         // Without `cgroup.kill` a fork can race with the listing, so list again; the
         // sandbox's init is among the listed processes and its death takes down its whole
@@ -341,7 +398,7 @@ impl SandboxCgroup {
     /// The processes in the cgroup (pids in the caller's pid namespace).
     pub(crate) fn pids(&self) -> Vec<i32> {
         let mut pids = Vec::new();
-        for dir in self.dirs() {
+        for dir in self.all_dirs() {
             if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
                 pids.extend(
                     text.lines()
@@ -357,7 +414,7 @@ impl SandboxCgroup {
     /// Removes the cgroup directories; a directory already gone is fine. Fails with
     /// `EBUSY` while processes are still leaving.
     pub(crate) fn try_remove(&self) -> Result<(), (PathBuf, io::Error)> {
-        for dir in self.dirs() {
+        for dir in self.all_dirs() {
             match fs::remove_dir(dir) {
                 Ok(()) => {}
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {}
@@ -397,398 +454,4 @@ fn create_cpuset_parents(mount: &Path, parent: &str) -> Result<PathBuf, Error> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::spec::CpuQuota;
-
-    /// Creates the directories without writing limits: fake trees have no control files
-    /// until the test writes them.
-    fn dirs_only(hierarchy: &Hierarchy, parent: &str, id: &str, limits: &Limits) -> SandboxCgroup {
-        let mut cgroup = SandboxCgroup {
-            version: Some(hierarchy.version()),
-            ..SandboxCgroup::default()
-        };
-        cgroup.create_dirs(hierarchy, parent, id, limits).unwrap();
-        cgroup
-    }
-
-    /// A v1 hierarchy with only the memory controller, at `root`.
-    fn memory_only(root: &Path) -> Hierarchy {
-        Hierarchy::V1 {
-            memory: Some(root.to_owned()),
-            pids: None,
-            cpu: None,
-            cpuset: None,
-            mounts: Vec::new(),
-        }
-    }
-
-    fn touch(path: &Path, content: &str) {
-        fs::write(path, content).unwrap();
-    }
-
-    #[test]
-    fn v1_creates_per_controller_dirs_and_writes_limits() {
-        let temp = tempfile::tempdir().unwrap();
-        let memory = temp.path().join("memory");
-        let pids = temp.path().join("pids");
-        fs::create_dir_all(&memory).unwrap();
-        fs::create_dir_all(&pids).unwrap();
-        let hierarchy = Hierarchy::V1 {
-            memory: Some(memory.clone()),
-            pids: Some(pids.clone()),
-            cpu: None,
-            cpuset: None,
-            mounts: Vec::new(),
-        };
-        let limits = Limits {
-            memory_bytes: Some(32 << 20),
-            pids: Some(20),
-            ..Limits::default()
-        };
-        // The fake tree has no control files, so writing limits fails, and the failure
-        // removes what was created.
-        let err = SandboxCgroup::create(&hierarchy, "rbuild", "sb1", &limits).unwrap_err();
-        assert!(matches!(err, Error::WriteCgroup { .. }), "{err:?}");
-        assert!(!memory.join("rbuild/sb1").exists());
-
-        // Without a memory limit there is no memory cgroup.
-        let cgroup =
-            SandboxCgroup::create(&hierarchy, "rbuild", "sb0", &Limits::default()).unwrap();
-        assert_eq!(cgroup.dirs(), vec![pids.join("rbuild/sb0")]);
-        assert!(!memory.join("rbuild/sb0").exists());
-        assert!(!cgroup.oom_killed(true));
-
-        let cgroup = dirs_only(&hierarchy, "rbuild", "sb1", &limits);
-        assert_eq!(
-            cgroup.dirs(),
-            vec![memory.join("rbuild/sb1"), pids.join("rbuild/sb1")]
-        );
-        assert_eq!(
-            cgroup.procs_files(),
-            vec![
-                memory.join("rbuild/sb1/cgroup.procs"),
-                pids.join("rbuild/sb1/cgroup.procs")
-            ]
-        );
-        let dir = memory.join("rbuild/sb1");
-        touch(&dir.join("memory.limit_in_bytes"), "9223372036854771712\n");
-        touch(
-            &dir.join("memory.memsw.limit_in_bytes"),
-            "9223372036854771712\n",
-        );
-        touch(&pids.join("rbuild/sb1/pids.max"), "max\n");
-        cgroup.apply_limits(&limits).unwrap();
-        assert_eq!(
-            fs::read_to_string(dir.join("memory.limit_in_bytes")).unwrap(),
-            "33554432"
-        );
-        assert_eq!(
-            fs::read_to_string(dir.join("memory.memsw.limit_in_bytes")).unwrap(),
-            "33554432"
-        );
-        assert_eq!(
-            fs::read_to_string(pids.join("rbuild/sb1/pids.max")).unwrap(),
-            "22"
-        );
-        assert_eq!(cgroup.version(), CgroupVersion::V1);
-
-        // A second sandbox with the same id is refused.
-        assert!(matches!(
-            SandboxCgroup::create(&hierarchy, "rbuild", "sb1", &Limits::default()),
-            Err(Error::CreateCgroup { .. })
-        ));
-    }
-
-    #[test]
-    fn v1_without_memsw_writes_only_the_memory_limit() {
-        let temp = tempfile::tempdir().unwrap();
-        let hierarchy = memory_only(temp.path());
-        let cgroup = SandboxCgroup::create(&hierarchy, "", "sb", &Limits::default()).unwrap();
-        let dir = temp.path().join("sb");
-        assert_eq!(cgroup.dirs(), vec![dir.as_path()]);
-        touch(&dir.join("memory.limit_in_bytes"), "");
-        let limits = Limits {
-            memory_bytes: Some(1000),
-            pids: None,
-            ..Limits::default()
-        };
-        cgroup.apply_limits(&limits).unwrap();
-        assert_eq!(
-            fs::read_to_string(dir.join("memory.limit_in_bytes")).unwrap(),
-            "1000"
-        );
-        assert!(!dir.join("memory.memsw.limit_in_bytes").exists());
-    }
-
-    #[test]
-    fn v1_missing_controller_for_a_limit_is_an_error() {
-        let temp = tempfile::tempdir().unwrap();
-        let hierarchy = memory_only(temp.path());
-        let limits = Limits {
-            memory_bytes: None,
-            pids: Some(5),
-            ..Limits::default()
-        };
-        let err = SandboxCgroup::create(&hierarchy, "rbuild", "sb", &limits).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::MissingController {
-                    controller: "pids",
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-        assert!(!temp.path().join("rbuild/sb").exists());
-    }
-
-    fn fake_v2_level(dir: &Path, controllers: &str) {
-        fs::create_dir_all(dir).unwrap();
-        touch(&dir.join("cgroup.controllers"), controllers);
-        touch(&dir.join("cgroup.subtree_control"), "");
-    }
-
-    #[test]
-    fn v2_enables_controllers_in_each_parent_and_writes_limits() {
-        let temp = tempfile::tempdir().unwrap();
-        let root = temp.path();
-        fake_v2_level(root, "cpuset cpu io memory hugetlb pids rdma misc\n");
-        fake_v2_level(&root.join("rbuild"), "memory pids\n");
-        fake_v2_level(&root.join("rbuild/nested"), "memory pids\n");
-        // Already enabled at the nested level: not written again.
-        touch(
-            &root.join("rbuild/nested/cgroup.subtree_control"),
-            "memory pids\n",
-        );
-        let hierarchy = Hierarchy::V2 {
-            root: root.to_owned(),
-        };
-        let cgroup =
-            SandboxCgroup::create(&hierarchy, "rbuild/nested", "sb", &Limits::default()).unwrap();
-        let dir = root.join("rbuild/nested/sb");
-        assert_eq!(cgroup.dirs(), vec![dir.as_path()]);
-        assert_eq!(cgroup.procs_files(), vec![dir.join("cgroup.procs")]);
-        assert_eq!(
-            fs::read_to_string(root.join("cgroup.subtree_control")).unwrap(),
-            "+memory +pids"
-        );
-        assert_eq!(
-            fs::read_to_string(root.join("rbuild/cgroup.subtree_control")).unwrap(),
-            "+memory +pids"
-        );
-        assert_eq!(
-            fs::read_to_string(root.join("rbuild/nested/cgroup.subtree_control")).unwrap(),
-            "memory pids\n"
-        );
-
-        touch(&dir.join("memory.max"), "max\n");
-        touch(&dir.join("memory.swap.max"), "max\n");
-        touch(&dir.join("pids.max"), "max\n");
-        let limits = Limits {
-            memory_bytes: Some(64 << 20),
-            pids: Some(100),
-            ..Limits::default()
-        };
-        cgroup.apply_limits(&limits).unwrap();
-        assert_eq!(
-            fs::read_to_string(dir.join("memory.max")).unwrap(),
-            "67108864"
-        );
-        assert_eq!(
-            fs::read_to_string(dir.join("memory.swap.max")).unwrap(),
-            "0"
-        );
-        assert_eq!(fs::read_to_string(dir.join("pids.max")).unwrap(), "102");
-
-        assert!(!cgroup.oom_killed(true));
-        touch(
-            &dir.join("memory.events"),
-            "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n",
-        );
-        assert!(cgroup.oom_killed(false));
-
-        touch(&dir.join("cgroup.procs"), "");
-        assert!(cgroup.pids().is_empty());
-    }
-
-    #[test]
-    fn v2_missing_controller_for_a_limit_is_an_error() {
-        let temp = tempfile::tempdir().unwrap();
-        fake_v2_level(temp.path(), "cpu io\n");
-        let hierarchy = Hierarchy::V2 {
-            root: temp.path().to_owned(),
-        };
-        let limits = Limits {
-            memory_bytes: Some(1 << 20),
-            pids: None,
-            ..Limits::default()
-        };
-        let err = SandboxCgroup::create(&hierarchy, "rbuild", "sb", &limits).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::MissingController {
-                    controller: "memory",
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-        // Without any controller the cgroup still exists, for kill and cleanup.
-        let cgroup = SandboxCgroup::create(&hierarchy, "rbuild", "sb", &Limits::default()).unwrap();
-        assert_eq!(cgroup.dirs(), vec![temp.path().join("rbuild/sb")]);
-        assert!(!cgroup.oom_killed(true));
-    }
-
-    #[test]
-    fn v1_oom_from_oom_control_or_failcnt() {
-        let temp = tempfile::tempdir().unwrap();
-        let hierarchy = memory_only(temp.path());
-        let cgroup = SandboxCgroup::create(&hierarchy, "", "sb", &Limits::default()).unwrap();
-        let dir = temp.path().join("sb");
-        touch(&dir.join("memory.failcnt"), "3\n");
-        assert!(cgroup.oom_killed(true));
-        assert!(!cgroup.oom_killed(false));
-        touch(
-            &dir.join("memory.oom_control"),
-            "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
-        );
-        assert!(!cgroup.oom_killed(true));
-        touch(
-            &dir.join("memory.oom_control"),
-            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
-        );
-        assert!(cgroup.oom_killed(false));
-    }
-
-    #[test]
-    fn v1_cpu_quota_and_cpuset() {
-        let temp = tempfile::tempdir().unwrap();
-        let cpu = temp.path().join("cpu");
-        let cpuset = temp.path().join("cpuset");
-        let pids = temp.path().join("pids");
-        for dir in [&cpu, &cpuset, &pids] {
-            fs::create_dir_all(dir).unwrap();
-        }
-        touch(&cpuset.join("cpuset.cpus"), "0-1\n");
-        touch(&cpuset.join("cpuset.mems"), "0\n");
-        // The `rbuild` level exists and is still empty, as the kernel makes it.
-        fs::create_dir(cpuset.join("rbuild")).unwrap();
-        touch(&cpuset.join("rbuild/cpuset.cpus"), "\n");
-        touch(&cpuset.join("rbuild/cpuset.mems"), "\n");
-        let hierarchy = Hierarchy::V1 {
-            memory: None,
-            pids: Some(pids.clone()),
-            cpu: Some(cpu.clone()),
-            cpuset: Some(cpuset.clone()),
-            mounts: Vec::new(),
-        };
-        let limits = Limits {
-            cpu: CpuQuota::from_cpus(0.5),
-            cpuset_cpus: Some("1".into()),
-            ..Limits::default()
-        };
-        let cgroup = dirs_only(&hierarchy, "rbuild", "sb", &limits);
-        assert_eq!(
-            cgroup.dirs(),
-            vec![
-                pids.join("rbuild/sb"),
-                cpu.join("rbuild/sb"),
-                cpuset.join("rbuild/sb")
-            ]
-        );
-        // The parent level got its cpus and memory nodes from the root.
-        assert_eq!(
-            fs::read_to_string(cpuset.join("rbuild/cpuset.cpus")).unwrap(),
-            "0-1"
-        );
-        assert_eq!(
-            fs::read_to_string(cpuset.join("rbuild/cpuset.mems")).unwrap(),
-            "0"
-        );
-        for file in ["cpu.cfs_period_us", "cpu.cfs_quota_us"] {
-            touch(&cpu.join("rbuild/sb").join(file), "-1\n");
-        }
-        for file in ["cpuset.cpus", "cpuset.mems"] {
-            touch(&cpuset.join("rbuild/sb").join(file), "\n");
-        }
-        cgroup.apply_limits(&limits).unwrap();
-        let read = |path: PathBuf| fs::read_to_string(path).unwrap();
-        assert_eq!(read(cpu.join("rbuild/sb/cpu.cfs_period_us")), "100000");
-        assert_eq!(read(cpu.join("rbuild/sb/cpu.cfs_quota_us")), "50000");
-        assert_eq!(read(cpuset.join("rbuild/sb/cpuset.cpus")), "1");
-        assert_eq!(read(cpuset.join("rbuild/sb/cpuset.mems")), "0");
-
-        // Without the controller, a CPU limit is an error.
-        let without = Hierarchy::V1 {
-            memory: None,
-            pids: Some(pids.clone()),
-            cpu: None,
-            cpuset: None,
-            mounts: Vec::new(),
-        };
-        let err = SandboxCgroup::create(&without, "rbuild", "sb2", &limits).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::MissingController {
-                    controller: "cpu",
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-        assert!(!pids.join("rbuild/sb2").exists());
-    }
-
-    #[test]
-    fn v2_cpu_max_and_cpuset() {
-        let temp = tempfile::tempdir().unwrap();
-        let root = temp.path();
-        fake_v2_level(root, "cpuset cpu memory pids\n");
-        let hierarchy = Hierarchy::V2 {
-            root: root.to_owned(),
-        };
-        let limits = Limits {
-            cpu: CpuQuota::from_cpus(1.5),
-            cpuset_cpus: Some("0".into()),
-            ..Limits::default()
-        };
-        fake_v2_level(&root.join("rbuild"), "cpuset cpu memory pids\n");
-        let cgroup = dirs_only(&hierarchy, "rbuild", "sb", &limits);
-        let dir = root.join("rbuild/sb");
-        assert_eq!(cgroup.dirs(), vec![dir.as_path()]);
-        assert_eq!(
-            fs::read_to_string(root.join("rbuild/cgroup.subtree_control")).unwrap(),
-            "+memory +pids +cpu +cpuset"
-        );
-        touch(&dir.join("cpu.max"), "max 100000\n");
-        touch(&dir.join("cpuset.cpus"), "\n");
-        cgroup.apply_limits(&limits).unwrap();
-        assert_eq!(
-            fs::read_to_string(dir.join("cpu.max")).unwrap(),
-            "150000 100000"
-        );
-        assert_eq!(fs::read_to_string(dir.join("cpuset.cpus")).unwrap(), "0");
-
-        // Without `cpu` in the root's controllers, a quota is an error.
-        let temp = tempfile::tempdir().unwrap();
-        fake_v2_level(temp.path(), "memory pids\n");
-        let hierarchy = Hierarchy::V2 {
-            root: temp.path().to_owned(),
-        };
-        let err = SandboxCgroup::create(&hierarchy, "rbuild", "sb", &limits).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::MissingController {
-                    controller: "cpu",
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-    }
-}
+mod tests;
