@@ -64,6 +64,11 @@ pub enum BuildError {
         #[source]
         source: crate::ignore::IgnoreError,
     },
+    #[error("the build context `{name}` ({path}) is not a readable directory")]
+    NamedContext {
+        name: String,
+        path: std::path::PathBuf,
+    },
     #[error("the build context {path} is not a readable directory")]
     Context {
         path: std::path::PathBuf,

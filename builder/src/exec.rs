@@ -70,6 +70,11 @@ impl SolveContext {
             store: self.builder.store.clone(),
             context_root: self.context.root.clone(),
             ignore: self.context.ignore.clone(),
+            named_roots: self
+                .named
+                .iter()
+                .map(|(name, context)| (name.clone(), context.root.clone()))
+                .collect(),
             secrets: self.opts.secrets.clone(),
             sources,
             cancel: self.cancel.clone(),

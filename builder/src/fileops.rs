@@ -28,7 +28,11 @@ impl SolveContext {
         let snapshotter = self.builder.snapshotter.clone();
         let parent_lowers = parent.lowers.clone();
         let source_lowers = source.map(|s| s.lowers.clone());
-        let context = self.context.root.clone();
+        // The build context, or the named context the COPY reads from.
+        let context = match &copy_op.source {
+            CopySource::Named(name) => self.named_context(name)?.root.clone(),
+            _ => self.context.root.clone(),
+        };
         let context_ignore = self.context.ignore.clone();
         let copy_op = copy_op.clone();
         let origin = origin.to_owned();
@@ -54,7 +58,9 @@ impl SolveContext {
                     root.on_host(&scratch).map_err(|e| step_err(e.into()))?;
                 let mut mounts: Vec<HostMount> = root_mount.into_iter().collect();
                 let (source_root, sources) = match &copy_op.source {
-                    CopySource::Context => (context.clone(), copy_op.sources.clone()),
+                    CopySource::Context | CopySource::Named(_) => {
+                        (context.clone(), copy_op.sources.clone())
+                    }
                     CopySource::Op(_) => match source_lowers.as_ref().filter(|l| !l.is_empty()) {
                         Some(lowers) => {
                             let at = scratch.join("source");

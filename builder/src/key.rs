@@ -83,13 +83,15 @@ impl SolveContext {
                 // What a bind mount of the context shows is read like a COPY source; a
                 // mount of another op is covered by that op's key, among the inputs.
                 for mount in &exec.mounts {
-                    if let ExecMount::Bind(BindMount {
-                        source: MountSource::Context,
-                        path,
-                        ..
-                    }) = mount
-                    {
-                        let ctx = &self.context;
+                    let ExecMount::Bind(BindMount { source, path, .. }) = mount else {
+                        continue;
+                    };
+                    let ctx = match source {
+                        MountSource::Context => Some(&self.context),
+                        MountSource::Named(name) => Some(self.named_context(name)?),
+                        MountSource::Op(_) => None,
+                    };
+                    if let Some(ctx) = ctx {
                         let (checksum, files) =
                             tokio::task::block_in_place(|| ctx.checksum_path(path)).map_err(
                                 |source| BuildError::StepFailed {
@@ -104,7 +106,12 @@ impl SolveContext {
                 }
             }
             OpKind::Copy(copy) => {
-                if let CopySource::Context = copy.source {
+                let ctx = match &copy.source {
+                    CopySource::Context => Some(&self.context),
+                    CopySource::Named(name) => Some(self.named_context(name)?),
+                    _ => None,
+                };
+                if let Some(ctx) = ctx {
                     let sources: Vec<String> = copy
                         .sources
                         .iter()
@@ -128,7 +135,6 @@ impl SolveContext {
                             .map_err(|_| BuildError::Cancelled)?;
                         let (checksum, files) = {
                             // Hashing reads files: keep it off the async workers.
-                            let ctx = &self.context;
                             tokio::task::block_in_place(|| {
                                 ctx.checksum_files(&sources, exclude.as_ref())
                             })

@@ -40,4 +40,4 @@ pub use mounts::MountError;
 pub use progress::{Event, Progress, Silent, Stream};
 pub use secrets::{SecretError, SecretSource};
 pub use snapshotter::Snapshotter;
-pub use solve::{BuildOptions, BuildResult, Builder, Cancel, Miss};
+pub use solve::{BuildOptions, BuildResult, Builder, Cancel, Miss, NamedContextSource};

@@ -74,6 +74,8 @@ pub(crate) struct MountRequest {
     pub store: Store,
     pub context_root: PathBuf,
     pub ignore: IgnoreMatcher,
+    /// The directories of local named contexts (`--build-context NAME=DIR`), by name.
+    pub named_roots: BTreeMap<String, PathBuf>,
     pub secrets: BTreeMap<String, SecretSource>,
     /// The directories (top first) of each op a mount reads, and what to call it in
     /// messages.
@@ -196,10 +198,25 @@ fn bind_mount(
     empty: &Path,
 ) -> Result<Mount, MountError> {
     let target = PathBuf::from(&bind.target);
-    let (found, origin) = match bind.source {
+    let named_origin;
+    let (found, origin) = match &bind.source {
+        MountSource::Named(name) => {
+            let root = request.named_roots.get(name).ok_or_else(|| {
+                io_error("find", Path::new(name))(io::Error::from(io::ErrorKind::NotFound))
+            })?;
+            let whiteouts = step.scratch(&request.store, index)?.join("ignored");
+            let found = context_source(root, &IgnoreMatcher::default(), &bind.path, &whiteouts)?;
+            named_origin = format!("the build context `{name}`");
+            (found, named_origin.as_str())
+        }
         MountSource::Context => {
             let whiteouts = step.scratch(&request.store, index)?.join("ignored");
-            let found = context_source(request, &bind.path, &whiteouts)?;
+            let found = context_source(
+                &request.context_root,
+                &request.ignore,
+                &bind.path,
+                &whiteouts,
+            )?;
             if let Found::Dir(dirs) = &found
                 && dirs.len() == 1
                 && !bind.readwrite
@@ -215,7 +232,7 @@ fn bind_mount(
             (found, "the build context")
         }
         MountSource::Op(id) => {
-            let (layers, origin) = &request.sources[&id];
+            let (layers, origin) = &request.sources[id];
             let found = lowers::lookup(layers, &bind.path)
                 .map_err(io_error("look up", Path::new(&bind.path)))?;
             (found, origin.as_str())
@@ -294,17 +311,17 @@ fn bind_mount(
 /// layer of whiteouts at `whiteouts` for what `.dockerignore` excludes below it, then the
 /// directory), or a file.
 fn context_source(
-    request: &MountRequest,
+    root: &Path,
+    ignore: &IgnoreMatcher,
     path: &str,
     whiteouts: &Path,
 ) -> Result<Found, MountError> {
-    let root = &request.context_root;
     let host = resolve_in_root(root, path, true).map_err(io_error("resolve", Path::new(path)))?;
     let rel = host
         .strip_prefix(root)
         .map(|rel| rel.to_string_lossy().into_owned())
         .unwrap_or_default();
-    if request.ignore.is_excluded(&rel) {
+    if ignore.is_excluded(&rel) {
         return Ok(Found::Missing);
     }
     let meta = match fs::metadata(&host) {
@@ -315,12 +332,12 @@ fn context_source(
     if !meta.is_dir() {
         return Ok(Found::Other(host));
     }
-    if request.ignore.is_empty() {
+    if ignore.is_empty() {
         return Ok(Found::Dir(vec![host]));
     }
     fs::create_dir(whiteouts).map_err(io_error("create", whiteouts))?;
     // The whiteout layer goes with the step's other scratch dirs.
-    if whiteout_excluded(&request.ignore, &host, &rel, whiteouts)? {
+    if whiteout_excluded(ignore, &host, &rel, whiteouts)? {
         Ok(Found::Dir(vec![whiteouts.to_owned(), host]))
     } else {
         Ok(Found::Dir(vec![host]))

@@ -64,6 +64,18 @@ pub struct BuildOptions {
     /// Their layers are fetched only when a step that needs them as files runs, or when
     /// they are part of the result.
     pub cache_from: Vec<CacheImport>,
+    /// `--build-context NAME=...`: what `FROM NAME`, `COPY --from=NAME` and
+    /// `RUN --mount=from=NAME` read instead of a stage or an image of that name.
+    pub named_contexts: BTreeMap<String, NamedContextSource>,
+}
+
+/// Where a named build context's files come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContextSource {
+    /// `docker-image://REF`: an image (normalized reference), found or pulled like a base.
+    Image(String),
+    /// A local directory, read as the build context is (without an ignore file).
+    Dir(PathBuf),
 }
 
 /// The image a build produced.
@@ -183,9 +195,36 @@ impl Builder {
             });
         }
         let dockerfile = frontend::parse(&opts.dockerfile)?;
+        let mut named = BTreeMap::new();
+        let mut named_contexts = BTreeMap::new();
+        for (name, source) in &opts.named_contexts {
+            named_contexts.insert(
+                name.clone(),
+                match source {
+                    NamedContextSource::Image(reference) => {
+                        frontend::NamedContext::Image(reference.clone())
+                    }
+                    NamedContextSource::Dir(dir) => {
+                        let root = std::fs::canonicalize(dir)
+                            .ok()
+                            .filter(|root| root.is_dir())
+                            .ok_or_else(|| BuildError::NamedContext {
+                                name: name.clone(),
+                                path: dir.clone(),
+                            })?;
+                        named.insert(
+                            name.clone(),
+                            Context::open(root, IgnoreMatcher::default(), &self.store),
+                        );
+                        frontend::NamedContext::Local
+                    }
+                },
+            );
+        }
         let convert_opts = frontend::ConvertOptions {
             build_args: opts.build_args.clone(),
             target: opts.target.clone(),
+            named_contexts,
             ..Default::default()
         };
         let mut bases = HashMap::new();
@@ -233,6 +272,7 @@ impl Builder {
             builder: self.clone(),
             opts,
             context,
+            named,
             bases,
             progress,
             cancel,
@@ -269,6 +309,9 @@ impl Builder {
         })
         .await?;
         ctx.context.save_hashes(&self.store);
+        for named in ctx.named.values() {
+            named.save_hashes(&self.store);
+        }
         let states = states?;
         background?;
         let traces = std::mem::take(&mut *ctx.traces.lock().unwrap_or_else(|e| e.into_inner()));
@@ -332,6 +375,8 @@ pub(crate) struct SolveContext {
     pub builder: Builder,
     pub opts: BuildOptions,
     pub context: Context,
+    /// The local named contexts (`--build-context NAME=DIR`), by name.
+    pub named: BTreeMap<String, Context>,
     pub bases: HashMap<String, Image>,
     pub progress: Arc<dyn Progress>,
     pub cancel: Cancel,
@@ -774,6 +819,19 @@ fn step_identity(graph: &BuildGraph, id: OpId) -> String {
     }
 }
 
+impl SolveContext {
+    /// The local named context `name` (`--build-context NAME=DIR`); the frontend names
+    /// only those the build was given.
+    pub(crate) fn named_context(&self, name: &str) -> Result<&Context, BuildError> {
+        self.named
+            .get(name)
+            .ok_or_else(|| BuildError::NamedContext {
+                name: name.to_owned(),
+                path: PathBuf::new(),
+            })
+    }
+}
+
 /// What a COPY's source is, for messages.
 fn origin(graph: &BuildGraph, source: &CopySource) -> String {
     match source {
@@ -786,6 +844,7 @@ fn origin(graph: &BuildGraph, source: &CopySource) -> String {
             }
         }
         CopySource::Context => "the build context".to_owned(),
+        CopySource::Named(name) => format!("the build context `{name}`"),
         CopySource::Inline(_) => "the Dockerfile".to_owned(),
     }
 }

@@ -101,7 +101,9 @@ impl OpKind {
                 .collect(),
             OpKind::Copy(copy) => match copy.source {
                 CopySource::Op(source) => vec![copy.rootfs, source],
-                CopySource::Context | CopySource::Inline(_) => vec![copy.rootfs],
+                CopySource::Context | CopySource::Inline(_) | CopySource::Named(_) => {
+                    vec![copy.rootfs]
+                }
             },
             OpKind::Mkdir(mkdir) => vec![mkdir.rootfs],
         }
@@ -178,12 +180,14 @@ impl ExecMount {
 }
 
 /// Where a bind mount's files come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum MountSource {
     /// The build context (after `.dockerignore`).
     Context,
     /// The filesystem of another op: a stage's last op or an `Image` op.
     Op(OpId),
+    /// A local directory given as a named build context (`--build-context NAME=DIR`).
+    Named(String),
 }
 
 /// `type=bind`: a file or directory of the context, a stage or an image.
@@ -314,6 +318,8 @@ pub enum CopySource {
     Op(OpId),
     /// Files written in the Dockerfile (`COPY <<EOF dest`).
     Inline(Vec<InlineFile>),
+    /// A local directory given as a named build context (`--build-context NAME=DIR`).
+    Named(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -36,7 +36,10 @@ mod syntax;
 mod conformance;
 
 pub use config::{Empty, HealthConfig, HistoryEntry, ImageConfig};
-pub use convert::{ConvertOptions, DEFAULT_PATH, Platform, convert, dump_graph, image_references};
+pub use convert::{
+    ConvertOptions, DEFAULT_PATH, NamedContext, Platform, convert, dump_graph, image_references,
+    normalize_reference,
+};
 pub use error::{Error, ErrorKind};
 pub use graph::{
     BindMount, BuildGraph, CacheMount, CacheSharing, CopyKind, CopyOp, CopySource, ExecMount,

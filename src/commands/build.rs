@@ -74,6 +74,11 @@ pub struct BuildArgs {
     /// (`type=file|env` too); may be repeated
     #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
     pub secrets: Vec<String>,
+    /// An extra build context, for `FROM NAME`, `COPY --from=NAME` and
+    /// `RUN --mount=from=NAME`: a directory, or `docker-image://REF`; it replaces a stage
+    /// or an image of that name; may be repeated
+    #[arg(long = "build-context", value_name = "NAME=DIR|docker-image://REF")]
+    pub build_contexts: Vec<String>,
     /// How to show progress
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
@@ -198,6 +203,11 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         secrets,
         pull: args.pull,
         cache_from: Vec::new(),
+        named_contexts: args
+            .build_contexts
+            .iter()
+            .map(|text| super::build_context::parse(text))
+            .collect::<Result<_>>()?,
     };
     let outputs = args
         .outputs

@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod build;
+mod build_context;
 pub mod check;
 pub mod docs;
 pub mod images;

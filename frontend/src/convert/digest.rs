@@ -109,9 +109,18 @@ struct Copy<'a> {
 #[derive(Serialize)]
 #[serde(untagged)]
 enum Source<'a> {
-    Context { context: Empty },
-    Op { op: &'a str },
+    Context {
+        context: Empty,
+    },
+    Op {
+        op: &'a str,
+    },
     Inline(Vec<File<'a>>),
+    /// A local named context: its name (its files are keyed by the builder, as the
+    /// context's are).
+    Named {
+        named_context: &'a str,
+    },
 }
 
 #[derive(Serialize)]
@@ -172,9 +181,12 @@ pub(super) fn op_digest(kind: &OpKind, ops: &[Op], platform: &Platform) -> OpDig
                         ExecMount::Bind(bind) => Mount::Bind {
                             path: &bind.path,
                             readwrite: bind.readwrite,
-                            source: match bind.source {
+                            source: match &bind.source {
                                 MountSource::Context => Source::Context { context: Empty {} },
-                                MountSource::Op(id) => Source::Op { op: input(id) },
+                                MountSource::Op(id) => Source::Op { op: input(*id) },
+                                MountSource::Named(name) => Source::Named {
+                                    named_context: name,
+                                },
                             },
                             target: &bind.target,
                             r#type: "bind",
@@ -241,6 +253,9 @@ pub(super) fn op_digest(kind: &OpKind, ops: &[Op], platform: &Platform) -> OpDig
                 source: match &copy.source {
                     CopySource::Context => Source::Context { context: Empty {} },
                     CopySource::Op(id) => Source::Op { op: input(*id) },
+                    CopySource::Named(name) => Source::Named {
+                        named_context: name,
+                    },
                     CopySource::Inline(files) => Source::Inline(
                         files
                             .iter()

@@ -82,6 +82,7 @@ fn definition(kind: &OpKind) -> String {
             let source = match &copy.source {
                 CopySource::Context => "context".to_string(),
                 CopySource::Op(OpId(id)) => format!("#{id}"),
+                CopySource::Named(name) => format!("context {name}"),
                 CopySource::Inline(files) => {
                     let files: Vec<String> = files
                         .iter()
@@ -118,6 +119,7 @@ fn mount_definition(mount: &ExecMount) -> String {
     let source = |source: &MountSource| match source {
         MountSource::Context => "context".to_string(),
         MountSource::Op(OpId(id)) => format!("#{id}"),
+        MountSource::Named(name) => format!("context {name}"),
     };
     match mount {
         ExecMount::Bind(bind) => format!(

@@ -10,6 +10,7 @@ mod plan;
 mod values;
 
 pub use dump::dump_graph;
+pub use values::normalize_reference;
 
 use std::collections::BTreeMap;
 
@@ -17,8 +18,8 @@ use crate::instructions::{Dockerfile, parse_trigger};
 use crate::lint::{Lint, LintScope, Warning};
 use crate::shell::ShellError;
 use crate::{
-    BuildGraph, CopySource, Error, ErrorKind, HistoryEntry, ImageConfig, ImageOutput, Op, OpId,
-    OpKind, Span, StageId,
+    BuildGraph, CopyKind, CopyOp, CopySource, Error, ErrorKind, HistoryEntry, ImageConfig,
+    ImageOutput, Op, OpId, OpKind, Span, StageId,
 };
 
 use plan::{Base, FromSource, Plan};
@@ -34,6 +35,19 @@ pub struct ConvertOptions {
     /// The stage to build (case-insensitive name); the last stage when `None`.
     pub target: Option<String>,
     pub platform: Platform,
+    /// `--build-context NAME=...`: what `FROM NAME`, `COPY --from=NAME` and
+    /// `RUN --mount=from=NAME` read instead of an image or a stage of that name (a stage of
+    /// that name is replaced).
+    pub named_contexts: BTreeMap<String, NamedContext>,
+}
+
+/// What a named build context is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// `docker-image://REF`: that image, by normalized reference.
+    Image(String),
+    /// A local directory (the builder knows where): its files, as the build context's.
+    Local,
 }
 
 /// The platform the image is built for.
@@ -409,6 +423,28 @@ impl<'a> Converter<'a> {
                 };
                 let root = self.add_op(kind, stage.span, &id, stage.text.clone());
                 StageState::new(id, root, config, Some(reference.clone()))
+            }
+            // `FROM NAME` of a local named context: its files as the filesystem (as BuildKit
+            // does), copied onto an empty one: one layer, owned by root.
+            Base::Local(name) => {
+                let scratch = self.add_op(OpKind::Scratch, stage.span, &id, stage.text.clone());
+                let copy = OpKind::Copy(CopyOp {
+                    rootfs: scratch,
+                    source: CopySource::Named(name.clone()),
+                    kind: CopyKind::Copy,
+                    sources: vec![".".to_owned()],
+                    destination: "/".to_owned(),
+                    chown: None,
+                    chmod: None,
+                    link: false,
+                    parents: false,
+                    excludes: Vec::new(),
+                    checksum: None,
+                });
+                let root = self.add_op(copy, stage.span, &id, stage.text.clone());
+                let mut state = StageState::new(id, root, ImageConfig::default(), None);
+                state.commit(format!("FROM {name} (build context)"), false);
+                state
             }
             Base::Stage(base) => {
                 let mut state = self.stages[*base]

@@ -5,8 +5,8 @@
 use crate::instructions::Run;
 use crate::instructions::mount::{MountOptions, MountType};
 use crate::{
-    BindMount, CacheMount, Error, ErrorKind, ExecMount, MountSource, OpId, OpKind, SecretMount,
-    Span, TmpfsMount,
+    BindMount, CacheMount, Error, ErrorKind, ExecMount, MountSource, OpKind, SecretMount, Span,
+    TmpfsMount,
 };
 
 use super::dispatch::Expander;
@@ -47,7 +47,7 @@ impl Converter<'_> {
                 MountType::Bind => ExecMount::Bind(BindMount {
                     target: target(&options)?,
                     source: match &options.from {
-                        Some(from) => MountSource::Op(self.mount_from(state, from, span)?),
+                        Some(from) => self.mount_from(state, from, span)?,
                         None => MountSource::Context,
                     },
                     path: source_path,
@@ -56,7 +56,15 @@ impl Converter<'_> {
                 MountType::Cache => {
                     let target = target(&options)?;
                     let from = match &options.from {
-                        Some(from) => Some(self.mount_from(state, from, span)?),
+                        Some(from) => match self.mount_from(state, from, span)? {
+                            MountSource::Op(id) => Some(id),
+                            _ => {
+                                return Err(invalid(format!(
+                                    "a cache mount cannot be filled from the named context `{from}`"
+                                ))
+                                .with_help("fill it from a stage that copies the context's files"));
+                            }
+                        },
                         None if source_path != "/" => {
                             return Err(Error::new(
                                 ErrorKind::Unsupported,
@@ -103,18 +111,30 @@ impl Converter<'_> {
         Ok(mounts)
     }
 
-    /// The op a mount's `from` names: a stage's last op, or a new `Image` op.
-    fn mount_from(&mut self, state: &StageState, from: &str, span: Span) -> Result<OpId, Error> {
+    /// What a mount's `from` names: a stage's last op, a new `Image` op, or a local named
+    /// context.
+    fn mount_from(
+        &mut self,
+        state: &StageState,
+        from: &str,
+        span: Span,
+    ) -> Result<MountSource, Error> {
         Ok(
             match self
                 .plan
                 .copy_source(self.df, state.id.index, from, span, "mount")?
             {
-                FromSource::Stage(index) => self.stage_root(index),
+                FromSource::Stage(index) => MountSource::Op(self.stage_root(index)),
                 FromSource::Image(reference) => {
                     let image = OpKind::Image { reference };
-                    self.add_op(image, span, &state.id, format!("RUN --mount=from={from}"))
+                    MountSource::Op(self.add_op(
+                        image,
+                        span,
+                        &state.id,
+                        format!("RUN --mount=from={from}"),
+                    ))
                 }
+                FromSource::Local(name) => MountSource::Named(name),
             },
         )
     }
@@ -165,8 +185,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        BuildGraph, CacheSharing, ConvertOptions, ImageConfig, OpDigest, convert, image_references,
-        parse,
+        BuildGraph, CacheSharing, ConvertOptions, ImageConfig, OpDigest, OpId, convert,
+        image_references, parse,
     };
 
     fn build(text: &str) -> Result<BuildGraph, Error> {

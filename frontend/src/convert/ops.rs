@@ -207,6 +207,7 @@ impl Converter<'_> {
                     let description = format!("{keyword} --from={from}");
                     CopySource::Op(self.add_op(image, *from_span, &state.id, description))
                 }
+                FromSource::Local(name) => CopySource::Named(name),
             }
         } else if !copy.inline.is_empty() {
             let raw = Lexer {

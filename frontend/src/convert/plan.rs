@@ -9,7 +9,7 @@ use crate::shell::{Lexer, Recording};
 use crate::{Error, ErrorKind, ImageConfig, Span};
 
 use super::values::normalize_reference;
-use super::{ConvertOptions, expansion_error};
+use super::{ConvertOptions, NamedContext, expansion_error};
 
 /// What a stage starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub(crate) enum Base {
     Scratch,
     Stage(usize),
     Image(String),
+    /// The files of a local named context, by name.
+    Local(String),
 }
 
 /// What a `COPY --from` reads from.
@@ -24,6 +26,31 @@ pub(crate) enum Base {
 pub(crate) enum FromSource {
     Stage(usize),
     Image(String),
+    /// A local named context, by name.
+    Local(String),
+}
+
+/// The named context `name` (as written in FROM or `--from`, after expansion) stands
+/// for, if any: by the name itself, else (for an image name) by its familiar form without
+/// `:latest`, so that a context named `alpine` serves `FROM alpine:latest` too.
+fn named_context<'a>(
+    contexts: &'a BTreeMap<String, NamedContext>,
+    name: &str,
+) -> Option<(&'a String, &'a NamedContext)> {
+    if contexts.is_empty() {
+        return None;
+    }
+    let familiar = normalize_reference(name)
+        .ok()
+        .map(|reference| reference.trim_end_matches(":latest").to_owned());
+    [
+        Some(name.to_owned()),
+        Some(name.to_ascii_lowercase()),
+        familiar,
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|candidate| contexts.get_key_value(&candidate))
 }
 
 #[derive(Debug)]
@@ -32,6 +59,7 @@ pub(crate) struct Plan {
     /// variables of FROM lines and `COPY --from`.
     pub meta: BTreeMap<String, String>,
     pub bases: Vec<Base>,
+    pub named: BTreeMap<String, NamedContext>,
     pub target: usize,
     /// Stages the target needs, by index.
     pub needed: Vec<bool>,
@@ -47,7 +75,13 @@ impl Plan {
         let meta = meta_args(df, opts, &lexer)?;
         let mut bases = Vec::new();
         for stage in &df.stages {
-            bases.push(resolve_base(df, stage, &meta, &lexer)?);
+            bases.push(resolve_base(
+                df,
+                stage,
+                &meta,
+                &lexer,
+                &opts.named_contexts,
+            )?);
         }
         let target = match &opts.target {
             None => df.stages.len().saturating_sub(1),
@@ -60,6 +94,7 @@ impl Plan {
         let mut plan = Plan {
             meta,
             bases,
+            named: opts.named_contexts.clone(),
             target,
             needed: vec![false; df.stages.len()],
         };
@@ -106,7 +141,7 @@ impl Plan {
                     triggers.push(parse_trigger(trigger, stage.span)?);
                 }
             }
-            Base::Scratch => {}
+            Base::Scratch | Base::Local(_) => {}
         }
         for instruction in triggers.iter().chain(&stage.instructions) {
             for (from, span, verb) in froms(instruction) {
@@ -133,6 +168,14 @@ impl Plan {
         let value = lexer
             .process_word(from, &self.meta)
             .map_err(|e| expansion_error(e, from, span))?;
+        // A named context replaces a stage or an image of its name.
+        match named_context(&self.named, &value) {
+            Some((_, NamedContext::Image(reference))) => {
+                return Ok(FromSource::Image(reference.clone()));
+            }
+            Some((name, NamedContext::Local)) => return Ok(FromSource::Local(name.clone())),
+            None => {}
+        }
         let index = if !value.is_empty() && value.chars().all(|c| c.is_ascii_digit()) {
             match value.parse::<usize>().ok().filter(|&i| i < df.stages.len()) {
                 Some(index) => Some(index),
@@ -388,6 +431,7 @@ fn resolve_base(
     stage: &Stage,
     meta: &BTreeMap<String, String>,
     lexer: &Lexer,
+    named: &BTreeMap<String, NamedContext>,
 ) -> Result<Base, Error> {
     let name = lexer
         .process_word(&stage.base, meta)
@@ -402,6 +446,12 @@ fn resolve_base(
     }
     if name.eq_ignore_ascii_case("scratch") {
         return Ok(Base::Scratch);
+    }
+    // A named context replaces a stage or an image of its name.
+    match named_context(named, &name) {
+        Some((_, NamedContext::Image(reference))) => return Ok(Base::Image(reference.clone())),
+        Some((name, NamedContext::Local)) => return Ok(Base::Local(name.clone())),
+        None => {}
     }
     let lower = name.to_ascii_lowercase();
     // Only earlier stages can be a base; a later stage of that name is an image name.

@@ -499,3 +499,85 @@ fn copy_from_a_url_and_add_from_git_are_rejected() {
     let error = parse("FROM busybox\nCOPY --checksum=sha256:00 x /x\n").unwrap_err();
     assert_eq!(error.kind(), ErrorKind::UnknownFlag);
 }
+
+fn named(contexts: &[(&str, crate::NamedContext)]) -> ConvertOptions {
+    ConvertOptions {
+        named_contexts: contexts
+            .iter()
+            .map(|(name, context)| (name.to_string(), context.clone()))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// `--build-context NAME=docker-image://REF` replaces the image of that name, written
+/// with or without `:latest`, in FROM, `COPY --from` and `RUN --mount=from`.
+#[test]
+fn a_named_image_context_replaces_the_image_of_its_name() {
+    let opts = named(&[(
+        "busybox",
+        crate::NamedContext::Image("registry.local/busybox:1.36".into()),
+    )]);
+    let df = parse(
+        "FROM busybox:latest\nCOPY --from=busybox /bin/sh /sh\n\
+         RUN --mount=from=busybox,target=/b true\n",
+    )
+    .unwrap();
+    assert_eq!(
+        image_references(&df, &opts).unwrap(),
+        ["registry.local/busybox:1.36"]
+    );
+    let graph = build_with(
+        "FROM busybox:latest\nCOPY --from=busybox /bin/sh /sh\n",
+        &opts,
+    );
+    let images: Vec<&str> = graph
+        .ops
+        .iter()
+        .filter_map(|op| match &op.kind {
+            OpKind::Image { reference } => Some(reference.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(images, ["registry.local/busybox:1.36"; 2]);
+}
+
+/// A local named context replaces a stage of its name (the stage is not built), and
+/// `FROM NAME` starts from its files.
+#[test]
+fn a_local_named_context_replaces_a_stage_and_can_be_a_base() {
+    let opts = named(&[("deps", crate::NamedContext::Local)]);
+    let graph = build_with(
+        "FROM busybox AS deps\nRUN exit 1\nFROM busybox\nCOPY --from=deps /lib /lib\n\
+         RUN --mount=from=deps,target=/d true\n",
+        &opts,
+    );
+    assert!(
+        execs(&graph)
+            .iter()
+            .all(|exec| exec.args != ["/bin/sh", "-c", "exit 1"])
+    );
+    assert!(graph.ops.iter().any(|op| matches!(
+        &op.kind,
+        OpKind::Copy(copy) if matches!(&copy.source, CopySource::Named(n) if n == "deps")
+    )));
+    let graph = build_with("FROM deps\nRUN true\n", &opts);
+    let OpKind::Copy(copy) = &graph.ops[1].kind else {
+        panic!("{:?}", graph.ops[1].kind);
+    };
+    assert!(matches!(&copy.source, CopySource::Named(n) if n == "deps"));
+    assert_eq!(
+        (copy.sources.as_slice(), copy.destination.as_str()),
+        (&[".".to_owned()][..], "/")
+    );
+    let df = parse("FROM busybox AS deps\nFROM busybox\nCOPY --from=deps /a /b\n").unwrap();
+    assert_eq!(image_references(&df, &opts).unwrap(), ["busybox:latest"]);
+    // A cache mount cannot be filled from a directory of the host.
+    let df = parse("FROM busybox\nRUN --mount=type=cache,from=deps,target=/c true\n").unwrap();
+    let bases = BTreeMap::from([("busybox:latest".to_string(), busybox())]);
+    let error = convert(&df, &opts, &bases).unwrap_err();
+    assert!(
+        error.to_string().contains("named context `deps`"),
+        "{error}"
+    );
+}

@@ -10,7 +10,7 @@ use crate::syntax::go_quote;
 ///
 /// Deliberately simple for now: no lower-casing and no `docker.io/library/` prefix, so
 /// `busybox` becomes `busybox:latest`, not `docker.io/library/busybox:latest`.
-pub(crate) fn normalize_reference(name: &str) -> Result<String, String> {
+pub fn normalize_reference(name: &str) -> Result<String, String> {
     if name.is_empty() {
         return Err("the image reference is empty".to_string());
     }

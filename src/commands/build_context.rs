@@ -1,0 +1,77 @@
+//! `--build-context NAME=VALUE`: extra contexts for `FROM NAME`, `COPY --from=NAME` and
+//! `RUN --mount=from=NAME`, as `docker buildx build` takes them.
+
+use miette::Result;
+use rbuild_builder::NamedContextSource;
+
+/// Parses `NAME=DIR` or `NAME=docker-image://REF`. The sources rbuild cannot read yet
+/// (`oci-layout://`, URLs, git) are refused with the reason, never taken for directories.
+pub(crate) fn parse(text: &str) -> Result<(String, NamedContextSource)> {
+    let flag = |message: String, help: &str| {
+        miette::miette!(
+            help = help.to_owned(),
+            "--build-context `{text}`: {message}"
+        )
+    };
+    let Some((name, value)) = text.split_once('=') else {
+        return Err(flag(
+            "expected NAME=VALUE".into(),
+            "e.g. `--build-context deps=../deps` or `--build-context alpine=docker-image://alpine:3.20`",
+        ));
+    };
+    if name.is_empty() || value.is_empty() {
+        return Err(flag(
+            "the name and the value must not be empty".into(),
+            "e.g. `--build-context deps=../deps`",
+        ));
+    }
+    if let Some(reference) = value.strip_prefix("docker-image://") {
+        let reference = rbuild_frontend::normalize_reference(reference)
+            .map_err(|message| flag(message, "give an image reference, e.g. `alpine:3.20`"))?;
+        return Ok((name.to_owned(), NamedContextSource::Image(reference)));
+    }
+    for (prefix, what) in [
+        ("oci-layout://", "an OCI layout directory"),
+        ("https://", "a URL"),
+        ("http://", "a URL"),
+        ("git@", "a git repository"),
+        ("ssh://", "a git repository"),
+    ] {
+        if value.starts_with(prefix) {
+            return Err(flag(
+                format!("{what} as a build context is not supported by rbuild yet"),
+                "give a local directory, or `docker-image://REF` (load an OCI layout with `rbuild load` first)",
+            ));
+        }
+    }
+    Ok((name.to_owned(), NamedContextSource::Dir(value.into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_and_images_are_told_apart_and_the_rest_refused() {
+        assert_eq!(
+            parse("deps=../deps").unwrap(),
+            ("deps".to_owned(), NamedContextSource::Dir("../deps".into()))
+        );
+        assert_eq!(
+            parse("alpine=docker-image://alpine").unwrap(),
+            (
+                "alpine".to_owned(),
+                NamedContextSource::Image("alpine:latest".into())
+            )
+        );
+        for bad in [
+            "deps",
+            "=dir",
+            "deps=",
+            "x=oci-layout://./layout",
+            "x=https://example.com/a.tar",
+        ] {
+            assert!(parse(bad).unwrap_err().to_string().contains(bad), "{bad}");
+        }
+    }
+}
