@@ -329,4 +329,177 @@ mod tests {
         let b = mkdir(&[op("other", Span::new(5, 9)), op("x", Span::new(1, 2))]);
         assert_eq!(a, b);
     }
+
+    /// The field names `value` (an op definition of the graph) serializes with.
+    fn fields(value: impl Serialize) -> Vec<String> {
+        let serde_json::Value::Object(map) = serde_json::to_value(value).unwrap() else {
+            panic!("an op definition serializes to an object");
+        };
+        let mut keys: Vec<String> = map.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// The digests above mirror the graph's op types by hand. Every field of those types
+    /// must be either keyed or left out on purpose, here: a field added to an op without
+    /// a decision fails this test instead of silently dropping out of every cache key.
+    #[test]
+    fn every_field_of_every_op_is_keyed_or_left_out_on_purpose() {
+        use crate::{
+            BindMount, CacheMount, CopyOp, ExecOp, InlineFile, MkdirOp, SecretMount, TmpfsMount,
+        };
+        let id = OpId(0);
+        let s = String::new;
+        // (type, its fields, the fields the digest leaves out and why)
+        let cases: Vec<(&str, Vec<String>, &[&str])> = vec![
+            (
+                "ExecOp",
+                fields(ExecOp {
+                    rootfs: id,
+                    args: vec![],
+                    env: vec![],
+                    cache_excluded_env: vec![],
+                    cwd: s(),
+                    user: s(),
+                    network: NetworkMode::Default,
+                    mounts: vec![],
+                }),
+                // Filtered out of `env`: undeclared proxy build arguments never key.
+                &["cache_excluded_env"],
+            ),
+            (
+                "CopyOp",
+                fields(CopyOp {
+                    rootfs: id,
+                    source: CopySource::Context,
+                    kind: CopyKind::Copy,
+                    sources: vec![],
+                    destination: s(),
+                    chown: None,
+                    chmod: None,
+                    link: true,
+                    parents: true,
+                    excludes: vec![s()],
+                    checksum: Some(s()),
+                }),
+                &[],
+            ),
+            (
+                "MkdirOp",
+                fields(MkdirOp {
+                    rootfs: id,
+                    path: s(),
+                    owner: s(),
+                }),
+                &[],
+            ),
+            (
+                "BindMount",
+                fields(BindMount {
+                    target: s(),
+                    source: MountSource::Context,
+                    path: s(),
+                    readwrite: false,
+                }),
+                &[],
+            ),
+            (
+                "CacheMount",
+                fields(CacheMount {
+                    target: s(),
+                    id: s(),
+                    sharing: CacheSharing::Shared,
+                    readonly: false,
+                    mode: 0,
+                    uid: 0,
+                    gid: 0,
+                    from: Some(id),
+                    path: s(),
+                }),
+                &[],
+            ),
+            (
+                "TmpfsMount",
+                fields(TmpfsMount {
+                    target: s(),
+                    size: Some(1),
+                }),
+                &[],
+            ),
+            (
+                "SecretMount",
+                fields(SecretMount {
+                    id: s(),
+                    target: Some(s()),
+                    env: Some(s()),
+                    required: false,
+                    mode: 0,
+                    uid: 0,
+                    gid: 0,
+                }),
+                &[],
+            ),
+            (
+                "InlineFile",
+                fields(InlineFile {
+                    name: s(),
+                    content: s(),
+                }),
+                &[],
+            ),
+        ];
+        // What `op_digest` writes for each (its definition structs' fields, less the
+        // constant `op`/`type` tags), by the graph's field names.
+        let keyed: &[(&str, &[&str])] = &[
+            (
+                "ExecOp",
+                &["args", "cwd", "env", "mounts", "network", "rootfs", "user"],
+            ),
+            (
+                "CopyOp",
+                &[
+                    "checksum",
+                    "chmod",
+                    "chown",
+                    "destination",
+                    "excludes",
+                    "kind",
+                    "link",
+                    "parents",
+                    "rootfs",
+                    "source",
+                    "sources",
+                ],
+            ),
+            ("MkdirOp", &["owner", "path", "rootfs"]),
+            ("BindMount", &["path", "readwrite", "source", "target"]),
+            (
+                "CacheMount",
+                &[
+                    "from", "gid", "id", "mode", "path", "readonly", "sharing", "target", "uid",
+                ],
+            ),
+            ("TmpfsMount", &["size", "target"]),
+            (
+                "SecretMount",
+                &["env", "gid", "id", "mode", "required", "target", "uid"],
+            ),
+            ("InlineFile", &["content", "name"]),
+        ];
+        for (name, found, left_out) in cases {
+            let keyed = keyed.iter().find(|(n, _)| *n == name).unwrap().1;
+            let mut expected: Vec<String> = keyed
+                .iter()
+                .chain(left_out)
+                .map(|field| field.to_string())
+                .collect();
+            expected.sort();
+            assert_eq!(
+                found, expected,
+                "{name}: a field is neither in its cache-key definition in digest.rs nor \
+                 left out on purpose; key it (skipped when unset, so existing digests stay) \
+                 and list it here"
+            );
+        }
+    }
 }
