@@ -6,14 +6,13 @@
 //! with the `overlay.opaque` xattr hides what lower layers have below it. rbuild's overlays
 //! run with `redirect_dir=nofollow`, so no directory is found anywhere but at its own path.
 
-use std::ffi::CString;
 use std::fs::{self, Metadata};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::sys::time::TimeSpec;
+use rbuild_store::overlay::{is_opaque_in_any_format as is_opaque, is_whiteout};
 
 /// What a path is in the merged view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,35 +176,10 @@ fn lookup_exact(lowers: &[PathBuf], components: &[String]) -> io::Result<Exact> 
     Ok(Exact::Dir(dirs))
 }
 
-fn is_whiteout(meta: &Metadata) -> bool {
-    meta.file_type().is_char_device() && meta.rdev() == 0
-}
-
-fn is_opaque(dir: &Path) -> bool {
-    let Ok(path) = CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
-    ["trusted.overlay.opaque", "user.overlay.opaque"]
-        .iter()
-        .any(|name| {
-            let name = CString::new(*name).expect("xattr names have no NUL");
-            let mut value = [0u8; 4];
-            // SAFETY: both strings are NUL-terminated and `value` is a writable buffer of
-            // the length given; lgetxattr writes at most that many bytes.
-            let len = unsafe {
-                libc::lgetxattr(
-                    path.as_ptr(),
-                    name.as_ptr(),
-                    value.as_mut_ptr().cast(),
-                    value.len(),
-                )
-            };
-            len == 1 && value[0] == b'y'
-        })
-}
-
 #[cfg(test)]
 mod tests {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::{PermissionsExt, symlink};
 
     use super::*;

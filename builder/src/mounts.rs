@@ -385,13 +385,8 @@ fn whiteout_excluded(
         }
         if excluded {
             let whiteout = layer.join(&name);
-            nix::sys::stat::mknod(
-                &whiteout,
-                nix::sys::stat::SFlag::S_IFCHR,
-                nix::sys::stat::Mode::empty(),
-                0,
-            )
-            .map_err(|errno| io_error("make a whiteout at", &whiteout)(errno.into()))?;
+            rbuild_store::overlay::make_whiteout(&whiteout)
+                .map_err(io_error("make a whiteout at", &whiteout))?;
             any = true;
         }
     }

@@ -32,6 +32,7 @@ pub mod layer;
 mod merge;
 mod meta;
 pub mod oci;
+pub mod overlay;
 mod owner;
 mod ownership;
 mod reference;

@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, StatxFlags};
 
+use crate::overlay::{is_opaque, is_whiteout, make_whiteout as whiteout, set_opaque};
+
 /// A copy of a stack of snapshots and what each of its entries was when it was made.
 #[derive(Debug)]
 pub struct Materialized {
@@ -445,31 +447,6 @@ fn get_xattr(path: &Path, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
             Err(err) => return Err(err.into()),
         }
     }
-}
-
-fn is_whiteout(meta: &Metadata) -> bool {
-    meta.file_type().is_char_device() && meta.rdev() == 0
-}
-
-fn is_opaque(dir: &Path, opaque_xattr: &str) -> bool {
-    get_xattr(dir, OsStr::new(opaque_xattr)).is_ok_and(|value| value.as_deref() == Some(b"y"))
-}
-
-fn set_opaque(dir: &Path, opaque_xattr: &str) -> io::Result<()> {
-    rustix::fs::lsetxattr(dir, opaque_xattr, b"y", rustix::fs::XattrFlags::empty())
-        .map_err(io::Error::from)
-}
-
-/// A 0/0 character device: overlay's whiteout, which unprivileged processes may make too
-/// (Linux 5.8).
-fn whiteout(path: &Path) -> io::Result<()> {
-    nix::sys::stat::mknod(
-        path,
-        nix::sys::stat::SFlag::S_IFCHR,
-        nix::sys::stat::Mode::empty(),
-        0,
-    )
-    .map_err(io::Error::from)
 }
 
 fn remove_any(path: &Path) -> io::Result<()> {

@@ -59,7 +59,7 @@ impl<W: Write> LayerWriter<W> {
     fn entry(&mut self, path: &Path, tar_path: &str, prefix: &str, name: &str) -> io::Result<()> {
         let meta = fs::symlink_metadata(path)?;
         let file_type = meta.file_type();
-        if file_type.is_char_device() && meta.rdev() == 0 {
+        if crate::overlay::is_whiteout(&meta) {
             return self.marker(&format!("{prefix}.wh.{name}"));
         }
         let xattrs = read_xattrs(path)?;
