@@ -125,7 +125,9 @@ impl SolveContext {
                         remote: &remote,
                         layer: true,
                         extract_archives: copy_op.kind == CopyKind::Add
-                            && matches!(copy_op.source, CopySource::Context),
+                            && matches!(copy_op.source, CopySource::Context)
+                            && copy_op.unpack != Some(false),
+                        extract_downloads: copy_op.unpack == Some(true),
                     })
                     .map_err(|e| step_err(e.into()))
                 })??;

@@ -294,6 +294,11 @@ pub struct CopyOp {
     /// a URL, whose content must hash to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
+    /// ADD `--unpack`: `Some(true)` unpacks a downloaded archive, `Some(false)` copies a
+    /// local archive as it is; `None` does what ADD always did (local archives unpacked,
+    /// downloads not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpack: Option<bool>,
 }
 
 impl CopyOp {

@@ -438,3 +438,61 @@ fn add_url_errors_name_the_url_the_status_and_the_line() {
     assert!(err.contains("Dockerfile:2"), "{err}");
     assert!(err.contains(&gone), "{err}");
 }
+
+/// `ADD --unpack=true` extracts a downloaded archive (a file that is not one is copied as
+/// it is); `--unpack=false` copies a local archive instead of extracting it; the flag is
+/// part of the step's cache key.
+#[test]
+fn add_unpack_extracts_downloads_and_keeps_local_archives_whole() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let archive = raw_tar(&[("inside.txt", tar::EntryType::Regular, "", b"inside\n")]);
+    let server = FileServer::start(&[("/dl/tool.tar", &archive), ("/dl/plain", b"plain\n")]);
+    let dockerfile = format!(
+        "FROM busybox\n\
+         ADD --unpack=true {tool} /opt/tool/\n\
+         ADD --unpack {plain} /opt/plain/\n\
+         ADD --unpack=false local.tar /kept/\n\
+         ADD local.tar /unpacked/\n",
+        tool = server.url("/dl/tool.tar"),
+        plain = server.url("/dl/plain"),
+    );
+    let ctx = env.context("unpack", &[("Dockerfile", &dockerfile)]);
+    std::fs::write(ctx.join("local.tar"), &archive).unwrap();
+    let out = build(&env, &ctx, "unpack:1");
+    assert_success(&out);
+    assert_eq!(
+        sh(
+            &env,
+            "unpack:1",
+            "cat /opt/tool/inside.txt /opt/plain/plain /unpacked/inside.txt; \
+             ls /opt/tool; ls /kept; tar -tf /kept/local.tar"
+        ),
+        "inside\nplain\ninside\ninside.txt\nlocal.tar\ninside.txt\n"
+    );
+    // The same download without the flag is another step, which keeps the file whole.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM busybox\nADD {} /opt/tool/\n",
+            server.url("/dl/tool.tar")
+        ),
+    )
+    .unwrap();
+    let out = build(&env, &ctx, "unpack:2");
+    assert_success(&out);
+    assert_eq!(sh(&env, "unpack:2", "ls /opt/tool"), "tool.tar\n");
+    // Not a flag of COPY.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nCOPY --unpack local.tar /x/\n",
+    )
+    .unwrap();
+    let out = build(&env, &ctx, "unpack:3");
+    assert_failure(&out);
+    assert!(
+        flat(&stderr(&out)).contains("unknown flag `--unpack` for `COPY`"),
+        "{}",
+        stderr(&out)
+    );
+}

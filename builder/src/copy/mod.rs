@@ -106,6 +106,8 @@ pub(crate) struct CopyRequest<'a> {
     pub ignore: Option<&'a IgnoreMatcher>,
     /// ADD: local tar archives (plain, gzip, bzip2, xz, zstd) are extracted.
     pub extract_archives: bool,
+    /// ADD `--unpack`: downloaded archives are extracted too.
+    pub extract_downloads: bool,
     /// `--exclude` patterns, matched against paths relative to the source root.
     pub exclude: Option<&'a IgnoreMatcher>,
     /// `--parents`: each source keeps its path (below a `/./` pivot) under the destination.
@@ -118,7 +120,7 @@ pub(crate) struct CopyRequest<'a> {
 }
 
 /// A file ADD downloaded: it is copied as a regular file, mode 0600 (unless `--chmod`),
-/// owned by root (unless `--chown`), never extracted, as BuildKit does.
+/// owned by root (unless `--chown`), extracted only with `--unpack`, as BuildKit does.
 #[derive(Debug, Clone)]
 pub(crate) struct RemoteFile {
     /// The source as written: the URL.
@@ -199,6 +201,7 @@ pub(crate) fn copy_tree_owned(
         mode: None,
         ignore: None,
         extract_archives: false,
+        extract_downloads: false,
         exclude: None,
         parents: false,
         remote: &[],
@@ -227,6 +230,21 @@ pub(crate) fn copy(req: &CopyRequest<'_>) -> Result<(), CopyError> {
     let mut copier = Copier::new(req);
     for (source, depth) in &matched {
         if let Some(remote) = req.remote(source) {
+            if req.extract_downloads
+                && let Some(archive) = crate::unarchive::open_archive(&remote.path)
+                    .map_err(|e| copier.io_err(&remote.path, e))?
+            {
+                // ADD --unpack: the download's contents go into the destination directory.
+                copier.ensure_dir(&dest)?;
+                let owner = req.owner.map(|o| (o.uid, o.gid));
+                rbuild_store::layer::extract_archive(archive, &dest, owner, source).map_err(
+                    |source_err| CopyError::Extract {
+                        path: source.clone(),
+                        source: source_err,
+                    },
+                )?;
+                continue;
+            }
             let target = if dest_is_dir {
                 let name = url_file_name(&remote.url).ok_or_else(|| CopyError::NoFileName {
                     url: remote.url.clone(),

@@ -104,6 +104,8 @@ struct Copy<'a> {
     rootfs: &'a str,
     source: Source<'a>,
     sources: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unpack: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -267,6 +269,7 @@ pub(super) fn op_digest(kind: &OpKind, ops: &[Op], platform: &Platform) -> OpDig
                     ),
                 },
                 sources: &copy.sources,
+                unpack: copy.unpack,
             },
         ),
         OpKind::Mkdir(mkdir) => serde_json::to_writer(
@@ -381,6 +384,7 @@ mod tests {
                     parents: true,
                     excludes: vec![s()],
                     checksum: Some(s()),
+                    unpack: Some(true),
                 }),
                 &[],
             ),
@@ -469,6 +473,7 @@ mod tests {
                     "rootfs",
                     "source",
                     "sources",
+                    "unpack",
                 ],
             ),
             ("MkdirOp", &["owner", "path", "rootfs"]),

@@ -440,6 +440,7 @@ impl<'a> Converter<'a> {
                     parents: false,
                     excludes: Vec::new(),
                     checksum: None,
+                    unpack: None,
                 });
                 let root = self.add_op(copy, stage.span, &id, stage.text.clone());
                 let mut state = StageState::new(id, root, ImageConfig::default(), None);

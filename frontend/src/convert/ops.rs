@@ -291,6 +291,7 @@ impl Converter<'_> {
             parents: copy.parents,
             excludes,
             checksum,
+            unpack: copy.unpack,
         });
         state.root = self.add_op(op, instruction.span, &state.id, instruction.text.clone());
         state.commit(message, false);

@@ -92,12 +92,18 @@ impl<'a> Flags<'a> {
 
     /// A boolean flag: `--name`, `--name=true` or `--name=false`.
     pub fn boolean(&mut self, name: &'static str) -> Result<bool, Error> {
+        Ok(self.optional_boolean(name)?.unwrap_or(false))
+    }
+
+    /// [`Flags::boolean`] where leaving the flag out means something else than `false`
+    /// (ADD `--unpack`: it depends on the source).
+    pub fn optional_boolean(&mut self, name: &'static str) -> Result<Option<bool>, Error> {
         let Some(flag) = self.take(name)? else {
-            return Ok(false);
+            return Ok(None);
         };
         match flag.value().map(str::to_ascii_lowercase).as_deref() {
-            None | Some("true") => Ok(true),
-            Some("false") => Ok(false),
+            None | Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
             Some(other) => Err(Error::new(
                 ErrorKind::InvalidFlag,
                 flag.span,

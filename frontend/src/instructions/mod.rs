@@ -127,6 +127,8 @@ pub struct Copy {
     pub excludes: Vec<String>,
     /// ADD `--checksum`, as written, and where the flag is.
     pub checksum: Option<(String, Span)>,
+    /// ADD `--unpack`: `None` when not given (local archives are unpacked, downloads not).
+    pub unpack: Option<bool>,
     /// Source paths as written (heredoc sources are in `inline`).
     pub sources: Vec<String>,
     pub inline: Vec<InlineSource>,

@@ -287,12 +287,15 @@ fn copy(node: &Node, flags: &mut Flags, args: Vec<String>) -> Result<Copy, Error
     let chmod = flags.string("chmod")?.map(|(value, _)| value);
     let link = flags.boolean("link")?;
     let excludes = flags.strings("exclude")?;
-    let (parents, checksum) = if keyword == Keyword::Copy {
-        (flags.boolean("parents")?, None)
+    let (parents, checksum, unpack) = if keyword == Keyword::Copy {
+        (flags.boolean("parents")?, None, None)
     } else {
         flags.unsupported("keep-git-dir")?;
-        flags.unsupported("unpack")?;
-        (false, flags.string("checksum")?)
+        (
+            false,
+            flags.string("checksum")?,
+            flags.optional_boolean("unpack")?,
+        )
     };
     let Some((destination, sources)) = args.split_last() else {
         return Err(missing_destination(node));
@@ -331,6 +334,7 @@ fn copy(node: &Node, flags: &mut Flags, args: Vec<String>) -> Result<Copy, Error
         parents,
         excludes,
         checksum,
+        unpack,
         sources: paths,
         inline,
         destination: destination.clone(),
