@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs rbuild's whole test suite. Installs the Debian packages the tests use when they are
 # missing (busybox-static for base images; skopeo and umoci to check images; docker-registry,
-# apache2-utils (htpasswd) and openssl for the registry tests; uidmap for rootless rbuild).
+# apache2-utils (htpasswd) and openssl for the registry tests; uidmap for rootless rbuild;
+# openssh-client for the SSH agent forwarding tests).
 # Needs root for the privileged tests (namespaces, overlayfs, cgroups); without root they
 # skip, unless RBUILD_PRIVILEGED_TESTS=1 makes a skip a failure.
 #
@@ -19,6 +20,7 @@ command -v umoci >/dev/null || packages+=(umoci)
 command -v htpasswd >/dev/null || packages+=(apache2-utils)
 command -v openssl >/dev/null || packages+=(openssl)
 command -v newuidmap >/dev/null || packages+=(uidmap)
+command -v ssh-agent >/dev/null || packages+=(openssh-client)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${packages[*]} (run as root, or: sudo apt-get install ${packages[*]})" >&2

@@ -64,6 +64,11 @@ pub enum BuildError {
         #[source]
         source: crate::ignore::IgnoreError,
     },
+    #[error(transparent)]
+    Ssh {
+        #[from]
+        source: crate::ssh::SshError,
+    },
     #[error("the build context `{name}` ({path}) is not a readable directory")]
     NamedContext {
         name: String,

@@ -75,6 +75,7 @@ impl SolveContext {
                 .iter()
                 .map(|(name, context)| (name.clone(), context.root.clone()))
                 .collect(),
+            ssh: self.ssh.clone(),
             secrets: self.opts.secrets.clone(),
             sources,
             cancel: self.cancel.clone(),

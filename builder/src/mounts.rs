@@ -20,7 +20,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rbuild_frontend::{
-    BindMount, CacheMount, CacheSharing, ExecMount, MountSource, OpId, SecretMount,
+    BindMount, CacheMount, CacheSharing, ExecMount, MountSource, OpId, SecretMount, SshMount,
 };
 use rbuild_runtime::{HostMount, Mount};
 use rbuild_store::oci::Descriptor;
@@ -53,6 +53,8 @@ pub enum MountError {
     #[error(transparent)]
     Secret(#[from] SecretError),
     #[error(transparent)]
+    Ssh(#[from] crate::ssh::SshError),
+    #[error(transparent)]
     Store(#[from] rbuild_store::Error),
     #[error(transparent)]
     Runtime(#[from] rbuild_runtime::Error),
@@ -76,6 +78,8 @@ pub(crate) struct MountRequest {
     pub ignore: IgnoreMatcher,
     /// The directories of local named contexts (`--build-context NAME=DIR`), by name.
     pub named_roots: BTreeMap<String, PathBuf>,
+    /// The SSH agents' sockets (`--ssh`), by id.
+    pub ssh: BTreeMap<String, PathBuf>,
     pub secrets: BTreeMap<String, SecretSource>,
     /// The directories (top first) of each op a mount reads, and what to call it in
     /// messages.
@@ -97,6 +101,7 @@ pub(crate) struct StepMounts {
     pub env: Vec<String>,
     caches: Vec<rbuild_store::CacheMount>,
     secrets: Option<SecretFiles>,
+    ssh: Vec<crate::ssh::AgentProxy>,
     scratch: Option<PathBuf>,
 }
 
@@ -174,6 +179,7 @@ pub(crate) fn prepare(
                 });
             }
             ExecMount::Secret(secret) => secret_mount(request, &mut step, secret)?,
+            ExecMount::Ssh(ssh) => ssh_mount(request, &mut step, index, ssh)?,
         }
     }
     // Parents before children, whatever the order written.
@@ -488,6 +494,39 @@ fn cache_mount(
         .ok_or_else(|| MountError::Cancelled {
             id: cache.id.clone(),
         })
+}
+
+/// A socket of the step's own relaying to the agent of `--ssh ID`, bound at the target;
+/// the first one of a step is its `SSH_AUTH_SOCK`, as with BuildKit.
+fn ssh_mount(
+    request: &MountRequest,
+    step: &mut StepMounts,
+    index: usize,
+    ssh: &SshMount,
+) -> Result<(), MountError> {
+    let Some(agent) = request.ssh.get(&ssh.id) else {
+        if ssh.required {
+            return Err(crate::ssh::SshError::Required { id: ssh.id.clone() }.into());
+        }
+        return Ok(());
+    };
+    let socket = step.scratch(&request.store, index)?.join("agent.sock");
+    let proxy = crate::ssh::AgentProxy::start(&socket, agent, ssh.mode, ssh.uid, ssh.gid)?;
+    step.ssh.push(proxy);
+    if !step
+        .env
+        .iter()
+        .any(|entry| entry.starts_with("SSH_AUTH_SOCK="))
+    {
+        step.env.push(format!("SSH_AUTH_SOCK={}", ssh.target));
+    }
+    step.mounts.push(Mount {
+        fstype: "bind".into(),
+        source: socket,
+        target: ssh.target.clone().into(),
+        options: ["nosuid", "nodev", "noexec"].map(String::from).to_vec(),
+    });
+    Ok(())
 }
 
 fn secret_mount(

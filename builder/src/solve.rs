@@ -67,6 +67,8 @@ pub struct BuildOptions {
     /// `--build-context NAME=...`: what `FROM NAME`, `COPY --from=NAME` and
     /// `RUN --mount=from=NAME` read instead of a stage or an image of that name.
     pub named_contexts: BTreeMap<String, NamedContextSource>,
+    /// `--ssh`: the SSH agents `RUN --mount=type=ssh` forwards, by id.
+    pub ssh: BTreeMap<String, crate::ssh::SshSource>,
 }
 
 /// Where a named build context's files come from.
@@ -268,11 +270,29 @@ impl Builder {
             previous = imported;
             previous_imported = true;
         }
+        let mut ssh = BTreeMap::new();
+        let mut key_agents = Vec::new();
+        for (id, source) in &opts.ssh {
+            match source {
+                crate::ssh::SshSource::Socket(path) => {
+                    ssh.insert(id.clone(), path.clone());
+                }
+                crate::ssh::SshSource::Keys(keys) => {
+                    let dir = self.store.temp_dir("ssh-agent")?;
+                    let agent = crate::ssh::KeyAgent::start(id, keys, dir)
+                        .map_err(|source| BuildError::Ssh { source })?;
+                    ssh.insert(id.clone(), agent.socket.clone());
+                    key_agents.push(agent);
+                }
+            }
+        }
         let ctx = Arc::new(SolveContext {
             builder: self.clone(),
             opts,
             context,
             named,
+            ssh,
+            _key_agents: key_agents,
             bases,
             progress,
             cancel,
@@ -377,6 +397,10 @@ pub(crate) struct SolveContext {
     pub context: Context,
     /// The local named contexts (`--build-context NAME=DIR`), by name.
     pub named: BTreeMap<String, Context>,
+    /// The SSH agents' sockets, by id; and the agents rbuild started for key files, which
+    /// stop when the build ends.
+    pub ssh: BTreeMap<String, PathBuf>,
+    pub _key_agents: Vec<crate::ssh::KeyAgent>,
     pub bases: HashMap<String, Image>,
     pub progress: Arc<dyn Progress>,
     pub cancel: Cancel,

@@ -153,6 +153,7 @@ pub enum ExecMount {
     Cache(CacheMount),
     Tmpfs(TmpfsMount),
     Secret(SecretMount),
+    Ssh(SshMount),
 }
 
 impl ExecMount {
@@ -175,6 +176,7 @@ impl ExecMount {
             ExecMount::Cache(cache) => Some(&cache.target),
             ExecMount::Tmpfs(tmpfs) => Some(&tmpfs.target),
             ExecMount::Secret(secret) => secret.target.as_deref(),
+            ExecMount::Ssh(ssh) => Some(&ssh.target),
         }
     }
 }
@@ -248,6 +250,22 @@ pub struct SecretMount {
     /// `env`: the variable that holds the secret.
     pub env: Option<String>,
     /// A missing secret fails the step; otherwise the mount is skipped.
+    pub required: bool,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// `type=ssh`: a socket in the step that forwards to the SSH agent `--ssh ID` names. The
+/// agent's keys never enter the step's files, its cache key or the image; the first ssh
+/// mount of a step is its `SSH_AUTH_SOCK`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SshMount {
+    /// `default` unless given.
+    pub id: String,
+    /// `/run/buildkit/ssh_agent.<n>` unless given (`n` counts the step's ssh mounts).
+    pub target: String,
+    /// A build without that `--ssh` fails the step; otherwise the mount is skipped.
     pub required: bool,
     pub mode: u32,
     pub uid: u32,

@@ -44,7 +44,7 @@ pub use error::{Error, ErrorKind};
 pub use graph::{
     BindMount, BuildGraph, CacheMount, CacheSharing, CopyKind, CopyOp, CopySource, ExecMount,
     ExecOp, ImageOutput, InlineFile, MkdirOp, MountSource, NetworkMode, Op, OpDigest, OpId, OpKind,
-    SecretMount, StageId, TmpfsMount,
+    SecretMount, SshMount, StageId, TmpfsMount,
 };
 pub use instructions::{
     ArgDecl, Command, Copy, Dockerfile, InlineSource, Instruction, InstructionKind, Onbuild, Pair,

@@ -79,6 +79,11 @@ pub struct BuildArgs {
     /// or an image of that name; may be repeated
     #[arg(long = "build-context", value_name = "NAME=DIR|docker-image://REF")]
     pub build_contexts: Vec<String>,
+    /// An SSH agent for `RUN --mount=type=ssh`: `default` (or any id) is the agent of
+    /// $SSH_AUTH_SOCK, `ID=SOCKET` another agent, `ID=KEY[,KEY]` private keys loaded into an
+    /// agent rbuild starts for the build; may be repeated
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET|KEY,...]")]
+    pub ssh: Vec<String>,
     /// How to show progress
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
@@ -207,6 +212,18 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
             .build_contexts
             .iter()
             .map(|text| super::build_context::parse(text))
+            .collect::<Result<_>>()?,
+        ssh: args
+            .ssh
+            .iter()
+            .map(|text| {
+                super::ssh::parse(
+                    text,
+                    std::env::var_os("SSH_AUTH_SOCK")
+                        .filter(|value| !value.is_empty())
+                        .map(PathBuf::from),
+                )
+            })
             .collect::<Result<_>>()?,
     };
     let outputs = args

@@ -10,6 +10,7 @@ pub mod info;
 mod outputs;
 pub mod registry;
 pub mod run;
+mod ssh;
 pub mod store;
 
 use std::process::ExitCode;

@@ -27,4 +27,5 @@ mod rootless;
 mod run;
 mod sandbox;
 mod snapshotter;
+mod ssh;
 mod store;

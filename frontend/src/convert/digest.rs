@@ -83,6 +83,16 @@ enum Mount<'a> {
         target: &'a str,
         r#type: &'static str,
     },
+    /// The agent's id and where its socket goes, never what the agent holds.
+    Ssh {
+        gid: u32,
+        id: &'a str,
+        mode: u32,
+        required: bool,
+        target: &'a str,
+        r#type: &'static str,
+        uid: u32,
+    },
 }
 
 // Flags added later are left out when unset, so the digests of ops without them stay.
@@ -223,6 +233,15 @@ pub(super) fn op_digest(kind: &OpKind, ops: &[Op], platform: &Platform) -> OpDig
                             size: tmpfs.size,
                             target: &tmpfs.target,
                             r#type: "tmpfs",
+                        },
+                        ExecMount::Ssh(ssh) => Mount::Ssh {
+                            gid: ssh.gid,
+                            id: &ssh.id,
+                            mode: ssh.mode,
+                            required: ssh.required,
+                            target: &ssh.target,
+                            r#type: "ssh",
+                            uid: ssh.uid,
                         },
                     })
                     .collect(),
@@ -444,6 +463,18 @@ mod tests {
                 &[],
             ),
             (
+                "SshMount",
+                fields(crate::SshMount {
+                    id: s(),
+                    target: s(),
+                    required: false,
+                    mode: 0,
+                    uid: 0,
+                    gid: 0,
+                }),
+                &[],
+            ),
+            (
                 "InlineFile",
                 fields(InlineFile {
                     name: s(),
@@ -488,6 +519,10 @@ mod tests {
             (
                 "SecretMount",
                 &["env", "gid", "id", "mode", "required", "target", "uid"],
+            ),
+            (
+                "SshMount",
+                &["gid", "id", "mode", "required", "target", "uid"],
             ),
             ("InlineFile", &["content", "name"]),
         ];

@@ -178,6 +178,15 @@ fn mount_definition(mount: &ExecMount) -> String {
             );
             text
         }
+        ExecMount::Ssh(ssh) => format!(
+            "ssh id={} -> {} mode={:o} uid={} gid={}{}",
+            json(&ssh.id),
+            ssh.target,
+            ssh.mode,
+            ssh.uid,
+            ssh.gid,
+            if ssh.required { " required" } else { "" }
+        ),
     }
 }
 

@@ -6,7 +6,7 @@ use crate::instructions::Run;
 use crate::instructions::mount::{MountOptions, MountType};
 use crate::{
     BindMount, CacheMount, Error, ErrorKind, ExecMount, MountSource, OpKind, SecretMount, Span,
-    TmpfsMount,
+    SshMount, TmpfsMount,
 };
 
 use super::dispatch::Expander;
@@ -16,6 +16,9 @@ use super::{Converter, StageState};
 
 /// Where a secret is mounted unless its `target` says otherwise.
 const SECRETS_DIR: &str = "/run/secrets";
+
+/// Where an ssh mount's socket is unless its `target` says otherwise (BuildKit's path).
+const SSH_AGENT_DIR: &str = "/run/buildkit";
 
 impl Converter<'_> {
     pub(super) fn exec_mounts(
@@ -97,14 +100,25 @@ impl Converter<'_> {
                 }),
                 MountType::Secret => ExecMount::Secret(secret(&options)),
                 MountType::Ssh => {
-                    return Err(Error::new(
-                        ErrorKind::Unsupported,
-                        span,
-                        "`RUN --mount=type=ssh` is not supported by rbuild yet",
-                    )
-                    .with_help(
-                        "pass a deploy key or token with `--secret` and `--mount=type=secret` instead",
-                    ));
+                    let index = mounts
+                        .iter()
+                        .filter(|mount| matches!(mount, ExecMount::Ssh(_)))
+                        .count();
+                    ExecMount::Ssh(SshMount {
+                        id: options
+                            .id
+                            .clone()
+                            .filter(|id| !id.is_empty())
+                            .unwrap_or_else(|| "default".to_owned()),
+                        target: match options.target.as_deref().filter(|t| !t.is_empty()) {
+                            Some(_) => target(&options)?,
+                            None => format!("{SSH_AGENT_DIR}/ssh_agent.{index}"),
+                        },
+                        required: options.required,
+                        mode: options.mode.unwrap_or(0o600),
+                        uid: options.uid.unwrap_or(0),
+                        gid: options.gid.unwrap_or(0),
+                    })
                 }
             });
         }
