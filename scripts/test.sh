@@ -21,6 +21,7 @@ command -v htpasswd >/dev/null || packages+=(apache2-utils)
 command -v openssl >/dev/null || packages+=(openssl)
 command -v newuidmap >/dev/null || packages+=(uidmap)
 command -v ssh-agent >/dev/null || packages+=(openssh-client)
+command -v git >/dev/null || packages+=(git)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${packages[*]} (run as root, or: sudo apt-get install ${packages[*]})" >&2

@@ -35,6 +35,9 @@ pub(crate) struct Trace {
     /// Anything else in the key (network, SOURCE_DATE_EPOCH).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub other: Vec<String>,
+    /// ADD of a git source: the ref, and the commit it pointed at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<(String, String)>,
     /// The resulting key.
     pub key: String,
 }
@@ -193,6 +196,16 @@ fn reason(old: &Trace, new: &Trace) -> String {
     }
     if old.env != new.env {
         return describe_env(&old.env, &new.env);
+    }
+    if let (Some((old_ref, old_commit)), Some((new_ref, new_commit))) = (&old.git, &new.git)
+        && old_ref == new_ref
+        && old_commit != new_commit
+    {
+        return format!(
+            "`{new_ref}` moved from {} to {}",
+            &old_commit[..old_commit.len().min(12)],
+            &new_commit[..new_commit.len().min(12)]
+        );
     }
     if old.files != new.files {
         return describe_files(&old.files, &new.files);

@@ -34,6 +34,16 @@ impl SolveContext {
             _ => self.context.root.clone(),
         };
         let context_ignore = self.context.ignore.clone();
+        // A git source: the commit its key was made with, and how to fetch it.
+        let git = match &copy_op.source {
+            CopySource::Git(git) => Some((
+                git.clone(),
+                self.git_commit(op, git)
+                    .map_err(|e| step_error(op)(e.into()))?,
+                self.git_auth(),
+            )),
+            _ => None,
+        };
         let copy_op = copy_op.clone();
         let origin = origin.to_owned();
         let step_err = step_error(op);
@@ -60,6 +70,12 @@ impl SolveContext {
                 let (source_root, sources) = match &copy_op.source {
                     CopySource::Context | CopySource::Named(_) => {
                         (context.clone(), copy_op.sources.clone())
+                    }
+                    CopySource::Git(_) => {
+                        let (git, commit, auth) = git.as_ref().expect("resolved above");
+                        let root = crate::git::checkout(git, commit, &scratch.join("git"), auth)
+                            .map_err(|e| step_err(e.into()))?;
+                        (root, copy_op.sources.clone())
                     }
                     CopySource::Op(_) => match source_lowers.as_ref().filter(|l| !l.is_empty()) {
                         Some(lowers) => {

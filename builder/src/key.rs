@@ -106,6 +106,22 @@ impl SolveContext {
                 }
             }
             OpKind::Copy(copy) => {
+                if let CopySource::Git(git) = &copy.source {
+                    // Keyed by the commit, not the ref name: a moved ref is a miss, and
+                    // says so.
+                    let commit = tokio::task::block_in_place(|| self.git_commit(op, git)).map_err(
+                        |source| BuildError::StepFailed {
+                            span: op.span,
+                            description: op.description.clone(),
+                            source: Box::new(source),
+                        },
+                    )?;
+                    key.part("git").part(&commit);
+                    trace.git = Some((
+                        git.reference.clone().unwrap_or_else(|| "HEAD".to_owned()),
+                        commit,
+                    ));
+                }
                 let ctx = match &copy.source {
                     CopySource::Context => Some(&self.context),
                     CopySource::Named(name) => Some(self.named_context(name)?),

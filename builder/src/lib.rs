@@ -13,6 +13,7 @@ mod exec;
 mod explain;
 mod export;
 mod fileops;
+mod git;
 mod glob;
 mod ignore;
 mod image;

@@ -293,6 +293,7 @@ impl Builder {
             named,
             ssh,
             _key_agents: key_agents,
+            git_commits: Mutex::new(HashMap::new()),
             bases,
             progress,
             cancel,
@@ -401,6 +402,9 @@ pub(crate) struct SolveContext {
     /// stop when the build ends.
     pub ssh: BTreeMap<String, PathBuf>,
     pub _key_agents: Vec<crate::ssh::KeyAgent>,
+    /// The commit each git source's ref resolved to when its key was made, by op digest:
+    /// the step fetches that commit, even if the ref moves meanwhile.
+    pub git_commits: Mutex<HashMap<String, String>>,
     pub bases: HashMap<String, Image>,
     pub progress: Arc<dyn Progress>,
     pub cancel: Cancel,
@@ -844,6 +848,46 @@ fn step_identity(graph: &BuildGraph, id: OpId) -> String {
 }
 
 impl SolveContext {
+    /// How `git` authenticates: the `GIT_AUTH_TOKEN` secret, and the default SSH agent.
+    pub(crate) fn git_auth(&self) -> crate::git::GitAuth {
+        let token = self
+            .opts
+            .secrets
+            .get("GIT_AUTH_TOKEN")
+            .and_then(|source| source.read("GIT_AUTH_TOKEN").ok().flatten())
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .map(|token| token.trim().to_owned());
+        crate::git::GitAuth {
+            token,
+            ssh_agent: self.ssh.get("default").cloned(),
+        }
+    }
+
+    /// The commit a git source resolves to: the one its key was made with, else now.
+    pub(crate) fn git_commit(
+        &self,
+        op: &frontend::Op,
+        git: &frontend::GitSource,
+    ) -> Result<String, crate::git::GitError> {
+        let known = self
+            .git_commits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&op.digest.0)
+            .cloned();
+        match known {
+            Some(commit) => Ok(commit),
+            None => {
+                let commit = crate::git::resolve(git, &self.git_auth())?;
+                self.git_commits
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(op.digest.0.clone(), commit.clone());
+                Ok(commit)
+            }
+        }
+    }
+
     /// The local named context `name` (`--build-context NAME=DIR`); the frontend names
     /// only those the build was given.
     pub(crate) fn named_context(&self, name: &str) -> Result<&Context, BuildError> {
@@ -869,6 +913,7 @@ fn origin(graph: &BuildGraph, source: &CopySource) -> String {
         }
         CopySource::Context => "the build context".to_owned(),
         CopySource::Named(name) => format!("the build context `{name}`"),
+        CopySource::Git(git) => format!("the repository {}", git.display()),
         CopySource::Inline(_) => "the Dockerfile".to_owned(),
     }
 }

@@ -101,9 +101,10 @@ impl OpKind {
                 .collect(),
             OpKind::Copy(copy) => match copy.source {
                 CopySource::Op(source) => vec![copy.rootfs, source],
-                CopySource::Context | CopySource::Inline(_) | CopySource::Named(_) => {
-                    vec![copy.rootfs]
-                }
+                CopySource::Context
+                | CopySource::Inline(_)
+                | CopySource::Named(_)
+                | CopySource::Git(_) => vec![copy.rootfs],
             },
             OpKind::Mkdir(mkdir) => vec![mkdir.rootfs],
         }
@@ -343,6 +344,8 @@ pub enum CopySource {
     Inline(Vec<InlineFile>),
     /// A local directory given as a named build context (`--build-context NAME=DIR`).
     Named(String),
+    /// ADD of a git repository: the checkout (or its sub-directory) at the ref's commit.
+    Git(crate::GitSource),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

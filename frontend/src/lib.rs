@@ -25,6 +25,7 @@
 mod config;
 mod convert;
 mod error;
+mod git;
 mod graph;
 mod instructions;
 mod lint;
@@ -41,6 +42,7 @@ pub use convert::{
     normalize_reference,
 };
 pub use error::{Error, ErrorKind};
+pub use git::GitSource;
 pub use graph::{
     BindMount, BuildGraph, CacheMount, CacheSharing, CopyKind, CopyOp, CopySource, ExecMount,
     ExecOp, ImageOutput, InlineFile, MkdirOp, MountSource, NetworkMode, Op, OpDigest, OpId, OpKind,

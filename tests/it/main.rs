@@ -14,6 +14,7 @@ mod copy;
 mod docs;
 mod errors;
 mod escapes;
+mod git;
 mod images;
 mod mounts;
 mod registry;

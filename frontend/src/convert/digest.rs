@@ -133,6 +133,10 @@ enum Source<'a> {
     Named {
         named_context: &'a str,
     },
+    /// A git source's definition (its commit is keyed by the builder).
+    Git {
+        git: &'a crate::GitSource,
+    },
 }
 
 #[derive(Serialize)]
@@ -277,6 +281,7 @@ pub(super) fn op_digest(kind: &OpKind, ops: &[Op], platform: &Platform) -> OpDig
                     CopySource::Named(name) => Source::Named {
                         named_context: name,
                     },
+                    CopySource::Git(git) => Source::Git { git },
                     CopySource::Inline(files) => Source::Inline(
                         files
                             .iter()

@@ -83,6 +83,7 @@ fn definition(kind: &OpKind) -> String {
                 CopySource::Context => "context".to_string(),
                 CopySource::Op(OpId(id)) => format!("#{id}"),
                 CopySource::Named(name) => format!("context {name}"),
+                CopySource::Git(git) => format!("git {}", git.display()),
                 CopySource::Inline(files) => {
                     let files: Vec<String> = files
                         .iter()

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use crate::instructions::{Command, Copy, Instruction, Run};
 use crate::shell::Lexer;
 use crate::syntax::parse_heredoc_word;
-use crate::{CopyKind, CopyOp, CopySource, Error, ErrorKind, ExecOp, InlineFile, OpKind};
+use crate::{
+    CopyKind, CopyOp, CopySource, Error, ErrorKind, ExecOp, GitSource, InlineFile, OpKind,
+};
 
 use super::dispatch::{Expander, shell_wrap};
 use super::plan::FromSource;
@@ -135,24 +137,46 @@ impl Converter<'_> {
             .map(|s| expand.word(s, &state.vars))
             .collect::<Result<Vec<_>, _>>()?;
         for source in &sources {
-            let url = CopyOp::is_url(source);
-            let git =
-                source.starts_with("git@") || source.starts_with("git://") || is_git_url(source);
-            if (url || git) && kind == CopyKind::Copy {
+            if (CopyOp::is_url(source) || GitSource::is_git(source)) && kind == CopyKind::Copy {
                 return Err(invalid(span, format!("`COPY` source `{source}` is a URL"))
                     .with_help("use `ADD` for remote sources"));
             }
-            if git {
-                return Err(Error::new(
-                    ErrorKind::Unsupported,
-                    span,
-                    format!(
-                        "`ADD` from a git repository (`{source}`) is not supported by rbuild yet"
-                    ),
-                ));
-            }
         }
-        let checksum = match &copy.checksum {
+        let mut git = match sources.as_slice() {
+            [source] if GitSource::is_git(source) && copy.inline.is_empty() => {
+                Some(GitSource::parse(source).map_err(|message| {
+                    invalid(span, format!("git source `{source}`: {message}"))
+                })?)
+            }
+            _ if sources.iter().any(|source| GitSource::is_git(source)) => {
+                return Err(invalid(
+                    span,
+                    "a git source must be the only source of its `ADD`".into(),
+                )
+                .with_help("write one `ADD` per repository"));
+            }
+            _ => None,
+        };
+        if let Some(git) = &mut git {
+            git.keep_git_dir |= copy.keep_git_dir;
+            if let Some((value, flag_span)) = &copy.checksum {
+                let value = expand.word(value, &state.vars)?;
+                let commit = crate::git::commit(&value)
+                    .map_err(|message| Error::new(ErrorKind::InvalidFlag, *flag_span, message))?;
+                if git.checksum.as_ref().is_some_and(|given| *given != commit) {
+                    return Err(Error::new(
+                        ErrorKind::InvalidFlag,
+                        *flag_span,
+                        "`--checksum` and the source's `checksum=` name different commits",
+                    ));
+                }
+                git.checksum = Some(commit);
+            }
+        } else if copy.keep_git_dir {
+            return Err(invalid(span, "`--keep-git-dir` needs a git source".into())
+                .with_help("a git source is a repository URL, e.g. `https://host/repo.git#main`"));
+        }
+        let checksum = match copy.checksum.as_ref().filter(|_| git.is_none()) {
             None => None,
             Some((value, flag_span)) => {
                 let value = expand.word(value, &state.vars)?;
@@ -227,6 +251,8 @@ impl Converter<'_> {
                 });
             }
             CopySource::Inline(files)
+        } else if let Some(git) = git {
+            CopySource::Git(git)
         } else {
             CopySource::Context
         };
@@ -279,6 +305,11 @@ impl Converter<'_> {
             message.push_str(&format!(" <<{}", file.name));
         }
         message.push_str(&format!(" {destination} # buildkit"));
+        // A git source copies the whole checkout (or its sub-directory).
+        let sources = match source {
+            CopySource::Git(_) => vec![".".to_owned()],
+            _ => sources,
+        };
         let op = OpKind::Copy(CopyOp {
             rootfs: state.root,
             source,
@@ -311,14 +342,6 @@ fn is_valid_checksum(checksum: &str) -> bool {
 
 /// An HTTP(S) URL that BuildKit would clone rather than download: its path ends in `.git`
 /// (`https://host/repo.git`, `https://host/repo.git#main:dir`).
-fn is_git_url(source: &str) -> bool {
-    CopyOp::is_url(source)
-        && source
-            .split(['#', '?'])
-            .next()
-            .is_some_and(|path| path.trim_end_matches('/').ends_with(".git"))
-}
-
 fn is_only_heredoc(command: &str) -> bool {
     matches!(parse_heredoc_word(command.trim()), Ok(Some(_)))
 }

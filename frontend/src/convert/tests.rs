@@ -491,13 +491,46 @@ fn add_checksum_must_be_sha256_and_64_hex() {
 }
 
 #[test]
-fn copy_from_a_url_and_add_from_git_are_rejected() {
+fn copy_from_a_url_is_rejected_and_add_from_git_reads_a_repository() {
     let error = convert_error("FROM busybox\nCOPY https://a/x /x\n");
     assert_eq!(error.kind(), ErrorKind::InvalidValue);
-    let error = convert_error("FROM busybox\nADD https://github.com/a/b.git#main /src\n");
-    assert_eq!(error.kind(), ErrorKind::Unsupported);
+    let error = convert_error("FROM busybox\nCOPY git@github.com:a/b.git /src\n");
+    assert_eq!(error.kind(), ErrorKind::InvalidValue);
     let error = parse("FROM busybox\nCOPY --checksum=sha256:00 x /x\n").unwrap_err();
     assert_eq!(error.kind(), ErrorKind::UnknownFlag);
+
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let graph = build(&format!(
+        "FROM busybox\nADD --keep-git-dir --checksum={commit} https://github.com/a/b.git#main:docs /src\n"
+    ));
+    let OpKind::Copy(copy) = &graph.ops[1].kind else {
+        panic!("{:?}", graph.ops[1].kind);
+    };
+    let CopySource::Git(git) = &copy.source else {
+        panic!("{:?}", copy.source);
+    };
+    assert_eq!(git.remote, "https://github.com/a/b.git");
+    assert_eq!(git.reference.as_deref(), Some("main"));
+    assert_eq!(git.subdir.as_deref(), Some("docs"));
+    assert_eq!(git.checksum.as_deref(), Some(commit));
+    assert!(git.keep_git_dir);
+    assert_eq!(copy.sources, ["."]);
+    assert_eq!(copy.checksum, None);
+    for (text, message) in [
+        (
+            "ADD https://h/r.git#main:../x /src",
+            "leaves the repository",
+        ),
+        ("ADD https://h/r.git a.txt /src/", "must be the only source"),
+        (
+            "ADD --checksum=sha256:00 https://h/r.git /src",
+            "is not a commit",
+        ),
+        ("ADD --keep-git-dir a.txt /src/", "needs a git source"),
+    ] {
+        let error = convert_error(&format!("FROM busybox\n{text}\n"));
+        assert!(error.to_string().contains(message), "{text}: {error}");
+    }
 }
 
 fn named(contexts: &[(&str, crate::NamedContext)]) -> ConvertOptions {

@@ -129,6 +129,8 @@ pub struct Copy {
     pub checksum: Option<(String, Span)>,
     /// ADD `--unpack`: `None` when not given (local archives are unpacked, downloads not).
     pub unpack: Option<bool>,
+    /// ADD `--keep-git-dir`: a git source keeps its `.git` directory.
+    pub keep_git_dir: bool,
     /// Source paths as written (heredoc sources are in `inline`).
     pub sources: Vec<String>,
     pub inline: Vec<InlineSource>,

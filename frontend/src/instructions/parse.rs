@@ -287,14 +287,14 @@ fn copy(node: &Node, flags: &mut Flags, args: Vec<String>) -> Result<Copy, Error
     let chmod = flags.string("chmod")?.map(|(value, _)| value);
     let link = flags.boolean("link")?;
     let excludes = flags.strings("exclude")?;
-    let (parents, checksum, unpack) = if keyword == Keyword::Copy {
-        (flags.boolean("parents")?, None, None)
+    let (parents, checksum, unpack, keep_git_dir) = if keyword == Keyword::Copy {
+        (flags.boolean("parents")?, None, None, false)
     } else {
-        flags.unsupported("keep-git-dir")?;
         (
             false,
             flags.string("checksum")?,
             flags.optional_boolean("unpack")?,
+            flags.boolean("keep-git-dir")?,
         )
     };
     let Some((destination, sources)) = args.split_last() else {
@@ -335,6 +335,7 @@ fn copy(node: &Node, flags: &mut Flags, args: Vec<String>) -> Result<Copy, Error
         excludes,
         checksum,
         unpack,
+        keep_git_dir,
         sources: paths,
         inline,
         destination: destination.clone(),

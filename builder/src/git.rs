@@ -1,0 +1,297 @@
+//! Git sources of `ADD`, fetched on the host with the system's `git` (Debian's `git`
+//! package): it speaks every transport and reads the user's own configuration and
+//! credential helpers, which a library would have to re-implement.
+//!
+//! A ref is resolved to its commit with `git ls-remote` (the commit, not the ref name, is
+//! the step's cache key), then only that commit is fetched, shallow, into a scratch
+//! directory. Every file of the checkout gets the commit's time, so the layer is the same
+//! whoever fetches it. The remote comes from a Dockerfile: only network transports are
+//! allowed (`file://` and `ext::` never), and nothing `git` is given can read as an option.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rbuild_frontend::GitSource;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("cannot run `git` (install Debian's git package)")]
+    Spawn(#[source] io::Error),
+    #[error("`git {action}` of {remote} failed: {message}")]
+    Failed {
+        action: &'static str,
+        remote: String,
+        message: String,
+    },
+    #[error("{remote} has no ref `{reference}`")]
+    UnknownRef { remote: String, reference: String },
+    #[error(
+        "{remote}: `{reference}` is at {found}, not at the commit the checksum names ({expected})"
+    )]
+    ChecksumMismatch {
+        remote: String,
+        reference: String,
+        found: String,
+        expected: String,
+    },
+    #[error("{remote}: the sub-directory `{subdir}` is not a directory of commit {commit}")]
+    NoSubdir {
+        remote: String,
+        subdir: String,
+        commit: String,
+    },
+    #[error("failed to set the times of the checkout of {remote}")]
+    Times {
+        remote: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// How `git` may authenticate: a token (the `GIT_AUTH_TOKEN` secret, for HTTPS) and an
+/// SSH agent (`--ssh default`, for `git@` and `ssh://` remotes).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GitAuth {
+    pub token: Option<String>,
+    pub ssh_agent: Option<PathBuf>,
+}
+
+impl GitAuth {
+    fn command(&self) -> Command {
+        let mut command = Command::new("git");
+        // Only network transports, whatever the user's configuration allows.
+        for (key, value) in [
+            ("protocol.allow", "never"),
+            ("protocol.https.allow", "always"),
+            ("protocol.http.allow", "always"),
+            ("protocol.git.allow", "always"),
+            ("protocol.ssh.allow", "always"),
+            ("advice.detachedHead", "false"),
+        ] {
+            command.arg("-c").arg(format!("{key}={value}"));
+        }
+        if let Some(token) = &self.token {
+            let basic = STANDARD.encode(format!("x-access-token:{token}"));
+            command
+                .arg("-c")
+                .arg(format!("http.extraHeader=Authorization: basic {basic}"));
+        }
+        command
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_PROTOCOL_FROM_USER", "0")
+            .stdin(Stdio::null());
+        match &self.ssh_agent {
+            Some(agent) => command.env("SSH_AUTH_SOCK", agent),
+            None => command.env_remove("SSH_AUTH_SOCK"),
+        };
+        command
+    }
+
+    fn run(&self, action: &'static str, remote: &str, args: &[&str]) -> Result<Output, GitError> {
+        let out = self
+            .command()
+            .args(args)
+            .output()
+            .map_err(GitError::Spawn)?;
+        if !out.status.success() {
+            return Err(GitError::Failed {
+                action,
+                remote: remote.to_owned(),
+                message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The commit `source` stands for: its checksum when it has one (no network), else what
+/// its ref (or the remote's HEAD) points at now.
+pub(crate) fn resolve(source: &GitSource, auth: &GitAuth) -> Result<String, GitError> {
+    if let Some(commit) = &source.checksum {
+        return Ok(commit.clone());
+    }
+    if let Some(reference) = &source.reference
+        && is_commit(reference)
+    {
+        return Ok(reference.clone());
+    }
+    let reference = source.reference.as_deref().unwrap_or("HEAD");
+    // The peeled pattern too: an annotated tag's own line names the tag object.
+    let peeled = format!("{reference}^{{}}");
+    let out = auth.run(
+        "ls-remote",
+        &source.remote,
+        &["ls-remote", "--", &source.remote, reference, &peeled],
+    )?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let refs: Vec<(&str, &str)> = text
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .collect();
+    // An annotated tag's commit (`^{}`) first, then tags, branches and the name itself.
+    let wanted = [
+        format!("refs/tags/{reference}^{{}}"),
+        format!("refs/tags/{reference}"),
+        format!("refs/heads/{reference}"),
+        reference.to_owned(),
+    ];
+    wanted
+        .iter()
+        .find_map(|name| {
+            refs.iter()
+                .find(|(_, r)| r == name)
+                .map(|(c, _)| c.to_string())
+        })
+        .ok_or_else(|| GitError::UnknownRef {
+            remote: source.remote.clone(),
+            reference: reference.to_owned(),
+        })
+}
+
+/// Fetches `commit` of `source` into `dir` (new, empty) and checks it out; returns the
+/// directory to copy from (the sub-directory, if any). `.git` is removed unless kept.
+pub(crate) fn checkout(
+    source: &GitSource,
+    commit: &str,
+    dir: &Path,
+    auth: &GitAuth,
+) -> Result<PathBuf, GitError> {
+    let remote = &source.remote;
+    // A checksum with a ref: the ref must be at that commit (checked when the step runs;
+    // a cache hit needs no network).
+    if source.checksum.is_some()
+        && let Some(reference) = source.reference.as_ref().filter(|r| !is_commit(r))
+    {
+        let unpinned = GitSource {
+            checksum: None,
+            ..source.clone()
+        };
+        let at = resolve(&unpinned, auth)?;
+        if at != commit {
+            return Err(GitError::ChecksumMismatch {
+                remote: remote.clone(),
+                reference: reference.clone(),
+                found: at,
+                expected: commit.to_owned(),
+            });
+        }
+    }
+    let dir_text = dir.to_string_lossy();
+    auth.run("init", remote, &["init", "-q", "--", &dir_text])?;
+    let fetch = |what: &str| {
+        auth.run(
+            "fetch",
+            remote,
+            &[
+                "-C",
+                &dir_text,
+                "fetch",
+                "-q",
+                "--depth",
+                "1",
+                "--no-tags",
+                "--",
+                remote,
+                what,
+            ],
+        )
+    };
+    // By commit where the server allows it; else the ref, which must be at that commit.
+    if fetch(commit).is_err() {
+        let reference = source.reference.as_deref().unwrap_or("HEAD");
+        fetch(reference)?;
+    }
+    let head = auth.run(
+        "rev-parse",
+        remote,
+        // The commit, also when a ref fetched by name is an annotated tag.
+        &["-C", &dir_text, "rev-parse", "FETCH_HEAD^{commit}"],
+    )?;
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
+    if head != commit {
+        return Err(GitError::ChecksumMismatch {
+            remote: remote.clone(),
+            reference: source.reference.clone().unwrap_or_else(|| "HEAD".into()),
+            found: head,
+            expected: commit.to_owned(),
+        });
+    }
+    auth.run(
+        "checkout",
+        remote,
+        &["-C", &dir_text, "checkout", "-q", "FETCH_HEAD"],
+    )?;
+    let time = auth.run(
+        "log",
+        remote,
+        &["-C", &dir_text, "log", "-1", "--format=%ct", "FETCH_HEAD"],
+    )?;
+    let time: i64 = String::from_utf8_lossy(&time.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    if !source.keep_git_dir {
+        let _ = std::fs::remove_dir_all(dir.join(".git"));
+    }
+    set_times(dir, time).map_err(|source_err| GitError::Times {
+        remote: remote.clone(),
+        source: source_err,
+    })?;
+    let root = match &source.subdir {
+        // The frontend allows no `..`; a symlink on the way must not lead out either.
+        Some(subdir) => {
+            let path = dir.join(subdir);
+            let inside = std::fs::canonicalize(&path)
+                .ok()
+                .zip(std::fs::canonicalize(dir).ok())
+                .is_some_and(|(path, dir)| path.starts_with(dir) && path.is_dir());
+            if !inside || std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink()) {
+                return Err(GitError::NoSubdir {
+                    remote: remote.clone(),
+                    subdir: subdir.clone(),
+                    commit: commit.to_owned(),
+                });
+            }
+            path
+        }
+        None => dir.to_owned(),
+    };
+    Ok(root)
+}
+
+/// Whether `text` is a full commit hash.
+fn is_commit(text: &str) -> bool {
+    (text.len() == 40 || text.len() == 64) && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Every entry below `dir` (and `dir`) gets `time` as its mtime and atime, symlinks
+/// themselves included: the checkout is the same whenever it is made.
+fn set_times(dir: &Path, time: i64) -> io::Result<()> {
+    use nix::sys::stat::{UtimensatFlags, utimensat};
+    use nix::sys::time::TimeSpec;
+    let spec = TimeSpec::new(time, 0);
+    let mut stack = vec![dir.to_owned()];
+    let mut dirs = Vec::new();
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path)?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                stack.push(entry?.path());
+            }
+            dirs.push(path);
+        } else {
+            utimensat(None, &path, &spec, &spec, UtimensatFlags::NoFollowSymlink)
+                .map_err(io::Error::from)?;
+        }
+    }
+    // Directories last, deepest first: setting a child's time does not change a
+    // directory's, but creating entries did.
+    for path in dirs.iter().rev() {
+        utimensat(None, path, &spec, &spec, UtimensatFlags::NoFollowSymlink)
+            .map_err(io::Error::from)?;
+    }
+    Ok(())
+}

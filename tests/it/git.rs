@@ -1,0 +1,207 @@
+//! `ADD` of git repositories, served by `git daemon` on 127.0.0.1 from a repository the
+//! test makes: refs, sub-directories, `--keep-git-dir`, `--checksum`, commit times, the
+//! cache keyed by commit, and a moved ref explained.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use crate::support::*;
+
+/// The time of every commit the test makes: 2024-01-02T03:04:05Z.
+const COMMIT_TIME: &str = "1704164645";
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_DATE", format!("@{COMMIT_TIME} +0000"))
+        .env("GIT_COMMITTER_DATE", format!("@{COMMIT_TIME} +0000"))
+        .env("GIT_AUTHOR_NAME", "rbuild")
+        .env("GIT_AUTHOR_EMAIL", "rbuild@example.com")
+        .env("GIT_COMMITTER_NAME", "rbuild")
+        .env("GIT_COMMITTER_EMAIL", "rbuild@example.com")
+        .output()
+        .expect("git");
+    assert_success(&out);
+    stdout(&out).trim().to_owned()
+}
+
+/// A `git daemon` serving the bare repositories under `base`; killed when dropped.
+struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(base: &Path) -> Daemon {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("git")
+            .arg("daemon")
+            .arg("--reuseaddr")
+            .arg("--export-all")
+            .arg("--listen=127.0.0.1")
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("git daemon");
+        for _ in 0..300 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Daemon { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("git://127.0.0.1:{}/repo.git", self.port)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A work tree with a first commit (tagged `v1`), pushed to the bare `base/repo.git`.
+fn repository(env: &TestEnv) -> (PathBuf, PathBuf) {
+    let base = env.path("served");
+    let bare = base.join("repo.git");
+    fs::create_dir_all(&bare).unwrap();
+    git(&bare, &["init", "-q", "--bare", "-b", "main"]);
+    let work = env.path("work");
+    fs::create_dir_all(work.join("docs")).unwrap();
+    git(&work, &["init", "-q", "-b", "main"]);
+    fs::write(work.join("README"), "readme v1\n").unwrap();
+    fs::write(work.join("docs/guide.txt"), "guide\n").unwrap();
+    std::os::unix::fs::symlink("../README", work.join("docs/readme")).unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "first"]);
+    git(&work, &["tag", "-a", "v1", "-m", "v1"]);
+    git(&work, &["push", "-q", bare.to_str().unwrap(), "main", "v1"]);
+    (base, work)
+}
+
+fn build(env: &TestEnv, context: &Path, tag: &str) -> Output {
+    env.host_command()
+        .args(["build", "--progress", "plain", "-t", tag])
+        .arg(context)
+        .output()
+        .unwrap()
+}
+
+fn cat(env: &TestEnv, image: &str, script: &str) -> String {
+    let out = env.rbuild(&["run", image, "sh", "-c", script]);
+    assert_success(&out);
+    stdout(&out)
+}
+
+#[test]
+fn add_fetches_a_ref_of_a_repository_keyed_by_its_commit() {
+    require_privileges!();
+    require_tool("git");
+    let env = TestEnv::with_busybox();
+    let (base, work) = repository(&env);
+    let daemon = Daemon::start(&base);
+    let url = daemon.url();
+    let v1 = git(&work, &["rev-parse", "v1^{commit}"]);
+    let context = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM busybox\n\
+                 ADD {url}#v1:docs /docs/\n\
+                 ADD {url} /all/\n\
+                 ADD --keep-git-dir {url}?ref=main /kept/\n\
+                 ADD --checksum={v1} {url}#v1 /pinned/\n"
+            ),
+        )],
+    );
+    let out = build(&env, &context, "git:1");
+    assert_success(&out);
+    assert_eq!(
+        cat(
+            &env,
+            "git:1",
+            "cat /docs/guide.txt /all/README /pinned/README; readlink /docs/readme; \
+             stat -c %Y /docs/guide.txt /all/docs /all/README; \
+             test -d /all/.git || echo no-git; test -d /kept/.git && echo kept-git"
+        ),
+        format!(
+            "guide\nreadme v1\nreadme v1\n../README\n{COMMIT_TIME}\n{COMMIT_TIME}\n{COMMIT_TIME}\n\
+             no-git\nkept-git\n"
+        )
+    );
+
+    // Unchanged: fully cached. A new commit on `main`: the steps on `main` (and HEAD) run
+    // again and say why.
+    let out = build(&env, &context, "git:1");
+    assert_success(&out);
+    assert_eq!(
+        stderr(&out).matches("CACHED").count(),
+        4,
+        "{}",
+        stderr(&out)
+    );
+    fs::write(work.join("README"), "readme v2\n").unwrap();
+    git(&work, &["commit", "-q", "-am", "second"]);
+    git(
+        &work,
+        &[
+            "push",
+            "-q",
+            base.join("repo.git").to_str().unwrap(),
+            "main",
+        ],
+    );
+    let v2 = git(&work, &["rev-parse", "HEAD"]);
+    let out = build(&env, &context, "git:2");
+    assert_success(&out);
+    let log = flat(&stderr(&out));
+    assert!(
+        log.contains(&format!("`main` moved from {} to {}", &v1[..12], &v2[..12])),
+        "{log}"
+    );
+    assert!(log.contains("`HEAD` moved from"), "{log}");
+    // Only the step before the first moved ref (each step builds on the one above it).
+    assert_eq!(stderr(&out).matches("CACHED").count(), 1, "{log}");
+    assert_eq!(
+        cat(&env, "git:2", "cat /all/README /pinned/README"),
+        "readme v2\nreadme v1\n"
+    );
+
+    // A checksum the ref does not point at, and a ref that does not exist.
+    for (dockerfile, message) in [
+        (
+            format!("FROM busybox\nADD --checksum={v1} {url}#main /x/\n"),
+            format!("`main` is at {v2}, not at the commit the checksum names ({v1})"),
+        ),
+        (
+            format!("FROM busybox\nADD {url}#nope /x/\n"),
+            "has no ref `nope`".to_owned(),
+        ),
+        (
+            format!("FROM busybox\nADD {url}#v1:../.. /x/\n"),
+            "leaves the repository".to_owned(),
+        ),
+    ] {
+        fs::write(context.join("Dockerfile"), dockerfile).unwrap();
+        let out = build(&env, &context, "git:3");
+        assert_failure(&out);
+        let err = flat(&stderr(&out));
+        assert!(err.contains(&message), "{err}");
+    }
+}
