@@ -68,10 +68,7 @@ impl IgnoreMatcher {
         }
         let mut excluded = false;
         for pattern in &self.patterns {
-            // The pattern may match the path itself or any of its parent directories.
-            let matched =
-                (1..=segments.len()).any(|len| matches(&pattern.segments, &segments[..len]));
-            if matched {
+            if matches_path_or_parent(&pattern.segments, &segments) {
                 excluded = pattern.exclude;
             }
         }
@@ -94,22 +91,34 @@ fn clean(pattern: &str) -> Vec<String> {
     segments
 }
 
-fn matches(pattern: &[String], path: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => path.is_empty(),
-        Some((first, rest)) if first == "**" => {
-            (0..=path.len()).any(|skip| matches(rest, &path[skip..]))
-        }
-        Some((first, rest)) => match path.split_first() {
-            Some((segment, path_rest)) => {
-                // `**` inside a segment behaves like `*` there.
-                let segment_pattern = first.replace("**", "*");
-                glob::matches(&segment_pattern, segment).unwrap_or(false)
-                    && matches(rest, path_rest)
+/// Whether `pattern` matches `path` or one of its parent directories.
+///
+/// Dynamic programming over (pattern segment, path segment), so each segment glob runs at
+/// most once per pair: trying every split for every `**` is exponential in the number of
+/// `**`s (`**/a/**/a/**/…` against a deep path never finished).
+fn matches_path_or_parent(pattern: &[String], path: &[&str]) -> bool {
+    let width = path.len() + 1;
+    // rest[j]: pattern[i..] matches path[j..len] for some len >= max(j, 1), i.e. the path
+    // or a parent directory (never the empty path), for the `i` of the current round.
+    let mut rest: Vec<bool> = (0..width).map(|j| j >= 1).collect();
+    for segment in pattern.iter().rev() {
+        let mut current = vec![false; width];
+        if segment == "**" {
+            // `**` takes zero or more segments: here, or one more and `**` again.
+            for j in (0..width).rev() {
+                current[j] = rest[j] || (j < path.len() && current[j + 1]);
             }
-            None => false,
-        },
+        } else {
+            // `**` inside a segment behaves like `*` there.
+            let segment_pattern = segment.replace("**", "*");
+            for j in 0..path.len() {
+                current[j] =
+                    rest[j + 1] && glob::matches(&segment_pattern, path[j]).unwrap_or(false);
+            }
+        }
+        rest = current;
     }
+    rest[0]
 }
 
 #[cfg(test)]
@@ -148,5 +157,40 @@ mod tests {
         assert!(m.is_excluded("b"));
         assert!(m.is_excluded("c/d"));
         assert!(!m.is_excluded("a"));
+    }
+
+    #[test]
+    fn many_double_stars_match_deep_paths_quickly() {
+        // Trying every split for every `**` took ~C(52, 12) steps for the first pair.
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let deep = vec!["a"; 40].join("/");
+            let stars = IgnoreMatcher::parse(&format!("{}x", "**/".repeat(12)));
+            let alternating = IgnoreMatcher::parse(&format!("{}c", "**/a/".repeat(8)));
+            let ends_in_c = format!("{deep}/c");
+            let _ = done.send([
+                stars.is_excluded(&deep),
+                alternating.is_excluded(&deep),
+                alternating.is_excluded(&ends_in_c),
+            ]);
+        });
+        let results = finished
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("matching finished in time");
+        assert_eq!(results, [false, false, true]);
+    }
+
+    #[test]
+    fn patterns_match_paths_and_their_parents() {
+        let m = IgnoreMatcher::parse("a/**/c\n**/d\ne/*\n");
+        assert!(m.is_excluded("a/c"));
+        assert!(m.is_excluded("a/b/b/c"));
+        assert!(m.is_excluded("a/b/c/inside"));
+        assert!(!m.is_excluded("a"));
+        assert!(!m.is_excluded("a/b"));
+        assert!(m.is_excluded("d"));
+        assert!(m.is_excluded("x/y/d/z"));
+        assert!(m.is_excluded("e/f/g"));
+        assert!(!m.is_excluded("e"));
     }
 }
