@@ -16,8 +16,16 @@ fuzz_target!(|data: &[u8]| {
     let matcher = IgnoreMatcher::parse(patterns);
     for path in paths.lines().take(16) {
         let excluded = matcher.is_excluded(path);
-        assert_eq!(matcher.is_excluded(&format!("./{path}")), excluded, "{path:?}");
-        assert_eq!(matcher.is_excluded(&format!("{path}/")), excluded, "{path:?}");
+        assert_eq!(
+            matcher.is_excluded(&format!("./{path}")),
+            excluded,
+            "{path:?}"
+        );
+        assert_eq!(
+            matcher.is_excluded(&format!("{path}/")),
+            excluded,
+            "{path:?}"
+        );
         if excluded && !matcher.has_exceptions() {
             assert!(matcher.is_excluded(&format!("{path}/below")), "{path:?}");
         }

@@ -45,8 +45,7 @@ fuzz_target!(|data: &[u8]| {
 
     match mode % 3 {
         0 => {
-            let Some(expanded) = expand(decompress(archive).map(|(_, stream)| stream).ok())
-            else {
+            let Some(expanded) = expand(decompress(archive).map(|(_, stream)| stream).ok()) else {
                 return;
             };
             let layer = Digest::of(archive);
@@ -58,8 +57,7 @@ fuzz_target!(|data: &[u8]| {
             assert_contained(&work, &before);
         }
         1 => {
-            let Some(expanded) = expand(decompress(archive).map(|(_, stream)| stream).ok())
-            else {
+            let Some(expanded) = expand(decompress(archive).map(|(_, stream)| stream).ok()) else {
                 return;
             };
             escape_links(&root, &canary);
@@ -177,5 +175,9 @@ fn assert_contained(work: &Path, before: &[String]) {
         .expect("read the scratch directory")
         .map(|entry| entry.expect("read").file_name())
         .collect();
-    assert_eq!(scratch, ["work"], "something appeared beside the work directory");
+    assert_eq!(
+        scratch,
+        ["work"],
+        "something appeared beside the work directory"
+    );
 }

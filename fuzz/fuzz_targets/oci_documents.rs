@@ -75,7 +75,11 @@ fuzz_target!(|data: &[u8]| {
         // value (it writes its own from the frontend's typed config), so floats are left
         // out of the comparison.
         if !has_float(&config.config) {
-            assert_eq!(canonical_json(&again), canonical, "canonical JSON is a fixed point");
+            assert_eq!(
+                canonical_json(&again),
+                canonical,
+                "canonical JSON is a fixed point"
+            );
         }
         let _ = rbuild_builder::frontend_config(&config.config);
     }

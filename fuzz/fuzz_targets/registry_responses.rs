@@ -23,7 +23,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(scheme.eq_ignore_ascii_case("bearer"), "{line:?}");
             // Parameters are slices of the value, never made up.
             assert!(line.contains(&realm), "{line:?}");
-            assert!(service.is_none_or(|service| line.contains(&service)), "{line:?}");
+            assert!(
+                service.is_none_or(|service| line.contains(&service)),
+                "{line:?}"
+            );
         }
         if let Some(start) = fuzzing::content_range_start(line) {
             assert!(line.starts_with("bytes "), "{line:?}");
