@@ -300,35 +300,104 @@ impl Kind {
     }
 }
 
+/// Whether `tokens` match all of `path`. Memoized over (token, position): a `**`, `*` or
+/// trailing `**` tries every place the rest could start, and without the memo many of them
+/// in one pattern took exponential time.
 fn match_tokens(tokens: &[Token], path: &[char]) -> bool {
-    let Some((token, rest)) = tokens.split_first() else {
-        return path.is_empty();
-    };
-    match token {
-        Token::Char(ch) => path.first() == Some(ch) && match_tokens(rest, &path[1..]),
-        Token::One => path.first().is_some_and(|c| *c != '/') && match_tokens(rest, &path[1..]),
-        Token::Class(class) => {
-            path.first().is_some_and(|c| {
-                glob::matches(&class.iter().collect::<String>(), &c.to_string()).unwrap_or(false)
-            }) && match_tokens(rest, &path[1..])
-        }
-        Token::Star => {
-            let run = path.iter().take_while(|c| **c != '/').count();
-            (0..=run).any(|skip| match_tokens(rest, &path[skip..]))
-        }
-        Token::Dirs => {
-            match_tokens(rest, path)
-                || (0..path.len())
-                    .filter(|index| path[*index] == '/')
-                    .any(|index| match_tokens(rest, &path[index + 1..]))
-        }
-        Token::Any => (0..=path.len()).any(|skip| match_tokens(rest, &path[skip..])),
+    let mut memo = vec![None; (tokens.len() + 1) * (path.len() + 1)];
+    matches_at(tokens, path, 0, 0, &mut memo)
+}
+
+fn matches_at(
+    tokens: &[Token],
+    path: &[char],
+    token: usize,
+    at: usize,
+    memo: &mut [Option<bool>],
+) -> bool {
+    let key = token * (path.len() + 1) + at;
+    if let Some(known) = memo[key] {
+        return known;
     }
+    let rest = &path[at..];
+    let one = |ok: bool| ok && !rest.is_empty();
+    let result = match tokens.get(token) {
+        None => rest.is_empty(),
+        Some(Token::Char(ch)) => {
+            one(rest.first() == Some(ch)) && matches_at(tokens, path, token + 1, at + 1, memo)
+        }
+        Some(Token::One) => {
+            one(rest.first().is_some_and(|c| *c != '/'))
+                && matches_at(tokens, path, token + 1, at + 1, memo)
+        }
+        Some(Token::Class(class)) => {
+            one(rest.first().is_some_and(|c| {
+                glob::matches(&class.iter().collect::<String>(), &c.to_string()).unwrap_or(false)
+            })) && matches_at(tokens, path, token + 1, at + 1, memo)
+        }
+        Some(Token::Star) => {
+            let run = rest.iter().take_while(|c| **c != '/').count();
+            let mut found = false;
+            for skip in 0..=run {
+                if matches_at(tokens, path, token + 1, at + skip, memo) {
+                    found = true;
+                    break;
+                }
+            }
+            found
+        }
+        Some(Token::Dirs) => {
+            let mut found = matches_at(tokens, path, token + 1, at, memo);
+            let mut index = at;
+            while !found && index < path.len() {
+                if path[index] == '/' {
+                    found = matches_at(tokens, path, token + 1, index + 1, memo);
+                }
+                index += 1;
+            }
+            found
+        }
+        Some(Token::Any) => {
+            let mut found = false;
+            for start in at..=path.len() {
+                if matches_at(tokens, path, token + 1, start, memo) {
+                    found = true;
+                    break;
+                }
+            }
+            found
+        }
+    };
+    memo[key] = Some(result);
+    result
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Many `**` against a deep path: matching must not try every split of the path for
+    /// every `**` (that was exponential: 12 of them never finished). The timeout only
+    /// keeps a regression from hanging the suite.
+    #[test]
+    fn many_double_stars_match_deep_paths_quickly() {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let deep = vec!["a"; 40].join("/");
+            let stars = IgnoreMatcher::parse(&format!("{}x", "**/".repeat(12))).unwrap();
+            let alternating = IgnoreMatcher::parse(&format!("{}c", "**/a/".repeat(8))).unwrap();
+            let ends_in_c = format!("{deep}/c");
+            let _ = done.send([
+                stars.is_excluded(&deep),
+                alternating.is_excluded(&deep),
+                alternating.is_excluded(&ends_in_c),
+            ]);
+        });
+        let results = finished
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("matching finished");
+        assert_eq!(results, [false, false, true]);
+    }
 
     #[test]
     fn docker_semantics() {

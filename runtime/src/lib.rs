@@ -49,3 +49,20 @@ pub use spec::{
     CpuQuota, ExtraHost, Limits, Mount, Network, Process, RLIMIT_NAMES, Rlimit, SandboxSpec,
     Seccomp,
 };
+
+/// For the cargo-fuzz targets in `fuzz/` only (the user module is private): not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The ids and home a sandboxed process gets for `user` (`name[:group]`, `uid[:gid]`)
+    /// under the image's `/etc/passwd` and `/etc/group` texts: `(uid, gid, groups, home)`,
+    /// or the error message.
+    pub fn resolve_user(
+        user: &str,
+        passwd: &str,
+        group: &str,
+    ) -> Result<(u32, u32, Vec<u32>, String), String> {
+        crate::user::resolve(user, passwd, group)
+            .map(|user| (user.uid, user.gid, user.groups, user.home))
+            .map_err(|err| err.to_string())
+    }
+}

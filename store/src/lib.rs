@@ -25,6 +25,9 @@ mod cache;
 mod cache_mounts;
 mod digest;
 mod error;
+/// For the cargo-fuzz targets in `fuzz/` only; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gc;
 mod idmap;
 mod images;

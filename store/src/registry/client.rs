@@ -43,7 +43,7 @@ struct HostAuth {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-enum Scheme {
+pub(crate) enum Scheme {
     /// No 401 seen yet.
     #[default]
     Anonymous,
@@ -520,7 +520,7 @@ fn bearer_header(token: &str) -> HeaderValue {
 }
 
 /// `Bearer realm="…",service="…",scope="…"` or `Basic realm="…"`.
-fn parse_challenge(challenge: &str) -> Scheme {
+pub(crate) fn parse_challenge(challenge: &str) -> Scheme {
     let (scheme, params) = challenge.trim().split_once(' ').unwrap_or((challenge, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Scheme::Basic;

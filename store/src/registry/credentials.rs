@@ -63,20 +63,28 @@ impl DockerConfig {
 
     /// Reads the file at `path`; a missing file is an empty configuration.
     pub fn open(path: &Path) -> Result<DockerConfig> {
-        let value = match std::fs::read(path) {
-            Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Map::new(),
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| RegistryError::Config {
+        match std::fs::read(path) {
+            Ok(bytes) => DockerConfig::parse(path, &bytes),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                DockerConfig::parse(path, b"")
+            }
+            Err(source) => Err(RegistryError::Io {
+                action: "read",
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// A configuration parsed from `bytes`, as if read from `path`.
+    pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<DockerConfig> {
+        let value = if bytes.iter().all(u8::is_ascii_whitespace) {
+            Map::new()
+        } else {
+            serde_json::from_slice(bytes).map_err(|err| RegistryError::Config {
                 path: path.to_owned(),
                 reason: err.to_string(),
-            })?,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Map::new(),
-            Err(source) => {
-                return Err(RegistryError::Io {
-                    action: "read",
-                    path: path.to_owned(),
-                    source,
-                });
-            }
+            })?
         };
         Ok(DockerConfig {
             path: path.to_owned(),
@@ -105,6 +113,11 @@ impl DockerConfig {
         if let Some(helper) = self.helper(registry) {
             return helper_get(&helper, &server_key(registry));
         }
+        self.auths_credentials(registry)
+    }
+
+    /// The credentials of `registry`'s `auths` entry (helpers left aside).
+    pub(crate) fn auths_credentials(&self, registry: &str) -> Result<Option<Credentials>> {
         let Some(auths) = self.value.get("auths").and_then(Value::as_object) else {
             return Ok(None);
         };
@@ -278,6 +291,17 @@ fn run_helper(helper: &str, action: &str, input: &[u8]) -> Result<(bool, Vec<u8>
 
 fn helper_get(helper: &str, key: &str) -> Result<Option<Credentials>> {
     let (ok, stdout, message) = run_helper(helper, "get", key.as_bytes())?;
+    helper_get_answer(helper, ok, &stdout, &message)
+}
+
+/// What `docker-credential-<helper> get` answered: whether it succeeded, its stdout, and
+/// its stdout and stderr as text (what `run_helper` returns).
+pub(crate) fn helper_get_answer(
+    helper: &str,
+    ok: bool,
+    stdout: &[u8],
+    message: &str,
+) -> Result<Option<Credentials>> {
     if !ok {
         if message.contains("credentials not found") {
             return Ok(None);
@@ -294,7 +318,7 @@ fn helper_get(helper: &str, key: &str) -> Result<Option<Credentials>> {
         secret: String,
     }
     let answer: Answer =
-        serde_json::from_slice(&stdout).map_err(|err| RegistryError::CredentialHelper {
+        serde_json::from_slice(stdout).map_err(|err| RegistryError::CredentialHelper {
             helper: helper.to_owned(),
             reason: format!("`get` printed something other than credentials: {err}"),
         })?;

@@ -37,10 +37,13 @@ pub use cache::{
     MEDIA_TYPE_CACHE_CONFIG,
 };
 pub use client::Registry;
+pub(crate) use client::{Scheme, parse_challenge};
 pub use config::{Endpoint, HostConfig, RegistryConfig, Tls, TransferConfig};
+pub(crate) use credentials::helper_get_answer;
 pub use credentials::{Credentials, DockerConfig};
 pub use error::{RegistryError, Result};
-pub(crate) use manifest::choose_platform;
+pub(crate) use manifest::{choose_platform, manifest_media_type};
+pub(crate) use pull::content_range_start;
 pub use pull::{PullOptions, Pulled};
 pub use push::{Compression, PushOptions, Pushed};
 pub use retry::TransportFailure;

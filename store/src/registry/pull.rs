@@ -630,6 +630,11 @@ fn range_start(response: &reqwest::Response) -> Option<u64> {
         .get(header::CONTENT_RANGE)?
         .to_str()
         .ok()?;
+    content_range_start(value)
+}
+
+/// The first byte of a `Content-Range` value (`bytes 100-199/200` → 100).
+pub(crate) fn content_range_start(value: &str) -> Option<u64> {
     let range = value.strip_prefix("bytes ")?;
     range.split('-').next()?.trim().parse().ok()
 }
