@@ -41,3 +41,4 @@ pub use progress::{Event, Progress, Silent, Stream};
 pub use secrets::{SecretError, SecretSource};
 pub use snapshotter::Snapshotter;
 pub use solve::{BuildOptions, BuildResult, Builder, Cancel, Miss};
+pub use unarchive::open_archive;

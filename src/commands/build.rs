@@ -11,16 +11,20 @@ use miette::{IntoDiagnostic, Result, WrapErr};
 use rbuild_builder::{BuildError, BuildOptions, Builder, Cancel, Progress, SecretSource};
 use rbuild_runtime::{CpuQuota, Limits};
 
-use super::check::{base_configs, read_dockerfile, read_ignore_file, warn_before_build};
-use super::outputs::{Output, parse_cache, parse_output, write_output};
+use super::check::{base_configs, warn_before_build};
+use super::outputs::{Output, parse_cache, parse_outputs, write_output};
 use super::registry::{CompressionArg, open_registry, push_image, report};
-use super::{key_value, network, open_runtime, open_store, parse_name};
+use super::{key_value, network, open_store, parse_name};
 use crate::cli::NetworkArg;
 use crate::progress::{
     BuildLog, BuildResult, JsonProgress, PlainProgress, QuietProgress, Tee, TtyProgress,
 };
 use crate::report::build_error;
 use crate::size::parse_size;
+
+mod call;
+mod flags;
+mod stdin;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProgressArg {
@@ -30,7 +34,9 @@ pub enum ProgressArg {
     Tty,
     /// Numbered steps, each step's output grouped, with timings: for logs and CI
     Plain,
-    /// One JSON object per event, on stderr
+    /// One JSON object per event, on stderr (rbuild's own events; `rawjson` is accepted
+    /// for buildx's name)
+    #[value(alias = "rawjson")]
     Json,
     /// Nothing but errors and the image id
     Quiet,
@@ -72,7 +78,7 @@ pub struct BuildArgs {
     /// (`type=file|env` too); may be repeated
     #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
     pub secrets: Vec<String>,
-    /// How to show progress
+    /// How to show progress; with `auto`, `BUILDKIT_PROGRESS` chooses when it is set
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
     /// Run every step; reuse nothing from the build cache
@@ -120,23 +126,30 @@ pub struct BuildArgs {
     /// directories too; `ignore-error=true`: a failed export only warns)
     #[arg(long = "cache-to", value_name = "CACHE")]
     pub cache_to: Vec<String>,
-    /// The build context directory
+    #[command(flatten)]
+    pub mode: flags::ModeArgs,
+    #[command(flatten)]
+    pub run_steps: flags::RunStepArgs,
+    /// The build context directory; `-` reads a tar of the context (plain, gzip, bzip2, xz
+    /// or zstd) or a Dockerfile alone from standard input
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
 }
 
-pub async fn build(args: BuildArgs) -> Result<ExitCode> {
+pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
     let started = std::time::Instant::now();
+    args.progress = flags::progress(args.progress, args.mode.quiet)?;
     let tags = args
         .tags
         .iter()
         .map(|t| parse_name(t))
         .collect::<Result<Vec<_>>>()?;
-    let dockerfile_path: PathBuf = args
-        .file
-        .clone()
-        .unwrap_or_else(|| args.context.join("Dockerfile"));
-    let dockerfile = read_dockerfile(&dockerfile_path)?;
+    let outputs = parse_outputs(&args.outputs)?;
+    let source = stdin::Source::open(&args.context, args.file.as_deref())?;
+    let dockerfile_path = source.dockerfile_path.clone();
+    let dockerfile = source.dockerfile.clone();
+    let run_steps = args.run_steps.parse()?;
+    let cgroup_parent = run_steps.cgroup_parent.clone();
     let build_args: BTreeMap<String, String> = args
         .build_args
         .iter()
@@ -167,10 +180,10 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         })?),
         _ => None,
     };
-    let ignore = read_ignore_file(&dockerfile_path, &args.context)?;
+    let ignore = source.ignore.clone();
     let opts = BuildOptions {
         dockerfile: dockerfile.clone(),
-        context: args.context.clone(),
+        context: source.context.clone(),
         build_args,
         target: args.target.clone(),
         tags: tags.clone(),
@@ -197,12 +210,10 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         secrets,
         pull: args.pull,
         cache_from: Vec::new(),
+        extra_hosts: run_steps.extra_hosts,
+        rlimits: run_steps.rlimits,
+        shm_size: run_steps.shm_size,
     };
-    let outputs = args
-        .outputs
-        .iter()
-        .map(|o| parse_output(o))
-        .collect::<Result<Vec<_>>>()?;
     let cache_from = args
         .cache_from
         .iter()
@@ -220,12 +231,37 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         ));
     }
     let mut opts = opts;
-    let store = open_store()?;
     let convert_opts = rbuild_frontend::ConvertOptions {
         build_args: opts.build_args.clone(),
         target: opts.target.clone(),
         ..Default::default()
     };
+    match args.mode.call() {
+        flags::CallArg::Build => {}
+        flags::CallArg::Check => {
+            return super::check::check_text(
+                &dockerfile_path,
+                &dockerfile,
+                ignore.as_deref(),
+                convert_opts,
+                super::check::FormatArg::Text,
+            );
+        }
+        method @ (flags::CallArg::Outline | flags::CallArg::Targets) => {
+            let df = rbuild_frontend::parse(&dockerfile)
+                .map_err(|err| build_error(err.into(), &dockerfile_path, &dockerfile))?;
+            let text = if method == flags::CallArg::Targets {
+                call::targets(&df, &dockerfile)
+            } else {
+                call::outline(&df, &dockerfile, opts.target.as_deref()).map_err(|message| {
+                    miette::miette!(help = "list the stages with `--call targets`", "{message}")
+                })?
+            };
+            print!("{text}");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let store = open_store()?;
     if args.print == Some(PrintArg::Graph) {
         let df = rbuild_frontend::parse(&dockerfile)
             .map_err(|err| build_error(err.into(), &dockerfile_path, &dockerfile))?;
@@ -244,7 +280,7 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         &convert_opts,
         ignore.as_deref(),
     )?;
-    let runtime = open_runtime(&store)?;
+    let runtime = super::open_runtime_in(&store, cgroup_parent.as_deref())?;
     super::check_limits(&runtime, &opts.limits)?;
     let builder_root = store.root().to_owned();
     let output_store = store.clone();
@@ -338,9 +374,13 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         Err(err) => {
             signals.abort();
             finish_log(BuildResult::Failed, None);
+            if let Some(note) = source.failure_note() {
+                eprintln!("{note}");
+            }
             return Err(build_error(err, &dockerfile_path, &dockerfile));
         }
     };
+    let writes_stdout = outputs.iter().any(|o| o.to_stdout());
     // Ctrl-C and SIGTERM still stop what follows (pushes, outputs, the cache export): a
     // cancelled CI job must not go on uploading or move a registry's tag.
     let finish = async {
@@ -478,7 +518,10 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
                 eprintln!("naming to {tag}");
             }
         }
-        outln!("{}", result.config);
+        // A tar on stdout (`-o -`) is the only data there: the id would corrupt it.
+        if !writes_stdout {
+            outln!("{}", result.config);
+        }
         if args.fail_on_miss && !result.misses.is_empty() {
             for miss in &result.misses {
                 let reason = miss

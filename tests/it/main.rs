@@ -6,6 +6,7 @@ mod support;
 
 mod add_url;
 mod build;
+mod build_cli;
 mod cache;
 mod check;
 mod copy;

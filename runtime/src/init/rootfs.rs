@@ -142,7 +142,7 @@ pub(super) fn setup(
         Some("mode=755,size=65536k"),
         undo,
     )?;
-    populate_dev(&dev)?;
+    populate_dev(&dev, spec.shm_size.unwrap_or(crate::spec::DEFAULT_SHM_SIZE))?;
     let sys = special(
         rootfs,
         "/sys",
@@ -320,7 +320,7 @@ fn restrict_recursively(path: &Path, read_only: bool) -> Result<(), Errno> {
 /// Device nodes bound from the host (no mknod: the `/dev` tmpfs is `nodev`, and each bind is
 /// a mount of its own that allows its one device), a private devpts, shm, mqueue and the
 /// usual symlinks.
-fn populate_dev(dev: &Path) -> Result<(), SetupError> {
+fn populate_dev(dev: &Path, shm_size: u64) -> Result<(), SetupError> {
     let create_error = |path: &Path| {
         let path = path.to_owned();
         move |source| SetupError::CreateDevice { path, source }
@@ -371,7 +371,12 @@ fn populate_dev(dev: &Path) -> Result<(), SetupError> {
         },
     )?;
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    kernel_fs("shm", "tmpfs", nosuid_nodev_noexec, "mode=1777,size=65536k")?;
+    kernel_fs(
+        "shm",
+        "tmpfs",
+        nosuid_nodev_noexec,
+        &format!("mode=1777,size={shm_size}"),
+    )?;
     kernel_fs("mqueue", "mqueue", nosuid_nodev_noexec, "")?;
     for (name, target) in [
         ("ptmx", "pts/ptmx"),
