@@ -126,10 +126,36 @@ pub struct BuildArgs {
     /// directories too; `ignore-error=true`: a failed export only warns)
     #[arg(long = "cache-to", value_name = "CACHE")]
     pub cache_to: Vec<String>,
-    #[command(flatten)]
-    pub mode: flags::ModeArgs,
-    #[command(flatten)]
-    pub run_steps: flags::RunStepArgs,
+    // docker build's flags for scripts (see `flags`). Fields, not a flattened struct: a
+    // flatten would empty this struct's argument group, by which `rbuild -t NAME CONTEXT`
+    // (no `build`) is recognised.
+    /// Print nothing but the image id (on stdout) and errors; the same as `--progress quiet`
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// What to do instead of building, as buildx's `--call`: `check` (as `rbuild check`),
+    /// `outline` (the build arguments and secrets of the target), `targets` (the stages)
+    #[arg(long, value_enum, value_name = "METHOD", default_value_t = flags::CallArg::Build)]
+    pub call: flags::CallArg,
+    /// Short for `--call check`
+    #[arg(long)]
+    pub check: bool,
+    /// Allow an entitlement, as docker build's flag
+    #[arg(long = "allow", value_enum, value_name = "ENTITLEMENT")]
+    pub allow: Vec<flags::EntitlementArg>,
+    /// Add a line to /etc/hosts of every RUN step (`NAME:IP` or `NAME=IP`); may be repeated
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
+    /// A resource limit of every RUN step (`nofile=1024:2048`, `nproc=512`; -1 for
+    /// unlimited); may be repeated
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<String>,
+    /// Size of /dev/shm in RUN steps (e.g. `128m`) [default: 64m]
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub shm_size: Option<String>,
+    /// Cgroup under which each RUN step gets its own, relative to the hierarchy's root
+    /// (a leading `/` changes nothing) [default: rbuild]
+    #[arg(long = "cgroup-parent", value_name = "CGROUP")]
+    pub cgroup_parent: Option<String>,
     /// The build context directory; `-` reads a tar of the context (plain, gzip, bzip2, xz
     /// or zstd) or a Dockerfile alone from standard input
     #[arg(value_name = "CONTEXT")]
@@ -138,7 +164,7 @@ pub struct BuildArgs {
 
 pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
     let started = std::time::Instant::now();
-    args.progress = flags::progress(args.progress, args.mode.quiet)?;
+    args.progress = flags::progress(args.progress, args.quiet)?;
     let tags = args
         .tags
         .iter()
@@ -148,7 +174,7 @@ pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
     let source = stdin::Source::open(&args.context, args.file.as_deref())?;
     let dockerfile_path = source.dockerfile_path.clone();
     let dockerfile = source.dockerfile.clone();
-    let run_steps = args.run_steps.parse()?;
+    let run_steps = flags::run_steps(&args)?;
     let cgroup_parent = run_steps.cgroup_parent.clone();
     let build_args: BTreeMap<String, String> = args
         .build_args
@@ -236,7 +262,7 @@ pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
         target: opts.target.clone(),
         ..Default::default()
     };
-    match args.mode.call() {
+    match flags::call(&args) {
         flags::CallArg::Build => {}
         flags::CallArg::Check => {
             return super::check::check_text(
