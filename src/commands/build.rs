@@ -400,7 +400,7 @@ pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
         Err(err) => {
             signals.abort();
             finish_log(BuildResult::Failed, None);
-            if let Some(note) = source.failure_note() {
+            if let Some(note) = source.failure_note(&err) {
                 eprintln!("{note}");
             }
             return Err(build_error(err, &dockerfile_path, &dockerfile));

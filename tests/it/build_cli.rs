@@ -250,6 +250,16 @@ fn dockerfile_alone_on_stdin_builds_without_a_context() {
         text.contains("the Dockerfile came on standard input without a context"),
         "{text}"
     );
+    // Other failures are not blamed on the missing context.
+    let mut cmd = env.command();
+    cmd.args(["build", "-"]);
+    let out = with_stdin(cmd, b"FROM busybox\nRUN exit 4\n");
+    assert_failure(&out);
+    assert!(
+        !stderr(&out).contains("without a context"),
+        "{}",
+        stderr(&out)
+    );
     // A Dockerfile on stdin and another with `-f`: ambiguous.
     let mut cmd = env.command();
     cmd.args(["build", "-f", "Dockerfile", "-"]);

@@ -162,10 +162,16 @@ impl Source {
         }
     }
 
-    /// For a build that failed: why a COPY or ADD found nothing, when the Dockerfile came
-    /// alone on stdin (docker's own message names only the missing file).
-    pub fn failure_note(&self) -> Option<&'static str> {
-        self.empty_context.then_some(
+    /// For a build that failed at a COPY or ADD from the context: why it found nothing,
+    /// when the Dockerfile came alone on stdin (docker's own message names only the
+    /// missing file).
+    pub fn failure_note(&self, err: &rbuild_builder::BuildError) -> Option<&'static str> {
+        let step = err
+            .span()
+            .and_then(|span| self.dockerfile.get(span.start..span.end))?;
+        let keyword = step.split_whitespace().next()?.to_ascii_uppercase();
+        let from_context = (keyword == "COPY" || keyword == "ADD") && !step.contains("--from");
+        (self.empty_context && from_context).then_some(
             "note: the Dockerfile came on standard input without a context, so COPY and ADD have no files to copy; give a context directory with `rbuild build -f - DIR`, or send a tar of the context with the Dockerfile inside",
         )
     }
