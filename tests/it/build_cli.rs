@@ -301,6 +301,21 @@ fn output_dash_writes_the_final_stage_filesystem_to_stdout() {
             "logs on stderr"
         );
     }
+    // An image archive goes to stdout the same way.
+    let out = env.rbuild(&[
+        "build",
+        "-q",
+        "-o",
+        "type=oci,dest=-",
+        ctx.to_str().unwrap(),
+    ]);
+    assert_success(&out);
+    let files = files_of(&out.stdout);
+    assert!(
+        files.contains_key("index.json") && files.contains_key("oci-layout"),
+        "{:?}",
+        files.keys()
+    );
     let out = env.rbuild(&[
         "build",
         "-o",
