@@ -25,6 +25,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build an image from a Dockerfile
+    ///
+    /// Reads the environment as `docker build` does: `BUILDKIT_PROGRESS` (the progress
+    /// when `--progress` is `auto`), `DOCKER_CONFIG` (registry credentials) and
+    /// `SOURCE_DATE_EPOCH` (the time in the image, for reproducible builds). rbuild makes
+    /// no attestations, so `BUILDX_NO_DEFAULT_ATTESTATIONS` changes nothing; it has no
+    /// builder instances or bake files, so `BUILDX_BUILDER` and the other `BUILDX_*`
+    /// variables are ignored. docs/conformance.md lists every docker build flag.
     Build(build::BuildArgs),
     /// Check a Dockerfile without building: parse, convert and lint (build checks)
     Check(check::CheckArgs),

@@ -130,7 +130,7 @@ impl SolveContext {
                 cwd: exec.cwd.clone(),
                 user: exec.user.clone(),
                 terminal: false,
-                rlimits: Vec::new(),
+                rlimits: self.opts.rlimits.clone(),
             },
             hostname: "rbuild".to_owned(),
             network,
@@ -142,7 +142,8 @@ impl SolveContext {
             // stubs made in a bare root are removed before the layer is taken.
             init: true,
             capabilities: Default::default(),
-            extra_hosts: Vec::new(),
+            extra_hosts: self.opts.extra_hosts.clone(),
+            shm_size: self.opts.shm_size,
         };
         let outcome = self.run_sandbox(&spec, step).await;
         drop(spec);

@@ -71,6 +71,29 @@ impl SolveContext {
                 trace
                     .other
                     .push(format!("network {}", network.to_lowercase()));
+                // The sandbox flags of the build, as BuildKit keys them: host names without
+                // their addresses, ulimits, the size of /dev/shm. Absent, they add nothing,
+                // so keys of builds without them are unchanged.
+                for host in &self.opts.extra_hosts {
+                    key.part("add-host").part(&host.name);
+                    trace.other.push(format!("add-host {}", host.name));
+                }
+                for limit in &self.opts.rlimits {
+                    let name = rbuild_runtime::RLIMIT_NAMES
+                        .iter()
+                        .find(|(_, resource)| *resource == limit.resource)
+                        .map_or_else(
+                            || limit.resource.to_string(),
+                            |(name, _)| (*name).to_owned(),
+                        );
+                    let text = format!("ulimit {name}={}:{}", limit.soft, limit.hard);
+                    key.part(&text);
+                    trace.other.push(text);
+                }
+                if let Some(size) = self.opts.shm_size {
+                    key.part(&format!("shm-size {size}"));
+                    trace.other.push(format!("shm-size {size}"));
+                }
                 trace.env = exec
                     .env
                     .iter()

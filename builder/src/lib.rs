@@ -54,3 +54,4 @@ pub mod fuzzing {
         crate::unarchive::open_archive(path)
     }
 }
+pub use unarchive::open_archive;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rbuild_frontend::{self as frontend, BuildGraph, CopySource, OpId, OpKind};
-use rbuild_runtime::{Limits, Network, Runtime};
+use rbuild_runtime::{ExtraHost, Limits, Network, Rlimit, Runtime};
 use rbuild_store::oci::Descriptor;
 use rbuild_store::registry::{CacheExportRecord, CacheImport, Registry};
 use rbuild_store::{ActiveSnapshot, Digest, Image, ImageName, Reference, Store};
@@ -69,6 +69,16 @@ pub struct BuildOptions {
     pub named_contexts: BTreeMap<String, NamedContextSource>,
     /// `--ssh`: the SSH agents `RUN --mount=type=ssh` forwards, by id.
     pub ssh: BTreeMap<String, crate::ssh::SshSource>,
+    /// `--add-host`: `/etc/hosts` lines of every RUN step. The names are part of a step's
+    /// cache key, the addresses are not (as BuildKit: the same names on another network
+    /// are the same build).
+    pub extra_hosts: Vec<ExtraHost>,
+    /// `--ulimit`: resource limits of every RUN step; part of the cache key, as a step
+    /// may behave differently under them (as BuildKit).
+    pub rlimits: Vec<Rlimit>,
+    /// `--shm-size`: the size of RUN steps' `/dev/shm`; part of the cache key (BuildKit
+    /// makes it a mount of the step).
+    pub shm_size: Option<u64>,
 }
 
 /// Where a named build context's files come from.

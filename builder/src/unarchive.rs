@@ -8,7 +8,7 @@ use std::path::Path;
 use rbuild_store::layer::{self, Compression};
 
 /// Opens `path` as a tar stream if it is an archive ADD extracts; `None` for other files.
-pub(crate) fn open_archive(path: &Path) -> io::Result<Option<Box<dyn Read>>> {
+pub fn open_archive(path: &Path) -> io::Result<Option<Box<dyn Read>>> {
     let mut file = BufReader::new(File::open(path)?);
     let head = file.fill_buf()?.to_vec();
     let mut stream: Box<dyn Read> = if head.starts_with(b"BZh") {

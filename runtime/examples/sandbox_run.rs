@@ -74,6 +74,7 @@ fn main() {
         init: true,
         capabilities: Default::default(),
         extra_hosts: Vec::new(),
+        shm_size: None,
     };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let code = runtime.block_on(async {

@@ -42,7 +42,13 @@ pub struct SandboxSpec {
     /// Further `/etc/hosts` entries (`--add-host`), after the network's own.
     #[serde(default)]
     pub extra_hosts: Vec<ExtraHost>,
+    /// Size of the `/dev/shm` tmpfs in bytes; `None` for docker's 64 MiB.
+    #[serde(default)]
+    pub shm_size: Option<u64>,
 }
+
+/// Docker's `/dev/shm` size when `--shm-size` is not given.
+pub const DEFAULT_SHM_SIZE: u64 = 64 << 20;
 
 /// One `/etc/hosts` line: `address name`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,18 +11,20 @@ use miette::{IntoDiagnostic, Result, WrapErr};
 use rbuild_builder::{BuildError, BuildOptions, Builder, Cancel, Progress, SecretSource};
 use rbuild_runtime::{CpuQuota, Limits};
 
-use super::check::{
-    base_configs, dockerfile_path, read_dockerfile, read_ignore_file, warn_before_build,
-};
-use super::outputs::{Output, parse_cache, parse_output, write_output};
+use super::check::{base_configs, warn_before_build};
+use super::outputs::{Output, parse_cache, parse_outputs, write_output};
 use super::registry::{CompressionArg, open_registry, push_image, report};
-use super::{key_value, network, open_runtime, open_store, parse_name};
+use super::{key_value, network, open_store, parse_name};
 use crate::cli::NetworkArg;
 use crate::progress::{
     BuildLog, BuildResult, JsonProgress, PlainProgress, QuietProgress, Tee, TtyProgress,
 };
 use crate::report::build_error;
 use crate::size::parse_size;
+
+mod call;
+mod flags;
+mod stdin;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProgressArg {
@@ -32,7 +34,9 @@ pub enum ProgressArg {
     Tty,
     /// Numbered steps, each step's output grouped, with timings: for logs and CI
     Plain,
-    /// One JSON object per event, on stderr
+    /// One JSON object per event, on stderr (rbuild's own events; `rawjson` is accepted
+    /// for buildx's name)
+    #[value(alias = "rawjson")]
     Json,
     /// Nothing but errors and the image id
     Quiet,
@@ -84,7 +88,7 @@ pub struct BuildArgs {
     /// agent rbuild starts for the build; may be repeated
     #[arg(long = "ssh", value_name = "default|ID[=SOCKET|KEY,...]")]
     pub ssh: Vec<String>,
-    /// How to show progress
+    /// How to show progress; with `auto`, `BUILDKIT_PROGRESS` chooses when it is set
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
     /// Run every step; reuse nothing from the build cache
@@ -133,25 +137,61 @@ pub struct BuildArgs {
     /// directories too; `ignore-error=true`: a failed export only warns)
     #[arg(long = "cache-to", value_name = "CACHE")]
     pub cache_to: Vec<String>,
-    /// The build context directory
+    // docker build's flags for scripts (see `flags`). Fields, not a flattened struct: a
+    // flatten would empty this struct's argument group, by which `rbuild -t NAME CONTEXT`
+    // (no `build`) is recognised.
+    /// Print nothing but the image id (on stdout) and errors; the same as `--progress quiet`
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// What to do instead of building, as buildx's `--call`: `check` (as `rbuild check`),
+    /// `outline` (the build arguments and secrets of the target), `targets` (the stages)
+    #[arg(long, value_enum, value_name = "METHOD", default_value_t = flags::CallArg::Build)]
+    pub call: flags::CallArg,
+    /// Short for `--call check`
+    #[arg(long)]
+    pub check: bool,
+    /// Allow an entitlement, as docker build's flag
+    #[arg(long = "allow", value_enum, value_name = "ENTITLEMENT")]
+    pub allow: Vec<flags::EntitlementArg>,
+    /// Add a line to /etc/hosts of every RUN step (`NAME:IP` or `NAME=IP`); may be repeated
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
+    /// A resource limit of every RUN step (`nofile=1024:2048`, `nproc=512`; -1 for
+    /// unlimited); may be repeated
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<String>,
+    /// Size of /dev/shm in RUN steps (e.g. `128m`) [default: 64m]
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub shm_size: Option<String>,
+    /// Cgroup under which each RUN step gets its own, relative to the hierarchy's root
+    /// (a leading `/` changes nothing) [default: rbuild]
+    #[arg(long = "cgroup-parent", value_name = "CGROUP")]
+    pub cgroup_parent: Option<String>,
+    /// The build context directory; `-` reads a tar of the context (plain, gzip, bzip2, xz
+    /// or zstd) or a Dockerfile alone from standard input
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
 }
 
-pub async fn build(args: BuildArgs) -> Result<ExitCode> {
+pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     // As docker does: a build that fails must not leave the id (or metadata) of an earlier
     // build where a script would take it for this one's.
     for path in [&args.iidfile, &args.metadata_file].into_iter().flatten() {
         remove_stale(path)?;
     }
+    args.progress = flags::progress(args.progress, args.quiet)?;
     let tags = args
         .tags
         .iter()
         .map(|t| parse_name(t))
         .collect::<Result<Vec<_>>>()?;
-    let dockerfile_path = dockerfile_path(args.file.as_deref(), &args.context);
-    let dockerfile = read_dockerfile(&dockerfile_path)?;
+    let outputs = parse_outputs(&args.outputs)?;
+    let source = stdin::Source::open(&args.context, args.file.as_deref())?;
+    let dockerfile_path = source.dockerfile_path.clone();
+    let dockerfile = source.dockerfile.clone();
+    let run_steps = flags::run_steps(&args)?;
+    let cgroup_parent = run_steps.cgroup_parent.clone();
     let build_args: BTreeMap<String, String> = args
         .build_args
         .iter()
@@ -182,10 +222,10 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         })?),
         _ => None,
     };
-    let ignore = read_ignore_file(&dockerfile_path, &args.context)?;
+    let ignore = source.ignore.clone();
     let opts = BuildOptions {
         dockerfile: dockerfile.clone(),
-        context: args.context.clone(),
+        context: source.context.clone(),
         build_args,
         target: args.target.clone(),
         tags: tags.clone(),
@@ -225,12 +265,10 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
                 )
             })
             .collect::<Result<_>>()?,
+        extra_hosts: run_steps.extra_hosts,
+        rlimits: run_steps.rlimits,
+        shm_size: run_steps.shm_size,
     };
-    let outputs = args
-        .outputs
-        .iter()
-        .map(|o| parse_output(o))
-        .collect::<Result<Vec<_>>>()?;
     let cache_from = args
         .cache_from
         .iter()
@@ -248,12 +286,37 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         ));
     }
     let mut opts = opts;
-    let store = open_store()?;
     let convert_opts = rbuild_frontend::ConvertOptions {
         build_args: opts.build_args.clone(),
         target: opts.target.clone(),
         ..Default::default()
     };
+    match flags::call(&args) {
+        flags::CallArg::Build => {}
+        flags::CallArg::Check => {
+            return super::check::check_text(
+                &dockerfile_path,
+                &dockerfile,
+                ignore.as_deref(),
+                convert_opts,
+                super::check::FormatArg::Text,
+            );
+        }
+        method @ (flags::CallArg::Outline | flags::CallArg::Targets) => {
+            let df = rbuild_frontend::parse(&dockerfile)
+                .map_err(|err| build_error(err.into(), &dockerfile_path, &dockerfile))?;
+            let text = if method == flags::CallArg::Targets {
+                call::targets(&df, &dockerfile)
+            } else {
+                call::outline(&df, &dockerfile, opts.target.as_deref()).map_err(|message| {
+                    miette::miette!(help = "list the stages with `--call targets`", "{message}")
+                })?
+            };
+            print!("{text}");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let store = open_store()?;
     if args.print == Some(PrintArg::Graph) {
         let df = rbuild_frontend::parse(&dockerfile)
             .map_err(|err| build_error(err.into(), &dockerfile_path, &dockerfile))?;
@@ -272,7 +335,7 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         &convert_opts,
         ignore.as_deref(),
     )?;
-    let runtime = open_runtime(&store)?;
+    let runtime = super::open_runtime_in(&store, cgroup_parent.as_deref())?;
     super::check_limits(&runtime, &opts.limits)?;
     let builder_root = store.root().to_owned();
     let output_store = store.clone();
@@ -366,9 +429,13 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
         Err(err) => {
             signals.abort();
             finish_log(BuildResult::Failed, None);
+            if let Some(note) = source.failure_note(&err) {
+                eprintln!("{note}");
+            }
             return Err(build_error(err, &dockerfile_path, &dockerfile));
         }
     };
+    let writes_stdout = outputs.iter().any(|o| o.to_stdout());
     // Ctrl-C and SIGTERM still stop what follows (pushes, outputs, the cache export): a
     // cancelled CI job must not go on uploading or move a registry's tag.
     let finish = async {
@@ -506,7 +573,10 @@ pub async fn build(args: BuildArgs) -> Result<ExitCode> {
                 eprintln!("naming to {tag}");
             }
         }
-        outln!("{}", result.config);
+        // A tar on stdout (`-o -`) is the only data there: the id would corrupt it.
+        if !writes_stdout {
+            outln!("{}", result.config);
+        }
         if args.fail_on_miss && !result.misses.is_empty() {
             for miss in &result.misses {
                 let reason = miss

@@ -56,12 +56,25 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
         target: args.target.clone(),
         ..Default::default()
     };
+    let ignore = read_ignore_file(&path, &args.context)?;
+    check_text(&path, &text, ignore.as_deref(), opts, args.format)
+}
+
+/// Checks the Dockerfile `text` (read from `path`, which names it in messages) with the
+/// context's ignore file: `rbuild check`, and `rbuild build --call check`.
+pub fn check_text(
+    path: &Path,
+    text: &str,
+    ignore: Option<&str>,
+    opts: ConvertOptions,
+    format: FormatArg,
+) -> Result<ExitCode> {
     let scope = match opts.target {
         Some(_) => LintScope::Target,
         None => LintScope::AllStages,
     };
     let store = existing_store();
-    let checks = frontend::parse(&text)
+    let checks = frontend::parse(text)
         .and_then(|df| {
             // Base configs make `UndefinedVar` know the base images' variables; without
             // a store (or the image), a base counts as an empty image.
@@ -71,20 +84,17 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
                 .unwrap_or_default();
             frontend::lint(&df, &opts, &bases, scope)
         })
-        .map_err(|err| report::dockerfile_error(&err, &path, &text))?;
+        .map_err(|err| report::dockerfile_error(&err, path, text))?;
     let mut checks = checks;
     if let Some(store) = &store {
         check_base_platforms(&mut checks, store);
     }
-    check_ignored_sources(
-        &mut checks,
-        read_ignore_file(&path, &args.context)?.as_deref(),
-    );
-    match args.format {
-        FormatArg::Text => print_warnings(&checks, &path, &text),
+    check_ignored_sources(&mut checks, ignore);
+    match format {
+        FormatArg::Text => print_warnings(&checks, path, text),
         FormatArg::Json => {
             for warning in &checks.warnings {
-                let (line, column) = warning.span.line_col(&text);
+                let (line, column) = warning.span.line_col(text);
                 let object = serde_json::json!({
                     "rule": warning.rule.name(),
                     "message": warning.message,
@@ -204,6 +214,11 @@ pub fn read_dockerfile(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot read the Dockerfile {}", path.display()))?;
+    decode_dockerfile(path, bytes)
+}
+
+/// A Dockerfile's text, which must be UTF-8; `path` names it in the error.
+pub fn decode_dockerfile(path: &Path, bytes: Vec<u8>) -> Result<String> {
     String::from_utf8(bytes).map_err(|err| {
         let valid = err.utf8_error().valid_up_to();
         let before = &err.as_bytes()[..valid];

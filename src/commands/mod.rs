@@ -91,13 +91,21 @@ fn store_help(err: &rbuild_store::Error) -> Option<String> {
 }
 
 pub fn open_runtime(store: &Store) -> Result<Runtime> {
+    open_runtime_in(store, None)
+}
+
+/// The runtime, its sandboxes' cgroups under `cgroup_parent` (`--cgroup-parent`) when
+/// given, else under `rbuild`.
+pub fn open_runtime_in(store: &Store, cgroup_parent: Option<&str>) -> Result<Runtime> {
+    let defaults = RuntimeOptions::default();
     let helper = std::env::current_exe()
         .into_diagnostic()
         .wrap_err("cannot find the rbuild executable to start sandboxes")?;
     Runtime::new(RuntimeOptions {
         helper,
         state_dir: store.root().join("sandboxes"),
-        ..Default::default()
+        cgroup_parent: cgroup_parent.map_or(defaults.cgroup_parent.clone(), str::to_owned),
+        ..defaults
     })
     .into_diagnostic()
     .wrap_err("cannot set up the sandbox runtime")

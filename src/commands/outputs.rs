@@ -1,6 +1,7 @@
 //! Where `rbuild build` sends its results besides the store: `-o` outputs, and the build
 //! cache targets of `--cache-from` and `--cache-to`.
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use miette::{IntoDiagnostic, Result, WrapErr};
@@ -9,10 +10,47 @@ use super::registry::parse_reference;
 
 /// Where `-o` sends the result.
 pub(super) enum Output {
-    Archive(rbuild_store::ArchiveFormat, PathBuf),
-    Tar(PathBuf),
+    Archive(rbuild_store::ArchiveFormat, Destination),
+    Tar(Destination),
     Local(PathBuf),
     Registry(rbuild_store::Reference),
+}
+
+/// Where a tar output goes: a file, or standard output (`dest=-`, or `-o -`).
+pub(super) enum Destination {
+    File(PathBuf),
+    Stdout,
+}
+
+impl Output {
+    pub(super) fn to_stdout(&self) -> bool {
+        matches!(
+            self,
+            Output::Archive(_, Destination::Stdout) | Output::Tar(Destination::Stdout)
+        )
+    }
+}
+
+/// All `-o` outputs, checked together as buildx does: at most one may write to stdout,
+/// and never to a terminal (a tar would fill the screen).
+pub(super) fn parse_outputs(texts: &[String]) -> Result<Vec<Output>> {
+    let outputs = texts
+        .iter()
+        .map(|text| parse_output(text))
+        .collect::<Result<Vec<_>>>()?;
+    if outputs.iter().filter(|o| o.to_stdout()).count() > 1 {
+        return Err(miette::miette!(
+            help = "send one of them to a file with `dest=FILE`",
+            "more than one `-o` output writes to standard output"
+        ));
+    }
+    if outputs.iter().any(Output::to_stdout) && std::io::stdout().is_terminal() {
+        return Err(miette::miette!(
+            help = "redirect standard output to a file or a pipe (`rbuild build -o - . > rootfs.tar`), or give `dest=FILE`",
+            "refusing to write a tar to the terminal"
+        ));
+    }
+    Ok(outputs)
 }
 
 /// A `--cache-from`/`--cache-to` target.
@@ -79,9 +117,13 @@ pub(super) fn parse_cache(text: &str, flag: &str) -> Result<CacheTarget> {
     })
 }
 
-/// `type=oci|docker|tar|local,dest=PATH`, `type=registry,name=REF`, or a bare `PATH` for
-/// `type=local`, as docker does.
-pub(super) fn parse_output(text: &str) -> Result<Output> {
+/// `type=oci|docker|tar|local,dest=PATH`, `type=registry,name=REF`, a bare `PATH` for
+/// `type=local`, or `-` for a tar of the filesystem on stdout, as buildx does. `dest=-`
+/// (or no `dest` for `tar` and `oci`) means stdout.
+fn parse_output(text: &str) -> Result<Output> {
+    if text == "-" {
+        return Ok(Output::Tar(Destination::Stdout));
+    }
     if !text.contains('=') {
         return Ok(Output::Local(PathBuf::from(text)));
     }
@@ -101,12 +143,34 @@ pub(super) fn parse_output(text: &str) -> Result<Output> {
         let name = name.ok_or_else(|| miette::miette!("-o `{text}`: `name=` is missing"))?;
         return Ok(Output::Registry(parse_reference(&name)?));
     }
-    let dest = dest.ok_or_else(|| miette::miette!("-o `{text}`: `dest=` is missing"))?;
+    let file = |dest: Option<PathBuf>| match dest {
+        Some(path) if path.as_os_str() == "-" => Destination::Stdout,
+        Some(path) => Destination::File(path),
+        None => Destination::Stdout,
+    };
     match kind.as_deref() {
-        Some("oci") => Ok(Output::Archive(rbuild_store::ArchiveFormat::Oci, dest)),
-        Some("docker") => Ok(Output::Archive(rbuild_store::ArchiveFormat::Docker, dest)),
-        Some("tar") => Ok(Output::Tar(dest)),
-        Some("local") | None => Ok(Output::Local(dest)),
+        Some("oci") => Ok(Output::Archive(
+            rbuild_store::ArchiveFormat::Oci,
+            file(dest),
+        )),
+        // docker's exporter without `dest` loads into the daemon: rbuild's store already
+        // has the image, so a file must be named.
+        Some("docker") => {
+            let dest = dest.ok_or_else(|| miette::miette!("-o `{text}`: `dest=` is missing"))?;
+            Ok(Output::Archive(
+                rbuild_store::ArchiveFormat::Docker,
+                file(Some(dest)),
+            ))
+        }
+        Some("tar") => Ok(Output::Tar(file(dest))),
+        Some("local") | None => match dest {
+            Some(dest) if dest.as_os_str() == "-" => Err(miette::miette!(
+                help = "`type=local` writes a directory; for a tar on standard output use `-o -` (`type=tar,dest=-`)",
+                "-o `{text}`: a local output cannot go to standard output"
+            )),
+            Some(dest) => Ok(Output::Local(dest)),
+            None => Err(miette::miette!("-o `{text}`: `dest=` is missing")),
+        },
         Some(other) => Err(miette::miette!(
             help = "the output types are `oci`, `docker`, `tar`, `local` and `registry`",
             "-o `{text}`: unknown type `{other}`"
@@ -126,16 +190,42 @@ pub(super) async fn write_output(
     let tags = result.tags.clone();
     tokio::task::spawn_blocking(move || -> Result<()> {
         match output {
-            Output::Archive(format, dest) => store
+            Output::Archive(format, Destination::File(dest)) => store
                 .save_manifests(&[(manifest, tags)], &dest, format)
                 .into_diagnostic()
                 .wrap_err_with(|| format!("cannot write {}", dest.display())),
+            Output::Archive(format, Destination::Stdout) => {
+                // The store writes archives whole or not at all, by renaming a file: make
+                // it aside, then copy it out.
+                let scratch = tempfile::Builder::new()
+                    .prefix("rbuild-output-")
+                    .tempdir()
+                    .into_diagnostic()?;
+                let path = scratch.path().join("image.tar");
+                store
+                    .save_manifests(&[(manifest, tags)], &path, format)
+                    .into_diagnostic()
+                    .wrap_err("cannot write the image archive")?;
+                let mut file = std::fs::File::open(&path).into_diagnostic()?;
+                let mut out = crate::output::stdout();
+                std::io::copy(&mut file, &mut out)
+                    .and_then(|_| out.flush())
+                    .into_diagnostic()
+                    .wrap_err("cannot write the image archive to standard output")
+            }
             Output::Tar(dest) => {
                 let image = store.image_by_manifest(&manifest).into_diagnostic()?;
-                let file = std::fs::File::create(&dest)
-                    .into_diagnostic()
-                    .wrap_err_with(|| format!("cannot create {}", dest.display()))?;
-                let out = Box::new(std::io::BufWriter::new(file));
+                let out: Box<dyn Write + Send> = match dest {
+                    Destination::File(dest) => {
+                        let file = std::fs::File::create(&dest)
+                            .into_diagnostic()
+                            .wrap_err_with(|| format!("cannot create {}", dest.display()))?;
+                        Box::new(std::io::BufWriter::new(file))
+                    }
+                    Destination::Stdout => {
+                        Box::new(std::io::BufWriter::new(crate::output::stdout()))
+                    }
+                };
                 rbuild_builder::export_rootfs(
                     &store,
                     &snapshotter,

@@ -6,6 +6,7 @@ mod support;
 
 mod add_url;
 mod build;
+mod build_cli;
 mod build_context;
 mod cache;
 mod check;

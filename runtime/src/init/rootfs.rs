@@ -171,7 +171,11 @@ pub(super) fn setup(
         undo,
     )?;
     expect_filesystem(&dev, libc::TMPFS_MAGIC as u64, "/dev")?;
-    populate_dev(dev.as_fd(), &devices)?;
+    populate_dev(
+        dev.as_fd(),
+        &devices,
+        spec.shm_size.unwrap_or(crate::spec::DEFAULT_SHM_SIZE),
+    )?;
     let sys = special(
         rootfs,
         "/sys",
@@ -438,8 +442,13 @@ fn bind_host(rootfs: &Path, path: &str, undo: &mut Undo) -> Result<OwnedFd, Setu
 
 /// Device nodes bound from the host (no mknod: the `/dev` tmpfs is `nodev`, and each bind is
 /// a mount of its own that allows its one device), a private devpts, shm, mqueue and the
-/// usual symlinks; all made through the descriptor of the fresh tmpfs.
-fn populate_dev(dev: BorrowedFd<'_>, devices: &HostDevices) -> Result<(), SetupError> {
+/// usual symlinks; all made through the descriptor of the fresh tmpfs. `/dev/shm` is
+/// `shm_size` bytes.
+fn populate_dev(
+    dev: BorrowedFd<'_>,
+    devices: &HostDevices,
+    shm_size: u64,
+) -> Result<(), SetupError> {
     let create_error = |name: &str| {
         let path = Path::new("/dev").join(name);
         move |source| SetupError::CreateDevice { path, source }
@@ -494,7 +503,12 @@ fn populate_dev(dev: BorrowedFd<'_>, devices: &HostDevices) -> Result<(), SetupE
         },
     )?;
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    kernel_fs("shm", "tmpfs", nosuid_nodev_noexec, "mode=1777,size=65536k")?;
+    kernel_fs(
+        "shm",
+        "tmpfs",
+        nosuid_nodev_noexec,
+        &format!("mode=1777,size={shm_size}"),
+    )?;
     kernel_fs("mqueue", "mqueue", nosuid_nodev_noexec, "")?;
     for (name, target) in [
         ("ptmx", "pts/ptmx"),

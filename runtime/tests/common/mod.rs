@@ -131,6 +131,7 @@ impl Fixture {
             init: true,
             capabilities: Default::default(),
             extra_hosts: Vec::new(),
+            shm_size: None,
         }
     }
 

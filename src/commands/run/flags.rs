@@ -204,7 +204,7 @@ pub(super) fn parse_mount(text: &str) -> Result<Mount, String> {
 
 /// `--add-host NAME:IP` (also `NAME=IP`, docker's newer form, and `[IPv6]` in brackets).
 /// `host-gateway` is refused: it names the host's address on a docker bridge.
-pub(super) fn parse_add_host(text: &str) -> Result<ExtraHost, String> {
+pub(crate) fn parse_add_host(text: &str) -> Result<ExtraHost, String> {
     let (name, address) = text
         .split_once('=')
         .or_else(|| text.split_once(':'))

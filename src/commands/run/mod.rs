@@ -17,7 +17,7 @@ use rbuild_runtime::{
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-mod flags;
+pub(crate) mod flags;
 
 use flags::{
     parse_add_host, parse_env_file, parse_mount, parse_publish, parse_security_opts, parse_tmpfs,
@@ -354,6 +354,8 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         init: args.init,
         capabilities,
         extra_hosts,
+        // docker run's 64 MiB; `rbuild run` has no `--shm-size` yet.
+        shm_size: None,
     };
     let stdio = if args.interactive {
         StdioMode::Inherit
