@@ -283,6 +283,24 @@ fn copy(node: &Node, flags: &mut Flags, args: Vec<String>) -> Result<Copy, Error
     } else {
         None
     };
+    // As BuildKit: `--from` names a stage, an image or a context as written. Stage names
+    // are resolved before variables are, so an ARG here would silently mean something
+    // else than a reader expects; BuildKit refuses it, and so does rbuild.
+    if let Some((from, span)) = &from
+        && from
+            .char_indices()
+            .any(|(i, c)| c == '$' && i + 1 < from.len())
+    {
+        return Err(Error::new(
+            ErrorKind::InvalidFlag,
+            *span,
+            format!("variable expansion is not supported for `--from` (`{from}`)"),
+        )
+        .with_help(
+            "define a new stage with FROM using an ARG from the global scope: \
+             `ARG SRC=image` before the first FROM, `FROM ${SRC} AS src`, then `COPY --from=src`",
+        ));
+    }
     let chown = flags.string("chown")?.map(|(value, _)| value);
     let chmod = flags.string("chmod")?.map(|(value, _)| value);
     let link = flags.boolean("link")?;
