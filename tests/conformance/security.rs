@@ -23,7 +23,6 @@ fn run_gets_dockers_default_capabilities() {
 
 // testRunSecuritySandbox
 #[test]
-#[ignore = "`RUN --security` is refused as not supported, even `sandbox`, the default"]
 fn run_security_sandbox_is_the_default_sandbox() {
     require_privileges!();
     let case = Case::busybox();

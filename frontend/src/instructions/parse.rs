@@ -62,7 +62,28 @@ pub(crate) fn instruction_from_node(node: &Node, stage_index: usize) -> Result<P
                 .into_iter()
                 .map(|(value, span)| RunMount::parse(&value, span))
                 .collect::<Result<_, _>>()?;
-            flags.unsupported("security")?;
+            // Every step runs in the sandbox (docker's default capabilities and seccomp),
+            // which is what `--security=sandbox` asks for; `insecure` would need
+            // BuildKit's `security.insecure` entitlement, which rbuild does not have.
+            match flags.string("security")? {
+                None => {}
+                Some((value, _)) if value == "sandbox" => {}
+                Some((value, span)) if value == "insecure" => {
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        span,
+                        format!("`RUN --security={value}` is not supported by rbuild yet"),
+                    ));
+                }
+                Some((value, span)) => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidFlag,
+                        span,
+                        format!("unsupported security mode `{value}`"),
+                    )
+                    .with_help("use `--security=sandbox`, the default (`insecure` is not supported by rbuild)"));
+                }
+            }
             flags.unsupported("device")?;
             InstructionKind::Run(Run {
                 command: command(&node.args),
