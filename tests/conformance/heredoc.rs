@@ -343,7 +343,6 @@ fn copy_heredocs_expand_variables_unless_the_delimiter_is_quoted() {
 
 // testOnBuildHeredoc
 #[test]
-#[ignore = "the parser does not read heredocs after `ONBUILD RUN`: the heredoc body is parsed as instructions (`unknown instruction echo`)"]
 fn an_onbuild_run_heredoc_runs_in_the_child() {
     require_privileges!();
     let case = Case::busybox();

@@ -207,8 +207,16 @@ pub(crate) fn instruction_from_node(node: &Node, stage_index: usize) -> Result<P
             let Parsed::Instruction(typed) = instruction_from_node(trigger, stage_index)? else {
                 return Err(forbidden_trigger(Keyword::From, trigger.keyword_span));
             };
+            // The config keeps the trigger as Dockerfile text, heredoc bodies included,
+            // so that the child parses the same instruction (as BuildKit stores it).
+            let mut expression = trigger.original.clone();
+            for heredoc in &trigger.heredocs {
+                expression.push('\n');
+                expression.push_str(&heredoc.content);
+                expression.push_str(&heredoc.name);
+            }
             InstructionKind::Onbuild(Onbuild {
-                expression: trigger.original.clone(),
+                expression,
                 trigger: Box::new(typed),
             })
         }
