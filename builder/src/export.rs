@@ -33,10 +33,16 @@ pub fn export_rootfs(
         };
         let rootfs = scratch.join("rootfs");
         std::fs::create_dir(&rootfs).map_err(|e| io_error(&rootfs, e))?;
-        let mounts: Vec<_> = snapshotter
-            .read_only(store, &lowers, &rootfs)?
-            .into_iter()
-            .collect();
+        // An image without layers (`FROM scratch` and config only) is an empty directory:
+        // overlayfs cannot be mounted without a lower layer.
+        let mounts: Vec<_> = if lowers.is_empty() {
+            Vec::new()
+        } else {
+            snapshotter
+                .read_only(store, &lowers, &rootfs)?
+                .into_iter()
+                .collect()
+        };
         rbuild_runtime::with_mounts(&mounts, || match output {
             RootfsOutput::Tar(out) => {
                 let mut out = rbuild_store::layer::write_layer(&rootfs, out, Default::default())

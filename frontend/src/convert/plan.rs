@@ -270,7 +270,8 @@ fn predefined_args(df: &Dockerfile, opts: &ConvertOptions) -> BTreeMap<String, S
             .stages
             .last()
             .and_then(|stage| stage.name.clone())
-            .unwrap_or_default(),
+            // As BuildKit: an unnamed last stage is the target `default`.
+            .unwrap_or_else(|| "default".to_string()),
     };
     args.insert("TARGETSTAGE".to_string(), target);
     for value in args.iter_mut() {

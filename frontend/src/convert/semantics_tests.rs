@@ -92,9 +92,9 @@ fn targetstage_names_the_target() {
     };
     let graph = build(text, &opts);
     assert_eq!(execs(&graph)[0].env[1], "TARGETSTAGE=build");
-    // An unnamed last stage gives an empty name.
+    // An unnamed last stage is `default`, as in BuildKit.
     let graph = build("FROM busybox\nARG TARGETSTAGE\nRUN echo\n", &opts_none());
-    assert_eq!(execs(&graph)[0].env[1], "TARGETSTAGE=");
+    assert_eq!(execs(&graph)[0].env[1], "TARGETSTAGE=default");
 }
 
 fn opts_none() -> ConvertOptions {

@@ -62,7 +62,28 @@ pub(crate) fn instruction_from_node(node: &Node, stage_index: usize) -> Result<P
                 .into_iter()
                 .map(|(value, span)| RunMount::parse(&value, span))
                 .collect::<Result<_, _>>()?;
-            flags.unsupported("security")?;
+            // Every step runs in the sandbox (docker's default capabilities and seccomp),
+            // which is what `--security=sandbox` asks for; `insecure` would need
+            // BuildKit's `security.insecure` entitlement, which rbuild does not have.
+            match flags.string("security")? {
+                None => {}
+                Some((value, _)) if value == "sandbox" => {}
+                Some((value, span)) if value == "insecure" => {
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        span,
+                        format!("`RUN --security={value}` is not supported by rbuild yet"),
+                    ));
+                }
+                Some((value, span)) => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidFlag,
+                        span,
+                        format!("unsupported security mode `{value}`"),
+                    )
+                    .with_help("use `--security=sandbox`, the default (`insecure` is not supported by rbuild)"));
+                }
+            }
             flags.unsupported("device")?;
             InstructionKind::Run(Run {
                 command: command(&node.args),
@@ -186,8 +207,16 @@ pub(crate) fn instruction_from_node(node: &Node, stage_index: usize) -> Result<P
             let Parsed::Instruction(typed) = instruction_from_node(trigger, stage_index)? else {
                 return Err(forbidden_trigger(Keyword::From, trigger.keyword_span));
             };
+            // The config keeps the trigger as Dockerfile text, heredoc bodies included,
+            // so that the child parses the same instruction (as BuildKit stores it).
+            let mut expression = trigger.original.clone();
+            for heredoc in &trigger.heredocs {
+                expression.push('\n');
+                expression.push_str(&heredoc.content);
+                expression.push_str(&heredoc.name);
+            }
             InstructionKind::Onbuild(Onbuild {
-                expression: trigger.original.clone(),
+                expression,
                 trigger: Box::new(typed),
             })
         }
@@ -283,6 +312,24 @@ fn copy(node: &Node, flags: &mut Flags, args: Vec<String>) -> Result<Copy, Error
     } else {
         None
     };
+    // As BuildKit: `--from` names a stage, an image or a context as written. Stage names
+    // are resolved before variables are, so an ARG here would silently mean something
+    // else than a reader expects; BuildKit refuses it, and so does rbuild.
+    if let Some((from, span)) = &from
+        && from
+            .char_indices()
+            .any(|(i, c)| c == '$' && i + 1 < from.len())
+    {
+        return Err(Error::new(
+            ErrorKind::InvalidFlag,
+            *span,
+            format!("variable expansion is not supported for `--from` (`{from}`)"),
+        )
+        .with_help(
+            "define a new stage with FROM using an ARG from the global scope: \
+             `ARG SRC=image` before the first FROM, `FROM ${SRC} AS src`, then `COPY --from=src`",
+        ));
+    }
     let chown = flags.string("chown")?.map(|(value, _)| value);
     let chmod = flags.string("chmod")?.map(|(value, _)| value);
     let link = flags.boolean("link")?;

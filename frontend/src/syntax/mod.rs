@@ -287,7 +287,11 @@ pub(crate) fn parse(text: &str) -> Result<SyntaxTree, Error> {
         }
         let mut node = args::node_from_line(&logical, 0, escape, false)?;
         node.empty_continuation = empty_continuation;
-        if heredoc::may_have_heredocs(&node) {
+        // `ONBUILD RUN <<EOF` takes its body from the following lines as RUN does; it
+        // belongs to the trigger, whose text the image config keeps for the child.
+        let on_trigger =
+            matches!(&node.args, Args::Trigger(trigger) if heredoc::may_have_heredocs(trigger));
+        if heredoc::may_have_heredocs(&node) || on_trigger {
             for mut heredoc in heredoc::heredocs_from_line(&logical)? {
                 let body_start = lines.get(index).map_or(text.len(), |l| l.start);
                 index = read_heredoc_body(text, &lines, index, &mut heredoc).ok_or_else(|| {
@@ -304,7 +308,10 @@ pub(crate) fn parse(text: &str) -> Result<SyntaxTree, Error> {
                 let last = index.checked_sub(1).and_then(|i| lines.get(i));
                 end = last.map_or(end, |l| l.end);
                 heredoc.span = Span::new(body_start, end);
-                node.heredocs.push(heredoc);
+                match &mut node.args {
+                    Args::Trigger(trigger) if on_trigger => trigger.heredocs.push(heredoc),
+                    _ => node.heredocs.push(heredoc),
+                }
             }
         }
         node.span = Span::new(offset, end.max(offset));
