@@ -30,7 +30,6 @@ fn add_extracts_local_tar_and_gzip_archives_and_copy_does_not() {
 
 // testDockerfileAddArchive
 #[test]
-#[ignore = "`ADD --unpack` is refused as not supported yet (frontend, with ADD from URLs in builder/src/copy.rs)"]
 fn add_unpack_false_keeps_a_local_archive_whole() {
     let case = Case::scratch();
     let archive = gzip(&tar_of(&[("foo", "content0")]));

@@ -90,7 +90,6 @@ fn expose_splits_an_unquoted_variable_into_ports() {
 
 // testDockerfileLowercase
 #[test]
-#[ignore = "without `-f` only `Dockerfile` is looked for, not `dockerfile` (src/commands/build.rs)"]
 fn a_lowercase_dockerfile_name_is_found() {
     let case = Case::scratch();
     let ctx = case
