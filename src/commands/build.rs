@@ -153,6 +153,19 @@ pub struct BuildArgs {
     /// Allow an entitlement, as docker build's flag
     #[arg(long = "allow", value_enum, value_name = "ENTITLEMENT")]
     pub allow: Vec<flags::EntitlementArg>,
+    /// Accepted for docker buildx's sake: the image is always in rbuild's store
+    #[arg(long)]
+    pub load: bool,
+    /// The target platform: only this machine's (`linux/<arch>`) is built; another is
+    /// refused (also read from DOCKER_DEFAULT_PLATFORM)
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Vec<String>,
+    /// Accepted as `false` only: rbuild makes no provenance attestation yet
+    #[arg(long, value_name = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub provenance: Option<String>,
+    /// Accepted as `false` only: rbuild makes no SBOM attestation yet
+    #[arg(long, value_name = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub sbom: Option<String>,
     /// Add a line to /etc/hosts of every RUN step (`NAME:IP` or `NAME=IP`); may be repeated
     #[arg(long = "add-host", value_name = "NAME:IP")]
     pub add_host: Vec<String>,
@@ -181,6 +194,9 @@ pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
         remove_stale(path)?;
     }
     args.progress = flags::progress(args.progress, args.quiet)?;
+    flags::check_platforms(&args.platform)?;
+    flags::check_attestations("--provenance", args.provenance.as_deref())?;
+    flags::check_attestations("--sbom", args.sbom.as_deref())?;
     let tags = args
         .tags
         .iter()

@@ -540,3 +540,67 @@ fn sandbox_flags_reach_every_run_step() {
         stderr(&out)
     );
 }
+
+/// What CI scripts pass to `docker buildx build` that changes nothing for rbuild is
+/// accepted: `--load` (the image is in the store anyway), `--platform` naming this
+/// machine's platform, `--provenance=false` and `--sbom=false`. What rbuild cannot do yet
+/// is refused with the reason, never silently done another way.
+#[test]
+fn buildx_habits_that_change_nothing_are_accepted() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let context = env.context("ctx", &[("Dockerfile", "FROM busybox\nRUN true\n")]);
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let host = format!("linux/{arch}");
+    let ctx = context.to_str().unwrap();
+    for extra in [
+        vec!["--load"],
+        vec!["--platform", host.as_str()],
+        vec!["--provenance=false", "--sbom=false"],
+    ] {
+        let mut args = vec!["build", "-q", "-t", "habits"];
+        args.extend(&extra);
+        args.push(ctx);
+        let out = env.rbuild(&args);
+        assert_success(&out);
+        assert!(stdout(&out).starts_with("sha256:"), "{extra:?}");
+    }
+    for (extra, message) in [
+        (
+            vec!["--platform", "linux/s390x,linux/amd64"],
+            "--platform linux/s390x: rbuild builds for this machine's platform",
+        ),
+        (
+            vec!["--provenance=mode=max"],
+            "`--provenance=mode=max`: rbuild does not make attestations yet",
+        ),
+        (
+            vec!["--sbom"],
+            "`--sbom=true`: rbuild does not make attestations yet",
+        ),
+    ] {
+        let mut args = vec!["build", "-q", "-t", "habits"];
+        args.extend(&extra);
+        args.push(ctx);
+        let out = env.rbuild(&args);
+        assert_failure(&out);
+        assert!(flat(&stderr(&out)).contains(message), "{}", stderr(&out));
+    }
+    // DOCKER_DEFAULT_PLATFORM is read as docker reads it.
+    let out = env
+        .command()
+        .env("DOCKER_DEFAULT_PLATFORM", "linux/riscv64")
+        .args(["build", "-q", ctx])
+        .output()
+        .unwrap();
+    assert_failure(&out);
+    assert!(
+        flat(&stderr(&out)).contains("DOCKER_DEFAULT_PLATFORM linux/riscv64"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -108,6 +108,49 @@ pub fn run_steps(args: &BuildArgs) -> Result<RunStepOptions> {
     })
 }
 
+/// `--platform` (or `DOCKER_DEFAULT_PLATFORM`): rbuild builds for this machine's platform
+/// only, so a list that names just it (CI scripts often pin `--platform linux/amd64`) is
+/// an ordinary build, and any other platform is refused, never silently built for the
+/// wrong one.
+pub fn check_platforms(flag: &[String]) -> Result<()> {
+    let host = format!("linux/{}", rbuild_store::host_architecture());
+    let (values, origin) = if flag.is_empty() {
+        match std::env::var("DOCKER_DEFAULT_PLATFORM") {
+            Ok(value) if !value.is_empty() => (vec![value], "DOCKER_DEFAULT_PLATFORM"),
+            _ => return Ok(()),
+        }
+    } else {
+        (flag.to_vec(), "--platform")
+    };
+    for platform in values.iter().flat_map(|value| value.split(',')) {
+        let platform = platform.trim().to_ascii_lowercase();
+        // `linux/amd64/v1` is plain amd64; other variants are other platforms.
+        let plain = platform.strip_suffix("/v1").unwrap_or(&platform);
+        if plain != host && platform != "local" {
+            return Err(miette::miette!(
+                help = format!(
+                    "build on a {platform} machine, or leave out {origin} to build for {host}"
+                ),
+                "{origin} {platform}: rbuild builds for this machine's platform ({host}) only; \
+                 multi-platform builds are not supported yet"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `--provenance`/`--sbom`: rbuild makes no attestations (yet), so `false` (what CI
+/// scripts pass to keep images plain) is what it does anyway; asking for one is refused.
+pub fn check_attestations(flag: &str, value: Option<&str>) -> Result<()> {
+    match value.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false") | Some("0") | Some("disabled") => Ok(()),
+        Some(other) => Err(miette::miette!(
+            help = format!("leave out `{flag}`, or give `{flag}=false`"),
+            "`{flag}={other}`: rbuild does not make attestations yet"
+        )),
+    }
+}
+
 /// The progress to show: `-q` means quiet (and refuses another explicit mode, as buildx
 /// does); otherwise `BUILDKIT_PROGRESS` replaces `auto`, as it does for docker build.
 pub fn progress(progress: ProgressArg, quiet: bool) -> Result<ProgressArg> {
