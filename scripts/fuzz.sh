@@ -3,7 +3,11 @@
 # committed corpus (fuzz/corpus/<target>/); fails on any crash, timeout (10 s for one input)
 # or memory over 2 GiB. New inputs go to a temporary directory, so the committed corpus is
 # left as it is; a failing input is saved in fuzz/artifacts/<target>/.
-# usage: scripts/fuzz.sh [SECONDS-PER-TARGET]   (default 15; needs nightly and cargo-fuzz)
+# usage: scripts/fuzz.sh [SECONDS-PER-TARGET]   (default 15; needs cargo-fuzz)
+#
+# With a nightly toolchain the targets run under AddressSanitizer; a machine with only the
+# stable toolchain (CI's) builds them without a sanitizer (`-s none`): libFuzzer still
+# explores, and a panic, a timeout or runaway memory still fails the run.
 #
 # The targets are built unoptimised (`--dev`: debug assertions and overflow checks on), which
 # builds in about a third of the time of an optimised build, and 15 s runs need no speed.
@@ -29,15 +33,23 @@ profile=(--dev)
 if [ "${RBUILD_FUZZ_RELEASE:-}" = 1 ]; then
   profile=(--release --debug-assertions)
 fi
+toolchain=()
+# RBUILD_FUZZ_SANITIZER=none takes the stable path here too (as CI would).
+if [ "${RBUILD_FUZZ_SANITIZER:-}" != none ] && rustup run nightly rustc --version >/dev/null 2>&1; then
+  toolchain=(+nightly)
+else
+  profile+=(-s none)
+  echo "fuzz: no nightly toolchain; building without a sanitizer" >&2
+fi
 export RUST_BACKTRACE=1
-cargo +nightly fuzz build "${profile[@]}"
+cargo "${toolchain[@]}" fuzz build "${profile[@]}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 summary=()
-for target in $(cargo +nightly fuzz list); do
+for target in $(cargo "${toolchain[@]}" fuzz list); do
   mkdir -p "$work/$target"
   echo "fuzz: $target for ${seconds}s" >&2
-  if ! cargo +nightly fuzz run "${profile[@]}" "$target" "$work/$target" "corpus/$target" -- \
+  if ! cargo "${toolchain[@]}" fuzz run "${profile[@]}" "$target" "$work/$target" "corpus/$target" -- \
       -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
       -max_len="$(max_len "$target")" -print_final_stats=1 2>"$work/$target.log"; then
     tail -n 60 "$work/$target.log" >&2

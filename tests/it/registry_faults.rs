@@ -282,3 +282,46 @@ fn an_upload_session_the_registry_drops_is_started_over() {
         assert_success(&out);
     }
 }
+
+/// A registry that accepts every chunk but keeps saying it has only the first byte
+/// (`202` with `Range: 0-0`): the push counts that as a failure each time and stops with
+/// the reason when its retries are spent, instead of sending the blob's first chunk
+/// forever.
+#[test]
+fn a_registry_whose_range_never_moves_fails_the_push_instead_of_looping() {
+    require_privileges!();
+    let registry = TestRegistry::start();
+    let proxy = FaultProxy::start(&registry.host, |request| {
+        if request.method == "PATCH" {
+            Action::Headers {
+                status: 202,
+                headers: vec![
+                    ("Location", request.path.clone()),
+                    ("Range", "0-0".to_owned()),
+                ],
+            }
+        } else {
+            Action::Forward
+        }
+    });
+    let env = TestEnv::new();
+    write_config(&env, "[transfer]\nchunk-size = 65536\n");
+    let tar = env.path("image.tar");
+    write_image(&tar, "stuck:1", &[noise_layer(1 << 20)]);
+    assert_success(&rbuild(&env, &["load", "-i", tar.to_str().unwrap()]));
+    let out = rbuild(&env, &["push", "stuck:1", &proxy.reference("stuck/app:1")]);
+    assert_failure(&out);
+    let err = flat(&stderr(&out));
+    assert!(
+        err.contains("the registry says it has 1 bytes after a chunk that ends at"),
+        "{err}"
+    );
+    let patches = proxy
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.method == "PATCH")
+        .count();
+    assert!(patches < 50, "{patches} PATCHes");
+}

@@ -274,6 +274,11 @@ pub enum Action {
     Challenge {
         realm: String,
     },
+    /// Answer `status` with these headers and no body, without asking the registry.
+    Headers {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+    },
 }
 
 type Rule = dyn Fn(&Request) -> Action + Send + Sync;
@@ -398,6 +403,15 @@ fn serve(
         client.write_all(body)?;
         return client.shutdown(Shutdown::Both);
     }
+    if let Action::Headers { status, headers } = &action {
+        let mut head = format!("HTTP/1.1 {status} Injected\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("Content-Length: 0\r\nConnection: close\r\n\r\n");
+        client.write_all(head.as_bytes())?;
+        return client.shutdown(Shutdown::Both);
+    }
     if let Action::Challenge { realm } = &action {
         let head = format!(
             "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"{realm}\",service=\"rbuild-tests\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -425,9 +439,10 @@ fn serve(
         .position(|w| w == b"\r\n\r\n")
         .map_or(answer.len(), |p| p + 4);
     match action {
-        Action::Forward | Action::Respond { .. } | Action::Challenge { .. } => {
-            client.write_all(&answer)?
-        }
+        Action::Forward
+        | Action::Respond { .. }
+        | Action::Challenge { .. }
+        | Action::Headers { .. } => client.write_all(&answer)?,
         Action::DropMidBody => {
             let body_len = answer.len() - split;
             client.write_all(&answer[..split + body_len / 2])?;
