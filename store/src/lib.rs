@@ -62,7 +62,7 @@ pub use error::{Error, Result};
 pub use gc::{CachePrune, GcOptions, GcReport};
 pub use idmap::{IdMapping, OverlayXattrs};
 pub use images::Image;
-pub use merge::Materialized;
+pub use merge::{Materialized, make_node_like};
 pub use meta::{ImageRecord, SnapshotRecord};
 pub use reference::{ImageName, Reference, is_loopback};
 pub use snapshots::{ActiveSnapshot, SnapshotKey, SnapshotName};

@@ -339,19 +339,7 @@ impl Copier {
             // A layer cannot hold a socket (the layer writer drops them too).
             return Ok(());
         } else {
-            let kind = if file_type.is_fifo() {
-                libc::S_IFIFO
-            } else if file_type.is_char_device() {
-                libc::S_IFCHR
-            } else {
-                libc::S_IFBLK
-            };
-            nix::sys::stat::mknod(
-                dest,
-                nix::sys::stat::SFlag::from_bits_truncate(kind),
-                nix::sys::stat::Mode::from_bits_truncate(0o600),
-                meta.rdev(),
-            )?;
+            make_node_like(meta, dest)?;
         }
         // chown before chmod: chown clears setuid and setgid.
         std::os::unix::fs::lchown(dest, Some(meta.uid()), Some(meta.gid()))?;
@@ -447,6 +435,27 @@ fn get_xattr(path: &Path, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
             Err(err) => return Err(err.into()),
         }
     }
+}
+
+/// A FIFO, character or block device at `dest` like the one `meta` describes (mode 0600;
+/// the caller sets mode and owner after). A user namespace cannot make device nodes: the
+/// error says so (`EPERM`), and callers word it.
+pub fn make_node_like(meta: &Metadata, dest: &Path) -> io::Result<()> {
+    let file_type = meta.file_type();
+    let kind = if file_type.is_fifo() {
+        libc::S_IFIFO
+    } else if file_type.is_char_device() {
+        libc::S_IFCHR
+    } else {
+        libc::S_IFBLK
+    };
+    nix::sys::stat::mknod(
+        dest,
+        nix::sys::stat::SFlag::from_bits_truncate(kind),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+        meta.rdev(),
+    )
+    .map_err(io::Error::from)
 }
 
 fn remove_any(path: &Path) -> io::Result<()> {

@@ -187,24 +187,10 @@ impl<'a> Copier<'a> {
             // Sockets become empty regular files, as with Docker.
             self.create_file(target, file_type.is_file().then_some(source))?;
         } else {
-            let kind = if file_type.is_fifo() {
-                libc::S_IFIFO
-            } else if file_type.is_char_device() {
-                libc::S_IFCHR
-            } else {
-                libc::S_IFBLK
-            };
-            nix::sys::stat::mknod(
-                target,
-                nix::sys::stat::SFlag::from_bits_truncate(kind),
-                nix::sys::stat::Mode::from_bits_truncate(0o600),
-                meta.rdev(),
-            )
-            .map_err(|e| {
-                let e = io::Error::from(e);
+            rbuild_store::make_node_like(meta, target).map_err(|e| {
                 // A user namespace (rootless) cannot create device nodes.
                 let shown = self.shown(source);
-                match (kind != libc::S_IFIFO)
+                match (!file_type.is_fifo())
                     .then(|| rbuild_store::Error::device_node(&shown, &e))
                     .flatten()
                 {
