@@ -66,6 +66,19 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
     Ok(total)
 }
 
+/// `--shm-size` of `build` and `run`: the size of `/dev/shm`, `None` (docker's 64 MiB)
+/// when not given or 0, as docker reads it.
+pub fn shm_size(text: Option<&str>) -> miette::Result<Option<u64>> {
+    match text.map(parse_size) {
+        None | Some(Ok(0)) => Ok(None),
+        Some(Ok(size)) => Ok(Some(size)),
+        Some(Err(e)) => Err(miette::miette!(
+            help = "give a size such as `128m` or `1g`",
+            "--shm-size: {e}"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -769,3 +769,26 @@ fn capabilities_ulimits_extra_hosts_and_mounts_as_docker() {
         stderr(&out)
     );
 }
+
+/// `--shm-size` as docker run takes it; 64 MiB without it.
+#[test]
+fn shm_size_sets_the_size_of_dev_shm() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    for (extra, kib) in [(vec![], "65536"), (vec!["--shm-size", "128m"], "131072")] {
+        let mut args = vec!["run"];
+        args.extend(&extra);
+        args.extend(["busybox", "sh", "-c", "df -k /dev/shm | tail -1"]);
+        let out = env.rbuild(&args);
+        assert_success(&out);
+        assert_eq!(
+            stdout(&out).split_whitespace().nth(1),
+            Some(kib),
+            "{extra:?}: {}",
+            stdout(&out)
+        );
+    }
+    let out = env.rbuild(&["run", "--shm-size", "lots", "busybox", "true"]);
+    assert_failure(&out);
+    assert!(stderr(&out).contains("--shm-size"), "{}", stderr(&out));
+}

@@ -9,7 +9,6 @@ use rbuild_runtime::{ExtraHost, Rlimit};
 
 use super::{BuildArgs, ProgressArg};
 use crate::commands::run::flags::parse_add_host;
-use crate::size::parse_size;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CallArg {
@@ -74,19 +73,7 @@ pub fn run_steps(args: &BuildArgs) -> Result<RunStepOptions> {
                 "--ulimit: {e}"
             )
         })?;
-    let shm_size = match args.shm_size.as_deref() {
-        None => None,
-        Some(text) => match parse_size(text) {
-            Ok(0) => None,
-            Ok(size) => Some(size),
-            Err(e) => {
-                return Err(miette::miette!(
-                    help = "give a size such as `128m` or `1g`",
-                    "--shm-size: {e}"
-                ));
-            }
-        },
-    };
+    let shm_size = crate::size::shm_size(args.shm_size.as_deref())?;
     let cgroup_parent = match args.cgroup_parent.as_deref() {
         None => None,
         Some(text) => {

@@ -90,6 +90,9 @@ pub struct RunArgs {
     /// unlimited)
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     pub ulimit: Vec<String>,
+    /// Size of /dev/shm (e.g. `128m`) [default: 64m]
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub shm_size: Option<String>,
     /// Hostname inside the sandbox
     #[arg(long)]
     pub hostname: Option<String>,
@@ -354,8 +357,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         init: args.init,
         capabilities,
         extra_hosts,
-        // docker run's 64 MiB; `rbuild run` has no `--shm-size` yet.
-        shm_size: None,
+        shm_size: crate::size::shm_size(args.shm_size.as_deref())?,
     };
     let stdio = if args.interactive {
         StdioMode::Inherit
