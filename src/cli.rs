@@ -131,4 +131,7 @@ pub enum NetworkArg {
     Host,
     /// A private address on rbuild's bridge (`rbuild0`)
     Bridge,
+    /// What the command uses without the flag (docker's word; `build`: the host's, `run`:
+    /// the bridge)
+    Default,
 }

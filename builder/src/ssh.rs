@@ -40,6 +40,10 @@ pub enum SshError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "{keys} for `--ssh {id}` is protected by a passphrase, which rbuild cannot ask for; load it into your agent (`ssh-add {keys}`) and pass `--ssh {id}`"
+    )]
+    Encrypted { id: String, keys: String },
     #[error("`ssh-add` could not load {keys} for `--ssh {id}`: {message}")]
     AddKeys {
         id: String,
@@ -96,6 +100,18 @@ impl KeyAgent {
             .output()
             .map_err(agent_error)?;
         if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            // ssh-add asks for a passphrase it cannot read (stdin is closed).
+            if stderr.contains("passphrase") {
+                return Err(SshError::Encrypted {
+                    id: id.to_owned(),
+                    keys: keys
+                        .iter()
+                        .map(|key| key.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
             return Err(SshError::AddKeys {
                 id: id.to_owned(),
                 keys: keys

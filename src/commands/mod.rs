@@ -127,10 +127,11 @@ pub fn parse_name(text: &str) -> Result<ImageName> {
 }
 
 pub fn network(arg: Option<NetworkArg>) -> Option<rbuild_runtime::Network> {
-    arg.map(|n| match n {
-        NetworkArg::None => rbuild_runtime::Network::None,
-        NetworkArg::Host => rbuild_runtime::Network::Host,
-        NetworkArg::Bridge => rbuild_runtime::Network::Bridge,
+    arg.and_then(|n| match n {
+        NetworkArg::None => Some(rbuild_runtime::Network::None),
+        NetworkArg::Host => Some(rbuild_runtime::Network::Host),
+        NetworkArg::Bridge => Some(rbuild_runtime::Network::Bridge),
+        NetworkArg::Default => None,
     })
 }
 

@@ -25,6 +25,14 @@ pub(crate) fn parse(text: &str, agent: Option<PathBuf>) -> Result<(String, SshSo
                 "--ssh {id}: SSH_AUTH_SOCK is not set, so there is no agent to forward"
             ));
         };
+        // Checked now: a stale SSH_AUTH_SOCK would otherwise fail only inside a step.
+        if std::os::unix::net::UnixStream::connect(&agent).is_err() {
+            return Err(miette::miette!(
+                help = "start an agent (`eval $(ssh-agent)` and `ssh-add`), or give a key: `--ssh {id}=~/.ssh/id_ed25519`",
+                "--ssh {id}: no SSH agent answers at SSH_AUTH_SOCK ({})",
+                agent.display()
+            ));
+        }
         return Ok((id.to_owned(), SshSource::Socket(agent)));
     };
     let paths: Vec<PathBuf> = paths.split(',').map(PathBuf::from).collect();
@@ -61,10 +69,17 @@ mod tests {
         let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
         let key = dir.path().join("id_ed25519");
         std::fs::write(&key, "key").unwrap();
-        let agent = Some(PathBuf::from("/run/agent"));
+        let agent = Some(socket.clone());
         assert_eq!(
             parse("default", agent.clone()).unwrap(),
-            ("default".into(), SshSource::Socket("/run/agent".into()))
+            ("default".into(), SshSource::Socket(socket.clone()))
+        );
+        let error = parse("default", Some("/nonexistent/agent".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("no SSH agent answers at SSH_AUTH_SOCK (/nonexistent/agent)"),
+            "{error}"
         );
         assert_eq!(
             parse(&format!("gh={}", socket.display()), None).unwrap(),

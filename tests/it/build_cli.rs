@@ -556,11 +556,14 @@ fn buildx_habits_that_change_nothing_are_accepted() {
         other => other,
     };
     let host = format!("linux/{arch}");
+    // The same platform by its other names, as docker normalizes them.
+    let aliases = format!("{arch},linux/{}", std::env::consts::ARCH);
     let ctx = context.to_str().unwrap();
     for extra in [
         vec!["--load"],
         vec!["--platform", host.as_str()],
         vec!["--provenance=false", "--sbom=false"],
+        vec!["--network=default", "--platform", aliases.as_str()],
     ] {
         let mut args = vec!["build", "-q", "-t", "habits"];
         args.extend(&extra);

@@ -42,8 +42,11 @@ impl Daemon {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("git")
-            .arg("daemon")
+        // `git-daemon` itself, not the `git daemon` wrapper: killing the wrapper would leave
+        // the server running.
+        let exec_path = Command::new("git").arg("--exec-path").output().unwrap();
+        let daemon = PathBuf::from(stdout(&exec_path).trim()).join("git-daemon");
+        let child = Command::new(daemon)
             .arg("--reuseaddr")
             .arg("--export-all")
             .arg("--listen=127.0.0.1")

@@ -111,12 +111,10 @@ pub fn check_platforms(flag: &[String]) -> Result<()> {
     };
     for platform in values.iter().flat_map(|value| value.split(',')) {
         let platform = platform.trim().to_ascii_lowercase();
-        // `linux/amd64/v1` is plain amd64; other variants are other platforms.
-        let plain = platform.strip_suffix("/v1").unwrap_or(&platform);
-        if plain != host && platform != "local" {
+        if normalize_platform(&platform) != host && platform != "local" {
             return Err(miette::miette!(
                 help = format!(
-                    "build on a {platform} machine, or leave out {origin} to build for {host}"
+                    "build on a machine of that platform, or leave out {origin} to build for {host}"
                 ),
                 "{origin} {platform}: rbuild builds for this machine's platform ({host}) only; \
                  multi-platform builds are not supported yet"
@@ -124,6 +122,26 @@ pub fn check_platforms(flag: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A platform as containerd's matcher normalizes it: the OS defaults to `linux`, the
+/// architecture's other names (`x86_64`, `aarch64`) are the OCI ones, and the default
+/// variant (`amd64/v1`, `arm64/v8`) is left out.
+fn normalize_platform(platform: &str) -> String {
+    let mut parts: Vec<&str> = platform.split('/').collect();
+    if parts.len() == 1 {
+        parts.insert(0, "linux");
+    }
+    let arch = match parts[1] {
+        "x86_64" | "x86-64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let variant = parts.get(2).copied();
+    match (arch, variant) {
+        ("amd64", Some("v1")) | ("arm64", Some("v8")) | (_, None) => format!("{}/{arch}", parts[0]),
+        (_, Some(variant)) => format!("{}/{arch}/{variant}", parts[0]),
+    }
 }
 
 /// `--provenance`/`--sbom`: rbuild makes no attestations (yet), so `false` (what CI
@@ -171,6 +189,22 @@ pub fn progress(progress: ProgressArg, quiet: bool) -> Result<ProgressArg> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platforms_are_normalized_as_containerd_does() {
+        for (given, normal) in [
+            ("linux/amd64", "linux/amd64"),
+            ("amd64", "linux/amd64"),
+            ("linux/x86_64", "linux/amd64"),
+            ("linux/amd64/v1", "linux/amd64"),
+            ("linux/amd64/v3", "linux/amd64/v3"),
+            ("aarch64", "linux/arm64"),
+            ("linux/arm64/v8", "linux/arm64"),
+            ("linux/arm/v7", "linux/arm/v7"),
+        ] {
+            assert_eq!(normalize_platform(given), normal, "{given}");
+        }
+    }
 
     #[test]
     fn quiet_wins_over_auto_and_refuses_other_modes() {
