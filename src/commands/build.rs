@@ -53,7 +53,8 @@ pub struct BuildArgs {
     /// Name for the image (`name[:tag]`); may be repeated
     #[arg(short = 't', long = "tag", value_name = "NAME")]
     pub tags: Vec<String>,
-    /// The Dockerfile (default: CONTEXT/Dockerfile, else CONTEXT/dockerfile)
+    /// The Dockerfile (default: CONTEXT/Dockerfile, else CONTEXT/dockerfile); `-` reads it
+    /// from standard input
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Set a build argument (`KEY=VALUE`, or `KEY` to take it from the environment)
@@ -106,7 +107,8 @@ pub struct BuildArgs {
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
     /// Also write the result: `type=oci,dest=FILE`, `type=docker,dest=FILE`,
-    /// `type=tar,dest=FILE` (the filesystem), `type=local,dest=DIR`, or just `DIR`
+    /// `type=tar,dest=FILE` (the filesystem), `type=local,dest=DIR`, just `DIR`, or `-`
+    /// (the filesystem as a tar on standard output)
     #[arg(short = 'o', long = "output", value_name = "OUTPUT")]
     pub outputs: Vec<String>,
     /// Write the image id (config digest) to this file
