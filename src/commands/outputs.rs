@@ -14,6 +14,9 @@ pub(super) enum Output {
     Tar(Destination),
     Local(PathBuf),
     Registry(rbuild_store::Reference),
+    /// `type=docker` without `dest`, `type=image` without `push`: buildx loads the image
+    /// into the daemon's store; rbuild's store has it already, so nothing more is done.
+    Store,
 }
 
 /// Where a tar output goes: a file, or standard output (`dest=-`, or `-o -`).
@@ -130,16 +133,27 @@ fn parse_output(text: &str) -> Result<Output> {
     let mut kind = None;
     let mut dest = None;
     let mut name = None;
+    let mut push = false;
     for field in text.split(',') {
         match field.split_once('=') {
             Some(("type", value)) => kind = Some(value.to_owned()),
             Some(("dest", value)) => dest = Some(PathBuf::from(value)),
             Some(("name", value)) => name = Some(value.to_owned()),
-            Some(("push", "true")) => {}
+            Some(("push", "true")) => push = true,
+            Some(("push", "false")) => push = false,
             _ => return Err(miette::miette!("-o `{text}`: unknown field `{field}`")),
         }
     }
-    if kind.as_deref() == Some("registry") {
+    if kind.as_deref() == Some("image") && !push {
+        if name.is_some() {
+            return Err(miette::miette!(
+                help = "name the image with `-t NAME`, or add `push=true` to push it",
+                "-o `{text}`: the image goes to rbuild's store under the `-t` names"
+            ));
+        }
+        return Ok(Output::Store);
+    }
+    if matches!(kind.as_deref(), Some("registry") | Some("image")) {
         let name = name.ok_or_else(|| miette::miette!("-o `{text}`: `name=` is missing"))?;
         return Ok(Output::Registry(parse_reference(&name)?));
     }
@@ -154,14 +168,12 @@ fn parse_output(text: &str) -> Result<Output> {
             file(dest),
         )),
         // docker's exporter without `dest` loads into the daemon: rbuild's store already
-        // has the image, so a file must be named.
-        Some("docker") => {
-            let dest = dest.ok_or_else(|| miette::miette!("-o `{text}`: `dest=` is missing"))?;
-            Ok(Output::Archive(
-                rbuild_store::ArchiveFormat::Docker,
-                file(Some(dest)),
-            ))
-        }
+        // has the image.
+        Some("docker") if dest.is_none() => Ok(Output::Store),
+        Some("docker") => Ok(Output::Archive(
+            rbuild_store::ArchiveFormat::Docker,
+            file(dest),
+        )),
         Some("tar") => Ok(Output::Tar(file(dest))),
         Some("local") | None => match dest {
             Some(dest) if dest.as_os_str() == "-" => Err(miette::miette!(
@@ -172,7 +184,7 @@ fn parse_output(text: &str) -> Result<Output> {
             None => Err(miette::miette!("-o `{text}`: `dest=` is missing")),
         },
         Some(other) => Err(miette::miette!(
-            help = "the output types are `oci`, `docker`, `tar`, `local` and `registry`",
+            help = "the output types are `oci`, `docker`, `tar`, `local`, `image` and `registry`",
             "-o `{text}`: unknown type `{other}`"
         )),
     }
@@ -235,6 +247,7 @@ pub(super) async fn write_output(
                 .map_err(crate::rootless::report)
             }
             Output::Registry(_) => unreachable!("pushed by the caller"),
+            Output::Store => Ok(()),
             Output::Local(dest) => {
                 let image = store.image_by_manifest(&manifest).into_diagnostic()?;
                 rbuild_builder::export_rootfs(

@@ -564,6 +564,8 @@ fn buildx_habits_that_change_nothing_are_accepted() {
         vec!["--platform", host.as_str()],
         vec!["--provenance=false", "--sbom=false"],
         vec!["--network=default", "--platform", aliases.as_str()],
+        // buildx's exporters that load into the daemon: the store has the image already.
+        vec!["-o", "type=docker", "--output=type=image"],
     ] {
         let mut args = vec!["build", "-q", "-t", "habits"];
         args.extend(&extra);
@@ -584,6 +586,10 @@ fn buildx_habits_that_change_nothing_are_accepted() {
         (
             vec!["--sbom"],
             "`--sbom=true`: rbuild does not make attestations yet",
+        ),
+        (
+            vec!["-o", "type=image,name=other"],
+            "the image goes to rbuild's store under the `-t` names",
         ),
     ] {
         let mut args = vec!["build", "-q", "-t", "habits"];
