@@ -13,7 +13,7 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use super::SetupError;
 use crate::cgroup::CgroupFs;
 use crate::mount::{
-    MountError, MountPointKind, bind_onto, create_in, fd_path, fd_stat, open_beneath,
+    MountError, MountPointKind, bind_onto, create_in, fd_path, fd_stat, is_kind, open_beneath,
 };
 
 /// Docker's `defaultMaskedPaths` (moby `oci/defaults.go`) and `/sys/kernel/security`;
@@ -90,15 +90,11 @@ pub(super) fn apply(
         let Some(target) = beneath(proc, sys, path)? else {
             continue;
         };
-        let is_dir = fd_stat(target.as_fd())
-            .map_err(|source| SetupError::MountPoint {
-                path: path.into(),
-                source,
-            })?
-            .st_mode
-            & libc::S_IFMT
-            == libc::S_IFDIR;
-        if is_dir {
+        let stat = fd_stat(target.as_fd()).map_err(|source| SetupError::MountPoint {
+            path: path.into(),
+            source,
+        })?;
+        if is_kind(&stat, libc::S_IFDIR) {
             mount(
                 Some("tmpfs"),
                 &fd_path(&target),
@@ -165,7 +161,7 @@ pub(super) fn mount_cgroupfs(sys: BorrowedFd<'_>, cgroupfs: &CgroupFs) {
     let Ok(target) = open_beneath(sys, here) else {
         return;
     };
-    if !fd_stat(target.as_fd()).is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFDIR) {
+    if !fd_stat(target.as_fd()).is_ok_and(|stat| is_kind(&stat, libc::S_IFDIR)) {
         return;
     }
     let flags = MsFlags::MS_RDONLY | NOSUID_NODEV_NOEXEC;

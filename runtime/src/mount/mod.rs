@@ -9,7 +9,7 @@ mod resolve;
 pub(crate) use api::bind_onto;
 pub(crate) use point::{
     MountPoint, MountPointKind, Stub, create_in, ensure_mount_point, fd_path, fd_stat,
-    filesystem_magic, open_beneath, open_path, procfs_ready,
+    filesystem_magic, is_kind, open_beneath, open_path, procfs_ready,
 };
 pub(crate) use resolve::{open_in_root, resolve_in_root};
 

@@ -12,7 +12,7 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -105,17 +105,12 @@ impl Stub {
         if let (true, Some((atime, mtime))) = (removed, &self.parent_times) {
             // A readable descriptor of the same directory: futimens needs one, and /proc
             // (for the magic link of the O_PATH one) may be unmounted by now.
-            // SAFETY: openat reads the NUL-terminated name for the call.
-            let fd = unsafe {
-                libc::openat(
-                    parent.as_raw_fd(),
-                    c".".as_ptr(),
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-                )
-            };
-            if fd >= 0 {
-                // SAFETY: a fresh descriptor nothing else owns.
-                let dir = unsafe { OwnedFd::from_raw_fd(fd) };
+            if let Ok(dir) = openat(
+                parent.as_raw_fd(),
+                c".",
+                libc::O_RDONLY | libc::O_DIRECTORY,
+                0,
+            ) {
                 let _ = nix::sys::stat::futimens(dir.as_raw_fd(), atime, mtime);
             }
         }
@@ -163,7 +158,8 @@ pub(crate) fn fd_stat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
     Ok(stat)
 }
 
-fn is_kind(stat: &libc::stat, kind: libc::mode_t) -> bool {
+/// Whether `stat` is of the file type `kind` (`S_IFDIR`, `S_IFREG`, …).
+pub(crate) fn is_kind(stat: &libc::stat, kind: libc::mode_t) -> bool {
     stat.st_mode & libc::S_IFMT == kind
 }
 
@@ -171,12 +167,11 @@ fn cstring(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
-/// An `O_PATH` descriptor of a trusted path (rbuild's own directories, the host's `/dev`
-/// and `/proc` before the root is entered).
-pub(crate) fn open_path(path: &Path) -> io::Result<OwnedFd> {
-    let name = cstring(path.as_os_str().as_bytes())?;
-    // SAFETY: open reads the NUL-terminated name for the call.
-    let fd = unsafe { libc::open(name.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+/// `openat(2)` of `name` in `dir` (`AT_FDCWD` for a path), close-on-exec, as an owned
+/// descriptor.
+fn openat(dir: RawFd, name: &CStr, flags: libc::c_int, mode: libc::c_uint) -> io::Result<OwnedFd> {
+    // SAFETY: openat reads the NUL-terminated name for the call.
+    let fd = unsafe { libc::openat(dir, name.as_ptr(), flags | libc::O_CLOEXEC, mode) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -184,21 +179,16 @@ pub(crate) fn open_path(path: &Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// An `O_PATH` descriptor of a trusted path (rbuild's own directories, the host's `/dev`
+/// and `/proc` before the root is entered).
+pub(crate) fn open_path(path: &Path) -> io::Result<OwnedFd> {
+    let name = cstring(path.as_os_str().as_bytes())?;
+    openat(libc::AT_FDCWD, &name, libc::O_PATH, 0)
+}
+
 /// Opens the entry `name` of `dir` (`O_PATH`), refusing a symlink with `ELOOP`.
 fn open_component(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
-    // SAFETY: openat reads the NUL-terminated name for the call.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = openat(dir.as_raw_fd(), name, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
     // O_PATH with O_NOFOLLOW opens a symlink itself rather than failing.
     if is_kind(&fd_stat(fd.as_fd())?, libc::S_IFLNK) {
         return Err(io::Error::from_raw_os_error(libc::ELOOP));
@@ -335,34 +325,20 @@ pub(crate) fn create_in(
 /// Creates the empty file or directory `name` in `dir`; one that appeared meanwhile is
 /// left for the caller's open to judge.
 fn create_at(dir: BorrowedFd<'_>, name: &CStr, file: bool) -> io::Result<()> {
-    // SAFETY: the *at calls read the NUL-terminated name for the call; the descriptor
-    // returned by openat is closed at once.
-    let result = unsafe {
-        if file {
-            let fd = libc::openat(
-                dir.as_raw_fd(),
-                name.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                0o644 as libc::c_uint,
-            );
-            if fd >= 0 {
-                libc::close(fd);
-                0
-            } else {
-                -1
-            }
-        } else {
-            libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o755)
+    let created = if file {
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
+        openat(dir.as_raw_fd(), name, flags, 0o644).map(drop)
+    } else {
+        // SAFETY: mkdirat reads the NUL-terminated name for the call.
+        match unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o755) } {
+            0 => Ok(()),
+            _ => Err(io::Error::last_os_error()),
         }
     };
-    if result == 0 {
-        return Ok(());
+    match created {
+        Err(err) if err.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+        other => other,
     }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EEXIST) {
-        return Ok(());
-    }
-    Err(err)
 }
 
 #[cfg(test)]
