@@ -13,7 +13,7 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use super::SetupError;
 use crate::cgroup::CgroupFs;
 use crate::mount::{
-    MountError, MountPointKind, bind_onto, create_in, fd_path, fd_stat, is_kind, open_beneath,
+    MountError, MountPointKind, bind_or_remount, create_in, fd_path, fd_stat, is_kind, open_beneath,
 };
 
 /// Docker's `defaultMaskedPaths` (moby `oci/defaults.go`) and `/sys/kernel/security`;
@@ -63,11 +63,7 @@ fn beneath(
     sys: BorrowedFd<'_>,
     path: &str,
 ) -> Result<Option<OwnedFd>, SetupError> {
-    let (base, relative) = match path.strip_prefix("/proc/") {
-        Some(relative) => (proc, relative),
-        None => (sys, path.strip_prefix("/sys/").unwrap_or(path)),
-    };
-    match open_beneath(base, Path::new(relative)) {
+    match open_below(proc, sys, path) {
         Ok(fd) => Ok(Some(fd)),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(SetupError::MountPoint {
@@ -75,6 +71,15 @@ fn beneath(
             source,
         }),
     }
+}
+
+/// [`open_beneath`] of a `/proc/...` path beneath `proc`, of a `/sys/...` one beneath `sys`.
+fn open_below(proc: BorrowedFd<'_>, sys: BorrowedFd<'_>, path: &str) -> io::Result<OwnedFd> {
+    let (base, relative) = match path.strip_prefix("/proc/") {
+        Some(relative) => (proc, relative),
+        None => (sys, path.strip_prefix("/sys/").unwrap_or(path)),
+    };
+    open_beneath(base, Path::new(relative))
 }
 
 /// Masks and write-protects the kernel's files in the sandbox's `proc` and `sys` (held by
@@ -119,30 +124,9 @@ pub(super) fn apply(
             continue;
         };
         let flags = MsFlags::MS_REC | MsFlags::MS_RDONLY | NOSUID_NODEV_NOEXEC;
-        let source = fd_path(&target);
-        match bind_onto(&source, target.as_fd(), flags, MsFlags::empty(), false) {
-            Ok(()) => continue,
-            Err(nix::errno::Errno::ENOSYS) => {}
-            Err(errno) => return Err(mount_error("bind", path, path)(errno)),
-        }
-        // Kernels before 5.12: bind, then remount what is bound there now.
-        mount(
-            Some(&source),
-            &source,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(mount_error("bind", path, path))?;
-        let bound = beneath(proc, sys, path)?
-            .ok_or_else(|| mount_error("bind", path, path)(nix::errno::Errno::ENOENT))?;
-        mount(
-            None::<&str>,
-            &fd_path(&bound),
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | NOSUID_NODEV_NOEXEC,
-            None::<&str>,
-        )
+        bind_or_remount(&fd_path(&target), target.as_fd(), flags, || {
+            open_below(proc, sys, path)
+        })
         .map_err(mount_error("bind", path, path))?;
     }
     Ok(())

@@ -15,7 +15,7 @@ use nix::unistd::{chdir, pivot_root, symlinkat};
 use super::{SetupError, masks};
 use crate::cgroup::CgroupFs;
 use crate::mount::{
-    MountError, MountPoint, MountPointKind, Stub, bind_onto, create_in, ensure_mount_point,
+    MountError, MountPoint, MountPointKind, Stub, bind_or_remount, create_in, ensure_mount_point,
     fd_path, fd_stat, filesystem_magic, mount_at, mount_onto, open_beneath, open_path, plan,
     procfs_ready, resolve_in_root,
 };
@@ -395,49 +395,14 @@ fn bind_host(rootfs: &Path, path: &str, undo: &mut Undo) -> Result<OwnedFd, Setu
         target: path.into(),
         errno,
     };
-    let read_only = path == "/sys";
     let mut flags = MsFlags::MS_REC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    if read_only {
+    if path == "/sys" {
         flags |= MsFlags::MS_RDONLY;
     }
-    match bind_onto(
-        Path::new(path),
-        point.fd.as_fd(),
-        flags,
-        MsFlags::empty(),
-        false,
-    ) {
-        Ok(()) => {
-            undo.mounts.push(point.sandbox_path.clone());
-            return reopen(&point);
-        }
-        Err(Errno::ENOSYS) => {}
-        Err(errno) => return Err(error(errno).into()),
-    }
-    // Kernels before 5.12: by path, the top mount only.
-    mount(
-        Some(path),
-        &point.target(),
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(error)?;
+    // Recorded first: a failed remount still leaves the bind to undo.
     undo.mounts.push(point.sandbox_path.clone());
-    let bound = reopen(&point)?;
-    let mut remount = flags & !MsFlags::MS_REC | MsFlags::MS_REMOUNT | MsFlags::MS_BIND;
-    if read_only {
-        remount |= MsFlags::MS_RDONLY;
-    }
-    mount(
-        None::<&str>,
-        &fd_path(&bound),
-        None::<&str>,
-        remount,
-        None::<&str>,
-    )
-    .map_err(error)?;
-    Ok(bound)
+    bind_or_remount(Path::new(path), point.fd.as_fd(), flags, || point.reopen()).map_err(error)?;
+    reopen(&point)
 }
 
 /// Device nodes bound from the host (no mknod: the `/dev` tmpfs is `nodev`, and each bind is

@@ -11,6 +11,8 @@ use std::path::Path;
 use nix::errno::Errno;
 use nix::mount::MsFlags;
 
+use super::point::fd_path;
+
 /// `struct mount_attr` of `mount_setattr(2)`.
 #[repr(C)]
 struct MountAttr {
@@ -140,6 +142,37 @@ pub(crate) fn bind_onto(
         return Err(Errno::last());
     }
     Ok(())
+}
+
+/// [`bind_onto`] without propagation; on kernels without the mount API (< 5.12), a bind
+/// through the mount point's magic link, then a remount with `flags` of what `reopen`
+/// finds mounted there now (a remount through the old link would reach the mount under
+/// the new one). That fallback applies the flags to the top mount only.
+pub(crate) fn bind_or_remount(
+    source: &Path,
+    target: BorrowedFd<'_>,
+    flags: MsFlags,
+    reopen: impl FnOnce() -> std::io::Result<OwnedFd>,
+) -> Result<(), Errno> {
+    match bind_onto(source, target, flags, MsFlags::empty(), false) {
+        Err(Errno::ENOSYS) => {}
+        result => return result,
+    }
+    nix::mount::mount(
+        Some(source),
+        &fd_path(&target),
+        None::<&str>,
+        MsFlags::MS_BIND | (flags & MsFlags::MS_REC),
+        None::<&str>,
+    )?;
+    let bound = reopen().map_err(|err| Errno::from_raw(err.raw_os_error().unwrap_or(libc::EIO)))?;
+    nix::mount::mount(
+        None::<&str>,
+        &fd_path(&bound),
+        None::<&str>,
+        flags & !MsFlags::MS_REC | MsFlags::MS_REMOUNT | MsFlags::MS_BIND,
+        None::<&str>,
+    )
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ mod api;
 mod point;
 mod resolve;
 
-pub(crate) use api::bind_onto;
+pub(crate) use api::bind_or_remount;
 pub(crate) use point::{
     MountPoint, MountPointKind, Stub, create_in, ensure_mount_point, fd_path, fd_stat,
     filesystem_magic, is_kind, open_beneath, open_path, procfs_ready,
