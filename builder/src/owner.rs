@@ -1,12 +1,9 @@
 //! Owners for COPY `--chown` and WORKDIR: `user`, `uid`, `user:group`, `uid:gid`, resolved
 //! against the image's own `/etc/passwd` and `/etc/group` (read inside its root).
 
-use std::fs;
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use crate::resolve::resolve_in_root;
+use rbuild_runtime::{MAX_DATABASE, UserError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Owner {
@@ -35,10 +32,6 @@ pub(crate) enum OwnerError {
     Unrepresentable { what: &'static str },
 }
 
-/// A bound on the image's `/etc/passwd` and `/etc/group`, which rbuild parses on the host:
-/// a gigantic one must not exhaust its memory or time (CVE-2026-47262). Real ones are a few
-/// KiB.
-const MAX_DATABASE: u64 = 32 << 20;
 
 /// Resolves `spec` inside `root`, as BuildKit does for `--chown`: a user name alone takes its
 /// primary group from passwd, a bare uid takes the same number as gid; numeric ids need no
@@ -104,35 +97,18 @@ pub(crate) fn resolve_user(root: &Path, spec: &str) -> Result<Owner, OwnerError>
     Ok(owner)
 }
 
-/// The text of a user database of the image; a missing or unreadable one is empty (no
-/// name resolves), one that is not a regular file (a FIFO would block the build forever)
-/// or is too big is an error. Opened without blocking so that the check comes first.
+/// The text of a user database of the image, read as the sandbox reads it
+/// ([`rbuild_runtime::read_user_database`]: rbuild parses it on the host here); a missing
+/// or unreadable one is empty (no name resolves), one that is not a regular file (a FIFO
+/// would block the build forever) or is too big is an error.
 fn read_db(root: &Path, path: &'static str) -> Result<String, OwnerError> {
-    let Ok(host_path) = resolve_in_root(root, path, true) else {
-        return Ok(String::new());
-    };
-    let Ok(file) = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(host_path)
-    else {
-        return Ok(String::new());
-    };
     let problem = |problem| OwnerError::Database { path, problem };
-    match file.metadata() {
-        Ok(meta) if !meta.is_file() => return Err(problem("is not a regular file")),
-        Ok(meta) if meta.len() > MAX_DATABASE => return Err(problem("is too large")),
-        Ok(_) => {}
-        Err(_) => return Ok(String::new()),
+    match rbuild_runtime::read_user_database(root, Path::new(path)) {
+        Ok(text) => Ok(text),
+        Err(UserError::NotAFile { .. }) => Err(problem("is not a regular file")),
+        Err(UserError::TooLarge { .. }) => Err(problem("is too large")),
+        Err(_) => Ok(String::new()),
     }
-    let mut bytes = Vec::new();
-    if file.take(MAX_DATABASE + 1).read_to_end(&mut bytes).is_err() {
-        return Ok(String::new());
-    }
-    if bytes.len() as u64 > MAX_DATABASE {
-        return Err(problem("is too large"));
-    }
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// The entries of a database, split into fields lazily, line by line.
@@ -148,6 +124,8 @@ fn field_id(fields: &[&str], index: usize) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     #[test]

@@ -16,7 +16,7 @@ pub(crate) struct ExecUser {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum UserError {
+pub enum UserError {
     #[error("unable to find user {name}: no matching entries in passwd file")]
     UnknownUser { name: String },
     #[error("unable to find group {name}: no matching entries in group file")]
@@ -49,7 +49,7 @@ pub(crate) const MAX_ID: u32 = i32::MAX as u32;
 /// A bound on `/etc/passwd` and `/etc/group`: they come from the image, and a gigantic
 /// one must not exhaust memory or time in rbuild's setup (CVE-2026-47262). Real ones are a
 /// few KiB; directory dumps of large sites stay far below this.
-pub(crate) const MAX_DATABASE: u64 = 32 << 20;
+pub const MAX_DATABASE: u64 = 32 << 20;
 
 #[derive(Clone, Copy)]
 struct PasswdEntry<'a> {
@@ -209,15 +209,16 @@ fn checked(user: ExecUser) -> Result<ExecUser, UserError> {
 /// (symlinks resolve inside the root, magic links are refused); a missing file counts as
 /// empty.
 pub(crate) fn resolve_from(user: &str, root: &Path) -> Result<ExecUser, UserError> {
-    let passwd = read_optional(root, Path::new("/etc/passwd"))?;
-    let group = read_optional(root, Path::new("/etc/group"))?;
+    let passwd = read_user_database(root, Path::new("/etc/passwd"))?;
+    let group = read_user_database(root, Path::new("/etc/group"))?;
     resolve(user, &passwd, &group)
 }
 
-/// Reads a user database of the image: a regular file (a FIFO or a device there would
-/// block or never end; opening without blocking lets the check come first) of at most
-/// [`MAX_DATABASE`] bytes.
-fn read_optional(root: &Path, path: &Path) -> Result<String, UserError> {
+/// Reads a user database of the image (`/etc/passwd`, `/etc/group`) inside `root`: a
+/// regular file (a FIFO or a device there would block or never end; opening without
+/// blocking lets the check come first) of at most [`MAX_DATABASE`] bytes; a missing one is
+/// empty. For the sandbox's user, and for the builder's `--chown` names.
+pub fn read_user_database(root: &Path, path: &Path) -> Result<String, UserError> {
     let read_error = |source| UserError::Read {
         path: path.to_owned(),
         source,
