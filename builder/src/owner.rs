@@ -32,7 +32,6 @@ pub(crate) enum OwnerError {
     Unrepresentable { what: &'static str },
 }
 
-
 /// Resolves `spec` inside `root`, as BuildKit does for `--chown`: a user name alone takes its
 /// primary group from passwd, a bare uid takes the same number as gid; numeric ids need no
 /// lookup; an unknown name is an error.

@@ -43,13 +43,13 @@ pub use cgroup::CgroupVersion;
 pub use error::{Error, SetupKind};
 pub use host_mount::{HostMount, with_mounts};
 pub use init::{INIT_ARG, init_main};
-pub use user::{MAX_DATABASE, UserError, read_user_database};
 pub use network::{BridgeOptions, bridge_unavailable};
 pub use runtime::{Child, ExitStatus, Outcome, Runtime, RuntimeOptions, StdioMode, signal_sandbox};
 pub use spec::{
     CpuQuota, ExtraHost, Limits, Mount, Network, Process, RLIMIT_NAMES, Rlimit, SandboxSpec,
     Seccomp,
 };
+pub use user::{MAX_DATABASE, UserError, read_user_database};
 
 /// For the cargo-fuzz targets in `fuzz/` only (the user module is private): not an API.
 #[doc(hidden)]

@@ -494,8 +494,14 @@ impl Store {
 
 /// The OCI architecture name of this machine.
 pub fn host_architecture() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
+    oci_architecture(std::env::consts::ARCH)
+}
+
+/// The OCI name of an architecture given by another of its names (Rust's, the kernel's,
+/// `uname -m`'s): `x86_64` is `amd64`, `aarch64` is `arm64`; OCI names stay as they are.
+pub fn oci_architecture(name: &str) -> &str {
+    match name {
+        "x86_64" | "x86-64" => "amd64",
         "aarch64" => "arm64",
         "x86" => "386",
         "powerpc64" => "ppc64le",

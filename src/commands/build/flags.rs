@@ -132,11 +132,7 @@ fn normalize_platform(platform: &str) -> String {
     if parts.len() == 1 {
         parts.insert(0, "linux");
     }
-    let arch = match parts[1] {
-        "x86_64" | "x86-64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
+    let arch = rbuild_store::oci_architecture(parts[1]);
     let variant = parts.get(2).copied();
     match (arch, variant) {
         ("amd64", Some("v1")) | ("arm64", Some("v8")) | (_, None) => format!("{}/{arch}", parts[0]),
