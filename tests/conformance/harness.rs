@@ -224,18 +224,7 @@ impl Tree {
     }
 }
 
-/// A tar header with the fields Go's archive/tar (and so BuildKit's tests) writes: owner
-/// root, a fixed mtime.
-pub fn tar_header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(kind);
-    header.set_mode(mode);
-    header.set_size(size);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_mtime(1_704_067_200);
-    header
-}
+pub use crate::support::tar_header;
 
 /// A tar of `entries` (a path ending in `/` is a directory, mode 0755; files are 0644), for
 /// contexts that hold archives.

@@ -808,27 +808,17 @@ fn root_of_a_namespace_it_did_not_make_uses_it_as_it_is() {
 fn device_nodes_in_a_users_layers_are_skipped_under_dev_and_refused_elsewhere() {
     let account = require_user!(USER);
     let user = UserEnv::new(&account);
-    let header = |kind: tar::EntryType, mode: u32, size: u64| {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(kind);
-        header.set_mode(mode);
-        header.set_size(size);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_mtime(1_700_000_000);
-        header
-    };
     let layer = |path: &str| {
         let mut tar = tar::Builder::new(Vec::new());
         for dir in ["bin/", "dev/", "opt/"] {
-            let mut header = header(tar::EntryType::Directory, 0o755, 0);
+            let mut header = tar_header(tar::EntryType::Directory, 0o755, 0);
             tar.append_data(&mut header, dir, std::io::empty()).unwrap();
         }
         let busybox = fs::read(BUSYBOX).unwrap();
-        let mut file = header(tar::EntryType::Regular, 0o755, busybox.len() as u64);
+        let mut file = tar_header(tar::EntryType::Regular, 0o755, busybox.len() as u64);
         tar.append_data(&mut file, "bin/busybox", busybox.as_slice())
             .unwrap();
-        let mut node = header(tar::EntryType::Char, 0o666, 0);
+        let mut node = tar_header(tar::EntryType::Char, 0o666, 0);
         node.set_device_major(1).unwrap();
         node.set_device_minor(3).unwrap();
         tar.append_data(&mut node, path, std::io::empty()).unwrap();

@@ -212,7 +212,7 @@ pub fn busybox_layer() -> Vec<u8> {
 
     let mut layer = tar::Builder::new(Vec::new());
     let dir = |tar: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32| {
-        let mut header = header(tar::EntryType::Directory, mode, 0);
+        let mut header = tar_header(tar::EntryType::Directory, mode, 0);
         tar.append_data(&mut header, path, std::io::empty())
             .unwrap();
     };
@@ -231,7 +231,7 @@ pub fn busybox_layer() -> Vec<u8> {
         dir(&mut layer, path, mode);
     }
     let busybox = fs::read(BUSYBOX).unwrap();
-    let mut h = header(tar::EntryType::Regular, 0o755, busybox.len() as u64);
+    let mut h = tar_header(tar::EntryType::Regular, 0o755, busybox.len() as u64);
     layer
         .append_data(&mut h, "bin/busybox", busybox.as_slice())
         .unwrap();
@@ -240,7 +240,7 @@ pub fn busybox_layer() -> Vec<u8> {
         .map(str::trim)
         .filter(|a| !a.is_empty() && *a != "busybox")
     {
-        let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+        let mut h = tar_header(tar::EntryType::Symlink, 0o777, 0);
         layer
             .append_link(&mut h, format!("bin/{applet}"), "busybox")
             .unwrap();
@@ -256,7 +256,7 @@ pub fn busybox_layer() -> Vec<u8> {
         ),
     ];
     for (path, content) in files {
-        let mut h = header(tar::EntryType::Regular, 0o644, content.len() as u64);
+        let mut h = tar_header(tar::EntryType::Regular, 0o644, content.len() as u64);
         layer.append_data(&mut h, path, content.as_bytes()).unwrap();
     }
     layer.into_inner().unwrap()
@@ -331,7 +331,7 @@ fn write_layout(out: &Path, name: &str, layers: &[Vec<u8>], gzip: bool) {
     }
     let mut archive = tar::Builder::new(fs::File::create(out).unwrap());
     let mut add = |path: &str, bytes: &[u8]| {
-        let mut h = header(tar::EntryType::Regular, 0o644, bytes.len() as u64);
+        let mut h = tar_header(tar::EntryType::Regular, 0o644, bytes.len() as u64);
         archive.append_data(&mut h, path, bytes).unwrap();
     };
     add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
@@ -347,7 +347,7 @@ fn write_layout(out: &Path, name: &str, layers: &[Vec<u8>], gzip: bool) {
 pub fn raw_tar(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
     for (path, kind, link, data) in entries {
-        let mut h = header(*kind, 0o644, data.len() as u64);
+        let mut h = tar_header(*kind, 0o644, data.len() as u64);
         h.as_old_mut().name = [0; 100];
         h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
         h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
@@ -360,7 +360,9 @@ pub fn raw_tar(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
     out
 }
 
-fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+/// A tar header with the fields Go's archive/tar (and so BuildKit's tests) writes: owner
+/// root, a fixed mtime.
+pub fn tar_header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(kind);
     header.set_mode(mode);
