@@ -52,11 +52,7 @@ impl SolveContext {
             return Ok(content);
         }
         let step_failed =
-            |source: Box<dyn std::error::Error + Send + Sync>| BuildError::StepFailed {
-                span: op.span,
-                description: op.description.clone(),
-                source,
-            };
+            |source: Box<dyn std::error::Error + Send + Sync>| BuildError::step_failed(op, source);
         let expected = checksum
             .map(|sum| sum.parse::<Digest>())
             .transpose()

@@ -98,6 +98,18 @@ pub enum BuildError {
 }
 
 impl BuildError {
+    /// The step of `op` failed because of `source`.
+    pub(crate) fn step_failed(
+        op: &rbuild_frontend::Op,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> BuildError {
+        BuildError::StepFailed {
+            span: op.span,
+            description: op.description.clone(),
+            source: source.into(),
+        }
+    }
+
     /// Where in the Dockerfile the problem is, if it is tied to an instruction.
     pub fn span(&self) -> Option<Span> {
         match self {

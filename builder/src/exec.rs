@@ -92,11 +92,7 @@ impl SolveContext {
                     description: op.description.clone(),
                     id,
                 },
-                err => BuildError::StepFailed {
-                    span: op.span,
-                    description: op.description.clone(),
-                    source: Box::new(err),
-                },
+                err => BuildError::step_failed(op, err),
             })?;
         let store = self.builder.store.clone();
         let snapshotter = self.builder.snapshotter.clone();
@@ -157,11 +153,7 @@ impl SolveContext {
             Ok(result) => result,
             Err(err) => {
                 self.discard(active).await;
-                return Err(BuildError::StepFailed {
-                    span: op.span,
-                    description: op.description.clone(),
-                    source: Box::new(err),
-                });
+                return Err(BuildError::step_failed(op, err));
             }
         };
         if outcome.oom_killed {

@@ -116,13 +116,8 @@ impl SolveContext {
                     };
                     if let Some(ctx) = ctx {
                         let (checksum, files) =
-                            tokio::task::block_in_place(|| ctx.checksum_path(path)).map_err(
-                                |source| BuildError::StepFailed {
-                                    span: op.span,
-                                    description: op.description.clone(),
-                                    source: Box::new(source),
-                                },
-                            )?;
+                            tokio::task::block_in_place(|| ctx.checksum_path(path))
+                                .map_err(|source| BuildError::step_failed(op, source))?;
                         key.part("bind-context").part(&checksum);
                         trace.files.extend(files);
                     }
@@ -132,13 +127,8 @@ impl SolveContext {
                 if let CopySource::Git(git) = &copy.source {
                     // Keyed by the commit, not the ref name: a moved ref is a miss, and
                     // says so.
-                    let commit = tokio::task::block_in_place(|| self.git_commit(op, git)).map_err(
-                        |source| BuildError::StepFailed {
-                            span: op.span,
-                            description: op.description.clone(),
-                            source: Box::new(source),
-                        },
-                    )?;
+                    let commit = tokio::task::block_in_place(|| self.git_commit(op, git))
+                        .map_err(|source| BuildError::step_failed(op, source))?;
                     key.part("git").part(&commit);
                     trace.git = Some((
                         git.reference.clone().unwrap_or_else(|| "HEAD".to_owned()),
@@ -162,11 +152,7 @@ impl SolveContext {
                         let exclude = (!copy.excludes.is_empty())
                             .then(|| IgnoreMatcher::from_excludes(&copy.excludes))
                             .transpose()
-                            .map_err(|source| BuildError::StepFailed {
-                                span: op.span,
-                                description: op.description.clone(),
-                                source: Box::new(source),
-                            })?;
+                            .map_err(|source| BuildError::step_failed(op, source))?;
                         let _permit = self
                             .cpu
                             .acquire()
@@ -178,11 +164,7 @@ impl SolveContext {
                                 ctx.checksum_files(&sources, exclude.as_ref())
                             })
                         }
-                        .map_err(|source| BuildError::StepFailed {
-                            span: op.span,
-                            description: op.description.clone(),
-                            source: Box::new(source),
-                        })?;
+                        .map_err(|source| BuildError::step_failed(op, source))?;
                         key.part(&checksum);
                         trace.files = files;
                     }
