@@ -44,14 +44,5 @@ pub use secrets::{SecretError, SecretSource};
 pub use snapshotter::Snapshotter;
 pub use solve::{BuildOptions, BuildResult, Builder, Cancel, Miss, NamedContextSource};
 pub use ssh::{SshError, SshSource};
-
-/// For the cargo-fuzz targets in `fuzz/` only (ADD's archive detection is private): not an
-/// API.
-#[doc(hidden)]
-pub mod fuzzing {
-    /// The archive at `path` as a decompressed tar stream, when ADD would extract it.
-    pub fn open_archive(path: &std::path::Path) -> std::io::Result<Option<Box<dyn std::io::Read>>> {
-        crate::unarchive::open_archive(path)
-    }
-}
+/// ADD's archive detection, for a context streamed on stdin and for `fuzz/`.
 pub use unarchive::open_archive;

@@ -66,7 +66,7 @@ fuzz_target!(|data: &[u8]| {
             assert_contained(&work, &before);
         }
         _ => {
-            let open = || rbuild_builder::fuzzing::open_archive(&input).ok().flatten();
+            let open = || rbuild_builder::open_archive(&input).ok().flatten();
             if expand(open()).is_none() {
                 return;
             }
