@@ -21,15 +21,17 @@ fn main() -> ExitCode {
         rbuild_runtime::init_main();
     }
     // Errors are wrapped to the terminal's width, or to `COLUMNS` where it is set (CI logs,
-    // and tests that look for whole phrases); at spaces only, so a URL, path or digest
-    // stays whole and can be copied (textwrap's default breaks lines after a `/` too).
+    // and tests that look for whole phrases); at spaces only, so a URL, path, range or
+    // digest stays whole and can be copied (textwrap's defaults also break lines after a
+    // `/` and at hyphens).
     let width = std::env::var("COLUMNS")
         .ok()
         .and_then(|w| w.parse::<usize>().ok());
     let _ = miette::set_hook(Box::new(move |_| {
         let opts = miette::MietteHandlerOpts::new()
             .break_words(false)
-            .word_separator(textwrap::WordSeparator::AsciiSpace);
+            .word_separator(textwrap::WordSeparator::AsciiSpace)
+            .word_splitter(textwrap::WordSplitter::NoHyphenation);
         Box::new(match width {
             Some(width) => opts.width(width).build(),
             None => opts.build(),

@@ -244,6 +244,22 @@ fn users_above_the_signed_range_are_refused() {
         assert_eq!(out.status.code(), Some(125), "{user}: {}", stderr(&out));
         assert_eq!(stdout(&out), "");
     }
+    // Where the line ends inside it, the range stays whole (not broken at its hyphen).
+    for columns in ["45", "80"] {
+        let out = env
+            .command()
+            .env("COLUMNS", columns)
+            .args(["run", "--user", "2147483648", "busybox", "id"])
+            .output()
+            .unwrap();
+        assert!(
+            stderr(&out)
+                .lines()
+                .any(|line| line.contains("0-2147483647")),
+            "{columns}: {}",
+            stderr(&out)
+        );
+    }
     let context = env.context(
         "chown",
         &[
