@@ -221,12 +221,16 @@ impl SolveContext {
             }
         };
         let outcome = {
+            // The wait runs beside the output: its cleanup kills whatever is left in the
+            // sandbox's cgroup, so no straggler holding the pipes open can keep the
+            // output (and the build) from ending.
             let run = async {
-                tokio::join!(
+                let ((), (), outcome) = tokio::join!(
                     self.forward(stdout, Stream::Stdout, step, &tail),
                     self.forward(stderr, Stream::Stderr, step, &tail),
+                    child.wait(),
                 );
-                child.wait().await
+                outcome
             };
             tokio::pin!(run);
             let outcome = tokio::select! {

@@ -24,13 +24,16 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::errno::Errno;
-use nix::unistd::{ForkResult, Pid, fork, getpid};
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
+use nix::unistd::{ForkResult, Pid, fork, getpid, pipe2};
 
 use super::SetupError;
 use crate::state::InitConfig;
@@ -111,8 +114,25 @@ pub(super) unsafe fn fork_init(
     config: &InitConfig,
 ) -> Result<ForkResult, SetupError> {
     let mut joined = matches!(entry, Entry::Joined);
+    // Open in the helper for as long as it lives (close-on-exec, and the helper never
+    // execs): init reads the helper's death from it (see `die_with_helper`).
+    let (alive_read, alive_write) =
+        pipe2(OFlag::O_CLOEXEC).map_err(|source| SetupError::Fork {
+            what: "the sandbox init (its pipe to the helper)",
+            source,
+        })?;
     // SAFETY: passed on from the caller.
     let forked = unsafe { fork_into(entry, config, &mut joined) }?;
+    match forked {
+        ForkResult::Child => {
+            drop(alive_write);
+            die_with_helper(alive_read);
+        }
+        ForkResult::Parent { .. } => {
+            drop(alive_read);
+            std::mem::forget(alive_write);
+        }
+    }
     let (Some(procs), Some(limited)) = (&config.runtime_procs, &config.limited_procs) else {
         return Ok(forked);
     };
@@ -142,6 +162,22 @@ pub(super) unsafe fn fork_init(
         ForkResult::Parent { .. } => {}
     }
     Ok(forked)
+}
+
+/// In init, first thing after the fork: init (and with it the pid namespace) dies with
+/// the helper. rbuild ends a sandbox by killing the helper, at any moment, also while it
+/// forks init; a parent-death signal asked for after the parent died never comes, and
+/// init would run the command to its end, orphaned, holding the step's output pipes open.
+/// So, once the signal is asked for, the pipe tells whether the helper already died: its
+/// only write end was the helper's.
+fn die_with_helper(alive: OwnedFd) {
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    let mut fds = [PollFd::new(alive.as_fd(), PollFlags::empty())];
+    // POLLHUP is reported whatever the events asked for.
+    let hung_up = poll(&mut fds, PollTimeout::ZERO).is_ok_and(|ready| ready > 0);
+    if hung_up {
+        std::process::exit(0);
+    }
 }
 
 /// In init, before it forks the command: init leaves the limited cgroup, so that the

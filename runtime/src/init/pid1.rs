@@ -35,8 +35,8 @@ pub(super) fn main(
     oom_score_adj: &str,
     terminal_socket: Option<OwnedFd>,
 ) -> ! {
-    // The helper is our parent; if it dies (rbuild gone), so do we and the namespace.
-    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    // Init already dies with the helper (`enter_cgroup::fork_init`), and the namespace
+    // with init.
     // No host directory stays open in pid 1, and nobody without CAP_SYS_PTRACE may look
     // into /proc/1 (its descriptors, its root, its memory).
     state.keep_only_status();
