@@ -2,6 +2,8 @@
 
 use rbuild_frontend::Span;
 
+use crate::debug::FailedStep;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error(transparent)]
@@ -37,6 +39,8 @@ pub enum BuildError {
         code: i32,
         /// The last lines of the step's output.
         tail: Vec<String>,
+        /// The step's state, kept with `BuildOptions::keep_failed_step`.
+        kept: Option<Box<FailedStep>>,
     },
     #[error("`{description}` was killed: out of memory (limit {limit} bytes)")]
     OutOfMemory {
@@ -44,6 +48,7 @@ pub enum BuildError {
         description: String,
         limit: u64,
         tail: Vec<String>,
+        kept: Option<Box<FailedStep>>,
     },
     #[error("secret `{id}` is required but was not given")]
     SecretRequired {
@@ -118,6 +123,17 @@ impl BuildError {
             | BuildError::OutOfMemory { span, .. }
             | BuildError::StepFailed { span, .. }
             | BuildError::SecretRequired { span, .. } => Some(*span),
+            _ => None,
+        }
+    }
+
+    /// The failed RUN step's state, when the build kept it
+    /// (`BuildOptions::keep_failed_step`); the error keeps the rest.
+    pub fn take_failed_step(&mut self) -> Option<FailedStep> {
+        match self {
+            BuildError::RunFailed { kept, .. } | BuildError::OutOfMemory { kept, .. } => {
+                kept.take().map(|kept| *kept)
+            }
             _ => None,
         }
     }

@@ -10,6 +10,7 @@ use rbuild_frontend::{ExecOp, NetworkMode, Op, OpId};
 use rbuild_runtime::{ExitStatus, Mount, Network, Process, SandboxSpec, StdioMode};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
+use crate::debug::FailedStep;
 use crate::error::BuildError;
 use crate::lowers;
 use crate::mounts::{self, MountError, MountRequest};
@@ -142,9 +143,16 @@ impl SolveContext {
             shm_size: self.opts.shm_size,
         };
         let outcome = self.run_sandbox(&spec, step).await;
-        drop(spec);
-        // Locks, scratch dirs and secret files go as soon as the process is gone.
-        let _ = tokio::task::spawn_blocking(move || drop(mounts)).await;
+        let failed = outcome
+            .as_ref()
+            .is_ok_and(|(outcome, _)| outcome.oom_killed || !outcome.status.success());
+        // Locks, scratch dirs and secret files go as soon as the process is gone, unless
+        // a failed step is kept for a shell (`--on-error shell`).
+        let mut mounts = Some(mounts);
+        if !(failed && self.opts.keep_failed_step && !self.cancel.is_cancelled()) {
+            let mounts = mounts.take();
+            let _ = tokio::task::spawn_blocking(move || drop(mounts)).await;
+        }
         if self.cancel.is_cancelled() {
             self.discard(active).await;
             return Err(BuildError::Cancelled);
@@ -156,17 +164,31 @@ impl SolveContext {
                 return Err(BuildError::step_failed(op, err));
             }
         };
-        if outcome.oom_killed {
-            self.discard(active).await;
-            return Err(BuildError::OutOfMemory {
-                span: op.span,
-                description: op.description.clone(),
-                limit: self.opts.limits.memory_bytes.unwrap_or(0),
-                tail,
-            });
-        }
-        if !outcome.status.success() {
-            self.discard(active).await;
+        if outcome.oom_killed || !outcome.status.success() {
+            let kept = match mounts {
+                Some(mounts) => Some(Box::new(FailedStep::new(
+                    spec,
+                    self.builder.runtime.clone(),
+                    self.builder.store.clone(),
+                    op,
+                    mounts,
+                    root,
+                    active,
+                ))),
+                None => {
+                    self.discard(active).await;
+                    None
+                }
+            };
+            if outcome.oom_killed {
+                return Err(BuildError::OutOfMemory {
+                    span: op.span,
+                    description: op.description.clone(),
+                    limit: self.opts.limits.memory_bytes.unwrap_or(0),
+                    tail,
+                    kept,
+                });
+            }
             let code = match outcome.status {
                 ExitStatus::Exited(code) => code,
                 signaled => signaled.code(),
@@ -176,6 +198,7 @@ impl SolveContext {
                 description: op.description.clone(),
                 code,
                 tail,
+                kept,
             });
         }
         let mut targets: Vec<String> = exec

@@ -73,11 +73,14 @@ impl GitAuth {
         ] {
             command.arg("-c").arg(format!("{key}={value}"));
         }
+        // In the environment, not on the command line, where any user of the machine can
+        // read it (/proc/PID/cmdline; the environment is the owner's alone). Git 2.31.
         if let Some(token) = &self.token {
             let basic = STANDARD.encode(format!("x-access-token:{token}"));
             command
-                .arg("-c")
-                .arg(format!("http.extraHeader=Authorization: basic {basic}"));
+                .env("GIT_CONFIG_COUNT", "1")
+                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+                .env("GIT_CONFIG_VALUE_0", format!("Authorization: basic {basic}"));
         }
         command
             .env("GIT_TERMINAL_PROMPT", "0")
@@ -260,6 +263,30 @@ pub(crate) fn checkout(
         None => dir.to_owned(),
     };
     Ok(root)
+}
+
+/// A build context fetched from git (`rbuild build https://host/repo.git#ref:dir`).
+#[derive(Debug)]
+pub struct GitContext {
+    /// The checkout's directory, or its sub-directory when the source names one.
+    pub root: PathBuf,
+    /// The commit checked out.
+    pub commit: String,
+}
+
+/// Fetches the commit `source` names (its ref resolved now) into `dir` (new, or empty),
+/// as for an ADD: shallow, file times the commit's, `.git` kept only when asked for.
+/// Authenticates with `token` (HTTPS) and the agent at `ssh_agent` (SSH remotes).
+pub fn fetch_context(
+    source: &GitSource,
+    dir: &Path,
+    token: Option<String>,
+    ssh_agent: Option<PathBuf>,
+) -> Result<GitContext, GitError> {
+    let auth = GitAuth { token, ssh_agent };
+    let commit = resolve(source, &auth)?;
+    let root = checkout(source, &commit, dir, &auth)?;
+    Ok(GitContext { root, commit })
 }
 
 /// Whether `text` is a full commit hash.

@@ -52,7 +52,7 @@ pub enum SecretError {
 
 impl SecretSource {
     /// The secret's value; `None` when its environment variable is not set.
-    pub(crate) fn read(&self, id: &str) -> Result<Option<Vec<u8>>, SecretError> {
+    pub fn read(&self, id: &str) -> Result<Option<Vec<u8>>, SecretError> {
         match self {
             SecretSource::File(path) => {
                 fs::read(path)

@@ -54,6 +54,9 @@ pub struct BuildOptions {
     pub labels: BTreeMap<String, String>,
     /// Run every step, reusing nothing.
     pub no_cache: bool,
+    /// Keep a failed RUN step's state (its snapshot and mounts) in the error, for a shell
+    /// (`--on-error shell`; see [`crate::FailedStep`]) instead of discarding it.
+    pub keep_failed_step: bool,
     /// Run every step of these stages (by name, any case, or index).
     pub no_cache_filter: Vec<String>,
     /// `--secret`s by id, for `RUN --mount=type=secret`; read only when a step mounts them.

@@ -23,7 +23,9 @@ use crate::report::build_error;
 use crate::size::parse_size;
 
 mod call;
+mod debug;
 mod flags;
+mod git_context;
 mod stdin;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -95,6 +97,10 @@ pub struct BuildArgs {
     /// Run every step; reuse nothing from the build cache
     #[arg(long = "no-cache")]
     pub no_cache: bool,
+    /// What a failed RUN step leads to: `fail`, or `shell`: a shell in the step's state
+    /// once the error is shown (its changes are not kept)
+    #[arg(long = "on-error", value_enum, value_name = "fail|shell", default_value_t = debug::OnError::Fail, hide_possible_values = true)]
+    pub on_error: debug::OnError,
     /// Fail (after building) if any step ran instead of coming from the cache: for CI
     /// checks that a rebuild is fully cached. Each such step is listed with the reason
     #[arg(long = "fail-on-miss")]
@@ -205,16 +211,51 @@ pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
         .map(|t| parse_name(t))
         .collect::<Result<Vec<_>>>()?;
     let outputs = parse_outputs(&args.outputs)?;
-    let source = stdin::Source::open(&args.context, args.file.as_deref())?;
-    let dockerfile_path = source.dockerfile_path.clone();
-    let dockerfile = source.dockerfile.clone();
-    let run_steps = flags::run_steps(&args)?;
-    let cgroup_parent = run_steps.cgroup_parent.clone();
     let build_args: BTreeMap<String, String> = args
         .build_args
         .iter()
         .filter_map(|a| key_value(a))
         .collect();
+    let secrets = args
+        .secrets
+        .iter()
+        .map(|text| parse_secret(text))
+        .collect::<Result<BTreeMap<_, _>>>()?;
+    let ssh = args
+        .ssh
+        .iter()
+        .map(|text| {
+            super::ssh::parse(
+                text,
+                std::env::var_os("SSH_AUTH_SOCK")
+                    .filter(|value| !value.is_empty())
+                    .map(PathBuf::from),
+            )
+        })
+        .collect::<Result<BTreeMap<_, _>>>()?;
+    let source = if git_context::is_git_context(&args.context) {
+        let auth = git_context::GitAuth {
+            token: secrets
+                .get("GIT_AUTH_TOKEN")
+                .and_then(|secret| secret.read("GIT_AUTH_TOKEN").ok().flatten())
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .map(|token| token.trim().to_owned()),
+            ssh_agent: match ssh.get("default") {
+                Some(rbuild_builder::SshSource::Socket(socket)) => Some(socket.clone()),
+                _ => None,
+            },
+        };
+        let keep_git_dir = build_args
+            .get("BUILDKIT_CONTEXT_KEEP_GIT_DIR")
+            .is_some_and(|value| matches!(value.as_str(), "1" | "true"));
+        git_context::open(&args.context, args.file.as_deref(), auth, keep_git_dir)?
+    } else {
+        stdin::Source::open(&args.context, args.file.as_deref())?
+    };
+    let dockerfile_path = source.dockerfile_path.clone();
+    let dockerfile = source.dockerfile.clone();
+    let run_steps = flags::run_steps(&args)?;
+    let cgroup_parent = run_steps.cgroup_parent.clone();
     let memory = args
         .memory
         .as_deref()
@@ -229,11 +270,6 @@ pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
             "--cpus: invalid value `{cpus}`"
         ));
     }
-    let secrets = args
-        .secrets
-        .iter()
-        .map(|text| parse_secret(text))
-        .collect::<Result<BTreeMap<_, _>>>()?;
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(value) if !value.is_empty() => Some(value.parse::<i64>().map_err(|_| {
             miette::miette!("SOURCE_DATE_EPOCH must be a number of seconds, not `{value}`")
@@ -257,6 +293,7 @@ pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
         source_date_epoch,
         ignore: ignore.clone(),
         no_cache: args.no_cache,
+        keep_failed_step: args.on_error == debug::OnError::Shell && debug::can_open_shell(),
         labels: args
             .labels
             .iter()
@@ -271,18 +308,7 @@ pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
             .iter()
             .map(|text| super::build_context::parse(text))
             .collect::<Result<_>>()?,
-        ssh: args
-            .ssh
-            .iter()
-            .map(|text| {
-                super::ssh::parse(
-                    text,
-                    std::env::var_os("SSH_AUTH_SOCK")
-                        .filter(|value| !value.is_empty())
-                        .map(PathBuf::from),
-                )
-            })
-            .collect::<Result<_>>()?,
+        ssh,
         extra_hosts: run_steps.extra_hosts,
         rlimits: run_steps.rlimits,
         shm_size: run_steps.shm_size,
@@ -444,13 +470,29 @@ pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
             eprintln!("build cancelled");
             return Ok(ExitCode::from(130));
         }
-        Err(err) => {
+        Err(mut err) => {
             signals.abort();
             finish_log(BuildResult::Failed, None);
             if let Some(note) = source.failure_note(&err) {
                 eprintln!("{note}");
             }
-            return Err(build_error(err, &dockerfile_path, &dockerfile));
+            let kept = err.take_failed_step();
+            let run_failed = matches!(
+                err,
+                BuildError::RunFailed { .. } | BuildError::OutOfMemory { .. }
+            );
+            let report = build_error(err, &dockerfile_path, &dockerfile);
+            if let Some(step) = kept {
+                eprintln!("{report:?}");
+                debug::open_shell(step, &dockerfile_path.display().to_string(), &dockerfile).await;
+                return Ok(ExitCode::FAILURE);
+            }
+            if run_failed && args.on_error == debug::OnError::Shell {
+                eprintln!("{report:?}");
+                debug::print_shell_command();
+                return Ok(ExitCode::FAILURE);
+            }
+            return Err(report);
         }
     };
     let writes_stdout = outputs.iter().any(|o| o.to_stdout());

@@ -208,3 +208,96 @@ fn add_fetches_a_ref_of_a_repository_keyed_by_its_commit() {
         assert!(err.contains(&message), "{err}");
     }
 }
+
+/// `rbuild build git://…/repo.git#REF:DIR`: the context is that directory of the commit,
+/// its Dockerfile the one there (or `-f` inside the repository), file times the commit's,
+/// no `.git`; a rebuild is the same image.
+#[test]
+fn a_repository_is_a_build_context() {
+    require_privileges!();
+    require_tool("git");
+    let env = TestEnv::with_busybox();
+    let (base, work) = repository(&env);
+    fs::create_dir_all(work.join("app")).unwrap();
+    fs::write(
+        work.join("app/Dockerfile"),
+        "FROM busybox\nCOPY . /ctx/\nRUN cat /ctx/hello.txt\n",
+    )
+    .unwrap();
+    fs::write(work.join("app/hello.txt"), "hello from git\n").unwrap();
+    fs::write(
+        work.join("app/Alt.Dockerfile"),
+        "FROM busybox\nCOPY hello.txt /alt.txt\n",
+    )
+    .unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "app"]);
+    let commit = git(&work, &["rev-parse", "HEAD"]);
+    git(&work, &["push", "-q", base.join("repo.git").to_str().unwrap(), "main"]);
+    let daemon = Daemon::start(&base);
+    let context = format!("{}#main:app", daemon.url());
+
+    let out = build(&env, Path::new(&context), "fromgit:1");
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains(&format!("at commit {commit}")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        cat(
+            &env,
+            "fromgit:1",
+            "cat /ctx/hello.txt; ls -a /ctx; stat -c %Y /ctx/hello.txt"
+        ),
+        format!("hello from git\n.\n..\nAlt.Dockerfile\nDockerfile\nhello.txt\n{COMMIT_TIME}\n")
+    );
+    let id = stdout(&out);
+    let again = build(&env, Path::new(&context), "fromgit:2");
+    assert_success(&again);
+    assert_eq!(stdout(&again), id, "a cached rebuild is the same image");
+
+    let alt = env
+        .host_command()
+        .args(["build", "-q", "-f", "Alt.Dockerfile", "-t", "fromgit:alt", &context])
+        .output()
+        .unwrap();
+    assert_success(&alt);
+    assert_eq!(cat(&env, "fromgit:alt", "cat /alt.txt"), "hello from git\n");
+
+    // The Dockerfile is a file of the repository, never one of this machine.
+    let outside = env
+        .host_command()
+        .args(["build", "-f", "../README", &context])
+        .output()
+        .unwrap();
+    assert_failure(&outside);
+    assert!(
+        flat(&stderr(&outside)).contains("the Dockerfile is a file of the repository"),
+        "{}",
+        stderr(&outside)
+    );
+    let missing = env
+        .host_command()
+        .args(["build", &format!("{}#main:docs", daemon.url())])
+        .output()
+        .unwrap();
+    assert_failure(&missing);
+    assert!(
+        flat(&stderr(&missing)).contains(&format!("commit {commit} of")),
+        "{}",
+        stderr(&missing)
+    );
+    assert!(flat(&stderr(&missing)).contains("has no `Dockerfile` in `docs`"));
+    let unknown = env
+        .host_command()
+        .args(["build", &format!("{}#nope", daemon.url())])
+        .output()
+        .unwrap();
+    assert_failure(&unknown);
+    assert!(
+        flat(&stderr(&unknown)).contains("has no ref `nope`"),
+        "{}",
+        stderr(&unknown)
+    );
+}

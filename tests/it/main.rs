@@ -12,6 +12,7 @@ mod cache;
 mod check;
 mod context;
 mod copy;
+mod debug;
 mod docs;
 mod errors;
 mod escapes;

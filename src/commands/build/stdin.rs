@@ -26,7 +26,7 @@ pub struct Source {
     pub ignore: Option<String>,
     /// The Dockerfile came alone on stdin, so the context is empty.
     pub empty_context: bool,
-    /// Holds what came on stdin until the build is over.
+    /// Holds what came on stdin (or was fetched) until the build is over.
     _scratch: Option<tempfile::TempDir>,
 }
 
@@ -74,6 +74,24 @@ impl Source {
             empty_context: false,
             _scratch: None,
         })
+    }
+
+    /// A context fetched into `scratch` (a git repository), held until the build is over.
+    pub fn fetched(
+        dockerfile_path: PathBuf,
+        dockerfile: String,
+        context: PathBuf,
+        ignore: Option<String>,
+        scratch: tempfile::TempDir,
+    ) -> Source {
+        Source {
+            dockerfile_path,
+            dockerfile,
+            context,
+            ignore,
+            empty_context: false,
+            _scratch: Some(scratch),
+        }
     }
 
     /// `-` as the context: stdin is a tar of the context when it starts with a compression

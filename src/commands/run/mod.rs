@@ -412,6 +412,25 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     ))
 }
 
+/// Runs `spec` attached to rbuild's stdin, stdout and stderr (a shell in a failed build
+/// step, `rbuild build --on-error shell`), passing signals on as `rbuild run -i` does;
+/// killed 10 s after a SIGTERM it does not end on.
+pub(crate) async fn run_attached(
+    runtime: &rbuild_runtime::Runtime,
+    spec: &SandboxSpec,
+) -> Result<rbuild_runtime::Outcome, rbuild_runtime::Error> {
+    let signals = catch_signals(spec.process.terminal, spec.init);
+    let child = runtime.spawn(spec, StdioMode::Inherit)?;
+    let stop = Stop {
+        timeout: Some(std::time::Duration::from_secs(10)),
+        init: spec.init,
+    };
+    let forwarder = forward_signals(signals, child.id(), stop);
+    let outcome = child.wait().await;
+    forwarder.abort();
+    outcome
+}
+
 /// The signals rbuild catches while a sandbox runs: those it passes on, and those it only
 /// keeps from killing it.
 struct CaughtSignals {
