@@ -32,6 +32,23 @@ impl SolveContext {
         }
     }
 
+    /// The `Authorization` a download of `url` sends, from the build's secrets as
+    /// BuildKit names them: `HTTP_AUTH_HEADER_<host>` is the header's whole value,
+    /// else `HTTP_AUTH_TOKEN_<host>` is sent as `Bearer <token>`. `<host>` is the URL's
+    /// host name without its port. No such secret: no header (a public download).
+    /// Secrets are read here, at the request, and never enter the cache key.
+    fn http_authorization(&self, url: &str) -> Option<String> {
+        let host = url_host(url)?;
+        let secret = |id: &str| {
+            let source = self.opts.secrets.get(id)?;
+            let bytes = source.read(id).ok().flatten()?;
+            let text = String::from_utf8(bytes).ok()?;
+            Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+        };
+        secret(&format!("HTTP_AUTH_HEADER_{host}"))
+            .or_else(|| secret(&format!("HTTP_AUTH_TOKEN_{host}")).map(|t| format!("Bearer {t}")))
+    }
+
     /// The content of `url` for this build: fetched (or revalidated) on first use, the
     /// same afterwards. `checksum` is the op's `--checksum`.
     pub(crate) async fn url_content(
@@ -60,7 +77,14 @@ impl SolveContext {
         let store = self.builder.store.clone();
         let content = self
             .http()
-            .fetch_url(&store, url, &UrlOptions { expected })
+            .fetch_url(
+                &store,
+                url,
+                &UrlOptions {
+                    expected,
+                    authorization: self.http_authorization(url),
+                },
+            )
             .await
             .map_err(|e| step_failed(Box::new(e)))?;
         self.urls
@@ -103,5 +127,41 @@ impl SolveContext {
             });
         }
         Ok(files)
+    }
+}
+
+/// The host name of an `http(s)://` URL: no user info, no port, IPv6 addresses without
+/// their brackets (as a URL library's `host_str` gives them, bracketed, they could not
+/// be part of a secret id).
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split_once(']')?.0,
+        None => host_port.split(':').next()?,
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_host;
+
+    #[test]
+    fn secrets_are_named_by_the_host_alone() {
+        for (url, host) in [
+            ("https://example.com/a.tar", Some("example.com")),
+            ("http://127.0.0.1:8080/x?y#z", Some("127.0.0.1")),
+            (
+                "https://user:pw@files.example.org:443",
+                Some("files.example.org"),
+            ),
+            ("http://[::1]:80/a", Some("::1")),
+            ("https:///a", None),
+            ("example.com/a", None),
+        ] {
+            assert_eq!(url_host(url), host, "{url}");
+        }
     }
 }

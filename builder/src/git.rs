@@ -80,7 +80,10 @@ impl GitAuth {
             command
                 .env("GIT_CONFIG_COUNT", "1")
                 .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-                .env("GIT_CONFIG_VALUE_0", format!("Authorization: basic {basic}"));
+                .env(
+                    "GIT_CONFIG_VALUE_0",
+                    format!("Authorization: basic {basic}"),
+                );
         }
         command
             .env("GIT_TERMINAL_PROMPT", "0")

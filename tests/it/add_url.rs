@@ -17,18 +17,24 @@ use crate::support::*;
 const LAST_MODIFIED: &str = "Tue, 14 Nov 2023 22:13:20 GMT";
 const LAST_MODIFIED_SECS: &str = "1700000000";
 
+/// The `Authorization` values `/private/` paths accept: a token as a bearer, and `user:pw`
+/// as basic credentials.
+const AUTHORIZED: [&str; 2] = ["Bearer tok3n-7f1c", "Basic dXNlcjpwdy03ZjFj"];
+
 /// One request the server answered.
 #[derive(Debug, Clone)]
 struct Hit {
     path: String,
     if_none_match: Option<String>,
+    authorization: Option<String>,
     status: u16,
     /// Body bytes sent.
     body: usize,
 }
 
 /// A file server: `GET path` answers the file with `ETag` (the content's sha256) and
-/// `Last-Modified`, `304` to a matching `If-None-Match`, `404` for unknown paths. Every
+/// `Last-Modified`, `304` to a matching `If-None-Match`, `404` for unknown paths, `401` for
+/// a path under `/private/` without one of the [`AUTHORIZED`] `Authorization`s. Every
 /// answer closes the connection. Stops when dropped (the port then refuses connections).
 struct FileServer {
     host: String,
@@ -139,8 +145,15 @@ fn answer(
         })
     };
     let if_none_match = header("if-none-match");
+    let authorization = header("authorization");
     let body = files.lock().unwrap().get(&path).cloned();
+    let allowed = !path.starts_with("/private/")
+        || AUTHORIZED.contains(&authorization.as_deref().unwrap_or(""));
     let (status, response) = match body {
+        Some(_) if !allowed => (
+            401,
+            b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+        ),
         None => (
             404,
             b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
@@ -175,6 +188,7 @@ fn answer(
     hits.lock().unwrap().push(Hit {
         path,
         if_none_match,
+        authorization,
         status,
         body: body_len,
     });
@@ -437,6 +451,101 @@ fn add_url_errors_name_the_url_the_status_and_the_line() {
     let err = stderr(&out);
     assert!(err.contains("Dockerfile:2"), "{err}");
     assert!(err.contains(&gone), "{err}");
+}
+
+/// A download from a host that wants credentials gets them from the build's
+/// `HTTP_AUTH_TOKEN_<host>` (as a bearer) or `HTTP_AUTH_HEADER_<host>` (the whole header)
+/// secret; other hosts never see them; the secret is not in the cache key (a rebuild with
+/// the other secret is cached) nor anywhere in the store.
+#[test]
+fn add_url_authenticates_with_the_host_s_secret_and_keeps_it_out() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let private = FileServer::start(&[("/private/app.tar", b"private bytes\n")]);
+    let public = FileServer::start(&[("/notes.txt", b"public\n")]);
+    let host = private.host.split(':').next().unwrap().to_owned();
+    assert_eq!(host, "127.0.0.1");
+    let dockerfile = format!(
+        "FROM busybox\nADD {} /app.tar\nADD {} /notes.txt\n",
+        private.url("/private/app.tar"),
+        // `localhost`: another host name, for which no secret is given.
+        public.url("/notes.txt").replace("127.0.0.1", "localhost"),
+    );
+    let ctx = env.context("auth", &[("Dockerfile", &dockerfile)]);
+    let build_with = |secret: &str, value: &str| {
+        env.host_command()
+            .args(["build", "--progress", "plain", "-t", "auth:1"])
+            .args(["--secret", &format!("id={secret},env=URL_SECRET")])
+            .arg(&ctx)
+            .env("URL_SECRET", value)
+            .output()
+            .expect("run rbuild")
+    };
+
+    // No secret: the server's 401, with the line and the URL.
+    let out = build(&env, &ctx, "auth:0");
+    assert_failure(&out);
+    let err = flat(&stderr(&out));
+    assert!(err.contains("Dockerfile:2"), "{err}");
+    assert!(err.contains("401 Unauthorized"), "{err}");
+
+    let token = "tok3n-7f1c";
+    let out = build_with(&format!("HTTP_AUTH_TOKEN_{host}"), token);
+    assert_success(&out);
+    assert_eq!(sh(&env, "auth:1", "cat /app.tar"), "private bytes\n");
+    let sent: Vec<Option<String>> = private
+        .hits()
+        .iter()
+        .map(|h| h.authorization.clone())
+        .collect();
+    assert_eq!(
+        sent.last().unwrap().as_deref(),
+        Some(AUTHORIZED[0]),
+        "{sent:?}"
+    );
+    assert!(
+        public.hits().iter().all(|h| h.authorization.is_none()),
+        "{:?}",
+        public.hits()
+    );
+
+    // The whole header as the secret; the content is the same, so the step is cached:
+    // the secret is not part of its key.
+    let out = env
+        .host_command()
+        .args(["build", "--progress", "json", "-t", "auth:2"])
+        .args([
+            "--secret",
+            &format!("id=HTTP_AUTH_HEADER_{host},env=URL_SECRET"),
+        ])
+        .arg(&ctx)
+        .env("URL_SECRET", AUTHORIZED[1])
+        .output()
+        .expect("run rbuild");
+    assert_success(&out);
+    let (cached, ran) = steps_of(&out);
+    assert!(
+        cached.iter().any(|s| s.contains("/private/app.tar")),
+        "cached {cached:?} ran {ran:?}"
+    );
+    let last = private.hits().last().cloned().unwrap();
+    assert_eq!(
+        last.authorization.as_deref(),
+        Some(AUTHORIZED[1]),
+        "{last:?}"
+    );
+    assert_eq!(last.status, 304, "{last:?}");
+
+    // Neither secret was written anywhere in the store (images, cache records, state).
+    let found: Vec<_> = files_under(&env.root())
+        .into_iter()
+        .filter(|file| {
+            std::fs::read(file).is_ok_and(|bytes| {
+                contains(&bytes, token.as_bytes()) || contains(&bytes, b"dXNlcjpwdy03ZjFj")
+            })
+        })
+        .collect();
+    assert!(found.is_empty(), "secrets in {found:?}");
 }
 
 /// `ADD --unpack=true` extracts a downloaded archive (a file that is not one is copied as

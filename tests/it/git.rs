@@ -233,7 +233,15 @@ fn a_repository_is_a_build_context() {
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "-q", "-m", "app"]);
     let commit = git(&work, &["rev-parse", "HEAD"]);
-    git(&work, &["push", "-q", base.join("repo.git").to_str().unwrap(), "main"]);
+    git(
+        &work,
+        &[
+            "push",
+            "-q",
+            base.join("repo.git").to_str().unwrap(),
+            "main",
+        ],
+    );
     let daemon = Daemon::start(&base);
     let context = format!("{}#main:app", daemon.url());
 
@@ -259,7 +267,15 @@ fn a_repository_is_a_build_context() {
 
     let alt = env
         .host_command()
-        .args(["build", "-q", "-f", "Alt.Dockerfile", "-t", "fromgit:alt", &context])
+        .args([
+            "build",
+            "-q",
+            "-f",
+            "Alt.Dockerfile",
+            "-t",
+            "fromgit:alt",
+            &context,
+        ])
         .output()
         .unwrap();
     assert_success(&alt);

@@ -116,11 +116,10 @@ pub(super) unsafe fn fork_init(
     let mut joined = matches!(entry, Entry::Joined);
     // Open in the helper for as long as it lives (close-on-exec, and the helper never
     // execs): init reads the helper's death from it (see `die_with_helper`).
-    let (alive_read, alive_write) =
-        pipe2(OFlag::O_CLOEXEC).map_err(|source| SetupError::Fork {
-            what: "the sandbox init (its pipe to the helper)",
-            source,
-        })?;
+    let (alive_read, alive_write) = pipe2(OFlag::O_CLOEXEC).map_err(|source| SetupError::Fork {
+        what: "the sandbox init (its pipe to the helper)",
+        source,
+    })?;
     // SAFETY: passed on from the caller.
     let forked = unsafe { fork_into(entry, config, &mut joined) }?;
     match forked {

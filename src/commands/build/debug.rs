@@ -46,9 +46,8 @@ pub async fn open_shell(step: FailedStep, dockerfile_path: &str, dockerfile: &st
     match crate::commands::run::run_attached(step.runtime(), &spec).await {
         Ok(_) => {}
         Err(err) => {
-            let report = miette::Report::from_err(err).wrap_err(
-                "the shell could not be started (the step's filesystem needs /bin/sh)",
-            );
+            let report = miette::Report::from_err(err)
+                .wrap_err("the shell could not be started (the step's filesystem needs /bin/sh)");
             eprintln!("{report:?}");
         }
     }
@@ -85,7 +84,12 @@ fn shell_command(args: impl IntoIterator<Item = OsString>) -> String {
             kept.push(arg);
         }
     }
-    let mut words = vec![program, "build".to_owned(), "--on-error".to_owned(), "shell".to_owned()];
+    let mut words = vec![
+        program,
+        "build".to_owned(),
+        "--on-error".to_owned(),
+        "shell".to_owned(),
+    ];
     words.extend(kept);
     words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
 }
@@ -122,11 +126,26 @@ mod tests {
             "/usr/bin/rbuild build --on-error shell -t app ctx"
         );
         assert_eq!(
-            command(&["rbuild", "build", "--on-error", "shell", "--build-arg", "A=b c", "."]),
+            command(&[
+                "rbuild",
+                "build",
+                "--on-error",
+                "shell",
+                "--build-arg",
+                "A=b c",
+                "."
+            ]),
             "rbuild build --on-error shell --build-arg 'A=b c' ."
         );
         assert_eq!(
-            command(&["rbuild", "build", "--on-error=shell", "--label", "x=it's", "."]),
+            command(&[
+                "rbuild",
+                "build",
+                "--on-error=shell",
+                "--label",
+                "x=it's",
+                "."
+            ]),
             r"rbuild build --on-error shell --label 'x=it'\''s' ."
         );
     }

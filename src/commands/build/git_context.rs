@@ -29,7 +29,12 @@ pub fn is_git_context(context: &Path) -> bool {
 
 /// Fetches the repository and reads the Dockerfile from it. `keep_git_dir` keeps `.git`
 /// in the context (the build argument `BUILDKIT_CONTEXT_KEEP_GIT_DIR=1`, as BuildKit).
-pub fn open(context: &Path, file: Option<&Path>, auth: GitAuth, keep_git_dir: bool) -> Result<Source> {
+pub fn open(
+    context: &Path,
+    file: Option<&Path>,
+    auth: GitAuth,
+    keep_git_dir: bool,
+) -> Result<Source> {
     let url = context.to_string_lossy();
     let mut source = GitSource::parse(&url).map_err(|message| {
         miette::miette!(
@@ -47,8 +52,10 @@ pub fn open(context: &Path, file: Option<&Path>, auth: GitAuth, keep_git_dir: bo
     eprintln!("fetching the context from {}", source.display());
     let fetched = rbuild_builder::fetch_git_context(&source, &checkout, auth.token, auth.ssh_agent)
         .map_err(|err| {
-            miette::Report::from_err(err)
-                .wrap_err(format!("cannot fetch the build context {}", source.display()))
+            miette::Report::from_err(err).wrap_err(format!(
+                "cannot fetch the build context {}",
+                source.display()
+            ))
         })?;
     eprintln!("context: {} at commit {}", source.remote, fetched.commit);
     // `-f` names a file of the repository (of its sub-directory), never one of this
@@ -56,7 +63,8 @@ pub fn open(context: &Path, file: Option<&Path>, auth: GitAuth, keep_git_dir: bo
     let relative = match file {
         Some(file) if file.is_absolute() || file.components().any(|c| c.as_os_str() == "..") => {
             return Err(miette::miette!(
-                help = "give the Dockerfile's path inside the repository, e.g. `-f docker/Dockerfile`",
+                help =
+                    "give the Dockerfile's path inside the repository, e.g. `-f docker/Dockerfile`",
                 "`-f {}`: with a git context, the Dockerfile is a file of the repository",
                 file.display()
             ));
@@ -95,8 +103,18 @@ pub fn open(context: &Path, file: Option<&Path>, auth: GitAuth, keep_git_dir: bo
         .unwrap_or(&path)
         .to_string_lossy()
         .into_owned();
-    let dockerfile_path = PathBuf::from(format!("{}@{}:{name}", source.remote, short(&fetched.commit)));
-    Ok(Source::fetched(dockerfile_path, dockerfile, fetched.root, ignore, scratch))
+    let dockerfile_path = PathBuf::from(format!(
+        "{}@{}:{name}",
+        source.remote,
+        short(&fetched.commit)
+    ));
+    Ok(Source::fetched(
+        dockerfile_path,
+        dockerfile,
+        fetched.root,
+        ignore,
+        scratch,
+    ))
 }
 
 fn short(commit: &str) -> &str {

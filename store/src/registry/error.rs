@@ -89,6 +89,10 @@ pub enum RegistryError {
     InvalidPlatform { input: String },
     #[error("`{url}` is not an HTTP or HTTPS URL")]
     InvalidUrl { url: String },
+    /// The `Authorization` value given for a download cannot be sent as a header (a
+    /// line break, a control character). The value itself is a secret: never shown.
+    #[error("the authorization secret for `{url}` is not a valid HTTP header value")]
+    InvalidAuthorization { url: String },
     /// A plain URL (`ADD https://…`) answered something other than a success.
     #[error("GET {url}: the server answered {status}")]
     UrlStatus {

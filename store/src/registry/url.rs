@@ -8,7 +8,10 @@
 //! remembers per URL is a small state document (`url/<url>`): the blob's digest and size
 //! and the validators. A revalidation whose blob was collected meanwhile is simply a new
 //! download. Requests go through the registry client's loop (proxies, system roots,
-//! retries of connection errors, 5xx and 429), and never carry credentials.
+//! retries of connection errors, 5xx and 429), and carry no registry credentials: the
+//! only `Authorization` a download sends is the one its caller gives (`ADD`'s
+//! `HTTP_AUTH_HEADER_<host>` / `HTTP_AUTH_TOKEN_<host>` secrets), marked sensitive so it
+//! never shows in a log, and dropped by the client on a redirect to another host.
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
@@ -27,6 +30,9 @@ pub struct UrlOptions {
     /// `ADD --checksum`: the content must hash to this. A blob with this digest already in
     /// the store is used without asking the server anything.
     pub expected: Option<Digest>,
+    /// The whole value of an `Authorization` header to send (`Bearer …`, `Basic …`).
+    /// It is not part of what the store remembers of the URL.
+    pub authorization: Option<String>,
 }
 
 /// A URL's content, as a blob of the store.
@@ -138,9 +144,21 @@ impl Registry {
             }
         }
         let conditional = remembered.filter(|_| opts.expected.is_none());
+        let authorization = opts
+            .authorization
+            .as_deref()
+            .map(HeaderValue::from_str)
+            .transpose()
+            .map_err(|_| RegistryError::InvalidAuthorization {
+                url: url.to_owned(),
+            })?;
         let response = self
             .retrying(&tls, url, true, || {
                 let mut headers = HeaderMap::new();
+                if let Some(mut value) = authorization.clone() {
+                    value.set_sensitive(true);
+                    headers.insert(header::AUTHORIZATION, value);
+                }
                 if let Some(remembered) = &conditional {
                     let value = |v: &Option<String>| {
                         v.as_deref().and_then(|v| HeaderValue::from_str(v).ok())
