@@ -43,6 +43,13 @@ pub enum GitError {
         subdir: String,
         commit: String,
     },
+    #[error("failed to {action} in the checkout of {remote}")]
+    Checkout {
+        action: &'static str,
+        remote: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("failed to set the times of the checkout of {remote}")]
     Times {
         remote: String,
@@ -60,7 +67,7 @@ pub(crate) struct GitAuth {
 }
 
 impl GitAuth {
-    fn command(&self) -> Command {
+    fn command(&self, remote: &str) -> Command {
         let mut command = Command::new("git");
         // Only network transports, whatever the user's configuration allows.
         for (key, value) in [
@@ -75,11 +82,14 @@ impl GitAuth {
         }
         // In the environment, not on the command line, where any user of the machine can
         // read it (/proc/PID/cmdline; the environment is the owner's alone). Git 2.31.
-        if let Some(token) = &self.token {
+        // Scoped to the remote's server: a submodule elsewhere never receives it.
+        if let Some(token) = &self.token
+            && let Some(server) = http_server(remote)
+        {
             let basic = STANDARD.encode(format!("x-access-token:{token}"));
             command
                 .env("GIT_CONFIG_COUNT", "1")
-                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+                .env("GIT_CONFIG_KEY_0", format!("http.{server}.extraHeader"))
                 .env(
                     "GIT_CONFIG_VALUE_0",
                     format!("Authorization: basic {basic}"),
@@ -98,7 +108,7 @@ impl GitAuth {
 
     fn run(&self, action: &'static str, remote: &str, args: &[&str]) -> Result<Output, GitError> {
         let out = self
-            .command()
+            .command(remote)
             .args(args)
             .output()
             .map_err(GitError::Spawn)?;
@@ -239,8 +249,15 @@ pub(crate) fn checkout(
         .trim()
         .parse()
         .unwrap_or(0);
+    if source.submodules && dir.join(".gitmodules").exists() {
+        update_submodules(dir, remote, auth)?;
+    }
     if !source.keep_git_dir {
-        let _ = std::fs::remove_dir_all(dir.join(".git"));
+        remove_git_dirs(dir).map_err(|source_err| GitError::Checkout {
+            action: "remove `.git`",
+            remote: remote.clone(),
+            source: source_err,
+        })?;
     }
     set_times(dir, time).map_err(|source_err| GitError::Times {
         remote: remote.clone(),
@@ -292,6 +309,98 @@ pub fn fetch_context(
     Ok(GitContext { root, commit })
 }
 
+/// Checks out the submodules of the commit in `dir`, recursively, at the commits it
+/// records, shallow where the servers allow it. Their URLs come from the repository,
+/// so the same transports as for the remote only (the `-c protocol.*` settings reach
+/// the `git` processes the submodule command starts); a relative URL (`../lib.git`) is
+/// resolved against the remote, as a clone would.
+fn update_submodules(dir: &Path, remote: &str, auth: &GitAuth) -> Result<(), GitError> {
+    let dir_text = dir.to_string_lossy();
+    auth.run(
+        "config",
+        remote,
+        &["-C", &dir_text, "config", "remote.origin.url", remote],
+    )?;
+    let update = |shallow: bool| {
+        let mut args = vec![
+            "-C",
+            &*dir_text,
+            "submodule",
+            "update",
+            "--init",
+            "--recursive",
+        ];
+        if shallow {
+            args.extend(["--depth", "1"]);
+        }
+        auth.run("submodule update", remote, &args)
+    };
+    // A recorded commit that is no branch's tip cannot be fetched shallow from a server
+    // that refuses unadvertised objects (`git daemon`, many self-hosted servers): then
+    // the whole history of that submodule.
+    // Starting over: a shallow clone cannot be deepened to a commit its fetch refused.
+    if update(true).is_err() {
+        auth.run(
+            "submodule deinit",
+            remote,
+            &[
+                "-C",
+                &dir_text,
+                "submodule",
+                "deinit",
+                "-q",
+                "--all",
+                "--force",
+            ],
+        )?;
+        let modules = dir.join(".git/modules");
+        if modules.exists() {
+            std::fs::remove_dir_all(&modules).map_err(|source| GitError::Checkout {
+                action: "remove `.git/modules`",
+                remote: remote.to_owned(),
+                source,
+            })?;
+        }
+        update(false)?;
+    }
+    Ok(())
+}
+
+/// Removes `.git` everywhere in the checkout: the repository's directory and each
+/// submodule's `.git` file (which points into it). No tracked file can be named `.git`.
+fn remove_git_dirs(dir: &Path) -> io::Result<()> {
+    let mut stack = vec![dir.to_owned()];
+    while let Some(path) = stack.pop() {
+        for entry in std::fs::read_dir(&path)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if entry.file_name() == ".git" {
+                if kind.is_dir() {
+                    std::fs::remove_dir_all(entry.path())?;
+                } else {
+                    std::fs::remove_file(entry.path())?;
+                }
+            } else if kind.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `scheme://host[:port]/` of an HTTP(S) remote: what a token is scoped to.
+fn http_server(remote: &str) -> Option<String> {
+    let (scheme, rest) = remote.split_once("://")?;
+    if scheme != "https" && scheme != "http" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    (!authority.is_empty()).then(|| format!("{scheme}://{authority}/"))
+}
+
 /// Whether `text` is a full commit hash.
 fn is_commit(text: &str) -> bool {
     (text.len() == 40 || text.len() == 64) && text.bytes().all(|b| b.is_ascii_hexdigit())
@@ -324,4 +433,28 @@ fn set_times(dir: &Path, time: i64) -> io::Result<()> {
             .map_err(io::Error::from)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http_server;
+
+    #[test]
+    fn tokens_are_scoped_to_the_remote_s_server() {
+        for (remote, server) in [
+            (
+                "https://github.com/org/repo.git",
+                Some("https://github.com/"),
+            ),
+            (
+                "http://x@127.0.0.1:8080/r.git",
+                Some("http://127.0.0.1:8080/"),
+            ),
+            ("git://127.0.0.1/r.git", None),
+            ("git@github.com:org/repo.git", None),
+            ("ssh://git@host/r.git", None),
+        ] {
+            assert_eq!(http_server(remote).as_deref(), server, "{remote}");
+        }
+    }
 }

@@ -25,6 +25,10 @@ pub struct GitSource {
     pub checksum: Option<String>,
     /// `--keep-git-dir` (or `keep-git-dir=true`): the `.git` directory is copied too.
     pub keep_git_dir: bool,
+    /// Whether the commit's submodules are fetched and checked out too (recursively), as
+    /// BuildKit does unless `submodules=false`. Always in the op's digest: it decides
+    /// what the checkout holds.
+    pub submodules: bool,
 }
 
 impl GitSource {
@@ -63,6 +67,7 @@ impl GitSource {
             subdir: None,
             checksum: None,
             keep_git_dir: false,
+            submodules: true,
         };
         match (fragment, query) {
             (Some(_), Some(_)) => {
@@ -89,10 +94,7 @@ impl GitSource {
                         "subdir" => git.subdir = clean_subdir(value)?,
                         "checksum" | "commit" => git.checksum = Some(commit(value)?),
                         "keep-git-dir" => git.keep_git_dir = boolean(key, value)?,
-                        "submodules" if !boolean(key, value)? => {}
-                        "submodules" => {
-                            return Err("git submodules are not fetched by rbuild yet".into());
-                        }
+                        "submodules" => git.submodules = boolean(key, value)?,
                         _ => {
                             return Err(format!(
                                 "unknown git source parameter `{key}` (known: ref, branch, tag, subdir, checksum, commit, keep-git-dir, submodules)"
@@ -212,6 +214,9 @@ mod tests {
         );
         assert_eq!(git.checksum.as_deref(), Some(commit));
         assert!(git.keep_git_dir);
+        assert!(git.submodules);
+        let git = GitSource::parse("https://host/repo.git?submodules=false").unwrap();
+        assert!(!git.submodules);
         let git = GitSource::parse("git@github.com:org/repo.git#main").unwrap();
         assert_eq!(git.remote, "git@github.com:org/repo.git");
         assert_eq!(
@@ -236,7 +241,7 @@ mod tests {
                 "unknown git source parameter `colour`",
             ),
             ("https://host/r.git?checksum=abc", "is not a commit"),
-            ("https://host/r.git?submodules=true", "submodules"),
+            ("https://host/r.git?submodules=maybe", "submodules"),
         ] {
             let err = GitSource::parse(source).unwrap_err();
             assert!(err.contains(error), "{source}: {err}");

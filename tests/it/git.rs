@@ -67,7 +67,11 @@ impl Daemon {
     }
 
     fn url(&self) -> String {
-        format!("git://127.0.0.1:{}/repo.git", self.port)
+        self.url_of("repo.git")
+    }
+
+    fn url_of(&self, repository: &str) -> String {
+        format!("git://127.0.0.1:{}/{repository}", self.port)
     }
 }
 
@@ -207,6 +211,137 @@ fn add_fetches_a_ref_of_a_repository_keyed_by_its_commit() {
         let err = flat(&stderr(&out));
         assert!(err.contains(&message), "{err}");
     }
+}
+
+/// Submodules are checked out at the commits the superproject records, recursively,
+/// whether their URL is absolute or relative to the remote; `submodules=false` leaves
+/// them out; `.git` files go with `.git` unless kept; a submodule on a local path is
+/// refused (a Dockerfile's repository cannot make rbuild read the host's files).
+#[test]
+fn add_checks_out_submodules_at_their_recorded_commits() {
+    require_privileges!();
+    require_tool("git");
+    let env = TestEnv::with_busybox();
+    let base = env.path("served");
+    for name in ["lib.git", "app.git", "local.git"] {
+        fs::create_dir_all(base.join(name)).unwrap();
+        git(&base.join(name), &["init", "-q", "--bare", "-b", "main"]);
+    }
+    let daemon = Daemon::start(&base);
+    let lib = env.path("lib");
+    fs::create_dir_all(&lib).unwrap();
+    git(&lib, &["init", "-q", "-b", "main"]);
+    fs::write(lib.join("lib.txt"), "lib v1\n").unwrap();
+    git(&lib, &["add", "-A"]);
+    git(&lib, &["commit", "-q", "-m", "v1"]);
+    git(
+        &lib,
+        &["push", "-q", base.join("lib.git").to_str().unwrap(), "main"],
+    );
+
+    let app = env.path("app");
+    fs::create_dir_all(&app).unwrap();
+    git(&app, &["init", "-q", "-b", "main"]);
+    fs::write(app.join("app.txt"), "app\n").unwrap();
+    let lib_url = daemon.url_of("lib.git");
+    git(&app, &["submodule", "add", "-q", &lib_url, "lib"]);
+    git(&app, &["submodule", "add", "-q", &lib_url, "vendor/rel"]);
+    git(
+        &app,
+        &[
+            "config",
+            "-f",
+            ".gitmodules",
+            "submodule.vendor/rel.url",
+            "../lib.git",
+        ],
+    );
+    git(&app, &["add", "-A"]);
+    git(&app, &["commit", "-q", "-m", "app"]);
+    git(
+        &app,
+        &["push", "-q", base.join("app.git").to_str().unwrap(), "main"],
+    );
+    // The submodule moves on; the superproject still records v1.
+    fs::write(lib.join("lib.txt"), "lib v2\n").unwrap();
+    git(&lib, &["commit", "-q", "-am", "v2"]);
+    git(
+        &lib,
+        &["push", "-q", base.join("lib.git").to_str().unwrap(), "main"],
+    );
+
+    let url = daemon.url_of("app.git");
+    let context = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM busybox\n\
+                 ADD {url}#main /app/\n\
+                 ADD {url}?ref=main&submodules=false /bare/\n\
+                 ADD --keep-git-dir {url}#main /kept/\n"
+            ),
+        )],
+    );
+    let out = build(&env, &context, "sub:1");
+    assert_success(&out);
+    assert_eq!(
+        cat(
+            &env,
+            "sub:1",
+            "cat /app/app.txt /app/lib/lib.txt /app/vendor/rel/lib.txt; \
+             stat -c %Y /app/lib/lib.txt; \
+             find /app -name .git | wc -l; ls -A /bare/lib | wc -l; \
+             test -f /kept/lib/.git && test -d /kept/.git/modules/lib && echo kept"
+        ),
+        format!("app\nlib v1\nlib v1\n{COMMIT_TIME}\n0\n0\nkept\n")
+    );
+
+    // A submodule whose URL is a path of this machine: git's `file` transport is not
+    // allowed, and the step says so; without submodules the same repository is fine.
+    let local = env.path("local");
+    fs::create_dir_all(&local).unwrap();
+    git(&local, &["init", "-q", "-b", "main"]);
+    let lib_path = base.join("lib.git");
+    git(
+        &local,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            lib_path.to_str().unwrap(),
+            "lib",
+        ],
+    );
+    git(&local, &["commit", "-q", "-m", "local"]);
+    git(
+        &local,
+        &[
+            "push",
+            "-q",
+            base.join("local.git").to_str().unwrap(),
+            "main",
+        ],
+    );
+    let local_url = daemon.url_of("local.git");
+    fs::write(
+        context.join("Dockerfile"),
+        format!("FROM busybox\nADD {local_url}#main /x/\n"),
+    )
+    .unwrap();
+    let out = build(&env, &context, "sub:2");
+    assert_failure(&out);
+    let err = flat(&stderr(&out));
+    assert!(err.contains("Dockerfile:2"), "{err}");
+    assert!(err.contains("transport 'file' not allowed"), "{err}");
+    fs::write(
+        context.join("Dockerfile"),
+        format!("FROM busybox\nADD {local_url}?ref=main&submodules=false /x/\n"),
+    )
+    .unwrap();
+    assert_success(&build(&env, &context, "sub:3"));
 }
 
 /// `rbuild build git://…/repo.git#REF:DIR`: the context is that directory of the commit,
