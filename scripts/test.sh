@@ -2,7 +2,8 @@
 # Runs rbuild's whole test suite. Installs the Debian packages the tests use when they are
 # missing (busybox-static for base images; skopeo and umoci to check images; docker-registry,
 # apache2-utils (htpasswd) and openssl for the registry tests; uidmap for rootless rbuild;
-# openssh-client for the SSH agent forwarding tests).
+# openssh-client and openssh-server for the SSH agent forwarding tests, which log in to an
+# sshd of their own on 127.0.0.1; git for the git sources).
 # Needs root for the privileged tests (namespaces, overlayfs, cgroups); without root they
 # skip, unless RBUILD_PRIVILEGED_TESTS=1 makes a skip a failure.
 #
@@ -21,6 +22,7 @@ command -v htpasswd >/dev/null || packages+=(apache2-utils)
 command -v openssl >/dev/null || packages+=(openssl)
 command -v newuidmap >/dev/null || packages+=(uidmap)
 command -v ssh-agent >/dev/null || packages+=(openssh-client)
+[ -x /usr/sbin/sshd ] || packages+=(openssh-server)
 command -v git >/dev/null || packages+=(git)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

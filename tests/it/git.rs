@@ -12,7 +12,7 @@ use crate::support::*;
 /// The time of every commit the test makes: 2024-01-02T03:04:05Z.
 const COMMIT_TIME: &str = "1704164645";
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)

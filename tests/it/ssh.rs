@@ -1,6 +1,7 @@
 //! `RUN --mount=type=ssh` with `--ssh`: a real `ssh-agent` holding a fresh key, and the
-//! host's own `ssh-add` (with the libraries it needs) copied into a busybox image to ask
-//! the forwarded agent what it holds.
+//! host's own `ssh-add` and `ssh` (with the libraries they need) copied into a busybox
+//! image to ask the forwarded agent what it holds and to log in to a real `sshd` on
+//! 127.0.0.1 with it; git sources fetched from that `sshd` with the same agent.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -69,13 +70,18 @@ fn new_key(dir: &Path) -> (PathBuf, String) {
     (key, stdout(&out))
 }
 
-/// The host's `ssh-add` and the shared libraries `ldd` says it loads, under `dir` at their
-/// own paths, for `COPY` into an image.
+/// The host's `ssh-add` and `ssh` and the shared libraries `ldd` says they load, under
+/// `dir` at their own paths, for `COPY` into an image.
 fn ssh_add_files(dir: &Path) {
-    let ssh_add = Path::new("/usr/bin/ssh-add");
-    let ldd = Command::new("ldd").arg(ssh_add).output().unwrap();
+    for tool in ["/usr/bin/ssh-add", "/usr/bin/ssh"] {
+        host_tool_files(Path::new(tool), dir);
+    }
+}
+
+fn host_tool_files(tool: &Path, dir: &Path) {
+    let ldd = Command::new("ldd").arg(tool).output().unwrap();
     assert_success(&ldd);
-    let mut files = vec![ssh_add.to_owned()];
+    let mut files = vec![tool.to_owned()];
     for line in stdout(&ldd).lines() {
         let path = match line.split_once("=>") {
             Some((_, rest)) => rest.split_whitespace().next(),
@@ -93,6 +99,179 @@ fn ssh_add_files(dir: &Path) {
         fs::create_dir_all(to.parent().unwrap()).unwrap();
         fs::copy(&file, &to).unwrap();
     }
+}
+
+/// An `sshd` (Debian's openssh-server) on 127.0.0.1 that lets in, as root, the holder of
+/// the key in `authorized_keys` only; killed when dropped.
+struct Sshd {
+    child: Child,
+    port: u16,
+    /// `[127.0.0.1]:PORT <host key>`: the known-hosts line for this server.
+    known_host: String,
+}
+
+impl Sshd {
+    fn start(dir: &Path, authorized_keys: &Path) -> Sshd {
+        // sshd refuses to start without its privilege separation directory, which Debian
+        // makes when the service starts, not when the package is installed.
+        fs::create_dir_all("/run/sshd").unwrap();
+        let host_key = dir.join("host_key");
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&host_key)
+            .output()
+            .unwrap();
+        assert_success(&out);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.join("sshd_config");
+        fs::write(
+            &config,
+            format!(
+                "ListenAddress 127.0.0.1:{port}\n\
+                 HostKey {host_key}\n\
+                 AuthorizedKeysFile {keys}\n\
+                 PidFile none\n\
+                 StrictModes no\n\
+                 UsePAM no\n\
+                 PasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\n\
+                 PermitRootLogin prohibit-password\n",
+                host_key = host_key.display(),
+                keys = authorized_keys.display(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sshd (Debian's openssh-server)");
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let public = fs::read_to_string(dir.join("host_key.pub")).unwrap();
+        let mut fields = public.split_whitespace();
+        let known_host = format!(
+            "[127.0.0.1]:{port} {} {}\n",
+            fields.next().unwrap(),
+            fields.next().unwrap()
+        );
+        Sshd {
+            child,
+            port,
+            known_host,
+        }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The agent given with `--ssh default` is what logs in to a real sshd: `ADD` of a
+/// repository over `ssh://` (git on the host) and a RUN step's own `ssh` (in the sandbox).
+/// Without `--ssh` the same build is refused by the server, and the step says so.
+#[test]
+fn git_over_ssh_and_steps_log_in_to_sshd_with_the_forwarded_agent() {
+    require_privileges!();
+    require_tool("ssh-agent");
+    require_tool("git");
+    if !Path::new("/usr/sbin/sshd").exists() {
+        if std::env::var_os("RBUILD_PRIVILEGED_TESTS").is_some() {
+            panic!("sshd is missing: install Debian's openssh-server");
+        }
+        eprintln!("skipped: no /usr/sbin/sshd (Debian's openssh-server)");
+        return;
+    }
+    let env = TestEnv::with_busybox();
+    let keys = env.path("keys");
+    fs::create_dir_all(&keys).unwrap();
+    let (key, _) = new_key(&keys);
+    let agent = Agent::start(&keys);
+    agent.add(&key);
+    let sshd = Sshd::start(&keys, &keys.join("id_ed25519.pub"));
+    let port = sshd.port;
+
+    // A repository served over SSH, and a file only a logged-in user can read.
+    let bare = env.path("served/repo.git");
+    fs::create_dir_all(&bare).unwrap();
+    crate::git::git(&bare, &["init", "-q", "--bare", "-b", "main"]);
+    let work = env.path("work");
+    fs::create_dir_all(&work).unwrap();
+    crate::git::git(&work, &["init", "-q", "-b", "main"]);
+    fs::write(work.join("README"), "fetched over ssh\n").unwrap();
+    crate::git::git(&work, &["add", "-A"]);
+    crate::git::git(&work, &["commit", "-q", "-m", "first"]);
+    crate::git::git(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
+    let remote_file = env.path("remote.txt");
+    fs::write(&remote_file, "read over ssh\n").unwrap();
+
+    let context = env.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                &format!(
+                    "FROM busybox\nCOPY tools/ /\nCOPY known_hosts /etc/ssh/ssh_known_hosts\n\
+                     ADD ssh://root@127.0.0.1:{port}{repo}#main /src/\n\
+                     RUN --mount=type=ssh ssh -F /dev/null -o BatchMode=yes -p {port} \
+                     root@127.0.0.1 cat {file} > /remote.txt\n",
+                    repo = bare.display(),
+                    file = remote_file.display(),
+                ),
+            ),
+            ("known_hosts", &sshd.known_host),
+        ],
+    );
+    ssh_add_files(&context.join("tools"));
+    let known_hosts = keys.join("known_hosts");
+    fs::write(&known_hosts, &sshd.known_host).unwrap();
+    // The host's `ssh` (run by git) as a user's configuration would have it: this
+    // server's key known, never a question on a terminal.
+    let ssh_command = format!(
+        "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile={}",
+        known_hosts.display()
+    );
+    let build = |ssh: Option<&str>, tag: &str| {
+        let mut command = env.host_command();
+        command.args(["build", "--progress", "plain", "-t", tag]);
+        if let Some(ssh) = ssh {
+            command.args(["--ssh", ssh]);
+        }
+        command
+            .arg(&context)
+            .env("GIT_SSH_COMMAND", &ssh_command)
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .unwrap()
+    };
+    let out = build(
+        Some(&format!("default={}", agent.socket.display())),
+        "sshd:1",
+    );
+    assert_success(&out);
+    let out = env.rbuild(&["run", "sshd:1", "cat", "/src/README", "/remote.txt"]);
+    assert_success(&out);
+    assert_eq!(stdout(&out), "fetched over ssh\nread over ssh\n");
+
+    // No agent: the server refuses the fetch, and the error names the step's line.
+    let out = build(None, "sshd:2");
+    assert_failure(&out);
+    let err = flat(&stderr(&out));
+    assert!(err.contains("Dockerfile:4"), "{err}");
+    assert!(err.contains("Permission denied (publickey)"), "{err}");
 }
 
 #[test]
