@@ -103,6 +103,17 @@ impl GitAuth {
             Some(agent) => command.env("SSH_AUTH_SOCK", agent),
             None => command.env_remove("SSH_AUTH_SOCK"),
         };
+        // A session of its own, without a controlling terminal: `ssh` asks about an
+        // unknown host key (and for passphrases) on `/dev/tty`, under the build's
+        // progress display, and would wait there forever. Without one it fails at once,
+        // saying "Host key verification failed".
+        // SAFETY: between fork and exec the closure only calls setsid(2), which is
+        // async-signal-safe and touches no memory of the parent.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                nix::unistd::setsid().map(drop).map_err(io::Error::from)
+            });
+        }
         command
     }
 
@@ -113,10 +124,18 @@ impl GitAuth {
             .output()
             .map_err(GitError::Spawn)?;
         if !out.status.success() {
+            let mut message = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+            if message.contains("Host key verification failed") {
+                message.push_str(
+                    "\n(the build never asks about host keys: add the server's key to your \
+                     known hosts first, e.g. `ssh-keyscan [-p PORT] HOST >> ~/.ssh/known_hosts`, \
+                     after checking it)",
+                );
+            }
             return Err(GitError::Failed {
                 action,
                 remote: remote.to_owned(),
-                message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                message,
             });
         }
         Ok(out)
