@@ -167,6 +167,15 @@ pub fn build_error(err: BuildError, dockerfile_path: &Path, dockerfile: &str) ->
             Some("raise the limit with `--memory`".to_owned()),
             "killed: out of memory".to_owned(),
         ),
+        BuildError::InsecureNotAllowed { .. } => (
+            "build::insecure_not_allowed",
+            Some(
+                "if you trust this Dockerfile, allow it with `--allow security.insecure`: the step \
+                 then runs with every capability and the host's devices, like `docker run --privileged`"
+                    .to_owned(),
+            ),
+            "`--security=insecure`".to_owned(),
+        ),
         BuildError::SecretRequired { id, .. } => (
             "build::secret_required",
             Some(format!(

@@ -56,6 +56,9 @@ pub enum BuildError {
         description: String,
         id: String,
     },
+    /// A `RUN --security=insecure` step in a build that did not allow it.
+    #[error("`{description}` asks to run without the sandbox, and the build does not allow it")]
+    InsecureNotAllowed { span: Span, description: String },
     #[error("`{description}` failed")]
     StepFailed {
         span: Span,
@@ -122,7 +125,8 @@ impl BuildError {
             BuildError::RunFailed { span, .. }
             | BuildError::OutOfMemory { span, .. }
             | BuildError::StepFailed { span, .. }
-            | BuildError::SecretRequired { span, .. } => Some(*span),
+            | BuildError::SecretRequired { span, .. }
+            | BuildError::InsecureNotAllowed { span, .. } => Some(*span),
             _ => None,
         }
     }

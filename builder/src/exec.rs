@@ -141,6 +141,8 @@ impl SolveContext {
             capabilities: Default::default(),
             extra_hosts: self.opts.extra_hosts.clone(),
             shm_size: self.opts.shm_size,
+            // Allowed: the build checked `allow_insecure` before it started.
+            privileged: exec.insecure,
         };
         let outcome = self.run_sandbox(&spec, step).await;
         let failed = outcome

@@ -82,6 +82,9 @@ pub struct BuildOptions {
     /// `--shm-size`: the size of RUN steps' `/dev/shm`; part of the cache key (BuildKit
     /// makes it a mount of the step).
     pub shm_size: Option<u64>,
+    /// `--allow security.insecure`: `RUN --security=insecure` steps may run privileged.
+    /// Without it a build with such a step fails before anything runs.
+    pub allow_insecure: bool,
 }
 
 /// Where a named build context's files come from.
@@ -261,6 +264,19 @@ impl Builder {
             &convert_opts,
             &base_configs,
         )?);
+        // Before anything runs, and whether or not the step would be cached: a build
+        // either is allowed to contain a privileged step or fails the same way every time.
+        if !opts.allow_insecure
+            && let Some(op) = graph
+                .ops
+                .iter()
+                .find(|op| matches!(&op.kind, frontend::OpKind::Exec(exec) if exec.insecure))
+        {
+            return Err(BuildError::InsecureNotAllowed {
+                span: op.span,
+                description: op.description.clone(),
+            });
+        }
         let ignore = IgnoreMatcher::parse(opts.ignore.as_deref().unwrap_or(""))
             .map_err(|source| BuildError::IgnoreFile { source })?;
         let explain_scope = format!(

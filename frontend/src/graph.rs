@@ -140,6 +140,10 @@ pub struct ExecOp {
     /// The USER in effect (`name`, `uid`, `name:group`, `uid:gid`), empty for root.
     pub user: String,
     pub network: NetworkMode,
+    /// `RUN --security=insecure`: the step runs privileged (every capability, no seccomp
+    /// profile, no masked paths, the host's devices). The build must allow it
+    /// (`--allow security.insecure`); the builder refuses the step otherwise.
+    pub insecure: bool,
     /// `RUN --mount`s, in the order written. What the process writes through them never
     /// reaches the layer, and the mount points the runtime had to create are removed.
     pub mounts: Vec<ExecMount>,

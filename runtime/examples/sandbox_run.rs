@@ -75,6 +75,7 @@ fn main() {
         capabilities: Default::default(),
         extra_hosts: Vec::new(),
         shm_size: None,
+        privileged: false,
     };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let code = runtime.block_on(async {

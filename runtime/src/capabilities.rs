@@ -103,6 +103,11 @@ impl Capabilities {
         Ok(Capabilities(mask))
     }
 
+    /// Every capability (`RUN --security=insecure`, `--privileged`).
+    pub fn all() -> Capabilities {
+        Capabilities((1u64 << NAMES.len()) - 1)
+    }
+
     pub fn has(&self, name: &str) -> bool {
         number(name).is_some_and(|number| self.0 & (1 << number) != 0)
     }

@@ -45,6 +45,13 @@ pub struct SandboxSpec {
     /// Size of the `/dev/shm` tmpfs in bytes; `None` for docker's 64 MiB.
     #[serde(default)]
     pub shm_size: Option<u64>,
+    /// `RUN --security=insecure` (`docker run --privileged`): every capability, no
+    /// seccomp profile and no `no_new_privs`, no masked or read-only paths under `/proc`
+    /// and `/sys`, `/sys` and the cgroup filesystem writable, and the host's device nodes
+    /// in `/dev`. The namespaces, the cgroup limits, the user and the root stay: the
+    /// command can reach the host's kernel, not the host's files.
+    #[serde(default)]
+    pub privileged: bool,
 }
 
 /// Docker's `/dev/shm` size when `--shm-size` is not given.

@@ -312,6 +312,9 @@ pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
         extra_hosts: run_steps.extra_hosts,
         rlimits: run_steps.rlimits,
         shm_size: run_steps.shm_size,
+        allow_insecure: args
+            .allow
+            .contains(&flags::EntitlementArg::SecurityInsecure),
     };
     let cache_from = args
         .cache_from

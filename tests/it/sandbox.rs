@@ -501,3 +501,89 @@ fn memory_over_the_limit_is_killed_and_reported() {
     );
     assert!(err.contains("Dockerfile:3"), "{err}");
 }
+
+/// `RUN --security=insecure` runs privileged only in a build given `--allow
+/// security.insecure` (checked before anything runs, cached or not): every capability the
+/// host has, no seccomp profile, no `no_new_privs`, mounts allowed, `/proc/sys` writable
+/// and the host's devices; its namespaces stay (the hostname it sets is its own).
+/// `rbuild run --privileged` is the same sandbox.
+#[test]
+fn insecure_steps_run_privileged_only_when_the_build_allows_it() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let probe = "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; \
+                 mkdir -p /m && mount -t tmpfs none /m && echo mounted && umount /m; \
+                 echo insecure-step > /proc/sys/kernel/hostname && hostname; \
+                 ls /dev | wc -l";
+    let context = env.context(
+        "insecure",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM busybox\n\
+                 RUN grep NoNewPrivs /proc/self/status > /sandboxed\n\
+                 RUN --security=insecure sh -c \"{probe}\" > /insecure 2>&1\n"
+            ),
+        )],
+    );
+    let build = |allow: bool| {
+        let mut args = vec!["build", "--progress", "plain", "-t", "insecure:1"];
+        if allow {
+            args.extend(["--allow", "security.insecure"]);
+        }
+        args.push(context.to_str().unwrap());
+        env.rbuild(&args)
+    };
+    let refused = |out: &std::process::Output| {
+        assert_failure(out);
+        let err = flat(&stderr(out));
+        assert!(err.contains("Dockerfile:3"), "{err}");
+        assert!(err.contains("--allow security.insecure"), "{err}");
+        // Refused before any step ran.
+        assert!(!err.contains("[2/3]"), "{err}");
+    };
+    refused(&build(false));
+
+    assert_success(&build(true));
+    let host_caps = fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("CapBnd:").map(|v| v.trim().to_owned()))
+        .unwrap();
+    let out = env.rbuild(&["run", "insecure:1", "cat", "/sandboxed", "/insecure"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[..6],
+        [
+            "NoNewPrivs:\t1",
+            &format!("CapEff:\t{host_caps}"),
+            "NoNewPrivs:\t0",
+            "Seccomp:\t0",
+            "mounted",
+            "insecure-step",
+        ],
+        "{text}"
+    );
+    let devices: usize = lines[6].trim().parse().unwrap();
+    let sandboxed = sh(&env, &[], "ls /dev | wc -l");
+    let sandboxed: usize = stdout(&sandboxed).trim().parse().unwrap();
+    assert!(
+        devices > sandboxed,
+        "{devices} devices, {sandboxed} sandboxed"
+    );
+
+    // Cached now, and still refused without the flag.
+    refused(&build(false));
+
+    let out = sh(&env, &["--privileged"], probe);
+    assert_success(&out);
+    assert!(
+        stdout(&out).starts_with(&format!(
+            "CapEff:\t{host_caps}\nNoNewPrivs:\t0\nSeccomp:\t0\nmounted\ninsecure-step\n"
+        )),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -35,6 +35,9 @@ struct Exec<'a> {
     args: &'a [String],
     cwd: &'a str,
     env: Vec<&'a String>,
+    // Absent unless set, so sandboxed RUNs keep the digests they had.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    insecure: bool,
     // Absent when there are none, so RUNs without mounts keep the digests they had.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     mounts: Vec<Mount<'a>>,
@@ -249,6 +252,7 @@ pub(super) fn op_digest(kind: &OpKind, ops: &[Op], platform: &Platform) -> OpDig
                         },
                     })
                     .collect(),
+                insecure: exec.insecure,
                 network: match exec.network {
                     NetworkMode::Default => "default",
                     NetworkMode::None => "none",
@@ -389,6 +393,7 @@ mod tests {
                     cwd: s(),
                     user: s(),
                     network: NetworkMode::Default,
+                    insecure: false,
                     mounts: vec![],
                 }),
                 // Filtered out of `env`: undeclared proxy build arguments never key.
@@ -493,7 +498,9 @@ mod tests {
         let keyed: &[(&str, &[&str])] = &[
             (
                 "ExecOp",
-                &["args", "cwd", "env", "mounts", "network", "rootfs", "user"],
+                &[
+                    "args", "cwd", "env", "insecure", "mounts", "network", "rootfs", "user",
+                ],
             ),
             (
                 "CopyOp",

@@ -70,6 +70,9 @@ fn definition(kind: &OpKind) -> String {
                     NetworkMode::Host => "host",
                 }
             );
+            if exec.insecure {
+                text.push_str(" security=insecure");
+            }
             if !exec.cache_excluded_env.is_empty() {
                 let _ = write!(text, " uncached_env={}", json(&exec.cache_excluded_env));
             }

@@ -82,6 +82,7 @@ impl Converter<'_> {
             },
             user: state.config.user.clone(),
             network: run.network,
+            insecure: run.insecure,
             mounts,
         });
         state.root = self.add_op(kind, instruction.span, &state.id, instruction.text.clone());

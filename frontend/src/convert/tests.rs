@@ -403,6 +403,18 @@ fn run_network_and_exec_form() {
 }
 
 #[test]
+fn run_security_insecure_is_part_of_the_step() {
+    let sandboxed = build("FROM busybox\nRUN --security=sandbox mount -a\n");
+    let default = build("FROM busybox\nRUN mount -a\n");
+    let insecure = build("FROM busybox\nRUN --security=insecure mount -a\n");
+    assert!(!execs(&sandboxed)[0].insecure && !execs(&default)[0].insecure);
+    assert!(execs(&insecure)[0].insecure);
+    // `sandbox` is the default: the same step; `insecure` is another one.
+    assert_eq!(sandboxed.ops[1].digest, default.ops[1].digest);
+    assert_ne!(insecure.ops[1].digest, default.ops[1].digest);
+}
+
+#[test]
 fn digests_are_stable_and_ignore_layout() {
     let a = build("FROM busybox\nRUN echo hi\n");
     let b = build("\n\nFROM busybox AS x\n\n# comment\nrun   echo hi\n");

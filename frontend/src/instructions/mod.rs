@@ -92,6 +92,8 @@ pub struct Run {
     pub command: Command,
     pub heredocs: Vec<Heredoc>,
     pub network: NetworkMode,
+    /// `--security=insecure`.
+    pub insecure: bool,
     /// `--mount`s, in order.
     pub mounts: Vec<RunMount>,
 }

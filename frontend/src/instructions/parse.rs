@@ -62,33 +62,37 @@ pub(crate) fn instruction_from_node(node: &Node, stage_index: usize) -> Result<P
                 .into_iter()
                 .map(|(value, span)| RunMount::parse(&value, span))
                 .collect::<Result<_, _>>()?;
-            // Every step runs in the sandbox (docker's default capabilities and seccomp),
-            // which is what `--security=sandbox` asks for; `insecure` would need
-            // BuildKit's `security.insecure` entitlement, which rbuild does not have.
-            match flags.string("security")? {
-                None => {}
-                Some((value, _)) if value == "sandbox" => {}
-                Some((value, span)) if value == "insecure" => {
-                    return Err(Error::new(
-                        ErrorKind::Unsupported,
-                        span,
-                        format!("`RUN --security={value}` is not supported by rbuild yet"),
-                    ));
-                }
+            // `sandbox` (the default): docker's default capabilities and seccomp.
+            // `insecure`: privileged, once the build allows it (checked by the builder,
+            // which knows the build's `--allow`).
+            let insecure = match flags.string("security")? {
+                None => false,
+                Some((value, _)) if value == "sandbox" => false,
+                Some((value, _)) if value == "insecure" => true,
                 Some((value, span)) => {
                     return Err(Error::new(
                         ErrorKind::InvalidFlag,
                         span,
                         format!("unsupported security mode `{value}`"),
                     )
-                    .with_help("use `--security=sandbox`, the default (`insecure` is not supported by rbuild)"));
+                    .with_help("use `--security=sandbox` (the default) or `--security=insecure`"));
                 }
-            }
-            flags.unsupported("device")?;
+            };
+            // CDI devices need the vendor's CDI spec files and their hooks (programs run
+            // on the host as root when the container starts): not something a builder
+            // without a daemon should run for a Dockerfile. The host's device nodes are
+            // there for a privileged step.
+            flags.unsupported("device").map_err(|err| {
+                err.with_help(
+                    "rbuild does not run CDI device hooks; a step that needs the host's devices can \
+                     use `--security=insecure` (allowed with `--allow security.insecure`)",
+                )
+            })?;
             InstructionKind::Run(Run {
                 command: command(&node.args),
                 heredocs: node.heredocs.clone(),
                 network,
+                insecure,
                 mounts,
             })
         }

@@ -17,6 +17,7 @@ use nix::unistd::{ForkResult, Pid, fork, pipe2};
 
 use super::SetupError;
 use super::security;
+use crate::capabilities::Capabilities;
 use crate::seccomp::Filter;
 use crate::spec::{Rlimit, SandboxSpec, Seccomp};
 use crate::user::ExecUser;
@@ -88,6 +89,8 @@ pub(super) struct Command {
     proc: OwnedFd,
     /// The capabilities the command keeps, as a mask.
     capabilities: u64,
+    /// Whether exec may no longer grant privileges (always, but in a privileged sandbox).
+    no_new_privs: bool,
     rlimits: Vec<Rlimit>,
     /// False in a user namespace whose `setgroups` is denied (the single-id mapping of a
     /// user without subordinate ids): the groups stay the user's own, and no other group
@@ -150,10 +153,16 @@ impl Command {
                 .collect::<Result<_, _>>()?,
             user,
             filter: match spec.seccomp {
+                _ if spec.privileged => None,
                 Seccomp::Default => Some(Filter::profile(spec.capabilities)?),
                 Seccomp::Unconfined => None,
             },
-            capabilities: spec.capabilities.mask(),
+            capabilities: if spec.privileged {
+                Capabilities::all().mask()
+            } else {
+                spec.capabilities.mask()
+            },
+            no_new_privs: !spec.privileged,
             rlimits: process.rlimits.clone(),
             oom_score_adj: oom_score_adj.as_bytes().to_vec(),
             set_groups: read_proc(proc.as_fd(), SETGROUPS)
@@ -336,7 +345,7 @@ unsafe fn enter_and_exec(
         if security::limit_capabilities(keep).is_err() {
             return STEP_CAPABILITIES;
         }
-        if security::set_no_new_privs().is_err() {
+        if command.no_new_privs && security::set_no_new_privs().is_err() {
             return STEP_NO_NEW_PRIVS;
         }
         // Close-on-exec rather than close: the report pipe must outlive a failed exec.

@@ -132,7 +132,8 @@ pub(super) fn apply(
     Ok(())
 }
 
-/// Mounts the sandbox's cgroup filesystem, read-only, at `/sys/fs/cgroup` beneath `sys`
+/// Mounts the sandbox's cgroup filesystem, read-only unless `writable` (a privileged
+/// sandbox), at `/sys/fs/cgroup` beneath `sys`
 /// (the sandbox's sysfs, by descriptor). The helper unshared the cgroup namespace after
 /// joining the sandbox's cgroups, so each hierarchy shows the sandbox's own cgroup as its
 /// root.
@@ -140,7 +141,7 @@ pub(super) fn apply(
 /// Best effort: it only informs the process (of its limits, for instance), so a hierarchy
 /// the kernel will not mount again with the host's options is left out rather than failing
 /// the sandbox; what is mounted is always read-only (the sysfs directory under it is too).
-pub(super) fn mount_cgroupfs(sys: BorrowedFd<'_>, cgroupfs: &CgroupFs) {
+pub(super) fn mount_cgroupfs(sys: BorrowedFd<'_>, cgroupfs: &CgroupFs, writable: bool) {
     let here = Path::new("fs/cgroup");
     let Ok(target) = open_beneath(sys, here) else {
         return;
@@ -148,7 +149,11 @@ pub(super) fn mount_cgroupfs(sys: BorrowedFd<'_>, cgroupfs: &CgroupFs) {
     if !fd_stat(target.as_fd()).is_ok_and(|stat| is_kind(&stat, libc::S_IFDIR)) {
         return;
     }
-    let flags = MsFlags::MS_RDONLY | NOSUID_NODEV_NOEXEC;
+    let flags = if writable {
+        NOSUID_NODEV_NOEXEC
+    } else {
+        MsFlags::MS_RDONLY | NOSUID_NODEV_NOEXEC
+    };
     match cgroupfs {
         CgroupFs::V2 => {
             let cgroup2 = |at: &OwnedFd| {

@@ -118,7 +118,7 @@ pub(super) fn setup(
     })?;
     // rbuild's own devices, opened before anything of the root is looked at: a mask's
     // source is the null device itself, never a path inside the root (CVE-2025-31133).
-    let devices = HostDevices::open()?;
+    let devices = HostDevices::open(spec.privileged)?;
 
     // Every filesystem of the sandbox is `nodev` but the device nodes bound into `/dev` and
     // devpts: CAP_MKNOD (in Docker's default set) creates nodes, and nothing opens them.
@@ -181,7 +181,11 @@ pub(super) fn setup(
         "/sys",
         "sysfs",
         "sysfs",
-        nosuid_nodev_noexec | MsFlags::MS_RDONLY,
+        if spec.privileged {
+            nosuid_nodev_noexec
+        } else {
+            nosuid_nodev_noexec | MsFlags::MS_RDONLY
+        },
         None,
         undo,
     );
@@ -198,8 +202,10 @@ pub(super) fn setup(
     };
     expect_filesystem(&sys, libc::SYSFS_MAGIC as u64, "/sys")?;
 
-    masks::mount_cgroupfs(sys.as_fd(), cgroupfs);
-    masks::apply(proc.as_fd(), sys.as_fd(), devices.null.as_fd())?;
+    masks::mount_cgroupfs(sys.as_fd(), cgroupfs, spec.privileged);
+    if !spec.privileged {
+        masks::apply(proc.as_fd(), sys.as_fd(), devices.null.as_fd())?;
+    }
     bind_network_files(state_dir, rootfs, undo)?;
 
     // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves
@@ -247,7 +253,7 @@ fn expect_filesystem(fd: &OwnedFd, magic: u64, what: &str) -> Result<(), SetupEr
 /// host's `/dev` and checked to be the character devices they should be.
 pub(super) struct HostDevices {
     pub null: OwnedFd,
-    nodes: Vec<(&'static str, OwnedFd)>,
+    nodes: Vec<(String, OwnedFd)>,
 }
 
 /// The nodes of `/dev`, with their device numbers (major, minor).
@@ -261,7 +267,9 @@ const DEVICES: [(&str, u32, u32); 6] = [
 ];
 
 impl HostDevices {
-    fn open() -> Result<HostDevices, SetupError> {
+    /// The nodes of [`DEVICES`]; `privileged`: every other device node of the host's
+    /// `/dev` too (not in its sub-directories), but its terminals.
+    fn open(privileged: bool) -> Result<HostDevices, SetupError> {
         let mut nodes = Vec::new();
         let mut null = None;
         for (name, major, minor) in DEVICES {
@@ -299,11 +307,56 @@ impl HostDevices {
                     source,
                 })?);
             }
-            nodes.push((name, fd));
+            nodes.push((name.to_owned(), fd));
+        }
+        if privileged {
+            nodes.extend(all_host_devices(&nodes));
         }
         let null = null.expect("/dev/null is required above");
         Ok(HostDevices { null, nodes })
     }
+}
+
+/// The host's character and block devices directly in `/dev` that `known` lacks, opened
+/// without following symlinks, for a privileged sandbox. Left out: the host's terminals
+/// and console (the sandbox has its own), and whatever cannot be opened.
+fn all_host_devices(known: &[(String, OwnedFd)]) -> Vec<(String, OwnedFd)> {
+    let Ok(entries) = fs::read_dir("/dev") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if known.iter().any(|(have, _)| *have == name)
+            || name == "console"
+            || name == "ptmx"
+            || name.starts_with("tty")
+            || name.starts_with("pts")
+        {
+            continue;
+        }
+        // Symlinks (`/dev/stdin`, `/dev/core`) are not devices of the host's own.
+        if !entry.file_type().is_ok_and(|kind| {
+            use std::os::unix::fs::FileTypeExt;
+            kind.is_char_device() || kind.is_block_device()
+        }) {
+            continue;
+        }
+        let Ok(fd) = open_path(&entry.path()) else {
+            continue;
+        };
+        let is_device = fd_stat(fd.as_fd()).is_ok_and(|stat| {
+            let kind = stat.st_mode & libc::S_IFMT;
+            kind == libc::S_IFCHR || kind == libc::S_IFBLK
+        });
+        if is_device {
+            found.push((name, fd));
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
 }
 
 /// `mount` with `nodev` added (the caller may not take it away).

@@ -132,6 +132,7 @@ impl Fixture {
             capabilities: Default::default(),
             extra_hosts: Vec::new(),
             shm_size: None,
+            privileged: false,
         }
     }
 

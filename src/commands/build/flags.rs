@@ -28,7 +28,8 @@ pub enum EntitlementArg {
     /// RUN's default); accepted for docker's scripts
     #[value(name = "network.host")]
     NetworkHost,
-    /// `RUN --security=insecure`: accepted, but rbuild does not run insecure steps yet
+    /// `RUN --security=insecure`: such steps run privileged (every capability, no seccomp
+    /// profile, no masked paths, the host's devices), as `docker run --privileged`
     #[value(name = "security.insecure")]
     SecurityInsecure,
 }

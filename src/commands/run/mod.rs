@@ -104,6 +104,11 @@ pub struct RunArgs {
     /// and `label=disable` (rbuild applies neither)
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
+    /// Give the command every capability, no seccomp profile, writable `/sys` and
+    /// `/proc/sys`, and the host's devices, as `docker run --privileged` (the namespaces,
+    /// limits and root stay; `no-new-privileges` is off)
+    #[arg(long)]
+    pub privileged: bool,
     /// Run rbuild's init as pid 1, with the command as its child: it reaps orphaned
     /// processes and passes signals on (without it the command is pid 1, as with docker,
     /// and ignores SIGINT and SIGTERM unless it handles them)
@@ -358,6 +363,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         capabilities,
         extra_hosts,
         shm_size: crate::size::shm_size(args.shm_size.as_deref())?,
+        privileged: args.privileged,
     };
     let stdio = if args.interactive {
         StdioMode::Inherit
