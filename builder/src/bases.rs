@@ -5,13 +5,16 @@ use rbuild_frontend::OpKind;
 use rbuild_store::registry::PullOptions;
 use rbuild_store::{Image, Reference};
 
+use std::path::Path;
+
 use crate::error::BuildError;
 use crate::solve::{Builder, SolveContext};
 use crate::state::{Layer, LayerRef, State};
 
 impl Builder {
     /// The base image `reference` names: from the store (by name as written, else by its
-    /// normalized name; by digest when pinned), else pulled (always pulled with `pull`).
+    /// normalized name; by digest when pinned), else pulled (always pulled with `pull`,
+    /// unless pinned by a digest the store has: that content cannot have changed).
     /// It is kept (with its snapshots) from GC for the whole build, even if its name is
     /// removed meanwhile, and unpacked so every RUN finds its lower dirs.
     pub(crate) async fn base_image(
@@ -49,7 +52,9 @@ impl Builder {
         };
         let missing = local.is_none();
         let image = match (local, &self.registry) {
-            (Some(image), registry) if !pull || registry.is_none() => image,
+            (Some(image), registry) if !pull || registry.is_none() || parsed.digest().is_some() => {
+                image
+            }
             (_, None) => {
                 return Err(BuildError::BaseImageNotFound {
                     reference: reference.to_owned(),
@@ -130,4 +135,93 @@ impl SolveContext {
         };
         Ok(State { lowers, layers })
     }
+}
+
+/// Loads the image `selector` picks in the OCI layout `dir` (see
+/// [`crate::NamedContextSource::OciLayout`]) and returns the reference a `FROM` of the
+/// named context `name` uses for it: pinned by the manifest's digest, under a name no
+/// registry serves, so it is never pulled.
+pub(crate) fn oci_layout_reference(
+    store: &rbuild_store::Store,
+    name: &str,
+    dir: &Path,
+    selector: Option<&str>,
+) -> Result<String, BuildError> {
+    let error = |reason: String| BuildError::OciLayout {
+        name: name.to_owned(),
+        path: dir.to_owned(),
+        reason,
+    };
+    let images = store
+        .load_layout_dir(dir)
+        .map_err(|err| error(error_chain(&err)))?;
+    let described = || {
+        images
+            .iter()
+            .map(|image| match &image.ref_name {
+                Some(tag) => format!("{tag} ({})", image.descriptor),
+                None => image.descriptor.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let chosen = match selector {
+        Some(digest) if digest.starts_with("sha256:") => images.iter().find(|image| {
+            image.descriptor.to_string() == digest || image.manifest.to_string() == digest
+        }),
+        Some(tag) => images.iter().find(|image| tagged(image, tag)),
+        None if images.len() == 1 => images.first(),
+        None => images.iter().find(|image| tagged(image, "latest")),
+    };
+    let Some(chosen) = chosen else {
+        return Err(error(match selector {
+            Some(selector) => format!(
+                "the layout has no image `{selector}` (it has: {})",
+                described()
+            ),
+            None if images.is_empty() => "the layout has no image".to_owned(),
+            None => format!(
+                "the layout has several images and none is tagged `latest`: name one with `:TAG` or `@sha256:…` (it has: {})",
+                described()
+            ),
+        }));
+    };
+    let repository: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    Ok(format!(
+        "oci-layout.invalid/{repository}@{}",
+        chosen.manifest
+    ))
+}
+
+/// Whether a layout's image carries `tag`: its `ref.name` is the tag (as skopeo and
+/// umoci write it) or a full name with that tag (as `rbuild save` and containerd do).
+fn tagged(image: &rbuild_store::LayoutImage, tag: &str) -> bool {
+    image.ref_name.as_deref().is_some_and(|name| {
+        name == tag
+            || name.rsplit_once(':').is_some_and(|(repository, t)| {
+                t == tag && !t.contains('/') && !repository.is_empty()
+            })
+    })
+}
+
+/// An error and its causes on one line.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }

@@ -82,6 +82,12 @@ pub enum BuildError {
         name: String,
         path: std::path::PathBuf,
     },
+    #[error("the build context `{name}` (oci-layout://{path}): {reason}")]
+    OciLayout {
+        name: String,
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error("the build context {path} is not a readable directory")]
     Context {
         path: std::path::PathBuf,

@@ -94,6 +94,14 @@ pub enum NamedContextSource {
     Image(String),
     /// A local directory, read as the build context is (without an ignore file).
     Dir(PathBuf),
+    /// `oci-layout://DIR[:TAG|@DIGEST]`: an image of an OCI layout directory, loaded into
+    /// the store unnamed and used by digest. `selector` is the tag (its `ref.name` in
+    /// `index.json`) or the `sha256:` digest; `None`: the layout's only image, else the
+    /// one tagged `latest`.
+    OciLayout {
+        dir: PathBuf,
+        selector: Option<String>,
+    },
 }
 
 /// The image a build produced.
@@ -221,6 +229,20 @@ impl Builder {
                 match source {
                     NamedContextSource::Image(reference) => {
                         frontend::NamedContext::Image(reference.clone())
+                    }
+                    NamedContextSource::OciLayout { dir, selector } => {
+                        let store = self.store.clone();
+                        let (name, dir, selector) = (name.clone(), dir.clone(), selector.clone());
+                        let reference = tokio::task::spawn_blocking(move || {
+                            crate::bases::oci_layout_reference(
+                                &store,
+                                &name,
+                                &dir,
+                                selector.as_deref(),
+                            )
+                        })
+                        .await??;
+                        frontend::NamedContext::Image(reference)
                     }
                     NamedContextSource::Dir(dir) => {
                         let root = std::fs::canonicalize(dir)

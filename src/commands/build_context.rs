@@ -4,8 +4,9 @@
 use miette::Result;
 use rbuild_builder::NamedContextSource;
 
-/// Parses `NAME=DIR` or `NAME=docker-image://REF`. The sources rbuild cannot read yet
-/// (`oci-layout://`, URLs, git) are refused with the reason, never taken for directories.
+/// Parses `NAME=DIR`, `NAME=docker-image://REF` or `NAME=oci-layout://DIR[:TAG|@DIGEST]`.
+/// The sources rbuild cannot read yet (URLs, git) are refused with the reason, never taken
+/// for directories.
 pub(crate) fn parse(text: &str) -> Result<(String, NamedContextSource)> {
     let flag = |message: String, help: &str| {
         miette::miette!(
@@ -30,8 +31,32 @@ pub(crate) fn parse(text: &str) -> Result<(String, NamedContextSource)> {
             .map_err(|message| flag(message, "give an image reference, e.g. `alpine:3.20`"))?;
         return Ok((name.to_owned(), NamedContextSource::Image(reference)));
     }
+    if let Some(layout) = value.strip_prefix("oci-layout://") {
+        let (dir, selector) = match layout.split_once("@sha256:") {
+            Some((dir, hex)) => (dir, Some(format!("sha256:{hex}"))),
+            None => match layout.rsplit_once(':') {
+                // A tag, not a `:` inside the path.
+                Some((dir, tag)) if !tag.is_empty() && !tag.contains('/') => {
+                    (dir, Some(tag.to_owned()))
+                }
+                _ => (layout, None),
+            },
+        };
+        if dir.is_empty() {
+            return Err(flag(
+                "the OCI layout's directory is missing".into(),
+                "e.g. `--build-context base=oci-layout://./layout:1.0`",
+            ));
+        }
+        return Ok((
+            name.to_owned(),
+            NamedContextSource::OciLayout {
+                dir: dir.into(),
+                selector,
+            },
+        ));
+    }
     for (prefix, what) in [
-        ("oci-layout://", "an OCI layout directory"),
         ("https://", "a URL"),
         ("http://", "a URL"),
         ("git@", "a git repository"),
@@ -40,7 +65,7 @@ pub(crate) fn parse(text: &str) -> Result<(String, NamedContextSource)> {
         if value.starts_with(prefix) {
             return Err(flag(
                 format!("{what} as a build context is not supported by rbuild yet"),
-                "give a local directory, or `docker-image://REF` (load an OCI layout with `rbuild load` first)",
+                "give a local directory, `docker-image://REF` or `oci-layout://DIR[:TAG]`",
             ));
         }
     }
@@ -64,11 +89,25 @@ mod tests {
                 NamedContextSource::Image("alpine:latest".into())
             )
         );
+        for (text, dir, selector) in [
+            ("b=oci-layout://./layout", "./layout", None),
+            ("b=oci-layout:///srv/l:1.0", "/srv/l", Some("1.0")),
+            ("b=oci-layout://l@sha256:abc", "l", Some("sha256:abc")),
+        ] {
+            assert_eq!(
+                parse(text).unwrap().1,
+                NamedContextSource::OciLayout {
+                    dir: dir.into(),
+                    selector: selector.map(str::to_owned)
+                },
+                "{text}"
+            );
+        }
         for bad in [
             "deps",
             "=dir",
             "deps=",
-            "x=oci-layout://./layout",
+            "x=oci-layout://",
             "x=https://example.com/a.tar",
         ] {
             assert!(parse(bad).unwrap_err().to_string().contains(bad), "{bad}");

@@ -21,6 +21,17 @@ pub struct LoadedImage {
     pub name: Option<ImageName>,
 }
 
+/// One image of an OCI layout directory, as [`Store::load_layout_dir`] loaded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayoutImage {
+    /// Its `org.opencontainers.image.ref.name` in `index.json` (a tag, usually).
+    pub ref_name: Option<String>,
+    /// The digest `index.json` gives it (a manifest's, or an index's).
+    pub descriptor: Digest,
+    /// The manifest loaded for it (this machine's platform, for an index).
+    pub manifest: Digest,
+}
+
 /// The kind of image archive `save` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ArchiveFormat {
@@ -210,6 +221,71 @@ impl Store {
         source: &Path,
         tag: Option<&ImageName>,
     ) -> Result<Vec<LoadedImage>> {
+        let loaded = self.load_images(input, source)?;
+        self.name_loaded(loaded, tag, source)
+    }
+
+    /// Loads the images of an OCI image layout *directory* (`--build-context
+    /// NAME=oci-layout://DIR`) as [`Store::load`] loads a layout tar, every blob verified,
+    /// but names none of them: the caller refers to them by digest. Returns the layout's
+    /// images in the order of its `index.json`.
+    pub fn load_layout_dir(&self, dir: &Path) -> Result<Vec<LayoutImage>> {
+        let invalid = |reason: String| Error::InvalidArchive {
+            path: dir.to_owned(),
+            reason,
+        };
+        let index_path = dir.join("index.json");
+        let size = fs::metadata(&index_path)
+            .map_err(Error::io("read", &index_path))?
+            .len();
+        if size > crate::MAX_JSON_BLOB {
+            return Err(Error::TooLarge {
+                what: "an OCI layout's index",
+                size,
+                limit: crate::MAX_JSON_BLOB,
+            });
+        }
+        let bytes = fs::read(&index_path).map_err(Error::io("read", &index_path))?;
+        let index: Index = serde_json::from_slice(&bytes)
+            .map_err(|e| invalid(format!("index.json is not a valid OCI index: {e}")))?;
+        // The directory as a tar stream, written by a thread while `load_images` reads
+        // it: nothing of the layout is held whole in memory or copied to disk first.
+        let (reader, writer) = io::pipe().map_err(Error::io("make a pipe for", dir))?;
+        let root = dir.to_owned();
+        let writer = std::thread::spawn(move || -> io::Result<()> {
+            let mut tar = tar::Builder::new(writer);
+            tar.follow_symlinks(false);
+            tar.append_dir_all(".", &root)?;
+            tar.finish()
+        });
+        let loaded = self.load_images(reader, dir);
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the layout reader panicked")));
+        // A directory that could not be read explains a short archive better.
+        if let Err(source) = written
+            && source.kind() != io::ErrorKind::BrokenPipe
+        {
+            return Err(Error::io("read", dir)(source));
+        }
+        let loaded = loaded?;
+        Ok(index
+            .manifests
+            .iter()
+            .zip(loaded)
+            .map(|(descriptor, image)| LayoutImage {
+                ref_name: descriptor
+                    .annotations
+                    .get(oci::ANNOTATION_REF_NAME)
+                    .cloned(),
+                descriptor: descriptor.digest.clone(),
+                manifest: image.manifest,
+            })
+            .collect())
+    }
+
+    /// Reads an image archive's blobs into the store and returns its images, unnamed.
+    fn load_images(&self, input: impl Read, source: &Path) -> Result<Vec<LoadedImage>> {
         let invalid = |reason: String| Error::InvalidArchive {
             path: source.to_owned(),
             reason,
@@ -264,16 +340,13 @@ impl Store {
                 files.insert(path.to_owned(), (digest, size));
             }
         }
-        let loaded = match (index_bytes, docker_manifest) {
-            (Some(index), _) => self.load_oci_index(&index, source)?,
-            (None, Some(manifest)) => self.load_docker_manifest(&manifest, &files, source)?,
-            (None, None) => {
-                return Err(invalid(
-                    "neither an OCI image layout (no index.json) nor a docker-archive (no manifest.json)".into(),
-                ));
-            }
-        };
-        self.name_loaded(loaded, tag, source)
+        match (index_bytes, docker_manifest) {
+            (Some(index), _) => self.load_oci_index(&index, source),
+            (None, Some(manifest)) => self.load_docker_manifest(&manifest, &files, source),
+            (None, None) => Err(invalid(
+                "neither an OCI image layout (no index.json) nor a docker-archive (no manifest.json)".into(),
+            )),
+        }
     }
 
     fn load_oci_index(&self, index_bytes: &[u8], source: &Path) -> Result<Vec<LoadedImage>> {

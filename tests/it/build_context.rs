@@ -1,4 +1,4 @@
-//! `--build-context NAME=DIR|docker-image://REF`: extra contexts for `FROM NAME`,
+//! `--build-context NAME=DIR|docker-image://REF|oci-layout://DIR`: extra contexts for `FROM NAME`,
 //! `COPY --from=NAME` and `RUN --mount=from=NAME`, replacing a stage or an image of that
 //! name, as `docker buildx build` does.
 
@@ -138,11 +138,89 @@ fn bad_build_contexts_are_named() {
         &env,
         &context,
         "bad:1",
-        &["--build-context", "deps=oci-layout://./layout"],
+        &["--build-context", "deps=https://example.com/ctx.tar"],
     );
     assert!(
-        flat(&stderr(&out)).contains("an OCI layout directory as a build context is not supported"),
+        flat(&stderr(&out)).contains("a URL as a build context is not supported"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// `oci-layout://DIR[:TAG|@DIGEST]`: an image of an OCI layout directory (one written by
+/// skopeo, one by `rbuild save`) replaces the image of that name for `FROM` and
+/// `COPY --from`, in a store that never had it; it is loaded unnamed (`rbuild images`
+/// does not list it); a tag the layout lacks is an error listing what it has.
+#[test]
+fn an_oci_layout_replaces_the_image_of_its_name() {
+    require_privileges!();
+    require_tool("skopeo");
+    // The image, made in another store and written out as layouts.
+    let maker = TestEnv::with_busybox();
+    let made = maker.context(
+        "made",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo from the layout > /marker\n",
+        )],
+    );
+    assert_success(&build(&maker, &made, "base:1", &[]));
+    let archive = maker.path("base.tar");
+    assert_success(&maker.rbuild(&["save", "-o", archive.to_str().unwrap(), "base:1"]));
+    let saved = maker.path("saved");
+    fs::create_dir_all(&saved).unwrap();
+    let out = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&saved)
+        .arg("-xf")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let copied = maker.path("copied");
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci-archive:{}", archive.display()))
+        .arg(format!("oci:{}:v1", copied.display()))
+        .output()
+        .unwrap();
+    assert_success(&out);
+
+    let env = TestEnv::with_busybox();
+    let context = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM base\nCOPY --from=tools /marker /copied-marker\nRUN cat /marker /copied-marker > /seen\n",
+        )],
+    );
+    let base = format!("base=oci-layout://{}", saved.display());
+    let tools = format!("tools=oci-layout://{}:v1", copied.display());
+    let out = build(
+        &env,
+        &context,
+        "uses:1",
+        &["--build-context", &base, "--build-context", &tools],
+    );
+    assert_success(&out);
+    assert_eq!(
+        cat(&env, "uses:1", "/seen"),
+        "from the layout\nfrom the layout\n"
+    );
+    let images = stdout(&env.rbuild(&["images"]));
+    assert!(!images.contains("base"), "{images}");
+
+    let wrong = format!("tools=oci-layout://{}:v2", copied.display());
+    let out = build(
+        &env,
+        &context,
+        "uses:2",
+        &["--build-context", &base, "--build-context", &wrong],
+    );
+    assert_failure(&out);
+    let err = flat(&stderr(&out));
+    assert!(
+        err.contains("the layout has no image `v2` (it has: v1 (sha256:"),
+        "{err}"
     );
 }
