@@ -2,7 +2,8 @@
 # rbuild side by side with docker (BuildKit) and buildah on the same Dockerfiles.
 #
 # usage: bench/compare.sh [-n ROUNDS] [-c "case ..."] [-t "tool ..."] [-o RESULTS.tsv]
-#   cases: small many-files big-file multistage rebuild-one-change noop-rebuild (default: all)
+#   cases: small many-files big-file multistage rebuild-one-change noop-rebuild link-base-change
+#   (default: all)
 #   tools: rbuild docker buildah (default: all three; docker is skipped if dockerd is down)
 #
 # Setup (once per machine, as root): ../shared/bench/peers-setup.sh installs buildah and
@@ -13,7 +14,8 @@
 # Method: for each case, ROUNDS rounds; in each round every tool, in an order that alternates
 # between rounds, does: prune (untimed: drop its build cache and built images), cold (timed
 # build with an empty cache), warm (timed rebuild, nothing changed) and, for
-# rebuild-one-change, change (the last COPY's source rewritten). Wall clock around the CLI.
+# the CHANGE_CASES, change (changing.txt rewritten: the last COPY's source in
+# rebuild-one-change, a step below a big `COPY --link` in link-base-change). Wall clock around the CLI.
 # rbuild's peak RSS is recorded with /usr/bin/time. Results: a TSV (with the 1-minute load
 # average per timing) and a markdown table of medians and per-round ratios, rbuild/docker and
 # rbuild/buildah, from summarize.py.
@@ -22,7 +24,9 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 ROUNDS=3
-CASES="small many-files big-file multistage rebuild-one-change noop-rebuild"
+CASES="small many-files big-file multistage rebuild-one-change noop-rebuild link-base-change"
+# Cases with a third, timed phase: `change`, after changing.txt is rewritten.
+CHANGE_CASES=" rebuild-one-change link-base-change "
 TOOLS="rbuild docker buildah"
 OUT=/tmp/peers/results/compare-$(date +%Y%m%d-%H%M%S).tsv
 while getopts "n:c:t:o:" o; do
@@ -120,18 +124,18 @@ for c in $CASES; do
     [ $((r % 2)) -eq 0 ] && order=$(echo "$TOOLS" | tr ' ' '\n' | tac | tr '\n' ' ')
     for tool in $order; do
       [ -n "$tool" ] || continue
-      [ "$c" = rebuild-one-change ] && echo initial > "$ctx/changing.txt"
+      [[ "$CHANGE_CASES" == *" $c "* ]] && echo initial > "$ctx/changing.txt"
       prune "$tool"
       s=$(build "$tool" "$c" "$ctx"); echo -e "$c\t$tool\tcold\t$r\t$s\t$(load1)" >> "$OUT"
       s=$(build "$tool" "$c" "$ctx"); echo -e "$c\t$tool\twarm\t$r\t$s\t$(load1)" >> "$OUT"
-      if [ "$c" = rebuild-one-change ]; then
+      if [[ "$CHANGE_CASES" == *" $c "* ]]; then
         echo "changed $(now_ns)" > "$ctx/changing.txt"
         s=$(build "$tool" "$c" "$ctx"); echo -e "$c\t$tool\tchange\t$r\t$s\t$(load1)" >> "$OUT"
       fi
       echo "$(date +%T) $c round $r $tool: $(awk -F'\t' -v c="$c" -v t="$tool" -v r="$r" '$1==c && $2==t && $4==r {printf "%s=%s ", $3, $5}' "$OUT")" >&2
     done
   done
-  [ "$c" = rebuild-one-change ] && echo initial > "$ctx/changing.txt"
+  [[ "$CHANGE_CASES" == *" $c "* ]] && echo initial > "$ctx/changing.txt"
 done
 
 python3 "$HERE/summarize.py" "$OUT"
