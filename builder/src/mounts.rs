@@ -58,6 +58,12 @@ pub enum MountError {
     Store(#[from] rbuild_store::Error),
     #[error(transparent)]
     Runtime(#[from] rbuild_runtime::Error),
+    #[error("`{path}` of cache mount `{id}` {reason}")]
+    CacheSubdir {
+        id: String,
+        path: String,
+        reason: &'static str,
+    },
     #[error("cancelled while waiting for cache mount `{id}`")]
     Cancelled { id: String },
 }
@@ -138,6 +144,18 @@ pub(crate) fn prepare(
     let empty = request.store.empty_dir()?;
     // One lease per cache id and step: a step naming an id twice must not wait for itself.
     let mut cache_dirs: HashMap<String, PathBuf> = HashMap::new();
+    // Caches of which a sub-directory is mounted (`source` without `from`): held alone
+    // for the step, so that no other step can swap a component of that path for a
+    // symlink between rbuild's check and the mount.
+    let exclusive: std::collections::HashSet<&str> = mounts
+        .iter()
+        .filter_map(|mount| match mount {
+            ExecMount::Cache(cache) if cache.from.is_none() && cache.path != "/" => {
+                Some(cache.id.as_str())
+            }
+            _ => None,
+        })
+        .collect();
     for (index, mount) in mounts.iter().enumerate() {
         match mount {
             ExecMount::Bind(bind) => {
@@ -148,7 +166,9 @@ pub(crate) fn prepare(
                 let dir = match cache_dirs.get(&cache.id) {
                     Some(dir) => dir.clone(),
                     None => {
-                        let lease = cache_mount(request, &mut step, index, cache, &empty)?;
+                        let exclusive = exclusive.contains(cache.id.as_str());
+                        let lease =
+                            cache_mount(request, &mut step, index, cache, exclusive, &empty)?;
                         let dir = lease.dir.clone();
                         step.caches.push(lease);
                         cache_dirs.insert(cache.id.clone(), dir.clone());
@@ -159,9 +179,14 @@ pub(crate) fn prepare(
                 if cache.readonly {
                     options.push("ro".to_owned());
                 }
+                let source = if cache.from.is_none() && cache.path != "/" {
+                    cache_subdir(&dir, cache)?
+                } else {
+                    dir
+                };
                 step.mounts.push(Mount {
                     fstype: "bind".into(),
-                    source: dir,
+                    source,
                     target: cache.target.clone().into(),
                     options,
                 });
@@ -399,15 +424,49 @@ fn whiteout_excluded(
     Ok(any)
 }
 
+/// The directory `cache.path` of the cache directory `dir` (held alone by this step), for
+/// a cache mount's `source` without `from`: every component a directory, none a symlink
+/// (a step may have planted one pointing out of the cache, BuildKit's
+/// testCacheMountSourceEscape).
+fn cache_subdir(dir: &Path, cache: &CacheMount) -> Result<PathBuf, MountError> {
+    let fail = |reason| MountError::CacheSubdir {
+        id: cache.id.clone(),
+        path: cache.path.trim_start_matches('/').to_owned(),
+        reason,
+    };
+    let mut path = dir.to_owned();
+    for part in cache.path.split('/').filter(|part| !part.is_empty()) {
+        path.push(part);
+        let kind = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta.file_type(),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                return Err(fail("does not exist (make it in an earlier step)"));
+            }
+            Err(err) => return Err(io_error("look up", &path)(err)),
+        };
+        if kind.is_symlink() {
+            return Err(fail(
+                "is a symbolic link, which a cache mount's `source` may not follow",
+            ));
+        }
+        if !kind.is_dir() {
+            return Err(fail("is not a directory"));
+        }
+    }
+    Ok(path)
+}
+
 fn cache_mount(
     request: &MountRequest,
     step: &mut StepMounts,
     index: usize,
     cache: &CacheMount,
+    exclusive: bool,
     empty: &Path,
 ) -> Result<rbuild_store::CacheMount, MountError> {
     let opts = CacheMountOptions {
         sharing: match cache.sharing {
+            CacheSharing::Shared if exclusive => rbuild_store::CacheSharing::Locked,
             CacheSharing::Shared => rbuild_store::CacheSharing::Shared,
             CacheSharing::Private => rbuild_store::CacheSharing::Private,
             CacheSharing::Locked => rbuild_store::CacheSharing::Locked,

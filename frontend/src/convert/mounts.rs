@@ -58,26 +58,20 @@ impl Converter<'_> {
                 }),
                 MountType::Cache => {
                     let target = target(&options)?;
-                    let from = match &options.from {
-                        Some(from) => match self.mount_from(state, from, span)? {
-                            MountSource::Op(id) => Some(id),
-                            _ => {
-                                return Err(invalid(format!(
+                    let from =
+                        match &options.from {
+                            Some(from) => match self.mount_from(state, from, span)? {
+                                MountSource::Op(id) => Some(id),
+                                _ => {
+                                    return Err(invalid(format!(
                                     "a cache mount cannot be filled from the named context `{from}`"
                                 ))
                                 .with_help("fill it from a stage that copies the context's files"));
-                            }
-                        },
-                        None if source_path != "/" => {
-                            return Err(Error::new(
-                                ErrorKind::Unsupported,
-                                span,
-                                "a cache mount's `source` without `from` is not supported by rbuild yet",
-                            )
-                            .with_help("add `from=<stage>` to fill the cache from that stage's files"));
-                        }
-                        None => None,
-                    };
+                                }
+                            },
+                            // Without `from`, `source` is a sub-directory of the cache itself.
+                            None => None,
+                        };
                     ExecMount::Cache(CacheMount {
                         id: options
                             .id
