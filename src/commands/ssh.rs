@@ -21,14 +21,18 @@ pub(crate) fn parse(text: &str, agent: Option<PathBuf>) -> Result<(String, SshSo
     let Some(paths) = paths.filter(|paths| !paths.is_empty()) else {
         let Some(agent) = agent else {
             return Err(miette::miette!(
-                help = "start an agent (`eval $(ssh-agent)` and `ssh-add`), or give a key: `--ssh {id}=~/.ssh/id_ed25519`",
+                help = format!(
+                    "start an agent (`eval $(ssh-agent)` and `ssh-add`), or give a key: `--ssh {id}=~/.ssh/id_ed25519`"
+                ),
                 "--ssh {id}: SSH_AUTH_SOCK is not set, so there is no agent to forward"
             ));
         };
         // Checked now: a stale SSH_AUTH_SOCK would otherwise fail only inside a step.
         if std::os::unix::net::UnixStream::connect(&agent).is_err() {
             return Err(miette::miette!(
-                help = "start an agent (`eval $(ssh-agent)` and `ssh-add`), or give a key: `--ssh {id}=~/.ssh/id_ed25519`",
+                help = format!(
+                    "start an agent (`eval $(ssh-agent)` and `ssh-add`), or give a key: `--ssh {id}=~/.ssh/id_ed25519`"
+                ),
                 "--ssh {id}: no SSH agent answers at SSH_AUTH_SOCK ({})",
                 agent.display()
             ));
@@ -89,8 +93,16 @@ mod tests {
             parse(&format!("gh={}", key.display()), None).unwrap(),
             ("gh".into(), SshSource::Keys(vec![key.clone()]))
         );
-        let error = parse("default", None).unwrap_err().to_string();
-        assert!(error.contains("SSH_AUTH_SOCK is not set"), "{error}");
+        let error = parse("deploy", None).unwrap_err();
+        assert!(
+            error.to_string().contains("SSH_AUTH_SOCK is not set"),
+            "{error}"
+        );
+        let help = error
+            .help()
+            .map(|help| help.to_string())
+            .unwrap_or_default();
+        assert!(help.contains("`--ssh deploy=~/.ssh/id_ed25519`"), "{help}");
         let error = parse("x=/nonexistent/key", agent).unwrap_err().to_string();
         assert!(error.contains("/nonexistent/key does not exist"), "{error}");
     }

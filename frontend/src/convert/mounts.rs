@@ -304,9 +304,24 @@ mod tests {
         assert_eq!(error.message(), "invalid mount target `/`");
         let error = build("FROM busybox AS a\nRUN --mount=from=a,target=/x make\n").unwrap_err();
         assert_eq!(error.kind(), ErrorKind::StageOrder);
-        let error =
-            build("FROM busybox\nRUN --mount=type=cache,source=/x,target=/x make\n").unwrap_err();
-        assert_eq!(error.kind(), ErrorKind::Unsupported);
+    }
+
+    /// Without `from`, a cache mount's `source` is a directory of the cache: kept as the
+    /// mount's path (cleaned), and part of the step's key.
+    #[test]
+    fn a_cache_source_without_from_is_a_directory_of_the_cache() {
+        let digest = |text: &str| last_exec(&build(text).unwrap()).1.clone();
+        let graph = build("FROM busybox\nRUN --mount=type=cache,source=a/../sub/,target=/x make\n")
+            .unwrap();
+        let (exec, _, _) = last_exec(&graph);
+        let [ExecMount::Cache(cache)] = exec.mounts.as_slice() else {
+            panic!("one cache mount: {:?}", exec.mounts);
+        };
+        assert_eq!((cache.from, cache.path.as_str()), (None, "/sub"));
+        assert_ne!(
+            digest("FROM busybox\nRUN --mount=type=cache,source=sub,target=/x make\n"),
+            digest("FROM busybox\nRUN --mount=type=cache,target=/x make\n")
+        );
     }
 
     #[test]
