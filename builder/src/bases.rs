@@ -154,7 +154,11 @@ pub(crate) fn oci_layout_reference(
     };
     let images = store
         .load_layout_dir(dir)
-        .map_err(|err| error(error_chain(&err)))?;
+        .map_err(|source| BuildError::OciLayoutLoad {
+            name: name.to_owned(),
+            path: dir.to_owned(),
+            source,
+        })?;
     let described = || {
         images
             .iter()
@@ -212,16 +216,4 @@ fn tagged(image: &rbuild_store::LayoutImage, tag: &str) -> bool {
                 t == tag && !t.contains('/') && !repository.is_empty()
             })
     })
-}
-
-/// An error and its causes on one line.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
 }

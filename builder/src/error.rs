@@ -82,6 +82,13 @@ pub enum BuildError {
         name: String,
         path: std::path::PathBuf,
     },
+    #[error("failed to load the build context `{name}` (oci-layout://{path})")]
+    OciLayoutLoad {
+        name: String,
+        path: std::path::PathBuf,
+        #[source]
+        source: rbuild_store::Error,
+    },
     #[error("the build context `{name}` (oci-layout://{path}): {reason}")]
     OciLayout {
         name: String,

@@ -223,4 +223,23 @@ fn an_oci_layout_replaces_the_image_of_its_name() {
         err.contains("the layout has no image `v2` (it has: v1 (sha256:"),
         "{err}"
     );
+
+    // A directory that is no layout: the context, the path and what is missing.
+    let not_a_layout = env.path("ctx");
+    let flag = format!("base=oci-layout://{}", not_a_layout.display());
+    let out = build(
+        &env,
+        &context,
+        "uses:3",
+        &["--build-context", &flag, "--build-context", &tools],
+    );
+    assert_failure(&out);
+    let err = flat(&stderr(&out));
+    assert!(
+        err.contains(&format!(
+            "failed to load the build context `base` (oci-layout://{})",
+            not_a_layout.display()
+        )) && err.contains("index.json"),
+        "{err}"
+    );
 }
