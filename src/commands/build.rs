@@ -270,10 +270,24 @@ pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
             "--cpus: invalid value `{cpus}`"
         ));
     }
-    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(value) if !value.is_empty() => Some(value.parse::<i64>().map_err(|_| {
-            miette::miette!("SOURCE_DATE_EPOCH must be a number of seconds, not `{value}`")
-        })?),
+    // `--build-arg SOURCE_DATE_EPOCH=…` (as BuildKit takes it, and as `docker buildx`
+    // passes the environment variable) wins over rbuild's own environment. It stays a
+    // build argument too, for an `ARG SOURCE_DATE_EPOCH` of the Dockerfile.
+    let epoch_text = match build_args.get("SOURCE_DATE_EPOCH") {
+        Some(value) => Some(("--build-arg SOURCE_DATE_EPOCH", value.clone())),
+        None => std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .map(|value| ("SOURCE_DATE_EPOCH", value)),
+    };
+    let source_date_epoch = match epoch_text {
+        Some((from, value)) if !value.is_empty() => {
+            Some(value.parse::<i64>().ok().filter(|epoch| *epoch >= 0).ok_or_else(|| {
+                miette::miette!(
+                    help = "give the seconds since 1970-01-01 UTC, e.g. `$(git log -1 --format=%ct)`",
+                    "{from} must be a number of seconds, not `{value}`"
+                )
+            })?)
+        }
         _ => None,
     };
     let ignore = source.ignore.clone();

@@ -265,6 +265,51 @@ fn source_date_epoch_makes_rebuilds_bit_for_bit_identical() {
     assert_eq!(config["created"], "2023-11-14T22:13:20Z");
 }
 
+/// `--build-arg SOURCE_DATE_EPOCH=N` (BuildKit's form, which `docker buildx` uses for the
+/// variable) sets the epoch as the environment variable does, wins over it, and stays a
+/// build argument for `ARG SOURCE_DATE_EPOCH`; a value that is no number of seconds is
+/// refused before the build.
+#[test]
+fn source_date_epoch_as_a_build_arg() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "epoch-arg",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nARG SOURCE_DATE_EPOCH\nRUN echo $SOURCE_DATE_EPOCH > /epoch\n",
+        )],
+    );
+    let build = |tag: &str, value: &str| {
+        env.command()
+            .env("SOURCE_DATE_EPOCH", "1")
+            .args(["build", "--no-cache", "--progress", "quiet", "-t", tag])
+            .args(["--build-arg", &format!("SOURCE_DATE_EPOCH={value}")])
+            .arg(&ctx)
+            .output()
+            .unwrap()
+    };
+    let first = build("epoch:1", "1700000000");
+    assert_success(&first);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = build("epoch:2", "1700000000");
+    assert_success(&second);
+    assert_eq!(stdout(&first), stdout(&second), "the same image id");
+    let config: serde_json::Value =
+        serde_json::from_slice(&env.rbuild(&["inspect", "epoch:1"]).stdout).unwrap();
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+    let out = env.rbuild(&["run", "epoch:1", "cat", "/epoch"]);
+    assert_eq!(stdout(&out), "1700000000\n");
+
+    let out = build("epoch:3", "yesterday");
+    assert_failure(&out);
+    let err = flat(&stderr(&out));
+    assert!(
+        err.contains("--build-arg SOURCE_DATE_EPOCH must be a number of seconds, not `yesterday`"),
+        "{err}"
+    );
+}
+
 #[test]
 fn labels_outputs_and_metadata_file() {
     require_privileges!();
