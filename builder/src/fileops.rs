@@ -74,7 +74,8 @@ impl SolveContext {
                     CopySource::Git(_) => {
                         let (git, commit, auth) = git.as_ref().expect("resolved above");
                         let root = crate::git::checkout(git, commit, &scratch.join("git"), auth)
-                            .map_err(|e| step_err(e.into()))?;
+                            .map_err(|e| step_err(e.into()))?
+                            .root;
                         (root, copy_op.sources.clone())
                     }
                     CopySource::Op(_) => match source_lowers.as_ref().filter(|l| !l.is_empty()) {

@@ -186,14 +186,22 @@ pub(crate) fn resolve(source: &GitSource, auth: &GitAuth) -> Result<String, GitE
         })
 }
 
-/// Fetches `commit` of `source` into `dir` (new, empty) and checks it out; returns the
-/// directory to copy from (the sub-directory, if any). `.git` is removed unless kept.
+/// A checkout made by [`checkout`].
+pub(crate) struct Checkout {
+    /// The directory to copy from (the sub-directory, if the source names one).
+    pub root: PathBuf,
+    /// The commit's time (committer date, seconds since the epoch): every file's mtime.
+    pub time: i64,
+}
+
+/// Fetches `commit` of `source` into `dir` (new, empty) and checks it out. `.git` is
+/// removed unless kept.
 pub(crate) fn checkout(
     source: &GitSource,
     commit: &str,
     dir: &Path,
     auth: &GitAuth,
-) -> Result<PathBuf, GitError> {
+) -> Result<Checkout, GitError> {
     let remote = &source.remote;
     // A checksum with a ref: the ref must be at that commit (checked when the step runs;
     // a cache hit needs no network).
@@ -301,7 +309,7 @@ pub(crate) fn checkout(
         }
         None => dir.to_owned(),
     };
-    Ok(root)
+    Ok(Checkout { root, time })
 }
 
 /// A build context fetched from git (`rbuild build https://host/repo.git#ref:dir`).
@@ -311,6 +319,8 @@ pub struct GitContext {
     pub root: PathBuf,
     /// The commit checked out.
     pub commit: String,
+    /// The commit's time, seconds since the epoch (`SOURCE_DATE_EPOCH=context`).
+    pub time: i64,
 }
 
 /// Fetches the commit `source` names (its ref resolved now) into `dir` (new, or empty),
@@ -324,8 +334,8 @@ pub fn fetch_context(
 ) -> Result<GitContext, GitError> {
     let auth = GitAuth { token, ssh_agent };
     let commit = resolve(source, &auth)?;
-    let root = checkout(source, &commit, dir, &auth)?;
-    Ok(GitContext { root, commit })
+    let Checkout { root, time } = checkout(source, &commit, dir, &auth)?;
+    Ok(GitContext { root, commit, time })
 }
 
 /// Checks out the submodules of the commit in `dir`, recursively, at the commits it

@@ -24,6 +24,7 @@ use crate::size::parse_size;
 
 mod call;
 mod debug;
+mod epoch;
 mod flags;
 mod git_context;
 mod stdin;
@@ -211,7 +212,7 @@ pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
         .map(|t| parse_name(t))
         .collect::<Result<Vec<_>>>()?;
     let outputs = parse_outputs(&args.outputs)?;
-    let build_args: BTreeMap<String, String> = args
+    let mut build_args: BTreeMap<String, String> = args
         .build_args
         .iter()
         .filter_map(|a| key_value(a))
@@ -270,26 +271,7 @@ pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
             "--cpus: invalid value `{cpus}`"
         ));
     }
-    // `--build-arg SOURCE_DATE_EPOCH=…` (as BuildKit takes it, and as `docker buildx`
-    // passes the environment variable) wins over rbuild's own environment. It stays a
-    // build argument too, for an `ARG SOURCE_DATE_EPOCH` of the Dockerfile.
-    let epoch_text = match build_args.get("SOURCE_DATE_EPOCH") {
-        Some(value) => Some(("--build-arg SOURCE_DATE_EPOCH", value.clone())),
-        None => std::env::var("SOURCE_DATE_EPOCH")
-            .ok()
-            .map(|value| ("SOURCE_DATE_EPOCH", value)),
-    };
-    let source_date_epoch = match epoch_text {
-        Some((from, value)) if !value.is_empty() => {
-            Some(value.parse::<i64>().ok().filter(|epoch| *epoch >= 0).ok_or_else(|| {
-                miette::miette!(
-                    help = "give the seconds since 1970-01-01 UTC, e.g. `$(git log -1 --format=%ct)`",
-                    "{from} must be a number of seconds, not `{value}`"
-                )
-            })?)
-        }
-        _ => None,
-    };
+    let source_date_epoch = epoch::resolve(&mut build_args, &dockerfile, source.context_time)?;
     let ignore = source.ignore.clone();
     let opts = BuildOptions {
         dockerfile: dockerfile.clone(),

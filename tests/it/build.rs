@@ -301,11 +301,30 @@ fn source_date_epoch_as_a_build_arg() {
     let out = env.rbuild(&["run", "epoch:1", "cat", "/epoch"]);
     assert_eq!(stdout(&out), "1700000000\n");
 
+    // The Dockerfile's global `ARG SOURCE_DATE_EPOCH=…` when nothing else gives one.
+    let with_default = env.context(
+        "epoch-default",
+        &[(
+            "Dockerfile",
+            "ARG SOURCE_DATE_EPOCH=1445412480\nFROM busybox\nCOPY Dockerfile /\n",
+        )],
+    );
+    let out = env
+        .command()
+        .args(["build", "--progress", "quiet", "-t", "epoch:default"])
+        .arg(&with_default)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let config: serde_json::Value =
+        serde_json::from_slice(&env.rbuild(&["inspect", "epoch:default"]).stdout).unwrap();
+    assert_eq!(config["created"], "2015-10-21T07:28:00Z");
+
     let out = build("epoch:3", "yesterday");
     assert_failure(&out);
     let err = flat(&stderr(&out));
     assert!(
-        err.contains("--build-arg SOURCE_DATE_EPOCH must be a number of seconds, not `yesterday`"),
+        err.contains("invalid SOURCE_DATE_EPOCH: yesterday (from --build-arg SOURCE_DATE_EPOCH)"),
         "{err}"
     );
 }

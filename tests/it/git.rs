@@ -416,6 +416,18 @@ fn a_repository_is_a_build_context() {
     assert_success(&alt);
     assert_eq!(cat(&env, "fromgit:alt", "cat /alt.txt"), "hello from git\n");
 
+    // `SOURCE_DATE_EPOCH=context`: the commit's time, for the image and for an ARG.
+    let epoch = env
+        .host_command()
+        .args(["build", "-q", "-t", "fromgit:epoch"])
+        .args(["--build-arg", "SOURCE_DATE_EPOCH=context", &context])
+        .output()
+        .unwrap();
+    assert_success(&epoch);
+    let config: serde_json::Value =
+        serde_json::from_slice(&env.rbuild(&["inspect", "fromgit:epoch"]).stdout).unwrap();
+    assert_eq!(config["created"], "2024-01-02T03:04:05Z");
+
     // The Dockerfile is a file of the repository, never one of this machine.
     let outside = env
         .host_command()

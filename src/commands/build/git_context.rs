@@ -108,13 +108,9 @@ pub fn open(
         source.remote,
         short(&fetched.commit)
     ));
-    Ok(Source::fetched(
-        dockerfile_path,
-        dockerfile,
-        fetched.root,
-        ignore,
-        scratch,
-    ))
+    let mut source = Source::fetched(dockerfile_path, dockerfile, fetched.root, ignore, scratch);
+    source.context_time = Some(fetched.time);
+    Ok(source)
 }
 
 fn short(commit: &str) -> &str {

@@ -26,6 +26,9 @@ pub struct Source {
     pub ignore: Option<String>,
     /// The Dockerfile came alone on stdin, so the context is empty.
     pub empty_context: bool,
+    /// The context's own time, for `SOURCE_DATE_EPOCH=context`: a git context's commit
+    /// time; `None` for a local directory (which has none that is reproducible).
+    pub context_time: Option<i64>,
     /// Holds what came on stdin (or was fetched) until the build is over.
     _scratch: Option<tempfile::TempDir>,
 }
@@ -62,6 +65,7 @@ impl Source {
                 context: context.to_owned(),
                 ignore,
                 empty_context: false,
+                context_time: None,
                 _scratch: None,
             });
         }
@@ -72,6 +76,7 @@ impl Source {
             dockerfile_path,
             context: context.to_owned(),
             empty_context: false,
+            context_time: None,
             _scratch: None,
         })
     }
@@ -90,6 +95,7 @@ impl Source {
             context,
             ignore,
             empty_context: false,
+            context_time: None,
             _scratch: Some(scratch),
         }
     }
@@ -154,6 +160,7 @@ impl Source {
                     dockerfile_path,
                     context,
                     empty_context: false,
+                    context_time: None,
                     _scratch: Some(scratch),
                 })
             }
@@ -179,6 +186,7 @@ impl Source {
                     context,
                     ignore: None,
                     empty_context: true,
+                    context_time: None,
                     _scratch: Some(scratch),
                 })
             }

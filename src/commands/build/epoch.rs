@@ -1,0 +1,115 @@
+//! The build's `SOURCE_DATE_EPOCH`, from where BuildKit takes it, first found first:
+//! `--build-arg SOURCE_DATE_EPOCH=…`, the environment variable (which `docker buildx`
+//! passes as that build argument), and the Dockerfile's global `ARG SOURCE_DATE_EPOCH=…`.
+//! The value is seconds since 1970, or `context`: the context's own time, a git context's
+//! commit time (a local directory has none: no epoch).
+
+use std::collections::BTreeMap;
+
+use miette::Result;
+
+const NAME: &str = "SOURCE_DATE_EPOCH";
+
+/// The epoch of the build, if any. A value resolved from `context` replaces the build
+/// argument, so an `ARG SOURCE_DATE_EPOCH` of the Dockerfile sees the number.
+pub(crate) fn resolve(
+    build_args: &mut BTreeMap<String, String>,
+    dockerfile: &str,
+    context_time: Option<i64>,
+) -> Result<Option<i64>> {
+    let given = match build_args.get(NAME) {
+        Some(value) => Some(("--build-arg SOURCE_DATE_EPOCH", value.clone())),
+        None => std::env::var(NAME)
+            .ok()
+            .map(|value| ("the environment variable SOURCE_DATE_EPOCH", value))
+            .or_else(|| {
+                dockerfile_default(dockerfile)
+                    .map(|value| ("the Dockerfile's `ARG SOURCE_DATE_EPOCH`", value))
+            }),
+    };
+    let Some((from, value)) = given.filter(|(_, value)| !value.is_empty()) else {
+        return Ok(None);
+    };
+    if value == "context" {
+        // The build argument says what the build used: the number, or nothing.
+        let resolved = context_time
+            .map(|time| time.to_string())
+            .unwrap_or_default();
+        build_args.insert(NAME.to_owned(), resolved);
+        return Ok(context_time);
+    }
+    match value.parse::<i64>() {
+        Ok(epoch) if epoch >= 0 => Ok(Some(epoch)),
+        _ => Err(miette::miette!(
+            help = "give the seconds since 1970-01-01 UTC (e.g. `$(git log -1 --format=%ct)`), or \
+                    `context` for a git context's commit time",
+            "invalid SOURCE_DATE_EPOCH: {value} (from {from})"
+        )),
+    }
+}
+
+/// The default of a global `ARG SOURCE_DATE_EPOCH=…` (before the first FROM), as written.
+fn dockerfile_default(dockerfile: &str) -> Option<String> {
+    let parsed = rbuild_frontend::parse(dockerfile).ok()?;
+    parsed
+        .global_args
+        .iter()
+        .filter_map(|instruction| match &instruction.kind {
+            rbuild_frontend::InstructionKind::Arg(decls) => Some(decls),
+            _ => None,
+        })
+        .flatten()
+        .filter(|decl| decl.name == NAME)
+        .last()
+        .and_then(|decl| decl.default.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(value: Option<&str>) -> BTreeMap<String, String> {
+        value
+            .map(|value| (NAME.to_owned(), value.to_owned()))
+            .into_iter()
+            .collect()
+    }
+
+    // The environment is the test process's: these cases give a build argument, which
+    // is read first, or a Dockerfile default only where the variable is not set.
+    #[test]
+    fn build_args_context_and_invalid_values() {
+        let dockerfile = "ARG SOURCE_DATE_EPOCH=1445412480\nFROM scratch\n";
+        let mut given = args(Some("1700000000"));
+        assert_eq!(
+            resolve(&mut given, dockerfile, None).unwrap(),
+            Some(1_700_000_000)
+        );
+
+        let mut from_context = args(Some("context"));
+        assert_eq!(
+            resolve(&mut from_context, "FROM scratch\n", Some(1_700_000_101)).unwrap(),
+            Some(1_700_000_101)
+        );
+        assert_eq!(from_context[NAME], "1700000101");
+        let mut local = args(Some("context"));
+        assert_eq!(resolve(&mut local, "FROM scratch\n", None).unwrap(), None);
+        assert_eq!(local[NAME], "");
+
+        let error = resolve(&mut args(Some("not-a-timestamp")), dockerfile, None).unwrap_err();
+        assert!(
+            error.to_string().contains(
+                "invalid SOURCE_DATE_EPOCH: not-a-timestamp (from --build-arg SOURCE_DATE_EPOCH)"
+            ),
+            "{error}"
+        );
+        assert_eq!(
+            dockerfile_default(dockerfile).as_deref(),
+            Some("1445412480")
+        );
+        assert_eq!(
+            dockerfile_default("FROM scratch\nARG SOURCE_DATE_EPOCH=5\n"),
+            None
+        );
+    }
+}
