@@ -59,8 +59,7 @@ fn dockerfile_default(dockerfile: &str) -> Option<String> {
             _ => None,
         })
         .flatten()
-        .filter(|decl| decl.name == NAME)
-        .last()
+        .rfind(|decl| decl.name == NAME)
         .and_then(|decl| decl.default.clone())
 }
 
