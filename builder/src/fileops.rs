@@ -89,16 +89,17 @@ impl SolveContext {
                     },
                     CopySource::Inline(files) => {
                         let at = scratch.join("inline");
-                        fs::create_dir(&at).map_err(|e| step_err(e.into()))?;
-                        for file in files {
-                            let name = Path::new(&file.name).file_name().unwrap_or_default();
-                            fs::write(at.join(name), &file.content)
-                                .map_err(|e| step_err(e.into()))?;
-                        }
+                        write_inline_files(&at, files).map_err(|e| step_err(e.into()))?;
                         let names = files.iter().map(|f| f.name.clone()).collect();
                         (at, names)
                     }
                 };
+                // Heredocs beside other sources: files of their own, copied after them.
+                let inline_dir = scratch.join("inline-beside");
+                if !copy_op.inline.is_empty() {
+                    write_inline_files(&inline_dir, &copy_op.inline)
+                        .map_err(|e| step_err(e.into()))?;
+                }
                 let preserve_owner = matches!(copy_op.source, CopySource::Op(_));
                 let exclude = (!copy_op.excludes.is_empty())
                     .then(|| crate::ignore::IgnoreMatcher::from_excludes(&copy_op.excludes))
@@ -133,7 +134,7 @@ impl SolveContext {
                         destination: &copy_op.destination,
                         owner,
                         preserve_owner,
-                        mode,
+                        mode: mode.clone(),
                         // Only the context has an ignore file.
                         ignore: matches!(copy_op.source, CopySource::Context)
                             .then_some(&context_ignore),
@@ -145,6 +146,29 @@ impl SolveContext {
                             && matches!(copy_op.source, CopySource::Context)
                             && copy_op.unpack != Some(false),
                         extract_downloads: copy_op.unpack == Some(true),
+                    })
+                    .map_err(|e| step_err(e.into()))?;
+                    if copy_op.inline.is_empty() {
+                        return Ok(());
+                    }
+                    let names: Vec<String> =
+                        copy_op.inline.iter().map(|f| f.name.clone()).collect();
+                    copy::copy(&CopyRequest {
+                        source_root: &inline_dir,
+                        origin: "the Dockerfile",
+                        sources: &names,
+                        dest_root: &rootfs,
+                        destination: &copy_op.destination,
+                        owner,
+                        preserve_owner: false,
+                        mode,
+                        ignore: None,
+                        exclude: None,
+                        parents: false,
+                        remote: &[],
+                        layer: true,
+                        extract_archives: false,
+                        extract_downloads: false,
                     })
                     .map_err(|e| step_err(e.into()))
                 })??;
@@ -221,4 +245,15 @@ fn step_error(
         description: description.clone(),
         source,
     }
+}
+
+/// Writes a COPY's heredoc files into `dir` (new), each under the last component of its
+/// name, for a copy from there.
+fn write_inline_files(dir: &Path, files: &[rbuild_frontend::InlineFile]) -> std::io::Result<()> {
+    fs::create_dir(dir)?;
+    for file in files {
+        let name = Path::new(&file.name).file_name().unwrap_or_default();
+        fs::write(dir.join(name), &file.content)?;
+    }
+    Ok(())
 }

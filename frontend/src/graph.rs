@@ -322,6 +322,11 @@ pub struct CopyOp {
     /// downloads not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unpack: Option<bool>,
+    /// Heredoc files copied along with `sources` (`COPY <<EOF a.txt /dst/`): written into
+    /// the destination directory after the other sources. Empty when the heredocs are the
+    /// only sources (then they are the op's [`CopySource::Inline`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inline: Vec<InlineFile>,
 }
 
 impl CopyOp {

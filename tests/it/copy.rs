@@ -329,3 +329,61 @@ fn heredocs_in_run_and_copy() {
         "hello world\nhello $NAME\nfirst\nsecond\nfed to cat\n1\n"
     );
 }
+
+/// A COPY with heredocs and other sources (BuildKit's form): the heredocs are files named
+/// after their delimiter, written into the destination directory with the other sources,
+/// under the same `--chmod`/`--chown`, in one layer; with `--from` the paths come from
+/// the stage. A single destination that is not a directory is refused, as for any COPY
+/// with several sources.
+#[test]
+fn copy_mixes_heredocs_with_context_and_stage_sources() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "mixed",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox AS stage\n\
+                 RUN echo from-stage > /s.txt\n\
+                 FROM busybox\n\
+                 ARG WHO=heredoc\n\
+                 COPY --chmod=640 <<greeting.txt a.txt /dst/\n\
+                 hello from the $WHO\n\
+                 greeting.txt\n\
+                 COPY --from=stage <<'note' /s.txt /dst2/\n\
+                 kept as $WHO\n\
+                 note\n",
+            ),
+            ("a.txt", "from the context\n"),
+        ],
+    );
+    let out = env.build(&ctx, "mixed:1");
+    assert_success(&out);
+    assert_eq!(
+        sh(
+            &env,
+            "mixed:1",
+            "cat /dst/greeting.txt /dst/a.txt /dst2/note /dst2/s.txt; \
+             stat -c %a /dst/greeting.txt /dst/a.txt"
+        ),
+        "hello from the heredoc\nfrom the context\nkept as $WHO\nfrom-stage\n640\n640\n"
+    );
+    // One layer per instruction: busybox's, the stage's none, and the two COPYs.
+    let history = stdout(&env.rbuild(&["history", "--format", "json", "mixed:1"]));
+    assert_eq!(history.matches("COPY").count(), 2, "{history}");
+
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nCOPY <<EOF a.txt /dst\nx\nEOF\n",
+    )
+    .unwrap();
+    let out = env.build(&ctx, "mixed:2");
+    assert_failure(&out);
+    let err = flat(&stderr(&out));
+    assert!(
+        err.contains("the destination must be a directory and end with a /"),
+        "{err}"
+    );
+    assert!(err.contains("Dockerfile:2"), "{err}");
+}

@@ -108,6 +108,9 @@ struct Copy<'a> {
     destination: &'a str,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     excludes: &'a [String],
+    // Absent when there are none, so copies without heredocs keep their digests.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    inline: Vec<File<'a>>,
     kind: &'static str,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     link: bool,
@@ -298,6 +301,14 @@ pub(super) fn op_digest(kind: &OpKind, ops: &[Op], platform: &Platform) -> OpDig
                 },
                 sources: &copy.sources,
                 unpack: copy.unpack,
+                inline: copy
+                    .inline
+                    .iter()
+                    .map(|f| File {
+                        content: &f.content,
+                        name: &f.name,
+                    })
+                    .collect(),
             },
         ),
         OpKind::Mkdir(mkdir) => serde_json::to_writer(
@@ -414,6 +425,10 @@ mod tests {
                     excludes: vec![s()],
                     checksum: Some(s()),
                     unpack: Some(true),
+                    inline: vec![InlineFile {
+                        name: s(),
+                        content: s(),
+                    }],
                 }),
                 &[],
             ),
@@ -510,6 +525,7 @@ mod tests {
                     "chown",
                     "destination",
                     "excludes",
+                    "inline",
                     "kind",
                     "link",
                     "parents",

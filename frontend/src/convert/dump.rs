@@ -113,6 +113,9 @@ fn definition(kind: &OpKind) -> String {
             if let Some(checksum) = &copy.checksum {
                 let _ = write!(text, " checksum={checksum}");
             }
+            for file in &copy.inline {
+                let _ = write!(text, " inline={}={}", file.name, json(&file.content));
+            }
             text
         }
         OpKind::Mkdir(mkdir) => format!("mkdir {} owner={}", mkdir.path, mkdir.owner),

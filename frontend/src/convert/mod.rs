@@ -441,6 +441,7 @@ impl<'a> Converter<'a> {
                     excludes: Vec::new(),
                     checksum: None,
                     unpack: None,
+                    inline: Vec::new(),
                 });
                 let root = self.add_op(copy, stage.span, &id, stage.text.clone());
                 let mut state = StageState::new(id, root, ImageConfig::default(), None);

@@ -211,16 +211,50 @@ impl Converter<'_> {
                 Some(value)
             }
         };
-        if !copy.inline.is_empty() && (!sources.is_empty() || copy.from.is_some()) {
+        if let Some((from, from_span)) = copy.from.as_ref().filter(|_| sources.is_empty())
+            && !copy.inline.is_empty()
+        {
             return Err(Error::new(
-                ErrorKind::Unsupported,
+                ErrorKind::InvalidFlag,
+                *from_span,
+                format!("`--from={from}` with only heredoc sources: heredocs come from the Dockerfile, so nothing would be copied from `{from}`"),
+            )
+            .with_help("remove `--from`, or name the files to copy from it"));
+        }
+        // Heredocs beside other sources: more than one source, so into a directory.
+        let mixed = !copy.inline.is_empty() && !sources.is_empty();
+        if mixed && !copy.destination.ends_with('/') {
+            return Err(invalid(
                 span,
                 format!(
-                    "`{keyword}` with both heredoc and other sources is not supported by rbuild yet"
+                    "when using {keyword} with more than one source file, the destination must be a directory and end with a /"
                 ),
-            )
-            .with_help("split it into one instruction per kind of source"));
+            ));
         }
+        let inline_files = |expand: &Expander| -> Result<Vec<InlineFile>, Error> {
+            let raw = Lexer {
+                skip_quotes: true,
+                ..Lexer::new('\\')
+            };
+            copy.inline
+                .iter()
+                .map(|file| {
+                    Ok(InlineFile {
+                        name: file.name.clone(),
+                        content: if file.expand {
+                            expand.with(raw, &file.content, &state.vars)?
+                        } else {
+                            file.content.clone()
+                        },
+                    })
+                })
+                .collect()
+        };
+        let inline = if mixed {
+            inline_files(expand)?
+        } else {
+            Vec::new()
+        };
         let source = if let Some((from, from_span)) = &copy.from {
             match self
                 .plan
@@ -234,24 +268,8 @@ impl Converter<'_> {
                 }
                 FromSource::Local(name) => CopySource::Named(name),
             }
-        } else if !copy.inline.is_empty() {
-            let raw = Lexer {
-                skip_quotes: true,
-                ..Lexer::new('\\')
-            };
-            let mut files = Vec::new();
-            for file in &copy.inline {
-                let content = if file.expand {
-                    expand.with(raw, &file.content, &state.vars)?
-                } else {
-                    file.content.clone()
-                };
-                files.push(InlineFile {
-                    name: file.name.clone(),
-                    content,
-                });
-            }
-            CopySource::Inline(files)
+        } else if !copy.inline.is_empty() && !mixed {
+            CopySource::Inline(inline_files(expand)?)
         } else if let Some(git) = git {
             CopySource::Git(git)
         } else {
@@ -324,6 +342,7 @@ impl Converter<'_> {
             excludes,
             checksum,
             unpack: copy.unpack,
+            inline,
         });
         state.root = self.add_op(op, instruction.span, &state.id, instruction.text.clone());
         state.commit(message, false);
