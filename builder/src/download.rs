@@ -12,11 +12,14 @@ use std::sync::Arc;
 
 use rbuild_frontend::{CopyOp, Op};
 use rbuild_store::Digest;
-use rbuild_store::registry::{Registry, RegistryConfig, UrlContent, UrlOptions, UrlOutcome};
+use rbuild_store::registry::{
+    Registry, RegistryConfig, RegistryError, UrlContent, UrlOptions, UrlOutcome,
+};
 
 use crate::copy::RemoteFile;
 use crate::error::BuildError;
 use crate::progress::{Event, Stream};
+use crate::secrets::SecretError;
 use crate::solve::SolveContext;
 
 impl SolveContext {
@@ -37,16 +40,27 @@ impl SolveContext {
     /// else `HTTP_AUTH_TOKEN_<host>` is sent as `Bearer <token>`. `<host>` is the URL's
     /// host name without its port. No such secret: no header (a public download).
     /// Secrets are read here, at the request, and never enter the cache key.
-    fn http_authorization(&self, url: &str) -> Option<String> {
-        let host = url_host(url)?;
-        let secret = |id: &str| {
-            let source = self.opts.secrets.get(id)?;
-            let bytes = source.read(id).ok().flatten()?;
-            let text = String::from_utf8(bytes).ok()?;
-            Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+    /// A secret of that name that was given but cannot be read (a missing file, an unset
+    /// variable) is an error: a silent request without credentials would only say 401.
+    /// Returns the header and the secret's id.
+    fn http_authorization(&self, url: &str) -> Result<Option<(String, String)>, SecretError> {
+        let Some(host) = url_host(url) else {
+            return Ok(None);
         };
-        secret(&format!("HTTP_AUTH_HEADER_{host}"))
-            .or_else(|| secret(&format!("HTTP_AUTH_TOKEN_{host}")).map(|t| format!("Bearer {t}")))
+        let secret = |id: String| -> Result<Option<(String, String)>, SecretError> {
+            let Some(source) = self.opts.secrets.get(&id) else {
+                return Ok(None);
+            };
+            let text = String::from_utf8_lossy(&source.read_given(&id)?)
+                .trim()
+                .to_owned();
+            Ok(Some((text, id)).filter(|(text, _)| !text.is_empty()))
+        };
+        if let Some(header) = secret(format!("HTTP_AUTH_HEADER_{host}"))? {
+            return Ok(Some(header));
+        }
+        Ok(secret(format!("HTTP_AUTH_TOKEN_{host}"))?
+            .map(|(token, id)| (format!("Bearer {token}"), id)))
     }
 
     /// The content of `url` for this build: fetched (or revalidated) on first use, the
@@ -75,6 +89,9 @@ impl SolveContext {
             .transpose()
             .map_err(|e| step_failed(Box::new(e)))?;
         let store = self.builder.store.clone();
+        let authorization = self
+            .http_authorization(url)
+            .map_err(|e| step_failed(Box::new(e)))?;
         let content = self
             .http()
             .fetch_url(
@@ -82,11 +99,29 @@ impl SolveContext {
                 url,
                 &UrlOptions {
                     expected,
-                    authorization: self.http_authorization(url),
+                    authorization: authorization.as_ref().map(|(header, _)| header.clone()),
                 },
             )
             .await
-            .map_err(|e| step_failed(Box::new(e)))?;
+            .map_err(|source| match &source {
+                RegistryError::UrlStatus { status, .. }
+                    if status.starts_with("401") || status.starts_with("403") =>
+                {
+                    let host = url_host(url).unwrap_or_default();
+                    let hint = match &authorization {
+                        Some((_, id)) => {
+                            format!("the server refused the credentials of the secret `{id}`")
+                        }
+                        None => format!(
+                            "the server wants credentials: give them as a build secret, \
+                             `--secret id=HTTP_AUTH_TOKEN_{host},env=VARIABLE` (sent as a bearer \
+                             token) or `HTTP_AUTH_HEADER_{host}` (the whole Authorization value)"
+                        ),
+                    };
+                    step_failed(Box::new(Unauthorized { hint, source }))
+                }
+                _ => step_failed(Box::new(source)),
+            })?;
         self.urls
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -128,6 +163,15 @@ impl SolveContext {
         }
         Ok(files)
     }
+}
+
+/// A download the server refused for want of (valid) credentials, with what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{hint}")]
+struct Unauthorized {
+    hint: String,
+    #[source]
+    source: RegistryError,
 }
 
 /// The host name of an `http(s)://` URL: no user info, no port, IPv6 addresses without

@@ -594,6 +594,8 @@ fn secret_mount(
     secret: &SecretMount,
 ) -> Result<(), MountError> {
     let value = match request.secrets.get(&secret.id) {
+        // Given but its variable unset: a required secret says which variable.
+        Some(source) if secret.required => Some(source.read_given(&secret.id)?),
         Some(source) => source.read(&secret.id)?,
         None => None,
     };

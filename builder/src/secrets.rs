@@ -35,6 +35,9 @@ pub enum SecretError {
         #[source]
         source: io::Error,
     },
+    /// Given as `env=NAME`, and `NAME` is not set in rbuild's environment.
+    #[error("secret `{id}` comes from the environment variable `{env}`, which is not set")]
+    Unset { id: String, env: String },
     #[error("secret `{id}` is not valid UTF-8, so it cannot be the environment variable `{env}`")]
     NotUtf8 { id: String, env: String },
     #[error("failed to make a directory for the step's secrets")]
@@ -51,6 +54,17 @@ pub enum SecretError {
 }
 
 impl SecretSource {
+    /// The secret's value, which must be there: its file read, its variable set.
+    pub fn read_given(&self, id: &str) -> Result<Vec<u8>, SecretError> {
+        self.read(id)?.ok_or_else(|| match self {
+            SecretSource::Env(env) => SecretError::Unset {
+                id: id.to_owned(),
+                env: env.clone(),
+            },
+            SecretSource::File(_) => unreachable!("a file secret is read or fails"),
+        })
+    }
+
     /// The secret's value; `None` when its environment variable is not set.
     pub fn read(&self, id: &str) -> Result<Option<Vec<u8>>, SecretError> {
         match self {

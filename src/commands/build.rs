@@ -160,7 +160,12 @@ pub struct BuildArgs {
     #[arg(long)]
     pub check: bool,
     /// Allow an entitlement, as docker build's flag
-    #[arg(long = "allow", value_enum, value_name = "ENTITLEMENT")]
+    #[arg(
+        long = "allow",
+        value_enum,
+        value_name = "ENTITLEMENT",
+        value_delimiter = ','
+    )]
     pub allow: Vec<flags::EntitlementArg>,
     /// Accepted for docker buildx's sake: the image is always in rbuild's store
     #[arg(long)]

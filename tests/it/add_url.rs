@@ -488,6 +488,28 @@ fn add_url_authenticates_with_the_host_s_secret_and_keeps_it_out() {
     let err = flat(&stderr(&out));
     assert!(err.contains("Dockerfile:2"), "{err}");
     assert!(err.contains("401 Unauthorized"), "{err}");
+    assert!(
+        err.contains("--secret id=HTTP_AUTH_TOKEN_127.0.0.1,env=VARIABLE"),
+        "{err}"
+    );
+    // Given, but its variable is not set: said so, not a bare 401.
+    let out = env
+        .host_command()
+        .args(["build", "--progress", "plain", "-t", "auth:0"])
+        .args([
+            "--secret",
+            &format!("id=HTTP_AUTH_TOKEN_{host},env=URL_SECRET_UNSET"),
+        ])
+        .arg(&ctx)
+        .env_remove("URL_SECRET_UNSET")
+        .output()
+        .unwrap();
+    assert_failure(&out);
+    let err = flat(&stderr(&out));
+    assert!(
+        err.contains("comes from the environment variable `URL_SECRET_UNSET`, which is not set"),
+        "{err}"
+    );
 
     let token = "tok3n-7f1c";
     let out = build_with(&format!("HTTP_AUTH_TOKEN_{host}"), token);

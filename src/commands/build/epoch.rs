@@ -10,6 +10,9 @@ use miette::Result;
 
 const NAME: &str = "SOURCE_DATE_EPOCH";
 
+/// 9999-12-31T23:59:59Z.
+const LAST_RFC3339_SECOND: i64 = 253_402_300_799;
+
 /// The epoch of the build, if any. A value resolved from `context` replaces the build
 /// argument, so an `ARG SOURCE_DATE_EPOCH` of the Dockerfile sees the number.
 pub(crate) fn resolve(
@@ -36,13 +39,21 @@ pub(crate) fn resolve(
             .map(|time| time.to_string())
             .unwrap_or_default();
         build_args.insert(NAME.to_owned(), resolved);
+        if context_time.is_none() {
+            eprintln!(
+                "SOURCE_DATE_EPOCH=context: a local directory has no time of its own, so the \
+                 build has no epoch (a git context's is its commit's time)"
+            );
+        }
         return Ok(context_time);
     }
     match value.parse::<i64>() {
-        Ok(epoch) if epoch >= 0 => Ok(Some(epoch)),
+        // Up to the end of year 9999: RFC 3339 times (the config's `created`) have four
+        // digits of year, and tools fail to read more.
+        Ok(epoch) if (0..=LAST_RFC3339_SECOND).contains(&epoch) => Ok(Some(epoch)),
         _ => Err(miette::miette!(
-            help = "give the seconds since 1970-01-01 UTC (e.g. `$(git log -1 --format=%ct)`), or \
-                    `context` for a git context's commit time",
+            help = "give the seconds since 1970-01-01 UTC, up to the end of year 9999 (e.g. \
+                    `$(git log -1 --format=%ct)`), or `context` for a git context's commit time",
             "invalid SOURCE_DATE_EPOCH: {value} (from {from})"
         )),
     }
@@ -95,6 +106,16 @@ mod tests {
         assert_eq!(resolve(&mut local, "FROM scratch\n", None).unwrap(), None);
         assert_eq!(local[NAME], "");
 
+        for beyond in ["253402300800", "99999999999999", "-1"] {
+            assert!(
+                resolve(&mut args(Some(beyond)), dockerfile, None).is_err(),
+                "{beyond}"
+            );
+        }
+        assert_eq!(
+            resolve(&mut args(Some("253402300799")), dockerfile, None).unwrap(),
+            Some(LAST_RFC3339_SECOND)
+        );
         let error = resolve(&mut args(Some("not-a-timestamp")), dockerfile, None).unwrap_err();
         assert!(
             error.to_string().contains(
