@@ -159,37 +159,7 @@ pub(crate) fn oci_layout_reference(
             path: dir.to_owned(),
             source,
         })?;
-    let described = || {
-        images
-            .iter()
-            .map(|image| match &image.ref_name {
-                Some(tag) => format!("{tag} ({})", image.descriptor),
-                None => image.descriptor.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let chosen = match selector {
-        Some(digest) if digest.starts_with("sha256:") => images.iter().find(|image| {
-            image.descriptor.to_string() == digest || image.manifest.to_string() == digest
-        }),
-        Some(tag) => images.iter().find(|image| tagged(image, tag)),
-        None if images.len() == 1 => images.first(),
-        None => images.iter().find(|image| tagged(image, "latest")),
-    };
-    let Some(chosen) = chosen else {
-        return Err(error(match selector {
-            Some(selector) => format!(
-                "the layout has no image `{selector}` (it has: {})",
-                described()
-            ),
-            None if images.is_empty() => "the layout has no image".to_owned(),
-            None => format!(
-                "the layout has several images and none is tagged `latest`: name one with `:TAG` or `@sha256:…` (it has: {})",
-                described()
-            ),
-        }));
-    };
+    let chosen = choose(&images, selector).map_err(error)?;
     let repository: String = name
         .to_ascii_lowercase()
         .chars()
@@ -207,13 +177,113 @@ pub(crate) fn oci_layout_reference(
     ))
 }
 
-/// Whether a layout's image carries `tag`: its `ref.name` is the tag (as skopeo and
-/// umoci write it) or a full name with that tag (as `rbuild save` and containerd do).
-fn tagged(image: &rbuild_store::LayoutImage, tag: &str) -> bool {
+/// The one image of a layout `selector` names (see [`crate::NamedContextSource::OciLayout`]),
+/// or why there is none: never the first of several, whose order is the index's.
+fn choose<'a>(
+    images: &'a [rbuild_store::LayoutImage],
+    selector: Option<&str>,
+) -> Result<&'a rbuild_store::LayoutImage, String> {
+    let describe = |images: &mut dyn Iterator<Item = &rbuild_store::LayoutImage>| {
+        images
+            .map(|image| match &image.ref_name {
+                Some(tag) => format!("{tag} ({})", image.descriptor),
+                None => image.descriptor.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let matching: Vec<&rbuild_store::LayoutImage> = match selector {
+        Some(digest) if digest.starts_with("sha256:") => images
+            .iter()
+            .filter(|image| {
+                image.descriptor.to_string() == digest || image.manifest.to_string() == digest
+            })
+            .collect(),
+        Some(tag) => images.iter().filter(|image| tagged(image, tag)).collect(),
+        None if images.len() == 1 => images.iter().collect(),
+        None => images
+            .iter()
+            .filter(|image| tagged(image, "latest"))
+            .collect(),
+    };
+    match matching.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(match selector {
+            Some(selector) => format!(
+                "the layout has no image `{selector}` (it has: {})",
+                describe(&mut images.iter())
+            ),
+            None if images.is_empty() => "the layout has no image".to_owned(),
+            None => format!(
+                "the layout has several images and none is tagged `latest`: name one with `:TAG` or `@sha256:…` (it has: {})",
+                describe(&mut images.iter())
+            ),
+        }),
+        several => Err(format!(
+            "`{}` names several images of the layout: {}; name one by its full name or `@sha256:…`",
+            selector.unwrap_or("latest"),
+            describe(&mut several.iter().copied())
+        )),
+    }
+}
+
+/// Whether a layout's image answers to `selector`: its `ref.name` is it (a tag as skopeo
+/// and umoci write them, or a full name as `rbuild save` and containerd do), or a full
+/// name whose tag is it, or whose name without the tag is it (`app` for `app:latest`).
+fn tagged(image: &rbuild_store::LayoutImage, selector: &str) -> bool {
     image.ref_name.as_deref().is_some_and(|name| {
-        name == tag
-            || name.rsplit_once(':').is_some_and(|(repository, t)| {
-                t == tag && !t.contains('/') && !repository.is_empty()
+        name == selector
+            || name.rsplit_once(':').is_some_and(|(repository, tag)| {
+                !tag.contains('/')
+                    && !repository.is_empty()
+                    && (tag == selector || repository == selector)
             })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use rbuild_store::{Digest, LayoutImage};
+
+    use super::choose;
+
+    fn image(name: Option<&str>, n: u8) -> LayoutImage {
+        let digest: Digest = format!("sha256:{}", format!("{n:02x}").repeat(32))
+            .parse()
+            .unwrap();
+        LayoutImage {
+            ref_name: name.map(str::to_owned),
+            descriptor: digest.clone(),
+            manifest: digest,
+        }
+    }
+
+    #[test]
+    fn layout_images_are_chosen_by_tag_name_or_digest_never_by_order() {
+        let saved = [image(Some("busybox:latest"), 1), image(Some("app:1.0"), 2)];
+        let pick = |selector| choose(&saved, selector).map(|image| image.descriptor.to_string());
+        assert_eq!(pick(Some("app:1.0")), Ok(saved[1].descriptor.to_string()));
+        assert_eq!(pick(Some("app")), Ok(saved[1].descriptor.to_string()));
+        assert_eq!(pick(Some("1.0")), Ok(saved[1].descriptor.to_string()));
+        assert_eq!(pick(None), Ok(saved[0].descriptor.to_string()));
+        let digest = saved[1].descriptor.to_string();
+        assert_eq!(pick(Some(&digest)), Ok(digest.clone()));
+        assert!(
+            pick(Some("2.0"))
+                .unwrap_err()
+                .contains("has no image `2.0`")
+        );
+
+        let two_latest = [image(Some("a:latest"), 1), image(Some("b:latest"), 2)];
+        let error = choose(&two_latest, None).unwrap_err();
+        assert!(error.contains("`latest` names several images"), "{error}");
+        let untagged = [image(None, 1), image(None, 2)];
+        assert!(
+            choose(&untagged, None)
+                .unwrap_err()
+                .contains("none is tagged `latest`")
+        );
+        let one = [image(None, 3)];
+        assert!(choose(&one, None).is_ok());
+    }
 }

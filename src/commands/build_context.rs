@@ -34,13 +34,18 @@ pub(crate) fn parse(text: &str) -> Result<(String, NamedContextSource)> {
     if let Some(layout) = value.strip_prefix("oci-layout://") {
         let (dir, selector) = match layout.split_once("@sha256:") {
             Some((dir, hex)) => (dir, Some(format!("sha256:{hex}"))),
-            None => match layout.rsplit_once(':') {
-                // A tag, not a `:` inside the path.
-                Some((dir, tag)) if !tag.is_empty() && !tag.contains('/') => {
-                    (dir, Some(tag.to_owned()))
+            // The selector starts at the first `:` of the last path component, so it may
+            // be a full name with its own tag (`DIR:app:1.0`, as `rbuild save` names them).
+            None => {
+                let last = layout.rfind('/').map_or(0, |slash| slash + 1);
+                match layout[last..].find(':') {
+                    Some(colon) if last + colon + 1 < layout.len() => (
+                        &layout[..last + colon],
+                        Some(layout[last + colon + 1..].to_owned()),
+                    ),
+                    _ => (layout, None),
                 }
-                _ => (layout, None),
-            },
+            }
         };
         if dir.is_empty() {
             return Err(flag(
@@ -92,6 +97,7 @@ mod tests {
         for (text, dir, selector) in [
             ("b=oci-layout://./layout", "./layout", None),
             ("b=oci-layout:///srv/l:1.0", "/srv/l", Some("1.0")),
+            ("b=oci-layout://lay:app:1.0", "lay", Some("app:1.0")),
             ("b=oci-layout://l@sha256:abc", "l", Some("sha256:abc")),
         ] {
             assert_eq!(

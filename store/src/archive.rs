@@ -234,10 +234,23 @@ impl Store {
             path: dir.to_owned(),
             reason,
         };
+        if !dir.is_dir() {
+            return Err(invalid(
+                "not a directory: an OCI image layout directory is expected (an archive of one \
+                 loads with `rbuild load -i`, or extract it first)"
+                    .into(),
+            ));
+        }
         let index_path = dir.join("index.json");
-        let size = fs::metadata(&index_path)
-            .map_err(Error::io("read", &index_path))?
-            .len();
+        let size = match fs::metadata(&index_path) {
+            Ok(meta) => meta.len(),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                return Err(invalid(
+                    "not an OCI image layout: it has no index.json".into(),
+                ));
+            }
+            Err(err) => return Err(Error::io("read", &index_path)(err)),
+        };
         if size > crate::MAX_JSON_BLOB {
             return Err(Error::TooLarge {
                 what: "an OCI layout's index",

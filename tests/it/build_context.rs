@@ -209,6 +209,18 @@ fn an_oci_layout_replaces_the_image_of_its_name() {
     );
     let images = stdout(&env.rbuild(&["images"]));
     assert!(!images.contains("base"), "{images}");
+    // An image of a layout `rbuild save` wrote is named in full (`base:1`), and by its
+    // name alone.
+    for selector in ["base:1", "base"] {
+        let by_name = format!("base=oci-layout://{}:{selector}", saved.display());
+        let out = build(
+            &env,
+            &context,
+            "uses:named",
+            &["--build-context", &by_name, "--build-context", &tools],
+        );
+        assert_success(&out);
+    }
 
     let wrong = format!("tools=oci-layout://{}:v2", copied.display());
     let out = build(
