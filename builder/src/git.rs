@@ -26,6 +26,12 @@ pub enum GitError {
         remote: String,
         message: String,
     },
+    #[error(
+        "a submodule of {remote} is a path of this machine (`file` transport): rbuild fetches \
+         submodules over the network only (https, http, git, ssh); use `?submodules=false` to \
+         leave them out"
+    )]
+    LocalSubmodule { remote: String },
     #[error("{remote} has no ref `{reference}`")]
     UnknownRef { remote: String, reference: String },
     #[error(
@@ -390,7 +396,16 @@ fn update_submodules(dir: &Path, remote: &str, auth: &GitAuth) -> Result<(), Git
                 source,
             })?;
         }
-        update(false)?;
+        update(false).map_err(|err| match err {
+            GitError::Failed { message, .. }
+                if message.contains("transport 'file' not allowed") =>
+            {
+                GitError::LocalSubmodule {
+                    remote: remote.to_owned(),
+                }
+            }
+            err => err,
+        })?;
     }
     Ok(())
 }

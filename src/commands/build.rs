@@ -493,7 +493,12 @@ pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
             }
             if run_failed && args.on_error == debug::OnError::Shell {
                 eprintln!("{report:?}");
-                debug::print_shell_command();
+                let from_stdin = args.context.as_os_str() == "-"
+                    || args
+                        .file
+                        .as_deref()
+                        .is_some_and(|file| file.as_os_str() == "-");
+                debug::print_shell_command(from_stdin);
                 return Ok(ExitCode::FAILURE);
             }
             return Err(report);

@@ -57,7 +57,18 @@ pub async fn open_shell(step: FailedStep, dockerfile_path: &str, dockerfile: &st
 
 /// Says what `--on-error shell` would have done where no terminal is: the command that
 /// opens the shell when run in one.
-pub fn print_shell_command() {
+/// `from_stdin`: the Dockerfile or the context came from standard input, which a terminal
+/// would not give again: the command is only a model then.
+pub fn print_shell_command(from_stdin: bool) {
+    if from_stdin {
+        eprintln!(
+            "rbuild: --on-error shell opens a shell only on a terminal; this build read its Dockerfile \
+             or context from standard input, so save that to a file and run this in a terminal, \
+             with the file instead of `-`:\n  {}",
+            shell_command(std::env::args_os())
+        );
+        return;
+    }
     eprintln!(
         "rbuild: --on-error shell opens a shell only on a terminal; in one, this opens it in the failed step's state:\n  {}",
         shell_command(std::env::args_os())
