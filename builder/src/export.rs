@@ -18,11 +18,14 @@ pub enum RootfsOutput {
 
 /// Writes `image`'s filesystem, all layers applied, to `output`, seen through
 /// `snapshotter`. Blocking: call it from a blocking thread.
+/// `clamp_mtime` (`SOURCE_DATE_EPOCH`): later file times are written as it, as in the
+/// image's layers, so an export is the same whichever way the image came to the store.
 pub fn export_rootfs(
     store: &Store,
     snapshotter: &Snapshotter,
     image: &Image,
     output: RootfsOutput,
+    clamp_mtime: Option<i64>,
 ) -> Result<(), BuildError> {
     let top = store.unpack(image)?;
     let scratch = store.temp_dir("export")?;
@@ -45,7 +48,10 @@ pub fn export_rootfs(
         };
         rbuild_runtime::with_mounts(&mounts, || match output {
             RootfsOutput::Tar(out) => {
-                let mut out = rbuild_store::layer::write_layer(&rootfs, out, Default::default())
+                let opts = rbuild_store::layer::LayerOptions {
+                    clamp_mtime: clamp_mtime.and_then(|epoch| u64::try_from(epoch).ok()),
+                };
+                let mut out = rbuild_store::layer::write_layer(&rootfs, out, opts)
                     .map_err(|e| io_error(&rootfs, e))?;
                 out.flush().map_err(|e| io_error(&rootfs, e))
             }
@@ -59,12 +65,60 @@ pub fn export_rootfs(
                     BuildError::Export {
                         source: Box::new(e),
                     }
-                })
+                })?;
+                match clamp_mtime {
+                    Some(epoch) => {
+                        clamp_times(&rootfs, &dest, epoch).map_err(|e| io_error(&dest, e))
+                    }
+                    None => Ok(()),
+                }
             }
         })?
     })();
     let _ = std::fs::remove_dir_all(&scratch);
     result
+}
+
+/// Every entry the copy of `source` wrote under `dest` (not `dest` itself, which may be
+/// the user's) gets at most `epoch` as its times; directories after their contents, whose
+/// creation changed them.
+fn clamp_times(source: &Path, dest: &Path, epoch: i64) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+
+    use nix::sys::stat::{UtimensatFlags, utimensat};
+    use nix::sys::time::TimeSpec;
+    let spec = TimeSpec::new(epoch, 0);
+    let clamp = |path: &Path| -> std::io::Result<()> {
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.mtime() > epoch => {
+                utimensat(None, path, &spec, &spec, UtimensatFlags::NoFollowSymlink)
+                    .map_err(std::io::Error::from)
+            }
+            Ok(_) => Ok(()),
+            // Left out by the copy (a socket, say): nothing to clamp.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(err),
+        }
+    };
+    let mut pending = vec![PathBuf::new()];
+    let mut dirs = Vec::new();
+    while let Some(relative) = pending.pop() {
+        let from = source.join(&relative);
+        if std::fs::symlink_metadata(&from)?.is_dir() {
+            for entry in std::fs::read_dir(&from)? {
+                pending.push(relative.join(entry?.file_name()));
+            }
+            if !relative.as_os_str().is_empty() {
+                dirs.push(relative);
+            }
+        } else {
+            clamp(&dest.join(&relative))?;
+        }
+    }
+    for relative in dirs.iter().rev() {
+        clamp(&dest.join(relative))?;
+    }
+    Ok(())
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> BuildError {

@@ -130,11 +130,19 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
         Box::new(io::BufWriter::new(file))
     };
     let snapshotter = rbuild_builder::Snapshotter::detect(&store);
+    // As a build's `-o type=tar`: file times clamped to SOURCE_DATE_EPOCH when it is set.
+    let clamp_mtime = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) if !value.is_empty() => Some(value.parse::<i64>().map_err(|_| {
+            miette::miette!("invalid SOURCE_DATE_EPOCH: {value} (a number of seconds is expected)")
+        })?),
+        _ => None,
+    };
     rbuild_builder::export_rootfs(
         &store,
         &snapshotter,
         &image,
         rbuild_builder::RootfsOutput::Tar(out),
+        clamp_mtime,
     )
     .map_err(crate::rootless::report)?;
     Ok(ExitCode::SUCCESS)

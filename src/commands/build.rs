@@ -465,6 +465,7 @@ pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
             cancel.cancel();
         }
     });
+    let source_date_epoch = opts.source_date_epoch;
     let result = builder.build(opts, progress, cancel.clone()).await;
     let result = match result {
         Ok(result) => result,
@@ -544,7 +545,14 @@ pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
                 pushed.push((target.clone(), digest));
                 continue;
             }
-            write_output(&output_store, &snapshotter, &result, output).await?;
+            write_output(
+                &output_store,
+                &snapshotter,
+                &result,
+                output,
+                source_date_epoch,
+            )
+            .await?;
         }
         for cache in &cache_to {
             let records = result

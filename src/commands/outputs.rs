@@ -195,6 +195,9 @@ pub(super) async fn write_output(
     snapshotter: &rbuild_builder::Snapshotter,
     result: &rbuild_builder::BuildResult,
     output: Output,
+    // The build's SOURCE_DATE_EPOCH: file times in a `tar` or `local` output are clamped
+    // to it, as in the image's layers.
+    source_date_epoch: Option<i64>,
 ) -> Result<()> {
     let store = store.clone();
     let snapshotter = snapshotter.clone();
@@ -243,6 +246,7 @@ pub(super) async fn write_output(
                     &snapshotter,
                     &image,
                     rbuild_builder::RootfsOutput::Tar(out),
+                    source_date_epoch,
                 )
                 .map_err(crate::rootless::report)
             }
@@ -255,6 +259,7 @@ pub(super) async fn write_output(
                     &snapshotter,
                     &image,
                     rbuild_builder::RootfsOutput::Dir(dest),
+                    source_date_epoch,
                 )
                 .map_err(crate::rootless::report)
             }

@@ -265,6 +265,73 @@ fn source_date_epoch_makes_rebuilds_bit_for_bit_identical() {
     assert_eq!(config["created"], "2023-11-14T22:13:20Z");
 }
 
+/// With `SOURCE_DATE_EPOCH`, the file times of `-o type=local`, `-o type=tar` and
+/// `rbuild export` are clamped to it as in the image's layers: the same files, whichever
+/// way they leave the store.
+#[test]
+fn source_date_epoch_clamps_exported_file_times() {
+    use std::os::unix::fs::MetadataExt;
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "epoch-out",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN mkdir /made && echo new > /made/file\n",
+        )],
+    );
+    let local = env.path("local");
+    let archive = env.path("rootfs.tar");
+    let out = env
+        .command()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .args(["build", "--progress", "quiet", "-t", "epoch:out"])
+        .arg("-o")
+        .arg(format!("type=local,dest={}", local.display()))
+        .arg("-o")
+        .arg(format!("type=tar,dest={}", archive.display()))
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    for path in ["made", "made/file"] {
+        assert_eq!(
+            std::fs::symlink_metadata(local.join(path)).unwrap().mtime(),
+            1_700_000_000,
+            "{path}"
+        );
+    }
+    let tar_times = |path: &std::path::Path| -> Vec<(String, u64)> {
+        tar::Archive::new(std::fs::File::open(path).unwrap())
+            .entries()
+            .unwrap()
+            .map(|entry| {
+                let entry = entry.unwrap();
+                let name = entry.path().unwrap().to_string_lossy().into_owned();
+                (name, entry.header().mtime().unwrap())
+            })
+            .filter(|(name, _)| name.starts_with("made"))
+            .collect()
+    };
+    let built = tar_times(&archive);
+    assert!(!built.is_empty());
+    assert!(
+        built.iter().all(|(_, time)| *time == 1_700_000_000),
+        "{built:?}"
+    );
+    let exported = env.path("exported.tar");
+    let out = env
+        .command()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .args(["export", "-o"])
+        .arg(&exported)
+        .arg("epoch:out")
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(tar_times(&exported), built);
+}
+
 /// `--build-arg SOURCE_DATE_EPOCH=N` (BuildKit's form, which `docker buildx` uses for the
 /// variable) sets the epoch as the environment variable does, wins over it, and stays a
 /// build argument for `ARG SOURCE_DATE_EPOCH`; a value that is no number of seconds is
