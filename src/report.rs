@@ -112,6 +112,19 @@ pub fn dockerfile_error(err: &rbuild_frontend::Error, path: &Path, text: &str) -
     Report::new(diagnostic)
 }
 
+/// An error about a place of the Dockerfile that the CLI found (not the frontend).
+pub fn dockerfile_message(
+    message: String,
+    help: Option<String>,
+    span: Span,
+    path: &Path,
+    text: &str,
+) -> Report {
+    let mut diagnostic = DockerfileDiagnostic::new(message, span, path, text);
+    diagnostic.help = help;
+    Report::new(diagnostic)
+}
+
 /// A build-check warning, rendered like an error with the rule name as its code.
 pub fn warning(warning: &Warning, path: &Path, text: &str) -> Report {
     let mut diagnostic =

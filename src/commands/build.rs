@@ -276,7 +276,12 @@ pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
             "--cpus: invalid value `{cpus}`"
         ));
     }
-    let source_date_epoch = epoch::resolve(&mut build_args, &dockerfile, source.context_time)?;
+    let source_date_epoch = epoch::resolve(
+        &mut build_args,
+        &dockerfile,
+        &source.dockerfile_path,
+        source.context_time,
+    )?;
     let ignore = source.ignore.clone();
     let opts = BuildOptions {
         dockerfile: dockerfile.clone(),

@@ -387,6 +387,23 @@ fn source_date_epoch_as_a_build_arg() {
         serde_json::from_slice(&env.rbuild(&["inspect", "epoch:default"]).stdout).unwrap();
     assert_eq!(config["created"], "2015-10-21T07:28:00Z");
 
+    // An invalid default is shown at its line.
+    std::fs::write(
+        with_default.join("Dockerfile"),
+        "ARG SOURCE_DATE_EPOCH=soon\nFROM busybox\n",
+    )
+    .unwrap();
+    let out = env
+        .command()
+        .args(["build", "--progress", "quiet"])
+        .arg(&with_default)
+        .output()
+        .unwrap();
+    assert_failure(&out);
+    let err = flat(&stderr(&out));
+    assert!(err.contains("invalid SOURCE_DATE_EPOCH: soon"), "{err}");
+    assert!(err.contains("Dockerfile:1"), "{err}");
+
     let out = build("epoch:3", "yesterday");
     assert_failure(&out);
     let err = flat(&stderr(&out));

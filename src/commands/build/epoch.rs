@@ -18,6 +18,7 @@ const LAST_RFC3339_SECOND: i64 = 253_402_300_799;
 pub(crate) fn resolve(
     build_args: &mut BTreeMap<String, String>,
     dockerfile: &str,
+    dockerfile_path: &std::path::Path,
     context_time: Option<i64>,
 ) -> Result<Option<i64>> {
     let given = match build_args.get(NAME) {
@@ -27,7 +28,7 @@ pub(crate) fn resolve(
             .map(|value| ("the environment variable SOURCE_DATE_EPOCH", value))
             .or_else(|| {
                 dockerfile_default(dockerfile)
-                    .map(|value| ("the Dockerfile's `ARG SOURCE_DATE_EPOCH`", value))
+                    .map(|(value, _)| ("the Dockerfile's `ARG SOURCE_DATE_EPOCH`", value))
             }),
     };
     let Some((from, value)) = given.filter(|(_, value)| !value.is_empty()) else {
@@ -51,32 +52,53 @@ pub(crate) fn resolve(
         // Up to the end of year 9999: RFC 3339 times (the config's `created`) have four
         // digits of year, and tools fail to read more.
         Ok(epoch) if (0..=LAST_RFC3339_SECOND).contains(&epoch) => Ok(Some(epoch)),
-        _ => Err(miette::miette!(
-            help = "give the seconds since 1970-01-01 UTC, up to the end of year 9999 (e.g. \
-                    `$(git log -1 --format=%ct)`), or `context` for a git context's commit time",
-            "invalid SOURCE_DATE_EPOCH: {value} (from {from})"
-        )),
+        _ => {
+            let help = "give the seconds since 1970-01-01 UTC, up to the end of year 9999 (e.g. \
+                        `$(git log -1 --format=%ct)`), or `context` for a git context's commit time";
+            let message = format!("invalid SOURCE_DATE_EPOCH: {value} (from {from})");
+            // The Dockerfile's default: shown at its line.
+            if !build_args.contains_key(NAME)
+                && std::env::var_os(NAME).is_none()
+                && let Some((_, span)) = dockerfile_default(dockerfile)
+            {
+                return Err(crate::report::dockerfile_message(
+                    message,
+                    Some(help.to_owned()),
+                    span,
+                    dockerfile_path,
+                    dockerfile,
+                ));
+            }
+            Err(miette::miette!(help = help, "{message}"))
+        }
     }
 }
 
-/// The default of a global `ARG SOURCE_DATE_EPOCH=…` (before the first FROM), as written.
-fn dockerfile_default(dockerfile: &str) -> Option<String> {
+/// The default of a global `ARG SOURCE_DATE_EPOCH=…` (before the first FROM), as written,
+/// and where its ARG is.
+fn dockerfile_default(dockerfile: &str) -> Option<(String, rbuild_frontend::Span)> {
     let parsed = rbuild_frontend::parse(dockerfile).ok()?;
     parsed
         .global_args
         .iter()
         .filter_map(|instruction| match &instruction.kind {
-            rbuild_frontend::InstructionKind::Arg(decls) => Some(decls),
+            rbuild_frontend::InstructionKind::Arg(decls) => {
+                Some(decls.iter().map(|decl| (decl, instruction.span)))
+            }
             _ => None,
         })
         .flatten()
-        .rfind(|decl| decl.name == NAME)
-        .and_then(|decl| decl.default.clone())
+        .rfind(|(decl, _)| decl.name == NAME)
+        .and_then(|(decl, span)| decl.default.clone().map(|value| (value, span)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn path() -> &'static std::path::Path {
+        std::path::Path::new("Dockerfile")
+    }
 
     fn args(value: Option<&str>) -> BTreeMap<String, String> {
         value
@@ -92,31 +114,41 @@ mod tests {
         let dockerfile = "ARG SOURCE_DATE_EPOCH=1445412480\nFROM scratch\n";
         let mut given = args(Some("1700000000"));
         assert_eq!(
-            resolve(&mut given, dockerfile, None).unwrap(),
+            resolve(&mut given, dockerfile, path(), None).unwrap(),
             Some(1_700_000_000)
         );
 
         let mut from_context = args(Some("context"));
         assert_eq!(
-            resolve(&mut from_context, "FROM scratch\n", Some(1_700_000_101)).unwrap(),
+            resolve(
+                &mut from_context,
+                "FROM scratch\n",
+                path(),
+                Some(1_700_000_101)
+            )
+            .unwrap(),
             Some(1_700_000_101)
         );
         assert_eq!(from_context[NAME], "1700000101");
         let mut local = args(Some("context"));
-        assert_eq!(resolve(&mut local, "FROM scratch\n", None).unwrap(), None);
+        assert_eq!(
+            resolve(&mut local, "FROM scratch\n", path(), None).unwrap(),
+            None
+        );
         assert_eq!(local[NAME], "");
 
         for beyond in ["253402300800", "99999999999999", "-1"] {
             assert!(
-                resolve(&mut args(Some(beyond)), dockerfile, None).is_err(),
+                resolve(&mut args(Some(beyond)), dockerfile, path(), None).is_err(),
                 "{beyond}"
             );
         }
         assert_eq!(
-            resolve(&mut args(Some("253402300799")), dockerfile, None).unwrap(),
+            resolve(&mut args(Some("253402300799")), dockerfile, path(), None).unwrap(),
             Some(LAST_RFC3339_SECOND)
         );
-        let error = resolve(&mut args(Some("not-a-timestamp")), dockerfile, None).unwrap_err();
+        let error =
+            resolve(&mut args(Some("not-a-timestamp")), dockerfile, path(), None).unwrap_err();
         assert!(
             error.to_string().contains(
                 "invalid SOURCE_DATE_EPOCH: not-a-timestamp (from --build-arg SOURCE_DATE_EPOCH)"
@@ -124,12 +156,11 @@ mod tests {
             "{error}"
         );
         assert_eq!(
-            dockerfile_default(dockerfile).as_deref(),
+            dockerfile_default(dockerfile)
+                .map(|(value, _)| value)
+                .as_deref(),
             Some("1445412480")
         );
-        assert_eq!(
-            dockerfile_default("FROM scratch\nARG SOURCE_DATE_EPOCH=5\n"),
-            None
-        );
+        assert!(dockerfile_default("FROM scratch\nARG SOURCE_DATE_EPOCH=5\n").is_none());
     }
 }
