@@ -49,7 +49,8 @@ pub fn open(
         .into_diagnostic()
         .wrap_err("cannot make a directory for the git context")?;
     let checkout = scratch.path().join("checkout");
-    eprintln!("fetching the context from {}", source.display());
+    // As given: `display()` would leave out `?submodules=false` and the like.
+    eprintln!("fetching the context from {url}");
     let fetched = rbuild_builder::fetch_git_context(&source, &checkout, auth.token, auth.ssh_agent)
         .map_err(|err| {
             miette::Report::from_err(err).wrap_err(format!(

@@ -180,8 +180,14 @@ impl Registry {
             return Ok(remembered.content(UrlOutcome::NotModified));
         }
         if !status.is_success() {
+            // The URL that answered: after a redirect, not the one asked.
+            let answered = response.url().as_str();
             return Err(RegistryError::UrlStatus {
-                url: url.to_owned(),
+                url: if answered == url {
+                    url.to_owned()
+                } else {
+                    format!("{url} (redirected to {answered})")
+                },
                 status: status.to_string(),
             });
         }
