@@ -180,10 +180,10 @@ pub(crate) fn oci_layout_reference(
 /// The one image of a layout `selector` names (see [`crate::NamedContextSource::OciLayout`]),
 /// or why there is none: never the first of several, whose order is the index's.
 fn choose<'a>(
-    images: &'a [rbuild_store::LayoutImage],
+    images: &'a [rbuild_store::LoadedImage],
     selector: Option<&str>,
-) -> Result<&'a rbuild_store::LayoutImage, String> {
-    let describe = |images: &mut dyn Iterator<Item = &rbuild_store::LayoutImage>| {
+) -> Result<&'a rbuild_store::LoadedImage, String> {
+    let describe = |images: &mut dyn Iterator<Item = &rbuild_store::LoadedImage>| {
         images
             .map(|image| match &image.ref_name {
                 Some(tag) => format!("{tag} ({})", image.descriptor),
@@ -192,7 +192,7 @@ fn choose<'a>(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let matching: Vec<&rbuild_store::LayoutImage> = match selector {
+    let matching: Vec<&rbuild_store::LoadedImage> = match selector {
         Some(digest) if digest.starts_with("sha256:") => images
             .iter()
             .filter(|image| {
@@ -230,7 +230,7 @@ fn choose<'a>(
 /// Whether a layout's image answers to `selector`: its `ref.name` is it (a tag as skopeo
 /// and umoci write them, or a full name as `rbuild save` and containerd do), or a full
 /// name whose tag is it, or whose name without the tag is it (`app` for `app:latest`).
-fn tagged(image: &rbuild_store::LayoutImage, selector: &str) -> bool {
+fn tagged(image: &rbuild_store::LoadedImage, selector: &str) -> bool {
     image.ref_name.as_deref().is_some_and(|name| {
         name == selector
             || name.rsplit_once(':').is_some_and(|(repository, tag)| {
@@ -243,18 +243,19 @@ fn tagged(image: &rbuild_store::LayoutImage, selector: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use rbuild_store::{Digest, LayoutImage};
+    use rbuild_store::{Digest, LoadedImage};
 
     use super::choose;
 
-    fn image(name: Option<&str>, n: u8) -> LayoutImage {
+    fn image(name: Option<&str>, n: u8) -> LoadedImage {
         let digest: Digest = format!("sha256:{}", format!("{n:02x}").repeat(32))
             .parse()
             .unwrap();
-        LayoutImage {
+        LoadedImage {
             ref_name: name.map(str::to_owned),
             descriptor: digest.clone(),
             manifest: digest,
+            name: None,
         }
     }
 

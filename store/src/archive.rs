@@ -13,23 +13,19 @@ use crate::layer::{Compression, decompress, detect_compression};
 use crate::oci::{self, Descriptor, History, ImageConfiguration, Index, RootFs};
 use crate::{Digest, HashingWriter, ImageName, Store};
 
-/// An image found in an archive by [`Store::load`].
-#[derive(Debug, Clone)]
+/// An image found in an archive by [`Store::load`] (or in a layout directory by
+/// [`Store::load_layout_dir`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadedImage {
+    /// The manifest loaded for it (this machine's platform, for an index).
     pub manifest: Digest,
     /// The name it was tagged with, if the archive or the caller gave one.
     pub name: Option<ImageName>,
-}
-
-/// One image of an OCI layout directory, as [`Store::load_layout_dir`] loaded it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LayoutImage {
-    /// Its `org.opencontainers.image.ref.name` in `index.json` (a tag, usually).
-    pub ref_name: Option<String>,
-    /// The digest `index.json` gives it (a manifest's, or an index's).
+    /// The digest the archive's index gives it (a manifest's, or an index's); a
+    /// docker-archive's image has no other than its manifest.
     pub descriptor: Digest,
-    /// The manifest loaded for it (this machine's platform, for an index).
-    pub manifest: Digest,
+    /// Its `org.opencontainers.image.ref.name` in the index, as written (a tag, usually).
+    pub ref_name: Option<String>,
 }
 
 /// The kind of image archive `save` writes.
@@ -229,7 +225,7 @@ impl Store {
     /// NAME=oci-layout://DIR`) as [`Store::load`] loads a layout tar, every blob verified,
     /// but names none of them: the caller refers to them by digest. Returns the layout's
     /// images in the order of its `index.json`.
-    pub fn load_layout_dir(&self, dir: &Path) -> Result<Vec<LayoutImage>> {
+    pub fn load_layout_dir(&self, dir: &Path) -> Result<Vec<LoadedImage>> {
         let invalid = |reason: String| Error::InvalidArchive {
             path: dir.to_owned(),
             reason,
@@ -241,26 +237,12 @@ impl Store {
                     .into(),
             ));
         }
-        let index_path = dir.join("index.json");
-        let size = match fs::metadata(&index_path) {
-            Ok(meta) => meta.len(),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                return Err(invalid(
-                    "not an OCI image layout: it has no index.json".into(),
-                ));
-            }
-            Err(err) => return Err(Error::io("read", &index_path)(err)),
-        };
-        if size > crate::MAX_JSON_BLOB {
-            return Err(Error::TooLarge {
-                what: "an OCI layout's index",
-                size,
-                limit: crate::MAX_JSON_BLOB,
-            });
+        // Checked here for a clear message; read (with its size bound) by `load_images`.
+        if !dir.join("index.json").is_file() {
+            return Err(invalid(
+                "not an OCI image layout: it has no index.json".into(),
+            ));
         }
-        let bytes = fs::read(&index_path).map_err(Error::io("read", &index_path))?;
-        let index: Index = serde_json::from_slice(&bytes)
-            .map_err(|e| invalid(format!("index.json is not a valid OCI index: {e}")))?;
         // The directory as a tar stream, written by a thread while `load_images` reads
         // it: nothing of the layout is held whole in memory or copied to disk first.
         let (reader, writer) = io::pipe().map_err(Error::io("make a pipe for", dir))?;
@@ -281,20 +263,7 @@ impl Store {
         {
             return Err(Error::io("read", dir)(source));
         }
-        let loaded = loaded?;
-        Ok(index
-            .manifests
-            .iter()
-            .zip(loaded)
-            .map(|(descriptor, image)| LayoutImage {
-                ref_name: descriptor
-                    .annotations
-                    .get(oci::ANNOTATION_REF_NAME)
-                    .cloned(),
-                descriptor: descriptor.digest.clone(),
-                manifest: image.manifest,
-            })
-            .collect())
+        loaded
     }
 
     /// Reads an image archive's blobs into the store and returns its images, unnamed.
@@ -387,7 +356,15 @@ impl Store {
                 // A bare ref.name like `latest` is only a tag, not an image name.
                 .filter(|name| name.contains([':', '/']))
                 .and_then(|name| name.parse::<ImageName>().ok());
-            loaded.push(LoadedImage { manifest, name });
+            loaded.push(LoadedImage {
+                manifest,
+                name,
+                descriptor: descriptor.digest.clone(),
+                ref_name: descriptor
+                    .annotations
+                    .get(oci::ANNOTATION_REF_NAME)
+                    .cloned(),
+            });
         }
         Ok(loaded)
     }
@@ -463,6 +440,8 @@ impl Store {
                 loaded.push(LoadedImage {
                     manifest: manifest.clone(),
                     name: None,
+                    descriptor: manifest.clone(),
+                    ref_name: None,
                 });
             }
             for name in names {
@@ -474,6 +453,8 @@ impl Store {
                 loaded.push(LoadedImage {
                     manifest: manifest.clone(),
                     name: Some(name),
+                    descriptor: manifest.clone(),
+                    ref_name: None,
                 });
             }
         }

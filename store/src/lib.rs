@@ -52,7 +52,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use archive::{ArchiveFormat, LayoutImage, LoadedImage, host_architecture, oci_architecture};
+pub use archive::{ArchiveFormat, LoadedImage, host_architecture, oci_architecture};
 pub use blobs::Ingest;
 pub use built::NewLayer;
 pub use cache::{CacheRecord, CachedLayer};
