@@ -174,13 +174,24 @@ struct Unauthorized {
     source: RegistryError,
 }
 
+/// The scheme of `scheme://…` and its authority (`host[:port]`) without user info, for
+/// what is keyed by server: download secrets, git tokens.
+pub(crate) fn url_authority(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    Some((
+        scheme,
+        authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host),
+    ))
+}
+
 /// The host name of an `http(s)://` URL: no user info, no port, IPv6 addresses without
 /// their brackets (as a URL library's `host_str` gives them, bracketed, they could not
 /// be part of a secret id).
 fn url_host(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (_, host_port) = url_authority(url)?;
     let host = match host_port.strip_prefix('[') {
         Some(v6) => v6.split_once(']')?.0,
         None => host_port.split(':').next()?,

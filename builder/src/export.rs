@@ -9,6 +9,7 @@ use rbuild_store::{Image, Store};
 use crate::copy;
 use crate::error::BuildError;
 use crate::snapshotter::Snapshotter;
+use crate::times::Times;
 
 /// Where a filesystem goes.
 pub enum RootfsOutput {
@@ -66,9 +67,11 @@ pub fn export_rootfs(
                         source: Box::new(e),
                     }
                 })?;
+                // Every entry the copy wrote (not `dest` itself, which may be the user's).
                 match clamp_mtime {
                     Some(epoch) => {
-                        clamp_times(&rootfs, &dest, epoch).map_err(|e| io_error(&dest, e))
+                        crate::times::apply_to_tree(&rootfs, &dest, Times::Clamp(epoch), false)
+                            .map_err(|e| io_error(&dest, e))
                     }
                     None => Ok(()),
                 }
@@ -77,48 +80,6 @@ pub fn export_rootfs(
     })();
     let _ = std::fs::remove_dir_all(&scratch);
     result
-}
-
-/// Every entry the copy of `source` wrote under `dest` (not `dest` itself, which may be
-/// the user's) gets at most `epoch` as its times; directories after their contents, whose
-/// creation changed them.
-fn clamp_times(source: &Path, dest: &Path, epoch: i64) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-
-    use nix::sys::stat::{UtimensatFlags, utimensat};
-    use nix::sys::time::TimeSpec;
-    let spec = TimeSpec::new(epoch, 0);
-    let clamp = |path: &Path| -> std::io::Result<()> {
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.mtime() > epoch => {
-                utimensat(None, path, &spec, &spec, UtimensatFlags::NoFollowSymlink)
-                    .map_err(std::io::Error::from)
-            }
-            Ok(_) => Ok(()),
-            // Left out by the copy (a socket, say): nothing to clamp.
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(err) => Err(err),
-        }
-    };
-    let mut pending = vec![PathBuf::new()];
-    let mut dirs = Vec::new();
-    while let Some(relative) = pending.pop() {
-        let from = source.join(&relative);
-        if std::fs::symlink_metadata(&from)?.is_dir() {
-            for entry in std::fs::read_dir(&from)? {
-                pending.push(relative.join(entry?.file_name()));
-            }
-            if !relative.as_os_str().is_empty() {
-                dirs.push(relative);
-            }
-        } else {
-            clamp(&dest.join(&relative))?;
-        }
-    }
-    for relative in dirs.iter().rev() {
-        clamp(&dest.join(relative))?;
-    }
-    Ok(())
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> BuildError {

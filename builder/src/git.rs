@@ -292,10 +292,14 @@ pub(crate) fn checkout(
             source: source_err,
         })?;
     }
-    set_times(dir, time).map_err(|source_err| GitError::Times {
-        remote: remote.clone(),
-        source: source_err,
-    })?;
+    // Every entry, `dir` too, symlinks themselves: the checkout is the same whenever it
+    // is made.
+    crate::times::apply_to_tree(dir, dir, crate::times::Times::Set(time), true).map_err(
+        |source_err| GitError::Times {
+            remote: remote.clone(),
+            source: source_err,
+        },
+    )?;
     let root = match &source.subdir {
         // The frontend allows no `..`; a symlink on the way must not lead out either.
         Some(subdir) => {
@@ -434,49 +438,14 @@ fn remove_git_dirs(dir: &Path) -> io::Result<()> {
 
 /// `scheme://host[:port]/` of an HTTP(S) remote: what a token is scoped to.
 fn http_server(remote: &str) -> Option<String> {
-    let (scheme, rest) = remote.split_once("://")?;
-    if scheme != "https" && scheme != "http" {
-        return None;
-    }
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let authority = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    (!authority.is_empty()).then(|| format!("{scheme}://{authority}/"))
+    let (scheme, authority) = crate::download::url_authority(remote)?;
+    (matches!(scheme, "https" | "http") && !authority.is_empty())
+        .then(|| format!("{scheme}://{authority}/"))
 }
 
 /// Whether `text` is a full commit hash.
 fn is_commit(text: &str) -> bool {
     (text.len() == 40 || text.len() == 64) && text.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// Every entry below `dir` (and `dir`) gets `time` as its mtime and atime, symlinks
-/// themselves included: the checkout is the same whenever it is made.
-fn set_times(dir: &Path, time: i64) -> io::Result<()> {
-    use nix::sys::stat::{UtimensatFlags, utimensat};
-    use nix::sys::time::TimeSpec;
-    let spec = TimeSpec::new(time, 0);
-    let mut stack = vec![dir.to_owned()];
-    let mut dirs = Vec::new();
-    while let Some(path) = stack.pop() {
-        let meta = std::fs::symlink_metadata(&path)?;
-        if meta.is_dir() {
-            for entry in std::fs::read_dir(&path)? {
-                stack.push(entry?.path());
-            }
-            dirs.push(path);
-        } else {
-            utimensat(None, &path, &spec, &spec, UtimensatFlags::NoFollowSymlink)
-                .map_err(io::Error::from)?;
-        }
-    }
-    // Directories last, deepest first: setting a child's time does not change a
-    // directory's, but creating entries did.
-    for path in dirs.iter().rev() {
-        utimensat(None, path, &spec, &spec, UtimensatFlags::NoFollowSymlink)
-            .map_err(io::Error::from)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ mod solve;
 mod ssh;
 mod state;
 pub mod suggest;
+mod times;
 mod unarchive;
 
 pub use cache::CacheKey;
