@@ -131,12 +131,7 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
     };
     let snapshotter = rbuild_builder::Snapshotter::detect(&store);
     // As a build's `-o type=tar`: file times clamped to SOURCE_DATE_EPOCH when it is set.
-    let clamp_mtime = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(value) if !value.is_empty() => Some(value.parse::<i64>().map_err(|_| {
-            miette::miette!("invalid SOURCE_DATE_EPOCH: {value} (a number of seconds is expected)")
-        })?),
-        _ => None,
-    };
+    let clamp_mtime = super::build::epoch::from_environment()?;
     rbuild_builder::export_rootfs(
         &store,
         &snapshotter,

@@ -24,7 +24,7 @@ use crate::size::parse_size;
 
 mod call;
 mod debug;
-mod epoch;
+pub(crate) mod epoch;
 mod flags;
 mod git_context;
 mod stdin;

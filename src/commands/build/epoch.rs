@@ -13,6 +13,9 @@ const NAME: &str = "SOURCE_DATE_EPOCH";
 /// 9999-12-31T23:59:59Z.
 const LAST_RFC3339_SECOND: i64 = 253_402_300_799;
 
+const HELP: &str = "give the seconds since 1970-01-01 UTC, up to the end of year 9999 (e.g. \
+                    `$(git log -1 --format=%ct)`), or `context` for a git context's commit time";
+
 /// The epoch of the build, if any. A value resolved from `context` replaces the build
 /// argument, so an `ARG SOURCE_DATE_EPOCH` of the Dockerfile sees the number.
 pub(crate) fn resolve(
@@ -21,17 +24,23 @@ pub(crate) fn resolve(
     dockerfile_path: &std::path::Path,
     context_time: Option<i64>,
 ) -> Result<Option<i64>> {
+    // Where the value came from, and for a Dockerfile default, the line to show.
     let given = match build_args.get(NAME) {
-        Some(value) => Some(("--build-arg SOURCE_DATE_EPOCH", value.clone())),
+        Some(value) => Some(("--build-arg SOURCE_DATE_EPOCH", value.clone(), None)),
         None => std::env::var(NAME)
             .ok()
-            .map(|value| ("the environment variable SOURCE_DATE_EPOCH", value))
+            .map(|value| ("the environment variable SOURCE_DATE_EPOCH", value, None))
             .or_else(|| {
-                dockerfile_default(dockerfile)
-                    .map(|(value, _)| ("the Dockerfile's `ARG SOURCE_DATE_EPOCH`", value))
+                dockerfile_default(dockerfile).map(|(value, span)| {
+                    (
+                        "the Dockerfile's `ARG SOURCE_DATE_EPOCH`",
+                        value,
+                        Some(span),
+                    )
+                })
             }),
     };
-    let Some((from, value)) = given.filter(|(_, value)| !value.is_empty()) else {
+    let Some((from, value, span)) = given.filter(|(_, value, _)| !value.is_empty()) else {
         return Ok(None);
     };
     if value == "context" {
@@ -48,30 +57,42 @@ pub(crate) fn resolve(
         }
         return Ok(context_time);
     }
-    match value.parse::<i64>() {
-        // Up to the end of year 9999: RFC 3339 times (the config's `created`) have four
-        // digits of year, and tools fail to read more.
-        Ok(epoch) if (0..=LAST_RFC3339_SECOND).contains(&epoch) => Ok(Some(epoch)),
-        _ => {
-            let help = "give the seconds since 1970-01-01 UTC, up to the end of year 9999 (e.g. \
-                        `$(git log -1 --format=%ct)`), or `context` for a git context's commit time";
-            let message = format!("invalid SOURCE_DATE_EPOCH: {value} (from {from})");
-            // The Dockerfile's default: shown at its line.
-            if !build_args.contains_key(NAME)
-                && std::env::var_os(NAME).is_none()
-                && let Some((_, span)) = dockerfile_default(dockerfile)
-            {
-                return Err(crate::report::dockerfile_message(
-                    message,
-                    Some(help.to_owned()),
-                    span,
-                    dockerfile_path,
-                    dockerfile,
-                ));
-            }
-            Err(miette::miette!(help = help, "{message}"))
-        }
+    if let Some(epoch) = seconds(&value) {
+        return Ok(Some(epoch));
     }
+    let message = format!("invalid SOURCE_DATE_EPOCH: {value} (from {from})");
+    Err(match span {
+        Some(span) => crate::report::dockerfile_message(
+            message,
+            Some(HELP.to_owned()),
+            span,
+            dockerfile_path,
+            dockerfile,
+        ),
+        None => miette::miette!(help = HELP, "{message}"),
+    })
+}
+
+/// The environment variable alone, for commands without a Dockerfile (`rbuild export`).
+pub(crate) fn from_environment() -> Result<Option<i64>> {
+    match std::env::var(NAME) {
+        Ok(value) if !value.is_empty() => seconds(&value).map(Some).ok_or_else(|| {
+            miette::miette!(
+                help = HELP,
+                "invalid SOURCE_DATE_EPOCH: {value} (from the environment variable SOURCE_DATE_EPOCH)"
+            )
+        }),
+        _ => Ok(None),
+    }
+}
+
+/// `value` as an epoch: whole seconds from 0 to the end of year 9999, as RFC 3339 times
+/// (the config's `created`) have four digits of year, and tools fail to read more.
+fn seconds(value: &str) -> Option<i64> {
+    value
+        .parse::<i64>()
+        .ok()
+        .filter(|epoch| (0..=LAST_RFC3339_SECOND).contains(epoch))
 }
 
 /// The default of a global `ARG SOURCE_DATE_EPOCH=…` (before the first FROM), as written,
