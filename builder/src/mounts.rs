@@ -150,9 +150,7 @@ pub(crate) fn prepare(
     let exclusive: std::collections::HashSet<&str> = mounts
         .iter()
         .filter_map(|mount| match mount {
-            ExecMount::Cache(cache) if cache.from.is_none() && cache.path != "/" => {
-                Some(cache.id.as_str())
-            }
+            ExecMount::Cache(cache) if mounts_a_subdir(cache) => Some(cache.id.as_str()),
             _ => None,
         })
         .collect();
@@ -179,7 +177,7 @@ pub(crate) fn prepare(
                 if cache.readonly {
                     options.push("ro".to_owned());
                 }
-                let source = if cache.from.is_none() && cache.path != "/" {
+                let source = if mounts_a_subdir(cache) {
                     cache_subdir(&dir, cache)?
                 } else {
                     dir
@@ -422,6 +420,12 @@ fn whiteout_excluded(
         }
     }
     Ok(any)
+}
+
+/// Whether a cache mount mounts a directory of the cache rather than all of it: a
+/// `source` without `from` (with `from`, `source` is what fills a new cache).
+fn mounts_a_subdir(cache: &CacheMount) -> bool {
+    cache.from.is_none() && cache.path != "/"
 }
 
 /// The directory `cache.path` of the cache directory `dir` (held alone by this step), for

@@ -144,7 +144,7 @@ fn number(name: &str) -> Option<u32> {
 
 fn mask_of(name: &str) -> Result<u64, UnknownCapability> {
     if name.eq_ignore_ascii_case("ALL") {
-        return Ok((1u64 << NAMES.len()) - 1);
+        return Ok(Capabilities::all().0);
     }
     number(name)
         .map(|number| 1u64 << number)
