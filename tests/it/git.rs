@@ -3,7 +3,6 @@
 //! cache keyed by commit, and a moved ref explained.
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -37,16 +36,12 @@ struct Daemon {
 
 impl Daemon {
     fn start(base: &Path) -> Daemon {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         // `git-daemon` itself, not the `git daemon` wrapper: killing the wrapper would leave
         // the server running.
         let exec_path = Command::new("git").arg("--exec-path").output().unwrap();
         let daemon = PathBuf::from(stdout(&exec_path).trim()).join("git-daemon");
-        let child = Command::new(daemon)
+        let mut child = Command::new(daemon)
             .arg("--reuseaddr")
             .arg("--export-all")
             .arg("--listen=127.0.0.1")
@@ -57,12 +52,7 @@ impl Daemon {
             .stderr(Stdio::null())
             .spawn()
             .expect("git daemon");
-        for _ in 0..300 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        assert!(wait_for_port(port, &mut child), "git daemon did not start");
         Daemon { child, port }
     }
 

@@ -122,11 +122,7 @@ impl Sshd {
             .output()
             .unwrap();
         assert_success(&out);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let config = dir.join("sshd_config");
         fs::write(
             &config,
@@ -145,19 +141,14 @@ impl Sshd {
             ),
         )
         .unwrap();
-        let child = Command::new("/usr/sbin/sshd")
+        let mut child = Command::new("/usr/sbin/sshd")
             .args(["-D", "-e", "-f"])
             .arg(&config)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("sshd (Debian's openssh-server)");
-        for _ in 0..500 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        assert!(wait_for_port(port, &mut child), "sshd did not start");
         let public = fs::read_to_string(dir.join("host_key.pub")).unwrap();
         let mut fields = public.split_whitespace();
         let known_host = format!(
