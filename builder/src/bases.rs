@@ -103,12 +103,13 @@ impl SolveContext {
         let OpKind::Image { reference } = kind else {
             return Ok(State::default());
         };
-        let image = self
-            .bases
-            .get(reference)
-            .ok_or_else(|| BuildError::BaseImageNotFound {
-                reference: reference.clone(),
-            })?;
+        let image =
+            self.sources
+                .bases
+                .get(reference)
+                .ok_or_else(|| BuildError::BaseImageNotFound {
+                    reference: reference.clone(),
+                })?;
         let chain = image.chain();
         let layers = image
             .manifest

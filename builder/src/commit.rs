@@ -97,8 +97,8 @@ impl SolveContext {
         }
         let mut state = parent.clone();
         state.lowers.insert(0, active.upper.clone());
-        let unused = self.unused.clone();
-        let cpu = self.cpu.clone();
+        let unused = self.work.unused.clone();
+        let cpu = self.work.cpu.clone();
         let (sender, layer) = LayerRef::pending();
         state.layers.push(layer);
         self.background(async move {
@@ -169,8 +169,13 @@ impl SolveContext {
 
     /// Waits for every background task; the first failure is the result.
     pub(crate) async fn finish_background(&self) -> Result<(), BuildError> {
-        let mut tasks =
-            std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut tasks = std::mem::take(
+            &mut *self
+                .work
+                .background
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
         let mut result = Ok(());
         while let Some(joined) = tasks.join_next().await {
             let outcome = joined.map_err(BuildError::Join).and_then(|r| r);
@@ -186,7 +191,11 @@ impl SolveContext {
         &self,
         task: impl std::future::Future<Output = Result<(), BuildError>> + Send + 'static,
     ) {
-        let mut tasks = self.background.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tasks = self
+            .work
+            .background
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         tasks.spawn(task);
     }
 }

@@ -29,6 +29,7 @@ impl SolveContext {
         match &self.builder.registry {
             Some(registry) => registry.clone(),
             None => self
+                .sources
                 .http
                 .get_or_init(|| Arc::new(Registry::new(RegistryConfig::default())))
                 .clone(),
@@ -72,6 +73,7 @@ impl SolveContext {
         checksum: Option<&str>,
     ) -> Result<UrlContent, BuildError> {
         let known = self
+            .sources
             .urls
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -122,7 +124,8 @@ impl SolveContext {
                 }
                 _ => step_failed(Box::new(source)),
             })?;
-        self.urls
+        self.sources
+            .urls
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(url.to_owned(), content.clone());

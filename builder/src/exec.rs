@@ -69,14 +69,15 @@ impl SolveContext {
     ) -> Result<ActiveSnapshot, BuildError> {
         let request = MountRequest {
             store: self.builder.store.clone(),
-            context_root: self.context.root.clone(),
-            ignore: self.context.ignore.clone(),
+            context_root: self.sources.context.root.clone(),
+            ignore: self.sources.context.ignore.clone(),
             named_roots: self
+                .sources
                 .named
                 .iter()
                 .map(|(name, context)| (name.clone(), context.root.clone()))
                 .collect(),
-            ssh: self.ssh.clone(),
+            ssh: self.sources.ssh.clone(),
             secrets: self.opts.secrets.clone(),
             sources,
             cancel: self.cancel.clone(),

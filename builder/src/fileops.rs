@@ -31,9 +31,9 @@ impl SolveContext {
         // The build context, or the named context the COPY reads from.
         let context = match &copy_op.source {
             CopySource::Named(name) => self.named_context(name)?.root.clone(),
-            _ => self.context.root.clone(),
+            _ => self.sources.context.root.clone(),
         };
-        let context_ignore = self.context.ignore.clone();
+        let context_ignore = self.sources.context.ignore.clone();
         // A git source: the commit its key was made with, and how to fetch it.
         let git = match &copy_op.source {
             CopySource::Git(git) => Some((
@@ -48,6 +48,7 @@ impl SolveContext {
         let origin = origin.to_owned();
         let step_err = step_error(op);
         let _permit = self
+            .work
             .cpu
             .acquire()
             .await

@@ -149,7 +149,7 @@ impl SolveContext {
         layers: &[Layer],
         times: &mut HashMap<OpId, i64>,
     ) -> Result<Option<(String, CacheRecord)>, BuildError> {
-        let Some(key) = undated_key(graph, states, layers, &self.bases, &self.opts)? else {
+        let Some(key) = undated_key(graph, states, layers, &self.sources.bases, &self.opts)? else {
             return Ok(None);
         };
         let recorded = if self.cache_allowed(graph.op(graph.output.root)) {

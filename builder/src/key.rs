@@ -56,7 +56,7 @@ impl SolveContext {
         match &op.kind {
             OpKind::Scratch => {}
             OpKind::Image { reference } => {
-                if let Some(image) = self.bases.get(reference) {
+                if let Some(image) = self.sources.bases.get(reference) {
                     key.part(&image.manifest_digest.to_string());
                     trace.base = Some(image.manifest_digest.to_string());
                     trace.base_id = Some(image.config_digest.to_string());
@@ -110,7 +110,7 @@ impl SolveContext {
                         continue;
                     };
                     let ctx = match source {
-                        MountSource::Context => Some(&self.context),
+                        MountSource::Context => Some(&self.sources.context),
                         MountSource::Named(name) => Some(self.named_context(name)?),
                         MountSource::Op(_) => None,
                     };
@@ -136,7 +136,7 @@ impl SolveContext {
                     ));
                 }
                 let ctx = match &copy.source {
-                    CopySource::Context => Some(&self.context),
+                    CopySource::Context => Some(&self.sources.context),
                     CopySource::Named(name) => Some(self.named_context(name)?),
                     _ => None,
                 };
@@ -154,6 +154,7 @@ impl SolveContext {
                             .transpose()
                             .map_err(|source| BuildError::step_failed(op, source))?;
                         let _permit = self
+                            .work
                             .cpu
                             .acquire()
                             .await

@@ -51,16 +51,13 @@ impl SolveContext {
         let layer = (state.layers.len() > parent.layers.len())
             .then(|| state.layers.last().cloned())
             .flatten();
-        self.exports
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(PendingExport {
-                id,
-                key: key.to_string(),
-                parent: parent_key.map(ToString::to_string),
-                description: description.to_owned(),
-                layer,
-            });
+        self.records().exports.push(PendingExport {
+            id,
+            key: key.to_string(),
+            parent: parent_key.map(ToString::to_string),
+            description: description.to_owned(),
+            layer,
+        });
     }
 
     /// Every step's record for `--cache-to`, with whether the step's result is in the
@@ -70,12 +67,13 @@ impl SolveContext {
         graph: &BuildGraph,
     ) -> Result<Vec<(CacheExportRecord, bool)>, BuildError> {
         let in_result = result_ops(graph);
-        let times = self
-            .op_times
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let pending = std::mem::take(&mut *self.exports.lock().unwrap_or_else(|e| e.into_inner()));
+        let (times, pending) = {
+            let mut records = self.records();
+            (
+                records.op_times.clone(),
+                std::mem::take(&mut records.exports),
+            )
+        };
         let mut records = Vec::with_capacity(pending.len());
         for export in pending {
             let layer = match &export.layer {
@@ -112,7 +110,8 @@ impl SolveContext {
     ) -> State {
         let mut state = parent.clone();
         if let Some(layer) = layer {
-            self.remote_blobs
+            self.sources
+                .remote_blobs
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(layer.descriptor.digest.clone(), source.clone());
@@ -140,17 +139,14 @@ impl SolveContext {
         })?;
         let created = created.unwrap_or_else(rbuild_store::time::now_unix);
         let state = self.remote_state(parent, layer, &source);
-        self.remote_hits
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(RemoteHit {
-                key: key.clone(),
-                description: op.description.clone(),
-                parent: parent.clone(),
-                state: state.clone(),
-                source,
-                created,
-            });
+        self.records().remote_hits.push(RemoteHit {
+            key: key.clone(),
+            description: op.description.clone(),
+            parent: parent.clone(),
+            state: state.clone(),
+            source,
+            created,
+        });
         Some((state, created))
     }
 
@@ -161,7 +157,7 @@ impl SolveContext {
             return Ok(state.clone());
         }
         // One at a time: two steps over the same imported layers fetch them once.
-        let _guard = self.materializing.lock().await;
+        let _guard = self.work.materializing.lock().await;
         let store = self.builder.store.clone();
         let layers: Vec<(Descriptor, Digest)> = state
             .resolved_layers()
@@ -188,6 +184,7 @@ impl SolveContext {
         };
         for descriptor in missing {
             let source = self
+                .sources
                 .remote_blobs
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -239,9 +236,8 @@ impl SolveContext {
     }
 
     fn description_of(&self, blob: &Digest) -> String {
-        self.remote_hits
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.records()
+            .remote_hits
             .iter()
             .find(|hit| {
                 hit.state.layers.last().is_some_and(
@@ -256,7 +252,7 @@ impl SolveContext {
     /// snapshot when their layer was fetched, else with the cache to fetch it from, so a
     /// later build finds them without `--cache-from` and still fetches only what it needs.
     pub(crate) async fn record_remote_hits(&self) -> Result<(), BuildError> {
-        let hits = std::mem::take(&mut *self.remote_hits.lock().unwrap_or_else(|e| e.into_inner()));
+        let hits = std::mem::take(&mut self.records().remote_hits);
         let now = rbuild_store::time::now_unix();
         for hit in hits {
             let layers = hit.state.resolved_layers().await?;

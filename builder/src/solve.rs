@@ -8,11 +8,10 @@
 //! the rest: running sandboxes are killed and every op cleans up after itself.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use rbuild_frontend::{self as frontend, BuildGraph, CopySource, OpId, OpKind};
+use rbuild_frontend::{self as frontend, BuildGraph, OpId, OpKind};
 use rbuild_runtime::{ExtraHost, Limits, Network, Rlimit, Runtime};
 use rbuild_store::oci::Descriptor;
 use rbuild_store::registry::{CacheExportRecord, CacheImport, Registry};
@@ -20,7 +19,6 @@ use rbuild_store::{ActiveSnapshot, Digest, Image, ImageName, Reference, Store};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::cache::CacheKey;
 use crate::context::Context;
 use crate::error::BuildError;
 use crate::explain::{self, Traces};
@@ -209,96 +207,31 @@ impl Builder {
         progress: Arc<dyn Progress>,
         cancel: Cancel,
     ) -> Result<BuildResult, BuildError> {
-        let context_root =
-            std::fs::canonicalize(&opts.context).map_err(|source| BuildError::Context {
-                path: opts.context.clone(),
-                source,
-            })?;
-        if !context_root.is_dir() {
-            return Err(BuildError::Context {
-                path: opts.context.clone(),
-                source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
-            });
-        }
+        let context_root = context_root(&opts.context)?;
         let dockerfile = frontend::parse(&opts.dockerfile)?;
-        let mut named = BTreeMap::new();
-        let mut named_contexts = BTreeMap::new();
-        for (name, source) in &opts.named_contexts {
-            named_contexts.insert(
-                name.clone(),
-                match source {
-                    NamedContextSource::Image(reference) => {
-                        frontend::NamedContext::Image(reference.clone())
-                    }
-                    NamedContextSource::OciLayout { dir, selector } => {
-                        let store = self.store.clone();
-                        let (name, dir, selector) = (name.clone(), dir.clone(), selector.clone());
-                        let reference = tokio::task::spawn_blocking(move || {
-                            crate::bases::oci_layout_reference(
-                                &store,
-                                &name,
-                                &dir,
-                                selector.as_deref(),
-                            )
-                        })
-                        .await??;
-                        frontend::NamedContext::Image(reference)
-                    }
-                    NamedContextSource::Dir(dir) => {
-                        let root = std::fs::canonicalize(dir)
-                            .ok()
-                            .filter(|root| root.is_dir())
-                            .ok_or_else(|| BuildError::NamedContext {
-                                name: name.clone(),
-                                path: dir.clone(),
-                            })?;
-                        named.insert(
-                            name.clone(),
-                            Context::open(root, IgnoreMatcher::default(), &self.store),
-                        );
-                        frontend::NamedContext::Local
-                    }
-                },
-            );
-        }
+        let (named, named_contexts) = self.named_contexts(&opts.named_contexts).await?;
         let convert_opts = frontend::ConvertOptions {
             build_args: opts.build_args.clone(),
             target: opts.target.clone(),
             named_contexts,
             ..Default::default()
         };
-        let mut bases = HashMap::new();
-        let mut base_configs = BTreeMap::new();
-        for reference in frontend::image_references(&dockerfile, &convert_opts)? {
-            // A pull stops at once when the build is cancelled.
-            let image = tokio::select! {
-                image = self.base_image(&reference, opts.pull) => image?,
-                () = cancel.cancelled() => return Err(BuildError::Cancelled),
-            };
-            base_configs.insert(
-                reference.clone(),
-                crate::image::frontend_config(&image.config.config),
-            );
-            bases.insert(reference, image);
-        }
+        let bases = self
+            .base_images(&dockerfile, &convert_opts, opts.pull, &cancel)
+            .await?;
+        let base_configs = bases
+            .iter()
+            .map(|(reference, image)| {
+                let config = crate::image::frontend_config(&image.config.config);
+                (reference.clone(), config)
+            })
+            .collect();
         let graph = Arc::new(frontend::convert(
             &dockerfile,
             &convert_opts,
             &base_configs,
         )?);
-        // Before anything runs, and whether or not the step would be cached: a build
-        // either is allowed to contain a privileged step or fails the same way every time.
-        if !opts.allow_insecure
-            && let Some(op) = graph
-                .ops
-                .iter()
-                .find(|op| matches!(&op.kind, frontend::OpKind::Exec(exec) if exec.insecure))
-        {
-            return Err(BuildError::InsecureNotAllowed {
-                span: op.span,
-                description: op.description.clone(),
-            });
-        }
+        check_insecure(&graph, opts.allow_insecure)?;
         let ignore = IgnoreMatcher::parse(opts.ignore.as_deref().unwrap_or(""))
             .map_err(|source| BuildError::IgnoreFile { source })?;
         let explain_scope = format!(
@@ -306,112 +239,344 @@ impl Builder {
             context_root.display(),
             opts.target.as_deref().unwrap_or("")
         );
-        let context = Context::open(context_root, ignore, &self.store);
-        // Compared with the previous build here, or, on a machine without one (a fresh CI
-        // runner), with the build that exported an imported cache.
-        let mut previous = Traces::load(&self.store, &explain_scope);
-        let mut previous_imported = false;
-        if previous.steps.is_empty()
-            && let Some(imported) = opts
-                .cache_from
-                .iter()
-                .find_map(|import| import.traces.as_ref())
-                .and_then(|traces| serde_json::from_value::<Traces>(traces.clone()).ok())
-        {
-            previous = imported;
-            previous_imported = true;
+        let history = History::load(&self.store, &explain_scope, &opts.cache_from);
+        let (ssh, key_agents) = self.ssh_agents(&opts.ssh)?;
+        let sources = Sources {
+            context: Context::open(context_root, ignore, &self.store),
+            named,
+            ssh,
+            _key_agents: key_agents,
+            bases,
+            git_commits: Mutex::default(),
+            urls: Mutex::default(),
+            http: std::sync::OnceLock::new(),
+            remote_blobs: Mutex::default(),
+        };
+        let ctx = Arc::new(SolveContext {
+            builder: self.clone(),
+            opts,
+            graph: graph.clone(),
+            sources,
+            progress,
+            cancel,
+            work: Work::default(),
+            history,
+            records: Mutex::default(),
+        });
+        ctx.progress.event(Event::Started {
+            steps: graph.ops.len(),
+        });
+        let inputs: Vec<Vec<OpId>> = graph.ops.iter().map(|op| op.kind.inputs()).collect();
+        let solved = crate::scheduler::solve(ctx.clone(), &inputs, &ctx.cancel).await;
+        let cleaned = ctx.clean_up().await;
+        // A step's error is the one to report; then one of the background work.
+        let states: Vec<State> = solved?.into_iter().map(|done| done.output).collect();
+        cleaned?;
+        let traces = std::mem::take(&mut ctx.records().traces);
+        traces.save(&self.store, &explain_scope, &ctx.history.previous);
+        ctx.finish(&states, traces).await
+    }
+
+    /// The local named contexts, opened, and what each named context is to the frontend.
+    async fn named_contexts(
+        &self,
+        given: &BTreeMap<String, NamedContextSource>,
+    ) -> Result<NamedContexts, BuildError> {
+        let mut local = BTreeMap::new();
+        let mut named = BTreeMap::new();
+        for (name, source) in given {
+            let context = match source {
+                NamedContextSource::Image(reference) => {
+                    frontend::NamedContext::Image(reference.clone())
+                }
+                NamedContextSource::OciLayout { dir, selector } => {
+                    let store = self.store.clone();
+                    let (name, dir, selector) = (name.clone(), dir.clone(), selector.clone());
+                    let reference = tokio::task::spawn_blocking(move || {
+                        let selector = selector.as_deref();
+                        crate::bases::oci_layout_reference(&store, &name, &dir, selector)
+                    })
+                    .await??;
+                    frontend::NamedContext::Image(reference)
+                }
+                NamedContextSource::Dir(dir) => {
+                    let root = std::fs::canonicalize(dir)
+                        .ok()
+                        .filter(|root| root.is_dir())
+                        .ok_or_else(|| BuildError::NamedContext {
+                            name: name.clone(),
+                            path: dir.clone(),
+                        })?;
+                    let context = Context::open(root, IgnoreMatcher::default(), &self.store);
+                    local.insert(name.clone(), context);
+                    frontend::NamedContext::Local
+                }
+            };
+            named.insert(name.clone(), context);
         }
-        let mut ssh = BTreeMap::new();
-        let mut key_agents = Vec::new();
-        for (id, source) in &opts.ssh {
+        Ok((local, named))
+    }
+
+    /// The base images the Dockerfile names, found in the store or pulled, by reference.
+    async fn base_images(
+        &self,
+        dockerfile: &frontend::Dockerfile,
+        convert_opts: &frontend::ConvertOptions,
+        pull: bool,
+        cancel: &Cancel,
+    ) -> Result<HashMap<String, Image>, BuildError> {
+        let mut bases = HashMap::new();
+        for reference in frontend::image_references(dockerfile, convert_opts)? {
+            // A pull stops at once when the build is cancelled.
+            let image = tokio::select! {
+                image = self.base_image(&reference, pull) => image?,
+                () = cancel.cancelled() => return Err(BuildError::Cancelled),
+            };
+            bases.insert(reference, image);
+        }
+        Ok(bases)
+    }
+
+    /// The sockets of the `--ssh` agents by id, starting an agent for each set of key
+    /// files (they stop when the returned agents are dropped, with the build).
+    fn ssh_agents(
+        &self,
+        given: &BTreeMap<String, crate::ssh::SshSource>,
+    ) -> Result<(BTreeMap<String, PathBuf>, Vec<crate::ssh::KeyAgent>), BuildError> {
+        let mut sockets = BTreeMap::new();
+        let mut agents = Vec::new();
+        for (id, source) in given {
             match source {
                 crate::ssh::SshSource::Socket(path) => {
-                    ssh.insert(id.clone(), path.clone());
+                    sockets.insert(id.clone(), path.clone());
                 }
                 crate::ssh::SshSource::Keys(keys) => {
                     let dir = self.store.temp_dir("ssh-agent")?;
                     let agent = crate::ssh::KeyAgent::start(id, keys, dir)
                         .map_err(|source| BuildError::Ssh { source })?;
-                    ssh.insert(id.clone(), agent.socket.clone());
-                    key_agents.push(agent);
+                    sockets.insert(id.clone(), agent.socket.clone());
+                    agents.push(agent);
                 }
             }
         }
-        let ctx = Arc::new(SolveContext {
-            builder: self.clone(),
-            opts,
-            context,
-            named,
-            ssh,
-            _key_agents: key_agents,
-            git_commits: Mutex::new(HashMap::new()),
-            bases,
-            progress,
-            cancel,
-            running: Mutex::new(HashMap::new()),
-            counts: Mutex::new((0, 0)),
-            background: Mutex::new(JoinSet::new()),
-            unused: Arc::new(Mutex::new(Vec::new())),
-            cpu: Arc::new(tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
-            )),
-            previous,
-            previous_imported,
-            traces: Mutex::new(Traces::default()),
-            reasons: Mutex::new(HashMap::new()),
-            misses: Mutex::new(Vec::new()),
-            exports: Mutex::new(Vec::new()),
-            remote_hits: Mutex::new(Vec::new()),
-            remote_blobs: Mutex::new(HashMap::new()),
-            materializing: tokio::sync::Mutex::new(()),
-            urls: Mutex::new(HashMap::new()),
-            http: std::sync::OnceLock::new(),
-            op_times: Mutex::new(HashMap::new()),
-            key_times: Mutex::new(HashMap::new()),
+        Ok((sockets, agents))
+    }
+}
+
+/// The local named contexts by name, and every named context as the frontend sees it.
+type NamedContexts = (
+    BTreeMap<String, Context>,
+    BTreeMap<String, frontend::NamedContext>,
+);
+
+/// The build context directory, resolved, or why it cannot be used.
+fn context_root(path: &Path) -> Result<PathBuf, BuildError> {
+    let root = std::fs::canonicalize(path).map_err(|source| BuildError::Context {
+        path: path.to_owned(),
+        source,
+    })?;
+    if !root.is_dir() {
+        return Err(BuildError::Context {
+            path: path.to_owned(),
+            source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
         });
-        let states = ctx.solve(&graph).await;
-        // Layers still being measured finish (or fail) before the build ends, either way.
-        let background = ctx.finish_background().await;
-        let unused = std::mem::take(&mut *ctx.unused.lock().unwrap_or_else(|e| e.into_inner()));
-        let store = self.store.clone();
+    }
+    Ok(root)
+}
+
+/// Before anything runs, and whether or not the step would be cached: a build either is
+/// allowed to contain a privileged step or fails the same way every time.
+fn check_insecure(graph: &BuildGraph, allowed: bool) -> Result<(), BuildError> {
+    let insecure = graph
+        .ops
+        .iter()
+        .find(|op| matches!(&op.kind, OpKind::Exec(exec) if exec.insecure));
+    match insecure {
+        Some(op) if !allowed => Err(BuildError::InsecureNotAllowed {
+            span: op.span,
+            description: op.description.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// One build being solved: what it reads, what it records, and its work in progress.
+pub(crate) struct SolveContext {
+    pub builder: Builder,
+    pub opts: BuildOptions,
+    pub graph: Arc<BuildGraph>,
+    pub sources: Sources,
+    pub progress: Arc<dyn Progress>,
+    pub cancel: Cancel,
+    pub(crate) work: Work,
+    /// The previous build of this context and target, to explain misses against.
+    pub(crate) history: History,
+    records: Mutex<Records>,
+}
+
+/// What the build reads besides its graph: the contexts, base images, SSH agents, and what
+/// it fetched (git commits, URLs, imported cache layers).
+pub(crate) struct Sources {
+    pub context: Context,
+    /// The local named contexts (`--build-context NAME=DIR`), by name.
+    pub named: BTreeMap<String, Context>,
+    /// The SSH agents' sockets, by id; and the agents rbuild started for key files, which
+    /// stop when the build ends.
+    pub ssh: BTreeMap<String, PathBuf>,
+    pub _key_agents: Vec<crate::ssh::KeyAgent>,
+    pub bases: HashMap<String, Image>,
+    /// The commit each git source's ref resolved to when its key was made, by op digest:
+    /// the step fetches that commit, even if the ref moves meanwhile.
+    pub git_commits: Mutex<HashMap<String, String>>,
+    /// ADD's URL sources fetched in this build, by URL (see `download`).
+    pub(crate) urls: Mutex<HashMap<String, rbuild_store::registry::UrlContent>>,
+    /// The client for URL downloads when the builder has no registry client.
+    pub(crate) http: std::sync::OnceLock<Arc<Registry>>,
+    /// Where the layers of imported cache records come from: blob digest → cache.
+    pub(crate) remote_blobs: Mutex<HashMap<Digest, Reference>>,
+}
+
+/// Work the build started besides its steps, finished or discarded when it ends.
+pub(crate) struct Work {
+    /// Layers being measured and committed, cache records being written.
+    pub background: Mutex<JoinSet<Result<(), BuildError>>>,
+    /// Upper dirs whose layer the store already had, discarded when the build ends.
+    pub unused: Arc<Mutex<Vec<ActiveSnapshot>>>,
+    /// CPU-heavy work (hashing, copying, making tars) at most one per core at a time, so
+    /// parallel stages do not thrash each other.
+    pub cpu: Arc<tokio::sync::Semaphore>,
+    /// Held while layers of imported caches are fetched and unpacked.
+    pub materializing: tokio::sync::Mutex<()>,
+}
+
+impl Default for Work {
+    fn default() -> Work {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Work {
+            background: Mutex::new(JoinSet::new()),
+            unused: Arc::default(),
+            cpu: Arc::new(tokio::sync::Semaphore::new(cores)),
+            materializing: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+/// The traces of the build a miss is explained against.
+pub(crate) struct History {
+    pub previous: Traces,
+    /// `previous` came from an imported cache (its environment values are hashed).
+    pub imported: bool,
+}
+
+impl History {
+    /// The previous build here, or, on a machine without one (a fresh CI runner), the
+    /// build that exported an imported cache.
+    fn load(store: &Store, scope: &str, cache_from: &[CacheImport]) -> History {
+        let previous = Traces::load(store, scope);
+        if previous.steps.is_empty()
+            && let Some(imported) = cache_from
+                .iter()
+                .find_map(|import| import.traces.as_ref())
+                .and_then(|traces| serde_json::from_value::<Traces>(traces.clone()).ok())
+        {
+            return History {
+                previous: imported,
+                imported: true,
+            };
+        }
+        History {
+            previous,
+            imported: false,
+        }
+    }
+}
+
+/// What the build records as its steps finish, for its result, its cache export and the
+/// next build's explanations. Plain data behind the one lock of [`SolveContext::records`].
+#[derive(Default)]
+pub(crate) struct Records {
+    /// Steps taken from the cache, and steps run.
+    pub cached: usize,
+    pub executed: usize,
+    /// What went into each step's key, by the step's identity (see `step_identity`).
+    pub traces: Traces,
+    /// Why each step that ran missed the cache, by its key.
+    pub reasons: HashMap<String, explain::Cause>,
+    pub misses: Vec<Miss>,
+    /// Every layer-producing step's record, for `--cache-to`.
+    pub exports: Vec<PendingExport>,
+    /// Steps taken from an imported cache, recorded in the local cache at the end.
+    pub remote_hits: Vec<RemoteHit>,
+    /// When each layer-producing op's result was made (Unix seconds): now for a step that
+    /// ran, the cache record's time for one that did not. The image history shows these, so
+    /// a rebuild from the cache is the same image, bit for bit. Also by key, for an op
+    /// that reuses an identical one's result.
+    pub op_times: HashMap<OpId, i64>,
+    pub key_times: HashMap<String, i64>,
+}
+
+/// What a finished op hands to the ops that use it.
+pub(crate) type Done = crate::scheduler::Done<State>;
+
+impl SolveContext {
+    /// The build's records; held briefly, never across an await.
+    pub(crate) fn records(&self) -> MutexGuard<'_, Records> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// After the steps, whether they succeeded or not: background work finishes (or
+    /// fails), unused snapshots go, and the contexts' checksums are kept for next time.
+    async fn clean_up(&self) -> Result<(), BuildError> {
+        let background = self.finish_background().await;
+        let unused =
+            std::mem::take(&mut *self.work.unused.lock().unwrap_or_else(|e| e.into_inner()));
+        let store = self.builder.store.clone();
         tokio::task::spawn_blocking(move || {
             for active in unused {
                 let _ = store.discard(active);
             }
         })
         .await?;
-        ctx.context.save_hashes(&self.store);
-        for named in ctx.named.values() {
-            named.save_hashes(&self.store);
+        self.sources.context.save_hashes(&self.builder.store);
+        for named in self.sources.named.values() {
+            named.save_hashes(&self.builder.store);
         }
-        let states = states?;
-        background?;
-        let traces = std::mem::take(&mut *ctx.traces.lock().unwrap_or_else(|e| e.into_inner()));
-        traces.save(&self.store, &explain_scope, &ctx.previous);
+        background
+    }
+
+    /// The image of a solved build: its layers fetched where they came from an imported
+    /// cache, written to the store and named; with what the build recorded.
+    async fn finish(&self, states: &[State], traces: Traces) -> Result<BuildResult, BuildError> {
+        let graph = &self.graph;
         let exported_traces = serde_json::to_value(traces.redacted()).ok();
-        let misses = std::mem::take(&mut *ctx.misses.lock().unwrap_or_else(|e| e.into_inner()));
+        let misses = std::mem::take(&mut self.records().misses);
         // Layers that came from an imported cache: fetched now if the image has them.
-        let root = ctx.materialize(&states[graph.output.root.0]).await?;
-        ctx.record_remote_hits().await?;
-        let cache_records = ctx.export_records(&graph).await?;
-        let cache_mounts = crate::remote::cache_mount_ids(&graph);
-        ctx.progress.event(Event::Exporting);
+        let root = self.materialize(&states[graph.output.root.0]).await?;
+        self.record_remote_hits().await?;
+        let cache_records = self.export_records(graph).await?;
+        let cache_mounts = crate::remote::cache_mount_ids(graph);
+        self.progress.event(Event::Exporting);
         let root_layers = root.resolved_layers().await?;
-        let mut times = ctx
-            .op_times
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let undated = ctx
-            .date_undated(&graph, &states, &root_layers, &mut times)
+        let mut times = self.records().op_times.clone();
+        let undated = self
+            .date_undated(graph, states, &root_layers, &mut times)
             .await?;
-        let (config, layers) =
-            crate::image::assemble(&graph, &states, root_layers, &times, &ctx.bases, &ctx.opts)?;
-        let store = self.store.clone();
-        let tags = ctx.opts.tags.clone();
-        let (cached, executed) = *ctx.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let cancel = ctx.cancel.clone();
-        let result = tokio::task::spawn_blocking(move || -> Result<BuildResult, BuildError> {
+        let (config, layers) = crate::image::assemble(
+            graph,
+            states,
+            root_layers,
+            &times,
+            &self.sources.bases,
+            &self.opts,
+        )?;
+        let store = self.builder.store.clone();
+        let tags = self.opts.tags.clone();
+        let (cached, executed) = {
+            let records = self.records();
+            (records.cached, records.executed)
+        };
+        let cancel = self.cancel.clone();
+        tokio::task::spawn_blocking(move || -> Result<BuildResult, BuildError> {
             let manifest = store.write_image(&config, layers)?;
             // A build cancelled until now names nothing.
             if cancel.is_cancelled() {
@@ -438,434 +603,7 @@ impl Builder {
                 traces: exported_traces,
             })
         })
-        .await??;
-        Ok(result)
-    }
-}
-
-pub(crate) struct SolveContext {
-    pub builder: Builder,
-    pub opts: BuildOptions,
-    pub context: Context,
-    /// The local named contexts (`--build-context NAME=DIR`), by name.
-    pub named: BTreeMap<String, Context>,
-    /// The SSH agents' sockets, by id; and the agents rbuild started for key files, which
-    /// stop when the build ends.
-    pub ssh: BTreeMap<String, PathBuf>,
-    pub _key_agents: Vec<crate::ssh::KeyAgent>,
-    /// The commit each git source's ref resolved to when its key was made, by op digest:
-    /// the step fetches that commit, even if the ref moves meanwhile.
-    pub git_commits: Mutex<HashMap<String, String>>,
-    pub bases: HashMap<String, Image>,
-    pub progress: Arc<dyn Progress>,
-    pub cancel: Cancel,
-    /// Ops running now, by cache key: an identical op waits for the first and reuses it.
-    pub(crate) running: Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<Option<State>>>>>,
-    /// (cached, executed) steps.
-    pub(crate) counts: Mutex<(usize, usize)>,
-    /// Layers being measured and committed, cache records being written.
-    pub(crate) background: Mutex<JoinSet<Result<(), BuildError>>>,
-    /// CPU-heavy work (hashing, copying, making tars) at most one per core at a time, so
-    /// parallel stages do not thrash each other.
-    pub cpu: Arc<tokio::sync::Semaphore>,
-    /// Upper dirs whose layer the store already had, discarded when the build ends.
-    pub(crate) unused: Arc<Mutex<Vec<ActiveSnapshot>>>,
-    /// The traces of the previous build of this context and target, and of this one.
-    pub(crate) previous: Traces,
-    /// `previous` came from an imported cache.
-    pub(crate) previous_imported: bool,
-    pub(crate) traces: Mutex<Traces>,
-    /// Why each step that ran missed the cache, by its key.
-    pub(crate) reasons: Mutex<HashMap<String, explain::Cause>>,
-    pub(crate) misses: Mutex<Vec<Miss>>,
-    /// Every layer-producing step's record, for `--cache-to`.
-    pub(crate) exports: Mutex<Vec<PendingExport>>,
-    /// Steps taken from an imported cache, recorded in the local cache at the end.
-    pub(crate) remote_hits: Mutex<Vec<RemoteHit>>,
-    /// Where the layers of imported cache records come from: blob digest → cache.
-    pub(crate) remote_blobs: Mutex<HashMap<Digest, Reference>>,
-    /// Held while layers of imported caches are fetched and unpacked.
-    pub(crate) materializing: tokio::sync::Mutex<()>,
-    /// ADD's URL sources fetched in this build, by URL (see `download`).
-    pub(crate) urls: Mutex<HashMap<String, rbuild_store::registry::UrlContent>>,
-    /// The client for URL downloads when the builder has no registry client.
-    pub(crate) http: std::sync::OnceLock<Arc<Registry>>,
-    /// When each layer-producing op's result was made (Unix seconds): now for a step that
-    /// ran, the cache record's time for one that did not. The image history shows these, so
-    /// a rebuild from the cache is the same image, bit for bit.
-    pub(crate) op_times: Mutex<HashMap<OpId, i64>>,
-    pub(crate) key_times: Mutex<HashMap<String, i64>>,
-}
-
-/// What a finished op hands to the ops that use it.
-#[derive(Clone)]
-pub(crate) struct Done {
-    pub(crate) key: CacheKey,
-    pub(crate) state: State,
-}
-
-impl SolveContext {
-    async fn solve(self: &Arc<Self>, graph: &Arc<BuildGraph>) -> Result<Vec<State>, BuildError> {
-        let count = graph.ops.len();
-        self.progress.event(Event::Started { steps: count });
-        let mut waiting: Vec<usize> = Vec::with_capacity(count);
-        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); count];
-        for (index, op) in graph.ops.iter().enumerate() {
-            let mut inputs = op.kind.inputs();
-            inputs.sort();
-            inputs.dedup();
-            waiting.push(inputs.len());
-            for input in inputs {
-                dependents[input.0].push(index);
-            }
-        }
-        let mut done: Vec<Option<Done>> = vec![None; count];
-        let mut tasks = JoinSet::new();
-        let mut failure: Option<BuildError> = None;
-        let spawn = |tasks: &mut JoinSet<(usize, Result<Done, BuildError>)>,
-                     index: usize,
-                     done: &[Option<Done>]| {
-            let inputs: HashMap<OpId, Done> = graph.ops[index]
-                .kind
-                .inputs()
-                .into_iter()
-                .map(|id| {
-                    (
-                        id,
-                        done[id.0]
-                            .clone()
-                            .expect("inputs finish before their users start"),
-                    )
-                })
-                .collect();
-            let ctx = self.clone();
-            let graph = graph.clone();
-            tasks.spawn(async move { (index, ctx.step(&graph, OpId(index), inputs).await) });
-        };
-        let ready: Vec<usize> = (0..count).filter(|&index| waiting[index] == 0).collect();
-        for index in ready {
-            spawn(&mut tasks, index, &done);
-        }
-        while let Some(joined) = tasks.join_next().await {
-            let (index, result) = match joined {
-                Ok(finished) => finished,
-                Err(err) => {
-                    self.cancel.cancel();
-                    failure.get_or_insert(BuildError::Join(err));
-                    continue;
-                }
-            };
-            match result {
-                Ok(finished) => {
-                    done[index] = Some(finished);
-                    if failure.is_some() || self.cancel.is_cancelled() {
-                        continue;
-                    }
-                    for &dependent in &dependents[index] {
-                        waiting[dependent] -= 1;
-                        if waiting[dependent] == 0 {
-                            spawn(&mut tasks, dependent, &done);
-                        }
-                    }
-                }
-                Err(err) => {
-                    // The first failure is the one to report; stop everything else.
-                    self.cancel.cancel();
-                    if failure.is_none() || matches!(failure, Some(BuildError::Cancelled)) {
-                        failure = Some(err);
-                    }
-                }
-            }
-        }
-        if let Some(err) = failure {
-            return Err(err);
-        }
-        if self.cancel.is_cancelled() {
-            return Err(BuildError::Cancelled);
-        }
-        Ok(done
-            .into_iter()
-            .map(|d| d.expect("every op finished").state)
-            .collect())
-    }
-
-    /// Runs one op, or takes it from the cache.
-    async fn step(
-        &self,
-        graph: &BuildGraph,
-        id: OpId,
-        inputs: HashMap<OpId, Done>,
-    ) -> Result<Done, BuildError> {
-        if self.cancel.is_cancelled() {
-            return Err(BuildError::Cancelled);
-        }
-        let op = graph.op(id);
-        let step = id.0 + 1;
-        let (key, trace) = self.cache_key(graph, id, &inputs).await?;
-        let identity = step_identity(graph, id);
-        let previous = self.previous.steps.get(&identity);
-
-        // What changed since the previous build, whether or not the cache still has the
-        // step: the steps after it name this as their cause.
-        let cause = previous
-            .as_ref()
-            .filter(|old| old.key != trace.key)
-            .map(|old| {
-                let causes = self.reasons.lock().unwrap_or_else(|e| e.into_inner());
-                if self.previous_imported {
-                    // Imported traces carry hashes of the environment's values.
-                    explain::explain(step, old, &trace.redacted(), &causes)
-                } else {
-                    explain::explain(step, old, &trace, &causes)
-                }
-            });
-        if let Some(cause) = &cause {
-            self.reasons
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(key.to_string(), cause.clone());
-        }
-        let has_previous = previous.is_some();
-        self.traces
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .steps
-            .insert(identity, trace);
-        let parent = op.kind.rootfs().map(|p| inputs[&p].state.clone());
-        let parent_key = op.kind.rootfs().map(|p| inputs[&p].key.clone());
-
-        // Image and scratch ops are resolved, not run: nothing to cache.
-        if let OpKind::Scratch | OpKind::Image { .. } = op.kind {
-            let state = self.root_state(&op.kind).await?;
-            self.progress.event(Event::StepStarted {
-                step,
-                description: &op.description,
-            });
-            self.progress.event(Event::StepFinished {
-                step,
-                elapsed: Default::default(),
-            });
-            return Ok(Done { key, state });
-        }
-        let parent = parent.expect("layer-producing ops have a rootfs");
-
-        // An identical op already running in this build: wait for it and reuse its result.
-        let slot = {
-            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-            running.entry(key.clone()).or_default().clone()
-        };
-        let mut slot = slot.lock().await;
-        if let Some(state) = slot.as_ref() {
-            let time = self
-                .key_times
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(key.as_str())
-                .copied()
-                .unwrap_or_else(rbuild_store::time::now_unix);
-            self.note_time(id, &key, time);
-            self.progress.event(Event::StepStarted {
-                step,
-                description: &op.description,
-            });
-            self.progress.event(Event::StepCached { step });
-            self.count(true);
-            return Ok(Done {
-                key,
-                state: state.clone(),
-            });
-        }
-
-        if self.cache_allowed(op) {
-            let store = self.builder.store.clone();
-            let lookup = key.to_string();
-            let local = tokio::task::spawn_blocking(move || store.cache_get(&lookup)).await??;
-            let hit = if let Some(record) = local {
-                let state = match (&op.kind, &record.layer) {
-                    (OpKind::Copy(copy), Some(layer)) if copy.link => {
-                        // Stack the recorded layer on this parent: its files are linked into
-                        // a snapshot of their own, nothing is run or measured again.
-                        let store = self.builder.store.clone();
-                        let diff_id = layer.diff_id.clone();
-                        match tokio::task::spawn_blocking(move || store.clone_layer(&diff_id))
-                            .await??
-                        {
-                            Some((active, known)) => {
-                                // Committed on its parent, which must be files for that.
-                                let parent = self.materialize(&parent).await?;
-                                self.commit_pipelined(&key, op, &parent, active, true, Some(known))
-                                    .await?
-                            }
-                            None => self.cached_state(&parent, &record).await?,
-                        }
-                    }
-                    _ => self.cached_state(&parent, &record).await?,
-                };
-                Some((state, record.created))
-            } else {
-                // Not here: maybe in a cache imported from a registry.
-                self.remote_hit(&key, op, &parent)
-            };
-            if let Some((state, created)) = hit {
-                self.note_time(id, &key, created);
-                self.progress.event(Event::StepStarted {
-                    step,
-                    description: &op.description,
-                });
-                self.progress.event(Event::StepCached { step });
-                self.count(true);
-                self.export(
-                    id,
-                    &key,
-                    parent_key.as_ref(),
-                    &op.description,
-                    &parent,
-                    &state,
-                );
-                *slot = Some(state.clone());
-                return Ok(Done { key, state });
-            }
-        }
-
-        // The step runs: whatever it reads must be files now.
-        let parent = self.materialize(&parent).await?;
-        let mut inputs = inputs;
-        for done in inputs.values_mut() {
-            if done.state.has_remote() {
-                done.state = self.materialize(&done.state).await?;
-            }
-        }
-
-        self.progress.event(Event::StepStarted {
-            step,
-            description: &op.description,
-        });
-        let reason = if !self.cache_allowed(op) {
-            Some(
-                if self.opts.no_cache {
-                    "--no-cache"
-                } else {
-                    "--no-cache-filter"
-                }
-                .to_owned(),
-            )
-        } else {
-            match (&cause, has_previous) {
-                (Some(cause), _) => Some(cause.message(step)),
-                (None, true) if self.previous_imported => Some(
-                    "the imported cache does not have it (was it exported with `mode=min`, \
-                     which leaves out the steps not in the image?)"
-                        .to_owned(),
-                ),
-                (None, true) => {
-                    Some("its cache record is gone (pruned, or its layer was removed)".to_owned())
-                }
-                (None, false) => None,
-            }
-        };
-        if let Some(reason) = &reason {
-            self.progress.event(Event::StepMiss { step, reason });
-        }
-        self.misses
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Miss {
-                step,
-                description: op.description.clone(),
-                reason,
-            });
-        let started = Instant::now();
-        // Each op leaves an active snapshot whose upper dir holds its changes.
-        let result = match &op.kind {
-            OpKind::Exec(exec) => {
-                let sources = exec
-                    .mounts
-                    .iter()
-                    .filter_map(|mount| mount.input())
-                    .map(|source| {
-                        let lowers = inputs[&source].state.lowers.clone();
-                        (source, (lowers, origin(graph, &CopySource::Op(source))))
-                    })
-                    .collect();
-                self.exec(op, exec, &parent, sources, step)
-                    .await
-                    .map(|active| (active, true))
-            }
-            OpKind::Copy(copy) => {
-                let source = match copy.source {
-                    CopySource::Op(source) => Some(&inputs[&source].state),
-                    _ => None,
-                };
-                match self.remote_files(op, copy, step).await {
-                    Ok(remote) => self
-                        .copy(
-                            op,
-                            copy,
-                            &parent,
-                            source,
-                            &origin(graph, &copy.source),
-                            remote,
-                        )
-                        .await
-                        .map(|active| (active, true)),
-                    Err(err) => Err(err),
-                }
-            }
-            OpKind::Mkdir(mkdir) => self
-                .mkdir(op, mkdir, &parent)
-                .await
-                .map(|active| (active, false)),
-            OpKind::Scratch | OpKind::Image { .. } => unreachable!("handled above"),
-        };
-        let state = match result {
-            Ok((active, keep_empty)) => {
-                self.commit_pipelined(&key, op, &parent, active, keep_empty, None)
-                    .await?
-            }
-            Err(err) => {
-                self.progress.event(Event::StepFailed {
-                    step,
-                    elapsed: started.elapsed(),
-                });
-                return Err(err);
-            }
-        };
-        self.note_time(id, &key, rbuild_store::time::now_unix());
-        self.export(
-            id,
-            &key,
-            parent_key.as_ref(),
-            &op.description,
-            &parent,
-            &state,
-        );
-        self.progress.event(Event::StepFinished {
-            step,
-            elapsed: started.elapsed(),
-        });
-        self.count(false);
-        *slot = Some(state.clone());
-        Ok(Done { key, state })
-    }
-
-    fn note_time(&self, id: OpId, key: &CacheKey, time: i64) {
-        self.op_times
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, time);
-        self.key_times
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.to_string(), time);
-    }
-
-    fn count(&self, cached: bool) {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if cached {
-            counts.0 += 1;
-        } else {
-            counts.1 += 1;
-        }
+        .await?
     }
 
     pub(crate) fn cache_allowed(&self, op: &rbuild_frontend::Op) -> bool {
@@ -884,20 +622,6 @@ impl SolveContext {
     }
 }
 
-/// A step's identity across builds: its stage and its position in the stage, so an edited
-/// instruction is still the same step.
-fn step_identity(graph: &BuildGraph, id: OpId) -> String {
-    let op = graph.op(id);
-    let position = graph.ops[..id.0]
-        .iter()
-        .filter(|other| other.stage.index == op.stage.index)
-        .count();
-    match &op.stage.name {
-        Some(name) => format!("{name}#{position}"),
-        None => format!("{}#{position}", op.stage.index),
-    }
-}
-
 impl SolveContext {
     /// How `git` authenticates: the `GIT_AUTH_TOKEN` secret, and the default SSH agent.
     pub(crate) fn git_auth(&self) -> crate::git::GitAuth {
@@ -910,7 +634,7 @@ impl SolveContext {
             .map(|token| token.trim().to_owned());
         crate::git::GitAuth {
             token,
-            ssh_agent: self.ssh.get("default").cloned(),
+            ssh_agent: self.sources.ssh.get("default").cloned(),
         }
     }
 
@@ -921,6 +645,7 @@ impl SolveContext {
         git: &frontend::GitSource,
     ) -> Result<String, crate::git::GitError> {
         let known = self
+            .sources
             .git_commits
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -930,7 +655,8 @@ impl SolveContext {
             Some(commit) => Ok(commit),
             None => {
                 let commit = crate::git::resolve(git, &self.git_auth())?;
-                self.git_commits
+                self.sources
+                    .git_commits
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(op.digest.0.clone(), commit.clone());
@@ -942,29 +668,12 @@ impl SolveContext {
     /// The local named context `name` (`--build-context NAME=DIR`); the frontend names
     /// only those the build was given.
     pub(crate) fn named_context(&self, name: &str) -> Result<&Context, BuildError> {
-        self.named
+        self.sources
+            .named
             .get(name)
             .ok_or_else(|| BuildError::NamedContext {
                 name: name.to_owned(),
                 path: PathBuf::new(),
             })
-    }
-}
-
-/// What a COPY's source is, for messages.
-fn origin(graph: &BuildGraph, source: &CopySource) -> String {
-    match source {
-        CopySource::Op(source) => {
-            let source_op = graph.op(*source);
-            match (&source_op.kind, &source_op.stage.name) {
-                (OpKind::Image { reference }, _) => format!("image `{reference}`"),
-                (_, Some(name)) => format!("stage `{name}`"),
-                (_, None) => format!("stage {}", source_op.stage.index),
-            }
-        }
-        CopySource::Context => "the build context".to_owned(),
-        CopySource::Named(name) => format!("the build context `{name}`"),
-        CopySource::Git(git) => format!("the repository {}", git.display()),
-        CopySource::Inline(_) => "the Dockerfile".to_owned(),
     }
 }
