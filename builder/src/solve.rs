@@ -189,6 +189,11 @@ impl Builder {
         }
     }
 
+    /// The store the builder builds into.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// How steps see the store's snapshots.
     pub fn snapshotter(&self) -> &Snapshotter {
         &self.snapshotter

@@ -1,10 +1,11 @@
 //! Where `rbuild build` sends its results besides the store: `-o` outputs, and the build
 //! cache targets of `--cache-from` and `--cache-to`.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use miette::{IntoDiagnostic, Result, WrapErr};
+use miette::Result;
+use rbuild_builder::{CacheTarget, Exporter};
 
 use super::registry::parse_reference;
 
@@ -32,6 +33,23 @@ impl Output {
             Output::Archive(_, Destination::Stdout) | Output::Tar(Destination::Stdout)
         )
     }
+
+    /// The builder's exporter for this output; `None` for the store, which has the image.
+    pub(super) fn exporter(self) -> Option<Exporter> {
+        let destination = |dest| match dest {
+            Destination::File(path) => rbuild_builder::Destination::File(path),
+            Destination::Stdout => {
+                rbuild_builder::Destination::Writer(Box::new(crate::output::stdout()))
+            }
+        };
+        Some(match self {
+            Output::Archive(format, dest) => Exporter::Archive(format, destination(dest)),
+            Output::Tar(dest) => Exporter::Tar(destination(dest)),
+            Output::Local(dir) => Exporter::Local(dir),
+            Output::Registry(target) => Exporter::Registry(target),
+            Output::Store => return None,
+        })
+    }
 }
 
 /// All `-o` outputs, checked together as buildx does: at most one may write to stdout,
@@ -54,17 +72,6 @@ pub(super) fn parse_outputs(texts: &[String]) -> Result<Vec<Output>> {
         ));
     }
     Ok(outputs)
-}
-
-/// A `--cache-from`/`--cache-to` target.
-pub(super) struct CacheTarget {
-    pub(super) reference: rbuild_store::Reference,
-    /// `mode=max`: every step, not just the image's own stage.
-    pub(super) max: bool,
-    /// `mounts=true`: the contents of the build's cache mounts go with the cache.
-    pub(super) mounts: bool,
-    /// `ignore-error=true`: an export that fails is a warning, not a failed build.
-    pub(super) ignore_error: bool,
 }
 
 /// `type=registry,ref=REF[,mode=min|max]`, or a bare `REF`.
@@ -188,83 +195,4 @@ fn parse_output(text: &str) -> Result<Output> {
             "-o `{text}`: unknown type `{other}`"
         )),
     }
-}
-
-pub(super) async fn write_output(
-    store: &rbuild_store::Store,
-    snapshotter: &rbuild_builder::Snapshotter,
-    result: &rbuild_builder::BuildResult,
-    output: Output,
-    // The build's SOURCE_DATE_EPOCH: file times in a `tar` or `local` output are clamped
-    // to it, as in the image's layers.
-    source_date_epoch: Option<i64>,
-) -> Result<()> {
-    let store = store.clone();
-    let snapshotter = snapshotter.clone();
-    let manifest = result.manifest.digest.clone();
-    let tags = result.tags.clone();
-    tokio::task::spawn_blocking(move || -> Result<()> {
-        match output {
-            Output::Archive(format, Destination::File(dest)) => store
-                .save_manifests(&[(manifest, tags)], &dest, format)
-                .into_diagnostic()
-                .wrap_err_with(|| format!("cannot write {}", dest.display())),
-            Output::Archive(format, Destination::Stdout) => {
-                // The store writes archives whole or not at all, by renaming a file: make
-                // it aside, then copy it out.
-                let scratch = tempfile::Builder::new()
-                    .prefix("rbuild-output-")
-                    .tempdir()
-                    .into_diagnostic()?;
-                let path = scratch.path().join("image.tar");
-                store
-                    .save_manifests(&[(manifest, tags)], &path, format)
-                    .into_diagnostic()
-                    .wrap_err("cannot write the image archive")?;
-                let mut file = std::fs::File::open(&path).into_diagnostic()?;
-                let mut out = crate::output::stdout();
-                std::io::copy(&mut file, &mut out)
-                    .and_then(|_| out.flush())
-                    .into_diagnostic()
-                    .wrap_err("cannot write the image archive to standard output")
-            }
-            Output::Tar(dest) => {
-                let image = store.image_by_manifest(&manifest).into_diagnostic()?;
-                let out: Box<dyn Write + Send> = match dest {
-                    Destination::File(dest) => {
-                        let file = std::fs::File::create(&dest)
-                            .into_diagnostic()
-                            .wrap_err_with(|| format!("cannot create {}", dest.display()))?;
-                        Box::new(std::io::BufWriter::new(file))
-                    }
-                    Destination::Stdout => {
-                        Box::new(std::io::BufWriter::new(crate::output::stdout()))
-                    }
-                };
-                rbuild_builder::export_rootfs(
-                    &store,
-                    &snapshotter,
-                    &image,
-                    rbuild_builder::RootfsOutput::Tar(out),
-                    source_date_epoch,
-                )
-                .map_err(crate::rootless::report)
-            }
-            Output::Registry(_) => unreachable!("pushed by the caller"),
-            Output::Store => Ok(()),
-            Output::Local(dest) => {
-                let image = store.image_by_manifest(&manifest).into_diagnostic()?;
-                rbuild_builder::export_rootfs(
-                    &store,
-                    &snapshotter,
-                    &image,
-                    rbuild_builder::RootfsOutput::Dir(dest),
-                    source_date_epoch,
-                )
-                .map_err(crate::rootless::report)
-            }
-        }
-    })
-    .await
-    .into_diagnostic()?
 }
