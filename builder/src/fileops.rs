@@ -56,17 +56,15 @@ impl SolveContext {
         let active = tokio::task::spawn_blocking(move || -> Result<ActiveSnapshot, BuildError> {
             // `--link`: the layer is made on an empty filesystem (the parent is only read for
             // `--chown` names) and stacked on the parent afterwards.
-            let active = store.prepare_on(if copy_op.link {
+            let lowers = if copy_op.link {
                 Vec::new()
             } else {
                 parent_lowers.clone()
-            })?;
-            let scratch = store.temp_dir("copy")?;
-            let result = (|| -> Result<(), BuildError> {
+            };
+            in_new_snapshot(&store, lowers, "copy", |active, scratch| {
                 let empty = store.empty_dir()?;
-                let root = snapshotter.writable(&store, &active)?;
-                let (rootfs, root_mount) =
-                    root.on_host(&scratch).map_err(|e| step_err(e.into()))?;
+                let root = snapshotter.writable(&store, active)?;
+                let (rootfs, root_mount) = root.on_host(scratch).map_err(|e| step_err(e.into()))?;
                 let mut mounts: Vec<HostMount> = root_mount.into_iter().collect();
                 let (source_root, sources) = match &copy_op.source {
                     CopySource::Context | CopySource::Named(_) => {
@@ -173,16 +171,8 @@ impl SolveContext {
                     })
                     .map_err(|e| step_err(e.into()))
                 })??;
-                root.finish(&store, &active)
-            })();
-            let _ = fs::remove_dir_all(&scratch);
-            match result {
-                Ok(()) => Ok(active),
-                Err(err) => {
-                    let _ = store.discard(active);
-                    Err(err)
-                }
-            }
+                root.finish(&store, active)
+            })
         })
         .await??;
         Ok(active)
@@ -200,11 +190,9 @@ impl SolveContext {
         let mkdir = mkdir.clone();
         let step_err = step_error(op);
         let active = tokio::task::spawn_blocking(move || -> Result<ActiveSnapshot, BuildError> {
-            let active = store.prepare_on(parent_lowers)?;
-            let scratch = store.temp_dir("workdir")?;
-            let result = (|| -> Result<(), BuildError> {
-                let root = snapshotter.writable(&store, &active)?;
-                let (rootfs, mount) = root.on_host(&scratch).map_err(|e| step_err(e.into()))?;
+            in_new_snapshot(&store, parent_lowers, "workdir", |active, scratch| {
+                let root = snapshotter.writable(&store, active)?;
+                let (rootfs, mount) = root.on_host(scratch).map_err(|e| step_err(e.into()))?;
                 let mounts: Vec<HostMount> = mount.into_iter().collect();
                 rbuild_runtime::with_mounts(&mounts, || -> Result<(), BuildError> {
                     let owner = match mkdir.owner.as_str() {
@@ -215,16 +203,8 @@ impl SolveContext {
                     };
                     copy::make_workdir(&rootfs, &mkdir.path, owner).map_err(|e| step_err(e.into()))
                 })??;
-                root.finish(&store, &active)
-            })();
-            let _ = fs::remove_dir_all(&scratch);
-            match result {
-                Ok(()) => Ok(active),
-                Err(err) => {
-                    let _ = store.discard(active);
-                    Err(err)
-                }
-            }
+                root.finish(&store, active)
+            })
         })
         .await??;
         Ok(active)
@@ -233,6 +213,32 @@ impl SolveContext {
     pub(crate) async fn discard(&self, active: ActiveSnapshot) {
         let store = self.builder.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.discard(active)).await;
+    }
+}
+
+/// A new snapshot on `lowers`, changed by `change` (given a scratch directory of its own,
+/// removed afterwards); discarded if `change` fails. Blocking.
+fn in_new_snapshot(
+    store: &rbuild_store::Store,
+    lowers: Vec<std::path::PathBuf>,
+    scratch_name: &str,
+    change: impl FnOnce(&ActiveSnapshot, &Path) -> Result<(), BuildError>,
+) -> Result<ActiveSnapshot, BuildError> {
+    let active = store.prepare_on(lowers)?;
+    let changed = store
+        .temp_dir(scratch_name)
+        .map_err(BuildError::from)
+        .and_then(|scratch| {
+            let changed = change(&active, &scratch);
+            let _ = fs::remove_dir_all(&scratch);
+            changed
+        });
+    match changed {
+        Ok(()) => Ok(active),
+        Err(err) => {
+            let _ = store.discard(active);
+            Err(err)
+        }
     }
 }
 

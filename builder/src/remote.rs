@@ -13,7 +13,7 @@ use rbuild_store::{CacheRecord, CachedLayer, Digest, Reference, SnapshotName};
 use crate::cache::CacheKey;
 use crate::error::BuildError;
 use crate::progress::{Event, Stream};
-use crate::solve::SolveContext;
+use crate::solve::{Done, SolveContext};
 use crate::state::{Layer, LayerRef, State};
 
 /// A step's record for `--cache-to`, kept until its layer is measured.
@@ -38,24 +38,17 @@ pub(crate) struct RemoteHit {
 }
 
 impl SolveContext {
-    /// Remembers a step's record for `--cache-to`.
-    pub(crate) fn export(
-        &self,
-        id: OpId,
-        key: &CacheKey,
-        parent_key: Option<&CacheKey>,
-        description: &str,
-        parent: &State,
-        state: &State,
-    ) {
-        let layer = (state.layers.len() > parent.layers.len())
+    /// Remembers a step's record for `--cache-to`: its key, its parent's, and the layer
+    /// it added to its parent's state, if any.
+    pub(crate) fn export(&self, id: OpId, key: &CacheKey, parent: &Done, state: &State) {
+        let layer = (state.layers.len() > parent.output.layers.len())
             .then(|| state.layers.last().cloned())
             .flatten();
         self.records().exports.push(PendingExport {
             id,
             key: key.to_string(),
-            parent: parent_key.map(ToString::to_string),
-            description: description.to_owned(),
+            parent: Some(parent.key.to_string()),
+            description: self.graph.op(id).description.clone(),
             layer,
         });
     }

@@ -94,15 +94,7 @@ impl Solver for SolveContext {
             return Ok(None);
         };
         self.cached(id, key, created);
-        let description = &op.description;
-        self.export(
-            id,
-            key,
-            Some(&parent.key),
-            description,
-            &parent.output,
-            &state,
-        );
+        self.export(id, key, parent, &state);
         Ok(Some(state))
     }
 
@@ -147,15 +139,7 @@ impl Solver for SolveContext {
             }
         };
         self.note_time(id, key, rbuild_store::time::now_unix());
-        let description = &op.description;
-        self.export(
-            id,
-            key,
-            Some(&parent.key),
-            description,
-            &parent.output,
-            &state,
-        );
+        self.export(id, key, parent, &state);
         let elapsed = started.elapsed();
         self.progress.event(Event::StepFinished { step, elapsed });
         self.records().executed += 1;

@@ -122,6 +122,34 @@ pub fn check_limits(runtime: &Runtime, limits: &rbuild_runtime::Limits) -> Resul
     })
 }
 
+/// `--memory`, `--pids-limit` and `--cpus`, as `build` and `run` take them.
+pub fn parse_limits(
+    memory: Option<&str>,
+    pids: Option<u64>,
+    cpus: Option<f64>,
+) -> Result<rbuild_runtime::Limits> {
+    let memory_bytes = memory
+        .map(crate::size::parse_size)
+        .transpose()
+        .map_err(|e| miette::miette!("--memory: {e}"))?;
+    let cpu = cpus
+        .map(|cpus| {
+            rbuild_runtime::CpuQuota::from_cpus(cpus).ok_or_else(|| {
+                miette::miette!(
+                    help = "give a number of CPUs of at least 0.01, e.g. `--cpus 1.5`",
+                    "--cpus: invalid value `{cpus}`"
+                )
+            })
+        })
+        .transpose()?;
+    Ok(rbuild_runtime::Limits {
+        memory_bytes,
+        pids,
+        cpu,
+        ..Default::default()
+    })
+}
+
 pub fn parse_name(text: &str) -> Result<ImageName> {
     text.parse::<ImageName>().into_diagnostic()
 }

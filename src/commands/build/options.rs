@@ -6,13 +6,11 @@ use std::path::{Path, PathBuf};
 
 use miette::Result;
 use rbuild_builder::{BuildOptions, CacheTarget, SecretSource, SshSource};
-use rbuild_runtime::{CpuQuota, Limits};
 use rbuild_store::ImageName;
 
 use super::{BuildArgs, debug, epoch, flags, git_context, stdin};
 use crate::commands::outputs::{Output, parse_cache, parse_outputs};
 use crate::commands::{key_value, network, parse_name};
-use crate::size::parse_size;
 
 /// A build as its flags describe it.
 pub(super) struct Plan {
@@ -77,7 +75,7 @@ pub(super) fn plan(args: &mut BuildArgs) -> Result<Plan> {
         target: args.target.clone(),
         tags: tags.clone(),
         network: network(args.network),
-        limits: limits(args)?,
+        limits: crate::commands::parse_limits(args.memory.as_deref(), args.pids_limit, args.cpus)?,
         source_date_epoch,
         ignore: source.ignore.clone(),
         no_cache: args.no_cache,
@@ -153,30 +151,6 @@ fn open_source(
         .get("BUILDKIT_CONTEXT_KEEP_GIT_DIR")
         .is_some_and(|value| matches!(value.as_str(), "1" | "true"));
     git_context::open(&args.context, args.file.as_deref(), auth, keep_git_dir)
-}
-
-/// `--memory`, `--pids-limit`, `--cpus`.
-fn limits(args: &BuildArgs) -> Result<Limits> {
-    let memory = args
-        .memory
-        .as_deref()
-        .map(parse_size)
-        .transpose()
-        .map_err(|e| miette::miette!("--memory: {e}"))?;
-    if let Some(cpus) = args.cpus
-        && CpuQuota::from_cpus(cpus).is_none()
-    {
-        return Err(miette::miette!(
-            help = "give a number of CPUs of at least 0.01, e.g. `--cpus 1.5`",
-            "--cpus: invalid value `{cpus}`"
-        ));
-    }
-    Ok(Limits {
-        memory_bytes: memory,
-        pids: args.pids_limit,
-        cpu: args.cpus.and_then(CpuQuota::from_cpus),
-        ..Limits::default()
-    })
 }
 
 /// `--secret id=ID[,type=file|env][,src=FILE][,env=VAR]`, as buildx reads it: `src` (or

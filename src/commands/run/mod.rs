@@ -11,8 +11,7 @@ use std::process::ExitCode;
 use clap::Args;
 use miette::{IntoDiagnostic, Result, WrapErr};
 use rbuild_runtime::{
-    Capabilities, CpuQuota, Limits, Mount, Network, Process, Rlimit, SandboxSpec, SetupKind,
-    StdioMode,
+    Capabilities, Mount, Network, Process, Rlimit, SandboxSpec, SetupKind, StdioMode,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -26,7 +25,6 @@ use flags::{
 
 use super::{key_value, network, open_runtime, open_store, parse_name};
 use crate::cli::NetworkArg;
-use crate::size::parse_size;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -160,20 +158,9 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         ));
     }
     let name = parse_name(&args.image)?;
-    let memory = args
-        .memory
-        .as_deref()
-        .map(parse_size)
-        .transpose()
-        .map_err(|e| miette::miette!("--memory: {e}"))?;
-    let cpu = args
-        .cpus
-        .map(|cpus| {
-            CpuQuota::from_cpus(cpus).ok_or_else(|| {
-                miette::miette!("--cpus: `{cpus}` is not a number of CPUs of at least 0.01")
-            })
-        })
-        .transpose()?;
+    let mut limits = super::parse_limits(args.memory.as_deref(), args.pids_limit, args.cpus)?;
+    limits.cpuset_cpus = args.cpuset_cpus.clone();
+    let memory = limits.memory_bytes;
     let seccomp = parse_security_opts(&args.security_opt)
         .map_err(|e| miette::miette!("--security-opt: {e}"))?;
     let mut mounts = Vec::new();
@@ -250,12 +237,6 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         listeners.push((listener, binding.container));
     }
 
-    let limits = Limits {
-        memory_bytes: memory,
-        pids: args.pids_limit,
-        cpu,
-        cpuset_cpus: args.cpuset_cpus.clone(),
-    };
     let store = open_store()?;
     let runtime = open_runtime(&store)?;
     super::check_limits(&runtime, &limits)?;
