@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use rbuild_frontend::{ExecOp, NetworkMode, Op, OpId};
-use rbuild_runtime::{ExitStatus, Mount, Network, Process, SandboxSpec, StdioMode};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use rbuild_runtime::{ExitStatus, Mount, Network, Process, SandboxSpec};
 
 use crate::debug::FailedStep;
 use crate::error::BuildError;
@@ -23,8 +22,6 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 
 /// Output lines kept for the error message of a failed step.
 const TAIL_LINES: usize = 20;
-/// Longest line passed on; longer ones are cut (the rest of the line is dropped).
-const MAX_LINE: usize = 64 * 1024;
 
 /// RUN's network when neither the step nor the build chooses one: the host's, as with
 /// BuildKit's OCI worker without CNI and `docker build`'s default bridge in effect —
@@ -152,7 +149,12 @@ impl SolveContext {
         // Locks, scratch dirs and secret files go as soon as the process is gone, unless
         // a failed step is kept for a shell (`--on-error shell`).
         let mut mounts = Some(mounts);
-        if !(failed && self.opts.keep_failed_step && !self.cancel.is_cancelled()) {
+        // Kept only where a shell can be opened in it: with the runtime's sandboxes.
+        let keep = failed
+            && self.opts.keep_failed_step
+            && !self.cancel.is_cancelled()
+            && self.builder.executor.runtime().is_some();
+        if !keep {
             let mounts = mounts.take();
             let _ = tokio::task::spawn_blocking(move || drop(mounts)).await;
         }
@@ -168,17 +170,17 @@ impl SolveContext {
             }
         };
         if outcome.oom_killed || !outcome.status.success() {
-            let kept = match mounts {
-                Some(mounts) => Some(Box::new(FailedStep::new(
+            let kept = match (mounts, self.builder.executor.runtime()) {
+                (Some(mounts), Some(runtime)) => Some(Box::new(FailedStep::new(
                     spec,
-                    self.builder.runtime.clone(),
+                    runtime.clone(),
                     self.builder.store.clone(),
                     op,
                     mounts,
                     root,
                     active,
                 ))),
-                None => {
+                _ => {
                     self.discard(active).await;
                     None
                 }
@@ -231,107 +233,22 @@ impl SolveContext {
         spec: &SandboxSpec,
         step: usize,
     ) -> Result<(rbuild_runtime::Outcome, Vec<String>), rbuild_runtime::Error> {
-        let mut child = self.builder.runtime.spawn(spec, StdioMode::Piped)?;
         let tail = Mutex::new(VecDeque::with_capacity(TAIL_LINES));
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        // Killing the helper ends the sandbox: its init dies with it (parent-death signal)
-        // and the whole PID namespace with the init; `wait` then cleans up.
-        let helper = child.id();
-        let kill = || {
-            if let Some(pid) = helper {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        };
-        let outcome = {
-            // The wait runs beside the output: its cleanup kills whatever is left in the
-            // sandbox's cgroup, so no straggler holding the pipes open can keep the
-            // output (and the build) from ending.
-            let run = async {
-                let ((), (), outcome) = tokio::join!(
-                    self.forward(stdout, Stream::Stdout, step, &tail),
-                    self.forward(stderr, Stream::Stderr, step, &tail),
-                    child.wait(),
-                );
-                outcome
-            };
-            tokio::pin!(run);
-            let outcome = tokio::select! {
-                outcome = &mut run => outcome?,
-                () = self.cancel.cancelled() => {
-                    kill();
-                    run.await?
-                }
-            };
-            outcome
-        };
-        let tail = tail
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner())
-            .into_iter()
-            .collect();
-        Ok((outcome, tail))
-    }
-
-    async fn forward(
-        &self,
-        pipe: Option<impl AsyncRead + Unpin>,
-        stream: Stream,
-        step: usize,
-        tail: &Mutex<VecDeque<String>>,
-    ) {
-        let Some(pipe) = pipe else { return };
-        let mut reader = BufReader::with_capacity(64 * 1024, pipe);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match read_line(&mut reader, &mut line).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                line.pop();
-            }
-            self.progress.event(Event::Log {
-                step,
-                stream,
-                line: &line,
-            });
+        let output = |stream: Stream, line: &[u8]| {
+            self.progress.event(Event::Log { step, stream, line });
             let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
             if tail.len() == TAIL_LINES {
                 tail.pop_front();
             }
-            tail.push_back(String::from_utf8_lossy(&line).into_owned());
-        }
-    }
-}
-
-/// Reads up to a newline, keeping at most [`MAX_LINE`] bytes of it.
-async fn read_line<R: AsyncBufReadExt + Unpin>(
-    reader: &mut R,
-    line: &mut Vec<u8>,
-) -> std::io::Result<usize> {
-    let mut total = 0;
-    loop {
-        let buf = reader.fill_buf().await?;
-        if buf.is_empty() {
-            return Ok(total);
-        }
-        let (chunk, done) = match buf.iter().position(|b| *b == b'\n') {
-            Some(i) => (&buf[..=i], true),
-            None => (buf, false),
+            tail.push_back(String::from_utf8_lossy(line).into_owned());
         };
-        let room = MAX_LINE.saturating_sub(line.len());
-        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        let used = chunk.len();
-        reader.consume(used);
-        total += used;
-        if done {
-            return Ok(total);
-        }
+        let outcome = self
+            .builder
+            .executor
+            .run(spec, &output, &self.cancel)
+            .await?;
+        let tail = tail.into_inner().unwrap_or_else(|e| e.into_inner());
+        Ok((outcome, tail.into_iter().collect()))
     }
 }
 

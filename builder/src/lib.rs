@@ -11,6 +11,7 @@ mod debug;
 mod download;
 mod error;
 mod exec;
+mod executor;
 mod explain;
 mod export;
 mod exporter;
@@ -34,6 +35,8 @@ mod ssh;
 mod state;
 mod step;
 pub mod suggest;
+#[cfg(test)]
+mod testing;
 mod times;
 mod unarchive;
 
@@ -41,6 +44,7 @@ pub use cache::CacheKey;
 pub use debug::FailedStep;
 pub use error::BuildError;
 pub use exec::DEFAULT_NETWORK;
+pub use executor::{Executor, MAX_LINE, OutputSink, Running};
 pub use export::{RootfsOutput, export_rootfs};
 pub use exporter::{CacheTarget, Destination, ExportError, ExportOptions, Exported, Exporter};
 pub use git::{GitContext, GitError, fetch_context as fetch_git_context};

@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::context::Context;
 use crate::error::BuildError;
+use crate::executor::Executor;
 use crate::explain::{self, Traces};
 use crate::ignore::IgnoreMatcher;
 use crate::progress::{Event, Progress};
@@ -169,7 +170,8 @@ impl Cancel {
 #[derive(Clone)]
 pub struct Builder {
     pub(crate) store: Store,
-    pub(crate) runtime: Runtime,
+    /// Runs RUN steps' processes: the runtime's sandboxes.
+    pub(crate) executor: Arc<dyn Executor>,
     /// Overlayfs or copies, chosen when the builder is made.
     pub(crate) snapshotter: Snapshotter,
     /// Where base images the store lacks, and layers of imported caches, come from.
@@ -181,9 +183,19 @@ impl Builder {
     /// [`Snapshotter::detect`]).
     pub fn new(store: Store, runtime: Runtime) -> Builder {
         let snapshotter = Snapshotter::detect(&store);
+        Builder::with_executor(store, Arc::new(runtime), snapshotter)
+    }
+
+    /// A builder whose RUN steps run through `executor`, seeing snapshots through
+    /// `snapshotter`.
+    pub fn with_executor(
+        store: Store,
+        executor: Arc<dyn Executor>,
+        snapshotter: Snapshotter,
+    ) -> Builder {
         Builder {
             store,
-            runtime,
+            executor,
             snapshotter,
             registry: None,
         }

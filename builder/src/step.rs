@@ -297,3 +297,6 @@ fn origin(graph: &BuildGraph, source: &CopySource) -> String {
         CopySource::Inline(_) => "the Dockerfile".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests;

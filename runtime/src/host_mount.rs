@@ -38,6 +38,10 @@ pub fn with_mounts<R: Send, F: FnOnce() -> R + Send>(
     mounts: &[HostMount],
     f: F,
 ) -> Result<R, Error> {
+    // Nothing to mount (files seen through copies): no namespace, no thread.
+    if mounts.is_empty() {
+        return Ok(f());
+    }
     std::thread::scope(|scope| {
         let thread = std::thread::Builder::new()
             .name("rbuild-mounts".into())
