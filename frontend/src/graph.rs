@@ -76,6 +76,11 @@ pub struct Op {
     /// What progress output shows, e.g. `RUN echo hi` (variables as written).
     pub description: String,
     pub digest: OpDigest,
+    /// The platform the op is for: its stage's (`FROM --platform`, else the target's). A
+    /// RUN for another architecture than the machine's runs emulated; an image op is
+    /// that platform's image. (In the digest, not serialized with the op.)
+    #[serde(skip)]
+    pub platform: crate::Platform,
 }
 
 #[derive(Debug, Clone, Serialize)]

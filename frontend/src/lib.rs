@@ -39,7 +39,7 @@ mod conformance;
 pub use config::{Empty, HealthConfig, HistoryEntry, ImageConfig};
 pub use convert::{
     ConvertOptions, DEFAULT_PATH, NamedContext, Platform, convert, dump_graph, image_references,
-    normalize_reference,
+    image_uses, normalize_reference,
 };
 pub use error::{Error, ErrorKind};
 pub use git::GitSource;

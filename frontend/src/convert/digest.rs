@@ -358,6 +358,7 @@ mod tests {
             },
             description: description.to_string(),
             digest: scratch.clone(),
+            platform: Platform::default(),
         };
         let mkdir = |ops: &[Op]| {
             let kind = OpKind::Mkdir(crate::MkdirOp {

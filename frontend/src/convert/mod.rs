@@ -34,7 +34,11 @@ pub struct ConvertOptions {
     pub build_args: BTreeMap<String, String>,
     /// The stage to build (case-insensitive name); the last stage when `None`.
     pub target: Option<String>,
+    /// The platform the image is for (`TARGETPLATFORM`): the platform of every stage that
+    /// does not choose one with `FROM --platform`.
     pub platform: Platform,
+    /// The platform the build runs on (`BUILDPLATFORM`): this machine's.
+    pub build_platform: Platform,
     /// `--build-context NAME=...`: what `FROM NAME`, `COPY --from=NAME` and
     /// `RUN --mount=from=NAME` read instead of an image or a stage of that name (a stage of
     /// that name is replaced).
@@ -73,6 +77,73 @@ impl Default for Platform {
             architecture: architecture.to_string(),
             variant: None,
         }
+    }
+}
+
+/// Operating systems by Go's names (`GOOS`), to tell `os/arch` from `arch/variant`.
+const KNOWN_OS: [&str; 14] = [
+    "linux",
+    "windows",
+    "darwin",
+    "freebsd",
+    "netbsd",
+    "openbsd",
+    "solaris",
+    "illumos",
+    "android",
+    "ios",
+    "aix",
+    "dragonfly",
+    "plan9",
+    "wasip1",
+];
+
+impl Platform {
+    /// Parses `os/arch[/variant]` (or `arch` alone, on Linux) and normalizes it as
+    /// containerd's matcher does: the architecture's other names (`x86_64`, `aarch64`,
+    /// `armhf`) become the OCI ones, `arm` is `arm/v7`, and the default variants
+    /// (`amd64/v1`, `arm64/v8`) are left out.
+    pub fn parse(text: &str) -> Result<Platform, String> {
+        let lower = text.trim().to_ascii_lowercase();
+        let parts: Vec<&str> = lower.split('/').collect();
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        let (os, arch, variant) = match parts.as_slice() {
+            [arch] if valid(arch) => ("linux", *arch, None),
+            // `os/arch`, or `arch/variant` when the first is no operating system's name.
+            [os, arch] if valid(os) && valid(arch) && KNOWN_OS.contains(os) => (*os, *arch, None),
+            [arch, variant] if valid(arch) && valid(variant) => ("linux", *arch, Some(*variant)),
+            [os, arch, variant] if valid(os) && valid(arch) && valid(variant) => {
+                (*os, *arch, Some(*variant))
+            }
+            _ => {
+                return Err(format!(
+                    "`{text}` is not a platform: give `os/architecture[/variant]`, e.g. `linux/arm64`"
+                ));
+            }
+        };
+        let (architecture, implied) = match arch {
+            "x86_64" | "x86-64" => ("amd64", None),
+            "aarch64" => ("arm64", None),
+            "armhf" => ("arm", Some("v7")),
+            "armel" => ("arm", Some("v6")),
+            "i386" | "i686" => ("386", None),
+            other => (other, None),
+        };
+        let variant = match (architecture, variant.or(implied)) {
+            ("amd64", Some("v1")) | ("arm64", Some("v8") | Some("8")) => None,
+            ("arm", None) => Some("v7".to_owned()),
+            ("arm", Some(v)) if !v.starts_with('v') => Some(format!("v{v}")),
+            (_, variant) => variant.map(str::to_owned),
+        };
+        Ok(Platform {
+            os: os.to_owned(),
+            architecture: architecture.to_owned(),
+            variant,
+        })
     }
 }
 
@@ -116,6 +187,37 @@ pub fn image_references(df: &Dockerfile, opts: &ConvertOptions) -> Result<Vec<St
         }
     }
     Ok(references)
+}
+
+/// The external images the build needs (see [`image_references`]), each with the
+/// platforms it is needed for: a stage's own (`FROM --platform`), else the target's.
+pub fn image_uses(
+    df: &Dockerfile,
+    opts: &ConvertOptions,
+) -> Result<Vec<(String, Platform)>, Error> {
+    let plan = Plan::new(df, opts, None)?;
+    let mut uses: Vec<(String, Platform)> = Vec::new();
+    let mut add = |reference: &str, platform: &Platform| {
+        if !uses.iter().any(|(r, p)| r == reference && p == platform) {
+            uses.push((reference.to_string(), platform.clone()));
+        }
+    };
+    for stage in df.stages.iter().filter(|s| plan.needed[s.index]) {
+        let platform = &plan.platforms[stage.index];
+        if let Base::Image(reference) = &plan.bases[stage.index] {
+            add(reference, platform);
+        }
+        for instruction in &stage.instructions {
+            for (from, span, verb) in plan::froms(instruction) {
+                if let FromSource::Image(reference) =
+                    plan.copy_source(df, stage.index, from, span, verb)?
+                {
+                    add(&reference, platform);
+                }
+            }
+        }
+    }
+    Ok(uses)
 }
 
 /// Converts `df` into a build graph. `bases` maps each reference [`image_references`]
@@ -379,13 +481,17 @@ impl<'a> Converter<'a> {
         stage: &StageId,
         description: String,
     ) -> OpId {
-        let digest = digest::op_digest(&kind, &self.ops, &self.opts.platform);
+        // The stage's platform: ops of a `FROM --platform=$BUILDPLATFORM` stage are the same
+        // ops whatever the target.
+        let platform = self.plan.platforms[stage.index].clone();
+        let digest = digest::op_digest(&kind, &self.ops, &platform);
         self.ops.push(Op {
             kind,
             span,
             stage: stage.clone(),
             description,
             digest,
+            platform,
         });
         OpId(self.ops.len() - 1)
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::instructions::{Dockerfile, Instruction, InstructionKind, Stage, parse_trigger};
 use crate::lint::{Lint, Rule, Warning};
 use crate::shell::{Lexer, Recording};
-use crate::{Error, ErrorKind, ImageConfig, Span};
+use crate::{Error, ErrorKind, ImageConfig, Platform, Span};
 
 use super::values::normalize_reference;
 use super::{ConvertOptions, NamedContext, expansion_error};
@@ -59,6 +59,9 @@ pub(crate) struct Plan {
     /// variables of FROM lines and `COPY --from`.
     pub meta: BTreeMap<String, String>,
     pub bases: Vec<Base>,
+    /// Each stage's platform: its `FROM --platform`, else its base stage's, else the
+    /// target's.
+    pub platforms: Vec<Platform>,
     pub named: BTreeMap<String, NamedContext>,
     pub target: usize,
     /// Stages the target needs, by index.
@@ -74,14 +77,20 @@ impl Plan {
         let lexer = Lexer::new(df.directives.escape);
         let meta = meta_args(df, opts, &lexer)?;
         let mut bases = Vec::new();
+        let mut platforms: Vec<Platform> = Vec::new();
         for stage in &df.stages {
-            bases.push(resolve_base(
-                df,
-                stage,
-                &meta,
-                &lexer,
-                &opts.named_contexts,
-            )?);
+            let base = resolve_base(df, stage, &meta, &lexer, &opts.named_contexts)?;
+            let chosen = match &stage.platform {
+                Some(flag) => stage_platform(flag, stage, &meta, &lexer)?,
+                None => None,
+            };
+            let platform = match (chosen, &base) {
+                (Some(platform), _) => platform,
+                (None, Base::Stage(index)) => platforms[*index].clone(),
+                (None, _) => opts.platform.clone(),
+            };
+            bases.push(base);
+            platforms.push(platform);
         }
         let target = match &opts.target {
             None => df.stages.len().saturating_sub(1),
@@ -94,6 +103,7 @@ impl Plan {
         let mut plan = Plan {
             meta,
             bases,
+            platforms,
             named: opts.named_contexts.clone(),
             target,
             needed: vec![false; df.stages.len()],
@@ -248,13 +258,12 @@ pub(crate) fn froms(instruction: &Instruction) -> Vec<(&str, Span, &'static str)
     }
 }
 
-/// The predefined ARGs of the global scope: the platform ARGs and `TARGETSTAGE`. rbuild
-/// does not cross-build, so the build platform is the target platform. `--build-arg`
-/// overrides them, as in BuildKit.
+/// The predefined ARGs of the global scope: the platform ARGs (`TARGET*` of the image's
+/// platform, `BUILD*` of the machine's) and `TARGETSTAGE`. `--build-arg` overrides them,
+/// as in BuildKit.
 fn predefined_args(df: &Dockerfile, opts: &ConvertOptions) -> BTreeMap<String, String> {
-    let platform = &opts.platform;
     let mut args = BTreeMap::new();
-    for prefix in ["TARGET", "BUILD"] {
+    for (prefix, platform) in [("TARGET", &opts.platform), ("BUILD", &opts.build_platform)] {
         args.insert(format!("{prefix}PLATFORM"), platform.to_string());
         args.insert(format!("{prefix}OS"), platform.os.clone());
         args.insert(format!("{prefix}OSVERSION"), String::new());
@@ -425,6 +434,30 @@ fn lint_platform_flag(stage: &Stage, platform: &str, lint: &mut Lint) {
             ),
         );
     }
+}
+
+/// A stage's `FROM --platform`, expanded with the global ARGs and parsed; `None` when it
+/// expands to nothing (an undefined variable, which the build checks report), as if it
+/// were not given.
+fn stage_platform(
+    flag: &str,
+    stage: &Stage,
+    meta: &BTreeMap<String, String>,
+    lexer: &Lexer,
+) -> Result<Option<Platform>, Error> {
+    let expanded = lexer
+        .process_word(flag, meta)
+        .map_err(|e| expansion_error(e, flag, stage.span))?;
+    if expanded.trim().is_empty() {
+        return Ok(None);
+    }
+    Platform::parse(&expanded).map(Some).map_err(|message| {
+        Error::new(
+            ErrorKind::InvalidFlag,
+            stage.span,
+            format!("FROM --platform: {message}"),
+        )
+    })
 }
 
 fn resolve_base(

@@ -246,3 +246,98 @@ fn duplicate_stage_names_resolve_like_buildkit() {
     assert_eq!(copy.rootfs.0, second, "FROM x: the latest stage named x");
     assert!(matches!(copy.source, CopySource::Op(id) if id.0 == second));
 }
+
+fn for_target(platform: &str) -> ConvertOptions {
+    ConvertOptions {
+        platform: crate::Platform::parse(platform).unwrap(),
+        build_platform: crate::Platform::parse("linux/amd64").unwrap(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn platforms_are_named_as_containerd_normalizes_them() {
+    let parse = |text| crate::Platform::parse(text).map(|p| p.to_string());
+    assert_eq!(parse("linux/x86_64").unwrap(), "linux/amd64");
+    assert_eq!(parse("amd64/v1").unwrap(), "linux/amd64");
+    assert_eq!(parse("Linux/AArch64").unwrap(), "linux/arm64");
+    assert_eq!(parse("linux/arm64/v8").unwrap(), "linux/arm64");
+    assert_eq!(parse("linux/arm").unwrap(), "linux/arm/v7");
+    assert_eq!(parse("linux/arm/6").unwrap(), "linux/arm/v6");
+    assert_eq!(parse("armhf").unwrap(), "linux/arm/v7");
+    assert_eq!(parse("linux/amd64/v3").unwrap(), "linux/amd64/v3");
+    for bad in ["", "linux/", "a/b/c/d", "linux/arm 64"] {
+        assert!(parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn target_and_build_platforms_are_told_apart() {
+    let text = "\
+ARG TARGETPLATFORM
+ARG BUILDPLATFORM
+FROM --platform=$BUILDPLATFORM busybox AS tools
+ARG BUILDARCH
+RUN echo on $BUILDARCH
+FROM tools AS still-tools
+ARG TARGETARCH
+RUN echo builds for $TARGETARCH
+FROM busybox
+COPY --from=still-tools /x /x
+RUN echo target
+";
+    let df = parse(text).unwrap();
+    let arm = for_target("linux/arm64");
+    assert_eq!(
+        crate::image_uses(&df, &arm)
+            .unwrap()
+            .into_iter()
+            .map(|(r, p)| format!("{r} {p}"))
+            .collect::<Vec<_>>(),
+        ["busybox:latest linux/amd64", "busybox:latest linux/arm64"]
+    );
+    let graph = build(text, &arm);
+    let runs: Vec<_> = graph
+        .ops
+        .iter()
+        .filter(|op| matches!(op.kind, OpKind::Exec(_)))
+        .collect();
+    let platforms: Vec<String> = runs.iter().map(|op| op.platform.to_string()).collect();
+    // A stage FROM a build-platform stage stays on the build platform.
+    assert_eq!(platforms, ["linux/amd64", "linux/amd64", "linux/arm64"]);
+    let env = |op: &crate::Op| match &op.kind {
+        OpKind::Exec(exec) => exec.env.clone(),
+        _ => unreachable!(),
+    };
+    assert!(env(runs[0]).iter().any(|e| e == "BUILDARCH=amd64"));
+    assert!(env(runs[1]).iter().any(|e| e == "TARGETARCH=arm64"));
+
+    // A build-platform step that reads no TARGET* is the same op for either target (so a
+    // multi-platform build runs it once); one that reads TARGETARCH is not, nor is the
+    // target's own step.
+    let amd = build(text, &for_target("linux/amd64"));
+    let digests = |graph: &BuildGraph| -> Vec<String> {
+        graph
+            .ops
+            .iter()
+            .filter(|op| matches!(op.kind, OpKind::Exec(_)))
+            .map(|op| op.digest.0.clone())
+            .collect()
+    };
+    let (arm_digests, amd_digests) = (digests(&graph), digests(&amd));
+    assert_eq!(arm_digests[0], amd_digests[0]);
+    assert_ne!(arm_digests[1], amd_digests[1]);
+    assert_ne!(arm_digests[2], amd_digests[2]);
+}
+
+#[test]
+fn a_platform_that_is_not_one_is_an_error_on_its_from_line() {
+    let df = parse("FROM busybox\nFROM --platform=linux/arm/6/x busybox\n").unwrap();
+    let err = crate::image_uses(&df, &ConvertOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("linux/arm/6/x"), "{err}");
+    assert_eq!(err.span().line_col(&df_text()).0, 2);
+}
+
+fn df_text() -> String {
+    "FROM busybox\nFROM --platform=linux/arm/6/x busybox\n".to_owned()
+}
