@@ -143,6 +143,19 @@ pub fn build_error(err: BuildError, dockerfile_path: &Path, dockerfile: &str) ->
     }
     let Some(span) = err.span() else {
         return match err {
+            BuildError::BasePlatform {
+                reference,
+                wanted,
+                found,
+            } => miette::miette!(
+                help = format!(
+                    "build for {} (`--platform {}`), or use a base image that has {wanted}: a multi-platform image from a registry, or one made with `rbuild import --platform {wanted} ROOTFS.tar NAME`",
+                    found.join(", "),
+                    found.first().map_or("", String::as_str)
+                ),
+                "base image `{reference}` is for {}, and the build needs {wanted}",
+                found.join(", ")
+            ),
             BuildError::BaseImageNotFound { reference } => miette::miette!(
                 help = "pull it with `rbuild pull REF`, load it with `rbuild load -i IMAGE.tar` or make one with `rbuild import ROOTFS.tar NAME`",
                 "base image `{reference}` is not in the store"
@@ -179,6 +192,13 @@ pub fn build_error(err: BuildError, dockerfile_path: &Path, dockerfile: &str) ->
             "build::out_of_memory",
             Some("raise the limit with `--memory`".to_owned()),
             "killed: out of memory".to_owned(),
+        ),
+        BuildError::Emulation {
+            source, platform, ..
+        } => (
+            "build::emulation",
+            Some(source.help().to_owned()),
+            format!("a step for {platform}"),
         ),
         BuildError::InsecureNotAllowed { .. } => (
             "build::insecure_not_allowed",

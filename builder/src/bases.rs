@@ -1,26 +1,72 @@
 //! Base images: found in the store or pulled, leased for the build, and the filesystem
 //! state an `Image` op starts from.
 
-use rbuild_frontend::OpKind;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use rbuild_frontend::{ImageConfig, Op, OpKind, Platform};
 use rbuild_store::registry::PullOptions;
 use rbuild_store::{Image, Reference};
-
-use std::path::Path;
 
 use crate::error::BuildError;
 use crate::solve::{Builder, SolveContext};
 use crate::state::{Layer, LayerRef, State};
 
+/// The build's base images, by reference and the platform they are used for.
+#[derive(Debug, Default)]
+pub(crate) struct Bases(HashMap<(String, Platform), Image>);
+
+impl Bases {
+    pub fn insert(&mut self, reference: String, platform: Platform, image: Image) {
+        self.0.insert((reference, platform), image);
+    }
+
+    pub fn get(&self, reference: &str, platform: &Platform) -> Option<&Image> {
+        self.0.get(&(reference.to_owned(), platform.clone()))
+    }
+
+    /// Each base's config for the frontend (ENV, WORKDIR, ONBUILD, ...): the target
+    /// platform's image where a reference is used for several platforms.
+    pub fn configs(&self, target: &Platform) -> BTreeMap<String, ImageConfig> {
+        let mut configs = BTreeMap::new();
+        let mut uses: Vec<_> = self.0.iter().collect();
+        // The target's last, so its config is the one kept.
+        uses.sort_by_key(|((_, platform), _)| platform == target);
+        for ((reference, _), image) in uses {
+            let config = crate::image::frontend_config(&image.config.config);
+            configs.insert(reference.clone(), config);
+        }
+        configs
+    }
+}
+
+/// The platform an image's config says it is for, normalized.
+pub(crate) fn image_platform(image: &Image) -> Platform {
+    let config = &image.config;
+    let text = match &config.variant {
+        Some(variant) => format!("{}/{}/{variant}", config.os, config.architecture),
+        None => format!("{}/{}", config.os, config.architecture),
+    };
+    Platform::parse(&text).unwrap_or(Platform {
+        os: config.os.clone(),
+        architecture: config.architecture.clone(),
+        variant: config.variant.clone(),
+    })
+}
+
 impl Builder {
-    /// The base image `reference` names: from the store (by name as written, else by its
-    /// normalized name; by digest when pinned), else pulled (always pulled with `pull`,
-    /// unless pinned by a digest the store has: that content cannot have changed).
+    /// The base image `reference` names, for `platform`: from the store (by name as
+    /// written, else by its normalized name; by digest when pinned) if it is that
+    /// platform's, else pulled for that platform (always pulled with `pull`, unless pinned
+    /// by a digest the store has: that content cannot have changed). A name is given to a
+    /// pulled image of this machine's platform only: the store holds one image per name.
     /// It is kept (with its snapshots) from GC for the whole build, even if its name is
     /// removed meanwhile, and unpacked so every RUN finds its lower dirs.
     pub(crate) async fn base_image(
         &self,
         reference: &str,
         pull: bool,
+        platform: &Platform,
     ) -> Result<Image, BuildError> {
         let invalid = |source| BuildError::InvalidReference {
             reference: reference.to_owned(),
@@ -50,14 +96,27 @@ impl Builder {
             })
             .await??
         };
+        // An image of another platform under that name is no base for this one.
+        let wrong = local
+            .as_ref()
+            .map(image_platform)
+            .filter(|found| found != platform);
+        let local = local.filter(|_| wrong.is_none());
         let missing = local.is_none();
         let image = match (local, &self.registry) {
             (Some(image), registry) if !pull || registry.is_none() || parsed.digest().is_some() => {
                 image
             }
             (_, None) => {
-                return Err(BuildError::BaseImageNotFound {
-                    reference: reference.to_owned(),
+                return Err(match wrong {
+                    Some(found) => BuildError::BasePlatform {
+                        reference: reference.to_owned(),
+                        wanted: platform.to_string(),
+                        found: vec![found.to_string()],
+                    },
+                    None => BuildError::BaseImageNotFound {
+                        reference: reference.to_owned(),
+                    },
                 });
             }
             (_, Some(registry)) => {
@@ -67,17 +126,41 @@ impl Builder {
                         &parsed,
                         &PullOptions {
                             unpack: true,
+                            platform: Some(rbuild_store::oci::Platform {
+                                architecture: platform.architecture.clone(),
+                                os: platform.os.clone(),
+                                variant: platform.variant.clone(),
+                            }),
                             ..Default::default()
                         },
                     )
                     .await
-                    .map_err(|source| BuildError::Pull {
-                        reference: reference.to_owned(),
-                        missing,
-                        source: Box::new(source),
+                    .map_err(|source| match &wrong {
+                        // The store's image is for another platform and the registry has
+                        // none for this one (or cannot be reached): say the first.
+                        Some(found) if !pull => BuildError::BasePlatform {
+                            reference: reference.to_owned(),
+                            wanted: platform.to_string(),
+                            found: vec![found.to_string()],
+                        },
+                        _ => BuildError::Pull {
+                            reference: reference.to_owned(),
+                            missing,
+                            source: Box::new(source),
+                        },
                     })?;
+                // Named only for this machine's platform (see above); checked, as a
+                // registry's single-platform image may be for another.
+                let pulled_platform = image_platform(&pulled.image);
+                if &pulled_platform != platform {
+                    return Err(BuildError::BasePlatform {
+                        reference: reference.to_owned(),
+                        wanted: platform.to_string(),
+                        found: vec![pulled_platform.to_string()],
+                    });
+                }
                 let store = store.clone();
-                let name = name.clone();
+                let name = name.filter(|_| *platform == Platform::default());
                 let manifest = pulled.manifest.clone();
                 let image = pulled.image.manifest_digest.clone();
                 tokio::task::spawn_blocking(move || -> Result<(), rbuild_store::Error> {
@@ -99,17 +182,17 @@ impl Builder {
 }
 
 impl SolveContext {
-    pub(crate) async fn root_state(&self, kind: &OpKind) -> Result<State, BuildError> {
-        let OpKind::Image { reference } = kind else {
+    pub(crate) async fn root_state(&self, op: &Op) -> Result<State, BuildError> {
+        let OpKind::Image { reference } = &op.kind else {
             return Ok(State::default());
         };
-        let image =
-            self.sources
-                .bases
-                .get(reference)
-                .ok_or_else(|| BuildError::BaseImageNotFound {
-                    reference: reference.clone(),
-                })?;
+        let image = self
+            .sources
+            .bases
+            .get(reference, &op.platform)
+            .ok_or_else(|| BuildError::BaseImageNotFound {
+                reference: reference.clone(),
+            })?;
         let chain = image.chain();
         let layers = image
             .manifest

@@ -6,6 +6,22 @@ use crate::debug::FailedStep;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    #[error("{description}: cannot run binaries of {platform} here")]
+    Emulation {
+        span: Span,
+        description: String,
+        platform: String,
+        #[source]
+        source: Box<crate::emulation::EmulationError>,
+    },
+    #[error("the base image {reference} is for {}, not {wanted}", found.join(", "))]
+    BasePlatform {
+        reference: String,
+        /// The platform the stage is built for.
+        wanted: String,
+        /// The platforms the image has.
+        found: Vec<String>,
+    },
     #[error(transparent)]
     Dockerfile(#[from] rbuild_frontend::Error),
     #[error("base image `{reference}` is not in the store")]
@@ -139,7 +155,8 @@ impl BuildError {
             | BuildError::OutOfMemory { span, .. }
             | BuildError::StepFailed { span, .. }
             | BuildError::SecretRequired { span, .. }
-            | BuildError::InsecureNotAllowed { span, .. } => Some(*span),
+            | BuildError::InsecureNotAllowed { span, .. }
+            | BuildError::Emulation { span, .. } => Some(*span),
             _ => None,
         }
     }

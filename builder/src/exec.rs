@@ -64,6 +64,19 @@ impl SolveContext {
         sources: HashMap<OpId, (Vec<PathBuf>, String)>,
         step: usize,
     ) -> Result<ActiveSnapshot, BuildError> {
+        // Another architecture's step runs emulated, or not at all.
+        if !crate::emulation::native(&op.platform) {
+            let platform = op.platform.clone();
+            let dir = std::path::Path::new(crate::emulation::BINFMT_MISC);
+            tokio::task::spawn_blocking(move || crate::emulation::check(&platform, dir))
+                .await?
+                .map_err(|source| BuildError::Emulation {
+                    span: op.span,
+                    description: op.description.clone(),
+                    platform: op.platform.to_string(),
+                    source: Box::new(source),
+                })?;
+        }
         let request = MountRequest {
             store: self.builder.store.clone(),
             context_root: self.sources.context.root.clone(),

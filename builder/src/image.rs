@@ -4,7 +4,9 @@ use std::collections::HashMap;
 
 use rbuild_frontend::{BuildGraph, ImageConfig, OpId};
 use rbuild_store::oci::{Descriptor, History, ImageConfiguration, RootFs};
-use rbuild_store::{CacheRecord, Digest, Image, host_architecture, time};
+use rbuild_store::{CacheRecord, Digest, time};
+
+use crate::bases::Bases;
 
 use crate::error::BuildError;
 use crate::solve::{BuildOptions, SolveContext};
@@ -31,15 +33,13 @@ pub(crate) fn assemble(
     states: &[State],
     layers: Vec<Layer>,
     times: &HashMap<OpId, i64>,
-    bases: &HashMap<String, Image>,
+    bases: &Bases,
     opts: &BuildOptions,
 ) -> Result<(ImageConfiguration, Vec<Descriptor>), BuildError> {
     let output = &graph.output;
     let chain = own_steps(graph, states);
-    let base = output
-        .base
-        .as_ref()
-        .and_then(|reference| bases.get(reference));
+    let platform = &graph.op(output.root).platform;
+    let base = output.base.as_ref().and_then(|r| bases.get(r, platform));
     let time_of = |id: &OpId| times.get(id).copied().unwrap_or_else(time::now_unix);
     // Instructions before the first step of this stage that makes a layer take that step's
     // time; with no such step, the base image's (a build that only changes metadata is
@@ -97,7 +97,12 @@ pub(crate) fn assemble(
             base.config.os.clone(),
             base.config.variant.clone(),
         ),
-        None => (host_architecture().to_owned(), "linux".to_owned(), None),
+        // No base image: the platform the stage is for.
+        None => (
+            platform.architecture.clone(),
+            platform.os.clone(),
+            platform.variant.clone(),
+        ),
     };
     let config = ImageConfiguration {
         created: Some(created),
@@ -187,14 +192,15 @@ pub(crate) fn undated_key(
     graph: &BuildGraph,
     states: &[State],
     layers: &[Layer],
-    bases: &HashMap<String, Image>,
+    bases: &Bases,
     opts: &BuildOptions,
 ) -> Result<Option<String>, BuildError> {
+    let platform = &graph.op(graph.output.root).platform;
     let base = graph
         .output
         .base
         .as_ref()
-        .and_then(|reference| bases.get(reference));
+        .and_then(|r| bases.get(r, platform));
     if opts.source_date_epoch.is_some()
         || !own_steps(graph, states).is_empty()
         || base.is_some_and(|b| b.config.created.is_some())

@@ -56,7 +56,7 @@ impl SolveContext {
         match &op.kind {
             OpKind::Scratch => {}
             OpKind::Image { reference } => {
-                if let Some(image) = self.sources.bases.get(reference) {
+                if let Some(image) = self.sources.bases.get(reference, &op.platform) {
                     key.part(&image.manifest_digest.to_string());
                     trace.base = Some(image.manifest_digest.to_string());
                     trace.base_id = Some(image.config_digest.to_string());

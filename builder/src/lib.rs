@@ -9,6 +9,7 @@ mod context;
 mod copy;
 mod debug;
 mod download;
+mod emulation;
 mod error;
 mod exec;
 mod executor;
@@ -42,6 +43,7 @@ mod unarchive;
 
 pub use cache::CacheKey;
 pub use debug::FailedStep;
+pub use emulation::EmulationError;
 pub use error::BuildError;
 pub use exec::DEFAULT_NETWORK;
 pub use executor::{Executor, MAX_LINE, OutputSink, Running};

@@ -15,10 +15,11 @@ use rbuild_frontend::{self as frontend, BuildGraph, OpId, OpKind};
 use rbuild_runtime::{ExtraHost, Limits, Network, Rlimit, Runtime};
 use rbuild_store::oci::Descriptor;
 use rbuild_store::registry::{CacheExportRecord, CacheImport, Registry};
-use rbuild_store::{ActiveSnapshot, Digest, Image, ImageName, Reference, Store};
+use rbuild_store::{ActiveSnapshot, Digest, ImageName, Reference, Store};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::bases::Bases;
 use crate::context::Context;
 use crate::error::BuildError;
 use crate::executor::Executor;
@@ -41,6 +42,9 @@ pub struct BuildOptions {
     pub ignore: Option<String>,
     pub build_args: BTreeMap<String, String>,
     pub target: Option<String>,
+    /// The platform to build for (`--platform`); this machine's when `None`. A RUN step
+    /// for another architecture runs emulated (see `emulation`).
+    pub platform: Option<frontend::Platform>,
     /// Names for the result, set only when the whole build succeeded.
     pub tags: Vec<ImageName>,
     /// The network of RUN steps that do not choose one (`RUN --network`).
@@ -230,19 +234,14 @@ impl Builder {
         let convert_opts = frontend::ConvertOptions {
             build_args: opts.build_args.clone(),
             target: opts.target.clone(),
+            platform: opts.platform.clone().unwrap_or_default(),
             named_contexts,
             ..Default::default()
         };
         let bases = self
             .base_images(&dockerfile, &convert_opts, opts.pull, &cancel)
             .await?;
-        let base_configs = bases
-            .iter()
-            .map(|(reference, image)| {
-                let config = crate::image::frontend_config(&image.config.config);
-                (reference.clone(), config)
-            })
-            .collect();
+        let base_configs = bases.configs(&convert_opts.platform);
         let graph = Arc::new(frontend::convert(
             &dockerfile,
             &convert_opts,
@@ -334,22 +333,23 @@ impl Builder {
         Ok((local, named))
     }
 
-    /// The base images the Dockerfile names, found in the store or pulled, by reference.
+    /// The base images the Dockerfile names, each for the platforms it is used with,
+    /// found in the store or pulled.
     async fn base_images(
         &self,
         dockerfile: &frontend::Dockerfile,
         convert_opts: &frontend::ConvertOptions,
         pull: bool,
         cancel: &Cancel,
-    ) -> Result<HashMap<String, Image>, BuildError> {
-        let mut bases = HashMap::new();
-        for reference in frontend::image_references(dockerfile, convert_opts)? {
+    ) -> Result<Bases, BuildError> {
+        let mut bases = Bases::default();
+        for (reference, platform) in frontend::image_uses(dockerfile, convert_opts)? {
             // A pull stops at once when the build is cancelled.
             let image = tokio::select! {
-                image = self.base_image(&reference, pull) => image?,
+                image = self.base_image(&reference, pull, &platform) => image?,
                 () = cancel.cancelled() => return Err(BuildError::Cancelled),
             };
-            bases.insert(reference, image);
+            bases.insert(reference, platform, image);
         }
         Ok(bases)
     }
@@ -441,7 +441,7 @@ pub(crate) struct Sources {
     /// stop when the build ends.
     pub ssh: BTreeMap<String, PathBuf>,
     pub _key_agents: Vec<crate::ssh::KeyAgent>,
-    pub bases: HashMap<String, Image>,
+    pub bases: Bases,
     /// The commit each git source's ref resolved to when its key was made, by op digest:
     /// the step fetches that commit, even if the ref moves meanwhile.
     pub git_commits: Mutex<HashMap<String, String>>,

@@ -44,7 +44,7 @@ impl Solver for SolveContext {
         if !matches!(op.kind, OpKind::Scratch | OpKind::Image { .. }) {
             return Ok(None);
         }
-        let state = self.root_state(&op.kind).await?;
+        let state = self.root_state(op).await?;
         let step = id.0 + 1;
         self.progress.event(Event::StepStarted {
             step,

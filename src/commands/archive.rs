@@ -48,6 +48,9 @@ pub struct ImportArgs {
     pub file: PathBuf,
     /// Name for the image
     pub name: String,
+    /// The platform the files are for (`os/arch[/variant]`; default: this machine's)
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
 }
 
 pub fn save(args: SaveArgs) -> Result<ExitCode> {
@@ -91,8 +94,21 @@ pub fn load(args: LoadArgs) -> Result<ExitCode> {
 pub fn import(args: ImportArgs) -> Result<ExitCode> {
     let store = open_store()?;
     let name = parse_name(&args.name)?;
+    let platform = args
+        .platform
+        .as_deref()
+        .map(rbuild_frontend::Platform::parse)
+        .transpose()
+        .map_err(|message| miette::miette!("--platform: {message}"))?
+        .map(|p| rbuild_store::oci::Platform {
+            architecture: p.architecture,
+            os: p.os,
+            variant: p.variant,
+        });
     let input = open_input(&args.file)?;
-    let manifest = store.import(input, &args.file, &name).into_diagnostic()?;
+    let manifest = store
+        .import(input, &args.file, &name, platform.as_ref())
+        .into_diagnostic()?;
     let image = store.image_by_manifest(&manifest).into_diagnostic()?;
     outln!("{}", image.config_digest);
     Ok(ExitCode::SUCCESS)

@@ -36,6 +36,7 @@ pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
     let convert_opts = rbuild_frontend::ConvertOptions {
         build_args: opts.build_args.clone(),
         target: opts.target.clone(),
+        platform: opts.platform.clone().unwrap_or_default(),
         ..Default::default()
     };
     match flags::call(&args) {

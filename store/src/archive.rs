@@ -516,8 +516,14 @@ impl Store {
     }
 
     /// Makes a one-layer image from a filesystem tarball (plain or gzip), like
-    /// `docker import`, and names it.
-    pub fn import(&self, input: impl Read, source: &Path, name: &ImageName) -> Result<Digest> {
+    /// `docker import`, and names it. Its platform is `platform`, else this machine's.
+    pub fn import(
+        &self,
+        input: impl Read,
+        source: &Path,
+        name: &ImageName,
+        platform: Option<&oci::Platform>,
+    ) -> Result<Digest> {
         let read_err = |e: io::Error| Error::io("read", source)(e);
         let (_, mut stream) =
             decompress(BufReader::with_capacity(1 << 20, input)).map_err(read_err)?;
@@ -532,9 +538,12 @@ impl Store {
         let config = ImageConfiguration {
             created: Some(now.clone()),
             author: None,
-            architecture: host_architecture().to_owned(),
-            os: "linux".to_owned(),
-            variant: None,
+            architecture: platform.map_or_else(
+                || host_architecture().to_owned(),
+                |p| p.architecture.clone(),
+            ),
+            os: platform.map_or_else(|| "linux".to_owned(), |p| p.os.clone()),
+            variant: platform.and_then(|p| p.variant.clone()),
             config: serde_json::Value::Null,
             rootfs: RootFs::layers(vec![diff_id]),
             history: vec![History {

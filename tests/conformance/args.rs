@@ -214,6 +214,33 @@ fn a_legacy_env_value_keeps_percent_signs() {
     assert_eq!(tree.text("out"), "foo%sbar");
 }
 
+// testPlatformArgsExplicit
+#[test]
+fn target_platform_args_follow_the_platform_flag_and_build_args_override_them() {
+    require_privileges!();
+    let case = Case::busybox();
+    let dockerfile = "FROM --platform=$BUILDPLATFORM busybox AS build\n\
+         ARG TARGETPLATFORM\n\
+         ARG TARGETOS\n\
+         RUN mkdir /out && echo -n $TARGETPLATFORM > /out/platform && echo -n $TARGETOS > /out/os\n\
+         FROM scratch\n\
+         COPY --from=build out .\n";
+    let args = [
+        "--platform",
+        "darwin/ppc64le",
+        "--build-arg",
+        "TARGETOS=freebsd",
+    ];
+    let tree = case.tree_of(dockerfile, &[], &args);
+    assert_eq!(tree.text("platform"), "darwin/ppc64le");
+    assert_eq!(tree.text("os"), "freebsd");
+    let config = case.config("conformance:latest");
+    assert_eq!(
+        (config["os"].as_str(), config["architecture"].as_str()),
+        (Some("darwin"), Some("ppc64le"))
+    );
+}
+
 // testPlatformArgsImplicit
 #[test]
 fn target_platform_args_are_predefined_in_the_global_scope() {

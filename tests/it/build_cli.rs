@@ -543,7 +543,8 @@ fn sandbox_flags_reach_every_run_step() {
 
 /// What CI scripts pass to `docker buildx build` that changes nothing for rbuild is
 /// accepted: `--load` (the image is in the store anyway), `--platform` naming this
-/// machine's platform, `--provenance=false` and `--sbom=false`. What rbuild cannot do yet
+/// machine's platform by any of its names, `--provenance=false` and `--sbom=false`. What
+/// rbuild cannot do yet
 /// is refused with the reason, never silently done another way.
 #[test]
 fn buildx_habits_that_change_nothing_are_accepted() {
@@ -577,7 +578,7 @@ fn buildx_habits_that_change_nothing_are_accepted() {
     for (extra, message) in [
         (
             vec!["--platform", "linux/s390x,linux/amd64"],
-            "--platform linux/s390x: rbuild builds for this machine's platform",
+            "--platform linux/s390x,linux/amd64: rbuild builds one platform per build for now",
         ),
         (
             vec!["--provenance=mode=max"],
@@ -599,7 +600,8 @@ fn buildx_habits_that_change_nothing_are_accepted() {
         assert_failure(&out);
         assert!(flat(&stderr(&out)).contains(message), "{}", stderr(&out));
     }
-    // DOCKER_DEFAULT_PLATFORM is read as docker reads it.
+    // DOCKER_DEFAULT_PLATFORM is read as docker reads it: the build is for that platform,
+    // which the base image is not.
     let out = env
         .command()
         .env("DOCKER_DEFAULT_PLATFORM", "linux/riscv64")
@@ -608,7 +610,9 @@ fn buildx_habits_that_change_nothing_are_accepted() {
         .unwrap();
     assert_failure(&out);
     assert!(
-        flat(&stderr(&out)).contains("DOCKER_DEFAULT_PLATFORM linux/riscv64"),
+        flat(&stderr(&out)).contains(
+            "base image `busybox:latest` is for linux/amd64, and the build needs linux/riscv64"
+        ),
         "{}",
         stderr(&out)
     );

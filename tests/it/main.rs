@@ -19,6 +19,7 @@ mod escapes;
 mod git;
 mod images;
 mod mounts;
+mod platform;
 mod registry;
 mod registry_cache;
 mod registry_errors;

@@ -149,8 +149,9 @@ pub struct BuildArgs {
     /// Accepted for docker buildx's sake: the image is always in rbuild's store
     #[arg(long)]
     pub load: bool,
-    /// The target platform: only this machine's (`linux/<arch>`) is built; another is
-    /// refused (also read from DOCKER_DEFAULT_PLATFORM)
+    /// The platform to build for (`os/arch[/variant]`, e.g. `linux/arm64`; default: this
+    /// machine's, or RBUILD_PLATFORM, or DOCKER_DEFAULT_PLATFORM). RUN steps for another
+    /// architecture run under QEMU emulation (binfmt_misc); one platform per build for now
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Vec<String>,
     /// Accepted as `false` only: rbuild makes no provenance attestation yet

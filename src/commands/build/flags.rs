@@ -96,48 +96,49 @@ pub fn run_steps(args: &BuildArgs) -> Result<RunStepOptions> {
     })
 }
 
-/// `--platform` (or `DOCKER_DEFAULT_PLATFORM`): rbuild builds for this machine's platform
-/// only, so a list that names just it (CI scripts often pin `--platform linux/amd64`) is
-/// an ordinary build, and any other platform is refused, never silently built for the
-/// wrong one.
-pub fn check_platforms(flag: &[String]) -> Result<()> {
-    let host = format!("linux/{}", rbuild_store::host_architecture());
+/// `--platform` (else `RBUILD_PLATFORM`, else `DOCKER_DEFAULT_PLATFORM`): the platform to
+/// build for, normalized as containerd does (`local` is this machine's); `None` for this
+/// machine's. A RUN step for another architecture runs emulated. Several platforms in one
+/// build are refused for now, never built as one of them.
+pub fn platform(flag: &[String]) -> Result<Option<rbuild_frontend::Platform>> {
     let (values, origin) = if flag.is_empty() {
-        match std::env::var("DOCKER_DEFAULT_PLATFORM") {
-            Ok(value) if !value.is_empty() => (vec![value], "DOCKER_DEFAULT_PLATFORM"),
-            _ => return Ok(()),
+        let from_env = ["RBUILD_PLATFORM", "DOCKER_DEFAULT_PLATFORM"]
+            .into_iter()
+            .find_map(|name| Some((std::env::var(name).ok().filter(|v| !v.is_empty())?, name)));
+        match from_env {
+            Some((value, name)) => (vec![value], name),
+            None => return Ok(None),
         }
     } else {
         (flag.to_vec(), "--platform")
     };
-    for platform in values.iter().flat_map(|value| value.split(',')) {
-        let platform = platform.trim().to_ascii_lowercase();
-        if normalize_platform(&platform) != host && platform != "local" {
-            return Err(miette::miette!(
-                help = format!(
-                    "build on a machine of that platform, or leave out {origin} to build for {host}"
-                ),
-                "{origin} {platform}: rbuild builds for this machine's platform ({host}) only; \
-                 multi-platform builds are not supported yet"
-            ));
+    let mut platforms: Vec<rbuild_frontend::Platform> = Vec::new();
+    for text in values.iter().flat_map(|value| value.split(',')) {
+        let platform = match text.trim() {
+            "local" => rbuild_frontend::Platform::default(),
+            text => rbuild_frontend::Platform::parse(text).map_err(|message| {
+                miette::miette!(
+                    help = "name a platform as `os/architecture[/variant]`, e.g. `linux/arm64`",
+                    "{origin}: {message}"
+                )
+            })?,
+        };
+        if !platforms.contains(&platform) {
+            platforms.push(platform);
         }
     }
-    Ok(())
-}
-
-/// A platform as containerd's matcher normalizes it: the OS defaults to `linux`, the
-/// architecture's other names (`x86_64`, `aarch64`) are the OCI ones, and the default
-/// variant (`amd64/v1`, `arm64/v8`) is left out.
-fn normalize_platform(platform: &str) -> String {
-    let mut parts: Vec<&str> = platform.split('/').collect();
-    if parts.len() == 1 {
-        parts.insert(0, "linux");
-    }
-    let arch = rbuild_store::oci_architecture(parts[1]);
-    let variant = parts.get(2).copied();
-    match (arch, variant) {
-        ("amd64", Some("v1")) | ("arm64", Some("v8")) | (_, None) => format!("{}/{arch}", parts[0]),
-        (_, Some(variant)) => format!("{}/{arch}/{variant}", parts[0]),
+    match platforms.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.clone())),
+        several => Err(miette::miette!(
+            help = "build each platform with its own `--platform`",
+            "{origin} {}: rbuild builds one platform per build for now",
+            several
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        )),
     }
 }
 
@@ -199,8 +200,15 @@ mod tests {
             ("linux/arm64/v8", "linux/arm64"),
             ("linux/arm/v7", "linux/arm/v7"),
         ] {
-            assert_eq!(normalize_platform(given), normal, "{given}");
+            let parsed = platform(&[given.to_owned()]).unwrap().unwrap();
+            assert_eq!(parsed.to_string(), normal, "{given}");
         }
+        let same = platform(&["linux/arm64,aarch64".to_owned()])
+            .unwrap()
+            .unwrap();
+        assert_eq!(same.to_string(), "linux/arm64");
+        assert!(platform(&["linux/amd64,linux/arm64".to_owned()]).is_err());
+        assert!(platform(&["linux//x".to_owned()]).is_err());
     }
 
     #[test]

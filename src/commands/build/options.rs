@@ -33,7 +33,7 @@ pub(super) fn plan(args: &mut BuildArgs) -> Result<Plan> {
         remove_stale(path)?;
     }
     args.progress = flags::progress(args.progress, args.quiet)?;
-    flags::check_platforms(&args.platform)?;
+    let platform = flags::platform(&args.platform)?;
     flags::check_attestations("--provenance", args.provenance.as_deref())?;
     flags::check_attestations("--sbom", args.sbom.as_deref())?;
     let tags = args
@@ -73,6 +73,7 @@ pub(super) fn plan(args: &mut BuildArgs) -> Result<Plan> {
         context: source.context.clone(),
         build_args,
         target: args.target.clone(),
+        platform,
         tags: tags.clone(),
         network: network(args.network),
         limits: crate::commands::parse_limits(args.memory.as_deref(), args.pids_limit, args.cpus)?,
