@@ -41,7 +41,7 @@ impl Bases {
 }
 
 /// The platform an image's config says it is for, normalized.
-pub(crate) fn image_platform(image: &Image) -> Platform {
+pub fn image_platform(image: &Image) -> Platform {
     let config = &image.config;
     let text = match &config.variant {
         Some(variant) => format!("{}/{}/{variant}", config.os, config.architecture),

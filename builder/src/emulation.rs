@@ -61,6 +61,12 @@ impl EmulationError {
     }
 }
 
+/// Checks that this machine runs `platform`'s binaries: natively, or through a usable
+/// binfmt_misc handler of the kernel's (see [`check`]). Blocking (reads procfs).
+pub fn check_emulation(platform: &Platform) -> Result<(), EmulationError> {
+    check(platform, Path::new(BINFMT_MISC))
+}
+
 /// Whether this machine runs `platform`'s binaries without an emulator.
 pub(crate) fn native(platform: &Platform) -> bool {
     let host = Platform::default();

@@ -41,9 +41,10 @@ mod testing;
 mod times;
 mod unarchive;
 
+pub use bases::image_platform;
 pub use cache::CacheKey;
 pub use debug::FailedStep;
-pub use emulation::EmulationError;
+pub use emulation::{EmulationError, check_emulation};
 pub use error::BuildError;
 pub use exec::DEFAULT_NETWORK;
 pub use executor::{Executor, MAX_LINE, OutputSink, Running};

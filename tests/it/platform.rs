@@ -188,3 +188,78 @@ fn platform_flags_are_checked_before_anything_runs() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--platform"), "{}", stderr(&out));
 }
+
+/// A multi-platform base image in a registry: each platform's build pulls its own
+/// manifest from the index; only this machine's is named in the store.
+#[test]
+fn a_multi_platform_base_from_a_registry_gives_each_platform_its_own_image() {
+    require_privileges!();
+    crate::support::require_tool("skopeo");
+    let Some(deb) = arm64_busybox() else { return };
+    let env = TestEnv::new();
+    let root = env.path("arm64-rootfs");
+    assert!(
+        Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(&root)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let layout = env.path("layout");
+    crate::support::write_index_layout(
+        &layout,
+        "multi",
+        &[
+            ("amd64", crate::support::busybox_layer()),
+            (
+                "arm64",
+                crate::support::busybox_layer_of(&root.join("bin/busybox")),
+            ),
+        ],
+    );
+    let registry = crate::registry_support::TestRegistry::start();
+    let base = registry.reference("busybox/multi:1");
+    crate::registry_support::skopeo(&[
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", layout.display()),
+        &format!("docker://{base}"),
+    ]);
+    let context = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!("FROM {base}\nRUN echo \"$ARCH $(uname -m)\" > /arch\n"),
+        )],
+    );
+    let dir = context.to_str().unwrap();
+    for (platform, expected) in [
+        ("linux/arm64", "arm64 aarch64"),
+        ("linux/amd64", "amd64 x86_64"),
+    ] {
+        let tag = format!("multi-{}", platform.replace('/', "-"));
+        let out = crate::registry_support::rbuild(
+            &env,
+            &[
+                "build",
+                "--platform",
+                platform,
+                "--progress",
+                "plain",
+                "-t",
+                &tag,
+                dir,
+            ],
+        );
+        assert_success(&out);
+        let out = crate::registry_support::rbuild(&env, &["run", "--rm", &tag, "cat", "/arch"]);
+        assert_success(&out);
+        assert_eq!(stdout(&out).trim(), expected);
+    }
+    // The store names the base for this machine's platform, as `rbuild pull` would.
+    let inspected = config(&env, &base);
+    assert_eq!(inspected["architecture"], "amd64");
+}

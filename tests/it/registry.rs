@@ -131,62 +131,6 @@ fn a_pulled_copy_of_a_built_image_shows_the_same_size() {
     assert_eq!(row(&b, &target), built, "pulled into another store");
 }
 
-/// An OCI layout directory holding an index of two single-layer images, for amd64 and
-/// arm64, named `multi`.
-fn write_multi_platform_layout(dir: &std::path::Path) {
-    let blobs = dir.join("blobs/sha256");
-    fs::create_dir_all(&blobs).unwrap();
-    let put = |bytes: &[u8]| {
-        let d = digest(bytes);
-        fs::write(blobs.join(d.trim_start_matches("sha256:")), bytes).unwrap();
-        (d, bytes.len())
-    };
-    let layer = noise_layer(1024);
-    let (layer_digest, layer_size) = put(&layer);
-    let mut manifests = Vec::new();
-    for arch in ["amd64", "arm64"] {
-        let config = serde_json::to_vec(&serde_json::json!({
-            "architecture": arch, "os": "linux",
-            "config": {"Env": [format!("ARCH={arch}")]},
-            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-        }))
-        .unwrap();
-        let (config_digest, config_size) = put(&config);
-        let manifest = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size}],
-        }))
-        .unwrap();
-        let (manifest_digest, manifest_size) = put(&manifest);
-        manifests.push(serde_json::json!({
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest_digest, "size": manifest_size,
-            "platform": {"architecture": arch, "os": "linux"},
-        }));
-    }
-    let index = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests,
-    }))
-    .unwrap();
-    let (index_digest, index_size) = put(&index);
-    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    fs::write(
-        dir.join("index.json"),
-        serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "manifests": [{
-                "mediaType": "application/vnd.oci.image.index.v1+json",
-                "digest": index_digest, "size": index_size,
-                "annotations": {"org.opencontainers.image.ref.name": "multi"},
-            }],
-        }))
-        .unwrap(),
-    )
-    .unwrap();
-}
-
 #[test]
 fn pull_chooses_the_platform_from_an_index() {
     require_privileges!();
@@ -194,7 +138,12 @@ fn pull_chooses_the_platform_from_an_index() {
     let registry = TestRegistry::start();
     let env = TestEnv::new();
     let layout = env.path("layout");
-    write_multi_platform_layout(&layout);
+    let layer = noise_layer(1024);
+    write_index_layout(
+        &layout,
+        "multi",
+        &[("amd64", layer.clone()), ("arm64", layer)],
+    );
     let target = registry.reference("multi/app:1");
     skopeo(&[
         "copy",

@@ -204,6 +204,12 @@ pub fn busybox_layer() -> Vec<u8> {
         Path::new(BUSYBOX).is_file(),
         "{BUSYBOX} is missing: install Debian's busybox-static"
     );
+    busybox_layer_of(Path::new(BUSYBOX))
+}
+
+/// [`busybox_layer`] with another busybox binary (another architecture's); the applets
+/// are this machine's busybox's.
+pub fn busybox_layer_of(binary: &Path) -> Vec<u8> {
     let applets = Command::new(BUSYBOX)
         .arg("--list")
         .output()
@@ -230,7 +236,7 @@ pub fn busybox_layer() -> Vec<u8> {
     ] {
         dir(&mut layer, path, mode);
     }
-    let busybox = fs::read(BUSYBOX).unwrap();
+    let busybox = fs::read(binary).unwrap();
     let mut h = tar_header(tar::EntryType::Regular, 0o755, busybox.len() as u64);
     layer
         .append_data(&mut h, "bin/busybox", busybox.as_slice())
@@ -260,6 +266,59 @@ pub fn busybox_layer() -> Vec<u8> {
         layer.append_data(&mut h, path, content.as_bytes()).unwrap();
     }
     layer.into_inner().unwrap()
+}
+
+/// Writes an OCI layout directory holding one image index named `name` (its
+/// `org.opencontainers.image.ref.name`) with a manifest per `(architecture, layer)`: an
+/// image of that one layer (uncompressed) for `linux/<architecture>`, whose config sets
+/// `ARCH=<architecture>`. `skopeo copy --all oci:DIR:NAME docker://…` pushes it.
+pub fn write_index_layout(dir: &Path, name: &str, images: &[(&str, Vec<u8>)]) {
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let d = digest(bytes);
+        fs::write(blobs.join(d.trim_start_matches("sha256:")), bytes).unwrap();
+        (d, bytes.len())
+    };
+    let mut manifests = Vec::new();
+    for (arch, layer) in images {
+        let (layer_digest, layer_size) = put(layer);
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": arch, "os": "linux",
+            "config": {"Env": [format!("ARCH={arch}"), "PATH=/bin"]},
+            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        }))
+        .unwrap();
+        let (config_digest, config_size) = put(&config);
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size}],
+        }))
+        .unwrap();
+        let (manifest_digest, manifest_size) = put(&manifest);
+        manifests.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest, "size": manifest_size,
+            "platform": {"architecture": arch, "os": "linux"},
+        }));
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests,
+    }))
+    .unwrap();
+    let (index_digest, index_size) = put(&index);
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let top = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": index_digest, "size": index_size,
+            "annotations": {"org.opencontainers.image.ref.name": name},
+        }],
+    });
+    fs::write(dir.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
 }
 
 /// Writes an OCI image layout tar named `name` whose layers are the given (uncompressed)

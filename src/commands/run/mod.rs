@@ -261,6 +261,9 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         }
         other => crate::rootless::report(other),
     })?;
+    // Another architecture's image runs emulated, as its build's steps did, or not at all.
+    rbuild_builder::check_emulation(&rbuild_builder::image_platform(&image))
+        .map_err(|err| miette::miette!(help = err.help(), "cannot run `{}`: {err}", args.image))?;
     let config = &image.config.config;
     let strings = |key: &str| -> Option<Vec<String>> {
         config.get(key).and_then(|v| v.as_array()).map(|a| {
