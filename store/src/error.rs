@@ -7,6 +7,8 @@ use crate::{Digest, IdMapping, ImageName};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("the image has no manifest for {platform} (it has {available})")]
+    PlatformNotFound { platform: String, available: String },
     #[error("failed to {action} {path}")]
     Io {
         action: &'static str,

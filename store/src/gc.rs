@@ -361,6 +361,13 @@ impl Store {
 
     fn mark_image(&self, manifest: &Digest, roots: &mut Roots) -> Result<()> {
         roots.blobs.insert(manifest.clone());
+        // A multi-platform image: its index, and every platform's image.
+        if let Some(children) = self.index_children(manifest) {
+            for child in children {
+                self.mark_image(&child, roots)?;
+            }
+            return Ok(());
+        }
         let Ok(manifest) = self.read_json::<Manifest>("manifest", manifest) else {
             // A missing or corrupt manifest roots nothing more; `store verify` reports it.
             return Ok(());
@@ -456,6 +463,72 @@ mod tests {
             rootfs: RootFs::layers(diff_ids),
             history: vec![],
         }
+    }
+
+    /// A multi-platform image: its name resolves to this machine's platform, another
+    /// platform by asking, and GC keeps every platform's image (and the index).
+    #[test]
+    fn a_named_index_keeps_every_platform_and_resolves_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let (index, manifests) = {
+            let store = Store::open(dir.path()).unwrap();
+            let mut descriptors = Vec::new();
+            for (arch, content) in [(crate::host_architecture(), "host"), ("s390x", "other")] {
+                let active = store.prepare(None).unwrap();
+                fs::write(active.upper.join("arch"), content).unwrap();
+                let layer = store
+                    .create_layer(&active.upper, LayerOptions::default())
+                    .unwrap();
+                store.commit_layer(active, &layer).unwrap();
+                let mut config = image_config(vec![layer.diff_id.clone()]);
+                config.architecture = arch.to_owned();
+                let mut manifest = store.write_image(&config, vec![layer.descriptor]).unwrap();
+                manifest.platform = Some(crate::oci::Platform {
+                    architecture: arch.to_owned(),
+                    os: "linux".into(),
+                    variant: None,
+                });
+                descriptors.push(manifest);
+            }
+            let manifests: Vec<Digest> = descriptors.iter().map(|d| d.digest.clone()).collect();
+            let index = store.write_index(descriptors).unwrap();
+            store.tag(&"multi:1".parse().unwrap(), &index.digest).unwrap();
+            (index.digest, manifests)
+        };
+        let store = Store::open(dir.path()).unwrap();
+        let name = "multi:1".parse().unwrap();
+        assert_eq!(store.image(&name).unwrap().manifest_digest, manifests[0]);
+        let s390x = crate::oci::Platform {
+            architecture: "s390x".into(),
+            os: "linux".into(),
+            variant: None,
+        };
+        assert_eq!(
+            store.image_for(&name, Some(&s390x)).unwrap().manifest_digest,
+            manifests[1]
+        );
+        let riscv = crate::oci::Platform {
+            architecture: "riscv64".into(),
+            ..s390x.clone()
+        };
+        let err = store.image_for(&name, Some(&riscv)).unwrap_err().to_string();
+        assert!(err.contains("linux/riscv64") && err.contains("linux/s390x"), "{err}");
+        let platforms: Vec<String> = store
+            .platforms(&index)
+            .unwrap()
+            .iter()
+            .map(|p| p.architecture.clone())
+            .collect();
+        assert_eq!(platforms, [crate::host_architecture(), "s390x"]);
+
+        store.gc(&GcOptions::default()).unwrap();
+        assert!(store.has_blob(&index));
+        for manifest in &manifests {
+            let image = store.image_by_manifest(manifest).unwrap();
+            assert!(store.has_blob(&image.config_digest));
+            assert!(store.unpack(&image).is_ok());
+        }
+        assert!(store.verify().unwrap().broken_images.is_empty());
     }
 
     #[test]

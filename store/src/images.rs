@@ -56,12 +56,62 @@ impl Store {
             .find(|record| record.name.normalized() == normalized))
     }
 
-    /// Looks up `name` and reads its manifest and config.
+    /// Looks up `name` and reads its manifest and config (this machine's platform's, for
+    /// a multi-platform image).
     pub fn image(&self, name: &ImageName) -> Result<Image> {
+        self.image_for(name, None)
+    }
+
+    /// [`Store::image`] for `platform` (this machine's when `None`).
+    pub fn image_for(&self, name: &ImageName, platform: Option<&oci::Platform>) -> Result<Image> {
         let record = self
             .image_record(name)?
             .ok_or_else(|| Error::ImageNotFound { name: name.clone() })?;
-        self.image_by_manifest(&record.manifest)
+        self.image_by_digest_for(&record.manifest, platform)
+    }
+
+    /// The manifests of the index `digest`, or `None` when it is not an index (a
+    /// manifest, or a blob that is not there).
+    pub fn index_children(&self, digest: &Digest) -> Option<Vec<Digest>> {
+        let index = self.read_index(digest)?;
+        Some(index.manifests.into_iter().map(|m| m.digest).collect())
+    }
+
+    /// The index `digest`, or `None` when it is not one.
+    pub fn read_index(&self, digest: &Digest) -> Option<oci::Index> {
+        let value: serde_json::Value = self.read_json("manifest", digest).ok()?;
+        value.get("manifests")?;
+        serde_json::from_value(value).ok()
+    }
+
+    /// The platforms of the image `digest` names: each manifest's of an index, else the
+    /// config's.
+    pub fn platforms(&self, digest: &Digest) -> Result<Vec<oci::Platform>> {
+        if let Some(index) = self.read_index(digest) {
+            return Ok(index
+                .manifests
+                .into_iter()
+                .filter_map(|m| m.platform)
+                .collect());
+        }
+        let image = self.image_by_manifest(digest)?;
+        Ok(vec![oci::Platform {
+            architecture: image.config.architecture,
+            os: image.config.os,
+            variant: image.config.variant,
+        }])
+    }
+
+    /// Writes an image index over `manifests` (each descriptor with its platform);
+    /// returns its descriptor.
+    pub fn write_index(&self, manifests: Vec<Descriptor>) -> Result<Descriptor> {
+        let bytes = oci::canonical_json(&oci::Index::new(manifests));
+        let digest = self.write_blob(&bytes)?;
+        Ok(Descriptor::new(
+            oci::MEDIA_TYPE_INDEX,
+            digest,
+            bytes.len() as u64,
+        ))
     }
 
     /// Looks up `name`, keeps the image it names from GC for as long as this handle lives
@@ -72,7 +122,7 @@ impl Store {
             .image_record(name)?
             .ok_or_else(|| Error::ImageNotFound { name: name.clone() })?;
         self.protect_image(&record.manifest)?;
-        self.image_by_manifest(&record.manifest)
+        self.image_by_digest(&record.manifest)
     }
 
     pub fn image_by_manifest(&self, manifest_digest: &Digest) -> Result<Image> {
@@ -212,19 +262,35 @@ impl Store {
     /// The image behind `digest`: a manifest, or an index (this machine's platform is
     /// chosen from it).
     pub fn image_by_digest(&self, digest: &Digest) -> Result<Image> {
+        self.image_by_digest_for(digest, None)
+    }
+
+    /// The image behind `digest` for `platform` (this machine's when `None`): a manifest,
+    /// or the platform's manifest of an index.
+    pub fn image_by_digest_for(
+        &self,
+        digest: &Digest,
+        platform: Option<&oci::Platform>,
+    ) -> Result<Image> {
         let value: serde_json::Value = self.read_json("manifest", digest)?;
         if value.get("manifests").is_none() {
             return self.image_by_manifest(digest);
         }
         let index: oci::Index = self.read_json("image index", digest)?;
-        let chosen = crate::registry::choose_platform(&index, &crate::registry::host_platform())
-            .ok_or_else(|| Error::InvalidLayer {
-                digest: digest.clone(),
-                reason: format!(
-                    "the image index has no manifest for linux/{}",
-                    crate::host_architecture()
-                ),
-            })?;
+        let want = platform
+            .cloned()
+            .unwrap_or_else(crate::registry::host_platform);
+        let chosen = crate::registry::choose_platform(&index, &want).ok_or_else(|| {
+            let has: Vec<String> = index
+                .manifests
+                .iter()
+                .filter_map(|m| m.platform.as_ref().map(crate::registry::platform_string))
+                .collect();
+            Error::PlatformNotFound {
+                platform: crate::registry::platform_string(&want),
+                available: has.join(", "),
+            }
+        })?;
         self.image_by_manifest(&chosen.digest)
     }
 }

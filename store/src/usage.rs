@@ -89,22 +89,29 @@ impl Store {
         for record in self.images()? {
             let mut objects = HashSet::new();
             objects.insert(Object::Blob(record.manifest.clone()));
-            if let Ok(manifest) = self.read_json::<Manifest>("manifest", &record.manifest) {
-                objects.insert(Object::Blob(manifest.config.digest.clone()));
-                objects.extend(
-                    manifest
-                        .layers
-                        .iter()
-                        .map(|l| Object::Blob(l.digest.clone())),
-                );
-                if let Ok(config) =
-                    self.read_json::<ImageConfiguration>("image config", &manifest.config.digest)
-                {
-                    let mut parent: Option<SnapshotName> = None;
-                    for diff_id in &config.rootfs.diff_ids {
-                        let name = SnapshotName::chain(parent.as_ref(), diff_id);
-                        objects.insert(Object::Snapshot(name.digest().clone()));
-                        parent = Some(name);
+            // A multi-platform image: its index and every platform's image.
+            let manifests = self
+                .index_children(&record.manifest)
+                .unwrap_or_else(|| vec![record.manifest.clone()]);
+            for digest in &manifests {
+                objects.insert(Object::Blob(digest.clone()));
+                if let Ok(manifest) = self.read_json::<Manifest>("manifest", digest) {
+                    objects.insert(Object::Blob(manifest.config.digest.clone()));
+                    objects.extend(
+                        manifest
+                            .layers
+                            .iter()
+                            .map(|l| Object::Blob(l.digest.clone())),
+                    );
+                    if let Ok(config) = self
+                        .read_json::<ImageConfiguration>("image config", &manifest.config.digest)
+                    {
+                        let mut parent: Option<SnapshotName> = None;
+                        for diff_id in &config.rootfs.diff_ids {
+                            let name = SnapshotName::chain(parent.as_ref(), diff_id);
+                            objects.insert(Object::Snapshot(name.digest().clone()));
+                            parent = Some(name);
+                        }
                     }
                 }
             }

@@ -65,19 +65,29 @@ impl Store {
         let mut verified_layers = BTreeSet::new();
         for image in self.images()? {
             let mut needed = vec![image.manifest.clone()];
-            match self.read_json::<Manifest>("manifest", &image.manifest) {
-                Ok(manifest) => {
-                    needed.push(manifest.config.digest.clone());
-                    needed.extend(manifest.layers.iter().map(|l| l.digest.clone()));
-                    if self
-                        .read_json::<ImageConfiguration>("image config", &manifest.config.digest)
-                        .is_err()
-                    {
+            // A multi-platform image: its index and every platform's image.
+            let manifests = self
+                .index_children(&image.manifest)
+                .unwrap_or_else(|| vec![image.manifest.clone()]);
+            for digest in manifests {
+                needed.push(digest.clone());
+                match self.read_json::<Manifest>("manifest", &digest) {
+                    Ok(manifest) => {
+                        needed.push(manifest.config.digest.clone());
+                        needed.extend(manifest.layers.iter().map(|l| l.digest.clone()));
+                        if self
+                            .read_json::<ImageConfiguration>(
+                                "image config",
+                                &manifest.config.digest,
+                            )
+                            .is_err()
+                        {
+                            report.broken_images.insert(image.name.clone());
+                        }
+                    }
+                    Err(_) => {
                         report.broken_images.insert(image.name.clone());
                     }
-                }
-                Err(_) => {
-                    report.broken_images.insert(image.name.clone());
                 }
             }
             for digest in needed {
