@@ -1,7 +1,7 @@
 //! Base images: found in the store or pulled, leased for the build, and the filesystem
 //! state an `Image` op starts from.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 use rbuild_frontend::{ImageConfig, Op, OpKind, Platform};
@@ -25,18 +25,29 @@ impl Bases {
         self.0.get(&(reference.to_owned(), platform.clone()))
     }
 
-    /// Each base's config for the frontend (ENV, WORKDIR, ONBUILD, ...): the target
-    /// platform's image where a reference is used for several platforms.
-    pub fn configs(&self, target: &Platform) -> BTreeMap<String, ImageConfig> {
-        let mut configs = BTreeMap::new();
-        let mut uses: Vec<_> = self.0.iter().collect();
-        // The target's last, so its config is the one kept.
-        uses.sort_by_key(|((_, platform), _)| platform == target);
-        for ((reference, _), image) in uses {
-            let config = crate::image::frontend_config(&image.config.config);
-            configs.insert(reference.clone(), config);
-        }
-        configs
+    /// Each base's config for the frontend (ENV, WORKDIR, ONBUILD, ...), for each
+    /// platform it is used for.
+    pub fn configs(&self) -> PlatformConfigs {
+        PlatformConfigs(
+            self.0
+                .iter()
+                .map(|(key, image)| {
+                    (
+                        key.clone(),
+                        crate::image::frontend_config(&image.config.config),
+                    )
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The base images' configs by reference and platform, as the frontend reads them.
+pub(crate) struct PlatformConfigs(HashMap<(String, Platform), ImageConfig>);
+
+impl rbuild_frontend::BaseConfigs for PlatformConfigs {
+    fn config(&self, reference: &str, platform: &Platform) -> Option<&ImageConfig> {
+        self.0.get(&(reference.to_owned(), platform.clone()))
     }
 }
 
@@ -75,22 +86,34 @@ impl Builder {
         let parsed: Reference = reference.parse().map_err(invalid)?;
         let name = Reference::image_name(reference);
         let store = self.store.clone();
+        let wanted = rbuild_store::oci::Platform {
+            architecture: platform.architecture.clone(),
+            os: platform.os.clone(),
+            variant: platform.variant.clone(),
+        };
         let local = {
             let store = store.clone();
             let parsed = parsed.clone();
             let name = name.clone();
+            let wanted = wanted.clone();
             tokio::task::spawn_blocking(move || -> Result<Option<Image>, BuildError> {
-                let found = match (parsed.digest(), &name) {
-                    (Some(digest), _) => store.image_by_digest(digest).and_then(|image| {
-                        store.protect_image(&image.manifest_digest)?;
-                        Ok(image)
-                    }),
-                    (None, Some(name)) => store.image_in_use(name),
-                    (None, None) => return Ok(None),
-                };
+                // A multi-platform image gives this platform's manifest; a single one is
+                // checked below.
+                let found =
+                    match (parsed.digest(), &name) {
+                        (Some(digest), _) => store
+                            .image_by_digest_for(digest, Some(&wanted))
+                            .and_then(|image| {
+                                store.protect_image(&image.manifest_digest)?;
+                                Ok(image)
+                            }),
+                        (None, Some(name)) => store.image_in_use_for(name, Some(&wanted)),
+                        (None, None) => return Ok(None),
+                    };
                 match found {
                     Ok(image) => Ok(Some(image)),
                     Err(err) if err.is_not_found() => Ok(None),
+                    Err(rbuild_store::Error::PlatformNotFound { .. }) => Ok(None),
                     Err(err) => Err(err.into()),
                 }
             })
@@ -126,11 +149,7 @@ impl Builder {
                         &parsed,
                         &PullOptions {
                             unpack: true,
-                            platform: Some(rbuild_store::oci::Platform {
-                                architecture: platform.architecture.clone(),
-                                os: platform.os.clone(),
-                                variant: platform.variant.clone(),
-                            }),
+                            platform: Some(wanted.clone()),
                             ..Default::default()
                         },
                     )

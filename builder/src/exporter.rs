@@ -14,7 +14,7 @@ use rbuild_store::{ArchiveFormat, Digest, Reference};
 
 use crate::error::BuildError;
 use crate::export::{RootfsOutput, export_rootfs};
-use crate::solve::{BuildResult, Builder};
+use crate::solve::{BuildResult, Builder, PlatformImage};
 
 /// Where a build's result goes.
 pub enum Exporter {
@@ -113,6 +113,11 @@ pub enum ExportError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "a {what} output holds one filesystem, and this build made several platforms' (use \
+         `-o type=local,dest=DIR` for a directory per platform, or `-o type=oci`)"
+    )]
+    SeveralPlatforms { what: &'static str },
     #[error(transparent)]
     Build(#[from] BuildError),
 }
@@ -159,9 +164,10 @@ impl Builder {
                 },
                 local => {
                     let (builder, manifest) = (self.clone(), result.manifest.digest.clone());
-                    let tags = result.tags.clone();
+                    let (tags, platforms) = (result.tags.clone(), result.platforms.clone());
                     tokio::task::spawn_blocking(move || {
-                        builder.write_local(&manifest, tags, local, opts.source_date_epoch)
+                        let epoch = opts.source_date_epoch;
+                        builder.write_local(&manifest, &platforms, tags, local, epoch)
                     })
                     .await
                     .map_err(BuildError::Join)??;
@@ -241,19 +247,36 @@ impl Builder {
     }
 
     /// An exporter that writes files here (archives, tars, directories). Blocking.
+    /// `manifest` is the image's (or the index's); `platforms` its platforms' images.
     fn write_local(
         &self,
         manifest: &Digest,
+        platforms: &[PlatformImage],
         tags: Vec<rbuild_store::ImageName>,
         exporter: Exporter,
         source_date_epoch: Option<i64>,
     ) -> Result<(), ExportError> {
         let store = &self.store;
-        let rootfs = |output| -> Result<(), ExportError> {
+        let export = |manifest: &Digest, output| -> Result<(), ExportError> {
             let image = store.image_by_manifest(manifest)?;
             export_rootfs(store, &self.snapshotter, &image, output, source_date_epoch)?;
             Ok(())
         };
+        let rootfs = |output| export(manifest, output);
+        if platforms.len() > 1 {
+            match exporter {
+                // A directory per platform, named as BuildKit names them (`linux_arm64`).
+                Exporter::Local(dir) => {
+                    for image in platforms {
+                        let name = image.platform.to_string().replace('/', "_");
+                        export(&image.manifest.digest, RootfsOutput::Dir(dir.join(name)))?;
+                    }
+                    return Ok(());
+                }
+                Exporter::Tar(_) => return Err(ExportError::SeveralPlatforms { what: "tar" }),
+                _ => {}
+            }
+        }
         match exporter {
             Exporter::Archive(format, Destination::File(path)) => store
                 .save_manifests(&[(manifest.clone(), tags)], &path, format)

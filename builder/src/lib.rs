@@ -57,7 +57,9 @@ pub use mounts::MountError;
 pub use progress::{Event, Progress, Silent, Stream};
 pub use secrets::{SecretError, SecretSource};
 pub use snapshotter::Snapshotter;
-pub use solve::{BuildOptions, BuildResult, Builder, Cancel, Miss, NamedContextSource};
+pub use solve::{
+    BuildOptions, BuildResult, Builder, Cancel, Miss, NamedContextSource, PlatformImage,
+};
 pub use ssh::{SshError, SshSource};
 /// ADD's archive detection, for a context streamed on stdin and for `fuzz/`.
 pub use unarchive::open_archive;

@@ -57,9 +57,9 @@ impl SolveContext {
     /// image (`mode=min` exports only those). Waits for layers still being measured.
     pub(crate) async fn export_records(
         &self,
-        graph: &BuildGraph,
     ) -> Result<Vec<(CacheExportRecord, bool)>, BuildError> {
-        let in_result = result_ops(graph);
+        let roots = self.targets.iter().map(|target| target.output.root);
+        let in_result = result_ops(&self.graph, roots);
         let (times, pending) = {
             let mut records = self.records();
             (
@@ -367,13 +367,18 @@ pub(crate) fn cache_mount_ids(graph: &BuildGraph) -> Vec<String> {
     ids
 }
 
-/// The ops whose results are in the image: the output's chain of filesystem parents.
-pub(crate) fn result_ops(graph: &BuildGraph) -> HashSet<OpId> {
+/// The ops whose results are in the images: each root's chain of filesystem parents.
+pub(crate) fn result_ops(
+    graph: &BuildGraph,
+    roots: impl IntoIterator<Item = OpId>,
+) -> HashSet<OpId> {
     let mut ops = HashSet::new();
-    let mut current = Some(graph.output.root);
-    while let Some(id) = current {
-        ops.insert(id);
-        current = graph.op(id).kind.rootfs();
+    for root in roots {
+        let mut current = Some(root);
+        while let Some(id) = current {
+            ops.insert(id);
+            current = graph.op(id).kind.rootfs();
+        }
     }
     ops
 }

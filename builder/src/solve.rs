@@ -42,9 +42,11 @@ pub struct BuildOptions {
     pub ignore: Option<String>,
     pub build_args: BTreeMap<String, String>,
     pub target: Option<String>,
-    /// The platform to build for (`--platform`); this machine's when `None`. A RUN step
-    /// for another architecture runs emulated (see `emulation`).
-    pub platform: Option<frontend::Platform>,
+    /// The platforms to build for (`--platform`); this machine's when empty. With more
+    /// than one, the result is an image index with an image per platform, built in the one
+    /// solve (steps the same for every platform run once). A RUN step for another
+    /// architecture runs emulated (see `emulation`).
+    pub platforms: Vec<frontend::Platform>,
     /// Names for the result, set only when the whole build succeeded.
     pub tags: Vec<ImageName>,
     /// The network of RUN steps that do not choose one (`RUN --network`).
@@ -110,9 +112,13 @@ pub enum NamedContextSource {
 /// The image a build produced.
 #[derive(Debug, Clone)]
 pub struct BuildResult {
+    /// The image's manifest, or the index of a multi-platform build.
     pub manifest: Descriptor,
-    /// The config digest: what `docker images` calls the image id.
+    /// The config digest: what `docker images` calls the image id (the index's digest
+    /// for a multi-platform build, as with containerd's image store).
     pub config: Digest,
+    /// Each platform's image, in the order of `BuildOptions::platforms`.
+    pub platforms: Vec<PlatformImage>,
     pub tags: Vec<ImageName>,
     /// Steps taken from the cache, and steps run.
     pub cached: usize,
@@ -127,6 +133,15 @@ pub struct BuildResult {
     /// What went into each step's cache key, for `--cache-to` (so a build elsewhere can
     /// say why a step missed).
     pub traces: Option<serde_json::Value>,
+}
+
+/// One platform's image of a build.
+#[derive(Debug, Clone)]
+pub struct PlatformImage {
+    pub platform: frontend::Platform,
+    /// Its manifest, with the platform set (as in the index).
+    pub manifest: Descriptor,
+    pub config: Digest,
 }
 
 /// A step that ran instead of coming from the cache.
@@ -231,22 +246,55 @@ impl Builder {
         let context_root = context_root(&opts.context)?;
         let dockerfile = frontend::parse(&opts.dockerfile)?;
         let (named, named_contexts) = self.named_contexts(&opts.named_contexts).await?;
-        let convert_opts = frontend::ConvertOptions {
-            build_args: opts.build_args.clone(),
-            target: opts.target.clone(),
-            platform: opts.platform.clone().unwrap_or_default(),
-            named_contexts,
-            ..Default::default()
+        let platforms = match opts.platforms.as_slice() {
+            [] => vec![frontend::Platform::default()],
+            given => given.to_vec(),
         };
+        let convert_opts: Vec<frontend::ConvertOptions> = platforms
+            .iter()
+            .map(|platform| frontend::ConvertOptions {
+                build_args: opts.build_args.clone(),
+                target: opts.target.clone(),
+                platform: platform.clone(),
+                named_contexts: named_contexts.clone(),
+                ..Default::default()
+            })
+            .collect();
         let bases = self
             .base_images(&dockerfile, &convert_opts, opts.pull, &cancel)
             .await?;
-        let base_configs = bases.configs(&convert_opts.platform);
-        let graph = Arc::new(frontend::convert(
-            &dockerfile,
-            &convert_opts,
-            &base_configs,
-        )?);
+        let configs = bases.configs();
+        let mut graphs = Vec::new();
+        for convert_opts in &convert_opts {
+            graphs.push(frontend::convert(&dockerfile, convert_opts, &configs)?);
+        }
+        let multi = graphs.len() > 1;
+        let targets: Vec<Target> = graphs
+            .iter()
+            .zip(&platforms)
+            .scan(0, |first_op, (graph, platform)| {
+                let target = Target {
+                    platform: platform.clone(),
+                    first_op: *first_op,
+                    output: graph.output.clone(),
+                };
+                *first_op += graph.ops.len();
+                Some(target)
+            })
+            .collect();
+        let (mut merged, outputs) = frontend::BuildGraph::merge(graphs);
+        let targets: Vec<Target> = targets
+            .into_iter()
+            .zip(outputs)
+            .map(|(target, output)| Target { output, ..target })
+            .collect();
+        if multi {
+            // Which platform each step is for, in the progress and the errors.
+            for op in &mut merged.ops {
+                op.description = format!("[{}] {}", op.platform, op.description);
+            }
+        }
+        let graph = Arc::new(merged);
         check_insecure(&graph, opts.allow_insecure)?;
         let ignore = IgnoreMatcher::parse(opts.ignore.as_deref().unwrap_or(""))
             .map_err(|source| BuildError::IgnoreFile { source })?;
@@ -272,6 +320,7 @@ impl Builder {
             builder: self.clone(),
             opts,
             graph: graph.clone(),
+            targets,
             sources,
             progress,
             cancel,
@@ -333,17 +382,25 @@ impl Builder {
         Ok((local, named))
     }
 
-    /// The base images the Dockerfile names, each for the platforms it is used with,
-    /// found in the store or pulled.
+    /// The base images the Dockerfile names, each for the platforms it is used with (in
+    /// the builds for each of `convert_opts`' platforms), found in the store or pulled.
     async fn base_images(
         &self,
         dockerfile: &frontend::Dockerfile,
-        convert_opts: &frontend::ConvertOptions,
+        convert_opts: &[frontend::ConvertOptions],
         pull: bool,
         cancel: &Cancel,
     ) -> Result<Bases, BuildError> {
         let mut bases = Bases::default();
-        for (reference, platform) in frontend::image_uses(dockerfile, convert_opts)? {
+        let mut uses = Vec::new();
+        for opts in convert_opts {
+            for used in frontend::image_uses(dockerfile, opts)? {
+                if !uses.contains(&used) {
+                    uses.push(used);
+                }
+            }
+        }
+        for (reference, platform) in uses {
             // A pull stops at once when the build is cancelled.
             let image = tokio::select! {
                 image = self.base_image(&reference, pull, &platform) => image?,
@@ -417,11 +474,22 @@ fn check_insecure(graph: &BuildGraph, allowed: bool) -> Result<(), BuildError> {
     }
 }
 
+/// One platform's part of a build: its ops are the merged graph's from `first_op` on.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub platform: frontend::Platform,
+    pub first_op: usize,
+    pub output: frontend::ImageOutput,
+}
+
 /// One build being solved: what it reads, what it records, and its work in progress.
 pub(crate) struct SolveContext {
     pub builder: Builder,
     pub opts: BuildOptions,
+    /// Every platform's graph, merged (see `BuildGraph::merge`).
     pub graph: Arc<BuildGraph>,
+    /// The platforms built, one or more.
+    pub targets: Vec<Target>,
     pub sources: Sources,
     pub progress: Arc<dyn Progress>,
     pub cancel: Cancel,
@@ -564,28 +632,34 @@ impl SolveContext {
     /// The image of a solved build: its layers fetched where they came from an imported
     /// cache, written to the store and named; with what the build recorded.
     async fn finish(&self, states: &[State], traces: Traces) -> Result<BuildResult, BuildError> {
-        let graph = &self.graph;
         let exported_traces = serde_json::to_value(traces.redacted()).ok();
         let misses = std::mem::take(&mut self.records().misses);
-        // Layers that came from an imported cache: fetched now if the image has them.
-        let root = self.materialize(&states[graph.output.root.0]).await?;
+        // Layers that came from an imported cache: fetched now if an image has them.
+        let mut roots = Vec::new();
+        for target in &self.targets {
+            roots.push(self.materialize(&states[target.output.root.0]).await?);
+        }
         self.record_remote_hits().await?;
-        let cache_records = self.export_records(graph).await?;
-        let cache_mounts = crate::remote::cache_mount_ids(graph);
+        let cache_records = self.export_records().await?;
+        let cache_mounts = crate::remote::cache_mount_ids(&self.graph);
         self.progress.event(Event::Exporting);
-        let root_layers = root.resolved_layers().await?;
         let mut times = self.records().op_times.clone();
-        let undated = self
-            .date_undated(graph, states, &root_layers, &mut times)
-            .await?;
-        let (config, layers) = crate::image::assemble(
-            graph,
-            states,
-            root_layers,
-            &times,
-            &self.sources.bases,
-            &self.opts,
-        )?;
+        let mut images = Vec::new();
+        for (target, root) in self.targets.iter().zip(roots) {
+            // The merged graph with this platform's output.
+            let graph = BuildGraph {
+                ops: self.graph.ops.clone(),
+                output: target.output.clone(),
+            };
+            let root_layers = root.resolved_layers().await?;
+            let undated = self
+                .date_undated(&graph, states, &root_layers, &mut times)
+                .await?;
+            let bases = &self.sources.bases;
+            let (config, layers) =
+                crate::image::assemble(&graph, states, root_layers, &times, bases, &self.opts)?;
+            images.push((target.platform.clone(), config, layers, undated));
+        }
         let store = self.builder.store.clone();
         let tags = self.opts.tags.clone();
         let (cached, executed) = {
@@ -594,7 +668,37 @@ impl SolveContext {
         };
         let cancel = self.cancel.clone();
         tokio::task::spawn_blocking(move || -> Result<BuildResult, BuildError> {
-            let manifest = store.write_image(&config, layers)?;
+            let multi = images.len() > 1;
+            let mut platforms = Vec::new();
+            let mut undated_records = Vec::new();
+            for (platform, config, layers, undated) in images {
+                let mut manifest = store.write_image(&config, layers)?;
+                if multi {
+                    manifest.platform = Some(rbuild_store::oci::Platform {
+                        architecture: platform.architecture.clone(),
+                        os: platform.os.clone(),
+                        variant: platform.variant.clone(),
+                    });
+                }
+                let config = store.image_by_manifest(&manifest.digest)?.config_digest;
+                if let Some((key, mut record)) = undated {
+                    record.image = Some(manifest.digest.clone());
+                    undated_records.push((key, record));
+                }
+                platforms.push(PlatformImage {
+                    platform,
+                    manifest,
+                    config,
+                });
+            }
+            let (manifest, config) = if multi {
+                let manifests = platforms.iter().map(|p| p.manifest.clone()).collect();
+                let index = store.write_index(manifests)?;
+                let digest = index.digest.clone();
+                (index, digest)
+            } else {
+                (platforms[0].manifest.clone(), platforms[0].config.clone())
+            };
             // A build cancelled until now names nothing.
             if cancel.is_cancelled() {
                 return Err(BuildError::Cancelled);
@@ -604,13 +708,13 @@ impl SolveContext {
             }
             // After the image exists: the record names it, and `rbuild prune` keeps it as
             // long as the image is named.
-            if let Some((key, mut record)) = undated {
-                record.image = Some(manifest.digest.clone());
+            for (key, record) in undated_records {
                 store.cache_put(&key, &record)?;
             }
             Ok(BuildResult {
-                config: store.image_by_manifest(&manifest.digest)?.config_digest,
+                config,
                 manifest,
+                platforms,
                 tags,
                 cached,
                 executed,

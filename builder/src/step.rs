@@ -19,7 +19,7 @@ impl Solver for SolveContext {
 
     async fn key(&self, id: OpId, inputs: &Inputs<State>) -> Result<CacheKey, BuildError> {
         let (key, trace) = self.cache_key(&self.graph, id, inputs).await?;
-        let identity = step_identity(&self.graph, id);
+        let identity = self.step_identity(id);
         let mut records = self.records();
         // What changed since the previous build, whether or not the cache still has the
         // step: the steps after it name this as their cause.
@@ -228,7 +228,7 @@ impl SolveContext {
         if let Some(cause) = self.records().reasons.get(key.as_str()) {
             return Some(cause.message(step));
         }
-        let identity = step_identity(&self.graph, id);
+        let identity = self.step_identity(id);
         if !self.history.previous.steps.contains_key(&identity) {
             return None;
         }
@@ -266,17 +266,31 @@ fn rootfs(op: &Op) -> OpId {
     op.kind.rootfs().expect("layer-producing ops have a rootfs")
 }
 
-/// A step's identity across builds: its stage and its position in the stage, so an edited
-/// instruction is still the same step.
-pub(crate) fn step_identity(graph: &BuildGraph, id: OpId) -> String {
-    let op = graph.op(id);
-    let position = graph.ops[..id.0]
-        .iter()
-        .filter(|other| other.stage.index == op.stage.index)
-        .count();
-    match &op.stage.name {
-        Some(name) => format!("{name}#{position}"),
-        None => format!("{}#{position}", op.stage.index),
+impl SolveContext {
+    /// A step's identity across builds: its stage and its position in the stage, so an
+    /// edited instruction is still the same step; in a multi-platform build, also the
+    /// platform whose graph it is in.
+    pub(crate) fn step_identity(&self, id: OpId) -> String {
+        let target = self
+            .targets
+            .iter()
+            .rev()
+            .find(|target| target.first_op <= id.0)
+            .expect("the first target starts at op 0");
+        let op = self.graph.op(id);
+        let position = self.graph.ops[target.first_op..id.0]
+            .iter()
+            .filter(|other| other.stage.index == op.stage.index)
+            .count();
+        let identity = match &op.stage.name {
+            Some(name) => format!("{name}#{position}"),
+            None => format!("{}#{position}", op.stage.index),
+        };
+        if self.targets.len() > 1 {
+            format!("{}|{identity}", target.platform)
+        } else {
+            identity
+        }
     }
 }
 

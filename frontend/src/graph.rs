@@ -38,6 +38,30 @@ impl BuildGraph {
     pub fn op(&self, id: OpId) -> &Op {
         &self.ops[id.0]
     }
+
+    /// One graph of several (a build's, one per platform): their ops one after the other,
+    /// inputs renumbered, and each graph's output, in order. The result's `output` is the
+    /// first's. Identical ops stay separate ops with the same digest (the solver runs such
+    /// ops once).
+    pub fn merge(graphs: Vec<BuildGraph>) -> (BuildGraph, Vec<ImageOutput>) {
+        let mut ops = Vec::new();
+        let mut outputs = Vec::new();
+        for graph in graphs {
+            let offset = ops.len();
+            ops.extend(graph.ops.into_iter().map(|mut op| {
+                op.kind.shift(offset);
+                op
+            }));
+            let mut output = graph.output;
+            output.root = OpId(output.root.0 + offset);
+            outputs.push(output);
+        }
+        let output = outputs
+            .first()
+            .cloned()
+            .expect("at least one graph to merge");
+        (BuildGraph { ops, output }, outputs)
+    }
 }
 
 /// The image the target stage produces.
@@ -112,6 +136,34 @@ impl OpKind {
                 | CopySource::Git(_) => vec![copy.rootfs],
             },
             OpKind::Mkdir(mkdir) => vec![mkdir.rootfs],
+        }
+    }
+
+    /// Adds `offset` to every op this op reads (see [`BuildGraph::merge`]).
+    fn shift(&mut self, offset: usize) {
+        let shift = |id: &mut OpId| id.0 += offset;
+        match self {
+            OpKind::Scratch | OpKind::Image { .. } => {}
+            OpKind::Exec(exec) => {
+                shift(&mut exec.rootfs);
+                for mount in &mut exec.mounts {
+                    match mount {
+                        ExecMount::Bind(BindMount {
+                            source: MountSource::Op(id),
+                            ..
+                        }) => shift(id),
+                        ExecMount::Cache(CacheMount { from: Some(id), .. }) => shift(id),
+                        _ => {}
+                    }
+                }
+            }
+            OpKind::Copy(copy) => {
+                shift(&mut copy.rootfs);
+                if let CopySource::Op(id) = &mut copy.source {
+                    shift(id);
+                }
+            }
+            OpKind::Mkdir(mkdir) => shift(&mut mkdir.rootfs),
         }
     }
 

@@ -38,8 +38,8 @@ mod conformance;
 
 pub use config::{Empty, HealthConfig, HistoryEntry, ImageConfig};
 pub use convert::{
-    ConvertOptions, DEFAULT_PATH, NamedContext, Platform, convert, dump_graph, image_references,
-    image_uses, normalize_reference,
+    BaseConfigs, ConvertOptions, DEFAULT_PATH, NamedContext, Platform, convert, dump_graph,
+    image_references, image_uses, normalize_reference,
 };
 pub use error::{Error, ErrorKind};
 pub use git::GitSource;

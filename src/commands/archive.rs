@@ -97,14 +97,8 @@ pub fn import(args: ImportArgs) -> Result<ExitCode> {
     let platform = args
         .platform
         .as_deref()
-        .map(rbuild_frontend::Platform::parse)
-        .transpose()
-        .map_err(|message| miette::miette!("--platform: {message}"))?
-        .map(|p| rbuild_store::oci::Platform {
-            architecture: p.architecture,
-            os: p.os,
-            variant: p.variant,
-        });
+        .map(super::parse_platform)
+        .transpose()?;
     let input = open_input(&args.file)?;
     let manifest = store
         .import(input, &args.file, &name, platform.as_ref())

@@ -36,7 +36,8 @@ pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
     let convert_opts = rbuild_frontend::ConvertOptions {
         build_args: opts.build_args.clone(),
         target: opts.target.clone(),
-        platform: opts.platform.clone().unwrap_or_default(),
+        // The checks look at the first platform's build.
+        platform: opts.platforms.first().cloned().unwrap_or_default(),
         ..Default::default()
     };
     match flags::call(&args) {

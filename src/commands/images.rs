@@ -28,6 +28,10 @@ pub struct InspectArgs {
     /// Print the manifest instead of the config
     #[arg(long)]
     pub manifest: bool,
+    /// The platform of a multi-platform image (`os/arch[/variant]`; default: this
+    /// machine's)
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
     /// A name, or an IMAGE ID from `rbuild images` (or its start)
     pub image: String,
 }
@@ -64,27 +68,55 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
     records.sort_by(|a, b| a.name.cmp(&b.name));
     let mut rows = Vec::new();
     for record in records {
-        let image = store
-            .image_by_manifest(&record.manifest)
-            .into_diagnostic()
-            .wrap_err_with(|| format!("cannot read image `{}`", record.name))?;
-        let size = store
-            .image_size(&image)
-            .into_diagnostic()
-            .wrap_err_with(|| format!("cannot read image `{}`", record.name))?;
-        rows.push((record, image, size));
+        let cannot = || format!("cannot read image `{}`", record.name);
+        // A multi-platform image is listed once: its index's digest as its ID, every
+        // platform's size together, this machine's platform's (else the first's) time.
+        let images: Vec<Image> = match store.index_children(&record.manifest) {
+            Some(children) => children
+                .iter()
+                .map(|child| store.image_by_manifest(child))
+                .collect::<Result<_, _>>()
+                .into_diagnostic()
+                .wrap_err_with(cannot)?,
+            None => vec![
+                store
+                    .image_by_manifest(&record.manifest)
+                    .into_diagnostic()
+                    .wrap_err_with(cannot)?,
+            ],
+        };
+        let mut size = 0;
+        for image in &images {
+            size += store
+                .image_size(image)
+                .into_diagnostic()
+                .wrap_err_with(cannot)?;
+        }
+        let platforms: Vec<String> = images.iter().map(platform_of).collect();
+        let id = match images.len() {
+            1 => images[0].config_digest.clone(),
+            _ => record.manifest.clone(),
+        };
+        let host = format!("linux/{}", rbuild_store::host_architecture());
+        let shown = images
+            .iter()
+            .position(|image| platform_of(image) == host)
+            .unwrap_or(0);
+        let created = images[shown].config.created.clone();
+        rows.push((record, id, created, platforms, size));
     }
     let mut out = crate::output::stdout();
     match args.format {
         FormatArg::Json => {
-            for (record, image, size) in &rows {
+            for (record, id, created, platforms, size) in &rows {
                 let row = serde_json::json!({
                     "Repository": record.name.repository(),
                     "Tag": record.name.tag(),
-                    "ID": image.config_digest.to_string(),
+                    "ID": id.to_string(),
                     "Digest": record.manifest.to_string(),
-                    "CreatedAt": image.config.created,
+                    "CreatedAt": created,
                     "Size": size,
+                    "Platforms": platforms,
                 });
                 writeln!(out, "{row}").into_diagnostic()?;
             }
@@ -93,18 +125,17 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
             let now = time::now_unix();
             let table: Vec<Vec<String>> = rows
                 .iter()
-                .map(|(record, image, size)| {
+                .map(|(record, id, created, platforms, size)| {
                     vec![
                         record.name.repository().to_owned(),
                         record.name.tag().to_owned(),
-                        image.config_digest.short().to_owned(),
-                        image
-                            .config
-                            .created
+                        id.short().to_owned(),
+                        created
                             .as_deref()
                             .and_then(time::parse_rfc3339)
                             .map_or_else(|| "N/A".to_owned(), |t| ago(now - t)),
                         human_size(*size),
+                        platforms.join(","),
                     ]
                 })
                 .collect();
@@ -114,6 +145,7 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
                 ("IMAGE ID", Align::Left),
                 ("CREATED", Align::Left),
                 ("SIZE", Align::Left),
+                ("PLATFORM", Align::Left),
             ];
             out.write_all(table::render(&columns, &table).as_bytes())
                 .into_diagnostic()?;
@@ -122,9 +154,25 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `os/arch[/variant]` of an image's config.
+fn platform_of(image: &Image) -> String {
+    let config = &image.config;
+    match config.variant.as_deref() {
+        Some(variant) if !variant.is_empty() => {
+            format!("{}/{}/{variant}", config.os, config.architecture)
+        }
+        _ => format!("{}/{}", config.os, config.architecture),
+    }
+}
+
 pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
     let store = open_store()?;
-    let image = find_image(&store, &args.image)?;
+    let platform = args
+        .platform
+        .as_deref()
+        .map(super::parse_platform)
+        .transpose()?;
+    let image = find_image_for(&store, &args.image, platform.as_ref())?;
     let digest = if args.manifest {
         &image.manifest_digest
     } else {
@@ -184,9 +232,18 @@ pub(super) fn image_not_found(store: &Store, name: &ImageName) -> miette::Report
 /// (`sha256:…`) or any start of it of at least 4 digits that only one image has, as docker
 /// takes them. A name wins over an id that would read the same.
 pub(super) fn find_image(store: &Store, text: &str) -> Result<Image> {
+    find_image_for(store, text, None)
+}
+
+/// [`find_image`] for `platform` of a multi-platform image (this machine's when `None`).
+fn find_image_for(
+    store: &Store,
+    text: &str,
+    platform: Option<&rbuild_store::oci::Platform>,
+) -> Result<Image> {
     let name = parse_name(text);
     if let Ok(name) = &name {
-        match store.image(name) {
+        match store.image_for(name, platform) {
             Err(rbuild_store::Error::ImageNotFound { .. }) => {}
             other => return other.into_diagnostic(),
         }
@@ -204,7 +261,7 @@ pub(super) fn find_image(store: &Store, text: &str) -> Result<Image> {
     // One image may have several names and manifests: the first name's is taken.
     let mut found: Vec<Image> = Vec::new();
     for record in records {
-        let Ok(image) = store.image_by_manifest(&record.manifest) else {
+        let Ok(image) = store.image_by_digest(&record.manifest) else {
             continue;
         };
         if image.config_digest.hex().starts_with(prefix)

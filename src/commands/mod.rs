@@ -150,6 +150,17 @@ pub fn parse_limits(
     })
 }
 
+/// `--platform os/arch[/variant]`, normalized as containerd does, as the store names it.
+pub fn parse_platform(text: &str) -> Result<rbuild_store::oci::Platform> {
+    let platform = rbuild_frontend::Platform::parse(text)
+        .map_err(|message| miette::miette!("--platform: {message}"))?;
+    Ok(rbuild_store::oci::Platform {
+        architecture: platform.architecture,
+        os: platform.os,
+        variant: platform.variant,
+    })
+}
+
 pub fn parse_name(text: &str) -> Result<ImageName> {
     text.parse::<ImageName>().into_diagnostic()
 }

@@ -281,11 +281,16 @@ pub async fn push(args: PushArgs) -> Result<ExitCode> {
         None => name.to_reference(),
     };
     let store = open_store()?;
-    let manifest = store
-        .image(&name)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot push `{name}`"))?
-        .manifest_digest;
+    // The name's manifest, or its index (every platform) for a multi-platform image;
+    // read first, so a broken image fails before anything is sent.
+    let record = store
+        .image_record(&name)
+        .into_diagnostic()?
+        .ok_or_else(|| rbuild_store::Error::ImageNotFound { name: name.clone() })
+        .and_then(|record| store.image(&name).map(|_| record))
+        .map_err(super::images::not_found(&store))
+        .wrap_err_with(|| format!("cannot push `{name}`"))?;
+    let manifest = record.manifest;
     let registry = open_registry(args.quiet)?;
     let digest = push_image(
         &registry,

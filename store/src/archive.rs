@@ -48,7 +48,12 @@ impl Store {
     pub fn save(&self, names: &[ImageName], out: &Path, format: ArchiveFormat) -> Result<()> {
         let mut images = Vec::new();
         for name in names {
-            images.push((self.image(name)?.manifest_digest, vec![name.clone()]));
+            let record = self
+                .image_record(name)?
+                .ok_or_else(|| Error::ImageNotFound { name: name.clone() })?;
+            // Read now, so a broken image fails before anything is written.
+            self.image_by_digest(&record.manifest)?;
+            images.push((record.manifest, vec![name.clone()]));
         }
         self.save_manifests(&images, out, format)
     }
@@ -75,7 +80,37 @@ impl Store {
             named.extend(names.iter().map(|name| (Some(name), manifest)));
         }
         for (name, manifest) in named {
-            let image = self.image_by_manifest(manifest)?;
+            // A multi-platform image: in an OCI layout, its index and every platform's
+            // image; a docker-archive holds one platform (this machine's), as docker's.
+            if format == ArchiveFormat::Oci
+                && let Some(index) = self.read_index(manifest)
+            {
+                let mut descriptor = Descriptor::new(
+                    oci::MEDIA_TYPE_INDEX,
+                    manifest.clone(),
+                    self.read_blob(manifest)?.len() as u64,
+                );
+                if let Some(name) = name {
+                    descriptor
+                        .annotations
+                        .insert(oci::ANNOTATION_REF_NAME.to_owned(), name.to_string());
+                }
+                manifests.push(descriptor);
+                blobs.insert(manifest.clone(), None);
+                for child in &index.manifests {
+                    let image = self.image_by_manifest(&child.digest)?;
+                    blobs.insert(image.manifest_digest.clone(), None);
+                    blobs.insert(
+                        image.config_digest.clone(),
+                        Some(image.manifest.config.size),
+                    );
+                    for layer in &image.manifest.layers {
+                        blobs.insert(layer.digest.clone(), Some(layer.size));
+                    }
+                }
+                continue;
+            }
+            let image = self.image_by_digest(manifest)?;
             if format == ArchiveFormat::Docker {
                 let path = |d: &Digest| format!("blobs/sha256/{}", d.hex());
                 let tags: Vec<serde_json::Value> =

@@ -492,7 +492,9 @@ mod tests {
             }
             let manifests: Vec<Digest> = descriptors.iter().map(|d| d.digest.clone()).collect();
             let index = store.write_index(descriptors).unwrap();
-            store.tag(&"multi:1".parse().unwrap(), &index.digest).unwrap();
+            store
+                .tag(&"multi:1".parse().unwrap(), &index.digest)
+                .unwrap();
             (index.digest, manifests)
         };
         let store = Store::open(dir.path()).unwrap();
@@ -504,15 +506,24 @@ mod tests {
             variant: None,
         };
         assert_eq!(
-            store.image_for(&name, Some(&s390x)).unwrap().manifest_digest,
+            store
+                .image_for(&name, Some(&s390x))
+                .unwrap()
+                .manifest_digest,
             manifests[1]
         );
         let riscv = crate::oci::Platform {
             architecture: "riscv64".into(),
             ..s390x.clone()
         };
-        let err = store.image_for(&name, Some(&riscv)).unwrap_err().to_string();
-        assert!(err.contains("linux/riscv64") && err.contains("linux/s390x"), "{err}");
+        let err = store
+            .image_for(&name, Some(&riscv))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("linux/riscv64") && err.contains("linux/s390x"),
+            "{err}"
+        );
         let platforms: Vec<String> = store
             .platforms(&index)
             .unwrap()

@@ -118,11 +118,21 @@ impl Store {
     /// (see [`Store::protect_image`]), then reads it: what `rbuild run` uses, so that an
     /// `rmi` and a prune meanwhile take nothing from under the sandbox.
     pub fn image_in_use(&self, name: &ImageName) -> Result<Image> {
+        self.image_in_use_for(name, None)
+    }
+
+    /// [`Store::image_in_use`] for `platform` of a multi-platform image (this machine's
+    /// when `None`).
+    pub fn image_in_use_for(
+        &self,
+        name: &ImageName,
+        platform: Option<&oci::Platform>,
+    ) -> Result<Image> {
         let record = self
             .image_record(name)?
             .ok_or_else(|| Error::ImageNotFound { name: name.clone() })?;
         self.protect_image(&record.manifest)?;
-        self.image_by_digest(&record.manifest)
+        self.image_by_digest_for(&record.manifest, platform)
     }
 
     pub fn image_by_manifest(&self, manifest_digest: &Digest) -> Result<Image> {

@@ -185,6 +185,16 @@ impl Reference {
         }
     }
 
+    /// The same repository with neither tag nor digest: what a manifest is pushed to when
+    /// it goes by its digest alone (an index's platform manifests).
+    pub(crate) fn without_tag(&self) -> Reference {
+        Reference {
+            tag: None,
+            digest: None,
+            ..self.clone()
+        }
+    }
+
     /// The same repository pinned to `digest`.
     pub fn with_digest(&self, digest: Digest) -> Reference {
         Reference {

@@ -577,8 +577,9 @@ fn buildx_habits_that_change_nothing_are_accepted() {
     }
     for (extra, message) in [
         (
+            // Two platforms, and a base image of one.
             vec!["--platform", "linux/s390x,linux/amd64"],
-            "--platform linux/s390x,linux/amd64: rbuild builds one platform per build for now",
+            "base image `busybox:latest` is for linux/amd64, and the build needs linux/s390x",
         ),
         (
             vec!["--provenance=mode=max"],

@@ -177,13 +177,6 @@ fn platform_flags_are_checked_before_anything_runs() {
         "{}",
         stderr(&out)
     );
-    let out = env.rbuild(&["build", "--platform", "linux/amd64,linux/arm64", dir]);
-    assert!(!out.status.success());
-    assert!(
-        flat(&stderr(&out)).contains("one platform per build"),
-        "{}",
-        stderr(&out)
-    );
     let out = env.rbuild(&["import", "--platform", "linux/arm64/v8/x", "/dev/null", "x"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--platform"), "{}", stderr(&out));
@@ -262,4 +255,190 @@ fn a_multi_platform_base_from_a_registry_gives_each_platform_its_own_image() {
     // The store names the base for this machine's platform, as `rbuild pull` would.
     let inspected = config(&env, &base);
     assert_eq!(inspected["architecture"], "amd64");
+}
+
+/// Makes the multi-platform busybox (amd64 and arm64 in one index) and pushes it to
+/// `registry` as `busybox/multi:1`; returns its reference.
+fn push_multi_platform_busybox(
+    env: &TestEnv,
+    deb: &Path,
+    registry: &crate::registry_support::TestRegistry,
+) -> String {
+    let root = env.path("arm64-busybox");
+    assert!(
+        Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(deb)
+            .arg(&root)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let layout = env.path("multi-layout");
+    crate::support::write_index_layout(
+        &layout,
+        "multi",
+        &[
+            ("amd64", crate::support::busybox_layer()),
+            (
+                "arm64",
+                crate::support::busybox_layer_of(&root.join("bin/busybox")),
+            ),
+        ],
+    );
+    let base = registry.reference("busybox/multi:1");
+    crate::registry_support::skopeo(&[
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", layout.display()),
+        &format!("docker://{base}"),
+    ]);
+    base
+}
+
+/// One build, two platforms: one index in the store and in the registry, each platform's
+/// RUN on its own architecture, a build-platform stage run once for both, and the same
+/// index digest again with SOURCE_DATE_EPOCH.
+#[test]
+fn a_two_platform_build_is_one_index_pushed_whole_and_reproducible() {
+    require_privileges!();
+    crate::support::require_tool("skopeo");
+    crate::support::require_tool("umoci");
+    let Some(deb) = arm64_busybox() else { return };
+    let env = TestEnv::new();
+    let registry = crate::registry_support::TestRegistry::start();
+    let base = push_multi_platform_busybox(&env, &deb, &registry);
+    let context = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!(
+                "\
+FROM --platform=$BUILDPLATFORM {base} AS tools
+RUN echo \"made once on $(uname -m)\" > /tool
+FROM {base}
+COPY --from=tools /tool /tool
+RUN uname -m > /arch
+"
+            ),
+        )],
+    );
+    let dir = context.to_str().unwrap();
+    let target = registry.reference("out/app:1");
+    let rbuild = |args: &[&str]| crate::registry_support::rbuild(&env, args);
+    let build = |extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--progress",
+            "plain",
+            "-t",
+            "app:multi",
+        ];
+        args.extend_from_slice(extra);
+        args.push(dir);
+        rbuild(&args)
+    };
+    let out = build(&["--build-arg", "SOURCE_DATE_EPOCH=1700000000"]);
+    assert_success(&out);
+    let log = stderr(&out);
+    // The tools stage's RUN is the same op for both platforms: run once, then reused
+    // (each platform's COPY and RUN run).
+    assert!(log.contains("[linux/arm64] RUN uname -m > /arch"), "{log}");
+    assert_eq!(log.matches("CACHED").count(), 1, "{log}");
+    assert!(log.contains("5 steps run, 1 cached"), "{log}");
+    let index = stdout(&out).trim().to_owned();
+
+    for (platform, arch) in [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")] {
+        let out = rbuild(&[
+            "run",
+            "--rm",
+            "--platform",
+            platform,
+            "app:multi",
+            "cat",
+            "/arch",
+            "/tool",
+        ]);
+        assert_success(&out);
+        assert_eq!(stdout(&out), format!("{arch}\nmade once on x86_64\n"));
+    }
+    let out = rbuild(&["images"]);
+    assert!(
+        stdout(&out).contains("linux/amd64,linux/arm64"),
+        "{}",
+        stdout(&out)
+    );
+
+    // A local output: a directory per platform, as BuildKit's; a tar has room for one.
+    let local = env.path("local");
+    let out = build(&["-o", &format!("type=local,dest={}", local.display())]);
+    assert_success(&out);
+    for (dir, arch) in [("linux_amd64", "x86_64\n"), ("linux_arm64", "aarch64\n")] {
+        let written = std::fs::read_to_string(local.join(dir).join("arch")).unwrap();
+        assert_eq!(written, arch);
+    }
+    let out = build(&[
+        "-o",
+        &format!("type=tar,dest={}", env.path("x.tar").display()),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        flat(&stderr(&out)).contains("a tar output holds one filesystem"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The same build from scratch: the same index, bit for bit.
+    let again = build(&["--build-arg", "SOURCE_DATE_EPOCH=1700000000", "--no-cache"]);
+    assert_success(&again);
+    assert_eq!(stdout(&again).trim(), index);
+
+    // Pushed: an index with both platforms' manifests, each image whole.
+    let out = rbuild(&["push", "app:multi", &target]);
+    assert_success(&out);
+    let raw = crate::registry_support::skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ]);
+    let raw: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(raw["mediaType"], "application/vnd.oci.image.index.v1+json");
+    let platforms: Vec<String> = raw["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap(),
+                m["platform"]["architecture"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    let copied = env.path("arm64-oci");
+    crate::registry_support::skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--override-arch",
+        "arm64",
+        &format!("docker://{target}"),
+        &format!("oci:{}:app", copied.display()),
+    ]);
+    let unpacked = env.path("unpacked");
+    let status = Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:app", copied.display()))
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        std::fs::read_to_string(unpacked.join("rootfs/arch")).unwrap(),
+        "aarch64\n"
+    );
 }

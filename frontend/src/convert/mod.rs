@@ -54,6 +54,20 @@ pub enum NamedContext {
     Local,
 }
 
+/// The configs of the base images a conversion reads, by reference and the platform a
+/// stage uses the image for (a `FROM --platform=$BUILDPLATFORM` stage and the target's
+/// may use two platforms' images of one reference).
+pub trait BaseConfigs {
+    fn config(&self, reference: &str, platform: &Platform) -> Option<&ImageConfig>;
+}
+
+/// One config per reference, whatever the platform.
+impl BaseConfigs for BTreeMap<String, ImageConfig> {
+    fn config(&self, reference: &str, _: &Platform) -> Option<&ImageConfig> {
+        self.get(reference)
+    }
+}
+
 /// The platform the image is built for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Platform {
@@ -225,7 +239,7 @@ pub fn image_uses(
 pub fn convert(
     df: &Dockerfile,
     opts: &ConvertOptions,
-    bases: &BTreeMap<String, ImageConfig>,
+    bases: &dyn BaseConfigs,
 ) -> Result<BuildGraph, Error> {
     let plan = Plan::new(df, opts, Some(bases))?;
     let mut converter = Converter::new(df, opts, bases, &plan);
@@ -248,7 +262,7 @@ pub(crate) struct LintFindings {
 pub(crate) fn lint_stages(
     df: &Dockerfile,
     opts: &ConvertOptions,
-    bases: &BTreeMap<String, ImageConfig>,
+    bases: &dyn BaseConfigs,
     scope: LintScope,
 ) -> Result<LintFindings, Error> {
     let plan = Plan::new(df, opts, Some(bases))?;
@@ -409,7 +423,7 @@ impl StageState {
 pub(crate) struct Converter<'a> {
     pub df: &'a Dockerfile,
     pub opts: &'a ConvertOptions,
-    bases: &'a BTreeMap<String, ImageConfig>,
+    bases: &'a dyn BaseConfigs,
     pub plan: &'a Plan,
     ops: Vec<Op>,
     /// Converted stages, by index.
@@ -423,7 +437,7 @@ impl<'a> Converter<'a> {
     fn new(
         df: &'a Dockerfile,
         opts: &'a ConvertOptions,
-        bases: &'a BTreeMap<String, ImageConfig>,
+        bases: &'a dyn BaseConfigs,
         plan: &'a Plan,
     ) -> Self {
         Converter {
@@ -510,7 +524,8 @@ impl<'a> Converter<'a> {
                 StageState::new(id, root, ImageConfig::default(), None)
             }
             Base::Image(reference) => {
-                let config = match self.bases.get(reference) {
+                let platform = &self.plan.platforms[index];
+                let config = match self.bases.config(reference, platform) {
                     Some(config) => config.clone(),
                     None if self.lint.is_some() => ImageConfig::default(),
                     None => {

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use crate::instructions::{Dockerfile, Instruction, InstructionKind, Stage, parse_trigger};
 use crate::lint::{Lint, Rule, Warning};
 use crate::shell::{Lexer, Recording};
-use crate::{Error, ErrorKind, ImageConfig, Platform, Span};
+use crate::{Error, ErrorKind, Platform, Span};
 
 use super::values::normalize_reference;
-use super::{ConvertOptions, NamedContext, expansion_error};
+use super::{BaseConfigs, ConvertOptions, NamedContext, expansion_error};
 
 /// What a stage starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +72,7 @@ impl Plan {
     pub fn new(
         df: &Dockerfile,
         opts: &ConvertOptions,
-        configs: Option<&BTreeMap<String, ImageConfig>>,
+        configs: Option<&dyn BaseConfigs>,
     ) -> Result<Plan, Error> {
         let lexer = Lexer::new(df.directives.escape);
         let meta = meta_args(df, opts, &lexer)?;
@@ -128,7 +128,7 @@ impl Plan {
         &self,
         df: &Dockerfile,
         index: usize,
-        configs: Option<&BTreeMap<String, ImageConfig>>,
+        configs: Option<&dyn BaseConfigs>,
     ) -> Result<Vec<usize>, Error> {
         let stage = &df.stages[index];
         let mut dependencies = Vec::new();
@@ -145,7 +145,7 @@ impl Plan {
             }
             Base::Image(reference) => {
                 let on_build = configs
-                    .and_then(|c| c.get(reference))
+                    .and_then(|c| c.config(reference, &self.platforms[index]))
                     .map(|c| c.on_build.as_slice());
                 for trigger in on_build.unwrap_or_default() {
                     triggers.push(parse_trigger(trigger, stage.span)?);

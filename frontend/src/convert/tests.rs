@@ -295,7 +295,7 @@ fn invalid_values_are_errors() {
         "FROM busybox\nRUN ${X:?}\nENV A=\"${B:?must be set}\"\n",
     ] {
         let df = parse(text).unwrap();
-        let bases = [("busybox:latest".to_string(), busybox())]
+        let bases: BTreeMap<String, ImageConfig> = [("busybox:latest".to_string(), busybox())]
             .into_iter()
             .collect();
         assert!(
@@ -304,7 +304,7 @@ fn invalid_values_are_errors() {
         );
     }
     let df = parse("FROM busybox\nENV A=\"${B:?must be set}\"\n").unwrap();
-    let bases = [("busybox:latest".to_string(), busybox())]
+    let bases: BTreeMap<String, ImageConfig> = [("busybox:latest".to_string(), busybox())]
         .into_iter()
         .collect();
     let error = convert(&df, &ConvertOptions::default(), &bases).unwrap_err();
@@ -326,7 +326,8 @@ fn onbuild_triggers_run_once() {
         on_build: vec!["RUN echo trigger".to_string(), "ENV T=1".to_string()],
         ..Default::default()
     };
-    let bases = [("base:latest".to_string(), base)].into_iter().collect();
+    let bases: BTreeMap<String, ImageConfig> =
+        [("base:latest".to_string(), base)].into_iter().collect();
     let graph = convert(&df, &ConvertOptions::default(), &bases).unwrap();
     let args: Vec<&str> = execs(&graph).iter().map(|e| e.args[2].as_str()).collect();
     assert_eq!(args, ["echo trigger", "child"]);
@@ -338,7 +339,8 @@ fn onbuild_triggers_run_once() {
         on_build: vec!["ONBUILD RUN x".to_string()],
         ..Default::default()
     };
-    let bases = [("base:latest".to_string(), base)].into_iter().collect();
+    let bases: BTreeMap<String, ImageConfig> =
+        [("base:latest".to_string(), base)].into_iter().collect();
     let error = convert(&df, &ConvertOptions::default(), &bases).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidOnbuild);
 }

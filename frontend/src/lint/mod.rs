@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::convert::lint_stages;
 use crate::instructions::{Dockerfile, parse};
-use crate::{ConvertOptions, Error, ErrorKind, ImageConfig, Span};
+use crate::{ConvertOptions, Error, ErrorKind, Span};
 
 pub(crate) use rules::{is_secret_name, port_warnings};
 
@@ -342,7 +342,7 @@ pub fn check(text: &str) -> Result<Checks, Error> {
 pub fn lint(
     df: &Dockerfile,
     opts: &ConvertOptions,
-    bases: &BTreeMap<String, ImageConfig>,
+    bases: &dyn crate::BaseConfigs,
     scope: LintScope,
 ) -> Result<Checks, Error> {
     let config = check_config(df, opts)?;

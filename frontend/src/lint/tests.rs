@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::ImageConfig;
 use crate::instructions::parse;
 
 fn rules(text: &str) -> Vec<&'static str> {
@@ -77,7 +78,7 @@ fn undefined_var() {
         env: vec!["PYTHON_VERSION=3.12".into()],
         ..Default::default()
     };
-    let bases = [("python:latest".to_string(), python)]
+    let bases: BTreeMap<String, ImageConfig> = [("python:latest".to_string(), python)]
         .into_iter()
         .collect();
     let checks = lint(&df, &ConvertOptions::default(), &bases, LintScope::Target).unwrap();

@@ -149,9 +149,10 @@ pub struct BuildArgs {
     /// Accepted for docker buildx's sake: the image is always in rbuild's store
     #[arg(long)]
     pub load: bool,
-    /// The platform to build for (`os/arch[/variant]`, e.g. `linux/arm64`; default: this
-    /// machine's, or RBUILD_PLATFORM, or DOCKER_DEFAULT_PLATFORM). RUN steps for another
-    /// architecture run under QEMU emulation (binfmt_misc); one platform per build for now
+    /// The platforms to build for (`os/arch[/variant]`, comma-separated, e.g.
+    /// `linux/amd64,linux/arm64`; default: this machine's, or RBUILD_PLATFORM, or
+    /// DOCKER_DEFAULT_PLATFORM). Several make one image index. RUN steps for another
+    /// architecture run under QEMU emulation (binfmt_misc)
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Vec<String>,
     /// Accepted as `false` only: rbuild makes no provenance attestation yet

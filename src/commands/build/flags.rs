@@ -96,18 +96,18 @@ pub fn run_steps(args: &BuildArgs) -> Result<RunStepOptions> {
     })
 }
 
-/// `--platform` (else `RBUILD_PLATFORM`, else `DOCKER_DEFAULT_PLATFORM`): the platform to
-/// build for, normalized as containerd does (`local` is this machine's); `None` for this
-/// machine's. A RUN step for another architecture runs emulated. Several platforms in one
-/// build are refused for now, never built as one of them.
-pub fn platform(flag: &[String]) -> Result<Option<rbuild_frontend::Platform>> {
+/// `--platform` (else `RBUILD_PLATFORM`, else `DOCKER_DEFAULT_PLATFORM`): the platforms to
+/// build for, comma-separated or repeated, normalized as containerd does (`local` is this
+/// machine's), each once; empty for this machine's. A RUN step for another architecture
+/// runs emulated.
+pub fn platforms(flag: &[String]) -> Result<Vec<rbuild_frontend::Platform>> {
     let (values, origin) = if flag.is_empty() {
         let from_env = ["RBUILD_PLATFORM", "DOCKER_DEFAULT_PLATFORM"]
             .into_iter()
             .find_map(|name| Some((std::env::var(name).ok().filter(|v| !v.is_empty())?, name)));
         match from_env {
             Some((value, name)) => (vec![value], name),
-            None => return Ok(None),
+            None => return Ok(Vec::new()),
         }
     } else {
         (flag.to_vec(), "--platform")
@@ -127,19 +127,7 @@ pub fn platform(flag: &[String]) -> Result<Option<rbuild_frontend::Platform>> {
             platforms.push(platform);
         }
     }
-    match platforms.as_slice() {
-        [] => Ok(None),
-        [one] => Ok(Some(one.clone())),
-        several => Err(miette::miette!(
-            help = "build each platform with its own `--platform`",
-            "{origin} {}: rbuild builds one platform per build for now",
-            several
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        )),
-    }
+    Ok(platforms)
 }
 
 /// `--provenance`/`--sbom`: rbuild makes no attestations (yet), so `false` (what CI
@@ -200,15 +188,16 @@ mod tests {
             ("linux/arm64/v8", "linux/arm64"),
             ("linux/arm/v7", "linux/arm/v7"),
         ] {
-            let parsed = platform(&[given.to_owned()]).unwrap().unwrap();
-            assert_eq!(parsed.to_string(), normal, "{given}");
+            let parsed = platforms(&[given.to_owned()]).unwrap();
+            assert_eq!(parsed.len(), 1);
+            assert_eq!(parsed[0].to_string(), normal, "{given}");
         }
-        let same = platform(&["linux/arm64,aarch64".to_owned()])
-            .unwrap()
-            .unwrap();
-        assert_eq!(same.to_string(), "linux/arm64");
-        assert!(platform(&["linux/amd64,linux/arm64".to_owned()]).is_err());
-        assert!(platform(&["linux//x".to_owned()]).is_err());
+        let same = platforms(&["linux/arm64,aarch64".to_owned()]).unwrap();
+        assert_eq!(same.len(), 1);
+        let two = platforms(&["linux/amd64,linux/arm64".to_owned(), "arm64".to_owned()]);
+        let two: Vec<String> = two.unwrap().iter().map(ToString::to_string).collect();
+        assert_eq!(two, ["linux/amd64", "linux/arm64"]);
+        assert!(platforms(&["linux//x".to_owned()]).is_err());
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub(super) fn plan(args: &mut BuildArgs) -> Result<Plan> {
         remove_stale(path)?;
     }
     args.progress = flags::progress(args.progress, args.quiet)?;
-    let platform = flags::platform(&args.platform)?;
+    let platforms = flags::platforms(&args.platform)?;
     flags::check_attestations("--provenance", args.provenance.as_deref())?;
     flags::check_attestations("--sbom", args.sbom.as_deref())?;
     let tags = args
@@ -73,7 +73,7 @@ pub(super) fn plan(args: &mut BuildArgs) -> Result<Plan> {
         context: source.context.clone(),
         build_args,
         target: args.target.clone(),
-        platform,
+        platforms,
         tags: tags.clone(),
         network: network(args.network),
         limits: crate::commands::parse_limits(args.memory.as_deref(), args.pids_limit, args.cpus)?,

@@ -30,6 +30,10 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// The platform of a multi-platform image to run (`os/arch[/variant]`; default: this
+    /// machine's); another architecture's runs emulated
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
     /// Set an environment variable (`KEY=VALUE`, or `KEY` to take it from the environment)
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
@@ -237,13 +241,18 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         listeners.push((listener, binding.container));
     }
 
+    let platform = args
+        .platform
+        .as_deref()
+        .map(super::parse_platform)
+        .transpose()?;
     let store = open_store()?;
     let runtime = open_runtime(&store)?;
     super::check_limits(&runtime, &limits)?;
     let prepared = {
         let store = store.clone();
         tokio::task::spawn_blocking(move || -> Result<_, rbuild_store::Error> {
-            let image = store.image_in_use(&name)?;
+            let image = store.image_in_use_for(&name, platform.as_ref())?;
             let top = store.unpack(&image)?;
             let lowers = match &top {
                 Some(top) => store.lowers(top)?,

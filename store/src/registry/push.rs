@@ -88,6 +88,14 @@ impl Registry {
         target: &Reference,
         opts: &PushOptions,
     ) -> Result<Pushed> {
+        let index = {
+            let store = store.clone();
+            let digest = manifest.clone();
+            tokio::task::spawn_blocking(move || store.read_index(&digest)).await?
+        };
+        if let Some(index) = index {
+            return self.push_index(store, index, target, opts).await;
+        }
         let image = {
             let store = store.clone();
             let manifest = manifest.clone();
@@ -139,6 +147,39 @@ impl Registry {
         let mut blobs = vec![parsed.config.clone()];
         blobs.extend(parsed.layers.iter().cloned());
         self.push_manifest(store, &repo, target, &blobs, &bytes, &media_type)
+            .await
+    }
+
+    /// Pushes a multi-platform image: every platform's image by digest, then the index
+    /// (with the digests the platforms' manifests have in the registry, their layers
+    /// compressed) as `target`. The tag moves only once every platform is there.
+    async fn push_index(
+        &self,
+        store: &Store,
+        index: oci::Index,
+        target: &Reference,
+        opts: &PushOptions,
+    ) -> Result<Pushed> {
+        let by_digest = target.without_tag();
+        let mut manifests = Vec::with_capacity(index.manifests.len());
+        for child in &index.manifests {
+            let pushed = Box::pin(self.push(store, &child.digest, &by_digest, opts)).await?;
+            manifests.push(Descriptor {
+                media_type: oci::MEDIA_TYPE_MANIFEST.to_owned(),
+                digest: pushed.digest,
+                size: pushed.size,
+                ..child.clone()
+            });
+        }
+        let mut pushed = oci::Index::new(manifests);
+        pushed.annotations = index.annotations.clone();
+        let bytes = oci::canonical_json(&pushed);
+        let copy = bytes.clone();
+        let kept = store.clone();
+        // Kept in the store, so pulling it back finds it.
+        tokio::task::spawn_blocking(move || kept.write_blob(&copy)).await??;
+        let repo = self.push_endpoint(target).await?;
+        self.push_manifest(store, &repo, target, &[], &bytes, oci::MEDIA_TYPE_INDEX)
             .await
     }
 
@@ -243,12 +284,15 @@ impl Registry {
                 actual: stated,
             });
         }
-        let manifest: Manifest =
-            serde_json::from_slice(bytes).map_err(|err| RegistryError::InvalidManifest {
-                url: url.clone(),
-                reason: err.to_string(),
-            })?;
-        self.remember_sources(store, repo, &manifest).await;
+        // An image's manifest (not an index): its blobs are now in this repository too.
+        if media_type != oci::MEDIA_TYPE_INDEX {
+            let manifest: Manifest =
+                serde_json::from_slice(bytes).map_err(|err| RegistryError::InvalidManifest {
+                    url: url.clone(),
+                    reason: err.to_string(),
+                })?;
+            self.remember_sources(store, repo, &manifest).await;
+        }
         Ok(Pushed {
             digest,
             size: bytes.len() as u64,
