@@ -341,3 +341,39 @@ fn a_platform_that_is_not_one_is_an_error_on_its_from_line() {
 fn df_text() -> String {
     "FROM busybox\nFROM --platform=linux/arm/6/x busybox\n".to_owned()
 }
+
+#[test]
+fn merged_graphs_keep_every_ops_inputs() {
+    // Every kind of op input: rootfs, COPY --from a stage and an image, RUN --mount from a
+    // stage and a cache seeded from one.
+    let text = "\
+FROM busybox AS a
+RUN echo a
+FROM busybox
+COPY --from=a /x /x
+COPY --from=alpine /y /y
+RUN --mount=type=bind,from=a,target=/m --mount=type=cache,target=/c,from=a echo
+WORKDIR /w
+";
+    let amd = build(text, &for_target("linux/amd64"));
+    let arm = build(text, &for_target("linux/arm64"));
+    let offset = amd.ops.len();
+    let (merged, outputs) = BuildGraph::merge(vec![amd.clone(), arm.clone()]);
+    assert_eq!(merged.ops.len(), offset + arm.ops.len());
+    assert_eq!(outputs[0].root, amd.output.root);
+    assert_eq!(outputs[1].root.0, arm.output.root.0 + offset);
+    assert_eq!(merged.output.root, amd.output.root);
+    for (graph, start) in [(&amd, 0), (&arm, offset)] {
+        for (index, op) in graph.ops.iter().enumerate() {
+            let shifted: Vec<usize> = op.kind.inputs().iter().map(|id| id.0 + start).collect();
+            let merged_inputs: Vec<usize> = merged.ops[start + index]
+                .kind
+                .inputs()
+                .iter()
+                .map(|id| id.0)
+                .collect();
+            assert_eq!(merged_inputs, shifted, "{}", op.description);
+            assert_eq!(merged.ops[start + index].digest, op.digest);
+        }
+    }
+}
