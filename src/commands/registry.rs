@@ -31,7 +31,8 @@ impl From<CompressionArg> for Compression {
 
 #[derive(Debug, Args)]
 pub struct PullArgs {
-    /// The platform to pull from a multi-platform image (`os/arch[/variant]`) [default: this machine's]
+    /// The platform to pull from a multi-platform image (`os/arch[/variant]`), or `all`
+    /// to keep every platform under the name [default: this machine's]
     #[arg(long)]
     pub platform: Option<String>,
     /// Print only the digest
@@ -225,9 +226,11 @@ pub fn parse_reference(text: &str) -> Result<Reference> {
 
 pub async fn pull(args: PullArgs) -> Result<ExitCode> {
     let reference = parse_reference(&args.reference)?;
+    let all = args.platform.as_deref() == Some("all");
     let platform = args
         .platform
         .as_deref()
+        .filter(|_| !all)
         .map(parse_platform)
         .transpose()
         .map_err(report)?;
@@ -248,14 +251,18 @@ pub async fn pull(args: PullArgs) -> Result<ExitCode> {
         .wrap_err_with(|| format!("cannot pull {reference}"))?;
     let name = rbuild_store::Reference::image_name(&args.reference);
     let image = pulled.image.clone();
-    let manifest = pulled.manifest.clone();
+    let mut manifest = pulled.manifest.clone();
+    if all && let Some(index) = &pulled.index {
+        manifest = pull_every_platform(&registry, &store, &reference, index, args.quiet).await?;
+    }
     let tag_name = name.clone();
+    let named = manifest.clone();
     let unpack_store = store.clone();
     tokio::task::spawn_blocking(move || -> rbuild_store::Result<()> {
         // Unpacking checks every layer against the config's diff ids before the name is set.
         unpack_store.unpack(&image)?;
         if let Some(name) = &tag_name {
-            unpack_store.tag(name, &manifest)?;
+            unpack_store.tag(name, &named)?;
         }
         Ok(())
     })
@@ -263,7 +270,10 @@ pub async fn pull(args: PullArgs) -> Result<ExitCode> {
     .into_diagnostic()?
     .map_err(crate::rootless::report)
     .wrap_err_with(|| format!("cannot unpack {reference}"))?;
-    let digest = pulled.index.as_ref().unwrap_or(&pulled.manifest);
+    let digest = match (all, &pulled.index) {
+        (true, Some(_)) => &manifest,
+        (_, index) => index.as_ref().unwrap_or(&pulled.manifest),
+    };
     if !args.quiet {
         match &name {
             Some(name) => eprintln!("pulled {reference} as {name}"),
@@ -272,6 +282,67 @@ pub async fn pull(args: PullArgs) -> Result<ExitCode> {
     }
     outln!("{digest}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `pull --platform all`: every platform's image of the index `index` (which the first
+/// pull wrote to the store), each pulled by its digest and unpacked; returns the index to
+/// name. Entries that are no image for a platform (BuildKit's attestations, marked
+/// `unknown/unknown`) are left out, and then the index is written again without them.
+async fn pull_every_platform(
+    registry: &Registry,
+    store: &Store,
+    reference: &Reference,
+    index: &Digest,
+    quiet: bool,
+) -> Result<Digest> {
+    let read = store.clone();
+    let digest = index.clone();
+    let digest_of_index = index.clone();
+    let index = tokio::task::spawn_blocking(move || read.read_index(&digest))
+        .await
+        .into_diagnostic()?
+        .ok_or_else(|| miette::miette!("{reference}: its index is not in the store"))?;
+    let mut kept = Vec::new();
+    for child in &index.manifests {
+        let Some(platform) = child.platform.clone().filter(|p| p.os != "unknown") else {
+            continue;
+        };
+        let pulled = registry
+            .pull(
+                store,
+                &reference.with_digest(child.digest.clone()),
+                &PullOptions {
+                    platform: Some(platform.clone()),
+                    unpack: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(report)
+            .wrap_err_with(|| {
+                format!(
+                    "cannot pull {reference} for {}",
+                    rbuild_store::registry::platform_string(&platform)
+                )
+            })?;
+        if !quiet {
+            eprintln!(
+                "pulled {} for {}",
+                pulled.manifest.short(),
+                rbuild_store::registry::platform_string(&platform)
+            );
+        }
+        kept.push(child.clone());
+    }
+    if kept.len() == index.manifests.len() {
+        return Ok(digest_of_index);
+    }
+    let write = store.clone();
+    let descriptor = tokio::task::spawn_blocking(move || write.write_index(kept))
+        .await
+        .into_diagnostic()?
+        .into_diagnostic()?;
+    Ok(descriptor.digest)
 }
 
 pub async fn push(args: PushArgs) -> Result<ExitCode> {

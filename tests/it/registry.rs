@@ -159,6 +159,28 @@ fn pull_chooses_the_platform_from_an_index() {
         let config: serde_json::Value = serde_json::from_str(&config).unwrap();
         assert_eq!(config["architecture"], arch, "{config:#}");
     }
+    // Every platform under the one name.
+    let out = rbuild(&env, &["pull", "--platform", "all", &target]);
+    assert_success(&out);
+    let images = stdout(&rbuild(&env, &["images"]));
+    assert!(images.contains("linux/amd64,linux/arm64"), "{images}");
+    for arch in ["amd64", "arm64"] {
+        let out = rbuild(&env, &["inspect", "--platform", arch, &target]);
+        let config: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(config["architecture"], arch, "{config:#}");
+    }
+    assert_success(&rbuild(&env, &["prune", "--all"]));
+    // Nothing of either platform was collected.
+    let verified = rbuild(&env, &["store", "verify"]);
+    assert_success(&verified);
+    assert!(
+        stdout(&verified).contains("no problems found"),
+        "{}",
+        stdout(&verified)
+    );
+    let out = rbuild(&env, &["inspect", "--platform", "arm64", &target]);
+    assert_success(&out);
+
     let out = rbuild(&env, &["pull", "--platform", "linux/s390x", &target]);
     assert_failure(&out);
     let err = stderr(&out);
