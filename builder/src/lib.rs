@@ -17,6 +17,7 @@ mod explain;
 mod export;
 mod exporter;
 mod fileops;
+mod finish;
 mod git;
 mod glob;
 mod ignore;
