@@ -119,11 +119,20 @@ impl Builder {
             })
             .await??
         };
-        // An image of another platform under that name is no base for this one.
+        // An image of another platform under that name is no base for this one (an older
+        // variant this platform runs is, as containerd's matcher allows).
+        let runs = |found: &Platform| {
+            let found = rbuild_store::oci::Platform {
+                architecture: found.architecture.clone(),
+                os: found.os.clone(),
+                variant: found.variant.clone(),
+            };
+            rbuild_store::registry::platform_runs(&wanted, &found)
+        };
         let wrong = local
             .as_ref()
             .map(image_platform)
-            .filter(|found| found != platform);
+            .filter(|found| !runs(found));
         let local = local.filter(|_| wrong.is_none());
         let missing = local.is_none();
         let image = match (local, &self.registry) {
@@ -171,7 +180,7 @@ impl Builder {
                 // Named only for this machine's platform (see above); checked, as a
                 // registry's single-platform image may be for another.
                 let pulled_platform = image_platform(&pulled.image);
-                if &pulled_platform != platform {
+                if !runs(&pulled_platform) {
                     return Err(BuildError::BasePlatform {
                         reference: reference.to_owned(),
                         wanted: platform.to_string(),

@@ -211,7 +211,30 @@ fn reason(old: &Trace, new: &Trace) -> String {
         return describe_files(&old.files, &new.files);
     }
     if old.other != new.other {
-        return format!("its settings changed ({})", new.other.join(", "));
+        // What is no longer there, and what is new: a setting dropped (a build without
+        // the `SOURCE_DATE_EPOCH` of the last) is named as such.
+        let gone: Vec<&str> = old
+            .other
+            .iter()
+            .filter(|o| !new.other.contains(o))
+            .map(String::as_str)
+            .collect();
+        let added: Vec<&str> = new
+            .other
+            .iter()
+            .filter(|n| !old.other.contains(n))
+            .map(String::as_str)
+            .collect();
+        return match (gone.as_slice(), added.as_slice()) {
+            ([], []) => format!("its settings changed ({})", new.other.join(", ")),
+            (gone, []) => format!("its settings changed (no longer {})", gone.join(", ")),
+            ([], added) => format!("its settings changed (now {})", added.join(", ")),
+            (gone, added) => format!(
+                "its settings changed ({} → {})",
+                gone.join(", "),
+                added.join(", ")
+            ),
+        };
     }
     if old.digest != new.digest {
         return "its definition changed".to_owned();
@@ -460,6 +483,32 @@ mod tests {
         assert_eq!(
             why(&old, &trace(), &HashMap::new()),
             "its cache record is gone (pruned, or its layer was removed)"
+        );
+    }
+
+    #[test]
+    fn changed_settings_say_what_went_and_what_came() {
+        let with = |other: &[&str]| Trace {
+            other: other.iter().map(|o| o.to_string()).collect(),
+            ..trace()
+        };
+        let epoch = with(&["network host", "SOURCE_DATE_EPOCH=1700000000"]);
+        let plain = with(&["network host"]);
+        assert_eq!(
+            why(&epoch, &plain, &HashMap::new()),
+            "its settings changed (no longer SOURCE_DATE_EPOCH=1700000000)"
+        );
+        assert_eq!(
+            why(&plain, &epoch, &HashMap::new()),
+            "its settings changed (now SOURCE_DATE_EPOCH=1700000000)"
+        );
+        assert_eq!(
+            why(
+                &with(&["network host"]),
+                &with(&["network none"]),
+                &HashMap::new()
+            ),
+            "its settings changed (network host → network none)"
         );
     }
 

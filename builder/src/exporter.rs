@@ -114,8 +114,8 @@ pub enum ExportError {
         source: std::io::Error,
     },
     #[error(
-        "a {what} output holds one filesystem, and this build made several platforms' (use \
-         `-o type=local,dest=DIR` for a directory per platform, or `-o type=oci`)"
+        "`-o type={what}` holds one platform, and this build made several (`-o type=oci` \
+         writes the index of all, `-o type=local` a directory per platform)"
     )]
     SeveralPlatforms { what: &'static str },
     #[error(transparent)]
@@ -274,6 +274,10 @@ impl Builder {
                     return Ok(());
                 }
                 Exporter::Tar(_) => return Err(ExportError::SeveralPlatforms { what: "tar" }),
+                // `docker load` reads one image per name.
+                Exporter::Archive(ArchiveFormat::Docker, _) => {
+                    return Err(ExportError::SeveralPlatforms { what: "docker" });
+                }
                 _ => {}
             }
         }

@@ -34,6 +34,16 @@ impl Output {
         )
     }
 
+    /// The output type, when it can hold one platform's image only (a tar of the
+    /// filesystem; a docker-archive, which `docker load` reads one image per name from).
+    pub(super) fn single_platform_only(&self) -> Option<&'static str> {
+        match self {
+            Output::Tar(_) => Some("tar"),
+            Output::Archive(rbuild_store::ArchiveFormat::Docker, _) => Some("docker"),
+            _ => None,
+        }
+    }
+
     /// The builder's exporter for this output; `None` for the store, which has the image.
     pub(super) fn exporter(self) -> Option<Exporter> {
         let destination = |dest| match dest {

@@ -372,7 +372,8 @@ RUN uname -m > /arch
         stdout(&out)
     );
 
-    // A local output: a directory per platform, as BuildKit's; a tar has room for one.
+    // A local output: a directory per platform, as BuildKit's; a tar or a docker-archive
+    // has room for one.
     let local = env.path("local");
     let out = build(&["-o", &format!("type=local,dest={}", local.display())]);
     assert_success(&out);
@@ -386,15 +387,43 @@ RUN uname -m > /arch
     ]);
     assert!(!out.status.success());
     assert!(
-        flat(&stderr(&out)).contains("a tar output holds one filesystem"),
+        flat(&stderr(&out)).contains("`-o type=tar` holds one platform"),
         "{}",
         stderr(&out)
     );
 
     // The same build from scratch: the same index, bit for bit.
-    let again = build(&["--build-arg", "SOURCE_DATE_EPOCH=1700000000", "--no-cache"]);
+    let cache = registry.reference("cache/app:multi");
+    let cache_to = format!("type=registry,ref={cache},mode=max");
+    let again = build(&[
+        "--build-arg",
+        "SOURCE_DATE_EPOCH=1700000000",
+        "--no-cache",
+        "--cache-to",
+        &cache_to,
+    ]);
     assert_success(&again);
     assert_eq!(stdout(&again).trim(), index);
+
+    // A fresh store takes every platform's steps from the registry cache.
+    let fresh = TestEnv::new();
+    let out = crate::registry_support::rbuild(
+        &fresh,
+        &[
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--progress",
+            "plain",
+            "--build-arg",
+            "SOURCE_DATE_EPOCH=1700000000",
+            "--cache-from",
+            &cache,
+            dir,
+        ],
+    );
+    assert_success(&out);
+    assert!(stderr(&out).contains("0 steps run"), "{}", stderr(&out));
 
     // Pushed: an index with both platforms' manifests, each image whole.
     let out = rbuild(&["push", "app:multi", &target]);

@@ -42,6 +42,19 @@ pub(super) fn plan(args: &mut BuildArgs) -> Result<Plan> {
         .map(|t| parse_name(t))
         .collect::<Result<Vec<_>>>()?;
     let outputs = parse_outputs(&args.outputs)?;
+    if platforms.len() > 1
+        && let Some(what) = outputs.iter().find_map(Output::single_platform_only)
+    {
+        return Err(miette::miette!(
+            help = "`-o type=oci` writes the index of every platform, `-o type=local` a directory per platform",
+            "`-o type={what}` holds one platform, and this build is for {}",
+            platforms
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     let mut build_args: BTreeMap<String, String> = args
         .build_args
         .iter()

@@ -77,11 +77,6 @@ pub(crate) fn manifest_media_type(
 /// is asked for (arm64 without a variant means v8). Attestation entries
 /// (`unknown/unknown`) are never chosen.
 pub(crate) fn choose_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Descriptor> {
-    let variant = |p: &Platform| match (&p.variant, p.architecture.as_str()) {
-        (Some(v), _) => Some(v.clone()),
-        (None, "arm64") => Some("v8".to_owned()),
-        (None, _) => None,
-    };
     let entries: Vec<&Descriptor> = index
         .manifests
         .iter()
@@ -92,13 +87,60 @@ pub(crate) fn choose_platform<'a>(index: &'a Index, want: &Platform) -> Option<&
     {
         return Some(only);
     }
-    entries.into_iter().find(|m| {
-        m.platform.as_ref().is_some_and(|p| {
-            p.os == want.os
-                && p.architecture == want.architecture
-                && (want.variant.is_none() || variant(p) == variant(want))
+    // The best match, as containerd's matcher ranks them: the variant asked for, else
+    // the closest older one this platform also runs.
+    entries
+        .into_iter()
+        .filter_map(|m| {
+            let have = m.platform.as_ref()?;
+            let rank =
+                (have.os == want.os && have.architecture == want.architecture).then(|| {
+                    variant_rank(
+                        &want.architecture,
+                        want.variant.as_deref(),
+                        have.variant.as_deref(),
+                    )
+                })??;
+            Some((rank, m))
         })
-    })
+        .min_by_key(|(rank, _)| *rank)
+        .map(|(_, m)| m)
+}
+
+/// Whether an image for `have` runs on `want` (see [`choose_platform`]'s ranking).
+pub fn platform_runs(want: &Platform, have: &Platform) -> bool {
+    have.os == want.os
+        && have.architecture == want.architecture
+        && variant_rank(
+            &want.architecture,
+            want.variant.as_deref(),
+            have.variant.as_deref(),
+        )
+        .is_some()
+}
+
+/// How well an image of variant `have` suits a platform of variant `want` of
+/// `architecture`: 0 for the same variant, n for one n levels older (an arm/v7 machine runs
+/// v6 and v5 images, an amd64/v3 one v2 and v1 images), `None` for one it cannot run.
+/// The default variants are `arm64/v8`, `arm/v7` and `amd64/v1`.
+fn variant_rank(architecture: &str, want: Option<&str>, have: Option<&str>) -> Option<u32> {
+    let default = match architecture {
+        "arm64" => Some("v8"),
+        "arm" => Some("v7"),
+        "amd64" => Some("v1"),
+        _ => None,
+    };
+    let level = |variant: Option<&str>| -> Option<u32> {
+        variant.or(default)?.strip_prefix('v')?.parse().ok()
+    };
+    match architecture {
+        "arm" | "amd64" => {
+            let (want, have) = (level(want)?, level(have)?);
+            (have <= want).then(|| want - have)
+        }
+        _ if want.is_none() => Some(0),
+        _ => (want.or(default) == have.or(default)).then_some(0),
+    }
 }
 
 #[cfg(test)]
@@ -186,5 +228,28 @@ mod tests {
         assert_eq!(pick("linux/arm/v7").as_deref(), Some("b"));
         assert_eq!(pick("linux/arm/v6"), None);
         assert_eq!(pick("linux/s390x"), None);
+        // amd64/v3 runs an amd64 (v1) image; arm/v8 (32-bit on an ARMv8 CPU) a v7 one.
+        assert_eq!(pick("linux/amd64/v3").as_deref(), Some("d"));
+
+        // Variants ranked as containerd's matcher: the exact one, else the closest older.
+        let index = Index::new(vec![
+            entry("arm", Some("v5"), '1'),
+            entry("arm", Some("v7"), '2'),
+            entry("arm", Some("v6"), '3'),
+            entry("amd64", Some("v2"), '4'),
+            entry("amd64", None, '5'),
+            entry("arm64", Some("v8"), '6'),
+        ]);
+        let pick = |p: &str| {
+            choose_platform(&index, &super::super::parse_platform(p).unwrap())
+                .map(|d| d.digest.hex()[..1].to_owned())
+        };
+        assert_eq!(pick("linux/arm/v7").as_deref(), Some("2"));
+        assert_eq!(pick("linux/arm/v6").as_deref(), Some("3"));
+        assert_eq!(pick("linux/arm/v5").as_deref(), Some("1"));
+        assert_eq!(pick("linux/amd64").as_deref(), Some("5"));
+        assert_eq!(pick("linux/amd64/v2").as_deref(), Some("4"));
+        assert_eq!(pick("linux/amd64/v4").as_deref(), Some("4"));
+        assert_eq!(pick("linux/arm64").as_deref(), Some("6"));
     }
 }

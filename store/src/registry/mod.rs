@@ -42,6 +42,7 @@ pub use config::{Endpoint, HostConfig, RegistryConfig, Tls, TransferConfig};
 pub(crate) use credentials::helper_get_answer;
 pub use credentials::{Credentials, DockerConfig};
 pub use error::{RegistryError, Result};
+pub use manifest::platform_runs;
 pub(crate) use manifest::{choose_platform, manifest_media_type};
 pub(crate) use pull::content_range_start;
 pub use pull::{PullOptions, Pulled};
