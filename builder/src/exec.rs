@@ -12,8 +12,9 @@ use rbuild_runtime::{ExitStatus, Mount, Network, Process, SandboxSpec};
 use crate::debug::FailedStep;
 use crate::error::BuildError;
 use crate::lowers;
-use crate::mounts::{self, MountError, MountRequest};
+use crate::mounts::{self, MountError, MountRequest, StepMounts};
 use crate::progress::{Event, Stream};
+use crate::snapshotter::Writable;
 use crate::solve::SolveContext;
 use crate::state::State;
 use rbuild_store::{ActiveSnapshot, OverlayXattrs};
@@ -53,6 +54,24 @@ pub(crate) fn network_key(network: Network) -> &'static str {
 /// be created, so `/etc` may be copied up.
 const NETWORK_FILES: [&str; 3] = ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"];
 
+/// Checks, for a step of another architecture, that it can run emulated (see
+/// `emulation`): a foreign binary is never run some other way.
+async fn check_emulation(op: &Op) -> Result<(), BuildError> {
+    if crate::emulation::native(&op.platform) {
+        return Ok(());
+    }
+    let platform = op.platform.clone();
+    let dir = std::path::Path::new(crate::emulation::BINFMT_MISC);
+    tokio::task::spawn_blocking(move || crate::emulation::check(&platform, dir))
+        .await?
+        .map_err(|source| BuildError::Emulation {
+            span: op.span,
+            description: op.description.clone(),
+            platform: op.platform.to_string(),
+            source: Box::new(source),
+        })
+}
+
 impl SolveContext {
     /// Runs a RUN step. `sources` are the filesystems (their directories, top first, and
     /// names for messages) of the ops its mounts read.
@@ -64,109 +83,22 @@ impl SolveContext {
         sources: HashMap<OpId, (Vec<PathBuf>, String)>,
         step: usize,
     ) -> Result<ActiveSnapshot, BuildError> {
-        // Another architecture's step runs emulated, or not at all.
-        if !crate::emulation::native(&op.platform) {
-            let platform = op.platform.clone();
-            let dir = std::path::Path::new(crate::emulation::BINFMT_MISC);
-            tokio::task::spawn_blocking(move || crate::emulation::check(&platform, dir))
-                .await?
-                .map_err(|source| BuildError::Emulation {
-                    span: op.span,
-                    description: op.description.clone(),
-                    platform: op.platform.to_string(),
-                    source: Box::new(source),
-                })?;
-        }
-        let request = MountRequest {
-            store: self.builder.store.clone(),
-            context_root: self.sources.context.root.clone(),
-            ignore: self.sources.context.ignore.clone(),
-            named_roots: self
-                .sources
-                .named
-                .iter()
-                .map(|(name, context)| (name.clone(), context.root.clone()))
-                .collect(),
-            ssh: self.sources.ssh.clone(),
-            secrets: self.opts.secrets.clone(),
-            sources,
-            cancel: self.cancel.clone(),
-            imported_caches: self.import_cache_mounts(step, exec).await,
-            snapshotter: self.builder.snapshotter.clone(),
-        };
-        let exec_mounts = exec.mounts.clone();
-        let mounts = tokio::task::spawn_blocking(move || mounts::prepare(&request, &exec_mounts))
-            .await?
-            .map_err(|err| match err {
-                MountError::Cancelled { .. } => BuildError::Cancelled,
-                MountError::SecretRequired { id } => BuildError::SecretRequired {
-                    span: op.span,
-                    description: op.description.clone(),
-                    id,
-                },
-                err => BuildError::step_failed(op, err),
-            })?;
-        let store = self.builder.store.clone();
-        let snapshotter = self.builder.snapshotter.clone();
-        let parent_lowers = parent.lowers.clone();
-        let (active, root) = tokio::task::spawn_blocking(move || -> Result<_, BuildError> {
-            let active = store.prepare_on(parent_lowers)?;
-            match snapshotter.writable(&store, &active) {
-                Ok(root) => Ok((active, root)),
-                Err(err) => {
-                    let _ = store.discard(active);
-                    Err(err)
-                }
-            }
-        })
-        .await??;
-        let network = effective_network(exec.network, self.opts.network);
-        let mut env = exec.env.clone();
-        // A base image without PATH (`FROM scratch`, an imported tarball) still gets the
-        // usual one for RUN, as with BuildKit.
-        if !env.iter().any(|e| e.starts_with("PATH=")) {
-            env.push(format!("PATH={DEFAULT_PATH}"));
-        }
-        // Secrets given as variables; never in the definition, the cache key or the logs.
-        env.extend(mounts.env.iter().cloned());
-        let spec = SandboxSpec {
-            root: root.mount(),
-            mounts: mounts.mounts.clone(),
-            process: Process {
-                args: exec.args.clone(),
-                env,
-                cwd: exec.cwd.clone(),
-                user: exec.user.clone(),
-                terminal: false,
-                rlimits: self.opts.rlimits.clone(),
-            },
-            hostname: "rbuild".to_owned(),
-            network,
-            limits: self.opts.limits.clone(),
-            readonly_root: false,
-            seccomp: Default::default(),
-            // A step keeps rbuild's init: orphans of the step are reaped (a tool waiting
-            // for a pid to go away would otherwise wait for a zombie), and the mount-point
-            // stubs made in a bare root are removed before the layer is taken.
-            init: true,
-            capabilities: Default::default(),
-            extra_hosts: self.opts.extra_hosts.clone(),
-            shm_size: self.opts.shm_size,
-            // Allowed: the build checked `allow_insecure` before it started.
-            privileged: exec.insecure,
-        };
+        check_emulation(op).await?;
+        let mounts = self.step_mounts(op, exec, sources, step).await?;
+        let (active, root) = self.writable_root(parent).await?;
+        let spec = self.sandbox_spec(exec, &root, &mounts);
         let outcome = self.run_sandbox(&spec, step).await;
         let failed = outcome
             .as_ref()
             .is_ok_and(|(outcome, _)| outcome.oom_killed || !outcome.status.success());
         // Locks, scratch dirs and secret files go as soon as the process is gone, unless
-        // a failed step is kept for a shell (`--on-error shell`).
-        let mut mounts = Some(mounts);
-        // Kept only where a shell can be opened in it: with the runtime's sandboxes.
+        // a failed step is kept for a shell (`--on-error shell`), which only the runtime's
+        // sandboxes can open.
         let keep = failed
             && self.opts.keep_failed_step
             && !self.cancel.is_cancelled()
             && self.builder.executor.runtime().is_some();
+        let mut mounts = Some(mounts);
         if !keep {
             let mounts = mounts.take();
             let _ = tokio::task::spawn_blocking(move || drop(mounts)).await;
@@ -198,27 +130,150 @@ impl SolveContext {
                     None
                 }
             };
-            if outcome.oom_killed {
-                return Err(BuildError::OutOfMemory {
+            return Err(self.failure(op, &outcome, tail, kept));
+        }
+        self.finish_root(exec, root, active).await
+    }
+
+    /// The step's `--mount`s, made ready (cache directories locked, secrets written,
+    /// binds resolved).
+    async fn step_mounts(
+        &self,
+        op: &Op,
+        exec: &ExecOp,
+        sources: HashMap<OpId, (Vec<PathBuf>, String)>,
+        step: usize,
+    ) -> Result<StepMounts, BuildError> {
+        let request = MountRequest {
+            store: self.builder.store.clone(),
+            context_root: self.sources.context.root.clone(),
+            ignore: self.sources.context.ignore.clone(),
+            named_roots: self
+                .sources
+                .named
+                .iter()
+                .map(|(name, context)| (name.clone(), context.root.clone()))
+                .collect(),
+            ssh: self.sources.ssh.clone(),
+            secrets: self.opts.secrets.clone(),
+            sources,
+            cancel: self.cancel.clone(),
+            imported_caches: self.import_cache_mounts(step, exec).await,
+            snapshotter: self.builder.snapshotter.clone(),
+        };
+        let exec_mounts = exec.mounts.clone();
+        let mounts = tokio::task::spawn_blocking(move || mounts::prepare(&request, &exec_mounts))
+            .await?
+            .map_err(|err| match err {
+                MountError::Cancelled { .. } => BuildError::Cancelled,
+                MountError::SecretRequired { id } => BuildError::SecretRequired {
                     span: op.span,
                     description: op.description.clone(),
-                    limit: self.opts.limits.memory_bytes.unwrap_or(0),
-                    tail,
-                    kept,
-                });
+                    id,
+                },
+                err => BuildError::step_failed(op, err),
+            })?;
+        Ok(mounts)
+    }
+
+    /// A new snapshot on the parent's layers and the step's writable view of it.
+    async fn writable_root(
+        &self,
+        parent: &State,
+    ) -> Result<(ActiveSnapshot, Writable), BuildError> {
+        let store = self.builder.store.clone();
+        let snapshotter = self.builder.snapshotter.clone();
+        let parent_lowers = parent.lowers.clone();
+        tokio::task::spawn_blocking(move || -> Result<_, BuildError> {
+            let active = store.prepare_on(parent_lowers)?;
+            match snapshotter.writable(&store, &active) {
+                Ok(root) => Ok((active, root)),
+                Err(err) => {
+                    let _ = store.discard(active);
+                    Err(err)
+                }
             }
-            let code = match outcome.status {
-                ExitStatus::Exited(code) => code,
-                signaled => signaled.code(),
-            };
-            return Err(BuildError::RunFailed {
+        })
+        .await?
+    }
+
+    /// The step's sandbox: its process over `root` with its mounts, and the build's
+    /// network, limits and sandbox flags.
+    fn sandbox_spec(&self, exec: &ExecOp, root: &Writable, mounts: &StepMounts) -> SandboxSpec {
+        let mut env = exec.env.clone();
+        // A base image without PATH (`FROM scratch`, an imported tarball) still gets the
+        // usual one for RUN, as with BuildKit.
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(format!("PATH={DEFAULT_PATH}"));
+        }
+        // Secrets given as variables; never in the definition, the cache key or the logs.
+        env.extend(mounts.env.iter().cloned());
+        SandboxSpec {
+            root: root.mount(),
+            mounts: mounts.mounts.clone(),
+            process: Process {
+                args: exec.args.clone(),
+                env,
+                cwd: exec.cwd.clone(),
+                user: exec.user.clone(),
+                terminal: false,
+                rlimits: self.opts.rlimits.clone(),
+            },
+            hostname: "rbuild".to_owned(),
+            network: effective_network(exec.network, self.opts.network),
+            limits: self.opts.limits.clone(),
+            readonly_root: false,
+            seccomp: Default::default(),
+            // A step keeps rbuild's init: orphans of the step are reaped (a tool waiting
+            // for a pid to go away would otherwise wait for a zombie), and the mount-point
+            // stubs made in a bare root are removed before the layer is taken.
+            init: true,
+            capabilities: Default::default(),
+            extra_hosts: self.opts.extra_hosts.clone(),
+            shm_size: self.opts.shm_size,
+            // Allowed: the build checked `allow_insecure` before it started.
+            privileged: exec.insecure,
+        }
+    }
+
+    /// The error of a step whose process failed or was killed for memory.
+    fn failure(
+        &self,
+        op: &Op,
+        outcome: &rbuild_runtime::Outcome,
+        tail: Vec<String>,
+        kept: Option<Box<FailedStep>>,
+    ) -> BuildError {
+        if outcome.oom_killed {
+            return BuildError::OutOfMemory {
                 span: op.span,
                 description: op.description.clone(),
-                code,
+                limit: self.opts.limits.memory_bytes.unwrap_or(0),
                 tail,
                 kept,
-            });
+            };
         }
+        let code = match outcome.status {
+            ExitStatus::Exited(code) => code,
+            signaled => signaled.code(),
+        };
+        BuildError::RunFailed {
+            span: op.span,
+            description: op.description.clone(),
+            code,
+            tail,
+            kept,
+        }
+    }
+
+    /// After a step that succeeded: its changes into the snapshot's upper dir, without the
+    /// parent directories copied up only to hold its mount points.
+    async fn finish_root(
+        &self,
+        exec: &ExecOp,
+        root: Writable,
+        active: ActiveSnapshot,
+    ) -> Result<ActiveSnapshot, BuildError> {
         let mut targets: Vec<String> = exec
             .mounts
             .iter()
@@ -226,7 +281,7 @@ impl SolveContext {
             .collect();
         targets.extend(NETWORK_FILES.map(String::from));
         let store = self.builder.store.clone();
-        let active = tokio::task::spawn_blocking(move || -> Result<_, BuildError> {
+        tokio::task::spawn_blocking(move || -> Result<_, BuildError> {
             if let Err(err) = root.finish(&store, &active) {
                 let _ = store.discard(active);
                 return Err(err);
@@ -235,8 +290,7 @@ impl SolveContext {
             lowers::remove_copied_up_parents(&active.upper, &active.lowers, &targets);
             Ok(active)
         })
-        .await??;
-        Ok(active)
+        .await?
     }
 
     /// Runs the sandbox, passing its output on line by line; returns how it ended and the
