@@ -2,7 +2,7 @@
 //! copy, see `snapshotter`), committed as a layer.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rbuild_frontend::{CopyKind, CopyOp, CopySource, MkdirOp, Op};
 use rbuild_runtime::HostMount;
@@ -15,6 +15,9 @@ use crate::solve::SolveContext;
 use crate::state::State;
 
 impl SolveContext {
+    /// Runs a COPY or ADD: its sources (the context, a named context, a stage or image,
+    /// a git checkout, heredocs, downloaded URLs) written into a new snapshot on the
+    /// parent (on nothing, for `--link`).
     pub(crate) async fn copy(
         &self,
         op: &Op,
@@ -24,158 +27,41 @@ impl SolveContext {
         origin: &str,
         remote: Vec<RemoteFile>,
     ) -> Result<ActiveSnapshot, BuildError> {
-        let store = self.builder.store.clone();
-        let snapshotter = self.builder.snapshotter.clone();
-        let parent_lowers = parent.lowers.clone();
-        let source_lowers = source.map(|s| s.lowers.clone());
         // The build context, or the named context the COPY reads from.
         let context = match &copy_op.source {
             CopySource::Named(name) => self.named_context(name)?.root.clone(),
             _ => self.sources.context.root.clone(),
         };
-        let context_ignore = self.sources.context.ignore.clone();
         // A git source: the commit its key was made with, and how to fetch it.
         let git = match &copy_op.source {
-            CopySource::Git(git) => Some((
-                git.clone(),
-                self.git_commit(op, git)
-                    .map_err(|e| step_error(op)(e.into()))?,
-                self.git_auth(),
-            )),
+            CopySource::Git(git) => {
+                let commit = self
+                    .git_commit(op, git)
+                    .map_err(|e| step_error(op)(e.into()))?;
+                Some((git.clone(), commit, self.git_auth()))
+            }
             _ => None,
         };
-        let copy_op = copy_op.clone();
-        let origin = origin.to_owned();
-        let step_err = step_error(op);
+        let job = CopyJob {
+            store: self.builder.store.clone(),
+            snapshotter: self.builder.snapshotter.clone(),
+            parent_lowers: parent.lowers.clone(),
+            source_lowers: source.map(|s| s.lowers.clone()),
+            context,
+            context_ignore: self.sources.context.ignore.clone(),
+            git,
+            copy_op: copy_op.clone(),
+            origin: origin.to_owned(),
+            remote,
+            step_err: Box::new(step_error(op)),
+        };
         let _permit = self
             .work
             .cpu
             .acquire()
             .await
             .map_err(|_| BuildError::Cancelled)?;
-        let active = tokio::task::spawn_blocking(move || -> Result<ActiveSnapshot, BuildError> {
-            // `--link`: the layer is made on an empty filesystem (the parent is only read for
-            // `--chown` names) and stacked on the parent afterwards.
-            let lowers = if copy_op.link {
-                Vec::new()
-            } else {
-                parent_lowers.clone()
-            };
-            in_new_snapshot(&store, lowers, "copy", |active, scratch| {
-                let empty = store.empty_dir()?;
-                let root = snapshotter.writable(&store, active)?;
-                let (rootfs, root_mount) = root.on_host(scratch).map_err(|e| step_err(e.into()))?;
-                let mut mounts: Vec<HostMount> = root_mount.into_iter().collect();
-                let (source_root, sources) = match &copy_op.source {
-                    CopySource::Context | CopySource::Named(_) => {
-                        (context.clone(), copy_op.sources.clone())
-                    }
-                    CopySource::Git(_) => {
-                        let (git, commit, auth) = git.as_ref().expect("resolved above");
-                        let root = crate::git::checkout(git, commit, &scratch.join("git"), auth)
-                            .map_err(|e| step_err(e.into()))?
-                            .root;
-                        (root, copy_op.sources.clone())
-                    }
-                    CopySource::Op(_) => match source_lowers.as_ref().filter(|l| !l.is_empty()) {
-                        Some(lowers) => {
-                            let at = scratch.join("source");
-                            fs::create_dir(&at).map_err(|e| step_err(e.into()))?;
-                            mounts.extend(snapshotter.read_only(&store, lowers, &at)?);
-                            (at, copy_op.sources.clone())
-                        }
-                        None => (empty.clone(), copy_op.sources.clone()),
-                    },
-                    CopySource::Inline(files) => {
-                        let at = scratch.join("inline");
-                        write_inline_files(&at, files).map_err(|e| step_err(e.into()))?;
-                        let names = files.iter().map(|f| f.name.clone()).collect();
-                        (at, names)
-                    }
-                };
-                // Heredocs beside other sources: files of their own, copied after them.
-                let inline_dir = scratch.join("inline-beside");
-                if !copy_op.inline.is_empty() {
-                    write_inline_files(&inline_dir, &copy_op.inline)
-                        .map_err(|e| step_err(e.into()))?;
-                }
-                let preserve_owner = matches!(copy_op.source, CopySource::Op(_));
-                let exclude = (!copy_op.excludes.is_empty())
-                    .then(|| crate::ignore::IgnoreMatcher::from_excludes(&copy_op.excludes))
-                    .transpose()
-                    .map_err(|e| step_err(e.into()))?;
-                let names_root = if copy_op.link && !parent_lowers.is_empty() {
-                    let at = scratch.join("parent");
-                    fs::create_dir(&at).map_err(|e| step_err(e.into()))?;
-                    mounts.extend(snapshotter.read_only(&store, &parent_lowers, &at)?);
-                    at
-                } else {
-                    rootfs.clone()
-                };
-                rbuild_runtime::with_mounts(&mounts, || -> Result<(), BuildError> {
-                    let owner = copy_op
-                        .chown
-                        .as_deref()
-                        .map(|spec| owner::resolve_owner(&names_root, spec))
-                        .transpose()
-                        .map_err(|e| step_err(e.into()))?;
-                    let mode = copy_op
-                        .chmod
-                        .as_deref()
-                        .map(crate::chmod::Chmod::parse)
-                        .transpose()
-                        .map_err(|e| step_err(e.into()))?;
-                    copy::copy(&CopyRequest {
-                        source_root: &source_root,
-                        origin: &origin,
-                        sources: &sources,
-                        dest_root: &rootfs,
-                        destination: &copy_op.destination,
-                        owner,
-                        preserve_owner,
-                        mode: mode.clone(),
-                        // Only the context has an ignore file.
-                        ignore: matches!(copy_op.source, CopySource::Context)
-                            .then_some(&context_ignore),
-                        exclude: exclude.as_ref(),
-                        parents: copy_op.parents,
-                        remote: &remote,
-                        layer: true,
-                        extract_archives: copy_op.kind == CopyKind::Add
-                            && matches!(copy_op.source, CopySource::Context)
-                            && copy_op.unpack != Some(false),
-                        extract_downloads: copy_op.unpack == Some(true),
-                    })
-                    .map_err(|e| step_err(e.into()))?;
-                    if copy_op.inline.is_empty() {
-                        return Ok(());
-                    }
-                    let names: Vec<String> =
-                        copy_op.inline.iter().map(|f| f.name.clone()).collect();
-                    copy::copy(&CopyRequest {
-                        source_root: &inline_dir,
-                        origin: "the Dockerfile",
-                        sources: &names,
-                        dest_root: &rootfs,
-                        destination: &copy_op.destination,
-                        owner,
-                        preserve_owner: false,
-                        mode,
-                        ignore: None,
-                        exclude: None,
-                        parents: false,
-                        remote: &[],
-                        layer: true,
-                        extract_archives: false,
-                        extract_downloads: false,
-                    })
-                    .map_err(|e| step_err(e.into()))
-                })??;
-                root.finish(&store, active)
-            })
-        })
-        .await??;
-        Ok(active)
+        tokio::task::spawn_blocking(move || job.run()).await?
     }
 
     pub(crate) async fn mkdir(
@@ -213,6 +99,171 @@ impl SolveContext {
     pub(crate) async fn discard(&self, active: ActiveSnapshot) {
         let store = self.builder.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.discard(active)).await;
+    }
+}
+
+/// A COPY/ADD with everything it reads, run on a blocking thread.
+struct CopyJob {
+    store: rbuild_store::Store,
+    snapshotter: crate::snapshotter::Snapshotter,
+    parent_lowers: Vec<PathBuf>,
+    /// The source stage's or image's directories (`COPY --from`).
+    source_lowers: Option<Vec<PathBuf>>,
+    context: PathBuf,
+    context_ignore: crate::ignore::IgnoreMatcher,
+    git: Option<(rbuild_frontend::GitSource, String, crate::git::GitAuth)>,
+    copy_op: CopyOp,
+    origin: String,
+    remote: Vec<RemoteFile>,
+    step_err: Box<dyn Fn(Box<dyn std::error::Error + Send + Sync>) -> BuildError + Send + Sync>,
+}
+
+impl CopyJob {
+    fn run(self) -> Result<ActiveSnapshot, BuildError> {
+        // `--link`: the layer is made on an empty filesystem (the parent is only read for
+        // `--chown` names) and stacked on the parent afterwards.
+        let lowers = if self.copy_op.link {
+            Vec::new()
+        } else {
+            self.parent_lowers.clone()
+        };
+        in_new_snapshot(&self.store, lowers, "copy", |active, scratch| {
+            let root = self.snapshotter.writable(&self.store, active)?;
+            let (rootfs, root_mount) = root.on_host(scratch).map_err(|e| self.err(e))?;
+            let mut mounts: Vec<HostMount> = root_mount.into_iter().collect();
+            let (source_root, sources) = self.source_files(scratch, &mut mounts)?;
+            // Heredocs beside other sources: files of their own, copied after them.
+            let inline_dir = scratch.join("inline-beside");
+            if !self.copy_op.inline.is_empty() {
+                write_inline_files(&inline_dir, &self.copy_op.inline).map_err(|e| self.err(e))?;
+            }
+            let names_root = if self.copy_op.link && !self.parent_lowers.is_empty() {
+                let at = scratch.join("parent");
+                fs::create_dir(&at).map_err(|e| self.err(e))?;
+                mounts.extend(
+                    self.snapshotter
+                        .read_only(&self.store, &self.parent_lowers, &at)?,
+                );
+                at
+            } else {
+                rootfs.clone()
+            };
+            rbuild_runtime::with_mounts(&mounts, || {
+                self.write(&source_root, &sources, &inline_dir, &names_root, &rootfs)
+            })??;
+            root.finish(&self.store, active)
+        })
+    }
+
+    /// Where the sources are read from, and their names there: the context, a checkout,
+    /// the source's files (mounted or copied under `scratch`), or the heredocs written out.
+    fn source_files(
+        &self,
+        scratch: &Path,
+        mounts: &mut Vec<HostMount>,
+    ) -> Result<(PathBuf, Vec<String>), BuildError> {
+        let named = self.copy_op.sources.clone();
+        Ok(match &self.copy_op.source {
+            CopySource::Context | CopySource::Named(_) => (self.context.clone(), named),
+            CopySource::Git(_) => {
+                let (git, commit, auth) = self.git.as_ref().expect("resolved before the job");
+                let checkout = crate::git::checkout(git, commit, &scratch.join("git"), auth)
+                    .map_err(|e| self.err(e))?;
+                (checkout.root, named)
+            }
+            CopySource::Op(_) => match self.source_lowers.as_ref().filter(|l| !l.is_empty()) {
+                Some(lowers) => {
+                    let at = scratch.join("source");
+                    fs::create_dir(&at).map_err(|e| self.err(e))?;
+                    mounts.extend(self.snapshotter.read_only(&self.store, lowers, &at)?);
+                    (at, named)
+                }
+                None => (self.store.empty_dir()?, named),
+            },
+            CopySource::Inline(files) => {
+                let at = scratch.join("inline");
+                write_inline_files(&at, files).map_err(|e| self.err(e))?;
+                (at, files.iter().map(|f| f.name.clone()).collect())
+            }
+        })
+    }
+
+    /// Copies the sources into `rootfs`, then the heredocs beside them; `--chown` names
+    /// are looked up in `names_root`.
+    fn write(
+        &self,
+        source_root: &Path,
+        sources: &[String],
+        inline_dir: &Path,
+        names_root: &Path,
+        rootfs: &Path,
+    ) -> Result<(), BuildError> {
+        let copy_op = &self.copy_op;
+        let owner = copy_op
+            .chown
+            .as_deref()
+            .map(|spec| owner::resolve_owner(names_root, spec))
+            .transpose()
+            .map_err(|e| self.err(e))?;
+        let mode = copy_op
+            .chmod
+            .as_deref()
+            .map(crate::chmod::Chmod::parse)
+            .transpose()
+            .map_err(|e| self.err(e))?;
+        let exclude = (!copy_op.excludes.is_empty())
+            .then(|| crate::ignore::IgnoreMatcher::from_excludes(&copy_op.excludes))
+            .transpose()
+            .map_err(|e| self.err(e))?;
+        let from_context = matches!(copy_op.source, CopySource::Context);
+        copy::copy(&CopyRequest {
+            source_root,
+            origin: &self.origin,
+            sources,
+            dest_root: rootfs,
+            destination: &copy_op.destination,
+            owner,
+            preserve_owner: matches!(copy_op.source, CopySource::Op(_)),
+            mode: mode.clone(),
+            // Only the context has an ignore file.
+            ignore: from_context.then_some(&self.context_ignore),
+            exclude: exclude.as_ref(),
+            parents: copy_op.parents,
+            remote: &self.remote,
+            layer: true,
+            extract_archives: copy_op.kind == CopyKind::Add
+                && from_context
+                && copy_op.unpack != Some(false),
+            extract_downloads: copy_op.unpack == Some(true),
+        })
+        .map_err(|e| self.err(e))?;
+        if copy_op.inline.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = copy_op.inline.iter().map(|f| f.name.clone()).collect();
+        copy::copy(&CopyRequest {
+            source_root: inline_dir,
+            origin: "the Dockerfile",
+            sources: &names,
+            dest_root: rootfs,
+            destination: &copy_op.destination,
+            owner,
+            preserve_owner: false,
+            mode,
+            ignore: None,
+            exclude: None,
+            parents: false,
+            remote: &[],
+            layer: true,
+            extract_archives: false,
+            extract_downloads: false,
+        })
+        .map_err(|e| self.err(e))
+    }
+
+    /// The step's error for `source`.
+    fn err(&self, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> BuildError {
+        (self.step_err)(source.into())
     }
 }
 
