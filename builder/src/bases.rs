@@ -85,54 +85,21 @@ impl Builder {
         };
         let parsed: Reference = reference.parse().map_err(invalid)?;
         let name = Reference::image_name(reference);
-        let store = self.store.clone();
-        let wanted = rbuild_store::oci::Platform {
-            architecture: platform.architecture.clone(),
-            os: platform.os.clone(),
-            variant: platform.variant.clone(),
-        };
-        let local = {
-            let store = store.clone();
-            let parsed = parsed.clone();
-            let name = name.clone();
-            let wanted = wanted.clone();
-            tokio::task::spawn_blocking(move || -> Result<Option<Image>, BuildError> {
-                // A multi-platform image gives this platform's manifest; a single one is
-                // checked below.
-                let found =
-                    match (parsed.digest(), &name) {
-                        (Some(digest), _) => store
-                            .image_by_digest_for(digest, Some(&wanted))
-                            .and_then(|image| {
-                                store.protect_image(&image.manifest_digest)?;
-                                Ok(image)
-                            }),
-                        (None, Some(name)) => store.image_in_use_for(name, Some(&wanted)),
-                        (None, None) => return Ok(None),
-                    };
-                match found {
-                    Ok(image) => Ok(Some(image)),
-                    Err(err) if err.is_not_found() => Ok(None),
-                    Err(rbuild_store::Error::PlatformNotFound { .. }) => Ok(None),
-                    Err(err) => Err(err.into()),
-                }
-            })
-            .await??
-        };
+        let wanted = oci_platform(platform);
+        let local = self.local_base(&parsed, name.clone(), &wanted).await?;
         // An image of another platform under that name is no base for this one (an older
         // variant this platform runs is, as containerd's matcher allows).
-        let runs = |found: &Platform| {
-            let found = rbuild_store::oci::Platform {
-                architecture: found.architecture.clone(),
-                os: found.os.clone(),
-                variant: found.variant.clone(),
-            };
-            rbuild_store::registry::platform_runs(&wanted, &found)
-        };
+        let runs =
+            |found: &Platform| rbuild_store::registry::platform_runs(&wanted, &oci_platform(found));
         let wrong = local
             .as_ref()
             .map(image_platform)
             .filter(|found| !runs(found));
+        let platform_error = |found: &Platform| BuildError::BasePlatform {
+            reference: reference.to_owned(),
+            wanted: platform.to_string(),
+            found: vec![found.to_string()],
+        };
         let local = local.filter(|_| wrong.is_none());
         let missing = local.is_none();
         let image = match (local, &self.registry) {
@@ -140,72 +107,112 @@ impl Builder {
                 image
             }
             (_, None) => {
-                return Err(match wrong {
-                    Some(found) => BuildError::BasePlatform {
-                        reference: reference.to_owned(),
-                        wanted: platform.to_string(),
-                        found: vec![found.to_string()],
-                    },
+                return Err(match &wrong {
+                    Some(found) => platform_error(found),
                     None => BuildError::BaseImageNotFound {
                         reference: reference.to_owned(),
                     },
                 });
             }
             (_, Some(registry)) => {
+                let options = PullOptions {
+                    unpack: true,
+                    platform: Some(wanted.clone()),
+                    ..Default::default()
+                };
                 let pulled = registry
-                    .pull(
-                        &store,
-                        &parsed,
-                        &PullOptions {
-                            unpack: true,
-                            platform: Some(wanted.clone()),
-                            ..Default::default()
-                        },
-                    )
+                    .pull(&self.store, &parsed, &options)
                     .await
                     .map_err(|source| match &wrong {
                         // The store's image is for another platform and the registry has
                         // none for this one (or cannot be reached): say the first.
-                        Some(found) if !pull => BuildError::BasePlatform {
-                            reference: reference.to_owned(),
-                            wanted: platform.to_string(),
-                            found: vec![found.to_string()],
-                        },
+                        Some(found) if !pull => platform_error(found),
                         _ => BuildError::Pull {
                             reference: reference.to_owned(),
                             missing,
                             source: Box::new(source),
                         },
                     })?;
-                // Named only for this machine's platform (see above); checked, as a
-                // registry's single-platform image may be for another.
+                // Checked, as a registry's single-platform image may be for another.
                 let pulled_platform = image_platform(&pulled.image);
                 if !runs(&pulled_platform) {
-                    return Err(BuildError::BasePlatform {
-                        reference: reference.to_owned(),
-                        wanted: platform.to_string(),
-                        found: vec![pulled_platform.to_string()],
-                    });
+                    return Err(platform_error(&pulled_platform));
                 }
-                let store = store.clone();
+                // Named only for this machine's platform: the store holds one image per
+                // name, and a build for another platform must not displace it.
                 let name = name.filter(|_| *platform == Platform::default());
-                let manifest = pulled.manifest.clone();
-                let image = pulled.image.manifest_digest.clone();
-                tokio::task::spawn_blocking(move || -> Result<(), rbuild_store::Error> {
-                    if let Some(name) = &name {
-                        store.tag(name, &manifest)?;
-                    }
-                    store.protect_image(&image)
-                })
-                .await??;
+                self.keep_pulled(name, &pulled).await?;
                 pulled.image
             }
         };
+        let store = self.store.clone();
         tokio::task::spawn_blocking(move || -> Result<Image, BuildError> {
             store.unpack(&image)?;
             Ok(image)
         })
         .await?
+    }
+
+    /// The store's image for `reference` and `platform` (by digest when pinned, else by
+    /// name; a multi-platform image gives that platform's manifest, a single one whatever
+    /// it is), kept from GC for the build; `None` when the store has none.
+    async fn local_base(
+        &self,
+        parsed: &Reference,
+        name: Option<rbuild_store::ImageName>,
+        wanted: &rbuild_store::oci::Platform,
+    ) -> Result<Option<Image>, BuildError> {
+        let store = self.store.clone();
+        let (parsed, wanted) = (parsed.clone(), wanted.clone());
+        tokio::task::spawn_blocking(move || -> Result<Option<Image>, BuildError> {
+            let found = match (parsed.digest(), &name) {
+                (Some(digest), _) => {
+                    store
+                        .image_by_digest_for(digest, Some(&wanted))
+                        .and_then(|image| {
+                            store.protect_image(&image.manifest_digest)?;
+                            Ok(image)
+                        })
+                }
+                (None, Some(name)) => store.image_in_use_for(name, Some(&wanted)),
+                (None, None) => return Ok(None),
+            };
+            match found {
+                Ok(image) => Ok(Some(image)),
+                Err(err) if err.is_not_found() => Ok(None),
+                Err(rbuild_store::Error::PlatformNotFound { .. }) => Ok(None),
+                Err(err) => Err(err.into()),
+            }
+        })
+        .await?
+    }
+
+    /// Names a pulled base (when `name` is given) and keeps it from GC for the build.
+    async fn keep_pulled(
+        &self,
+        name: Option<rbuild_store::ImageName>,
+        pulled: &rbuild_store::registry::Pulled,
+    ) -> Result<(), BuildError> {
+        let store = self.store.clone();
+        let manifest = pulled.manifest.clone();
+        let image = pulled.image.manifest_digest.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), rbuild_store::Error> {
+            if let Some(name) = &name {
+                store.tag(name, &manifest)?;
+            }
+            store.protect_image(&image)
+        })
+        .await??;
+        Ok(())
+    }
+}
+
+/// A platform as the store names it.
+fn oci_platform(platform: &Platform) -> rbuild_store::oci::Platform {
+    rbuild_store::oci::Platform {
+        architecture: platform.architecture.clone(),
+        os: platform.os.clone(),
+        variant: platform.variant.clone(),
     }
 }
 
