@@ -263,38 +263,8 @@ impl Builder {
         let bases = self
             .base_images(&dockerfile, &convert_opts, opts.pull, &cancel)
             .await?;
-        let configs = bases.configs();
-        let mut graphs = Vec::new();
-        for convert_opts in &convert_opts {
-            graphs.push(frontend::convert(&dockerfile, convert_opts, &configs)?);
-        }
-        let multi = graphs.len() > 1;
-        let targets: Vec<Target> = graphs
-            .iter()
-            .zip(&platforms)
-            .scan(0, |first_op, (graph, platform)| {
-                let target = Target {
-                    platform: platform.clone(),
-                    first_op: *first_op,
-                    output: graph.output.clone(),
-                };
-                *first_op += graph.ops.len();
-                Some(target)
-            })
-            .collect();
-        let (mut merged, outputs) = frontend::BuildGraph::merge(graphs);
-        let targets: Vec<Target> = targets
-            .into_iter()
-            .zip(outputs)
-            .map(|(target, output)| Target { output, ..target })
-            .collect();
-        if multi {
-            // Which platform each step is for, in the progress and the errors.
-            for op in &mut merged.ops {
-                op.description = format!("[{}] {}", op.platform, op.description);
-            }
-        }
-        let graph = Arc::new(merged);
+        let (graph, targets) = platform_graphs(&dockerfile, &convert_opts, &bases)?;
+        let graph = Arc::new(graph);
         check_insecure(&graph, opts.allow_insecure)?;
         let ignore = IgnoreMatcher::parse(opts.ignore.as_deref().unwrap_or(""))
             .map_err(|source| BuildError::IgnoreFile { source })?;
@@ -435,6 +405,43 @@ impl Builder {
         }
         Ok((sockets, agents))
     }
+}
+
+/// Every platform's graph, merged into one (its steps labelled by platform when there
+/// are several), and where each platform's part begins.
+fn platform_graphs(
+    dockerfile: &frontend::Dockerfile,
+    convert_opts: &[frontend::ConvertOptions],
+    bases: &Bases,
+) -> Result<(BuildGraph, Vec<Target>), BuildError> {
+    let configs = bases.configs();
+    let mut graphs = Vec::new();
+    let mut first_ops = Vec::new();
+    let mut first_op = 0;
+    for opts in convert_opts {
+        let graph = frontend::convert(dockerfile, opts, &configs)?;
+        first_ops.push(first_op);
+        first_op += graph.ops.len();
+        graphs.push(graph);
+    }
+    let (mut merged, outputs) = BuildGraph::merge(graphs);
+    let targets = convert_opts
+        .iter()
+        .zip(first_ops)
+        .zip(outputs)
+        .map(|((opts, first_op), output)| Target {
+            platform: opts.platform.clone(),
+            first_op,
+            output,
+        })
+        .collect::<Vec<_>>();
+    if targets.len() > 1 {
+        // Which platform each step is for, in the progress and the errors.
+        for op in &mut merged.ops {
+            op.description = format!("[{}] {}", op.platform, op.description);
+        }
+    }
+    Ok((merged, targets))
 }
 
 /// The local named contexts by name, and every named context as the frontend sees it.
