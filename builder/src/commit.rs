@@ -102,50 +102,15 @@ impl SolveContext {
         let (sender, layer) = LayerRef::pending();
         state.layers.push(layer);
         self.background(async move {
-            let result = async {
-                let upper = active.upper.clone();
-                let measuring = store.clone();
-                let new_layer = match known {
-                    Some(layer) => layer,
-                    None => {
-                        let _permit = cpu
-                            .acquire_owned()
-                            .await
-                            .map_err(|_| BuildError::Cancelled)?;
-                        tokio::task::spawn_blocking(move || measuring.create_layer(&upper, options))
-                            .await??
-                    }
-                };
-                let parent_name = match &parent_top {
-                    Some(top) => Some(top.get().await?.1),
-                    None => None,
-                };
-                let committing = store.clone();
-                let unused = unused.clone();
-                let (name, size, new_layer) =
-                    tokio::task::spawn_blocking(move || -> Result<_, rbuild_store::Error> {
-                        let mut active = active;
-                        active.parent = parent_name;
-                        let (name, duplicate) = committing.commit_layer(active, &new_layer)?;
-                        // Same content as a snapshot the store has: later steps may be
-                        // running over this directory, so it goes when the build ends.
-                        if let Some(duplicate) = duplicate {
-                            unused
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .push(duplicate);
-                        }
-                        let size = committing.snapshot(&name)?.map_or(0, |s| s.size);
-                        Ok((name, size, new_layer))
-                    })
-                    .await??;
-                let layer = Layer {
-                    descriptor: new_layer.descriptor,
-                    diff_id: new_layer.diff_id,
-                };
-                Ok::<_, BuildError>(((layer, name), size))
-            }
-            .await;
+            let job = CommitJob {
+                store: store.clone(),
+                active,
+                known,
+                options,
+                cpu,
+                unused,
+            };
+            let result = job.run(parent_top).await;
             match result {
                 Ok(((layer, name), size)) => {
                     record.layer = Some(CachedLayer {
@@ -204,4 +169,71 @@ fn is_empty_dir(path: &std::path::Path) -> bool {
     std::fs::read_dir(path)
         .map(|mut d| d.next().is_none())
         .unwrap_or(false)
+}
+
+/// A step's upper dir to measure as a layer and commit as a snapshot, in the background.
+struct CommitJob {
+    store: rbuild_store::Store,
+    active: ActiveSnapshot,
+    /// The layer, when it is known already (a restacked `COPY --link`).
+    known: Option<rbuild_store::NewLayer>,
+    options: LayerOptions,
+    cpu: std::sync::Arc<tokio::sync::Semaphore>,
+    unused: std::sync::Arc<std::sync::Mutex<Vec<ActiveSnapshot>>>,
+}
+
+impl CommitJob {
+    /// The layer (measured unless known, one per core at a time) and its snapshot,
+    /// committed on `parent_top`'s once that one is; with the snapshot's size.
+    async fn run(
+        self,
+        parent_top: Option<LayerRef>,
+    ) -> Result<((Layer, rbuild_store::SnapshotName), u64), BuildError> {
+        let CommitJob {
+            store,
+            active,
+            known,
+            options,
+            cpu,
+            unused,
+        } = self;
+        let new_layer = match known {
+            Some(layer) => layer,
+            None => {
+                let _permit = cpu
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| BuildError::Cancelled)?;
+                let (measuring, upper) = (store.clone(), active.upper.clone());
+                tokio::task::spawn_blocking(move || measuring.create_layer(&upper, options))
+                    .await??
+            }
+        };
+        let parent_name = match &parent_top {
+            Some(top) => Some(top.get().await?.1),
+            None => None,
+        };
+        let (name, size, new_layer) =
+            tokio::task::spawn_blocking(move || -> Result<_, rbuild_store::Error> {
+                let mut active = active;
+                active.parent = parent_name;
+                let (name, duplicate) = store.commit_layer(active, &new_layer)?;
+                // Same content as a snapshot the store has: later steps may be running
+                // over this directory, so it goes when the build ends.
+                if let Some(duplicate) = duplicate {
+                    unused
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(duplicate);
+                }
+                let size = store.snapshot(&name)?.map_or(0, |s| s.size);
+                Ok((name, size, new_layer))
+            })
+            .await??;
+        let layer = Layer {
+            descriptor: new_layer.descriptor,
+            diff_id: new_layer.diff_id,
+        };
+        Ok(((layer, name), size))
+    }
 }
