@@ -74,37 +74,12 @@ impl SolveContext {
         };
         let cancel = self.cancel.clone();
         tokio::task::spawn_blocking(move || -> Result<BuildResult, BuildError> {
-            let multi = images.len() > 1;
-            let mut platforms = Vec::new();
-            let mut undated_records = Vec::new();
-            for (platform, config, layers, undated) in images {
-                let mut manifest = store.write_image(&config, layers)?;
-                if multi {
-                    manifest.platform = Some(rbuild_store::oci::Platform {
-                        architecture: platform.architecture.clone(),
-                        os: platform.os.clone(),
-                        variant: platform.variant.clone(),
-                    });
-                }
-                let config = store.image_by_manifest(&manifest.digest)?.config_digest;
-                if let Some((key, mut record)) = undated {
-                    record.image = Some(manifest.digest.clone());
-                    undated_records.push((key, record));
-                }
-                platforms.push(PlatformImage {
-                    platform,
-                    manifest,
-                    config,
-                });
-            }
-            let (manifest, config) = if multi {
-                let manifests = platforms.iter().map(|p| p.manifest.clone()).collect();
-                let index = store.write_index(manifests)?;
-                let digest = index.digest.clone();
-                (index, digest)
-            } else {
-                (platforms[0].manifest.clone(), platforms[0].config.clone())
-            };
+            let Written {
+                manifest,
+                config,
+                platforms,
+                undated_records,
+            } = write_images(&store, images)?;
             // A build cancelled until now names nothing.
             if cancel.is_cancelled() {
                 return Err(BuildError::Cancelled);
@@ -132,4 +107,67 @@ impl SolveContext {
         })
         .await?
     }
+}
+
+/// One platform's assembled image: its config and layers, and the cache record of an
+/// image nothing dates (see `image::undated_key`).
+type Assembled = (
+    rbuild_frontend::Platform,
+    rbuild_store::oci::ImageConfiguration,
+    Vec<rbuild_store::oci::Descriptor>,
+    Option<(String, rbuild_store::CacheRecord)>,
+);
+
+/// Writes every platform's image, and an index over them when there are several; returns
+/// the image's (or index's) descriptor and id, each platform's image, and the undated
+/// images' cache records (with the image set) to write once the name is set.
+fn write_images(
+    store: &rbuild_store::Store,
+    images: Vec<Assembled>,
+) -> Result<Written, BuildError> {
+    let multi = images.len() > 1;
+    let mut platforms = Vec::new();
+    let mut undated_records = Vec::new();
+    for (platform, config, layers, undated) in images {
+        let mut manifest = store.write_image(&config, layers)?;
+        if multi {
+            manifest.platform = Some(rbuild_store::oci::Platform {
+                architecture: platform.architecture.clone(),
+                os: platform.os.clone(),
+                variant: platform.variant.clone(),
+            });
+        }
+        let config = store.image_by_manifest(&manifest.digest)?.config_digest;
+        if let Some((key, mut record)) = undated {
+            record.image = Some(manifest.digest.clone());
+            undated_records.push((key, record));
+        }
+        platforms.push(PlatformImage {
+            platform,
+            manifest,
+            config,
+        });
+    }
+    let (manifest, config) = if multi {
+        let manifests = platforms.iter().map(|p| p.manifest.clone()).collect();
+        let index = store.write_index(manifests)?;
+        let digest = index.digest.clone();
+        (index, digest)
+    } else {
+        (platforms[0].manifest.clone(), platforms[0].config.clone())
+    };
+    Ok(Written {
+        manifest,
+        config,
+        platforms,
+        undated_records,
+    })
+}
+
+/// What [`write_images`] wrote.
+struct Written {
+    manifest: rbuild_store::oci::Descriptor,
+    config: rbuild_store::Digest,
+    platforms: Vec<PlatformImage>,
+    undated_records: Vec<(String, rbuild_store::CacheRecord)>,
 }
