@@ -55,12 +55,7 @@ impl SolveContext {
             remote,
             step_err: Box::new(step_error(op)),
         };
-        let _permit = self
-            .work
-            .cpu
-            .acquire()
-            .await
-            .map_err(|_| BuildError::Cancelled)?;
+        let _permit = self.cpu_permit().await?;
         tokio::task::spawn_blocking(move || job.run()).await?
     }
 

@@ -186,12 +186,7 @@ impl SolveContext {
                     .then(|| IgnoreMatcher::from_excludes(&copy.excludes))
                     .transpose()
                     .map_err(|source| BuildError::step_failed(op, source))?;
-                let _permit = self
-                    .work
-                    .cpu
-                    .acquire()
-                    .await
-                    .map_err(|_| BuildError::Cancelled)?;
+                let _permit = self.cpu_permit().await?;
                 let (checksum, files) = {
                     // Hashing reads files: keep it off the async workers.
                     tokio::task::block_in_place(|| ctx.checksum_files(&sources, exclude.as_ref()))

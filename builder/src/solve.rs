@@ -616,6 +616,15 @@ impl SolveContext {
         self.records.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// One of the permits for CPU-heavy work (hashing, copying, making tars), one per core.
+    pub(crate) async fn cpu_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, BuildError> {
+        self.work
+            .cpu
+            .acquire()
+            .await
+            .map_err(|_| BuildError::Cancelled)
+    }
+
     pub(crate) fn cache_allowed(&self, op: &rbuild_frontend::Op) -> bool {
         if self.opts.no_cache {
             return false;

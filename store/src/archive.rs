@@ -39,6 +39,19 @@ pub enum ArchiveFormat {
     Docker,
 }
 
+/// An image's manifest, config and layers among the blobs an archive holds (the size
+/// when the descriptor gives it).
+fn add_image_blobs(blobs: &mut BTreeMap<Digest, Option<u64>>, image: &crate::Image) {
+    blobs.insert(image.manifest_digest.clone(), None);
+    blobs.insert(
+        image.config_digest.clone(),
+        Some(image.manifest.config.size),
+    );
+    for layer in &image.manifest.layers {
+        blobs.insert(layer.digest.clone(), Some(layer.size));
+    }
+}
+
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 const CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
 
@@ -98,15 +111,7 @@ impl Store {
                 manifests.push(descriptor);
                 blobs.insert(manifest.clone(), None);
                 for child in &index.manifests {
-                    let image = self.image_by_manifest(&child.digest)?;
-                    blobs.insert(image.manifest_digest.clone(), None);
-                    blobs.insert(
-                        image.config_digest.clone(),
-                        Some(image.manifest.config.size),
-                    );
-                    for layer in &image.manifest.layers {
-                        blobs.insert(layer.digest.clone(), Some(layer.size));
-                    }
+                    add_image_blobs(&mut blobs, &self.image_by_manifest(&child.digest)?);
                 }
                 continue;
             }
@@ -148,14 +153,7 @@ impl Store {
                     .insert(oci::ANNOTATION_REF_NAME.to_owned(), name.to_string());
             }
             manifests.push(descriptor);
-            blobs.insert(image.manifest_digest.clone(), None);
-            blobs.insert(
-                image.config_digest.clone(),
-                Some(image.manifest.config.size),
-            );
-            for layer in &image.manifest.layers {
-                blobs.insert(layer.digest.clone(), Some(layer.size));
-            }
+            add_image_blobs(&mut blobs, &image);
         }
         let index = oci::canonical_json(&Index::new(manifests));
         let mut extra_files: Vec<(&str, Vec<u8>)> = Vec::new();

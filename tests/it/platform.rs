@@ -190,37 +190,8 @@ fn a_multi_platform_base_from_a_registry_gives_each_platform_its_own_image() {
     crate::support::require_tool("skopeo");
     let Some(deb) = arm64_busybox() else { return };
     let env = TestEnv::new();
-    let root = env.path("arm64-rootfs");
-    assert!(
-        Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(&deb)
-            .arg(&root)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let layout = env.path("layout");
-    crate::support::write_index_layout(
-        &layout,
-        "multi",
-        &[
-            ("amd64", crate::support::busybox_layer()),
-            (
-                "arm64",
-                crate::support::busybox_layer_of(&root.join("bin/busybox")),
-            ),
-        ],
-    );
     let registry = crate::registry_support::TestRegistry::start();
-    let base = registry.reference("busybox/multi:1");
-    crate::registry_support::skopeo(&[
-        "copy",
-        "--all",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:multi", layout.display()),
-        &format!("docker://{base}"),
-    ]);
+    let base = push_multi_platform_busybox(&env, &deb, &registry);
     let context = env.context(
         "ctx",
         &[(
