@@ -17,7 +17,8 @@ use crate::{Digest, HashingWriter, ImageName, Store};
 /// [`Store::load_layout_dir`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadedImage {
-    /// The manifest loaded for it (this machine's platform, for an index).
+    /// The manifest loaded for it (this machine's platform, for an index; the name goes
+    /// to the whole index when the archive held every platform of it).
     pub manifest: Digest,
     /// The name it was tagged with, if the archive or the caller gave one.
     pub name: Option<ImageName>,
@@ -517,10 +518,37 @@ impl Store {
         }
         for image in &loaded {
             if let Some(name) = &image.name {
-                self.tag(name, &image.manifest)?;
+                // A multi-platform image whose every platform the archive held keeps them
+                // all under the name (as `rbuild save` and `-o type=oci` write them);
+                // else the one for this machine.
+                let named = if image.descriptor != image.manifest
+                    && self.has_every_platform(&image.descriptor)
+                {
+                    &image.descriptor
+                } else {
+                    &image.manifest
+                };
+                self.tag(name, named)?;
             }
         }
         Ok(loaded)
+    }
+
+    /// Whether the store has every blob of every platform's image of the index `digest`.
+    fn has_every_platform(&self, digest: &Digest) -> bool {
+        let Some(children) = self.index_children(digest) else {
+            return false;
+        };
+        children.iter().all(|child| {
+            self.image_by_manifest(child).is_ok_and(|image| {
+                self.has_blob(&image.config_digest)
+                    && image
+                        .manifest
+                        .layers
+                        .iter()
+                        .all(|l| self.has_blob(&l.digest))
+            })
+        })
     }
 
     /// The manifest for this machine's platform behind `descriptor` (a manifest, or an

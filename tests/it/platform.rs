@@ -343,6 +343,28 @@ RUN uname -m > /arch
         stdout(&out)
     );
 
+    // Saved and loaded into another store: every platform comes along.
+    let saved = env.path("multi.tar");
+    assert_success(&rbuild(&[
+        "save",
+        "app:multi",
+        "-o",
+        saved.to_str().unwrap(),
+    ]));
+    let other = TestEnv::new();
+    assert_success(&other.rbuild(&["load", "-i", saved.to_str().unwrap()]));
+    let out = other.rbuild(&[
+        "run",
+        "--rm",
+        "--platform",
+        "linux/arm64",
+        "app:multi",
+        "cat",
+        "/arch",
+    ]);
+    assert_success(&out);
+    assert_eq!(stdout(&out), "aarch64\n");
+
     // A local output: a directory per platform, as BuildKit's; a tar or a docker-archive
     // has room for one.
     let local = env.path("local");
