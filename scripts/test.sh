@@ -45,7 +45,7 @@ if [ "$(id -u)" -eq 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
     mkdir -p "$(dirname "$ARM64_BUSYBOX")"
     (cd "$(dirname "$ARM64_BUSYBOX")" && rm -f busybox-static_*_arm64.deb \
-      && apt-get download -qq busybox-static:arm64 2>/dev/null \
+      && apt-get download -qq busybox-static:arm64 \
       && mv busybox-static_*_arm64.deb "$ARM64_BUSYBOX")
   fi
   # QEMU's aarch64 handler, registered with the F flag (the kernel opens the emulator now,
