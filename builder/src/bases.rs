@@ -126,7 +126,17 @@ impl Builder {
                     .map_err(|source| match &wrong {
                         // The store's image is for another platform and the registry has
                         // none for this one (or cannot be reached): say the first.
-                        Some(found) if !pull => platform_error(found),
+                        // (A registry that has the image but not the platform says which
+                        // it has, which is the better message.)
+                        Some(found)
+                            if !pull
+                                && !matches!(
+                                    source,
+                                    rbuild_store::registry::RegistryError::NoMatchingPlatform { .. }
+                                ) =>
+                        {
+                            platform_error(found)
+                        }
                         _ => BuildError::Pull {
                             reference: reference.to_owned(),
                             missing,
@@ -174,7 +184,18 @@ impl Builder {
                             Ok(image)
                         })
                 }
-                (None, Some(name)) => store.image_in_use_for(name, Some(&wanted)),
+                (None, Some(name)) => match store.image_in_use_for(name, Some(&wanted)) {
+                    // A single-platform image of another platform: returned, for the
+                    // caller to say so (a multi-platform one without it is not there).
+                    Err(rbuild_store::Error::PlatformNotFound { .. })
+                        if store
+                            .image_record(name)?
+                            .is_some_and(|r| store.index_children(&r.manifest).is_none()) =>
+                    {
+                        store.image_in_use(name)
+                    }
+                    other => other,
+                },
                 (None, None) => return Ok(None),
             };
             match found {

@@ -241,12 +241,20 @@ fn find_image_for(
     text: &str,
     platform: Option<&rbuild_store::oci::Platform>,
 ) -> Result<Image> {
+    let digest = find_digest(store, text)?;
+    store
+        .image_by_digest_for(&digest, platform)
+        .into_diagnostic()
+}
+
+/// What a name or an IMAGE ID (or its start) stands for: an image's manifest, or the
+/// index of a multi-platform image (whose IMAGE ID is the index's digest).
+fn find_digest(store: &Store, text: &str) -> Result<rbuild_store::Digest> {
     let name = parse_name(text);
-    if let Ok(name) = &name {
-        match store.image_for(name, platform) {
-            Err(rbuild_store::Error::ImageNotFound { .. }) => {}
-            other => return other.into_diagnostic(),
-        }
+    if let Ok(name) = &name
+        && let Some(record) = store.image_record(name).into_diagnostic()?
+    {
+        return Ok(record.manifest);
     }
     let prefix = text.strip_prefix("sha256:").unwrap_or(text);
     let is_id = (4..=64).contains(&prefix.len())
@@ -259,15 +267,17 @@ fn find_image_for(
     let mut records = store.images().into_diagnostic()?;
     records.sort_by(|a, b| a.name.cmp(&b.name));
     // One image may have several names and manifests: the first name's is taken.
-    let mut found: Vec<Image> = Vec::new();
+    let mut found: Vec<(rbuild_store::Digest, rbuild_store::Digest)> = Vec::new();
     for record in records {
-        let Ok(image) = store.image_by_digest(&record.manifest) else {
-            continue;
+        let id = match store.index_children(&record.manifest) {
+            Some(_) => record.manifest.clone(),
+            None => match store.image_by_manifest(&record.manifest) {
+                Ok(image) => image.config_digest,
+                Err(_) => continue,
+            },
         };
-        if image.config_digest.hex().starts_with(prefix)
-            && !found.iter().any(|f| f.config_digest == image.config_digest)
-        {
-            found.push(image);
+        if id.hex().starts_with(prefix) && !found.iter().any(|(f, _)| *f == id) {
+            found.push((id, record.manifest));
         }
     }
     match found.len() {
@@ -276,7 +286,7 @@ fn find_image_for(
             help = "`rbuild images` lists the images in the store",
             "image `{text}` not found"
         )),
-        1 => Ok(found.remove(0)),
+        1 => Ok(found.remove(0).1),
         _ => Err(miette::miette!(
             help = "give more of the IMAGE ID",
             "`{text}` is the start of {} images' IDs",
@@ -316,10 +326,10 @@ pub(crate) fn human_size(bytes: u64) -> String {
 pub fn tag(args: TagArgs) -> Result<ExitCode> {
     let store = open_store()?;
     let target = parse_name(&args.target)?;
-    let source = find_image(&store, &args.source)?;
-    store
-        .tag(&target, &source.manifest_digest)
-        .into_diagnostic()?;
+    // A multi-platform image's index: the new name has every platform too.
+    let source = find_digest(&store, &args.source)?;
+    store.image_by_digest(&source).into_diagnostic()?;
+    store.tag(&target, &source).into_diagnostic()?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -284,7 +284,22 @@ impl Store {
     ) -> Result<Image> {
         let value: serde_json::Value = self.read_json("manifest", digest)?;
         if value.get("manifests").is_none() {
-            return self.image_by_manifest(digest);
+            let image = self.image_by_manifest(digest)?;
+            // Asked for a platform a single-platform image is not for: said, not ignored.
+            if let Some(want) = platform {
+                let have = oci::Platform {
+                    architecture: image.config.architecture.clone(),
+                    os: image.config.os.clone(),
+                    variant: image.config.variant.clone(),
+                };
+                if !crate::registry::platform_runs(want, &have) {
+                    return Err(Error::PlatformNotFound {
+                        platform: crate::registry::platform_string(want),
+                        available: crate::registry::platform_string(&have),
+                    });
+                }
+            }
+            return Ok(image);
         }
         let index: oci::Index = self.read_json("image index", digest)?;
         let want = platform

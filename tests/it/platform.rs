@@ -128,6 +128,14 @@ RUN echo \"$(uname -m) for $TARGETPLATFORM\" > /runs-on
     );
     let inspected = config(&env, "cross");
     assert_eq!(inspected["architecture"], "arm64", "{inspected}");
+    // A single-platform image asked for another platform: said, not ignored.
+    let out = env.rbuild(&["run", "--rm", "--platform", "linux/amd64", "cross", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        flat(&stderr(&out)).contains("no manifest for linux/amd64 (it has linux/arm64)"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(inspected["os"], "linux");
 
     // The same build again: every step from the cache.
@@ -341,6 +349,28 @@ RUN uname -m > /arch
         stdout(&out).contains("linux/amd64,linux/arm64"),
         "{}",
         stdout(&out)
+    );
+    // Its IMAGE ID (the index's digest) names it, and another name for it has every
+    // platform too.
+    let id = index.trim_start_matches("sha256:")[..12].to_owned();
+    assert_success(&rbuild(&["tag", &id, "app:again"]));
+    let out = rbuild(&["inspect", "--platform", "linux/arm64", "app:again"]);
+    assert_success(&out);
+    assert!(stdout(&out).contains("\"arm64\""), "{}", stdout(&out));
+    // A platform the image lacks is an error, never another platform's image.
+    let out = rbuild(&[
+        "run",
+        "--rm",
+        "--platform",
+        "linux/s390x",
+        "app:multi",
+        "true",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        flat(&stderr(&out)).contains("no manifest for linux/s390x"),
+        "{}",
+        stderr(&out)
     );
 
     // Saved and loaded into another store: every platform comes along.

@@ -112,6 +112,12 @@ const KNOWN_OS: [&str; 14] = [
     "wasip1",
 ];
 
+/// Architectures by Go's names (`GOARCH`), as OCI images name them.
+const KNOWN_ARCHITECTURES: [&str; 15] = [
+    "386", "amd64", "arm", "arm64", "loong64", "mips", "mipsle", "mips64", "mips64le", "ppc64",
+    "ppc64le", "riscv64", "s390x", "sparc64", "wasm",
+];
+
 impl Platform {
     /// Parses `os/arch[/variant]` (or `arch` alone, on Linux) and normalizes it as
     /// containerd's matcher does: the architecture's other names (`x86_64`, `aarch64`,
@@ -147,6 +153,12 @@ impl Platform {
             "i386" | "i686" => ("386", None),
             other => (other, None),
         };
+        if !KNOWN_ARCHITECTURES.contains(&architecture) {
+            return Err(format!(
+                "`{text}` is not a platform: `{architecture}` is no architecture (they are {})",
+                KNOWN_ARCHITECTURES.join(", ")
+            ));
+        }
         let variant = match (architecture, variant.or(implied)) {
             ("amd64", Some("v1")) | ("arm64", Some("v8") | Some("8")) => None,
             ("arm", None) => Some("v7".to_owned()),

@@ -266,7 +266,14 @@ fn platforms_are_named_as_containerd_normalizes_them() {
     assert_eq!(parse("linux/arm/6").unwrap(), "linux/arm/v6");
     assert_eq!(parse("armhf").unwrap(), "linux/arm/v7");
     assert_eq!(parse("linux/amd64/v3").unwrap(), "linux/amd64/v3");
-    for bad in ["", "linux/", "a/b/c/d", "linux/arm 64"] {
+    for bad in [
+        "",
+        "linux/",
+        "a/b/c/d",
+        "linux/arm 64",
+        "foo",
+        "linux/arm65",
+    ] {
         assert!(parse(bad).is_err(), "{bad}");
     }
 }
