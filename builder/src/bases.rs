@@ -53,15 +53,12 @@ impl rbuild_frontend::BaseConfigs for PlatformConfigs {
 
 /// The platform an image's config says it is for, normalized.
 pub fn image_platform(image: &Image) -> Platform {
-    let config = &image.config;
-    let text = match &config.variant {
-        Some(variant) => format!("{}/{}/{variant}", config.os, config.architecture),
-        None => format!("{}/{}", config.os, config.architecture),
-    };
+    let platform = image.config.platform();
+    let text = rbuild_store::registry::platform_string(&platform);
     Platform::parse(&text).unwrap_or(Platform {
-        os: config.os.clone(),
-        architecture: config.architecture.clone(),
-        variant: config.variant.clone(),
+        os: platform.os,
+        architecture: platform.architecture,
+        variant: platform.variant,
     })
 }
 
@@ -229,7 +226,7 @@ impl Builder {
 }
 
 /// A platform as the store names it.
-fn oci_platform(platform: &Platform) -> rbuild_store::oci::Platform {
+pub fn oci_platform(platform: &Platform) -> rbuild_store::oci::Platform {
     rbuild_store::oci::Platform {
         architecture: platform.architecture.clone(),
         os: platform.os.clone(),

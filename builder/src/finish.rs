@@ -131,11 +131,7 @@ fn write_images(
     for (platform, config, layers, undated) in images {
         let mut manifest = store.write_image(&config, layers)?;
         if multi {
-            manifest.platform = Some(rbuild_store::oci::Platform {
-                architecture: platform.architecture.clone(),
-                os: platform.os.clone(),
-                variant: platform.variant.clone(),
-            });
+            manifest.platform = Some(crate::bases::oci_platform(&platform));
         }
         let config = store.image_by_manifest(&manifest.digest)?.config_digest;
         if let Some((key, mut record)) = undated {

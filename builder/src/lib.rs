@@ -42,7 +42,7 @@ mod testing;
 mod times;
 mod unarchive;
 
-pub use bases::image_platform;
+pub use bases::{image_platform, oci_platform};
 pub use cache::CacheKey;
 pub use debug::FailedStep;
 pub use emulation::{EmulationError, check_emulation};

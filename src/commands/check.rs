@@ -131,12 +131,7 @@ fn check_base_platforms(checks: &mut Checks, store: &Store) {
     checks.check_base_platforms(|reference| {
         let name: ImageName = reference.parse().ok()?;
         let config = store.image(&name).ok()?.config;
-        Some(match config.variant.as_deref() {
-            Some(variant) if !variant.is_empty() => {
-                format!("{}/{}/{variant}", config.os, config.architecture)
-            }
-            _ => format!("{}/{}", config.os, config.architecture),
-        })
+        Some(rbuild_store::registry::platform_string(&config.platform()))
     });
 }
 

@@ -156,13 +156,7 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
 
 /// `os/arch[/variant]` of an image's config.
 fn platform_of(image: &Image) -> String {
-    let config = &image.config;
-    match config.variant.as_deref() {
-        Some(variant) if !variant.is_empty() => {
-            format!("{}/{}/{variant}", config.os, config.architecture)
-        }
-        _ => format!("{}/{}", config.os, config.architecture),
-    }
+    rbuild_store::registry::platform_string(&image.config.platform())
 }
 
 pub fn inspect(args: InspectArgs) -> Result<ExitCode> {

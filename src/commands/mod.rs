@@ -154,11 +154,7 @@ pub fn parse_limits(
 pub fn parse_platform(text: &str) -> Result<rbuild_store::oci::Platform> {
     let platform = rbuild_frontend::Platform::parse(text)
         .map_err(|message| miette::miette!("--platform: {message}"))?;
-    Ok(rbuild_store::oci::Platform {
-        architecture: platform.architecture,
-        os: platform.os,
-        variant: platform.variant,
-    })
+    Ok(rbuild_builder::oci_platform(&platform))
 }
 
 pub fn parse_name(text: &str) -> Result<ImageName> {

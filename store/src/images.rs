@@ -95,11 +95,7 @@ impl Store {
                 .collect());
         }
         let image = self.image_by_manifest(digest)?;
-        Ok(vec![oci::Platform {
-            architecture: image.config.architecture,
-            os: image.config.os,
-            variant: image.config.variant,
-        }])
+        Ok(vec![image.config.platform()])
     }
 
     /// Writes an image index over `manifests` (each descriptor with its platform);
@@ -287,11 +283,7 @@ impl Store {
             let image = self.image_by_manifest(digest)?;
             // Asked for a platform a single-platform image is not for: said, not ignored.
             if let Some(want) = platform {
-                let have = oci::Platform {
-                    architecture: image.config.architecture.clone(),
-                    os: image.config.os.clone(),
-                    variant: image.config.variant.clone(),
-                };
+                let have = image.config.platform();
                 if !crate::registry::platform_runs(want, &have) {
                     return Err(Error::PlatformNotFound {
                         platform: crate::registry::platform_string(want),

@@ -120,6 +120,17 @@ pub struct ImageConfiguration {
     pub history: Vec<History>,
 }
 
+impl ImageConfiguration {
+    /// The platform the image is for (an empty variant is none).
+    pub fn platform(&self) -> Platform {
+        Platform {
+            architecture: self.architecture.clone(),
+            os: self.os.clone(),
+            variant: self.variant.clone().filter(|v| !v.is_empty()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RootFs {
     #[serde(rename = "type")]

@@ -43,9 +43,9 @@ fn arm64_busybox() -> Option<PathBuf> {
     None
 }
 
-/// Imports the arm64 busybox as `name`, for linux/arm64.
-fn import_arm64_busybox(env: &TestEnv, deb: &Path, name: &str) {
-    let root = env.path("arm64-rootfs");
+/// The files of the package `deb`, extracted under `dir` of `env`.
+fn extract_deb(env: &TestEnv, deb: &Path, dir: &str) -> PathBuf {
+    let root = env.path(dir);
     let extracted = Command::new("dpkg-deb")
         .arg("-x")
         .arg(deb)
@@ -53,6 +53,12 @@ fn import_arm64_busybox(env: &TestEnv, deb: &Path, name: &str) {
         .status()
         .unwrap();
     assert!(extracted.success());
+    root
+}
+
+/// Imports the arm64 busybox as `name`, for linux/arm64.
+fn import_arm64_busybox(env: &TestEnv, deb: &Path, name: &str) {
+    let root = extract_deb(env, deb, "arm64-rootfs");
     for applet in ["sh", "uname", "cat", "echo", "test"] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
@@ -243,16 +249,7 @@ fn push_multi_platform_busybox(
     deb: &Path,
     registry: &crate::registry_support::TestRegistry,
 ) -> String {
-    let root = env.path("arm64-busybox");
-    assert!(
-        Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(deb)
-            .arg(&root)
-            .status()
-            .unwrap()
-            .success()
-    );
+    let root = extract_deb(env, deb, "arm64-busybox");
     let layout = env.path("multi-layout");
     crate::support::write_index_layout(
         &layout,
