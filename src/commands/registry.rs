@@ -253,7 +253,8 @@ pub async fn pull(args: PullArgs) -> Result<ExitCode> {
     let image = pulled.image.clone();
     let mut manifest = pulled.manifest.clone();
     if all && let Some(index) = &pulled.index {
-        manifest = pull_every_platform(&registry, &store, &reference, index, args.quiet).await?;
+        manifest = pull_every_platform(&registry, &store, &reference, index, &manifest, args.quiet)
+            .await?;
     }
     let tag_name = name.clone();
     let named = manifest.clone();
@@ -284,20 +285,20 @@ pub async fn pull(args: PullArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `pull --platform all`: every platform's image of the index `index` (which the first
-/// pull wrote to the store), each pulled by its digest and unpacked; returns the index to
+/// `pull --platform all`: every platform's image of the index `index_digest` (which the
+/// first pull wrote to the store, with the image `pulled_already`), the others pulled by
+/// their digests and unpacked; returns the index to
 /// name. Entries that are no image for a platform (BuildKit's attestations, marked
 /// `unknown/unknown`) are left out, and then the index is written again without them.
 async fn pull_every_platform(
     registry: &Registry,
     store: &Store,
     reference: &Reference,
-    index: &Digest,
+    index_digest: &Digest,
+    pulled_already: &Digest,
     quiet: bool,
 ) -> Result<Digest> {
-    let read = store.clone();
-    let digest = index.clone();
-    let digest_of_index = index.clone();
+    let (read, digest) = (store.clone(), index_digest.clone());
     let index = tokio::task::spawn_blocking(move || read.read_index(&digest))
         .await
         .into_diagnostic()?
@@ -307,6 +308,11 @@ async fn pull_every_platform(
         let Some(platform) = child.platform.clone().filter(|p| p.os != "unknown") else {
             continue;
         };
+        // The platform the first pull chose is in the store already.
+        if &child.digest == pulled_already {
+            kept.push(child.clone());
+            continue;
+        }
         let pulled = registry
             .pull(
                 store,
@@ -335,7 +341,7 @@ async fn pull_every_platform(
         kept.push(child.clone());
     }
     if kept.len() == index.manifests.len() {
-        return Ok(digest_of_index);
+        return Ok(index_digest.clone());
     }
     let write = store.clone();
     let descriptor = tokio::task::spawn_blocking(move || write.write_index(kept))
