@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands::{archive, build, check, docs, images, info, registry, run, store};
+use crate::commands::{archive, build, check, docs, images, info, registry, run, store, verify};
 
 /// rbuild: a Dockerfile image builder with a daemonless store and sandbox.
 ///
@@ -28,8 +28,8 @@ pub enum Command {
     ///
     /// Reads the environment as `docker build` does: `BUILDKIT_PROGRESS` (the progress
     /// when `--progress` is `auto`), `DOCKER_CONFIG` (registry credentials) and
-    /// `SOURCE_DATE_EPOCH` (the time in the image, for reproducible builds). rbuild makes
-    /// no attestations, so `BUILDX_NO_DEFAULT_ATTESTATIONS` changes nothing; it has no
+    /// `SOURCE_DATE_EPOCH` (the time in the image, for reproducible builds) and
+    /// `BUILDX_NO_DEFAULT_ATTESTATIONS` (no provenance unless asked). rbuild has no
     /// builder instances or bake files, so `BUILDX_BUILDER` and the other `BUILDX_*`
     /// variables are ignored. docs/conformance.md lists every docker build flag.
     Build(build::BuildArgs),
@@ -44,8 +44,11 @@ pub enum Command {
     /// pulled, loaded or imported). A layer several images share counts in each; `rbuild
     /// du` shows the disk space the store takes.
     Images(images::ImagesArgs),
-    /// Show an image's OCI config (or its manifest)
+    /// Show an image's OCI config (or its manifest, provenance or SBOM)
     Inspect(images::InspectArgs),
+    /// Build an image again from its provenance, in a scratch store, and compare digests
+    #[command(name = "verify-build")]
+    VerifyBuild(verify::VerifyBuildArgs),
     /// Write images to an OCI image layout tar (or a docker-archive)
     Save(archive::SaveArgs),
     /// Load images from an OCI image layout tar or a docker-archive

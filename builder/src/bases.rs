@@ -187,7 +187,7 @@ impl Builder {
                     Err(rbuild_store::Error::PlatformNotFound { .. })
                         if store
                             .image_record(name)?
-                            .is_some_and(|r| store.index_children(&r.manifest).is_none()) =>
+                            .is_some_and(|r| store.index_images(&r.manifest).is_none()) =>
                     {
                         store.image_in_use(name)
                     }

@@ -24,6 +24,12 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Dockerfile(#[from] rbuild_frontend::Error),
+    /// The image was built, and its SBOM could not be made.
+    #[error("cannot make the image's SBOM")]
+    Sbom {
+        #[source]
+        source: rbuild_sbom::ScanError,
+    },
     #[error("base image `{reference}` is not in the store")]
     BaseImageNotFound { reference: String },
     #[error("{}base image `{reference}`", if *.missing { "cannot pull the missing " } else { "cannot pull " })]

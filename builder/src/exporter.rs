@@ -262,7 +262,10 @@ impl Builder {
             export_rootfs(store, &self.snapshotter, &image, output, source_date_epoch)?;
             Ok(())
         };
-        let rootfs = |output| export(manifest, output);
+        // One platform's filesystem: its image, also when an index holds it with its
+        // attestations.
+        let single = platforms.first().map_or(manifest, |p| &p.manifest.digest);
+        let rootfs = |output| export(single, output);
         if platforms.len() > 1 {
             match exporter {
                 // A directory per platform, named as BuildKit names them (`linux_arm64`).

@@ -32,11 +32,13 @@ impl SolveContext {
     }
 
     /// The image of a solved build: its layers fetched where they came from an imported
-    /// cache, written to the store and named; with what the build recorded.
+    /// cache, written to the store with its annotations and attestations, and named; with
+    /// what the build recorded. `started` is when the build started (Unix seconds).
     pub(crate) async fn finish(
         &self,
         states: &[State],
         traces: Traces,
+        started: i64,
     ) -> Result<BuildResult, BuildError> {
         let exported_traces = serde_json::to_value(traces.redacted()).ok();
         let misses = std::mem::take(&mut self.records().misses);
@@ -50,6 +52,8 @@ impl SolveContext {
         let cache_mounts = crate::remote::cache_mount_ids(&self.graph);
         self.progress.event(Event::Exporting);
         let mut times = self.records().op_times.clone();
+        let op_traces = std::mem::take(&mut self.records().op_traces);
+        let git = self.opts.attest.invocation.git.as_ref();
         let mut images = Vec::new();
         for (target, root) in self.targets.iter().zip(roots) {
             // The merged graph with this platform's output.
@@ -64,10 +68,27 @@ impl SolveContext {
             let bases = &self.sources.bases;
             let (config, layers) =
                 crate::image::assemble(&graph, states, root_layers, &times, bases, &self.opts)?;
-            images.push((target.platform.clone(), config, layers, undated));
+            let root_platform = &graph.op(target.output.root).platform;
+            let base = target.output.base.as_ref().and_then(|reference| {
+                let image = bases.get(reference, root_platform)?;
+                Some((reference.clone(), image.clone()))
+            });
+            images.push(Assembled {
+                platform: target.platform.clone(),
+                config,
+                layers,
+                undated,
+                base,
+                materials: crate::attest::materials(
+                    &self.graph,
+                    target.output.root,
+                    &op_traces,
+                    git,
+                ),
+            });
         }
         let store = self.builder.store.clone();
-        let tags = self.opts.tags.clone();
+        let opts = self.opts.clone();
         let (cached, executed) = {
             let records = self.records();
             (records.cached, records.executed)
@@ -79,12 +100,12 @@ impl SolveContext {
                 config,
                 platforms,
                 undated_records,
-            } = write_images(&store, images)?;
+            } = write_images(&store, images, &opts, started)?;
             // A build cancelled until now names nothing.
             if cancel.is_cancelled() {
                 return Err(BuildError::Cancelled);
             }
-            for tag in &tags {
+            for tag in &opts.tags {
                 store.tag(tag, &manifest.digest)?;
             }
             // After the image exists: the record names it, and `rbuild prune` keeps it as
@@ -96,7 +117,7 @@ impl SolveContext {
                 config,
                 manifest,
                 platforms,
-                tags,
+                tags: opts.tags,
                 cached,
                 executed,
                 misses,
@@ -109,46 +130,99 @@ impl SolveContext {
     }
 }
 
-/// One platform's assembled image: its config and layers, and the cache record of an
-/// image nothing dates (see `image::undated_key`).
-type Assembled = (
-    rbuild_frontend::Platform,
-    rbuild_store::oci::ImageConfiguration,
-    Vec<rbuild_store::oci::Descriptor>,
-    Option<(String, rbuild_store::CacheRecord)>,
-);
+/// One platform's assembled image: its config and layers, the cache record of an image
+/// nothing dates (see `image::undated_key`), its last stage's base image by name, and
+/// what it was made from.
+struct Assembled {
+    platform: rbuild_frontend::Platform,
+    config: rbuild_store::oci::ImageConfiguration,
+    layers: Vec<rbuild_store::oci::Descriptor>,
+    undated: Option<(String, rbuild_store::CacheRecord)>,
+    base: Option<(String, rbuild_store::Image)>,
+    materials: Vec<crate::attest::Material>,
+}
 
-/// Writes every platform's image, and an index over them when there are several; returns
-/// the image's (or index's) descriptor and id, each platform's image, and the undated
-/// images' cache records (with the image set) to write once the name is set.
+/// Writes every platform's image with its annotations and attestations, and an index
+/// over them when there are several or any attestation; returns the image's (or index's)
+/// descriptor and id, each platform's image, and the undated images' cache records (with
+/// the image set) to write once the name is set.
 fn write_images(
     store: &rbuild_store::Store,
     images: Vec<Assembled>,
+    opts: &crate::solve::BuildOptions,
+    started: i64,
 ) -> Result<Written, BuildError> {
-    let multi = images.len() > 1;
+    use crate::attest::{AnnotationLevel, annotations_for};
+    let indexed = images.len() > 1 || opts.attest.any();
     let mut platforms = Vec::new();
+    let mut attestations = Vec::new();
     let mut undated_records = Vec::new();
-    for (platform, config, layers, undated) in images {
-        let mut manifest = store.write_image(&config, layers)?;
-        if multi {
-            manifest.platform = Some(crate::bases::oci_platform(&platform));
+    for image in images {
+        let platform = Some(&image.platform);
+        let mut annotations = crate::attest::default_annotations(
+            image.config.created.as_deref(),
+            image
+                .base
+                .as_ref()
+                .map(|(name, base)| (name.as_str(), base)),
+            opts.attest.invocation.git.as_ref(),
+        );
+        annotations.extend(annotations_for(
+            &opts.annotations,
+            AnnotationLevel::Manifest,
+            platform,
+        ));
+        let mut manifest =
+            store.write_annotated_image(&image.config, image.layers.clone(), annotations)?;
+        if indexed {
+            manifest.platform = Some(crate::bases::oci_platform(&image.platform));
+            manifest.annotations = annotations_for(
+                &opts.annotations,
+                AnnotationLevel::ManifestDescriptor,
+                platform,
+            );
         }
         let config = store.image_by_manifest(&manifest.digest)?.config_digest;
-        if let Some((key, mut record)) = undated {
+        if let Some((key, mut record)) = image.undated {
             record.image = Some(manifest.digest.clone());
             undated_records.push((key, record));
         }
+        let statements = crate::attest::statements(
+            store,
+            opts,
+            &image.platform,
+            &manifest,
+            &image.config,
+            &image.layers,
+            image.materials,
+            started,
+        )?;
+        if !statements.is_empty() {
+            attestations.push(store.write_attestations(&manifest, &statements)?);
+        }
         platforms.push(PlatformImage {
-            platform,
+            platform: image.platform,
             manifest,
             config,
         });
     }
-    let (manifest, config) = if multi {
-        let manifests = platforms.iter().map(|p| p.manifest.clone()).collect();
-        let index = store.write_index(manifests)?;
-        let digest = index.digest.clone();
-        (index, digest)
+    // The id: the index's for several platforms, else the one image's config (as docker
+    // shows an image with attestations).
+    let (manifest, config) = if indexed {
+        let manifests = platforms
+            .iter()
+            .map(|p| p.manifest.clone())
+            .chain(attestations)
+            .collect();
+        let index = store.write_annotated_index(
+            manifests,
+            annotations_for(&opts.annotations, AnnotationLevel::Index, None),
+        )?;
+        let id = match platforms.as_slice() {
+            [only] => only.config.clone(),
+            _ => index.digest.clone(),
+        };
+        (index, id)
     } else {
         (platforms[0].manifest.clone(), platforms[0].config.clone())
     };

@@ -1,6 +1,7 @@
 //! rbuild's builder: solves a `BuildGraph` through the store (bytes, snapshots, images) and
 //! the runtime (RUN steps), and assembles the image.
 
+mod attest;
 mod bases;
 mod cache;
 mod chmod;
@@ -42,6 +43,10 @@ mod testing;
 mod times;
 mod unarchive;
 
+pub use attest::{
+    Annotation, AnnotationLevel, AttestOptions, GitOrigin, Invocation, PREDICATE_CYCLONEDX,
+    PREDICATE_SLSA_PROVENANCE_V1, PREDICATE_SPDX, Provenance, ProvenanceMode, SbomFormat,
+};
 pub use bases::{image_platform, oci_platform};
 pub use cache::CacheKey;
 pub use debug::FailedStep;

@@ -90,6 +90,11 @@ pub struct BuildOptions {
     /// `--allow security.insecure`: `RUN --security=insecure` steps may run privileged.
     /// Without it a build with such a step fails before anything runs.
     pub allow_insecure: bool,
+    /// `--provenance`, `--sbom`: statements attached to each image (which makes the
+    /// result an index), and what they record about the invocation.
+    pub attest: crate::attest::AttestOptions,
+    /// `--annotation`s, over the standard ones rbuild sets.
+    pub annotations: Vec<crate::attest::Annotation>,
 }
 
 /// Where a named build context's files come from.
@@ -243,6 +248,7 @@ impl Builder {
         progress: Arc<dyn Progress>,
         cancel: Cancel,
     ) -> Result<BuildResult, BuildError> {
+        let started = rbuild_store::time::now_unix();
         let context_root = context_root(&opts.context)?;
         let dockerfile = frontend::parse(&opts.dockerfile)?;
         let (named, named_contexts) = self.named_contexts(&opts.named_contexts).await?;
@@ -309,7 +315,7 @@ impl Builder {
         cleaned?;
         let traces = std::mem::take(&mut ctx.records().traces);
         traces.save(&self.store, &explain_scope, &ctx.history.previous);
-        ctx.finish(&states, traces).await
+        ctx.finish(&states, traces, started).await
     }
 
     /// The local named contexts, opened, and what each named context is to the frontend.
@@ -605,6 +611,8 @@ pub(crate) struct Records {
     /// that reuses an identical one's result.
     pub op_times: HashMap<OpId, i64>,
     pub key_times: HashMap<String, i64>,
+    /// Each op's trace, for the materials of the provenance.
+    pub op_traces: HashMap<OpId, explain::Trace>,
 }
 
 /// What a finished op hands to the ops that use it.

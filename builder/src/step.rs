@@ -34,6 +34,9 @@ impl Solver for SolveContext {
             };
             records.reasons.insert(key.to_string(), cause);
         }
+        if self.opts.attest.provenance.is_some() {
+            records.op_traces.insert(id, trace.clone());
+        }
         records.traces.steps.insert(identity, trace);
         Ok(key)
     }

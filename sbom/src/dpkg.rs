@@ -178,7 +178,6 @@ fn truncate(line: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::testing::layer;
 
     #[test]

@@ -35,10 +35,8 @@ pub(crate) fn packages(bytes: &[u8], path: &str) -> Vec<Package> {
     for line in text.lines() {
         let fields: Vec<&str> = line.split('\t').collect();
         match fields.as_slice() {
-            ["mod" | "dep", module_path, module_version, ..] => {
-                if *module_version != "(devel)" {
-                    found.push(module(module_path, module_version, path));
-                }
+            ["mod" | "dep", module_path, module_version, ..] if *module_version != "(devel)" => {
+                found.push(module(module_path, module_version, path));
             }
             // A replacement of the module before it.
             ["=>", module_path, module_version, ..] => {

@@ -14,6 +14,7 @@ use crate::progress::BuildResult;
 use crate::report::build_error;
 
 mod args;
+mod attest;
 mod call;
 mod debug;
 pub(crate) mod epoch;

@@ -26,8 +26,14 @@ pub struct ImagesArgs {
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// Print the manifest instead of the config
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["provenance", "sbom"])]
     pub manifest: bool,
+    /// Print the image's SLSA provenance (the in-toto statement the build attached)
+    #[arg(long, conflicts_with = "sbom")]
+    pub provenance: bool,
+    /// Print the image's SBOM (the in-toto statement `--sbom` attached)
+    #[arg(long)]
+    pub sbom: bool,
     /// The platform of a multi-platform image (`os/arch[/variant]`; default: this
     /// machine's)
     #[arg(long, value_name = "PLATFORM")]
@@ -71,7 +77,7 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
         let cannot = || format!("cannot read image `{}`", record.name);
         // A multi-platform image is listed once: its index's digest as its ID, every
         // platform's size together, this machine's platform's (else the first's) time.
-        let images: Vec<Image> = match store.index_children(&record.manifest) {
+        let images: Vec<Image> = match store.index_images(&record.manifest) {
             Some(children) => children
                 .iter()
                 .map(|child| store.image_by_manifest(child))
@@ -93,6 +99,7 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
                 .wrap_err_with(cannot)?;
         }
         let platforms: Vec<String> = images.iter().map(platform_of).collect();
+        // One platform (with or without attestations): its config, as docker shows it.
         let id = match images.len() {
             1 => images[0].config_digest.clone(),
             _ => record.manifest.clone(),
@@ -166,6 +173,30 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
         .as_deref()
         .map(super::parse_platform)
         .transpose()?;
+    if args.provenance || args.sbom {
+        let (kind, types) = if args.provenance {
+            (
+                "provenance",
+                &[rbuild_builder::PREDICATE_SLSA_PROVENANCE_V1][..],
+            )
+        } else {
+            (
+                "SBOM",
+                &[
+                    rbuild_builder::PREDICATE_SPDX,
+                    rbuild_builder::PREDICATE_CYCLONEDX,
+                ][..],
+            )
+        };
+        let bytes = attached(&store, &args.image, platform.as_ref(), kind, types)?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).into_diagnostic()?;
+        let mut text = serde_json::to_string_pretty(&value).into_diagnostic()?;
+        text.push('\n');
+        crate::output::stdout()
+            .write_all(text.as_bytes())
+            .into_diagnostic()?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let image = find_image_for(&store, &args.image, platform.as_ref())?;
     let digest = if args.manifest {
         &image.manifest_digest
@@ -230,7 +261,37 @@ pub(super) fn find_image(store: &Store, text: &str) -> Result<Image> {
 }
 
 /// [`find_image`] for `platform` of a multi-platform image (this machine's when `None`).
-fn find_image_for(
+/// The statement of one of `types` attached to the image `text` (its `platform`'s image
+/// of an index); the error says when the image has none.
+pub(crate) fn attached(
+    store: &Store,
+    text: &str,
+    platform: Option<&rbuild_store::oci::Platform>,
+    kind: &str,
+    types: &[&str],
+) -> Result<Vec<u8>> {
+    let digest = find_digest(store, text)?;
+    let image = store
+        .image_by_digest_for(&digest, platform)
+        .into_diagnostic()?;
+    let statements = store
+        .attestations(&digest, &image.manifest_digest)
+        .into_diagnostic()?;
+    statements
+        .into_iter()
+        .find(|s| types.contains(&s.predicate_type.as_str()))
+        .map(|s| s.bytes)
+        .ok_or_else(|| {
+            let help = if kind == "SBOM" {
+                "build it with `--sbom`"
+            } else {
+                "build it with provenance on (the default; `--provenance=max` for more)"
+            };
+            miette::miette!(help = help, "image `{text}` has no {kind} attached")
+        })
+}
+
+pub(crate) fn find_image_for(
     store: &Store,
     text: &str,
     platform: Option<&rbuild_store::oci::Platform>,
@@ -243,7 +304,7 @@ fn find_image_for(
 
 /// What a name or an IMAGE ID (or its start) stands for: an image's manifest, or the
 /// index of a multi-platform image (whose IMAGE ID is the index's digest).
-fn find_digest(store: &Store, text: &str) -> Result<rbuild_store::Digest> {
+pub(crate) fn find_digest(store: &Store, text: &str) -> Result<rbuild_store::Digest> {
     let name = parse_name(text);
     if let Ok(name) = &name
         && let Some(record) = store.image_record(name).into_diagnostic()?
@@ -263,8 +324,12 @@ fn find_digest(store: &Store, text: &str) -> Result<rbuild_store::Digest> {
     // One image may have several names and manifests: the first name's is taken.
     let mut found: Vec<(rbuild_store::Digest, rbuild_store::Digest)> = Vec::new();
     for record in records {
-        let id = match store.index_children(&record.manifest) {
-            Some(_) => record.manifest.clone(),
+        let id = match store.index_images(&record.manifest) {
+            Some(children) if children.len() != 1 => record.manifest.clone(),
+            Some(children) => match store.image_by_manifest(&children[0]) {
+                Ok(image) => image.config_digest,
+                Err(_) => continue,
+            },
             None => match store.image_by_manifest(&record.manifest) {
                 Ok(image) => image.config_digest,
                 Err(_) => continue,

@@ -12,6 +12,7 @@ pub mod registry;
 pub mod run;
 mod ssh;
 pub mod store;
+pub mod verify;
 
 use std::process::ExitCode;
 
@@ -39,6 +40,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         (Some(Command::Tag(args)), _) => images::tag(args),
         (Some(Command::Rmi(args)), _) => images::rmi(args),
         (Some(Command::History(args)), _) => images::history(args),
+        (Some(Command::VerifyBuild(args)), _) => verify::verify_build(args),
         (Some(Command::Du(args)), _) => store::du(args),
         (Some(Command::Prune(args)), _) => store::prune(args),
         (Some(Command::Store(args)), _) => store::store(args),

@@ -77,6 +77,20 @@ impl Store {
         Some(index.manifests.into_iter().map(|m| m.digest).collect())
     }
 
+    /// The platforms' images of the index `digest` (not its attestations), or `None` when
+    /// it is not an index.
+    pub fn index_images(&self, digest: &Digest) -> Option<Vec<Digest>> {
+        let index = self.read_index(digest)?;
+        Some(
+            index
+                .manifests
+                .into_iter()
+                .filter(|m| !crate::attestations::is_attestation(m))
+                .map(|m| m.digest)
+                .collect(),
+        )
+    }
+
     /// The index `digest`, or `None` when it is not one.
     pub fn read_index(&self, digest: &Digest) -> Option<oci::Index> {
         let value: serde_json::Value = self.read_json("manifest", digest).ok()?;
@@ -84,13 +98,14 @@ impl Store {
         serde_json::from_value(value).ok()
     }
 
-    /// The platforms of the image `digest` names: each manifest's of an index, else the
-    /// config's.
+    /// The platforms of the image `digest` names: each manifest's of an index (not its
+    /// attestations), else the config's.
     pub fn platforms(&self, digest: &Digest) -> Result<Vec<oci::Platform>> {
         if let Some(index) = self.read_index(digest) {
             return Ok(index
                 .manifests
                 .into_iter()
+                .filter(|m| !crate::attestations::is_attestation(m))
                 .filter_map(|m| m.platform)
                 .collect());
         }
@@ -101,7 +116,18 @@ impl Store {
     /// Writes an image index over `manifests` (each descriptor with its platform);
     /// returns its descriptor.
     pub fn write_index(&self, manifests: Vec<Descriptor>) -> Result<Descriptor> {
-        let bytes = oci::canonical_json(&oci::Index::new(manifests));
+        self.write_annotated_index(manifests, std::collections::BTreeMap::new())
+    }
+
+    /// [`Store::write_index`] with the index's `annotations`.
+    pub fn write_annotated_index(
+        &self,
+        manifests: Vec<Descriptor>,
+        annotations: std::collections::BTreeMap<String, String>,
+    ) -> Result<Descriptor> {
+        let mut index = oci::Index::new(manifests);
+        index.annotations = annotations;
+        let bytes = oci::canonical_json(&index);
         let digest = self.write_blob(&bytes)?;
         Ok(Descriptor::new(
             oci::MEDIA_TYPE_INDEX,
@@ -190,6 +216,16 @@ impl Store {
         config: &ImageConfiguration,
         layers: Vec<Descriptor>,
     ) -> Result<Descriptor> {
+        self.write_annotated_image(config, layers, std::collections::BTreeMap::new())
+    }
+
+    /// [`Store::write_image`] with the manifest's `annotations`.
+    pub fn write_annotated_image(
+        &self,
+        config: &ImageConfiguration,
+        layers: Vec<Descriptor>,
+        annotations: std::collections::BTreeMap<String, String>,
+    ) -> Result<Descriptor> {
         let config_bytes = oci::canonical_json(config);
         let config_digest = self.write_blob(&config_bytes)?;
         let manifest = Manifest::new(
@@ -200,6 +236,10 @@ impl Store {
             ),
             layers,
         );
+        let manifest = Manifest {
+            annotations,
+            ..manifest
+        };
         let manifest_bytes = oci::canonical_json(&manifest);
         let manifest_digest = self.write_blob(&manifest_bytes)?;
         Ok(Descriptor::new(
@@ -294,12 +334,21 @@ impl Store {
             return Ok(image);
         }
         let index: oci::Index = self.read_json("image index", digest)?;
+        let images: Vec<&Descriptor> = index
+            .manifests
+            .iter()
+            .filter(|m| !crate::attestations::is_attestation(m))
+            .collect();
+        // One platform's image with its attestations: that image, as a single-platform
+        // image is whatever its platform (checked when one is asked for).
+        if let ([only], None) = (images.as_slice(), platform) {
+            return self.image_by_manifest(&only.digest);
+        }
         let want = platform
             .cloned()
             .unwrap_or_else(crate::registry::host_platform);
         let chosen = crate::registry::choose_platform(&index, &want).ok_or_else(|| {
-            let has: Vec<String> = index
-                .manifests
+            let has: Vec<String> = images
                 .iter()
                 .filter_map(|m| m.platform.as_ref().map(crate::registry::platform_string))
                 .collect();

@@ -19,6 +19,7 @@
 //! [`registry`] moves images and build caches to and from registries.
 
 mod archive;
+pub mod attestations;
 mod blobs;
 mod built;
 mod cache;

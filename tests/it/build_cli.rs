@@ -582,12 +582,20 @@ fn buildx_habits_that_change_nothing_are_accepted() {
             "base image `busybox:latest` is for linux/amd64, and the build needs linux/s390x",
         ),
         (
-            vec!["--provenance=mode=max"],
-            "`--provenance=mode=max`: rbuild does not make attestations yet",
+            vec!["--provenance=mode=huge"],
+            "--provenance: `mode=huge` is not a provenance setting rbuild knows",
         ),
         (
-            vec!["--sbom"],
-            "`--sbom=true`: rbuild does not make attestations yet",
+            vec!["--sbom=generator=docker/buildkit-syft-scanner"],
+            "--sbom: rbuild makes SBOMs with its own scanner, not a scanner image",
+        ),
+        (
+            vec!["--attest", "type=vex"],
+            "--attest `type=vex`: the types are `provenance` and `sbom`",
+        ),
+        (
+            vec!["--annotation", "index:k=v", "--provenance=false"],
+            "`index:` and `manifest-descriptor:` annotations need an image index",
         ),
         (
             vec!["-o", "type=image,name=other"],

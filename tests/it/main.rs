@@ -33,3 +33,4 @@ mod sandbox;
 mod snapshotter;
 mod ssh;
 mod store;
+mod supply_chain;

@@ -36,6 +36,12 @@ pub struct TestEnv {
     pub dir: tempfile::TempDir,
 }
 
+/// Set for every test's rbuild: images are plain manifests unless a test asks for
+/// attestations, so that tests about the store, archives and registries read one image.
+/// `supply_chain` (and the rootless tests, whose environment is cleared) build with the
+/// default provenance.
+pub const NO_DEFAULT_ATTESTATIONS: &str = "BUILDX_NO_DEFAULT_ATTESTATIONS";
+
 impl TestEnv {
     pub fn new() -> TestEnv {
         TestEnv {
@@ -86,7 +92,8 @@ impl TestEnv {
             Command::new(rbuild)
         };
         cmd.env("RBUILD_ROOT", self.root())
-            .env_remove("SOURCE_DATE_EPOCH");
+            .env_remove("SOURCE_DATE_EPOCH")
+            .env(NO_DEFAULT_ATTESTATIONS, "1");
         cmd.stdin(Stdio::null());
         cmd
     }
@@ -96,7 +103,8 @@ impl TestEnv {
     pub fn host_command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbuild"));
         cmd.env("RBUILD_ROOT", self.root())
-            .env_remove("SOURCE_DATE_EPOCH");
+            .env_remove("SOURCE_DATE_EPOCH")
+            .env(NO_DEFAULT_ATTESTATIONS, "1");
         cmd.stdin(Stdio::null());
         cmd
     }

@@ -155,12 +155,26 @@ pub struct BuildArgs {
     /// architecture run under QEMU emulation (binfmt_misc)
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Vec<String>,
-    /// Accepted as `false` only: rbuild makes no provenance attestation yet
-    #[arg(long, value_name = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    /// Attach SLSA v1 provenance to each image: `min` (the default: every input by
+    /// digest, build arguments by name), `max` (also their values, the Dockerfile, the
+    /// times), or `false`. `mode=max` is read too, as buildx writes it.
+    /// BUILDX_NO_DEFAULT_ATTESTATIONS=1 turns the default off
+    #[arg(long, value_name = "min|max|false", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub provenance: Option<String>,
-    /// Accepted as `false` only: rbuild makes no SBOM attestation yet
-    #[arg(long, value_name = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    /// Attach an SBOM of each image (the packages its layers install): `true` (SPDX 2.3),
+    /// `format=cyclonedx`, or `false`
+    #[arg(long, value_name = "true|format=cyclonedx|false", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub sbom: Option<String>,
+    /// An attestation as buildx writes it: `type=provenance[,mode=max]`,
+    /// `type=sbom[,format=cyclonedx]`, `type=…,disabled=true`; may be repeated
+    #[arg(long = "attest", value_name = "type=…")]
+    pub attest: Vec<String>,
+    /// An OCI annotation (`KEY=VALUE`, or `index:`, `manifest:`, `manifest-descriptor:`
+    /// before the key, with `[os/arch]` for one platform's image: `manifest[linux/arm64]:KEY=VALUE`);
+    /// may be repeated. rbuild sets `org.opencontainers.image.created`, `base.name`,
+    /// `base.digest`, and from a git context `source` and `revision`
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
     /// Add a line to /etc/hosts of every RUN step (`NAME:IP` or `NAME=IP`); may be repeated
     #[arg(long = "add-host", value_name = "NAME:IP")]
     pub add_host: Vec<String>,

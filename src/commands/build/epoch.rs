@@ -2,7 +2,8 @@
 //! `--build-arg SOURCE_DATE_EPOCH=…`, the environment variable (which `docker buildx`
 //! passes as that build argument), and the Dockerfile's global `ARG SOURCE_DATE_EPOCH=…`.
 //! The value is seconds since 1970, or `context`: the context's own time, a git context's
-//! commit time (a local directory has none: no epoch).
+//! commit time (a local directory has none: no epoch). With none given, a git context's
+//! build takes its commit time.
 
 use std::collections::BTreeMap;
 
@@ -41,7 +42,9 @@ pub(crate) fn resolve(
             }),
     };
     let Some((from, value, span)) = given.filter(|(_, value, _)| !value.is_empty()) else {
-        return Ok(None);
+        // None given: a git context's commit time, so that a build of a commit is the
+        // same image whoever builds it (and `verify-build` can repeat it).
+        return Ok(context_time);
     };
     if value == "context" {
         // The build argument says what the build used: the number, or nothing.

@@ -130,18 +130,6 @@ pub fn platforms(flag: &[String]) -> Result<Vec<rbuild_frontend::Platform>> {
     Ok(platforms)
 }
 
-/// `--provenance`/`--sbom`: rbuild makes no attestations (yet), so `false` (what CI
-/// scripts pass to keep images plain) is what it does anyway; asking for one is refused.
-pub fn check_attestations(flag: &str, value: Option<&str>) -> Result<()> {
-    match value.map(str::to_ascii_lowercase).as_deref() {
-        None | Some("false") | Some("0") | Some("disabled") => Ok(()),
-        Some(other) => Err(miette::miette!(
-            help = format!("leave out `{flag}`, or give `{flag}=false`"),
-            "`{flag}={other}`: rbuild does not make attestations yet"
-        )),
-    }
-}
-
 /// The progress to show: `-q` means quiet (and refuses another explicit mode, as buildx
 /// does); otherwise `BUILDKIT_PROGRESS` replaces `auto`, as it does for docker build.
 pub fn progress(progress: ProgressArg, quiet: bool) -> Result<ProgressArg> {

@@ -104,6 +104,7 @@ pub fn open(
         .unwrap_or(&path)
         .to_string_lossy()
         .into_owned();
+    let (remote, subdir) = (source.remote.clone(), source.subdir.clone());
     let dockerfile_path = PathBuf::from(format!(
         "{}@{}:{name}",
         source.remote,
@@ -111,6 +112,12 @@ pub fn open(
     ));
     let mut source = Source::fetched(dockerfile_path, dockerfile, fetched.root, ignore, scratch);
     source.context_time = Some(fetched.time);
+    let origin = rbuild_builder::GitOrigin {
+        remote: remote.clone(),
+        commit: fetched.commit.clone(),
+        subdir,
+    };
+    source.git = Some((origin, name));
     Ok(source)
 }
 

@@ -8,7 +8,7 @@ use miette::Result;
 use rbuild_builder::{BuildOptions, CacheTarget, SecretSource, SshSource};
 use rbuild_store::ImageName;
 
-use super::{BuildArgs, debug, epoch, flags, git_context, stdin};
+use super::{BuildArgs, attest, debug, epoch, flags, git_context, stdin};
 use crate::commands::outputs::{Output, parse_cache, parse_outputs};
 use crate::commands::{key_value, network, parse_name};
 
@@ -34,8 +34,6 @@ pub(super) fn plan(args: &mut BuildArgs) -> Result<Plan> {
     }
     args.progress = flags::progress(args.progress, args.quiet)?;
     let platforms = flags::platforms(&args.platform)?;
-    flags::check_attestations("--provenance", args.provenance.as_deref())?;
-    flags::check_attestations("--sbom", args.sbom.as_deref())?;
     let tags = args
         .tags
         .iter()
@@ -115,7 +113,10 @@ pub(super) fn plan(args: &mut BuildArgs) -> Result<Plan> {
         allow_insecure: args
             .allow
             .contains(&flags::EntitlementArg::SecurityInsecure),
+        attest: attest::options(args, &source)?,
+        annotations: attest::annotations(&args.annotations)?,
     };
+    attest::check_index_annotations(&opts)?;
     let caches = |flag, texts: &[String]| {
         texts
             .iter()

@@ -29,6 +29,8 @@ pub struct Source {
     /// The context's own time, for `SOURCE_DATE_EPOCH=context`: a git context's commit
     /// time; `None` for a local directory (which has none that is reproducible).
     pub context_time: Option<i64>,
+    /// A git context: where it came from, and the Dockerfile's path in it.
+    pub git: Option<(rbuild_builder::GitOrigin, String)>,
     /// Holds what came on stdin (or was fetched) until the build is over.
     _scratch: Option<tempfile::TempDir>,
 }
@@ -66,6 +68,7 @@ impl Source {
                 ignore,
                 empty_context: false,
                 context_time: None,
+                git: None,
                 _scratch: None,
             });
         }
@@ -77,6 +80,7 @@ impl Source {
             context: context.to_owned(),
             empty_context: false,
             context_time: None,
+            git: None,
             _scratch: None,
         })
     }
@@ -96,6 +100,7 @@ impl Source {
             ignore,
             empty_context: false,
             context_time: None,
+            git: None,
             _scratch: Some(scratch),
         }
     }
@@ -161,6 +166,7 @@ impl Source {
                     context,
                     empty_context: false,
                     context_time: None,
+                    git: None,
                     _scratch: Some(scratch),
                 })
             }
@@ -187,6 +193,7 @@ impl Source {
                     ignore: None,
                     empty_context: true,
                     context_time: None,
+                    git: None,
                     _scratch: Some(scratch),
                 })
             }

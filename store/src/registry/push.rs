@@ -162,13 +162,35 @@ impl Registry {
     ) -> Result<Pushed> {
         let by_digest = target.without_tag();
         let mut manifests = Vec::with_capacity(index.manifests.len());
-        for child in &index.manifests {
+        // The platforms' images first: their digests in the registry (layers compressed)
+        // are what the attestations must then name.
+        let mut renamed = std::collections::HashMap::new();
+        let (attestations, images): (Vec<&Descriptor>, Vec<&Descriptor>) = index
+            .manifests
+            .iter()
+            .partition(|child| crate::attestations::is_attestation(child));
+        for child in images {
             let pushed = Box::pin(self.push(store, &child.digest, &by_digest, opts)).await?;
+            renamed.insert(child.digest.clone(), pushed.digest.clone());
             manifests.push(Descriptor {
                 media_type: oci::MEDIA_TYPE_MANIFEST.to_owned(),
                 digest: pushed.digest,
                 size: pushed.size,
                 ..child.clone()
+            });
+        }
+        for child in attestations {
+            let (kept, child_owned, names) = (store.clone(), child.clone(), renamed.clone());
+            let child = tokio::task::spawn_blocking(move || {
+                kept.rename_attestation_subject(&child_owned, &names)
+            })
+            .await??;
+            let pushed = Box::pin(self.push(store, &child.digest, &by_digest, opts)).await?;
+            manifests.push(Descriptor {
+                media_type: oci::MEDIA_TYPE_MANIFEST.to_owned(),
+                digest: pushed.digest,
+                size: pushed.size,
+                ..child
             });
         }
         let mut pushed = oci::Index::new(manifests);

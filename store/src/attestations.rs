@@ -1,0 +1,182 @@
+//! Attestations attached to images as BuildKit attaches them: an attestation manifest per
+//! platform image in the image's index, marked `unknown/unknown` (so that no runtime picks
+//! it) and pointing at its image with `vnd.docker.reference.digest`; each layer an in-toto
+//! statement (`application/vnd.in-toto+json`) whose predicate type is annotated.
+
+use std::io::Read;
+
+use crate::error::{Error, Result};
+use crate::oci::{self, Descriptor, ImageConfiguration, Manifest, Platform, RootFs};
+use crate::{Digest, Store};
+
+pub const MEDIA_TYPE_IN_TOTO: &str = "application/vnd.in-toto+json";
+/// On an index entry: what the entry is (`attestation-manifest`).
+pub const ANNOTATION_REFERENCE_TYPE: &str = "vnd.docker.reference.type";
+/// On an index entry: the manifest the attestation is about.
+pub const ANNOTATION_REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
+pub const REFERENCE_TYPE_ATTESTATION: &str = "attestation-manifest";
+/// On an attestation layer: the statement's predicate type.
+pub const ANNOTATION_PREDICATE_TYPE: &str = "in-toto.io/predicate-type";
+
+/// One in-toto statement: its predicate type and its JSON bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    pub predicate_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Whether an index entry is an attestation manifest rather than a platform's image.
+pub fn is_attestation(descriptor: &Descriptor) -> bool {
+    descriptor
+        .annotations
+        .get(ANNOTATION_REFERENCE_TYPE)
+        .is_some_and(|kind| kind == REFERENCE_TYPE_ATTESTATION)
+}
+
+impl Store {
+    /// Writes an attestation manifest about the image `subject` holding `statements`;
+    /// returns its descriptor as the image's index lists it.
+    pub fn write_attestations(
+        &self,
+        subject: &Descriptor,
+        statements: &[Statement],
+    ) -> Result<Descriptor> {
+        let mut layers = Vec::new();
+        let mut diff_ids = Vec::new();
+        for statement in statements {
+            let digest = self.write_blob(&statement.bytes)?;
+            let mut layer = Descriptor::new(
+                MEDIA_TYPE_IN_TOTO,
+                digest.clone(),
+                statement.bytes.len() as u64,
+            );
+            layer.annotations.insert(
+                ANNOTATION_PREDICATE_TYPE.to_owned(),
+                statement.predicate_type.clone(),
+            );
+            layers.push(layer);
+            diff_ids.push(digest);
+        }
+        // As BuildKit's: a config no runtime would run, listing the statements.
+        let config = ImageConfiguration {
+            created: None,
+            author: None,
+            architecture: "unknown".to_owned(),
+            os: "unknown".to_owned(),
+            variant: None,
+            config: serde_json::json!({}),
+            rootfs: RootFs::layers(diff_ids),
+            history: Vec::new(),
+        };
+        let mut descriptor = self.write_image(&config, layers)?;
+        descriptor.platform = Some(Platform {
+            architecture: "unknown".to_owned(),
+            os: "unknown".to_owned(),
+            variant: None,
+        });
+        descriptor.annotations.insert(
+            ANNOTATION_REFERENCE_TYPE.to_owned(),
+            REFERENCE_TYPE_ATTESTATION.to_owned(),
+        );
+        descriptor.annotations.insert(
+            ANNOTATION_REFERENCE_DIGEST.to_owned(),
+            subject.digest.to_string(),
+        );
+        Ok(descriptor)
+    }
+
+    /// The statements attached to the image `manifest` in the index `index`; empty when
+    /// it has none. Each statement is read and verified against its digest.
+    pub fn attestations(&self, index: &Digest, manifest: &Digest) -> Result<Vec<Statement>> {
+        let Some(index) = self.read_index(index) else {
+            return Ok(Vec::new());
+        };
+        let mut statements = Vec::new();
+        for entry in index.manifests.iter().filter(|m| is_attestation(m)) {
+            if entry.annotations.get(ANNOTATION_REFERENCE_DIGEST) != Some(&manifest.to_string()) {
+                continue;
+            }
+            let attestation: Manifest = self.read_json("attestation manifest", &entry.digest)?;
+            for layer in attestation.layers {
+                let bytes = self.read_blob(&layer.digest)?;
+                statements.push(Statement {
+                    predicate_type: layer
+                        .annotations
+                        .get(ANNOTATION_PREDICATE_TYPE)
+                        .cloned()
+                        .unwrap_or_default(),
+                    bytes,
+                });
+            }
+        }
+        Ok(statements)
+    }
+
+    /// The attestation manifest `entry` (an index entry) about an image that is `renamed`
+    /// elsewhere (pushed with its layers compressed, so under another digest): written
+    /// again with each statement's subject and the entry's reference naming the new
+    /// digest. An attestation about an image not renamed is returned as it is.
+    pub fn rename_attestation_subject(
+        &self,
+        entry: &Descriptor,
+        renamed: &std::collections::HashMap<Digest, Digest>,
+    ) -> Result<Descriptor> {
+        let Some(new) = entry
+            .annotations
+            .get(ANNOTATION_REFERENCE_DIGEST)
+            .and_then(|old| old.parse::<Digest>().ok())
+            .and_then(|old| renamed.get(&old).filter(|new| **new != old).cloned())
+        else {
+            return Ok(entry.clone());
+        };
+        let old = entry.annotations[ANNOTATION_REFERENCE_DIGEST].clone();
+        let old_hex = old.trim_start_matches("sha256:").to_owned();
+        let attestation: Manifest = self.read_json("attestation manifest", &entry.digest)?;
+        let mut statements = Vec::new();
+        for layer in &attestation.layers {
+            let mut statement: serde_json::Value = self.read_json("attestation", &layer.digest)?;
+            if let Some(subjects) = statement["subject"].as_array_mut() {
+                for subject in subjects {
+                    if subject["digest"]["sha256"] == old_hex.as_str() {
+                        subject["digest"]["sha256"] = new.hex().into();
+                    }
+                }
+            }
+            statements.push(Statement {
+                predicate_type: layer
+                    .annotations
+                    .get(ANNOTATION_PREDICATE_TYPE)
+                    .cloned()
+                    .unwrap_or_default(),
+                bytes: oci::canonical_json(&statement),
+            });
+        }
+        let subject = Descriptor::new(oci::MEDIA_TYPE_MANIFEST, new, 0);
+        let mut written = self.write_attestations(&subject, &statements)?;
+        // Whatever else the entry said (a `manifest-descriptor:` annotation) stays.
+        for (key, value) in &entry.annotations {
+            written
+                .annotations
+                .entry(key.clone())
+                .or_insert_with(|| value.clone());
+        }
+        Ok(written)
+    }
+
+    /// A layer's tar stream, decompressed and checked against its digest as it is read:
+    /// for reading an image's files without unpacking it.
+    pub fn layer_tar(&self, layer: &Descriptor) -> Result<Box<dyn Read>> {
+        if !oci::is_layer_media_type(&layer.media_type) {
+            return Err(Error::InvalidLayer {
+                digest: layer.digest.clone(),
+                reason: format!("unsupported media type `{}`", layer.media_type),
+            });
+        }
+        let content = self.open_content(&layer.digest, Some(layer.size))?;
+        let (_, tar) = crate::layer::decompress(content).map_err(|err| Error::InvalidLayer {
+            digest: layer.digest.clone(),
+            reason: err.to_string(),
+        })?;
+        Ok(tar)
+    }
+}

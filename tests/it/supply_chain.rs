@@ -1,0 +1,373 @@
+//! Supply chain: SLSA provenance and SBOMs attached to images (as BuildKit attaches them),
+//! pushed with the image and read back by skopeo; OCI annotations; `verify-build`.
+
+use std::path::Path;
+
+use crate::registry_support::{TestRegistry, busybox_env, rbuild, skopeo};
+use crate::support::{TestEnv, assert_failure, assert_success, flat, stderr, stdout};
+
+const DPKG_STATUS: &str = "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\n\
+Source: glibc\nVersion: 2.36-9+deb12u4\n\nPackage: tzdata\nStatus: install ok installed\n\
+Architecture: all\nVersion: 2024a-0+deb12u1\n\nPackage: removed\nStatus: deinstall ok \
+config-files\nArchitecture: amd64\nVersion: 1.0\n";
+
+/// rbuild with its defaults: provenance on.
+fn defaults(mut command: std::process::Command) -> std::process::Command {
+    command.env_remove(crate::support::NO_DEFAULT_ATTESTATIONS);
+    command
+}
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    assert_success(out);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|err| panic!("{err}: {}", stdout(out)))
+}
+
+fn skopeo_json(args: &[&str]) -> serde_json::Value {
+    serde_json::from_slice(&skopeo(args).stdout).unwrap()
+}
+
+#[test]
+fn provenance_and_sbom_are_attached_pushed_and_read_back() {
+    require_privileges!();
+    crate::support::require_tool("skopeo");
+    let registry = TestRegistry::start();
+    let env = busybox_env();
+    let ctx = env.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nARG NOTE\nRUN echo $NOTE > /note\nCOPY status /var/lib/dpkg/status\n\
+                 COPY METADATA /usr/lib/python3/dist-packages/requests-2.31.0.dist-info/METADATA\n",
+            ),
+            ("status", DPKG_STATUS),
+            (
+                "METADATA",
+                "Metadata-Version: 2.1\nName: requests\nVersion: 2.31.0\nLicense: Apache-2.0\n",
+            ),
+        ],
+    );
+    let target = registry.reference("supply/app:1");
+    let out = defaults(crate::registry_support::command(&env))
+        .args([
+            "build",
+            "-q",
+            "--sbom",
+            "--provenance=max",
+            "--build-arg",
+            "NOTE=hello",
+            "--annotation",
+            "org.example.team=core",
+            "--annotation",
+            "index:org.example.scope=all",
+            "-t",
+            &target,
+            "--push",
+            ctx.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_success(&out);
+
+    // What rbuild says the image is made from.
+    let statement = json(&rbuild(&env, &["inspect", "--provenance", &target]));
+    assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v1");
+    let definition = &statement["predicate"]["buildDefinition"];
+    let request = &definition["externalParameters"]["request"];
+    assert_eq!(request["args"]["build-arg:NOTE"], "hello");
+    assert_eq!(
+        definition["externalParameters"]["configSource"]["path"],
+        "Dockerfile"
+    );
+    assert!(
+        definition["internalParameters"]["dockerfile"]
+            .as_str()
+            .unwrap()
+            .contains("ARG NOTE")
+    );
+    let materials: Vec<&str> = definition["resolvedDependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["uri"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        materials,
+        [
+            "context",
+            "pkg:docker/busybox@latest?platform=linux%2Famd64"
+        ]
+    );
+    assert!(statement["predicate"]["runDetails"]["metadata"]["startedOn"].is_string());
+
+    let sbom = json(&rbuild(&env, &["inspect", "--sbom", &target]));
+    assert_eq!(sbom["predicateType"], "https://spdx.dev/Document");
+    let purls: Vec<&str> = sbom["predicate"]["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["externalRefs"][0]["referenceLocator"].as_str())
+        .collect();
+    assert_eq!(
+        purls,
+        [
+            "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&distro=debian&upstream=glibc",
+            "pkg:deb/debian/tzdata@2024a-0%2Bdeb12u1?arch=all&distro=debian",
+            "pkg:pypi/requests@2.31.0",
+        ]
+    );
+
+    // The registry's view: an index with the image and its attestation manifest.
+    let reference = format!("docker://{target}");
+    let index = skopeo_json(&["inspect", "--tls-verify=false", "--raw", &reference]);
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(index["annotations"]["org.example.scope"], "all");
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{index:#}");
+    assert_eq!(entries[0]["platform"]["architecture"], "amd64");
+    let image_digest = entries[0]["digest"].as_str().unwrap();
+    let attestation = &entries[1];
+    assert_eq!(attestation["platform"]["os"], "unknown");
+    let annotations = &attestation["annotations"];
+    assert_eq!(
+        annotations["vnd.docker.reference.type"],
+        "attestation-manifest"
+    );
+    assert_eq!(annotations["vnd.docker.reference.digest"], image_digest);
+
+    let repository = format!("docker://{}", registry.reference("supply/app"));
+    let manifest = skopeo_json(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("{repository}@{image_digest}"),
+    ]);
+    let annotations = &manifest["annotations"];
+    assert_eq!(annotations["org.example.team"], "core");
+    assert_eq!(
+        annotations["org.opencontainers.image.base.name"],
+        "busybox:latest"
+    );
+    assert!(
+        annotations["org.opencontainers.image.base.digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert!(annotations["org.opencontainers.image.created"].is_string());
+
+    // The statements in the registry name the image as the registry has it (its layers
+    // compressed, so another digest than in the store).
+    let layout = env.path("pulled");
+    skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &reference,
+        &format!("oci:{}", layout.display()),
+    ]);
+    let attestation_manifest: serde_json::Value =
+        read_blob(&layout, attestation["digest"].as_str().unwrap());
+    let layers = attestation_manifest["layers"].as_array().unwrap();
+    let types: Vec<&str> = layers
+        .iter()
+        .map(|l| {
+            l["annotations"]["in-toto.io/predicate-type"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "https://slsa.dev/provenance/v1",
+            "https://spdx.dev/Document"
+        ]
+    );
+    for layer in layers {
+        assert_eq!(layer["mediaType"], "application/vnd.in-toto+json");
+        let statement: serde_json::Value = read_blob(&layout, layer["digest"].as_str().unwrap());
+        let subject = format!(
+            "sha256:{}",
+            statement["subject"][0]["digest"]["sha256"]
+                .as_str()
+                .unwrap()
+        );
+        assert_eq!(subject, image_digest);
+    }
+}
+
+fn read_blob(layout: &Path, digest: &str) -> serde_json::Value {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let bytes = std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// The default provenance (`mode=min`) records inputs only: two builds of the same inputs
+/// are the same index, bit for bit; off, the image is a plain manifest.
+#[test]
+fn the_default_provenance_keeps_rebuilds_identical_and_can_be_turned_off() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nRUN echo hi > /hi\n")],
+    );
+    let build = |extra: &[&str]| {
+        let mut args = vec!["build", "-q", "-t", "app"];
+        args.extend(extra);
+        args.push(ctx.to_str().unwrap());
+        let out = defaults(env.command()).args(&args).output().unwrap();
+        assert_success(&out);
+        let raw = env.rbuild(&["inspect", "--manifest", "app"]);
+        (stdout(&out), json(&raw))
+    };
+    let (first, _) = build(&[]);
+    let provenance = json(&env.rbuild(&["inspect", "--provenance", "app"]));
+    let definition = &provenance["predicate"]["buildDefinition"];
+    assert!(definition["internalParameters"]["dockerfile"].is_null());
+    assert!(provenance["predicate"]["runDetails"]["metadata"]["startedOn"].is_null());
+    let (again, _) = build(&[]);
+    assert_eq!(first, again, "a rebuild from the cache is the same image");
+    let out = env.rbuild(&["inspect", "--sbom", "app"]);
+    assert_failure(&out);
+    assert!(
+        flat(&stderr(&out)).contains("image `app` has no SBOM attached"),
+        "{}",
+        stderr(&out)
+    );
+
+    build(&["--provenance=false"]);
+    let out = env.rbuild(&["inspect", "--provenance", "app"]);
+    assert_failure(&out);
+    assert!(flat(&stderr(&out)).contains("image `app` has no provenance attached"));
+    let out = env
+        .command()
+        .env(crate::support::NO_DEFAULT_ATTESTATIONS, "1")
+        .args(["build", "-q", "-t", "plain", ctx.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert_failure(&env.rbuild(&["inspect", "--provenance", "plain"]));
+}
+
+#[test]
+fn verify_build_reproduces_an_image_and_names_the_layer_that_differs() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let files = [
+        (
+            "Dockerfile",
+            "FROM busybox\nARG FLAVOUR\nRUN echo $FLAVOUR > /flavour\nCOPY app.txt /app.txt\n",
+        ),
+        ("app.txt", "the real thing\n"),
+    ];
+    let ctx = env.context("ctx", &files);
+    let ctx_arg = ctx.to_str().unwrap();
+    let build = |args: &[&str]| defaults(env.command()).args(args).output().unwrap();
+    let out = build(&[
+        "build",
+        "-q",
+        "-t",
+        "app",
+        "--build-arg",
+        "FLAVOUR=mint",
+        "--build-arg",
+        "SOURCE_DATE_EPOCH=1700000000",
+        ctx_arg,
+    ]);
+    assert_success(&out);
+
+    // mode=min names the build argument without its value.
+    let out = env.rbuild(&["verify-build", "app", ctx_arg]);
+    assert_failure(&out);
+    assert!(
+        flat(&stderr(&out)).contains("the build was given the build arguments `FLAVOUR`, and its provenance (mode=min) does not record their values"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.rbuild(&[
+        "verify-build",
+        "app",
+        ctx_arg,
+        "--build-arg",
+        "FLAVOUR=mint",
+    ]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).starts_with("reproduced: app (linux/amd64) is sha256:"),
+        "{}",
+        stdout(&out)
+    );
+
+    // An image whose COPY layer holds other content than the context it claims.
+    let forged = env.context("forged", &[files[0], ("app.txt", "something else\n")]);
+    let out = build(&[
+        "build",
+        "-q",
+        "-t",
+        "forged",
+        "--build-arg",
+        "FLAVOUR=mint",
+        "--build-arg",
+        "SOURCE_DATE_EPOCH=1700000000",
+        forged.to_str().unwrap(),
+    ]);
+    assert_success(&out);
+    let out = env.rbuild(&[
+        "verify-build",
+        "forged",
+        ctx_arg,
+        "--build-arg",
+        "FLAVOUR=mint",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("not reproduced: forged (linux/amd64) is sha256:"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "layer 3 (COPY app.txt /app.txt # buildkit) differs: /app.txt: the image has mode 644"
+        ),
+        "{text}"
+    );
+
+    // The Dockerfile must be the one recorded.
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\n").unwrap();
+    let out = env.rbuild(&[
+        "verify-build",
+        "app",
+        ctx_arg,
+        "--build-arg",
+        "FLAVOUR=mint",
+    ]);
+    assert_failure(&out);
+    assert!(
+        flat(&stderr(&out))
+            .contains("is not the Dockerfile the image was built from: its sha256 is")
+    );
+
+    // A base image that is gone is named.
+    std::fs::write(ctx.join("Dockerfile"), files[0].1).unwrap();
+    assert_success(&env.rbuild(&["rmi", "busybox"]));
+    assert_success(&env.rbuild(&["prune", "--all"]));
+    let out = env.rbuild(&[
+        "verify-build",
+        "app",
+        ctx_arg,
+        "--build-arg",
+        "FLAVOUR=mint",
+    ]);
+    assert_failure(&out);
+    assert!(
+        flat(&stderr(&out))
+            .contains("the base image busybox:latest the image was built from (sha256:"),
+        "{}",
+        stderr(&out)
+    );
+}
