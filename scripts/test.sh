@@ -5,7 +5,8 @@
 # openssh-client and openssh-server for the SSH agent forwarding tests, which log in to an
 # sshd of their own on 127.0.0.1; git for the git sources; qemu-user-static, whose aarch64
 # handler it registers with the kernel (with the F flag), and busybox-static for arm64 in
-# /var/cache/rbuild-tests, for the cross-platform tests).
+# /var/cache/rbuild-tests, for the cross-platform tests; debootstrap, for a Debian minbase
+# image in /var/cache/rbuild-tests that the SBOM test lists the packages of).
 # Needs root for the privileged tests (namespaces, overlayfs, cgroups); without root they
 # skip, unless RBUILD_PRIVILEGED_TESTS=1 makes a skip a failure.
 #
@@ -27,6 +28,7 @@ command -v ssh-agent >/dev/null || packages+=(openssh-client)
 [ -x /usr/sbin/sshd ] || packages+=(openssh-server)
 command -v git >/dev/null || packages+=(git)
 [ -x /usr/bin/qemu-aarch64-static ] || packages+=(qemu-user-static)
+[ -x /usr/sbin/debootstrap ] || packages+=(debootstrap)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${packages[*]} (run as root, or: sudo apt-get install ${packages[*]})" >&2
@@ -47,6 +49,19 @@ if [ "$(id -u)" -eq 0 ]; then
     (cd "$(dirname "$ARM64_BUSYBOX")" && rm -f busybox-static_*_arm64.deb \
       && apt-get download -qq busybox-static:arm64 \
       && mv busybox-static_*_arm64.deb "$ARM64_BUSYBOX")
+  fi
+  # The SBOM test's Debian image: a debootstrap minbase of this machine's release, without
+  # apt's downloaded packages and lists (80 MB nobody reads).
+  DEBIAN_MINBASE=/var/cache/rbuild-tests/debian-minbase.tar
+  if [ ! -f "$DEBIAN_MINBASE" ]; then
+    codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+    mkdir -p /var/cache/rbuild-tests
+    rootfs=$(mktemp -d /var/cache/rbuild-tests/debootstrap.XXXXXX)
+    debootstrap --variant=minbase "$codename" "$rootfs" http://deb.debian.org/debian >/dev/null
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+    tar -C "$rootfs" --numeric-owner -cf "$DEBIAN_MINBASE.part" .
+    mv "$DEBIAN_MINBASE.part" "$DEBIAN_MINBASE"
+    rm -rf "$rootfs"
   fi
   # QEMU's aarch64 handler, registered with the F flag (the kernel opens the emulator now,
   # so sandboxes without it in their root can use it), as systemd-binfmt would at boot.

@@ -371,3 +371,82 @@ fn verify_build_reproduces_an_image_and_names_the_layer_that_differs() {
         stderr(&out)
     );
 }
+
+/// Where `scripts/test.sh` puts a debootstrap minbase of this machine's Debian release.
+const DEBIAN_MINBASE: &str = "/var/cache/rbuild-tests/debian-minbase.tar";
+
+/// The SBOM of a real Debian image lists what dpkg says is installed, and a package a
+/// later layer removes is gone from it.
+#[test]
+fn the_sbom_of_a_debian_image_lists_its_dpkg_packages() {
+    require_privileges!();
+    let tar = Path::new(DEBIAN_MINBASE);
+    if !tar.exists() {
+        if std::env::var_os("RBUILD_PRIVILEGED_TESTS").is_some_and(|v| v == "1") {
+            panic!("RBUILD_PRIVILEGED_TESTS=1 but {DEBIAN_MINBASE} is missing (scripts/test.sh makes it with debootstrap)");
+        }
+        eprintln!("skipped: needs {DEBIAN_MINBASE} (scripts/test.sh makes it with debootstrap)");
+        return;
+    }
+    let env = TestEnv::new();
+    assert_success(&env.rbuild(&["import", DEBIAN_MINBASE, "debian:minbase"]));
+    // What dpkg itself says is installed in that root.
+    let dpkg_dir = env.path("dpkg");
+    std::fs::create_dir(&dpkg_dir).unwrap();
+    let extracted = std::process::Command::new("tar")
+        .args(["-xf", DEBIAN_MINBASE, "-C"])
+        .arg(&dpkg_dir)
+        .arg("./var/lib/dpkg")
+        .status()
+        .unwrap();
+    assert!(extracted.success());
+    let query = std::process::Command::new("dpkg-query")
+        .arg(format!("--admindir={}", dpkg_dir.join("var/lib/dpkg").display()))
+        .args(["-W", "-f", "${db:Status-Abbrev} ${Package}\n"])
+        .output()
+        .unwrap();
+    assert_success(&query);
+    let mut installed: Vec<String> = stdout(&query)
+        .lines()
+        .filter_map(|line| line.strip_prefix("ii  ").map(str::to_owned))
+        .collect();
+    installed.sort();
+    assert!(installed.len() > 50, "{installed:?}");
+    assert!(installed.contains(&"libsemanage-common".to_owned()));
+
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM debian:minbase\nRUN dpkg --remove --force-depends libsemanage-common\n",
+        )],
+    );
+    let out = defaults(env.command())
+        .args(["build", "-q", "--sbom", "-t", "deb", ctx.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let sbom = json(&env.rbuild(&["inspect", "--sbom", "deb"]));
+    let packages = sbom["predicate"]["packages"].as_array().unwrap();
+    let mut listed: Vec<String> = packages
+        .iter()
+        .filter(|p| {
+            p["externalRefs"][0]["referenceLocator"]
+                .as_str()
+                .is_some_and(|purl| purl.starts_with("pkg:deb/debian/"))
+        })
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    listed.sort();
+    installed.retain(|name| name != "libsemanage-common");
+    assert_eq!(listed, installed);
+    let base_files = packages.iter().find(|p| p["name"] == "base-files").unwrap();
+    let purl = base_files["externalRefs"][0]["referenceLocator"].as_str().unwrap();
+    assert!(purl.contains("?arch=amd64&distro=debian-"), "{purl}");
+    // Licenses from the packages' machine-readable copyright files, as SPDX.
+    let licensed = packages.iter().find(|p| p["name"] == "libzstd1").unwrap();
+    assert!(
+        licensed["licenseDeclared"].as_str().unwrap().contains("BSD-3-Clause"),
+        "{licensed:#}"
+    );
+}
