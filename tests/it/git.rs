@@ -457,3 +457,62 @@ fn a_repository_is_a_build_context() {
         stderr(&unknown)
     );
 }
+
+/// A build of a git context is dated by its commit (no SOURCE_DATE_EPOCH needed), names
+/// the repository and commit in its annotations and provenance, and `verify-build`
+/// repeats it from the commit alone.
+#[test]
+fn a_git_context_build_is_dated_by_its_commit_and_verified_from_it_alone() {
+    require_privileges!();
+    require_tool("git");
+    let env = TestEnv::with_busybox();
+    let (base, work) = repository(&env);
+    fs::create_dir_all(work.join("app")).unwrap();
+    fs::write(
+        work.join("app/Build.Dockerfile"),
+        "FROM busybox\nCOPY hello.txt /hello.txt\nRUN cp /hello.txt /copy.txt\n",
+    )
+    .unwrap();
+    fs::write(work.join("app/hello.txt"), "hello from git\n").unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "app"]);
+    let commit = git(&work, &["rev-parse", "HEAD"]);
+    git(&work, &["push", "-q", base.join("repo.git").to_str().unwrap(), "main"]);
+    let daemon = Daemon::start(&base);
+    let context = format!("{}#main:app", daemon.url());
+    let out = env
+        .host_command()
+        .env_remove(crate::support::NO_DEFAULT_ATTESTATIONS)
+        .args(["build", "-q", "-f", "Build.Dockerfile", "-t", "fromgit", &context])
+        .output()
+        .unwrap();
+    assert_success(&out);
+
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&env.rbuild(&["inspect", "--manifest", "fromgit"]).stdout).unwrap();
+    let annotations = &manifest["annotations"];
+    assert_eq!(annotations["org.opencontainers.image.source"], daemon.url());
+    assert_eq!(annotations["org.opencontainers.image.revision"], commit.as_str());
+    let created = annotations["org.opencontainers.image.created"].as_str().unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&env.rbuild(&["inspect", "fromgit"]).stdout).unwrap();
+    assert_eq!(config["created"], created);
+    let epoch = std::process::Command::new("date")
+        .args(["-u", "-d", created, "+%s"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&epoch).trim(), COMMIT_TIME);
+
+    let out = env.rbuild(&["inspect", "--provenance", "fromgit"]);
+    assert_success(&out);
+    let provenance: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let definition = &provenance["predicate"]["buildDefinition"];
+    let source = &definition["externalParameters"]["configSource"];
+    assert_eq!(source["uri"], format!("{}@{commit}", daemon.url()));
+    assert_eq!(source["path"], "Build.Dockerfile");
+    assert_eq!(definition["internalParameters"]["sourceDateEpoch"].to_string(), COMMIT_TIME);
+
+    let out = env.host_command().args(["verify-build", "fromgit"]).output().unwrap();
+    assert_success(&out);
+    assert!(stdout(&out).starts_with("reproduced: fromgit (linux/amd64)"), "{}", stdout(&out));
+}
