@@ -243,6 +243,7 @@ pub async fn pull(args: PullArgs) -> Result<ExitCode> {
             &PullOptions {
                 platform,
                 unpack: true,
+                attestations: !all,
                 ..Default::default()
             },
         )
@@ -252,6 +253,18 @@ pub async fn pull(args: PullArgs) -> Result<ExitCode> {
     let name = rbuild_store::Reference::image_name(&args.reference);
     let image = pulled.image.clone();
     let mut manifest = pulled.manifest.clone();
+    // The image with its attestations: an index of the two, named instead of the image.
+    if let (Some(entry), false) = (&pulled.entry, pulled.attestations.is_empty()) {
+        let manifests: Vec<_> = std::iter::once(entry.clone())
+            .chain(pulled.attestations.iter().cloned())
+            .collect();
+        let writer = store.clone();
+        manifest = tokio::task::spawn_blocking(move || writer.write_index(manifests))
+            .await
+            .into_diagnostic()?
+            .into_diagnostic()?
+            .digest;
+    }
     if all && let Some(index) = &pulled.index {
         manifest = pull_every_platform(&registry, &store, &reference, index, &manifest, args.quiet)
             .await?;

@@ -17,7 +17,8 @@ use super::{key_value, open_store};
 
 #[derive(Debug, Args)]
 pub struct VerifyBuildArgs {
-    /// The image: a name, or an IMAGE ID from `rbuild images`
+    /// The image: a name or an IMAGE ID from `rbuild images`, or a registry's image
+    /// (`registry/repository:tag`, pulled with its attestations when the store lacks it)
     pub image: String,
     /// The context it was built from (default: the git repository and commit its
     /// provenance names; a local directory must be given)
@@ -41,7 +42,15 @@ pub fn verify_build(args: VerifyBuildArgs) -> Result<ExitCode> {
         .as_deref()
         .map(super::parse_platform)
         .transpose()?;
-    let digest = find_digest(&store, &args.image)?;
+    let digest = match find_digest(&store, &args.image) {
+        Ok(digest) => digest,
+        // A registry's image: pulled with its attestations, then verified.
+        Err(_) if names_a_registry(&args.image) => {
+            pull(&args.image)?;
+            find_digest(&store, &args.image)?
+        }
+        Err(err) => return Err(err),
+    };
     let image = store
         .image_by_digest_for(&digest, platform.as_ref())
         .into_diagnostic()?;
@@ -129,6 +138,27 @@ pub fn verify_build(args: VerifyBuildArgs) -> Result<ExitCode> {
 }
 
 const REBUILT: &str = "rbuild-verify/rebuilt:latest";
+
+/// Whether `text` names a registry (`host.name/…`, `host:port/…`, `localhost/…`).
+fn names_a_registry(text: &str) -> bool {
+    text.split_once('/').is_some_and(|(host, _)| {
+        host.contains('.') || host.contains(':') || host == "localhost"
+    })
+}
+
+/// `rbuild pull IMAGE`, which keeps the image's attestations.
+fn pull(image: &str) -> Result<()> {
+    let exe = std::env::current_exe().into_diagnostic()?;
+    let status = std::process::Command::new(exe)
+        .args(["pull", "-q", image])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .into_diagnostic()?;
+    if !status.success() {
+        return Err(miette::miette!("cannot pull {image} to verify it"));
+    }
+    Ok(())
+}
 
 /// The rebuild's command line, from the provenance and the flags.
 struct Plan {

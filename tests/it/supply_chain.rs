@@ -56,6 +56,8 @@ fn provenance_and_sbom_are_attached_pushed_and_read_back() {
             "--provenance=max",
             "--build-arg",
             "NOTE=hello",
+            "--build-arg",
+            "SOURCE_DATE_EPOCH=1700000000",
             "--annotation",
             "org.example.team=core",
             "--annotation",

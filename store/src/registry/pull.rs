@@ -33,6 +33,9 @@ pub struct PullOptions {
     /// to the store (its `Pulled::image` is only in memory), for what needs only the
     /// config (`rbuild build --print graph`).
     pub config_only: bool,
+    /// Also fetch the attestation manifests (provenance, SBOMs) an index has for the
+    /// chosen image: they come back in [`Pulled::attestations`].
+    pub attestations: bool,
 }
 
 /// An image pulled into the store (its layers not yet unpacked).
@@ -43,6 +46,11 @@ pub struct Pulled {
     /// The index it was chosen from, when the reference named one.
     pub index: Option<Digest>,
     pub image: crate::Image,
+    /// The image's entry in that index (with its platform).
+    pub entry: Option<Descriptor>,
+    /// The index's attestation manifests about the image, in the store with their
+    /// statements (with [`PullOptions::attestations`]).
+    pub attestations: Vec<Descriptor>,
 }
 
 /// A manifest or index as the registry sent it.
@@ -113,6 +121,8 @@ impl Registry {
         let top = self
             .fetch_manifest(repo, &reference.manifest_reference(), reference.digest())
             .await?;
+        let mut entry = None;
+        let mut attestation_entries: Vec<Descriptor> = Vec::new();
         self.event(TransferEvent::Resolved {
             reference: reference.to_string(),
             digest: top.digest.to_string(),
@@ -140,6 +150,21 @@ impl Registry {
                     url: repo.url(&format!("manifests/{}", chosen.digest)),
                     reason: "an index inside an index is not supported".to_owned(),
                 });
+            }
+            entry = Some(chosen.clone());
+            if opts.attestations {
+                let about = chosen.digest.to_string();
+                attestation_entries = index
+                    .manifests
+                    .iter()
+                    .filter(|m| {
+                        crate::attestations::is_attestation(m)
+                            && m.annotations
+                                .get(crate::attestations::ANNOTATION_REFERENCE_DIGEST)
+                                == Some(&about)
+                    })
+                    .cloned()
+                    .collect();
             }
             (manifest, Some(top))
         } else {
@@ -179,6 +204,8 @@ impl Registry {
         }
         if opts.config_only {
             return Ok(Pulled {
+                entry,
+                attestations: Vec::new(),
                 manifest: manifest.digest.clone(),
                 index: index.map(|i| i.digest),
                 image: crate::Image {
@@ -217,11 +244,33 @@ impl Registry {
             tokio::task::spawn_blocking(move || store.image_by_manifest(&written)).await??
         };
         self.remember_sources(store, repo, &parsed).await;
+        for attestation in &attestation_entries {
+            self.fetch_attestation(store, repo, attestation).await?;
+        }
         Ok(Pulled {
             manifest: manifest.digest,
             index: index.map(|i| i.digest),
             image,
+            entry,
+            attestations: attestation_entries,
         })
+    }
+
+    /// Fetches an attestation manifest and its statements into the store (verified
+    /// against their digests; nothing to unpack).
+    async fn fetch_attestation(&self, store: &Store, repo: &Repo, entry: &Descriptor) -> Result<()> {
+        let fetched = self
+            .fetch_manifest(repo, &entry.digest.to_string(), Some(&entry.digest))
+            .await?;
+        let url = repo.url(&format!("manifests/{}", entry.digest));
+        let parsed: Manifest = parse_json(&fetched.bytes, &url)?;
+        self.fetch_blob(store, repo, &parsed.config).await?;
+        for layer in &parsed.layers {
+            self.fetch_blob(store, repo, layer).await?;
+        }
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.write_blob(&fetched.bytes)).await??;
+        Ok(())
     }
 
     /// Remembers where the image's blobs live, so a push to another repository of the same
