@@ -153,7 +153,7 @@ fn write_images(
     started: i64,
 ) -> Result<Written, BuildError> {
     use crate::attest::{AnnotationLevel, annotations_for};
-    let indexed = images.len() > 1 || opts.attest.any();
+    let indexed = images.len() > 1 || opts.attest.in_index();
     let mut platforms = Vec::new();
     let mut attestations = Vec::new();
     let mut undated_records = Vec::new();
@@ -197,7 +197,11 @@ fn write_images(
             image.materials,
             started,
         )?;
-        if !statements.is_empty() {
+        if opts.attest.format == crate::attest::AttestFormat::Oci {
+            for statement in &statements {
+                store.write_referrer(&manifest, statement)?;
+            }
+        } else if !statements.is_empty() {
             attestations.push(store.write_attestations(&manifest, &statements)?);
         }
         platforms.push(PlatformImage {

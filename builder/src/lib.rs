@@ -44,8 +44,9 @@ mod times;
 mod unarchive;
 
 pub use attest::{
-    Annotation, AnnotationLevel, AttestOptions, GitOrigin, Invocation, PREDICATE_CYCLONEDX,
-    PREDICATE_SLSA_PROVENANCE_V1, PREDICATE_SPDX, Provenance, ProvenanceMode, SbomFormat,
+    Annotation, AnnotationLevel, AttestFormat, AttestOptions, GitOrigin, Invocation,
+    PREDICATE_CYCLONEDX, PREDICATE_SLSA_PROVENANCE_V1, PREDICATE_SPDX, Provenance, ProvenanceMode,
+    SbomFormat,
 };
 pub use bases::{image_platform, oci_platform};
 pub use cache::CacheKey;

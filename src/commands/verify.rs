@@ -141,9 +141,8 @@ const REBUILT: &str = "rbuild-verify/rebuilt:latest";
 
 /// Whether `text` names a registry (`host.name/…`, `host:port/…`, `localhost/…`).
 fn names_a_registry(text: &str) -> bool {
-    text.split_once('/').is_some_and(|(host, _)| {
-        host.contains('.') || host.contains(':') || host == "localhost"
-    })
+    text.split_once('/')
+        .is_some_and(|(host, _)| host.contains('.') || host.contains(':') || host == "localhost")
 }
 
 /// `rbuild pull IMAGE`, which keeps the image's attestations.

@@ -85,13 +85,14 @@ impl Store {
         Ok(descriptor)
     }
 
-    /// The statements attached to the image `manifest` in the index `index`; empty when
-    /// it has none. Each statement is read and verified against its digest.
+    /// The statements attached to the image `manifest`: in the index `index` (which may
+    /// be the manifest itself), and as its referrers; empty when it has none. Each
+    /// statement is read and verified against its digest.
     pub fn attestations(&self, index: &Digest, manifest: &Digest) -> Result<Vec<Statement>> {
+        let mut statements = self.referrer_statements(manifest)?;
         let Some(index) = self.read_index(index) else {
-            return Ok(Vec::new());
+            return Ok(statements);
         };
-        let mut statements = Vec::new();
         for entry in index.manifests.iter().filter(|m| is_attestation(m)) {
             if entry.annotations.get(ANNOTATION_REFERENCE_DIGEST) != Some(&manifest.to_string()) {
                 continue;

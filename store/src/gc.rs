@@ -361,6 +361,12 @@ impl Store {
 
     fn mark_image(&self, manifest: &Digest, roots: &mut Roots) -> Result<()> {
         roots.blobs.insert(manifest.clone());
+        // Its referrers (attestations attached as OCI 1.1 artifacts) live as long as it.
+        for referrer in self.referrers(manifest).unwrap_or_default() {
+            if !roots.blobs.contains(&referrer.digest) {
+                self.mark_image(&referrer.digest, roots)?;
+            }
+        }
         // A multi-platform image: its index, and every platform's image.
         if let Some(children) = self.index_children(manifest) {
             for child in children {

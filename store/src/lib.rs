@@ -40,6 +40,7 @@ pub mod overlay;
 mod owner;
 mod ownership;
 mod reference;
+pub mod referrers;
 pub mod registry;
 mod sizes;
 mod snapshots;

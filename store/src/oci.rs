@@ -33,6 +33,9 @@ pub struct Descriptor {
     pub annotations: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
+    /// An artifact's type (OCI 1.1), on the descriptors of a referrers list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
 }
 
 impl Descriptor {
@@ -43,6 +46,7 @@ impl Descriptor {
             size,
             annotations: BTreeMap::new(),
             platform: None,
+            artifact_type: None,
         }
     }
 }
@@ -65,6 +69,12 @@ pub struct Manifest {
     pub layers: Vec<Descriptor>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// OCI 1.1: what an artifact is (`application/vnd.in-toto+json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// OCI 1.1: the manifest an artifact refers to (it is one of its referrers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Descriptor>,
 }
 
 impl Manifest {
@@ -75,6 +85,8 @@ impl Manifest {
             config,
             layers,
             annotations: BTreeMap::new(),
+            artifact_type: None,
+            subject: None,
         }
     }
 }

@@ -477,13 +477,29 @@ fn a_git_context_build_is_dated_by_its_commit_and_verified_from_it_alone() {
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "-q", "-m", "app"]);
     let commit = git(&work, &["rev-parse", "HEAD"]);
-    git(&work, &["push", "-q", base.join("repo.git").to_str().unwrap(), "main"]);
+    git(
+        &work,
+        &[
+            "push",
+            "-q",
+            base.join("repo.git").to_str().unwrap(),
+            "main",
+        ],
+    );
     let daemon = Daemon::start(&base);
     let context = format!("{}#main:app", daemon.url());
     let out = env
         .host_command()
         .env_remove(crate::support::NO_DEFAULT_ATTESTATIONS)
-        .args(["build", "-q", "-f", "Build.Dockerfile", "-t", "fromgit", &context])
+        .args([
+            "build",
+            "-q",
+            "-f",
+            "Build.Dockerfile",
+            "-t",
+            "fromgit",
+            &context,
+        ])
         .output()
         .unwrap();
     assert_success(&out);
@@ -492,8 +508,13 @@ fn a_git_context_build_is_dated_by_its_commit_and_verified_from_it_alone() {
         serde_json::from_slice(&env.rbuild(&["inspect", "--manifest", "fromgit"]).stdout).unwrap();
     let annotations = &manifest["annotations"];
     assert_eq!(annotations["org.opencontainers.image.source"], daemon.url());
-    assert_eq!(annotations["org.opencontainers.image.revision"], commit.as_str());
-    let created = annotations["org.opencontainers.image.created"].as_str().unwrap();
+    assert_eq!(
+        annotations["org.opencontainers.image.revision"],
+        commit.as_str()
+    );
+    let created = annotations["org.opencontainers.image.created"]
+        .as_str()
+        .unwrap();
     let config: serde_json::Value =
         serde_json::from_slice(&env.rbuild(&["inspect", "fromgit"]).stdout).unwrap();
     assert_eq!(config["created"], created);
@@ -510,9 +531,20 @@ fn a_git_context_build_is_dated_by_its_commit_and_verified_from_it_alone() {
     let source = &definition["externalParameters"]["configSource"];
     assert_eq!(source["uri"], format!("{}@{commit}", daemon.url()));
     assert_eq!(source["path"], "Build.Dockerfile");
-    assert_eq!(definition["internalParameters"]["sourceDateEpoch"].to_string(), COMMIT_TIME);
+    assert_eq!(
+        definition["internalParameters"]["sourceDateEpoch"].to_string(),
+        COMMIT_TIME
+    );
 
-    let out = env.host_command().args(["verify-build", "fromgit"]).output().unwrap();
+    let out = env
+        .host_command()
+        .args(["verify-build", "fromgit"])
+        .output()
+        .unwrap();
     assert_success(&out);
-    assert!(stdout(&out).starts_with("reproduced: fromgit (linux/amd64)"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("reproduced: fromgit (linux/amd64)"),
+        "{}",
+        stdout(&out)
+    );
 }

@@ -385,7 +385,9 @@ fn the_sbom_of_a_debian_image_lists_its_dpkg_packages() {
     let tar = Path::new(DEBIAN_MINBASE);
     if !tar.exists() {
         if std::env::var_os("RBUILD_PRIVILEGED_TESTS").is_some_and(|v| v == "1") {
-            panic!("RBUILD_PRIVILEGED_TESTS=1 but {DEBIAN_MINBASE} is missing (scripts/test.sh makes it with debootstrap)");
+            panic!(
+                "RBUILD_PRIVILEGED_TESTS=1 but {DEBIAN_MINBASE} is missing (scripts/test.sh makes it with debootstrap)"
+            );
         }
         eprintln!("skipped: needs {DEBIAN_MINBASE} (scripts/test.sh makes it with debootstrap)");
         return;
@@ -403,7 +405,10 @@ fn the_sbom_of_a_debian_image_lists_its_dpkg_packages() {
         .unwrap();
     assert!(extracted.success());
     let query = std::process::Command::new("dpkg-query")
-        .arg(format!("--admindir={}", dpkg_dir.join("var/lib/dpkg").display()))
+        .arg(format!(
+            "--admindir={}",
+            dpkg_dir.join("var/lib/dpkg").display()
+        ))
         .args(["-W", "-f", "${db:Status-Abbrev} ${Package}\n"])
         .output()
         .unwrap();
@@ -443,12 +448,121 @@ fn the_sbom_of_a_debian_image_lists_its_dpkg_packages() {
     installed.retain(|name| name != "libsemanage-common");
     assert_eq!(listed, installed);
     let base_files = packages.iter().find(|p| p["name"] == "base-files").unwrap();
-    let purl = base_files["externalRefs"][0]["referenceLocator"].as_str().unwrap();
+    let purl = base_files["externalRefs"][0]["referenceLocator"]
+        .as_str()
+        .unwrap();
     assert!(purl.contains("?arch=amd64&distro=debian-"), "{purl}");
     // Licenses from the packages' machine-readable copyright files, as SPDX.
     let licensed = packages.iter().find(|p| p["name"] == "libzstd1").unwrap();
     assert!(
-        licensed["licenseDeclared"].as_str().unwrap().contains("BSD-3-Clause"),
+        licensed["licenseDeclared"]
+            .as_str()
+            .unwrap()
+            .contains("BSD-3-Clause"),
         "{licensed:#}"
     );
+}
+
+/// `--attest-format oci`: the statements are OCI 1.1 referrers of the image, which keeps
+/// its single manifest; push sends them (listed under the `sha256-<hex>` fallback tag,
+/// as this registry has no referrers API) and pull brings them back.
+#[test]
+fn oci_referrers_are_pushed_with_the_image_and_pulled_back() {
+    require_privileges!();
+    crate::support::require_tool("skopeo");
+    let registry = TestRegistry::start();
+    let env = busybox_env();
+    let ctx = env.context(
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nRUN echo hi > /hi\n")],
+    );
+    let target = registry.reference("referred/app:1");
+    let out = defaults(crate::registry_support::command(&env))
+        .args([
+            "build",
+            "-q",
+            "--sbom",
+            "--attest-format",
+            "oci",
+            "-t",
+            &target,
+        ])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    // The image itself: one manifest, no index.
+    let manifest = json(&rbuild(&env, &["inspect", "--manifest", &target]));
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    let provenance = json(&rbuild(&env, &["inspect", "--provenance", &target]));
+    assert_eq!(
+        provenance["predicateType"],
+        "https://slsa.dev/provenance/v1"
+    );
+
+    assert_success(&rbuild(&env, &["push", &target]));
+    let reference = format!("docker://{target}");
+    let pushed = skopeo_json(&["inspect", "--tls-verify=false", "--raw", &reference]);
+    assert_eq!(
+        pushed["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    let digest = crate::support::digest(
+        &skopeo(&["inspect", "--tls-verify=false", "--raw", &reference]).stdout,
+    );
+    let fallback = format!(
+        "docker://{}:sha256-{}",
+        registry.reference("referred/app"),
+        digest.trim_start_matches("sha256:")
+    );
+    let list = skopeo_json(&["inspect", "--tls-verify=false", "--raw", &fallback]);
+    let entries = list["manifests"].as_array().unwrap();
+    let mut types: Vec<&str> = entries
+        .iter()
+        .map(|e| {
+            e["annotations"]["in-toto.io/predicate-type"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "https://slsa.dev/provenance/v1",
+            "https://spdx.dev/Document"
+        ]
+    );
+    for entry in entries {
+        assert_eq!(entry["artifactType"], "application/vnd.in-toto+json");
+        let artifact = skopeo_json(&[
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            &format!(
+                "docker://{}@{}",
+                registry.reference("referred/app"),
+                entry["digest"].as_str().unwrap()
+            ),
+        ]);
+        assert_eq!(artifact["subject"]["digest"], digest.as_str());
+    }
+
+    // Another store pulls the image and its referrers, which name the pulled image.
+    let other = TestEnv::new();
+    assert_success(&rbuild(&other, &["pull", &target]));
+    let statement = json(&rbuild(&other, &["inspect", "--provenance", &target]));
+    assert_eq!(
+        statement["subject"][0]["digest"]["sha256"],
+        digest.trim_start_matches("sha256:")
+    );
+    let sbom = json(&rbuild(&other, &["inspect", "--sbom", &target]));
+    assert_eq!(sbom["predicateType"], "https://spdx.dev/Document");
+    // Kept while the image is, verified like every blob.
+    assert_success(&rbuild(&other, &["prune", "--all"]));
+    json(&rbuild(&other, &["inspect", "--provenance", &target]));
+    assert_success(&rbuild(&other, &["store", "verify"]));
 }

@@ -31,6 +31,8 @@ pub struct AttestOptions {
     pub provenance: Option<ProvenanceMode>,
     /// `--sbom`: an SBOM of each image.
     pub sbom: Option<SbomFormat>,
+    /// How the statements are attached.
+    pub format: AttestFormat,
     /// How the build was asked for, as the provenance records it.
     pub invocation: Invocation,
 }
@@ -39,6 +41,23 @@ impl AttestOptions {
     pub fn any(&self) -> bool {
         self.provenance.is_some() || self.sbom.is_some()
     }
+
+    /// Whether attestations make the image an index (BuildKit's way).
+    pub fn in_index(&self) -> bool {
+        self.any() && self.format == AttestFormat::Index
+    }
+}
+
+/// Where attestations go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AttestFormat {
+    /// In the image's index, as attestation manifests (BuildKit's form, read by docker,
+    /// buildx imagetools, Docker Scout): the image becomes an index.
+    #[default]
+    Index,
+    /// As OCI 1.1 referrers (artifacts whose `subject` is the image), read by cosign,
+    /// oras, notation, Trivy and Kyverno: the image keeps its single manifest.
+    Oci,
 }
 
 /// How much the provenance says (as BuildKit's `mode`).

@@ -165,6 +165,11 @@ pub struct BuildArgs {
     /// `format=cyclonedx`, or `false`
     #[arg(long, value_name = "true|format=cyclonedx|false", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub sbom: Option<String>,
+    /// How attestations are attached: `index` (BuildKit's attestation manifests in the
+    /// image's index) or `oci` (OCI 1.1 referrers: artifacts whose subject is the image,
+    /// which keeps its single manifest)
+    #[arg(long = "attest-format", value_enum, default_value_t = flags::AttestFormatArg::Index)]
+    pub attest_format: flags::AttestFormatArg,
     /// An attestation as buildx writes it: `type=provenance[,mode=max]`,
     /// `type=sbom[,format=cyclonedx]`, `type=…,disabled=true`; may be repeated
     #[arg(long = "attest", value_name = "type=…")]

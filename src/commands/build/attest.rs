@@ -3,8 +3,8 @@
 
 use miette::Result;
 use rbuild_builder::{
-    Annotation, AnnotationLevel, AttestOptions, BuildOptions, Invocation, ProvenanceMode,
-    SbomFormat,
+    Annotation, AnnotationLevel, AttestFormat, AttestOptions, BuildOptions, Invocation,
+    ProvenanceMode, SbomFormat,
 };
 
 use super::BuildArgs;
@@ -53,6 +53,10 @@ pub(super) fn options(args: &BuildArgs, source: &Source) -> Result<AttestOptions
     Ok(AttestOptions {
         provenance,
         sbom,
+        format: match args.attest_format {
+            super::flags::AttestFormatArg::Index => AttestFormat::Index,
+            super::flags::AttestFormatArg::Oci => AttestFormat::Oci,
+        },
         invocation: invocation(source),
     })
 }
@@ -184,7 +188,7 @@ pub(super) fn check_index_annotations(opts: &BuildOptions) -> Result<()> {
         a.levels.contains(&AnnotationLevel::Index)
             || a.levels.contains(&AnnotationLevel::ManifestDescriptor)
     });
-    if wants_index && opts.platforms.len() <= 1 && !opts.attest.any() {
+    if wants_index && opts.platforms.len() <= 1 && !opts.attest.in_index() {
         return Err(miette::miette!(
             help = "build for several platforms, or leave provenance on: either makes an index",
             "`index:` and `manifest-descriptor:` annotations need an image index, and this build makes a single manifest"

@@ -197,3 +197,11 @@ mod tests {
         assert!(progress(ProgressArg::Plain, true).is_err());
     }
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttestFormatArg {
+    /// Attestation manifests in the image's index (BuildKit's form)
+    Index,
+    /// OCI 1.1 referrers of the image
+    Oci,
+}

@@ -247,6 +247,9 @@ impl Registry {
         for attestation in &attestation_entries {
             self.fetch_attestation(store, repo, attestation).await?;
         }
+        if opts.attestations {
+            self.fetch_referrers(store, repo, &manifest.digest).await?;
+        }
         Ok(Pulled {
             manifest: manifest.digest,
             index: index.map(|i| i.digest),
@@ -258,7 +261,12 @@ impl Registry {
 
     /// Fetches an attestation manifest and its statements into the store (verified
     /// against their digests; nothing to unpack).
-    async fn fetch_attestation(&self, store: &Store, repo: &Repo, entry: &Descriptor) -> Result<()> {
+    async fn fetch_attestation(
+        &self,
+        store: &Store,
+        repo: &Repo,
+        entry: &Descriptor,
+    ) -> Result<()> {
         let fetched = self
             .fetch_manifest(repo, &entry.digest.to_string(), Some(&entry.digest))
             .await?;
@@ -270,6 +278,46 @@ impl Registry {
         }
         let store = store.clone();
         tokio::task::spawn_blocking(move || store.write_blob(&fetched.bytes)).await??;
+        Ok(())
+    }
+
+    /// Fetches the referrers the registry lists for `subject` (its referrers API, else
+    /// the tag-schema fallback `sha256-<hex>`) into the store, each recorded as one of
+    /// `subject`'s referrers.
+    async fn fetch_referrers(&self, store: &Store, repo: &Repo, subject: &Digest) -> Result<()> {
+        let url = repo.url(&format!("referrers/{subject}"));
+        let response = self
+            .send(repo, &url, true, || {
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    header::ACCEPT,
+                    HeaderValue::from_static(oci::MEDIA_TYPE_INDEX),
+                );
+                (Method::GET, headers, None)
+            })
+            .await?;
+        let listed = if response.status().is_success() {
+            let bytes = read_limited(response, 4 << 20, "referrers list", &url).await?;
+            parse_json::<Index>(&bytes, &url)?.manifests
+        } else if response.status() == StatusCode::NOT_FOUND {
+            let tag = format!("sha256-{}", subject.hex());
+            match self.fetch_manifest(repo, &tag, None).await {
+                Ok(fetched) => {
+                    parse_json::<Index>(&fetched.bytes, &repo.url(&format!("manifests/{tag}")))?
+                        .manifests
+                }
+                Err(err) if err.is_not_found() => Vec::new(),
+                Err(err) => return Err(err),
+            }
+        } else {
+            check_status(response, "GET", &url).await?;
+            Vec::new()
+        };
+        for referrer in listed {
+            self.fetch_attestation(store, repo, &referrer).await?;
+            let (store, subject) = (store.clone(), subject.clone());
+            tokio::task::spawn_blocking(move || store.add_referrer(&subject, referrer)).await??;
+        }
         Ok(())
     }
 

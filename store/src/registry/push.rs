@@ -77,6 +77,9 @@ pub struct Pushed {
     pub digest: Digest,
     pub size: u64,
     pub reference: Reference,
+    /// The registry said it indexed the manifest's `subject` (`OCI-Subject`: it has the
+    /// referrers API).
+    pub subject_accepted: bool,
 }
 
 impl Registry {
@@ -146,8 +149,95 @@ impl Registry {
             })?;
         let mut blobs = vec![parsed.config.clone()];
         blobs.extend(parsed.layers.iter().cloned());
-        self.push_manifest(store, &repo, target, &blobs, &bytes, &media_type)
-            .await
+        let pushed = self
+            .push_manifest(store, &repo, target, &blobs, &bytes, &media_type)
+            .await?;
+        let subject = Descriptor::new(&media_type, pushed.digest.clone(), pushed.size);
+        self.push_referrers(store, &repo, target, manifest, &subject)
+            .await?;
+        Ok(pushed)
+    }
+
+    /// Pushes the referrers the store has of the image `local` (pushed as `subject`):
+    /// renamed to the pushed digest when pushing changed it, each by digest, and listed in
+    /// the tag-schema fallback (`sha256-<hex>`, an index of the referrers) unless the
+    /// registry has the referrers API.
+    async fn push_referrers(
+        &self,
+        store: &Store,
+        repo: &Repo,
+        target: &Reference,
+        local: &Digest,
+        subject: &Descriptor,
+    ) -> Result<()> {
+        let referrers = {
+            let (store, local) = (store.clone(), local.clone());
+            tokio::task::spawn_blocking(move || store.referrers(&local)).await??
+        };
+        if referrers.is_empty() {
+            return Ok(());
+        }
+        let by_digest = target.without_tag();
+        let mut pushed_list = Vec::new();
+        let mut indexed = true;
+        for referrer in referrers {
+            let (store_copy, subject_copy) = (store.clone(), subject.clone());
+            let (descriptor, bytes) =
+                tokio::task::spawn_blocking(move || -> crate::Result<(Descriptor, Vec<u8>)> {
+                    let descriptor = store_copy.rename_referrer(&referrer, &subject_copy)?;
+                    let bytes = store_copy.read_blob(&descriptor.digest)?;
+                    Ok((descriptor, bytes))
+                })
+                .await??;
+            let parsed: Manifest =
+                serde_json::from_slice(&bytes).map_err(|err| RegistryError::InvalidManifest {
+                    url: target.to_string(),
+                    reason: err.to_string(),
+                })?;
+            let mut blobs = vec![parsed.config.clone()];
+            blobs.extend(parsed.layers.iter().cloned());
+            let pushed = self
+                .push_manifest(
+                    store,
+                    repo,
+                    &by_digest,
+                    &blobs,
+                    &bytes,
+                    oci::MEDIA_TYPE_MANIFEST,
+                )
+                .await?;
+            indexed &= pushed.subject_accepted;
+            pushed_list.push(descriptor);
+        }
+        if indexed {
+            return Ok(());
+        }
+        // The registry has no referrers API: the list under the fallback tag, merged with
+        // what is there already.
+        let tag = format!("sha256-{}", subject.digest.hex());
+        let mut manifests = match self.fetch_manifest(repo, &tag, None).await {
+            Ok(existing) => serde_json::from_slice::<oci::Index>(&existing.bytes)
+                .map(|index| index.manifests)
+                .unwrap_or_default(),
+            Err(err) if err.is_not_found() => Vec::new(),
+            Err(err) => return Err(err),
+        };
+        for descriptor in pushed_list {
+            if !manifests.iter().any(|m| m.digest == descriptor.digest) {
+                manifests.push(descriptor);
+            }
+        }
+        let bytes = oci::canonical_json(&oci::Index::new(manifests));
+        self.push_manifest(
+            store,
+            repo,
+            &target.with_tag(&tag),
+            &[],
+            &bytes,
+            oci::MEDIA_TYPE_INDEX,
+        )
+        .await?;
+        Ok(())
     }
 
     /// Pushes a multi-platform image: every platform's image by digest, then the index
@@ -315,10 +405,12 @@ impl Registry {
                 })?;
             self.remember_sources(store, repo, &manifest).await;
         }
+        let subject_accepted = response.headers().contains_key("oci-subject");
         Ok(Pushed {
             digest,
             size: bytes.len() as u64,
             reference: target.clone(),
+            subject_accepted,
         })
     }
 
