@@ -30,7 +30,9 @@ pub(crate) fn packages(bytes: &[u8], path: &str) -> Vec<Package> {
         &[][..]
     };
     let version = String::from_utf8_lossy(version).into_owned();
-    let mut found = vec![module("stdlib", &version, path)];
+    // The toolchain as a module (`go1.22.1` as version `1.22.1`), as other scanners name it.
+    let toolchain = version.strip_prefix("go").unwrap_or(&version);
+    let mut found = vec![module("stdlib", toolchain, path)];
     let text = String::from_utf8_lossy(modinfo);
     for line in text.lines() {
         let fields: Vec<&str> = line.split('\t').collect();
@@ -38,8 +40,11 @@ pub(crate) fn packages(bytes: &[u8], path: &str) -> Vec<Package> {
             ["mod" | "dep", module_path, module_version, ..] if *module_version != "(devel)" => {
                 found.push(module(module_path, module_version, path));
             }
-            // A replacement of the module before it.
-            ["=>", module_path, module_version, ..] => {
+            // A replacement of the module before it by another module; one by a local
+            // directory (`=> ./lib (devel)`) leaves the module as required.
+            ["=>", module_path, module_version, ..]
+                if !module_path.starts_with(['.', '/']) && *module_version != "(devel)" =>
+            {
                 if let Some(last) = found.last_mut() {
                     *last = module(module_path, module_version, path);
                 }
@@ -107,7 +112,7 @@ mod tests {
     fn modules_of_a_go_executable() {
         let info = buildinfo(
             "go1.22.1",
-            "path\texample.com/tool\nmod\texample.com/tool\tv1.4.0\th1:x=\ndep\tgolang.org/x/sys\tv0.18.0\th1:y=\ndep\tgithub.com/old/lib\tv1.0.0\n=>\tgithub.com/new/lib\tv1.1.0\th1:z=\nbuild\tCGO_ENABLED=0\n",
+            "path\texample.com/tool\nmod\texample.com/tool\tv1.4.0\th1:x=\ndep\tgolang.org/x/sys\tv0.18.0\th1:y=\ndep\tgithub.com/old/lib\tv1.0.0\n=>\tgithub.com/new/lib\tv1.1.0\th1:z=\ndep\texample.com/local\tv0.2.0\n=>\t./local\t(devel)\t\nbuild\tCGO_ENABLED=0\n",
         );
         let file = crate::elf::tests::elf64(&[(".go.buildinfo", &info)]);
         let base = crate::testing::layer(&[
@@ -123,13 +128,14 @@ mod tests {
         assert_eq!(
             found,
             [
+                ("pkg:golang/example.com/local@v0.2.0", "/usr/local/bin/tool"),
                 ("pkg:golang/example.com/tool@v1.4.0", "/usr/local/bin/tool"),
                 (
                     "pkg:golang/github.com/new/lib@v1.1.0",
                     "/usr/local/bin/tool"
                 ),
                 ("pkg:golang/golang.org/x/sys@v0.18.0", "/usr/local/bin/tool"),
-                ("pkg:golang/stdlib@go1.22.1", "/usr/local/bin/tool"),
+                ("pkg:golang/stdlib@1.22.1", "/usr/local/bin/tool"),
             ]
         );
     }
