@@ -627,3 +627,44 @@ fn add_unpack_extracts_downloads_and_keeps_local_archives_whole() {
         stderr(&out)
     );
 }
+
+/// The image's provenance names each download by its URL and content digest.
+#[test]
+fn the_provenance_names_each_download_by_its_digest() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let body = b"downloaded\n";
+    let server = FileServer::start(&[("/tool.txt", body)]);
+    let url = server.url("/tool.txt");
+    let ctx = env.context(
+        "provenance",
+        &[(
+            "Dockerfile",
+            &format!("FROM busybox\nADD {url} /tool.txt\n"),
+        )],
+    );
+    let out = env
+        .host_command()
+        .env_remove(crate::support::NO_DEFAULT_ATTESTATIONS)
+        .args(["build", "-q", "-t", "downloaded"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let out = env.rbuild(&["inspect", "--provenance", "downloaded"]);
+    assert_success(&out);
+    let statement: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let materials = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    let download = materials
+        .iter()
+        .find(|m| m["uri"] == url.as_str())
+        .unwrap_or_else(|| {
+            panic!("{materials:#?}");
+        });
+    assert_eq!(
+        format!("sha256:{}", download["digest"]["sha256"].as_str().unwrap()),
+        digest(body)
+    );
+}

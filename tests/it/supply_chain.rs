@@ -566,3 +566,70 @@ fn oci_referrers_are_pushed_with_the_image_and_pulled_back() {
     json(&rbuild(&other, &["inspect", "--provenance", &target]));
     assert_success(&rbuild(&other, &["store", "verify"]));
 }
+
+/// A multi-platform build attests each platform's image on its own.
+#[test]
+fn each_platform_of_a_multi_platform_image_has_its_own_provenance() {
+    require_privileges!();
+    let env = TestEnv::new();
+    let ctx = env.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM scratch\nARG TARGETARCH\nCOPY $TARGETARCH.txt /arch.txt\n",
+            ),
+            ("amd64.txt", "a\n"),
+            ("arm64.txt", "b\n"),
+        ],
+    );
+    let out = defaults(env.command())
+        .args([
+            "build",
+            "-q",
+            "--sbom",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            "multi",
+        ])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let out = env.rbuild(&["images", "--format", "json"]);
+    assert_success(&out);
+    let image: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().next().unwrap()).unwrap();
+    assert_eq!(
+        image["Platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64"])
+    );
+    let mut contexts = Vec::new();
+    for platform in ["linux/amd64", "linux/arm64"] {
+        let statement =
+            json(&env.rbuild(&["inspect", "--provenance", "--platform", platform, "multi"]));
+        let manifest = env.rbuild(&["inspect", "--manifest", "--platform", platform, "multi"]);
+        assert_success(&manifest);
+        let definition = &statement["predicate"]["buildDefinition"];
+        assert_eq!(
+            definition["externalParameters"]["request"]["args"]["platform"],
+            platform
+        );
+        let context = definition["resolvedDependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["uri"] == "context")
+            .unwrap()["digest"]["sha256"]
+            .clone();
+        contexts.push(context);
+        let sbom = json(&env.rbuild(&["inspect", "--sbom", "--platform", platform, "multi"]));
+        assert_eq!(
+            sbom["subject"][0]["digest"],
+            statement["subject"][0]["digest"]
+        );
+    }
+    // Each image read its own file of the context.
+    assert_ne!(contexts[0], contexts[1]);
+}
