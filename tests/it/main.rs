@@ -34,3 +34,4 @@ mod snapshotter;
 mod ssh;
 mod store;
 mod supply_chain;
+mod verify_build;

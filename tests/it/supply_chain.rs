@@ -1,5 +1,6 @@
 //! Supply chain: SLSA provenance and SBOMs attached to images (as BuildKit attaches them),
-//! pushed with the image and read back by skopeo; OCI annotations; `verify-build`.
+//! pushed with the image and read back by skopeo, pulled back; OCI referrers; annotations;
+//! SBOMs of a real Debian image and of a corrupt package database.
 
 use std::path::Path;
 
@@ -12,7 +13,7 @@ Architecture: all\nVersion: 2024a-0+deb12u1\n\nPackage: removed\nStatus: deinsta
 config-files\nArchitecture: amd64\nVersion: 1.0\n";
 
 /// rbuild with its defaults: provenance on.
-fn defaults(mut command: std::process::Command) -> std::process::Command {
+pub(crate) fn defaults(mut command: std::process::Command) -> std::process::Command {
     command.env_remove(crate::support::NO_DEFAULT_ATTESTATIONS);
     command
 }
@@ -254,124 +255,6 @@ fn the_default_provenance_keeps_rebuilds_identical_and_can_be_turned_off() {
         .unwrap();
     assert_success(&out);
     assert_failure(&env.rbuild(&["inspect", "--provenance", "plain"]));
-}
-
-#[test]
-fn verify_build_reproduces_an_image_and_names_the_layer_that_differs() {
-    require_privileges!();
-    let env = TestEnv::with_busybox();
-    let files = [
-        (
-            "Dockerfile",
-            "FROM busybox\nARG FLAVOUR\nRUN echo $FLAVOUR > /flavour\nCOPY app.txt /app.txt\n",
-        ),
-        ("app.txt", "the real thing\n"),
-    ];
-    let ctx = env.context("ctx", &files);
-    let ctx_arg = ctx.to_str().unwrap();
-    let build = |args: &[&str]| defaults(env.command()).args(args).output().unwrap();
-    let out = build(&[
-        "build",
-        "-q",
-        "-t",
-        "app",
-        "--build-arg",
-        "FLAVOUR=mint",
-        "--build-arg",
-        "SOURCE_DATE_EPOCH=1700000000",
-        ctx_arg,
-    ]);
-    assert_success(&out);
-
-    // mode=min names the build argument without its value.
-    let out = env.rbuild(&["verify-build", "app", ctx_arg]);
-    assert_failure(&out);
-    assert!(
-        flat(&stderr(&out)).contains("the build was given the build arguments `FLAVOUR`, and its provenance (mode=min) does not record their values"),
-        "{}",
-        stderr(&out)
-    );
-    let out = env.rbuild(&[
-        "verify-build",
-        "app",
-        ctx_arg,
-        "--build-arg",
-        "FLAVOUR=mint",
-    ]);
-    assert_success(&out);
-    assert!(
-        stdout(&out).starts_with("reproduced: app (linux/amd64) is sha256:"),
-        "{}",
-        stdout(&out)
-    );
-
-    // An image whose COPY layer holds other content than the context it claims.
-    let forged = env.context("forged", &[files[0], ("app.txt", "something else\n")]);
-    let out = build(&[
-        "build",
-        "-q",
-        "-t",
-        "forged",
-        "--build-arg",
-        "FLAVOUR=mint",
-        "--build-arg",
-        "SOURCE_DATE_EPOCH=1700000000",
-        forged.to_str().unwrap(),
-    ]);
-    assert_success(&out);
-    let out = env.rbuild(&[
-        "verify-build",
-        "forged",
-        ctx_arg,
-        "--build-arg",
-        "FLAVOUR=mint",
-    ]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let text = stdout(&out);
-    assert!(
-        text.starts_with("not reproduced: forged (linux/amd64) is sha256:"),
-        "{text}"
-    );
-    assert!(
-        text.contains(
-            "layer 3 (COPY app.txt /app.txt # buildkit) differs: /app.txt: the image has mode 644"
-        ),
-        "{text}"
-    );
-
-    // The Dockerfile must be the one recorded.
-    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\n").unwrap();
-    let out = env.rbuild(&[
-        "verify-build",
-        "app",
-        ctx_arg,
-        "--build-arg",
-        "FLAVOUR=mint",
-    ]);
-    assert_failure(&out);
-    assert!(
-        flat(&stderr(&out))
-            .contains("is not the Dockerfile the image was built from: its sha256 is")
-    );
-
-    // A base image that is gone is named.
-    std::fs::write(ctx.join("Dockerfile"), files[0].1).unwrap();
-    assert_success(&env.rbuild(&["rmi", "busybox"]));
-    assert_success(&env.rbuild(&["prune", "--all"]));
-    let out = env.rbuild(&[
-        "verify-build",
-        "app",
-        ctx_arg,
-        "--build-arg",
-        "FLAVOUR=mint",
-    ]);
-    assert_failure(&out);
-    assert!(
-        flat(&stderr(&out))
-            .contains("the base image busybox:latest the image was built from (sha256:"),
-        "{}",
-        stderr(&out)
-    );
 }
 
 /// Where `scripts/test.sh` puts a debootstrap minbase of this machine's Debian release.
@@ -632,4 +515,39 @@ fn each_platform_of_a_multi_platform_image_has_its_own_provenance() {
     }
     // Each image read its own file of the context.
     assert_ne!(contexts[0], contexts[1]);
+}
+
+/// An SBOM of an image whose package database is corrupt fails the build, naming the file
+/// and the line.
+#[test]
+fn a_corrupt_package_database_fails_the_sbom_naming_file_and_line() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY status /var/lib/dpkg/status\n",
+            ),
+            (
+                "status",
+                "Package: a\nStatus: install ok installed\nVersion: 1\n\n%%% garbage\n",
+            ),
+        ],
+    );
+    let out = defaults(env.command())
+        .args(["build", "-q", "--sbom", "-t", "corrupt"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert_failure(&out);
+    let text = flat(&stderr(&out));
+    assert!(text.contains("cannot make the image's SBOM"), "{text}");
+    assert!(
+        text.contains("/var/lib/dpkg/status line 5: `%%% garbage` is not a `Field: value` line"),
+        "{text}"
+    );
+    // Nothing was named.
+    assert_failure(&env.rbuild(&["inspect", "corrupt"]));
 }
