@@ -551,3 +551,44 @@ fn a_corrupt_package_database_fails_the_sbom_naming_file_and_line() {
     // Nothing was named.
     assert_failure(&env.rbuild(&["inspect", "corrupt"]));
 }
+
+/// `mode=max` names the secrets a build was given by id; their values are nowhere in any
+/// statement.
+#[test]
+fn max_provenance_names_secrets_by_id_and_never_their_values() {
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nARG VISIBLE\nRUN --mount=type=secret,id=token wc -c /run/secrets/token > /count\n",
+        )],
+    );
+    let secret = env.path("token");
+    std::fs::write(&secret, "s3cr3t-value").unwrap();
+    let out = defaults(env.command())
+        .args([
+            "build",
+            "-q",
+            "--provenance=max",
+            "--sbom",
+            "-t",
+            "app",
+            "--build-arg",
+            "VISIBLE=yes",
+        ])
+        .arg(format!("--secret=id=token,src={}", secret.display()))
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let provenance = json(&env.rbuild(&["inspect", "--provenance", "app"]));
+    let request = &provenance["predicate"]["buildDefinition"]["externalParameters"]["request"];
+    assert_eq!(request["secrets"], serde_json::json!(["token"]));
+    assert_eq!(request["args"]["build-arg:VISIBLE"], "yes");
+    for kind in ["--provenance", "--sbom"] {
+        let out = env.rbuild(&["inspect", kind, "app"]);
+        assert!(!stdout(&out).contains("s3cr3t"), "{kind}: {}", stdout(&out));
+    }
+}

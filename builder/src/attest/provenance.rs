@@ -76,6 +76,17 @@ pub(crate) fn statement(input: &ProvenanceInput) -> Vec<u8> {
     if !names.is_empty() {
         request["buildArgNames"] = json!(names);
     }
+    // What the build was given besides its inputs, by id only: never a secret's value.
+    if input.mode == ProvenanceMode::Max {
+        let secrets: Vec<&String> = opts.secrets.keys().collect();
+        let ssh: Vec<&String> = opts.ssh.keys().collect();
+        if !secrets.is_empty() {
+            request["secrets"] = json!(secrets);
+        }
+        if !ssh.is_empty() {
+            request["ssh"] = json!(ssh);
+        }
+    }
     let mut internal = json!({
         "builderPlatform": rbuild_store::registry::platform_string(&rbuild_store::registry::host_platform()),
         "reproducible": opts.source_date_epoch.is_some(),
