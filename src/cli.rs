@@ -54,6 +54,10 @@ pub enum Command {
     /// Load images from an OCI image layout tar or a docker-archive
     Load(archive::LoadArgs),
     /// Make an image from a filesystem tarball
+    ///
+    /// The image's time is SOURCE_DATE_EPOCH when it is set, else now: with it, the same
+    /// tarball is the same image in every store (so `verify-build` elsewhere finds a base
+    /// imported there too).
     Import(archive::ImportArgs),
     /// Write an image's flattened filesystem as a tar
     Export(archive::ExportArgs),

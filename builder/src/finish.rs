@@ -197,6 +197,9 @@ fn write_images(
             image.materials,
             started,
         )?;
+        // This build's attestations, not those an earlier build of the same image left
+        // as its referrers.
+        store.remove_referrers(&manifest.digest, crate::attest::PREDICATE_TYPES)?;
         if opts.attest.format == crate::attest::AttestFormat::Oci {
             for statement in &statements {
                 store.write_referrer(&manifest, statement)?;

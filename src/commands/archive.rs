@@ -99,9 +99,16 @@ pub fn import(args: ImportArgs) -> Result<ExitCode> {
         .as_deref()
         .map(super::parse_platform)
         .transpose()?;
+    // As a build reads it: the image's time, for the same image from the same tarball.
+    let created = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) if !value.is_empty() => Some(value.parse::<i64>().map_err(|_| {
+            miette::miette!("invalid SOURCE_DATE_EPOCH: {value} (seconds since 1970 expected)")
+        })?),
+        _ => None,
+    };
     let input = open_input(&args.file)?;
     let manifest = store
-        .import(input, &args.file, &name, platform.as_ref())
+        .import(input, &args.file, &name, platform.as_ref(), created)
         .into_diagnostic()?;
     let image = store.image_by_manifest(&manifest).into_diagnostic()?;
     outln!("{}", image.config_digest);

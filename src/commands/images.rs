@@ -285,7 +285,7 @@ pub(crate) fn attached(
             let help = if kind == "SBOM" {
                 "build it with `--sbom`"
             } else {
-                "build it with provenance on (the default; `--provenance=max` for more)"
+                "build it with provenance on (the default, unless BUILDX_NO_DEFAULT_ATTESTATIONS is set or `--provenance=false` given)"
             };
             miette::miette!(help = help, "image `{text}` has no {kind} attached")
         })

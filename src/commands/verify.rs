@@ -176,7 +176,8 @@ fn plan(args: &VerifyBuildArgs, provenance: &Provenance) -> Result<Plan> {
     let mut command: Vec<String> = vec![
         "build".into(),
         "-q".into(),
-        "--provenance=false".into(),
+        // Min provenance keeps the image an index, as `index:` annotations need.
+        "--provenance=min".into(),
         "--platform".into(),
         provenance.platform.clone(),
         "-t".into(),
@@ -239,8 +240,36 @@ fn plan(args: &VerifyBuildArgs, provenance: &Provenance) -> Result<Plan> {
         command.push("-f".into());
         command.push(provenance.dockerfile_path.clone());
     }
+    let given: BTreeMap<String, String> = args
+        .build_args
+        .iter()
+        .filter_map(|a| key_value(a))
+        .collect();
+    for (name, value) in &given {
+        if name == "SOURCE_DATE_EPOCH" {
+            return Err(miette::miette!(
+                "SOURCE_DATE_EPOCH is the one the provenance records ({}): the rebuild uses it",
+                provenance
+                    .source_date_epoch
+                    .map_or_else(|| "none".to_owned(), |epoch| epoch.to_string())
+            ));
+        }
+        match provenance.build_args.get(name) {
+            Some(recorded) if recorded != value => eprintln!(
+                "note: --build-arg {name} replaces the value the provenance records ({recorded})"
+            ),
+            Some(_) => {}
+            None if provenance.build_arg_names.contains(name) => {}
+            None => {
+                return Err(miette::miette!(
+                    help = "give only the build arguments the image's build was given",
+                    "the image's build was not given the build argument `{name}`"
+                ));
+            }
+        }
+    }
     let mut build_args = provenance.build_args.clone();
-    build_args.extend(args.build_args.iter().filter_map(|a| key_value(a)));
+    build_args.extend(given);
     let missing: Vec<&String> = provenance
         .build_arg_names
         .iter()
@@ -299,7 +328,9 @@ fn copy_bases(store: &Store, scratch: &Store, provenance: &Provenance) -> Result
         let (name, version) = reference.rsplit_once('@').unwrap_or((reference, "latest"));
         let image = store.image_by_manifest(&manifest).map_err(|_| {
             miette::miette!(
-                help = format!("pull it first: `rbuild pull {name}@{manifest}`"),
+                help = format!(
+                    "pull it (`rbuild pull {name}@{manifest}`), or load it from a store that has it (`rbuild save` there, `rbuild load` here)"
+                ),
                 "the base image {name}:{version} the image was built from ({manifest}) is not in the store"
             )
         })?;

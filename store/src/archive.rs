@@ -87,6 +87,8 @@ impl Store {
         let mut docker_manifest: Vec<serde_json::Value> = Vec::new();
         let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         let mut named: Vec<(Option<&ImageName>, &Digest)> = Vec::new();
+        // Every image manifest saved, whose referrers go along.
+        let mut subjects: Vec<Digest> = Vec::new();
         for (manifest, names) in images {
             if names.is_empty() {
                 named.push((None, manifest));
@@ -113,6 +115,7 @@ impl Store {
                 blobs.insert(manifest.clone(), None);
                 for child in &index.manifests {
                     add_image_blobs(&mut blobs, &self.image_by_manifest(&child.digest)?);
+                    subjects.push(child.digest.clone());
                 }
                 continue;
             }
@@ -155,6 +158,25 @@ impl Store {
             }
             manifests.push(descriptor);
             add_image_blobs(&mut blobs, &image);
+            subjects.push(image.manifest_digest.clone());
+        }
+        // The images' referrers (OCI 1.1 attestations): in an OCI layout, manifests listed
+        // in index.json whose `subject` names the image.
+        if format == ArchiveFormat::Oci {
+            for subject in &subjects {
+                for referrer in self.referrers(subject)? {
+                    if blobs.contains_key(&referrer.digest) {
+                        continue;
+                    }
+                    let artifact: oci::Manifest = self.read_json("referrer", &referrer.digest)?;
+                    blobs.insert(referrer.digest.clone(), None);
+                    blobs.insert(artifact.config.digest.clone(), Some(artifact.config.size));
+                    for layer in &artifact.layers {
+                        blobs.insert(layer.digest.clone(), Some(layer.size));
+                    }
+                    manifests.push(referrer);
+                }
+            }
         }
         let index = oci::canonical_json(&Index::new(manifests));
         let mut extra_files: Vec<(&str, Vec<u8>)> = Vec::new();
@@ -374,6 +396,15 @@ impl Store {
             .map_err(|e| invalid(format!("index.json is not a valid OCI index: {e}")))?;
         let mut loaded = Vec::new();
         for descriptor in &index.manifests {
+            // An artifact about an image (OCI 1.1): one of its referrers, not an image.
+            if descriptor.media_type == oci::MEDIA_TYPE_MANIFEST
+                && let Ok(artifact) =
+                    self.read_json::<oci::Manifest>("manifest", &descriptor.digest)
+                && let Some(subject) = &artifact.subject
+            {
+                self.add_referrer(&subject.digest, descriptor.clone())?;
+                continue;
+            }
             let manifest = self.platform_manifest(descriptor)?;
             let image = self.image_by_manifest(&manifest)?;
             let mut needed = vec![&image.manifest.config];
@@ -577,13 +608,16 @@ impl Store {
     }
 
     /// Makes a one-layer image from a filesystem tarball (plain or gzip), like
-    /// `docker import`, and names it. Its platform is `platform`, else this machine's.
+    /// `docker import`, and names it. Its platform is `platform`, else this machine's; its
+    /// time `created` (Unix seconds), else now: with a given time, the same tarball is the
+    /// same image in every store.
     pub fn import(
         &self,
         input: impl Read,
         source: &Path,
         name: &ImageName,
         platform: Option<&oci::Platform>,
+        created: Option<i64>,
     ) -> Result<Digest> {
         let read_err = |e: io::Error| Error::io("read", source)(e);
         let (_, mut stream) =
@@ -595,7 +629,7 @@ impl Store {
         let (gzip, diff_id, _) = hashing.finish();
         let ingest = gzip.finish().map_err(read_err)?;
         let (layer_digest, layer_size) = ingest.commit(None)?;
-        let now = crate::time::rfc3339(crate::time::now_unix());
+        let now = crate::time::rfc3339(created.unwrap_or_else(crate::time::now_unix));
         let config = ImageConfiguration {
             created: Some(now.clone()),
             author: None,

@@ -25,6 +25,26 @@ pub struct Statement {
     pub bytes: Vec<u8>,
 }
 
+/// Replaces the digest `old` (hex) by `new` wherever `value` holds it, bare (a subject's
+/// `sha256`) or as `sha256:…` (an SBOM's version of the image): the statement is about the
+/// image under its new digest.
+pub(crate) fn rename_digest(value: &mut serde_json::Value, old: &str, new: &str) {
+    match value {
+        serde_json::Value::String(text) => {
+            if text == old {
+                *text = new.to_owned();
+            } else if text.strip_prefix("sha256:") == Some(old) {
+                *text = format!("sha256:{new}");
+            }
+        }
+        serde_json::Value::Array(items) => {
+            items.iter_mut().for_each(|v| rename_digest(v, old, new))
+        }
+        serde_json::Value::Object(map) => map.values_mut().for_each(|v| rename_digest(v, old, new)),
+        _ => {}
+    }
+}
+
 /// Whether an index entry is an attestation manifest rather than a platform's image.
 pub fn is_attestation(descriptor: &Descriptor) -> bool {
     descriptor
@@ -98,19 +118,29 @@ impl Store {
                 continue;
             }
             let attestation: Manifest = self.read_json("attestation manifest", &entry.digest)?;
-            for layer in attestation.layers {
-                let bytes = self.read_blob(&layer.digest)?;
-                statements.push(Statement {
+            statements.extend(self.statements_of(&attestation)?);
+        }
+        Ok(statements)
+    }
+
+    /// The in-toto statements an attestation manifest or a referrer holds, read and
+    /// verified.
+    pub(crate) fn statements_of(&self, manifest: &Manifest) -> Result<Vec<Statement>> {
+        manifest
+            .layers
+            .iter()
+            .filter(|layer| layer.media_type == MEDIA_TYPE_IN_TOTO)
+            .map(|layer| {
+                Ok(Statement {
                     predicate_type: layer
                         .annotations
                         .get(ANNOTATION_PREDICATE_TYPE)
                         .cloned()
                         .unwrap_or_default(),
-                    bytes,
-                });
-            }
-        }
-        Ok(statements)
+                    bytes: self.read_blob(&layer.digest)?,
+                })
+            })
+            .collect()
     }
 
     /// The attestation manifest `entry` (an index entry) about an image that is `renamed`
@@ -136,13 +166,7 @@ impl Store {
         let mut statements = Vec::new();
         for layer in &attestation.layers {
             let mut statement: serde_json::Value = self.read_json("attestation", &layer.digest)?;
-            if let Some(subjects) = statement["subject"].as_array_mut() {
-                for subject in subjects {
-                    if subject["digest"]["sha256"] == old_hex.as_str() {
-                        subject["digest"]["sha256"] = new.hex().into();
-                    }
-                }
-            }
+            rename_digest(&mut statement, &old_hex, new.hex());
             statements.push(Statement {
                 predicate_type: layer
                     .annotations

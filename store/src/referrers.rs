@@ -70,6 +70,31 @@ impl Store {
         self.put_state(&state_key(subject), &bytes)
     }
 
+    /// Forgets `subject`'s referrers whose predicate type is one of `predicate_types`: a
+    /// build's own attestations replace the ones an earlier build of the same image left
+    /// (others, such as signatures, stay).
+    pub fn remove_referrers(&self, subject: &Digest, predicate_types: &[&str]) -> Result<()> {
+        let list = self.referrers(subject)?;
+        let kept: Vec<Descriptor> = list
+            .iter()
+            .filter(|r| {
+                !r.annotations
+                    .get(ANNOTATION_PREDICATE_TYPE)
+                    .is_some_and(|t| predicate_types.contains(&t.as_str()))
+            })
+            .cloned()
+            .collect();
+        if kept.len() == list.len() {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec(&kept).map_err(|source| Error::InvalidJson {
+            what: "referrers",
+            digest: subject.clone(),
+            source,
+        })?;
+        self.put_state(&state_key(subject), &bytes)
+    }
+
     /// The referrers the store has of `subject` (none when it has none).
     pub fn referrers(&self, subject: &Digest) -> Result<Vec<Descriptor>> {
         let Some(bytes) = self.get_state(&state_key(subject))? else {
@@ -101,13 +126,11 @@ impl Store {
         let mut layers = Vec::new();
         for layer in &manifest.layers {
             let mut statement: serde_json::Value = self.read_json("attestation", &layer.digest)?;
-            if let Some(subjects) = statement["subject"].as_array_mut() {
-                for entry in subjects {
-                    if entry["digest"]["sha256"] == old.digest.hex() {
-                        entry["digest"]["sha256"] = subject.digest.hex().into();
-                    }
-                }
-            }
+            crate::attestations::rename_digest(
+                &mut statement,
+                old.digest.hex(),
+                subject.digest.hex(),
+            );
             let bytes = oci::canonical_json(&statement);
             let digest = self.write_blob(&bytes)?;
             layers.push(Descriptor {
@@ -140,19 +163,7 @@ impl Store {
             let Ok(manifest) = self.read_json::<Manifest>("referrer", &referrer.digest) else {
                 continue;
             };
-            for layer in manifest.layers {
-                if layer.media_type != MEDIA_TYPE_IN_TOTO {
-                    continue;
-                }
-                statements.push(Statement {
-                    predicate_type: layer
-                        .annotations
-                        .get(ANNOTATION_PREDICATE_TYPE)
-                        .cloned()
-                        .unwrap_or_default(),
-                    bytes: self.read_blob(&layer.digest)?,
-                });
-            }
+            statements.extend(self.statements_of(&manifest)?);
         }
         Ok(statements)
     }

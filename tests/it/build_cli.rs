@@ -598,6 +598,14 @@ fn buildx_habits_that_change_nothing_are_accepted() {
             "`index:` and `manifest-descriptor:` annotations need an image index",
         ),
         (
+            vec!["--annotation", "manifest[linux/arm64]:k=v"],
+            "--annotation `k`: this build is not for linux/arm64",
+        ),
+        (
+            vec!["--annotation", "index[linux/amd64]:k=v"],
+            "an index is for every platform, so `index` takes no `[linux/amd64]`",
+        ),
+        (
             vec!["-o", "type=image,name=other"],
             "the image goes to rbuild's store under the `-t` names",
         ),

@@ -201,6 +201,44 @@ fn provenance_and_sbom_are_attached_pushed_and_read_back() {
         );
         assert_eq!(subject, image_digest);
     }
+
+    // Another machine pulls the image with its attestations and repeats the build.
+    let other = busybox_env();
+    assert_success(&rbuild(&other, &["pull", &target]));
+    let pulled = json(&rbuild(&other, &["inspect", "--provenance", &target]));
+    assert_eq!(
+        pulled["subject"][0]["digest"]["sha256"],
+        image_digest.trim_start_matches("sha256:")
+    );
+    // The SBOM's image is the pushed one too.
+    let pulled_sbom = json(&rbuild(&other, &["inspect", "--sbom", &target]));
+    assert_eq!(
+        pulled_sbom["predicate"]["packages"][0]["versionInfo"],
+        image_digest
+    );
+    let out = rbuild(
+        &other,
+        &[
+            "verify-build",
+            &target,
+            ctx.to_str().unwrap(),
+            "--build-arg",
+            "NOTE=hello",
+        ],
+    );
+    assert_success(&out);
+    assert!(
+        stdout(&out).starts_with(&format!(
+            "reproduced: {target} (linux/amd64) has config sha256:"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    // Pulled by verify-build itself when the store lacks it.
+    let third = busybox_env();
+    let out = rbuild(&third, &["verify-build", &target, ctx.to_str().unwrap()]);
+    assert_success(&out);
+    assert!(stdout(&out).starts_with("reproduced: "), "{}", stdout(&out));
 }
 
 fn read_blob(layout: &Path, digest: &str) -> serde_json::Value {
@@ -444,10 +482,35 @@ fn oci_referrers_are_pushed_with_the_image_and_pulled_back() {
     );
     let sbom = json(&rbuild(&other, &["inspect", "--sbom", &target]));
     assert_eq!(sbom["predicateType"], "https://spdx.dev/Document");
-    // Kept while the image is, verified like every blob.
+    // Kept while the image is, verified like every blob, saved and loaded with it.
     assert_success(&rbuild(&other, &["prune", "--all"]));
     json(&rbuild(&other, &["inspect", "--provenance", &target]));
     assert_success(&rbuild(&other, &["store", "verify"]));
+    let archive = other.path("referred.tar");
+    assert_success(&rbuild(
+        &other,
+        &["save", &target, "-o", archive.to_str().unwrap()],
+    ));
+    let third = TestEnv::new();
+    assert_success(&rbuild(&third, &["load", "-i", archive.to_str().unwrap()]));
+    json(&rbuild(&third, &["inspect", "--sbom", &target]));
+
+    // A later build of the same image attaches its own statements, not the earlier ones.
+    let rebuild = |extra: &[&str]| {
+        let out = defaults(crate::registry_support::command(&env))
+            .args(["build", "-q", "--attest-format", "oci", "-t", "again"])
+            .args(extra)
+            .arg(&ctx)
+            .output()
+            .unwrap();
+        assert_success(&out);
+    };
+    rebuild(&["--sbom=format=cyclonedx"]);
+    let sbom = json(&rbuild(&env, &["inspect", "--sbom", "again"]));
+    assert_eq!(sbom["predicateType"], "https://cyclonedx.org/bom");
+    rebuild(&["--provenance=false"]);
+    assert_failure(&rbuild(&env, &["inspect", "--provenance", "again"]));
+    assert_failure(&rbuild(&env, &["inspect", "--sbom", "again"]));
 }
 
 /// A multi-platform build attests each platform's image on its own.

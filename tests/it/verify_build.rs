@@ -221,3 +221,84 @@ fn verify_build_refuses_a_provenance_about_another_image() {
         stderr(&out)
     );
 }
+
+/// A fresh store repeats the build: its base imported from the same tarball with
+/// `SOURCE_DATE_EPOCH` is the same image, and the context is the only other input.
+#[test]
+fn a_fresh_store_with_the_same_imported_base_reproduces_the_image() {
+    require_privileges!();
+    let rootfs = TestEnv::new();
+    let tar = rootfs.path("busybox-rootfs.tar");
+    std::fs::write(&tar, crate::support::busybox_layer()).unwrap();
+    let import = |env: &TestEnv| {
+        let out = env
+            .command()
+            .env("SOURCE_DATE_EPOCH", "1600000000")
+            .args(["import", tar.to_str().unwrap(), "base:1"])
+            .output()
+            .unwrap();
+        assert_success(&out);
+        stdout(&out)
+    };
+    let builder = TestEnv::new();
+    let verifier = TestEnv::new();
+    assert_eq!(
+        import(&builder),
+        import(&verifier),
+        "the same tarball, the same image"
+    );
+
+    let ctx = builder.context(
+        "ctx",
+        &[("Dockerfile", "FROM base:1\nRUN echo built > /built\n")],
+    );
+    let out = defaults(builder.command())
+        .args([
+            "build",
+            "-q",
+            "-t",
+            "app",
+            "--build-arg",
+            "SOURCE_DATE_EPOCH=1700000000",
+        ])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    // Moved to the other store with its provenance, and built again there.
+    let archive = builder.path("app.tar");
+    assert_success(&builder.rbuild(&["save", "app", "-o", archive.to_str().unwrap()]));
+    assert_success(&verifier.rbuild(&["load", "-i", archive.to_str().unwrap()]));
+    let out = verifier.rbuild(&["verify-build", "app", ctx.to_str().unwrap()]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).starts_with("reproduced: app (linux/amd64) is sha256:"),
+        "{}",
+        stdout(&out)
+    );
+
+    // verify-build's own build arguments are checked against the provenance.
+    let out = verifier.rbuild(&[
+        "verify-build",
+        "app",
+        ctx.to_str().unwrap(),
+        "--build-arg",
+        "OTHER=1",
+    ]);
+    assert_failure(&out);
+    assert!(
+        flat(&stderr(&out)).contains("the image's build was not given the build argument `OTHER`")
+    );
+    let out = verifier.rbuild(&[
+        "verify-build",
+        "app",
+        ctx.to_str().unwrap(),
+        "--build-arg",
+        "SOURCE_DATE_EPOCH=5",
+    ]);
+    assert_failure(&out);
+    assert!(
+        flat(&stderr(&out))
+            .contains("SOURCE_DATE_EPOCH is the one the provenance records (1700000000)")
+    );
+}

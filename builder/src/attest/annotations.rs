@@ -74,6 +74,11 @@ impl Annotation {
                 });
             }
             if let Some(selector) = selector {
+                if levels.contains(&AnnotationLevel::Index) {
+                    return Err(format!(
+                        "`{prefix}`: an index is for every platform, so `index` takes no `[{selector}]`"
+                    ));
+                }
                 platform = Some(Platform::parse(selector).map_err(|err| err.to_string())?);
             }
         }
@@ -175,5 +180,9 @@ mod tests {
             "`novalue` is not `KEY=VALUE`"
         );
         assert!(Annotation::parse("index-descriptor:k=v").is_err());
+        assert_eq!(
+            Annotation::parse("index[linux/amd64]:k=v").unwrap_err(),
+            "`index[linux/amd64]`: an index is for every platform, so `index` takes no `[linux/amd64]`"
+        );
     }
 }

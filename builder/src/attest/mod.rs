@@ -24,6 +24,13 @@ use rbuild_store::oci::{Descriptor, ImageConfiguration};
 use crate::error::BuildError;
 use crate::solve::BuildOptions;
 
+/// The predicate types of the statements rbuild writes.
+pub(crate) const PREDICATE_TYPES: &[&str] = &[
+    PREDICATE_SLSA_PROVENANCE_V1,
+    PREDICATE_SPDX,
+    PREDICATE_CYCLONEDX,
+];
+
 /// The attestations a build attaches to each of its images.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AttestOptions {
@@ -150,7 +157,7 @@ pub(crate) fn statements(
                 .clone()
                 .unwrap_or_else(|| rbuild_store::time::rfc3339(0)),
         };
-        statements.push(sbom::sbom_statement(
+        statements.push(sbom::cached_sbom_statement(
             store, format, manifest, layers, subject,
         )?);
     }

@@ -102,10 +102,7 @@ pub(crate) fn statement(input: &ProvenanceInput) -> Vec<u8> {
     }
     let statement = json!({
         "_type": STATEMENT_V1,
-        "subject": [{
-            "name": format!("pkg:docker/image?platform={}", input.platform.to_string().replace('/', "%2F")),
-            "digest": {"sha256": input.subject.hex()},
-        }],
+        "subject": subjects(opts, input.platform, input.subject),
         "predicateType": PREDICATE_SLSA_PROVENANCE_V1,
         "predicate": {
             "buildDefinition": {
@@ -127,6 +124,37 @@ pub(crate) fn statement(input: &ProvenanceInput) -> Vec<u8> {
         },
     });
     rbuild_store::oci::canonical_json(&statement)
+}
+
+/// The statement's subjects: the image under each of its names, as BuildKit names them
+/// (`pkg:docker/NAME@TAG?platform=…`), or `_` for an image without a name.
+fn subjects(
+    opts: &BuildOptions,
+    platform: &rbuild_frontend::Platform,
+    digest: &rbuild_store::Digest,
+) -> Value {
+    let platform = platform.to_string().replace('/', "%2F");
+    let digest = json!({"sha256": digest.hex()});
+    let names: Vec<String> = if opts.tags.is_empty() {
+        vec!["_".to_owned()]
+    } else {
+        opts.tags
+            .iter()
+            .map(|tag| {
+                format!(
+                    "pkg:docker/{}@{}?platform={platform}",
+                    tag.repository(),
+                    tag.tag()
+                )
+            })
+            .collect()
+    };
+    Value::Array(
+        names
+            .into_iter()
+            .map(|name| json!({"name": name, "digest": digest}))
+            .collect(),
+    )
 }
 
 /// An annotation's `--annotation` prefix, so that the record reads as the flag did.

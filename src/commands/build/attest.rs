@@ -182,8 +182,9 @@ pub(super) fn annotations(texts: &[String]) -> Result<Vec<Annotation>> {
         .collect()
 }
 
-/// `index:` annotations need an index: several platforms, or an attestation.
-pub(super) fn check_index_annotations(opts: &BuildOptions) -> Result<()> {
+/// Annotations that could go nowhere are refused: `index:` ones when the build makes a
+/// single manifest, and ones for a platform the build is not for.
+pub(super) fn check_annotations(opts: &BuildOptions) -> Result<()> {
     let wants_index = opts.annotations.iter().any(|a| {
         a.levels.contains(&AnnotationLevel::Index)
             || a.levels.contains(&AnnotationLevel::ManifestDescriptor)
@@ -193,6 +194,28 @@ pub(super) fn check_index_annotations(opts: &BuildOptions) -> Result<()> {
             help = "build for several platforms, or leave provenance on: either makes an index",
             "`index:` and `manifest-descriptor:` annotations need an image index, and this build makes a single manifest"
         ));
+    }
+    let platforms = match opts.platforms.as_slice() {
+        [] => vec![rbuild_frontend::Platform::default()],
+        given => given.to_vec(),
+    };
+    for annotation in &opts.annotations {
+        if let Some(platform) = annotation
+            .platform
+            .as_ref()
+            .filter(|p| !platforms.contains(p))
+        {
+            return Err(miette::miette!(
+                help = "name one of the build's platforms, or leave out `[…]` for every platform",
+                "--annotation `{}`: this build is not for {platform} (it is for {})",
+                annotation.key,
+                platforms
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
     }
     Ok(())
 }

@@ -116,7 +116,7 @@ pub(super) fn plan(args: &mut BuildArgs) -> Result<Plan> {
         attest: attest::options(args, &source)?,
         annotations: attest::annotations(&args.annotations)?,
     };
-    attest::check_index_annotations(&opts)?;
+    attest::check_annotations(&opts)?;
     let caches = |flag, texts: &[String]| {
         texts
             .iter()

@@ -142,13 +142,7 @@ impl Registry {
             tokio::task::spawn_blocking(move || store.write_blob(&copy)).await??;
             (bytes, oci::MEDIA_TYPE_MANIFEST.to_owned())
         };
-        let parsed: Manifest =
-            serde_json::from_slice(&bytes).map_err(|err| RegistryError::InvalidManifest {
-                url: target.to_string(),
-                reason: err.to_string(),
-            })?;
-        let mut blobs = vec![parsed.config.clone()];
-        blobs.extend(parsed.layers.iter().cloned());
+        let blobs = manifest_blobs(&bytes, target)?;
         let pushed = self
             .push_manifest(store, &repo, target, &blobs, &bytes, &media_type)
             .await?;
@@ -189,13 +183,7 @@ impl Registry {
                     Ok((descriptor, bytes))
                 })
                 .await??;
-            let parsed: Manifest =
-                serde_json::from_slice(&bytes).map_err(|err| RegistryError::InvalidManifest {
-                    url: target.to_string(),
-                    reason: err.to_string(),
-                })?;
-            let mut blobs = vec![parsed.config.clone()];
-            blobs.extend(parsed.layers.iter().cloned());
+            let blobs = manifest_blobs(&bytes, target)?;
             let pushed = self
                 .push_manifest(
                     store,
@@ -547,6 +535,18 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The blobs a manifest (its JSON `bytes`) names: its config and layers.
+fn manifest_blobs(bytes: &[u8], target: &Reference) -> Result<Vec<Descriptor>> {
+    let parsed: Manifest =
+        serde_json::from_slice(bytes).map_err(|err| RegistryError::InvalidManifest {
+            url: target.to_string(),
+            reason: err.to_string(),
+        })?;
+    let mut blobs = vec![parsed.config];
+    blobs.extend(parsed.layers);
+    Ok(blobs)
 }
 
 #[cfg(test)]
