@@ -40,6 +40,10 @@ pub(crate) struct Trace {
     pub git: Option<(String, String)>,
     /// The resulting key.
     pub key: String,
+    /// Each local context the step read, by name (`""` for the build context), with the
+    /// checksum of what it read: for the provenance, not the explanation.
+    #[serde(skip)]
+    pub contexts: BTreeMap<String, String>,
 }
 
 impl Trace {

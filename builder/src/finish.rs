@@ -52,7 +52,7 @@ impl SolveContext {
         let cache_mounts = crate::remote::cache_mount_ids(&self.graph);
         self.progress.event(Event::Exporting);
         let mut times = self.records().op_times.clone();
-        let op_traces = std::mem::take(&mut self.records().op_traces);
+        let op_inputs = std::mem::take(&mut self.records().op_inputs);
         let git = self.opts.attest.invocation.git.as_ref();
         let mut images = Vec::new();
         for (target, root) in self.targets.iter().zip(roots) {
@@ -82,7 +82,7 @@ impl SolveContext {
                 materials: crate::attest::materials(
                     &self.graph,
                     target.output.root,
-                    &op_traces,
+                    &op_inputs,
                     git,
                 ),
             });

@@ -142,6 +142,12 @@ impl SolveContext {
                 let (checksum, files) = tokio::task::block_in_place(|| ctx.checksum_path(path))
                     .map_err(|source| BuildError::step_failed(op, source))?;
                 key.part("bind-context").part(&checksum);
+                let name = match source {
+                    MountSource::Named(name) => name.clone(),
+                    _ => String::new(),
+                };
+                let read = trace.contexts.entry(name).or_default();
+                read.push_str(&checksum);
                 trace.files.extend(files);
             }
         }
@@ -193,6 +199,11 @@ impl SolveContext {
                 }
                 .map_err(|source| BuildError::step_failed(op, source))?;
                 key.part(&checksum);
+                let name = match &copy.source {
+                    CopySource::Named(name) => name.clone(),
+                    _ => String::new(),
+                };
+                trace.contexts.insert(name, checksum);
                 trace.files = files;
             }
             // A URL is keyed by its content: the checksum it must have, else

@@ -611,8 +611,8 @@ pub(crate) struct Records {
     /// that reuses an identical one's result.
     pub op_times: HashMap<OpId, i64>,
     pub key_times: HashMap<String, i64>,
-    /// Each op's trace, for the materials of the provenance.
-    pub op_traces: HashMap<OpId, explain::Trace>,
+    /// What each op read, for the materials of the provenance.
+    pub op_inputs: HashMap<OpId, crate::attest::OpInputs>,
 }
 
 /// What a finished op hands to the ops that use it.

@@ -35,7 +35,9 @@ impl Solver for SolveContext {
             records.reasons.insert(key.to_string(), cause);
         }
         if self.opts.attest.provenance.is_some() {
-            records.op_traces.insert(id, trace.clone());
+            records
+                .op_inputs
+                .insert(id, crate::attest::OpInputs::of(&trace));
         }
         records.traces.steps.insert(identity, trace);
         Ok(key)

@@ -1,11 +1,11 @@
 //! What an image was made from, for its provenance: the base images, the context files,
 //! the URLs and git commits that the ops behind the image read, each by digest. Taken
-//! from the traces the cache keys were computed from, so they are exactly what decided
-//! the image.
+//! from what the cache keys were computed from, so they are exactly what decided the
+//! image.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use rbuild_frontend::{BuildGraph, CopySource, ExecMount, MountSource, OpId, OpKind};
+use rbuild_frontend::{BuildGraph, CopySource, OpId, OpKind};
 use serde::Serialize;
 
 use crate::explain::Trace;
@@ -17,18 +17,48 @@ pub(crate) struct Material {
     pub digest: BTreeMap<String, String>,
 }
 
+/// What one op read, kept from its trace (small: a checksum per context, not its files).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OpInputs {
+    /// An image op: the manifest it resolved to.
+    base: Option<String>,
+    /// ADD of a git source: the commit.
+    git_commit: Option<String>,
+    /// ADD of URLs: each with its content's digest.
+    urls: Vec<(String, String)>,
+    /// Each local context read (`""` for the build context), with its checksum.
+    contexts: BTreeMap<String, String>,
+}
+
+impl OpInputs {
+    pub(crate) fn of(trace: &Trace) -> OpInputs {
+        OpInputs {
+            base: trace.base.clone(),
+            git_commit: trace.git.as_ref().map(|(_, commit)| commit.clone()),
+            urls: trace
+                .files
+                .iter()
+                .filter(|(path, _)| rbuild_frontend::CopyOp::is_url(path))
+                .map(|(url, digest)| (url.clone(), digest.clone()))
+                .collect(),
+            contexts: trace.contexts.clone(),
+        }
+    }
+}
+
 /// The materials of the image whose root is `root`: each op it depends on, followed
-/// through every input.
+/// through every input. A local context is one material whose digest covers the checksums
+/// of what each op read from it (paths, modes, sizes, contents; see `context`).
 pub(crate) fn materials(
     graph: &BuildGraph,
     root: OpId,
-    traces: &HashMap<OpId, Trace>,
+    inputs: &HashMap<OpId, OpInputs>,
     git_context: Option<&super::GitOrigin>,
 ) -> Vec<Material> {
     let mut seen = BTreeSet::new();
     let mut stack = vec![root];
-    // Files read from each local context, by context name ("" for the main one).
-    let mut contexts: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    // What each local context gave the ops, by context name ("" for the main one).
+    let mut contexts: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut found = BTreeSet::new();
     while let Some(id) = stack.pop() {
         if !seen.insert(id) {
@@ -36,12 +66,12 @@ pub(crate) fn materials(
         }
         let op = graph.op(id);
         stack.extend(op.kind.inputs());
-        let Some(trace) = traces.get(&id) else {
+        let Some(read) = inputs.get(&id) else {
             continue;
         };
         match &op.kind {
             OpKind::Image { reference } => {
-                if let Some(digest) = trace.base.as_deref().and_then(split_digest) {
+                if let Some(digest) = read.base.as_deref().and_then(split_digest) {
                     found.insert(Material {
                         uri: docker_purl(reference, &op.platform),
                         digest: digest_set(digest),
@@ -49,59 +79,32 @@ pub(crate) fn materials(
                 }
             }
             OpKind::Copy(copy) => {
-                if let (CopySource::Git(git), Some((_, commit))) = (&copy.source, &trace.git) {
+                if let (CopySource::Git(git), Some(commit)) = (&copy.source, &read.git_commit) {
                     found.insert(Material {
                         uri: git.display(),
                         digest: BTreeMap::from([("gitCommit".to_owned(), commit.clone())]),
                     });
                 }
-                let context = match &copy.source {
-                    CopySource::Named(name) => name.clone(),
-                    _ => String::new(),
-                };
-                for (path, value) in &trace.files {
-                    if rbuild_frontend::CopyOp::is_url(path) {
-                        if let Some(digest) = split_digest(value) {
-                            found.insert(Material {
-                                uri: path.clone(),
-                                digest: digest_set(digest),
-                            });
-                        }
-                    } else {
-                        contexts
-                            .entry(context.clone())
-                            .or_default()
-                            .insert(path.clone(), value.clone());
-                    }
-                }
-            }
-            OpKind::Exec(exec) if !trace.files.is_empty() => {
-                // Bind mounts of a context: named by the first such mount's context.
-                let context = exec
-                    .mounts
-                    .iter()
-                    .find_map(|mount| match mount {
-                        ExecMount::Bind(bind) => match &bind.source {
-                            MountSource::Context => Some(String::new()),
-                            MountSource::Named(name) => Some(name.clone()),
-                            MountSource::Op(_) => None,
-                        },
-                        _ => None,
-                    })
-                    .unwrap_or_default();
-                contexts
-                    .entry(context)
-                    .or_default()
-                    .extend(trace.files.clone());
             }
             _ => {}
         }
-    }
-    for (name, files) in contexts {
-        let mut text = String::new();
-        for (path, value) in &files {
-            text.push_str(&format!("{path}\t{value}\n"));
+        for (url, digest) in &read.urls {
+            if let Some(digest) = split_digest(digest) {
+                found.insert(Material {
+                    uri: url.clone(),
+                    digest: digest_set(digest),
+                });
+            }
         }
+        for (name, checksum) in &read.contexts {
+            contexts
+                .entry(name.clone())
+                .or_default()
+                .insert(checksum.clone());
+        }
+    }
+    for (name, checksums) in contexts {
+        let text: String = checksums.iter().map(|c| format!("{c}\n")).collect();
         let uri = match (name.as_str(), git_context) {
             ("", Some(git)) => format!("{}@{}", git.remote, git.commit),
             ("", None) => "context".to_owned(),

@@ -13,7 +13,7 @@ mod sbom;
 
 pub use annotations::{Annotation, AnnotationLevel};
 pub(crate) use annotations::{annotations_for, default_annotations};
-pub(crate) use materials::{Material, materials};
+pub(crate) use materials::{Material, OpInputs, materials};
 pub use provenance::{PREDICATE_SLSA_PROVENANCE_V1, Provenance};
 pub use sbom::{PREDICATE_CYCLONEDX, PREDICATE_SPDX};
 
