@@ -42,39 +42,7 @@ pub fn verify_build(args: VerifyBuildArgs) -> Result<ExitCode> {
         .as_deref()
         .map(super::parse_platform)
         .transpose()?;
-    let digest = match find_digest(&store, &args.image) {
-        Ok(digest) => digest,
-        // A registry's image: pulled with its attestations, then verified.
-        Err(_) if names_a_registry(&args.image) => {
-            pull(&args.image)?;
-            find_digest(&store, &args.image)?
-        }
-        Err(err) => return Err(err),
-    };
-    let image = store
-        .image_by_digest_for(&digest, platform.as_ref())
-        .into_diagnostic()?;
-    let statement = attached(
-        &store,
-        &args.image,
-        platform.as_ref(),
-        "provenance",
-        &[rbuild_builder::PREDICATE_SLSA_PROVENANCE_V1],
-    )?;
-    let provenance = Provenance::parse(&statement).map_err(|reason| {
-        miette::miette!(
-            "the provenance of `{}` cannot be read: {reason}",
-            args.image
-        )
-    })?;
-    if provenance.subject != image.manifest_digest.to_string() {
-        return Err(miette::miette!(
-            "the provenance attached to `{}` is about {}, and the image is {}: they do not belong together",
-            args.image,
-            provenance.subject,
-            image.manifest_digest
-        ));
-    }
+    let (image, provenance) = image_and_provenance(&store, &args.image, platform.as_ref())?;
     let plan = plan(&args, &provenance)?;
     let scratch = tempfile::Builder::new()
         .prefix("rbuild-verify-")
@@ -139,6 +107,44 @@ pub fn verify_build(args: VerifyBuildArgs) -> Result<ExitCode> {
 
 const REBUILT: &str = "rbuild-verify/rebuilt:latest";
 
+/// The image `text` names (its `platform`'s of an index; pulled first when it is a
+/// registry's the store lacks) and its provenance, which must be about that image.
+fn image_and_provenance(
+    store: &Store,
+    text: &str,
+    platform: Option<&rbuild_store::oci::Platform>,
+) -> Result<(Image, Provenance)> {
+    let digest = match find_digest(store, text) {
+        Ok(digest) => digest,
+        // A registry's image: pulled with its attestations, then verified.
+        Err(_) if names_a_registry(text) => {
+            pull(text)?;
+            find_digest(store, text)?
+        }
+        Err(err) => return Err(err),
+    };
+    let image = store
+        .image_by_digest_for(&digest, platform)
+        .into_diagnostic()?;
+    let statement = attached(
+        store,
+        text,
+        platform,
+        "provenance",
+        &[rbuild_builder::PREDICATE_SLSA_PROVENANCE_V1],
+    )?;
+    let provenance = Provenance::parse(&statement)
+        .map_err(|reason| miette::miette!("the provenance of `{text}` cannot be read: {reason}"))?;
+    if provenance.subject != image.manifest_digest.to_string() {
+        return Err(miette::miette!(
+            "the provenance attached to `{text}` is about {}, and the image is {}: they do not belong together",
+            provenance.subject,
+            image.manifest_digest
+        ));
+    }
+    Ok((image, provenance))
+}
+
 /// Whether `text` names a registry (`host.name/…`, `host:port/…`, `localhost/…`).
 fn names_a_registry(text: &str) -> bool {
     text.split_once('/')
@@ -183,16 +189,46 @@ fn plan(args: &VerifyBuildArgs, provenance: &Provenance) -> Result<Plan> {
         "-t".into(),
         REBUILT.into(),
     ];
-    // The Dockerfile: the one given, the one the provenance carries, or the context's.
-    let mut held = None;
-    let context = match (&args.context, &provenance.git_context) {
-        (Some(dir), _) => dir.to_string_lossy().into_owned(),
+    let context = context_arg(args, provenance)?;
+    let (file, held) = dockerfile_arg(args, provenance, &context)?;
+    if let Some(file) = file {
+        command.push("-f".into());
+        command.push(file);
+    }
+    for (key, value) in build_args(args, provenance)? {
+        command.push("--build-arg".into());
+        command.push(format!("{key}={value}"));
+    }
+    if let Some(target) = &provenance.target {
+        command.push("--target".into());
+        command.push(target.clone());
+    }
+    for (key, value) in &provenance.labels {
+        command.push("--label".into());
+        command.push(format!("{key}={value}"));
+    }
+    for annotation in &provenance.annotations {
+        command.push("--annotation".into());
+        command.push(annotation.clone());
+    }
+    command.push(context);
+    Ok(Plan {
+        args: command,
+        _dockerfile: held,
+    })
+}
+
+/// The context to build: the directory given, else the git repository and commit the
+/// provenance names (a local directory must be given).
+fn context_arg(args: &VerifyBuildArgs, provenance: &Provenance) -> Result<String> {
+    match (&args.context, &provenance.git_context) {
+        (Some(dir), _) => Ok(dir.to_string_lossy().into_owned()),
         (None, Some((uri, subdir))) => {
             let (remote, commit) = uri.rsplit_once('@').unwrap_or((uri, ""));
-            match subdir {
+            Ok(match subdir {
                 Some(dir) => format!("{remote}#{commit}:{dir}"),
                 None => format!("{remote}#{commit}"),
-            }
+            })
         }
         (None, None) => {
             let digest = provenance
@@ -202,44 +238,59 @@ fn plan(args: &VerifyBuildArgs, provenance: &Provenance) -> Result<Plan> {
                 .and_then(|(_, digest)| digest.get("sha256"))
                 .map(|hex| format!(" (its files' digest: sha256:{hex})"))
                 .unwrap_or_default();
-            return Err(miette::miette!(
+            Err(miette::miette!(
                 help = "give the directory: `rbuild verify-build IMAGE DIR`",
                 "the image was built from a local directory{digest}, and verify-build needs it"
-            ));
+            ))
         }
-    };
+    }
+}
+
+/// The rebuild's `-f`: the Dockerfile given, the one the provenance carries (`mode=max`,
+/// written to a file held as long as the plan), or the context's at the recorded path;
+/// checked against the recorded digest. In a git context, the recorded path in the
+/// repository.
+fn dockerfile_arg(
+    args: &VerifyBuildArgs,
+    provenance: &Provenance,
+    context: &str,
+) -> Result<(Option<String>, Option<tempfile::NamedTempFile>)> {
     let local = args.context.is_some();
-    let dockerfile: Option<PathBuf> = match (&args.file, &provenance.dockerfile) {
-        (Some(file), _) => Some(file.clone()),
+    let mut held = None;
+    let path: PathBuf = match (&args.file, &provenance.dockerfile) {
+        (Some(file), _) => file.clone(),
         (None, Some(text)) if local => {
             let mut file = tempfile::NamedTempFile::new().into_diagnostic()?;
             std::io::Write::write_all(&mut file, text.as_bytes()).into_diagnostic()?;
             let path = file.path().to_owned();
             held = Some(file);
-            Some(path)
+            path
         }
-        (None, _) if local => Some(Path::new(&context).join(&provenance.dockerfile_path)),
-        (None, _) => None,
+        (None, _) if local => Path::new(context).join(&provenance.dockerfile_path),
+        (None, _) => {
+            let file = (provenance.dockerfile_path != "Dockerfile")
+                .then(|| provenance.dockerfile_path.clone());
+            return Ok((file, None));
+        }
     };
-    if let Some(path) = &dockerfile {
-        let text = std::fs::read(path)
-            .into_diagnostic()
-            .wrap_err_with(|| format!("cannot read the Dockerfile {}", path.display()))?;
-        let sha = sha256_hex(&text);
-        if sha != provenance.dockerfile_sha256 {
-            return Err(miette::miette!(
-                help = "give the Dockerfile it was built from with `-f`",
-                "{} is not the Dockerfile the image was built from: its sha256 is {sha}, the provenance records {}",
-                path.display(),
-                provenance.dockerfile_sha256
-            ));
-        }
-        command.push("-f".into());
-        command.push(path.to_string_lossy().into_owned());
-    } else if provenance.dockerfile_path != "Dockerfile" {
-        command.push("-f".into());
-        command.push(provenance.dockerfile_path.clone());
+    let text = std::fs::read(&path)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot read the Dockerfile {}", path.display()))?;
+    let sha = sha256_hex(&text);
+    if sha != provenance.dockerfile_sha256 {
+        return Err(miette::miette!(
+            help = "give the Dockerfile it was built from with `-f`",
+            "{} is not the Dockerfile the image was built from: its sha256 is {sha}, the provenance records {}",
+            path.display(),
+            provenance.dockerfile_sha256
+        ));
     }
+    Ok((Some(path.to_string_lossy().into_owned()), held))
+}
+
+/// The rebuild's build arguments: those the provenance records, the flags' (which must be
+/// ones the build was given), and the recorded `SOURCE_DATE_EPOCH`.
+fn build_args(args: &VerifyBuildArgs, provenance: &Provenance) -> Result<BTreeMap<String, String>> {
     let given: BTreeMap<String, String> = args
         .build_args
         .iter()
@@ -290,27 +341,7 @@ fn plan(args: &VerifyBuildArgs, provenance: &Provenance) -> Result<Plan> {
     if let Some(epoch) = provenance.source_date_epoch {
         build_args.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
     }
-    for (key, value) in build_args {
-        command.push("--build-arg".into());
-        command.push(format!("{key}={value}"));
-    }
-    if let Some(target) = &provenance.target {
-        command.push("--target".into());
-        command.push(target.clone());
-    }
-    for (key, value) in &provenance.labels {
-        command.push("--label".into());
-        command.push(format!("{key}={value}"));
-    }
-    for annotation in &provenance.annotations {
-        command.push("--annotation".into());
-        command.push(annotation.clone());
-    }
-    command.push(context);
-    Ok(Plan {
-        args: command,
-        _dockerfile: held,
-    })
+    Ok(build_args)
 }
 
 /// Copies each base image the provenance names (by its manifest digest) from the store

@@ -33,35 +33,6 @@ pub(crate) struct ProvenanceInput<'a> {
 /// The statement's JSON bytes (canonical: keys sorted, no spaces).
 pub(crate) fn statement(input: &ProvenanceInput) -> Vec<u8> {
     let opts = input.opts;
-    let mut args = BTreeMap::new();
-    if let Some(target) = &opts.target {
-        args.insert("target".to_owned(), json!(target));
-    }
-    args.insert("platform".to_owned(), json!(input.platform.to_string()));
-    for (key, value) in &opts.labels {
-        args.insert(format!("label:{key}"), json!(value));
-    }
-    for annotation in &opts.annotations {
-        args.insert(
-            format!("annotation:{}", annotation_prefix(annotation)),
-            json!(annotation.value),
-        );
-    }
-    let mut names = Vec::new();
-    for (key, value) in &opts.build_args {
-        if key == "SOURCE_DATE_EPOCH" {
-            continue;
-        }
-        match input.mode {
-            ProvenanceMode::Max => {
-                args.insert(format!("build-arg:{key}"), json!(value));
-            }
-            ProvenanceMode::Min => names.push(key.clone()),
-        }
-    }
-    for name in opts.named_contexts.keys() {
-        args.insert(format!("context:{name}"), json!("local"));
-    }
     let mut config_source = json!({
         "path": input.invocation.dockerfile_path,
         "digest": {"sha256": super::sha256_hex(opts.dockerfile.as_bytes())},
@@ -72,21 +43,7 @@ pub(crate) fn statement(input: &ProvenanceInput) -> Vec<u8> {
             config_source["subdir"] = json!(subdir);
         }
     }
-    let mut request = json!({"frontend": "dockerfile.v0", "args": args});
-    if !names.is_empty() {
-        request["buildArgNames"] = json!(names);
-    }
-    // What the build was given besides its inputs, by id only: never a secret's value.
-    if input.mode == ProvenanceMode::Max {
-        let secrets: Vec<&String> = opts.secrets.keys().collect();
-        let ssh: Vec<&String> = opts.ssh.keys().collect();
-        if !secrets.is_empty() {
-            request["secrets"] = json!(secrets);
-        }
-        if !ssh.is_empty() {
-            request["ssh"] = json!(ssh);
-        }
-    }
+    let request = request(input);
     let mut internal = json!({
         "builderPlatform": rbuild_store::registry::platform_string(&rbuild_store::registry::host_platform()),
         "reproducible": opts.source_date_epoch.is_some(),
@@ -124,6 +81,57 @@ pub(crate) fn statement(input: &ProvenanceInput) -> Vec<u8> {
         },
     });
     rbuild_store::oci::canonical_json(&statement)
+}
+
+/// How the build was asked for: its arguments as BuildKit's frontend records them (build
+/// arguments' values in `mode=max` only, their names in `mode=min`), and in `mode=max` the
+/// ids of its secrets and SSH agents (never a value).
+fn request(input: &ProvenanceInput) -> Value {
+    let opts = input.opts;
+    let mut args = BTreeMap::new();
+    if let Some(target) = &opts.target {
+        args.insert("target".to_owned(), json!(target));
+    }
+    args.insert("platform".to_owned(), json!(input.platform.to_string()));
+    for (key, value) in &opts.labels {
+        args.insert(format!("label:{key}"), json!(value));
+    }
+    for annotation in &opts.annotations {
+        args.insert(
+            format!("annotation:{}", annotation_prefix(annotation)),
+            json!(annotation.value),
+        );
+    }
+    let mut names = Vec::new();
+    for (key, value) in &opts.build_args {
+        if key == "SOURCE_DATE_EPOCH" {
+            continue;
+        }
+        match input.mode {
+            ProvenanceMode::Max => {
+                args.insert(format!("build-arg:{key}"), json!(value));
+            }
+            ProvenanceMode::Min => names.push(key.clone()),
+        }
+    }
+    for name in opts.named_contexts.keys() {
+        args.insert(format!("context:{name}"), json!("local"));
+    }
+    let mut request = json!({"frontend": "dockerfile.v0", "args": args});
+    if !names.is_empty() {
+        request["buildArgNames"] = json!(names);
+    }
+    if input.mode == ProvenanceMode::Max {
+        let secrets: Vec<&String> = opts.secrets.keys().collect();
+        let ssh: Vec<&String> = opts.ssh.keys().collect();
+        if !secrets.is_empty() {
+            request["secrets"] = json!(secrets);
+        }
+        if !ssh.is_empty() {
+            request["ssh"] = json!(ssh);
+        }
+    }
+    request
 }
 
 /// The statement's subjects: the image under each of its names, as BuildKit names them
