@@ -220,7 +220,13 @@ impl Store {
         for manifest in &manifests {
             self.mark_image(manifest, &mut roots)?;
         }
-        let kept_images: HashSet<Digest> = manifests.into_iter().collect();
+        // Named images, and each platform's image of a named index (an image's time is
+        // recorded for its platform's manifest).
+        let mut kept_images: HashSet<Digest> = HashSet::new();
+        for manifest in manifests {
+            kept_images.extend(self.index_children(&manifest).unwrap_or_default());
+            kept_images.insert(manifest);
+        }
 
         // Which cache records go: those the policy picks among the ones unused long enough;
         // then, with a storage bound, the least recently used of the rest until it is met.

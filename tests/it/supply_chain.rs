@@ -271,8 +271,42 @@ fn the_default_provenance_keeps_rebuilds_identical_and_can_be_turned_off() {
     let definition = &provenance["predicate"]["buildDefinition"];
     assert!(definition["internalParameters"]["dockerfile"].is_null());
     assert!(provenance["predicate"]["runDetails"]["metadata"]["startedOn"].is_null());
+    let index_digest = |name: &str| {
+        let out = env.rbuild(&["images", "--format", "json"]);
+        assert_success(&out);
+        stdout(&out)
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .find(|image| image["Repository"] == name)
+            .map(|image| image["Digest"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    let first_index = index_digest("app");
     let (again, _) = build(&[]);
     assert_eq!(first, again, "a rebuild from the cache is the same image");
+    assert_eq!(
+        index_digest("app"),
+        first_index,
+        "and the same index, provenance included"
+    );
+
+    // An image with no layer of its own (its time recorded for it): the same after a prune,
+    // while its index is named.
+    let labels = env.context("labels", &[("Dockerfile", "FROM scratch\nLABEL a=b\n")]);
+    let labelled = || {
+        let out = defaults(env.command())
+            .args(["build", "-q", "-t", "labelled"])
+            .arg(&labels)
+            .output()
+            .unwrap();
+        assert_success(&out);
+        index_digest("labelled")
+    };
+    let before = labelled();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_success(&env.rbuild(&["prune"]));
+    assert_eq!(labelled(), before);
+
     let out = env.rbuild(&["inspect", "--sbom", "app"]);
     assert_failure(&out);
     assert!(
