@@ -191,3 +191,52 @@ async fn no_cache_runs_every_step_again_and_says_so() {
     // The same steps with the same inputs: the same image.
     assert_eq!(again.manifest.digest, first.manifest.digest);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attestations_make_an_index_whose_statements_name_the_image_and_what_it_holds() {
+    let bench = Bench::new();
+    let dockerfile = "FROM scratch\nRUN write /app/node_modules/left-pad/package.json {\"name\":\"left-pad\",\"version\":\"1.3.0\",\"license\":\"WTFPL\"}\n";
+    let mut opts = bench.options(dockerfile);
+    opts.attest = crate::AttestOptions {
+        provenance: Some(crate::ProvenanceMode::Min),
+        sbom: Some(crate::SbomFormat::Spdx),
+        ..Default::default()
+    };
+    let result = bench
+        .build_with(opts.clone(), Cancel::default())
+        .await
+        .unwrap();
+    let index = bench
+        .store
+        .read_index(&result.manifest.digest)
+        .expect("an index");
+    assert_eq!(index.manifests.len(), 2);
+    let image = &result.platforms[0].manifest.digest;
+    assert_eq!(&index.manifests[0].digest, image);
+    // The image id is still its config's.
+    assert_eq!(result.config, result.platforms[0].config);
+    let statements = bench
+        .store
+        .attestations(&result.manifest.digest, image)
+        .unwrap();
+    let types: Vec<&str> = statements
+        .iter()
+        .map(|s| s.predicate_type.as_str())
+        .collect();
+    assert_eq!(
+        types,
+        [crate::PREDICATE_SLSA_PROVENANCE_V1, crate::PREDICATE_SPDX]
+    );
+    for statement in &statements {
+        let value: serde_json::Value = serde_json::from_slice(&statement.bytes).unwrap();
+        assert_eq!(value["subject"][0]["digest"]["sha256"], image.hex());
+    }
+    let sbom: serde_json::Value = serde_json::from_slice(&statements[1].bytes).unwrap();
+    assert_eq!(
+        sbom["predicate"]["packages"][1]["externalRefs"][0]["referenceLocator"],
+        "pkg:npm/left-pad@1.3.0"
+    );
+    // Built again from the cache: the same index, bit for bit, and no scan.
+    let again = bench.build_with(opts, Cancel::default()).await.unwrap();
+    assert_eq!(again.manifest.digest, result.manifest.digest);
+}
