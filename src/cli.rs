@@ -27,7 +27,7 @@ pub enum Command {
     /// Build an image from a Dockerfile
     ///
     /// Reads the environment as `docker build` does: `BUILDKIT_PROGRESS` (the progress
-    /// when `--progress` is `auto`), `DOCKER_CONFIG` (registry credentials) and
+    /// when `--progress` is `auto`), `DOCKER_CONFIG` (registry credentials),
     /// `SOURCE_DATE_EPOCH` (the time in the image, for reproducible builds) and
     /// `BUILDX_NO_DEFAULT_ATTESTATIONS` (no provenance unless asked). rbuild has no
     /// builder instances or bake files, so `BUILDX_BUILDER` and the other `BUILDX_*`
