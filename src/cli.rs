@@ -3,7 +3,9 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands::{archive, build, check, docs, images, info, registry, run, store, verify};
+use crate::commands::{
+    archive, build, check, docs, images, info, registry, run, sbom, store, verify,
+};
 
 /// rbuild: a Dockerfile image builder with a daemonless store and sandbox.
 ///
@@ -46,6 +48,11 @@ pub enum Command {
     Images(images::ImagesArgs),
     /// Show an image's OCI config (or its manifest, provenance or SBOM)
     Inspect(images::InspectArgs),
+    /// List the packages an image installs (dpkg, apk, Python, Node, Go, Rust) as an SBOM
+    ///
+    /// Scans any image in the store now, built or not; `rbuild inspect --sbom` shows the
+    /// SBOM a build attached (`rbuild build --sbom`).
+    Sbom(sbom::SbomArgs),
     /// Build an image again from its provenance, in a scratch store, and compare digests
     #[command(name = "verify-build")]
     VerifyBuild(verify::VerifyBuildArgs),

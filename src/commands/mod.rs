@@ -10,6 +10,7 @@ pub mod info;
 mod outputs;
 pub mod registry;
 pub mod run;
+pub mod sbom;
 mod ssh;
 pub mod store;
 pub mod verify;
@@ -41,6 +42,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         (Some(Command::Rmi(args)), _) => images::rmi(args),
         (Some(Command::History(args)), _) => images::history(args),
         (Some(Command::VerifyBuild(args)), _) => verify::verify_build(args),
+        (Some(Command::Sbom(args)), _) => sbom::sbom(args),
         (Some(Command::Du(args)), _) => store::du(args),
         (Some(Command::Prune(args)), _) => store::prune(args),
         (Some(Command::Store(args)), _) => store::store(args),

@@ -376,6 +376,27 @@ fn the_sbom_of_a_debian_image_lists_its_dpkg_packages() {
     assert!(installed.len() > 50, "{installed:?}");
     assert!(installed.contains(&"libsemanage-common".to_owned()));
 
+    // `rbuild sbom` scans the imported image itself: every installed package.
+    let out = env.rbuild(&["sbom", "--format", "cyclonedx", "debian:minbase"]);
+    let bom = json(&out);
+    let mut scanned: Vec<String> = bom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect();
+    scanned.sort();
+    assert_eq!(scanned, installed);
+    assert!(
+        stderr(&out).contains(&format!(
+            "{} packages ({} deb)",
+            installed.len(),
+            installed.len()
+        )),
+        "{}",
+        stderr(&out)
+    );
+
     let ctx = env.context(
         "ctx",
         &[(
