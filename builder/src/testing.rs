@@ -213,11 +213,46 @@ impl Bench {
 }
 
 /// Whether a test whose build writes files owned by root (COPY, WORKDIR: root's ids, as
-/// in any image) can run: as root, or in a user namespace as root. Elsewhere it is skipped
-/// with a reason, unless `RBUILD_PRIVILEGED_TESTS=1` makes that a failure.
+/// in any image) can run here: as root, or in a user namespace as its root. An ordinary
+/// user's test runs itself again in a child, in a user namespace of its own (`unshare
+/// --map-root-user`, as rootless rbuild runs), and this returns `false` once the child
+/// has passed (it panics when the child failed). Where no user namespace can be made, the
+/// test is skipped with a reason, unless `RBUILD_PRIVILEGED_TESTS=1` makes that a failure.
 pub(crate) fn can_own_files_as_root() -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
+    }
+    const CHILD: &str = "RBUILD_TEST_IN_USER_NAMESPACE";
+    // libtest and nextest name the test's thread after the test.
+    let name = std::thread::current().name().map(str::to_owned);
+    if std::env::var_os(CHILD).is_none()
+        && let (Some(name), Ok(exe)) = (name, std::env::current_exe())
+    {
+        let output = std::process::Command::new("unshare")
+            .args(["--map-root-user", "--"])
+            .arg(exe)
+            .args([name.as_str(), "--exact", "--test-threads=1"])
+            .env(CHILD, "1")
+            .output();
+        match output {
+            // The child ran this one test, and it passed.
+            Ok(output)
+                if output.status.success()
+                    && String::from_utf8_lossy(&output.stdout).contains("1 passed") =>
+            {
+                return false;
+            }
+            Ok(output) if output.status.code() == Some(101) => panic!(
+                "{name} failed in a user namespace:\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+            Ok(output) => eprintln!(
+                "cannot run {name} in a user namespace: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+            Err(err) => eprintln!("cannot run unshare: {err}"),
+        }
     }
     if std::env::var("RBUILD_PRIVILEGED_TESTS").as_deref() == Ok("1") {
         panic!("this test needs root, and RBUILD_PRIVILEGED_TESTS=1 forbids skipping it");

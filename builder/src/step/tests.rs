@@ -1,5 +1,6 @@
 //! Whole builds through the solver and the op runners, with the scripted executor and a
-//! store in a temporary directory (see `testing`): no root, no sandbox, no mount.
+//! store in a temporary directory (see `testing`): no root (files owned by root come from
+//! a user namespace), no sandbox, no mount.
 
 use std::sync::Arc;
 
