@@ -197,10 +197,14 @@ fn write_images(
             image.materials,
             started,
         )?;
-        // This build's attestations, not those an earlier build of the same image left
-        // as its referrers.
-        store.remove_referrers(&manifest.digest, crate::attest::PREDICATE_TYPES)?;
         if opts.attest.format == crate::attest::AttestFormat::Oci {
+            // This build's attestations, not those an earlier build of the same image
+            // left as its referrers. (In the index form they come with the index: the
+            // referrers another name's build attached stay.)
+            store.remove_referrers(
+                &manifest.digest,
+                rbuild_store::attestations::BUILD_PREDICATE_TYPES,
+            )?;
             for statement in &statements {
                 store.write_referrer(&manifest, statement)?;
             }

@@ -298,7 +298,16 @@ fn build_args(args: &VerifyBuildArgs, provenance: &Provenance) -> Result<BTreeMa
         .collect();
     for (name, value) in &given {
         if name == "SOURCE_DATE_EPOCH" {
+            if provenance
+                .source_date_epoch
+                .map(|e| e.to_string())
+                .as_deref()
+                == Some(value)
+            {
+                continue;
+            }
             return Err(miette::miette!(
+                help = "leave out `--build-arg SOURCE_DATE_EPOCH`",
                 "SOURCE_DATE_EPOCH is the one the provenance records ({}): the rebuild uses it",
                 provenance
                     .source_date_epoch

@@ -18,6 +18,17 @@ pub const REFERENCE_TYPE_ATTESTATION: &str = "attestation-manifest";
 /// On an attestation layer: the statement's predicate type.
 pub const ANNOTATION_PREDICATE_TYPE: &str = "in-toto.io/predicate-type";
 
+pub const PREDICATE_SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
+pub const PREDICATE_SPDX: &str = "https://spdx.dev/Document";
+pub const PREDICATE_CYCLONEDX: &str = "https://cyclonedx.org/bom";
+/// The statements a build writes: a later build of the same image replaces these among
+/// its referrers (and in a registry's referrers tag), and leaves others (signatures).
+pub const BUILD_PREDICATE_TYPES: &[&str] = &[
+    PREDICATE_SLSA_PROVENANCE_V1,
+    PREDICATE_SPDX,
+    PREDICATE_CYCLONEDX,
+];
+
 /// One in-toto statement: its predicate type and its JSON bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statement {
@@ -109,9 +120,11 @@ impl Store {
     /// be the manifest itself), and as its referrers; empty when it has none. Each
     /// statement is read and verified against its digest.
     pub fn attestations(&self, index: &Digest, manifest: &Digest) -> Result<Vec<Statement>> {
-        let mut statements = self.referrer_statements(manifest)?;
+        // The index's own first: they came with this name; referrers are about the
+        // manifest, whatever name it has.
+        let mut statements = Vec::new();
         let Some(index) = self.read_index(index) else {
-            return Ok(statements);
+            return self.referrer_statements(manifest);
         };
         for entry in index.manifests.iter().filter(|m| is_attestation(m)) {
             if entry.annotations.get(ANNOTATION_REFERENCE_DIGEST) != Some(&manifest.to_string()) {
@@ -120,6 +133,7 @@ impl Store {
             let attestation: Manifest = self.read_json("attestation manifest", &entry.digest)?;
             statements.extend(self.statements_of(&attestation)?);
         }
+        statements.extend(self.referrer_statements(manifest)?);
         Ok(statements)
     }
 
@@ -203,5 +217,65 @@ impl Store {
             reason: err.to_string(),
         })?;
         Ok(tar)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statement(kind: &str, text: &str) -> Statement {
+        Statement {
+            predicate_type: kind.to_owned(),
+            bytes: format!("{{\"note\":\"{text}\"}}").into_bytes(),
+        }
+    }
+
+    #[test]
+    fn an_index_s_own_statements_come_before_the_manifest_s_referrers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let config = ImageConfiguration {
+            created: None,
+            author: None,
+            architecture: "amd64".to_owned(),
+            os: "linux".to_owned(),
+            variant: None,
+            config: serde_json::Value::Null,
+            rootfs: RootFs::layers(Vec::new()),
+            history: Vec::new(),
+        };
+        let image = store.write_image(&config, Vec::new()).unwrap();
+        // Attached to the manifest by another name's build.
+        store
+            .write_referrer(&image, &statement(PREDICATE_SPDX, "referrer"))
+            .unwrap();
+        let attestation = store
+            .write_attestations(&image, &[statement(PREDICATE_SPDX, "index")])
+            .unwrap();
+        let index = store.write_index(vec![image.clone(), attestation]).unwrap();
+        let found = store.attestations(&index.digest, &image.digest).unwrap();
+        let notes: Vec<String> = found
+            .iter()
+            .map(|s| String::from_utf8(s.bytes.clone()).unwrap())
+            .collect();
+        assert_eq!(notes, [r#"{"note":"index"}"#, r#"{"note":"referrer"}"#]);
+        // The manifest alone: its referrers.
+        let alone = store.attestations(&image.digest, &image.digest).unwrap();
+        assert_eq!(alone.len(), 1);
+
+        // A later build's statements replace the build's types, and leave others.
+        store
+            .write_referrer(&image, &statement("https://example.com/signature", "sig"))
+            .unwrap();
+        store
+            .remove_referrers(&image.digest, BUILD_PREDICATE_TYPES)
+            .unwrap();
+        let left = store.referrers(&image.digest).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(
+            left[0].annotations[ANNOTATION_PREDICATE_TYPE],
+            "https://example.com/signature"
+        );
     }
 }

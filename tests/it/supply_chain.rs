@@ -566,6 +566,50 @@ fn oci_referrers_are_pushed_with_the_image_and_pulled_back() {
     rebuild(&["--provenance=false"]);
     assert_failure(&rbuild(&env, &["inspect", "--provenance", "again"]));
     assert_failure(&rbuild(&env, &["inspect", "--sbom", "again"]));
+
+    // The same image built in the index form under another name: each name shows its own.
+    rebuild(&["--sbom"]);
+    let out = defaults(crate::registry_support::command(&env))
+        .args(["build", "-q", "--sbom=format=cyclonedx", "-t", "indexed"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let sbom = json(&rbuild(&env, &["inspect", "--sbom", "indexed"]));
+    assert_eq!(sbom["predicateType"], "https://cyclonedx.org/bom");
+    let sbom = json(&rbuild(&env, &["inspect", "--sbom", "again"]));
+    assert_eq!(sbom["predicateType"], "https://spdx.dev/Document");
+
+    // Pushed again after a build with other statements: the referrers tag lists this
+    // build's, not the earlier push's too.
+    let out = defaults(crate::registry_support::command(&env))
+        .args([
+            "build",
+            "-q",
+            "--attest-format",
+            "oci",
+            "--sbom=format=cyclonedx",
+            "--provenance=false",
+            "-t",
+            &target,
+        ])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert_success(&rbuild(&env, &["push", &target]));
+    let list = skopeo_json(&["inspect", "--tls-verify=false", "--raw", &fallback]);
+    let types: Vec<&str> = list["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e["annotations"]["in-toto.io/predicate-type"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(types, ["https://cyclonedx.org/bom"]);
 }
 
 /// A multi-platform build attests each platform's image on its own.

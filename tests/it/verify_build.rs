@@ -301,4 +301,13 @@ fn a_fresh_store_with_the_same_imported_base_reproduces_the_image() {
         flat(&stderr(&out))
             .contains("SOURCE_DATE_EPOCH is the one the provenance records (1700000000)")
     );
+    // The recorded value itself changes nothing.
+    let out = verifier.rbuild(&[
+        "verify-build",
+        "app",
+        ctx.to_str().unwrap(),
+        "--build-arg",
+        "SOURCE_DATE_EPOCH=1700000000",
+    ]);
+    assert_success(&out);
 }

@@ -24,13 +24,6 @@ use rbuild_store::oci::{Descriptor, ImageConfiguration};
 use crate::error::BuildError;
 use crate::solve::BuildOptions;
 
-/// The predicate types of the statements rbuild writes.
-pub(crate) const PREDICATE_TYPES: &[&str] = &[
-    PREDICATE_SLSA_PROVENANCE_V1,
-    PREDICATE_SPDX,
-    PREDICATE_CYCLONEDX,
-];
-
 /// The attestations a build attaches to each of its images.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AttestOptions {

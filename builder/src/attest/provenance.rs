@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::{Invocation, Material, ProvenanceMode};
 use crate::solve::BuildOptions;
 
-pub const PREDICATE_SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
+pub use rbuild_store::attestations::PREDICATE_SLSA_PROVENANCE_V1;
 const STATEMENT_V1: &str = "https://in-toto.io/Statement/v1";
 /// What rbuild's `buildDefinition` means: a Dockerfile built by rbuild (docs/provenance.md).
 const BUILD_TYPE: &str = "urn:rbuild:build-type:dockerfile:v1";

@@ -9,8 +9,7 @@ use serde_json::json;
 use super::SbomFormat;
 use crate::error::BuildError;
 
-pub const PREDICATE_SPDX: &str = "https://spdx.dev/Document";
-pub const PREDICATE_CYCLONEDX: &str = "https://cyclonedx.org/bom";
+pub use rbuild_store::attestations::{PREDICATE_CYCLONEDX, PREDICATE_SPDX};
 
 /// [`sbom_statement`], or the statement an earlier build made of the same image (under
 /// the same name), when the store still has it: a rebuild from the cache scans nothing.
