@@ -300,9 +300,9 @@ pub async fn pull(args: PullArgs) -> Result<ExitCode> {
 
 /// `pull --platform all`: every platform's image of the index `index_digest` (which the
 /// first pull wrote to the store, with the image `pulled_already`), the others pulled by
-/// their digests and unpacked; returns the index to
-/// name. Entries that are no image for a platform (BuildKit's attestations, marked
-/// `unknown/unknown`) are left out, and then the index is written again without them.
+/// their digests and unpacked, and the attestation manifests about them; returns the index
+/// to name: the registry's own when every entry came, else one written again with the
+/// entries that did (an entry for no platform and no attestation is left out).
 async fn pull_every_platform(
     registry: &Registry,
     store: &Store,
@@ -318,6 +318,9 @@ async fn pull_every_platform(
         .ok_or_else(|| miette::miette!("{reference}: its index is not in the store"))?;
     let mut kept = Vec::new();
     for child in &index.manifests {
+        if rbuild_store::attestations::is_attestation(child) {
+            continue;
+        }
         let Some(platform) = child.platform.clone().filter(|p| p.os != "unknown") else {
             continue;
         };
@@ -353,7 +356,34 @@ async fn pull_every_platform(
         }
         kept.push(child.clone());
     }
-    if kept.len() == index.manifests.len() {
+    // The attestations about the images kept, in the index's order after them.
+    let images: Vec<Digest> = kept.iter().map(|k| k.digest.clone()).collect();
+    for child in index
+        .manifests
+        .iter()
+        .filter(|c| rbuild_store::attestations::is_attestation(c))
+    {
+        let about = child
+            .annotations
+            .get(rbuild_store::attestations::ANNOTATION_REFERENCE_DIGEST)
+            .and_then(|d| d.parse::<Digest>().ok());
+        if !about.is_some_and(|d| images.contains(&d)) {
+            continue;
+        }
+        registry
+            .pull_attestation(store, reference, child)
+            .await
+            .map_err(report)
+            .wrap_err_with(|| format!("cannot pull the attestations of {reference}"))?;
+        kept.push(child.clone());
+    }
+    // Everything came: the registry's index, as it is (the same digest).
+    let order = |list: &[rbuild_store::oci::Descriptor]| {
+        let mut digests: Vec<Digest> = list.iter().map(|d| d.digest.clone()).collect();
+        digests.sort();
+        digests
+    };
+    if order(&kept) == order(&index.manifests) {
         return Ok(index_digest.clone());
     }
     let write = store.clone();

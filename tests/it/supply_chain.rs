@@ -239,6 +239,16 @@ fn provenance_and_sbom_are_attached_pushed_and_read_back() {
     let out = rbuild(&third, &["verify-build", &target, ctx.to_str().unwrap()]);
     assert_success(&out);
     assert!(stdout(&out).starts_with("reproduced: "), "{}", stdout(&out));
+
+    // `pull --platform all` keeps the attestations: the registry's index, digest for digest.
+    let whole = TestEnv::new();
+    let out = rbuild(&whole, &["pull", "-q", "--platform", "all", &target]);
+    assert_success(&out);
+    let registry_index = crate::support::digest(
+        &skopeo(&["inspect", "--tls-verify=false", "--raw", &reference]).stdout,
+    );
+    assert_eq!(stdout(&out).trim(), registry_index);
+    json(&rbuild(&whole, &["inspect", "--provenance", &target]));
 }
 
 fn read_blob(layout: &Path, digest: &str) -> serde_json::Value {

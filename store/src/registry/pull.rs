@@ -259,6 +259,20 @@ impl Registry {
         })
     }
 
+    /// Fetches the attestation manifest `entry` of an index of `reference` and its
+    /// statements into the store (`pull --platform all` keeps an index's attestations).
+    pub async fn pull_attestation(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        entry: &Descriptor,
+    ) -> Result<()> {
+        self.on_endpoints(reference, |repo| async move {
+            self.fetch_attestation(store, &repo, entry).await
+        })
+        .await
+    }
+
     /// Fetches an attestation manifest and its statements into the store (verified
     /// against their digests; nothing to unpack).
     async fn fetch_attestation(
