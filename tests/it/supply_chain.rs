@@ -276,7 +276,15 @@ fn the_default_provenance_keeps_rebuilds_identical_and_can_be_turned_off() {
         let raw = env.rbuild(&["inspect", "--manifest", "app"]);
         (stdout(&out), json(&raw))
     };
-    let (first, _) = build(&[]);
+    let metadata = env.path("metadata.json");
+    let (first, _) = build(&["--metadata-file", metadata.to_str().unwrap()]);
+    // As buildx writes it: the predicate in the metadata file.
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&metadata).unwrap()).unwrap();
+    assert_eq!(
+        written["buildx.build.provenance"]["buildDefinition"]["buildType"],
+        "urn:rbuild:build-type:dockerfile:v1"
+    );
     let provenance = json(&env.rbuild(&["inspect", "--provenance", "app"]));
     let definition = &provenance["predicate"]["buildDefinition"];
     assert!(definition["internalParameters"]["dockerfile"].is_null());

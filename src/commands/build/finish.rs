@@ -109,7 +109,7 @@ pub(super) async fn finish(
         .await
         .map_err(export_report)?;
     if let Some(path) = &args.metadata_file {
-        write_metadata(path, result, &pushed)?;
+        write_metadata(path, result, &pushed, builder.store())?;
     }
     if !quiet {
         let plural = |n: usize| if n == 1 { "" } else { "s" };
@@ -158,7 +158,12 @@ fn export_report(err: ExportError) -> miette::Report {
 }
 
 /// `--metadata-file`: buildx's keys, and rbuild's own.
-fn write_metadata(path: &Path, result: &BuildResult, pushed: &[(Reference, Digest)]) -> Result<()> {
+fn write_metadata(
+    path: &Path,
+    result: &BuildResult,
+    pushed: &[(Reference, Digest)],
+    store: &rbuild_store::Store,
+) -> Result<()> {
     // Pushed, the image is the manifest the registry has (its layers compressed), not the
     // store's: that is the digest to sign or deploy, as with BuildKit.
     let digest = pushed.first().map_or_else(
@@ -184,6 +189,27 @@ fn write_metadata(path: &Path, result: &BuildResult, pushed: &[(Reference, Diges
             "step": m.step, "description": m.description, "reason": m.reason,
         })).collect::<Vec<_>>(),
     });
+    let mut metadata = metadata;
+    // As buildx: each image's provenance predicate, under `buildx.build.provenance` (one
+    // platform) or `buildx.build.provenance/<os/arch>` (several).
+    let several = result.platforms.len() > 1;
+    for image in &result.platforms {
+        let statements = store
+            .attestations(&result.manifest.digest, &image.manifest.digest)
+            .into_diagnostic()?;
+        let provenance = statements
+            .iter()
+            .find(|s| s.predicate_type == rbuild_builder::PREDICATE_SLSA_PROVENANCE_V1)
+            .and_then(|s| serde_json::from_slice::<serde_json::Value>(&s.bytes).ok());
+        if let Some(statement) = provenance {
+            let key = if several {
+                format!("buildx.build.provenance/{}", image.platform)
+            } else {
+                "buildx.build.provenance".to_owned()
+            };
+            metadata[key] = statement["predicate"].clone();
+        }
+    }
     std::fs::write(
         path,
         serde_json::to_vec_pretty(&metadata).into_diagnostic()?,
