@@ -112,14 +112,17 @@ pub(crate) fn materials(
         };
         found.insert(Material {
             uri,
-            digest: BTreeMap::from([("sha256".to_owned(), super::sha256_hex(text.as_bytes()))]),
+            digest: BTreeMap::from([(
+                "sha256".to_owned(),
+                rbuild_store::Digest::of(text.as_bytes()).hex().to_owned(),
+            )]),
         });
     }
     found.into_iter().collect()
 }
 
 /// `busybox:1.36` for linux/amd64 as `pkg:docker/busybox@1.36?platform=linux%2Famd64`.
-fn docker_purl(reference: &str, platform: &rbuild_frontend::Platform) -> String {
+pub(super) fn docker_purl(reference: &str, platform: &rbuild_frontend::Platform) -> String {
     let (name, version) = match reference.split_once('@') {
         Some((name, digest)) => (name.to_owned(), digest.to_owned()),
         None => match reference

@@ -101,12 +101,6 @@ pub struct GitOrigin {
     pub subdir: Option<String>,
 }
 
-/// `sha256` of `bytes`, in hex.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
 /// The statements the build attaches to one platform's image `manifest`: its provenance
 /// and its SBOM, as `opts.attest` asks. Reads the image's layers for the SBOM: call it on
 /// a blocking thread.

@@ -35,7 +35,7 @@ pub(crate) fn statement(input: &ProvenanceInput) -> Vec<u8> {
     let opts = input.opts;
     let mut config_source = json!({
         "path": input.invocation.dockerfile_path,
-        "digest": {"sha256": super::sha256_hex(opts.dockerfile.as_bytes())},
+        "digest": {"sha256": rbuild_store::Digest::of(opts.dockerfile.as_bytes()).hex()},
     });
     if let Some(git) = &input.invocation.git {
         config_source["uri"] = json!(format!("{}@{}", git.remote, git.commit));
@@ -141,20 +141,13 @@ fn subjects(
     platform: &rbuild_frontend::Platform,
     digest: &rbuild_store::Digest,
 ) -> Value {
-    let platform = platform.to_string().replace('/', "%2F");
     let digest = json!({"sha256": digest.hex()});
     let names: Vec<String> = if opts.tags.is_empty() {
         vec!["_".to_owned()]
     } else {
         opts.tags
             .iter()
-            .map(|tag| {
-                format!(
-                    "pkg:docker/{}@{}?platform={platform}",
-                    tag.repository(),
-                    tag.tag()
-                )
-            })
+            .map(|tag| super::materials::docker_purl(&tag.to_string(), platform))
             .collect()
     };
     Value::Array(
