@@ -201,10 +201,7 @@ fn write_images(
             // This build's attestations, not those an earlier build of the same image
             // left as its referrers. (In the index form they come with the index: the
             // referrers another name's build attached stay.)
-            store.remove_referrers(
-                &manifest.digest,
-                rbuild_store::attestations::BUILD_PREDICATE_TYPES,
-            )?;
+            store.remove_build_referrers(&manifest.digest)?;
             for statement in &statements {
                 store.write_referrer(&manifest, statement)?;
             }

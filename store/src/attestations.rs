@@ -56,6 +56,29 @@ pub(crate) fn rename_digest(value: &mut serde_json::Value, old: &str, new: &str)
     }
 }
 
+/// The attestation manifests of `index` about the image `subject`.
+pub fn attestations_about<'a>(
+    index: &'a oci::Index,
+    subject: &'a Digest,
+) -> impl Iterator<Item = &'a Descriptor> + 'a {
+    index.manifests.iter().filter(move |entry| {
+        is_attestation(entry)
+            && entry
+                .annotations
+                .get(ANNOTATION_REFERENCE_DIGEST)
+                .is_some_and(|about| *about == subject.to_string())
+    })
+}
+
+/// Whether `descriptor` (a referrer, an attestation layer) holds one of the statements a
+/// build writes ([`BUILD_PREDICATE_TYPES`]).
+pub fn is_build_statement(descriptor: &Descriptor) -> bool {
+    descriptor
+        .annotations
+        .get(ANNOTATION_PREDICATE_TYPE)
+        .is_some_and(|kind| BUILD_PREDICATE_TYPES.contains(&kind.as_str()))
+}
+
 /// Whether an index entry is an attestation manifest rather than a platform's image.
 pub fn is_attestation(descriptor: &Descriptor) -> bool {
     descriptor
@@ -126,10 +149,7 @@ impl Store {
         let Some(index) = self.read_index(index) else {
             return self.referrer_statements(manifest);
         };
-        for entry in index.manifests.iter().filter(|m| is_attestation(m)) {
-            if entry.annotations.get(ANNOTATION_REFERENCE_DIGEST) != Some(&manifest.to_string()) {
-                continue;
-            }
+        for entry in attestations_about(&index, manifest) {
             let attestation: Manifest = self.read_json("attestation manifest", &entry.digest)?;
             statements.extend(self.statements_of(&attestation)?);
         }
@@ -157,6 +177,26 @@ impl Store {
             .collect()
     }
 
+    /// The statement of the attestation layer `layer` with the image digest `old` (hex)
+    /// replaced by `new` wherever it names it (see [`rename_digest`]).
+    pub(crate) fn renamed_statement(
+        &self,
+        layer: &Descriptor,
+        old: &str,
+        new: &str,
+    ) -> Result<Statement> {
+        let mut statement: serde_json::Value = self.read_json("attestation", &layer.digest)?;
+        rename_digest(&mut statement, old, new);
+        Ok(Statement {
+            predicate_type: layer
+                .annotations
+                .get(ANNOTATION_PREDICATE_TYPE)
+                .cloned()
+                .unwrap_or_default(),
+            bytes: oci::canonical_json(&statement),
+        })
+    }
+
     /// The attestation manifest `entry` (an index entry) about an image that is `renamed`
     /// elsewhere (pushed with its layers compressed, so under another digest): written
     /// again with each statement's subject and the entry's reference naming the new
@@ -177,19 +217,11 @@ impl Store {
         let old = entry.annotations[ANNOTATION_REFERENCE_DIGEST].clone();
         let old_hex = old.trim_start_matches("sha256:").to_owned();
         let attestation: Manifest = self.read_json("attestation manifest", &entry.digest)?;
-        let mut statements = Vec::new();
-        for layer in &attestation.layers {
-            let mut statement: serde_json::Value = self.read_json("attestation", &layer.digest)?;
-            rename_digest(&mut statement, &old_hex, new.hex());
-            statements.push(Statement {
-                predicate_type: layer
-                    .annotations
-                    .get(ANNOTATION_PREDICATE_TYPE)
-                    .cloned()
-                    .unwrap_or_default(),
-                bytes: oci::canonical_json(&statement),
-            });
-        }
+        let statements = attestation
+            .layers
+            .iter()
+            .map(|layer| self.renamed_statement(layer, &old_hex, new.hex()))
+            .collect::<Result<Vec<_>>>()?;
         let subject = Descriptor::new(oci::MEDIA_TYPE_MANIFEST, new, 0);
         let mut written = self.write_attestations(&subject, &statements)?;
         // Whatever else the entry said (a `manifest-descriptor:` annotation) stays.
@@ -268,9 +300,7 @@ mod tests {
         store
             .write_referrer(&image, &statement("https://example.com/signature", "sig"))
             .unwrap();
-        store
-            .remove_referrers(&image.digest, BUILD_PREDICATE_TYPES)
-            .unwrap();
+        store.remove_build_referrers(&image.digest).unwrap();
         let left = store.referrers(&image.digest).unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(

@@ -70,18 +70,14 @@ impl Store {
         self.put_state(&state_key(subject), &bytes)
     }
 
-    /// Forgets `subject`'s referrers whose predicate type is one of `predicate_types`: a
-    /// build's own attestations replace the ones an earlier build of the same image left
-    /// (others, such as signatures, stay).
-    pub fn remove_referrers(&self, subject: &Digest, predicate_types: &[&str]) -> Result<()> {
+    /// Forgets `subject`'s referrers that hold a statement a build writes (provenance,
+    /// SBOMs): a build's own attestations replace the ones an earlier build of the same
+    /// image left (others, such as signatures, stay).
+    pub fn remove_build_referrers(&self, subject: &Digest) -> Result<()> {
         let list = self.referrers(subject)?;
         let kept: Vec<Descriptor> = list
             .iter()
-            .filter(|r| {
-                !r.annotations
-                    .get(ANNOTATION_PREDICATE_TYPE)
-                    .is_some_and(|t| predicate_types.contains(&t.as_str()))
-            })
+            .filter(|r| !crate::attestations::is_build_statement(r))
             .cloned()
             .collect();
         if kept.len() == list.len() {
@@ -125,13 +121,9 @@ impl Store {
         }
         let mut layers = Vec::new();
         for layer in &manifest.layers {
-            let mut statement: serde_json::Value = self.read_json("attestation", &layer.digest)?;
-            crate::attestations::rename_digest(
-                &mut statement,
-                old.digest.hex(),
-                subject.digest.hex(),
-            );
-            let bytes = oci::canonical_json(&statement);
+            let statement =
+                self.renamed_statement(layer, old.digest.hex(), subject.digest.hex())?;
+            let bytes = statement.bytes;
             let digest = self.write_blob(&bytes)?;
             layers.push(Descriptor {
                 digest,

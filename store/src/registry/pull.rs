@@ -153,18 +153,10 @@ impl Registry {
             }
             entry = Some(chosen.clone());
             if opts.attestations {
-                let about = chosen.digest.to_string();
-                attestation_entries = index
-                    .manifests
-                    .iter()
-                    .filter(|m| {
-                        crate::attestations::is_attestation(m)
-                            && m.annotations
-                                .get(crate::attestations::ANNOTATION_REFERENCE_DIGEST)
-                                == Some(&about)
-                    })
-                    .cloned()
-                    .collect();
+                attestation_entries =
+                    crate::attestations::attestations_about(&index, &chosen.digest)
+                        .cloned()
+                        .collect();
             }
             (manifest, Some(top))
         } else {

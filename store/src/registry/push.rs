@@ -212,23 +212,11 @@ impl Registry {
         };
         // The build's own statements replace those an earlier push of a build of the same
         // image listed (as a build replaces them in the store); others stay.
-        let pushed_types: Vec<&str> = pushed_list
+        if pushed_list
             .iter()
-            .filter_map(|d| {
-                d.annotations
-                    .get(crate::attestations::ANNOTATION_PREDICATE_TYPE)
-            })
-            .map(String::as_str)
-            .filter(|t| crate::attestations::BUILD_PREDICATE_TYPES.contains(t))
-            .collect();
-        if !pushed_types.is_empty() {
-            manifests.retain(|m| {
-                !m.annotations
-                    .get(crate::attestations::ANNOTATION_PREDICATE_TYPE)
-                    .is_some_and(|t| {
-                        crate::attestations::BUILD_PREDICATE_TYPES.contains(&t.as_str())
-                    })
-            });
+            .any(crate::attestations::is_build_statement)
+        {
+            manifests.retain(|m| !crate::attestations::is_build_statement(m));
         }
         for descriptor in pushed_list {
             if !manifests.iter().any(|m| m.digest == descriptor.digest) {
