@@ -274,8 +274,21 @@ pub(crate) fn attached(
     let image = store
         .image_by_digest_for(&digest, platform)
         .into_diagnostic()?;
+    attached_to(store, text, &digest, &image, kind, types)
+}
+
+/// [`attached`] for the image `image`, found as `text` under `digest` (its index, or
+/// itself).
+pub(crate) fn attached_to(
+    store: &Store,
+    text: &str,
+    digest: &rbuild_store::Digest,
+    image: &Image,
+    kind: &str,
+    types: &[&str],
+) -> Result<Vec<u8>> {
     let statements = store
-        .attestations(&digest, &image.manifest_digest)
+        .attestations(digest, &image.manifest_digest)
         .into_diagnostic()?;
     statements
         .into_iter()

@@ -12,7 +12,7 @@ use miette::{IntoDiagnostic, Result, WrapErr};
 use rbuild_builder::Provenance;
 use rbuild_store::{Digest, Image, Store};
 
-use super::images::{attached, find_digest};
+use super::images::{attached_to, find_digest};
 use super::{key_value, open_store};
 
 #[derive(Debug, Args)]
@@ -126,10 +126,11 @@ fn image_and_provenance(
     let image = store
         .image_by_digest_for(&digest, platform)
         .into_diagnostic()?;
-    let statement = attached(
+    let statement = attached_to(
         store,
         text,
-        platform,
+        &digest,
+        &image,
         "provenance",
         &[rbuild_builder::PREDICATE_SLSA_PROVENANCE_V1],
     )?;

@@ -43,12 +43,18 @@ pub enum ArchiveFormat {
 /// An image's manifest, config and layers among the blobs an archive holds (the size
 /// when the descriptor gives it).
 fn add_image_blobs(blobs: &mut BTreeMap<Digest, Option<u64>>, image: &crate::Image) {
-    blobs.insert(image.manifest_digest.clone(), None);
-    blobs.insert(
-        image.config_digest.clone(),
-        Some(image.manifest.config.size),
-    );
-    for layer in &image.manifest.layers {
+    add_manifest_blobs(blobs, &image.manifest_digest, &image.manifest);
+}
+
+/// The manifest `digest` and the blobs it names (its config and layers, with their sizes).
+fn add_manifest_blobs(
+    blobs: &mut BTreeMap<Digest, Option<u64>>,
+    digest: &Digest,
+    manifest: &oci::Manifest,
+) {
+    blobs.insert(digest.clone(), None);
+    blobs.insert(manifest.config.digest.clone(), Some(manifest.config.size));
+    for layer in &manifest.layers {
         blobs.insert(layer.digest.clone(), Some(layer.size));
     }
 }
@@ -169,11 +175,7 @@ impl Store {
                         continue;
                     }
                     let artifact: oci::Manifest = self.read_json("referrer", &referrer.digest)?;
-                    blobs.insert(referrer.digest.clone(), None);
-                    blobs.insert(artifact.config.digest.clone(), Some(artifact.config.size));
-                    for layer in &artifact.layers {
-                        blobs.insert(layer.digest.clone(), Some(layer.size));
-                    }
+                    add_manifest_blobs(&mut blobs, &referrer.digest, &artifact);
                     manifests.push(referrer);
                 }
             }
