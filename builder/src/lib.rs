@@ -46,7 +46,7 @@ mod unarchive;
 pub use attest::{
     Annotation, AnnotationLevel, AttestFormat, AttestOptions, GitOrigin, Invocation,
     PREDICATE_CYCLONEDX, PREDICATE_SLSA_PROVENANCE_V1, PREDICATE_SPDX, Provenance, ProvenanceMode,
-    SbomFormat,
+    SbomFormat, image_inventory,
 };
 pub use bases::{image_platform, oci_platform};
 pub use cache::CacheKey;

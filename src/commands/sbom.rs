@@ -38,14 +38,7 @@ pub fn sbom(args: SbomArgs) -> Result<ExitCode> {
         .map(super::parse_platform)
         .transpose()?;
     let image = find_image_for(&store, &args.image, platform.as_ref())?;
-    let layers = image
-        .manifest
-        .layers
-        .iter()
-        .map(|layer| store.layer_tar(layer))
-        .collect::<Result<Vec<_>, _>>()
-        .into_diagnostic()?;
-    let inventory = rbuild_sbom::Inventory::scan(layers)
+    let inventory = rbuild_builder::image_inventory(&store, &image.manifest.layers)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot list the packages of `{}`", args.image))?;
     let subject = rbuild_sbom::Subject {

@@ -15,7 +15,7 @@ pub use annotations::{Annotation, AnnotationLevel};
 pub(crate) use annotations::{annotations_for, default_annotations};
 pub(crate) use materials::{Material, OpInputs, materials};
 pub use provenance::{PREDICATE_SLSA_PROVENANCE_V1, Provenance};
-pub use sbom::{PREDICATE_CYCLONEDX, PREDICATE_SPDX};
+pub use sbom::{PREDICATE_CYCLONEDX, PREDICATE_SPDX, image_inventory};
 
 use rbuild_store::Store;
 use rbuild_store::attestations::Statement;

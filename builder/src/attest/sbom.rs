@@ -49,12 +49,7 @@ pub(crate) fn sbom_statement(
     layers: &[Descriptor],
     subject: rbuild_sbom::Subject,
 ) -> Result<Statement, BuildError> {
-    let streams = layers
-        .iter()
-        .map(|layer| store.layer_tar(layer))
-        .collect::<Result<Vec<_>, _>>()?;
-    let inventory =
-        rbuild_sbom::Inventory::scan(streams).map_err(|source| BuildError::Sbom { source })?;
+    let inventory = image_inventory(store, layers)?;
     let predicate_type = predicate_type(format);
     let predicate = match format {
         SbomFormat::Spdx => rbuild_sbom::spdx(&inventory, &subject),
@@ -73,6 +68,19 @@ pub(crate) fn sbom_statement(
         predicate_type: predicate_type.to_owned(),
         bytes: rbuild_store::oci::canonical_json(&statement),
     })
+}
+
+/// The packages the image whose layers are `layers` installs: each layer's tar read from
+/// the store, bottom first. Reads every layer: call it on a blocking thread.
+pub fn image_inventory(
+    store: &Store,
+    layers: &[Descriptor],
+) -> Result<rbuild_sbom::Inventory, BuildError> {
+    let streams = layers
+        .iter()
+        .map(|layer| store.layer_tar(layer))
+        .collect::<Result<Vec<_>, _>>()?;
+    rbuild_sbom::Inventory::scan(streams).map_err(|source| BuildError::Sbom { source })
 }
 
 fn predicate_type(format: SbomFormat) -> &'static str {
