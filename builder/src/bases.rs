@@ -265,7 +265,7 @@ impl SolveContext {
             .collect();
         let lowers = match image.top() {
             Some(top) => {
-                let store = self.builder.store.clone();
+                let store = self.builder.snapshots.clone();
                 tokio::task::spawn_blocking(move || store.lowers(&top)).await??
             }
             None => Vec::new(),

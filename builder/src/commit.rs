@@ -22,7 +22,7 @@ impl SolveContext {
             return Ok(parent.clone());
         };
         let name = SnapshotName::from_digest(snapshot.clone());
-        let store = self.builder.store.clone();
+        let store = self.builder.snapshots.clone();
         let lookup = name.clone();
         let lowers = tokio::task::spawn_blocking(move || match store.snapshot(&lookup)? {
             Some(_) => store.lowers(&lookup).map(Some),
@@ -63,7 +63,7 @@ impl SolveContext {
         keep_empty: bool,
         known: Option<rbuild_store::NewLayer>,
     ) -> Result<State, BuildError> {
-        let store = self.builder.store.clone();
+        let store = self.builder.snapshots.clone();
         let options = LayerOptions {
             clamp_mtime: self
                 .opts
@@ -85,14 +85,14 @@ impl SolveContext {
         if !keep_empty && is_empty_dir(&active.upper) {
             let discard = store.clone();
             tokio::task::spawn_blocking(move || discard.discard(active)).await??;
-            self.background(async move {
+            self.background(failing_as(op, async move {
                 record.snapshot = match parent_top {
                     Some(top) => Some(top.get().await?.1.digest().clone()),
                     None => None,
                 };
                 tokio::task::spawn_blocking(move || store.cache_put(&key, &record)).await??;
                 Ok(())
-            });
+            }));
             return Ok(parent.clone());
         }
         let mut state = parent.clone();
@@ -101,7 +101,7 @@ impl SolveContext {
         let cpu = self.work.cpu.clone();
         let (sender, layer) = LayerRef::pending();
         state.layers.push(layer);
-        self.background(async move {
+        self.background(failing_as(op, async move {
             let job = CommitJob {
                 store: store.clone(),
                 active,
@@ -110,8 +110,7 @@ impl SolveContext {
                 cpu,
                 unused,
             };
-            let result = job.run(parent_top).await;
-            match result {
+            match job.run(parent_top).await {
                 Ok(((layer, name), size)) => {
                     record.layer = Some(CachedLayer {
                         descriptor: layer.descriptor.clone(),
@@ -124,11 +123,11 @@ impl SolveContext {
                     Ok(())
                 }
                 Err(err) => {
-                    sender.send_replace(Some(Err(err.to_string())));
+                    sender.send_replace(Some(Err(with_causes(&err))));
                     Err(err)
                 }
             }
-        });
+        }));
         Ok(state)
     }
 
@@ -165,6 +164,26 @@ impl SolveContext {
     }
 }
 
+/// `task`, whose failures in the store are `op`'s: the error names its line.
+fn failing_as(
+    op: &rbuild_frontend::Op,
+    task: impl std::future::Future<Output = Result<(), BuildError>> + Send + 'static,
+) -> impl std::future::Future<Output = Result<(), BuildError>> + Send + 'static {
+    let (span, description) = (op.span, op.description.clone());
+    async move { task.await.map_err(|err| err.in_step(span, &description)) }
+}
+
+/// `err` and its causes, for the steps that waited for the layer it failed.
+fn with_causes(err: &BuildError) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
+
 fn is_empty_dir(path: &std::path::Path) -> bool {
     std::fs::read_dir(path)
         .map(|mut d| d.next().is_none())
@@ -173,7 +192,7 @@ fn is_empty_dir(path: &std::path::Path) -> bool {
 
 /// A step's upper dir to measure as a layer and commit as a snapshot, in the background.
 struct CommitJob {
-    store: rbuild_store::Store,
+    store: std::sync::Arc<dyn crate::snapshots::Snapshots>,
     active: ActiveSnapshot,
     /// The layer, when it is known already (a restacked `COPY --link`).
     known: Option<rbuild_store::NewLayer>,
@@ -184,47 +203,66 @@ struct CommitJob {
 
 impl CommitJob {
     /// The layer (measured unless known, one per core at a time) and its snapshot,
-    /// committed on `parent_top`'s once that one is; with the snapshot's size.
+    /// committed on `parent_top`'s once that one is; with the snapshot's size. On failure
+    /// the snapshot goes when the build ends, as later steps may be reading it.
     async fn run(
         self,
         parent_top: Option<LayerRef>,
     ) -> Result<((Layer, rbuild_store::SnapshotName), u64), BuildError> {
         let CommitJob {
             store,
-            active,
+            mut active,
             known,
             options,
             cpu,
             unused,
         } = self;
-        let new_layer = match known {
-            Some(layer) => layer,
-            None => {
-                let _permit = cpu
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| BuildError::Cancelled)?;
-                let (measuring, upper) = (store.clone(), active.upper.clone());
-                tokio::task::spawn_blocking(move || measuring.create_layer(&upper, options))
-                    .await??
+        let keep_until_the_end = move |active: ActiveSnapshot| {
+            unused
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(active);
+        };
+        let ready = async {
+            let new_layer = match known {
+                Some(layer) => layer,
+                None => {
+                    let _permit = cpu
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| BuildError::Cancelled)?;
+                    let (measuring, upper) = (store.clone(), active.upper.clone());
+                    tokio::task::spawn_blocking(move || measuring.create_layer(&upper, options))
+                        .await??
+                }
+            };
+            let parent = match &parent_top {
+                Some(top) => Some(top.get().await?.1),
+                None => None,
+            };
+            Ok::<_, BuildError>((new_layer, parent))
+        };
+        let (new_layer, parent) = match ready.await {
+            Ok(ready) => ready,
+            Err(err) => {
+                keep_until_the_end(active);
+                return Err(err);
             }
         };
-        let parent_name = match &parent_top {
-            Some(top) => Some(top.get().await?.1),
-            None => None,
-        };
+        active.parent = parent;
         let (name, size, new_layer) =
             tokio::task::spawn_blocking(move || -> Result<_, rbuild_store::Error> {
-                let mut active = active;
-                active.parent = parent_name;
-                let (name, duplicate) = store.commit_layer(active, &new_layer)?;
+                let (name, duplicate) = match store.commit_layer(active, &new_layer) {
+                    Ok(committed) => committed,
+                    Err(uncommitted) => {
+                        keep_until_the_end(*uncommitted.active);
+                        return Err(uncommitted.error);
+                    }
+                };
                 // Same content as a snapshot the store has: later steps may be running
                 // over this directory, so it goes when the build ends.
                 if let Some(duplicate) = duplicate {
-                    unused
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(duplicate);
+                    keep_until_the_end(duplicate);
                 }
                 let size = store.snapshot(&name)?.map_or(0, |s| s.size);
                 Ok((name, size, new_layer))

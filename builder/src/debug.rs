@@ -8,9 +8,10 @@
 
 use rbuild_frontend::Span;
 use rbuild_runtime::{Runtime, SandboxSpec};
-use rbuild_store::{ActiveSnapshot, Store};
+use rbuild_store::ActiveSnapshot;
 
 use crate::mounts::StepMounts;
+use crate::snapshots::Snapshots;
 use crate::snapshotter::Writable;
 
 /// The state a failed RUN step left, held until dropped.
@@ -18,7 +19,7 @@ pub struct FailedStep {
     /// The step's own sandbox, as it ran.
     spec: SandboxSpec,
     runtime: Runtime,
-    store: Store,
+    store: std::sync::Arc<dyn Snapshots>,
     span: Span,
     description: String,
     /// Released before the snapshot is discarded (their order in `drop`).
@@ -31,7 +32,7 @@ impl FailedStep {
     pub(crate) fn new(
         spec: SandboxSpec,
         runtime: Runtime,
-        store: Store,
+        store: std::sync::Arc<dyn Snapshots>,
         op: &rbuild_frontend::Op,
         mounts: StepMounts,
         root: Writable,

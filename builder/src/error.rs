@@ -153,6 +153,19 @@ impl BuildError {
         }
     }
 
+    /// A failure of the store (a full disk) while the step `description` at `span` ran or
+    /// was committed, as that step's: the error names its line. Others are left as they are.
+    pub(crate) fn in_step(self, span: Span, description: &str) -> BuildError {
+        match self {
+            BuildError::Store(err) => BuildError::StepFailed {
+                span,
+                description: description.to_owned(),
+                source: err.into(),
+            },
+            other => other,
+        }
+    }
+
     /// Where in the Dockerfile the problem is, if it is tied to an instruction.
     pub fn span(&self) -> Option<Span> {
         match self {

@@ -119,7 +119,7 @@ impl SolveContext {
                 (Some(mounts), Some(runtime)) => Some(Box::new(FailedStep::new(
                     spec,
                     runtime.clone(),
-                    self.builder.store.clone(),
+                    self.builder.snapshots.clone(),
                     op,
                     mounts,
                     root,
@@ -146,6 +146,7 @@ impl SolveContext {
     ) -> Result<StepMounts, BuildError> {
         let request = MountRequest {
             store: self.builder.store.clone(),
+            snapshots: self.builder.snapshots.clone(),
             context_root: self.sources.context.root.clone(),
             ignore: self.sources.context.ignore.clone(),
             named_roots: self
@@ -181,12 +182,12 @@ impl SolveContext {
         &self,
         parent: &State,
     ) -> Result<(ActiveSnapshot, Writable), BuildError> {
-        let store = self.builder.store.clone();
+        let store = self.builder.snapshots.clone();
         let snapshotter = self.builder.snapshotter.clone();
         let parent_lowers = parent.lowers.clone();
         tokio::task::spawn_blocking(move || -> Result<_, BuildError> {
             let active = store.prepare_on(parent_lowers)?;
-            match snapshotter.writable(&store, &active) {
+            match snapshotter.writable(&*store, &active) {
                 Ok(root) => Ok((active, root)),
                 Err(err) => {
                     let _ = store.discard(active);
@@ -280,9 +281,9 @@ impl SolveContext {
             .filter_map(|mount| mount.target().map(str::to_owned))
             .collect();
         targets.extend(NETWORK_FILES.map(String::from));
-        let store = self.builder.store.clone();
+        let store = self.builder.snapshots.clone();
         tokio::task::spawn_blocking(move || -> Result<_, BuildError> {
-            if let Err(err) = root.finish(&store, &active) {
+            if let Err(err) = root.finish(&*store, &active) {
                 let _ = store.discard(active);
                 return Err(err);
             }

@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rbuild_frontend::{CopyKind, CopyOp, CopySource, MkdirOp, Op};
 use rbuild_runtime::HostMount;
@@ -11,6 +12,7 @@ use rbuild_store::ActiveSnapshot;
 use crate::copy::{self, CopyRequest, RemoteFile};
 use crate::error::BuildError;
 use crate::owner::{self, Owner};
+use crate::snapshots::Snapshots;
 use crate::solve::SolveContext;
 use crate::state::State;
 
@@ -44,6 +46,7 @@ impl SolveContext {
         };
         let job = CopyJob {
             store: self.builder.store.clone(),
+            snapshots: self.builder.snapshots.clone(),
             snapshotter: self.builder.snapshotter.clone(),
             parent_lowers: parent.lowers.clone(),
             source_lowers: source.map(|s| s.lowers.clone()),
@@ -66,40 +69,49 @@ impl SolveContext {
         parent: &State,
     ) -> Result<ActiveSnapshot, BuildError> {
         let store = self.builder.store.clone();
+        let snapshots = self.builder.snapshots.clone();
         let snapshotter = self.builder.snapshotter.clone();
         let parent_lowers = parent.lowers.clone();
         let mkdir = mkdir.clone();
         let step_err = step_error(op);
         let active = tokio::task::spawn_blocking(move || -> Result<ActiveSnapshot, BuildError> {
-            in_new_snapshot(&store, parent_lowers, "workdir", |active, scratch| {
-                let root = snapshotter.writable(&store, active)?;
-                let (rootfs, mount) = root.on_host(scratch).map_err(|e| step_err(e.into()))?;
-                let mounts: Vec<HostMount> = mount.into_iter().collect();
-                rbuild_runtime::with_mounts(&mounts, || -> Result<(), BuildError> {
-                    let owner = match mkdir.owner.as_str() {
-                        "" => Owner::ROOT,
-                        user => {
-                            owner::resolve_user(&rootfs, user).map_err(|e| step_err(e.into()))?
-                        }
-                    };
-                    copy::make_workdir(&rootfs, &mkdir.path, owner).map_err(|e| step_err(e.into()))
-                })??;
-                root.finish(&store, active)
-            })
+            in_new_snapshot(
+                &store,
+                &*snapshots,
+                parent_lowers,
+                "workdir",
+                |active, scratch| {
+                    let root = snapshotter.writable(&*snapshots, active)?;
+                    let (rootfs, mount) = root.on_host(scratch).map_err(|e| step_err(e.into()))?;
+                    let mounts: Vec<HostMount> = mount.into_iter().collect();
+                    rbuild_runtime::with_mounts(&mounts, || -> Result<(), BuildError> {
+                        let owner = match mkdir.owner.as_str() {
+                            "" => Owner::ROOT,
+                            user => owner::resolve_user(&rootfs, user)
+                                .map_err(|e| step_err(e.into()))?,
+                        };
+                        copy::make_workdir(&rootfs, &mkdir.path, owner)
+                            .map_err(|e| step_err(e.into()))
+                    })??;
+                    root.finish(&*snapshots, active)
+                },
+            )
         })
         .await??;
         Ok(active)
     }
 
     pub(crate) async fn discard(&self, active: ActiveSnapshot) {
-        let store = self.builder.store.clone();
+        let store = self.builder.snapshots.clone();
         let _ = tokio::task::spawn_blocking(move || store.discard(active)).await;
     }
 }
 
 /// A COPY/ADD with everything it reads, run on a blocking thread.
 struct CopyJob {
+    /// For scratch directories.
     store: rbuild_store::Store,
+    snapshots: Arc<dyn Snapshots>,
     snapshotter: crate::snapshotter::Snapshotter,
     parent_lowers: Vec<PathBuf>,
     /// The source stage's or image's directories (`COPY --from`).
@@ -122,32 +134,40 @@ impl CopyJob {
         } else {
             self.parent_lowers.clone()
         };
-        in_new_snapshot(&self.store, lowers, "copy", |active, scratch| {
-            let root = self.snapshotter.writable(&self.store, active)?;
-            let (rootfs, root_mount) = root.on_host(scratch).map_err(|e| self.err(e))?;
-            let mut mounts: Vec<HostMount> = root_mount.into_iter().collect();
-            let (source_root, sources) = self.source_files(scratch, &mut mounts)?;
-            // Heredocs beside other sources: files of their own, copied after them.
-            let inline_dir = scratch.join("inline-beside");
-            if !self.copy_op.inline.is_empty() {
-                write_inline_files(&inline_dir, &self.copy_op.inline).map_err(|e| self.err(e))?;
-            }
-            let names_root = if self.copy_op.link && !self.parent_lowers.is_empty() {
-                let at = scratch.join("parent");
-                fs::create_dir(&at).map_err(|e| self.err(e))?;
-                mounts.extend(
-                    self.snapshotter
-                        .read_only(&self.store, &self.parent_lowers, &at)?,
-                );
-                at
-            } else {
-                rootfs.clone()
-            };
-            rbuild_runtime::with_mounts(&mounts, || {
-                self.write(&source_root, &sources, &inline_dir, &names_root, &rootfs)
-            })??;
-            root.finish(&self.store, active)
-        })
+        in_new_snapshot(
+            &self.store,
+            &*self.snapshots,
+            lowers,
+            "copy",
+            |active, scratch| {
+                let root = self.snapshotter.writable(&*self.snapshots, active)?;
+                let (rootfs, root_mount) = root.on_host(scratch).map_err(|e| self.err(e))?;
+                let mut mounts: Vec<HostMount> = root_mount.into_iter().collect();
+                let (source_root, sources) = self.source_files(scratch, &mut mounts)?;
+                // Heredocs beside other sources: files of their own, copied after them.
+                let inline_dir = scratch.join("inline-beside");
+                if !self.copy_op.inline.is_empty() {
+                    write_inline_files(&inline_dir, &self.copy_op.inline)
+                        .map_err(|e| self.err(e))?;
+                }
+                let names_root = if self.copy_op.link && !self.parent_lowers.is_empty() {
+                    let at = scratch.join("parent");
+                    fs::create_dir(&at).map_err(|e| self.err(e))?;
+                    mounts.extend(self.snapshotter.read_only(
+                        &*self.snapshots,
+                        &self.parent_lowers,
+                        &at,
+                    )?);
+                    at
+                } else {
+                    rootfs.clone()
+                };
+                rbuild_runtime::with_mounts(&mounts, || {
+                    self.write(&source_root, &sources, &inline_dir, &names_root, &rootfs)
+                })??;
+                root.finish(&*self.snapshots, active)
+            },
+        )
     }
 
     /// Where the sources are read from, and their names there: the context, a checkout,
@@ -170,10 +190,10 @@ impl CopyJob {
                 Some(lowers) => {
                     let at = scratch.join("source");
                     fs::create_dir(&at).map_err(|e| self.err(e))?;
-                    mounts.extend(self.snapshotter.read_only(&self.store, lowers, &at)?);
+                    mounts.extend(self.snapshotter.read_only(&*self.snapshots, lowers, &at)?);
                     (at, named)
                 }
-                None => (self.store.empty_dir()?, named),
+                None => (self.snapshots.empty_dir()?, named),
             },
             CopySource::Inline(files) => {
                 let at = scratch.join("inline");
@@ -262,15 +282,16 @@ impl CopyJob {
     }
 }
 
-/// A new snapshot on `lowers`, changed by `change` (given a scratch directory of its own,
-/// removed afterwards); discarded if `change` fails. Blocking.
+/// A new snapshot on `lowers`, changed by `change` (given a scratch directory of its own
+/// in `store`, removed afterwards); discarded if `change` fails. Blocking.
 fn in_new_snapshot(
     store: &rbuild_store::Store,
+    snapshots: &dyn Snapshots,
     lowers: Vec<std::path::PathBuf>,
     scratch_name: &str,
     change: impl FnOnce(&ActiveSnapshot, &Path) -> Result<(), BuildError>,
 ) -> Result<ActiveSnapshot, BuildError> {
-    let active = store.prepare_on(lowers)?;
+    let active = snapshots.prepare_on(lowers)?;
     let changed = store
         .temp_dir(scratch_name)
         .map_err(BuildError::from)
@@ -282,7 +303,7 @@ fn in_new_snapshot(
     match changed {
         Ok(()) => Ok(active),
         Err(err) => {
-            let _ = store.discard(active);
+            let _ = snapshots.discard(active);
             Err(err)
         }
     }

@@ -17,7 +17,7 @@ impl SolveContext {
         let background = self.finish_background().await;
         let unused =
             std::mem::take(&mut *self.work.unused.lock().unwrap_or_else(|e| e.into_inner()));
-        let store = self.builder.store.clone();
+        let store = self.builder.snapshots.clone();
         tokio::task::spawn_blocking(move || {
             for active in unused {
                 let _ = store.discard(active);
@@ -88,6 +88,7 @@ impl SolveContext {
             });
         }
         let store = self.builder.store.clone();
+        let snapshots = self.builder.snapshots.clone();
         let opts = self.opts.clone();
         let (cached, executed) = {
             let records = self.records();
@@ -111,7 +112,7 @@ impl SolveContext {
             // After the image exists: the record names it, and `rbuild prune` keeps it as
             // long as the image is named.
             for (key, record) in undated_records {
-                store.cache_put(&key, &record)?;
+                snapshots.cache_put(&key, &record)?;
             }
             Ok(BuildResult {
                 config,

@@ -158,7 +158,7 @@ impl SolveContext {
             return Ok(None);
         };
         let recorded = if self.cache_allowed(graph.op(graph.output.root)) {
-            let store = self.builder.store.clone();
+            let store = self.builder.snapshots.clone();
             let key = key.clone();
             tokio::task::spawn_blocking(move || store.cache_get(&key)).await??
         } else {

@@ -32,6 +32,7 @@ mod remote;
 mod resolve;
 mod scheduler;
 mod secrets;
+mod snapshots;
 mod snapshotter;
 mod solve;
 mod ssh;
@@ -63,6 +64,7 @@ pub use image::frontend_config;
 pub use mounts::MountError;
 pub use progress::{Event, Progress, Silent, Stream};
 pub use secrets::{SecretError, SecretSource};
+pub use snapshots::Snapshots;
 pub use snapshotter::Snapshotter;
 pub use solve::{
     BuildOptions, BuildResult, Builder, Cancel, Miss, NamedContextSource, PlatformImage,

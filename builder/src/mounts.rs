@@ -79,7 +79,10 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Moun
 
 /// What one step's mounts need, owned, for a blocking thread.
 pub(crate) struct MountRequest {
+    /// For scratch directories, cache mounts and imported layers.
     pub store: Store,
+    /// For views of snapshots.
+    pub snapshots: std::sync::Arc<dyn crate::snapshots::Snapshots>,
     pub context_root: PathBuf,
     pub ignore: IgnoreMatcher,
     /// The directories of local named contexts (`--build-context NAME=DIR`), by name.
@@ -141,7 +144,7 @@ pub(crate) fn prepare(
     mounts: &[ExecMount],
 ) -> Result<StepMounts, MountError> {
     let mut step = StepMounts::default();
-    let empty = request.store.empty_dir()?;
+    let empty = request.snapshots.empty_dir()?;
     // One lease per cache id and step: a step naming an id twice must not wait for itself.
     let mut cache_dirs: HashMap<String, PathBuf> = HashMap::new();
     // Caches of which a sub-directory is mounted (`source` without `from`): held alone
@@ -280,7 +283,7 @@ fn bind_mount(
         Found::Dir(dirs) if matches!(request.snapshotter, Snapshotter::Copy { .. }) => {
             let copy = step.scratch(&request.store, index)?.join("copy");
             fs::create_dir(&copy).map_err(io_error("create", &copy))?;
-            request.store.merge_into(&dirs, &copy)?;
+            request.snapshots.merge_into(&dirs, &copy)?;
             Ok(Mount {
                 fstype: "bind".into(),
                 source: copy,
@@ -305,7 +308,7 @@ fn bind_mount(
                 &dirs,
                 upper,
                 empty.to_owned(),
-                request.store.overlay_xattrs(),
+                request.snapshots.overlay_xattrs(),
             );
             mount.target = target;
             mount.options.extend(["nosuid", "nodev"].map(String::from));
@@ -517,7 +520,7 @@ fn cache_mount(
                 blob,
                 data,
                 &descriptor.digest,
-                request.store.overlay_xattrs(),
+                request.snapshots.overlay_xattrs(),
             )
             .map_err(io::Error::other)?;
             if &unpacked.diff_id != diff_id {
@@ -537,13 +540,18 @@ fn cache_mount(
         }
         if let Snapshotter::Copy { .. } = request.snapshotter {
             request
-                .store
+                .snapshots
                 .merge_into(dirs, at)
                 .map_err(io::Error::other)?;
             return copy::copy_tree(at, origin, data).map_err(io::Error::other);
         }
         let source = HostMount {
-            mount: overlay(dirs, None, empty.to_owned(), request.store.overlay_xattrs()),
+            mount: overlay(
+                dirs,
+                None,
+                empty.to_owned(),
+                request.snapshots.overlay_xattrs(),
+            ),
             at: at.clone(),
         };
         rbuild_runtime::with_mounts(&[source], || copy::copy_tree(at, origin, data))

@@ -255,7 +255,7 @@ impl SolveContext {
                     Some(SnapshotName::chain(parent.as_ref(), &layer.diff_id))
                 });
             let added = hit.state.layers.len() > hit.parent.layers.len();
-            let store = self.builder.store.clone();
+            let store = self.builder.snapshots.clone();
             let key = hit.key.to_string();
             let source = hit.source.to_string();
             let mut record = CacheRecord {

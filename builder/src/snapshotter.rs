@@ -15,6 +15,7 @@ use rbuild_store::{ActiveSnapshot, Materialized, Store};
 
 use crate::error::BuildError;
 use crate::exec::overlay;
+use crate::snapshots::Snapshots;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Snapshotter {
@@ -72,7 +73,7 @@ impl Snapshotter {
     /// copies, its lower stack copied into a directory (slow: call from a blocking thread).
     pub(crate) fn writable(
         &self,
-        store: &Store,
+        store: &dyn Snapshots,
         active: &ActiveSnapshot,
     ) -> Result<Writable, BuildError> {
         match self {
@@ -90,7 +91,7 @@ impl Snapshotter {
     /// overlay to mount there, or (copies) the merged files written into it, with no mount.
     pub(crate) fn read_only(
         &self,
-        store: &Store,
+        store: &dyn Snapshots,
         lowers: &[PathBuf],
         at: &Path,
     ) -> Result<Option<HostMount>, BuildError> {
@@ -113,7 +114,7 @@ impl Snapshotter {
     /// `dir/work`, or (copies) the merged files in `dir/merged`, bound.
     pub fn scratch_root(
         &self,
-        store: &Store,
+        store: &dyn Snapshots,
         lowers: &[PathBuf],
         dir: &Path,
     ) -> Result<Mount, rbuild_store::Error> {
@@ -179,7 +180,11 @@ impl Writable {
     }
 
     /// After the writes: with copies, the changes into `active`'s upper dir (the copy goes).
-    pub(crate) fn finish(self, store: &Store, active: &ActiveSnapshot) -> Result<(), BuildError> {
+    pub(crate) fn finish(
+        self,
+        store: &dyn Snapshots,
+        active: &ActiveSnapshot,
+    ) -> Result<(), BuildError> {
         match self {
             Writable::Overlay(_) => Ok(()),
             Writable::Copy(materialized) => Ok(store.capture(active, materialized)?),

@@ -28,6 +28,7 @@ use crate::ignore::IgnoreMatcher;
 use crate::progress::{Event, Progress};
 use crate::remote::{PendingExport, RemoteHit};
 use crate::secrets::SecretSource;
+use crate::snapshots::Snapshots;
 use crate::snapshotter::Snapshotter;
 use crate::state::State;
 
@@ -194,6 +195,9 @@ impl Cancel {
 #[derive(Clone)]
 pub struct Builder {
     pub(crate) store: Store,
+    /// The store's snapshots, layers and cache as the steps see them: the store itself,
+    /// or a test's fake in front of it.
+    pub(crate) snapshots: Arc<dyn Snapshots>,
     /// Runs RUN steps' processes: the runtime's sandboxes.
     pub(crate) executor: Arc<dyn Executor>,
     /// Overlayfs or copies, chosen when the builder is made.
@@ -218,11 +222,19 @@ impl Builder {
         snapshotter: Snapshotter,
     ) -> Builder {
         Builder {
+            snapshots: Arc::new(store.clone()),
             store,
             executor,
             snapshotter,
             registry: None,
         }
+    }
+
+    /// A builder whose steps reach the store's snapshots, layers and cache through
+    /// `snapshots` (which must be in front of the same store), e.g. to watch or fail them.
+    pub fn with_snapshots(mut self, snapshots: Arc<dyn Snapshots>) -> Builder {
+        self.snapshots = snapshots;
+        self
     }
 
     /// The store the builder builds into.

@@ -79,7 +79,7 @@ impl Solver for SolveContext {
             return Ok(None);
         }
         let parent = &inputs[&rootfs(op)];
-        let store = self.builder.store.clone();
+        let store = self.builder.snapshots.clone();
         let lookup = key.to_string();
         let local = tokio::task::spawn_blocking(move || store.cache_get(&lookup)).await??;
         let hit = if let Some(record) = local {
@@ -132,11 +132,12 @@ impl Solver for SolveContext {
             reason,
         });
         let started = Instant::now();
-        let state = match self.run_op(id, &parent.output, &inputs).await {
-            Ok((active, keep_empty)) => {
-                self.commit_pipelined(key, op, &parent.output, active, keep_empty, None)
-                    .await?
-            }
+        let ran = self.run_op(id, &parent.output, &inputs).await;
+        let state = match ran.map_err(|err| err.in_step(op.span, &op.description)) {
+            Ok((active, keep_empty)) => self
+                .commit_pipelined(key, op, &parent.output, active, keep_empty, None)
+                .await
+                .map_err(|err| err.in_step(op.span, &op.description))?,
             Err(err) => {
                 let elapsed = started.elapsed();
                 self.progress.event(Event::StepFailed { step, elapsed });
@@ -205,7 +206,7 @@ impl SolveContext {
         diff_id: &rbuild_store::Digest,
         record: &rbuild_store::CacheRecord,
     ) -> Result<State, BuildError> {
-        let store = self.builder.store.clone();
+        let store = self.builder.snapshots.clone();
         let diff_id = diff_id.clone();
         match tokio::task::spawn_blocking(move || store.clone_layer(&diff_id)).await?? {
             Some((active, known)) => {
@@ -317,5 +318,9 @@ fn origin(graph: &BuildGraph, source: &CopySource) -> String {
     }
 }
 
+#[cfg(test)]
+mod faults;
+#[cfg(test)]
+mod runners;
 #[cfg(test)]
 mod tests;

@@ -67,7 +67,7 @@ pub use images::Image;
 pub use merge::{Materialized, make_node_like};
 pub use meta::{ImageRecord, SnapshotRecord};
 pub use reference::{ImageName, Reference, is_loopback};
-pub use snapshots::{ActiveSnapshot, SnapshotKey, SnapshotName};
+pub use snapshots::{ActiveSnapshot, SnapshotKey, SnapshotName, Uncommitted};
 pub use usage::{ImageUsage, Usage};
 pub use verify::VerifyReport;
 

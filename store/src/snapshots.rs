@@ -58,6 +58,34 @@ impl fmt::Display for SnapshotKey {
     }
 }
 
+/// A commit that failed, with the snapshot it could not commit, still active: its directory
+/// may still be read (as the lower of a step running over it), so its owner discards it
+/// when nothing does any more.
+#[derive(Debug)]
+pub struct Uncommitted {
+    pub error: Error,
+    /// Boxed: an error stays small.
+    pub active: Box<ActiveSnapshot>,
+}
+
+impl fmt::Display for Uncommitted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for Uncommitted {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.error)
+    }
+}
+
+impl From<Uncommitted> for Error {
+    fn from(uncommitted: Uncommitted) -> Error {
+        uncommitted.error
+    }
+}
+
 /// A snapshot being written: mount `lowers` (top first) with `upper` and `work` as an
 /// overlay, write, then [`Store::commit`] or [`Store::discard`] it.
 #[derive(Debug)]
@@ -147,11 +175,17 @@ impl Store {
     /// blob. When the store already has the same chain (another build was first), `active`
     /// is discarded and the existing snapshot is used.
     pub fn commit(&self, active: ActiveSnapshot, diff_id: &Digest) -> Result<SnapshotName> {
-        let (name, unused) = self.commit_snapshot(active, diff_id, None)?;
-        if let Some(unused) = unused {
-            self.discard(unused)?;
+        match self.commit_snapshot(&active, diff_id, None) {
+            Ok((name, true)) => Ok(name),
+            Ok((name, false)) => {
+                self.discard(active)?;
+                Ok(name)
+            }
+            Err(err) => {
+                let _ = self.discard(active);
+                Err(err)
+            }
         }
-        Ok(name)
     }
 
     /// Commits `active` as the layer `layer` that [`Store::create_layer`] measured from its
@@ -160,26 +194,36 @@ impl Store {
     ///
     /// When the store already has the same chain, the existing snapshot is used and
     /// `active` comes back unused: the caller discards it once nothing reads its directory
-    /// any more (a build may already be running later steps over it).
+    /// any more (a build may already be running later steps over it). A commit that fails
+    /// hands `active` back in the error, for the same reason.
     pub fn commit_layer(
         &self,
         active: ActiveSnapshot,
         layer: &crate::NewLayer,
-    ) -> Result<(SnapshotName, Option<ActiveSnapshot>)> {
-        self.commit_snapshot(active, &layer.diff_id, Some(layer.options))
+    ) -> std::result::Result<(SnapshotName, Option<ActiveSnapshot>), Uncommitted> {
+        match self.commit_snapshot(&active, &layer.diff_id, Some(layer.options)) {
+            Ok((name, true)) => Ok((name, None)),
+            Ok((name, false)) => Ok((name, Some(active))),
+            Err(error) => Err(Uncommitted {
+                error,
+                active: Box::new(active),
+            }),
+        }
     }
 
+    /// Commits `active`'s directory as the chain on its parent; `false` when the store has
+    /// the chain already and `active` was not used.
     fn commit_snapshot(
         &self,
-        active: ActiveSnapshot,
+        active: &ActiveSnapshot,
         diff_id: &Digest,
         built: Option<crate::layer::LayerOptions>,
-    ) -> Result<(SnapshotName, Option<ActiveSnapshot>)> {
+    ) -> Result<(SnapshotName, bool)> {
         let name = SnapshotName::chain(active.parent.as_ref(), diff_id);
         if self.snapshot(&name)?.is_some() {
             let _lock = self.write_lock()?;
             self.lease_add(&[], std::slice::from_ref(&name.0), &[])?;
-            return Ok((name, Some(active)));
+            return Ok((name, false));
         }
         let _ = fs::remove_dir_all(&active.work);
         // The files must be on disk before the record that names them.
@@ -198,9 +242,9 @@ impl Store {
         self.lease_add(&[], std::slice::from_ref(&name.0), &[])?;
         if stored.id != record.id {
             // Lost a race with another process committing the same chain.
-            return Ok((name, Some(active)));
+            return Ok((name, false));
         }
-        Ok((name, None))
+        Ok((name, true))
     }
 
     /// Throws an active snapshot away.
