@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use rbuild_frontend::{ImageConfig, Op, OpKind, Platform};
-use rbuild_store::registry::PullOptions;
+use rbuild_registry::PullOptions;
 use rbuild_store::{Image, Reference};
 
 use crate::error::BuildError;
@@ -54,7 +54,7 @@ impl rbuild_frontend::BaseConfigs for PlatformConfigs {
 /// The platform an image's config says it is for, normalized.
 pub fn image_platform(image: &Image) -> Platform {
     let platform = image.config.platform();
-    let text = rbuild_store::registry::platform_string(&platform);
+    let text = rbuild_registry::platform_string(&platform);
     Platform::parse(&text).unwrap_or(Platform {
         os: platform.os,
         architecture: platform.architecture,
@@ -86,8 +86,7 @@ impl Builder {
         let local = self.local_base(&parsed, name.clone(), &wanted).await?;
         // An image of another platform under that name is no base for this one (an older
         // variant this platform runs is, as containerd's matcher allows).
-        let runs =
-            |found: &Platform| rbuild_store::registry::platform_runs(&wanted, &oci_platform(found));
+        let runs = |found: &Platform| rbuild_registry::platform_runs(&wanted, &oci_platform(found));
         let wrong = local
             .as_ref()
             .map(image_platform)
@@ -129,7 +128,7 @@ impl Builder {
                             if !pull
                                 && !matches!(
                                     source,
-                                    rbuild_store::registry::RegistryError::NoMatchingPlatform { .. }
+                                    rbuild_registry::RegistryError::NoMatchingPlatform { .. }
                                 ) =>
                         {
                             platform_error(found)
@@ -209,7 +208,7 @@ impl Builder {
     async fn keep_pulled(
         &self,
         name: Option<rbuild_store::ImageName>,
-        pulled: &rbuild_store::registry::Pulled,
+        pulled: &rbuild_registry::Pulled,
     ) -> Result<(), BuildError> {
         let store = self.store.clone();
         let manifest = pulled.manifest.clone();

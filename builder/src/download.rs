@@ -11,10 +11,10 @@
 use std::sync::Arc;
 
 use rbuild_frontend::{CopyOp, Op};
-use rbuild_store::Digest;
-use rbuild_store::registry::{
+use rbuild_registry::{
     Registry, RegistryConfig, RegistryError, UrlContent, UrlOptions, UrlOutcome,
 };
+use rbuild_store::Digest;
 
 use crate::copy::RemoteFile;
 use crate::error::BuildError;

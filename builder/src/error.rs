@@ -38,7 +38,7 @@ pub enum BuildError {
         /// Whether the store lacks the image (else `--pull` asked for it).
         missing: bool,
         #[source]
-        source: Box<rbuild_store::registry::RegistryError>,
+        source: Box<rbuild_registry::RegistryError>,
     },
     #[error("cannot fetch layer {digest} of `{description}` from the cache {source_ref}")]
     CacheLayer {
@@ -46,7 +46,7 @@ pub enum BuildError {
         description: String,
         source_ref: String,
         #[source]
-        source: Box<rbuild_store::registry::RegistryError>,
+        source: Box<rbuild_registry::RegistryError>,
     },
     #[error("invalid image reference `{reference}`")]
     InvalidReference {

@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use rbuild_store::registry::{
+use rbuild_registry::{
     CacheExport, CacheImport, Compression, PushOptions, Registry, RegistryConfig, RegistryError,
 };
 use rbuild_store::{ArchiveFormat, Digest, Reference};

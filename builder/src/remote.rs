@@ -6,8 +6,8 @@
 use std::collections::{HashMap, HashSet};
 
 use rbuild_frontend::{BuildGraph, ExecMount, ExecOp, OpId, OpKind};
+use rbuild_registry::CacheExportRecord;
 use rbuild_store::oci::Descriptor;
-use rbuild_store::registry::CacheExportRecord;
 use rbuild_store::{CacheRecord, CachedLayer, Digest, Reference, SnapshotName};
 
 use crate::cache::CacheKey;

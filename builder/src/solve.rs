@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rbuild_frontend::{self as frontend, BuildGraph, OpId, OpKind};
+use rbuild_registry::{CacheExportRecord, CacheImport, Registry};
 use rbuild_runtime::{ExtraHost, Limits, Network, Rlimit, Runtime};
 use rbuild_store::oci::Descriptor;
-use rbuild_store::registry::{CacheExportRecord, CacheImport, Registry};
 use rbuild_store::{ActiveSnapshot, Digest, ImageName, Reference, Store};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -539,7 +539,7 @@ pub(crate) struct Sources {
     /// the step fetches that commit, even if the ref moves meanwhile.
     pub git_commits: Mutex<HashMap<String, String>>,
     /// ADD's URL sources fetched in this build, by URL (see `download`).
-    pub(crate) urls: Mutex<HashMap<String, rbuild_store::registry::UrlContent>>,
+    pub(crate) urls: Mutex<HashMap<String, rbuild_registry::UrlContent>>,
     /// The client for URL downloads when the builder has no registry client.
     pub(crate) http: std::sync::OnceLock<Arc<Registry>>,
     /// Where the layers of imported cache records come from: blob digest → cache.

@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rbuild_store::fuzzing;
+use rbuild_registry::fuzzing;
 
 const REGISTRIES: [&str; 4] = ["docker.io", "127.0.0.1:5000", "ghcr.io", ""];
 
@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
 });
 
 /// `Debug` never shows the secret.
-fn assert_redacted(credentials: &rbuild_store::registry::Credentials) {
+fn assert_redacted(credentials: &rbuild_registry::Credentials) {
     assert_eq!(
         format!("{credentials:?}"),
         format!(

@@ -13,8 +13,9 @@ use rbuild_store::oci::{
     Descriptor, ImageConfiguration, Index, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_INDEX,
     MEDIA_TYPE_MANIFEST, Manifest, canonical_json,
 };
-use rbuild_store::registry::{parse_platform, platform_string};
-use rbuild_store::{Digest, fuzzing};
+use rbuild_registry::{parse_platform, platform_string};
+use rbuild_registry::fuzzing;
+use rbuild_store::Digest;
 
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 

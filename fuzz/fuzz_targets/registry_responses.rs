@@ -13,7 +13,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rbuild_store::{Digest, fuzzing, time};
+use rbuild_registry::fuzzing;
+use rbuild_store::{Digest, time};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -131,7 +131,7 @@ fn check_base_platforms(checks: &mut Checks, store: &Store) {
     checks.check_base_platforms(|reference| {
         let name: ImageName = reference.parse().ok()?;
         let config = store.image(&name).ok()?.config;
-        Some(rbuild_store::registry::platform_string(&config.platform()))
+        Some(rbuild_registry::platform_string(&config.platform()))
     });
 }
 

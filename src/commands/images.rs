@@ -163,7 +163,7 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
 
 /// `os/arch[/variant]` of an image's config.
 fn platform_of(image: &Image) -> String {
-    rbuild_store::registry::platform_string(&image.config.platform())
+    rbuild_registry::platform_string(&image.config.platform())
 }
 
 pub fn inspect(args: InspectArgs) -> Result<ExitCode> {

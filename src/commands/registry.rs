@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use miette::{IntoDiagnostic, Result, WrapErr};
-use rbuild_store::registry::{
+use rbuild_registry::{
     BlobOutcome, Compression, Credentials, DockerConfig, PullOptions, PushOptions, Registry,
     RegistryConfig, RegistryError, TransferEvent, TransportFailure, parse_platform,
 };
@@ -344,14 +344,14 @@ async fn pull_every_platform(
             .wrap_err_with(|| {
                 format!(
                     "cannot pull {reference} for {}",
-                    rbuild_store::registry::platform_string(&platform)
+                    rbuild_registry::platform_string(&platform)
                 )
             })?;
         if !quiet {
             eprintln!(
                 "pulled {} for {}",
                 pulled.manifest.short(),
-                rbuild_store::registry::platform_string(&platform)
+                rbuild_registry::platform_string(&platform)
             );
         }
         kept.push(child.clone());

@@ -208,7 +208,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 /// A name no other writer of this store uses: the owning process (see [`Owner`]), the time
 /// and a per-process counter. Cleanup reads the owner back from the part before the first
 /// `-` (see [`owner_of_name`]).
-pub(crate) fn unique_name() -> String {
+pub fn unique_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)

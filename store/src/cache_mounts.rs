@@ -28,7 +28,9 @@ use rustix::fs::FlockOperation;
 use crate::blobs::{owner_of_name, unique_name};
 use crate::error::{Error, Result};
 use crate::gc::disk_usage;
-use crate::{Digest, Store};
+use crate::layer::BlobCompression;
+use crate::oci::Descriptor;
+use crate::{Digest, HashingWriter, Store};
 
 pub(crate) const DIR: &str = "cache-mounts";
 
@@ -336,6 +338,48 @@ fn ignore_not_found(err: io::Error) -> io::Result<()> {
         Ok(())
     } else {
         Err(err)
+    }
+}
+
+impl Store {
+    /// The contents of cache mount `id` as a compressed layer blob and its diff id, for
+    /// `mounts=true`; `None` when the store has no such cache.
+    pub fn cache_mount_layer(
+        &self,
+        id: &str,
+        compression: BlobCompression,
+    ) -> Result<Option<(Descriptor, Digest)>> {
+        let Some((data, _lock)) = self.read_cache_mount(id)? else {
+            return Ok(None);
+        };
+        let ingest = self.ingest()?;
+        let failed = |source| Error::io("pack the cache mount", &data)(source);
+        // The tar is written into a pipe by one thread, hashed on the way (its diff id),
+        // and compressed from the pipe by this one, as layers are at push.
+        let (reader, writer) = std::io::pipe().map_err(failed)?;
+        let (ingest, diff_id) = std::thread::scope(|scope| {
+            let tar = scope.spawn(|| {
+                let hashing = crate::layer::write_layer(
+                    &data,
+                    HashingWriter::new(writer),
+                    Default::default(),
+                )?;
+                // The pipe's writing end closes here: the compressor sees the end.
+                let (_, diff_id, _) = hashing.finish();
+                Ok::<_, std::io::Error>(diff_id)
+            });
+            let compressed = compression.compress(reader, ingest);
+            let diff_id = tar
+                .join()
+                .map_err(|_| std::io::Error::other("the tar writer panicked"));
+            Ok::<_, std::io::Error>((compressed?, diff_id??))
+        })
+        .map_err(failed)?;
+        let (digest, size) = ingest.commit(None)?;
+        Ok(Some((
+            Descriptor::new(compression.media_type(), digest, size),
+            diff_id,
+        )))
     }
 }
 

@@ -175,7 +175,9 @@ impl Store {
         })
     }
 
-    pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    /// The JSON blob `digest` (at most [`MAX_JSON_BLOB`](crate::MAX_JSON_BLOB) bytes) parsed as
+    /// `T`; `what` names it in the error when it is not.
+    pub fn read_json<T: serde::de::DeserializeOwned>(
         &self,
         what: &'static str,
         digest: &Digest,
@@ -324,10 +326,10 @@ impl Store {
             // Asked for a platform a single-platform image is not for: said, not ignored.
             if let Some(want) = platform {
                 let have = image.config.platform();
-                if !crate::registry::platform_runs(want, &have) {
+                if !crate::platform::platform_runs(want, &have) {
                     return Err(Error::PlatformNotFound {
-                        platform: crate::registry::platform_string(want),
-                        available: crate::registry::platform_string(&have),
+                        platform: crate::platform::platform_string(want),
+                        available: crate::platform::platform_string(&have),
                     });
                 }
             }
@@ -346,14 +348,14 @@ impl Store {
         }
         let want = platform
             .cloned()
-            .unwrap_or_else(crate::registry::host_platform);
-        let chosen = crate::registry::choose_platform(&index, &want).ok_or_else(|| {
+            .unwrap_or_else(crate::platform::host_platform);
+        let chosen = crate::platform::choose_platform(&index, &want).ok_or_else(|| {
             let has: Vec<String> = images
                 .iter()
-                .filter_map(|m| m.platform.as_ref().map(crate::registry::platform_string))
+                .filter_map(|m| m.platform.as_ref().map(crate::platform::platform_string))
                 .collect();
             Error::PlatformNotFound {
-                platform: crate::registry::platform_string(&want),
+                platform: crate::platform::platform_string(&want),
                 available: has.join(", "),
             }
         })?;

@@ -16,7 +16,9 @@
 //! idmap                the user namespace's id mapping the files were written under
 //! ```
 //!
-//! [`registry`] moves images and build caches to and from registries.
+//! Moving images and build caches to and from registries is `rbuild-registry`'s; the
+//! store keeps what those transfers leave (`transfer`: compressed layers, where blobs came
+//! from).
 
 mod archive;
 pub mod attestations;
@@ -26,9 +28,6 @@ mod cache;
 mod cache_mounts;
 mod digest;
 mod error;
-/// For the cargo-fuzz targets in `fuzz/` only; not an API.
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod gc;
 mod idmap;
 mod images;
@@ -39,14 +38,15 @@ pub mod oci;
 pub mod overlay;
 mod owner;
 mod ownership;
+pub mod platform;
 mod reference;
 pub mod referrers;
-pub mod registry;
 mod sizes;
 mod snapshots;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 pub mod time;
+mod transfer;
 mod usage;
 mod verify;
 
@@ -55,7 +55,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use archive::{ArchiveFormat, LoadedImage, host_architecture, oci_architecture};
-pub use blobs::Ingest;
+pub use blobs::{Ingest, unique_name};
 pub use built::NewLayer;
 pub use cache::{CacheRecord, CachedLayer};
 pub use cache_mounts::{CacheMount, CacheMountOptions, CacheMountUsage, CacheSharing};
@@ -66,7 +66,7 @@ pub use idmap::{IdMapping, OverlayXattrs};
 pub use images::Image;
 pub use merge::{Materialized, make_node_like};
 pub use meta::{ImageRecord, SnapshotRecord};
-pub use reference::{ImageName, Reference, is_loopback};
+pub use reference::{DOCKER_HUB, DOCKER_HUB_API, ImageName, Reference, is_loopback};
 pub use snapshots::{ActiveSnapshot, SnapshotKey, SnapshotName, Uncommitted};
 pub use usage::{ImageUsage, Usage};
 pub use verify::VerifyReport;

@@ -187,7 +187,7 @@ impl Reference {
 
     /// The same repository with neither tag nor digest: what a manifest is pushed to when
     /// it goes by its digest alone (an index's platform manifests).
-    pub(crate) fn without_tag(&self) -> Reference {
+    pub fn without_tag(&self) -> Reference {
         Reference {
             tag: None,
             digest: None,

@@ -65,7 +65,7 @@ impl Store {
 
     /// Remembers that the layer `diff_id` is `size` bytes uncompressed (its tar was just
     /// read whole, to unpack it).
-    pub(crate) fn record_layer_size(&self, diff_id: &Digest, size: u64) -> Result<()> {
+    pub fn record_layer_size(&self, diff_id: &Digest, size: u64) -> Result<()> {
         self.inner.meta.put(
             meta::LAYER_SIZES,
             &diff_id.to_string(),

@@ -45,7 +45,7 @@ pub(crate) fn statement(input: &ProvenanceInput) -> Vec<u8> {
     }
     let request = request(input);
     let mut internal = json!({
-        "builderPlatform": rbuild_store::registry::platform_string(&rbuild_store::registry::host_platform()),
+        "builderPlatform": rbuild_registry::platform_string(&rbuild_registry::host_platform()),
         "reproducible": opts.source_date_epoch.is_some(),
     });
     if let Some(epoch) = opts.source_date_epoch {

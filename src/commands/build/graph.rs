@@ -69,7 +69,7 @@ async fn print_base_configs(
             .pull(
                 store,
                 &parsed,
-                &rbuild_store::registry::PullOptions {
+                &rbuild_registry::PullOptions {
                     config_only: true,
                     ..Default::default()
                 },

@@ -15,8 +15,8 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::layer::{self, Unpacked};
-use crate::{ActiveSnapshot, Digest, SnapshotName, Store};
+use rbuild_store::layer::{self, Unpacked};
+use rbuild_store::{ActiveSnapshot, Digest, SnapshotName, Store};
 
 pub(crate) enum Chunk {
     Data(Bytes),
@@ -42,7 +42,7 @@ pub(crate) fn write_chunks(
     mut receiver: mpsc::Receiver<Chunk>,
     digest: &Digest,
     unpack: Option<StreamUnpack>,
-) -> crate::Result<(Option<Digest>, bool)> {
+) -> rbuild_store::Result<(Option<Digest>, bool)> {
     let mut ingest = store.ingest()?;
     let mut streaming = unpack.and_then(|u| Streaming::start(store, digest, u).ok());
     while let Some(chunk) = receiver.blocking_recv() {
@@ -50,7 +50,7 @@ pub(crate) fn write_chunks(
             Chunk::Data(bytes) => {
                 ingest
                     .write_all(&bytes)
-                    .map_err(crate::Error::io("write blob", store.root()))?;
+                    .map_err(rbuild_store::Error::io("write blob", store.root()))?;
                 if let Some(streaming) = &mut streaming {
                     streaming.write(&bytes);
                 }
@@ -91,17 +91,23 @@ struct Streaming {
     diff_id: Digest,
     /// `None` once the unpacker stopped reading (it finished, or failed).
     writer: Option<io::PipeWriter>,
-    thread: JoinHandle<crate::Result<Unpacked>>,
+    thread: JoinHandle<rbuild_store::Result<Unpacked>>,
 }
 
 impl Streaming {
-    fn start(store: &Store, digest: &Digest, unpack: StreamUnpack) -> crate::Result<Streaming> {
+    fn start(
+        store: &Store,
+        digest: &Digest,
+        unpack: StreamUnpack,
+    ) -> rbuild_store::Result<Streaming> {
         let active = store.prepare(unpack.parent.as_ref())?;
         let (reader, writer) = match io::pipe() {
             Ok(pipe) => pipe,
             Err(err) => {
                 let _ = store.discard(active);
-                return Err(crate::Error::io("create a pipe in", store.root())(err));
+                return Err(rbuild_store::Error::io("create a pipe in", store.root())(
+                    err,
+                ));
             }
         };
         let upper = active.upper.clone();
@@ -121,7 +127,9 @@ impl Streaming {
             Ok(thread) => thread,
             Err(err) => {
                 let _ = store.discard(active);
-                return Err(crate::Error::io("start a thread in", store.root())(err));
+                return Err(rbuild_store::Error::io("start a thread in", store.root())(
+                    err,
+                ));
             }
         };
         Ok(Streaming {

@@ -1,11 +1,11 @@
-//! Entry points into the store's parsers of untrusted input that are otherwise private,
+//! Entry points into the registry client's parsers of untrusted input that are otherwise private,
 //! for the cargo-fuzz targets in `fuzz/` (registry answers, credential helper output).
 //! It exists for `fuzz/` only: not an API, and it changes whenever those parsers do.
 
 use std::path::Path;
 
-use crate::oci::{Descriptor, Index, Platform};
-use crate::registry::{self, Credentials, DockerConfig, RegistryError, Scheme};
+use crate::{self as registry, Credentials, DockerConfig, RegistryError, Scheme};
+use rbuild_store::oci::{Descriptor, Index, Platform};
 
 /// A `WWW-Authenticate` challenge: `Some((realm, service))` for Bearer, `None` for
 /// anything rbuild answers with Basic credentials.
@@ -28,7 +28,7 @@ pub fn manifest_media_type(bytes: &[u8], content_type: Option<&str>) -> Result<S
 
 /// The entry of `index` a pull for `want` takes.
 pub fn choose_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Descriptor> {
-    registry::choose_platform(index, want)
+    rbuild_store::platform::choose_platform(index, want)
 }
 
 /// What `docker-credential-<helper> get` printed (`stdout`), whether it exited 0, and its

@@ -27,7 +27,7 @@ pub(crate) const CONNECT_WINDOW: Duration = Duration::from_secs(2);
 /// others never are.
 ///
 /// ```
-/// use rbuild_store::registry::{RegistryError, TransportFailure};
+/// use rbuild_registry::{RegistryError, TransportFailure};
 ///
 /// fn help(err: &RegistryError) -> Option<String> {
 ///     match err {

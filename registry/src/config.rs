@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::error::{RegistryError, Result};
-use crate::reference::is_loopback;
+use rbuild_store::is_loopback;
 
 /// How rbuild talks to registries.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

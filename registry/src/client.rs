@@ -291,8 +291,8 @@ impl Registry {
     /// registry's `/v2/` must accept them, directly (Basic) or through its token server
     /// (Bearer).
     pub async fn login(&self, registry: &str, credentials: &Credentials) -> Result<()> {
-        let api_host = if registry == crate::reference::DOCKER_HUB {
-            crate::reference::DOCKER_HUB_API
+        let api_host = if registry == rbuild_store::DOCKER_HUB {
+            rbuild_store::DOCKER_HUB_API
         } else {
             registry
         };
@@ -439,7 +439,7 @@ impl Registry {
         let parsed = reqwest::Url::parse(url).ok();
         let direct = parsed
             .as_ref()
-            .and_then(|u| u.host_str().map(crate::reference::is_loopback))
+            .and_then(|u| u.host_str().map(rbuild_store::is_loopback))
             .unwrap_or(false);
         let origin = parsed.map_or_else(|| url.to_owned(), |u| u.origin().ascii_serialization());
         let client = self.client(tls, direct)?;

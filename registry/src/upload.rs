@@ -20,8 +20,8 @@ use super::client::{Registry, Repo, check_status, error_message};
 use super::error::{RegistryError, Result};
 use super::retry::backoff;
 use super::{BlobOutcome, TransferEvent};
-use crate::oci::Descriptor;
-use crate::{Digest, Store};
+use rbuild_store::oci::Descriptor;
+use rbuild_store::{Digest, Store};
 
 /// How one upload session ended.
 enum Sent {

@@ -6,7 +6,6 @@
 //! same image have the same digest. The compressed blob is kept in the store and the
 //! store remembers which blob a layer compressed to, so a second push compresses nothing.
 
-use std::io::Read;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,53 +16,10 @@ use super::TransferEvent;
 use super::client::{Registry, Repo, check_status};
 use super::error::{RegistryError, Result};
 use super::pull::join_all;
-use crate::oci::{self, Descriptor, Manifest};
-use crate::reference::Reference;
-use crate::{Digest, Store};
-
-/// How layers the store holds uncompressed are compressed on their way out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Compression {
-    #[default]
-    Gzip,
-    Zstd,
-}
-
-impl Compression {
-    fn name(self) -> &'static str {
-        match self {
-            Compression::Gzip => "gzip",
-            Compression::Zstd => "zstd",
-        }
-    }
-
-    pub(crate) fn media_type(self) -> &'static str {
-        match self {
-            Compression::Gzip => oci::MEDIA_TYPE_LAYER_GZIP,
-            Compression::Zstd => oci::MEDIA_TYPE_LAYER_ZSTD,
-        }
-    }
-
-    /// Compresses `input` into `out`, deterministically: gzip level 6 on every core (see
-    /// `pgzip`: the same bytes on any machine), zstd level 3.
-    pub(crate) fn compress<W: std::io::Write>(
-        self,
-        mut input: impl Read,
-        out: W,
-    ) -> std::io::Result<W> {
-        match self {
-            Compression::Gzip => {
-                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-                crate::layer::pgzip::gzip(input, out, 6, threads)
-            }
-            Compression::Zstd => {
-                let mut encoder = zstd::stream::write::Encoder::new(out, 3)?;
-                std::io::copy(&mut input, &mut encoder)?;
-                encoder.finish()
-            }
-        }
-    }
-}
+use rbuild_store::Reference;
+pub use rbuild_store::layer::BlobCompression as Compression;
+use rbuild_store::oci::{self, Descriptor, Manifest};
+use rbuild_store::{Digest, Store};
 
 #[derive(Debug, Clone, Default)]
 pub struct PushOptions {
@@ -176,13 +132,14 @@ impl Registry {
         let mut indexed = true;
         for referrer in referrers {
             let (store_copy, subject_copy) = (store.clone(), subject.clone());
-            let (descriptor, bytes) =
-                tokio::task::spawn_blocking(move || -> crate::Result<(Descriptor, Vec<u8>)> {
+            let (descriptor, bytes) = tokio::task::spawn_blocking(
+                move || -> rbuild_store::Result<(Descriptor, Vec<u8>)> {
                     let descriptor = store_copy.rename_referrer(&referrer, &subject_copy)?;
                     let bytes = store_copy.read_blob(&descriptor.digest)?;
                     Ok((descriptor, bytes))
-                })
-                .await??;
+                },
+            )
+            .await??;
             let blobs = manifest_blobs(&bytes, target)?;
             let pushed = self
                 .push_manifest(
@@ -214,9 +171,9 @@ impl Registry {
         // image listed (as a build replaces them in the store); others stay.
         if pushed_list
             .iter()
-            .any(crate::attestations::is_build_statement)
+            .any(rbuild_store::attestations::is_build_statement)
         {
-            manifests.retain(|m| !crate::attestations::is_build_statement(m));
+            manifests.retain(|m| !rbuild_store::attestations::is_build_statement(m));
         }
         for descriptor in pushed_list {
             if !manifests.iter().any(|m| m.digest == descriptor.digest) {
@@ -254,7 +211,7 @@ impl Registry {
         let (attestations, images): (Vec<&Descriptor>, Vec<&Descriptor>) = index
             .manifests
             .iter()
-            .partition(|child| crate::attestations::is_attestation(child));
+            .partition(|child| rbuild_store::attestations::is_attestation(child));
         for child in images {
             let pushed = Box::pin(self.push(store, &child.digest, &by_digest, opts)).await?;
             renamed.insert(child.digest.clone(), pushed.digest.clone());
@@ -469,7 +426,7 @@ impl Registry {
             }
         }
         Err(last_error.unwrap_or_else(|| {
-            crate::Error::BlobNotFound {
+            rbuild_store::Error::BlobNotFound {
                 digest: blob.digest.clone(),
             }
             .into()
@@ -480,69 +437,6 @@ impl Registry {
 fn is_uncompressed(media_type: &str) -> bool {
     media_type == oci::MEDIA_TYPE_LAYER
         || media_type == "application/vnd.docker.image.rootfs.diff.tar"
-}
-
-const SOURCES_PREFIX: &str = "blob-sources/";
-
-impl Store {
-    /// The compressed blob for an uncompressed layer: made once (deterministically), kept
-    /// as a blob, and remembered by the layer's digest.
-    pub fn compressed_layer(
-        &self,
-        layer: &Descriptor,
-        compression: Compression,
-    ) -> crate::Result<Descriptor> {
-        let key = format!("compressed/{}/{}", compression.name(), layer.digest);
-        if let Some(known) = self.get_state(&key)?
-            && let Ok(descriptor) = serde_json::from_slice::<Descriptor>(&known)
-            && self.keep_existing_blob(&descriptor.digest)?
-        {
-            return Ok(descriptor);
-        }
-        let content = self.open_content(&layer.digest, Some(layer.size))?;
-        let ingest = self.ingest()?;
-        let root = self.root().to_owned();
-        let read_error = |source: std::io::Error| match source.kind() {
-            std::io::ErrorKind::InvalidData => crate::Error::CorruptBlob {
-                digest: layer.digest.clone(),
-                source,
-            },
-            _ => crate::Error::io("compress layer into", &root)(source),
-        };
-        let ingest = compression.compress(content, ingest).map_err(read_error)?;
-        let (digest, size) = ingest.commit(None)?;
-        let descriptor = Descriptor::new(compression.media_type(), digest, size);
-        self.put_state(
-            &key,
-            &serde_json::to_vec(&descriptor).expect("descriptors serialize"),
-        )?;
-        Ok(descriptor)
-    }
-
-    /// Registry repositories (`host/repository`) known to hold `digest`.
-    pub(crate) fn blob_sources(&self, digest: &Digest) -> Vec<String> {
-        self.get_state(&format!("{SOURCES_PREFIX}{digest}"))
-            .ok()
-            .flatten()
-            .and_then(|v| serde_json::from_slice(&v).ok())
-            .unwrap_or_default()
-    }
-
-    pub(crate) fn add_blob_sources(&self, digests: &[Digest], source: &str) -> crate::Result<()> {
-        for digest in digests {
-            let mut sources = self.blob_sources(digest);
-            if sources.iter().any(|s| s == source) {
-                continue;
-            }
-            sources.insert(0, source.to_owned());
-            sources.truncate(8);
-            self.put_state(
-                &format!("{SOURCES_PREFIX}{digest}"),
-                &serde_json::to_vec(&sources).expect("strings serialize"),
-            )?;
-        }
-        Ok(())
-    }
 }
 
 /// The blobs a manifest (its JSON `bytes`) names: its config and layers.
@@ -588,7 +482,8 @@ mod tests {
             let second = store.compressed_layer(&layer, compression).unwrap();
             assert_eq!(first, second);
             let (_, decompressed) =
-                crate::layer::decompress(store.open_blob(&first.digest, None).unwrap()).unwrap();
+                rbuild_store::layer::decompress(store.open_blob(&first.digest, None).unwrap())
+                    .unwrap();
             let mut out = Vec::new();
             let mut decompressed = decompressed;
             decompressed.read_to_end(&mut out).unwrap();

@@ -1,16 +1,16 @@
-//! Registry transfer: pull and push images, and the build cache, over the OCI
+//! rbuild's registry client: pull and push images, and the build cache, over the OCI
 //! distribution API, straight into and out of the store; and downloads of plain URLs
 //! (`ADD https://…`) through the same client.
 //!
-//! The store is synchronous; this module is async (`reqwest` on tokio) and meets the
+//! The store is synchronous; this crate is async (`reqwest` on tokio) and meets the
 //! store on blocking threads: a download is streamed from the socket through a channel to
-//! a blocking task that writes it into an [`crate::Ingest`], so every blob is hashed as it
+//! a blocking task that writes it into an [`rbuild_store::Ingest`], so every blob is hashed as it
 //! arrives and committed only under its expected digest. Why our own small client instead
 //! of `oci-client` is written in `docs/architecture.md`.
 //!
 //! ```no_run
-//! # async fn example(store: rbuild_store::Store) -> Result<(), rbuild_store::registry::RegistryError> {
-//! use rbuild_store::registry::{PullOptions, Registry, RegistryConfig};
+//! # async fn example(store: rbuild_store::Store) -> Result<(), rbuild_registry::RegistryError> {
+//! use rbuild_registry::{PullOptions, Registry, RegistryConfig};
 //! let registry = Registry::new(RegistryConfig::load()?);
 //! let reference = "127.0.0.1:5000/team/app:v1".parse()?;
 //! let pulled = registry.pull(&store, &reference, &PullOptions::default()).await?;
@@ -23,6 +23,9 @@ mod client;
 mod config;
 mod credentials;
 mod error;
+/// For the cargo-fuzz targets in `fuzz/` only; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod manifest;
 mod pull;
 mod push;
@@ -42,15 +45,16 @@ pub use config::{Endpoint, HostConfig, RegistryConfig, Tls, TransferConfig};
 pub(crate) use credentials::helper_get_answer;
 pub use credentials::{Credentials, DockerConfig};
 pub use error::{RegistryError, Result};
-pub use manifest::platform_runs;
-pub(crate) use manifest::{choose_platform, manifest_media_type};
+pub(crate) use manifest::manifest_media_type;
+// The platform helpers a pull chooses with, for the registry's users.
 pub(crate) use pull::content_range_start;
 pub use pull::{PullOptions, Pulled};
 pub use push::{Compression, PushOptions, Pushed};
+pub use rbuild_store::platform::{choose_platform, host_platform, platform_runs, platform_string};
 pub use retry::TransportFailure;
 pub use url::{UrlContent, UrlOptions, UrlOutcome};
 
-use crate::oci::Platform;
+use rbuild_store::oci::Platform;
 
 /// What a transfer is doing, for progress output. Never carries a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,23 +109,6 @@ pub fn parse_platform(input: &str) -> Result<Platform> {
         _ => Err(RegistryError::InvalidPlatform {
             input: input.to_owned(),
         }),
-    }
-}
-
-/// This machine's platform: `linux/<arch>`.
-pub fn host_platform() -> Platform {
-    Platform {
-        os: "linux".to_owned(),
-        architecture: crate::host_architecture().to_owned(),
-        variant: None,
-    }
-}
-
-/// `os/arch[/variant]`.
-pub fn platform_string(platform: &Platform) -> String {
-    match &platform.variant {
-        Some(variant) => format!("{}/{}/{variant}", platform.os, platform.architecture),
-        None => format!("{}/{}", platform.os, platform.architecture),
     }
 }
 

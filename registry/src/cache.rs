@@ -30,9 +30,9 @@ use serde::{Deserialize, Serialize};
 use super::client::{Registry, Repo, check_status, read_limited};
 use super::error::{RegistryError, Result};
 use super::push::Compression;
-use crate::oci::{self, Descriptor, Manifest};
-use crate::reference::Reference;
-use crate::{CachedLayer, Digest, HashingWriter, Store};
+use rbuild_store::Reference;
+use rbuild_store::oci::{self, Descriptor, Manifest};
+use rbuild_store::{CachedLayer, Digest, Store};
 
 pub const MEDIA_TYPE_CACHE_CONFIG: &str = "application/vnd.rbuild.cache.config.v1+json";
 const CACHE_VERSION: u32 = 1;
@@ -351,48 +351,6 @@ impl Registry {
             self.fetch_blob(store, &repo, layer).await
         })
         .await
-    }
-}
-
-impl Store {
-    /// The contents of cache mount `id` as a compressed layer blob and its diff id, for
-    /// `mounts=true`; `None` when the store has no such cache.
-    pub fn cache_mount_layer(
-        &self,
-        id: &str,
-        compression: Compression,
-    ) -> crate::Result<Option<(Descriptor, Digest)>> {
-        let Some((data, _lock)) = self.read_cache_mount(id)? else {
-            return Ok(None);
-        };
-        let ingest = self.ingest()?;
-        let failed = |source| crate::Error::io("pack the cache mount", &data)(source);
-        // The tar is written into a pipe by one thread, hashed on the way (its diff id),
-        // and compressed from the pipe by this one, as layers are at push.
-        let (reader, writer) = std::io::pipe().map_err(failed)?;
-        let (ingest, diff_id) = std::thread::scope(|scope| {
-            let tar = scope.spawn(|| {
-                let hashing = crate::layer::write_layer(
-                    &data,
-                    HashingWriter::new(writer),
-                    Default::default(),
-                )?;
-                // The pipe's writing end closes here: the compressor sees the end.
-                let (_, diff_id, _) = hashing.finish();
-                Ok::<_, std::io::Error>(diff_id)
-            });
-            let compressed = compression.compress(reader, ingest);
-            let diff_id = tar
-                .join()
-                .map_err(|_| std::io::Error::other("the tar writer panicked"));
-            Ok::<_, std::io::Error>((compressed?, diff_id??))
-        })
-        .map_err(failed)?;
-        let (digest, size) = ingest.commit(None)?;
-        Ok(Some((
-            Descriptor::new(compression.media_type(), digest, size),
-            diff_id,
-        )))
     }
 }
 

@@ -13,13 +13,14 @@ use tokio::sync::mpsc;
 
 use super::client::{Registry, Repo, check_status, read_limited};
 use super::error::{RegistryError, Result};
-use super::manifest::{choose_platform, is_index, manifest_media_type};
+use super::manifest::{is_index, manifest_media_type};
 use super::retry::{backoff, describe};
 use super::sink::{Chunk, StreamUnpack, write_chunks};
 use super::{BlobOutcome, TransferEvent, host_platform, platform_string};
-use crate::oci::{self, Descriptor, ImageConfiguration, Index, Manifest, Platform};
-use crate::reference::Reference;
-use crate::{Digest, Store};
+use rbuild_store::Reference;
+use rbuild_store::oci::{self, Descriptor, ImageConfiguration, Index, Manifest, Platform};
+use rbuild_store::platform::choose_platform;
+use rbuild_store::{Digest, Store};
 
 /// What to pull.
 #[derive(Debug, Clone, Default)]
@@ -45,7 +46,7 @@ pub struct Pulled {
     pub manifest: Digest,
     /// The index it was chosen from, when the reference named one.
     pub index: Option<Digest>,
-    pub image: crate::Image,
+    pub image: rbuild_store::Image,
     /// The image's entry in that index (with its platform).
     pub entry: Option<Descriptor>,
     /// The index's attestation manifests about the image, in the store with their
@@ -154,7 +155,7 @@ impl Registry {
             entry = Some(chosen.clone());
             if opts.attestations {
                 attestation_entries =
-                    crate::attestations::attestations_about(&index, &chosen.digest)
+                    rbuild_store::attestations::attestations_about(&index, &chosen.digest)
                         .cloned()
                         .collect();
             }
@@ -200,7 +201,7 @@ impl Registry {
                 attestations: Vec::new(),
                 manifest: manifest.digest.clone(),
                 index: index.map(|i| i.digest),
-                image: crate::Image {
+                image: rbuild_store::Image {
                     manifest_digest: manifest.digest,
                     config_digest: parsed.config.digest.clone(),
                     manifest: parsed,
@@ -222,7 +223,7 @@ impl Registry {
             let store = store.clone();
             let index_bytes = index.as_ref().map(|i| i.bytes.clone());
             let bytes = manifest.bytes;
-            tokio::task::spawn_blocking(move || -> crate::Result<Digest> {
+            tokio::task::spawn_blocking(move || -> rbuild_store::Result<Digest> {
                 if let Some(index) = index_bytes {
                     store.write_blob(&index)?;
                 }
@@ -386,7 +387,7 @@ impl Registry {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<Digest>().ok());
-        let bytes = read_limited(response, crate::MAX_JSON_BLOB, "manifest", &url).await?;
+        let bytes = read_limited(response, rbuild_store::MAX_JSON_BLOB, "manifest", &url).await?;
         let digest = Digest::of(&bytes);
         if let Some(expected) = expected.or(stated.as_ref())
             && *expected != digest
@@ -456,23 +457,25 @@ impl Registry {
         let streamed = {
             let store = store.clone();
             let stack = stack.clone();
-            tokio::task::spawn_blocking(move || -> crate::Result<Option<(usize, StreamUnpack)>> {
-                let mut parent: Option<crate::SnapshotName> = None;
-                for (index, (_, diff_id)) in stack.iter().enumerate() {
-                    let name = crate::SnapshotName::chain(parent.as_ref(), diff_id);
-                    if store.snapshot(&name)?.is_none() {
-                        return Ok(Some((
-                            index,
-                            StreamUnpack {
-                                parent,
-                                diff_id: diff_id.clone(),
-                            },
-                        )));
+            tokio::task::spawn_blocking(
+                move || -> rbuild_store::Result<Option<(usize, StreamUnpack)>> {
+                    let mut parent: Option<rbuild_store::SnapshotName> = None;
+                    for (index, (_, diff_id)) in stack.iter().enumerate() {
+                        let name = rbuild_store::SnapshotName::chain(parent.as_ref(), diff_id);
+                        if store.snapshot(&name)?.is_none() {
+                            return Ok(Some((
+                                index,
+                                StreamUnpack {
+                                    parent,
+                                    diff_id: diff_id.clone(),
+                                },
+                            )));
+                        }
+                        parent = Some(name);
                     }
-                    parent = Some(name);
-                }
-                Ok(None)
-            })
+                    Ok(None)
+                },
+            )
             .await??
         };
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<usize>();
@@ -612,7 +615,7 @@ impl Registry {
         }
         match written {
             Ok(_) => Ok(()),
-            Err(crate::Error::DigestMismatch { expected, actual }) => {
+            Err(rbuild_store::Error::DigestMismatch { expected, actual }) => {
                 Err(RegistryError::DigestMismatch {
                     what: "blob",
                     url,

@@ -1,12 +1,12 @@
 //! Why a registry operation failed: which registry, which object, and what it answered.
 
 use super::retry::{TransportFailure, describe};
-use crate::Digest;
+use rbuild_store::Digest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error(transparent)]
-    Store(#[from] crate::Error),
+    Store(#[from] rbuild_store::Error),
     /// A request got no answer. The message names the address once, with the innermost
     /// cause, and not reqwest's own message, which repeats the whole URL.
     #[error("{}", transport_message(*failure, address, cause))]

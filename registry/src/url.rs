@@ -22,7 +22,7 @@ use super::config::Tls;
 use super::error::{RegistryError, Result};
 use super::retry::describe;
 use super::sink::Chunk;
-use crate::{Digest, Store};
+use rbuild_store::{Digest, Store};
 
 /// How to download a URL.
 #[derive(Debug, Clone, Default)]
@@ -75,7 +75,7 @@ impl Remembered {
             last_modified: self
                 .last_modified
                 .as_deref()
-                .and_then(crate::time::parse_http_date),
+                .and_then(rbuild_store::time::parse_http_date),
             outcome,
         }
     }
@@ -109,7 +109,7 @@ impl Registry {
         let remembered = {
             let store = store.clone();
             let name = state_name(url);
-            tokio::task::spawn_blocking(move || -> crate::Result<Option<Remembered>> {
+            tokio::task::spawn_blocking(move || -> rbuild_store::Result<Option<Remembered>> {
                 let Some(bytes) = store.get_state(&name)? else {
                     return Ok(None);
                 };
@@ -207,12 +207,12 @@ impl Registry {
         let writer = {
             let store = store.clone();
             let expected = opts.expected.clone();
-            tokio::task::spawn_blocking(move || -> crate::Result<Option<(Digest, u64)>> {
+            tokio::task::spawn_blocking(move || -> rbuild_store::Result<Option<(Digest, u64)>> {
                 let mut ingest = store.ingest()?;
                 while let Some(chunk) = receiver.blocking_recv() {
                     match chunk {
                         Chunk::Data(bytes) => std::io::Write::write_all(&mut ingest, &bytes)
-                            .map_err(crate::Error::io("write blob", store.root()))?,
+                            .map_err(rbuild_store::Error::io("write blob", store.root()))?,
                         Chunk::Restart => ingest = store.ingest()?,
                         Chunk::Finish => return ingest.commit(expected.as_ref()).map(Some),
                     }
@@ -250,7 +250,7 @@ impl Registry {
                     reason: "the download stopped before its end".to_owned(),
                 });
             }
-            Err(crate::Error::DigestMismatch { expected, actual }) => {
+            Err(rbuild_store::Error::DigestMismatch { expected, actual }) => {
                 return Err(RegistryError::DigestMismatch {
                     what: "the content",
                     url: url.to_owned(),

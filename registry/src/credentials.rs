@@ -18,7 +18,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
 use super::error::{RegistryError, Result};
-use crate::reference::DOCKER_HUB;
+use rbuild_store::DOCKER_HUB;
 
 /// The key docker uses for Docker Hub in `auths` and with helpers.
 const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
@@ -214,7 +214,7 @@ impl DockerConfig {
             path: dir.to_owned(),
             source,
         })?;
-        let tmp = dir.join(format!(".config.json.{}", crate::blobs::unique_name()));
+        let tmp = dir.join(format!(".config.json.{}", rbuild_store::unique_name()));
         let io = |action, path: &Path| {
             let path = path.to_owned();
             move |source| RegistryError::Io {
