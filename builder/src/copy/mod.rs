@@ -225,120 +225,148 @@ pub(crate) fn copy(req: &CopyRequest<'_>) -> Result<(), CopyError> {
             path: req.destination.to_owned(),
             source,
         })?;
-    let dest_is_dir =
-        req.destination.ends_with('/') || matched.len() > 1 || dest.is_dir() || req.parents;
+    let target = Destination {
+        is_dir: req.destination.ends_with('/') || matched.len() > 1 || dest.is_dir() || req.parents,
+        path: dest,
+    };
     let mut copier = Copier::new(req);
     for (source, depth) in &matched {
-        if let Some(remote) = req.remote(source) {
-            if req.extract_downloads
-                && let Some(archive) = crate::unarchive::open_archive(&remote.path)
-                    .map_err(|e| copier.io_err(&remote.path, e))?
-            {
-                // ADD --unpack: the download's contents go into the destination directory.
-                copier.ensure_dir(&dest)?;
-                let owner = req.owner.map(|o| (o.uid, o.gid));
-                rbuild_store::layer::extract_archive(archive, &dest, owner, source).map_err(
-                    |source_err| CopyError::Extract {
-                        path: source.clone(),
-                        source: source_err,
-                    },
-                )?;
-                continue;
-            }
-            let target = if dest_is_dir {
-                let name = url_file_name(&remote.url).ok_or_else(|| CopyError::NoFileName {
-                    url: remote.url.clone(),
-                    destination: req.destination.to_owned(),
-                })?;
-                copier.ensure_dir(&dest)?;
-                dest.join(name)
-            } else {
-                if let Some(parent) = dest.parent() {
-                    copier.ensure_dir(parent)?;
-                }
-                dest.clone()
-            };
-            copier.copy_remote(remote, &target)?;
-            continue;
-        }
-        let clean = source.trim_start_matches('/');
-        if let Some(by) = req.excluded_by(clean) {
-            return Err(CopyError::Excluded {
-                path: source.clone(),
-                by,
-            });
-        }
-        let host =
-            resolve_in_root(req.source_root, clean, true).map_err(|e| copier.io_err(source, e))?;
-        copier.operand = host.clone();
-        let meta = match fs::metadata(&host) {
-            Ok(meta) => meta,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                return Err(req.not_found(source));
-            }
-            Err(err) => return Err(copier.io_err(source, err)),
-        };
-        if req.parents {
-            // The source's own path, below the pivot, is kept under the destination.
-            let kept: std::path::PathBuf = Path::new(clean)
-                .components()
-                .filter(|c| matches!(c, std::path::Component::Normal(_)))
-                .skip(*depth)
-                .collect();
-            let target = dest.join(&kept);
-            if meta.is_dir() {
-                copier.ensure_dir(&target)?;
-                copier.copy_children(&host, &target)?;
-            } else {
-                if let Some(parent) = target.parent() {
-                    copier.ensure_dir(parent)?;
-                }
-                copier.copy_entry(&host, &target, &meta)?;
-            }
-        } else if meta.is_dir() {
-            // A directory source copies its contents, not the directory itself.
-            copier.ensure_dir(&dest)?;
-            copier.copy_children(&host, &dest)?;
-        } else if let Some(archive) = req
-            .extract_archives
-            // Only a regular file can be an archive: opening a FIFO would wait for a
-            // writer, a socket cannot be opened at all.
-            .then(|| {
-                meta.is_file()
-                    .then(|| crate::unarchive::open_archive(&host))
-            })
-            .flatten()
-            .transpose()
-            .map_err(|e| copier.io_err(&host, e))?
-            .flatten()
-        {
-            // ADD of a local archive: its contents go into the destination directory.
-            copier.ensure_dir(&dest)?;
-            let owner = req.owner.map(|o| (o.uid, o.gid));
-            rbuild_store::layer::extract_archive(archive, &dest, owner, source).map_err(
-                |source_err| CopyError::Extract {
-                    path: source.clone(),
-                    source: source_err,
-                },
-            )?;
-        } else {
-            let target = if dest_is_dir {
-                copier.ensure_dir(&dest)?;
-                let name = Path::new(clean)
-                    .file_name()
-                    .map(|n| n.to_owned())
-                    .unwrap_or_default();
-                dest.join(name)
-            } else {
-                if let Some(parent) = dest.parent() {
-                    copier.ensure_dir(parent)?;
-                }
-                dest.clone()
-            };
-            copier.copy_entry(&host, &target, &meta)?;
+        match req.remote(source) {
+            Some(remote) => copy_download(&mut copier, req, remote, source, &target)?,
+            None => copy_local(&mut copier, req, source, *depth, &target)?,
         }
     }
     copier.finish()
+}
+
+/// Where a COPY writes: the destination resolved in the root, and whether it is a
+/// directory to copy into (a trailing `/`, several sources, an existing directory,
+/// `--parents`) or the name of the one file.
+struct Destination {
+    path: PathBuf,
+    is_dir: bool,
+}
+
+impl Destination {
+    /// The file `name` goes to: inside the directory, or the destination itself; its
+    /// parent directory made.
+    fn file(&self, copier: &mut Copier<'_>, name: &std::ffi::OsStr) -> Result<PathBuf, CopyError> {
+        if self.is_dir {
+            copier.ensure_dir(&self.path)?;
+            return Ok(self.path.join(name));
+        }
+        if let Some(parent) = self.path.parent() {
+            copier.ensure_dir(parent)?;
+        }
+        Ok(self.path.clone())
+    }
+}
+
+/// An `ADD <url>` source, downloaded already: the file, or with `--unpack` its contents.
+fn copy_download(
+    copier: &mut Copier<'_>,
+    req: &CopyRequest<'_>,
+    remote: &RemoteFile,
+    source: &str,
+    dest: &Destination,
+) -> Result<(), CopyError> {
+    if req.extract_downloads
+        && let Some(archive) = crate::unarchive::open_archive(&remote.path)
+            .map_err(|e| copier.io_err(&remote.path, e))?
+    {
+        return extract(copier, req, archive, &dest.path, source);
+    }
+    let name = match dest.is_dir {
+        true => url_file_name(&remote.url).ok_or_else(|| CopyError::NoFileName {
+            url: remote.url.clone(),
+            destination: req.destination.to_owned(),
+        })?,
+        false => String::new(),
+    };
+    let target = dest.file(copier, name.as_ref())?;
+    copier.copy_remote(remote, &target)
+}
+
+/// A source from the context, a stage or an image: a directory's contents, a file (an
+/// archive ADD unpacks), or with `--parents` either one under its own path.
+fn copy_local(
+    copier: &mut Copier<'_>,
+    req: &CopyRequest<'_>,
+    source: &str,
+    depth: usize,
+    dest: &Destination,
+) -> Result<(), CopyError> {
+    let clean = source.trim_start_matches('/');
+    if let Some(by) = req.excluded_by(clean) {
+        return Err(CopyError::Excluded {
+            path: source.to_owned(),
+            by,
+        });
+    }
+    let host =
+        resolve_in_root(req.source_root, clean, true).map_err(|e| copier.io_err(source, e))?;
+    copier.operand = host.clone();
+    let meta = match fs::metadata(&host) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            return Err(req.not_found(source));
+        }
+        Err(err) => return Err(copier.io_err(source, err)),
+    };
+    if req.parents {
+        // The source's own path, below the pivot, is kept under the destination.
+        let kept: PathBuf = Path::new(clean)
+            .components()
+            .filter(|c| matches!(c, std::path::Component::Normal(_)))
+            .skip(depth)
+            .collect();
+        let target = dest.path.join(&kept);
+        if meta.is_dir() {
+            copier.ensure_dir(&target)?;
+            return copier.copy_children(&host, &target);
+        }
+        if let Some(parent) = target.parent() {
+            copier.ensure_dir(parent)?;
+        }
+        return copier.copy_entry(&host, &target, &meta);
+    }
+    if meta.is_dir() {
+        // A directory source copies its contents, not the directory itself.
+        copier.ensure_dir(&dest.path)?;
+        return copier.copy_children(&host, &dest.path);
+    }
+    // Only a regular file can be an archive: opening a FIFO would wait for a writer, a
+    // socket cannot be opened at all.
+    if req.extract_archives
+        && meta.is_file()
+        && let Some(archive) =
+            crate::unarchive::open_archive(&host).map_err(|e| copier.io_err(&host, e))?
+    {
+        // ADD of a local archive: its contents go into the destination directory.
+        return extract(copier, req, archive, &dest.path, source);
+    }
+    let name = Path::new(clean).file_name().unwrap_or_default();
+    let target = dest.file(copier, name)?;
+    copier.copy_entry(&host, &target, &meta)
+}
+
+/// An archive's contents into the directory `dest` (made if missing), owned by `--chown`'s
+/// owner when given, else as the archive says.
+fn extract(
+    copier: &mut Copier<'_>,
+    req: &CopyRequest<'_>,
+    archive: Box<dyn io::Read>,
+    dest: &Path,
+    source: &str,
+) -> Result<(), CopyError> {
+    copier.ensure_dir(dest)?;
+    let owner = req.owner.map(|o| (o.uid, o.gid));
+    rbuild_store::layer::extract_archive(archive, dest, owner, source).map_err(|err| {
+        CopyError::Extract {
+            path: source.to_owned(),
+            source: err,
+        }
+    })
 }
 
 /// WORKDIR: creates `path` and its missing parents inside `root`, owned by `owner`, mode
