@@ -70,6 +70,8 @@ impl Builder {
     /// pulled image of this machine's platform only: the store holds one image per name.
     /// It is kept (with its snapshots) from GC for the whole build, even if its name is
     /// removed meanwhile, and unpacked so every RUN finds its lower dirs.
+    // Long: one decision (the store's image, its platform, `--pull`, a registry) whose
+    // arms share the errors made at its top; apart, each would take them all.
     pub(crate) async fn base_image(
         &self,
         reference: &str,

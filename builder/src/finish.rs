@@ -51,42 +51,7 @@ impl SolveContext {
         let cache_records = self.export_records().await?;
         let cache_mounts = crate::remote::cache_mount_ids(&self.graph);
         self.progress.event(Event::Exporting);
-        let mut times = self.records().op_times.clone();
-        let op_inputs = std::mem::take(&mut self.records().op_inputs);
-        let git = self.opts.attest.invocation.git.as_ref();
-        let mut images = Vec::new();
-        for (target, root) in self.targets.iter().zip(roots) {
-            // The merged graph with this platform's output.
-            let graph = BuildGraph {
-                ops: self.graph.ops.clone(),
-                output: target.output.clone(),
-            };
-            let root_layers = root.resolved_layers().await?;
-            let undated = self
-                .date_undated(&graph, states, &root_layers, &mut times)
-                .await?;
-            let bases = &self.sources.bases;
-            let (config, layers) =
-                crate::image::assemble(&graph, states, root_layers, &times, bases, &self.opts)?;
-            let root_platform = &graph.op(target.output.root).platform;
-            let base = target.output.base.as_ref().and_then(|reference| {
-                let image = bases.get(reference, root_platform)?;
-                Some((reference.clone(), image.clone()))
-            });
-            images.push(Assembled {
-                platform: target.platform.clone(),
-                config,
-                layers,
-                undated,
-                base,
-                materials: crate::attest::materials(
-                    &self.graph,
-                    target.output.root,
-                    &op_inputs,
-                    git,
-                ),
-            });
-        }
+        let images = self.assemble_images(states, roots).await?;
         let store = self.builder.store.clone();
         let snapshots = self.builder.snapshots.clone();
         let opts = self.opts.clone();
@@ -129,6 +94,52 @@ impl SolveContext {
         })
         .await?
     }
+
+    /// Each platform's image config and layers, with what its annotations and
+    /// attestations need: its base, its undated record, its materials.
+    async fn assemble_images(
+        &self,
+        states: &[State],
+        roots: Vec<State>,
+    ) -> Result<Vec<Assembled>, BuildError> {
+        let mut times = self.records().op_times.clone();
+        let op_inputs = std::mem::take(&mut self.records().op_inputs);
+        let git = self.opts.attest.invocation.git.as_ref();
+        let mut images = Vec::new();
+        for (target, root) in self.targets.iter().zip(roots) {
+            // The merged graph with this platform's output.
+            let graph = BuildGraph {
+                ops: self.graph.ops.clone(),
+                output: target.output.clone(),
+            };
+            let root_layers = root.resolved_layers().await?;
+            let undated = self
+                .date_undated(&graph, states, &root_layers, &mut times)
+                .await?;
+            let bases = &self.sources.bases;
+            let (config, layers) =
+                crate::image::assemble(&graph, states, root_layers, &times, bases, &self.opts)?;
+            let root_platform = &graph.op(target.output.root).platform;
+            let base = target.output.base.as_ref().and_then(|reference| {
+                let image = bases.get(reference, root_platform)?;
+                Some((reference.clone(), image.clone()))
+            });
+            images.push(Assembled {
+                platform: target.platform.clone(),
+                config,
+                layers,
+                undated,
+                base,
+                materials: crate::attest::materials(
+                    &self.graph,
+                    target.output.root,
+                    &op_inputs,
+                    git,
+                ),
+            });
+        }
+        Ok(images)
+    }
 }
 
 /// One platform's assembled image: its config and layers, the cache record of an image
@@ -159,61 +170,10 @@ fn write_images(
     let mut attestations = Vec::new();
     let mut undated_records = Vec::new();
     for image in images {
-        let platform = Some(&image.platform);
-        let mut annotations = crate::attest::default_annotations(
-            image.config.created.as_deref(),
-            image
-                .base
-                .as_ref()
-                .map(|(name, base)| (name.as_str(), base)),
-            opts.attest.invocation.git.as_ref(),
-        );
-        annotations.extend(annotations_for(
-            &opts.annotations,
-            AnnotationLevel::Manifest,
-            platform,
-        ));
-        let mut manifest =
-            store.write_annotated_image(&image.config, image.layers.clone(), annotations)?;
-        if indexed {
-            manifest.platform = Some(crate::bases::oci_platform(&image.platform));
-            manifest.annotations = annotations_for(
-                &opts.annotations,
-                AnnotationLevel::ManifestDescriptor,
-                platform,
-            );
-        }
-        let config = store.image_by_manifest(&manifest.digest)?.config_digest;
-        if let Some((key, mut record)) = image.undated {
-            record.image = Some(manifest.digest.clone());
-            undated_records.push((key, record));
-        }
-        let statements = crate::attest::statements(
-            store,
-            opts,
-            &image.platform,
-            &manifest,
-            &image.config,
-            &image.layers,
-            image.materials,
-            started,
-        )?;
-        if opts.attest.format == crate::attest::AttestFormat::Oci {
-            // This build's attestations, not those an earlier build of the same image
-            // left as its referrers. (In the index form they come with the index: the
-            // referrers another name's build attached stay.)
-            store.remove_build_referrers(&manifest.digest)?;
-            for statement in &statements {
-                store.write_referrer(&manifest, statement)?;
-            }
-        } else if !statements.is_empty() {
-            attestations.push(store.write_attestations(&manifest, &statements)?);
-        }
-        platforms.push(PlatformImage {
-            platform: image.platform,
-            manifest,
-            config,
-        });
+        let written = write_image(store, image, opts, indexed, started)?;
+        platforms.push(written.image);
+        attestations.extend(written.attestations);
+        undated_records.extend(written.undated);
     }
     // The id: the index's for several platforms, else the one image's config (as docker
     // shows an image with attestations).
@@ -240,6 +200,88 @@ fn write_images(
         config,
         platforms,
         undated_records,
+    })
+}
+
+/// What [`write_image`] wrote for one platform.
+struct WrittenImage {
+    image: PlatformImage,
+    /// Its attestation manifest, for the index.
+    attestations: Option<rbuild_store::oci::Descriptor>,
+    /// Its undated cache record, naming the manifest.
+    undated: Option<(String, rbuild_store::CacheRecord)>,
+}
+
+/// Writes one platform's image with its annotations (and, `indexed`, those of its entry
+/// in the index) and its attestations: as OCI referrers, or as an attestation manifest
+/// for the index.
+fn write_image(
+    store: &rbuild_store::Store,
+    image: Assembled,
+    opts: &crate::solve::BuildOptions,
+    indexed: bool,
+    started: i64,
+) -> Result<WrittenImage, BuildError> {
+    use crate::attest::{AnnotationLevel, annotations_for};
+    let platform = Some(&image.platform);
+    let mut annotations = crate::attest::default_annotations(
+        image.config.created.as_deref(),
+        image
+            .base
+            .as_ref()
+            .map(|(name, base)| (name.as_str(), base)),
+        opts.attest.invocation.git.as_ref(),
+    );
+    annotations.extend(annotations_for(
+        &opts.annotations,
+        AnnotationLevel::Manifest,
+        platform,
+    ));
+    let mut manifest =
+        store.write_annotated_image(&image.config, image.layers.clone(), annotations)?;
+    if indexed {
+        manifest.platform = Some(crate::bases::oci_platform(&image.platform));
+        manifest.annotations = annotations_for(
+            &opts.annotations,
+            AnnotationLevel::ManifestDescriptor,
+            platform,
+        );
+    }
+    let config = store.image_by_manifest(&manifest.digest)?.config_digest;
+    let undated = image.undated.map(|(key, mut record)| {
+        record.image = Some(manifest.digest.clone());
+        (key, record)
+    });
+    let statements = crate::attest::statements(
+        store,
+        opts,
+        &image.platform,
+        &manifest,
+        &image.config,
+        &image.layers,
+        image.materials,
+        started,
+    )?;
+    let mut attestations = None;
+    if opts.attest.format == crate::attest::AttestFormat::Oci {
+        // This build's attestations, not those an earlier build of the same image left as
+        // its referrers. (In the index form they come with the index: the referrers
+        // another name's build attached stay.)
+        store.remove_build_referrers(&manifest.digest)?;
+        for statement in &statements {
+            store.write_referrer(&manifest, statement)?;
+        }
+    } else if !statements.is_empty() {
+        attestations = Some(store.write_attestations(&manifest, &statements)?);
+    }
+    Ok(WrittenImage {
+        image: PlatformImage {
+            platform: image.platform,
+            manifest,
+            config,
+        },
+        attestations,
+        undated,
     })
 }
 

@@ -209,25 +209,67 @@ pub(crate) fn checkout(
     auth: &GitAuth,
 ) -> Result<Checkout, GitError> {
     let remote = &source.remote;
-    // A checksum with a ref: the ref must be at that commit (checked when the step runs;
-    // a cache hit needs no network).
-    if source.checksum.is_some()
-        && let Some(reference) = source.reference.as_ref().filter(|r| !is_commit(r))
-    {
-        let unpinned = GitSource {
-            checksum: None,
-            ..source.clone()
-        };
-        let at = resolve(&unpinned, auth)?;
-        if at != commit {
-            return Err(GitError::ChecksumMismatch {
-                remote: remote.clone(),
-                reference: reference.clone(),
-                found: at,
-                expected: commit.to_owned(),
-            });
-        }
+    check_pinned_ref(source, commit, auth)?;
+    let time = fetch_commit(source, commit, dir, auth)?;
+    if source.submodules && dir.join(".gitmodules").exists() {
+        update_submodules(dir, remote, auth)?;
     }
+    if !source.keep_git_dir {
+        remove_git_dirs(dir).map_err(|source_err| GitError::Checkout {
+            action: "remove `.git`",
+            remote: remote.clone(),
+            source: source_err,
+        })?;
+    }
+    // Every entry, `dir` too, symlinks themselves: the checkout is the same whenever it
+    // is made.
+    crate::times::apply_to_tree(dir, dir, crate::times::Times::Set(time), true).map_err(
+        |source_err| GitError::Times {
+            remote: remote.clone(),
+            source: source_err,
+        },
+    )?;
+    let root = match &source.subdir {
+        Some(subdir) => checked_subdir(source, subdir, commit, dir)?,
+        None => dir.to_owned(),
+    };
+    Ok(Checkout { root, time })
+}
+
+/// A checksum with a ref: the ref must be at that commit (checked when the step runs; a
+/// cache hit needs no network).
+fn check_pinned_ref(source: &GitSource, commit: &str, auth: &GitAuth) -> Result<(), GitError> {
+    let Some(reference) = source.reference.as_ref().filter(|r| !is_commit(r)) else {
+        return Ok(());
+    };
+    if source.checksum.is_none() {
+        return Ok(());
+    }
+    let unpinned = GitSource {
+        checksum: None,
+        ..source.clone()
+    };
+    let at = resolve(&unpinned, auth)?;
+    if at != commit {
+        return Err(GitError::ChecksumMismatch {
+            remote: source.remote.clone(),
+            reference: reference.clone(),
+            found: at,
+            expected: commit.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Fetches `commit` alone into a new repository in `dir` and checks it out; returns its
+/// committer time (seconds since the epoch).
+fn fetch_commit(
+    source: &GitSource,
+    commit: &str,
+    dir: &Path,
+    auth: &GitAuth,
+) -> Result<i64, GitError> {
+    let remote = &source.remote;
     let dir_text = dir.to_string_lossy();
     auth.run("init", remote, &["init", "-q", "--", &dir_text])?;
     let fetch = |what: &str| {
@@ -278,48 +320,33 @@ pub(crate) fn checkout(
         remote,
         &["-C", &dir_text, "log", "-1", "--format=%ct", "FETCH_HEAD"],
     )?;
-    let time: i64 = String::from_utf8_lossy(&time.stdout)
+    Ok(String::from_utf8_lossy(&time.stdout)
         .trim()
         .parse()
-        .unwrap_or(0);
-    if source.submodules && dir.join(".gitmodules").exists() {
-        update_submodules(dir, remote, auth)?;
+        .unwrap_or(0))
+}
+
+/// The checkout's `subdir`, which must be a directory inside it: the frontend allows no
+/// `..`, and a symlink on the way must not lead out either.
+fn checked_subdir(
+    source: &GitSource,
+    subdir: &str,
+    commit: &str,
+    dir: &Path,
+) -> Result<PathBuf, GitError> {
+    let path = dir.join(subdir);
+    let inside = std::fs::canonicalize(&path)
+        .ok()
+        .zip(std::fs::canonicalize(dir).ok())
+        .is_some_and(|(path, dir)| path.starts_with(dir) && path.is_dir());
+    if !inside || std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink()) {
+        return Err(GitError::NoSubdir {
+            remote: source.remote.clone(),
+            subdir: subdir.to_owned(),
+            commit: commit.to_owned(),
+        });
     }
-    if !source.keep_git_dir {
-        remove_git_dirs(dir).map_err(|source_err| GitError::Checkout {
-            action: "remove `.git`",
-            remote: remote.clone(),
-            source: source_err,
-        })?;
-    }
-    // Every entry, `dir` too, symlinks themselves: the checkout is the same whenever it
-    // is made.
-    crate::times::apply_to_tree(dir, dir, crate::times::Times::Set(time), true).map_err(
-        |source_err| GitError::Times {
-            remote: remote.clone(),
-            source: source_err,
-        },
-    )?;
-    let root = match &source.subdir {
-        // The frontend allows no `..`; a symlink on the way must not lead out either.
-        Some(subdir) => {
-            let path = dir.join(subdir);
-            let inside = std::fs::canonicalize(&path)
-                .ok()
-                .zip(std::fs::canonicalize(dir).ok())
-                .is_some_and(|(path, dir)| path.starts_with(dir) && path.is_dir());
-            if !inside || std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink()) {
-                return Err(GitError::NoSubdir {
-                    remote: remote.clone(),
-                    subdir: subdir.clone(),
-                    commit: commit.to_owned(),
-                });
-            }
-            path
-        }
-        None => dir.to_owned(),
-    };
-    Ok(Checkout { root, time })
+    Ok(path)
 }
 
 /// A build context fetched from git (`rbuild build https://host/repo.git#ref:dir`).

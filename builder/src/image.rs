@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use rbuild_frontend::{BuildGraph, ImageConfig, OpId};
 use rbuild_store::oci::{Descriptor, History, ImageConfiguration, RootFs};
-use rbuild_store::{CacheRecord, Digest, time};
+use rbuild_store::{CacheRecord, Digest, Image, time};
 
 use crate::bases::Bases;
 
@@ -40,49 +40,7 @@ pub(crate) fn assemble(
     let chain = own_steps(graph, states);
     let platform = &graph.op(output.root).platform;
     let base = output.base.as_ref().and_then(|r| bases.get(r, platform));
-    let time_of = |id: &OpId| times.get(id).copied().unwrap_or_else(time::now_unix);
-    // Instructions before the first step of this stage that makes a layer take that step's
-    // time; with no such step, the base image's (a build that only changes metadata is
-    // still reproducible), else the time `times` gives the root (see `undated_key`).
-    let mut current_time = match chain.first() {
-        Some((id, _)) => time::rfc3339(time_of(id)),
-        None => base
-            .and_then(|b| b.config.created.clone())
-            .unwrap_or_else(|| time::rfc3339(time_of(&output.root))),
-    };
-    let mut latest = current_time.clone();
-    let mut history: Vec<History> = base.map(|b| b.config.history.clone()).unwrap_or_default();
-    let mut added = chain.into_iter();
-    for entry in &output.history {
-        let mut empty_layer = entry.empty_layer;
-        if !empty_layer {
-            // An entry whose op added no layer (WORKDIR of an existing directory) becomes
-            // metadata-only.
-            let op = added.next();
-            if let Some((id, _)) = &op {
-                current_time = time::rfc3339(time_of(id));
-            }
-            empty_layer = !op.is_some_and(|(_, added)| added);
-        }
-        // RFC 3339 times in UTC with the same precision order as text.
-        if current_time > latest {
-            latest = current_time.clone();
-        }
-        history.push(History {
-            created: Some(match opts.source_date_epoch {
-                Some(epoch) => time::rfc3339(epoch),
-                None => current_time.clone(),
-            }),
-            created_by: Some(entry.created_by.clone()),
-            comment: entry.comment.clone(),
-            empty_layer,
-            ..Default::default()
-        });
-    }
-    let created = match opts.source_date_epoch {
-        Some(epoch) => time::rfc3339(epoch),
-        None => latest,
-    };
+    let (history, created) = dated_history(graph, chain, base, times, opts.source_date_epoch);
 
     let mut runtime_config = output.config.clone();
     runtime_config.labels.extend(opts.labels.clone());
@@ -120,6 +78,63 @@ pub(crate) fn assemble(
     };
     let layers = layers.into_iter().map(|l| l.descriptor).collect();
     Ok((config, layers))
+}
+
+/// The image's history (the base's, then an entry per instruction of the output stage)
+/// and its `created` time: each entry dated when its step's result was made (`times`),
+/// or `SOURCE_DATE_EPOCH`; `created` is the latest.
+fn dated_history(
+    graph: &BuildGraph,
+    chain: Vec<(OpId, bool)>,
+    base: Option<&Image>,
+    times: &HashMap<OpId, i64>,
+    source_date_epoch: Option<i64>,
+) -> (Vec<History>, String) {
+    let output = &graph.output;
+    let time_of = |id: &OpId| times.get(id).copied().unwrap_or_else(time::now_unix);
+    // Instructions before the first step of this stage that makes a layer take that step's
+    // time; with no such step, the base image's (a build that only changes metadata is
+    // still reproducible), else the time `times` gives the root (see `undated_key`).
+    let mut current_time = match chain.first() {
+        Some((id, _)) => time::rfc3339(time_of(id)),
+        None => base
+            .and_then(|b| b.config.created.clone())
+            .unwrap_or_else(|| time::rfc3339(time_of(&output.root))),
+    };
+    let mut latest = current_time.clone();
+    let mut history: Vec<History> = base.map(|b| b.config.history.clone()).unwrap_or_default();
+    let mut added = chain.into_iter();
+    for entry in &output.history {
+        let mut empty_layer = entry.empty_layer;
+        if !empty_layer {
+            // An entry whose op added no layer (WORKDIR of an existing directory) becomes
+            // metadata-only.
+            let op = added.next();
+            if let Some((id, _)) = &op {
+                current_time = time::rfc3339(time_of(id));
+            }
+            empty_layer = !op.is_some_and(|(_, added)| added);
+        }
+        // RFC 3339 times in UTC with the same precision order as text.
+        if current_time > latest {
+            latest = current_time.clone();
+        }
+        history.push(History {
+            created: Some(match source_date_epoch {
+                Some(epoch) => time::rfc3339(epoch),
+                None => current_time.clone(),
+            }),
+            created_by: Some(entry.created_by.clone()),
+            comment: entry.comment.clone(),
+            empty_layer,
+            ..Default::default()
+        });
+    }
+    let created = match source_date_epoch {
+        Some(epoch) => time::rfc3339(epoch),
+        None => latest,
+    };
+    (history, created)
 }
 
 /// The layer-producing ops of the output's FROM chain, bottom first, and whether each

@@ -230,93 +230,19 @@ fn bind_mount(
     empty: &Path,
 ) -> Result<Mount, MountError> {
     let target = PathBuf::from(&bind.target);
-    let named_origin;
-    let (found, origin) = match &bind.source {
-        MountSource::Named(name) => {
-            let root = request.named_roots.get(name).ok_or_else(|| {
-                io_error("find", Path::new(name))(io::Error::from(io::ErrorKind::NotFound))
-            })?;
-            let whiteouts = step.scratch(&request.store, index)?.join("ignored");
-            let found = context_source(root, &IgnoreMatcher::default(), &bind.path, &whiteouts)?;
-            named_origin = format!("the build context `{name}`");
-            (found, named_origin.as_str())
+    let (found, origin) = match bind_source(request, step, index, bind)? {
+        BindFrom::Plain(dir) => {
+            return Ok(Mount {
+                fstype: "bind".into(),
+                source: dir,
+                target,
+                options: read_only_options(false),
+            });
         }
-        MountSource::Context => {
-            let whiteouts = step.scratch(&request.store, index)?.join("ignored");
-            let found = context_source(
-                &request.context_root,
-                &request.ignore,
-                &bind.path,
-                &whiteouts,
-            )?;
-            if let Found::Dir(dirs) = &found
-                && dirs.len() == 1
-                && !bind.readwrite
-            {
-                // Nothing excluded below it: the directory itself, read-only.
-                return Ok(Mount {
-                    fstype: "bind".into(),
-                    source: dirs[0].clone(),
-                    target,
-                    options: read_only_options(false),
-                });
-            }
-            (found, "the build context")
-        }
-        MountSource::Op(id) => {
-            let (layers, origin) = &request.sources[id];
-            let found = lowers::lookup(layers, &bind.path)
-                .map_err(io_error("look up", Path::new(&bind.path)))?;
-            (found, origin.as_str())
-        }
+        BindFrom::Found(found, origin) => (found, origin),
     };
     match found {
-        // The root of an empty filesystem (`FROM scratch`): an empty directory.
-        Found::Dir(dirs) if dirs.is_empty() && !bind.readwrite => Ok(Mount {
-            fstype: "bind".into(),
-            source: empty.to_owned(),
-            target,
-            options: read_only_options(false),
-        }),
-        // Without overlayfs: the layers' sub-directories merged into a copy of the step's
-        // own, which a `rw` mount may write to as it pleases.
-        Found::Dir(dirs) if matches!(request.snapshotter, Snapshotter::Copy { .. }) => {
-            let copy = step.scratch(&request.store, index)?.join("copy");
-            fs::create_dir(&copy).map_err(io_error("create", &copy))?;
-            request.snapshots.merge_into(&dirs, &copy)?;
-            Ok(Mount {
-                fstype: "bind".into(),
-                source: copy,
-                target,
-                options: read_only_options(bind.readwrite),
-            })
-        }
-        Found::Dir(dirs) => {
-            let upper = if bind.readwrite {
-                let scratch = step.scratch(&request.store, index)?;
-                let (upper, work) = (scratch.join("upper"), scratch.join("work"));
-                for dir in [&upper, &work] {
-                    fs::create_dir(dir).map_err(io_error("create", dir))?;
-                }
-                Some((upper, work))
-            } else {
-                None
-            };
-            // Always an overlay for layers, even of one directory: it hides their
-            // whiteouts, which a bind would show as character devices.
-            let mut mount = overlay(
-                &dirs,
-                upper,
-                empty.to_owned(),
-                request.snapshots.overlay_xattrs(),
-            );
-            mount.target = target;
-            mount.options.extend(["nosuid", "nodev"].map(String::from));
-            if !bind.readwrite {
-                mount.options.push("ro".to_owned());
-            }
-            Ok(mount)
-        }
+        Found::Dir(dirs) => dir_mount(request, step, index, bind, empty, &dirs, target),
         Found::Other(file) => {
             let source = if bind.readwrite {
                 let copy = step.scratch(&request.store, index)?.join("file");
@@ -334,9 +260,120 @@ fn bind_mount(
         }
         Found::Missing => Err(MountError::NotFound {
             path: bind.path.clone(),
-            origin: origin.to_owned(),
+            origin,
         }),
     }
+}
+
+/// What a bind mount's `source` is.
+enum BindFrom {
+    /// A directory of the build context with nothing excluded below it, mounted read-only:
+    /// bound as it is.
+    Plain(PathBuf),
+    /// What the path is in the layers (or the context's directory with a layer of
+    /// whiteouts for what is excluded), and what to call where it was looked up.
+    Found(Found, String),
+}
+
+/// Looks up a bind mount's `source` in the build context, a named context, or the layers
+/// of the stage or image it is `from`.
+fn bind_source(
+    request: &MountRequest,
+    step: &mut StepMounts,
+    index: usize,
+    bind: &BindMount,
+) -> Result<BindFrom, MountError> {
+    Ok(match &bind.source {
+        MountSource::Named(name) => {
+            let root = request.named_roots.get(name).ok_or_else(|| {
+                io_error("find", Path::new(name))(io::Error::from(io::ErrorKind::NotFound))
+            })?;
+            let whiteouts = step.scratch(&request.store, index)?.join("ignored");
+            let found = context_source(root, &IgnoreMatcher::default(), &bind.path, &whiteouts)?;
+            BindFrom::Found(found, format!("the build context `{name}`"))
+        }
+        MountSource::Context => {
+            let whiteouts = step.scratch(&request.store, index)?.join("ignored");
+            let found = context_source(
+                &request.context_root,
+                &request.ignore,
+                &bind.path,
+                &whiteouts,
+            )?;
+            match found {
+                Found::Dir(mut dirs) if dirs.len() == 1 && !bind.readwrite => {
+                    BindFrom::Plain(dirs.remove(0))
+                }
+                found => BindFrom::Found(found, "the build context".to_owned()),
+            }
+        }
+        MountSource::Op(id) => {
+            let (layers, origin) = &request.sources[id];
+            let found = lowers::lookup(layers, &bind.path)
+                .map_err(io_error("look up", Path::new(&bind.path)))?;
+            BindFrom::Found(found, origin.clone())
+        }
+    })
+}
+
+/// A bind mount of a directory made of the layers `dirs` (top first): an empty directory
+/// for none, a merged copy without overlayfs, else an overlay (with an upper dir of the
+/// step's own for `rw`, whose writes are thrown away).
+fn dir_mount(
+    request: &MountRequest,
+    step: &mut StepMounts,
+    index: usize,
+    bind: &BindMount,
+    empty: &Path,
+    dirs: &[PathBuf],
+    target: PathBuf,
+) -> Result<Mount, MountError> {
+    // The root of an empty filesystem (`FROM scratch`): an empty directory.
+    if dirs.is_empty() && !bind.readwrite {
+        return Ok(Mount {
+            fstype: "bind".into(),
+            source: empty.to_owned(),
+            target,
+            options: read_only_options(false),
+        });
+    }
+    // Without overlayfs: the layers' sub-directories merged into a copy of the step's
+    // own, which a `rw` mount may write to as it pleases.
+    if let Snapshotter::Copy { .. } = request.snapshotter {
+        let copy = step.scratch(&request.store, index)?.join("copy");
+        fs::create_dir(&copy).map_err(io_error("create", &copy))?;
+        request.snapshots.merge_into(dirs, &copy)?;
+        return Ok(Mount {
+            fstype: "bind".into(),
+            source: copy,
+            target,
+            options: read_only_options(bind.readwrite),
+        });
+    }
+    let upper = if bind.readwrite {
+        let scratch = step.scratch(&request.store, index)?;
+        let (upper, work) = (scratch.join("upper"), scratch.join("work"));
+        for dir in [&upper, &work] {
+            fs::create_dir(dir).map_err(io_error("create", dir))?;
+        }
+        Some((upper, work))
+    } else {
+        None
+    };
+    // Always an overlay for layers, even of one directory: it hides their whiteouts,
+    // which a bind would show as character devices.
+    let mut mount = overlay(
+        dirs,
+        upper,
+        empty.to_owned(),
+        request.snapshots.overlay_xattrs(),
+    );
+    mount.target = target;
+    mount.options.extend(["nosuid", "nodev"].map(String::from));
+    if !bind.readwrite {
+        mount.options.push("ro".to_owned());
+    }
+    Ok(mount)
 }
 
 /// A path of the context as the step may see it: the directories that make it up (a
@@ -482,81 +519,23 @@ fn cache_mount(
         uid: cache.uid,
         gid: cache.gid,
     };
-    // With `from`, a new cache directory starts as a copy of that path of the source.
-    let seed = match cache.from {
-        Some(id) => {
-            let (layers, origin) = &request.sources[&id];
-            match lowers::lookup(layers, &cache.path)
-                .map_err(io_error("look up", Path::new(&cache.path)))?
-            {
-                Found::Dir(dirs) => Some((dirs, origin.clone())),
-                Found::Other(_) => {
-                    return Err(MountError::CacheSourceNotDirectory {
-                        path: cache.path.clone(),
-                        origin: origin.clone(),
-                    });
-                }
-                Found::Missing => {
-                    return Err(MountError::NotFound {
-                        path: cache.path.clone(),
-                        origin: origin.clone(),
-                    });
-                }
-            }
-        }
-        None => None,
-    };
+    let seed = cache_seed(request, cache)?;
     let seed_at = match &seed {
         Some(_) => Some(step.scratch(&request.store, index)?),
         None => None,
     };
+    // What a new cache directory starts with: the contents an imported cache carried,
+    // else the `from` path, else nothing.
     let init = |data: &Path| -> io::Result<()> {
         if let Some((descriptor, diff_id)) = request.imported_caches.get(&cache.id) {
-            let blob = request
-                .store
-                .open_content(&descriptor.digest, Some(descriptor.size))
-                .map_err(io::Error::other)?;
-            let unpacked = rbuild_store::layer::unpack_layer(
-                blob,
-                data,
-                &descriptor.digest,
-                request.snapshots.overlay_xattrs(),
-            )
-            .map_err(io::Error::other)?;
-            if &unpacked.diff_id != diff_id {
-                return Err(io::Error::other(format!(
-                    "the imported contents of cache `{}` are not what the cache names: \
-                     diff id {}, expected {diff_id}",
-                    cache.id, unpacked.diff_id
-                )));
+            return unpack_imported(request, &cache.id, descriptor, diff_id, data);
+        }
+        match (&seed, &seed_at) {
+            (Some((dirs, origin)), Some(at)) if !dirs.is_empty() => {
+                copy_seed(request, dirs, origin, at, empty, data)
             }
-            return Ok(());
+            _ => Ok(()),
         }
-        let (Some((dirs, origin)), Some(at)) = (&seed, &seed_at) else {
-            return Ok(());
-        };
-        if dirs.is_empty() {
-            return Ok(());
-        }
-        if let Snapshotter::Copy { .. } = request.snapshotter {
-            request
-                .snapshots
-                .merge_into(dirs, at)
-                .map_err(io::Error::other)?;
-            return copy::copy_tree(at, origin, data).map_err(io::Error::other);
-        }
-        let source = HostMount {
-            mount: overlay(
-                dirs,
-                None,
-                empty.to_owned(),
-                request.snapshots.overlay_xattrs(),
-            ),
-            at: at.clone(),
-        };
-        rbuild_runtime::with_mounts(&[source], || copy::copy_tree(at, origin, data))
-            .map_err(io::Error::other)?
-            .map_err(io::Error::other)
     };
     let cancel = &request.cancel;
     request
@@ -565,6 +544,92 @@ fn cache_mount(
         .ok_or_else(|| MountError::Cancelled {
             id: cache.id.clone(),
         })
+}
+
+/// With `from`, the layers (top first) of that path of the source, which a new cache
+/// directory starts as a copy of, and what to call the source.
+fn cache_seed(
+    request: &MountRequest,
+    cache: &CacheMount,
+) -> Result<Option<(Vec<PathBuf>, String)>, MountError> {
+    let Some(id) = cache.from else {
+        return Ok(None);
+    };
+    let (layers, origin) = &request.sources[&id];
+    match lowers::lookup(layers, &cache.path)
+        .map_err(io_error("look up", Path::new(&cache.path)))?
+    {
+        Found::Dir(dirs) => Ok(Some((dirs, origin.clone()))),
+        Found::Other(_) => Err(MountError::CacheSourceNotDirectory {
+            path: cache.path.clone(),
+            origin: origin.clone(),
+        }),
+        Found::Missing => Err(MountError::NotFound {
+            path: cache.path.clone(),
+            origin: origin.clone(),
+        }),
+    }
+}
+
+/// The contents of cache `id` an imported registry cache carried (`mounts=true`), unpacked
+/// into `data` and checked against the diff id the cache names.
+fn unpack_imported(
+    request: &MountRequest,
+    id: &str,
+    descriptor: &Descriptor,
+    diff_id: &Digest,
+    data: &Path,
+) -> io::Result<()> {
+    let blob = request
+        .store
+        .open_content(&descriptor.digest, Some(descriptor.size))
+        .map_err(io::Error::other)?;
+    let unpacked = rbuild_store::layer::unpack_layer(
+        blob,
+        data,
+        &descriptor.digest,
+        request.snapshots.overlay_xattrs(),
+    )
+    .map_err(io::Error::other)?;
+    if &unpacked.diff_id != diff_id {
+        return Err(io::Error::other(format!(
+            "the imported contents of cache `{id}` are not what the cache names: \
+             diff id {}, expected {diff_id}",
+            unpacked.diff_id
+        )));
+    }
+    Ok(())
+}
+
+/// The merged view of the layers `dirs` copied into `data`, seen at the scratch directory
+/// `at`: a merged copy without overlayfs, else a read-only overlay.
+fn copy_seed(
+    request: &MountRequest,
+    dirs: &[PathBuf],
+    origin: &str,
+    at: &Path,
+    empty: &Path,
+    data: &Path,
+) -> io::Result<()> {
+    if let Snapshotter::Copy { .. } = request.snapshotter {
+        request
+            .snapshots
+            .merge_into(dirs, at)
+            .map_err(io::Error::other)?;
+        return copy::copy_tree(at, origin, data).map_err(io::Error::other);
+    }
+    let source = HostMount {
+        mount: overlay(
+            dirs,
+            None,
+            empty.to_owned(),
+            request.snapshots.overlay_xattrs(),
+        ),
+        at: at.to_owned(),
+    };
+    rbuild_runtime::with_mounts(&[source], || copy::copy_tree(at, origin, data))
+        .map_err(io::Error::other)?
+        .map_err(io::Error::other)
 }
 
 /// A socket of the step's own relaying to the agent of `--ssh ID`, bound at the target;

@@ -145,6 +145,7 @@ impl SolveContext {
 
     /// `state` with every layer unpacked as a snapshot, fetching the layers of imported
     /// caches the store lacks; `state` itself when it has no such layer.
+    // Long: fetch, unpack and rebuild the state are one pass over the layers, in order.
     pub(crate) async fn materialize(&self, state: &State) -> Result<State, BuildError> {
         if !state.has_remote() {
             return Ok(state.clone());

@@ -94,24 +94,11 @@ pub(crate) async fn solve<S: Solver>(
     cancel: &Cancel,
 ) -> Result<Vec<Done<S::Output>>, BuildError> {
     let count = inputs.len();
-    let inputs: Arc<Vec<Vec<OpId>>> = Arc::new(
-        inputs
-            .iter()
-            .map(|ids| {
-                let mut ids = ids.clone();
-                ids.sort();
-                ids.dedup();
-                ids
-            })
-            .collect(),
-    );
-    let mut waiting: Vec<usize> = inputs.iter().map(Vec::len).collect();
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); count];
-    for (index, ids) in inputs.iter().enumerate() {
-        for input in ids {
-            dependents[input.0].push(index);
-        }
-    }
+    let Edges {
+        inputs,
+        mut waiting,
+        dependents,
+    } = Edges::of(inputs);
     let slots: Arc<Slots<S::Output>> = Arc::default();
     let mut done: Vec<Option<Done<S::Output>>> = vec![None; count];
     let mut tasks = JoinSet::new();
@@ -177,6 +164,41 @@ pub(crate) async fn solve<S: Solver>(
         .into_iter()
         .map(|done| done.expect("every op finished"))
         .collect())
+}
+
+/// The graph's edges both ways, and how many inputs each op still waits for.
+struct Edges {
+    /// Each op's inputs, each once.
+    inputs: Arc<Vec<Vec<OpId>>>,
+    waiting: Vec<usize>,
+    /// The ops that read each op.
+    dependents: Vec<Vec<usize>>,
+}
+
+impl Edges {
+    fn of(inputs: &[Vec<OpId>]) -> Edges {
+        let inputs: Vec<Vec<OpId>> = inputs
+            .iter()
+            .map(|ids| {
+                let mut ids = ids.clone();
+                ids.sort();
+                ids.dedup();
+                ids
+            })
+            .collect();
+        let waiting = inputs.iter().map(Vec::len).collect();
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); inputs.len()];
+        for (index, ids) in inputs.iter().enumerate() {
+            for input in ids {
+                dependents[input.0].push(index);
+            }
+        }
+        Edges {
+            inputs: Arc::new(inputs),
+            waiting,
+            dependents,
+        }
+    }
 }
 
 /// One op: keyed, then resolved, reused, found in the cache, or run.

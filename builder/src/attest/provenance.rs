@@ -221,6 +221,7 @@ struct Subject {
 
 impl Provenance {
     /// Reads a statement rbuild wrote; the error says what is missing.
+    // Long: a flat list of fields read, each with its own message.
     pub fn parse(bytes: &[u8]) -> Result<Provenance, String> {
         let statement: Statement = serde_json::from_slice(bytes)
             .map_err(|err| format!("not an in-toto statement: {err}"))?;
