@@ -103,8 +103,12 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    #[error("sandbox helper ended ({status}) without reporting how the process ended")]
-    HelperFailed { status: std::process::ExitStatus },
+    /// `why` is empty, or says what kept the status from being written (a full disk).
+    #[error("sandbox helper ended ({status}) without reporting how the process ended{why}")]
+    HelperFailed {
+        status: std::process::ExitStatus,
+        why: String,
+    },
     /// The sandbox could not be set up; `message` is complete (it includes the causes).
     #[error("{message}")]
     Setup { kind: SetupKind, message: String },

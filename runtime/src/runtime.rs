@@ -432,7 +432,12 @@ impl Sandbox {
             // The helper itself was killed (`Child::kill` before it forked).
             None => match helper.signal() {
                 Some(signal) => ExitStatus::Signaled(signal),
-                None => return Err(Error::HelperFailed { status: helper }),
+                None => {
+                    return Err(Error::HelperFailed {
+                        status: helper,
+                        why: full_disk(&self.state_dir),
+                    });
+                }
             },
         };
         let sigkill = status == ExitStatus::Signaled(libc::SIGKILL);
@@ -549,6 +554,28 @@ impl RawTerminal {
 impl Drop for RawTerminal {
     fn drop(&mut self) {
         let _ = termios::tcsetattr(std::io::stdin(), SetArg::TCSADRAIN, &self.saved);
+    }
+}
+
+/// Why a sandbox's status may be missing: its state directory's filesystem (the store's)
+/// is full. Empty when it is not, or when that cannot be told.
+fn full_disk(dir: &Path) -> String {
+    const NEARLY_FULL: u64 = 64 * 1024;
+    match nix::sys::statvfs::statvfs(dir) {
+        Ok(stat) => {
+            // The C library's types (`u64` in glibc on 64-bit machines, narrower elsewhere).
+            #[allow(clippy::useless_conversion)]
+            let free = u64::from(stat.blocks_available()) * u64::from(stat.fragment_size());
+            if free < NEARLY_FULL {
+                format!(
+                    ": the filesystem of {} is full ({free} bytes free)",
+                    dir.display()
+                )
+            } else {
+                String::new()
+            }
+        }
+        Err(_) => String::new(),
     }
 }
 

@@ -12,6 +12,8 @@ use crate::spec::SandboxSpec;
 
 pub(crate) const CONFIG_FILE: &str = "config.json";
 pub(crate) const STATUS_FILE: &str = "status.json";
+/// Bytes reserved for the status when init starts: a status is a few hundred bytes.
+pub(crate) const STATUS_ROOM: i64 = 4096;
 pub(crate) const ROOTFS_DIR: &str = "rootfs";
 /// The sandbox's own resolver and host files, bound over the root's `/etc` ones: copies of
 /// the host's for the host network, generated for a bridge.

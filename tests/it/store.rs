@@ -467,16 +467,41 @@ fn a_full_disk_is_a_clear_error_and_leaves_the_store_consistent() {
     let out = env.build(&ctx, "fill:1");
     assert_failure(&out);
     let err = stderr(&out);
-    assert!(
-        err.contains("No space left on device") || err.contains("space"),
-        "{err}"
-    );
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("exit code 1"), "{err}");
     assert_success(&env.rbuild(&["store", "verify"]));
     assert!(fs::read_dir(root.join("ingest")).unwrap().next().is_none());
     assert!(fs::read_dir(root.join("tmp")).unwrap().next().is_none());
     assert_eq!(
         stdout(&env.rbuild(&["run", "busybox", "echo", "still works"])),
         "still works\n"
+    );
+
+    // A step that fills the disk and succeeds still says how it ended (its status has
+    // room kept for it); whatever fails after it (its commit, or the next step) says the
+    // disk is full, and freeing space is all a next build needs.
+    let ctx = env.context(
+        "fill-and-go-on",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN dd if=/dev/zero of=/fill bs=1M count=64 || true\nRUN echo after > /after\n",
+        )],
+    );
+    let out = env.build(&ctx, "fill:2");
+    assert_failure(&out);
+    let err = stderr(&out);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(!err.contains("without reporting"), "{err}");
+    assert_success(&env.rbuild(&["store", "verify"]));
+    assert_success(&env.rbuild(&["prune", "--all"]));
+    let ctx = env.context(
+        "after-prune",
+        &[("Dockerfile", "FROM busybox\nRUN echo after > /after\n")],
+    );
+    assert_success(&env.build(&ctx, "after:1"));
+    assert_eq!(
+        stdout(&env.rbuild(&["run", "after:1", "cat", "/after"])),
+        "after\n"
     );
 }
 

@@ -45,7 +45,7 @@ use crate::mount::MountError;
 use crate::network::{self, NetworkError};
 use crate::seccomp::CompileError;
 use crate::spec::Network;
-use crate::state::{CONFIG_FILE, InitConfig, STATUS_FILE, Status};
+use crate::state::{CONFIG_FILE, InitConfig, STATUS_FILE, STATUS_ROOM, Status};
 use crate::user::UserError;
 use terminal::Relay;
 
@@ -152,8 +152,17 @@ impl StateDir {
     }
 
     /// Init's first step: opens (creates, empty) the status file and closes the directory.
+    /// Room for the status is reserved now (the file stays empty): a step that fills the
+    /// disk must still be able to say how it ended.
     pub(crate) fn keep_only_status(&self) {
         if let Ok(file) = self.open_status(OFlag::empty()) {
+            // Best effort: a filesystem without fallocate (or full already) gets none.
+            let _ = nix::fcntl::fallocate(
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+                0,
+                STATUS_ROOM,
+            );
             *self.status.borrow_mut() = Some(file);
         }
         drop(self.dir.borrow_mut().take());
@@ -182,9 +191,11 @@ impl StateDir {
         };
         let result = file.and_then(|mut file| {
             let json = serde_json::to_vec(status).map_err(io::Error::other)?;
-            file.set_len(0)?;
+            // Written over the reserved room first, cut to its length after: emptying the
+            // file first would give the room back.
             std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
-            file.write_all(&json)
+            file.write_all(&json)?;
+            file.set_len(json.len() as u64)
         });
         if let Err(err) = result {
             eprintln!(
