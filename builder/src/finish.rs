@@ -247,7 +247,8 @@ fn write_image(
             platform,
         );
     }
-    let config = store.image_by_manifest(&manifest.digest)?.config_digest;
+    // The config's digest, as the store wrote it (its canonical JSON).
+    let config = rbuild_store::Digest::of(&rbuild_store::oci::canonical_json(&image.config));
     let undated = image.undated.map(|(key, mut record)| {
         record.image = Some(manifest.digest.clone());
         (key, record)
