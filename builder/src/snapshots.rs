@@ -18,9 +18,10 @@
 use std::path::{Path, PathBuf};
 
 use rbuild_store::layer::LayerOptions;
+use rbuild_store::oci::Descriptor;
 use rbuild_store::{
-    ActiveSnapshot, CacheRecord, Digest, Materialized, NewLayer, OverlayXattrs, Result,
-    SnapshotName, SnapshotRecord, Store, Uncommitted,
+    ActiveSnapshot, CacheRecord, Materialized, NewLayer, OverlayXattrs, Result, SnapshotName,
+    SnapshotRecord, Store, Uncommitted,
 };
 
 /// A store of snapshots (directories in overlay format), the layers measured from them,
@@ -69,10 +70,11 @@ pub trait Snapshots: Send + Sync + 'static {
         layer: &NewLayer,
     ) -> std::result::Result<(SnapshotName, Option<ActiveSnapshot>), Uncommitted>;
 
-    /// The files of the layer rbuild built with diff id `diff_id` (hard links: nothing is
-    /// copied) as a new active snapshot on no parent, with the layer it is (`COPY --link` restacked on another parent); `None`
+    /// The files of the layer rbuild built, `layer` (uncompressed: its digest is its diff
+    /// id, its size the tar's; hard links: nothing is copied), as a new active snapshot on
+    /// no parent, with the layer it is (`COPY --link` restacked on another parent); `None`
     /// when the store has no such layer.
-    fn clone_layer(&self, diff_id: &Digest) -> Result<Option<(ActiveSnapshot, NewLayer)>>;
+    fn clone_layer(&self, layer: &Descriptor) -> Result<Option<(ActiveSnapshot, NewLayer)>>;
 
     /// Where overlayfs cannot be mounted: `active`'s lowers merged into a writable copy,
     /// to be written in place of an overlay and handed to [`Snapshots::capture`].
@@ -131,8 +133,8 @@ impl Snapshots for Store {
         Store::commit_layer(self, active, layer)
     }
 
-    fn clone_layer(&self, diff_id: &Digest) -> Result<Option<(ActiveSnapshot, NewLayer)>> {
-        Store::clone_layer(self, diff_id)
+    fn clone_layer(&self, layer: &Descriptor) -> Result<Option<(ActiveSnapshot, NewLayer)>> {
+        Store::clone_layer(self, layer)
     }
 
     fn materialize(&self, active: &ActiveSnapshot) -> Result<Materialized> {

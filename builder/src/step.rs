@@ -84,8 +84,12 @@ impl Solver for SolveContext {
         let local = tokio::task::spawn_blocking(move || store.cache_get(&lookup)).await??;
         let hit = if let Some(record) = local {
             let state = match (&op.kind, &record.layer) {
-                (OpKind::Copy(copy), Some(layer)) if copy.link => {
-                    self.restack(key, op, &parent.output, &layer.diff_id, &record)
+                // A layer rbuild built (uncompressed: its digest is its diff id), not one
+                // an imported cache brought.
+                (OpKind::Copy(copy), Some(layer))
+                    if copy.link && layer.descriptor.digest == layer.diff_id =>
+                {
+                    self.restack(key, op, &parent.output, &layer.descriptor, &record)
                         .await?
                 }
                 _ => self.cached_state(&parent.output, &record).await?,
@@ -203,12 +207,12 @@ impl SolveContext {
         key: &CacheKey,
         op: &Op,
         parent: &State,
-        diff_id: &rbuild_store::Digest,
+        layer: &rbuild_store::oci::Descriptor,
         record: &rbuild_store::CacheRecord,
     ) -> Result<State, BuildError> {
         let store = self.builder.snapshots.clone();
-        let diff_id = diff_id.clone();
-        match tokio::task::spawn_blocking(move || store.clone_layer(&diff_id)).await?? {
+        let layer = layer.clone();
+        match tokio::task::spawn_blocking(move || store.clone_layer(&layer)).await?? {
             Some((active, known)) => {
                 // Committed on its parent, which must be files for that.
                 let parent = self.materialize(parent).await?;

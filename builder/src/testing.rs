@@ -481,10 +481,10 @@ impl Snapshots for Watched {
 
     fn clone_layer(
         &self,
-        diff_id: &Digest,
+        layer: &rbuild_store::oci::Descriptor,
     ) -> rbuild_store::Result<Option<(ActiveSnapshot, NewLayer)>> {
         self.call("clone_layer")?;
-        let cloned = self.store.clone_layer(diff_id)?;
+        let cloned = self.store.clone_layer(layer)?;
         if let Some((active, _)) = &cloned {
             self.activated(active);
         }

@@ -120,13 +120,15 @@ impl Read for Generated {
 }
 
 impl Store {
-    /// A new active snapshot holding the same files as the built layer `diff_id` (hard
-    /// links: nothing is copied), to stack that layer on another parent, as `COPY --link`
-    /// allows; `None` when the store has no such layer.
+    /// A new active snapshot holding the same files as the layer rbuild built, `layer`
+    /// (uncompressed: its digest is its diff id, its size the tar's as measured when it
+    /// was built; hard links: nothing is copied), to stack that layer on another parent,
+    /// as `COPY --link` allows; `None` when the store has no such layer.
     pub fn clone_layer(
         &self,
-        diff_id: &Digest,
+        layer: &Descriptor,
     ) -> Result<Option<(crate::ActiveSnapshot, NewLayer)>> {
+        let diff_id = &layer.digest;
         let Some((_, record)) = self.built_layer(diff_id)? else {
             return Ok(None);
         };
@@ -136,9 +138,8 @@ impl Store {
             let _ = self.discard(active);
             return Err(Error::io("link the files of", source)(err));
         }
-        let size = crate::gc::disk_usage(&active.upper);
         let layer = NewLayer {
-            descriptor: Descriptor::new(oci::MEDIA_TYPE_LAYER, diff_id.clone(), size),
+            descriptor: Descriptor::new(oci::MEDIA_TYPE_LAYER, diff_id.clone(), layer.size),
             diff_id: diff_id.clone(),
             empty: false,
             options: record.built.unwrap_or_default(),

@@ -292,6 +292,10 @@ fn copy_link_makes_a_layer_that_moves_to_a_new_base() {
         "linked\nno-extra\n"
     );
     assert_success(&env.rbuild(&["store", "verify"]));
+    // The moved layer is described as it was built: its blob reads as its manifest says,
+    // so the image can be saved (and pushed).
+    let archive = env.path("linked.tar");
+    assert_success(&env.rbuild(&["save", "linked:2", "-o", archive.to_str().unwrap()]));
 }
 
 #[test]
