@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use rbuild_runtime::{ExitStatus, Outcome, Runtime, SandboxSpec};
 use rbuild_store::layer::LayerOptions;
 use rbuild_store::{
-    ActiveSnapshot, CacheRecord, Digest, Materialized, NewLayer, OverlayXattrs, SnapshotKey,
-    SnapshotName, SnapshotRecord, Store, Uncommitted,
+    ActiveSnapshot, CacheRecord, Materialized, NewLayer, OverlayXattrs, SnapshotKey, SnapshotName,
+    SnapshotRecord, Store, Uncommitted,
 };
 use tokio::sync::Barrier;
 
