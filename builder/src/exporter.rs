@@ -288,26 +288,18 @@ impl Builder {
             Exporter::Archive(format, Destination::File(path)) => store
                 .save_manifests(&[(manifest.clone(), tags)], &path, format)
                 .map_err(|source| ExportError::Archive { path, source }),
-            Exporter::Archive(format, Destination::Writer(mut out)) => {
-                // The store writes archives whole or not at all, by renaming a file: made
-                // aside, then copied out.
-                let scratch = store.temp_dir("archive")?;
-                let path = scratch.join("image.tar");
-                let written = store
-                    .save_manifests(&[(manifest.clone(), tags)], &path, format)
-                    .map_err(|source| ExportError::Archive {
-                        path: path.clone(),
-                        source,
+            Exporter::Archive(format, Destination::Writer(out)) => {
+                let path = std::path::PathBuf::from("-");
+                store
+                    .write_archive(&[(manifest.clone(), tags)], out, format, &path)
+                    .map_err(|source| match source {
+                        rbuild_store::Error::Io {
+                            action: "write",
+                            source,
+                            ..
+                        } => ExportError::Stream { source },
+                        source => ExportError::Archive { path, source },
                     })
-                    .and_then(|()| {
-                        let mut file = std::fs::File::open(&path)
-                            .map_err(|source| ExportError::Stream { source })?;
-                        std::io::copy(&mut file, &mut out)
-                            .and_then(|_| out.flush())
-                            .map_err(|source| ExportError::Stream { source })
-                    });
-                let _ = std::fs::remove_dir_all(&scratch);
-                written
             }
             Exporter::Tar(Destination::File(path)) => {
                 let file = std::fs::File::create(&path).map_err(|source| ExportError::Create {

@@ -1,7 +1,7 @@
 //! Image archives: `rbuild save`, `load`, `import`, `export`.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,9 +22,10 @@ pub enum ArchiveFormatArg {
 
 #[derive(Debug, Args)]
 pub struct SaveArgs {
-    /// Output file
+    /// Output file (`-`, or none, for stdout, which must not be a terminal); a device or
+    /// a FIFO is written into, a file is replaced whole once the archive is complete
     #[arg(short = 'o', long = "output", value_name = "FILE")]
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
     /// Archive format
     #[arg(long, value_enum, default_value_t = ArchiveFormatArg::Oci)]
     pub format: ArchiveFormatArg,
@@ -64,14 +65,27 @@ pub fn save(args: SaveArgs) -> Result<ExitCode> {
         ArchiveFormatArg::Oci => ArchiveFormat::Oci,
         ArchiveFormatArg::Docker => ArchiveFormat::Docker,
     };
-    store
-        .save(&names, &args.output, format)
-        .map_err(not_found(&store))?;
-    eprintln!(
-        "saved {} image(s) to {}",
-        names.len(),
-        args.output.display()
-    );
+    match args.output.filter(|path| path.as_os_str() != "-") {
+        Some(path) => {
+            store
+                .save(&names, &path, format)
+                .map_err(not_found(&store))?;
+            eprintln!("saved {} image(s) to {}", names.len(), path.display());
+        }
+        None => {
+            if io::stdout().is_terminal() {
+                return Err(miette::miette!(
+                    help = "redirect standard output to a file or a pipe (`rbuild save IMAGE > image.tar`), or give `-o FILE`",
+                    "refusing to write an archive to the terminal"
+                ));
+            }
+            let out = io::BufWriter::new(crate::output::stdout());
+            store
+                .save_to(&names, out, format)
+                .map_err(not_found(&store))?;
+            eprintln!("saved {} image(s) to standard output", names.len());
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -64,28 +64,98 @@ const CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
 
 impl Store {
     /// Writes `names` as an OCI image layout tar to `out`. The file appears whole or not at
-    /// all: it is written next to `out` and renamed when complete.
+    /// all: it is written next to `out` and renamed when complete (a device or a FIFO is
+    /// written into: see [`Store::save_manifests`]).
     pub fn save(&self, names: &[ImageName], out: &Path, format: ArchiveFormat) -> Result<()> {
+        let images = self.named_images(names)?;
+        self.save_manifests(&images, out, format)
+    }
+
+    /// [`Store::save`] into `out` (standard output); `-` names it in errors.
+    pub fn save_to(
+        &self,
+        names: &[ImageName],
+        out: impl Write,
+        format: ArchiveFormat,
+    ) -> Result<()> {
+        let images = self.named_images(names)?;
+        self.write_archive(&images, out, format, Path::new("-"))
+    }
+
+    /// The manifest each name points at, with the name; each image read now, so a broken
+    /// one fails before anything is written.
+    fn named_images(&self, names: &[ImageName]) -> Result<Vec<(Digest, Vec<ImageName>)>> {
         let mut images = Vec::new();
         for name in names {
             let record = self
                 .image_record(name)?
                 .ok_or_else(|| Error::ImageNotFound { name: name.clone() })?;
-            // Read now, so a broken image fails before anything is written.
             self.image_by_digest(&record.manifest)?;
             images.push((record.manifest, vec![name.clone()]));
         }
-        self.save_manifests(&images, out, format)
+        Ok(images)
     }
 
     /// Writes images given by manifest digest, each with the names to record for it
-    /// (possibly none), as an archive.
+    /// (possibly none), as an archive at `out`: whole or not at all (written aside, then
+    /// renamed over it; a symlink is followed, not replaced). A device or a FIFO
+    /// (`/dev/null`, `/dev/stdout`) is written into, never replaced.
     pub fn save_manifests(
         &self,
         images: &[(Digest, Vec<ImageName>)],
         out: &Path,
         format: ArchiveFormat,
     ) -> Result<()> {
+        let layout = self.layout(images, format)?;
+        // The file the path names, through symlinks, when it exists.
+        let out = fs::canonicalize(out).unwrap_or_else(|_| out.to_owned());
+        if fs::metadata(&out).is_ok_and(|meta| !meta.is_file() && !meta.is_dir()) {
+            let file = fs::OpenOptions::new()
+                .write(true)
+                .open(&out)
+                .map_err(Error::io("open", &out))?;
+            let writer = io::BufWriter::with_capacity(1 << 20, file);
+            let mut writer = self.write_layout(&layout, writer, &out)?;
+            return writer.flush().map_err(Error::io("write", &out));
+        }
+        let dir = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = tempfile_in(dir, &out)?;
+        let result = (|| -> Result<()> {
+            let file = File::create(&tmp).map_err(Error::io("create", &tmp))?;
+            let writer = io::BufWriter::with_capacity(1 << 20, file);
+            let file = self
+                .write_layout(&layout, writer, &tmp)?
+                .into_inner()
+                .map_err(|e| Error::io("write", &tmp)(e.into_error()))?;
+            file.sync_all().map_err(Error::io("fsync", &tmp))?;
+            fs::rename(&tmp, &out).map_err(Error::io("rename to", &out))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// [`Store::save_manifests`] into `out` (standard output): everything is read and
+    /// checked before the first byte is written, but a failure while blobs are written
+    /// leaves a partial archive behind.
+    pub fn write_archive(
+        &self,
+        images: &[(Digest, Vec<ImageName>)],
+        out: impl Write,
+        format: ArchiveFormat,
+        what: &Path,
+    ) -> Result<()> {
+        let layout = self.layout(images, format)?;
+        let mut out = self.write_layout(&layout, out, what)?;
+        out.flush().map_err(Error::io("write", what))
+    }
+
+    /// What an archive of `images` holds.
+    fn layout(&self, images: &[(Digest, Vec<ImageName>)], format: ArchiveFormat) -> Result<Layout> {
         let mut manifests = Vec::new();
         let mut blobs = BTreeMap::new();
         // docker-archive: `manifest.json` (config and layer paths per image, with its names)
@@ -181,89 +251,85 @@ impl Store {
             }
         }
         let index = oci::canonical_json(&Index::new(manifests));
-        let mut extra_files: Vec<(&str, Vec<u8>)> = Vec::new();
+        let mut extra_files: Vec<(&'static str, Vec<u8>)> = Vec::new();
         if format == ArchiveFormat::Docker {
             extra_files.push(("manifest.json", oci::canonical_json(&docker_manifest)));
             extra_files.push(("repositories", oci::canonical_json(&repositories)));
         }
+        Ok(Layout {
+            index,
+            extra_files,
+            blobs,
+        })
+    }
 
-        let dir = out
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let tmp = tempfile_in(dir, out)?;
-        let result = (|| -> Result<()> {
-            let file = File::create(&tmp).map_err(Error::io("create", &tmp))?;
-            let mut tar = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, file));
-            let werr = Error::io("write", &tmp);
-            let append = |tar: &mut tar::Builder<_>, path: &str, size: u64, data: &mut dyn Read| {
-                let mut header = Header::new_gnu();
-                header.set_mode(0o644);
-                header.set_mtime(0);
-                header.set_size(size);
-                header.set_entry_type(EntryType::Regular);
-                tar.append_data(&mut header, path, data)
-            };
-            (|| -> io::Result<()> {
-                append(
-                    &mut tar,
-                    "oci-layout",
-                    OCI_LAYOUT.len() as u64,
-                    &mut &OCI_LAYOUT[..],
-                )?;
-                append(
-                    &mut tar,
-                    "index.json",
-                    index.len() as u64,
-                    &mut index.as_slice(),
-                )?;
-                for (path, bytes) in &extra_files {
-                    append(&mut tar, path, bytes.len() as u64, &mut bytes.as_slice())?;
-                }
-                for dir in ["blobs/", "blobs/sha256/"] {
-                    let mut header = Header::new_gnu();
-                    header.set_mode(0o755);
-                    header.set_mtime(0);
-                    header.set_entry_type(EntryType::Directory);
-                    header.set_size(0);
-                    tar.append_data(&mut header, dir, io::empty())?;
-                }
-                Ok(())
-            })()
-            .map_err(werr)?;
-            for (digest, size) in &blobs {
-                let size = match size {
-                    Some(size) => *size,
-                    None => fs::metadata(self.blob_path(digest))
-                        .map_err(Error::io("stat blob", self.blob_path(digest)))?
-                        .len(),
-                };
-                let mut blob = self.open_content(digest, Some(size))?;
-                append(
-                    &mut tar,
-                    &format!("blobs/sha256/{}", digest.hex()),
-                    size,
-                    &mut blob,
-                )
-                .map_err(|source| match source.kind() {
-                    io::ErrorKind::InvalidData => Error::CorruptBlob {
-                        digest: digest.clone(),
-                        source,
-                    },
-                    _ => Error::io("write", &tmp)(source),
-                })?;
+    /// Writes `layout` as a tar into `out`; `what` names it in errors.
+    fn write_layout<W: Write>(&self, layout: &Layout, out: W, what: &Path) -> Result<W> {
+        let Layout {
+            index,
+            extra_files,
+            blobs,
+        } = layout;
+        let mut tar = tar::Builder::new(out);
+        let werr = Error::io("write", what);
+        let append = |tar: &mut tar::Builder<_>, path: &str, size: u64, data: &mut dyn Read| {
+            let mut header = Header::new_gnu();
+            header.set_mode(0o644);
+            header.set_mtime(0);
+            header.set_size(size);
+            header.set_entry_type(EntryType::Regular);
+            tar.append_data(&mut header, path, data)
+        };
+        (|| -> io::Result<()> {
+            append(
+                &mut tar,
+                "oci-layout",
+                OCI_LAYOUT.len() as u64,
+                &mut &OCI_LAYOUT[..],
+            )?;
+            append(
+                &mut tar,
+                "index.json",
+                index.len() as u64,
+                &mut index.as_slice(),
+            )?;
+            for (path, bytes) in extra_files {
+                append(&mut tar, path, bytes.len() as u64, &mut bytes.as_slice())?;
             }
-            let file = tar
-                .into_inner()
-                .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
-                .map_err(Error::io("write", &tmp))?;
-            file.sync_all().map_err(Error::io("fsync", &tmp))?;
-            fs::rename(&tmp, out).map_err(Error::io("rename to", out))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+            for dir in ["blobs/", "blobs/sha256/"] {
+                let mut header = Header::new_gnu();
+                header.set_mode(0o755);
+                header.set_mtime(0);
+                header.set_entry_type(EntryType::Directory);
+                header.set_size(0);
+                tar.append_data(&mut header, dir, io::empty())?;
+            }
+            Ok(())
+        })()
+        .map_err(werr)?;
+        for (digest, size) in blobs {
+            let size = match size {
+                Some(size) => *size,
+                None => fs::metadata(self.blob_path(digest))
+                    .map_err(Error::io("stat blob", self.blob_path(digest)))?
+                    .len(),
+            };
+            let mut blob = self.open_content(digest, Some(size))?;
+            append(
+                &mut tar,
+                &format!("blobs/sha256/{}", digest.hex()),
+                size,
+                &mut blob,
+            )
+            .map_err(|source| match source.kind() {
+                io::ErrorKind::InvalidData => Error::CorruptBlob {
+                    digest: digest.clone(),
+                    source,
+                },
+                _ => Error::io("write", what)(source),
+            })?;
         }
-        result
+        tar.into_inner().map_err(Error::io("write", what))
     }
 
     /// Loads an OCI image layout tar (plain or gzip-compressed). Every blob is verified
@@ -680,6 +746,14 @@ pub fn oci_architecture(name: &str) -> &str {
         "powerpc64" => "ppc64le",
         other => other,
     }
+}
+
+/// What an archive holds: its `index.json`, docker's files beside it, and its blobs (with
+/// their sizes where the manifests give them).
+struct Layout {
+    index: Vec<u8>,
+    extra_files: Vec<(&'static str, Vec<u8>)>,
+    blobs: BTreeMap<Digest, Option<u64>>,
 }
 
 fn tempfile_in(dir: &Path, out: &Path) -> Result<std::path::PathBuf> {

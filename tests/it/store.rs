@@ -202,6 +202,65 @@ fn verify_names_corrupt_blobs_and_repair_lets_builds_recreate_them() {
     );
 }
 
+/// `save -o` writes into a FIFO or a device the user names and never replaces it (as it
+/// once replaced `/dev/null`), follows a symlink to the file it names, and with `-o -` or
+/// no `-o` writes to standard output.
+#[test]
+fn save_writes_into_fifos_follows_symlinks_and_streams_to_stdout() {
+    use std::os::unix::fs::FileTypeExt;
+    require_privileges!();
+    let env = TestEnv::with_busybox();
+    let plain = env.path("plain.tar");
+    assert_success(&env.rbuild(&["save", "busybox", "-o", plain.to_str().unwrap()]));
+    let reference = fs::read(&plain).unwrap();
+    assert!(reference.len() > 1024);
+
+    let fifo = env.path("pipe");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let received = env.path("received.tar");
+    let mut reader = Command::new("sh")
+        .arg("-c")
+        .arg("cat \"$0\" > \"$1\"")
+        .arg(&fifo)
+        .arg(&received)
+        .spawn()
+        .unwrap();
+    assert_success(&env.rbuild(&["save", "busybox", "-o", fifo.to_str().unwrap()]));
+    assert!(reader.wait().unwrap().success());
+    assert!(
+        fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(),
+        "the FIFO is still a FIFO"
+    );
+    assert_eq!(fs::read(&received).unwrap(), reference);
+
+    let elsewhere = env.path("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    fs::write(elsewhere.join("target.tar"), "old").unwrap();
+    let link = env.path("link.tar");
+    std::os::unix::fs::symlink(elsewhere.join("target.tar"), &link).unwrap();
+    assert_success(&env.rbuild(&["save", "busybox", "-o", link.to_str().unwrap()]));
+    assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert_eq!(fs::read(elsewhere.join("target.tar")).unwrap(), reference);
+
+    for args in [
+        &["save", "busybox", "-o", "-"][..],
+        &["save", "busybox"][..],
+    ] {
+        let out = env.rbuild(args);
+        assert_success(&out);
+        assert!(
+            out.stdout == reference,
+            "{args:?}: the same archive on stdout"
+        );
+    }
+}
+
 #[test]
 fn docker_archives_save_and_load() {
     require_privileges!();
