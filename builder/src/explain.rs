@@ -140,11 +140,17 @@ impl Cause {
 /// Why step `step` (`new`) missed, given its trace from the previous build. `causes` maps
 /// the keys of this build's changed steps to their causes, so a change further up is
 /// named once, where it happened.
+///
+/// `ancestors` are this build's keys of the steps it builds on, directly or not, nearest
+/// first: a step whose inputs kept their keys can still have missed for a change further
+/// up (a `COPY --link` keeps its key when the steps under it change, the steps after it
+/// do not), which is found among them.
 pub(crate) fn explain(
     step: usize,
     old: &Trace,
     new: &Trace,
     causes: &HashMap<String, Cause>,
+    ancestors: &[String],
 ) -> Cause {
     let upstream = old
         .inputs
@@ -154,15 +160,19 @@ pub(crate) fn explain(
             (old_key != new_key).then(|| causes.get(new_key)).flatten()
         });
     // Its own changes (instruction, environment, files), apart from what it builds on
-    // (the definition digest covers the inputs' definitions too, so it is left out).
+    // (the definition digest covers the inputs' definitions too, so it is left out) and
+    // from what a trace read from disk never has (the contexts' checksums, which the
+    // files already cover).
     let own = Trace {
         inputs: old.inputs.clone(),
         digest: old.digest.clone(),
         key: String::new(),
+        contexts: BTreeMap::new(),
         ..new.clone()
     };
     let own_changed = Trace {
         key: String::new(),
+        contexts: BTreeMap::new(),
         ..old.clone()
     } != own;
     match upstream {
@@ -172,13 +182,24 @@ pub(crate) fn explain(
             description: new.description.clone(),
             reason: format!("{}; and {}", reason(old, &own), cause.message(usize::MAX)),
         },
-        None => Cause {
-            step,
-            description: new.description.clone(),
-            reason: reason(old, new),
-        },
+        None => {
+            let reason = reason(old, new);
+            if reason == DEFINITION_CHANGED
+                && let Some(cause) = ancestors.iter().find_map(|key| causes.get(key))
+            {
+                return cause.clone();
+            }
+            Cause {
+                step,
+                description: new.description.clone(),
+                reason,
+            }
+        }
     }
 }
+
+/// The reason when only the definition digest tells a change.
+const DEFINITION_CHANGED: &str = "its definition changed";
 
 /// What differs between two traces of one step, first difference first.
 fn reason(old: &Trace, new: &Trace) -> String {
@@ -241,7 +262,7 @@ fn reason(old: &Trace, new: &Trace) -> String {
         };
     }
     if old.digest != new.digest {
-        return "its definition changed".to_owned();
+        return DEFINITION_CHANGED.to_owned();
     }
     "its cache record is gone (pruned, or its layer was removed)".to_owned()
 }
@@ -450,7 +471,7 @@ mod tests {
     }
 
     fn why(old: &Trace, new: &Trace, causes: &HashMap<String, Cause>) -> String {
-        explain(5, old, new, causes).message(5)
+        explain(5, old, new, causes, &[]).message(5)
     }
 
     #[test]
@@ -487,6 +508,67 @@ mod tests {
         assert_eq!(
             why(&old, &trace(), &HashMap::new()),
             "its cache record is gone (pruned, or its layer was removed)"
+        );
+    }
+
+    /// A step that read the context, under a changed step: the previous build's trace comes
+    /// from disk, without the contexts' checksums this build's has; the step names only the
+    /// change it builds on (it said its cache record was gone, and its users repeated it).
+    #[test]
+    fn a_copy_under_a_changed_step_names_only_that_change() {
+        let files = BTreeMap::from([("a.txt".to_owned(), "644 2 abc".to_owned())]);
+        let old = Trace {
+            description: "COPY a.txt /a".into(),
+            files: files.clone(),
+            ..trace()
+        };
+        let mut new = Trace {
+            contexts: BTreeMap::from([(String::new(), "sha256:ctx".to_owned())]),
+            ..old.clone()
+        };
+        new.inputs[0].1 = "k2".into();
+        let cause = Cause {
+            step: 2,
+            description: "RUN echo v2 > /v".into(),
+            reason: "the instruction changed (it was `RUN echo v1 > /v`)".into(),
+        };
+        let causes = HashMap::from([("k2".to_owned(), cause)]);
+        assert_eq!(
+            why(&old, &new, &causes),
+            "it builds on step 2 (`RUN echo v2 > /v`), which changed: the instruction changed (it was `RUN echo v1 > /v`)"
+        );
+    }
+
+    /// A step after a reused `COPY --link` whose base changed: its input kept its key, its
+    /// definition did not; the change is the one under the `--link` copy.
+    #[test]
+    fn a_step_after_a_reused_link_copy_names_the_change_under_it() {
+        let cause = Cause {
+            step: 2,
+            description: "RUN echo v2 > /v".into(),
+            reason: "the instruction changed (it was `RUN echo v1 > /v`)".into(),
+        };
+        let causes = HashMap::from([("k2".to_owned(), cause)]);
+        // The keys under step 5: the `--link` copy's (kept), then the changed step's.
+        let ancestors = ["k4".to_owned(), "k2".to_owned()];
+        let old = Trace {
+            description: "RUN echo x > /x".into(),
+            digest: "d1".into(),
+            inputs: vec![("COPY --link docs /docs".into(), "k4".into())],
+            ..Default::default()
+        };
+        let new = Trace {
+            digest: "d2".into(),
+            ..old.clone()
+        };
+        assert_eq!(
+            explain(5, &old, &new, &causes, &ancestors).message(5),
+            "it builds on step 2 (`RUN echo v2 > /v`), which changed: the instruction changed (it was `RUN echo v1 > /v`)"
+        );
+        // With nothing changed further up, the definition is all there is to say.
+        assert_eq!(
+            explain(5, &old, &new, &HashMap::new(), &ancestors).message(5),
+            "its definition changed"
         );
     }
 

@@ -26,11 +26,13 @@ impl Solver for SolveContext {
         let previous = self.history.previous.steps.get(&identity);
         if let Some(old) = previous.filter(|old| old.key != trace.key) {
             let step = id.0 + 1;
+            let ancestors = self.ancestor_keys(id, &records.traces);
             let cause = if self.history.imported {
                 // Imported traces carry hashes of the environment's values.
-                explain::explain(step, old, &trace.redacted(), &records.reasons)
+                let redacted = trace.redacted();
+                explain::explain(step, old, &redacted, &records.reasons, &ancestors)
             } else {
-                explain::explain(step, old, &trace, &records.reasons)
+                explain::explain(step, old, &trace, &records.reasons, &ancestors)
             };
             records.reasons.insert(key.to_string(), cause);
         }
@@ -280,6 +282,24 @@ impl SolveContext {
     /// A step's identity across builds: its stage and its position in the stage, so an
     /// edited instruction is still the same step; in a multi-platform build, also the
     /// platform whose graph it is in.
+    /// This build's keys of the ops `id` builds on, directly or not, nearest first.
+    fn ancestor_keys(&self, id: OpId, traces: &explain::Traces) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        let mut queue: std::collections::VecDeque<OpId> =
+            self.graph.op(id).kind.inputs().into_iter().collect();
+        let mut keys = Vec::new();
+        while let Some(input) = queue.pop_front() {
+            if !seen.insert(input) {
+                continue;
+            }
+            if let Some(trace) = traces.steps.get(&self.step_identity(input)) {
+                keys.push(trace.key.clone());
+            }
+            queue.extend(self.graph.op(input).kind.inputs());
+        }
+        keys
+    }
+
     pub(crate) fn step_identity(&self, id: OpId) -> String {
         let target = self
             .targets

@@ -241,3 +241,39 @@ async fn attestations_make_an_index_whose_statements_name_the_image_and_what_it_
     let again = bench.build_with(opts, Cancel::default()).await.unwrap();
     assert_eq!(again.manifest.digest, result.manifest.digest);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_steps_after_a_changed_step_name_it_as_their_cause() {
+    if !can_own_files_as_root() {
+        return;
+    }
+    let bench = Bench::new();
+    bench.file("a.txt", "a");
+    std::fs::create_dir(bench.context().join("docs")).unwrap();
+    bench.file("docs/d", "d");
+    let dockerfile = |v: &str| {
+        format!(
+            "FROM scratch\nRUN write /v {v}\nCOPY a.txt /a\nCOPY --link docs /docs\nRUN write /x x\n"
+        )
+    };
+    bench.build(&dockerfile("1")).await.unwrap();
+    let result = bench.build(&dockerfile("2")).await.unwrap();
+    let reasons: Vec<(usize, String)> = result
+        .misses
+        .iter()
+        .map(|miss| (miss.step, miss.reason.clone().unwrap_or_default()))
+        .collect();
+    let cause = "it builds on step 2 (`RUN write /v 2`), which changed: the instruction changed (it was `RUN write /v 1`)";
+    assert_eq!(
+        reasons,
+        [
+            (
+                2,
+                "the instruction changed (it was `RUN write /v 1`)".to_owned()
+            ),
+            (3, cause.to_owned()),
+            // Step 4, the `--link` copy, is reused on the new step 3.
+            (5, cause.to_owned()),
+        ]
+    );
+}
