@@ -390,6 +390,24 @@ impl Store {
         loaded
     }
 
+    /// Copies `from` (read from `source`) into `into` (a blob being written): a failure to
+    /// read is `source`'s, a failure to write the store's (a full disk), each named so.
+    fn copy_in(&self, from: &mut impl Read, into: &mut impl Write, source: &Path) -> Result<u64> {
+        let mut buffer = vec![0; 1 << 16];
+        let mut copied = 0;
+        loop {
+            let read = match from.read(&mut buffer) {
+                Ok(0) => return Ok(copied),
+                Ok(read) => read,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(Error::io("read", source)(err)),
+            };
+            into.write_all(&buffer[..read])
+                .map_err(Error::io("write into the store at", self.root()))?;
+            copied += read as u64;
+        }
+    }
+
     /// Reads an image archive's blobs into the store and returns its images, unnamed.
     fn load_images(&self, input: impl Read, source: &Path) -> Result<Vec<LoadedImage>> {
         let invalid = |reason: String| Error::InvalidArchive {
@@ -420,7 +438,7 @@ impl Store {
                     continue;
                 }
                 let mut ingest = self.ingest()?;
-                io::copy(&mut entry, &mut ingest).map_err(read_err)?;
+                self.copy_in(&mut entry, &mut ingest, source)?;
                 ingest.commit(Some(&digest))?;
             } else if path == "index.json" || path == "manifest.json" {
                 let size = entry.header().size().map_err(read_err)?;
@@ -441,7 +459,7 @@ impl Store {
             } else if path != "oci-layout" && path != "repositories" {
                 // A docker-archive's config or layer under its own name.
                 let mut ingest = self.ingest()?;
-                io::copy(&mut entry, &mut ingest).map_err(read_err)?;
+                self.copy_in(&mut entry, &mut ingest, source)?;
                 let (digest, size) = ingest.commit(None)?;
                 files.insert(path.to_owned(), (digest, size));
             }
@@ -692,10 +710,11 @@ impl Store {
             decompress(BufReader::with_capacity(1 << 20, input)).map_err(read_err)?;
         let ingest = self.ingest()?;
         let mut hashing = HashingWriter::new(GzEncoder::new(ingest, flate2::Compression::new(6)));
-        io::copy(&mut stream, &mut hashing).map_err(read_err)?;
-        hashing.flush().map_err(read_err)?;
+        self.copy_in(&mut stream, &mut hashing, source)?;
+        let write_err = |err| Error::io("write into the store at", self.root())(err);
+        hashing.flush().map_err(write_err)?;
         let (gzip, diff_id, _) = hashing.finish();
-        let ingest = gzip.finish().map_err(read_err)?;
+        let ingest = gzip.finish().map_err(write_err)?;
         let (layer_digest, layer_size) = ingest.commit(None)?;
         let now = crate::time::rfc3339(created.unwrap_or_else(crate::time::now_unix));
         let config = ImageConfiguration {

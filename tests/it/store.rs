@@ -562,6 +562,34 @@ fn a_full_disk_is_a_clear_error_and_leaves_the_store_consistent() {
         stdout(&env.rbuild(&["run", "after:1", "cat", "/after"])),
         "after\n"
     );
+
+    // A tarball larger than the space left: the store is what could not be written, not
+    // the tarball what could not be read.
+    let big = env.path("big-rootfs.tar");
+    let mut noise = vec![0u8; 16 << 20];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for byte in &mut noise {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        *byte = state as u8;
+    }
+    let mut archive = tar::Builder::new(fs::File::create(&big).unwrap());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(noise.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    archive
+        .append_data(&mut header, "noise.bin", &noise[..])
+        .unwrap();
+    archive.finish().unwrap();
+    let out = env.rbuild(&["import", big.to_str().unwrap(), "big:1"]);
+    assert_failure(&out);
+    let err = stderr(&out);
+    assert!(err.contains("write into the store"), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(!err.contains("failed to read"), "{err}");
+    assert_success(&env.rbuild(&["store", "verify"]));
 }
 
 /// Images with hostile layers load (their blobs are sound) but never unpack outside the
