@@ -548,3 +548,33 @@ fn a_git_context_build_is_dated_by_its_commit_and_verified_from_it_alone() {
         stdout(&out)
     );
 }
+
+/// A local repository by `file://` URL is neither fetched nor looked for as a path: the
+/// context and an ADD source say that such URLs are not supported, and what to do.
+#[test]
+fn a_file_url_repository_is_refused_saying_why() {
+    let env = TestEnv::new();
+    let (base, _) = repository(&env);
+    let url = format!("file://{}#main", base.join("repo.git").display());
+    let out = env.host_command().args(["build", &url]).output().unwrap();
+    assert_failure(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("`file://` contexts are not supported"),
+        "{err}"
+    );
+    assert!(err.contains("checkout"), "{err}");
+
+    let ctx = env.context(
+        "add-file-url",
+        &[("Dockerfile", &format!("FROM scratch\nADD {url} /src/\n"))],
+    );
+    let out = build(&env, &ctx, "file-url:1");
+    assert_failure(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("`ADD` cannot fetch `{url}`")),
+        "{err}"
+    );
+    assert!(err.contains("Dockerfile:2"), "{err}");
+}

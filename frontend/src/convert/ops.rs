@@ -142,6 +142,21 @@ impl Converter<'_> {
                 return Err(invalid(span, format!("`COPY` source `{source}` is a URL"))
                     .with_help("use `ADD` for remote sources"));
             }
+            // `file://…` and other schemes would otherwise be looked for as a path in the
+            // context, and reported missing there.
+            if let Some((scheme, _)) = source.split_once("://")
+                && is_scheme(scheme)
+                && !CopyOp::is_url(source)
+                && !GitSource::is_git(source)
+            {
+                return Err(invalid(
+                    span,
+                    format!("`{keyword}` cannot fetch `{source}`: `{scheme}://` URLs are not supported"),
+                )
+                .with_help(
+                    "`ADD` fetches http(s) URLs, and git repositories over https, ssh and git; a local file or repository goes in the build context",
+                ));
+            }
         }
         let mut git = match sources.as_slice() {
             [source] if GitSource::is_git(source) && copy.inline.is_empty() => {
@@ -409,6 +424,14 @@ fn run_history(
         history.push_str(arg);
     }
     history
+}
+
+/// Whether `text` is a URL scheme (`file`, `ftp`, `s3`): a letter, then letters, digits,
+/// `+`, `-` or `.`.
+fn is_scheme(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 #[cfg(test)]

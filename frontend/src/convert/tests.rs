@@ -485,6 +485,37 @@ fn add_checksum_on_a_local_source_is_rejected() {
 }
 
 #[test]
+fn sources_with_a_scheme_rbuild_cannot_fetch_are_refused_by_name() {
+    for (text, source) in [
+        (
+            "ADD file:///srv/repo.git#main /src/",
+            "file:///srv/repo.git#main",
+        ),
+        ("COPY ftp://host/x /x", "ftp://host/x"),
+    ] {
+        let dockerfile = format!("FROM busybox\n{text}\n");
+        let error = convert_error(&dockerfile);
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("cannot fetch `{source}`")),
+            "{error}"
+        );
+        assert!(
+            error.help().is_some_and(|h| h.contains("build context")),
+            "{error}"
+        );
+        // On the instruction's line.
+        assert!(
+            error.span().start > dockerfile.find('\n').unwrap(),
+            "{error}"
+        );
+    }
+    // A path in the context that merely contains `://` further on is a path.
+    build("FROM busybox\nCOPY dir/a://b /x\n");
+}
+
+#[test]
 fn add_checksum_must_be_sha256_and_64_hex() {
     for bad in [
         "md5:d41d8cd98f00b204e9800998ecf8427e",
@@ -542,7 +573,8 @@ fn copy_from_a_url_is_rejected_and_add_from_git_reads_a_repository() {
         ),
         ("ADD --keep-git-dir a.txt /src/", "needs a git source"),
     ] {
-        let error = convert_error(&format!("FROM busybox\n{text}\n"));
+        let dockerfile = format!("FROM busybox\n{text}\n");
+        let error = convert_error(&dockerfile);
         assert!(error.to_string().contains(message), "{text}: {error}");
     }
 }

@@ -149,6 +149,17 @@ fn open_source(
     ssh: &BTreeMap<String, SshSource>,
 ) -> Result<stdin::Source> {
     if !git_context::is_git_context(&args.context) {
+        // A URL that is neither a directory here nor a git remote rbuild fetches would be
+        // looked for as a directory named like it.
+        let text = args.context.to_string_lossy();
+        if !args.context.exists()
+            && let Some((scheme @ ("file" | "ftp" | "s3" | "gs"), _)) = text.split_once("://")
+        {
+            return Err(miette::miette!(
+                help = "rbuild builds a local directory, a git repository over https, ssh or git, or a tar on stdin; for a local repository, build its checkout (`git worktree add`, `git clone`)",
+                "cannot build `{text}`: `{scheme}://` contexts are not supported"
+            ));
+        }
         return stdin::Source::open(&args.context, args.file.as_deref());
     }
     let auth = git_context::GitAuth {
