@@ -136,6 +136,25 @@ fn copy_errors_are_clear() {
             stderr(&out)
         );
     }
+    // A wildcard that matches a symlink to an absolute path: followed inside the context,
+    // where there is no such file; the link is named, not reported missing.
+    let ctx = env.context(
+        "links",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY src/* /d/\n"),
+            ("src/a", "a"),
+        ],
+    );
+    std::os::unix::fs::symlink("/etc/passwd", ctx.join("src/abs-link")).unwrap();
+    let out = env.build(&ctx, "links:1");
+    assert_failure(&out);
+    let text = flat(&stderr(&out));
+    assert!(
+        text.contains(
+            "`src/abs-link` is a symlink to `/etc/passwd`, which is not in the build context"
+        ),
+        "{text}"
+    );
 }
 
 #[test]

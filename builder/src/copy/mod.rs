@@ -29,6 +29,14 @@ fn did_you_mean(suggestion: &Option<String>) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CopyError {
+    #[error(
+        "`{path}` is a symlink to `{target}`, which is not in {origin} (a symlink is followed inside {origin}, as if it were `/`)"
+    )]
+    DanglingLink {
+        path: String,
+        target: String,
+        origin: String,
+    },
     #[error("`{path}` not found in {origin}{}", did_you_mean(.suggestion))]
     NotFound {
         path: String,

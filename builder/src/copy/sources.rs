@@ -78,6 +78,16 @@ impl CopyRequest<'_> {
     /// is not excluded) when one is likely what was meant.
     pub(super) fn not_found(&self, source: &str) -> CopyError {
         let clean = source.trim_start_matches('/');
+        // There, but a symlink to what is not.
+        if let Ok(link) = resolve_in_root(self.source_root, clean, false)
+            && let Ok(target) = fs::read_link(&link)
+        {
+            return CopyError::DanglingLink {
+                path: source.to_owned(),
+                target: target.display().to_string(),
+                origin: self.origin.to_owned(),
+            };
+        }
         let (dir, name) = match clean.rsplit_once('/') {
             Some((dir, name)) => (dir, name),
             None => ("", clean),
