@@ -107,8 +107,7 @@ impl Store {
         format: ArchiveFormat,
     ) -> Result<()> {
         let layout = self.layout(images, format)?;
-        // The file the path names, through symlinks, when it exists.
-        let out = fs::canonicalize(out).unwrap_or_else(|_| out.to_owned());
+        let out = through_links(out);
         if fs::metadata(&out).is_ok_and(|meta| !meta.is_file() && !meta.is_dir()) {
             let file = fs::OpenOptions::new()
                 .write(true)
@@ -765,6 +764,26 @@ pub fn oci_architecture(name: &str) -> &str {
         "powerpc64" => "ppc64le",
         other => other,
     }
+}
+
+/// The file `path` names through symlinks: itself when it is none, the file a symlink
+/// leads to (made there when it does not exist yet, as a shell's `>` would).
+fn through_links(path: &Path) -> std::path::PathBuf {
+    if let Ok(target) = fs::canonicalize(path) {
+        return target;
+    }
+    let mut path = path.to_owned();
+    // A dangling link (a chain of them, at most a few): where it points.
+    for _ in 0..8 {
+        let Ok(target) = fs::read_link(&path) else {
+            break;
+        };
+        path = match path.parent() {
+            Some(parent) if target.is_relative() => parent.join(target),
+            _ => target,
+        };
+    }
+    path
 }
 
 /// What an archive holds: its `index.json`, docker's files beside it, and its blobs (with

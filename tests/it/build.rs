@@ -1,6 +1,7 @@
 //! `rbuild build` end to end: the demo fixture uses every instruction of the skeleton.
 
 use std::path::PathBuf;
+use std::process::Command;
 
 use crate::support::*;
 
@@ -635,6 +636,65 @@ fn a_failed_build_leaves_no_stale_iidfile() {
         std::fs::read_to_string(&iidfile).unwrap(),
         stdout(&out).trim()
     );
+    let id = stdout(&out).trim().to_owned();
+
+    // A FIFO a CI job reads stays a FIFO and gets the id; a symlink stays a link, its file
+    // emptied when the build fails and written when it works.
+    use std::os::unix::fs::FileTypeExt;
+    let fifo = env.path("iid.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let received = env.path("iid.received");
+    let mut reader = Command::new("sh")
+        .arg("-c")
+        .arg("cat \"$0\" > \"$1\"")
+        .arg(&fifo)
+        .arg(&received)
+        .spawn()
+        .unwrap();
+    let elsewhere = env.path("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("metadata.json"), "{\"stale\":true}").unwrap();
+    let link = env.path("metadata-link.json");
+    std::os::unix::fs::symlink(elsewhere.join("metadata.json"), &link).unwrap();
+    let out = env.rbuild(&[
+        "build",
+        "--progress",
+        "quiet",
+        "--iidfile",
+        fifo.to_str().unwrap(),
+        "--metadata-file",
+        link.to_str().unwrap(),
+        ctx.to_str().unwrap(),
+    ]);
+    assert_success(&out);
+    assert!(reader.wait().unwrap().success());
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    assert_eq!(std::fs::read_to_string(&received).unwrap(), id);
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(elsewhere.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(metadata["containerimage.config.digest"], id);
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN exit 3\n").unwrap();
+    let out = env.rbuild(&[
+        "build",
+        "--metadata-file",
+        link.to_str().unwrap(),
+        ctx.to_str().unwrap(),
+    ]);
+    assert_failure(&out);
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert_eq!(std::fs::read(elsewhere.join("metadata.json")).unwrap(), b"");
 }
 
 /// Without `-f`, a context with only a lower-case `dockerfile` uses it, as docker does;

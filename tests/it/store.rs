@@ -247,6 +247,12 @@ fn save_writes_into_fifos_follows_symlinks_and_streams_to_stdout() {
     assert_success(&env.rbuild(&["save", "busybox", "-o", link.to_str().unwrap()]));
     assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
     assert_eq!(fs::read(elsewhere.join("target.tar")).unwrap(), reference);
+    // A link to a file not there yet: made there, as a shell's `>` would.
+    let dangling = env.path("dangling.tar");
+    std::os::unix::fs::symlink("elsewhere/new.tar", &dangling).unwrap();
+    assert_success(&env.rbuild(&["save", "busybox", "-o", dangling.to_str().unwrap()]));
+    assert!(fs::symlink_metadata(&dangling).unwrap().is_symlink());
+    assert_eq!(fs::read(elsewhere.join("new.tar")).unwrap(), reference);
 
     for args in [
         &["save", "busybox", "-o", "-"][..],

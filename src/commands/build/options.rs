@@ -243,15 +243,33 @@ fn parse_label(text: &str) -> Result<(String, String)> {
     Ok((key.to_owned(), value.to_owned()))
 }
 
+/// An earlier build's file at `path` made empty: a regular file is removed (as docker
+/// does), a symlink's regular file emptied (the link stays); a FIFO or a device (a CI
+/// job's reader, `/dev/null`) is left as it is, to be written into.
 fn remove_stale(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(miette::Report::from_err(err).wrap_err(format!(
+    let failed = |err: std::io::Error| {
+        miette::Report::from_err(err).wrap_err(format!(
             "cannot remove {} before the build (it would hold an earlier build's result)",
             path.display()
-        ))),
+        ))
+    };
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if meta.is_file() {
+        return match std::fs::remove_file(path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(failed(err)),
+            _ => Ok(()),
+        };
     }
+    if meta.is_symlink() && std::fs::metadata(path).is_ok_and(|target| target.is_file()) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(path)
+            .map_err(failed)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
