@@ -121,8 +121,9 @@ pub async fn build(mut args: BuildArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(130));
         }
         Err(err) => {
+            let outcome = finish::failed(err, &args, &plan.source, &session).await;
             session.end(BuildResult::Failed, None);
-            return finish::failed(err, &args, &plan.source).await;
+            return outcome;
         }
     };
     // `--push` pushes every name, then `-o` outputs go in their order, then `--cache-to`.

@@ -74,6 +74,11 @@ impl BuildLog {
         Ok(log)
     }
 
+    /// Adds `text` (the report of why the build failed) to the log.
+    pub fn note(&self, text: &str) {
+        self.inner.note(text);
+    }
+
     /// Records how the build ended, and the image it made if it made one.
     pub fn finish(&self, result: BuildResult, image: Option<&Digest>) {
         {

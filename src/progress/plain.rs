@@ -57,6 +57,13 @@ impl<W: Write + Send> PlainProgress<W> {
         }
     }
 
+    /// Writes `text` as it is, after what was written so far (a failed build's report).
+    pub fn note(&self, text: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = state.out.write_all(text.as_bytes());
+        let _ = state.out.flush();
+    }
+
     #[cfg(test)]
     fn into_inner(self) -> W {
         self.state.into_inner().unwrap().out

@@ -427,6 +427,17 @@ fn logs_list_says_when_what_and_how_each_build_ended() {
         "{}",
         stdout(&log)
     );
+    // Why it failed is in the log too, without colors, as it was shown.
+    assert!(stdout(&log).contains("exit code 3"), "{}", stdout(&log));
+    assert!(!stdout(&log).contains('\u{1b}'), "{}", stdout(&log));
+
+    // A build that fails before any step runs (a Dockerfile that does not parse) has a
+    // log that says why.
+    let typo = env.context("typo", &[("Dockerfile", "FROM busybox\nRUNN echo\n")]);
+    assert_failure(&env.build(&typo, "typo:1"));
+    let log = stdout(&env.rbuild(&["logs"]));
+    assert!(log.contains("RUNN"), "{log}");
+    assert!(log.contains("Dockerfile:2:1"), "{log}");
 }
 
 fn nix_kill(pid: u32, signal: i32) {

@@ -23,6 +23,7 @@ pub(super) async fn failed(
     mut err: BuildError,
     args: &BuildArgs,
     source: &stdin::Source,
+    session: &super::session::Session,
 ) -> Result<ExitCode> {
     if let Some(note) = source.failure_note(&err) {
         eprintln!("{note}");
@@ -34,6 +35,7 @@ pub(super) async fn failed(
         BuildError::RunFailed { .. } | BuildError::OutOfMemory { .. }
     );
     let report = build_error(err, path, dockerfile);
+    session.note_failure(&report);
     if let Some(step) = kept {
         eprintln!("{report:?}");
         debug::open_shell(step, &path.display().to_string(), dockerfile).await;

@@ -48,6 +48,20 @@ impl Session {
         }
     }
 
+    /// Keeps the report of why the build failed in the log, without colors, as it was
+    /// shown (`rbuild logs` shows it with the steps).
+    pub fn note_failure(&self, report: &miette::Report) {
+        let Some(log) = &self.log else {
+            return;
+        };
+        let handler =
+            miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
+        let mut text = String::new();
+        if handler.render_report(&mut text, report.as_ref()).is_ok() {
+            log.note(&text);
+        }
+    }
+
     /// The build is over: signals no longer cancel anything, and the log says how it ended.
     pub fn end(&self, result: BuildResult, image: Option<&Digest>) {
         self.signals.abort();
