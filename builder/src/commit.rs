@@ -123,7 +123,8 @@ impl SolveContext {
                     Ok(())
                 }
                 Err(err) => {
-                    sender.send_replace(Some(Err(with_causes(&err))));
+                    // The whole cause, for the steps that waited for this layer.
+                    sender.send_replace(Some(Err(crate::error::with_causes(&err))));
                     Err(err)
                 }
             }
@@ -171,17 +172,6 @@ fn failing_as(
 ) -> impl std::future::Future<Output = Result<(), BuildError>> + Send + 'static {
     let (span, description) = (op.span, op.description.clone());
     async move { task.await.map_err(|err| err.in_step(span, &description)) }
-}
-
-/// `err` and its causes, for the steps that waited for the layer it failed.
-fn with_causes(err: &BuildError) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 fn is_empty_dir(path: &std::path::Path) -> bool {

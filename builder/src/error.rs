@@ -199,3 +199,14 @@ impl BuildError {
         }
     }
 }
+
+/// `err` and each of its causes after it, `: `-separated: the whole of an error on one line.
+pub(crate) fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}

@@ -269,15 +269,7 @@ fn probe(store: &Store) -> Result<(), String> {
             at: merged.clone(),
         };
         rbuild_runtime::with_mounts(&[mount], || fs::write(merged.join("file"), "upper"))
-            .map_err(|err| {
-                let mut message = err.to_string();
-                let mut source = std::error::Error::source(&err);
-                while let Some(cause) = source {
-                    message = format!("{message}: {cause}");
-                    source = cause.source();
-                }
-                message
-            })?
+            .map_err(|err| crate::error::with_causes(&err))?
             .map_err(|err| format!("writing through overlayfs failed: {err}"))?;
         match fs::read_to_string(upper.join("file")) {
             Ok(text) if text == "upper" => Ok(()),

@@ -2,22 +2,9 @@
 //! through the `Watched` fake in front of the store: the build fails saying why, names
 //! nothing, leaves no snapshot behind, and the next build (the disk freed) builds.
 
-use crate::BuildError;
 use crate::testing::Bench;
 
 const DOCKERFILE: &str = "FROM scratch\nRUN write /a 1\nRUN write /b 2\n";
-
-/// The error as the CLI prints it: each cause after the other.
-fn chain(err: &BuildError) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
 
 /// Builds `DOCKERFILE` with `call` failing after `succeeding` good ones: the error, then
 /// (nothing failing any more) a build that must succeed with both files.
@@ -37,7 +24,8 @@ async fn fails_then_builds(call: &'static str, succeeding: usize) -> (Bench, Str
             .is_err(),
         "a failed build names nothing"
     );
-    let message = chain(&err);
+    // The error as the CLI prints it: each cause after the other.
+    let message = crate::error::with_causes(&err);
     assert!(
         message.contains("No space left on device"),
         "{call}: {message}"
