@@ -73,10 +73,16 @@ pub fn attestations_about<'a>(
 /// Whether `descriptor` (a referrer, an attestation layer) holds one of the statements a
 /// build writes ([`BUILD_PREDICATE_TYPES`]).
 pub fn is_build_statement(descriptor: &Descriptor) -> bool {
+    BUILD_PREDICATE_TYPES.contains(&predicate_type_of(descriptor))
+}
+
+/// The predicate type an attestation layer or referrer is annotated with (empty when it
+/// has none).
+fn predicate_type_of(descriptor: &Descriptor) -> &str {
     descriptor
         .annotations
         .get(ANNOTATION_PREDICATE_TYPE)
-        .is_some_and(|kind| BUILD_PREDICATE_TYPES.contains(&kind.as_str()))
+        .map_or("", String::as_str)
 }
 
 /// Whether an index entry is an attestation manifest rather than a platform's image.
@@ -166,11 +172,7 @@ impl Store {
             .filter(|layer| layer.media_type == MEDIA_TYPE_IN_TOTO)
             .map(|layer| {
                 Ok(Statement {
-                    predicate_type: layer
-                        .annotations
-                        .get(ANNOTATION_PREDICATE_TYPE)
-                        .cloned()
-                        .unwrap_or_default(),
+                    predicate_type: predicate_type_of(layer).to_owned(),
                     bytes: self.read_blob(&layer.digest)?,
                 })
             })
@@ -188,11 +190,7 @@ impl Store {
         let mut statement: serde_json::Value = self.read_json("attestation", &layer.digest)?;
         rename_digest(&mut statement, old, new);
         Ok(Statement {
-            predicate_type: layer
-                .annotations
-                .get(ANNOTATION_PREDICATE_TYPE)
-                .cloned()
-                .unwrap_or_default(),
+            predicate_type: predicate_type_of(layer).to_owned(),
             bytes: oci::canonical_json(&statement),
         })
     }

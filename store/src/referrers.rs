@@ -62,12 +62,7 @@ impl Store {
             return Ok(());
         }
         list.push(referrer);
-        let bytes = serde_json::to_vec(&list).map_err(|source| Error::InvalidJson {
-            what: "referrers",
-            digest: subject.clone(),
-            source,
-        })?;
-        self.put_state(&state_key(subject), &bytes)
+        self.put_referrers(subject, &list)
     }
 
     /// Forgets `subject`'s referrers that hold a statement a build writes (provenance,
@@ -83,7 +78,12 @@ impl Store {
         if kept.len() == list.len() {
             return Ok(());
         }
-        let bytes = serde_json::to_vec(&kept).map_err(|source| Error::InvalidJson {
+        self.put_referrers(subject, &kept)
+    }
+
+    /// Records `list` as `subject`'s referrers, replacing what was recorded.
+    fn put_referrers(&self, subject: &Digest, list: &[Descriptor]) -> Result<()> {
+        let bytes = serde_json::to_vec(list).map_err(|source| Error::InvalidJson {
             what: "referrers",
             digest: subject.clone(),
             source,
