@@ -108,11 +108,7 @@ pub fn load(args: LoadArgs) -> Result<ExitCode> {
 pub fn import(args: ImportArgs) -> Result<ExitCode> {
     let store = open_store()?;
     let name = parse_name(&args.name)?;
-    let platform = args
-        .platform
-        .as_deref()
-        .map(super::parse_platform)
-        .transpose()?;
+    let platform = super::platform_flag(args.platform.as_deref())?;
     // As a build reads it: the image's time, for the same image from the same tarball.
     let created = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(value) if !value.is_empty() => Some(value.parse::<i64>().map_err(|_| {

@@ -168,11 +168,7 @@ fn platform_of(image: &Image) -> String {
 
 pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
     let store = open_store()?;
-    let platform = args
-        .platform
-        .as_deref()
-        .map(super::parse_platform)
-        .transpose()?;
+    let platform = super::platform_flag(args.platform.as_deref())?;
     if args.provenance || args.sbom {
         let (kind, types) = if args.provenance {
             (
@@ -189,13 +185,7 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
             )
         };
         let bytes = attached(&store, &args.image, platform.as_ref(), kind, types)?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes).into_diagnostic()?;
-        let mut text = serde_json::to_string_pretty(&value).into_diagnostic()?;
-        text.push('\n');
-        crate::output::stdout()
-            .write_all(text.as_bytes())
-            .into_diagnostic()?;
-        return Ok(ExitCode::SUCCESS);
+        return print_json(&bytes);
     }
     let image = find_image_for(&store, &args.image, platform.as_ref())?;
     let digest = if args.manifest {
@@ -204,7 +194,12 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
         &image.config_digest
     };
     let bytes = store.read_blob(digest).into_diagnostic()?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).into_diagnostic()?;
+    print_json(&bytes)
+}
+
+/// A JSON document on stdout, indented.
+fn print_json(bytes: &[u8]) -> Result<ExitCode> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).into_diagnostic()?;
     let mut text = serde_json::to_string_pretty(&value).into_diagnostic()?;
     text.push('\n');
     crate::output::stdout()

@@ -161,6 +161,11 @@ pub fn parse_platform(text: &str) -> Result<rbuild_store::oci::Platform> {
     Ok(rbuild_builder::oci_platform(&platform))
 }
 
+/// A command's `--platform`, when given.
+pub fn platform_flag(flag: Option<&str>) -> Result<Option<rbuild_store::oci::Platform>> {
+    flag.map(parse_platform).transpose()
+}
+
 pub fn parse_name(text: &str) -> Result<ImageName> {
     text.parse::<ImageName>().into_diagnostic()
 }

@@ -32,11 +32,7 @@ pub struct SbomArgs {
 
 pub fn sbom(args: SbomArgs) -> Result<ExitCode> {
     let store = open_store()?;
-    let platform = args
-        .platform
-        .as_deref()
-        .map(super::parse_platform)
-        .transpose()?;
+    let platform = super::platform_flag(args.platform.as_deref())?;
     let image = find_image_for(&store, &args.image, platform.as_ref())?;
     let inventory = rbuild_builder::image_inventory(&store, &image.manifest.layers)
         .into_diagnostic()

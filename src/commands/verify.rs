@@ -37,11 +37,7 @@ pub struct VerifyBuildArgs {
 
 pub fn verify_build(args: VerifyBuildArgs) -> Result<ExitCode> {
     let store = open_store()?;
-    let platform = args
-        .platform
-        .as_deref()
-        .map(super::parse_platform)
-        .transpose()?;
+    let platform = super::platform_flag(args.platform.as_deref())?;
     let (image, provenance) = image_and_provenance(&store, &args.image, platform.as_ref())?;
     let plan = plan(&args, &provenance)?;
     let scratch = tempfile::Builder::new()

@@ -241,11 +241,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         listeners.push((listener, binding.container));
     }
 
-    let platform = args
-        .platform
-        .as_deref()
-        .map(super::parse_platform)
-        .transpose()?;
+    let platform = super::platform_flag(args.platform.as_deref())?;
     let store = open_store()?;
     let runtime = open_runtime(&store)?;
     super::check_limits(&runtime, &limits)?;
