@@ -141,7 +141,7 @@ impl Cause {
 /// the keys of this build's changed steps to their causes, so a change further up is
 /// named once, where it happened.
 ///
-/// `ancestors` are this build's keys of the steps it builds on, directly or not, nearest
+/// `ancestors` gives this build's keys of the steps it builds on, directly or not, nearest
 /// first: a step whose inputs kept their keys can still have missed for a change further
 /// up (a `COPY --link` keeps its key when the steps under it change, the steps after it
 /// do not), which is found among them.
@@ -150,7 +150,7 @@ pub(crate) fn explain(
     old: &Trace,
     new: &Trace,
     causes: &HashMap<String, Cause>,
-    ancestors: &[String],
+    ancestors: impl FnOnce() -> Vec<String>,
 ) -> Cause {
     let upstream = old
         .inputs
@@ -185,7 +185,8 @@ pub(crate) fn explain(
         None => {
             let reason = reason(old, new);
             if reason == DEFINITION_CHANGED
-                && let Some(cause) = ancestors.iter().find_map(|key| causes.get(key))
+                // Walked only here: a graph of thousands of steps has as many ancestors.
+                && let Some(cause) = ancestors().iter().find_map(|key| causes.get(key))
             {
                 return cause.clone();
             }
@@ -471,7 +472,7 @@ mod tests {
     }
 
     fn why(old: &Trace, new: &Trace, causes: &HashMap<String, Cause>) -> String {
-        explain(5, old, new, causes, &[]).message(5)
+        explain(5, old, new, causes, Vec::new).message(5)
     }
 
     #[test]
@@ -562,12 +563,12 @@ mod tests {
             ..old.clone()
         };
         assert_eq!(
-            explain(5, &old, &new, &causes, &ancestors).message(5),
+            explain(5, &old, &new, &causes, || ancestors.to_vec()).message(5),
             "it builds on step 2 (`RUN echo v2 > /v`), which changed: the instruction changed (it was `RUN echo v1 > /v`)"
         );
         // With nothing changed further up, the definition is all there is to say.
         assert_eq!(
-            explain(5, &old, &new, &HashMap::new(), &ancestors).message(5),
+            explain(5, &old, &new, &HashMap::new(), || ancestors.to_vec()).message(5),
             "its definition changed"
         );
     }

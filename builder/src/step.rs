@@ -26,13 +26,14 @@ impl Solver for SolveContext {
         let previous = self.history.previous.steps.get(&identity);
         if let Some(old) = previous.filter(|old| old.key != trace.key) {
             let step = id.0 + 1;
-            let ancestors = self.ancestor_keys(id, &records.traces);
+            let traces = &records.traces;
+            let ancestors = || self.ancestor_keys(id, traces);
             let cause = if self.history.imported {
                 // Imported traces carry hashes of the environment's values.
                 let redacted = trace.redacted();
-                explain::explain(step, old, &redacted, &records.reasons, &ancestors)
+                explain::explain(step, old, &redacted, &records.reasons, ancestors)
             } else {
-                explain::explain(step, old, &trace, &records.reasons, &ancestors)
+                explain::explain(step, old, &trace, &records.reasons, ancestors)
             };
             records.reasons.insert(key.to_string(), cause);
         }
