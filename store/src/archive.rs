@@ -106,7 +106,6 @@ impl Store {
         out: &Path,
         format: ArchiveFormat,
     ) -> Result<()> {
-        let layout = self.layout(images, format)?;
         let out = through_links(out);
         if fs::metadata(&out).is_ok_and(|meta| !meta.is_file() && !meta.is_dir()) {
             let file = fs::OpenOptions::new()
@@ -114,9 +113,9 @@ impl Store {
                 .open(&out)
                 .map_err(Error::io("open", &out))?;
             let writer = io::BufWriter::with_capacity(1 << 20, file);
-            let mut writer = self.write_layout(&layout, writer, &out)?;
-            return writer.flush().map_err(Error::io("write", &out));
+            return self.write_archive(images, writer, format, &out);
         }
+        let layout = self.layout(images, format)?;
         let dir = out
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
