@@ -394,6 +394,16 @@ impl CopyOp {
     }
 }
 
+/// The scheme of `text` written as a URL (`scheme://…`: a letter, then letters, digits,
+/// `+`, `-` or `.`), whether rbuild fetches such URLs or not; `None` for a path.
+pub fn url_scheme(text: &str) -> Option<&str> {
+    let (scheme, _) = text.split_once("://")?;
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some(scheme)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum CopyKind {
     Copy,

@@ -46,7 +46,7 @@ pub use git::GitSource;
 pub use graph::{
     BindMount, BuildGraph, CacheMount, CacheSharing, CopyKind, CopyOp, CopySource, ExecMount,
     ExecOp, ImageOutput, InlineFile, MkdirOp, MountSource, NetworkMode, Op, OpDigest, OpId, OpKind,
-    SecretMount, SshMount, StageId, TmpfsMount,
+    SecretMount, SshMount, StageId, TmpfsMount, url_scheme,
 };
 pub use instructions::{
     ArgDecl, Command, Copy, Dockerfile, InlineSource, Instruction, InstructionKind, Onbuild, Pair,

@@ -144,8 +144,7 @@ impl Converter<'_> {
             }
             // `file://…` and other schemes would otherwise be looked for as a path in the
             // context, and reported missing there.
-            if let Some((scheme, _)) = source.split_once("://")
-                && is_scheme(scheme)
+            if let Some(scheme) = crate::url_scheme(source)
                 && !CopyOp::is_url(source)
                 && !GitSource::is_git(source)
             {
@@ -424,14 +423,6 @@ fn run_history(
         history.push_str(arg);
     }
     history
-}
-
-/// Whether `text` is a URL scheme (`file`, `ftp`, `s3`): a letter, then letters, digits,
-/// `+`, `-` or `.`.
-fn is_scheme(text: &str) -> bool {
-    let mut chars = text.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 #[cfg(test)]

@@ -153,7 +153,7 @@ fn open_source(
         // looked for as a directory named like it.
         let text = args.context.to_string_lossy();
         if !args.context.exists()
-            && let Some((scheme @ ("file" | "ftp" | "s3" | "gs"), _)) = text.split_once("://")
+            && let Some(scheme) = rbuild_frontend::url_scheme(&text)
         {
             return Err(miette::miette!(
                 help = "rbuild builds a local directory, a git repository over https, ssh or git, or a tar on stdin; for a local repository, build its checkout (`git worktree add`, `git clone`)",
